@@ -1,0 +1,5 @@
+//! The `nanny-analyzer` binary: see the library crate for what it does.
+
+fn main() -> std::process::ExitCode {
+    nanny_common::entrypoint::service_main(nanny_analyzer::BINARY, nanny_analyzer::run)
+}

@@ -1,0 +1,5 @@
+//! The `nanny-coordinator` binary: see the library crate for what it does.
+
+fn main() -> std::process::ExitCode {
+    nanny_common::entrypoint::service_main(nanny_coordinator::BINARY, nanny_coordinator::run)
+}

@@ -1,0 +1,228 @@
+//! `HealingAction`: one proposed action and its life.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{ActionType, Condition};
+
+/// One recommendation recorded as a durable, auditable state machine.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "nanny.ai",
+    version = "v1alpha1",
+    kind = "HealingAction",
+    plural = "healingactions",
+    shortname = "ha",
+    namespaced,
+    status = "HealingActionStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action.type"}"#,
+    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.target.name"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct HealingActionSpec {
+    /// `namespace/name` of the HealingPolicy that produced it.
+    pub policy_ref: String,
+    /// The exact object, pinned by uid.
+    pub target: TargetRef,
+    /// What to do.
+    pub action: ActionSpec,
+    /// Rule or model that proposed it.
+    pub source: ActionSource,
+    /// 0–100; untrusted when the source is a model.
+    #[schemars(range(min = 0, max = 100))]
+    pub confidence: u32,
+    /// Why, in words.
+    pub reasoning: String,
+    /// Evidence references (issue fingerprints, metric queries).
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// Fingerprints of the issues this addresses.
+    #[serde(default)]
+    pub issue_fingerprints: Vec<String>,
+    /// Recommendation id, from the analyzer.
+    pub recommendation_id: String,
+    /// Snapshot id the recommendation was made from.
+    pub snapshot_id: String,
+    /// A human's decision, when one was needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<HumanApproval>,
+}
+
+/// A Kubernetes object pinned by uid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRef {
+    /// e.g. `Pod`, `Deployment`, `Node`.
+    pub kind: String,
+    /// Empty for cluster-scoped objects.
+    #[serde(default)]
+    pub namespace: String,
+    /// Object name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The uid observed; the action is refused if the object was replaced.
+    #[schemars(length(min = 1))]
+    pub uid: String,
+    /// The resourceVersion observed.
+    #[serde(default)]
+    pub resource_version: String,
+}
+
+/// An action type and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionSpec {
+    /// The action type.
+    #[serde(rename = "type")]
+    pub type_: ActionType,
+    /// Type-specific parameters, e.g. `maxReplicas: "15"`, `memoryLimit: "768Mi"`.
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, String>,
+}
+
+/// Who proposed the action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionSource {
+    /// `Rule` or `Model`.
+    pub kind: SourceKind,
+    /// Rule id, or model name.
+    pub name: String,
+    /// Prompt version, for model sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_version: Option<String>,
+}
+
+/// Rule or model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SourceKind {
+    /// A deterministic analyzer rule.
+    Rule,
+    /// An LLM.
+    Model,
+}
+
+/// A human's decision on an action that needed approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HumanApproval {
+    /// `Approve` or `Reject`.
+    pub decision: HumanDecision,
+    /// Who decided.
+    pub by: String,
+    /// RFC 3339 time of the decision.
+    pub at: String,
+    /// Optional comment.
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// Approve or reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum HumanDecision {
+    /// Go ahead.
+    Approve,
+    /// Do not act.
+    Reject,
+}
+
+/// The phases of a HealingAction.
+///
+/// Proposed → PendingApproval → Approved → Executing → Verifying →
+/// Succeeded | Failed | Denied | RolledBack | Expired.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum Phase {
+    /// Recorded, not yet reviewed.
+    Proposed,
+    /// The gate wants a human.
+    PendingApproval,
+    /// Approved by the gate or a human.
+    Approved,
+    /// The remediator is acting.
+    Executing,
+    /// Acted; watching whether it helped.
+    Verifying,
+    /// Acted and helped.
+    Succeeded,
+    /// Acting failed or did not help.
+    Failed,
+    /// The gate or a human said no.
+    Denied,
+    /// Undone after failing verification.
+    RolledBack,
+    /// Nobody approved it in time.
+    Expired,
+}
+
+impl Phase {
+    /// Whether the action's life is over.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Denied | Self::RolledBack | Self::Expired
+        )
+    }
+}
+
+/// Where a HealingAction is in its life.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealingActionStatus {
+    /// Current phase; absent until the coordinator first writes status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The gate's verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<VerdictRecord>,
+    /// What the remediator reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<ResultRecord>,
+    /// Execution attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Conditions with timestamps of each transition.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+/// The gate's verdict, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerdictRecord {
+    /// `Approved`, `NeedsApproval`, `DryRunOnly` or `Denied`.
+    pub decision: String,
+    /// Gate rule ids that decided.
+    #[serde(default)]
+    pub matched_rules: Vec<String>,
+    /// Human-readable reasons.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// Audit record id.
+    #[serde(default)]
+    pub audit_id: String,
+}
+
+/// The remediator's report, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultRecord {
+    /// e.g. `Succeeded`, `DryRun`, `Ineffective`, `Failed`, `Refused`.
+    pub outcome: String,
+    /// The change a dry run would make.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dry_run_diff: String,
+    /// Where the pre-image is kept.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pre_image_ref: String,
+    /// Verification summary.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub verification: String,
+    /// Error, if any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}

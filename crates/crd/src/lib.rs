@@ -1,0 +1,125 @@
+//! The `nanny.ai/v1alpha1` custom resources.
+//!
+//! - [`HealingPolicy`]: what Nanny watches, how far it may go, and its limits.
+//! - [`HealingAction`]: one proposed action and its life — the audit trail and
+//!   the durable state the coordinator resumes from.
+//!
+//! The CRD YAML under `deploy/crds/` is generated from these types by
+//! `cargo xtask crds`; a test fails when the committed files drift.
+
+mod action;
+mod policy;
+
+pub use action::*;
+pub use policy::*;
+
+use kube::CustomResourceExt as _;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every Nanny resource.
+pub const GROUP: &str = "nanny.ai";
+
+/// The action types Nanny knows, as named in policies and actions.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum ActionType {
+    /// Delete a controller-owned pod.
+    RestartPod,
+    /// Set the restartedAt annotation on a workload.
+    RolloutRestart,
+    /// Change an HPA's min/max replicas.
+    ScaleHpa,
+    /// Mark a node unschedulable.
+    CordonNode,
+    /// Mark a node schedulable.
+    UncordonNode,
+    /// Evict a node's pods.
+    DrainNode,
+    /// Grow a PVC.
+    ExpandPvc,
+    /// Change container requests/limits on a workload.
+    PatchResources,
+    /// Delete a finished Job.
+    DeleteJob,
+    /// Delete the target object (never approved for protected kinds).
+    DeleteResource,
+    /// Tell a human; nothing to execute.
+    ReportOnly,
+}
+
+/// A standard Kubernetes condition, as both resources' statuses carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// e.g. `Ready`, `Degraded`, `Approved`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// CamelCase machine-readable reason.
+    #[serde(default)]
+    pub reason: String,
+    /// Human-readable detail.
+    #[serde(default)]
+    pub message: String,
+    /// RFC 3339 time of the last status change.
+    pub last_transition_time: String,
+}
+
+/// Both CRDs as YAML documents, in the order they are committed.
+///
+/// # Errors
+/// When serialisation fails (a bug in the types).
+pub fn crd_yaml() -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
+    Ok(vec![
+        (
+            "healingpolicies.nanny.ai.yaml",
+            serde_yaml::to_string(&HealingPolicy::crd())?,
+        ),
+        (
+            "healingactions.nanny.ai.yaml",
+            serde_yaml::to_string(&HealingAction::crd())?,
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_crds_match_the_types() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/crds");
+        for (file, generated) in crd_yaml().unwrap() {
+            let committed = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+            assert!(
+                committed == generated,
+                "deploy/crds/{file} is out of date: run `cargo xtask crds` and commit the result"
+            );
+        }
+    }
+
+    #[test]
+    fn crds_have_printer_columns_and_short_names() {
+        let crd = HealingAction::crd();
+        let names = crd.spec.names.short_names.clone().unwrap_or_default();
+        assert!(names.contains(&"ha".to_owned()), "{names:?}");
+        let columns: Vec<String> = crd.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(columns, ["Phase", "Action", "Target", "Age"]);
+        assert!(
+            HealingPolicy::crd()
+                .spec
+                .names
+                .short_names
+                .unwrap_or_default()
+                .contains(&"hp".to_owned())
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! `HealingPolicy`: scope, mode, allowed actions and limits.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{ActionType, Condition};
+
+/// What Nanny watches in a part of the cluster and how far it may go there.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "nanny.ai",
+    version = "v1alpha1",
+    kind = "HealingPolicy",
+    plural = "healingpolicies",
+    shortname = "hp",
+    namespaced,
+    status = "HealingPolicyStatus",
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
+    printcolumn = r#"{"name":"Paused","type":"boolean","jsonPath":".spec.paused"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct HealingPolicySpec {
+    /// Which namespaces and labels the policy covers.
+    #[serde(default)]
+    pub scope: PolicyScope,
+    /// How far Nanny may go: report, dry-run, or act.
+    pub mode: Mode,
+    /// Issue kinds that trigger analysis; empty means all.
+    #[serde(default)]
+    pub triggers: Vec<String>,
+    /// Actions the policy allows, with approval overrides and ceilings.
+    #[serde(default)]
+    pub actions: Vec<AllowedAction>,
+    /// Rate limits, cooldowns and disruption caps.
+    #[serde(default)]
+    pub limits: Limits,
+    /// LLM analysis settings.
+    #[serde(default)]
+    pub ai: AiSettings,
+    /// How long to watch a target after acting before judging the action.
+    #[serde(default = "default_verification_timeout")]
+    #[schemars(range(min = 10, max = 3600))]
+    pub verification_timeout_seconds: u32,
+    /// Unapproved actions expire after this long.
+    #[serde(default = "default_approval_ttl")]
+    #[schemars(range(min = 60, max = 604_800))]
+    pub approval_ttl_seconds: u32,
+    /// Stops all new actions while true.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_verification_timeout() -> u32 {
+    300
+}
+
+fn default_approval_ttl() -> u32 {
+    86_400
+}
+
+/// The part of the cluster a policy covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyScope {
+    /// Namespaces; empty means all (protected ones are still never acted on).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// A label selector string, e.g. `app.kubernetes.io/part-of=shop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
+}
+
+/// The seeds' phases 1–3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Mode {
+    /// Detect and report only.
+    Monitor,
+    /// Additionally dry-run every approved action and record the diff.
+    DryRun,
+    /// Execute approved actions.
+    Auto,
+}
+
+/// One allowed action type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedAction {
+    /// The action type.
+    #[serde(rename = "type")]
+    pub type_: ActionType,
+    /// Override the default approval level; can only make it stricter for never-actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    /// Parameter ceilings for this action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceilings: Option<Ceilings>,
+}
+
+/// Approval level for an action type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Approval {
+    /// Execute without a human when the gate approves.
+    Auto,
+    /// Wait for a human.
+    Manual,
+}
+
+/// Upper bounds on action parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Ceilings {
+    /// Highest maxReplicas an HPA may be raised to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10_000))]
+    pub max_replicas: Option<i32>,
+    /// Highest memory limit, as a Kubernetes quantity (e.g. `4Gi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<String>,
+    /// Largest PVC size, as a Kubernetes quantity (e.g. `500Gi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_storage: Option<String>,
+}
+
+/// Rate limits, cooldowns and disruption caps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Most actions per hour under this policy.
+    #[schemars(range(min = 0, max = 10_000))]
+    pub max_actions_per_hour: u32,
+    /// Quiet time per target after an action.
+    #[schemars(range(min = 0, max = 86_400))]
+    pub cooldown_seconds: u32,
+    /// Most of a workload's replicas disrupted at once, in percent.
+    #[schemars(range(min = 1, max = 100))]
+    pub max_disruption_percent: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_actions_per_hour: 10,
+            cooldown_seconds: 300,
+            max_disruption_percent: 25,
+        }
+    }
+}
+
+/// LLM analysis settings (the seeds' aiConfig).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AiSettings {
+    /// Whether the LLM is consulted at all.
+    pub enabled: bool,
+    /// Model override; empty uses the analyzer's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Model recommendations below this confidence are dropped.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_confidence: f64,
+    /// Most model recommendations per snapshot.
+    #[schemars(range(min = 0, max = 100))]
+    pub max_recommendations: u32,
+    /// Whether a recommendation only the model made may ever be auto-approved.
+    #[serde(default)]
+    pub allow_auto_approve: bool,
+    /// Custom prompts by scenario, e.g. `memoryAnalysis`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prompts: BTreeMap<String, String>,
+}
+
+impl Default for AiSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            model: None,
+            min_confidence: 0.75,
+            max_recommendations: 5,
+            allow_auto_approve: false,
+            prompts: BTreeMap::new(),
+        }
+    }
+}
+
+/// What the coordinator reports about a policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealingPolicyStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// HealingActions under this policy, by phase.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub actions_by_phase: BTreeMap<String, u32>,
+    /// RFC 3339 time of the last action change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity: Option<String>,
+    /// e.g. `Ready`, `Degraded` (analyzer running rules-only).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,14 @@
+//! Helpers for Nanny's component, cluster and end-to-end tests, and for the
+//! xtask commands that share them.
+//!
+//! - [`tools`]: the external tools the project builds from Go modules and
+//!   caches under `~/.cache/nanny/`, and where to find them.
+//! - [`process`]: run a service binary on ephemeral ports and talk to it.
+//! - [`http`]: a minimal HTTP/1.1 GET for `/metrics` and probes.
+
+// Test helpers fail loudly: a panic with a message is the right outcome.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod http;
+pub mod process;
+pub mod tools;

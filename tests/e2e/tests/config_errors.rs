@@ -1,0 +1,145 @@
+//! A bad config stops a service before it starts, with exit code 2 and one
+//! line that names the offending key.
+
+// Test helpers fail loudly: a panic with a message is the right outcome.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use nanny_test_util::process::cargo_bin;
+
+/// Runs `binary` with `env` (and no inherited NANNY_* variables); returns
+/// (exit code, stderr).
+fn run(binary: &str, env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
+    let mut command = Command::new(cargo_bin(binary));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("NANNY_")) {
+        command.env_remove(key);
+    }
+    let output = command
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn assert_one_line_error(binary: &str, env: &[(&str, &str)], key: &str) {
+    let (code, stderr) = run(binary, env, &[]);
+    assert_eq!(code, Some(2), "{binary} with {env:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{binary}: expected one line, got {stderr:?}"
+    );
+    assert!(
+        lines[0].starts_with(&format!("{binary}: invalid configuration")),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(key),
+        "{binary}: {:?} does not name {key}",
+        lines[0]
+    );
+}
+
+#[test]
+fn each_service_rejects_its_own_invalid_values() {
+    assert_one_line_error(
+        "nanny-collector",
+        &[("NANNY_SNAPSHOT__MAX_MESSAGE_BYTES", "10")],
+        "snapshot.max_message_bytes",
+    );
+    assert_one_line_error(
+        "nanny-analyzer",
+        &[("NANNY_LLM__MIN_CONFIDENCE", "1.5")],
+        "llm.min_confidence",
+    );
+    assert_one_line_error(
+        "nanny-analyzer",
+        &[("NANNY_LLM__PROVIDER", "chatbot")],
+        "chatbot",
+    );
+    assert_one_line_error(
+        "nanny-remediator",
+        &[("NANNY_SERVER__WORKER_THREADS", "0")],
+        "server.worker_threads",
+    );
+    assert_one_line_error(
+        "nanny-coordinator",
+        &[("NANNY_PEERS__ANALYZER", "analyzer:50052")],
+        "peers.analyzer",
+    );
+    assert_one_line_error(
+        "nanny-safety-gate",
+        &[("NANNY_SERVER__GRPC_ADDR", "not-an-address")],
+        "server.grpc_addr",
+    );
+    assert_one_line_error(
+        "nanny-safety-gate",
+        &[("NANNY_TELEMETRY__LOG_FILTER", "info,[")],
+        "telemetry.log_filter",
+    );
+}
+
+#[test]
+fn config_file_errors_name_the_file_or_key() {
+    let dir = std::env::temp_dir().join(format!("nanny-e2e-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Dropping a protected namespace would weaken the gate: refused.
+    let weakened = dir.join("gate.yaml");
+    std::fs::write(&weakened, "protected:\n  namespaces: [default]\n").unwrap();
+    let (code, stderr) = run(
+        "nanny-safety-gate",
+        &[],
+        &["--config", weakened.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("protected.namespaces") && stderr.contains("kube-system"),
+        "{stderr}"
+    );
+
+    let malformed = dir.join("broken.yaml");
+    std::fs::write(&malformed, "server: [unclosed\n").unwrap();
+    let (code, stderr) = run(
+        "nanny-collector",
+        &[],
+        &["--config", malformed.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("broken.yaml"), "{stderr}");
+
+    let typo = dir.join("typo.yaml");
+    std::fs::write(&typo, "server:\n  grpc_adr: 0.0.0.0:1\n").unwrap();
+    let (code, stderr) = run(
+        "nanny-remediator",
+        &[],
+        &["--config", typo.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("grpc_adr"), "{stderr}");
+
+    let (code, stderr) = run(
+        "nanny-analyzer",
+        &[("NANNY_CONFIG_FILE", "/nonexistent/analyzer.yaml")],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("/nonexistent/analyzer.yaml"), "{stderr}");
+}
+
+#[test]
+fn version_and_help_exit_zero() {
+    let (code, _) = run("nanny-analyzer", &[], &["--version"]);
+    assert_eq!(code, Some(0));
+    let (code, stderr) = run("nanny-analyzer", &[], &["--bogus"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--bogus"), "{stderr}");
+}

@@ -1,0 +1,77 @@
+//! A trace started by one service's client call continues in the service it
+//! calls: the coordinator's health probe of the safety gate shows up, in an
+//! OTLP receiver, as the parent of the gate's server span.
+
+// Test helpers fail loudly: a panic with a message is the right outcome.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use nanny_e2e::otlp::{ReceivedSpan, Receiver};
+use nanny_test_util::process::{ServiceProcess, cargo_bin};
+
+const SPAN_KIND_SERVER: i32 = 2;
+const SPAN_KIND_CLIENT: i32 = 3;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn coordinator_client_span_parents_gate_server_span() {
+    let receiver = Receiver::start().await.unwrap();
+    let telemetry = [
+        ("NANNY_TELEMETRY__OTLP_ENDPOINT", receiver.endpoint.as_str()),
+        ("NANNY_TELEMETRY__OTLP_EXPORT_INTERVAL_MS", "100"),
+    ];
+    let gate = ServiceProcess::spawn(&cargo_bin("nanny-safety-gate"), &telemetry)
+        .await
+        .unwrap();
+    let gate_url = gate.grpc_url();
+    let mut env = telemetry.to_vec();
+    // Only the gate is real here; the other peers' probes fail fast and are
+    // irrelevant to propagation.
+    env.extend([
+        ("NANNY_PEERS__SAFETY_GATE", gate_url.as_str()),
+        ("NANNY_PEERS__PROBE_INTERVAL_MS", "200"),
+    ]);
+    let coordinator = ServiceProcess::spawn(&cargo_bin("nanny-coordinator"), &env)
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (client, server) = loop {
+        let spans = receiver.spans();
+        if let Some(pair) = find_pair(&spans) {
+            break pair;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no propagated trace within 20 s; spans received: {spans:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(client.trace_id, server.trace_id);
+    assert_eq!(server.parent_span_id, client.span_id);
+    assert_ne!(client.trace_id, "0".repeat(32));
+
+    gate.terminate().await.unwrap();
+    coordinator.terminate().await.unwrap();
+}
+
+/// A coordinator client span for the gate's probe and the gate's server span
+/// parented on it.
+fn find_pair(spans: &[ReceivedSpan]) -> Option<(ReceivedSpan, ReceivedSpan)> {
+    spans
+        .iter()
+        .filter(|s| {
+            s.service == "nanny-coordinator" && s.kind == SPAN_KIND_CLIENT && s.name == "probe"
+        })
+        .find_map(|client| {
+            spans
+                .iter()
+                .find(|s| {
+                    s.service == "nanny-safety-gate"
+                        && s.kind == SPAN_KIND_SERVER
+                        && s.name == "grpc.health.v1.Health/Check"
+                        && s.parent_span_id == client.span_id
+                })
+                .map(|server| (client.clone(), server.clone()))
+        })
+}

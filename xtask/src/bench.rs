@@ -1,0 +1,123 @@
+//! `cargo xtask bench …`: performance targets measured outside the tests.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use nanny_test_util::process::ServiceProcess;
+
+use crate::cmd;
+
+/// What to measure.
+#[derive(Debug, clap::Subcommand)]
+pub enum Target {
+    /// Idle RSS and start-to-SERVING of every service binary (targets: ≤ 20 MiB, ≤ 200 ms).
+    Services {
+        /// Cargo profile to build and measure.
+        #[arg(long, default_value = "release")]
+        profile: String,
+        /// Start-up measurements per service.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Seconds to stay idle before reading RSS.
+        #[arg(long, default_value_t = 3)]
+        idle_secs: u64,
+    },
+}
+
+pub fn run(target: Target) -> anyhow::Result<()> {
+    match target {
+        Target::Services {
+            profile,
+            runs,
+            idle_secs,
+        } => services(&profile, runs, Duration::from_secs(idle_secs)),
+    }
+}
+
+const SERVICES: [(&str, &str); 4] = [
+    ("nanny-collector", "nanny.v1.Collector"),
+    ("nanny-analyzer", "nanny.v1.Analyzer"),
+    ("nanny-safety-gate", "nanny.v1.SafetyGate"),
+    ("nanny-remediator", "nanny.v1.Remediator"),
+];
+
+fn services(profile: &str, runs: usize, idle: Duration) -> anyhow::Result<()> {
+    anyhow::ensure!(runs > 0, "--runs must be at least 1");
+    cmd::step(
+        "build service binaries",
+        &["cargo", "build", "--profile", profile, "--bins", "--locked"],
+    )?;
+    let dir = target_dir().join(if profile == "dev" { "debug" } else { profile });
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        println!("{:<20} {:>10} {:>10} {:>10} {:>12}", "SERVICE", "START p50", "START max", "IDLE RSS", "TARGETS MET");
+        let mut peers = Vec::new();
+        for (binary, grpc_service) in SERVICES {
+            let (startups, process) = measure_startup(&dir.join(binary), grpc_service, &[], runs).await?;
+            peers.push(process);
+            tokio::time::sleep(idle).await;
+            report(binary, &startups, peers.last().context("peer")?.rss_kib()?);
+        }
+        // The coordinator is SERVING only once all four peers answer, so
+        // its start-up includes one full probe round against them.
+        let urls: Vec<String> = peers.iter().map(ServiceProcess::grpc_url).collect();
+        let env = [
+            ("NANNY_PEERS__COLLECTOR", urls[0].as_str()),
+            ("NANNY_PEERS__ANALYZER", urls[1].as_str()),
+            ("NANNY_PEERS__SAFETY_GATE", urls[2].as_str()),
+            ("NANNY_PEERS__REMEDIATOR", urls[3].as_str()),
+        ];
+        let (startups, coordinator) = measure_startup(&dir.join("nanny-coordinator"), "", &env, runs).await?;
+        tokio::time::sleep(idle).await;
+        report("nanny-coordinator", &startups, coordinator.rss_kib()?);
+        println!("profile: {profile}; start = spawn until grpc.health.v1 answers SERVING (polled every 2 ms); RSS from /proc after {idle:?} idle");
+        Ok(())
+    })
+}
+
+/// Starts `binary` `runs` times; keeps the last process running for the RSS reading.
+async fn measure_startup(
+    binary: &std::path::Path,
+    grpc_service: &str,
+    env: &[(&str, &str)],
+    runs: usize,
+) -> anyhow::Result<(Vec<Duration>, ServiceProcess)> {
+    let mut startups = Vec::with_capacity(runs);
+    for run in 0..runs {
+        let process = ServiceProcess::spawn(binary, env).await?;
+        startups.push(
+            process
+                .wait_serving(grpc_service, Duration::from_secs(10))
+                .await?,
+        );
+        if run + 1 == runs {
+            return Ok((startups, process));
+        }
+        let status = process.terminate().await?;
+        anyhow::ensure!(
+            status.success(),
+            "{} exited with {status} on SIGTERM",
+            binary.display()
+        );
+    }
+    unreachable!("runs > 0 is checked by the caller")
+}
+
+fn report(binary: &str, startups: &[Duration], rss_kib: u64) {
+    let mut sorted = startups.to_vec();
+    sorted.sort();
+    let p50 = sorted[sorted.len() / 2];
+    let max = sorted[sorted.len() - 1];
+    let met = max <= Duration::from_millis(200) && rss_kib <= 20 * 1024;
+    println!(
+        "{binary:<20} {:>8.1}ms {:>8.1}ms {:>7.1}MiB {:>12}",
+        p50.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        rss_kib as f64 / 1024.0,
+        if met { "yes" } else { "NO" }
+    );
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from)
+}
