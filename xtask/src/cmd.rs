@@ -35,6 +35,13 @@ pub struct TestTotals {
     pub failed: u64,
 }
 
+impl std::ops::AddAssign for TestTotals {
+    fn add_assign(&mut self, other: Self) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+    }
+}
+
 impl TestTotals {
     /// Adds one libtest summary line (`test result: ok. 3 passed; 0 failed; …`).
     pub fn add_line(&mut self, line: &str) {

@@ -3,6 +3,7 @@
 
 mod bench;
 mod buf;
+mod cluster;
 mod cmd;
 mod go;
 
@@ -20,12 +21,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Everything CI checks: rustfmt, clippy -D warnings, buf lint/breaking, all tests.
+    /// Everything CI checks: rustfmt, buf lint/breaking, clippy -D warnings, all tests incl. the cluster tier.
     Test,
     /// Build the Go tools the tests need (grpcurl, buf) into ~/.cache/nanny.
     Tools,
     /// Regenerate deploy/crds/*.yaml from the Rust types.
     Crds,
+    /// The local Kubernetes cluster for tests and the demo.
+    Cluster {
+        #[command(subcommand)]
+        action: cluster::Action,
+    },
     /// Measure performance targets.
     Bench {
         #[command(subcommand)]
@@ -43,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         Command::Test => test(),
         Command::Tools => go::install_all(&nanny_test_util::tools::TEST_TOOLS),
         Command::Crds => crds(),
+        Command::Cluster { action } => cluster::run(action),
         Command::Bench { target } => bench::run(target),
         Command::Demo => anyhow::bail!(
             "the healing demo needs the local cluster harness and the full pipeline, which are not built yet \
@@ -81,11 +88,37 @@ fn test() -> anyhow::Result<()> {
         "build binaries",
         &["cargo", "build", "--workspace", "--bins", "--locked"],
     )?;
-    let totals = cmd::cargo_test("tests", &["test", "--workspace", "--locked"])?;
+    let mut totals = cmd::cargo_test(
+        "tests",
+        &[
+            "test",
+            "--workspace",
+            "--locked",
+            "--exclude",
+            "nanny-cluster-tests",
+        ],
+    )?;
+    totals += cluster_tests()?;
     println!("xtask test: all checks passed in {:.0?}", started.elapsed());
     // The plain summary line CI reads.
     println!("tests: {} passed, {} failed", totals.passed, totals.failed);
     Ok(())
+}
+
+/// The cluster tier: starts the local cluster (unless one already runs),
+/// runs the cluster tests against it, and stops what it started — also when
+/// the tests fail. A cluster that cannot start fails the run; nothing skips.
+fn cluster_tests() -> anyhow::Result<cmd::TestTotals> {
+    let already_running = cluster::running()?.is_some();
+    cluster::up(3)?;
+    let result = cmd::cargo_test(
+        "cluster tests",
+        &["test", "--locked", "--package", "nanny-cluster-tests"],
+    );
+    if !already_running {
+        cluster::down()?;
+    }
+    result
 }
 
 fn crds() -> anyhow::Result<()> {

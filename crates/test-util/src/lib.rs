@@ -5,10 +5,15 @@
 //!   caches under `~/.cache/nanny/`, and where to find them.
 //! - [`process`]: run a service binary on ephemeral ports and talk to it.
 //! - [`http`]: a minimal HTTP/1.1 GET for `/metrics` and probes.
+//! - [`cluster`]: the local cluster `cargo xtask cluster up` started, and a
+//!   namespace per test.
+//! - [`faults`]: inject the failures Nanny heals into that cluster.
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
+pub mod faults;
 pub mod http;
 pub mod process;
 pub mod tools;

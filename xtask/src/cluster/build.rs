@@ -6,21 +6,31 @@ use std::{path::Path, process::Command};
 
 use anyhow::Context as _;
 use nanny_test_util::tools::{
-    ETCD_VERSION, KUBERNETES_VERSION, TEST_TOOLS, cache_dir, etcd_dir, kubernetes_dir,
+    CLUSTER_TOOLS, ETCD_VERSION, KUBERNETES_VERSION, TEST_TOOLS, cache_dir, etcd_dir,
+    kubernetes_dir,
 };
 
 use crate::go::{go_command, install_all, run_with_progress};
 
 /// The three control-plane binaries built from `k8s.io/kubernetes`.
-pub const KUBE_BINARIES: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+pub const KUBE_BINARIES: [&str; 4] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+];
 
 /// Builds everything missing; a second run does nothing.
 pub fn all() -> anyhow::Result<()> {
     install_all(&TEST_TOOLS)?;
+    install_all(&CLUSTER_TOOLS)?;
     kubernetes()?;
     etcd()?;
     prometheus()?;
-    println!("==> cluster build: everything is cached under {}", cache_dir().display());
+    println!(
+        "==> cluster build: everything is cached under {}",
+        cache_dir().display()
+    );
     Ok(())
 }
 
@@ -28,7 +38,7 @@ fn is_built(dir: &Path, binaries: &[&str]) -> bool {
     dir.join(".stamp").is_file() && binaries.iter().all(|b| dir.join("bin").join(b).is_file())
 }
 
-/// kube-apiserver, kube-controller-manager and kube-scheduler.
+/// kube-apiserver, kube-controller-manager, kube-scheduler and kubectl.
 ///
 /// `go install k8s.io/kubernetes/cmd/...@v` fails because k8s's go.mod
 /// replaces its `k8s.io/*` staging modules with local paths, so a small
@@ -40,11 +50,18 @@ fn kubernetes() -> anyhow::Result<()> {
         return Ok(());
     }
     let version = KUBERNETES_VERSION;
-    let src = cache_dir().join("src").join(format!("kubernetes-{version}"));
+    let src = cache_dir()
+        .join("src")
+        .join(format!("kubernetes-{version}"));
     std::fs::create_dir_all(&src)?;
 
     let download = go_command()
-        .args(["mod", "download", "-json", &format!("k8s.io/kubernetes@{version}")])
+        .args([
+            "mod",
+            "download",
+            "-json",
+            &format!("k8s.io/kubernetes@{version}"),
+        ])
         .current_dir(&src)
         .output()
         .context("go mod download k8s.io/kubernetes")?;
@@ -55,18 +72,24 @@ fn kubernetes() -> anyhow::Result<()> {
         String::from_utf8_lossy(&download.stderr)
     );
     let info: serde_json::Value = serde_json::from_slice(&download.stdout)?;
-    let upstream_mod = info["GoMod"].as_str().context("GoMod path in `go mod download -json`")?;
+    let upstream_mod = info["GoMod"]
+        .as_str()
+        .context("GoMod path in `go mod download -json`")?;
     let upstream = std::fs::read_to_string(upstream_mod)?;
     std::fs::write(src.join("go.mod"), wrapper_go_mod(&upstream, version)?)?;
 
     let mut get = go_command();
-    get.args(["get", &format!("k8s.io/kubernetes@{version}")]).current_dir(&src);
+    get.args(["get", &format!("k8s.io/kubernetes@{version}")])
+        .current_dir(&src);
     run_with_progress(&format!("kubernetes {version} (resolve modules)"), get)?;
 
     // Stamp the version so /version (and Helm's kubeVersion checks) are right.
     let (major, minor) = major_minor(version)?;
     let mut ldflags = String::from("-s -w");
-    for pkg in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
+    for pkg in [
+        "k8s.io/component-base/version",
+        "k8s.io/client-go/pkg/version",
+    ] {
         ldflags.push_str(&format!(
             " -X {pkg}.gitVersion={version} -X {pkg}.gitMajor={major} -X {pkg}.gitMinor={minor} -X {pkg}.gitTreeState=clean"
         ));
@@ -79,7 +102,10 @@ fn kubernetes() -> anyhow::Result<()> {
         .arg(format!("{}/", dir.join("bin").display()))
         .args(KUBE_BINARIES.map(|b| format!("k8s.io/kubernetes/cmd/{b}")))
         .current_dir(&src);
-    run_with_progress(&format!("kube-apiserver, kube-controller-manager, kube-scheduler {version}"), build)?;
+    run_with_progress(
+        &format!("kube-apiserver, kube-controller-manager, kube-scheduler, kubectl {version}"),
+        build,
+    )?;
     std::fs::write(dir.join(".stamp"), format!("k8s.io/kubernetes@{version}\n"))?;
     Ok(())
 }
@@ -89,14 +115,19 @@ fn wrapper_go_mod(upstream: &str, version: &str) -> anyhow::Result<String> {
     let (major, minor) = major_minor(version)?;
     let patch = version.rsplit('.').next().context("patch version")?;
     let staging_tag = format!("v0.{minor}.{patch}");
-    anyhow::ensure!(major == "1", "unexpected Kubernetes major version in {version}");
+    anyhow::ensure!(
+        major == "1",
+        "unexpected Kubernetes major version in {version}"
+    );
     let mut out = String::from("module nanny.local/kubernetes-build\n\ngo 1.24\n\n");
     // Kubernetes pins GODEBUG defaults in its go.mod; the binaries need the same.
     for line in upstream.lines().filter(|l| l.starts_with("godebug")) {
         out.push_str(line);
         out.push('\n');
     }
-    out.push_str(&format!("\nrequire k8s.io/kubernetes {version}\n\nreplace (\n"));
+    out.push_str(&format!(
+        "\nrequire k8s.io/kubernetes {version}\n\nreplace (\n"
+    ));
     let mut staging = 0;
     for line in upstream.lines() {
         if let Some((module, target)) = line.trim().split_once("=>")
@@ -107,7 +138,10 @@ fn wrapper_go_mod(upstream: &str, version: &str) -> anyhow::Result<String> {
             staging += 1;
         }
     }
-    anyhow::ensure!(staging > 0, "no ./staging replaces found in k8s.io/kubernetes {version}'s go.mod");
+    anyhow::ensure!(
+        staging > 0,
+        "no ./staging replaces found in k8s.io/kubernetes {version}'s go.mod"
+    );
     out.push_str(")\n");
     Ok(out)
 }
@@ -128,13 +162,17 @@ fn etcd() -> anyhow::Result<()> {
     }
     let src = cache_dir().join("src").join(format!("etcd-{ETCD_VERSION}"));
     std::fs::create_dir_all(&src)?;
-    std::fs::write(src.join("go.mod"), "module nanny.local/etcd-build\n\ngo 1.24\n")?;
+    std::fs::write(
+        src.join("go.mod"),
+        "module nanny.local/etcd-build\n\ngo 1.24\n",
+    )?;
     std::fs::write(
         src.join("main.go"),
         "package main\n\nimport (\n\t\"os\"\n\n\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n",
     )?;
     let mut get = go_command();
-    get.args(["get", &format!("go.etcd.io/etcd/server/v3@{ETCD_VERSION}")]).current_dir(&src);
+    get.args(["get", &format!("go.etcd.io/etcd/server/v3@{ETCD_VERSION}")])
+        .current_dir(&src);
     run_with_progress(&format!("etcd {ETCD_VERSION} (resolve modules)"), get)?;
     let mut tidy = go_command();
     tidy.args(["mod", "tidy"]).current_dir(&src);
@@ -148,7 +186,10 @@ fn etcd() -> anyhow::Result<()> {
         .arg(".")
         .current_dir(&src);
     run_with_progress(&format!("etcd {ETCD_VERSION}"), build)?;
-    std::fs::write(dir.join(".stamp"), format!("go.etcd.io/etcd/server/v3@{ETCD_VERSION}\n"))?;
+    std::fs::write(
+        dir.join(".stamp"),
+        format!("go.etcd.io/etcd/server/v3@{ETCD_VERSION}\n"),
+    )?;
     Ok(())
 }
 
@@ -158,14 +199,20 @@ fn prometheus() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("==> installing Debian's prometheus");
-    let update = Command::new("apt-get").args(["update", "-qq"]).status().context("apt-get update")?;
+    let update = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()
+        .context("apt-get update")?;
     anyhow::ensure!(update.success(), "apt-get update failed ({update})");
     let install = Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-qq", "prometheus"])
         .status()
         .context("apt-get install prometheus")?;
-    anyhow::ensure!(install.success(), "apt-get install prometheus failed ({install}); install it by hand");
+    anyhow::ensure!(
+        install.success(),
+        "apt-get install prometheus failed ({install}); install it by hand"
+    );
     Ok(())
 }
 
@@ -185,10 +232,22 @@ mod tests {
     fn wrapper_replaces_staging_modules_with_published_tags() {
         let go_mod = wrapper_go_mod(UPSTREAM, "v1.34.2").unwrap();
         assert!(go_mod.contains("godebug default=go1.24\n"), "{go_mod}");
-        assert!(go_mod.contains("require k8s.io/kubernetes v1.34.2\n"), "{go_mod}");
-        assert!(go_mod.contains("\tk8s.io/api => k8s.io/api v0.34.2\n"), "{go_mod}");
-        assert!(go_mod.contains("\tk8s.io/client-go => k8s.io/client-go v0.34.2\n"), "{go_mod}");
-        assert!(!go_mod.contains("github.com/x/y"), "non-staging replaces are not copied: {go_mod}");
+        assert!(
+            go_mod.contains("require k8s.io/kubernetes v1.34.2\n"),
+            "{go_mod}"
+        );
+        assert!(
+            go_mod.contains("\tk8s.io/api => k8s.io/api v0.34.2\n"),
+            "{go_mod}"
+        );
+        assert!(
+            go_mod.contains("\tk8s.io/client-go => k8s.io/client-go v0.34.2\n"),
+            "{go_mod}"
+        );
+        assert!(
+            !go_mod.contains("github.com/x/y"),
+            "non-staging replaces are not copied: {go_mod}"
+        );
     }
 
     #[test]

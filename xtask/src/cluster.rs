@@ -1,0 +1,389 @@
+//! `cargo xtask cluster build|up|down|status`: a real Kubernetes control
+//! plane (etcd, kube-apiserver with RBAC, controller-manager, scheduler),
+//! kwok simulating nodes and pods, and Prometheus scraping kwok's emulated
+//! kubelet metrics — all local processes started by kwokctl's binary runtime.
+
+pub mod build;
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use nanny_test_util::{
+    cluster::{ClusterInfo, state_dir, wait_nodes_ready},
+    tools::{ETCD_VERSION, KUBERNETES_VERSION, KWOK, KWOKCTL, etcd_dir, kubernetes_dir},
+};
+
+/// kwokctl's name for the cluster.
+const NAME: &str = "nanny";
+
+/// What to do with the cluster.
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Build and cache the control plane, kwok, helm, grpcurl and buf (and install Prometheus).
+    Build,
+    /// Start the cluster and wait for its nodes to be Ready.
+    Up {
+        /// Number of fake nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+    },
+    /// Stop everything `up` started and remove its state.
+    Down,
+    /// Say what runs where.
+    Status,
+}
+
+pub fn run(action: Action) -> anyhow::Result<()> {
+    match action {
+        Action::Build => build::all(),
+        Action::Up { nodes } => up(nodes).map(|_| ()),
+        Action::Down => down(),
+        Action::Status => status(),
+    }
+}
+
+fn kwokctl() -> Command {
+    let mut command = Command::new(KWOKCTL.binary());
+    let kube = kubernetes_dir().join("bin");
+    command
+        .env("KWOK_WORKDIR", state_dir())
+        .env("KWOK_RUNTIME", "binary")
+        .env("KWOK_KUBE_VERSION", KUBERNETES_VERSION)
+        .env("KWOK_KUBE_BINARY_PREFIX", &kube)
+        .env("KWOK_KUBECTL_BINARY", kube.join("kubectl"))
+        .env("KWOK_ETCD_BINARY", etcd_dir().join("bin/etcd"))
+        .env("KWOK_ETCD_VERSION", ETCD_VERSION.trim_start_matches('v'))
+        .env("KWOK_CONTROLLER_BINARY", KWOK.binary())
+        .env("KWOK_PROMETHEUS_BINARY", "/usr/bin/prometheus")
+        .args(["--name", NAME]);
+    command
+}
+
+/// Runs kwokctl, keeping its (JSON) chatter in a log file unless it fails.
+fn kwokctl_step(what: &str, args: &[&str]) -> anyhow::Result<()> {
+    let output = kwokctl()
+        .args(args)
+        .output()
+        .with_context(|| format!("{what}: cannot run kwokctl"))?;
+    let log = state_dir().join("kwokctl.log");
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    let _ = std::fs::create_dir_all(state_dir());
+    let _ = std::fs::write(&log, &text);
+    anyhow::ensure!(
+        output.status.success(),
+        "{what} failed ({}). kwokctl said:\n{}\nComponent logs: {}",
+        output.status,
+        text.lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        cluster_dir().join("logs").display()
+    );
+    Ok(())
+}
+
+fn cluster_dir() -> PathBuf {
+    state_dir().join("clusters").join(NAME)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts the cluster (building what is missing) and returns what runs where.
+pub fn up(nodes: u32) -> anyhow::Result<ClusterInfo> {
+    anyhow::ensure!(
+        (1..=1000).contains(&nodes),
+        "--nodes must be between 1 and 1000"
+    );
+    build::all()?;
+    if let Some(info) = running()? {
+        println!("==> cluster {NAME} is already running");
+        print_usage(&info);
+        return Ok(info);
+    }
+    if ClusterInfo::load()?.is_some() || cluster_dir().exists() {
+        println!("==> removing a stale cluster {NAME}");
+        down()?;
+    }
+    let started = Instant::now();
+    let dir = state_dir();
+    std::fs::create_dir_all(&dir)?;
+
+    let apiserver_port = free_port()?;
+    let kwok_port = free_port()?;
+    let prometheus_port = free_port()?;
+    // Copies, so the running cluster never depends on the checkout it came from.
+    let stages = dir.join("kwok-stages.yaml");
+    let metrics = dir.join("kwok-metrics.yaml");
+    std::fs::copy("deploy/kwok/stages.yaml", &stages).context("deploy/kwok/stages.yaml")?;
+    std::fs::copy("deploy/kwok/metrics.yaml", &metrics).context("deploy/kwok/metrics.yaml")?;
+    let prometheus_config = dir.join("prometheus.yml");
+    std::fs::write(&prometheus_config, prometheus_yaml(kwok_port))?;
+    let config = dir.join("kwokctl.yaml");
+    std::fs::write(
+        &config,
+        kwokctl_yaml(
+            apiserver_port,
+            kwok_port,
+            prometheus_port,
+            &stages,
+            &metrics,
+            &prometheus_config,
+        ),
+    )?;
+
+    println!(
+        "==> starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, prometheus"
+    );
+    let scratch_kubeconfig = dir.join("kwokctl-merged-kubeconfig");
+    let config_arg = config.to_string_lossy().into_owned();
+    let scratch_arg = scratch_kubeconfig.to_string_lossy().into_owned();
+    kwokctl_step(
+        "kwokctl create cluster",
+        &[
+            "create",
+            "cluster",
+            "--config",
+            &config_arg,
+            "--kubeconfig",
+            &scratch_arg,
+            "--wait",
+            "120s",
+        ],
+    )?;
+    let nodes_arg = nodes.to_string();
+    kwokctl_step(
+        "kwokctl scale node",
+        &["scale", "node", "--replicas", &nodes_arg],
+    )?;
+
+    let info = ClusterInfo {
+        kubeconfig: cluster_dir().join("kubeconfig.yaml"),
+        apiserver_url: format!("https://127.0.0.1:{apiserver_port}"),
+        prometheus_url: format!("http://127.0.0.1:{prometheus_port}"),
+        kwok_url: format!("http://127.0.0.1:{kwok_port}"),
+        kubectl: kubernetes_dir().join("bin/kubectl"),
+        nodes,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let ready_after = runtime.block_on(async {
+        let client = info.client().await?;
+        wait_nodes_ready(&client, nodes as usize, Duration::from_secs(60)).await
+    })?;
+    std::fs::write(ClusterInfo::path(), serde_json::to_string_pretty(&info)?)?;
+    println!(
+        "==> cluster {NAME} up: {nodes} nodes Ready in {:.1?} ({:.1?} after the API answered)",
+        started.elapsed(),
+        ready_after
+    );
+    print_usage(&info);
+    Ok(info)
+}
+
+fn print_usage(info: &ClusterInfo) {
+    println!("    export KUBECONFIG={}", info.kubeconfig.display());
+    println!("    {} get nodes", info.kubectl.display());
+    println!(
+        "    API server: {}   Prometheus: {}   kwok: {}",
+        info.apiserver_url, info.prometheus_url, info.kwok_url
+    );
+    println!("    stop with: cargo xtask cluster down");
+}
+
+/// The recorded cluster, if its API server answers.
+pub fn running() -> anyhow::Result<Option<ClusterInfo>> {
+    Ok(ClusterInfo::load()?.filter(apiserver_answers))
+}
+
+fn apiserver_answers(info: &ClusterInfo) -> bool {
+    Command::new(&info.kubectl)
+        .arg("--kubeconfig")
+        .arg(&info.kubeconfig)
+        .args(["get", "--raw", "/readyz", "--request-timeout=3s"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Stops exactly the processes `up` started (kwokctl's pid files) and removes the state.
+pub fn down() -> anyhow::Result<()> {
+    let pids = recorded_pids();
+    if cluster_dir().exists() {
+        let scratch = state_dir()
+            .join("kwokctl-merged-kubeconfig")
+            .to_string_lossy()
+            .into_owned();
+        if let Err(error) = kwokctl_step(
+            "kwokctl delete cluster",
+            &["delete", "cluster", "--kubeconfig", &scratch],
+        ) {
+            eprintln!("warning: {error:#}");
+        }
+    }
+    // Whatever kwokctl could not stop, stop by pid: nothing may outlive `down`.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (component, pid) in &pids {
+        while process_alive(*pid) && Instant::now() < deadline {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if process_alive(*pid) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            eprintln!("warning: {component} (pid {pid}) needed SIGKILL");
+        }
+    }
+    let dir = state_dir();
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    println!(
+        "==> cluster {NAME} down ({} processes stopped, state removed)",
+        pids.len()
+    );
+    Ok(())
+}
+
+/// (component, pid) from kwokctl's pid files.
+fn recorded_pids() -> Vec<(String, u32)> {
+    let Ok(entries) = std::fs::read_dir(cluster_dir().join("pids")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let pid = std::fs::read_to_string(e.path())
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            let name = e.path().file_stem()?.to_string_lossy().into_owned();
+            Some((name, pid))
+        })
+        .collect()
+}
+
+/// Whether `pid` runs and is not a zombie.
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+fn status() -> anyhow::Result<()> {
+    let Some(info) = ClusterInfo::load()? else {
+        println!("cluster {NAME}: not running (start it with `cargo xtask cluster up`)");
+        return Ok(());
+    };
+    let answering = apiserver_answers(&info);
+    println!(
+        "cluster {NAME}: {}",
+        if answering {
+            "running"
+        } else {
+            "NOT answering"
+        }
+    );
+    println!("  kubeconfig  {}", info.kubeconfig.display());
+    println!("  apiserver   {}", info.apiserver_url);
+    println!("  prometheus  {}", info.prometheus_url);
+    println!("  kwok        {}", info.kwok_url);
+    println!("  nodes       {}", info.nodes);
+    let mut pids = recorded_pids();
+    pids.sort();
+    for (component, pid) in pids {
+        let state = if process_alive(pid) {
+            "running"
+        } else {
+            "DEAD"
+        };
+        println!(
+            "  {component:<24} pid {pid:<8} {state}   log {}",
+            cluster_dir()
+                .join("logs")
+                .join(format!("{component}.log"))
+                .display()
+        );
+    }
+    Ok(())
+}
+
+fn kwokctl_yaml(
+    apiserver_port: u16,
+    kwok_port: u16,
+    prometheus_port: u16,
+    stages: &Path,
+    metrics: &Path,
+    prometheus: &Path,
+) -> String {
+    format!(
+        r#"# Written by `cargo xtask cluster up`.
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  bindAddress: 127.0.0.1
+  kubeVersion: {KUBERNETES_VERSION}
+  kubeApiserverPort: {apiserver_port}
+  kwokControllerPort: {kwok_port}
+  prometheusPort: {prometheus_port}
+componentsPatches:
+- name: kube-controller-manager
+  extraArgs:
+  # No metrics API feeds the HPA controller here; without it, HPA status
+  # written by the fault library stays as written.
+  - key: controllers
+    value: "*,-horizontalpodautoscaling"
+- name: kwok-controller
+  extraArgs:
+  # Nanny's fault stages and emulated kubelet metrics, next to kwok's defaults.
+  - key: config
+    value: {stages}
+  - key: config
+    value: {metrics}
+- name: prometheus
+  extraArgs:
+  - key: config.file
+    value: {prometheus}
+    override: true
+"#,
+        stages = stages.display(),
+        metrics = metrics.display(),
+        prometheus = prometheus.display(),
+    )
+}
+
+/// Prometheus scrapes kwok's emulated kubelets every 5 s, discovering them
+/// (one target per node and Metric) every 5 s.
+fn prometheus_yaml(kwok_port: u16) -> String {
+    format!(
+        r#"# Written by `cargo xtask cluster up`.
+global:
+  scrape_interval: 5s
+  evaluation_interval: 5s
+scrape_configs:
+- job_name: kwok-kubelets
+  http_sd_configs:
+  - url: http://127.0.0.1:{kwok_port}/discovery/prometheus
+    refresh_interval: 5s
+- job_name: kwok-controller
+  static_configs:
+  - targets: ["127.0.0.1:{kwok_port}"]
+"#
+    )
+}
