@@ -10,6 +10,8 @@ use crate::cmd;
 /// What to measure.
 #[derive(Debug, clap::Subcommand)]
 pub enum Target {
+    /// Safety gate: reviews/s on one core and Review p99 over gRPC (targets: ≥ 50k/s, ≤ 2 ms).
+    Gate,
     /// Idle RSS and start-to-SERVING of every service binary (targets: ≤ 20 MiB, ≤ 200 ms).
     Services {
         /// Cargo profile to build and measure.
@@ -26,6 +28,18 @@ pub enum Target {
 
 pub fn run(target: Target) -> anyhow::Result<()> {
     match target {
+        Target::Gate => cmd::step(
+            "bench gate",
+            &[
+                "cargo",
+                "bench",
+                "--locked",
+                "-p",
+                "nanny-safety-gate",
+                "--bench",
+                "review",
+            ],
+        ),
         Target::Services {
             profile,
             runs,

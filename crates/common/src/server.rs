@@ -6,7 +6,7 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 
 use axum::{Router, http::StatusCode, routing::get};
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
 use tonic::service::Routes;
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower_http::trace::TraceLayer;
@@ -203,10 +203,7 @@ impl Shell {
             // Per-method request counts and latency for /metrics.
             .layer(GrpcMetricsLayer::new(self.metrics.clone()))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(listeners.grpc),
-                stopped(stop_rx.clone()),
-            );
+            .serve_with_incoming_shutdown(no_delay(listeners.grpc), stopped(stop_rx.clone()));
 
         let http = axum::serve(
             listeners.http,
@@ -230,6 +227,21 @@ impl Shell {
         tracing::info!("Stopped.");
         Ok(())
     }
+}
+
+/// Accepted gRPC connections with Nagle's algorithm off: small unary
+/// replies must not wait for the peer's delayed ACK (a 40 ms stall).
+fn no_delay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    TcpListenerStream::new(listener).map(|connection| {
+        if let Ok(stream) = &connection
+            && let Err(error) = stream.set_nodelay(true)
+        {
+            tracing::debug!(%error, "Cannot set TCP_NODELAY.");
+        }
+        connection
+    })
 }
 
 fn probes(metrics: Metrics, health: Health) -> Router {

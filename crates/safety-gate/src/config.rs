@@ -16,6 +16,59 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Never acted on, whatever a policy says. Config can add, never remove, defaults.
     pub protected: ProtectedResources,
+    /// Recommendations from older snapshots are denied.
+    pub max_snapshot_age_secs: u64,
+    /// When too much is wrong at once, stop acting alone.
+    pub storm: StormGuard,
+    /// Defaults for limits a policy leaves at 0, and the cluster-wide rate.
+    pub limits: LimitDefaults,
+}
+
+/// Section `storm`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StormGuard {
+    /// Above this share of unhealthy nodes (percent), node actions are denied.
+    pub max_unhealthy_node_percent: u32,
+    /// Above this many open issues, nothing is auto-approved.
+    pub max_open_issues: u32,
+}
+
+/// Section `limits`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitDefaults {
+    /// Auto-approved actions per hour across all policies.
+    pub global_actions_per_hour: u32,
+    /// Per policy, when the policy sets none.
+    pub actions_per_hour: u32,
+    /// Per namespace.
+    pub actions_per_namespace_per_hour: u32,
+    /// Per target.
+    pub actions_per_target_per_hour: u32,
+    /// Quiet time per target after an action.
+    pub cooldown_seconds: u32,
+    /// Consecutive failed or ineffective actions that open a breaker.
+    pub breaker_failure_threshold: u32,
+    /// How long an open breaker denies.
+    pub breaker_open_seconds: u32,
+    /// Most of a workload's replicas disrupted at once, percent.
+    pub max_disruption_percent: u32,
+}
+
+impl Default for LimitDefaults {
+    fn default() -> Self {
+        Self {
+            global_actions_per_hour: 60,
+            actions_per_hour: 10,
+            actions_per_namespace_per_hour: 5,
+            actions_per_target_per_hour: 3,
+            cooldown_seconds: 300,
+            breaker_failure_threshold: 3,
+            breaker_open_seconds: 1800,
+            max_disruption_percent: 25,
+        }
+    }
 }
 
 /// Section `protected`.
@@ -57,6 +110,12 @@ impl Default for Config {
             server: ServerConfig::with_ports(50053, 9093),
             telemetry: TelemetryConfig::default(),
             protected: ProtectedResources::default(),
+            max_snapshot_age_secs: 120,
+            storm: StormGuard {
+                max_unhealthy_node_percent: 30,
+                max_open_issues: 50,
+            },
+            limits: LimitDefaults::default(),
         }
     }
 }
@@ -82,6 +141,30 @@ impl ServiceConfig for Config {
                     format!("must keep the default {missing:?}"),
                 ));
             }
+        }
+        if !(5..=3600).contains(&self.max_snapshot_age_secs) {
+            return Err(Error::config(
+                "max_snapshot_age_secs",
+                "must be between 5 and 3600",
+            ));
+        }
+        if !(1..=100).contains(&self.storm.max_unhealthy_node_percent) {
+            return Err(Error::config(
+                "storm.max_unhealthy_node_percent",
+                "must be between 1 and 100",
+            ));
+        }
+        if !(1..=100).contains(&self.limits.max_disruption_percent) {
+            return Err(Error::config(
+                "limits.max_disruption_percent",
+                "must be between 1 and 100",
+            ));
+        }
+        if self.limits.breaker_failure_threshold == 0 {
+            return Err(Error::config(
+                "limits.breaker_failure_threshold",
+                "must be at least 1",
+            ));
         }
         for label in &self.protected.labels {
             match label.split_once('=') {

@@ -50,6 +50,20 @@ async fn pod_where(
     .unwrap()
 }
 
+/// The value of the first series `query` returns, once Prometheus has scraped it.
+async fn prometheus_value(fx: &Fixture, query: &str) -> f64 {
+    eventually(
+        &format!("{query} in Prometheus"),
+        Duration::from_secs(90),
+        || async {
+            let series = faults::prometheus_query(&fx.cluster.prometheus_url, query).await?;
+            Ok(series.first().map(|(_, v)| *v))
+        },
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn crash_loop_restart_count_keeps_rising() {
     let Some(fx) = Fixture::new("crashloop").await else {
@@ -285,16 +299,7 @@ async fn nearly_full_pvc_usage_reaches_prometheus() {
         r#"kubelet_volume_stats_used_bytes{{namespace="{}",persistentvolumeclaim="data"}}"#,
         fx.ns()
     );
-    let value = eventually(
-        "PVC usage in Prometheus",
-        Duration::from_secs(90),
-        || async {
-            let series = faults::prometheus_query(&fx.cluster.prometheus_url, &query).await?;
-            Ok(series.first().map(|(_, v)| *v))
-        },
-    )
-    .await
-    .unwrap();
+    let value = prometheus_value(&fx, &query).await;
     assert!((value - used as f64).abs() < 1.0, "{value} != {used}");
 }
 
@@ -307,15 +312,6 @@ async fn pod_memory_usage_reaches_prometheus() {
         .await
         .unwrap();
     let query = format!(r#"pod_memory_working_set_bytes{{namespace="{}"}}"#, fx.ns());
-    let value = eventually(
-        "pod memory in Prometheus",
-        Duration::from_secs(90),
-        || async {
-            let series = faults::prometheus_query(&fx.cluster.prometheus_url, &query).await?;
-            Ok(series.first().map(|(_, v)| *v))
-        },
-    )
-    .await
-    .unwrap();
+    let value = prometheus_value(&fx, &query).await;
     assert_eq!(value, 300.0 * 1024.0 * 1024.0);
 }

@@ -1,0 +1,732 @@
+//! The decision procedure. Every check either leaves the level as it is or
+//! makes it stricter; anything the gate cannot fully validate is DENIED.
+//!
+//! Order: shape → policy present → snapshot age → protections and
+//! never-actions (no policy can lift them) → parameters → policy allow-list
+//! and approval level → model confidence → storm guard → disruption and
+//! PDBs → mode → stateful limits.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, SystemTime},
+};
+
+use nanny_proto::v1::{
+    Action, ActionType, ApprovalOverride, Decision, IssueKind, ObjectRef, PolicyMode,
+    ReviewRequest, action::Kind, source,
+};
+use tokio::time::Instant;
+
+use crate::{
+    config::Config,
+    limits::{Keys, Limiter, Limits},
+};
+
+/// How far a recommendation may go, strictest last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// Execute without a human.
+    Approved,
+    /// Execute after a human approves.
+    NeedsApproval,
+    /// Only dry-run.
+    DryRunOnly,
+    /// Do not act.
+    Denied,
+}
+
+impl Level {
+    /// The wire decision.
+    pub fn decision(self) -> Decision {
+        match self {
+            Self::Approved => Decision::Approved,
+            Self::NeedsApproval => Decision::NeedsApproval,
+            Self::DryRunOnly => Decision::DryRunOnly,
+            Self::Denied => Decision::Denied,
+        }
+    }
+}
+
+/// The outcome of one review: level plus the rules that set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    /// Final level.
+    pub level: Level,
+    /// Rule ids that raised the level (or confirmed the default).
+    pub matched_rules: Vec<&'static str>,
+    /// One human-readable reason per rule.
+    pub reasons: Vec<String>,
+}
+
+impl Review {
+    fn start(level: Level, rule: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            level,
+            matched_rules: vec![rule],
+            reasons: vec![reason.into()],
+        }
+    }
+
+    /// Raises the level to at least `level`, recording why.
+    fn tighten(&mut self, level: Level, rule: &'static str, reason: impl Into<String>) {
+        self.level = self.level.max(level);
+        self.matched_rules.push(rule);
+        self.reasons.push(reason.into());
+    }
+
+    fn denied(rule: &'static str, reason: impl Into<String>) -> Self {
+        Self::start(Level::Denied, rule, reason)
+    }
+}
+
+/// Built-in ceilings used when a policy sets none.
+const DEFAULT_MAX_REPLICAS: i32 = 100;
+const DEFAULT_MAX_MEMORY_BYTES: i64 = 64 << 30;
+const DEFAULT_MAX_STORAGE_BYTES: i64 = 16 << 40;
+const JOB_MIN_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Clock skew tolerated on snapshot timestamps from the future.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
+
+/// Kinds whose modification is never allowed.
+const RBAC_KINDS: [&str; 4] = ["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"];
+/// Kinds that may never be deleted.
+const NEVER_DELETE_KINDS: [&str; 5] = [
+    "StatefulSet",
+    "PersistentVolume",
+    "Namespace",
+    "CustomResourceDefinition",
+    "Node",
+];
+const WORKLOAD_KINDS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
+
+/// The action type of an action arm.
+pub fn action_type(kind: &Kind) -> ActionType {
+    match kind {
+        Kind::RestartPod(_) => ActionType::RestartPod,
+        Kind::RolloutRestart(_) => ActionType::RolloutRestart,
+        Kind::ScaleHpa(_) => ActionType::ScaleHpa,
+        Kind::CordonNode(_) => ActionType::CordonNode,
+        Kind::UncordonNode(_) => ActionType::UncordonNode,
+        Kind::DrainNode(_) => ActionType::DrainNode,
+        Kind::ExpandPvc(_) => ActionType::ExpandPvc,
+        Kind::PatchResources(_) => ActionType::PatchResources,
+        Kind::DeleteJob(_) => ActionType::DeleteJob,
+        Kind::DeleteResource(_) => ActionType::DeleteResource,
+        Kind::ReportOnly(_) => ActionType::ReportOnly,
+    }
+}
+
+/// The gate: immutable config plus the limiter's state.
+#[derive(Debug)]
+pub struct Gate {
+    config: Config,
+    limiter: Mutex<Limiter>,
+}
+
+impl Gate {
+    /// A gate with empty limiter state.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            limiter: Mutex::new(Limiter::default()),
+        }
+    }
+
+    /// Reviews one request at wall-clock `now` and monotonic `instant`.
+    /// An APPROVED result is counted against the limits.
+    pub fn review(&self, request: &ReviewRequest, now: SystemTime, instant: Instant) -> Review {
+        let mut review = self.review_stateless(request, now);
+        if review.level <= Level::NeedsApproval {
+            self.apply_limits(request, &mut review, instant);
+        }
+        review
+    }
+
+    /// Records how an executed action ended.
+    pub fn record_outcome(
+        &self,
+        target_uid: &str,
+        action: ActionType,
+        succeeded: bool,
+        limits: &nanny_proto::v1::GateLimits,
+        instant: Instant,
+    ) {
+        let limits = self.effective_limits(Some(limits));
+        if let Ok(mut limiter) = self.limiter.lock() {
+            limiter.record_outcome(
+                target_uid,
+                action.as_str_name(),
+                succeeded,
+                &limits,
+                instant,
+            );
+        }
+    }
+
+    fn effective_limits(&self, policy: Option<&nanny_proto::v1::GateLimits>) -> Limits {
+        let d = &self.config.limits;
+        let or = |value: u32, default: u32| if value == 0 { default } else { value };
+        let p = policy.cloned().unwrap_or_default();
+        Limits {
+            global_per_hour: d.global_actions_per_hour,
+            policy_per_hour: or(p.max_actions_per_hour, d.actions_per_hour),
+            namespace_per_hour: or(
+                p.max_actions_per_namespace_per_hour,
+                d.actions_per_namespace_per_hour,
+            ),
+            target_per_hour: or(
+                p.max_actions_per_target_per_hour,
+                d.actions_per_target_per_hour,
+            ),
+            cooldown: Duration::from_secs(u64::from(or(p.cooldown_seconds, d.cooldown_seconds))),
+            breaker_threshold: or(p.breaker_failure_threshold, d.breaker_failure_threshold),
+            breaker_open_for: Duration::from_secs(u64::from(or(
+                p.breaker_open_seconds,
+                d.breaker_open_seconds,
+            ))),
+        }
+    }
+
+    fn apply_limits(&self, request: &ReviewRequest, review: &mut Review, instant: Instant) {
+        // review_stateless only lets complete requests through.
+        let (Some(recommendation), Some(policy)) = (&request.recommendation, &request.policy)
+        else {
+            review.tighten(Level::Denied, "malformed", "incomplete request");
+            return;
+        };
+        let (Some(target), Some(kind)) = (
+            &recommendation.target,
+            recommendation.action.as_ref().and_then(|a| a.kind.as_ref()),
+        ) else {
+            review.tighten(Level::Denied, "malformed", "incomplete request");
+            return;
+        };
+        let limits = self.effective_limits(policy.limits.as_ref());
+        let keys = Keys {
+            policy: &request.policy_ref,
+            namespace: &target.namespace,
+            target: &target.uid,
+            action: action_type(kind).as_str_name(),
+        };
+        let Ok(mut limiter) = self.limiter.lock() else {
+            review.tighten(Level::Denied, "internal-error", "limiter state unavailable");
+            return;
+        };
+        match limiter.check(&keys, &limits, instant) {
+            Err(refusal) => review.tighten(Level::Denied, refusal.rule, refusal.reason),
+            // Only autonomous approvals take a slot now; a human approval
+            // takes one when the action is executed (its outcome is reported).
+            Ok(()) if review.level == Level::Approved => limiter.record_approval(&keys, instant),
+            Ok(()) => {}
+        }
+    }
+
+    /// Everything but the stateful limits: a pure function of config,
+    /// request and wall-clock time.
+    pub fn review_stateless(&self, request: &ReviewRequest, now: SystemTime) -> Review {
+        let Some(recommendation) = &request.recommendation else {
+            return Review::denied("malformed", "no recommendation in the request");
+        };
+        if recommendation.id.is_empty() {
+            return Review::denied("malformed", "recommendation has no id");
+        }
+        let Some(kind) = recommendation
+            .action
+            .as_ref()
+            .and_then(|a: &Action| a.kind.as_ref())
+        else {
+            return Review::denied(
+                "unknown-action",
+                "action missing or not understood by this gate version",
+            );
+        };
+        let Some(target) = &recommendation.target else {
+            return Review::denied("malformed", "recommendation has no target");
+        };
+        if target.uid.is_empty() {
+            return Review::denied(
+                "missing-target-uid",
+                "target has no uid, so it cannot be pinned",
+            );
+        }
+        if target.kind.is_empty() || target.name.is_empty() {
+            return Review::denied("malformed", "target kind or name missing");
+        }
+        if recommendation.confidence > 100 {
+            return Review::denied(
+                "malformed",
+                format!("confidence {} is above 100", recommendation.confidence),
+            );
+        }
+        let Some(source) = recommendation.source.as_ref().and_then(|s| s.kind.as_ref()) else {
+            return Review::denied("malformed", "recommendation source missing");
+        };
+        if let Err(reason) = check_target_kind(kind, target) {
+            return Review::denied("target-kind-mismatch", reason);
+        }
+        let Some(policy) = &request.policy else {
+            return Review::denied(
+                "no-policy",
+                "no HealingPolicy in force for this recommendation",
+            );
+        };
+        if let Some(review) = self.stale(request, now) {
+            return review;
+        }
+        if let Some(review) = self.protections(kind, target, request) {
+            return review;
+        }
+        let context = request.context.clone().unwrap_or_default();
+        let allowed = policy
+            .allowed_actions
+            .iter()
+            .find(|a| a.r#type == action_type(kind) as i32);
+        let Some(allowed) = allowed else {
+            return Review::denied(
+                "action-not-allowed",
+                format!(
+                    "policy {} does not allow {}",
+                    request.policy_ref,
+                    action_type(kind).as_str_name()
+                ),
+            );
+        };
+
+        let mut review = match default_level(kind, &context, allowed, now) {
+            Ok(review) => review,
+            Err(review) => return review,
+        };
+        match ApprovalOverride::try_from(allowed.approval) {
+            Ok(ApprovalOverride::Unspecified) => {}
+            Ok(ApprovalOverride::Manual) => {
+                review.tighten(
+                    Level::NeedsApproval,
+                    "policy-manual-approval",
+                    "the policy requires a human for this action",
+                );
+            }
+            Ok(ApprovalOverride::Auto) => {
+                if review.level == Level::NeedsApproval {
+                    review.level = Level::Approved;
+                    review.matched_rules.push("policy-auto-approval");
+                    review
+                        .reasons
+                        .push("the policy auto-approves this action type".to_owned());
+                }
+            }
+            Err(_) => return Review::denied("malformed", "unknown approval override"),
+        }
+
+        // Model output is untrusted: confidence can only make it stricter.
+        let confidence = f64::from(recommendation.confidence) / 100.0;
+        if confidence < policy.ai_min_confidence {
+            let level = if matches!(source, source::Kind::Model(_)) {
+                Level::Denied
+            } else {
+                Level::NeedsApproval
+            };
+            review.tighten(
+                level,
+                "low-confidence",
+                format!(
+                    "confidence {confidence:.2} is below the policy minimum {:.2}",
+                    policy.ai_min_confidence
+                ),
+            );
+        }
+        if matches!(source, source::Kind::Model(_)) && !policy.ai_allow_auto_approve {
+            review.tighten(
+                Level::NeedsApproval,
+                "model-needs-human",
+                "only a model proposed this; a human must approve",
+            );
+        }
+
+        self.storm_guard(kind, &context, &mut review);
+        disruption(
+            kind,
+            &context,
+            &policy.limits.unwrap_or_default(),
+            self,
+            &mut review,
+        );
+
+        match PolicyMode::try_from(policy.mode) {
+            Ok(PolicyMode::Auto) => {}
+            Ok(PolicyMode::DryRun) => review.tighten(
+                Level::DryRunOnly,
+                "mode-dry-run",
+                "the policy is in DryRun mode",
+            ),
+            Ok(PolicyMode::Monitor) => review.tighten(
+                Level::DryRunOnly,
+                "mode-monitor",
+                "the policy is in Monitor mode",
+            ),
+            Ok(PolicyMode::Unspecified) | Err(_) => {
+                return Review::denied("unknown-mode", "the policy mode is not set");
+            }
+        }
+        if policy.paused {
+            review.tighten(Level::Denied, "policy-paused", "the policy is paused");
+        }
+        review
+    }
+
+    fn stale(&self, request: &ReviewRequest, now: SystemTime) -> Option<Review> {
+        let Some(taken) = request
+            .snapshot_taken_at
+            .and_then(|t| SystemTime::try_from(t).ok())
+        else {
+            return Some(Review::denied(
+                "stale-snapshot",
+                "snapshot time missing or invalid",
+            ));
+        };
+        let max_age = Duration::from_secs(self.config.max_snapshot_age_secs);
+        match now.duration_since(taken) {
+            Ok(age) if age > max_age => Some(Review::denied(
+                "stale-snapshot",
+                format!(
+                    "snapshot is {}s old; the limit is {}s",
+                    age.as_secs(),
+                    max_age.as_secs()
+                ),
+            )),
+            Err(ahead) if ahead.duration() > MAX_CLOCK_SKEW => Some(Review::denied(
+                "stale-snapshot",
+                "snapshot time is in the future",
+            )),
+            _ => None,
+        }
+    }
+
+    fn protections(
+        &self,
+        kind: &Kind,
+        target: &ObjectRef,
+        request: &ReviewRequest,
+    ) -> Option<Review> {
+        let protected = &self.config.protected;
+        if protected.namespaces.contains(&target.namespace) {
+            return Some(Review::denied(
+                "protected-namespace",
+                format!("namespace {} is protected", target.namespace),
+            ));
+        }
+        if protected.kinds.contains(&target.kind) {
+            return Some(Review::denied(
+                "protected-kind",
+                format!("kind {} is protected", target.kind),
+            ));
+        }
+        let labels = request.context.as_ref().map(|c| &c.target_labels);
+        for label in &protected.labels {
+            if let Some((key, value)) = label.split_once('=')
+                && labels.and_then(|l| l.get(key)).is_some_and(|v| v == value)
+            {
+                return Some(Review::denied(
+                    "protected-label",
+                    format!("target carries the protected label {label}"),
+                ));
+            }
+        }
+        if RBAC_KINDS.contains(&target.kind.as_str()) {
+            return Some(Review::denied(
+                "never-modify-rbac",
+                "RBAC objects are never modified",
+            ));
+        }
+        if matches!(kind, Kind::DeleteResource(_))
+            && NEVER_DELETE_KINDS.contains(&target.kind.as_str())
+        {
+            return Some(Review::denied(
+                "never-delete",
+                format!("{} objects are never deleted", target.kind),
+            ));
+        }
+        None
+    }
+
+    fn storm_guard(
+        &self,
+        kind: &Kind,
+        context: &nanny_proto::v1::ReviewContext,
+        review: &mut Review,
+    ) {
+        let storm = &self.config.storm;
+        let node_action = matches!(
+            kind,
+            Kind::CordonNode(_) | Kind::UncordonNode(_) | Kind::DrainNode(_)
+        );
+        if node_action
+            && context.nodes_total > 0
+            && u64::from(context.nodes_unhealthy) * 100
+                > u64::from(context.nodes_total) * u64::from(storm.max_unhealthy_node_percent)
+        {
+            review.tighten(
+                Level::Denied,
+                "storm-guard-nodes",
+                format!(
+                    "{} of {} nodes are unhealthy (over {}%): no node actions",
+                    context.nodes_unhealthy, context.nodes_total, storm.max_unhealthy_node_percent
+                ),
+            );
+        }
+        if context.open_issues > storm.max_open_issues {
+            review.tighten(
+                Level::NeedsApproval,
+                "storm-guard-issues",
+                format!(
+                    "{} open issues (over {}): autonomous actions paused",
+                    context.open_issues, storm.max_open_issues
+                ),
+            );
+        }
+    }
+}
+
+/// Whether the action fits the target's kind and scope.
+fn check_target_kind(kind: &Kind, target: &ObjectRef) -> Result<(), String> {
+    let fits = match kind {
+        Kind::RestartPod(_) => target.kind == "Pod",
+        Kind::RolloutRestart(_) | Kind::PatchResources(_) => {
+            WORKLOAD_KINDS.contains(&target.kind.as_str())
+        }
+        Kind::ScaleHpa(_) => target.kind == "HorizontalPodAutoscaler",
+        Kind::CordonNode(_) | Kind::UncordonNode(_) | Kind::DrainNode(_) => target.kind == "Node",
+        Kind::ExpandPvc(_) => target.kind == "PersistentVolumeClaim",
+        Kind::DeleteJob(_) => target.kind == "Job",
+        Kind::DeleteResource(_) | Kind::ReportOnly(_) => true,
+    };
+    if !fits {
+        return Err(format!(
+            "{} cannot target a {}",
+            action_type(kind).as_str_name(),
+            target.kind
+        ));
+    }
+    let cluster_scoped = matches!(
+        target.kind.as_str(),
+        "Node"
+            | "Namespace"
+            | "PersistentVolume"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+            | "CustomResourceDefinition"
+            | "StorageClass"
+    );
+    if cluster_scoped != target.namespace.is_empty() {
+        return Err(format!(
+            "{} {} has the wrong scope (namespace {:?})",
+            target.kind, target.name, target.namespace
+        ));
+    }
+    Ok(())
+}
+
+/// The seeds' approval level for the action, after checking its parameters
+/// against the ceilings. `Err` is a final denial.
+fn default_level(
+    kind: &Kind,
+    context: &nanny_proto::v1::ReviewContext,
+    allowed: &nanny_proto::v1::AllowedAction,
+    now: SystemTime,
+) -> Result<Review, Review> {
+    let needs = |rule, reason: &str| Ok(Review::start(Level::NeedsApproval, rule, reason));
+    let auto = |rule, reason: &str| Ok(Review::start(Level::Approved, rule, reason));
+    match kind {
+        Kind::RestartPod(_) => {
+            if context
+                .target_issue_kinds
+                .contains(&(IssueKind::CrashLoopBackOff as i32))
+            {
+                auto(
+                    "auto-restart-crashloop",
+                    "restarting a pod in CrashLoopBackOff is auto-approved",
+                )
+            } else {
+                needs(
+                    "restart-needs-human",
+                    "the pod is not crash-looping; restarting it needs a human",
+                )
+            }
+        }
+        Kind::RolloutRestart(_) => needs(
+            "workload-wide-needs-human",
+            "a rollout restart touches every replica",
+        ),
+        Kind::ScaleHpa(scale) => {
+            let ceiling = allowed.max_replicas.unwrap_or(DEFAULT_MAX_REPLICAS);
+            if scale.max_replicas < 1 || scale.max_replicas > ceiling {
+                return Err(Review::denied(
+                    "parameter-out-of-bounds",
+                    format!("maxReplicas {} outside 1..={ceiling}", scale.max_replicas),
+                ));
+            }
+            if scale
+                .min_replicas
+                .is_some_and(|min| min < 1 || min > scale.max_replicas)
+            {
+                return Err(Review::denied(
+                    "parameter-out-of-bounds",
+                    "minReplicas outside 1..=maxReplicas",
+                ));
+            }
+            if context.hpa_max_replicas > 0 && scale.max_replicas > context.hpa_max_replicas {
+                auto(
+                    "auto-raise-hpa-max",
+                    "raising an HPA's maxReplicas within the ceiling is auto-approved",
+                )
+            } else {
+                needs(
+                    "hpa-change-needs-human",
+                    "lowering or keeping maxReplicas (or an unknown current value) needs a human",
+                )
+            }
+        }
+        Kind::CordonNode(_) | Kind::UncordonNode(_) => {
+            needs("node-needs-human", "node operations need a human")
+        }
+        Kind::DrainNode(drain) => {
+            if !(1..=3600).contains(&drain.timeout_seconds)
+                || !(0..=3600).contains(&drain.grace_period_seconds)
+            {
+                return Err(Review::denied(
+                    "parameter-out-of-bounds",
+                    "drain timeout or grace period out of bounds",
+                ));
+            }
+            needs("node-needs-human", "node operations need a human")
+        }
+        Kind::ExpandPvc(expand) => {
+            let ceiling = allowed
+                .max_storage_bytes
+                .unwrap_or(DEFAULT_MAX_STORAGE_BYTES);
+            if expand.new_size_bytes <= 0 || expand.new_size_bytes > ceiling {
+                return Err(Review::denied(
+                    "parameter-out-of-bounds",
+                    format!("new size outside 1..={ceiling} bytes"),
+                ));
+            }
+            if context.pvc_capacity_bytes <= 0
+                || expand.new_size_bytes <= context.pvc_capacity_bytes
+            {
+                return Err(Review::denied(
+                    "never-shrink-pvc",
+                    "a PVC is only ever grown from a known size",
+                ));
+            }
+            needs("pvc-needs-human", "PVC modifications need a human")
+        }
+        Kind::PatchResources(patch) => {
+            if patch.container.is_empty() {
+                return Err(Review::denied(
+                    "parameter-out-of-bounds",
+                    "no container named",
+                ));
+            }
+            let ceiling = allowed.max_memory_bytes.unwrap_or(DEFAULT_MAX_MEMORY_BYTES);
+            for resources in [&patch.requests, &patch.limits].into_iter().flatten() {
+                if resources
+                    .memory_bytes
+                    .is_some_and(|m| m <= 0 || m > ceiling)
+                    || resources
+                        .cpu_millicores
+                        .is_some_and(|c| c <= 0 || c > 256_000)
+                {
+                    return Err(Review::denied(
+                        "parameter-out-of-bounds",
+                        format!("resources outside (0, {ceiling}] bytes / 256 cores"),
+                    ));
+                }
+            }
+            needs(
+                "resources-need-human",
+                "changing resources restarts the workload; a human approves",
+            )
+        }
+        Kind::DeleteJob(delete) => {
+            let finished = context
+                .job_finished_at
+                .and_then(|t| SystemTime::try_from(t).ok());
+            let min_age = JOB_MIN_AGE.max(Duration::from_secs(
+                u64::try_from(delete.min_age_seconds).unwrap_or(0),
+            ));
+            match finished.and_then(|f| now.duration_since(f).ok()) {
+                Some(age) if age >= min_age => auto(
+                    "auto-delete-old-job",
+                    "deleting a Job finished over 24h ago is auto-approved",
+                ),
+                Some(_) => Err(Review::denied(
+                    "job-too-recent",
+                    "the Job finished less than 24h ago",
+                )),
+                None => Err(Review::denied(
+                    "job-age-unknown",
+                    "when the Job finished is unknown",
+                )),
+            }
+        }
+        Kind::DeleteResource(_) => needs("delete-needs-human", "deleting an object needs a human"),
+        Kind::ReportOnly(_) => Err(Review::denied(
+            "report-only",
+            "nothing to execute: reported to humans only",
+        )),
+    }
+}
+
+/// Disruption cap and PodDisruptionBudgets for actions that take down a
+/// serving replica.
+fn disruption(
+    kind: &Kind,
+    context: &nanny_proto::v1::ReviewContext,
+    limits: &nanny_proto::v1::GateLimits,
+    gate: &Gate,
+    review: &mut Review,
+) {
+    let crash_looping = context
+        .target_issue_kinds
+        .contains(&(IssueKind::CrashLoopBackOff as i32));
+    match kind {
+        // Restarting a pod that is already down takes nothing away.
+        Kind::RestartPod(_) if !crash_looping => {
+            let percent = if limits.max_disruption_percent == 0 {
+                gate.config.limits.max_disruption_percent
+            } else {
+                limits.max_disruption_percent
+            };
+            let after = i64::from(context.workload_unavailable) + 1;
+            if context.workload_replicas <= 0
+                || after * 100 > i64::from(context.workload_replicas) * i64::from(percent)
+            {
+                review.tighten(
+                    Level::Denied,
+                    "disruption-cap",
+                    format!(
+                        "{after} of {} replicas would be down (cap {percent}%)",
+                        context.workload_replicas
+                    ),
+                );
+            }
+            if context.pdb_disruptions_allowed == Some(0) {
+                review.tighten(
+                    Level::Denied,
+                    "pdb-blocks",
+                    "the PodDisruptionBudget allows no disruption",
+                );
+            }
+        }
+        Kind::DrainNode(_) if context.pdb_disruptions_allowed == Some(0) => {
+            review.tighten(
+                Level::NeedsApproval,
+                "pdb-blocks",
+                "a PodDisruptionBudget on the node allows no disruption",
+            );
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,641 @@
+//! Unit and property tests of the decision procedure.
+
+use std::{collections::HashMap, time::Duration};
+
+use nanny_proto::v1::{
+    AllowedAction, CordonNode, DeleteJob, DeleteResource, ExpandPvc, GateLimits, GatePolicy,
+    ModelSource, ObjectRef, Recommendation, RestartPod, ReviewContext, ScaleHpa, Source,
+};
+use proptest::{prelude::*, strategy::ValueTree as _};
+
+use super::*;
+
+const ALL_TYPES: [ActionType; 11] = [
+    ActionType::RestartPod,
+    ActionType::RolloutRestart,
+    ActionType::ScaleHpa,
+    ActionType::CordonNode,
+    ActionType::UncordonNode,
+    ActionType::DrainNode,
+    ActionType::ExpandPvc,
+    ActionType::PatchResources,
+    ActionType::DeleteJob,
+    ActionType::DeleteResource,
+    ActionType::ReportOnly,
+];
+
+fn gate() -> Gate {
+    Gate::new(Config::default())
+}
+
+fn target(kind: &str, namespace: &str, name: &str) -> ObjectRef {
+    ObjectRef {
+        kind: kind.to_owned(),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        uid: format!("uid-{namespace}-{name}"),
+        ..ObjectRef::default()
+    }
+}
+
+fn policy(mode: PolicyMode) -> GatePolicy {
+    GatePolicy {
+        mode: mode as i32,
+        allowed_actions: ALL_TYPES
+            .iter()
+            .map(|t| AllowedAction {
+                r#type: *t as i32,
+                ..AllowedAction::default()
+            })
+            .collect(),
+        limits: Some(GateLimits::default()),
+        ai_min_confidence: 0.75,
+        ai_allow_auto_approve: false,
+        paused: false,
+    }
+}
+
+fn rule_source() -> Option<Source> {
+    Some(Source {
+        kind: Some(source::Kind::RuleId("test-rule".to_owned())),
+    })
+}
+
+fn request(kind: Kind, target: ObjectRef) -> ReviewRequest {
+    ReviewRequest {
+        recommendation: Some(Recommendation {
+            id: "rec-1".to_owned(),
+            action: Some(Action { kind: Some(kind) }),
+            target: Some(target),
+            confidence: 100,
+            source: rule_source(),
+            ..Recommendation::default()
+        }),
+        policy_ref: "shop/default".to_owned(),
+        snapshot_taken_at: Some(SystemTime::now().into()),
+        policy: Some(policy(PolicyMode::Auto)),
+        context: Some(ReviewContext {
+            target_issue_kinds: vec![IssueKind::CrashLoopBackOff as i32],
+            workload_replicas: 4,
+            nodes_total: 3,
+            ..ReviewContext::default()
+        }),
+    }
+}
+
+fn crashloop_restart() -> ReviewRequest {
+    request(
+        Kind::RestartPod(RestartPod {}),
+        target("Pod", "shop", "web-1"),
+    )
+}
+
+fn level(request: &ReviewRequest) -> (Level, Vec<&'static str>) {
+    let review = gate().review_stateless(request, SystemTime::now());
+    (review.level, review.matched_rules)
+}
+
+fn rec(request: &mut ReviewRequest) -> &mut Recommendation {
+    request.recommendation.as_mut().unwrap()
+}
+
+fn ctx(request: &mut ReviewRequest) -> &mut ReviewContext {
+    request.context.as_mut().unwrap()
+}
+
+#[test]
+fn crash_looping_pod_restart_is_auto_approved() {
+    let (level, rules) = level(&crashloop_restart());
+    assert_eq!(level, Level::Approved, "{rules:?}");
+    assert_eq!(rules, ["auto-restart-crashloop"]);
+}
+
+#[test]
+fn healthy_pod_restart_needs_a_human_and_respects_the_disruption_cap() {
+    let mut r = crashloop_restart();
+    ctx(&mut r).target_issue_kinds.clear();
+    assert_eq!(level(&r).0, Level::NeedsApproval);
+    ctx(&mut r).workload_replicas = 2;
+    let (level, rules) = level(&r);
+    assert_eq!(level, Level::Denied);
+    assert!(rules.contains(&"disruption-cap"), "{rules:?}");
+}
+
+#[test]
+fn protections_hold_whatever_the_policy_says() {
+    let mut auto_everything = policy(PolicyMode::Auto);
+    for allowed in &mut auto_everything.allowed_actions {
+        allowed.approval = ApprovalOverride::Auto as i32;
+    }
+    let mut r = request(
+        Kind::RestartPod(RestartPod {}),
+        target("Pod", "kube-system", "coredns-1"),
+    );
+    r.policy = Some(auto_everything.clone());
+    assert_eq!(level(&r), (Level::Denied, vec!["protected-namespace"]));
+
+    let mut r = crashloop_restart();
+    r.policy = Some(auto_everything.clone());
+    ctx(&mut r).target_labels =
+        HashMap::from([("nanny.ai/protected".to_owned(), "true".to_owned())]);
+    assert_eq!(level(&r), (Level::Denied, vec!["protected-label"]));
+
+    let mut r = request(
+        Kind::DeleteResource(DeleteResource {}),
+        target("StatefulSet", "shop", "db"),
+    );
+    r.policy = Some(auto_everything.clone());
+    assert_eq!(level(&r), (Level::Denied, vec!["never-delete"]));
+
+    let mut r = request(
+        Kind::DeleteResource(DeleteResource {}),
+        target("ClusterRole", "", "admin"),
+    );
+    r.policy = Some(auto_everything.clone());
+    assert_eq!(level(&r), (Level::Denied, vec!["never-modify-rbac"]));
+
+    let mut r = request(
+        Kind::DeleteResource(DeleteResource {}),
+        target("PersistentVolume", "", "pv-1"),
+    );
+    r.policy = Some(auto_everything);
+    assert_eq!(level(&r), (Level::Denied, vec!["protected-kind"]));
+}
+
+#[test]
+fn malformed_requests_are_denied() {
+    let mut r = crashloop_restart();
+    rec(&mut r).action = Some(Action { kind: None });
+    assert_eq!(level(&r).1, ["unknown-action"]);
+    let mut r = crashloop_restart();
+    rec(&mut r).target.as_mut().unwrap().uid.clear();
+    assert_eq!(level(&r).1, ["missing-target-uid"]);
+    let mut r = crashloop_restart();
+    rec(&mut r).confidence = 101;
+    assert_eq!(level(&r).1, ["malformed"]);
+    let mut r = crashloop_restart();
+    rec(&mut r).source = None;
+    assert_eq!(level(&r).1, ["malformed"]);
+    let mut r = crashloop_restart();
+    r.policy = None;
+    assert_eq!(level(&r).1, ["no-policy"]);
+    let r = request(
+        Kind::RestartPod(RestartPod {}),
+        target("Deployment", "shop", "web"),
+    );
+    assert_eq!(level(&r).1, ["target-kind-mismatch"]);
+    assert_eq!(level(&ReviewRequest::default()).0, Level::Denied);
+}
+
+#[test]
+fn stale_or_future_snapshots_are_denied() {
+    let mut r = crashloop_restart();
+    r.snapshot_taken_at = Some((SystemTime::now() - Duration::from_secs(121)).into());
+    assert_eq!(level(&r).1, ["stale-snapshot"]);
+    r.snapshot_taken_at = Some((SystemTime::now() + Duration::from_secs(120)).into());
+    assert_eq!(level(&r).1, ["stale-snapshot"]);
+    r.snapshot_taken_at = None;
+    assert_eq!(level(&r).1, ["stale-snapshot"]);
+}
+
+#[test]
+fn actions_outside_the_allow_list_are_denied() {
+    let mut r = crashloop_restart();
+    r.policy
+        .as_mut()
+        .unwrap()
+        .allowed_actions
+        .retain(|a| a.r#type != ActionType::RestartPod as i32);
+    assert_eq!(level(&r).1, ["action-not-allowed"]);
+}
+
+#[test]
+fn hpa_max_may_rise_within_the_ceiling_only() {
+    let mut r = request(
+        Kind::ScaleHpa(ScaleHpa {
+            min_replicas: None,
+            max_replicas: 15,
+        }),
+        target("HorizontalPodAutoscaler", "shop", "web"),
+    );
+    ctx(&mut r).hpa_max_replicas = 10;
+    assert_eq!(level(&r).0, Level::Approved);
+    r.policy.as_mut().unwrap().allowed_actions[2].max_replicas = Some(12);
+    assert_eq!(level(&r).1, ["parameter-out-of-bounds"]);
+    let mut r = request(
+        Kind::ScaleHpa(ScaleHpa {
+            min_replicas: None,
+            max_replicas: 5,
+        }),
+        target("HorizontalPodAutoscaler", "shop", "web"),
+    );
+    ctx(&mut r).hpa_max_replicas = 10;
+    assert_eq!(level(&r).0, Level::NeedsApproval);
+}
+
+#[test]
+fn pvcs_only_grow_and_need_a_human() {
+    let mut r = request(
+        Kind::ExpandPvc(ExpandPvc {
+            new_size_bytes: 15 << 30,
+        }),
+        target("PersistentVolumeClaim", "shop", "data"),
+    );
+    ctx(&mut r).pvc_capacity_bytes = 10 << 30;
+    assert_eq!(level(&r).0, Level::NeedsApproval);
+    ctx(&mut r).pvc_capacity_bytes = 20 << 30;
+    assert_eq!(level(&r).1, ["never-shrink-pvc"]);
+}
+
+#[test]
+fn only_jobs_finished_over_a_day_ago_are_deleted_automatically() {
+    let mut r = request(
+        Kind::DeleteJob(DeleteJob {
+            min_age_seconds: 86_400,
+        }),
+        target("Job", "shop", "nightly"),
+    );
+    ctx(&mut r).job_finished_at = Some((SystemTime::now() - Duration::from_secs(25 * 3600)).into());
+    assert_eq!(level(&r).0, Level::Approved);
+    ctx(&mut r).job_finished_at = Some((SystemTime::now() - Duration::from_secs(2 * 3600)).into());
+    assert_eq!(level(&r).1, ["job-too-recent"]);
+    ctx(&mut r).job_finished_at = None;
+    assert_eq!(level(&r).1, ["job-age-unknown"]);
+}
+
+#[test]
+fn model_confidence_lowers_but_never_raises() {
+    let model = Some(Source {
+        kind: Some(source::Kind::Model(ModelSource {
+            provider: "ollama".into(),
+            model: "smollm2".into(),
+            ..Default::default()
+        })),
+    });
+    let mut r = crashloop_restart();
+    rec(&mut r).source = model;
+    rec(&mut r).confidence = 90;
+    assert_eq!(
+        level(&r),
+        (
+            Level::NeedsApproval,
+            vec!["auto-restart-crashloop", "model-needs-human"]
+        )
+    );
+    r.policy.as_mut().unwrap().ai_allow_auto_approve = true;
+    assert_eq!(level(&r).0, Level::Approved);
+    rec(&mut r).confidence = 50;
+    assert_eq!(level(&r).0, Level::Denied);
+    // A node action stays at needs-approval even at full confidence.
+    let mut r = request(
+        Kind::CordonNode(CordonNode {}),
+        target("Node", "", "node-1"),
+    );
+    rec(&mut r).confidence = 100;
+    assert_eq!(level(&r).0, Level::NeedsApproval);
+}
+
+#[test]
+fn storm_guard_stops_node_actions_and_autonomy() {
+    let mut r = request(
+        Kind::CordonNode(CordonNode {}),
+        target("Node", "", "node-1"),
+    );
+    ctx(&mut r).nodes_unhealthy = 2;
+    assert!(level(&r).1.contains(&"storm-guard-nodes"));
+    assert_eq!(level(&r).0, Level::Denied);
+    let mut r = crashloop_restart();
+    ctx(&mut r).open_issues = 51;
+    assert_eq!(
+        level(&r),
+        (
+            Level::NeedsApproval,
+            vec!["auto-restart-crashloop", "storm-guard-issues"]
+        )
+    );
+}
+
+#[test]
+fn modes_and_pause() {
+    let mut r = crashloop_restart();
+    r.policy.as_mut().unwrap().mode = PolicyMode::DryRun as i32;
+    assert_eq!(level(&r).0, Level::DryRunOnly);
+    r.policy.as_mut().unwrap().mode = PolicyMode::Monitor as i32;
+    assert_eq!(level(&r).0, Level::DryRunOnly);
+    r.policy.as_mut().unwrap().mode = PolicyMode::Unspecified as i32;
+    assert_eq!(level(&r).1, ["unknown-mode"]);
+    let mut r = crashloop_restart();
+    r.policy.as_mut().unwrap().paused = true;
+    assert_eq!(level(&r).0, Level::Denied);
+}
+
+#[test]
+fn manual_override_makes_auto_actions_wait_for_a_human() {
+    let mut r = crashloop_restart();
+    r.policy.as_mut().unwrap().allowed_actions[0].approval = ApprovalOverride::Manual as i32;
+    assert_eq!(level(&r).0, Level::NeedsApproval);
+}
+
+#[tokio::test(start_paused = true)]
+async fn approvals_count_against_the_namespace_rate_limit() {
+    let gate = gate();
+    for i in 0..5 {
+        let r = request(
+            Kind::RestartPod(RestartPod {}),
+            target("Pod", "shop", &format!("web-{i}")),
+        );
+        assert_eq!(
+            gate.review(&r, SystemTime::now(), Instant::now()).level,
+            Level::Approved
+        );
+    }
+    let r = request(
+        Kind::RestartPod(RestartPod {}),
+        target("Pod", "shop", "web-5"),
+    );
+    let review = gate.review(&r, SystemTime::now(), Instant::now());
+    assert_eq!(review.level, Level::Denied);
+    assert_eq!(review.matched_rules.last(), Some(&"rate-limit-namespace"));
+    // Another namespace is unaffected.
+    let r = request(
+        Kind::RestartPod(RestartPod {}),
+        target("Pod", "blog", "web-0"),
+    );
+    assert_eq!(
+        gate.review(&r, SystemTime::now(), Instant::now()).level,
+        Level::Approved
+    );
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    let r = request(
+        Kind::RestartPod(RestartPod {}),
+        target("Pod", "shop", "web-5"),
+    );
+    assert_eq!(
+        gate.review(&r, SystemTime::now(), Instant::now()).level,
+        Level::Approved
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_outcomes_open_the_breaker_for_that_target() {
+    let gate = gate();
+    let r = crashloop_restart();
+    let uid = "uid-shop-web-1";
+    for _ in 0..3 {
+        gate.record_outcome(
+            uid,
+            ActionType::RestartPod,
+            false,
+            &GateLimits::default(),
+            Instant::now(),
+        );
+    }
+    let review = gate.review(&r, SystemTime::now(), Instant::now());
+    assert_eq!(
+        (review.level, review.matched_rules.last().copied()),
+        (Level::Denied, Some("circuit-open"))
+    );
+}
+
+// ---- properties -------------------------------------------------------------
+
+const NAMESPACES: [&str; 5] = ["shop", "blog", "kube-system", "monitoring", "cert-manager"];
+const KINDS: [&str; 12] = [
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "Node",
+    "Job",
+    "HorizontalPodAutoscaler",
+    "PersistentVolumeClaim",
+    "PersistentVolume",
+    "ClusterRole",
+    "RoleBinding",
+    "CustomResourceDefinition",
+    "Namespace",
+];
+
+fn any_kind() -> impl Strategy<Value = Option<Kind>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(Kind::RestartPod(RestartPod {}))),
+        Just(Some(Kind::RolloutRestart(
+            nanny_proto::v1::RolloutRestart {}
+        ))),
+        (-5i32..200).prop_map(|m| Some(Kind::ScaleHpa(ScaleHpa {
+            min_replicas: None,
+            max_replicas: m
+        }))),
+        Just(Some(Kind::CordonNode(CordonNode {}))),
+        Just(Some(Kind::UncordonNode(nanny_proto::v1::UncordonNode {}))),
+        (-10i64..5000, -10i64..5000).prop_map(|(g, t)| Some(Kind::DrainNode(
+            nanny_proto::v1::DrainNode {
+                grace_period_seconds: g,
+                timeout_seconds: t
+            }
+        ))),
+        (-1i64..(40i64 << 40)).prop_map(|n| Some(Kind::ExpandPvc(ExpandPvc { new_size_bytes: n }))),
+        Just(Some(Kind::PatchResources(
+            nanny_proto::v1::PatchResources {
+                container: "app".into(),
+                ..Default::default()
+            }
+        ))),
+        (0i64..200_000).prop_map(|a| Some(Kind::DeleteJob(DeleteJob { min_age_seconds: a }))),
+        Just(Some(Kind::DeleteResource(DeleteResource {}))),
+        Just(Some(Kind::ReportOnly(
+            nanny_proto::v1::ReportOnly::default()
+        ))),
+    ]
+}
+
+/// A target kind the action fits (mostly), so that generated requests reach
+/// the deeper rules instead of stopping at the shape checks.
+fn target_kind_for(kind: Option<&Kind>, fits: bool, pick: usize) -> &'static str {
+    let choices: &[&'static str] = match kind {
+        _ if !fits => &KINDS,
+        Some(Kind::RestartPod(_)) => &["Pod"],
+        Some(Kind::RolloutRestart(_) | Kind::PatchResources(_)) => {
+            &["Deployment", "StatefulSet", "DaemonSet"]
+        }
+        Some(Kind::ScaleHpa(_)) => &["HorizontalPodAutoscaler"],
+        Some(Kind::CordonNode(_) | Kind::UncordonNode(_) | Kind::DrainNode(_)) => &["Node"],
+        Some(Kind::ExpandPvc(_)) => &["PersistentVolumeClaim"],
+        Some(Kind::DeleteJob(_)) => &["Job"],
+        Some(Kind::DeleteResource(_) | Kind::ReportOnly(_)) | None => &KINDS,
+    };
+    choices[pick % choices.len()]
+}
+
+prop_compose! {
+    fn any_request()(
+        kind in any_kind(),
+        fits in prop::bool::weighted(0.85),
+        pick in 0usize..1000,
+        namespace in prop_oneof![3 => Just("shop"), 3 => Just("blog"), 1 => proptest::sample::select(&NAMESPACES[2..5])],
+        has_uid in prop::bool::weighted(0.9),
+        protected_label in prop::bool::weighted(0.2),
+        confidence in prop_oneof![4 => Just(100u32), 1 => 0u32..150],
+        source in prop_oneof![8 => Just(1u8), 1 => Just(2u8), 1 => Just(0u8)],
+        mode in prop_oneof![7 => Just(PolicyMode::Auto as i32), 3 => 0i32..5],
+        overrides in proptest::collection::vec(0i32..4, 11),
+        allowed in proptest::collection::vec(prop::bool::weighted(0.9), 11),
+        allow_auto in any::<bool>(),
+        min_confidence in 0.0f64..1.0,
+        crashloop in any::<bool>(),
+        replicas in -1i32..10,
+        unavailable in 0i32..10,
+        hpa_max in 0i32..50,
+        pvc in -1i64..(20i64 << 40),
+        age_secs in proptest::option::of(0u64..(5 * 86_400)),
+        snapshot_age in prop_oneof![9 => 0u64..60, 1 => 0u64..300],
+    ) -> ReviewRequest {
+        let target_kind = target_kind_for(kind.as_ref(), fits, pick);
+        let cluster_scoped = matches!(
+            target_kind,
+            "Node" | "Namespace" | "PersistentVolume" | "ClusterRole" | "CustomResourceDefinition"
+        );
+        let namespace = if cluster_scoped { "" } else { namespace };
+        let mut labels = HashMap::new();
+        if protected_label {
+            labels.insert("app.kubernetes.io/managed-by".to_owned(), "Helm".to_owned());
+        }
+        let source = match source {
+            0 => None,
+            1 => rule_source(),
+            _ => Some(Source { kind: Some(source::Kind::Model(ModelSource::default())) }),
+        };
+        let issue_kinds = if crashloop { vec![IssueKind::CrashLoopBackOff as i32] } else { Vec::new() };
+        let now = SystemTime::now();
+        ReviewRequest {
+            recommendation: Some(Recommendation {
+                id: "rec".into(),
+                action: Some(Action { kind }),
+                target: Some(ObjectRef {
+                    kind: target_kind.into(),
+                    namespace: namespace.into(),
+                    name: "x".into(),
+                    uid: if has_uid { "u".into() } else { String::new() },
+                    ..Default::default()
+                }),
+                confidence,
+                source,
+                ..Default::default()
+            }),
+            policy_ref: "p".into(),
+            snapshot_taken_at: Some((now - Duration::from_secs(snapshot_age)).into()),
+            policy: Some(GatePolicy {
+                mode,
+                allowed_actions: ALL_TYPES
+                    .iter()
+                    .zip(overrides.iter().zip(&allowed))
+                    .filter(|(_, (_, a))| **a)
+                    .map(|(t, (o, _))| AllowedAction { r#type: *t as i32, approval: *o, ..Default::default() })
+                    .collect(),
+                limits: None,
+                ai_min_confidence: min_confidence,
+                ai_allow_auto_approve: allow_auto,
+                paused: false,
+            }),
+            context: Some(ReviewContext {
+                target_labels: labels,
+                target_issue_kinds: issue_kinds,
+                workload_replicas: replicas,
+                workload_unavailable: unavailable,
+                hpa_max_replicas: hpa_max,
+                pvc_capacity_bytes: pvc,
+                job_finished_at: age_secs.map(|a| (now - Duration::from_secs(a)).into()),
+                nodes_total: 3,
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+/// The generator must reach permissive verdicts, or the properties below
+/// prove nothing: most unprotected, well-formed requests get past the gate.
+#[test]
+fn generator_reaches_permissive_verdicts() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let (mut permissive, mut protected) = (0, 0);
+    for _ in 0..2000 {
+        let r = any_request().new_tree(&mut runner).unwrap().current();
+        if is_protected(&r) {
+            protected += 1;
+        } else if gate().review_stateless(&r, SystemTime::now()).level <= Level::NeedsApproval {
+            permissive += 1;
+        }
+    }
+    assert!(
+        permissive > 200 && protected > 200,
+        "permissive {permissive}, protected {protected}"
+    );
+}
+
+fn is_protected(r: &ReviewRequest) -> bool {
+    let rec = r.recommendation.as_ref().unwrap();
+    let t = rec.target.as_ref().unwrap();
+    let protected = Config::default().protected;
+    let delete = matches!(
+        rec.action.as_ref().and_then(|a| a.kind.as_ref()),
+        Some(Kind::DeleteResource(_))
+    );
+    protected.namespaces.contains(&t.namespace)
+        || protected.kinds.contains(&t.kind)
+        || r.context
+            .as_ref()
+            .unwrap()
+            .target_labels
+            .get("app.kubernetes.io/managed-by")
+            .is_some_and(|v| v == "Helm")
+        || RBAC_KINDS.contains(&t.kind.as_str())
+        || (delete && NEVER_DELETE_KINDS.contains(&t.kind.as_str()))
+}
+
+fn is_malformed(r: &ReviewRequest) -> bool {
+    let rec = r.recommendation.as_ref().unwrap();
+    rec.action.as_ref().and_then(|a| a.kind.as_ref()).is_none()
+        || rec.target.as_ref().unwrap().uid.is_empty()
+        || rec.confidence > 100
+        || rec.source.is_none()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn protected_and_never_actions_are_always_denied(r in any_request()) {
+        let review = gate().review_stateless(&r, SystemTime::now());
+        if is_protected(&r) {
+            prop_assert_eq!(review.level, Level::Denied, "{:?}", review);
+        }
+    }
+
+    #[test]
+    fn malformed_input_is_always_denied(r in any_request()) {
+        let review = gate().review_stateless(&r, SystemTime::now());
+        if is_malformed(&r) {
+            prop_assert_eq!(review.level, Level::Denied, "{:?}", review);
+        }
+    }
+
+    #[test]
+    fn nothing_is_auto_approved_outside_auto_mode_or_for_an_unchecked_model(r in any_request()) {
+        let review = gate().review_stateless(&r, SystemTime::now());
+        let policy = r.policy.as_ref().unwrap();
+        let model = matches!(
+            r.recommendation.as_ref().unwrap().source.as_ref().and_then(|s| s.kind.as_ref()),
+            Some(source::Kind::Model(_))
+        );
+        if policy.mode != PolicyMode::Auto as i32 || (model && !policy.ai_allow_auto_approve) {
+            prop_assert_ne!(review.level, Level::Approved, "{:?}", review);
+        }
+    }
+
+    #[test]
+    fn every_decision_names_its_rules(r in any_request()) {
+        let review = gate().review_stateless(&r, SystemTime::now());
+        prop_assert!(!review.matched_rules.is_empty());
+        prop_assert_eq!(review.matched_rules.len(), review.reasons.len());
+    }
+}

@@ -1,0 +1,385 @@
+//! Stateful limits: rate limits, per-target cooldowns and circuit breakers.
+//!
+//! Time is `tokio::time::Instant`, so tests drive it with `tokio::time::pause()`.
+//! State is in memory; it is rebuilt from reported outcomes.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Effective limits for one review (policy values with defaults applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Actions per hour across the whole cluster (gate config).
+    pub global_per_hour: u32,
+    /// Actions per hour under one policy.
+    pub policy_per_hour: u32,
+    /// Actions per hour in one namespace.
+    pub namespace_per_hour: u32,
+    /// Actions per hour on one target.
+    pub target_per_hour: u32,
+    /// Quiet time on a target after an action.
+    pub cooldown: Duration,
+    /// Consecutive failures that open a breaker.
+    pub breaker_threshold: u32,
+    /// How long an open breaker denies before allowing one trial.
+    pub breaker_open_for: Duration,
+}
+
+/// Identifies what one approval counts against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys<'a> {
+    /// namespace/name of the policy.
+    pub policy: &'a str,
+    /// Target namespace ("" for cluster-scoped).
+    pub namespace: &'a str,
+    /// Target uid.
+    pub target: &'a str,
+    /// Action type name.
+    pub action: &'a str,
+}
+
+/// Why the limiter refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Gate rule id.
+    pub rule: &'static str,
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Breaker {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// One trial is allowed; `trial_out` while it runs.
+    HalfOpen {
+        trial_out: bool,
+    },
+}
+
+/// The breaker's state, for reporting and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Actions allowed.
+    Closed,
+    /// Actions denied until the open period ends.
+    Open,
+    /// One trial action allowed.
+    HalfOpen,
+}
+
+/// All stateful limits.
+#[derive(Debug, Default)]
+pub struct Limiter {
+    global: VecDeque<Instant>,
+    by_policy: HashMap<String, VecDeque<Instant>>,
+    by_namespace: HashMap<String, VecDeque<Instant>>,
+    by_target: HashMap<String, VecDeque<Instant>>,
+    last_action: HashMap<String, Instant>,
+    breakers: HashMap<(String, String), Breaker>,
+}
+
+fn prune(window: &mut VecDeque<Instant>, now: Instant) -> usize {
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= HOUR)
+    {
+        window.pop_front();
+    }
+    window.len()
+}
+
+fn count(map: &mut HashMap<String, VecDeque<Instant>>, key: &str, now: Instant) -> usize {
+    map.get_mut(key).map_or(0, |w| prune(w, now))
+}
+
+impl Limiter {
+    /// Checks every limit for an action about to be approved; `Ok` means it may run.
+    ///
+    /// # Errors
+    /// The first limit that refuses.
+    pub fn check(&mut self, keys: &Keys<'_>, limits: &Limits, now: Instant) -> Result<(), Refusal> {
+        let breaker_key = (keys.target.to_owned(), keys.action.to_owned());
+        match self.breakers.get(&breaker_key).copied() {
+            Some(Breaker::Open { until }) if now < until => {
+                return Err(Refusal {
+                    rule: "circuit-open",
+                    reason: format!(
+                        "{} on this target failed {} times in a row; retry allowed in {}s",
+                        keys.action,
+                        limits.breaker_threshold,
+                        until.duration_since(now).as_secs()
+                    ),
+                });
+            }
+            Some(Breaker::Open { .. }) => {
+                self.breakers
+                    .insert(breaker_key.clone(), Breaker::HalfOpen { trial_out: false });
+            }
+            Some(Breaker::HalfOpen { trial_out: true }) => {
+                return Err(Refusal {
+                    rule: "circuit-half-open",
+                    reason: "a trial action on this target is still running".to_owned(),
+                });
+            }
+            _ => {}
+        }
+        if let Some(last) = self.last_action.get(keys.target)
+            && now.duration_since(*last) < limits.cooldown
+        {
+            return Err(Refusal {
+                rule: "cooldown",
+                reason: format!(
+                    "target acted on {}s ago; cooldown is {}s",
+                    now.duration_since(*last).as_secs(),
+                    limits.cooldown.as_secs()
+                ),
+            });
+        }
+        let over = |used: usize, max: u32, rule: &'static str, scope: &str| {
+            (used >= max as usize).then(|| Refusal {
+                rule,
+                reason: format!("{used} actions in the last hour {scope}; limit is {max}"),
+            })
+        };
+        let global = prune(&mut self.global, now);
+        if let Some(refusal) = over(
+            global,
+            limits.global_per_hour,
+            "rate-limit-global",
+            "cluster-wide",
+        )
+        .or_else(|| {
+            over(
+                count(&mut self.by_policy, keys.policy, now),
+                limits.policy_per_hour,
+                "rate-limit-policy",
+                "under this policy",
+            )
+        })
+        .or_else(|| {
+            over(
+                count(&mut self.by_namespace, keys.namespace, now),
+                limits.namespace_per_hour,
+                "rate-limit-namespace",
+                "in this namespace",
+            )
+        })
+        .or_else(|| {
+            over(
+                count(&mut self.by_target, keys.target, now),
+                limits.target_per_hour,
+                "rate-limit-target",
+                "on this target",
+            )
+        }) {
+            return Err(refusal);
+        }
+        Ok(())
+    }
+
+    /// Records an approved action: it counts against every limit from now on.
+    pub fn record_approval(&mut self, keys: &Keys<'_>, now: Instant) {
+        self.global.push_back(now);
+        self.by_policy
+            .entry(keys.policy.to_owned())
+            .or_default()
+            .push_back(now);
+        self.by_namespace
+            .entry(keys.namespace.to_owned())
+            .or_default()
+            .push_back(now);
+        self.by_target
+            .entry(keys.target.to_owned())
+            .or_default()
+            .push_back(now);
+        self.last_action.insert(keys.target.to_owned(), now);
+        let key = (keys.target.to_owned(), keys.action.to_owned());
+        if let Some(Breaker::HalfOpen { .. }) = self.breakers.get(&key) {
+            self.breakers
+                .insert(key, Breaker::HalfOpen { trial_out: true });
+        }
+    }
+
+    /// Records how an executed action ended; failures drive the breaker.
+    pub fn record_outcome(
+        &mut self,
+        target: &str,
+        action: &str,
+        succeeded: bool,
+        limits: &Limits,
+        now: Instant,
+    ) {
+        let key = (target.to_owned(), action.to_owned());
+        let state = self
+            .breakers
+            .get(&key)
+            .copied()
+            .unwrap_or(Breaker::Closed { failures: 0 });
+        let next = match (state, succeeded) {
+            (_, true) => Breaker::Closed { failures: 0 },
+            (Breaker::Closed { failures }, false) if failures + 1 >= limits.breaker_threshold => {
+                Breaker::Open {
+                    until: now + limits.breaker_open_for,
+                }
+            }
+            (Breaker::Closed { failures }, false) => Breaker::Closed {
+                failures: failures + 1,
+            },
+            // A failed trial re-opens for a full period.
+            (Breaker::HalfOpen { .. } | Breaker::Open { .. }, false) => Breaker::Open {
+                until: now + limits.breaker_open_for,
+            },
+        };
+        self.breakers.insert(key, next);
+    }
+
+    /// The breaker state for a target and action type.
+    pub fn breaker(&self, target: &str, action: &str, now: Instant) -> BreakerState {
+        match self.breakers.get(&(target.to_owned(), action.to_owned())) {
+            None | Some(Breaker::Closed { .. }) => BreakerState::Closed,
+            Some(Breaker::Open { until }) if now < *until => BreakerState::Open,
+            Some(Breaker::Open { .. } | Breaker::HalfOpen { .. }) => BreakerState::HalfOpen,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            global_per_hour: 100,
+            policy_per_hour: 100,
+            namespace_per_hour: 3,
+            target_per_hour: 100,
+            cooldown: Duration::from_secs(0),
+            breaker_threshold: 3,
+            breaker_open_for: Duration::from_secs(600),
+        }
+    }
+
+    fn keys(target: &str) -> Keys<'_> {
+        Keys {
+            policy: "shop/default",
+            namespace: "shop",
+            target,
+            action: "RestartPod",
+        }
+    }
+
+    fn approve(limiter: &mut Limiter, target: &str, limits: &Limits) -> Result<(), Refusal> {
+        let now = Instant::now();
+        limiter.check(&keys(target), limits, now)?;
+        limiter.record_approval(&keys(target), now);
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn namespace_rate_limit_slides_over_an_hour() {
+        let mut limiter = Limiter::default();
+        let limits = limits();
+        for target in ["a", "b", "c"] {
+            approve(&mut limiter, target, &limits).unwrap();
+        }
+        assert_eq!(
+            approve(&mut limiter, "d", &limits).unwrap_err().rule,
+            "rate-limit-namespace"
+        );
+        tokio::time::advance(Duration::from_secs(3599)).await;
+        assert_eq!(
+            approve(&mut limiter, "d", &limits).unwrap_err().rule,
+            "rate-limit-namespace"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        approve(&mut limiter, "d", &limits).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cooldown_blocks_the_same_target_only() {
+        let mut limiter = Limiter::default();
+        let limits = Limits {
+            cooldown: Duration::from_secs(300),
+            ..limits()
+        };
+        approve(&mut limiter, "a", &limits).unwrap();
+        tokio::time::advance(Duration::from_secs(299)).await;
+        assert_eq!(
+            approve(&mut limiter, "a", &limits).unwrap_err().rule,
+            "cooldown"
+        );
+        approve(&mut limiter, "b", &limits).unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        approve(&mut limiter, "a", &limits).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn breaker_opens_half_opens_and_closes() {
+        let mut limiter = Limiter::default();
+        let limits = Limits {
+            namespace_per_hour: 100,
+            ..limits()
+        };
+        for _ in 0..3 {
+            approve(&mut limiter, "a", &limits).unwrap();
+            limiter.record_outcome("a", "RestartPod", false, &limits, Instant::now());
+        }
+        assert_eq!(
+            limiter.breaker("a", "RestartPod", Instant::now()),
+            BreakerState::Open
+        );
+        assert_eq!(
+            approve(&mut limiter, "a", &limits).unwrap_err().rule,
+            "circuit-open"
+        );
+        // Other action types on the same target are not affected.
+        limiter
+            .check(
+                &Keys {
+                    action: "RolloutRestart",
+                    ..keys("a")
+                },
+                &limits,
+                Instant::now(),
+            )
+            .unwrap();
+
+        tokio::time::advance(Duration::from_secs(600)).await;
+        assert_eq!(
+            limiter.breaker("a", "RestartPod", Instant::now()),
+            BreakerState::HalfOpen
+        );
+        approve(&mut limiter, "a", &limits).unwrap();
+        // Only one trial at a time.
+        assert_eq!(
+            approve(&mut limiter, "a", &limits).unwrap_err().rule,
+            "circuit-half-open"
+        );
+        // A failed trial re-opens…
+        limiter.record_outcome("a", "RestartPod", false, &limits, Instant::now());
+        assert_eq!(
+            limiter.breaker("a", "RestartPod", Instant::now()),
+            BreakerState::Open
+        );
+        tokio::time::advance(Duration::from_secs(600)).await;
+        // …a successful one closes.
+        approve(&mut limiter, "a", &limits).unwrap();
+        limiter.record_outcome("a", "RestartPod", true, &limits, Instant::now());
+        assert_eq!(
+            limiter.breaker("a", "RestartPod", Instant::now()),
+            BreakerState::Closed
+        );
+        approve(&mut limiter, "a", &limits).unwrap();
+    }
+}

@@ -1,0 +1,176 @@
+//! The `nanny.v1.SafetyGate` gRPC service over [`Gate`].
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use nanny_proto::v1::{
+    ActionType, GateLimits, Outcome, OutcomeReport, RecordOutcomeResponse, ReviewRequest, Verdict,
+    safety_gate_server::SafetyGate,
+};
+use prometheus::{IntCounterVec, Opts, Registry};
+use tokio::{sync::mpsc, time::Instant};
+use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::gate::Gate;
+
+/// Serves reviews; every verdict is logged as an audit event.
+#[derive(Debug)]
+pub struct SafetyGateService {
+    gate: Arc<Gate>,
+    verdicts: IntCounterVec,
+    audit_seq: AtomicU64,
+}
+
+impl SafetyGateService {
+    /// Registers `nanny_safety_verdicts_total{decision,rule}` in `registry`.
+    ///
+    /// # Errors
+    /// When the metric cannot be registered.
+    pub fn new(gate: Gate, registry: &Registry) -> Result<Self, prometheus::Error> {
+        let verdicts = IntCounterVec::new(
+            Opts::new(
+                "nanny_safety_verdicts_total",
+                "Verdicts by decision and the first rule that decided.",
+            ),
+            &["decision", "rule"],
+        )?;
+        registry.register(Box::new(verdicts.clone()))?;
+        Ok(Self {
+            gate: Arc::new(gate),
+            verdicts,
+            audit_seq: AtomicU64::new(0),
+        })
+    }
+
+    /// Reviews one request and writes its audit record.
+    pub fn verdict(&self, request: &ReviewRequest) -> Verdict {
+        let now = SystemTime::now();
+        let review = self.gate.review(request, now, Instant::now());
+        let decision = review.level.decision();
+        let nanos = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let audit_id = format!(
+            "{nanos:x}-{:x}",
+            self.audit_seq.fetch_add(1, Ordering::Relaxed)
+        );
+        let recommendation = request.recommendation.as_ref();
+        let target = recommendation.and_then(|r| r.target.as_ref());
+        tracing::info!(
+            target: "audit",
+            audit_id,
+            recommendation_id = recommendation.map_or("", |r| r.id.as_str()),
+            policy = %request.policy_ref,
+            target_kind = target.map_or("", |t| t.kind.as_str()),
+            target_namespace = target.map_or("", |t| t.namespace.as_str()),
+            target_name = target.map_or("", |t| t.name.as_str()),
+            target_uid = target.map_or("", |t| t.uid.as_str()),
+            decision = decision.as_str_name(),
+            rules = ?review.matched_rules,
+            reasons = ?review.reasons,
+            "Verdict."
+        );
+        // The deciding rule is the last one that raised the level; rule ids
+        // are a fixed set, so the label stays low-cardinality.
+        let rule = review.matched_rules.last().copied().unwrap_or("none");
+        self.verdicts
+            .with_label_values(&[decision.as_str_name(), rule])
+            .inc();
+        Verdict {
+            recommendation_id: recommendation.map(|r| r.id.clone()).unwrap_or_default(),
+            decision: decision as i32,
+            matched_rules: review
+                .matched_rules
+                .iter()
+                .map(|r| (*r).to_owned())
+                .collect(),
+            reasons: review.reasons,
+            policy_ref: request.policy_ref.clone(),
+            audit_id,
+            decided_at: Some(now.into()),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl SafetyGate for SafetyGateService {
+    type ReviewStreamStream = ReceiverStream<Result<Verdict, Status>>;
+
+    #[tracing::instrument(skip_all)]
+    async fn review(&self, request: Request<ReviewRequest>) -> Result<Response<Verdict>, Status> {
+        Ok(Response::new(self.verdict(&request.into_inner())))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn review_stream(
+        &self,
+        request: Request<Streaming<ReviewRequest>>,
+    ) -> Result<Response<Self::ReviewStreamStream>, Status> {
+        let mut requests = request.into_inner();
+        // Small buffer: a slow reader slows the reviews, it never piles them up.
+        let (tx, rx) = mpsc::channel(16);
+        let service = Self {
+            gate: self.gate.clone(),
+            verdicts: self.verdicts.clone(),
+            audit_seq: AtomicU64::new(self.audit_seq.fetch_add(1 << 32, Ordering::Relaxed)),
+        };
+        tokio::spawn(async move {
+            while let Some(next) = requests.next().await {
+                let message = match next {
+                    Ok(request) => Ok(service.verdict(&request)),
+                    // A broken client stream ends the reviews.
+                    Err(status) => Err(status),
+                };
+                let stop = message.is_err();
+                // A failed send means the client left: stop reviewing.
+                if tx.send(message).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn record_outcome(
+        &self,
+        request: Request<OutcomeReport>,
+    ) -> Result<Response<RecordOutcomeResponse>, Status> {
+        let report = request.into_inner();
+        let target = report.target.as_ref().filter(|t| !t.uid.is_empty());
+        let Some(target) = target else {
+            return Err(Status::invalid_argument(
+                "outcome report needs a target with a uid",
+            ));
+        };
+        let action = ActionType::try_from(report.action_type)
+            .ok()
+            .filter(|a| *a != ActionType::Unspecified)
+            .ok_or_else(|| Status::invalid_argument("outcome report has an unknown action type"))?;
+        let succeeded = match Outcome::try_from(report.outcome) {
+            Ok(Outcome::Succeeded) => true,
+            Ok(Outcome::Failed | Outcome::Ineffective | Outcome::RolledBack) => false,
+            // Nothing was executed: nothing for the breaker to learn.
+            Ok(Outcome::DryRun | Outcome::Refused) => {
+                return Ok(Response::new(RecordOutcomeResponse {}));
+            }
+            Ok(Outcome::Unspecified) | Err(_) => {
+                return Err(Status::invalid_argument(
+                    "outcome report has an unknown outcome",
+                ));
+            }
+        };
+        self.gate.record_outcome(
+            &target.uid,
+            action,
+            succeeded,
+            &GateLimits::default(),
+            Instant::now(),
+        );
+        Ok(Response::new(RecordOutcomeResponse {}))
+    }
+}

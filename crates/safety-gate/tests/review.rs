@@ -1,0 +1,170 @@
+//! The gate over real gRPC on loopback: unary and streaming reviews, outcome
+//! reports feeding the breaker, and the verdict metrics.
+
+// Test helpers fail loudly: a panic with a message is the right outcome.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::SystemTime;
+
+use nanny_common::server::Listeners;
+use nanny_proto::v1::{
+    Action, ActionType, AllowedAction, Decision, GatePolicy, IssueKind, ObjectRef, Outcome,
+    OutcomeReport, PolicyMode, Recommendation, RestartPod, ReviewContext, ReviewRequest, Source,
+    action, safety_gate_client::SafetyGateClient, source,
+};
+use nanny_safety_gate::Config;
+use tokio_stream::StreamExt as _;
+use tonic::transport::Channel;
+
+fn restart(namespace: &str, name: &str) -> ReviewRequest {
+    ReviewRequest {
+        recommendation: Some(Recommendation {
+            id: format!("rec-{name}"),
+            action: Some(Action {
+                kind: Some(action::Kind::RestartPod(RestartPod {})),
+            }),
+            target: Some(ObjectRef {
+                kind: "Pod".into(),
+                namespace: namespace.into(),
+                name: name.into(),
+                uid: format!("uid-{name}"),
+                ..ObjectRef::default()
+            }),
+            confidence: 100,
+            source: Some(Source {
+                kind: Some(source::Kind::RuleId("crashloop-restart".into())),
+            }),
+            ..Recommendation::default()
+        }),
+        policy_ref: "shop/default".into(),
+        snapshot_taken_at: Some(SystemTime::now().into()),
+        policy: Some(GatePolicy {
+            mode: PolicyMode::Auto as i32,
+            allowed_actions: vec![AllowedAction {
+                r#type: ActionType::RestartPod as i32,
+                ..AllowedAction::default()
+            }],
+            ai_min_confidence: 0.75,
+            ..GatePolicy::default()
+        }),
+        context: Some(ReviewContext {
+            target_issue_kinds: vec![IssueKind::CrashLoopBackOff as i32],
+            ..ReviewContext::default()
+        }),
+    }
+}
+
+async fn start() -> (
+    SafetyGateClient<Channel>,
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let listeners = Listeners::ephemeral().await.unwrap();
+    let grpc = listeners.grpc_addr().unwrap();
+    let http = listeners.http_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(nanny_safety_gate::run(
+        Config::default(),
+        listeners,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let client = SafetyGateClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    (client, http, stop)
+}
+
+#[tokio::test]
+async fn unary_and_streaming_reviews_decide_with_rule_ids() {
+    let (mut client, http, _stop) = start().await;
+
+    let verdict = client
+        .review(restart("shop", "web-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verdict.decision(), Decision::Approved);
+    assert_eq!(verdict.matched_rules, ["auto-restart-crashloop"]);
+    assert_eq!(verdict.recommendation_id, "rec-web-1");
+    assert!(!verdict.audit_id.is_empty());
+
+    let verdict = client
+        .review(restart("kube-system", "coredns"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verdict.decision(), Decision::Denied);
+    assert_eq!(verdict.matched_rules, ["protected-namespace"]);
+
+    let verdict = client
+        .review(ReviewRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verdict.decision(), Decision::Denied);
+
+    let requests = vec![
+        restart("blog", "a"),
+        restart("monitoring", "b"),
+        restart("blog", "c"),
+    ];
+    let mut verdicts = client
+        .review_stream(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Some(verdict) = verdicts.next().await {
+        let verdict = verdict.unwrap();
+        let decision = verdict.decision();
+        seen.push((verdict.recommendation_id, decision));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("rec-a".to_owned(), Decision::Approved),
+            ("rec-b".to_owned(), Decision::Denied),
+            ("rec-c".to_owned(), Decision::Approved)
+        ]
+    );
+
+    let (status, metrics) = nanny_test_util::http::get(http, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(r#"nanny_safety_verdicts_total{decision="DECISION_DENIED",rule="protected-namespace"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn failed_outcomes_reported_over_grpc_open_the_breaker() {
+    let (mut client, _http, _stop) = start().await;
+    let request = restart("shop", "flaky");
+    let target = request.recommendation.as_ref().unwrap().target.clone();
+    for _ in 0..3 {
+        client
+            .record_outcome(OutcomeReport {
+                recommendation_id: "rec-flaky".into(),
+                target: target.clone(),
+                action_type: ActionType::RestartPod as i32,
+                outcome: Outcome::Ineffective as i32,
+                finished_at: Some(SystemTime::now().into()),
+            })
+            .await
+            .unwrap();
+    }
+    let verdict = client.review(request).await.unwrap().into_inner();
+    assert_eq!(verdict.decision(), Decision::Denied);
+    assert_eq!(
+        verdict.matched_rules.last().map(String::as_str),
+        Some("circuit-open")
+    );
+
+    let bad = client
+        .record_outcome(OutcomeReport::default())
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+}
