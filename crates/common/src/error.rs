@@ -36,6 +36,9 @@ pub enum Error {
     /// A metric could not be registered.
     #[error("failed to register metric: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The audit log cannot be opened or its chain is broken.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// Reflection could not be built from the descriptor set.
     #[error("failed to build gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),

@@ -1,8 +1,10 @@
 //! `nannyctl`: operate Nanny from a terminal.
 //!
-//! Today: `health` checks every service. Later issues add list, describe,
-//! approve, reject, rollback, snapshot and analyze.
+//! Today: `health` checks every service and `audit verify` checks the safety
+//! gate's audit log. Later issues add list, describe, approve, reject,
+//! rollback, snapshot and analyze.
 
+mod audit;
 mod health;
 
 use std::process::ExitCode;
@@ -21,10 +23,20 @@ struct Cli {
 enum Command {
     /// Check every service's gRPC health and print a table.
     Health(health::Args),
+    /// Work with the safety gate's audit log.
+    #[command(subcommand)]
+    Audit(audit::Command),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    match Cli::parse().command {
+        Command::Health(args) => block_on(health::run(args)),
+        Command::Audit(command) => audit::run(command),
+    }
+}
+
+/// Runs an async command on a single-threaded runtime and maps its result.
+fn block_on(command: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -35,12 +47,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Health(args) => health::run(args).await,
-        }
-    });
-    match result {
+    match runtime.block_on(command) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("nannyctl: {error:#}");

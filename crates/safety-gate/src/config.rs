@@ -22,6 +22,17 @@ pub struct Config {
     pub storm: StormGuard,
     /// Defaults for limits a policy leaves at 0, and the cluster-wide rate.
     pub limits: LimitDefaults,
+    /// The tamper-evident audit log.
+    pub audit: AuditConfig,
+}
+
+/// Section `audit`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Hash-chained JSON lines file, one record per verdict (`nannyctl audit
+    /// verify` checks it). Empty: verdicts are audited in the log stream only.
+    pub path: String,
 }
 
 /// Section `storm`.
@@ -116,6 +127,7 @@ impl Default for Config {
                 max_open_issues: 50,
             },
             limits: LimitDefaults::default(),
+            audit: AuditConfig::default(),
         }
     }
 }

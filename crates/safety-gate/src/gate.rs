@@ -132,6 +132,11 @@ impl Gate {
         }
     }
 
+    /// The gate's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Reviews one request at wall-clock `now` and monotonic `instant`.
     /// An APPROVED result is counted against the limits.
     pub fn review(&self, request: &ReviewRequest, now: SystemTime, instant: Instant) -> Review {

@@ -32,7 +32,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), nanny_common::Error> {
     let shell = Shell::new(BINARY, service_names::SAFETY_GATE, &config.server).await?;
-    let service = SafetyGateService::new(Gate::new(config), shell.metrics().registry())?;
+    // An audit log that cannot be extended stops the gate: no unaudited decisions.
+    let audit = if config.audit.path.is_empty() {
+        None
+    } else {
+        Some(nanny_common::audit::AuditLog::open(std::path::Path::new(
+            &config.audit.path,
+        ))?)
+    };
+    let service = SafetyGateService::new(Gate::new(config), shell.metrics().registry(), audit)?;
     // Pure policy: nothing external to wait for.
     shell.health().set_ready(true).await;
     shell

@@ -2,7 +2,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{SystemTime, UNIX_EPOCH},
@@ -17,14 +17,18 @@ use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::gate::Gate;
+use nanny_common::audit::AuditLog;
 
-/// Serves reviews; every verdict is logged as an audit event.
+use crate::gate::{Gate, Level};
+
+/// Serves reviews; every verdict is logged as an audit event and, when
+/// configured, appended to the hash-chained audit log.
 #[derive(Debug)]
 pub struct SafetyGateService {
     gate: Arc<Gate>,
     verdicts: IntCounterVec,
-    audit_seq: AtomicU64,
+    audit_seq: Arc<AtomicU64>,
+    audit_log: Option<Arc<Mutex<AuditLog>>>,
 }
 
 impl SafetyGateService {
@@ -32,7 +36,11 @@ impl SafetyGateService {
     ///
     /// # Errors
     /// When the metric cannot be registered.
-    pub fn new(gate: Gate, registry: &Registry) -> Result<Self, prometheus::Error> {
+    pub fn new(
+        gate: Gate,
+        registry: &Registry,
+        audit_log: Option<AuditLog>,
+    ) -> Result<Self, prometheus::Error> {
         let verdicts = IntCounterVec::new(
             Opts::new(
                 "nanny_safety_verdicts_total",
@@ -44,15 +52,15 @@ impl SafetyGateService {
         Ok(Self {
             gate: Arc::new(gate),
             verdicts,
-            audit_seq: AtomicU64::new(0),
+            audit_seq: Arc::new(AtomicU64::new(0)),
+            audit_log: audit_log.map(|log| Arc::new(Mutex::new(log))),
         })
     }
 
     /// Reviews one request and writes its audit record.
     pub fn verdict(&self, request: &ReviewRequest) -> Verdict {
         let now = SystemTime::now();
-        let review = self.gate.review(request, now, Instant::now());
-        let decision = review.level.decision();
+        let mut review = self.gate.review(request, now, Instant::now());
         let nanos = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let audit_id = format!(
             "{nanos:x}-{:x}",
@@ -60,6 +68,16 @@ impl SafetyGateService {
         );
         let recommendation = request.recommendation.as_ref();
         let target = recommendation.and_then(|r| r.target.as_ref());
+        if let Err(error) = self.append_audit(request, &review, &audit_id, now) {
+            // No decision without its audit record.
+            tracing::error!(%error, audit_id, "Cannot write the audit record; denying.");
+            review.level = Level::Denied;
+            review.matched_rules.push("audit-unavailable");
+            review
+                .reasons
+                .push("the audit log cannot be written".to_owned());
+        }
+        let decision = review.level.decision();
         tracing::info!(
             target: "audit",
             audit_id,
@@ -96,6 +114,49 @@ impl SafetyGateService {
     }
 }
 
+impl SafetyGateService {
+    fn append_audit(
+        &self,
+        request: &ReviewRequest,
+        review: &crate::gate::Review,
+        audit_id: &str,
+        now: SystemTime,
+    ) -> Result<(), nanny_common::audit::AuditError> {
+        let Some(log) = &self.audit_log else {
+            return Ok(());
+        };
+        let recommendation = request.recommendation.as_ref();
+        let target = recommendation.and_then(|r| r.target.as_ref());
+        let action = recommendation
+            .and_then(|r| r.action.as_ref())
+            .and_then(|a| a.kind.as_ref())
+            .map_or("UNKNOWN", |k| crate::gate::action_type(k).as_str_name());
+        let entry = serde_json::json!({
+            "recommendation_id": recommendation.map_or("", |r| r.id.as_str()),
+            "policy": request.policy_ref,
+            "target": {
+                "kind": target.map_or("", |t| t.kind.as_str()),
+                "namespace": target.map_or("", |t| t.namespace.as_str()),
+                "name": target.map_or("", |t| t.name.as_str()),
+                "uid": target.map_or("", |t| t.uid.as_str()),
+            },
+            "action": action,
+            "decision": review.level.decision().as_str_name(),
+            "rules": review.matched_rules,
+            "reasons": review.reasons,
+        });
+        let time = prost_types::Timestamp::from(now).to_string();
+        // A poisoned lock means a writer panicked mid-append: fail closed.
+        let mut log = log
+            .lock()
+            .map_err(|_| nanny_common::audit::AuditError::Io {
+                path: std::path::PathBuf::from(&self.gate.config().audit.path),
+                source: std::io::Error::other("audit log lock poisoned"),
+            })?;
+        log.append(time, audit_id.to_owned(), entry)
+    }
+}
+
 #[tonic::async_trait]
 impl SafetyGate for SafetyGateService {
     type ReviewStreamStream = ReceiverStream<Result<Verdict, Status>>;
@@ -116,7 +177,8 @@ impl SafetyGate for SafetyGateService {
         let service = Self {
             gate: self.gate.clone(),
             verdicts: self.verdicts.clone(),
-            audit_seq: AtomicU64::new(self.audit_seq.fetch_add(1 << 32, Ordering::Relaxed)),
+            audit_seq: self.audit_seq.clone(),
+            audit_log: self.audit_log.clone(),
         };
         tokio::spawn(async move {
             while let Some(next) = requests.next().await {
