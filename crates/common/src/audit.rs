@@ -87,32 +87,39 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log; an existing log is verified first, and a
-    /// broken one is refused — a chain that cannot be checked cannot be extended.
+    /// Opens (or creates) the log and returns its records; an existing log
+    /// is verified first, and a broken one is refused — a chain that cannot
+    /// be checked cannot be extended.
     ///
     /// # Errors
     /// [`AuditError`] when the file cannot be opened or its chain is broken.
-    pub fn open(path: &Path) -> Result<Self, AuditError> {
+    pub fn open(path: &Path) -> Result<(Self, Vec<AuditRecord>), AuditError> {
         let io = |source| AuditError::Io {
             path: path.to_owned(),
             source,
         };
-        let (seq, last_hash) = if path.exists() {
-            verify(path)?
+        let records = if path.exists() {
+            read(path)?
         } else {
-            (0, GENESIS.to_owned())
+            Vec::new()
         };
+        let (seq, last_hash) = records
+            .last()
+            .map_or((0, GENESIS.to_owned()), |r| (r.seq, r.hash.clone()));
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(io)?;
-        Ok(Self {
-            path: path.to_owned(),
-            file,
-            seq,
-            last_hash,
-        })
+        Ok((
+            Self {
+                path: path.to_owned(),
+                file,
+                seq,
+                last_hash,
+            },
+            records,
+        ))
     }
 
     /// Appends one record and flushes it to the OS before returning.
@@ -149,11 +156,12 @@ impl AuditLog {
     }
 }
 
-/// Checks the whole chain; returns the record count and the last hash.
+/// Every record of a log, checking the whole chain on the way.
 ///
 /// # Errors
-/// [`AuditError::Broken`] naming the first record that does not fit.
-pub fn verify(path: &Path) -> Result<(u64, String), AuditError> {
+/// [`AuditError::Broken`] naming the first record that does not fit, or
+/// [`AuditError::Io`] when the file cannot be read.
+pub fn read(path: &Path) -> Result<Vec<AuditRecord>, AuditError> {
     let io = |source| AuditError::Io {
         path: path.to_owned(),
         source,
@@ -164,12 +172,15 @@ pub fn verify(path: &Path) -> Result<(u64, String), AuditError> {
         problem,
     };
     let reader = BufReader::new(File::open(path).map_err(io)?);
-    let (mut seq, mut last_hash) = (0u64, GENESIS.to_owned());
+    let mut records: Vec<AuditRecord> = Vec::new();
     for (index, line) in reader.lines().enumerate() {
         let number = index + 1;
         let line = line.map_err(io)?;
         let record: AuditRecord = serde_json::from_str(&line)
             .map_err(|e| broken(number, format!("not an audit record: {e}")))?;
+        let (seq, last_hash) = records
+            .last()
+            .map_or((0, GENESIS), |r| (r.seq, r.hash.as_str()));
         if record.seq != seq + 1 {
             return Err(broken(
                 number,
@@ -194,10 +205,20 @@ pub fn verify(path: &Path) -> Result<(u64, String), AuditError> {
                 ),
             ));
         }
-        seq = record.seq;
-        last_hash = record.hash;
+        records.push(record);
     }
-    Ok((seq, last_hash))
+    Ok(records)
+}
+
+/// Checks the whole chain; returns the record count and the last hash.
+///
+/// # Errors
+/// As [`read`].
+pub fn verify(path: &Path) -> Result<(u64, String), AuditError> {
+    let records = read(path)?;
+    Ok(records
+        .last()
+        .map_or((0, GENESIS.to_owned()), |r| (r.seq, r.hash.clone())))
 }
 
 #[cfg(test)]
@@ -213,7 +234,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("audit.jsonl");
         let _ = std::fs::remove_file(&path);
-        let mut log = AuditLog::open(&path).unwrap();
+        let (mut log, _) = AuditLog::open(&path).unwrap();
         for i in 0..records {
             log.append(
                 format!("2026-11-22T00:00:0{i}Z"),
@@ -239,7 +260,7 @@ mod tests {
     fn an_intact_chain_verifies_and_reopening_continues_it() {
         let path = log_with(3);
         assert_eq!(verify(&path).unwrap().0, 3);
-        let mut log = AuditLog::open(&path).unwrap();
+        let (mut log, _) = AuditLog::open(&path).unwrap();
         log.append("t".into(), "a3".into(), serde_json::json!({}))
             .unwrap();
         assert_eq!(verify(&path).unwrap().0, 4);

@@ -147,6 +147,71 @@ impl Gate {
         review
     }
 
+    /// Replays approvals and outcomes from the audit log, so that rate
+    /// limits, cooldowns and breakers survive a restart. Records whose time
+    /// cannot be placed on this process's clock count as happening now —
+    /// stricter, never looser. Returns how many records were replayed.
+    pub fn restore(
+        &self,
+        records: &[nanny_common::audit::AuditRecord],
+        now: SystemTime,
+        instant: Instant,
+    ) -> usize {
+        let horizon =
+            Duration::from_secs(3600 + u64::from(self.config.limits.breaker_open_seconds));
+        let limits = self.effective_limits(None);
+        let Ok(mut limiter) = self.limiter.lock() else {
+            return 0;
+        };
+        let mut replayed = 0;
+        for record in records {
+            let Some(time) = record
+                .time
+                .parse::<prost_types::Timestamp>()
+                .ok()
+                .and_then(|t| SystemTime::try_from(t).ok())
+            else {
+                continue;
+            };
+            let age = now.duration_since(time).unwrap_or_default();
+            if age > horizon {
+                continue;
+            }
+            let at = instant.checked_sub(age).unwrap_or(instant);
+            let entry = &record.entry;
+            let field = |path: &[&str]| {
+                path.iter()
+                    .fold(entry, |v, k| &v[*k])
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (uid, action) = (field(&["target", "uid"]), field(&["action"]));
+            match entry["kind"].as_str() {
+                Some("verdict") if entry["decision"] == Decision::Approved.as_str_name() => {
+                    let (policy, namespace) = (field(&["policy"]), field(&["target", "namespace"]));
+                    limiter.record_approval(
+                        &Keys {
+                            policy: &policy,
+                            namespace: &namespace,
+                            target: &uid,
+                            action: &action,
+                        },
+                        at,
+                    );
+                    replayed += 1;
+                }
+                Some("outcome") => {
+                    let succeeded = entry["succeeded"].as_bool().unwrap_or(false);
+                    limiter.record_outcome(&uid, &action, succeeded, &limits, at);
+                    replayed += 1;
+                }
+                _ => {}
+            }
+        }
+        replayed
+    }
+
     /// Records how an executed action ended.
     pub fn record_outcome(
         &self,

@@ -32,15 +32,27 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), nanny_common::Error> {
     let shell = Shell::new(BINARY, service_names::SAFETY_GATE, &config.server).await?;
-    // An audit log that cannot be extended stops the gate: no unaudited decisions.
+    let gate = Gate::new(config.clone());
+    // An audit log that cannot be extended stops the gate: no unaudited
+    // decisions. Its records also carry the limits across restarts.
     let audit = if config.audit.path.is_empty() {
         None
     } else {
-        Some(nanny_common::audit::AuditLog::open(std::path::Path::new(
-            &config.audit.path,
-        ))?)
+        let (log, records) =
+            nanny_common::audit::AuditLog::open(std::path::Path::new(&config.audit.path))?;
+        let replayed = gate.restore(
+            &records,
+            std::time::SystemTime::now(),
+            tokio::time::Instant::now(),
+        );
+        tracing::info!(
+            records = records.len(),
+            replayed,
+            "Restored limits from the audit log."
+        );
+        Some(log)
     };
-    let service = SafetyGateService::new(Gate::new(config), shell.metrics().registry(), audit)?;
+    let service = SafetyGateService::new(gate, shell.metrics().registry(), audit)?;
     // Pure policy: nothing external to wait for.
     shell.health().set_ready(true).await;
     shell

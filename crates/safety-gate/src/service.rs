@@ -132,6 +132,7 @@ impl SafetyGateService {
             .and_then(|a| a.kind.as_ref())
             .map_or("UNKNOWN", |k| crate::gate::action_type(k).as_str_name());
         let entry = serde_json::json!({
+            "kind": "verdict",
             "recommendation_id": recommendation.map_or("", |r| r.id.as_str()),
             "policy": request.policy_ref,
             "target": {
@@ -145,6 +146,16 @@ impl SafetyGateService {
             "rules": review.matched_rules,
             "reasons": review.reasons,
         });
+        self.append(log, now, audit_id, entry)
+    }
+
+    fn append(
+        &self,
+        log: &Mutex<AuditLog>,
+        now: SystemTime,
+        audit_id: &str,
+        entry: serde_json::Value,
+    ) -> Result<(), nanny_common::audit::AuditError> {
         let time = prost_types::Timestamp::from(now).to_string();
         // A poisoned lock means a writer panicked mid-append: fail closed.
         let mut log = log
@@ -233,6 +244,23 @@ impl SafetyGate for SafetyGateService {
             &GateLimits::default(),
             Instant::now(),
         );
+        if let Some(log) = &self.audit_log {
+            // Outcomes are audited too, so breakers survive a restart.
+            let entry = serde_json::json!({
+                "kind": "outcome",
+                "recommendation_id": report.recommendation_id,
+                "target": { "kind": target.kind, "namespace": target.namespace, "name": target.name, "uid": target.uid },
+                "action": action.as_str_name(),
+                "succeeded": succeeded,
+            });
+            let audit_id = format!("outcome-{}", self.audit_seq.fetch_add(1, Ordering::Relaxed));
+            if let Err(error) = self.append(log, SystemTime::now(), &audit_id, entry) {
+                tracing::error!(%error, "Cannot write the outcome to the audit log.");
+                return Err(Status::unavailable(
+                    "the outcome could not be recorded durably",
+                ));
+            }
+        }
         Ok(Response::new(RecordOutcomeResponse {}))
     }
 }

@@ -8,50 +8,15 @@ use std::time::SystemTime;
 
 use nanny_common::server::Listeners;
 use nanny_proto::v1::{
-    Action, ActionType, AllowedAction, Decision, GatePolicy, IssueKind, ObjectRef, Outcome,
-    OutcomeReport, PolicyMode, Recommendation, RestartPod, ReviewContext, ReviewRequest, Source,
-    action, safety_gate_client::SafetyGateClient, source,
+    ActionType, Decision, Outcome, OutcomeReport, ReviewRequest,
+    safety_gate_client::SafetyGateClient,
 };
 use nanny_safety_gate::Config;
 use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 
 fn restart(namespace: &str, name: &str) -> ReviewRequest {
-    ReviewRequest {
-        recommendation: Some(Recommendation {
-            id: format!("rec-{name}"),
-            action: Some(Action {
-                kind: Some(action::Kind::RestartPod(RestartPod {})),
-            }),
-            target: Some(ObjectRef {
-                kind: "Pod".into(),
-                namespace: namespace.into(),
-                name: name.into(),
-                uid: format!("uid-{name}"),
-                ..ObjectRef::default()
-            }),
-            confidence: 100,
-            source: Some(Source {
-                kind: Some(source::Kind::RuleId("crashloop-restart".into())),
-            }),
-            ..Recommendation::default()
-        }),
-        policy_ref: "shop/default".into(),
-        snapshot_taken_at: Some(SystemTime::now().into()),
-        policy: Some(GatePolicy {
-            mode: PolicyMode::Auto as i32,
-            allowed_actions: vec![AllowedAction {
-                r#type: ActionType::RestartPod as i32,
-                ..AllowedAction::default()
-            }],
-            ai_min_confidence: 0.75,
-            ..GatePolicy::default()
-        }),
-        context: Some(ReviewContext {
-            target_issue_kinds: vec![IssueKind::CrashLoopBackOff as i32],
-            ..ReviewContext::default()
-        }),
-    }
+    nanny_test_util::requests::crashloop_restart(namespace, name)
 }
 
 async fn start() -> (

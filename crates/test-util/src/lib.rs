@@ -8,6 +8,7 @@
 //! - [`cluster`]: the local cluster `cargo xtask cluster up` started, and a
 //!   namespace per test.
 //! - [`faults`]: inject the failures Nanny heals into that cluster.
+//! - [`requests`]: ready-made contract messages.
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,4 +17,5 @@ pub mod cluster;
 pub mod faults;
 pub mod http;
 pub mod process;
+pub mod requests;
 pub mod tools;

@@ -213,6 +213,15 @@ impl ServiceProcess {
             .parse()?)
     }
 
+    /// Kills the process with SIGKILL (no chance to clean up) and reaps it.
+    ///
+    /// # Errors
+    /// When the process cannot be killed.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits (at most 15 s) for the exit status.
     ///
     /// # Errors

@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use nanny_proto::v1::{ReviewRequest, safety_gate_client::SafetyGateClient};
+use nanny_proto::v1::{Decision, ReviewRequest, safety_gate_client::SafetyGateClient};
 use nanny_test_util::process::{ServiceProcess, cargo_bin};
 
 fn verify(path: &std::path::Path) -> (bool, String) {
@@ -83,4 +83,91 @@ async fn tampering_with_one_audit_record_is_detected() {
         Err(error) => error.to_string(),
     };
     assert!(message.contains("line 2"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_survive_a_killed_gate() {
+    let dir = std::env::temp_dir().join(format!("nanny-e2e-limits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let env = [("NANNY_AUDIT__PATH", path.to_str().unwrap())];
+    let decide = |verdict: nanny_proto::v1::Verdict| {
+        (
+            verdict.decision(),
+            verdict.matched_rules.last().cloned().unwrap_or_default(),
+        )
+    };
+    let restart = nanny_test_util::requests::crashloop_restart;
+
+    let gate = ServiceProcess::spawn(&cargo_bin("nanny-safety-gate"), &env)
+        .await
+        .unwrap();
+    let mut client = SafetyGateClient::connect(gate.grpc_url()).await.unwrap();
+    // The namespace allows 5 actions an hour by default.
+    for i in 0..5 {
+        let verdict = client
+            .review(restart("shop", &format!("web-{i}")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(verdict.decision(), Decision::Approved, "{verdict:?}");
+    }
+    let verdict = client
+        .review(restart("shop", "web-5"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        decide(verdict),
+        (Decision::Denied, "rate-limit-namespace".to_owned())
+    );
+    // Three failed restarts of one pod open its breaker.
+    let flaky = restart("blog", "flaky");
+    for _ in 0..3 {
+        let report = nanny_proto::v1::OutcomeReport {
+            recommendation_id: "rec-flaky".into(),
+            target: flaky.recommendation.as_ref().unwrap().target.clone(),
+            action_type: nanny_proto::v1::ActionType::RestartPod as i32,
+            outcome: nanny_proto::v1::Outcome::Failed as i32,
+            finished_at: None,
+        };
+        client.record_outcome(report).await.unwrap();
+    }
+    gate.kill().await.unwrap();
+
+    // A new gate on the same audit log enforces the same window.
+    let gate = ServiceProcess::spawn(&cargo_bin("nanny-safety-gate"), &env)
+        .await
+        .unwrap();
+    let mut client = SafetyGateClient::connect(gate.grpc_url()).await.unwrap();
+    let verdict = client
+        .review(restart("shop", "web-5"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        decide(verdict),
+        (Decision::Denied, "rate-limit-namespace".to_owned())
+    );
+    // The same pod is in its cooldown, too.
+    let verdict = client
+        .review(restart("shop", "web-0"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decide(verdict).0, Decision::Denied);
+    let verdict = client.review(flaky).await.unwrap().into_inner();
+    assert_eq!(
+        decide(verdict),
+        (Decision::Denied, "circuit-open".to_owned())
+    );
+    // Other namespaces were never limited.
+    let verdict = client
+        .review(restart("blog", "web-0"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verdict.decision(), Decision::Approved, "{verdict:?}");
+    assert!(gate.terminate().await.unwrap().success());
 }
