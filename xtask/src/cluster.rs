@@ -257,7 +257,8 @@ pub fn down() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// (component, pid) from kwokctl's pid files.
+/// (component, pid) from kwokctl's pid files, keeping only pids that still
+/// run a binary from this cluster's `bin/` (a stale pid may belong to anything).
 fn recorded_pids() -> Vec<(String, u32)> {
     let Ok(entries) = std::fs::read_dir(cluster_dir().join("pids")) else {
         return Vec::new();
@@ -271,7 +272,12 @@ fn recorded_pids() -> Vec<(String, u32)> {
                 .parse()
                 .ok()?;
             let name = e.path().file_stem()?.to_string_lossy().into_owned();
-            Some((name, pid))
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+            let ours = std::fs::read_dir(cluster_dir().join("bin"))
+                .ok()?
+                .filter_map(Result::ok)
+                .any(|bin| std::fs::canonicalize(bin.path()).is_ok_and(|target| target == exe));
+            ours.then_some((name, pid))
         })
         .collect()
 }

@@ -1,6 +1,12 @@
 //! A tamper-evident audit log: one JSON record per line, each carrying the
 //! SHA-256 of the previous record, so that changing, removing or reordering
 //! any record breaks the chain at that point (`nannyctl audit verify`).
+//!
+//! Limits: the chain is an unkeyed hash, so it detects edits, removals and
+//! reordering inside the log, but not the loss of its tail (truncation,
+//! deletion) nor a rewrite of every record after some point. Anchoring the
+//! latest hash outside the file (HealingAction status, a keyed MAC) is the
+//! next step; see the safety-gate issue notes.
 
 use std::{
     fs::{File, OpenOptions},
@@ -43,7 +49,7 @@ impl AuditRecord {
             &self.audit_id,
             &self.entry.to_string(),
         ] {
-            hasher.update(part.len().to_le_bytes());
+            hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part.as_bytes());
         }
         hasher
@@ -148,8 +154,18 @@ impl AuditLog {
         };
         let mut line = serde_json::to_string(&record).map_err(|e| io(std::io::Error::other(e)))?;
         line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.flush().map_err(io)?;
+        // A failed or short write is cut off again, so a later append never
+        // follows half a record; the data reaches the disk before the
+        // decision is handed out.
+        let offset = self.file.metadata().map_err(io)?.len();
+        if let Err(error) = self
+            .file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.sync_data())
+        {
+            let _ = self.file.set_len(offset);
+            return Err(io(error));
+        }
         self.seq = record.seq;
         self.last_hash = record.hash;
         Ok(())

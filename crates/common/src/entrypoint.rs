@@ -82,7 +82,7 @@ where
     };
 
     // A bad config is one clear line and a non-zero exit, before anything starts.
-    let config: C = match config::load(config_file.as_deref(), std::env::vars()) {
+    let config: C = match config::load(config_file.as_deref(), utf8_env()) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("{binary}: {error}");
@@ -132,6 +132,12 @@ where
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// The environment's UTF-8 variables (`std::env::vars` would panic on others;
+/// a non-UTF-8 `NANNY_*` value could not be a valid setting anyway).
+fn utf8_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
 }
 
 #[cfg(test)]

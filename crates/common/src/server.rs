@@ -189,7 +189,8 @@ impl Shell {
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("Shutting down: draining in-flight requests.");
-            // Stop advertising readiness first so load balancers move away.
+            // Stop advertising readiness before draining: health checks see
+            // NOT_SERVING while in-flight requests finish.
             health.set_ready(false).await;
             let _ = stop_tx.send(true);
         });

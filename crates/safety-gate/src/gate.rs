@@ -12,8 +12,8 @@ use std::{
 };
 
 use nanny_proto::v1::{
-    Action, ActionType, ApprovalOverride, Decision, IssueKind, ObjectRef, PolicyMode,
-    ReviewRequest, action::Kind, source,
+    Action, ActionType, ApprovalOverride, Decision, GateLimits, IssueKind, ObjectRef,
+    OutcomeReport, PolicyMode, ReviewRequest, action::Kind, source,
 };
 use tokio::time::Instant;
 
@@ -89,13 +89,16 @@ const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
 
 /// Kinds whose modification is never allowed.
 const RBAC_KINDS: [&str; 4] = ["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"];
-/// Kinds that may never be deleted.
-const NEVER_DELETE_KINDS: [&str; 5] = [
-    "StatefulSet",
-    "PersistentVolume",
-    "Namespace",
-    "CustomResourceDefinition",
-    "Node",
+/// The only kinds DeleteResource may ever name; everything else (StatefulSets,
+/// PersistentVolumes, Namespaces, CRDs, Nodes, unknown or ill-cased kinds) is
+/// never deleted.
+const DELETABLE_KINDS: [&str; 6] = [
+    "Pod",
+    "Job",
+    "CronJob",
+    "ReplicaSet",
+    "Deployment",
+    "DaemonSet",
 ];
 const WORKLOAD_KINDS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
 
@@ -157,27 +160,28 @@ impl Gate {
         now: SystemTime,
         instant: Instant,
     ) -> usize {
-        let horizon =
-            Duration::from_secs(3600 + u64::from(self.config.limits.breaker_open_seconds));
-        let limits = self.effective_limits(None);
+        let defaults = &self.config.limits;
+        let horizon = Duration::from_secs(
+            3600u64.max(u64::from(defaults.cooldown_seconds))
+                + u64::from(defaults.breaker_open_seconds),
+        );
         let Ok(mut limiter) = self.limiter.lock() else {
             return 0;
         };
         let mut replayed = 0;
         for record in records {
-            let Some(time) = record
+            let time = record
                 .time
                 .parse::<prost_types::Timestamp>()
                 .ok()
-                .and_then(|t| SystemTime::try_from(t).ok())
-            else {
-                continue;
-            };
-            let age = now.duration_since(time).unwrap_or_default();
-            if age > horizon {
+                .and_then(|t| SystemTime::try_from(t).ok());
+            let age = time.map(|t| now.duration_since(t).unwrap_or_default());
+            if age.is_some_and(|age| age > horizon) {
                 continue;
             }
-            let at = instant.checked_sub(age).unwrap_or(instant);
+            let at = age
+                .and_then(|age| instant.checked_sub(age))
+                .unwrap_or(instant);
             let entry = &record.entry;
             let field = |path: &[&str]| {
                 path.iter()
@@ -186,24 +190,39 @@ impl Gate {
                     .unwrap_or_default()
                     .to_owned()
             };
-            let (uid, action) = (field(&["target", "uid"]), field(&["action"]));
+            let (policy, namespace) = (field(&["policy"]), field(&["target", "namespace"]));
+            let (target, action, id) = (
+                field(&["limit_target"]),
+                field(&["action"]),
+                field(&["recommendation_id"]),
+            );
+            let keys = Keys {
+                policy: &policy,
+                namespace: &namespace,
+                target: &target,
+                action: &action,
+            };
             match entry["kind"].as_str() {
                 Some("verdict") if entry["decision"] == Decision::Approved.as_str_name() => {
-                    let (policy, namespace) = (field(&["policy"]), field(&["target", "namespace"]));
-                    limiter.record_approval(
-                        &Keys {
-                            policy: &policy,
-                            namespace: &namespace,
-                            target: &uid,
-                            action: &action,
-                        },
-                        at,
-                    );
+                    limiter.record_approval(&keys, at, &id);
                     replayed += 1;
                 }
                 Some("outcome") => {
+                    let number = |key: &str| {
+                        entry["limits"][key]
+                            .as_u64()
+                            .and_then(|n| u32::try_from(n).ok())
+                            .unwrap_or(0)
+                    };
+                    let limits = GateLimits {
+                        breaker_failure_threshold: number("breaker_failure_threshold"),
+                        breaker_open_seconds: number("breaker_open_seconds"),
+                        ..GateLimits::default()
+                    };
+                    let limits = self.effective_limits(Some(&limits));
+                    limiter.record_approval(&keys, at, &id);
                     let succeeded = entry["succeeded"].as_bool().unwrap_or(false);
-                    limiter.record_outcome(&uid, &action, succeeded, &limits, at);
+                    limiter.record_outcome(&target, &action, succeeded, &limits, at);
                     replayed += 1;
                 }
                 _ => {}
@@ -212,24 +231,24 @@ impl Gate {
         replayed
     }
 
-    /// Records how an executed action ended.
-    pub fn record_outcome(
-        &self,
-        target_uid: &str,
-        action: ActionType,
-        succeeded: bool,
-        limits: &nanny_proto::v1::GateLimits,
-        instant: Instant,
-    ) {
-        let limits = self.effective_limits(Some(limits));
+    /// Records how an executed action ended: the action takes its rate slot
+    /// (once, also when a human approved it) and its outcome drives the breaker.
+    pub fn record_outcome(&self, report: &OutcomeReport, succeeded: bool, instant: Instant) {
+        let Some(target) = &report.target else { return };
+        let limits = self.effective_limits(report.limits.as_ref());
+        let action = ActionType::try_from(report.action_type)
+            .unwrap_or(ActionType::Unspecified)
+            .as_str_name();
+        let key = limit_target(&report.workload_uid, &target.uid);
         if let Ok(mut limiter) = self.limiter.lock() {
-            limiter.record_outcome(
-                target_uid,
-                action.as_str_name(),
-                succeeded,
-                &limits,
-                instant,
-            );
+            let keys = Keys {
+                policy: &report.policy_ref,
+                namespace: &target.namespace,
+                target: key,
+                action,
+            };
+            limiter.record_approval(&keys, instant, &report.recommendation_id);
+            limiter.record_outcome(key, action, succeeded, &limits, instant);
         }
     }
 
@@ -272,10 +291,14 @@ impl Gate {
             return;
         };
         let limits = self.effective_limits(policy.limits.as_ref());
+        let workload_uid = request
+            .context
+            .as_ref()
+            .map_or("", |c| c.workload_uid.as_str());
         let keys = Keys {
             policy: &request.policy_ref,
             namespace: &target.namespace,
-            target: &target.uid,
+            target: limit_target(workload_uid, &target.uid),
             action: action_type(kind).as_str_name(),
         };
         let Ok(mut limiter) = self.limiter.lock() else {
@@ -285,8 +308,10 @@ impl Gate {
         match limiter.check(&keys, &limits, instant) {
             Err(refusal) => review.tighten(Level::Denied, refusal.rule, refusal.reason),
             // Only autonomous approvals take a slot now; a human approval
-            // takes one when the action is executed (its outcome is reported).
-            Ok(()) if review.level == Level::Approved => limiter.record_approval(&keys, instant),
+            // takes one when its execution is reported (record_outcome).
+            Ok(()) if review.level == Level::Approved => {
+                limiter.record_approval(&keys, instant, &recommendation.id);
+            }
             Ok(()) => {}
         }
     }
@@ -340,13 +365,41 @@ impl Gate {
                 "no HealingPolicy in force for this recommendation",
             );
         };
+        if request.context.is_none() {
+            return Review::denied(
+                "malformed",
+                "no review context: protections cannot be checked",
+            );
+        }
         if let Some(review) = self.stale(request, now) {
             return review;
         }
         if let Some(review) = self.protections(kind, target, request) {
             return review;
         }
-        let context = request.context.clone().unwrap_or_default();
+        let Some(context) = request.context.clone() else {
+            return Review::denied(
+                "malformed",
+                "no review context: protections cannot be checked",
+            );
+        };
+        if !(0.0..=1.0).contains(&policy.ai_min_confidence) {
+            return Review::denied(
+                "malformed",
+                "policy minimum confidence is not a number between 0 and 1",
+            );
+        }
+        let entries = policy
+            .allowed_actions
+            .iter()
+            .filter(|a| a.r#type == action_type(kind) as i32)
+            .count();
+        if entries > 1 {
+            return Review::denied(
+                "malformed",
+                "the policy lists this action type more than once",
+            );
+        }
         let allowed = policy
             .allowed_actions
             .iter()
@@ -484,7 +537,11 @@ impl Gate {
                 format!("namespace {} is protected", target.namespace),
             ));
         }
-        if protected.kinds.contains(&target.kind) {
+        if protected
+            .kinds
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(&target.kind))
+        {
             return Some(Review::denied(
                 "protected-kind",
                 format!("kind {} is protected", target.kind),
@@ -501,18 +558,25 @@ impl Gate {
                 ));
             }
         }
-        if RBAC_KINDS.contains(&target.kind.as_str()) {
+        if RBAC_KINDS
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(&target.kind))
+        {
             return Some(Review::denied(
                 "never-modify-rbac",
                 "RBAC objects are never modified",
             ));
         }
         if matches!(kind, Kind::DeleteResource(_))
-            && NEVER_DELETE_KINDS.contains(&target.kind.as_str())
+            && !DELETABLE_KINDS.contains(&target.kind.as_str())
         {
             return Some(Review::denied(
                 "never-delete",
-                format!("{} objects are never deleted", target.kind),
+                format!(
+                    "{} objects are never deleted (deletable: {})",
+                    target.kind,
+                    DELETABLE_KINDS.join(", ")
+                ),
             ));
         }
         None
@@ -529,8 +593,14 @@ impl Gate {
             kind,
             Kind::CordonNode(_) | Kind::UncordonNode(_) | Kind::DrainNode(_)
         );
-        if node_action
-            && context.nodes_total > 0
+        if node_action && context.nodes_total == 0 {
+            // Without a node count the storm guard cannot judge: fail closed.
+            review.tighten(
+                Level::Denied,
+                "storm-guard-nodes",
+                "node health of the cluster is unknown: no node actions",
+            );
+        } else if node_action
             && u64::from(context.nodes_unhealthy) * 100
                 > u64::from(context.nodes_total) * u64::from(storm.max_unhealthy_node_percent)
         {
@@ -553,6 +623,16 @@ impl Gate {
                 ),
             );
         }
+    }
+}
+
+/// What per-target limits count against: the owning workload when known, so a
+/// pod recreated with a new uid stays the same target.
+fn limit_target<'a>(workload_uid: &'a str, target_uid: &'a str) -> &'a str {
+    if workload_uid.is_empty() {
+        target_uid
+    } else {
+        workload_uid
     }
 }
 

@@ -36,6 +36,9 @@ pub async fn run(
     // An audit log that cannot be extended stops the gate: no unaudited
     // decisions. Its records also carry the limits across restarts.
     let audit = if config.audit.path.is_empty() {
+        tracing::warn!(
+            "audit.path is not set: verdicts are audited in the log stream only, and limits reset on restart."
+        );
         None
     } else {
         let (log, records) =

@@ -87,6 +87,9 @@ pub struct Limiter {
     by_target: HashMap<String, VecDeque<Instant>>,
     last_action: HashMap<String, Instant>,
     breakers: HashMap<(String, String), Breaker>,
+    /// Recommendations that already took a slot, so an approval and its
+    /// reported outcome count once.
+    counted: HashMap<String, Instant>,
 }
 
 fn prune(window: &mut VecDeque<Instant>, now: Instant) -> usize {
@@ -188,8 +191,16 @@ impl Limiter {
         Ok(())
     }
 
-    /// Records an approved action: it counts against every limit from now on.
-    pub fn record_approval(&mut self, keys: &Keys<'_>, now: Instant) {
+    /// Records an approved or executed action: it counts against every limit
+    /// from now on — once per recommendation id.
+    pub fn record_approval(&mut self, keys: &Keys<'_>, now: Instant, recommendation_id: &str) {
+        self.counted.retain(|_, at| now.duration_since(*at) < HOUR);
+        if !recommendation_id.is_empty() {
+            if self.counted.contains_key(recommendation_id) {
+                return;
+            }
+            self.counted.insert(recommendation_id.to_owned(), now);
+        }
         self.global.push_back(now);
         self.by_policy
             .entry(keys.policy.to_owned())
@@ -205,9 +216,18 @@ impl Limiter {
             .push_back(now);
         self.last_action.insert(keys.target.to_owned(), now);
         let key = (keys.target.to_owned(), keys.action.to_owned());
-        if let Some(Breaker::HalfOpen { .. }) = self.breakers.get(&key) {
-            self.breakers
-                .insert(key, Breaker::HalfOpen { trial_out: true });
+        // An approval past the open period is the trial (also when replayed,
+        // where no check moved the breaker to half-open first).
+        match self.breakers.get(&key) {
+            Some(Breaker::HalfOpen { .. }) => {
+                self.breakers
+                    .insert(key, Breaker::HalfOpen { trial_out: true });
+            }
+            Some(Breaker::Open { until }) if now >= *until => {
+                self.breakers
+                    .insert(key, Breaker::HalfOpen { trial_out: true });
+            }
+            _ => {}
         }
     }
 
@@ -282,7 +302,7 @@ mod tests {
     fn approve(limiter: &mut Limiter, target: &str, limits: &Limits) -> Result<(), Refusal> {
         let now = Instant::now();
         limiter.check(&keys(target), limits, now)?;
-        limiter.record_approval(&keys(target), now);
+        limiter.record_approval(&keys(target), now, "");
         Ok(())
     }
 

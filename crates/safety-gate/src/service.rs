@@ -9,7 +9,7 @@ use std::{
 };
 
 use nanny_proto::v1::{
-    ActionType, GateLimits, Outcome, OutcomeReport, RecordOutcomeResponse, ReviewRequest, Verdict,
+    ActionType, Outcome, OutcomeReport, RecordOutcomeResponse, ReviewRequest, Verdict,
     safety_gate_server::SafetyGate,
 };
 use prometheus::{IntCounterVec, Opts, Registry};
@@ -141,6 +141,8 @@ impl SafetyGateService {
                 "name": target.map_or("", |t| t.name.as_str()),
                 "uid": target.map_or("", |t| t.uid.as_str()),
             },
+            "limit_target": request.context.as_ref().map(|c| c.workload_uid.as_str()).filter(|w| !w.is_empty())
+                .unwrap_or(target.map_or("", |t| t.uid.as_str())),
             "action": action,
             "decision": review.level.decision().as_str_name(),
             "rules": review.matched_rules,
@@ -237,21 +239,21 @@ impl SafetyGate for SafetyGateService {
                 ));
             }
         };
-        self.gate.record_outcome(
-            &target.uid,
-            action,
-            succeeded,
-            &GateLimits::default(),
-            Instant::now(),
-        );
+        self.gate.record_outcome(&report, succeeded, Instant::now());
         if let Some(log) = &self.audit_log {
             // Outcomes are audited too, so breakers survive a restart.
             let entry = serde_json::json!({
                 "kind": "outcome",
                 "recommendation_id": report.recommendation_id,
+                "policy": report.policy_ref,
                 "target": { "kind": target.kind, "namespace": target.namespace, "name": target.name, "uid": target.uid },
+                "limit_target": if report.workload_uid.is_empty() { &target.uid } else { &report.workload_uid },
                 "action": action.as_str_name(),
                 "succeeded": succeeded,
+                "limits": report.limits.map(|l| serde_json::json!({
+                    "breaker_failure_threshold": l.breaker_failure_threshold,
+                    "breaker_open_seconds": l.breaker_open_seconds,
+                })),
             });
             let audit_id = format!("outcome-{}", self.audit_seq.fetch_add(1, Ordering::Relaxed));
             if let Err(error) = self.append(log, SystemTime::now(), &audit_id, entry) {

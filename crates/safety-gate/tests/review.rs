@@ -116,6 +116,7 @@ async fn failed_outcomes_reported_over_grpc_open_the_breaker() {
                 action_type: ActionType::RestartPod as i32,
                 outcome: Outcome::Ineffective as i32,
                 finished_at: Some(SystemTime::now().into()),
+                ..OutcomeReport::default()
             })
             .await
             .unwrap();

@@ -227,6 +227,7 @@ impl ServiceProcess {
     /// # Errors
     /// When the signal cannot be sent or the process does not exit in time.
     pub async fn terminate(mut self) -> anyhow::Result<ExitStatus> {
+        anyhow::ensure!(self.pid() != 0, "{} has already exited", self.name);
         let status = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status()

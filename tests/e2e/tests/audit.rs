@@ -130,7 +130,7 @@ async fn limits_survive_a_killed_gate() {
             target: flaky.recommendation.as_ref().unwrap().target.clone(),
             action_type: nanny_proto::v1::ActionType::RestartPod as i32,
             outcome: nanny_proto::v1::Outcome::Failed as i32,
-            finished_at: None,
+            ..Default::default()
         };
         client.record_outcome(report).await.unwrap();
     }
@@ -156,7 +156,7 @@ async fn limits_survive_a_killed_gate() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(decide(verdict).0, Decision::Denied);
+    assert_eq!(decide(verdict), (Decision::Denied, "cooldown".to_owned()));
     let verdict = client.review(flaky).await.unwrap().into_inner();
     assert_eq!(
         decide(verdict),

@@ -4,7 +4,8 @@ use std::{collections::HashMap, time::Duration};
 
 use nanny_proto::v1::{
     AllowedAction, CordonNode, DeleteJob, DeleteResource, ExpandPvc, GateLimits, GatePolicy,
-    ModelSource, ObjectRef, Recommendation, RestartPod, ReviewContext, ScaleHpa, Source,
+    ModelSource, ObjectRef, OutcomeReport, Recommendation, RestartPod, ReviewContext, ScaleHpa,
+    Source,
 };
 use proptest::{prelude::*, strategy::ValueTree as _};
 
@@ -64,7 +65,7 @@ fn rule_source() -> Option<Source> {
 fn request(kind: Kind, target: ObjectRef) -> ReviewRequest {
     ReviewRequest {
         recommendation: Some(Recommendation {
-            id: "rec-1".to_owned(),
+            id: format!("rec-{}-{}", target.namespace, target.name),
             action: Some(Action { kind: Some(kind) }),
             target: Some(target),
             confidence: 100,
@@ -380,20 +381,124 @@ async fn approvals_count_against_the_namespace_rate_limit() {
 async fn failed_outcomes_open_the_breaker_for_that_target() {
     let gate = gate();
     let r = crashloop_restart();
-    let uid = "uid-shop-web-1";
     for _ in 0..3 {
-        gate.record_outcome(
-            uid,
-            ActionType::RestartPod,
-            false,
-            &GateLimits::default(),
-            Instant::now(),
-        );
+        let report = OutcomeReport {
+            recommendation_id: "rec-earlier".into(),
+            target: r.recommendation.as_ref().unwrap().target.clone(),
+            action_type: ActionType::RestartPod as i32,
+            ..OutcomeReport::default()
+        };
+        gate.record_outcome(&report, false, Instant::now());
     }
     let review = gate.review(&r, SystemTime::now(), Instant::now());
     assert_eq!(
         (review.level, review.matched_rules.last().copied()),
         (Level::Denied, Some("circuit-open"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recreated_pod_of_the_same_workload_is_still_in_cooldown() {
+    let gate = gate();
+    let mut first = crashloop_restart();
+    ctx(&mut first).workload_uid = "deploy-web".into();
+    assert_eq!(
+        gate.review(&first, SystemTime::now(), Instant::now()).level,
+        Level::Approved
+    );
+    // The replacement pod has a new uid and name, but the same owner.
+    let mut second = request(
+        Kind::RestartPod(RestartPod {}),
+        target("Pod", "shop", "web-2"),
+    );
+    ctx(&mut second).workload_uid = "deploy-web".into();
+    let review = gate.review(&second, SystemTime::now(), Instant::now());
+    assert_eq!(
+        (review.level, review.matched_rules.last().copied()),
+        (Level::Denied, Some("cooldown"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_executed_human_approval_takes_a_slot_once() {
+    let gate = gate();
+    let report = OutcomeReport {
+        recommendation_id: "rec-human".into(),
+        target: Some(target("Pod", "shop", "web-1")),
+        action_type: ActionType::RestartPod as i32,
+        policy_ref: "shop/default".into(),
+        ..OutcomeReport::default()
+    };
+    gate.record_outcome(&report, true, Instant::now());
+    let review = gate.review(&crashloop_restart(), SystemTime::now(), Instant::now());
+    assert_eq!(review.matched_rules.last(), Some(&"cooldown"));
+}
+
+#[test]
+fn incomplete_or_odd_policies_and_contexts_fail_closed() {
+    let mut r = crashloop_restart();
+    r.context = None;
+    assert_eq!(level(&r).0, Level::Denied);
+    let mut r = crashloop_restart();
+    r.policy.as_mut().unwrap().ai_min_confidence = f64::NAN;
+    assert_eq!(level(&r).1, ["malformed"]);
+    let mut r = crashloop_restart();
+    let duplicate = AllowedAction {
+        r#type: ActionType::RestartPod as i32,
+        approval: ApprovalOverride::Manual as i32,
+        ..AllowedAction::default()
+    };
+    r.policy.as_mut().unwrap().allowed_actions.push(duplicate);
+    assert_eq!(level(&r).1, ["malformed"]);
+    let mut r = request(
+        Kind::CordonNode(CordonNode {}),
+        target("Node", "", "node-1"),
+    );
+    ctx(&mut r).nodes_total = 0;
+    assert_eq!(level(&r).0, Level::Denied);
+    for kind in ["persistentvolume", "ValidatingAdmissionPolicy", "Secret"] {
+        let r = request(
+            Kind::DeleteResource(DeleteResource {}),
+            target(kind, "", "x"),
+        );
+        assert_eq!(level(&r).0, Level::Denied, "{kind}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn restore_replays_approvals_and_counts_unplaceable_times_as_now() {
+    let now = SystemTime::now();
+    let record = |seq: u64, time: String, name: &str| nanny_common::audit::AuditRecord {
+        seq,
+        prev_hash: String::new(),
+        time,
+        audit_id: format!("a{seq}"),
+        entry: serde_json::json!({
+            "kind": "verdict", "decision": "DECISION_APPROVED", "policy": "shop/default",
+            "recommendation_id": format!("rec-{name}"), "limit_target": format!("uid-shop-{name}"),
+            "action": "ACTION_TYPE_RESTART_POD", "target": { "namespace": "shop", "uid": format!("uid-shop-{name}") },
+        }),
+        hash: String::new(),
+    };
+    let at = |age: u64| prost_types::Timestamp::from(now - Duration::from_secs(age)).to_string();
+    let records = [
+        record(1, at(7200), "old"),       // outside the window: ignored
+        record(2, at(60), "web-1"),       // in cooldown
+        record(3, "garbage".into(), "x"), // unplaceable: counts as now
+        record(4, at(10), "y"),
+        record(5, at(5), "z"),
+    ];
+    let gate = gate();
+    assert_eq!(gate.restore(&records, now, Instant::now()), 4);
+    let review = gate.review(&crashloop_restart(), now, Instant::now());
+    assert_eq!(review.matched_rules.last(), Some(&"cooldown"));
+    // Four of the namespace's five slots are taken: one more fits, then none.
+    let r = request(Kind::RestartPod(RestartPod {}), target("Pod", "shop", "a"));
+    assert_eq!(gate.review(&r, now, Instant::now()).level, Level::Approved);
+    let r = request(Kind::RestartPod(RestartPod {}), target("Pod", "shop", "b"));
+    assert_eq!(
+        gate.review(&r, now, Instant::now()).matched_rules.last(),
+        Some(&"rate-limit-namespace")
     );
 }
 
@@ -589,7 +694,7 @@ fn is_protected(r: &ReviewRequest) -> bool {
             .get("app.kubernetes.io/managed-by")
             .is_some_and(|v| v == "Helm")
         || RBAC_KINDS.contains(&t.kind.as_str())
-        || (delete && NEVER_DELETE_KINDS.contains(&t.kind.as_str()))
+        || (delete && !DELETABLE_KINDS.contains(&t.kind.as_str()))
 }
 
 fn is_malformed(r: &ReviewRequest) -> bool {
