@@ -365,24 +365,18 @@ impl Gate {
                 "no HealingPolicy in force for this recommendation",
             );
         };
-        if request.context.is_none() {
-            return Review::denied(
-                "malformed",
-                "no review context: protections cannot be checked",
-            );
-        }
-        if let Some(review) = self.stale(request, now) {
-            return review;
-        }
-        if let Some(review) = self.protections(kind, target, request) {
-            return review;
-        }
-        let Some(context) = request.context.clone() else {
+        let Some(context) = &request.context else {
             return Review::denied(
                 "malformed",
                 "no review context: protections cannot be checked",
             );
         };
+        if let Some(review) = self.stale(request, now) {
+            return review;
+        }
+        if let Some(review) = self.protections(kind, target, &context.target_labels) {
+            return review;
+        }
         if !(0.0..=1.0).contains(&policy.ai_min_confidence) {
             return Review::denied(
                 "malformed",
@@ -415,7 +409,7 @@ impl Gate {
             );
         };
 
-        let mut review = match default_level(kind, &context, allowed, now) {
+        let mut review = match default_level(kind, context, allowed, now) {
             Ok(review) => review,
             Err(review) => return review,
         };
@@ -465,10 +459,10 @@ impl Gate {
             );
         }
 
-        self.storm_guard(kind, &context, &mut review);
+        self.storm_guard(kind, context, &mut review);
         disruption(
             kind,
-            &context,
+            context,
             &policy.limits.unwrap_or_default(),
             self,
             &mut review,
@@ -528,7 +522,7 @@ impl Gate {
         &self,
         kind: &Kind,
         target: &ObjectRef,
-        request: &ReviewRequest,
+        labels: &std::collections::HashMap<String, String>,
     ) -> Option<Review> {
         let protected = &self.config.protected;
         if protected.namespaces.contains(&target.namespace) {
@@ -547,10 +541,9 @@ impl Gate {
                 format!("kind {} is protected", target.kind),
             ));
         }
-        let labels = request.context.as_ref().map(|c| &c.target_labels);
         for label in &protected.labels {
             if let Some((key, value)) = label.split_once('=')
-                && labels.and_then(|l| l.get(key)).is_some_and(|v| v == value)
+                && labels.get(key).is_some_and(|v| v == value)
             {
                 return Some(Review::denied(
                     "protected-label",
@@ -628,7 +621,7 @@ impl Gate {
 
 /// What per-target limits count against: the owning workload when known, so a
 /// pod recreated with a new uid stays the same target.
-fn limit_target<'a>(workload_uid: &'a str, target_uid: &'a str) -> &'a str {
+pub(crate) fn limit_target<'a>(workload_uid: &'a str, target_uid: &'a str) -> &'a str {
     if workload_uid.is_empty() {
         target_uid
     } else {

@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use nanny_common::audit::AuditLog;
 
-use crate::gate::{Gate, Level};
+use crate::gate::{Gate, Level, limit_target};
 
 /// Serves reviews; every verdict is logged as an audit event and, when
 /// configured, appended to the hash-chained audit log.
@@ -141,8 +141,10 @@ impl SafetyGateService {
                 "name": target.map_or("", |t| t.name.as_str()),
                 "uid": target.map_or("", |t| t.uid.as_str()),
             },
-            "limit_target": request.context.as_ref().map(|c| c.workload_uid.as_str()).filter(|w| !w.is_empty())
-                .unwrap_or(target.map_or("", |t| t.uid.as_str())),
+            "limit_target": limit_target(
+                request.context.as_ref().map_or("", |c| c.workload_uid.as_str()),
+                target.map_or("", |t| t.uid.as_str()),
+            ),
             "action": action,
             "decision": review.level.decision().as_str_name(),
             "rules": review.matched_rules,
@@ -247,7 +249,7 @@ impl SafetyGate for SafetyGateService {
                 "recommendation_id": report.recommendation_id,
                 "policy": report.policy_ref,
                 "target": { "kind": target.kind, "namespace": target.namespace, "name": target.name, "uid": target.uid },
-                "limit_target": if report.workload_uid.is_empty() { &target.uid } else { &report.workload_uid },
+                "limit_target": limit_target(&report.workload_uid, &target.uid),
                 "action": action.as_str_name(),
                 "succeeded": succeeded,
                 "limits": report.limits.map(|l| serde_json::json!({

@@ -9,14 +9,11 @@ use std::time::Duration;
 use k8s_openapi::api::{
     admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding},
     apps::v1::Deployment,
-    authentication::v1::TokenRequest,
-    core::v1::ServiceAccount,
     rbac::v1::{ClusterRole, ClusterRoleBinding},
 };
 use kube::{
     Api, Client,
     api::{DeleteParams, Patch, PatchParams, PostParams},
-    config::AuthInfo,
 };
 use nanny_cluster_tests::Fixture;
 use nanny_test_util::{
@@ -54,14 +51,6 @@ async fn install_policy(client: &Client) {
 /// Deployments anywhere.
 async fn remediator_identity(fx: &Fixture) -> Client {
     let ns = fx.ns();
-    let accounts: Api<ServiceAccount> = Api::namespaced(fx.client.clone(), ns);
-    accounts
-        .create(
-            &PostParams::default(),
-            &object(json!({ "metadata": { "name": "nanny-remediator" } })),
-        )
-        .await
-        .unwrap();
     let name = format!("{ns}-remediator");
     Api::<ClusterRole>::all(fx.client.clone())
         .create(
@@ -84,18 +73,7 @@ async fn remediator_identity(fx: &Fixture) -> Client {
         )
         .await
         .unwrap();
-    let request: TokenRequest =
-        object(json!({ "spec": { "audiences": [], "expirationSeconds": 600 } }));
-    let token = accounts
-        .create_token_request("nanny-remediator", &PostParams::default(), &request)
-        .await
-        .unwrap();
-    let mut config = fx.cluster.config().await.unwrap();
-    config.auth_info = AuthInfo {
-        token: Some(token.status.unwrap().token.into()),
-        ..AuthInfo::default()
-    };
-    Client::try_from(config).unwrap()
+    fx.service_account_client("nanny-remediator").await
 }
 
 async fn restart_annotation(

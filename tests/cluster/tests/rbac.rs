@@ -7,11 +7,10 @@
 use std::time::Duration;
 
 use k8s_openapi::api::{
-    authentication::v1::TokenRequest,
-    core::v1::{ConfigMap, ServiceAccount},
+    core::v1::ConfigMap,
     rbac::v1::{Role, RoleBinding},
 };
-use kube::{Api, Client, api::PostParams, config::AuthInfo};
+use kube::{Api, api::PostParams};
 use nanny_cluster_tests::Fixture;
 use nanny_test_util::cluster::eventually;
 use serde_json::json;
@@ -26,29 +25,8 @@ async fn service_account_gets_403_until_a_role_allows_the_write() {
         return;
     };
     let ns = fx.ns();
-    let accounts: Api<ServiceAccount> = Api::namespaced(fx.client.clone(), ns);
-    accounts
-        .create(
-            &PostParams::default(),
-            &object(json!({ "metadata": { "name": "bot" } })),
-        )
-        .await
-        .unwrap();
-
     // A real bound token from the TokenRequest API, as a pod would get.
-    let request: TokenRequest =
-        object(json!({ "spec": { "audiences": [], "expirationSeconds": 600 } }));
-    let token = accounts
-        .create_token_request("bot", &PostParams::default(), &request)
-        .await
-        .unwrap();
-    let token = token.status.unwrap().token;
-    let mut config = fx.cluster.config().await.unwrap();
-    config.auth_info = AuthInfo {
-        token: Some(token.into()),
-        ..AuthInfo::default()
-    };
-    let bot = Client::try_from(config).unwrap();
+    let bot = fx.service_account_client("bot").await;
 
     let config_map: ConfigMap =
         object(json!({ "metadata": { "name": "settings" }, "data": { "k": "v" } }));
