@@ -12,6 +12,21 @@ use crate::cmd;
 pub enum Target {
     /// Safety gate: reviews/s on one core and Review p99 over gRPC (targets: ≥ 50k/s, ≤ 2 ms).
     Gate,
+    /// Collector: snapshot build/encode in-process (10k and 100k pods), then
+    /// the release binary against the kwok cluster: RSS, full snapshot over
+    /// gRPC, detection latency (targets: ≤ 150 MiB at 10k pods, ≤ 400 MiB at
+    /// 100k; ≤ 50 ms per 10k-pod snapshot; detection p99 ≤ 1 s).
+    Collector {
+        /// Pods to create on the cluster.
+        #[arg(long, default_value_t = 10_000)]
+        pods: usize,
+        /// kwok nodes, when this command starts the cluster itself.
+        #[arg(long, default_value_t = 100)]
+        nodes: u32,
+        /// Faults injected one at a time for the detection latency.
+        #[arg(long, default_value_t = 100)]
+        faults: usize,
+    },
     /// Idle RSS and start-to-SERVING of every service binary (targets: ≤ 20 MiB, ≤ 200 ms).
     Services {
         /// Cargo profile to build and measure.
@@ -40,12 +55,74 @@ pub fn run(target: Target) -> anyhow::Result<()> {
                 "review",
             ],
         ),
+        Target::Collector {
+            pods,
+            nodes,
+            faults,
+        } => collector(pods, nodes, faults),
         Target::Services {
             profile,
             runs,
             idle_secs,
         } => services(&profile, runs, Duration::from_secs(idle_secs)),
     }
+}
+
+fn collector(pods: usize, nodes: u32, faults: usize) -> anyhow::Result<()> {
+    cmd::step(
+        "bench collector (in-process snapshot build and encode)",
+        &[
+            "cargo",
+            "bench",
+            "--locked",
+            "-p",
+            "nanny-collector",
+            "--bench",
+            "snapshot",
+        ],
+    )?;
+    cmd::step(
+        "build the release collector",
+        &[
+            "cargo",
+            "build",
+            "--locked",
+            "--release",
+            "-p",
+            "nanny-collector",
+        ],
+    )?;
+    // Reuse a running cluster (its node count is what it is); otherwise
+    // start one with `nodes` nodes and stop it afterwards.
+    let started = if crate::cluster::running()?.is_some() {
+        println!("==> using the running cluster");
+        false
+    } else {
+        crate::cluster::up(nodes)?;
+        true
+    };
+    // Absolute: the test runs in its own package directory.
+    let binary = std::path::absolute(target_dir().join("release/nanny-collector"))?;
+    let result = cmd::run(
+        "bench collector (release binary on the kwok cluster)",
+        std::process::Command::new("cargo")
+            .args([
+                "test",
+                "--locked",
+                "-p",
+                "nanny-cluster-tests",
+                "--test",
+                "collector_bench",
+            ])
+            .args(["--", "--ignored", "--nocapture"])
+            .env("NANNY_BENCH_PODS", pods.to_string())
+            .env("NANNY_BENCH_FAULTS", faults.to_string())
+            .env("NANNY_BENCH_COLLECTOR", binary),
+    );
+    if started {
+        crate::cluster::down()?;
+    }
+    result
 }
 
 const SERVICES: [(&str, &str); 4] = [
@@ -62,12 +139,23 @@ fn services(profile: &str, runs: usize, idle: Duration) -> anyhow::Result<()> {
         &["cargo", "build", "--profile", profile, "--bins", "--locked"],
     )?;
     let dir = target_dir().join(if profile == "dev" { "debug" } else { profile });
+    // The collector and remediator are SERVING once the Kubernetes API
+    // answers (the collector once it has listed everything): they need the
+    // local cluster, started here unless one runs.
+    let started_cluster = crate::cluster::running()?.is_none();
+    let cluster = crate::cluster::up(3)?;
+    let kubeconfig = cluster.kubeconfig.to_string_lossy().into_owned();
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         println!("{:<20} {:>10} {:>10} {:>10} {:>12}", "SERVICE", "START p50", "START max", "IDLE RSS", "TARGETS MET");
         let mut peers = Vec::new();
         for (binary, grpc_service) in SERVICES {
-            let (startups, process) = measure_startup(&dir.join(binary), grpc_service, &[], runs).await?;
+            let env: &[(&str, &str)] = match binary {
+                "nanny-collector" => &[("NANNY_KUBERNETES__KUBECONFIG", &kubeconfig)],
+                "nanny-remediator" => &[("NANNY_KUBECONFIG", &kubeconfig)],
+                _ => &[],
+            };
+            let (startups, process) = measure_startup(&dir.join(binary), grpc_service, env, runs).await?;
             peers.push(process);
             tokio::time::sleep(idle).await;
             report(binary, &startups, peers.last().context("peer")?.rss_kib()?);
@@ -86,7 +174,11 @@ fn services(profile: &str, runs: usize, idle: Duration) -> anyhow::Result<()> {
         report("nanny-coordinator", &startups, coordinator.rss_kib()?);
         println!("profile: {profile}; start = spawn until grpc.health.v1 answers SERVING (polled every 2 ms); RSS from /proc after {idle:?} idle");
         Ok(())
-    })
+    });
+    if started_cluster {
+        crate::cluster::down()?;
+    }
+    result
 }
 
 /// Starts `binary` `runs` times; keeps the last process running for the RSS reading.

@@ -6,6 +6,7 @@ mod buf;
 mod cluster;
 mod cmd;
 mod go;
+mod helm;
 
 use std::path::PathBuf;
 
@@ -39,6 +40,11 @@ enum Command {
     },
     /// Bring up a local cluster, inject faults and watch Nanny heal them.
     Demo,
+    /// Lint the Helm chart and render (or drift-check) deploy/rendered/.
+    Helm {
+        #[command(subcommand)]
+        action: helm::Action,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         Command::Crds => crds(),
         Command::Cluster { action } => cluster::run(action),
         Command::Bench { target } => bench::run(target),
+        Command::Helm { action } => helm::run(action),
         Command::Demo => anyhow::bail!(
             "the healing demo needs the local cluster harness and the full pipeline, which are not built yet \
              (issues #3 and #10); today `cargo xtask bench services` starts every service and `nannyctl health` checks them"
@@ -70,6 +77,8 @@ fn test() -> anyhow::Result<()> {
     go::install_all(&nanny_test_util::tools::TEST_TOOLS)?;
     buf::lint()?;
     buf::breaking()?;
+    // helm lint and the chart's drift checks (CRD copy, deploy/rendered/).
+    helm::check()?;
     cmd::step(
         "clippy",
         &[
@@ -88,7 +97,13 @@ fn test() -> anyhow::Result<()> {
         "build binaries",
         &["cargo", "build", "--workspace", "--bins", "--locked"],
     )?;
-    let mut totals = cmd::cargo_test(
+    // One local cluster for every tier that needs an API server: the
+    // e2e tests start the collector and remediator against it, the cluster
+    // tests do everything else. Stopped afterwards, also on failure, unless
+    // it was already running.
+    let already_running = cluster::running()?.is_some();
+    cluster::up(3)?;
+    let result = cmd::cargo_test(
         "tests",
         &[
             "test",
@@ -97,28 +112,22 @@ fn test() -> anyhow::Result<()> {
             "--exclude",
             "nanny-cluster-tests",
         ],
-    )?;
-    totals += cluster_tests()?;
+    )
+    .and_then(|mut totals| {
+        totals += cmd::cargo_test(
+            "cluster tests",
+            &["test", "--locked", "--package", "nanny-cluster-tests"],
+        )?;
+        Ok(totals)
+    });
+    if !already_running {
+        cluster::down()?;
+    }
+    let totals = result?;
     println!("xtask test: all checks passed in {:.0?}", started.elapsed());
     // The plain summary line CI reads.
     println!("tests: {} passed, {} failed", totals.passed, totals.failed);
     Ok(())
-}
-
-/// The cluster tier: starts the local cluster (unless one already runs),
-/// runs the cluster tests against it, and stops what it started — also when
-/// the tests fail. A cluster that cannot start fails the run; nothing skips.
-fn cluster_tests() -> anyhow::Result<cmd::TestTotals> {
-    let already_running = cluster::running()?.is_some();
-    cluster::up(3)?;
-    let result = cmd::cargo_test(
-        "cluster tests",
-        &["test", "--locked", "--package", "nanny-cluster-tests"],
-    );
-    if !already_running {
-        cluster::down()?;
-    }
-    result
 }
 
 fn crds() -> anyhow::Result<()> {
@@ -128,5 +137,6 @@ fn crds() -> anyhow::Result<()> {
         std::fs::write(dir.join(file), yaml)?;
         println!("wrote deploy/crds/{file}");
     }
-    Ok(())
+    // The chart ships the same CRDs.
+    helm::sync_crds()
 }

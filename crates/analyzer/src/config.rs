@@ -16,6 +16,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// The LLM provider.
     pub llm: LlmConfig,
+    /// The deterministic rules: each can be switched off and tuned.
+    pub rules: RulesConfig,
 }
 
 /// Which API the LLM endpoint speaks.
@@ -32,7 +34,7 @@ pub enum Provider {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LlmConfig {
-    /// `false` runs rules only.
+    /// `false` runs rules only. Off by default until a provider is wired in.
     pub enabled: bool,
     /// `ollama` or `openai`.
     pub provider: Provider,
@@ -44,12 +46,21 @@ pub struct LlmConfig {
     pub timeout_secs: u64,
     /// Largest reply, in tokens.
     pub max_tokens: u32,
+    /// Context window asked of the model (Ollama's `num_ctx`); prompts are
+    /// budgeted to fit it with room for the reply.
+    pub context_tokens: u32,
     /// Sampling temperature, 0–2.
     pub temperature: f64,
     /// Model suggestions below this confidence (0–1) are dropped.
     pub min_confidence: f64,
     /// Most model recommendations per snapshot.
     pub max_recommendations: u32,
+    /// Consecutive model failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker skips the model (rules only).
+    pub breaker_open_secs: u64,
+    /// How long a model answer is reused for the same issues; 0 disables.
+    pub cache_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -58,16 +69,21 @@ impl Default for Config {
             server: ServerConfig::with_ports(50052, 9092),
             telemetry: TelemetryConfig::default(),
             llm: LlmConfig {
-                enabled: true,
+                enabled: false,
                 provider: Provider::Ollama,
                 endpoint: "http://127.0.0.1:11434".to_owned(),
                 model: "smollm2:135m".to_owned(),
                 timeout_secs: 30,
                 max_tokens: 512,
+                context_tokens: 4096,
                 temperature: 0.1,
                 min_confidence: 0.75,
                 max_recommendations: 5,
+                breaker_failures: 3,
+                breaker_open_secs: 60,
+                cache_ttl_secs: 300,
             },
+            rules: RulesConfig::default(),
         }
     }
 }
@@ -93,6 +109,19 @@ impl ServiceConfig for Config {
                 "must be between 16 and 32768",
             ));
         }
+        if !(2048..=131_072).contains(&llm.context_tokens) {
+            return Err(Error::config(
+                "llm.context_tokens",
+                "must be between 2048 and 131072",
+            ));
+        }
+        // The prompt needs room beside the reply inside the context window.
+        if llm.max_tokens.saturating_add(1024) > llm.context_tokens {
+            return Err(Error::config(
+                "llm.context_tokens",
+                "must exceed llm.max_tokens by at least 1024",
+            ));
+        }
         if !(0.0..=2.0).contains(&llm.temperature) {
             return Err(Error::config("llm.temperature", "must be between 0 and 2"));
         }
@@ -102,10 +131,254 @@ impl ServiceConfig for Config {
                 "must be between 0 and 1",
             ));
         }
+        if !(1..=100).contains(&llm.breaker_failures) {
+            return Err(Error::config(
+                "llm.breaker_failures",
+                "must be between 1 and 100",
+            ));
+        }
+        if !(1..=3600).contains(&llm.breaker_open_secs) {
+            return Err(Error::config(
+                "llm.breaker_open_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if llm.cache_ttl_secs > 86_400 {
+            return Err(Error::config("llm.cache_ttl_secs", "must be at most 86400"));
+        }
         if !(1..=100).contains(&llm.max_recommendations) {
             return Err(Error::config(
                 "llm.max_recommendations",
                 "must be between 1 and 100",
+            ));
+        }
+        self.rules.validate()
+    }
+}
+
+/// Section `rules`: one subsection per rule family.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// `crashloop-restart` and `crashloop-rollout-restart`.
+    pub crashloop: CrashLoopRule,
+    /// `oom-raise-memory-limit`.
+    pub oom: OomRule,
+    /// `stale-job-delete`.
+    pub stale_job: StaleJobRule,
+    /// `hpa-raise-max`.
+    pub hpa: HpaRule,
+    /// `node-not-ready-cordon`, `node-not-ready-drain`, `node-pressure-cordon`.
+    pub node: NodeRule,
+    /// `pvc-expand`.
+    pub pvc: PvcRule,
+    /// `report-image-pull`, `report-config-error`, `report-unschedulable`.
+    pub report: ReportRule,
+}
+
+/// Section `rules.crashloop`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrashLoopRule {
+    /// Off: crash loops yield nothing.
+    pub enabled: bool,
+    /// Restarts a container must have before its pod is restarted.
+    pub min_restarts: u32,
+    /// Above this share (percent) of a workload's desired replicas crash
+    /// looping, one rollout restart replaces the pod restarts.
+    pub rollout_percent: u32,
+}
+
+impl Default for CrashLoopRule {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_restarts: 3,
+            rollout_percent: 50,
+        }
+    }
+}
+
+/// Section `rules.oom`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OomRule {
+    /// Off: OOM kills yield nothing.
+    pub enabled: bool,
+    /// The memory limit is multiplied by this, 1–4.
+    pub factor: f64,
+    /// Never propose a memory limit above this many bytes.
+    pub max_memory_bytes: i64,
+}
+
+impl Default for OomRule {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            factor: 1.5,
+            max_memory_bytes: 8 << 30,
+        }
+    }
+}
+
+/// Section `rules.stale_job`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaleJobRule {
+    /// Off: completed Jobs are left alone.
+    pub enabled: bool,
+    /// A completed Job must have finished at least this long ago.
+    pub min_age_secs: u64,
+}
+
+impl Default for StaleJobRule {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_age_secs: 24 * 3600,
+        }
+    }
+}
+
+/// Section `rules.hpa`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HpaRule {
+    /// Off: HPAs at max yield nothing.
+    pub enabled: bool,
+    /// maxReplicas is multiplied by this, 1–4.
+    pub factor: f64,
+    /// Never propose maxReplicas above this.
+    pub max_replicas: i32,
+    /// A metric counts as high when its utilisation exceeds the target by
+    /// more than this many percentage points.
+    pub over_target_percent: i32,
+}
+
+impl Default for HpaRule {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            factor: 1.5,
+            max_replicas: 100,
+            over_target_percent: 0,
+        }
+    }
+}
+
+/// Section `rules.node`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRule {
+    /// Off: node conditions yield nothing.
+    pub enabled: bool,
+    /// Also propose draining a NotReady node (pressure only cordons).
+    pub drain_not_ready: bool,
+    /// Grace period given to evicted pods.
+    pub drain_grace_period_secs: i64,
+    /// Deadline for the whole drain, 1–3600.
+    pub drain_timeout_secs: i64,
+}
+
+impl Default for NodeRule {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            drain_not_ready: true,
+            drain_grace_period_secs: 30,
+            drain_timeout_secs: 600,
+        }
+    }
+}
+
+/// Section `rules.pvc`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PvcRule {
+    /// Off: full volumes yield nothing.
+    pub enabled: bool,
+    /// Expand when usage is at least this percentage.
+    pub usage_percent: f64,
+    /// The capacity is multiplied by this, 1–4.
+    pub factor: f64,
+    /// Never propose a size above this many bytes.
+    pub max_storage_bytes: i64,
+}
+
+impl Default for PvcRule {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            usage_percent: 85.0,
+            factor: 1.5,
+            max_storage_bytes: 1 << 40,
+        }
+    }
+}
+
+/// Section `rules.report`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRule {
+    /// Off: issues no action can fix are not reported.
+    pub enabled: bool,
+}
+
+impl Default for ReportRule {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+impl RulesConfig {
+    fn validate(&self) -> Result<(), Error> {
+        let factor = |key: &str, value: f64| {
+            if (1.0..=4.0).contains(&value) {
+                Ok(())
+            } else {
+                Err(Error::config(key, "must be between 1 and 4"))
+            }
+        };
+        factor("rules.oom.factor", self.oom.factor)?;
+        factor("rules.hpa.factor", self.hpa.factor)?;
+        factor("rules.pvc.factor", self.pvc.factor)?;
+        if !(1..=100).contains(&self.crashloop.rollout_percent) {
+            return Err(Error::config(
+                "rules.crashloop.rollout_percent",
+                "must be between 1 and 100",
+            ));
+        }
+        if self.oom.max_memory_bytes <= 0 {
+            return Err(Error::config(
+                "rules.oom.max_memory_bytes",
+                "must be positive",
+            ));
+        }
+        if self.hpa.max_replicas <= 0 {
+            return Err(Error::config("rules.hpa.max_replicas", "must be positive"));
+        }
+        if self.pvc.max_storage_bytes <= 0 {
+            return Err(Error::config(
+                "rules.pvc.max_storage_bytes",
+                "must be positive",
+            ));
+        }
+        if !(0.0..=100.0).contains(&self.pvc.usage_percent) {
+            return Err(Error::config(
+                "rules.pvc.usage_percent",
+                "must be between 0 and 100",
+            ));
+        }
+        if !(1..=3600).contains(&self.node.drain_timeout_secs) {
+            return Err(Error::config(
+                "rules.node.drain_timeout_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if self.node.drain_grace_period_secs < 0 {
+            return Err(Error::config(
+                "rules.node.drain_grace_period_secs",
+                "must not be negative",
             ));
         }
         Ok(())
@@ -159,5 +432,30 @@ mod tests {
                 .to_string()
                 .contains("llm.endpoint")
         );
+    }
+
+    #[test]
+    fn rules_are_switchable_and_bounded() {
+        let c = load(&[
+            ("NANNY_RULES__OOM__ENABLED", "false"),
+            ("NANNY_RULES__CRASHLOOP__MIN_RESTARTS", "7"),
+        ])
+        .unwrap();
+        assert!(!c.rules.oom.enabled);
+        assert_eq!(c.rules.crashloop.min_restarts, 7);
+        assert!(!c.llm.enabled, "the LLM stays off until asked for");
+        let err = load(&[("NANNY_RULES__PVC__FACTOR", "10")]).unwrap_err();
+        assert!(err.to_string().contains("rules.pvc.factor"), "{err}");
+        assert!(load(&[("NANNY_RULES__HPA__NOPE", "1")]).is_err());
+        let err = load(&[("NANNY_LLM__MAX_TOKENS", "4000")]).unwrap_err();
+        assert!(err.to_string().contains("llm.context_tokens"), "{err}");
+        assert!(
+            load(&[
+                ("NANNY_LLM__MAX_TOKENS", "4000"),
+                ("NANNY_LLM__CONTEXT_TOKENS", "8192")
+            ])
+            .is_ok()
+        );
+        assert!(load(&[("NANNY_LLM__CONTEXT_TOKENS", "1024")]).is_err());
     }
 }

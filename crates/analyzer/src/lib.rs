@@ -1,26 +1,32 @@
 //! The analyzer: turns snapshots into validated, typed recommendations.
 //!
-//! It serves `nanny.v1.Analyzer`. Rules and the LLM providers land with the
-//! analyzer issue; until then the RPCs answer UNIMPLEMENTED while the server,
-//! health, reflection, metrics and config (including the LLM settings) are
-//! complete.
+//! It serves `nanny.v1.Analyzer`. Deterministic [`rules`] turn a snapshot's
+//! issues into recommendations pinned to objects of the snapshot; the
+//! [`validate`] layer drops anything that does not name a snapshot object
+//! exactly or whose parameters are out of bounds, before it leaves. With
+//! `llm.enabled`, the [`llm`] path (Ollama native or OpenAI-compatible)
+//! adds model proposals, validated the same way; the rules never wait for
+//! it and any model failure degrades to rules only.
 
 pub mod config;
+pub mod error;
+pub mod index;
+pub mod llm;
+pub mod rules;
+pub mod service;
+pub mod validate;
 
 use std::future::Future;
 
-use nanny_common::server::{Listeners, Shell, unimplemented};
-use nanny_proto::{
-    service_names,
-    v1::{
-        AnalyzeSnapshotRequest, AnalyzeSnapshotResponse, ClusterSnapshot, Recommendation,
-        analyzer_server::{Analyzer, AnalyzerServer},
-    },
-};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming, service::Routes};
+use nanny_common::server::{Listeners, Shell};
+use nanny_proto::{service_names, v1::analyzer_server::AnalyzerServer};
+use tonic::service::Routes;
 
-pub use crate::config::Config;
+pub use crate::{
+    config::Config,
+    error::Error,
+    service::{Analysis, AnalyzerService},
+};
 
 /// Binary and metrics name.
 pub const BINARY: &str = "nanny-analyzer";
@@ -28,45 +34,29 @@ pub const BINARY: &str = "nanny-analyzer";
 /// Serves the analyzer until `shutdown` resolves.
 ///
 /// # Errors
-/// When a listener or server fails.
+/// When a metric cannot be registered or a listener or server fails.
 pub async fn run(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), nanny_common::Error> {
     let shell = Shell::new(BINARY, service_names::ANALYZER, &config.server).await?;
+    if config.llm.enabled {
+        tracing::info!(
+            provider = ?config.llm.provider,
+            endpoint = %config.llm.endpoint,
+            model = %config.llm.model,
+            "Model analysis enabled."
+        );
+    }
+    let analysis = Analysis::new(&config, shell.metrics().registry())?;
     // The analyzer is ready without its LLM: it degrades to rules only.
     shell.health().set_ready(true).await;
     shell
         .serve(
-            Routes::new(AnalyzerServer::new(AnalyzerService)),
+            Routes::new(AnalyzerServer::new(AnalyzerService::new(analysis))),
             listeners,
             shutdown,
         )
         .await
-}
-
-/// The `nanny.v1.Analyzer` implementation.
-#[derive(Debug, Default)]
-pub struct AnalyzerService;
-
-#[tonic::async_trait]
-impl Analyzer for AnalyzerService {
-    type AnalyzeStream = ReceiverStream<Result<Recommendation, Status>>;
-
-    #[tracing::instrument(skip_all)]
-    async fn analyze(
-        &self,
-        _request: Request<Streaming<ClusterSnapshot>>,
-    ) -> Result<Response<Self::AnalyzeStream>, Status> {
-        Err(unimplemented("nanny.v1.Analyzer/Analyze"))
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn analyze_snapshot(
-        &self,
-        _request: Request<AnalyzeSnapshotRequest>,
-    ) -> Result<Response<AnalyzeSnapshotResponse>, Status> {
-        Err(unimplemented("nanny.v1.Analyzer/AnalyzeSnapshot"))
-    }
 }

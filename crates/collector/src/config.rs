@@ -1,8 +1,10 @@
 //! Collector configuration.
 
+use std::collections::BTreeMap;
+
 use nanny_common::{
     Error,
-    config::{ServerConfig, ServiceConfig, TelemetryConfig},
+    config::{ServerConfig, ServiceConfig, TelemetryConfig, validate_url},
 };
 use serde::{Deserialize, Serialize};
 
@@ -14,8 +16,139 @@ pub struct Config {
     pub server: ServerConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
-    /// Snapshot encoding.
+    /// What to watch.
+    pub kubernetes: KubernetesConfig,
+    /// Where usage and throttling come from.
+    pub prometheus: PrometheusConfig,
+    /// When a condition becomes an issue.
+    pub thresholds: Thresholds,
+    /// Snapshot encoding, streaming and redaction.
     pub snapshot: SnapshotConfig,
+}
+
+/// Section `kubernetes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Kubeconfig file; empty: in-cluster config, then `$KUBECONFIG`, then `~/.kube/config`.
+    pub kubeconfig: String,
+    /// Namespaces to watch; empty: all. Nodes, StorageClasses and Namespaces are cluster-wide.
+    pub namespaces: Vec<String>,
+    /// Label selector for Pods, workloads and Jobs (e.g. `app.kubernetes.io/part-of=shop`).
+    pub label_selector: String,
+}
+
+/// Section `prometheus`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// Base URL, e.g. `http://prometheus.monitoring:9090`; empty: no metrics.
+    pub url: String,
+    /// Seconds between query rounds.
+    pub interval_secs: u64,
+    /// Per-query timeout in seconds; a slower Prometheus counts as down.
+    pub timeout_secs: u64,
+    /// The built-in queries, by name. Override one to match your exporters;
+    /// each must return the labels its consumer needs (see [`BUILTIN_QUERIES`]).
+    pub builtin: BTreeMap<String, String>,
+    /// Extra named queries; every series they return is carried in the
+    /// snapshot's `metrics` as is.
+    #[serde(default)]
+    pub queries: BTreeMap<String, String>,
+}
+
+/// The built-in queries, their names and what they feed.
+///
+/// Series must carry `namespace`/`pod`/`container` labels (container
+/// queries), `node` (node queries) or `namespace`/`persistentvolumeclaim`
+/// (volume queries).
+pub const BUILTIN_QUERIES: &[(&str, &str)] = &[
+    // The seeds' restart rate: restarts per second over 15 minutes.
+    (
+        "restart_rate_15m",
+        "sum by (namespace, pod, container) (rate(kube_pod_container_status_restarts_total[15m]))",
+    ),
+    // The seeds' node memory available ratio.
+    (
+        "node_memory_available_ratio",
+        "node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes",
+    ),
+    // The seeds' CPU throttling ratio: throttled periods over all periods.
+    (
+        "cpu_throttling_ratio",
+        "sum by (namespace, pod, container) (rate(container_cpu_cfs_throttled_periods_total[2m])) / sum by (namespace, pod, container) (rate(container_cpu_cfs_periods_total[2m]))",
+    ),
+    (
+        "container_cpu_cores",
+        "sum by (namespace, pod, container) (rate(container_cpu_usage_seconds_total[2m]))",
+    ),
+    (
+        "container_memory_bytes",
+        "max by (namespace, pod, container) (container_memory_working_set_bytes{container!=\"\"})",
+    ),
+    (
+        "pvc_used_bytes",
+        "max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_used_bytes{persistentvolumeclaim!=\"\"})",
+    ),
+    (
+        "pvc_capacity_bytes",
+        "max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_capacity_bytes{persistentvolumeclaim!=\"\"})",
+    ),
+];
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            interval_secs: 15,
+            timeout_secs: 5,
+            builtin: BUILTIN_QUERIES
+                .iter()
+                .map(|(name, query)| ((*name).to_owned(), (*query).to_owned()))
+                .collect(),
+            queries: BTreeMap::new(),
+        }
+    }
+}
+
+/// Section `thresholds`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// A pod Pending and unschedulable this long is an issue.
+    pub unschedulable_secs: u64,
+    /// A running pod not Ready this long is an issue.
+    pub readiness_failing_secs: u64,
+    /// Restarts per second over 15 minutes above this are a high restart rate.
+    pub restart_rate_per_sec: f64,
+    /// Node memory available below this ratio is memory pressure.
+    pub node_memory_available_ratio: f64,
+    /// Throttled CPU periods above this ratio are CPU throttling.
+    pub cpu_throttling_ratio: f64,
+    /// HPA utilisation over target by this many percentage points, at max.
+    pub hpa_over_target_percent: i32,
+    /// PVC usage above this percent.
+    pub pvc_usage_percent: f64,
+    /// A Job completed longer ago than this is stale.
+    pub completed_job_age_secs: u64,
+    /// A running container last OOM-killed within this window still counts.
+    pub oom_window_secs: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            unschedulable_secs: 300,
+            readiness_failing_secs: 300,
+            restart_rate_per_sec: 0.0,
+            node_memory_available_ratio: 0.1,
+            cpu_throttling_ratio: 0.5,
+            hpa_over_target_percent: 0,
+            pvc_usage_percent: 85.0,
+            completed_job_age_secs: 24 * 3600,
+            oom_window_secs: 3600,
+        }
+    }
 }
 
 /// Section `snapshot`.
@@ -24,6 +157,44 @@ pub struct Config {
 pub struct SnapshotConfig {
     /// Largest encoded gRPC message; bigger snapshots are chunked. 64 KiB–4 MiB.
     pub max_message_bytes: usize,
+    /// Changes within this window go out as one delta.
+    pub debounce_ms: u64,
+    /// A subscriber that does not take a message for this long is dropped.
+    pub subscriber_timeout_secs: u64,
+    /// Most concurrent `WatchSnapshots` streams.
+    pub max_subscribers: usize,
+    /// Free text from the cluster (event messages) is cut to this many bytes.
+    pub max_text_bytes: usize,
+    /// Warning events older than this are forgotten.
+    pub event_ttl_secs: u64,
+    /// Most Warning events kept; the oldest go first.
+    pub max_events: usize,
+    /// Pod label keys carried in snapshots; `*` carries all, an empty list none.
+    pub pod_labels: Vec<String>,
+    /// Annotation keys carried in snapshots (a trailing `*` matches a
+    /// prefix); every other annotation is dropped, since annotations often
+    /// hold tokens and rendered config.
+    pub annotation_allow_list: Vec<String>,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1024 * 1024,
+            debounce_ms: 200,
+            subscriber_timeout_secs: 30,
+            max_subscribers: 64,
+            max_text_bytes: 512,
+            event_ttl_secs: 3600,
+            max_events: 5000,
+            pod_labels: vec!["*".to_owned()],
+            annotation_allow_list: vec![
+                "kubectl.kubernetes.io/restartedAt".to_owned(),
+                "deployment.kubernetes.io/revision".to_owned(),
+                "nanny.ai/protected".to_owned(),
+            ],
+        }
+    }
 }
 
 impl Default for Config {
@@ -31,9 +202,10 @@ impl Default for Config {
         Self {
             server: ServerConfig::with_ports(50051, 9091),
             telemetry: TelemetryConfig::default(),
-            snapshot: SnapshotConfig {
-                max_message_bytes: 1024 * 1024,
-            },
+            kubernetes: KubernetesConfig::default(),
+            prometheus: PrometheusConfig::default(),
+            thresholds: Thresholds::default(),
+            snapshot: SnapshotConfig::default(),
         }
     }
 }
@@ -42,11 +214,92 @@ impl ServiceConfig for Config {
     nanny_common::service_config_sections!();
 
     fn validate(&self) -> Result<(), Error> {
+        let snapshot = &self.snapshot;
         // tonic refuses to decode messages over 4 MiB by default.
-        if !(64 * 1024..=4 * 1024 * 1024).contains(&self.snapshot.max_message_bytes) {
+        if !(64 * 1024..=4 * 1024 * 1024).contains(&snapshot.max_message_bytes) {
             return Err(Error::config(
                 "snapshot.max_message_bytes",
                 "must be between 65536 and 4194304",
+            ));
+        }
+        if snapshot.debounce_ms > 10_000 {
+            return Err(Error::config(
+                "snapshot.debounce_ms",
+                "must be at most 10000",
+            ));
+        }
+        if snapshot.max_subscribers == 0 {
+            return Err(Error::config(
+                "snapshot.max_subscribers",
+                "must be at least 1",
+            ));
+        }
+        if !(16..=64 * 1024).contains(&snapshot.max_text_bytes) {
+            return Err(Error::config(
+                "snapshot.max_text_bytes",
+                "must be between 16 and 65536",
+            ));
+        }
+        if snapshot.subscriber_timeout_secs == 0 {
+            return Err(Error::config(
+                "snapshot.subscriber_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if !self.prometheus.url.is_empty() {
+            validate_url("prometheus.url", &self.prometheus.url)?;
+        }
+        if self.prometheus.interval_secs == 0 || self.prometheus.timeout_secs == 0 {
+            return Err(Error::config(
+                "prometheus.interval_secs",
+                "interval_secs and timeout_secs must be at least 1",
+            ));
+        }
+        for name in self.prometheus.builtin.keys() {
+            if !BUILTIN_QUERIES.iter().any(|(known, _)| known == name) {
+                return Err(Error::config(
+                    format!("prometheus.builtin.{name}"),
+                    "unknown built-in query",
+                ));
+            }
+        }
+        for (name, query) in self
+            .prometheus
+            .builtin
+            .iter()
+            .chain(&self.prometheus.queries)
+        {
+            if query.trim().is_empty() {
+                return Err(Error::config(
+                    format!("prometheus.queries.{name}"),
+                    "query is empty",
+                ));
+            }
+        }
+        crate::selector::Selector::parse(&self.kubernetes.label_selector)
+            .map_err(|e| Error::config("kubernetes.label_selector", e))?;
+        let t = &self.thresholds;
+        for (key, ratio) in [
+            (
+                "thresholds.node_memory_available_ratio",
+                t.node_memory_available_ratio,
+            ),
+            ("thresholds.cpu_throttling_ratio", t.cpu_throttling_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(Error::config(key, "must be between 0 and 1"));
+            }
+        }
+        if !(0.0..=100.0).contains(&t.pvc_usage_percent) {
+            return Err(Error::config(
+                "thresholds.pvc_usage_percent",
+                "must be between 0 and 100",
+            ));
+        }
+        if !t.restart_rate_per_sec.is_finite() || t.restart_rate_per_sec < 0.0 {
+            return Err(Error::config(
+                "thresholds.restart_rate_per_sec",
+                "must be a non-negative number",
             ));
         }
         Ok(())

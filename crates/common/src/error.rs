@@ -42,6 +42,14 @@ pub enum Error {
     /// Reflection could not be built from the descriptor set.
     #[error("failed to build gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// A dependency (the Kubernetes API, Prometheus, ...) cannot be set up.
+    #[error("failed to set up {what}: {message}")]
+    Dependency {
+        /// The dependency, e.g. `the Kubernetes client`.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
 }
 
 impl Error {

@@ -1,8 +1,8 @@
 //! Plumbing every Nanny service shares, so that each service crate holds only
 //! its own logic: typed layered config, logging/metrics/tracing, the gRPC +
 //! HTTP server shell (health, reflection, `/metrics`, graceful shutdown) and
-//! W3C trace-context propagation across gRPC calls, and the tamper-evident
-//! audit log.
+//! W3C trace-context propagation across gRPC calls, the tamper-evident
+//! audit log, and the consumer side of snapshot streams.
 
 pub mod audit;
 pub mod client;
@@ -10,7 +10,9 @@ pub mod config;
 pub mod entrypoint;
 pub mod error;
 pub mod metrics;
+pub mod quantity;
 pub mod server;
+pub mod snapshot;
 pub mod telemetry;
 
 pub use error::Error;

@@ -1,68 +1,110 @@
 //! The remediator: the only service with write access to the cluster.
 //!
-//! It serves `nanny.v1.Remediator`. The actions land with the remediator
-//! issue; until then the RPCs answer UNIMPLEMENTED (nothing is ever written)
-//! while the server, health, reflection, metrics and config are complete.
+//! It serves `nanny.v1.Remediator`. Each Execute is validated (an APPROVED
+//! verdict for exactly this recommendation), the target is read under the
+//! snapshot's preconditions (same uid; same spec and labels as at the
+//! snapshot's resourceVersion), the write is tried as a server-side dry run
+//! (so RBAC and admission refuse before anything changes), the action id is
+//! claimed in a durable record holding the pre-image, the write happens with
+//! the read resourceVersion as precondition, and the target is watched for
+//! the verification window. Rollback restores the pre-image from the record.
+//!
+//! Modules: [`request`] (validation), [`actions`] (planning and writes),
+//! [`verify`], [`store`] (records), [`service`] (gRPC and metrics).
 
+pub mod actions;
 pub mod config;
+pub mod diff;
+pub mod error;
+pub mod quantity;
+pub mod request;
+pub mod service;
+pub mod store;
+pub mod verify;
 
-use std::future::Future;
+use std::{future::Future, time::Duration};
 
-use nanny_common::server::{Listeners, Shell, unimplemented};
-use nanny_proto::{
-    service_names,
-    v1::{
-        ActionResult, ExecuteRequest, RollbackRequest,
-        remediator_server::{Remediator, RemediatorServer},
-    },
-};
-use tonic::{Request, Response, Status, service::Routes};
+use nanny_common::server::{Health, Listeners, Shell};
+use nanny_proto::{service_names, v1::remediator_server::RemediatorServer};
+use tonic::service::Routes;
 
-pub use crate::config::Config;
+pub use crate::{config::Config, error::Error, service::RemediatorService};
 
 /// Binary and metrics name.
 pub const BINARY: &str = "nanny-remediator";
 
-/// Serves the remediator until `shutdown` resolves.
+/// Serves the remediator until `shutdown` resolves, with a client from
+/// `config.kubeconfig` (or the in-cluster ServiceAccount).
 ///
 /// # Errors
-/// When a listener or server fails.
+/// When the Kubernetes client cannot be configured, or a listener or server fails.
 pub async fn run(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), nanny_common::Error> {
+    let kube_config = kube_config(&config).await?;
+    serve(config, kube_config, listeners, shutdown).await
+}
+
+/// Serves the remediator as the identity in `kube_config` (whose RBAC
+/// bounds what it can do).
+///
+/// # Errors
+/// When the client cannot be built, or a listener or server fails.
+pub async fn serve(
+    config: Config,
+    mut kube_config: kube::Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), nanny_common::Error> {
+    // The client's own retries of 429 would retry a PodDisruptionBudget's
+    // refusal past the drain's deadline: the remediator retries under its
+    // deadlines itself, and the caller retries outages.
+    kube_config.default_retry = false;
+    let client = kube::Client::try_from(kube_config)
+        .map_err(|e| nanny_common::Error::config("kubeconfig", e.to_string()))?;
     let shell = Shell::new(BINARY, service_names::REMEDIATOR, &config.server).await?;
-    // No dependency to wait for yet: the Kubernetes client arrives with the remediator issue.
-    shell.health().set_ready(true).await;
+    let service =
+        RemediatorService::new(client.clone(), config.clone(), shell.metrics().registry())?;
+    // Ready only once the API server answers: before that every Execute would fail.
+    tokio::spawn(ready_when_reachable(client, shell.health()));
     shell
         .serve(
-            Routes::new(RemediatorServer::new(RemediatorService)),
+            Routes::new(RemediatorServer::new(service)),
             listeners,
             shutdown,
         )
         .await
 }
 
-/// The `nanny.v1.Remediator` implementation.
-#[derive(Debug, Default)]
-pub struct RemediatorService;
+async fn kube_config(config: &Config) -> Result<kube::Config, nanny_common::Error> {
+    Ok(if config.kubeconfig.is_empty() {
+        kube::Config::infer()
+            .await
+            .map_err(|e| nanny_common::Error::config("kubeconfig", e.to_string()))?
+    } else {
+        let file = kube::config::Kubeconfig::read_from(&config.kubeconfig)
+            .map_err(|e| nanny_common::Error::config("kubeconfig", e.to_string()))?;
+        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| nanny_common::Error::config("kubeconfig", e.to_string()))?
+    })
+}
 
-#[tonic::async_trait]
-impl Remediator for RemediatorService {
-    #[tracing::instrument(skip_all)]
-    async fn execute(
-        &self,
-        _request: Request<ExecuteRequest>,
-    ) -> Result<Response<ActionResult>, Status> {
-        Err(unimplemented("nanny.v1.Remediator/Execute"))
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn rollback(
-        &self,
-        _request: Request<RollbackRequest>,
-    ) -> Result<Response<ActionResult>, Status> {
-        Err(unimplemented("nanny.v1.Remediator/Rollback"))
+async fn ready_when_reachable(client: kube::Client, health: Health) {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match client.apiserver_version().await {
+            Ok(_) => {
+                health.set_ready(true).await;
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "The API server is unreachable; not ready yet.");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`cluster`]: the local cluster `cargo xtask cluster up` started, and a
 //!   namespace per test.
 //! - [`faults`]: inject the failures Nanny heals into that cluster.
+//! - [`nodes`]: fake nodes of a test's own, for node actions.
 //! - [`requests`]: ready-made contract messages.
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
@@ -16,6 +17,7 @@
 pub mod cluster;
 pub mod faults;
 pub mod http;
+pub mod nodes;
 pub mod process;
 pub mod requests;
 pub mod tools;

@@ -7,6 +7,8 @@
 // Test support: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::PathBuf;
+
 use k8s_openapi::api::{authentication::v1::TokenRequest, core::v1::ServiceAccount};
 use kube::{Api, Client, api::PostParams, config::AuthInfo};
 use nanny_test_util::cluster::{ClusterInfo, TestNamespace};
@@ -38,10 +40,8 @@ impl Fixture {
     }
 
     /// Creates ServiceAccount `name` in this test's namespace and returns a
-    /// client that authenticates with a real bound token from the
-    /// TokenRequest API, as a pod would — so RBAC and admission see that
-    /// identity, not the admin.
-    pub async fn service_account_client(&self, name: &str) -> Client {
+    /// real bound token for it from the TokenRequest API, as a pod would get.
+    pub async fn service_account_token(&self, name: &str) -> String {
         let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), self.ns());
         let account: ServiceAccount =
             serde_json::from_value(serde_json::json!({ "metadata": { "name": name } })).unwrap();
@@ -50,19 +50,50 @@ impl Fixture {
             .await
             .unwrap();
         let request: TokenRequest = serde_json::from_value(
-            serde_json::json!({ "spec": { "audiences": [], "expirationSeconds": 600 } }),
+            serde_json::json!({ "spec": { "audiences": [], "expirationSeconds": 3600 } }),
         )
         .unwrap();
-        let token = accounts
+        accounts
             .create_token_request(name, &PostParams::default(), &request)
             .await
-            .unwrap();
+            .unwrap()
+            .status
+            .unwrap()
+            .token
+    }
+
+    /// Creates ServiceAccount `name` and returns a client that authenticates
+    /// with its token — so RBAC and admission see that identity, not the admin.
+    pub async fn service_account_client(&self, name: &str) -> Client {
+        let token = self.service_account_token(name).await;
         let mut config = self.cluster.config().await.unwrap();
         config.auth_info = AuthInfo {
-            token: Some(token.status.unwrap().token.into()),
+            token: Some(token.into()),
             ..AuthInfo::default()
         };
         Client::try_from(config).unwrap()
+    }
+
+    /// Creates ServiceAccount `name` and writes a kubeconfig file that
+    /// authenticates with its token, for a service process to use; `server`
+    /// replaces the API server URL (e.g. a proxy in front of it).
+    pub async fn service_account_kubeconfig(&self, name: &str, server: Option<&str>) -> PathBuf {
+        let token = self.service_account_token(name).await;
+        let admin = std::fs::read_to_string(&self.cluster.kubeconfig).unwrap();
+        let mut kubeconfig: serde_yaml::Value = serde_yaml::from_str(&admin).unwrap();
+        if let Some(server) = server {
+            for cluster in kubeconfig["clusters"].as_sequence_mut().unwrap() {
+                cluster["cluster"]["server"] = server.into();
+            }
+        }
+        kubeconfig["users"] =
+            serde_yaml::from_str(&format!("[{{name: {name}, user: {{token: {token}}}}}]")).unwrap();
+        for context in kubeconfig["contexts"].as_sequence_mut().unwrap() {
+            context["context"]["user"] = name.into();
+        }
+        let path = std::env::temp_dir().join(format!("{}-{name}.kubeconfig", self.ns()));
+        std::fs::write(&path, serde_yaml::to_string(&kubeconfig).unwrap()).unwrap();
+        path
     }
 
     /// The namespace name.

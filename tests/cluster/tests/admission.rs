@@ -9,6 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::{
     admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding},
     apps::v1::Deployment,
+    core::v1::Node,
     rbac::v1::{ClusterRole, ClusterRoleBinding},
 };
 use kube::{
@@ -19,6 +20,7 @@ use nanny_cluster_tests::Fixture;
 use nanny_test_util::{
     cluster::eventually,
     faults::{self, PodSpec},
+    nodes::FakeNode,
 };
 use serde_json::json;
 
@@ -48,7 +50,7 @@ async fn install_policy(client: &Client) {
 }
 
 /// A client acting as `<ns>:nanny-remediator`, allowed by RBAC to patch
-/// Deployments anywhere.
+/// Deployments anywhere and Nodes.
 async fn remediator_identity(fx: &Fixture) -> Client {
     let ns = fx.ns();
     let name = format!("{ns}-remediator");
@@ -57,7 +59,10 @@ async fn remediator_identity(fx: &Fixture) -> Client {
             &PostParams::default(),
             &object(json!({
                 "metadata": { "name": name, "labels": { "nanny.ai/test": "true" } },
-                "rules": [{ "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch"] }],
+                "rules": [
+                    { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch"] },
+                    { "apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"] },
+                ],
             })),
         )
         .await
@@ -168,6 +173,16 @@ async fn remediator_identity_cannot_touch_protected_resources() {
     assert_refused_by_policy(result, "label removal");
     // The admin is not affected.
     restart_annotation(&fx.client, "kube-system", &system_name)
+        .await
+        .unwrap();
+    // Cluster-scoped writes have no namespace; the policy lets an
+    // unprotected one (a cordon) through rather than failing closed on it.
+    let node = FakeNode::create(&fx.cluster, &fx.client, &format!("{}-n1", fx.ns()))
+        .await
+        .unwrap();
+    let cordon = json!({ "spec": { "unschedulable": true } });
+    Api::<Node>::all(remediator.clone())
+        .patch(&node.name, &PatchParams::default(), &Patch::Merge(&cordon))
         .await
         .unwrap();
 

@@ -150,10 +150,21 @@ async fn nannyctl_health(
 #[tokio::test(flavor = "multi_thread")]
 async fn every_service_serves_health_reflection_and_metrics_to_real_clients() {
     let grpcurl_bin = GRPCURL.require().unwrap();
+    // The collector and the remediator are SERVING only once the Kubernetes
+    // API answers: they get the local cluster.
+    let Some(cluster) = nanny_test_util::cluster::ClusterInfo::for_test("services") else {
+        return;
+    };
+    let kubeconfig = cluster.kubeconfig.to_string_lossy().into_owned();
 
     let mut peers = Vec::new();
     for (binary, grpc_service) in API_SERVICES {
-        let process = ServiceProcess::spawn(&cargo_bin(binary), &[])
+        let env: &[(&str, &str)] = match binary {
+            "nanny-collector" => &[("NANNY_KUBERNETES__KUBECONFIG", &kubeconfig)],
+            "nanny-remediator" => &[("NANNY_KUBECONFIG", &kubeconfig)],
+            _ => &[],
+        };
+        let process = ServiceProcess::spawn(&cargo_bin(binary), env)
             .await
             .unwrap();
         process.wait_serving(grpc_service, WAIT).await.unwrap();

@@ -1,0 +1,71 @@
+//! Lookups by uid over one snapshot, shared by the rules and the validator.
+
+use std::collections::HashMap;
+
+use nanny_proto::v1::{self as pb, ClusterSnapshot};
+
+/// Borrowed uid indexes of one snapshot's objects and issues.
+#[derive(Debug, Default)]
+pub struct SnapshotIndex<'a> {
+    /// Pods by uid.
+    pub pods: HashMap<&'a str, &'a pb::Pod>,
+    /// Workloads by uid.
+    pub workloads: HashMap<&'a str, &'a pb::Workload>,
+    /// Nodes by uid.
+    pub nodes: HashMap<&'a str, &'a pb::Node>,
+    /// Jobs by uid.
+    pub jobs: HashMap<&'a str, &'a pb::Job>,
+    /// HPAs by uid.
+    pub hpas: HashMap<&'a str, &'a pb::HorizontalPodAutoscaler>,
+    /// PVCs by uid.
+    pub pvcs: HashMap<&'a str, &'a pb::PersistentVolumeClaim>,
+    /// Issues by fingerprint.
+    pub issues: HashMap<&'a str, &'a pb::Issue>,
+}
+
+/// The uid of an object's ref, when it has a non-empty one.
+fn uid(reference: Option<&pb::ObjectRef>) -> Option<&str> {
+    reference.map(|r| r.uid.as_str()).filter(|u| !u.is_empty())
+}
+
+macro_rules! index {
+    ($items:expr) => {
+        $items
+            .iter()
+            .filter_map(|item| uid(item.r#ref.as_ref()).map(|u| (u, item)))
+            .collect()
+    };
+}
+
+impl<'a> SnapshotIndex<'a> {
+    /// Indexes `snapshot`; objects without a uid are left out, so nothing
+    /// can ever target them.
+    pub fn new(snapshot: &'a ClusterSnapshot) -> Self {
+        Self {
+            pods: index!(snapshot.pods),
+            workloads: index!(snapshot.workloads),
+            nodes: index!(snapshot.nodes),
+            jobs: index!(snapshot.jobs),
+            hpas: index!(snapshot.hpas),
+            pvcs: index!(snapshot.pvcs),
+            issues: snapshot
+                .issues
+                .iter()
+                .filter(|i| !i.fingerprint.is_empty())
+                .map(|i| (i.fingerprint.as_str(), i))
+                .collect(),
+        }
+    }
+
+    /// The snapshot's own ref of the object with `uid`, whatever its table.
+    pub fn object(&self, uid: &str) -> Option<&'a pb::ObjectRef> {
+        self.pods
+            .get(uid)
+            .and_then(|o| o.r#ref.as_ref())
+            .or_else(|| self.workloads.get(uid).and_then(|o| o.r#ref.as_ref()))
+            .or_else(|| self.nodes.get(uid).and_then(|o| o.r#ref.as_ref()))
+            .or_else(|| self.jobs.get(uid).and_then(|o| o.r#ref.as_ref()))
+            .or_else(|| self.hpas.get(uid).and_then(|o| o.r#ref.as_ref()))
+            .or_else(|| self.pvcs.get(uid).and_then(|o| o.r#ref.as_ref()))
+    }
+}

@@ -1,0 +1,606 @@
+//! The `nanny.v1.Analyzer` gRPC service: rules over whole snapshots, then
+//! the model when one is enabled, then validation, for one-shot requests
+//! and for snapshot streams.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use nanny_common::snapshot::SnapshotView;
+use nanny_proto::v1::{
+    AnalyzeSnapshotRequest, AnalyzeSnapshotResponse, ClusterSnapshot, Issue, Recommendation,
+    SnapshotKind, action::Kind, analyzer_server::Analyzer, source,
+};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use tokio::sync::mpsc;
+use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{
+    Config,
+    error::Error,
+    index::SnapshotIndex,
+    llm::{self, Breaker, ClientConfig, ModelClient, ModelInfo},
+    rules::Rules,
+    validate::{Bounds, Validator},
+};
+
+/// Rules, the optional model, validation and their metrics; shared by both RPCs.
+#[derive(Debug)]
+pub struct Analysis {
+    rules: Rules,
+    validator: Validator,
+    model: Option<ModelClient>,
+    breaker: Breaker,
+    cache: ReplyCache,
+    cache_lookups: IntCounterVec,
+    min_confidence: f64,
+    max_recommendations: u32,
+    prompt_chars: usize,
+    requests: IntCounterVec,
+    recommendations: IntCounterVec,
+    model_calls: IntCounterVec,
+    degraded: IntGauge,
+    rules_duration: Histogram,
+    ai_duration: HistogramVec,
+}
+
+fn action_label(kind: Option<&Kind>) -> &'static str {
+    match kind {
+        Some(Kind::RestartPod(_)) => "restart_pod",
+        Some(Kind::RolloutRestart(_)) => "rollout_restart",
+        Some(Kind::ScaleHpa(_)) => "scale_hpa",
+        Some(Kind::CordonNode(_)) => "cordon_node",
+        Some(Kind::UncordonNode(_)) => "uncordon_node",
+        Some(Kind::DrainNode(_)) => "drain_node",
+        Some(Kind::ExpandPvc(_)) => "expand_pvc",
+        Some(Kind::PatchResources(_)) => "patch_resources",
+        Some(Kind::DeleteJob(_)) => "delete_job",
+        Some(Kind::DeleteResource(_)) => "delete_resource",
+        Some(Kind::ReportOnly(_)) => "report_only",
+        None => "none",
+    }
+}
+
+fn action_of(r: &Recommendation) -> &'static str {
+    action_label(r.action.as_ref().and_then(|a| a.kind.as_ref()))
+}
+
+fn target_uid(r: &Recommendation) -> &str {
+    r.target.as_ref().map_or("", |t| t.uid.as_str())
+}
+
+fn rule_id(r: &Recommendation) -> &str {
+    match r.source.as_ref().and_then(|s| s.kind.as_ref()) {
+        Some(source::Kind::RuleId(id)) => id,
+        _ => "",
+    }
+}
+
+impl Analysis {
+    /// Registers the analyzer's metrics in `registry`:
+    /// `nanny_analyzer_requests_total{rpc,outcome}`,
+    /// `nanny_analyzer_recommendations_total{source,action}`,
+    /// `nanny_analyzer_model_calls_total{outcome}`, `nanny_analyzer_degraded`,
+    /// `nanny_analyzer_rules_duration_seconds`,
+    /// `nanny_ai_analysis_duration_seconds{model}` and
+    /// `nanny_analyzer_invalid_recommendations_total{reason}`.
+    ///
+    /// # Errors
+    /// When a metric cannot be registered.
+    pub fn new(config: &Config, registry: &Registry) -> Result<Self, prometheus::Error> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "nanny_analyzer_requests_total",
+                "Analyses by RPC and outcome (one per unary call, one per stream).",
+            ),
+            &["rpc", "outcome"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        let recommendations = IntCounterVec::new(
+            Opts::new(
+                "nanny_analyzer_recommendations_total",
+                "Validated recommendations sent, by source (rule or model) and action.",
+            ),
+            &["source", "action"],
+        )?;
+        registry.register(Box::new(recommendations.clone()))?;
+        let model_calls = IntCounterVec::new(
+            Opts::new(
+                "nanny_analyzer_model_calls_total",
+                "Model calls by outcome (ok, or the failure: timeout, truncated, malformed, ...).",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(model_calls.clone()))?;
+        let cache_lookups = IntCounterVec::new(
+            Opts::new(
+                "nanny_analyzer_model_cache_total",
+                "Model answer cache lookups, by result (hit or miss).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(cache_lookups.clone()))?;
+        let degraded = IntGauge::new(
+            "nanny_analyzer_degraded",
+            "1 while the enabled model fails and answers are rules only.",
+        )?;
+        registry.register(Box::new(degraded.clone()))?;
+        let rules_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "nanny_analyzer_rules_duration_seconds",
+                "Time to run the rules and validation over one snapshot.",
+            )
+            .buckets(vec![
+                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5,
+            ]),
+        )?;
+        registry.register(Box::new(rules_duration.clone()))?;
+        let ai_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "nanny_ai_analysis_duration_seconds",
+                "Time the LLM took to analyse one snapshot, by model.",
+            )
+            .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            &["model"],
+        )?;
+        registry.register(Box::new(ai_duration.clone()))?;
+        let llm_config = &config.llm;
+        let model = llm_config.enabled.then(|| {
+            ModelClient::new(ClientConfig {
+                provider: llm_config.provider,
+                endpoint: llm_config.endpoint.clone(),
+                model: llm_config.model.clone(),
+                max_tokens: llm_config.max_tokens,
+                temperature: llm_config.temperature,
+                context_tokens: llm_config.context_tokens,
+                timeout: Duration::from_secs(llm_config.timeout_secs),
+            })
+        });
+        if llm_config.enabled {
+            // Expose the series from the start for the configured model.
+            ai_duration.with_label_values(&[llm_config.model.as_str()]);
+        }
+        let validator = Validator::new(Bounds::from(&config.rules), registry)?;
+        Ok(Self {
+            rules: Rules::new(config.rules.clone()),
+            validator,
+            model,
+            cache: ReplyCache::new(Duration::from_secs(llm_config.cache_ttl_secs)),
+            cache_lookups,
+            breaker: Breaker::new(
+                llm_config.breaker_failures,
+                Duration::from_secs(llm_config.breaker_open_secs),
+            ),
+            min_confidence: llm_config.min_confidence,
+            max_recommendations: llm_config.max_recommendations,
+            prompt_chars: llm::prompt_budget(llm_config.context_tokens, llm_config.max_tokens),
+            requests,
+            recommendations,
+            model_calls,
+            degraded,
+            rules_duration,
+            ai_duration,
+        })
+    }
+
+    /// Validated rule recommendations for `snapshot` at `now`.
+    pub fn analyze(&self, snapshot: &ClusterSnapshot, now: SystemTime) -> Vec<Recommendation> {
+        let start = Instant::now();
+        let index = SnapshotIndex::new(snapshot);
+        let proposed = self.rules.evaluate_indexed(snapshot, &index, now);
+        let valid = self.validator.retain(proposed, &index, now);
+        self.rules_duration.observe(start.elapsed().as_secs_f64());
+        valid
+    }
+
+    /// Asks the model, when one is enabled, and merges its validated answer
+    /// with `rules` (the rule recommendations for the same snapshot):
+    /// agreement adds the model's confirmation to the rule recommendation,
+    /// a model-only proposal is marked novel, a different action on a target
+    /// a rule already covers is kept and marked as a disagreement on both.
+    /// Returns the model-only recommendations, or `None` when no model
+    /// answered (disabled, nothing to ask, or failed: rules only).
+    pub async fn consult_model(
+        &self,
+        snapshot: &ClusterSnapshot,
+        rules: &mut [Recommendation],
+        now: SystemTime,
+    ) -> Option<Vec<Recommendation>> {
+        let model = self.model.as_ref()?;
+        let index = SnapshotIndex::new(snapshot);
+        let prompt = llm::build_prompt(
+            snapshot,
+            &index,
+            self.max_recommendations,
+            self.prompt_chars,
+        )?;
+        let key = prompt.cache_key(model.model());
+        let cached = self.cache.get(&key, Instant::now());
+        self.cache_lookups
+            .with_label_values(&[if cached.is_some() { "hit" } else { "miss" }])
+            .inc();
+        let reply = match cached {
+            Some(reply) => reply,
+            None => self.call_model(model, &prompt, key).await?,
+        };
+        let info = ModelInfo {
+            provider: model.provider(),
+            model: model.model().to_owned(),
+        };
+        let limit = usize::try_from(self.max_recommendations).unwrap_or(usize::MAX);
+        let mut proposed = Vec::new();
+        for item in reply.recommendations.iter().take(limit) {
+            match llm::to_recommendation(
+                item,
+                snapshot,
+                &index,
+                self.rules.config(),
+                self.min_confidence,
+                &info,
+            ) {
+                Ok(mut recommendation) => {
+                    recommendation.created_at = Some(now.into());
+                    proposed.push(recommendation);
+                }
+                Err(rejected) => self.validator.count(rejected.label()),
+            }
+        }
+        let valid = self.validator.retain(proposed, &index, now);
+        Some(merge(rules, valid, &info))
+    }
+
+    /// Calls the model unless the breaker is open; caches a good answer.
+    async fn call_model(
+        &self,
+        model: &ModelClient,
+        prompt: &llm::Prompt,
+        key: String,
+    ) -> Option<llm::ModelReply> {
+        if !self.breaker.allow(Instant::now()) {
+            self.model_calls.with_label_values(&["breaker_open"]).inc();
+            return None;
+        }
+        let start = Instant::now();
+        let reply = model.complete(prompt).await;
+        self.ai_duration
+            .with_label_values(&[model.model()])
+            .observe(start.elapsed().as_secs_f64());
+        let open = self.breaker.record(reply.is_ok(), Instant::now());
+        // Degraded while failing; health stays SERVING (rules still answer).
+        self.degraded.set(i64::from(reply.is_err()));
+        match reply {
+            Ok(reply) => {
+                self.model_calls.with_label_values(&["ok"]).inc();
+                self.cache.put(key, reply.clone(), Instant::now());
+                Some(reply)
+            }
+            Err(error) => {
+                tracing::warn!(%error, breaker_open = open, "The model failed; answering with rules only.");
+                self.model_calls.with_label_values(&[error.label()]).inc();
+                None
+            }
+        }
+    }
+
+    fn count_sent(&self, recommendation: &Recommendation) {
+        let source = match recommendation.source.as_ref().and_then(|s| s.kind.as_ref()) {
+            Some(source::Kind::Model(_)) => "model",
+            _ => "rule",
+        };
+        self.recommendations
+            .with_label_values(&[source, action_of(recommendation)])
+            .inc();
+    }
+
+    fn count_request(&self, rpc: &str, outcome: &str) {
+        self.requests.with_label_values(&[rpc, outcome]).inc();
+    }
+}
+
+/// Model answers by [`llm::Prompt::cache_key`], each kept for the TTL.
+#[derive(Debug)]
+struct ReplyCache {
+    ttl: Duration,
+    entries: std::sync::Mutex<HashMap<String, (Instant, llm::ModelReply)>>,
+}
+
+/// Most answers kept; issues churn slowly, so this is many snapshots' worth.
+const CACHE_ENTRIES: usize = 1024;
+
+impl ReplyCache {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, key: &str, now: Instant) -> Option<llm::ModelReply> {
+        // A poisoned lock only means a panic mid-update; entries stay valid.
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|(at, _)| now.duration_since(*at) < self.ttl)
+            .map(|(_, reply)| reply.clone())
+    }
+
+    fn put(&self, key: String, reply: llm::ModelReply, now: Instant) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CACHE_ENTRIES {
+            entries.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
+            if entries.len() >= CACHE_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (now, reply));
+    }
+}
+
+/// Merges validated model recommendations into the rule ones; returns those
+/// that stay separate.
+fn merge(
+    rules: &mut [Recommendation],
+    model: Vec<Recommendation>,
+    info: &ModelInfo,
+) -> Vec<Recommendation> {
+    let mut separate = Vec::new();
+    for mut candidate in model {
+        let same_target: Vec<usize> = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| target_uid(r) == target_uid(&candidate))
+            .map(|(i, _)| i)
+            .collect();
+        if let Some(agreeing) = same_target
+            .iter()
+            .find(|i| action_of(&rules[**i]) == action_of(&candidate))
+        {
+            rules[*agreeing].evidence_refs.push(format!(
+                "model:{} agrees (confidence {})",
+                info.model, candidate.confidence
+            ));
+            continue;
+        }
+        if same_target.is_empty() {
+            candidate
+                .evidence_refs
+                .push("novel: no rule proposed an action for this target".to_owned());
+        } else {
+            for i in &same_target {
+                let rule = rule_id(&rules[*i]).to_owned();
+                candidate
+                    .evidence_refs
+                    .push(format!("disagrees-with-rule:{rule}"));
+                rules[*i]
+                    .evidence_refs
+                    .push(format!("model:{} disagrees", info.model));
+            }
+        }
+        separate.push(candidate);
+    }
+    separate
+}
+
+/// An issue without its timestamps: what decides whether it changed.
+fn essence(issue: &Issue) -> Issue {
+    Issue {
+        first_seen: None,
+        last_seen: None,
+        ..issue.clone()
+    }
+}
+
+/// One `Analyze` stream's state: the materialised snapshot and the issues
+/// already analysed, so each issue yields recommendations when it is new or
+/// changes, not on every delta.
+#[derive(Debug, Default)]
+pub struct StreamState {
+    view: SnapshotView,
+    seen: HashMap<String, Issue>,
+}
+
+/// A whole snapshot from a stream and the fingerprints of its new or
+/// changed issues (never empty).
+#[derive(Debug)]
+pub struct Changed {
+    /// The materialised FULL snapshot.
+    pub snapshot: ClusterSnapshot,
+    /// Fingerprints of the issues to act on.
+    pub fingerprints: BTreeSet<String>,
+}
+
+impl Changed {
+    /// Keeps the recommendations that address a new or changed issue.
+    pub fn filter(&self, recommendations: &mut Vec<Recommendation>) {
+        recommendations.retain(|r| {
+            r.issue_fingerprints
+                .iter()
+                .any(|f| self.fingerprints.contains(f))
+        });
+    }
+}
+
+impl StreamState {
+    /// Applies one stream message; once a whole snapshot is in and some
+    /// issue is new or changed, returns it.
+    ///
+    /// # Errors
+    /// [`Error::Stream`] when the message cannot apply.
+    pub fn push(&mut self, message: ClusterSnapshot) -> Result<Option<Changed>, Error> {
+        if !self.view.push(message)? {
+            return Ok(None);
+        }
+        let mut fingerprints = BTreeSet::new();
+        let mut seen = HashMap::with_capacity(self.view.issues().len());
+        for (fingerprint, issue) in self.view.issues() {
+            let essence = essence(issue);
+            if self.seen.get(fingerprint) != Some(&essence) {
+                fingerprints.insert(fingerprint.clone());
+            }
+            seen.insert(fingerprint.clone(), essence);
+        }
+        // Resolved issues drop out, so their return counts as new.
+        self.seen = seen;
+        if fingerprints.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Changed {
+            snapshot: self.view.snapshot(),
+            fingerprints,
+        }))
+    }
+}
+
+/// The `nanny.v1.Analyzer` implementation.
+#[derive(Debug, Clone)]
+pub struct AnalyzerService {
+    analysis: Arc<Analysis>,
+}
+
+impl AnalyzerService {
+    /// Serves `analysis`.
+    pub fn new(analysis: Analysis) -> Self {
+        Self {
+            analysis: Arc::new(analysis),
+        }
+    }
+
+    async fn analyze_one(
+        &self,
+        request: AnalyzeSnapshotRequest,
+    ) -> Result<AnalyzeSnapshotResponse, Error> {
+        let snapshot = request.snapshot.ok_or(Error::MissingSnapshot)?;
+        let kind = snapshot.kind;
+        let whole = matches!(
+            SnapshotKind::try_from(kind),
+            Ok(SnapshotKind::Full | SnapshotKind::Unspecified)
+        ) && snapshot.chunk_count <= 1;
+        if !whole {
+            return Err(Error::NotWhole {
+                kind,
+                count: snapshot.chunk_count,
+            });
+        }
+        let now = SystemTime::now();
+        let mut recommendations = self.analysis.analyze(&snapshot, now);
+        let model = self
+            .analysis
+            .consult_model(&snapshot, &mut recommendations, now)
+            .await;
+        let rules_only = model.is_none();
+        recommendations.extend(model.unwrap_or_default());
+        Ok(AnalyzeSnapshotResponse {
+            recommendations,
+            rules_only,
+        })
+    }
+}
+
+const ANALYZE: &str = "Analyze";
+const ANALYZE_SNAPSHOT: &str = "AnalyzeSnapshot";
+
+/// Sends `recommendations`; false when the client left.
+async fn send_all(
+    analysis: &Analysis,
+    tx: &mpsc::Sender<Result<Recommendation, Status>>,
+    recommendations: Vec<Recommendation>,
+) -> bool {
+    for recommendation in recommendations {
+        analysis.count_sent(&recommendation);
+        if tx.send(Ok(recommendation)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+#[tonic::async_trait]
+impl Analyzer for AnalyzerService {
+    type AnalyzeStream = ReceiverStream<Result<Recommendation, Status>>;
+
+    #[tracing::instrument(skip_all)]
+    async fn analyze(
+        &self,
+        request: Request<Streaming<ClusterSnapshot>>,
+    ) -> Result<Response<Self::AnalyzeStream>, Status> {
+        let mut messages = request.into_inner();
+        // Small buffer: a slow reader slows the analysis instead of piling
+        // recommendations up in memory.
+        let (tx, rx) = mpsc::channel(64);
+        let analysis = self.analysis.clone();
+        tokio::spawn(async move {
+            let mut state = StreamState::default();
+            let outcome = loop {
+                let Some(next) = messages.next().await else {
+                    break "ok";
+                };
+                let message = match next {
+                    Ok(message) => message,
+                    Err(status) => {
+                        tracing::debug!(%status, "Snapshot stream broke.");
+                        break "client_error";
+                    }
+                };
+                let id = message.id.clone();
+                let changed = match state.push(message) {
+                    Ok(Some(changed)) => changed,
+                    Ok(None) => continue,
+                    Err(error) => {
+                        tracing::warn!(%error, snapshot = %id, "Cannot apply a snapshot message; ending the stream.");
+                        let outcome = error.outcome();
+                        let _ = tx.send(Err(error.into())).await;
+                        break outcome;
+                    }
+                };
+                let now = SystemTime::now();
+                let mut rules = analysis.analyze(&changed.snapshot, now);
+                // Rules go out first, so a slow or hanging model never
+                // delays them.
+                let mut sent = rules.clone();
+                changed.filter(&mut sent);
+                // A failed send means the client left: stop.
+                if !send_all(&analysis, &tx, sent).await {
+                    break "client_gone";
+                }
+                if let Some(mut model) = analysis
+                    .consult_model(&changed.snapshot, &mut rules, now)
+                    .await
+                {
+                    changed.filter(&mut model);
+                    if !send_all(&analysis, &tx, model).await {
+                        break "client_gone";
+                    }
+                }
+            };
+            analysis.count_request(ANALYZE, outcome);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn analyze_snapshot(
+        &self,
+        request: Request<AnalyzeSnapshotRequest>,
+    ) -> Result<Response<AnalyzeSnapshotResponse>, Status> {
+        match self.analyze_one(request.into_inner()).await {
+            Ok(response) => {
+                self.analysis.count_request(ANALYZE_SNAPSHOT, "ok");
+                for recommendation in &response.recommendations {
+                    self.analysis.count_sent(recommendation);
+                }
+                Ok(Response::new(response))
+            }
+            Err(error) => {
+                self.analysis
+                    .count_request(ANALYZE_SNAPSHOT, error.outcome());
+                Err(error.into())
+            }
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! Issue detection: a pure function of the stored objects, the last
+//! Prometheus round, the thresholds and the time.
+//!
+//! Every issue gets a fingerprint that is stable for the same condition on
+//! the same object (kind, target uid, container), so consumers can follow
+//! it across snapshots and see it resolve when the condition clears.
+
+use std::collections::{BTreeMap, HashMap};
+
+use nanny_proto::v1::{self as pb, IssueKind, Severity};
+use sha2::{Digest as _, Sha256};
+
+use crate::{
+    config::Thresholds,
+    prom::{MetricsRound, Series},
+    store::Tables,
+};
+
+/// One detected issue, before the publisher stamps first/last seen.
+fn issue(
+    kind: IssueKind,
+    severity: Severity,
+    target: &pb::ObjectRef,
+    discriminator: &str,
+    summary: String,
+    evidence: Vec<(&str, String)>,
+) -> pb::Issue {
+    pb::Issue {
+        fingerprint: fingerprint(kind, &target.uid, discriminator),
+        kind: kind as i32,
+        severity: severity as i32,
+        target: Some(pb::ObjectRef {
+            // Issues point at the object, not at one version of it.
+            resource_version: String::new(),
+            ..target.clone()
+        }),
+        summary,
+        evidence: evidence
+            .into_iter()
+            .map(|(description, value)| pb::Evidence {
+                description: description.to_owned(),
+                value,
+            })
+            .collect(),
+        first_seen: None,
+        last_seen: None,
+    }
+}
+
+/// The stable id of one condition on one object.
+pub fn fingerprint(kind: IssueKind, uid: &str, discriminator: &str) -> String {
+    let digest = Sha256::digest(format!("{}/{uid}/{discriminator}", kind.as_str_name()));
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn seconds_since(then: Option<&prost_types::Timestamp>, now: i64) -> Option<i64> {
+    then.map(|t| now - t.seconds)
+}
+
+fn container_index(series: &[Series]) -> HashMap<(&str, &str), Vec<&Series>> {
+    let mut index: HashMap<(&str, &str), Vec<&Series>> = HashMap::new();
+    for s in series {
+        if let (Some(ns), Some(pod)) = (s.labels.get("namespace"), s.labels.get("pod")) {
+            index
+                .entry((ns.as_str(), pod.as_str()))
+                .or_default()
+                .push(s);
+        }
+    }
+    index
+}
+
+/// All issues in `tables` at `now` (seconds since the epoch).
+pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64) -> Vec<pb::Issue> {
+    let mut issues = Vec::new();
+    let empty = Vec::new();
+    let restart_rates = container_index(metrics.series.get("restart_rate_15m").unwrap_or(&empty));
+    let throttling = container_index(metrics.series.get("cpu_throttling_ratio").unwrap_or(&empty));
+    for entry in tables.pods.values() {
+        let pod = &entry.value;
+        let Some(target) = pod.r#ref.as_ref() else {
+            continue;
+        };
+        pod_issues(pod, target, t, now, &mut issues);
+        let key = (target.namespace.as_str(), target.name.as_str());
+        for s in restart_rates.get(&key).into_iter().flatten() {
+            if s.value > t.restart_rate_per_sec {
+                let container = s.labels.get("container").map_or("", String::as_str);
+                issues.push(issue(
+                    IssueKind::HighRestartRate,
+                    Severity::Warning,
+                    target,
+                    container,
+                    format!(
+                        "Container {container} of pod {}/{} restarts {:.2} times per minute (15m average).",
+                        target.namespace,
+                        target.name,
+                        s.value * 60.0
+                    ),
+                    vec![("restarts per second, 15m rate", format!("{:.4}", s.value))],
+                ));
+            }
+        }
+        for s in throttling.get(&key).into_iter().flatten() {
+            if s.value > t.cpu_throttling_ratio {
+                let container = s.labels.get("container").map_or("", String::as_str);
+                issues.push(issue(
+                    IssueKind::CpuThrottling,
+                    Severity::Warning,
+                    target,
+                    container,
+                    format!(
+                        "Container {container} of pod {}/{} is CPU-throttled in {:.0}% of periods.",
+                        target.namespace,
+                        target.name,
+                        s.value * 100.0
+                    ),
+                    vec![("throttled period ratio", format!("{:.3}", s.value))],
+                ));
+            }
+        }
+    }
+
+    let memory_ratio: HashMap<&str, f64> = metrics
+        .series
+        .get("node_memory_available_ratio")
+        .unwrap_or(&empty)
+        .iter()
+        .filter_map(|s| Some((s.labels.get("node")?.as_str(), s.value)))
+        .collect();
+    for entry in tables.nodes.values() {
+        let node = &entry.value;
+        let Some(target) = node.r#ref.as_ref() else {
+            continue;
+        };
+        node_issues(node, target, &mut issues);
+        if let Some(ratio) = memory_ratio.get(target.name.as_str())
+            && *ratio < t.node_memory_available_ratio
+        {
+            issues.push(issue(
+                IssueKind::MemoryPressure,
+                Severity::Warning,
+                target,
+                "",
+                format!(
+                    "Node {} has {:.0}% of its memory available.",
+                    target.name,
+                    ratio * 100.0
+                ),
+                vec![("memory available ratio", format!("{ratio:.3}"))],
+            ));
+        }
+    }
+
+    for entry in tables.workloads.values() {
+        let workload = &entry.value;
+        let Some(target) = workload.r#ref.as_ref() else {
+            continue;
+        };
+        let stuck = workload.conditions.iter().find(|c| {
+            c.r#type == "Progressing"
+                && c.status == "False"
+                && c.reason == "ProgressDeadlineExceeded"
+        });
+        if let Some(c) = stuck {
+            issues.push(issue(
+                IssueKind::RolloutStuck,
+                Severity::Critical,
+                target,
+                "",
+                format!(
+                    "Rollout of {} {}/{} exceeded its progress deadline ({} of {} replicas updated).",
+                    target.kind,
+                    target.namespace,
+                    target.name,
+                    workload.updated_replicas,
+                    workload.desired_replicas
+                ),
+                vec![("condition", format!("Progressing=False ({})", c.reason))],
+            ));
+        }
+    }
+
+    for entry in tables.hpas.values() {
+        let hpa = &entry.value;
+        let Some(target) = hpa.r#ref.as_ref() else {
+            continue;
+        };
+        if hpa.max_replicas == 0 || hpa.current_replicas < hpa.max_replicas {
+            continue;
+        }
+        let over = hpa.metrics.iter().find(|m| {
+            matches!(
+                (m.current_utilization_percent, m.target_utilization_percent),
+                (Some(current), Some(target)) if current > target + t.hpa_over_target_percent
+            )
+        });
+        if let Some(m) = over {
+            let current = m.current_utilization_percent.unwrap_or_default();
+            let wanted = m.target_utilization_percent.unwrap_or_default();
+            issues.push(issue(
+                IssueKind::HpaAtMax,
+                Severity::Warning,
+                target,
+                "",
+                format!(
+                    "HPA {}/{} is at its maximum of {} replicas with {} at {current}% (target {wanted}%).",
+                    target.namespace, target.name, hpa.max_replicas, m.name
+                ),
+                vec![
+                    ("max replicas", hpa.max_replicas.to_string()),
+                    ("current replicas", hpa.current_replicas.to_string()),
+                    (
+                        "utilisation percent (current/target)",
+                        format!("{current}/{wanted}"),
+                    ),
+                ],
+            ));
+        }
+    }
+
+    for entry in tables.pvcs.values() {
+        let pvc = &entry.value;
+        let Some(target) = pvc.r#ref.as_ref() else {
+            continue;
+        };
+        if let Some(percent) = pvc.usage_percent
+            && percent > t.pvc_usage_percent
+        {
+            issues.push(issue(
+                IssueKind::PvcNearlyFull,
+                if percent >= 95.0 {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                target,
+                "",
+                format!(
+                    "Volume claim {}/{} is {percent:.0}% full.",
+                    target.namespace, target.name
+                ),
+                vec![
+                    ("usage percent", format!("{percent:.1}")),
+                    ("used bytes", pvc.used_bytes.unwrap_or_default().to_string()),
+                    ("capacity bytes", pvc.capacity_bytes.to_string()),
+                    ("expandable", pvc.expandable.to_string()),
+                ],
+            ));
+        }
+    }
+
+    for entry in tables.jobs.values() {
+        let job = &entry.value;
+        let Some(target) = job.r#ref.as_ref() else {
+            continue;
+        };
+        let has = |type_: &str| {
+            job.conditions
+                .iter()
+                .find(|c| c.r#type == type_ && c.status == "True")
+        };
+        if let Some(failed) = has("Failed") {
+            issues.push(issue(
+                IssueKind::JobFailed,
+                Severity::Warning,
+                target,
+                "",
+                format!(
+                    "Job {}/{} failed ({}) after {} failed pods.",
+                    target.namespace, target.name, failed.reason, job.failed
+                ),
+                vec![
+                    ("reason", failed.reason.clone()),
+                    ("failed pods", job.failed.to_string()),
+                ],
+            ));
+        } else if has("Complete").is_some() {
+            let age = seconds_since(job.completion_time.as_ref(), now);
+            if let Some(age) =
+                age.filter(|age| *age >= 0 && age.unsigned_abs() > t.completed_job_age_secs)
+            {
+                issues.push(issue(
+                    IssueKind::JobCompletedStale,
+                    Severity::Info,
+                    target,
+                    "",
+                    format!(
+                        "Job {}/{} completed {}h ago and is still there.",
+                        target.namespace,
+                        target.name,
+                        age / 3600
+                    ),
+                    vec![("completed seconds ago", age.to_string())],
+                ));
+            }
+        }
+    }
+    issues
+}
+
+fn pod_issues(
+    pod: &pb::Pod,
+    target: &pb::ObjectRef,
+    t: &Thresholds,
+    now: i64,
+    issues: &mut Vec<pb::Issue>,
+) {
+    let where_ = |c: &str| format!("container {c} of pod {}/{}", target.namespace, target.name);
+    let mut any_waiting = false;
+    for c in &pod.containers {
+        any_waiting |= c.state == "waiting";
+        let last = c.last_termination.as_ref();
+        let oom_now = c.state == "terminated" && c.state_reason == "OOMKilled";
+        let oom_recent = last.is_some_and(|l| {
+            l.reason == "OOMKilled"
+                && (c.state != "running"
+                    || seconds_since(l.finished_at.as_ref(), now)
+                        .is_some_and(|age| age.unsigned_abs() <= t.oom_window_secs))
+        });
+        let mut evidence = vec![
+            ("restart count", c.restart_count.to_string()),
+            (
+                "state",
+                format!("{} {}", c.state, c.state_reason).trim().to_owned(),
+            ),
+        ];
+        if let Some(l) = last {
+            evidence.push((
+                "last termination",
+                format!("{} (exit code {})", l.reason, l.exit_code),
+            ));
+        }
+        if let Some(limit) = c.limits.and_then(|l| l.memory_bytes) {
+            evidence.push(("memory limit bytes", limit.to_string()));
+        }
+        if let Some(usage) = c.usage.and_then(|u| u.memory_bytes) {
+            evidence.push(("memory usage bytes", usage.to_string()));
+        }
+        if oom_now || oom_recent {
+            issues.push(issue(
+                IssueKind::OomKilled,
+                Severity::Critical,
+                target,
+                &c.name,
+                format!(
+                    "The {} was killed for exceeding its memory limit.",
+                    where_(&c.name)
+                ),
+                evidence,
+            ));
+            continue;
+        }
+        let (kind, severity, summary) = match c.state_reason.as_str() {
+            "CrashLoopBackOff" if c.state == "waiting" => (
+                IssueKind::CrashLoopBackOff,
+                if c.restart_count >= 5 {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                format!(
+                    "The {} is crash-looping ({} restarts).",
+                    where_(&c.name),
+                    c.restart_count
+                ),
+            ),
+            "ImagePullBackOff" | "ErrImagePull" if c.state == "waiting" => (
+                IssueKind::ImagePullBackOff,
+                Severity::Warning,
+                format!(
+                    "The {} cannot pull its image ({}).",
+                    where_(&c.name),
+                    c.state_reason
+                ),
+            ),
+            "CreateContainerConfigError" if c.state == "waiting" => (
+                IssueKind::CreateContainerConfigError,
+                Severity::Warning,
+                format!(
+                    "The {} cannot start: its configuration references something missing.",
+                    where_(&c.name)
+                ),
+            ),
+            _ => continue,
+        };
+        issues.push(issue(kind, severity, target, &c.name, summary, evidence));
+    }
+
+    if pod.phase == "Pending" && !pod.unschedulable_reason.is_empty() {
+        let pending = seconds_since(pod.unschedulable_since.as_ref(), now).unwrap_or(0);
+        if pending >= 0 && pending.unsigned_abs() >= t.unschedulable_secs {
+            issues.push(issue(
+                IssueKind::Unschedulable,
+                Severity::Warning,
+                target,
+                "",
+                format!(
+                    "Pod {}/{} cannot be scheduled ({}) for {pending}s.",
+                    target.namespace, target.name, pod.unschedulable_reason
+                ),
+                vec![
+                    ("reason", pod.unschedulable_reason.clone()),
+                    ("pending seconds", pending.to_string()),
+                ],
+            ));
+        }
+    }
+    if pod.status_reason == "Evicted" {
+        issues.push(issue(
+            IssueKind::Evicted,
+            Severity::Warning,
+            target,
+            "",
+            format!(
+                "Pod {}/{} was evicted from node {}.",
+                target.namespace, target.name, pod.node_name
+            ),
+            vec![("node", pod.node_name.clone())],
+        ));
+    }
+    if pod.phase == "Running" && !pod.ready && !any_waiting {
+        let not_ready = seconds_since(pod.ready_since.as_ref(), now).unwrap_or(0);
+        if not_ready >= 0 && not_ready.unsigned_abs() >= t.readiness_failing_secs {
+            issues.push(issue(
+                IssueKind::ReadinessFailing,
+                Severity::Warning,
+                target,
+                "",
+                format!(
+                    "Pod {}/{} is running but not ready for {not_ready}s.",
+                    target.namespace, target.name
+                ),
+                vec![("not ready seconds", not_ready.to_string())],
+            ));
+        }
+    }
+}
+
+fn node_issues(node: &pb::Node, target: &pb::ObjectRef, issues: &mut Vec<pb::Issue>) {
+    let conditions: BTreeMap<&str, &pb::Condition> = node
+        .conditions
+        .iter()
+        .map(|c| (c.r#type.as_str(), c))
+        .collect();
+    if let Some(ready) = conditions.get("Ready").filter(|c| c.status != "True") {
+        issues.push(issue(
+            IssueKind::NodeNotReady,
+            Severity::Critical,
+            target,
+            "",
+            format!("Node {} is not ready ({}).", target.name, ready.reason),
+            vec![("Ready", format!("{} ({})", ready.status, ready.reason))],
+        ));
+    }
+    for (type_, kind) in [
+        ("MemoryPressure", IssueKind::NodeMemoryPressure),
+        ("DiskPressure", IssueKind::NodeDiskPressure),
+        ("PIDPressure", IssueKind::NodePidPressure),
+    ] {
+        if let Some(c) = conditions.get(type_).filter(|c| c.status == "True") {
+            issues.push(issue(
+                kind,
+                Severity::Warning,
+                target,
+                "",
+                format!("Node {} reports {type_} ({}).", target.name, c.reason),
+                vec![(type_, format!("True ({})", c.reason))],
+            ));
+        }
+    }
+    if node.unschedulable {
+        issues.push(issue(
+            IssueKind::NodeCordoned,
+            Severity::Info,
+            target,
+            "",
+            format!("Node {} is cordoned.", target.name),
+            vec![("unschedulable", "true".to_owned())],
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests;

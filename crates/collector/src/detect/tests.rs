@@ -1,0 +1,422 @@
+use std::sync::Arc;
+
+use nanny_proto::v1::{self as pb, IssueKind};
+
+use super::*;
+use crate::store::{Entry, Labels, Tables};
+
+const NOW: i64 = 1_800_000_000;
+
+fn at(seconds_ago: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: NOW - seconds_ago,
+        nanos: 0,
+    })
+}
+
+fn reference(kind: &str, name: &str) -> pb::ObjectRef {
+    pb::ObjectRef {
+        kind: kind.to_owned(),
+        namespace: if kind == "Node" {
+            String::new()
+        } else {
+            "shop".to_owned()
+        },
+        name: name.to_owned(),
+        uid: format!("uid-{name}"),
+        resource_version: "1".to_owned(),
+        ..pb::ObjectRef::default()
+    }
+}
+
+fn entry<T>(value: T) -> Entry<T> {
+    Entry {
+        rev: 1,
+        value: Arc::new(value),
+        labels: Labels::default(),
+    }
+}
+
+fn container(state: &str, reason: &str, last: Option<&str>) -> pb::ContainerStatus {
+    pb::ContainerStatus {
+        name: "app".to_owned(),
+        state: state.to_owned(),
+        state_reason: reason.to_owned(),
+        restart_count: 6,
+        last_termination: last.map(|reason| pb::Termination {
+            reason: reason.to_owned(),
+            exit_code: if reason == "OOMKilled" { 137 } else { 1 },
+            finished_at: at(30),
+        }),
+        ..pb::ContainerStatus::default()
+    }
+}
+
+fn with_pod(tables: &mut Tables, name: &str, pod: pb::Pod) {
+    let pod = pb::Pod {
+        r#ref: Some(reference("Pod", name)),
+        ..pod
+    };
+    tables
+        .pods
+        .insert(Arc::from(format!("uid-{name}").as_str()), entry(pod));
+}
+
+fn kinds(issues: &[pb::Issue]) -> Vec<(IssueKind, String)> {
+    let mut out: Vec<_> = issues
+        .iter()
+        .map(|i| {
+            (
+                IssueKind::try_from(i.kind).unwrap_or(IssueKind::Unspecified),
+                i.target
+                    .as_ref()
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn detect_now(tables: &Tables) -> Vec<pb::Issue> {
+    detect(
+        tables,
+        &MetricsRound::default(),
+        &Thresholds::default(),
+        NOW,
+    )
+}
+
+#[test]
+fn container_states_map_to_issue_kinds_and_oom_wins_over_crash_loop() {
+    let mut tables = Tables::default();
+    let running = |containers| pb::Pod {
+        phase: "Running".to_owned(),
+        containers,
+        ..pb::Pod::default()
+    };
+    with_pod(
+        &mut tables,
+        "crash",
+        running(vec![container(
+            "waiting",
+            "CrashLoopBackOff",
+            Some("Error"),
+        )]),
+    );
+    with_pod(
+        &mut tables,
+        "oom",
+        running(vec![container(
+            "waiting",
+            "CrashLoopBackOff",
+            Some("OOMKilled"),
+        )]),
+    );
+    with_pod(
+        &mut tables,
+        "pull",
+        running(vec![container("waiting", "ImagePullBackOff", None)]),
+    );
+    with_pod(
+        &mut tables,
+        "errpull",
+        running(vec![container("waiting", "ErrImagePull", None)]),
+    );
+    with_pod(
+        &mut tables,
+        "config",
+        running(vec![container(
+            "waiting",
+            "CreateContainerConfigError",
+            None,
+        )]),
+    );
+    with_pod(
+        &mut tables,
+        "healthy",
+        pb::Pod {
+            ready: true,
+            ..running(vec![container("running", "", None)])
+        },
+    );
+    assert_eq!(
+        kinds(&detect_now(&tables)),
+        [
+            (IssueKind::CrashLoopBackOff, "crash".to_owned()),
+            (IssueKind::OomKilled, "oom".to_owned()),
+            (IssueKind::ImagePullBackOff, "errpull".to_owned()),
+            (IssueKind::ImagePullBackOff, "pull".to_owned()),
+            (IssueKind::CreateContainerConfigError, "config".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn an_old_oom_kill_of_a_running_container_is_history_not_an_issue() {
+    let mut tables = Tables::default();
+    let mut old = container("running", "", Some("OOMKilled"));
+    if let Some(last) = old.last_termination.as_mut() {
+        last.finished_at = at(2 * 3600);
+    }
+    with_pod(
+        &mut tables,
+        "recovered",
+        pb::Pod {
+            phase: "Running".to_owned(),
+            ready: true,
+            containers: vec![old],
+            ..pb::Pod::default()
+        },
+    );
+    assert!(detect_now(&tables).is_empty());
+}
+
+#[test]
+fn fingerprints_are_stable_and_distinguish_kind_target_and_container() {
+    let a = fingerprint(IssueKind::CrashLoopBackOff, "uid-1", "app");
+    assert_eq!(a, fingerprint(IssueKind::CrashLoopBackOff, "uid-1", "app"));
+    assert_ne!(
+        a,
+        fingerprint(IssueKind::CrashLoopBackOff, "uid-1", "sidecar")
+    );
+    assert_ne!(a, fingerprint(IssueKind::OomKilled, "uid-1", "app"));
+    assert_ne!(a, fingerprint(IssueKind::CrashLoopBackOff, "uid-2", "app"));
+    assert_eq!(a.len(), 16);
+}
+
+#[test]
+fn time_thresholds_hold_back_pending_and_not_ready_pods() {
+    let mut tables = Tables::default();
+    let pending = |seconds| pb::Pod {
+        phase: "Pending".to_owned(),
+        unschedulable_reason: "Unschedulable".to_owned(),
+        unschedulable_since: at(seconds),
+        ..pb::Pod::default()
+    };
+    with_pod(&mut tables, "pending-new", pending(10));
+    with_pod(&mut tables, "pending-old", pending(600));
+    let not_ready = |seconds| pb::Pod {
+        phase: "Running".to_owned(),
+        ready: false,
+        ready_since: at(seconds),
+        containers: vec![container("running", "", None)],
+        ..pb::Pod::default()
+    };
+    with_pod(&mut tables, "unready-new", not_ready(10));
+    with_pod(&mut tables, "unready-old", not_ready(600));
+    with_pod(
+        &mut tables,
+        "evicted",
+        pb::Pod {
+            phase: "Failed".to_owned(),
+            status_reason: "Evicted".to_owned(),
+            ..pb::Pod::default()
+        },
+    );
+    assert_eq!(
+        kinds(&detect_now(&tables)),
+        [
+            (IssueKind::Unschedulable, "pending-old".to_owned()),
+            (IssueKind::Evicted, "evicted".to_owned()),
+            (IssueKind::ReadinessFailing, "unready-old".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn node_conditions_and_cordons_are_issues() {
+    let mut tables = Tables::default();
+    let condition = |type_: &str, status: &str| pb::Condition {
+        r#type: type_.to_owned(),
+        status: status.to_owned(),
+        reason: "Test".to_owned(),
+        last_transition: None,
+    };
+    for (name, conditions, unschedulable) in [
+        ("ok", vec![condition("Ready", "True")], false),
+        ("down", vec![condition("Ready", "Unknown")], false),
+        (
+            "mem",
+            vec![
+                condition("Ready", "True"),
+                condition("MemoryPressure", "True"),
+            ],
+            false,
+        ),
+        (
+            "disk",
+            vec![
+                condition("Ready", "True"),
+                condition("DiskPressure", "True"),
+            ],
+            false,
+        ),
+        (
+            "pid",
+            vec![condition("Ready", "True"), condition("PIDPressure", "True")],
+            false,
+        ),
+        ("cordoned", vec![condition("Ready", "True")], true),
+    ] {
+        tables.nodes.insert(
+            Arc::from(name),
+            entry(pb::Node {
+                r#ref: Some(reference("Node", name)),
+                conditions,
+                unschedulable,
+                ..pb::Node::default()
+            }),
+        );
+    }
+    assert_eq!(
+        kinds(&detect_now(&tables)),
+        [
+            (IssueKind::NodeNotReady, "down".to_owned()),
+            (IssueKind::NodeMemoryPressure, "mem".to_owned()),
+            (IssueKind::NodeDiskPressure, "disk".to_owned()),
+            (IssueKind::NodePidPressure, "pid".to_owned()),
+            (IssueKind::NodeCordoned, "cordoned".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn hpa_pvc_job_and_rollout_issues_follow_their_thresholds() {
+    let mut tables = Tables::default();
+    let hpa = |name: &str, current: i32, utilisation: i32| pb::HorizontalPodAutoscaler {
+        r#ref: Some(reference("HorizontalPodAutoscaler", name)),
+        max_replicas: 5,
+        current_replicas: current,
+        metrics: vec![pb::HpaMetric {
+            name: "cpu".to_owned(),
+            current_utilization_percent: Some(utilisation),
+            target_utilization_percent: Some(70),
+        }],
+        ..pb::HorizontalPodAutoscaler::default()
+    };
+    for (name, h) in [
+        ("hot", hpa("hot", 5, 95)),
+        ("cool", hpa("cool", 5, 50)),
+        ("room", hpa("room", 3, 95)),
+    ] {
+        tables.hpas.insert(Arc::from(name), entry(h));
+    }
+    for (name, percent) in [("full", 92.0), ("fine", 40.0)] {
+        tables.pvcs.insert(
+            Arc::from(name),
+            entry(pb::PersistentVolumeClaim {
+                r#ref: Some(reference("PersistentVolumeClaim", name)),
+                usage_percent: Some(percent),
+                ..pb::PersistentVolumeClaim::default()
+            }),
+        );
+    }
+    let job = |name: &str, type_: &str, completed_ago: i64| pb::Job {
+        r#ref: Some(reference("Job", name)),
+        completion_time: at(completed_ago),
+        conditions: vec![pb::Condition {
+            r#type: type_.to_owned(),
+            status: "True".to_owned(),
+            reason: "BackoffLimitExceeded".to_owned(),
+            last_transition: None,
+        }],
+        ..pb::Job::default()
+    };
+    for (name, j) in [
+        ("failed", job("failed", "Failed", 0)),
+        ("stale", job("stale", "Complete", 25 * 3600)),
+        ("fresh", job("fresh", "Complete", 3600)),
+    ] {
+        tables.jobs.insert(Arc::from(name), entry(j));
+    }
+    tables.workloads.insert(
+        Arc::from("stuck"),
+        entry(pb::Workload {
+            r#ref: Some(reference("Deployment", "stuck")),
+            conditions: vec![pb::Condition {
+                r#type: "Progressing".to_owned(),
+                status: "False".to_owned(),
+                reason: "ProgressDeadlineExceeded".to_owned(),
+                last_transition: None,
+            }],
+            ..pb::Workload::default()
+        }),
+    );
+    assert_eq!(
+        kinds(&detect_now(&tables)),
+        [
+            (IssueKind::HpaAtMax, "hot".to_owned()),
+            (IssueKind::PvcNearlyFull, "full".to_owned()),
+            (IssueKind::JobFailed, "failed".to_owned()),
+            (IssueKind::JobCompletedStale, "stale".to_owned()),
+            (IssueKind::RolloutStuck, "stuck".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn promql_ratios_become_issues_on_the_right_targets() {
+    let mut tables = Tables::default();
+    with_pod(
+        &mut tables,
+        "busy",
+        pb::Pod {
+            phase: "Running".to_owned(),
+            ready: true,
+            ..pb::Pod::default()
+        },
+    );
+    tables.nodes.insert(
+        Arc::from("n1"),
+        entry(pb::Node {
+            r#ref: Some(reference("Node", "n1")),
+            ..pb::Node::default()
+        }),
+    );
+    let series = |labels: &[(&str, &str)], value: f64| Series {
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        value,
+    };
+    let metrics = MetricsRound {
+        series: [
+            (
+                "cpu_throttling_ratio".to_owned(),
+                vec![series(
+                    &[("namespace", "shop"), ("pod", "busy"), ("container", "app")],
+                    0.8,
+                )],
+            ),
+            (
+                "restart_rate_15m".to_owned(),
+                vec![series(
+                    &[("namespace", "shop"), ("pod", "busy"), ("container", "app")],
+                    0.01,
+                )],
+            ),
+            (
+                "node_memory_available_ratio".to_owned(),
+                vec![
+                    series(&[("node", "n1")], 0.05),
+                    series(&[("node", "gone")], 0.01),
+                ],
+            ),
+        ]
+        .into(),
+        at: NOW,
+        stale_since: None,
+    };
+    let issues = detect(&tables, &metrics, &Thresholds::default(), NOW);
+    assert_eq!(
+        kinds(&issues),
+        [
+            (IssueKind::MemoryPressure, "n1".to_owned()),
+            (IssueKind::CpuThrottling, "busy".to_owned()),
+            (IssueKind::HighRestartRate, "busy".to_owned()),
+        ]
+    );
+}

@@ -1,0 +1,641 @@
+//! Kubernetes objects → the compact, redacted projections snapshots carry.
+//!
+//! Redaction happens here, by construction: a projection copies only the
+//! fields it names. Nothing reads Secrets or ConfigMaps, env vars are never
+//! copied (names or values), annotations pass only through the allow-list,
+//! and free text (event messages) is cut and marked untrusted.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet},
+        autoscaling::v2::HorizontalPodAutoscaler,
+        batch::v1::{CronJob, Job},
+        core::v1::{
+            Event, Namespace, Node, PersistentVolumeClaim, Pod, PodTemplateSpec,
+            ResourceRequirements,
+        },
+        policy::v1::PodDisruptionBudget,
+        storage::v1::StorageClass,
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time},
+        util::intstr::IntOrString,
+    },
+};
+use nanny_proto::v1 as pb;
+
+/// What projections keep besides the fields they name.
+#[derive(Debug, Clone)]
+pub struct Redaction {
+    /// Annotation keys carried; a trailing `*` matches a prefix.
+    pub annotation_allow_list: Vec<String>,
+    /// Pod label keys carried; `*` carries all.
+    pub pod_labels: Vec<String>,
+    /// Free text is cut to this many bytes.
+    pub max_text_bytes: usize,
+}
+
+impl Redaction {
+    fn annotations(&self, source: Option<&BTreeMap<String, String>>) -> HashMap<String, String> {
+        let Some(source) = source else {
+            return HashMap::new();
+        };
+        source
+            .iter()
+            .filter(|(key, _)| {
+                self.annotation_allow_list
+                    .iter()
+                    .any(|allowed| match allowed.strip_suffix('*') {
+                        Some(prefix) => key.starts_with(prefix),
+                        None => *key == allowed,
+                    })
+            })
+            .map(|(k, v)| (k.clone(), truncate(v, self.max_text_bytes).0))
+            .collect()
+    }
+
+    fn pod_labels(&self, source: Option<&BTreeMap<String, String>>) -> HashMap<String, String> {
+        let Some(source) = source else {
+            return HashMap::new();
+        };
+        let all = self.pod_labels.iter().any(|k| k == "*");
+        source
+            .iter()
+            .filter(|(key, _)| all || self.pod_labels.iter().any(|k| k == *key))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Cuts `text` to the limit on a character boundary and marks it untrusted.
+    pub fn untrusted(&self, text: &str) -> pb::UntrustedText {
+        let (text, truncated) = truncate(text, self.max_text_bytes);
+        pb::UntrustedText { text, truncated }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> (String, bool) {
+    if text.len() <= max {
+        return (text.to_owned(), false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (text[..end].to_owned(), true)
+}
+
+/// A Kubernetes timestamp as a protobuf one.
+pub fn timestamp(time: &Time) -> pb_time::Timestamp {
+    pb_time::Timestamp {
+        seconds: time.0.as_second(),
+        nanos: time.0.subsec_nanosecond(),
+    }
+}
+
+/// Re-exported so callers need not name `prost_types`.
+pub mod pb_time {
+    pub use prost_types::Timestamp;
+}
+
+/// The reference to an object from its metadata.
+pub fn object_ref(kind: &str, api_version: &str, meta: &ObjectMeta) -> pb::ObjectRef {
+    pb::ObjectRef {
+        kind: kind.to_owned(),
+        api_version: api_version.to_owned(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+    }
+}
+
+/// The controller among an object's owners, as a reference in `namespace`.
+pub fn controller_of(meta: &ObjectMeta) -> Option<pb::ObjectRef> {
+    let owners = meta.owner_references.as_deref()?;
+    let owner: &OwnerReference = owners
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .or_else(|| owners.first())?;
+    Some(pb::ObjectRef {
+        kind: owner.kind.clone(),
+        api_version: owner.api_version.clone(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: owner.name.clone(),
+        uid: owner.uid.clone(),
+        resource_version: String::new(),
+    })
+}
+
+/// Parses a Kubernetes quantity into base units (cores, bytes); `None` when malformed.
+pub fn quantity(q: &Quantity) -> Option<f64> {
+    nanny_common::quantity::parse(&q.0)
+}
+
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "quantities are far below i64::MAX millicores/bytes; `as` saturates"
+)]
+fn resources(map: Option<&BTreeMap<String, Quantity>>) -> Option<pb::Resources> {
+    let map = map?;
+    let cpu = map
+        .get("cpu")
+        .and_then(quantity)
+        .map(|c| (c * 1000.0).round() as i64);
+    let memory = map
+        .get("memory")
+        .and_then(quantity)
+        .map(|m| m.round() as i64);
+    (cpu.is_some() || memory.is_some()).then_some(pb::Resources {
+        cpu_millicores: cpu,
+        memory_bytes: memory,
+    })
+}
+
+fn requirements(
+    r: Option<&ResourceRequirements>,
+) -> (Option<pb::Resources>, Option<pb::Resources>) {
+    (
+        resources(r.and_then(|r| r.requests.as_ref())),
+        resources(r.and_then(|r| r.limits.as_ref())),
+    )
+}
+
+/// A status's conditions: every API kind has its own condition type with the
+/// same fields.
+macro_rules! conditions {
+    ($status:expr) => {
+        $status
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                condition(
+                    &c.type_,
+                    &c.status,
+                    c.reason.as_ref(),
+                    c.last_transition_time.as_ref(),
+                )
+            })
+            .collect()
+    };
+}
+
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: Option<&String>,
+    at: Option<&Time>,
+) -> pb::Condition {
+    pb::Condition {
+        r#type: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.cloned().unwrap_or_default(),
+        last_transition: at.map(timestamp),
+    }
+}
+
+/// A Pod. `workload` is left empty: the store resolves it from the owner.
+pub fn pod(pod: &Pod, redaction: &Redaction) -> pb::Pod {
+    let meta = &pod.metadata;
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let conditions = status
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let find = |type_: &str| conditions.iter().find(|c| c.type_ == type_);
+    let ready_condition = find("Ready");
+    let scheduled = find("PodScheduled").filter(|c| c.status == "False");
+    let spec_containers = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+    let statuses = status
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or_default();
+    let containers = spec_containers
+        .iter()
+        .map(|container| {
+            let (requests, limits) = requirements(container.resources.as_ref());
+            let mut out = pb::ContainerStatus {
+                name: container.name.clone(),
+                requests,
+                limits,
+                ..pb::ContainerStatus::default()
+            };
+            if let Some(s) = statuses.iter().find(|s| s.name == container.name) {
+                out.ready = s.ready;
+                out.restart_count = u32::try_from(s.restart_count).unwrap_or(0);
+                if let Some(state) = &s.state {
+                    if let Some(waiting) = &state.waiting {
+                        out.state = "waiting".to_owned();
+                        out.state_reason = waiting.reason.clone().unwrap_or_default();
+                    } else if let Some(terminated) = &state.terminated {
+                        out.state = "terminated".to_owned();
+                        out.state_reason = terminated.reason.clone().unwrap_or_default();
+                    } else if state.running.is_some() {
+                        out.state = "running".to_owned();
+                    }
+                }
+                out.last_termination = s
+                    .last_state
+                    .as_ref()
+                    .and_then(|l| l.terminated.as_ref())
+                    .map(|t| pb::Termination {
+                        reason: t.reason.clone().unwrap_or_default(),
+                        exit_code: t.exit_code,
+                        finished_at: t.finished_at.as_ref().map(timestamp),
+                    });
+            }
+            out
+        })
+        .collect();
+    pb::Pod {
+        r#ref: Some(object_ref("Pod", "v1", meta)),
+        owner: controller_of(meta),
+        workload: None,
+        node_name: spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        phase: status.and_then(|s| s.phase.clone()).unwrap_or_default(),
+        ready: ready_condition.is_some_and(|c| c.status == "True"),
+        containers,
+        unschedulable_reason: scheduled.and_then(|c| c.reason.clone()).unwrap_or_default(),
+        status_reason: status.and_then(|s| s.reason.clone()).unwrap_or_default(),
+        created_at: meta.creation_timestamp.as_ref().map(timestamp),
+        labels: redaction.pod_labels(meta.labels.as_ref()),
+        ready_since: ready_condition
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(timestamp),
+        unschedulable_since: scheduled
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(timestamp),
+        annotations: redaction.annotations(meta.annotations.as_ref()),
+    }
+}
+
+/// A Node.
+pub fn node(node: &Node) -> pb::Node {
+    let status = node.status.as_ref();
+    pb::Node {
+        r#ref: Some(object_ref("Node", "v1", &node.metadata)),
+        conditions: conditions!(status),
+        capacity: resources(status.and_then(|s| s.capacity.as_ref())),
+        allocatable: resources(status.and_then(|s| s.allocatable.as_ref())),
+        usage: None,
+        unschedulable: node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false),
+        kubelet_version: status
+            .and_then(|s| s.node_info.as_ref())
+            .map(|i| i.kubelet_version.clone())
+            .unwrap_or_default(),
+    }
+}
+
+fn template_containers(template: &PodTemplateSpec) -> Vec<pb::ContainerResources> {
+    template
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let (requests, limits) = requirements(c.resources.as_ref());
+            pb::ContainerResources {
+                name: c.name.clone(),
+                requests,
+                limits,
+            }
+        })
+        .collect()
+}
+
+fn workload_base(
+    kind: &str,
+    meta: &ObjectMeta,
+    template: Option<&PodTemplateSpec>,
+    redaction: &Redaction,
+) -> pb::Workload {
+    let mut annotations = redaction.annotations(meta.annotations.as_ref());
+    if let Some(template_meta) = template.and_then(|t| t.metadata.as_ref()) {
+        annotations.extend(redaction.annotations(template_meta.annotations.as_ref()));
+    }
+    let api_version = if kind == "CronJob" {
+        "batch/v1"
+    } else {
+        "apps/v1"
+    };
+    pb::Workload {
+        r#ref: Some(object_ref(kind, api_version, meta)),
+        containers: template.map(template_containers).unwrap_or_default(),
+        owner: controller_of(meta),
+        labels: meta
+            .labels
+            .as_ref()
+            .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        annotations,
+        ..pb::Workload::default()
+    }
+}
+
+/// A Deployment.
+pub fn deployment(d: &Deployment, redaction: &Redaction) -> pb::Workload {
+    let spec = d.spec.as_ref();
+    let status = d.status.as_ref();
+    pb::Workload {
+        desired_replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+        ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+        available_replicas: status.and_then(|s| s.available_replicas).unwrap_or(0),
+        updated_replicas: status.and_then(|s| s.updated_replicas).unwrap_or(0),
+        conditions: conditions!(status),
+        ..workload_base(
+            "Deployment",
+            &d.metadata,
+            spec.map(|s| &s.template),
+            redaction,
+        )
+    }
+}
+
+/// A StatefulSet.
+pub fn stateful_set(s: &StatefulSet, redaction: &Redaction) -> pb::Workload {
+    let spec = s.spec.as_ref();
+    let status = s.status.as_ref();
+    pb::Workload {
+        desired_replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+        ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+        available_replicas: status.and_then(|s| s.available_replicas).unwrap_or(0),
+        updated_replicas: status.and_then(|s| s.updated_replicas).unwrap_or(0),
+        conditions: conditions!(status),
+        ..workload_base(
+            "StatefulSet",
+            &s.metadata,
+            spec.map(|s| &s.template),
+            redaction,
+        )
+    }
+}
+
+/// A DaemonSet.
+pub fn daemon_set(d: &DaemonSet, redaction: &Redaction) -> pb::Workload {
+    let status = d.status.as_ref();
+    pb::Workload {
+        desired_replicas: status.map_or(0, |s| s.desired_number_scheduled),
+        ready_replicas: status.map_or(0, |s| s.number_ready),
+        available_replicas: status.and_then(|s| s.number_available).unwrap_or(0),
+        updated_replicas: status.and_then(|s| s.updated_number_scheduled).unwrap_or(0),
+        conditions: conditions!(status),
+        ..workload_base(
+            "DaemonSet",
+            &d.metadata,
+            d.spec.as_ref().map(|s| &s.template),
+            redaction,
+        )
+    }
+}
+
+/// A ReplicaSet.
+pub fn replica_set(r: &ReplicaSet, redaction: &Redaction) -> pb::Workload {
+    let spec = r.spec.as_ref();
+    let status = r.status.as_ref();
+    pb::Workload {
+        desired_replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+        ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+        available_replicas: status.and_then(|s| s.available_replicas).unwrap_or(0),
+        updated_replicas: status.map_or(0, |s| s.replicas),
+        conditions: conditions!(status),
+        ..workload_base(
+            "ReplicaSet",
+            &r.metadata,
+            spec.and_then(|s| s.template.as_ref()),
+            redaction,
+        )
+    }
+}
+
+/// A CronJob, as a workload: desired is 0 when suspended, 1 otherwise.
+pub fn cron_job(c: &CronJob, redaction: &Redaction) -> pb::Workload {
+    let spec = c.spec.as_ref();
+    let template = spec
+        .and_then(|s| s.job_template.spec.as_ref())
+        .map(|s| &s.template);
+    let active = c
+        .status
+        .as_ref()
+        .and_then(|s| s.active.as_ref())
+        .map_or(0, Vec::len);
+    pb::Workload {
+        desired_replicas: i32::from(!spec.and_then(|s| s.suspend).unwrap_or(false)),
+        ready_replicas: i32::try_from(active).unwrap_or(i32::MAX),
+        ..workload_base("CronJob", &c.metadata, template, redaction)
+    }
+}
+
+/// A Job.
+pub fn job(j: &Job) -> pb::Job {
+    let status = j.status.as_ref();
+    pb::Job {
+        r#ref: Some(object_ref("Job", "batch/v1", &j.metadata)),
+        owner: controller_of(&j.metadata),
+        active: status.and_then(|s| s.active).unwrap_or(0),
+        succeeded: status.and_then(|s| s.succeeded).unwrap_or(0),
+        failed: status.and_then(|s| s.failed).unwrap_or(0),
+        start_time: status.and_then(|s| s.start_time.as_ref()).map(timestamp),
+        completion_time: status
+            .and_then(|s| s.completion_time.as_ref())
+            .map(timestamp),
+        conditions: conditions!(status),
+    }
+}
+
+/// A HorizontalPodAutoscaler (autoscaling/v2); resource metrics are matched
+/// by name between spec targets and status currents.
+pub fn hpa(h: &HorizontalPodAutoscaler) -> pb::HorizontalPodAutoscaler {
+    let meta = &h.metadata;
+    let spec = h.spec.as_ref();
+    let status = h.status.as_ref();
+    let mut metrics: Vec<pb::HpaMetric> = Vec::new();
+    for metric in spec.and_then(|s| s.metrics.as_deref()).unwrap_or_default() {
+        if let Some(resource) = &metric.resource {
+            metrics.push(pb::HpaMetric {
+                name: resource.name.clone(),
+                current_utilization_percent: None,
+                target_utilization_percent: resource.target.average_utilization,
+            });
+        }
+    }
+    for current in status
+        .and_then(|s| s.current_metrics.as_deref())
+        .unwrap_or_default()
+    {
+        if let Some(resource) = &current.resource {
+            let value = resource.current.average_utilization;
+            match metrics.iter_mut().find(|m| m.name == resource.name) {
+                Some(m) => m.current_utilization_percent = value,
+                None => metrics.push(pb::HpaMetric {
+                    name: resource.name.clone(),
+                    current_utilization_percent: value,
+                    target_utilization_percent: None,
+                }),
+            }
+        }
+    }
+    pb::HorizontalPodAutoscaler {
+        r#ref: Some(object_ref(
+            "HorizontalPodAutoscaler",
+            "autoscaling/v2",
+            meta,
+        )),
+        scale_target: spec.map(|s| pb::ObjectRef {
+            kind: s.scale_target_ref.kind.clone(),
+            api_version: s.scale_target_ref.api_version.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: s.scale_target_ref.name.clone(),
+            ..pb::ObjectRef::default()
+        }),
+        min_replicas: spec.and_then(|s| s.min_replicas).unwrap_or(1),
+        max_replicas: spec.map_or(0, |s| s.max_replicas),
+        current_replicas: status.and_then(|s| s.current_replicas).unwrap_or(0),
+        desired_replicas: status.map_or(0, |s| s.desired_replicas),
+        metrics,
+    }
+}
+
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "storage sizes are far below i64::MAX bytes; `as` saturates"
+)]
+fn storage_bytes(map: Option<&BTreeMap<String, Quantity>>) -> i64 {
+    map.and_then(|m| m.get("storage"))
+        .and_then(quantity)
+        .map_or(0, |b| b.round() as i64)
+}
+
+/// A PersistentVolumeClaim; `expandable` is filled from its StorageClass by the store.
+pub fn pvc(p: &PersistentVolumeClaim) -> pb::PersistentVolumeClaim {
+    let spec = p.spec.as_ref();
+    let status = p.status.as_ref();
+    pb::PersistentVolumeClaim {
+        r#ref: Some(object_ref("PersistentVolumeClaim", "v1", &p.metadata)),
+        storage_class: spec
+            .and_then(|s| s.storage_class_name.clone())
+            .unwrap_or_default(),
+        phase: status.and_then(|s| s.phase.clone()).unwrap_or_default(),
+        requested_bytes: storage_bytes(spec.and_then(|s| s.resources.as_ref()?.requests.as_ref())),
+        capacity_bytes: storage_bytes(status.and_then(|s| s.capacity.as_ref())),
+        used_bytes: None,
+        usage_percent: None,
+        expandable: false,
+    }
+}
+
+/// Whether a StorageClass allows expansion.
+pub fn storage_class_expandable(class: &StorageClass) -> bool {
+    class.allow_volume_expansion.unwrap_or(false)
+}
+
+/// A Warning event; `None` for Normal events, which Nanny does not keep.
+pub fn event(e: &Event, redaction: &Redaction) -> Option<pb::Event> {
+    if e.type_.as_deref() != Some("Warning") {
+        return None;
+    }
+    let involved = &e.involved_object;
+    let last_seen = e
+        .last_timestamp
+        .as_ref()
+        .map(timestamp)
+        .or_else(|| {
+            e.series
+                .as_ref()
+                .and_then(|s| s.last_observed_time.as_ref())
+                .map(|t| pb_time::Timestamp {
+                    seconds: t.0.as_second(),
+                    nanos: t.0.subsec_nanosecond(),
+                })
+        })
+        .or_else(|| {
+            e.event_time.as_ref().map(|t| pb_time::Timestamp {
+                seconds: t.0.as_second(),
+                nanos: t.0.subsec_nanosecond(),
+            })
+        })
+        .or_else(|| e.metadata.creation_timestamp.as_ref().map(timestamp));
+    Some(pb::Event {
+        involved: Some(pb::ObjectRef {
+            kind: involved.kind.clone().unwrap_or_default(),
+            api_version: involved.api_version.clone().unwrap_or_default(),
+            namespace: involved.namespace.clone().unwrap_or_default(),
+            name: involved.name.clone().unwrap_or_default(),
+            uid: involved.uid.clone().unwrap_or_default(),
+            resource_version: String::new(),
+        }),
+        reason: e.reason.clone().unwrap_or_default(),
+        r#type: "Warning".to_owned(),
+        count: e.count.unwrap_or(1),
+        last_seen,
+        message: Some(redaction.untrusted(e.message.as_deref().unwrap_or_default())),
+        r#ref: Some(object_ref("Event", "v1", &e.metadata)),
+    })
+}
+
+fn selector_string(selector: Option<&LabelSelector>) -> String {
+    let Some(selector) = selector else {
+        return String::new();
+    };
+    let mut parts: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for expr in selector.match_expressions.iter().flatten() {
+        let values = expr.values.clone().unwrap_or_default().join(",");
+        parts.push(match expr.operator.as_str() {
+            "In" => format!("{} in ({values})", expr.key),
+            "NotIn" => format!("{} notin ({values})", expr.key),
+            "Exists" => expr.key.clone(),
+            _ => format!("!{}", expr.key),
+        });
+    }
+    parts.join(",")
+}
+
+fn int_or_string(value: Option<&IntOrString>) -> String {
+    match value {
+        Some(IntOrString::Int(i)) => i.to_string(),
+        Some(IntOrString::String(s)) => s.clone(),
+        None => String::new(),
+    }
+}
+
+/// A PodDisruptionBudget.
+pub fn pdb(p: &PodDisruptionBudget) -> pb::PodDisruptionBudget {
+    let spec = p.spec.as_ref();
+    let status = p.status.as_ref();
+    pb::PodDisruptionBudget {
+        r#ref: Some(object_ref("PodDisruptionBudget", "policy/v1", &p.metadata)),
+        selector: selector_string(spec.and_then(|s| s.selector.as_ref())),
+        min_available: int_or_string(spec.and_then(|s| s.min_available.as_ref())),
+        max_unavailable: int_or_string(spec.and_then(|s| s.max_unavailable.as_ref())),
+        disruptions_allowed: status.map_or(0, |s| s.disruptions_allowed),
+        current_healthy: status.map_or(0, |s| s.current_healthy),
+        desired_healthy: status.map_or(0, |s| s.desired_healthy),
+        expected_pods: status.map_or(0, |s| s.expected_pods),
+    }
+}
+
+/// A Namespace.
+pub fn namespace(n: &Namespace) -> pb::Namespace {
+    pb::Namespace {
+        r#ref: Some(object_ref("Namespace", "v1", &n.metadata)),
+        phase: n
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

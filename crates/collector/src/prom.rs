@@ -1,0 +1,295 @@
+//! Prometheus: the built-in and named queries, run every interval.
+//!
+//! Prometheus is optional and fallible. When it is down, slow or answers
+//! something that is not an instant vector, the round keeps the last good
+//! series of that query, `stale_since` is set, the degraded gauge goes to 1,
+//! and snapshots keep flowing.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use futures::future::join_all;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus_http_query::{Client, response::Data};
+use tokio::sync::watch;
+
+use crate::{
+    config::PrometheusConfig,
+    store::{ContainerUsage, VolumeUsage},
+};
+
+/// Most series kept per query, so a careless query cannot blow up snapshots.
+pub const MAX_SERIES_PER_QUERY: usize = 20_000;
+
+/// One series of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Its labels, `__name__` included when Prometheus sends it.
+    pub labels: BTreeMap<String, String>,
+    /// Its value; never NaN or infinite.
+    pub value: f64,
+}
+
+/// The outcome of the latest query round.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsRound {
+    /// Series by query name (built-in and named).
+    pub series: BTreeMap<String, Vec<Series>>,
+    /// When the values were taken (seconds since the epoch).
+    pub at: i64,
+    /// Set while any query fails; the time of the first failed round.
+    pub stale_since: Option<i64>,
+}
+
+impl MetricsRound {
+    /// Container and volume usage for the store.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "usage values are far below i64::MAX; `as` saturates and NaN is filtered out earlier"
+    )]
+    pub fn usage(&self) -> (ContainerUsage, VolumeUsage) {
+        let mut containers = ContainerUsage::new();
+        let key = |s: &Series| {
+            Some((
+                s.labels.get("namespace")?.clone(),
+                s.labels.get("pod")?.clone(),
+                s.labels.get("container")?.clone(),
+            ))
+        };
+        for s in self.series.get("container_cpu_cores").into_iter().flatten() {
+            if let Some(k) = key(s) {
+                containers.entry(k).or_default().cpu_millicores =
+                    Some((s.value * 1000.0).round() as i64);
+            }
+        }
+        for s in self
+            .series
+            .get("container_memory_bytes")
+            .into_iter()
+            .flatten()
+        {
+            if let Some(k) = key(s) {
+                containers.entry(k).or_default().memory_bytes = Some(s.value.round() as i64);
+            }
+        }
+        let claim = |s: &Series| {
+            Some((
+                s.labels.get("namespace")?.clone(),
+                s.labels.get("persistentvolumeclaim")?.clone(),
+            ))
+        };
+        let mut volumes = VolumeUsage::new();
+        for s in self.series.get("pvc_used_bytes").into_iter().flatten() {
+            if let Some(k) = claim(s) {
+                volumes.insert(k, (s.value.round() as i64, None));
+            }
+        }
+        for s in self.series.get("pvc_capacity_bytes").into_iter().flatten() {
+            if let Some(entry) = claim(s).and_then(|k| volumes.get_mut(&k)) {
+                entry.1 = Some(s.value.round() as i64).filter(|c| *c > 0);
+            }
+        }
+        (containers, volumes)
+    }
+}
+
+/// The collector's Prometheus metrics about Prometheus.
+#[derive(Debug, Clone)]
+pub struct QueryMetrics {
+    latency: HistogramVec,
+    errors: IntCounterVec,
+    degraded: IntGauge,
+}
+
+impl QueryMetrics {
+    /// Registers the query metrics.
+    ///
+    /// # Errors
+    /// When a metric cannot be registered.
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "nanny_collector_prometheus_query_duration_seconds",
+                "Prometheus query latency, by query name.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["query"],
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "nanny_collector_prometheus_query_errors_total",
+                "Failed Prometheus queries, by query name and reason (unreachable, timeout, invalid).",
+            ),
+            &["query", "reason"],
+        )?;
+        let degraded = IntGauge::new(
+            "nanny_collector_metrics_degraded",
+            "1 while Prometheus is unconfigured, unreachable or answering garbage; snapshots then carry metrics_stale_since.",
+        )?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(degraded.clone()))?;
+        Ok(Self {
+            latency,
+            errors,
+            degraded,
+        })
+    }
+}
+
+/// Runs the queries every interval.
+pub struct Poller {
+    client: Client,
+    queries: Vec<(String, String)>,
+    timeout: Duration,
+    interval: Duration,
+    metrics: QueryMetrics,
+}
+
+impl std::fmt::Debug for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller")
+            .field("url", &self.client.base_url().as_str())
+            .field("queries", &self.queries.len())
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Failure {
+    Unreachable(String),
+    Timeout,
+    Invalid(String),
+}
+
+impl Poller {
+    /// A poller for `config`; `None` when no URL is configured.
+    ///
+    /// # Errors
+    /// When the URL cannot be used.
+    pub fn new(config: &PrometheusConfig, metrics: QueryMetrics) -> Result<Option<Self>, String> {
+        if config.url.is_empty() {
+            metrics.degraded.set(1);
+            return Ok(None);
+        }
+        let client = Client::try_from(config.url.as_str()).map_err(|e| e.to_string())?;
+        Ok(Some(Self {
+            client,
+            queries: config
+                .builtin
+                .iter()
+                .chain(&config.queries)
+                .map(|(n, q)| (n.clone(), q.clone()))
+                .collect(),
+            timeout: Duration::from_secs(config.timeout_secs),
+            interval: Duration::from_secs(config.interval_secs),
+            metrics,
+        }))
+    }
+
+    async fn query(&self, name: &str, query: &str) -> Result<Vec<Series>, Failure> {
+        let started = std::time::Instant::now();
+        let request = self.client.query(query).get();
+        let result = tokio::time::timeout(self.timeout, request).await;
+        self.metrics
+            .latency
+            .with_label_values(&[name])
+            .observe(started.elapsed().as_secs_f64());
+        let data = match result {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(Err(prometheus_http_query::Error::Prometheus(e))) => {
+                return Err(Failure::Invalid(e.to_string()));
+            }
+            Ok(Err(e)) => return Err(Failure::Unreachable(e.to_string())),
+            Ok(Ok(result)) => result.into_inner().0,
+        };
+        let vector = match data {
+            Data::Vector(vector) => vector,
+            Data::Scalar(sample) => {
+                return Ok(Some(sample.value())
+                    .filter(|v| v.is_finite())
+                    .map(|value| Series {
+                        labels: BTreeMap::new(),
+                        value,
+                    })
+                    .into_iter()
+                    .collect());
+            }
+            Data::Matrix(_) => {
+                return Err(Failure::Invalid(
+                    "a range vector, where an instant vector was expected".to_owned(),
+                ));
+            }
+        };
+        Ok(vector
+            .into_iter()
+            .filter(|v| v.sample().value().is_finite())
+            .take(MAX_SERIES_PER_QUERY)
+            .map(|v| {
+                let (labels, sample) = v.into_inner();
+                Series {
+                    labels: labels.into_iter().collect(),
+                    value: sample.value(),
+                }
+            })
+            .collect())
+    }
+
+    /// Runs every query once; failed queries keep `previous` values.
+    pub async fn round(&self, previous: &MetricsRound, now: i64) -> MetricsRound {
+        let results = join_all(
+            self.queries
+                .iter()
+                .map(|(name, query)| async move { (name, self.query(name, query).await) }),
+        )
+        .await;
+        let mut round = MetricsRound {
+            series: BTreeMap::new(),
+            at: now,
+            stale_since: None,
+        };
+        for (name, result) in results {
+            match result {
+                Ok(series) => {
+                    round.series.insert(name.clone(), series);
+                }
+                Err(failure) => {
+                    let (reason, detail) = match failure {
+                        Failure::Unreachable(d) => ("unreachable", d),
+                        Failure::Timeout => ("timeout", format!("no answer in {:?}", self.timeout)),
+                        Failure::Invalid(d) => ("invalid", d),
+                    };
+                    self.metrics.errors.with_label_values(&[name, reason]).inc();
+                    tracing::warn!(query = %name, reason, detail = %detail, "Prometheus query failed; keeping its last good values.");
+                    round.stale_since = Some(previous.stale_since.unwrap_or(now));
+                    if let Some(old) = previous.series.get(name) {
+                        round.series.insert(name.clone(), old.clone());
+                    }
+                }
+            }
+        }
+        if round.stale_since.is_some() {
+            // Values are as old as the last good round.
+            round.at = previous.at;
+        }
+        self.metrics
+            .degraded
+            .set(i64::from(round.stale_since.is_some()));
+        round
+    }
+
+    /// Polls until the receiver side is gone.
+    pub async fn run(self, tx: watch::Sender<Arc<MetricsRound>>) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let previous = tx.borrow().clone();
+            let round = self.round(&previous, crate::now_secs()).await;
+            if *previous != round && tx.send(Arc::new(round)).is_err() {
+                return;
+            }
+        }
+    }
+}

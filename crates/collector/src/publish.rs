@@ -1,0 +1,232 @@
+//! The publisher: after each debounced batch of changes (or a Prometheus
+//! round, or a periodic tick for time-based thresholds) it runs detection
+//! and publishes a new immutable [`World`] on a `watch` channel.
+//!
+//! A `watch` channel keeps only the latest world, so a slow subscriber
+//! skips intermediate ones instead of queueing them: memory stays bounded
+//! and no subscriber can hold up another.
+
+use std::{
+    collections::HashMap,
+    hash::{Hash as _, Hasher as _},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use nanny_proto::v1 as pb;
+use prometheus::{Histogram, HistogramOpts, IntGaugeVec, Opts, Registry};
+use prost::Message as _;
+use prost_types::Timestamp;
+use tokio::sync::{Notify, watch};
+
+use crate::{
+    config::Config,
+    detect,
+    prom::MetricsRound,
+    snapshot::{IssueEntry, World},
+    store::Store,
+};
+
+/// How often time-based thresholds are re-evaluated without any change.
+const TICK: Duration = Duration::from_secs(5);
+
+/// Publisher metrics.
+#[derive(Debug, Clone)]
+pub struct PublishMetrics {
+    build: Histogram,
+    issues: IntGaugeVec,
+}
+
+impl PublishMetrics {
+    /// Registers the publisher's metrics.
+    ///
+    /// # Errors
+    /// When a metric cannot be registered.
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let build = Histogram::with_opts(
+            HistogramOpts::new(
+                "nanny_collector_snapshot_build_seconds",
+                "Time to run detection and build a world after a batch of changes.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+        )?;
+        let issues = IntGaugeVec::new(
+            Opts::new("nanny_collector_issues", "Open issues, by kind."),
+            &["kind"],
+        )?;
+        registry.register(Box::new(build.clone()))?;
+        registry.register(Box::new(issues.clone()))?;
+        Ok(Self { build, issues })
+    }
+}
+
+/// Builds worlds from the store.
+#[derive(Debug)]
+pub struct Publisher {
+    store: Arc<Mutex<Store>>,
+    changed: Arc<Notify>,
+    metrics_rx: watch::Receiver<Arc<MetricsRound>>,
+    cluster_rx: watch::Receiver<pb::ClusterInfo>,
+    config: Config,
+    tx: watch::Sender<Arc<World>>,
+    first_seen: HashMap<String, Timestamp>,
+    observability: PublishMetrics,
+    last: Option<(u64, u64)>,
+}
+
+impl Publisher {
+    /// A publisher; worlds go out on `tx`.
+    pub fn new(
+        store: Arc<Mutex<Store>>,
+        changed: Arc<Notify>,
+        metrics_rx: watch::Receiver<Arc<MetricsRound>>,
+        cluster_rx: watch::Receiver<pb::ClusterInfo>,
+        config: Config,
+        tx: watch::Sender<Arc<World>>,
+        observability: PublishMetrics,
+    ) -> Self {
+        Self {
+            store,
+            changed,
+            metrics_rx,
+            cluster_rx,
+            config,
+            tx,
+            first_seen: HashMap::new(),
+            observability,
+            last: None,
+        }
+    }
+
+    /// Builds one world from the store as it is now.
+    pub fn build(&mut self, now: Timestamp) -> World {
+        let started = std::time::Instant::now();
+        let metrics = self.metrics_rx.borrow().clone();
+        let snapshot_config = &self.config.snapshot;
+        let tables = {
+            // A poisoned lock means a panic mid-update; the store's maps are
+            // still consistent (every update is a single insert/remove), so
+            // keep serving rather than stop seeing the cluster.
+            let mut store = self
+                .store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let ttl = i64::try_from(snapshot_config.event_ttl_secs).unwrap_or(i64::MAX);
+            store.prune_events(now.seconds.saturating_sub(ttl), snapshot_config.max_events);
+            store.tables()
+        };
+        let mut issues = detect::detect(&tables, &metrics, &self.config.thresholds, now.seconds);
+        issues.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        issues.dedup_by(|a, b| a.fingerprint == b.fingerprint);
+
+        let mut by_kind: HashMap<i32, i64> = HashMap::new();
+        let mut first_seen = HashMap::with_capacity(issues.len());
+        let entries = issues
+            .into_iter()
+            .map(|mut issue| {
+                *by_kind.entry(issue.kind).or_default() += 1;
+                let content = content_hash(&issue);
+                let first = self
+                    .first_seen
+                    .get(&issue.fingerprint)
+                    .copied()
+                    .unwrap_or(now);
+                first_seen.insert(issue.fingerprint.clone(), first);
+                issue.first_seen = Some(first);
+                issue.last_seen = Some(now);
+                IssueEntry {
+                    issue: Arc::new(issue),
+                    content,
+                }
+            })
+            .collect();
+        // Resolved issues are forgotten: if the condition returns, it is new.
+        self.first_seen = first_seen;
+        for kind in (1..64).filter_map(|k| pb::IssueKind::try_from(k).ok()) {
+            let count = by_kind.get(&(kind as i32)).copied().unwrap_or(0);
+            self.observability
+                .issues
+                .with_label_values(&[kind.as_str_name()])
+                .set(count);
+        }
+
+        let mut cluster = self.cluster_rx.borrow().clone();
+        cluster.node_count = u32::try_from(tables.nodes.len()).unwrap_or(u32::MAX);
+        let world = World {
+            generation: self.tx.borrow().generation + 1,
+            taken_at: now,
+            cluster,
+            tables,
+            issues: entries,
+            metrics,
+            extra_queries: Arc::new(self.config.prometheus.queries.keys().cloned().collect()),
+        };
+        self.observability
+            .build
+            .observe(started.elapsed().as_secs_f64());
+        world
+    }
+
+    /// Publishes worlds until every receiver is gone.
+    pub async fn run(mut self) {
+        let debounce = Duration::from_millis(self.config.snapshot.debounce_ms);
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.changed.notified() => {
+                    // Let a burst of watch events land in one world.
+                    tokio::time::sleep(debounce).await;
+                }
+                result = self.metrics_rx.changed() => {
+                    if result.is_err() {
+                        return;
+                    }
+                    let (containers, volumes) = self.metrics_rx.borrow_and_update().usage();
+                    self.store
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .apply_usage(containers, volumes);
+                }
+                _ = ticker.tick() => {}
+            }
+            let world = self.build(Timestamp::from(std::time::SystemTime::now()));
+            // Skip publishing when neither objects, issues nor metrics changed.
+            let rev = self
+                .store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .rev();
+            let mut hasher = std::hash::DefaultHasher::new();
+            for entry in &world.issues {
+                entry.issue.fingerprint.hash(&mut hasher);
+                entry.content.hash(&mut hasher);
+            }
+            Arc::as_ptr(&world.metrics).hash(&mut hasher);
+            world.cluster.version.hash(&mut hasher);
+            let key = (rev, hasher.finish());
+            if self.last == Some(key) {
+                continue;
+            }
+            self.last = Some(key);
+            if self.tx.send(Arc::new(world)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A hash of everything in an issue but its timestamps.
+fn content_hash(issue: &pb::Issue) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    pb::Issue {
+        first_seen: None,
+        last_seen: None,
+        ..issue.clone()
+    }
+    .encode_to_vec()
+    .hash(&mut hasher);
+    hasher.finish()
+}

@@ -1,0 +1,196 @@
+use std::collections::BTreeMap;
+
+use prost::Message as _;
+
+use super::*;
+use crate::store::{Item, Store};
+
+fn pod(namespace: &str, name: &str, app: &str, phase: &str) -> Item {
+    let uid = format!("{namespace}-{name}");
+    Item::Pod(
+        Arc::from(uid.as_str()),
+        pb::Pod {
+            r#ref: Some(pb::ObjectRef {
+                kind: "Pod".to_owned(),
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                uid,
+                ..pb::ObjectRef::default()
+            }),
+            phase: phase.to_owned(),
+            ..pb::Pod::default()
+        },
+        Arc::new(BTreeMap::from([("app".to_owned(), app.to_owned())])),
+    )
+}
+
+fn world(store: &Store, generation: u64, issues: &[(&str, &str)]) -> World {
+    World {
+        generation,
+        tables: store.tables(),
+        issues: issues
+            .iter()
+            .map(|(fingerprint, target_uid)| IssueEntry {
+                issue: Arc::new(pb::Issue {
+                    fingerprint: (*fingerprint).to_owned(),
+                    target: Some(pb::ObjectRef {
+                        uid: (*target_uid).to_owned(),
+                        ..pb::ObjectRef::default()
+                    }),
+                    ..pb::Issue::default()
+                }),
+                content: 1,
+            })
+            .collect(),
+        ..World::default()
+    }
+}
+
+fn names(pods: &[pb::Pod]) -> Vec<String> {
+    let mut names: Vec<String> = pods
+        .iter()
+        .filter_map(|p| p.r#ref.as_ref().map(|r| r.name.clone()))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_stream_sends_everything_once_then_only_changes() -> Result<(), String> {
+    let mut store = Store::default();
+    store.apply(pod("shop", "a", "web", "Running"));
+    store.apply(pod("shop", "b", "web", "Running"));
+    let mut subscriber = Subscriber::new(ScopeFilter::new(None)?);
+
+    let full = subscriber
+        .next(&world(&store, 1, &[("f1", "shop-a")]), false)
+        .ok_or("full")?;
+    assert_eq!(full.kind, pb::SnapshotKind::Full as i32);
+    assert_eq!(names(&full.pods), ["a", "b"]);
+    assert_eq!(full.issues.len(), 1);
+
+    assert!(
+        subscriber
+            .next(&world(&store, 2, &[("f1", "shop-a")]), false)
+            .is_none(),
+        "nothing changed, nothing sent"
+    );
+
+    store.apply(pod("shop", "a", "web", "Failed"));
+    store.delete(&pod("shop", "b", "web", "Running"));
+    let delta = subscriber
+        .next(&world(&store, 3, &[]), false)
+        .ok_or("delta")?;
+    assert_eq!(delta.kind, pb::SnapshotKind::Delta as i32);
+    assert_eq!(delta.base_generation, 1);
+    assert_eq!(names(&delta.pods), ["a"]);
+    assert_eq!(
+        delta
+            .removed
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        ["b"]
+    );
+    assert_eq!(delta.resolved_issues, ["f1"]);
+    Ok(())
+}
+
+#[test]
+fn scopes_narrow_objects_and_issues() -> Result<(), String> {
+    let mut store = Store::default();
+    store.apply(pod("shop", "a", "web", "Running"));
+    store.apply(pod("shop", "b", "db", "Running"));
+    store.apply(pod("cart", "c", "web", "Running"));
+    let world = world(
+        &store,
+        1,
+        &[("fa", "shop-a"), ("fb", "shop-b"), ("fc", "cart-c")],
+    );
+
+    let scope = |namespaces: &[&str], selector: &str| {
+        ScopeFilter::new(Some(pb::Scope {
+            namespaces: namespaces.iter().map(|s| (*s).to_owned()).collect(),
+            label_selector: selector.to_owned(),
+        }))
+    };
+    let shop = Subscriber::new(scope(&["shop"], "")?)
+        .next(&world, true)
+        .ok_or("shop")?;
+    assert_eq!(names(&shop.pods), ["a", "b"]);
+    let web = Subscriber::new(scope(&[], "app=web")?)
+        .next(&world, true)
+        .ok_or("web")?;
+    assert_eq!(names(&web.pods), ["a", "c"]);
+    let mut fingerprints: Vec<&str> = web.issues.iter().map(|i| i.fingerprint.as_str()).collect();
+    fingerprints.sort_unstable();
+    assert_eq!(fingerprints, ["fa", "fc"]);
+    assert!(
+        ScopeFilter::new(Some(pb::Scope {
+            namespaces: vec![],
+            label_selector: "app in web".to_owned()
+        }))
+        .is_err()
+    );
+    Ok(())
+}
+
+#[test]
+fn large_snapshots_are_chunked_under_the_limit_and_reassemble() -> Result<(), String> {
+    let mut store = Store::default();
+    for i in 0..3000 {
+        store.apply(pod(
+            "shop",
+            &format!("pod-with-a-long-name-{i:05}"),
+            "web",
+            "Running",
+        ));
+    }
+    let snapshot = Subscriber::new(ScopeFilter::new(None)?)
+        .next(&world(&store, 1, &[]), true)
+        .ok_or("full")?;
+    let max = 64 * 1024;
+    assert!(snapshot.encoded_len() > max);
+    let chunks = chunk(snapshot.clone(), max);
+    assert!(chunks.len() > 1);
+    let mut pods = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        assert!(
+            c.encoded_len() <= max,
+            "chunk {i} is {} bytes",
+            c.encoded_len()
+        );
+        assert_eq!(c.id, snapshot.id);
+        assert_eq!(c.chunk_index as usize, i);
+        assert_eq!(c.chunk_count as usize, chunks.len());
+        pods.extend(c.pods.iter().cloned());
+    }
+    assert_eq!(names(&pods), names(&snapshot.pods));
+
+    let small = chunk(pb::ClusterSnapshot::default(), max);
+    assert_eq!((small.len(), small[0].chunk_count), (1, 1));
+    Ok(())
+}
+
+#[test]
+fn nodes_are_in_every_scope() {
+    let mut store = Store::default();
+    store.apply(Item::Node(
+        Arc::from("n1"),
+        pb::Node {
+            r#ref: Some(pb::ObjectRef {
+                kind: "Node".to_owned(),
+                name: "n1".to_owned(),
+                uid: "n1".to_owned(),
+                ..pb::ObjectRef::default()
+            }),
+            ..pb::Node::default()
+        },
+    ));
+    let scoped = ScopeFilter::new(Some(pb::Scope {
+        namespaces: vec!["shop".to_owned()],
+        label_selector: "app=web".to_owned(),
+    }));
+    let snapshot = Subscriber::new(scoped.unwrap_or_default()).next(&world(&store, 1, &[]), true);
+    assert_eq!(snapshot.map(|s| s.nodes.len()), Some(1));
+}

@@ -1,0 +1,588 @@
+//! The collector's in-memory model of the cluster: compact projections keyed
+//! by uid, each stamped with the store revision that last changed it, so
+//! that every subscriber can send exactly what changed since its last message.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
+
+use nanny_proto::v1 as pb;
+
+/// Object uids, shared between the store, worlds and subscribers.
+pub type Uid = Arc<str>;
+/// Object labels, used for scoping; not necessarily carried in snapshots.
+pub type Labels = Arc<BTreeMap<String, String>>;
+
+/// One stored object.
+#[derive(Debug, Clone)]
+pub struct Entry<T> {
+    /// The store revision of the last change.
+    pub rev: u64,
+    /// The projection.
+    pub value: Arc<T>,
+    /// All of the object's labels.
+    pub labels: Labels,
+}
+
+/// Projections that carry their own reference.
+pub trait Object: Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static {
+    /// The object's reference; projections always set it.
+    fn reference(&self) -> Option<&pb::ObjectRef>;
+}
+
+macro_rules! objects {
+    ($($type:ty),*) => {$(
+        impl Object for $type {
+            fn reference(&self) -> Option<&pb::ObjectRef> {
+                self.r#ref.as_ref()
+            }
+        }
+    )*};
+}
+objects!(
+    pb::Pod,
+    pb::Node,
+    pb::Workload,
+    pb::Job,
+    pb::HorizontalPodAutoscaler,
+    pb::PersistentVolumeClaim,
+    pb::PodDisruptionBudget,
+    pb::Namespace,
+    pb::Event
+);
+
+/// The objects of one kind (several Kubernetes kinds share the workload table).
+pub type Table<T> = HashMap<Uid, Entry<T>>;
+
+/// Which table an item belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TableKind {
+    /// Pods.
+    Pods,
+    /// Nodes.
+    Nodes,
+    /// Deployments, StatefulSets, DaemonSets, CronJobs, ReplicaSets.
+    Workloads,
+    /// Jobs.
+    Jobs,
+    /// HorizontalPodAutoscalers.
+    Hpas,
+    /// PersistentVolumeClaims.
+    Pvcs,
+    /// Warning events.
+    Events,
+    /// PodDisruptionBudgets.
+    Pdbs,
+    /// Namespaces.
+    Namespaces,
+    /// StorageClasses (only their expandability is kept).
+    StorageClasses,
+}
+
+/// One projected object, ready for the store.
+#[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "items live only between projection and the store, which keeps the value"
+)]
+pub enum Item {
+    /// A Pod.
+    Pod(Uid, pb::Pod, Labels),
+    /// A Node.
+    Node(Uid, pb::Node),
+    /// A workload; `visible: false` for ReplicaSets a Deployment owns, which
+    /// only link their pods to the Deployment.
+    Workload(Uid, pb::Workload, Labels, bool),
+    /// A Job.
+    Job(Uid, pb::Job, Labels),
+    /// An HPA.
+    Hpa(Uid, pb::HorizontalPodAutoscaler, Labels),
+    /// A PVC.
+    Pvc(Uid, pb::PersistentVolumeClaim, Labels),
+    /// A Warning event, keyed by the Event object's uid.
+    Event(Uid, pb::Event),
+    /// A PDB.
+    Pdb(Uid, pb::PodDisruptionBudget),
+    /// A Namespace.
+    Namespace(Uid, pb::Namespace),
+    /// A StorageClass: name and whether it allows expansion.
+    StorageClass(Uid, String, bool),
+}
+
+impl Item {
+    /// The object's uid.
+    pub fn uid(&self) -> &Uid {
+        match self {
+            Self::Pod(uid, ..)
+            | Self::Node(uid, ..)
+            | Self::Workload(uid, ..)
+            | Self::Job(uid, ..)
+            | Self::Hpa(uid, ..)
+            | Self::Pvc(uid, ..)
+            | Self::Event(uid, ..)
+            | Self::Pdb(uid, ..)
+            | Self::Namespace(uid, ..)
+            | Self::StorageClass(uid, ..) => uid,
+        }
+    }
+}
+
+/// Container usage from Prometheus, by (namespace, pod, container).
+pub type ContainerUsage = HashMap<(String, String, String), pb::Resources>;
+/// PVC used and capacity bytes from Prometheus, by (namespace, claim).
+pub type VolumeUsage = HashMap<(String, String), (i64, Option<i64>)>;
+
+/// Everything the collector knows, as of revision `rev`.
+#[derive(Debug, Default, Clone)]
+pub struct Tables {
+    /// Pods.
+    pub pods: Table<pb::Pod>,
+    /// Nodes.
+    pub nodes: Table<pb::Node>,
+    /// Workloads.
+    pub workloads: Table<pb::Workload>,
+    /// Jobs.
+    pub jobs: Table<pb::Job>,
+    /// HPAs.
+    pub hpas: Table<pb::HorizontalPodAutoscaler>,
+    /// PVCs.
+    pub pvcs: Table<pb::PersistentVolumeClaim>,
+    /// Warning events.
+    pub events: Table<pb::Event>,
+    /// PDBs.
+    pub pdbs: Table<pb::PodDisruptionBudget>,
+    /// Namespaces.
+    pub namespaces: Table<pb::Namespace>,
+}
+
+/// The mutable store; wrap it in a lock.
+#[derive(Debug, Default)]
+pub struct Store {
+    rev: u64,
+    tables: Tables,
+    /// Owner uid → the workload its pods belong to, for ReplicaSets a
+    /// Deployment owns and Jobs a CronJob owns; with the owner's kind.
+    controllers: HashMap<Uid, (&'static str, pb::ObjectRef)>,
+    /// Owner uid → its pods, to re-resolve workloads when a link appears.
+    pods_by_owner: HashMap<Uid, HashSet<Uid>>,
+    /// StorageClass uid → (name, expandable).
+    storage_classes: HashMap<Uid, (String, bool)>,
+    container_usage: ContainerUsage,
+    volume_usage: VolumeUsage,
+    empty_labels: Labels,
+}
+
+fn upsert<T: Object>(
+    table: &mut Table<T>,
+    rev: &mut u64,
+    uid: Uid,
+    value: T,
+    labels: Labels,
+) -> bool {
+    if let Some(existing) = table.get(&uid)
+        && *existing.value == value
+        && existing.labels == labels
+    {
+        return false;
+    }
+    *rev += 1;
+    table.insert(
+        uid,
+        Entry {
+            rev: *rev,
+            value: Arc::new(value),
+            labels,
+        },
+    );
+    true
+}
+
+fn remove<T>(table: &mut Table<T>, rev: &mut u64, uid: &str) -> bool {
+    if table.remove(uid).is_some() {
+        *rev += 1;
+        true
+    } else {
+        false
+    }
+}
+
+impl Store {
+    /// The current revision; it grows with every change.
+    pub fn rev(&self) -> u64 {
+        self.rev
+    }
+
+    /// The tables as of now (cheap: entries share their projections).
+    pub fn tables(&self) -> Tables {
+        self.tables.clone()
+    }
+
+    /// Borrowed view of the tables.
+    pub fn view(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// Applies one added or modified object; true when anything changed.
+    pub fn apply(&mut self, item: Item) -> bool {
+        match item {
+            Item::Pod(uid, pod, labels) => self.upsert_pod(uid, pod, labels),
+            Item::Node(uid, node) => {
+                let labels = self.empty_labels.clone();
+                upsert(&mut self.tables.nodes, &mut self.rev, uid, node, labels)
+            }
+            Item::Workload(uid, workload, labels, visible) => {
+                self.upsert_workload(uid, workload, labels, visible)
+            }
+            Item::Job(uid, job, labels) => {
+                let link = job.owner.as_ref().filter(|o| o.kind == "CronJob").cloned();
+                let mut changed = self.set_controller(&uid, "Job", link);
+                changed |= upsert(&mut self.tables.jobs, &mut self.rev, uid, job, labels);
+                changed
+            }
+            Item::Hpa(uid, hpa, labels) => {
+                upsert(&mut self.tables.hpas, &mut self.rev, uid, hpa, labels)
+            }
+            Item::Pvc(uid, mut pvc, labels) => {
+                self.fill_pvc(&mut pvc);
+                upsert(&mut self.tables.pvcs, &mut self.rev, uid, pvc, labels)
+            }
+            Item::Event(uid, event) => {
+                let labels = self.empty_labels.clone();
+                upsert(&mut self.tables.events, &mut self.rev, uid, event, labels)
+            }
+            Item::Pdb(uid, pdb) => {
+                let labels = self.empty_labels.clone();
+                upsert(&mut self.tables.pdbs, &mut self.rev, uid, pdb, labels)
+            }
+            Item::Namespace(uid, ns) => {
+                let labels = self.empty_labels.clone();
+                upsert(&mut self.tables.namespaces, &mut self.rev, uid, ns, labels)
+            }
+            Item::StorageClass(uid, name, expandable) => {
+                let previous = self.storage_classes.insert(uid, (name, expandable));
+                if previous.as_ref().map(|p| p.1) == Some(expandable) {
+                    return false;
+                }
+                self.refill_pvcs()
+            }
+        }
+    }
+
+    /// Applies a deletion; true when anything changed.
+    pub fn delete(&mut self, item: &Item) -> bool {
+        let uid = item.uid();
+        match item {
+            Item::Pod(_, pod, _) => {
+                if let Some(owner) = pod.owner.as_ref()
+                    && let Some(pods) = self.pods_by_owner.get_mut(owner.uid.as_str())
+                {
+                    pods.remove(uid);
+                    if pods.is_empty() {
+                        self.pods_by_owner.remove(owner.uid.as_str());
+                    }
+                }
+                remove(&mut self.tables.pods, &mut self.rev, uid)
+            }
+            Item::Node(..) => remove(&mut self.tables.nodes, &mut self.rev, uid),
+            Item::Workload(..) => {
+                self.controllers.remove(uid);
+                remove(&mut self.tables.workloads, &mut self.rev, uid)
+            }
+            Item::Job(..) => {
+                self.controllers.remove(uid);
+                remove(&mut self.tables.jobs, &mut self.rev, uid)
+            }
+            Item::Hpa(..) => remove(&mut self.tables.hpas, &mut self.rev, uid),
+            Item::Pvc(..) => remove(&mut self.tables.pvcs, &mut self.rev, uid),
+            Item::Event(..) => remove(&mut self.tables.events, &mut self.rev, uid),
+            Item::Pdb(..) => remove(&mut self.tables.pdbs, &mut self.rev, uid),
+            Item::Namespace(..) => remove(&mut self.tables.namespaces, &mut self.rev, uid),
+            Item::StorageClass(..) => {
+                self.storage_classes.remove(uid);
+                self.refill_pvcs()
+            }
+        }
+    }
+
+    /// A watch (re)listed everything of `kind` in `namespace` (all when
+    /// `None`): objects not in `items` are gone, the rest are applied. This
+    /// is how a dropped watch recovers to an exact picture.
+    pub fn replace(&mut self, kind: &str, namespace: Option<&str>, items: Vec<Item>) -> bool {
+        let keep: HashSet<Uid> = items.iter().map(|i| i.uid().clone()).collect();
+        let stale = |uid: &Uid, reference: Option<&pb::ObjectRef>| {
+            !keep.contains(uid)
+                && reference
+                    .is_some_and(|r| r.kind == kind && namespace.is_none_or(|ns| r.namespace == ns))
+        };
+        let gone: Vec<Item> = match kind {
+            "Pod" => self
+                .tables
+                .pods
+                .iter()
+                .filter(|(uid, e)| stale(uid, e.value.reference()))
+                .map(|(uid, e)| Item::Pod(uid.clone(), (*e.value).clone(), e.labels.clone()))
+                .collect(),
+            "StorageClass" => self
+                .storage_classes
+                .iter()
+                .filter(|(uid, _)| !keep.contains(*uid))
+                .map(|(uid, (name, e))| Item::StorageClass(uid.clone(), name.clone(), *e))
+                .collect(),
+            "Event" => self
+                .tables
+                .events
+                .iter()
+                .filter(|(uid, e)| stale(uid, e.value.reference()))
+                .map(|(uid, e)| Item::Event(uid.clone(), (*e.value).clone()))
+                .collect(),
+            "ReplicaSet" | "Job" => {
+                let links: Vec<Uid> = self
+                    .controllers
+                    .iter()
+                    .filter(|(uid, (k, r))| {
+                        *k == kind
+                            && !keep.contains(*uid)
+                            && namespace.is_none_or(|ns| r.namespace == ns)
+                    })
+                    .map(|(uid, _)| uid.clone())
+                    .collect();
+                for uid in links {
+                    self.controllers.remove(&uid);
+                }
+                if kind == "Job" {
+                    self.stale_in(&self.tables.jobs, &stale, |uid, _| {
+                        Item::Job(uid, pb::Job::default(), Labels::default())
+                    })
+                } else {
+                    self.stale_in(&self.tables.workloads, &stale, |uid, _| {
+                        Item::Workload(uid, pb::Workload::default(), Labels::default(), true)
+                    })
+                }
+            }
+            "Node" => self.stale_in(&self.tables.nodes, &stale, |uid, _| {
+                Item::Node(uid, pb::Node::default())
+            }),
+            "HorizontalPodAutoscaler" => self.stale_in(&self.tables.hpas, &stale, |uid, _| {
+                Item::Hpa(
+                    uid,
+                    pb::HorizontalPodAutoscaler::default(),
+                    Labels::default(),
+                )
+            }),
+            "PersistentVolumeClaim" => self.stale_in(&self.tables.pvcs, &stale, |uid, _| {
+                Item::Pvc(uid, pb::PersistentVolumeClaim::default(), Labels::default())
+            }),
+            "PodDisruptionBudget" => self.stale_in(&self.tables.pdbs, &stale, |uid, _| {
+                Item::Pdb(uid, pb::PodDisruptionBudget::default())
+            }),
+            "Namespace" => self.stale_in(&self.tables.namespaces, &stale, |uid, _| {
+                Item::Namespace(uid, pb::Namespace::default())
+            }),
+            _ => self.stale_in(&self.tables.workloads, &stale, |uid, _| {
+                Item::Workload(uid, pb::Workload::default(), Labels::default(), true)
+            }),
+        };
+        let mut changed = false;
+        for item in &gone {
+            changed |= self.delete(item);
+        }
+        for item in items {
+            changed |= self.apply(item);
+        }
+        changed
+    }
+
+    fn stale_in<T: Object>(
+        &self,
+        table: &Table<T>,
+        stale: &impl Fn(&Uid, Option<&pb::ObjectRef>) -> bool,
+        make: impl Fn(Uid, &T) -> Item,
+    ) -> Vec<Item> {
+        table
+            .iter()
+            .filter(|(uid, e)| stale(uid, e.value.reference()))
+            .map(|(uid, e)| make(uid.clone(), &e.value))
+            .collect()
+    }
+
+    fn upsert_pod(&mut self, uid: Uid, mut pod: pb::Pod, labels: Labels) -> bool {
+        if let Some(owner) = pod.owner.as_ref() {
+            self.pods_by_owner
+                .entry(Arc::from(owner.uid.as_str()))
+                .or_default()
+                .insert(uid.clone());
+        }
+        self.resolve_workload(&mut pod);
+        self.fill_usage(&mut pod);
+        upsert(&mut self.tables.pods, &mut self.rev, uid, pod, labels)
+    }
+
+    fn resolve_workload(&self, pod: &mut pb::Pod) {
+        pod.workload = pod.owner.as_ref().map(|owner| {
+            self.controllers
+                .get(owner.uid.as_str())
+                .map_or_else(|| owner.clone(), |(_, workload)| workload.clone())
+        });
+    }
+
+    fn fill_usage(&self, pod: &mut pb::Pod) {
+        let Some(r) = pod.r#ref.as_ref() else { return };
+        let (namespace, name) = (r.namespace.clone(), r.name.clone());
+        for container in &mut pod.containers {
+            container.usage = self
+                .container_usage
+                .get(&(namespace.clone(), name.clone(), container.name.clone()))
+                .copied();
+        }
+    }
+
+    fn fill_pvc(&self, pvc: &mut pb::PersistentVolumeClaim) {
+        pvc.expandable = self
+            .storage_classes
+            .values()
+            .any(|(name, expandable)| *name == pvc.storage_class && *expandable);
+        let Some(r) = pvc.r#ref.as_ref() else { return };
+        match self
+            .volume_usage
+            .get(&(r.namespace.clone(), r.name.clone()))
+        {
+            Some((used, capacity)) => {
+                pvc.used_bytes = Some(*used);
+                let capacity = capacity.unwrap_or(pvc.capacity_bytes);
+                #[expect(clippy::cast_precision_loss, reason = "a percentage")]
+                let percent = (capacity > 0).then(|| *used as f64 * 100.0 / capacity as f64);
+                pvc.usage_percent = percent;
+            }
+            None => {
+                pvc.used_bytes = None;
+                pvc.usage_percent = None;
+            }
+        }
+    }
+
+    fn refill_pvcs(&mut self) -> bool {
+        let mut changed = false;
+        let uids: Vec<Uid> = self.tables.pvcs.keys().cloned().collect();
+        for uid in uids {
+            let Some(entry) = self.tables.pvcs.get(&uid) else {
+                continue;
+            };
+            let mut pvc = (*entry.value).clone();
+            let labels = entry.labels.clone();
+            self.fill_pvc(&mut pvc);
+            changed |= upsert(&mut self.tables.pvcs, &mut self.rev, uid, pvc, labels);
+        }
+        changed
+    }
+
+    fn upsert_workload(
+        &mut self,
+        uid: Uid,
+        workload: pb::Workload,
+        labels: Labels,
+        visible: bool,
+    ) -> bool {
+        let kind = workload.r#ref.as_ref().map_or("", |r| r.kind.as_str());
+        let link = (kind == "ReplicaSet")
+            .then(|| workload.owner.clone())
+            .flatten()
+            .filter(|o| o.kind == "Deployment");
+        let mut changed = self.set_controller(&uid, "ReplicaSet", link);
+        if visible {
+            changed |= upsert(
+                &mut self.tables.workloads,
+                &mut self.rev,
+                uid,
+                workload,
+                labels,
+            );
+        } else {
+            changed |= remove(&mut self.tables.workloads, &mut self.rev, &uid);
+        }
+        changed
+    }
+
+    /// Records (or clears) the workload an owner's pods belong to and
+    /// re-resolves those pods when it changed.
+    fn set_controller(
+        &mut self,
+        uid: &Uid,
+        kind: &'static str,
+        link: Option<pb::ObjectRef>,
+    ) -> bool {
+        let current = self.controllers.get(uid).map(|(_, r)| r);
+        if current == link.as_ref() {
+            return false;
+        }
+        match link {
+            Some(link) => {
+                self.controllers.insert(uid.clone(), (kind, link));
+            }
+            None => {
+                self.controllers.remove(uid);
+            }
+        }
+        let pods: Vec<Uid> = self
+            .pods_by_owner
+            .get(uid)
+            .map(|p| p.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut changed = false;
+        for pod_uid in pods {
+            let Some(entry) = self.tables.pods.get(&pod_uid) else {
+                continue;
+            };
+            let mut pod = (*entry.value).clone();
+            let labels = entry.labels.clone();
+            self.resolve_workload(&mut pod);
+            changed |= upsert(&mut self.tables.pods, &mut self.rev, pod_uid, pod, labels);
+        }
+        changed
+    }
+
+    /// Takes a new round of Prometheus usage; true when any object changed.
+    pub fn apply_usage(&mut self, containers: ContainerUsage, volumes: VolumeUsage) -> bool {
+        if containers == self.container_usage && volumes == self.volume_usage {
+            return false;
+        }
+        self.container_usage = containers;
+        self.volume_usage = volumes;
+        let mut changed = false;
+        let uids: Vec<Uid> = self.tables.pods.keys().cloned().collect();
+        for uid in uids {
+            let Some(entry) = self.tables.pods.get(&uid) else {
+                continue;
+            };
+            let mut pod = (*entry.value).clone();
+            let labels = entry.labels.clone();
+            self.fill_usage(&mut pod);
+            if pod != *entry.value {
+                changed |= upsert(&mut self.tables.pods, &mut self.rev, uid, pod, labels);
+            }
+        }
+        changed | self.refill_pvcs()
+    }
+
+    /// Forgets events older than `oldest` (seconds since the epoch) and all
+    /// but the newest `max`; true when any were dropped.
+    pub fn prune_events(&mut self, oldest: i64, max: usize) -> bool {
+        let seen = |e: &Entry<pb::Event>| e.value.last_seen.as_ref().map_or(0, |t| t.seconds);
+        let before = self.tables.events.len();
+        self.tables.events.retain(|_, e| seen(e) >= oldest);
+        if self.tables.events.len() > max {
+            let mut times: Vec<i64> = self.tables.events.values().map(seen).collect();
+            times.sort_unstable();
+            let cutoff = times[times.len() - max];
+            self.tables.events.retain(|_, e| seen(e) >= cutoff);
+        }
+        let dropped = before != self.tables.events.len();
+        if dropped {
+            self.rev += 1;
+        }
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,320 @@
+//! The consumer side of a `WatchSnapshots` stream: reassemble chunks, apply
+//! deltas, and keep one materialised FULL snapshot.
+//!
+//! The analyzer, the coordinator, nannyctl and the tests all read snapshot
+//! streams this way, so the rules for chunks and deltas live in one place.
+
+use std::collections::BTreeMap;
+
+use nanny_proto::v1::{self as pb, ClusterSnapshot, SnapshotKind};
+
+/// A stream that cannot be applied; the consumer should resubscribe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// A chunk arrived out of order or for a different snapshot.
+    #[error("chunk {index}/{count} of snapshot {id:?} arrived out of order")]
+    Chunk {
+        /// The snapshot id.
+        id: String,
+        /// Its chunk index.
+        index: u32,
+        /// Its chunk count.
+        count: u32,
+    },
+    /// A delta does not apply to the generation held.
+    #[error("delta against generation {base} cannot apply to generation {held}")]
+    Base {
+        /// The delta's base generation.
+        base: u64,
+        /// The generation held.
+        held: u64,
+    },
+    /// A message whose kind is neither FULL nor DELTA.
+    #[error("snapshot {id:?} has no kind")]
+    Kind {
+        /// The snapshot id.
+        id: String,
+    },
+}
+
+fn uid_of(reference: Option<&pb::ObjectRef>) -> String {
+    reference.map(|r| r.uid.clone()).unwrap_or_default()
+}
+
+/// The materialised view of one stream.
+#[derive(Debug, Default, Clone)]
+pub struct SnapshotView {
+    partial: Option<ClusterSnapshot>,
+    header: ClusterSnapshot,
+    pods: BTreeMap<String, pb::Pod>,
+    nodes: BTreeMap<String, pb::Node>,
+    workloads: BTreeMap<String, pb::Workload>,
+    jobs: BTreeMap<String, pb::Job>,
+    hpas: BTreeMap<String, pb::HorizontalPodAutoscaler>,
+    pvcs: BTreeMap<String, pb::PersistentVolumeClaim>,
+    events: BTreeMap<String, pb::Event>,
+    pdbs: BTreeMap<String, pb::PodDisruptionBudget>,
+    namespaces: BTreeMap<String, pb::Namespace>,
+    issues: BTreeMap<String, pb::Issue>,
+    metrics: Vec<pb::MetricSample>,
+}
+
+macro_rules! upsert_all {
+    ($self:ident, $message:ident, $($field:ident),*) => {$(
+        for item in std::mem::take(&mut $message.$field) {
+            $self.$field.insert(uid_of(item.r#ref.as_ref()), item);
+        }
+    )*};
+}
+
+impl SnapshotView {
+    /// Takes the next message of a stream. Returns `Ok(true)` when a whole
+    /// snapshot (all its chunks) has been applied, `Ok(false)` while chunks
+    /// are still missing.
+    ///
+    /// # Errors
+    /// [`StreamError`] when the message cannot apply; the view is then
+    /// unchanged and the consumer should resubscribe.
+    pub fn push(&mut self, message: ClusterSnapshot) -> Result<bool, StreamError> {
+        let Some(whole) = self.assemble(message)? else {
+            return Ok(false);
+        };
+        self.apply(whole)?;
+        Ok(true)
+    }
+
+    fn assemble(
+        &mut self,
+        message: ClusterSnapshot,
+    ) -> Result<Option<ClusterSnapshot>, StreamError> {
+        let out_of_order = |m: &ClusterSnapshot| StreamError::Chunk {
+            id: m.id.clone(),
+            index: m.chunk_index,
+            count: m.chunk_count,
+        };
+        if message.chunk_count <= 1 {
+            if self.partial.is_some() {
+                self.partial = None;
+                return Err(out_of_order(&message));
+            }
+            return Ok(Some(message));
+        }
+        let mut partial = match self.partial.take() {
+            None if message.chunk_index == 0 => {
+                self.partial = Some(message);
+                return Ok(None);
+            }
+            None => return Err(out_of_order(&message)),
+            Some(partial) => partial,
+        };
+        let expected = partial.chunk_index + 1;
+        if message.id != partial.id || message.chunk_index != expected {
+            return Err(out_of_order(&message));
+        }
+        let mut message = message;
+        macro_rules! extend {
+            ($($field:ident),*) => {$( partial.$field.append(&mut message.$field); )*};
+        }
+        extend!(
+            pods,
+            nodes,
+            workloads,
+            jobs,
+            hpas,
+            pvcs,
+            events,
+            pdbs,
+            namespaces,
+            metrics,
+            issues,
+            removed,
+            resolved_issues
+        );
+        partial.chunk_index = message.chunk_index;
+        if partial.chunk_index + 1 == partial.chunk_count {
+            return Ok(Some(partial));
+        }
+        self.partial = Some(partial);
+        Ok(None)
+    }
+
+    fn apply(&mut self, mut message: ClusterSnapshot) -> Result<(), StreamError> {
+        match SnapshotKind::try_from(message.kind) {
+            Ok(SnapshotKind::Full) => {
+                *self = Self::default();
+                self.metrics = std::mem::take(&mut message.metrics);
+            }
+            Ok(SnapshotKind::Delta) => {
+                if message.base_generation != self.header.generation || self.header.generation == 0
+                {
+                    return Err(StreamError::Base {
+                        base: message.base_generation,
+                        held: self.header.generation,
+                    });
+                }
+                if !message.metrics.is_empty() {
+                    self.metrics = std::mem::take(&mut message.metrics);
+                }
+                for removed in std::mem::take(&mut message.removed) {
+                    let uid = removed.uid;
+                    self.pods.remove(&uid);
+                    self.nodes.remove(&uid);
+                    self.workloads.remove(&uid);
+                    self.jobs.remove(&uid);
+                    self.hpas.remove(&uid);
+                    self.pvcs.remove(&uid);
+                    self.events.remove(&uid);
+                    self.pdbs.remove(&uid);
+                    self.namespaces.remove(&uid);
+                }
+                for fingerprint in std::mem::take(&mut message.resolved_issues) {
+                    self.issues.remove(&fingerprint);
+                }
+            }
+            _ => return Err(StreamError::Kind { id: message.id }),
+        }
+        upsert_all!(
+            self, message, pods, nodes, workloads, jobs, hpas, pvcs, events, pdbs, namespaces
+        );
+        for issue in std::mem::take(&mut message.issues) {
+            self.issues.insert(issue.fingerprint.clone(), issue);
+        }
+        self.header = ClusterSnapshot {
+            kind: SnapshotKind::Full as i32,
+            base_generation: 0,
+            chunk_index: 0,
+            chunk_count: 1,
+            ..message
+        };
+        Ok(())
+    }
+
+    /// The generation last applied; 0 before the first FULL snapshot.
+    pub fn generation(&self) -> u64 {
+        self.header.generation
+    }
+
+    /// Open issues by fingerprint.
+    pub fn issues(&self) -> &BTreeMap<String, pb::Issue> {
+        &self.issues
+    }
+
+    /// Pods by uid.
+    pub fn pods(&self) -> &BTreeMap<String, pb::Pod> {
+        &self.pods
+    }
+
+    /// Nodes by uid.
+    pub fn nodes(&self) -> &BTreeMap<String, pb::Node> {
+        &self.nodes
+    }
+
+    /// PVCs by uid.
+    pub fn pvcs(&self) -> &BTreeMap<String, pb::PersistentVolumeClaim> {
+        &self.pvcs
+    }
+
+    /// When Prometheus data went stale, if it is.
+    pub fn metrics_stale_since(&self) -> Option<prost_types::Timestamp> {
+        self.header.metrics_stale_since
+    }
+
+    /// The whole view as one FULL snapshot.
+    pub fn snapshot(&self) -> ClusterSnapshot {
+        ClusterSnapshot {
+            pods: self.pods.values().cloned().collect(),
+            nodes: self.nodes.values().cloned().collect(),
+            workloads: self.workloads.values().cloned().collect(),
+            jobs: self.jobs.values().cloned().collect(),
+            hpas: self.hpas.values().cloned().collect(),
+            pvcs: self.pvcs.values().cloned().collect(),
+            events: self.events.values().cloned().collect(),
+            pdbs: self.pdbs.values().cloned().collect(),
+            namespaces: self.namespaces.values().cloned().collect(),
+            issues: self.issues.values().cloned().collect(),
+            metrics: self.metrics.clone(),
+            ..self.header.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(uid: &str) -> pb::Pod {
+        pb::Pod {
+            r#ref: Some(pb::ObjectRef {
+                uid: uid.to_owned(),
+                ..pb::ObjectRef::default()
+            }),
+            ..pb::Pod::default()
+        }
+    }
+
+    fn message(
+        kind: SnapshotKind,
+        generation: u64,
+        base: u64,
+        pods: Vec<pb::Pod>,
+    ) -> ClusterSnapshot {
+        ClusterSnapshot {
+            id: format!("s{generation}"),
+            kind: kind as i32,
+            generation,
+            base_generation: base,
+            chunk_count: 1,
+            pods,
+            ..ClusterSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn deltas_apply_on_top_of_the_full_snapshot() {
+        let mut view = SnapshotView::default();
+        assert_eq!(
+            view.push(message(SnapshotKind::Full, 1, 0, vec![pod("a"), pod("b")])),
+            Ok(true)
+        );
+        let mut delta = message(SnapshotKind::Delta, 2, 1, vec![pod("c")]);
+        delta.removed.push(pb::ObjectRef {
+            uid: "a".to_owned(),
+            ..pb::ObjectRef::default()
+        });
+        assert_eq!(view.push(delta), Ok(true));
+        assert_eq!(view.pods().keys().collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(view.generation(), 2);
+        assert_eq!(view.snapshot().kind, SnapshotKind::Full as i32);
+    }
+
+    #[test]
+    fn a_delta_against_another_generation_is_refused_and_changes_nothing() {
+        let mut view = SnapshotView::default();
+        assert!(
+            view.push(message(SnapshotKind::Delta, 2, 1, vec![]))
+                .is_err(),
+            "no FULL yet"
+        );
+        view.push(message(SnapshotKind::Full, 5, 0, vec![pod("a")]))
+            .ok();
+        assert_eq!(
+            view.push(message(SnapshotKind::Delta, 7, 6, vec![pod("x")])),
+            Err(StreamError::Base { base: 6, held: 5 })
+        );
+        assert_eq!(view.pods().len(), 1);
+    }
+
+    #[test]
+    fn chunks_are_reassembled_in_order_only() {
+        let mut view = SnapshotView::default();
+        let chunk = |index: u32, uid: &str| ClusterSnapshot {
+            chunk_index: index,
+            chunk_count: 2,
+            ..message(SnapshotKind::Full, 1, 0, vec![pod(uid)])
+        };
+        assert_eq!(view.push(chunk(0, "a")), Ok(false));
+        assert_eq!(view.push(chunk(1, "b")), Ok(true));
+        assert_eq!(view.pods().len(), 2);
+        assert!(SnapshotView::default().push(chunk(1, "b")).is_err());
+    }
+}

@@ -1,0 +1,868 @@
+//! The actions: reading the target under its preconditions, planning the
+//! exact write, applying it (as a server-side dry run first), and undoing it.
+
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::{
+    Api, Client,
+    api::{
+        DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions,
+        PropagationPolicy, VersionMatch,
+    },
+};
+use nanny_proto::v1::{
+    DrainNode, ExpandPvc, PatchResources, Resources, ScaleHpa, action::Kind as ActionKind,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    diff,
+    error::{Error, api_code},
+    quantity,
+    request::{TargetKind, Validated, describe},
+    store::{Undo, kube_message},
+};
+
+/// The annotation `kubectl rollout restart` sets; reusing it keeps
+/// `kubectl rollout history` meaningful.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+/// Pods the kubelet mirrors from static manifests carry this annotation.
+const MIRROR_POD: &str = "kubernetes.io/config.mirror";
+
+/// What to write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// A JSON merge patch (carrying the read resourceVersion as precondition).
+    Merge(Value),
+    /// A strategic merge patch (lists of containers merge by name).
+    Strategic(Value),
+    /// Delete with uid (and optionally resourceVersion) preconditions.
+    Delete {
+        /// Background propagation (Jobs: their pods go too).
+        background: bool,
+        /// Also require the read resourceVersion.
+        pin_version: bool,
+    },
+    /// Cordon, then evict these pods.
+    Drain {
+        /// The cordon patch.
+        cordon: Value,
+        /// `(namespace, name, uid)` of each pod to evict.
+        evict: Vec<(String, String, String)>,
+        /// Pods left alone and why, for the diff.
+        skipped: Vec<String>,
+        /// Eviction grace period; `None`: each pod's own.
+        grace_seconds: Option<i64>,
+        /// The whole drain's deadline, PDB retries included: set once when
+        /// the drain is planned, so the dry-run pass and the evictions share it.
+        deadline: tokio::time::Instant,
+    },
+}
+
+/// A planned action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The write.
+    pub write: Write,
+    /// How to undo it.
+    pub undo: Option<Undo>,
+    /// Why it cannot be undone.
+    pub not_reversible: Option<&'static str>,
+}
+
+/// Facts beyond the target an action's preconditions need.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Now, for ages.
+    pub now: Option<SystemTime>,
+    /// ExpandPvc: whether the claim's StorageClass allows expansion.
+    pub expandable: Option<bool>,
+    /// DrainNode: the pods on the node.
+    pub pods_on_node: Vec<Value>,
+    /// When the action began (drain deadlines count from here).
+    pub started: Option<tokio::time::Instant>,
+}
+
+/// The result of applying (or dry-running) a plan.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// The change as a unified diff of the object's YAML (plus evictions).
+    pub diff: String,
+    /// Set when the action started but could not finish (a drain blocked by
+    /// a PodDisruptionBudget until its deadline).
+    pub failed: Option<String>,
+    /// Whether anything was written (false for dry runs and for failures
+    /// before the first write).
+    pub wrote: bool,
+}
+
+/// Runs actions with one client and field manager.
+#[derive(Clone)]
+pub struct Executor {
+    client: Client,
+    field_manager: String,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("field_manager", &self.field_manager)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Executor {
+    /// An executor writing as `field_manager`.
+    pub fn new(client: Client, field_manager: &str) -> Self {
+        Self {
+            client,
+            field_manager: field_manager.to_owned(),
+        }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// A dynamic API for `kind` in `namespace` ("" for cluster-scoped).
+    pub fn api(&self, kind: TargetKind, namespace: &str) -> Api<DynamicObject> {
+        let resource = kind.resource();
+        if kind.namespaced() {
+            Api::namespaced_with(self.client.clone(), namespace, &resource)
+        } else {
+            Api::all_with(self.client.clone(), &resource)
+        }
+    }
+
+    /// Reads the target and checks it is the object the snapshot saw: same
+    /// uid, and — when its resourceVersion moved on — the same spec and labels
+    /// as at the snapshot's resourceVersion (status churn is fine).
+    ///
+    /// # Errors
+    /// [`Error::TargetGone`], [`Error::TargetReplaced`], [`Error::TargetChanged`],
+    /// [`Error::Forbidden`] or [`Error::Kube`].
+    pub async fn fetch_target(&self, v: &Validated) -> Result<Value, Error> {
+        let target = describe(&v.target);
+        let api = self.api(v.kind, &v.target.namespace);
+        let current = match api.get_opt(&v.target.name).await {
+            Ok(Some(object)) => to_value(&object)?,
+            Ok(None) => return Err(Error::TargetGone { target }),
+            Err(error) => return Err(refusal_or_error(error, "get", &target)),
+        };
+        let uid = str_at(&current, "/metadata/uid");
+        if uid != v.target.uid {
+            return Err(Error::TargetReplaced {
+                target,
+                expected: v.target.uid.clone(),
+                found: uid.to_owned(),
+            });
+        }
+        if str_at(&current, "/metadata/resourceVersion") == v.target.resource_version {
+            return Ok(current);
+        }
+        // The object as the snapshot saw it, read at exactly that version
+        // (kept by the API server until compaction, minutes).
+        let params = ListParams {
+            field_selector: Some(format!("metadata.name={}", v.target.name)),
+            resource_version: Some(v.target.resource_version.clone()),
+            version_match: Some(VersionMatch::Exact),
+            ..ListParams::default()
+        };
+        let then = match api.list(&params).await {
+            Ok(list) => list
+                .items
+                .into_iter()
+                .map(|o| to_value(&o))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .find(|o| str_at(o, "/metadata/uid") == v.target.uid),
+            Err(error) if matches!(api_code(&error), Some(410 | 400 | 422 | 504)) => {
+                return Err(Error::TargetChanged {
+                    target,
+                    what: format!(
+                        "the snapshot's resourceVersion {} can no longer be compared ({}); take a new snapshot",
+                        v.target.resource_version,
+                        kube_message(&error)
+                    ),
+                });
+            }
+            Err(error) => return Err(refusal_or_error(error, "list", &target)),
+        };
+        let Some(then) = then else {
+            return Err(Error::TargetChanged {
+                target,
+                what: format!(
+                    "it did not exist at the snapshot's resourceVersion {}",
+                    v.target.resource_version
+                ),
+            });
+        };
+        for (pointer, what) in [("/spec", "its spec"), ("/metadata/labels", "its labels")] {
+            if then.pointer(pointer) != current.pointer(pointer) {
+                return Err(Error::TargetChanged {
+                    target,
+                    what: format!(
+                        "{what} changed (resourceVersion {} → {})",
+                        v.target.resource_version,
+                        str_at(&current, "/metadata/resourceVersion")
+                    ),
+                });
+            }
+        }
+        Ok(current)
+    }
+
+    /// Gathers the [`Facts`] the action's preconditions need.
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] or [`Error::Kube`] when they cannot be read.
+    pub async fn facts(&self, v: &Validated, current: &Value) -> Result<Facts, Error> {
+        let mut facts = Facts {
+            now: Some(SystemTime::now()),
+            started: Some(tokio::time::Instant::now()),
+            ..Facts::default()
+        };
+        match &v.action {
+            ActionKind::ExpandPvc(_) => {
+                let class = str_at(current, "/spec/storageClassName");
+                facts.expandable = Some(if class.is_empty() {
+                    false
+                } else {
+                    let classes: Api<StorageClass> = Api::all(self.client.clone());
+                    match classes.get_opt(class).await {
+                        Ok(found) => found
+                            .and_then(|c| c.allow_volume_expansion)
+                            .unwrap_or(false),
+                        Err(error) => {
+                            return Err(refusal_or_error(
+                                error,
+                                "get",
+                                &format!("StorageClass {class}"),
+                            ));
+                        }
+                    }
+                });
+            }
+            ActionKind::DrainNode(_) => {
+                facts.pods_on_node = self.pods_on_node(&v.target.name).await?;
+            }
+            _ => {}
+        }
+        Ok(facts)
+    }
+
+    /// Every pod bound to `node`, in every namespace.
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] or [`Error::Kube`].
+    pub async fn pods_on_node(&self, node: &str) -> Result<Vec<Value>, Error> {
+        let pods = Api::<DynamicObject>::all_with(self.client.clone(), &TargetKind::Pod.resource());
+        let list = pods
+            .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+            .await
+            .map_err(|e| refusal_or_error(e, "list", &format!("pods on Node {node}")))?;
+        list.items.iter().map(to_value).collect()
+    }
+
+    /// Applies `plan` to the target read as `current`: as a server-side dry
+    /// run (`dryRun=All`, which runs RBAC and admission like the real write)
+    /// or for real.
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] when RBAC or admission refuse (nothing written),
+    /// [`Error::Kube`] for other API errors.
+    pub async fn apply(
+        &self,
+        v: &Validated,
+        current: &Value,
+        plan: &Plan,
+        dry_run: bool,
+    ) -> Result<Applied, Error> {
+        let target = describe(&v.target);
+        let api = self.api(v.kind, &v.target.namespace);
+        let params = PatchParams {
+            dry_run,
+            field_manager: Some(self.field_manager.clone()),
+            ..PatchParams::default()
+        };
+        let patched = |result: Result<DynamicObject, kube::Error>| -> Result<Applied, Error> {
+            let after = to_value(&result.map_err(|e| refusal_or_error(e, "patch", &target))?)?;
+            Ok(Applied {
+                diff: diff::objects(current, Some(&after)),
+                failed: None,
+                wrote: !dry_run,
+            })
+        };
+        match &plan.write {
+            Write::Merge(patch) => patched(
+                api.patch(&v.target.name, &params, &Patch::Merge(patch))
+                    .await,
+            ),
+            Write::Strategic(patch) => patched(
+                api.patch(&v.target.name, &params, &Patch::Strategic(patch))
+                    .await,
+            ),
+            Write::Delete {
+                background,
+                pin_version,
+            } => {
+                let delete = DeleteParams {
+                    dry_run,
+                    propagation_policy: background.then_some(PropagationPolicy::Background),
+                    preconditions: Some(Preconditions {
+                        uid: Some(v.target.uid.clone()),
+                        resource_version: pin_version
+                            .then(|| str_at(current, "/metadata/resourceVersion").to_owned()),
+                    }),
+                    ..DeleteParams::default()
+                };
+                api.delete(&v.target.name, &delete)
+                    .await
+                    .map_err(|e| refusal_or_error(e, "delete", &target))?;
+                Ok(Applied {
+                    diff: diff::objects(current, None),
+                    failed: None,
+                    wrote: !dry_run,
+                })
+            }
+            Write::Drain {
+                cordon,
+                evict,
+                skipped,
+                grace_seconds,
+                deadline,
+            } => {
+                self.drain(
+                    v,
+                    current,
+                    cordon,
+                    evict,
+                    skipped,
+                    *grace_seconds,
+                    *deadline,
+                    dry_run,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Drains a node. Every eviction is first tried as a dry run (retrying a
+    /// PodDisruptionBudget's 429 until the deadline) before the node is
+    /// cordoned: a drain a PDB blocks ends Failed having changed nothing.
+    #[allow(clippy::too_many_arguments)]
+    async fn drain(
+        &self,
+        v: &Validated,
+        current: &Value,
+        cordon: &Value,
+        evict: &[(String, String, String)],
+        skipped: &[String],
+        grace_seconds: Option<i64>,
+        deadline: tokio::time::Instant,
+        dry_run: bool,
+    ) -> Result<Applied, Error> {
+        let target = describe(&v.target);
+        let api = self.api(TargetKind::Node, "");
+        let mut params = PatchParams {
+            dry_run: true,
+            field_manager: Some(self.field_manager.clone()),
+            ..PatchParams::default()
+        };
+        let preview = api
+            .patch(&v.target.name, &params, &Patch::Merge(cordon))
+            .await
+            .map_err(|e| refusal_or_error(e, "patch", &target))?;
+        let mut text = diff::objects(current, Some(&to_value(&preview)?));
+        for (namespace, name, _) in evict {
+            text.push_str(&format!("evict Pod {namespace}/{name}\n"));
+        }
+        for skip in skipped {
+            text.push_str(&format!("skip {skip}\n"));
+        }
+        for (namespace, name, uid) in evict {
+            if let Some(blocked) = self
+                .evict(namespace, name, uid, grace_seconds, true, deadline)
+                .await?
+            {
+                return Ok(Applied {
+                    diff: text,
+                    failed: Some(format!(
+                        "{blocked}; nothing was evicted and {target} was not cordoned"
+                    )),
+                    wrote: false,
+                });
+            }
+        }
+        if dry_run {
+            return Ok(Applied {
+                diff: text,
+                failed: None,
+                wrote: false,
+            });
+        }
+        params.dry_run = false;
+        api.patch(&v.target.name, &params, &Patch::Merge(cordon))
+            .await
+            .map_err(|e| refusal_or_error(e, "patch", &target))?;
+        let mut evicted = Vec::new();
+        for (namespace, name, uid) in evict {
+            if let Some(blocked) = self
+                .evict(namespace, name, uid, grace_seconds, false, deadline)
+                .await?
+            {
+                return Ok(Applied {
+                    diff: text,
+                    failed: Some(format!(
+                        "{blocked}; {target} is cordoned and {} of {} pods were evicted ({})",
+                        evicted.len(),
+                        evict.len(),
+                        evicted.join(", ")
+                    )),
+                    wrote: true,
+                });
+            }
+            evicted.push(format!("{namespace}/{name}"));
+        }
+        Ok(Applied {
+            diff: text,
+            failed: None,
+            wrote: true,
+        })
+    }
+
+    /// Evicts one pod through the Eviction API. Returns `Some(reason)` when a
+    /// PodDisruptionBudget still refuses at the deadline.
+    async fn evict(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        grace_seconds: Option<i64>,
+        dry_run: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<String>, Error> {
+        let pod = format!("Pod {namespace}/{name}");
+        let mut delete_options = json!({ "preconditions": { "uid": uid } });
+        if let Some(grace) = grace_seconds {
+            delete_options["gracePeriodSeconds"] = json!(grace);
+        }
+        let body = json!({
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": { "name": name, "namespace": namespace },
+            "deleteOptions": delete_options,
+        });
+        let mut path = format!("/api/v1/namespaces/{namespace}/pods/{name}/eviction");
+        if dry_run {
+            path.push_str("?dryRun=All");
+        }
+        loop {
+            let request = http::Request::post(&path)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(
+                    serde_json::to_vec(&body)
+                        .map_err(|e| Error::invalid("eviction", e.to_string()))?,
+                )
+                .map_err(|e| Error::invalid("eviction", e.to_string()))?;
+            match self.client.request::<kube::core::Status>(request).await {
+                Ok(_) => return Ok(None),
+                // Gone already, or replaced by a new pod: nothing to evict.
+                Err(error) if matches!(api_code(&error), Some(404 | 409)) => return Ok(None),
+                Err(kube::Error::Api(status)) if status.code == 429 => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(Some(format!(
+                            "eviction of {pod} was refused until the drain's deadline: {}",
+                            status.message
+                        )));
+                    }
+                    // The API server suggests no retry interval for PDBs; a
+                    // second keeps the load low and the deadline honest.
+                    let wait = Duration::from_secs(1)
+                        .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                    tokio::time::sleep(wait).await;
+                }
+                Err(error) => {
+                    return Err(refusal_or_error(
+                        error,
+                        "create",
+                        &format!("eviction of {pod}"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Plans `v`'s action on the target read as `current`.
+///
+/// # Errors
+/// [`Error::Precondition`] when the action must not run on this object.
+pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error> {
+    let target = describe(&v.target);
+    let version = str_at(current, "/metadata/resourceVersion");
+    // Every patch carries the resourceVersion read (and checked against the
+    // snapshot): the API server refuses it if anything changed in between,
+    // so the stored pre-image is exactly what was overwritten.
+    let with_version = |mut patch: Value| {
+        patch["metadata"]["resourceVersion"] = json!(version);
+        patch
+    };
+    let precondition = |message: String| Error::Precondition {
+        target: target.clone(),
+        message,
+    };
+    let plan = match &v.action {
+        ActionKind::RestartPod(_) => {
+            if controller(current).is_none() && !v.allow_bare_pod_restart {
+                return Err(precondition(
+                    "the pod has no controller to recreate it, and the policy does not allow restarting bare pods".to_owned(),
+                ));
+            }
+            if current.pointer("/metadata/deletionTimestamp").is_some() {
+                return Err(precondition("the pod is already being deleted".to_owned()));
+            }
+            Plan {
+                write: Write::Delete {
+                    background: false,
+                    pin_version: false,
+                },
+                undo: None,
+                not_reversible: Some("a deleted pod cannot be brought back"),
+            }
+        }
+        ActionKind::RolloutRestart(_) => {
+            let now = facts.now.unwrap_or_else(SystemTime::now);
+            let stamp = k8s_openapi::jiff::Timestamp::try_from(now)
+                .map(|t| {
+                    t.round(k8s_openapi::jiff::Unit::Second)
+                        .unwrap_or(t)
+                        .to_string()
+                })
+                .unwrap_or_default();
+            let pointer = format!(
+                "/spec/template/metadata/annotations/{}",
+                RESTARTED_AT.replace('/', "~1")
+            );
+            let patch = json!({ "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: stamp } } } } });
+            let undo_patch = json!({ "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: current.pointer(&pointer).cloned().unwrap_or(Value::Null) } } } } });
+            Plan {
+                write: Write::Merge(with_version(patch)),
+                undo: Some(undo("merge", undo_patch, current, &[pointer])),
+                not_reversible: None,
+            }
+        }
+        ActionKind::ScaleHpa(ScaleHpa {
+            min_replicas,
+            max_replicas,
+        }) => {
+            let mut patch = json!({ "spec": { "maxReplicas": max_replicas } });
+            let mut pointers = vec!["/spec/maxReplicas".to_owned()];
+            if let Some(min) = min_replicas {
+                patch["spec"]["minReplicas"] = json!(min);
+                pointers.push("/spec/minReplicas".to_owned());
+            } else if current
+                .pointer("/spec/minReplicas")
+                .and_then(Value::as_i64)
+                .is_some_and(|min| min > i64::from(*max_replicas))
+            {
+                return Err(precondition(format!(
+                    "maxReplicas {max_replicas} would be below the current minReplicas"
+                )));
+            }
+            let undo_patch = json!({ "spec": {
+                "maxReplicas": current.pointer("/spec/maxReplicas").cloned().unwrap_or(Value::Null),
+                "minReplicas": current.pointer("/spec/minReplicas").cloned().unwrap_or(Value::Null),
+            } });
+            pointers.push("/spec/minReplicas".to_owned());
+            pointers.dedup();
+            Plan {
+                write: Write::Merge(with_version(patch)),
+                undo: Some(undo("merge", undo_patch, current, &pointers)),
+                not_reversible: None,
+            }
+        }
+        ActionKind::CordonNode(_) | ActionKind::UncordonNode(_) => {
+            let cordon = matches!(v.action, ActionKind::CordonNode(_));
+            let patch = json!({ "spec": { "unschedulable": if cordon { json!(true) } else { Value::Null } } });
+            let undo_patch = json!({ "spec": { "unschedulable": current.pointer("/spec/unschedulable").cloned().unwrap_or(Value::Null) } });
+            Plan {
+                write: Write::Merge(with_version(patch)),
+                undo: Some(undo(
+                    "merge",
+                    undo_patch,
+                    current,
+                    &["/spec/unschedulable".to_owned()],
+                )),
+                not_reversible: None,
+            }
+        }
+        ActionKind::DrainNode(DrainNode {
+            grace_period_seconds,
+            timeout_seconds,
+        }) => {
+            let mut evict = Vec::new();
+            let mut skipped = Vec::new();
+            for pod in &facts.pods_on_node {
+                let name = format!(
+                    "Pod {}/{}",
+                    str_at(pod, "/metadata/namespace"),
+                    str_at(pod, "/metadata/name")
+                );
+                match drain_skip_reason(pod) {
+                    Some(reason) => skipped.push(format!("{name} ({reason})")),
+                    None => evict.push((
+                        str_at(pod, "/metadata/namespace").to_owned(),
+                        str_at(pod, "/metadata/name").to_owned(),
+                        str_at(pod, "/metadata/uid").to_owned(),
+                    )),
+                }
+            }
+            let undo_patch = json!({ "spec": { "unschedulable": current.pointer("/spec/unschedulable").cloned().unwrap_or(Value::Null) } });
+            Plan {
+                write: Write::Drain {
+                    cordon: json!({ "spec": { "unschedulable": true } }),
+                    evict,
+                    skipped,
+                    grace_seconds: (*grace_period_seconds > 0).then_some(*grace_period_seconds),
+                    deadline: facts.started.unwrap_or_else(tokio::time::Instant::now)
+                        + Duration::from_secs(u64::try_from(*timeout_seconds).unwrap_or(1)),
+                },
+                undo: Some(undo(
+                    "merge",
+                    undo_patch,
+                    current,
+                    &["/spec/unschedulable".to_owned()],
+                )),
+                not_reversible: None,
+            }
+        }
+        ActionKind::ExpandPvc(ExpandPvc { new_size_bytes }) => {
+            if facts.expandable != Some(true) {
+                return Err(precondition(format!(
+                    "its StorageClass {:?} does not allow volume expansion",
+                    str_at(current, "/spec/storageClassName")
+                )));
+            }
+            let requested = str_at(current, "/spec/resources/requests/storage");
+            let size = quantity::parse(requested).ok_or_else(|| {
+                precondition(format!(
+                    "its storage request {requested:?} is not a quantity"
+                ))
+            })?;
+            if i128::from(*new_size_bytes) <= size {
+                return Err(precondition(format!(
+                    "new size {new_size_bytes} bytes is not larger than the current request {requested} ({size} bytes); volumes are never shrunk"
+                )));
+            }
+            let patch = json!({ "spec": { "resources": { "requests": { "storage": new_size_bytes.to_string() } } } });
+            Plan {
+                write: Write::Merge(with_version(patch)),
+                undo: None,
+                not_reversible: Some("volumes are never shrunk"),
+            }
+        }
+        ActionKind::PatchResources(PatchResources {
+            container,
+            requests,
+            limits,
+        }) => {
+            let containers = current
+                .pointer("/spec/template/spec/containers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let Some(index) = containers
+                .iter()
+                .position(|c| c.get("name").and_then(Value::as_str) == Some(container.as_str()))
+            else {
+                let names: Vec<&str> = containers
+                    .iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str))
+                    .collect();
+                return Err(Error::invalid(
+                    "recommendation.action.patch_resources.container",
+                    format!("{target} has no container {container:?} (it has {names:?})"),
+                ));
+            };
+            let old = &containers[index]["resources"];
+            let mut new = json!({});
+            let mut undo_resources = json!({});
+            let mut pointers = Vec::new();
+            for (section, values) in [("requests", requests), ("limits", limits)] {
+                for (resource, value) in quantities(values.as_ref()) {
+                    new[section][resource] = json!(value);
+                    undo_resources[section][resource] = old
+                        .pointer(&format!("/{section}/{resource}"))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    pointers.push(format!(
+                        "/spec/template/spec/containers/{index}/resources/{section}/{resource}"
+                    ));
+                }
+            }
+            let patch = json!({ "spec": { "template": { "spec": { "containers": [ { "name": container, "resources": new } ] } } } });
+            let undo_patch = json!({ "spec": { "template": { "spec": { "containers": [ { "name": container, "resources": undo_resources } ] } } } });
+            Plan {
+                write: Write::Strategic(with_version(patch)),
+                undo: Some(undo("strategic", undo_patch, current, &pointers)),
+                not_reversible: None,
+            }
+        }
+        ActionKind::DeleteJob(job) => {
+            let finished = job_finished_at(current).ok_or_else(|| {
+                precondition(
+                    "the Job has not finished (no Complete or Failed condition)".to_owned(),
+                )
+            })?;
+            let now = facts.now.unwrap_or_else(SystemTime::now);
+            let age = now.duration_since(finished).unwrap_or_default();
+            let min_age = Duration::from_secs(u64::try_from(job.min_age_seconds).unwrap_or(0));
+            if age < min_age {
+                return Err(precondition(format!(
+                    "the Job finished {}s ago, less than the required {}s",
+                    age.as_secs(),
+                    min_age.as_secs()
+                )));
+            }
+            Plan {
+                write: Write::Delete {
+                    background: true,
+                    pin_version: true,
+                },
+                undo: None,
+                not_reversible: Some("a deleted Job would run again if re-created"),
+            }
+        }
+        ActionKind::DeleteResource(_) | ActionKind::ReportOnly(_) => {
+            return Err(Error::Unsupported {
+                action: crate::request::action_type(&v.action).as_str_name(),
+            });
+        }
+    };
+    Ok(plan)
+}
+
+fn undo(patch_type: &str, patch: Value, current: &Value, pointers: &[String]) -> Undo {
+    Undo {
+        patch_type: patch_type.to_owned(),
+        patch,
+        expect: pointers
+            .iter()
+            .map(|p| {
+                (
+                    p.clone(),
+                    current.pointer(p).cloned().unwrap_or(Value::Null),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The Kubernetes quantities of the set fields: CPU in millicores, memory in bytes.
+fn quantities(resources: Option<&Resources>) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(r) = resources {
+        if let Some(cpu) = r.cpu_millicores {
+            out.push(("cpu", format!("{cpu}m")));
+        }
+        if let Some(memory) = r.memory_bytes {
+            out.push(("memory", memory.to_string()));
+        }
+    }
+    out
+}
+
+/// Why a drain leaves this pod alone, if it does.
+pub fn drain_skip_reason(pod: &Value) -> Option<&'static str> {
+    if pod
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(MIRROR_POD))
+        .is_some()
+    {
+        return Some("mirror pod");
+    }
+    if controller(pod).is_some_and(|(kind, _)| kind == "DaemonSet") {
+        return Some("DaemonSet pod");
+    }
+    if matches!(str_at(pod, "/status/phase"), "Succeeded" | "Failed") {
+        return Some("already terminated");
+    }
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        return Some("already terminating");
+    }
+    None
+}
+
+/// The controlling owner's kind and uid.
+pub fn controller(object: &Value) -> Option<(&str, &str)> {
+    object
+        .pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
+        .map(|o| {
+            (
+                o.get("kind").and_then(Value::as_str).unwrap_or_default(),
+                o.get("uid").and_then(Value::as_str).unwrap_or_default(),
+            )
+        })
+}
+
+/// When a Job finished: its Complete or Failed condition's transition time
+/// (or completionTime).
+pub fn job_finished_at(job: &Value) -> Option<SystemTime> {
+    let condition = job
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| {
+            matches!(
+                c.get("type").and_then(Value::as_str),
+                Some("Complete" | "Failed")
+            ) && c.get("status").and_then(Value::as_str) == Some("True")
+        })?;
+    let time = job
+        .pointer("/status/completionTime")
+        .or_else(|| condition.get("lastTransitionTime"))?
+        .as_str()?;
+    let timestamp: k8s_openapi::jiff::Timestamp = time.parse().ok()?;
+    Some(SystemTime::from(timestamp))
+}
+
+/// The string at `pointer`, or "".
+pub fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// A dynamic object as JSON.
+///
+/// # Errors
+/// Never in practice: objects from the API server serialise.
+pub fn to_value(object: &DynamicObject) -> Result<Value, Error> {
+    serde_json::to_value(object).map_err(|e| Error::invalid("object", e.to_string()))
+}
+
+/// A 403 means RBAC or an admission policy refused the remediator's
+/// identity: a refusal with nothing written. Other errors stay errors.
+pub fn refusal_or_error(error: kube::Error, verb: &'static str, target: &str) -> Error {
+    match &error {
+        kube::Error::Api(status) if status.code == 403 => Error::Forbidden {
+            verb,
+            target: target.to_owned(),
+            message: status.message.clone(),
+        },
+        kube::Error::Api(status) if status.code == 404 => Error::TargetGone {
+            target: target.to_owned(),
+        },
+        _ => Error::kube(format!("{verb} {target}"), error),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,312 @@
+use std::time::{Duration, SystemTime};
+
+use nanny_proto::v1::{
+    ActionType, CordonNode, DeleteJob, DrainNode, ExpandPvc, ObjectRef, PatchResources, Resources,
+    RestartPod, ScaleHpa,
+};
+use serde_json::json;
+
+use super::*;
+use crate::request::TargetKind;
+
+fn validated(action: ActionKind, kind: TargetKind) -> Validated {
+    Validated {
+        action_id: "a1".into(),
+        recommendation_id: "r1".into(),
+        action_type: ActionType::Unspecified,
+        action,
+        target: ObjectRef {
+            kind: "X".into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+            uid: "u1".into(),
+            resource_version: "7".into(),
+            ..ObjectRef::default()
+        },
+        kind,
+        dry_run: false,
+        verification_window: Duration::from_secs(5),
+        allow_bare_pod_restart: false,
+    }
+}
+
+fn owned_pod() -> Value {
+    json!({ "metadata": { "name": "web-1", "resourceVersion": "9",
+        "ownerReferences": [{ "kind": "ReplicaSet", "uid": "rs1", "controller": true, "name": "web-abc", "apiVersion": "apps/v1" }] } })
+}
+
+#[test]
+fn restart_refuses_bare_pods_unless_allowed() {
+    let mut v = validated(ActionKind::RestartPod(RestartPod {}), TargetKind::Pod);
+    let bare = json!({ "metadata": { "name": "p", "resourceVersion": "9" } });
+    let err = plan(&v, &bare, &Facts::default()).unwrap_err();
+    assert!(err.to_string().contains("no controller"), "{err}");
+    v.allow_bare_pod_restart = true;
+    assert!(plan(&v, &bare, &Facts::default()).is_ok());
+    let p = plan(
+        &validated(ActionKind::RestartPod(RestartPod {}), TargetKind::Pod),
+        &owned_pod(),
+        &Facts::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        p.write,
+        Write::Delete {
+            background: false,
+            pin_version: false
+        }
+    );
+    assert!(p.undo.is_none());
+}
+
+#[test]
+fn patches_carry_the_read_resource_version_and_an_exact_undo() {
+    let node = json!({ "metadata": { "name": "n1", "resourceVersion": "12" }, "spec": {} });
+    let p = plan(
+        &validated(ActionKind::CordonNode(CordonNode {}), TargetKind::Node),
+        &node,
+        &Facts::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        p.write,
+        Write::Merge(
+            json!({ "metadata": { "resourceVersion": "12" }, "spec": { "unschedulable": true } })
+        )
+    );
+    let undo = p.undo.unwrap();
+    assert_eq!(undo.patch, json!({ "spec": { "unschedulable": null } }));
+    assert_eq!(
+        undo.expect,
+        vec![("/spec/unschedulable".to_owned(), Value::Null)]
+    );
+}
+
+#[test]
+fn scale_hpa_restores_both_bounds() {
+    let hpa = json!({ "metadata": { "resourceVersion": "3" }, "spec": { "minReplicas": 2, "maxReplicas": 5 } });
+    let action = ActionKind::ScaleHpa(ScaleHpa {
+        min_replicas: None,
+        max_replicas: 8,
+    });
+    let p = plan(&validated(action, TargetKind::Hpa), &hpa, &Facts::default()).unwrap();
+    assert_eq!(
+        p.undo.unwrap().patch,
+        json!({ "spec": { "maxReplicas": 5, "minReplicas": 2 } })
+    );
+    let below_min = ActionKind::ScaleHpa(ScaleHpa {
+        min_replicas: None,
+        max_replicas: 1,
+    });
+    assert!(
+        plan(
+            &validated(below_min, TargetKind::Hpa),
+            &hpa,
+            &Facts::default()
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn patch_resources_merges_one_container_by_name() {
+    let deployment = json!({ "metadata": { "resourceVersion": "4" }, "spec": { "template": { "spec": { "containers": [
+        { "name": "sidecar", "resources": {} },
+        { "name": "app", "resources": { "limits": { "memory": "256Mi" }, "requests": { "memory": "256Mi" } } },
+    ] } } } });
+    let action = ActionKind::PatchResources(PatchResources {
+        container: "app".into(),
+        requests: None,
+        limits: Some(Resources {
+            memory_bytes: Some(512 << 20),
+            cpu_millicores: Some(500),
+        }),
+    });
+    let p = plan(
+        &validated(action, TargetKind::Deployment),
+        &deployment,
+        &Facts::default(),
+    )
+    .unwrap();
+    let Write::Strategic(patch) = &p.write else {
+        panic!("{:?}", p.write)
+    };
+    assert_eq!(
+        patch["spec"]["template"]["spec"]["containers"],
+        json!([{ "name": "app", "resources": { "limits": { "cpu": "500m", "memory": "536870912" } } }])
+    );
+    let undo = p.undo.unwrap();
+    assert_eq!(
+        undo.patch["spec"]["template"]["spec"]["containers"][0]["resources"],
+        json!({ "limits": { "cpu": null, "memory": "256Mi" } })
+    );
+    assert!(undo.expect.contains(&(
+        "/spec/template/spec/containers/1/resources/limits/memory".to_owned(),
+        json!("256Mi")
+    )));
+
+    let missing = ActionKind::PatchResources(PatchResources {
+        container: "nope".into(),
+        requests: Some(Resources {
+            memory_bytes: Some(1),
+            cpu_millicores: None,
+        }),
+        limits: None,
+    });
+    let err = plan(
+        &validated(missing, TargetKind::Deployment),
+        &deployment,
+        &Facts::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(r#"has no container "nope" (it has ["sidecar", "app"])"#),
+        "{err}"
+    );
+}
+
+#[test]
+fn expand_pvc_never_shrinks_and_needs_an_expandable_class() {
+    let claim = json!({ "metadata": { "resourceVersion": "1" }, "spec": { "storageClassName": "fast", "resources": { "requests": { "storage": "1Gi" } } } });
+    let grow = |bytes| {
+        validated(
+            ActionKind::ExpandPvc(ExpandPvc {
+                new_size_bytes: bytes,
+            }),
+            TargetKind::Pvc,
+        )
+    };
+    let expandable = Facts {
+        expandable: Some(true),
+        ..Facts::default()
+    };
+    assert!(plan(&grow(2 << 30), &claim, &expandable).is_ok());
+    let err = plan(&grow(1 << 30), &claim, &expandable).unwrap_err();
+    assert!(err.to_string().contains("never shrunk"), "{err}");
+    assert!(plan(&grow(512 << 20), &claim, &expandable).is_err());
+    let err = plan(
+        &grow(2 << 30),
+        &claim,
+        &Facts {
+            expandable: Some(false),
+            ..Facts::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("does not allow volume expansion"),
+        "{err}"
+    );
+}
+
+#[test]
+fn delete_job_needs_a_finished_job_old_enough() {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let finished = |ago: u64| {
+        let t = k8s_openapi::jiff::Timestamp::try_from(now - Duration::from_secs(ago))
+            .unwrap()
+            .to_string();
+        json!({ "metadata": { "resourceVersion": "1" }, "status": { "completionTime": t,
+            "conditions": [{ "type": "Complete", "status": "True", "lastTransitionTime": t }] } })
+    };
+    let v = validated(
+        ActionKind::DeleteJob(DeleteJob {
+            min_age_seconds: 3600,
+        }),
+        TargetKind::Job,
+    );
+    let facts = Facts {
+        now: Some(now),
+        ..Facts::default()
+    };
+    let p = plan(&v, &finished(7200), &facts).unwrap();
+    assert_eq!(
+        p.write,
+        Write::Delete {
+            background: true,
+            pin_version: true
+        }
+    );
+    let err = plan(&v, &finished(60), &facts).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("finished 60s ago, less than the required 3600s"),
+        "{err}"
+    );
+    let running = json!({ "metadata": { "resourceVersion": "1" }, "status": { "active": 1 } });
+    assert!(plan(&v, &running, &facts).is_err());
+}
+
+#[test]
+fn drain_skips_daemonset_mirror_and_finished_pods() {
+    let pod = |name: &str, extra: Value| {
+        let mut p = json!({ "metadata": { "name": name, "namespace": "shop", "uid": format!("uid-{name}") }, "status": { "phase": "Running" } });
+        if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                if k == "metadata" {
+                    for (mk, mv) in v.as_object().unwrap() {
+                        p["metadata"]
+                            .as_object_mut()
+                            .unwrap()
+                            .insert(mk.clone(), mv.clone());
+                    }
+                } else {
+                    p.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        p
+    };
+    let facts = Facts {
+        pods_on_node: vec![
+            pod(
+                "web",
+                json!({ "metadata": { "ownerReferences": [{ "kind": "ReplicaSet", "uid": "rs", "controller": true }] } }),
+            ),
+            pod(
+                "agent",
+                json!({ "metadata": { "ownerReferences": [{ "kind": "DaemonSet", "uid": "ds", "controller": true }] } }),
+            ),
+            pod(
+                "static",
+                json!({ "metadata": { "annotations": { "kubernetes.io/config.mirror": "abc" } } }),
+            ),
+            pod("done", json!({ "status": { "phase": "Succeeded" } })),
+        ],
+        ..Facts::default()
+    };
+    let started = tokio::time::Instant::now();
+    let facts = Facts {
+        started: Some(started),
+        ..facts
+    };
+    let node = json!({ "metadata": { "name": "n1", "resourceVersion": "5" }, "spec": {} });
+    let v = validated(
+        ActionKind::DrainNode(DrainNode {
+            grace_period_seconds: 0,
+            timeout_seconds: 30,
+        }),
+        TargetKind::Node,
+    );
+    let p = plan(&v, &node, &facts).unwrap();
+    let Write::Drain {
+        evict,
+        skipped,
+        grace_seconds,
+        deadline,
+        ..
+    } = p.write
+    else {
+        panic!()
+    };
+    assert_eq!(
+        evict,
+        vec![("shop".to_owned(), "web".to_owned(), "uid-web".to_owned())]
+    );
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    assert!(skipped.iter().any(|s| s.contains("DaemonSet pod")));
+    assert!(skipped.iter().any(|s| s.contains("mirror pod")));
+    assert_eq!(grace_seconds, None);
+    assert_eq!(deadline, started + Duration::from_secs(30));
+}

@@ -1,0 +1,704 @@
+//! Validation of an Execute request before anything touches the cluster:
+//! the verdict, the action's parameters and the target's kind and scope.
+
+use std::time::Duration;
+
+use k8s_openapi::api::{
+    apps::v1::{DaemonSet, Deployment, StatefulSet},
+    autoscaling::v2::HorizontalPodAutoscaler,
+    batch::v1::Job,
+    core::v1::{Node, PersistentVolumeClaim, Pod},
+};
+use kube::api::ApiResource;
+use nanny_proto::v1::{
+    ActionType, Decision, ExecuteRequest, ObjectRef, Resources, action::Kind as ActionKind,
+};
+
+use crate::{config::Config, error::Error};
+
+/// The kinds of object the remediator acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// core/v1 Pod.
+    Pod,
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+    /// autoscaling/v2 HorizontalPodAutoscaler.
+    Hpa,
+    /// core/v1 Node (cluster-scoped).
+    Node,
+    /// core/v1 PersistentVolumeClaim.
+    Pvc,
+    /// batch/v1 Job.
+    Job,
+}
+
+impl TargetKind {
+    /// The kind named in an ObjectRef.
+    pub fn parse(kind: &str) -> Option<Self> {
+        Some(match kind {
+            "Pod" => Self::Pod,
+            "Deployment" => Self::Deployment,
+            "StatefulSet" => Self::StatefulSet,
+            "DaemonSet" => Self::DaemonSet,
+            "HorizontalPodAutoscaler" => Self::Hpa,
+            "Node" => Self::Node,
+            "PersistentVolumeClaim" => Self::Pvc,
+            "Job" => Self::Job,
+            _ => return None,
+        })
+    }
+
+    /// The API resource, for dynamic clients.
+    pub fn resource(self) -> ApiResource {
+        match self {
+            Self::Pod => ApiResource::erase::<Pod>(&()),
+            Self::Deployment => ApiResource::erase::<Deployment>(&()),
+            Self::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
+            Self::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
+            Self::Hpa => ApiResource::erase::<HorizontalPodAutoscaler>(&()),
+            Self::Node => ApiResource::erase::<Node>(&()),
+            Self::Pvc => ApiResource::erase::<PersistentVolumeClaim>(&()),
+            Self::Job => ApiResource::erase::<Job>(&()),
+        }
+    }
+
+    /// Whether objects of this kind live in a namespace.
+    pub fn namespaced(self) -> bool {
+        self != Self::Node
+    }
+
+    /// apiVersions an ObjectRef may name for this kind ("" is always accepted).
+    fn api_versions(self) -> &'static [&'static str] {
+        match self {
+            Self::Pod | Self::Node | Self::Pvc => &["v1"],
+            Self::Deployment | Self::StatefulSet | Self::DaemonSet => &["apps/v1"],
+            Self::Hpa => &["autoscaling/v2", "autoscaling/v1"],
+            Self::Job => &["batch/v1"],
+        }
+    }
+
+    /// Whether this is a workload with a pod template.
+    pub fn is_workload(self) -> bool {
+        matches!(self, Self::Deployment | Self::StatefulSet | Self::DaemonSet)
+    }
+}
+
+/// `Kind namespace/name` (or `Kind name` for cluster-scoped objects), for messages.
+pub fn describe(target: &ObjectRef) -> String {
+    if target.namespace.is_empty() {
+        format!("{} {}", target.kind, target.name)
+    } else {
+        format!("{} {}/{}", target.kind, target.namespace, target.name)
+    }
+}
+
+/// A request that passed validation.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// Idempotency key.
+    pub action_id: String,
+    /// The recommendation id the verdict approved.
+    pub recommendation_id: String,
+    /// The action and its parameters.
+    pub action: ActionKind,
+    /// The action's type, for metrics and records.
+    pub action_type: ActionType,
+    /// The target as the snapshot saw it.
+    pub target: ObjectRef,
+    /// The target's kind.
+    pub kind: TargetKind,
+    /// Only show what would change.
+    pub dry_run: bool,
+    /// How long to watch the target after acting.
+    pub verification_window: Duration,
+    /// RestartPod may delete a pod no controller owns.
+    pub allow_bare_pod_restart: bool,
+}
+
+/// The action type of an action arm.
+pub fn action_type(kind: &ActionKind) -> ActionType {
+    match kind {
+        ActionKind::RestartPod(_) => ActionType::RestartPod,
+        ActionKind::RolloutRestart(_) => ActionType::RolloutRestart,
+        ActionKind::ScaleHpa(_) => ActionType::ScaleHpa,
+        ActionKind::CordonNode(_) => ActionType::CordonNode,
+        ActionKind::UncordonNode(_) => ActionType::UncordonNode,
+        ActionKind::DrainNode(_) => ActionType::DrainNode,
+        ActionKind::ExpandPvc(_) => ActionType::ExpandPvc,
+        ActionKind::PatchResources(_) => ActionType::PatchResources,
+        ActionKind::DeleteJob(_) => ActionType::DeleteJob,
+        ActionKind::DeleteResource(_) => ActionType::DeleteResource,
+        ActionKind::ReportOnly(_) => ActionType::ReportOnly,
+    }
+}
+
+/// A metric label for an action type: `restart_pod`, `scale_hpa`, ….
+pub fn action_label(action: ActionType) -> String {
+    action
+        .as_str_name()
+        .trim_start_matches("ACTION_TYPE_")
+        .to_ascii_lowercase()
+}
+
+/// Action ids become part of an object name (the action record).
+pub fn validate_action_id(action_id: &str) -> Result<(), Error> {
+    let valid_chars = action_id
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    let starts_ends = action_id
+        .chars()
+        .next()
+        .zip(action_id.chars().last())
+        .is_some_and(|(a, b)| a.is_ascii_alphanumeric() && b.is_ascii_alphanumeric());
+    if action_id.is_empty() || action_id.len() > 200 || !valid_chars || !starts_ends {
+        return Err(Error::invalid(
+            "action_id",
+            format!(
+                "{action_id:?} must be 1-200 lowercase letters, digits, '-' or '.', starting and ending alphanumeric (a HealingAction name)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks everything that can be checked without the cluster.
+///
+/// # Errors
+/// [`Error::InvalidRequest`] or [`Error::Unsupported`] for malformed requests,
+/// [`Error::NotApproved`] when the verdict does not approve exactly this
+/// recommendation.
+pub fn validate(request: &ExecuteRequest, config: &Config) -> Result<Validated, Error> {
+    validate_action_id(&request.action_id)?;
+    let recommendation = request
+        .recommendation
+        .as_ref()
+        .ok_or_else(|| Error::invalid("recommendation", "is missing"))?;
+    if recommendation.id.is_empty() {
+        return Err(Error::invalid("recommendation.id", "is empty"));
+    }
+    let action = recommendation
+        .action
+        .as_ref()
+        .and_then(|a| a.kind.clone())
+        .ok_or_else(|| {
+            Error::invalid(
+                "recommendation.action",
+                "has no action set (or one this version does not know)",
+            )
+        })?;
+    let target = recommendation
+        .target
+        .clone()
+        .ok_or_else(|| Error::invalid("recommendation.target", "is missing"))?;
+
+    // Defence in depth: the gate's verdict must approve exactly this
+    // recommendation, and a dry-run-only verdict only a dry run.
+    let verdict = request
+        .verdict
+        .as_ref()
+        .ok_or_else(|| Error::NotApproved("the request carries no verdict".to_owned()))?;
+    if verdict.recommendation_id != recommendation.id {
+        return Err(Error::NotApproved(format!(
+            "the verdict is for recommendation {:?}, not {:?}",
+            verdict.recommendation_id, recommendation.id
+        )));
+    }
+    match Decision::try_from(verdict.decision) {
+        Ok(Decision::Approved) => {}
+        Ok(Decision::DryRunOnly) if request.dry_run => {}
+        Ok(Decision::DryRunOnly) => {
+            return Err(Error::NotApproved(
+                "the verdict allows a dry run only".to_owned(),
+            ));
+        }
+        Ok(other) => {
+            return Err(Error::NotApproved(format!(
+                "the verdict is {}, not APPROVED",
+                other.as_str_name()
+            )));
+        }
+        Err(_) => {
+            return Err(Error::NotApproved(format!(
+                "the verdict has an unknown decision {}",
+                verdict.decision
+            )));
+        }
+    }
+
+    let kind = validate_target(&action, &target)?;
+    validate_parameters(&action)?;
+
+    let requested = u64::try_from(request.verification_timeout_seconds).map_err(|_| {
+        Error::invalid(
+            "verification_timeout_seconds",
+            format!("{} is negative", request.verification_timeout_seconds),
+        )
+    })?;
+    let seconds = if requested == 0 {
+        config.verification.default_window_secs
+    } else {
+        requested.min(config.verification.max_window_secs)
+    };
+    Ok(Validated {
+        action_id: request.action_id.clone(),
+        recommendation_id: recommendation.id.clone(),
+        action_type: action_type(&action),
+        action,
+        target,
+        kind,
+        dry_run: request.dry_run,
+        verification_window: Duration::from_secs(seconds),
+        allow_bare_pod_restart: request.allow_bare_pod_restart,
+    })
+}
+
+/// Checks that the target names an object of a kind the action applies to.
+///
+/// # Errors
+/// [`Error::InvalidRequest`] naming the field.
+pub fn validate_target(action: &ActionKind, target: &ObjectRef) -> Result<TargetKind, Error> {
+    let allowed: &[TargetKind] = match action {
+        ActionKind::RestartPod(_) => &[TargetKind::Pod],
+        ActionKind::RolloutRestart(_) | ActionKind::PatchResources(_) => &[
+            TargetKind::Deployment,
+            TargetKind::StatefulSet,
+            TargetKind::DaemonSet,
+        ],
+        ActionKind::ScaleHpa(_) => &[TargetKind::Hpa],
+        ActionKind::CordonNode(_) | ActionKind::UncordonNode(_) | ActionKind::DrainNode(_) => {
+            &[TargetKind::Node]
+        }
+        ActionKind::ExpandPvc(_) => &[TargetKind::Pvc],
+        ActionKind::DeleteJob(_) => &[TargetKind::Job],
+        ActionKind::DeleteResource(_) | ActionKind::ReportOnly(_) => {
+            return Err(Error::Unsupported {
+                action: action_type(action).as_str_name(),
+            });
+        }
+    };
+    let kind = TargetKind::parse(&target.kind)
+        .filter(|k| allowed.contains(k))
+        .ok_or_else(|| {
+            Error::invalid(
+                "recommendation.target.kind",
+                format!(
+                    "{} cannot act on kind {:?} (expected one of {:?})",
+                    action_type(action).as_str_name(),
+                    target.kind,
+                    allowed
+                ),
+            )
+        })?;
+    if !target.api_version.is_empty() && !kind.api_versions().contains(&target.api_version.as_str())
+    {
+        return Err(Error::invalid(
+            "recommendation.target.api_version",
+            format!(
+                "{:?} is not an apiVersion of {}",
+                target.api_version, target.kind
+            ),
+        ));
+    }
+    if target.name.is_empty() {
+        return Err(Error::invalid("recommendation.target.name", "is empty"));
+    }
+    if kind.namespaced() == target.namespace.is_empty() {
+        return Err(Error::invalid(
+            "recommendation.target.namespace",
+            if kind.namespaced() {
+                format!("is empty, but {} is namespaced", target.kind)
+            } else {
+                format!("must be empty: {} is cluster-scoped", target.kind)
+            },
+        ));
+    }
+    // The uid pins the exact object the snapshot saw; without it a replaced
+    // object could be acted on.
+    if target.uid.is_empty() {
+        return Err(Error::invalid(
+            "recommendation.target.uid",
+            "is empty: the snapshot's uid is required",
+        ));
+    }
+    if target.resource_version.is_empty() {
+        return Err(Error::invalid(
+            "recommendation.target.resource_version",
+            "is empty: the snapshot's resourceVersion is required",
+        ));
+    }
+    Ok(kind)
+}
+
+fn validate_parameters(action: &ActionKind) -> Result<(), Error> {
+    match action {
+        ActionKind::ScaleHpa(scale) => {
+            if scale.max_replicas < 1 {
+                return Err(Error::invalid(
+                    "recommendation.action.scale_hpa.max_replicas",
+                    format!("{} is below 1", scale.max_replicas),
+                ));
+            }
+            if let Some(min) = scale.min_replicas
+                && !(1..=scale.max_replicas).contains(&min)
+            {
+                return Err(Error::invalid(
+                    "recommendation.action.scale_hpa.min_replicas",
+                    format!(
+                        "{min} is not between 1 and max_replicas {}",
+                        scale.max_replicas
+                    ),
+                ));
+            }
+        }
+        ActionKind::DrainNode(drain) => {
+            if drain.timeout_seconds <= 0 || drain.timeout_seconds > 3600 {
+                return Err(Error::invalid(
+                    "recommendation.action.drain_node.timeout_seconds",
+                    format!("{} is not between 1 and 3600", drain.timeout_seconds),
+                ));
+            }
+            if drain.grace_period_seconds < 0 {
+                return Err(Error::invalid(
+                    "recommendation.action.drain_node.grace_period_seconds",
+                    format!("{} is negative", drain.grace_period_seconds),
+                ));
+            }
+        }
+        ActionKind::ExpandPvc(expand) if expand.new_size_bytes <= 0 => {
+            return Err(Error::invalid(
+                "recommendation.action.expand_pvc.new_size_bytes",
+                format!("{} is not positive", expand.new_size_bytes),
+            ));
+        }
+        ActionKind::PatchResources(patch) => {
+            if patch.container.is_empty() {
+                return Err(Error::invalid(
+                    "recommendation.action.patch_resources.container",
+                    "is empty",
+                ));
+            }
+            let set = |r: &Option<Resources>| {
+                r.as_ref()
+                    .is_some_and(|r| r.cpu_millicores.is_some() || r.memory_bytes.is_some())
+            };
+            if !set(&patch.requests) && !set(&patch.limits) {
+                return Err(Error::invalid(
+                    "recommendation.action.patch_resources",
+                    "sets neither requests nor limits",
+                ));
+            }
+            for (field, value) in [
+                (
+                    "recommendation.action.patch_resources.requests.cpu_millicores",
+                    patch.requests.as_ref().and_then(|r| r.cpu_millicores),
+                ),
+                (
+                    "recommendation.action.patch_resources.requests.memory_bytes",
+                    patch.requests.as_ref().and_then(|r| r.memory_bytes),
+                ),
+                (
+                    "recommendation.action.patch_resources.limits.cpu_millicores",
+                    patch.limits.as_ref().and_then(|r| r.cpu_millicores),
+                ),
+                (
+                    "recommendation.action.patch_resources.limits.memory_bytes",
+                    patch.limits.as_ref().and_then(|r| r.memory_bytes),
+                ),
+            ] {
+                if value.is_some_and(|v| v <= 0) {
+                    return Err(Error::invalid(field, "must be positive"));
+                }
+            }
+            let requests = patch.requests.unwrap_or_default();
+            let limits = patch.limits.unwrap_or_default();
+            if let (Some(r), Some(l)) = (requests.memory_bytes, limits.memory_bytes)
+                && r > l
+            {
+                return Err(Error::invalid(
+                    "recommendation.action.patch_resources.requests.memory_bytes",
+                    format!("{r} exceeds the memory limit {l}"),
+                ));
+            }
+            if let (Some(r), Some(l)) = (requests.cpu_millicores, limits.cpu_millicores)
+                && r > l
+            {
+                return Err(Error::invalid(
+                    "recommendation.action.patch_resources.requests.cpu_millicores",
+                    format!("{r} exceeds the CPU limit {l}"),
+                ));
+            }
+        }
+        ActionKind::DeleteJob(job) if job.min_age_seconds < 0 => {
+            return Err(Error::invalid(
+                "recommendation.action.delete_job.min_age_seconds",
+                format!("{} is negative", job.min_age_seconds),
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use nanny_proto::v1::{
+        Action, CordonNode, DeleteResource, PatchResources, Recommendation, RestartPod, ScaleHpa,
+        Verdict,
+    };
+
+    use super::*;
+
+    fn request(action: ActionKind, target: ObjectRef, decision: Decision) -> ExecuteRequest {
+        ExecuteRequest {
+            action_id: "act-1".into(),
+            recommendation: Some(Recommendation {
+                id: "rec-1".into(),
+                action: Some(Action { kind: Some(action) }),
+                target: Some(target),
+                ..Recommendation::default()
+            }),
+            verdict: Some(Verdict {
+                recommendation_id: "rec-1".into(),
+                decision: decision as i32,
+                ..Verdict::default()
+            }),
+            ..ExecuteRequest::default()
+        }
+    }
+
+    fn pod() -> ObjectRef {
+        ObjectRef {
+            kind: "Pod".into(),
+            namespace: "shop".into(),
+            name: "web-1".into(),
+            uid: "u1".into(),
+            resource_version: "42".into(),
+            ..ObjectRef::default()
+        }
+    }
+
+    fn restart() -> ActionKind {
+        ActionKind::RestartPod(RestartPod {})
+    }
+
+    #[test]
+    fn approved_request_passes_with_the_default_window() {
+        let config = Config::default();
+        let v = validate(&request(restart(), pod(), Decision::Approved), &config).unwrap();
+        assert_eq!(v.kind, TargetKind::Pod);
+        assert_eq!(
+            v.verification_window,
+            Duration::from_secs(config.verification.default_window_secs)
+        );
+    }
+
+    #[test]
+    fn window_is_capped() {
+        let config = Config::default();
+        let mut r = request(restart(), pod(), Decision::Approved);
+        r.verification_timeout_seconds = 1_000_000;
+        let v = validate(&r, &config).unwrap();
+        assert_eq!(
+            v.verification_window.as_secs(),
+            config.verification.max_window_secs
+        );
+        r.verification_timeout_seconds = -1;
+        assert!(matches!(
+            validate(&r, &config),
+            Err(Error::InvalidRequest {
+                field: "verification_timeout_seconds",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn verdicts_other_than_approved_are_refused() {
+        let config = Config::default();
+        for decision in [
+            Decision::Unspecified,
+            Decision::NeedsApproval,
+            Decision::Denied,
+            Decision::DryRunOnly,
+        ] {
+            let err = validate(&request(restart(), pod(), decision), &config).unwrap_err();
+            assert!(err.is_refusal(), "{decision:?}: {err}");
+        }
+        let mut dry = request(restart(), pod(), Decision::DryRunOnly);
+        dry.dry_run = true;
+        assert!(validate(&dry, &config).is_ok());
+    }
+
+    #[test]
+    fn a_verdict_for_another_recommendation_is_refused() {
+        let mut r = request(restart(), pod(), Decision::Approved);
+        r.verdict.as_mut().unwrap().recommendation_id = "rec-2".into();
+        let err = validate(&r, &Config::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"refused: the verdict is for recommendation "rec-2", not "rec-1""#
+        );
+        r.verdict = None;
+        assert!(validate(&r, &Config::default()).unwrap_err().is_refusal());
+    }
+
+    #[test]
+    fn targets_must_fit_the_action_and_be_pinned() {
+        let config = Config::default();
+        let err = validate(
+            &request(
+                ActionKind::CordonNode(CordonNode {}),
+                pod(),
+                Decision::Approved,
+            ),
+            &config,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("recommendation.target.kind"),
+            "{err}"
+        );
+
+        let mut node = pod();
+        node.kind = "Node".into();
+        let err = validate(
+            &request(
+                ActionKind::CordonNode(CordonNode {}),
+                node,
+                Decision::Approved,
+            ),
+            &config,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cluster-scoped"), "{err}");
+
+        let mut unpinned = pod();
+        unpinned.uid.clear();
+        let err = validate(&request(restart(), unpinned, Decision::Approved), &config).unwrap_err();
+        assert!(
+            err.to_string().contains("recommendation.target.uid"),
+            "{err}"
+        );
+
+        let mut wrong_version = pod();
+        wrong_version.api_version = "apps/v1".into();
+        assert!(
+            validate(
+                &request(restart(), wrong_version, Decision::Approved),
+                &config
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn delete_resource_is_never_executed() {
+        let err = validate(
+            &request(
+                ActionKind::DeleteResource(DeleteResource {}),
+                pod(),
+                Decision::Approved,
+            ),
+            &Config::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }));
+    }
+
+    #[test]
+    fn parameters_are_checked() {
+        let mut hpa = pod();
+        hpa.kind = "HorizontalPodAutoscaler".into();
+        let scale = |min, max| {
+            ActionKind::ScaleHpa(ScaleHpa {
+                min_replicas: min,
+                max_replicas: max,
+            })
+        };
+        let config = Config::default();
+        assert!(
+            validate(
+                &request(scale(Some(2), 5), hpa.clone(), Decision::Approved),
+                &config
+            )
+            .is_ok()
+        );
+        assert!(
+            validate(
+                &request(scale(None, 0), hpa.clone(), Decision::Approved),
+                &config
+            )
+            .is_err()
+        );
+        assert!(
+            validate(
+                &request(scale(Some(6), 5), hpa, Decision::Approved),
+                &config
+            )
+            .is_err()
+        );
+
+        let mut deployment = pod();
+        deployment.kind = "Deployment".into();
+        let patch = |requests: Resources, limits: Resources| {
+            ActionKind::PatchResources(PatchResources {
+                container: "app".into(),
+                requests: Some(requests),
+                limits: Some(limits),
+            })
+        };
+        let mem = |m| Resources {
+            memory_bytes: Some(m),
+            ..Resources::default()
+        };
+        let err = validate(
+            &request(
+                patch(mem(512), mem(256)),
+                deployment.clone(),
+                Decision::Approved,
+            ),
+            &config,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("exceeds the memory limit"),
+            "{err}"
+        );
+        assert!(
+            validate(
+                &request(
+                    patch(Resources::default(), Resources::default()),
+                    deployment.clone(),
+                    Decision::Approved
+                ),
+                &config
+            )
+            .is_err()
+        );
+        assert!(
+            validate(
+                &request(patch(mem(256), mem(512)), deployment, Decision::Approved),
+                &config
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn action_ids_are_object_name_safe() {
+        assert!(validate_action_id("ha-web-1.x").is_ok());
+        for bad in ["", "UPPER", "a/b", "-a", "a-", &"a".repeat(201)] {
+            assert!(validate_action_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn labels_are_snake_case() {
+        assert_eq!(action_label(ActionType::ScaleHpa), "scale_hpa");
+    }
+}

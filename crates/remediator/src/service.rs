@@ -1,0 +1,519 @@
+//! The `nanny.v1.Remediator` gRPC service: Execute and Rollback.
+
+use std::time::{Duration, SystemTime};
+
+use kube::api::{Patch, PatchParams};
+use nanny_proto::v1::{
+    ActionResult, ExecuteRequest, Outcome, RollbackRequest, Verification, VerificationState,
+    remediator_server::Remediator,
+};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    actions::{self, Executor, Plan, refusal_or_error, str_at, to_value},
+    config::Config,
+    diff,
+    error::{Error, api_code},
+    request::{self, TargetKind, Validated, action_label, describe},
+    store::{Phase, Record, Store, Stored, TargetRecord},
+    verify::{self, Check},
+};
+
+/// How often a write that lost an optimistic-concurrency race (the target
+/// changed between read and write) is re-planned from a fresh read.
+const CONFLICT_RETRIES: usize = 5;
+
+/// Executes and rolls back actions.
+#[derive(Debug, Clone)]
+pub struct RemediatorService {
+    exec: Executor,
+    store: Store,
+    config: Config,
+    actions: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl RemediatorService {
+    /// Registers `nanny_healing_actions_total{action_type,namespace,status}`
+    /// and `nanny_healing_action_duration_seconds{action_type,status}`.
+    ///
+    /// # Errors
+    /// When a metric cannot be registered.
+    pub fn new(
+        client: kube::Client,
+        config: Config,
+        registry: &Registry,
+    ) -> Result<Self, prometheus::Error> {
+        let actions = IntCounterVec::new(
+            Opts::new(
+                "nanny_healing_actions_total",
+                "Execute and Rollback requests answered, by action type, target namespace and outcome.",
+            ),
+            &["action_type", "namespace", "status"],
+        )?;
+        registry.register(Box::new(actions.clone()))?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "nanny_healing_action_duration_seconds",
+                "Time from request to result, verification included.",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+            ]),
+            &["action_type", "status"],
+        )?;
+        registry.register(Box::new(duration.clone()))?;
+        Ok(Self {
+            exec: Executor::new(client.clone(), &config.field_manager),
+            store: Store::new(client, &config.state_namespace),
+            config,
+            actions,
+            duration,
+        })
+    }
+
+    fn record_metrics(
+        &self,
+        action: &str,
+        namespace: &str,
+        status: &str,
+        started: std::time::Instant,
+    ) {
+        self.actions
+            .with_label_values(&[action, namespace, status])
+            .inc();
+        self.duration
+            .with_label_values(&[action, status])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Executes one request; refusals come back as REFUSED results.
+    ///
+    /// # Errors
+    /// Malformed requests, conflicts and outages (see [`Error`]).
+    pub async fn execute_request(&self, request: &ExecuteRequest) -> Result<ActionResult, Error> {
+        let started = SystemTime::now();
+        let refused = |error: Error| ActionResult {
+            action_id: request.action_id.clone(),
+            outcome: Outcome::Refused as i32,
+            error: error.to_string(),
+            started_at: Some(started.into()),
+            finished_at: Some(SystemTime::now().into()),
+            ..ActionResult::default()
+        };
+        match self.execute_validated(request, started).await {
+            Ok(result) => Ok(result),
+            Err(error) if error.is_refusal() => {
+                tracing::warn!(%error, action_id = %request.action_id, "Action refused.");
+                Ok(refused(error))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn execute_validated(
+        &self,
+        request: &ExecuteRequest,
+        started: SystemTime,
+    ) -> Result<ActionResult, Error> {
+        let v = request::validate(request, &self.config)?;
+        let fingerprint = fingerprint(request);
+        if !v.dry_run
+            && let Some(stored) = self.store.get(&v.action_id).await?
+        {
+            return replay(&v, &fingerprint, stored);
+        }
+        // The server-side dry run first, always: RBAC, admission and schema
+        // refuse here, before anything is written or claimed.
+        let (mut current, mut plan, preview) = self.prepare(&v).await?;
+        let result = |outcome: Outcome,
+                      diff: String,
+                      error: String,
+                      verification: Option<Verification>| ActionResult {
+            action_id: v.action_id.clone(),
+            outcome: outcome as i32,
+            dry_run_diff: diff,
+            pre_image_ref: String::new(),
+            verification,
+            error,
+            started_at: Some(started.into()),
+            finished_at: Some(SystemTime::now().into()),
+        };
+        if v.dry_run {
+            return Ok(match preview.failed {
+                Some(reason) => result(Outcome::Failed, preview.diff, reason, None),
+                None => result(Outcome::DryRun, preview.diff, String::new(), None),
+            });
+        }
+        if let Some(reason) = preview.failed {
+            // Blocked before the first write (a drain a PDB refuses): nothing
+            // happened, so nothing is claimed and a retry may act.
+            return Ok(result(Outcome::Failed, String::new(), reason, None));
+        }
+
+        let mut stored = self
+            .store
+            .claim(&v.action_id, &record(&v, &fingerprint, &current, &plan))
+            .await?;
+        let mut attempt = 0;
+        let applied = loop {
+            match self.exec.apply(&v, &current, &plan, false).await {
+                Err(Error::Kube { source, .. })
+                    if api_code(&source) == Some(409) && attempt < CONFLICT_RETRIES =>
+                {
+                    attempt += 1;
+                    tracing::debug!(action_id = %v.action_id, attempt, "Target changed between read and write; re-reading.");
+                    match self.prepare(&v).await {
+                        Ok((reread, replanned, _)) => (current, plan) = (reread, replanned),
+                        Err(error) => {
+                            self.release(&v).await;
+                            return Err(error);
+                        }
+                    }
+                }
+                Err(error) => {
+                    // Every action's only write failed: nothing changed.
+                    self.release(&v).await;
+                    return Err(error);
+                }
+                Ok(applied) => break applied,
+            }
+        };
+        stored.record = record(&v, &fingerprint, &current, &plan);
+        tracing::info!(action_id = %v.action_id, target = %describe(&v.target), action = %action_label(v.action_type), "Action applied.");
+
+        let mut outcome_result = if let Some(reason) = applied.failed {
+            result(Outcome::Failed, String::new(), reason, None)
+        } else {
+            let pre_image = stored.record.pre_image.clone();
+            let exec = self.exec.clone();
+            let stable = Duration::from_secs(self.config.verification.stable_secs)
+                .min(v.verification_window / 2);
+            let (state, message) = verify::watch(
+                v.verification_window,
+                Duration::from_millis(self.config.verification.poll_interval_ms),
+                || verify::check(&exec, &v, &pre_image, started, stable),
+            )
+            .await;
+            let outcome = match state {
+                VerificationState::Passed => Outcome::Succeeded,
+                VerificationState::Failed => Outcome::Failed,
+                _ => Outcome::Ineffective,
+            };
+            result(
+                outcome,
+                String::new(),
+                String::new(),
+                Some(Verification {
+                    state: state as i32,
+                    message,
+                }),
+            )
+        };
+        outcome_result.pre_image_ref = self.store.reference(&v.action_id);
+        stored.record.phase = Phase::Done;
+        stored.result = Some(outcome_result.clone());
+        self.store.update(&v.action_id, &mut stored).await?;
+        Ok(outcome_result)
+    }
+
+    /// Reads the target under its preconditions, plans the action and
+    /// dry-runs it; a write race (409, e.g. a node's heartbeat landing between
+    /// read and write) re-reads and re-checks.
+    async fn prepare(
+        &self,
+        v: &Validated,
+    ) -> Result<(serde_json::Value, Plan, actions::Applied), Error> {
+        let mut attempt = 0;
+        loop {
+            let current = self.exec.fetch_target(v).await?;
+            let plan = self.plan(v, &current).await?;
+            match self.exec.apply(v, &current, &plan, true).await {
+                Err(Error::Kube { source, .. })
+                    if api_code(&source) == Some(409) && attempt < CONFLICT_RETRIES =>
+                {
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+                Ok(preview) => return Ok((current, plan, preview)),
+            }
+        }
+    }
+
+    async fn plan(&self, v: &Validated, current: &serde_json::Value) -> Result<Plan, Error> {
+        let facts = self.exec.facts(v, current).await?;
+        actions::plan(v, current, &facts)
+    }
+
+    async fn release(&self, v: &Validated) {
+        if let Err(error) = self.store.release(&v.action_id).await {
+            tracing::error!(%error, action_id = %v.action_id, "Cannot release the claim of an action that wrote nothing; retries will report it in progress.");
+        }
+    }
+
+    /// Rolls back an executed action from its record.
+    ///
+    /// # Errors
+    /// [`Error::UnknownAction`], [`Error::NotReversible`], outages.
+    pub async fn rollback_request(&self, request: &RollbackRequest) -> Result<ActionResult, Error> {
+        let started = SystemTime::now();
+        request::validate_action_id(&request.action_id)?;
+        let unknown = || Error::UnknownAction {
+            action_id: request.action_id.clone(),
+        };
+        let mut stored = self
+            .store
+            .get(&request.action_id)
+            .await?
+            .ok_or_else(unknown)?;
+        if let Some(done) = &stored.rollback {
+            // Rolled back before: answer the same again.
+            return Ok(done.clone());
+        }
+        if stored.record.phase != Phase::Done {
+            return Err(Error::InProgress {
+                action_id: request.action_id.clone(),
+            });
+        }
+        let record = stored.record.clone();
+        if let Some(target) = &request.target
+            && !target.uid.is_empty()
+            && target.uid != record.target.uid
+        {
+            return Err(Error::invalid(
+                "target.uid",
+                format!(
+                    "{} is not the uid action {} acted on ({})",
+                    target.uid, request.action_id, record.target.uid
+                ),
+            ));
+        }
+        let Some(undo) = record.undo.clone() else {
+            return Err(Error::NotReversible {
+                action_id: request.action_id.clone(),
+                reason: record
+                    .not_reversible
+                    .clone()
+                    .unwrap_or_else(|| "the action has no pre-image to restore".to_owned()),
+            });
+        };
+        let kind = TargetKind::parse(&record.target.kind).ok_or_else(unknown)?;
+        let target = format!(
+            "{} {}",
+            record.target.kind,
+            if record.target.namespace.is_empty() {
+                record.target.name.clone()
+            } else {
+                format!("{}/{}", record.target.namespace, record.target.name)
+            }
+        );
+        let api = self.exec.api(kind, &record.target.namespace);
+        let mut attempt = 0;
+        let after = loop {
+            let current = match api.get_opt(&record.target.name).await {
+                Ok(Some(object)) => to_value(&object)?,
+                Ok(None) => return Err(Error::TargetGone { target }),
+                Err(error) => return Err(refusal_or_error(error, "get", &target)),
+            };
+            if str_at(&current, "/metadata/uid") != record.target.uid {
+                return Err(Error::TargetReplaced {
+                    target,
+                    expected: record.target.uid.clone(),
+                    found: str_at(&current, "/metadata/uid").to_owned(),
+                });
+            }
+            let mut patch = undo.patch.clone();
+            patch["metadata"]["resourceVersion"] =
+                serde_json::json!(str_at(&current, "/metadata/resourceVersion"));
+            let params = PatchParams {
+                field_manager: Some(self.config.field_manager.clone()),
+                ..PatchParams::default()
+            };
+            let patch = if undo.patch_type == "strategic" {
+                Patch::Strategic(&patch)
+            } else {
+                Patch::Merge(&patch)
+            };
+            match api.patch(&record.target.name, &params, &patch).await {
+                Ok(after) => break to_value(&after)?,
+                Err(error) if api_code(&error) == Some(409) && attempt < CONFLICT_RETRIES => {
+                    attempt += 1
+                }
+                Err(error) => return Err(refusal_or_error(error, "patch", &target)),
+            }
+        };
+        let exec = self.exec.clone();
+        let name = record.target.name.clone();
+        let namespace = record.target.namespace.clone();
+        let (state, message) = verify::watch(
+            Duration::from_secs(self.config.verification.default_window_secs.min(30)),
+            Duration::from_millis(self.config.verification.poll_interval_ms),
+            || {
+                let api = exec.api(kind, &namespace);
+                let name = name.clone();
+                let undo = undo.clone();
+                async move {
+                    match api.get_opt(&name).await {
+                        Ok(Some(object)) => match to_value(&object) {
+                            Ok(object) => verify::restored(&undo, &object),
+                            Err(error) => Check::Pending(error.to_string()),
+                        },
+                        Ok(None) => Check::Failed("the target was deleted".to_owned()),
+                        Err(error) => Check::Pending(error.to_string()),
+                    }
+                }
+            },
+        )
+        .await;
+        let result = ActionResult {
+            action_id: request.action_id.clone(),
+            outcome: if state == VerificationState::Passed {
+                Outcome::RolledBack
+            } else {
+                Outcome::Failed
+            } as i32,
+            dry_run_diff: diff::objects(&record.pre_image, Some(&after)),
+            pre_image_ref: self.store.reference(&request.action_id),
+            verification: Some(Verification {
+                state: state as i32,
+                message,
+            }),
+            error: String::new(),
+            started_at: Some(started.into()),
+            finished_at: Some(SystemTime::now().into()),
+        };
+        tracing::info!(action_id = %request.action_id, reason = %request.reason, %target, "Action rolled back.");
+        stored.record.phase = Phase::RolledBack;
+        stored.rollback = Some(result.clone());
+        self.store.update(&request.action_id, &mut stored).await?;
+        Ok(result)
+    }
+}
+
+fn fingerprint(request: &ExecuteRequest) -> String {
+    let recommendation = request.recommendation.as_ref();
+    let mut hash = Sha256::new();
+    hash.update(recommendation.map(|r| r.id.as_bytes()).unwrap_or_default());
+    hash.update([0]);
+    hash.update(
+        recommendation
+            .and_then(|r| r.action.as_ref())
+            .map(|a| a.encode_to_vec())
+            .unwrap_or_default(),
+    );
+    hash.update([0]);
+    hash.update(
+        recommendation
+            .and_then(|r| r.target.as_ref())
+            .map(|t| t.uid.as_bytes())
+            .unwrap_or_default(),
+    );
+    format!("{:x}", hash.finalize())
+}
+
+/// The answer to an Execute whose action id has a record already.
+fn replay(v: &Validated, fingerprint: &str, stored: Stored) -> Result<ActionResult, Error> {
+    if stored.record.fingerprint != fingerprint {
+        return Err(Error::IdempotencyConflict {
+            action_id: v.action_id.clone(),
+        });
+    }
+    match (stored.record.phase, stored.result) {
+        (Phase::Done | Phase::RolledBack, Some(result)) => {
+            tracing::info!(action_id = %v.action_id, "Replayed Execute answered from the record; nothing done again.");
+            Ok(result)
+        }
+        _ => Err(Error::InProgress {
+            action_id: v.action_id.clone(),
+        }),
+    }
+}
+
+fn record(v: &Validated, fingerprint: &str, current: &serde_json::Value, plan: &Plan) -> Record {
+    Record {
+        fingerprint: fingerprint.to_owned(),
+        recommendation_id: v.recommendation_id.clone(),
+        action_type: v.action_type.as_str_name().to_owned(),
+        target: TargetRecord {
+            kind: v.target.kind.clone(),
+            namespace: v.target.namespace.clone(),
+            name: v.target.name.clone(),
+            uid: v.target.uid.clone(),
+        },
+        pre_image: diff::clean(current),
+        undo: plan.undo.clone(),
+        not_reversible: plan.not_reversible.map(str::to_owned),
+        phase: Phase::Executing,
+    }
+}
+
+fn status_label(result: &Result<ActionResult, Error>) -> &'static str {
+    match result {
+        Ok(r) => match Outcome::try_from(r.outcome) {
+            Ok(Outcome::Succeeded) => "succeeded",
+            Ok(Outcome::DryRun) => "dry_run",
+            Ok(Outcome::Ineffective) => "ineffective",
+            Ok(Outcome::Failed) => "failed",
+            Ok(Outcome::Refused) => "refused",
+            Ok(Outcome::RolledBack) => "rolled_back",
+            _ => "unknown",
+        },
+        Err(_) => "error",
+    }
+}
+
+#[tonic::async_trait]
+impl Remediator for RemediatorService {
+    #[tracing::instrument(skip_all, fields(action_id = %request.get_ref().action_id))]
+    async fn execute(
+        &self,
+        request: Request<ExecuteRequest>,
+    ) -> Result<Response<ActionResult>, Status> {
+        let started = std::time::Instant::now();
+        let request = request.into_inner();
+        let result = self.execute_request(&request).await;
+        let recommendation = request.recommendation.as_ref();
+        let action = recommendation
+            .and_then(|r| r.action.as_ref())
+            .and_then(|a| a.kind.as_ref())
+            .map_or_else(
+                || "unknown".to_owned(),
+                |k| action_label(request::action_type(k)),
+            );
+        let namespace = recommendation
+            .and_then(|r| r.target.as_ref())
+            .map_or("", |t| t.namespace.as_str());
+        self.record_metrics(&action, namespace, status_label(&result), started);
+        if let Err(error) = &result {
+            tracing::warn!(%error, "Execute failed.");
+        }
+        result.map(Response::new).map_err(Status::from)
+    }
+
+    #[tracing::instrument(skip_all, fields(action_id = %request.get_ref().action_id))]
+    async fn rollback(
+        &self,
+        request: Request<RollbackRequest>,
+    ) -> Result<Response<ActionResult>, Status> {
+        let started = std::time::Instant::now();
+        let request = request.into_inner();
+        let result = match self.rollback_request(&request).await {
+            Err(error) if error.is_refusal() => Ok(ActionResult {
+                action_id: request.action_id.clone(),
+                outcome: Outcome::Refused as i32,
+                error: error.to_string(),
+                ..ActionResult::default()
+            }),
+            other => other,
+        };
+        let namespace = request.target.as_ref().map_or("", |t| t.namespace.as_str());
+        self.record_metrics("rollback", namespace, status_label(&result), started);
+        if let Err(error) = &result {
+            tracing::warn!(%error, "Rollback failed.");
+        }
+        result.map(Response::new).map_err(Status::from)
+    }
+}

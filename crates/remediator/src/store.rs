@@ -1,0 +1,288 @@
+//! Action records: one ConfigMap per executed action in the state namespace.
+//!
+//! The record is the idempotency key's memory and the pre-image store at
+//! once. It lives in the cluster, not in memory, so a restarted or second
+//! remediator replica still acts once per action id and can still roll back;
+//! it cannot live on the target, because RestartPod and DeleteJob delete the
+//! target. Creating the record is the claim: the API server lets exactly one
+//! of two concurrent Executes with the same id create it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{ByteString, api::core::v1::ConfigMap};
+use kube::{
+    Api, Client,
+    api::{ObjectMeta, PostParams},
+};
+use nanny_proto::v1::ActionResult;
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, api_code};
+
+/// Prefix of every record's ConfigMap name.
+pub const PREFIX: &str = "nanny-action-";
+const RECORD_KEY: &str = "record.json";
+const RESULT_KEY: &str = "result.pb";
+const ROLLBACK_KEY: &str = "rollback.pb";
+
+/// Where a record is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Claimed; the write may or may not have happened (an interrupted run).
+    Executing,
+    /// Acted; the result is stored.
+    Done,
+    /// Rolled back; the rollback's result is stored too.
+    RolledBack,
+}
+
+/// How to undo an action: a patch and the fields it must restore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Undo {
+    /// `merge` or `strategic`.
+    pub patch_type: String,
+    /// The patch restoring the pre-image's values.
+    pub patch: serde_json::Value,
+    /// JSON pointers into the object and the pre-image's value at each
+    /// (null: absent), checked after the rollback.
+    pub expect: Vec<(String, serde_json::Value)>,
+}
+
+/// What is stored for one action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Hash of recommendation id, action and target uid: a replayed request
+    /// must match it.
+    pub fingerprint: String,
+    /// The recommendation executed.
+    pub recommendation_id: String,
+    /// e.g. `ACTION_TYPE_SCALE_HPA`.
+    pub action_type: String,
+    /// Target kind, namespace, name, uid.
+    pub target: TargetRecord,
+    /// The target as it was just before the write (managedFields dropped).
+    pub pre_image: serde_json::Value,
+    /// How to undo it, when it can be undone.
+    pub undo: Option<Undo>,
+    /// Why it cannot be undone, when it cannot.
+    pub not_reversible: Option<String>,
+    /// Where the record is in its life.
+    pub phase: Phase,
+}
+
+/// The acted-on object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRecord {
+    /// Kind.
+    pub kind: String,
+    /// Namespace, empty for cluster-scoped.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// uid.
+    pub uid: String,
+}
+
+/// A stored record with its results.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The record.
+    pub record: Record,
+    /// The Execute result, once done.
+    pub result: Option<ActionResult>,
+    /// The Rollback result, once rolled back.
+    pub rollback: Option<ActionResult>,
+    resource_version: Option<String>,
+}
+
+/// The records of one state namespace.
+#[derive(Clone)]
+pub struct Store {
+    api: Api<ConfigMap>,
+    namespace: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Records in `namespace`.
+    pub fn new(client: Client, namespace: &str) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// `configmap/<namespace>/<name>`: the pre-image reference in results.
+    pub fn reference(&self, action_id: &str) -> String {
+        format!("configmap/{}/{PREFIX}{action_id}", self.namespace)
+    }
+
+    /// The record of `action_id`, if any.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when it cannot be read or decoded.
+    pub async fn get(&self, action_id: &str) -> Result<Option<Stored>, Error> {
+        let store_error = |message: String| Error::Store {
+            action_id: action_id.to_owned(),
+            message,
+        };
+        let map = match self.api.get_opt(&format!("{PREFIX}{action_id}")).await {
+            Ok(Some(map)) => map,
+            Ok(None) => return Ok(None),
+            Err(error) => return Err(store_error(kube_message(&error))),
+        };
+        let text = map
+            .data
+            .as_ref()
+            .and_then(|d| d.get(RECORD_KEY))
+            .ok_or_else(|| store_error(format!("{RECORD_KEY} is missing")))?;
+        let record: Record =
+            serde_json::from_str(text).map_err(|e| store_error(format!("{RECORD_KEY}: {e}")))?;
+        let decode = |key: &str| -> Result<Option<ActionResult>, Error> {
+            map.binary_data
+                .as_ref()
+                .and_then(|b| b.get(key))
+                .map(|bytes| {
+                    ActionResult::decode(bytes.0.as_slice())
+                        .map_err(|e| store_error(format!("{key}: {e}")))
+                })
+                .transpose()
+        };
+        Ok(Some(Stored {
+            result: decode(RESULT_KEY)?,
+            rollback: decode(ROLLBACK_KEY)?,
+            record,
+            resource_version: map.metadata.resource_version.clone(),
+        }))
+    }
+
+    /// Creates the record: the claim on `action_id`.
+    ///
+    /// # Errors
+    /// [`Error::InProgress`] when another request claimed it first,
+    /// [`Error::Store`] when it cannot be written.
+    pub async fn claim(&self, action_id: &str, record: &Record) -> Result<Stored, Error> {
+        let map = self.config_map(action_id, record, None, None, None)?;
+        match self.api.create(&PostParams::default(), &map).await {
+            Ok(created) => Ok(Stored {
+                record: record.clone(),
+                result: None,
+                rollback: None,
+                resource_version: created.metadata.resource_version,
+            }),
+            Err(error) if api_code(&error) == Some(409) => Err(Error::InProgress {
+                action_id: action_id.to_owned(),
+            }),
+            Err(error) => Err(Error::Store {
+                action_id: action_id.to_owned(),
+                message: kube_message(&error),
+            }),
+        }
+    }
+
+    /// Replaces the record (optimistically: a concurrent writer makes this fail).
+    ///
+    /// # Errors
+    /// [`Error::Store`] when it cannot be written.
+    pub async fn update(&self, action_id: &str, stored: &mut Stored) -> Result<(), Error> {
+        let map = self.config_map(
+            action_id,
+            &stored.record,
+            stored.result.as_ref(),
+            stored.rollback.as_ref(),
+            stored.resource_version.clone(),
+        )?;
+        let updated = self
+            .api
+            .replace(
+                &format!("{PREFIX}{action_id}"),
+                &PostParams::default(),
+                &map,
+            )
+            .await
+            .map_err(|error| Error::Store {
+                action_id: action_id.to_owned(),
+                message: kube_message(&error),
+            })?;
+        stored.resource_version = updated.metadata.resource_version;
+        Ok(())
+    }
+
+    /// Deletes a claim whose action wrote nothing, so a retry may act.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when it cannot be deleted.
+    pub async fn release(&self, action_id: &str) -> Result<(), Error> {
+        match self
+            .api
+            .delete(&format!("{PREFIX}{action_id}"), &Default::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if api_code(&error) == Some(404) => Ok(()),
+            Err(error) => Err(Error::Store {
+                action_id: action_id.to_owned(),
+                message: kube_message(&error),
+            }),
+        }
+    }
+
+    fn config_map(
+        &self,
+        action_id: &str,
+        record: &Record,
+        result: Option<&ActionResult>,
+        rollback: Option<&ActionResult>,
+        resource_version: Option<String>,
+    ) -> Result<ConfigMap, Error> {
+        let text = serde_json::to_string(record).map_err(|e| Error::Store {
+            action_id: action_id.to_owned(),
+            message: e.to_string(),
+        })?;
+        let mut binary = BTreeMap::new();
+        if let Some(result) = result {
+            binary.insert(RESULT_KEY.to_owned(), ByteString(result.encode_to_vec()));
+        }
+        if let Some(rollback) = rollback {
+            binary.insert(
+                ROLLBACK_KEY.to_owned(),
+                ByteString(rollback.encode_to_vec()),
+            );
+        }
+        Ok(ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(format!("{PREFIX}{action_id}")),
+                namespace: Some(self.namespace.clone()),
+                resource_version,
+                labels: Some(BTreeMap::from([
+                    (
+                        "app.kubernetes.io/managed-by".to_owned(),
+                        "nanny-remediator".to_owned(),
+                    ),
+                    ("nanny.ai/action-record".to_owned(), "true".to_owned()),
+                ])),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([(RECORD_KEY.to_owned(), text)])),
+            binary_data: (!binary.is_empty()).then_some(binary),
+            ..ConfigMap::default()
+        })
+    }
+}
+
+/// A client error as text without request internals.
+pub fn kube_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        _ => "the API server is unreachable".to_owned(),
+    }
+}

@@ -1,0 +1,472 @@
+//! Post-action verification: re-read the target over the verification
+//! window until the action's effect shows (PASSED), or the window ends
+//! (INEFFECTIVE), or the effect can no longer happen (FAILED).
+
+use std::time::{Duration, SystemTime};
+
+use kube::api::{DynamicObject, ListParams};
+use nanny_proto::v1::{ExpandPvc, ScaleHpa, VerificationState, action::Kind as ActionKind};
+use serde_json::Value;
+
+use crate::{
+    actions::{Executor, controller, str_at, to_value},
+    quantity,
+    request::{TargetKind, Validated},
+    store::Undo,
+};
+
+/// One look at the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// The action worked.
+    Passed(String),
+    /// Not (yet) visible.
+    Pending(String),
+    /// It cannot work any more.
+    Failed(String),
+}
+
+/// Re-runs `check` every `poll` until it is decided or `window` ends.
+pub async fn watch<F, Fut>(
+    window: Duration,
+    poll: Duration,
+    mut check: F,
+) -> (VerificationState, String)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Check>,
+{
+    let deadline = tokio::time::Instant::now() + window;
+    loop {
+        match check().await {
+            Check::Passed(message) => return (VerificationState::Passed, message),
+            Check::Failed(message) => return (VerificationState::Failed, message),
+            Check::Pending(message) if tokio::time::Instant::now() >= deadline => {
+                return (
+                    VerificationState::Ineffective,
+                    format!("not effective within {}s: {message}", window.as_secs()),
+                );
+            }
+            Check::Pending(_) => tokio::time::sleep(poll).await,
+        }
+    }
+}
+
+/// One verification look for `v`'s action, begun at `started`.
+/// `stable`: how long a restarted pod must have been Ready.
+pub async fn check(
+    exec: &Executor,
+    v: &Validated,
+    pre_image: &Value,
+    started: SystemTime,
+    stable: Duration,
+) -> Check {
+    let api = exec.api(v.kind, &v.target.namespace);
+    let current = match api.get_opt(&v.target.name).await {
+        Ok(object) => object.as_ref().map(to_value).transpose().ok().flatten(),
+        Err(error) => return Check::Pending(format!("cannot read the target: {error}")),
+    };
+    let replaced = current
+        .as_ref()
+        .is_some_and(|c| str_at(c, "/metadata/uid") != v.target.uid);
+    match &v.action {
+        ActionKind::RestartPod(_) => {
+            restart_pod(
+                exec,
+                v,
+                pre_image,
+                current.as_ref(),
+                replaced,
+                started,
+                stable,
+            )
+            .await
+        }
+        ActionKind::DeleteJob(_) => match current {
+            Some(_) if !replaced => Check::Pending("the Job still exists".to_owned()),
+            _ => Check::Passed("the Job is gone".to_owned()),
+        },
+        _ => {
+            let Some(current) = current.filter(|_| !replaced) else {
+                return Check::Failed(
+                    "the target was deleted or replaced during verification".to_owned(),
+                );
+            };
+            match &v.action {
+                ActionKind::RolloutRestart(_) | ActionKind::PatchResources(_) => {
+                    rollout_complete(v.kind, &current)
+                }
+                ActionKind::ScaleHpa(scale) => hpa_below_max(scale, &current),
+                ActionKind::CordonNode(_) => schedulable(&current, false),
+                ActionKind::UncordonNode(_) => schedulable(&current, true),
+                ActionKind::DrainNode(_) => drained(exec, &current).await,
+                ActionKind::ExpandPvc(expand) => expanded(expand, &current),
+                _ => Check::Passed(String::new()),
+            }
+        }
+    }
+}
+
+async fn restart_pod(
+    exec: &Executor,
+    v: &Validated,
+    pre_image: &Value,
+    current: Option<&Value>,
+    replaced: bool,
+    started: SystemTime,
+    stable: Duration,
+) -> Check {
+    if current.is_some() && !replaced {
+        return Check::Pending("the old pod is still terminating".to_owned());
+    }
+    let Some((_, owner)) = controller(pre_image) else {
+        return Check::Passed("the bare pod is gone".to_owned());
+    };
+    let pods = exec.api(TargetKind::Pod, &v.target.namespace);
+    let list = match pods.list(&ListParams::default()).await {
+        Ok(list) => list,
+        Err(error) => return Check::Pending(format!("cannot list pods: {error}")),
+    };
+    // Creation timestamps have second precision.
+    let since = started - Duration::from_secs(1);
+    let replacements: Vec<Value> = list
+        .items
+        .iter()
+        .filter_map(|p: &DynamicObject| to_value(p).ok())
+        .filter(|p| controller(p).is_some_and(|(_, uid)| uid == owner))
+        .filter(|p| str_at(p, "/metadata/uid") != v.target.uid)
+        .filter(|p| {
+            str_at(p, "/metadata/creationTimestamp")
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .is_ok_and(|t| SystemTime::from(t) >= since)
+        })
+        .collect();
+    if replacements.is_empty() {
+        return Check::Pending("no replacement pod yet".to_owned());
+    }
+    for pod in &replacements {
+        let name = str_at(pod, "/metadata/name");
+        // When the pod last turned Ready, if it is Ready now.
+        let ready_since = pod
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .map(|c| {
+                c["lastTransitionTime"]
+                    .as_str()
+                    .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+                    .map_or(SystemTime::now(), SystemTime::from)
+            });
+        let crash_looping = pod
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.pointer("/state/waiting/reason").and_then(Value::as_str)
+                        == Some("CrashLoopBackOff")
+                })
+            });
+        if let Some(since) = ready_since
+            && !crash_looping
+        {
+            let ready_for = SystemTime::now().duration_since(since).unwrap_or_default();
+            if ready_for >= stable {
+                return Check::Passed(format!(
+                    "replacement pod {name} has been Ready for {}s",
+                    ready_for.as_secs()
+                ));
+            }
+            return Check::Pending(format!(
+                "replacement pod {name} has been Ready for only {}s of {}s",
+                ready_for.as_secs(),
+                stable.as_secs()
+            ));
+        }
+        if crash_looping {
+            return Check::Pending(format!("replacement pod {name} is in CrashLoopBackOff"));
+        }
+    }
+    Check::Pending(format!(
+        "replacement pod {} is not Ready",
+        str_at(&replacements[0], "/metadata/name")
+    ))
+}
+
+fn int(value: &Value, pointer: &str) -> i64 {
+    value.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// Whether a workload's latest spec has rolled out to all replicas.
+pub fn rollout_complete(kind: TargetKind, workload: &Value) -> Check {
+    let generation = int(workload, "/metadata/generation");
+    if int(workload, "/status/observedGeneration") < generation {
+        return Check::Pending("the controller has not observed the change yet".to_owned());
+    }
+    let (want, updated, available) = match kind {
+        TargetKind::DaemonSet => (
+            int(workload, "/status/desiredNumberScheduled"),
+            int(workload, "/status/updatedNumberScheduled"),
+            int(workload, "/status/numberAvailable"),
+        ),
+        TargetKind::StatefulSet => (
+            workload
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1),
+            int(workload, "/status/updatedReplicas"),
+            int(workload, "/status/availableReplicas"),
+        ),
+        _ => (
+            workload
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1),
+            int(workload, "/status/updatedReplicas"),
+            int(workload, "/status/availableReplicas"),
+        ),
+    };
+    let total = int(workload, "/status/replicas");
+    if updated >= want && available >= want && (kind == TargetKind::DaemonSet || total <= want) {
+        Check::Passed(format!(
+            "rolled out: {updated}/{want} updated and available"
+        ))
+    } else {
+        Check::Pending(format!(
+            "rolling out: {updated}/{want} updated, {available}/{want} available"
+        ))
+    }
+}
+
+/// Whether an HPA has room below its (new) maximum.
+pub fn hpa_below_max(scale: &ScaleHpa, hpa: &Value) -> Check {
+    let max = hpa
+        .pointer("/spec/maxReplicas")
+        .and_then(Value::as_i64)
+        .unwrap_or_default();
+    if max != i64::from(scale.max_replicas) {
+        return Check::Failed(format!(
+            "maxReplicas is {max}, not {}: someone else changed the HPA",
+            scale.max_replicas
+        ));
+    }
+    let desired = int(hpa, "/status/desiredReplicas");
+    let limited = hpa
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| {
+            c.iter().any(|c| {
+                c["type"] == "ScalingLimited"
+                    && c["status"] == "True"
+                    && c["reason"] == "TooManyReplicas"
+            })
+        });
+    if desired < max && !limited {
+        Check::Passed(format!(
+            "desired replicas {desired} below maxReplicas {max}"
+        ))
+    } else {
+        Check::Pending(format!(
+            "desired replicas {desired} of maxReplicas {max}{}",
+            if limited {
+                ", still limited by TooManyReplicas"
+            } else {
+                ""
+            }
+        ))
+    }
+}
+
+fn schedulable(node: &Value, want: bool) -> Check {
+    let unschedulable = node
+        .pointer("/spec/unschedulable")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if unschedulable != want {
+        Check::Passed(
+            if want {
+                "the node is schedulable"
+            } else {
+                "the node is cordoned"
+            }
+            .to_owned(),
+        )
+    } else {
+        Check::Pending(
+            if want {
+                "the node is still cordoned"
+            } else {
+                "the node is still schedulable"
+            }
+            .to_owned(),
+        )
+    }
+}
+
+async fn drained(exec: &Executor, node: &Value) -> Check {
+    if let Check::Pending(message) = schedulable(node, false) {
+        return Check::Failed(format!("{message}: someone uncordoned it"));
+    }
+    match exec.pods_on_node(str_at(node, "/metadata/name")).await {
+        Ok(pods) => {
+            let left: Vec<String> = pods
+                .iter()
+                .filter(|p| crate::actions::drain_skip_reason(p).is_none())
+                .map(|p| {
+                    format!(
+                        "{}/{}",
+                        str_at(p, "/metadata/namespace"),
+                        str_at(p, "/metadata/name")
+                    )
+                })
+                .collect();
+            if left.is_empty() {
+                Check::Passed("the node is cordoned and has no evictable pods".to_owned())
+            } else {
+                Check::Pending(format!("pods still on the node: {}", left.join(", ")))
+            }
+        }
+        Err(error) => Check::Pending(format!("cannot list the node's pods: {error}")),
+    }
+}
+
+fn expanded(expand: &ExpandPvc, claim: &Value) -> Check {
+    let capacity = str_at(claim, "/status/capacity/storage");
+    match quantity::parse(capacity) {
+        Some(size) if size >= i128::from(expand.new_size_bytes) => {
+            Check::Passed(format!("capacity is {capacity}"))
+        }
+        _ => Check::Pending(format!(
+            "capacity is {capacity:?}, waiting for {} bytes",
+            expand.new_size_bytes
+        )),
+    }
+}
+
+/// Whether every field a rollback restores has the pre-image's value.
+pub fn restored(undo: &Undo, object: &Value) -> Check {
+    let wrong: Vec<String> = undo
+        .expect
+        .iter()
+        .filter(|(pointer, expected)| object.pointer(pointer).unwrap_or(&Value::Null) != expected)
+        .map(|(pointer, expected)| {
+            format!(
+                "{pointer} is {} instead of {expected}",
+                object.pointer(pointer).unwrap_or(&Value::Null)
+            )
+        })
+        .collect();
+    if wrong.is_empty() {
+        Check::Passed("the pre-image's values are restored".to_owned())
+    } else {
+        Check::Pending(wrong.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn watch_reports_ineffective_when_the_window_ends() {
+        let mut looks = 0;
+        let (state, message) = watch(Duration::from_secs(10), Duration::from_secs(1), || {
+            looks += 1;
+            async { Check::Pending("still crashing".to_owned()) }
+        })
+        .await;
+        assert_eq!(state, VerificationState::Ineffective);
+        assert_eq!(message, "not effective within 10s: still crashing");
+        assert_eq!(looks, 11);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watch_stops_at_the_first_decision() {
+        let mut looks = 0;
+        let (state, _) = watch(Duration::from_secs(10), Duration::from_secs(1), || {
+            looks += 1;
+            let n = looks;
+            async move {
+                if n == 3 {
+                    Check::Passed("ok".to_owned())
+                } else {
+                    Check::Pending("wait".to_owned())
+                }
+            }
+        })
+        .await;
+        assert_eq!(state, VerificationState::Passed);
+        assert_eq!(looks, 3);
+    }
+
+    #[test]
+    fn rollouts_complete_only_when_every_replica_is_updated() {
+        let deployment = |observed, updated, available, replicas| {
+            json!({ "metadata": { "generation": 2 }, "spec": { "replicas": 2 },
+                    "status": { "observedGeneration": observed, "updatedReplicas": updated, "availableReplicas": available, "replicas": replicas } })
+        };
+        assert!(matches!(
+            rollout_complete(TargetKind::Deployment, &deployment(1, 2, 2, 2)),
+            Check::Pending(_)
+        ));
+        assert!(matches!(
+            rollout_complete(TargetKind::Deployment, &deployment(2, 1, 2, 3)),
+            Check::Pending(_)
+        ));
+        assert!(matches!(
+            rollout_complete(TargetKind::Deployment, &deployment(2, 2, 2, 3)),
+            Check::Pending(_)
+        ));
+        assert!(matches!(
+            rollout_complete(TargetKind::Deployment, &deployment(2, 2, 2, 2)),
+            Check::Passed(_)
+        ));
+    }
+
+    #[test]
+    fn hpa_passes_when_no_longer_pinned() {
+        let scale = ScaleHpa {
+            min_replicas: None,
+            max_replicas: 8,
+        };
+        let hpa = |desired, limited: bool| {
+            json!({ "spec": { "maxReplicas": 8 }, "status": { "desiredReplicas": desired,
+                "conditions": [{ "type": "ScalingLimited", "status": if limited { "True" } else { "False" }, "reason": "TooManyReplicas" }] } })
+        };
+        assert!(matches!(
+            hpa_below_max(&scale, &hpa(8, true)),
+            Check::Pending(_)
+        ));
+        assert!(matches!(
+            hpa_below_max(&scale, &hpa(6, true)),
+            Check::Pending(_)
+        ));
+        assert!(matches!(
+            hpa_below_max(&scale, &hpa(6, false)),
+            Check::Passed(_)
+        ));
+        let changed = json!({ "spec": { "maxReplicas": 3 } });
+        assert!(matches!(hpa_below_max(&scale, &changed), Check::Failed(_)));
+    }
+
+    #[test]
+    fn restored_compares_absent_as_null() {
+        let undo = Undo {
+            patch_type: "merge".into(),
+            patch: json!({}),
+            expect: vec![("/spec/unschedulable".into(), Value::Null)],
+        };
+        assert!(matches!(
+            restored(&undo, &json!({ "spec": {} })),
+            Check::Passed(_)
+        ));
+        assert!(matches!(
+            restored(&undo, &json!({ "spec": { "unschedulable": true } })),
+            Check::Pending(_)
+        ));
+    }
+}

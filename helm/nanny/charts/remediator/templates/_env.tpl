@@ -1,0 +1,8 @@
+{{- define "remediator.env" -}}
+- name: NANNY_FIELD_MANAGER
+  value: {{ .Values.fieldManager | quote }}
+{{- if .Values.actionRecords.enabled }}
+- name: NANNY_STATE_NAMESPACE
+  value: {{ .Release.Namespace | quote }}
+{{- end }}
+{{- end -}}

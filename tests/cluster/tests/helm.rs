@@ -1,0 +1,422 @@
+//! The Helm chart on the real cluster: `helm install` into a namespace of its
+//! own brings every Deployment to Available (kwok runs the pods; the images
+//! need not exist), the CRDs are Established, every ServiceAccount may do
+//! exactly what its service needs (a `kubectl auth can-i` matrix), upgrading
+//! one subchart's image tag changes that Deployment only, and uninstall
+//! leaves no cluster-scoped object behind.
+
+// Test helpers fail loudly: a panic with a message is the right outcome.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use k8s_openapi::{
+    api::{apps::v1::Deployment, rbac::v1::ClusterRole},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{Api, Client, api::ListParams};
+use nanny_cluster_tests::Fixture;
+use nanny_test_util::{
+    cluster::{ClusterInfo, eventually},
+    tools::HELM,
+};
+
+const SERVICES: [&str; 5] = [
+    "collector",
+    "analyzer",
+    "safety-gate",
+    "remediator",
+    "coordinator",
+];
+
+fn chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../helm/nanny")
+}
+
+/// Runs helm against the cluster; panics with its output on failure.
+fn helm(cluster: &ClusterInfo, args: &[&str]) -> String {
+    let output = Command::new(HELM.require().unwrap())
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "helm {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Uninstalls the release when dropped, so a failing test leaves no
+/// ClusterRole or admission policy behind on the shared cluster.
+struct Release {
+    name: String,
+    namespace: String,
+    helm: PathBuf,
+    kubeconfig: PathBuf,
+    installed: bool,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if !self.installed {
+            return;
+        }
+        let status = Command::new(&self.helm)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["uninstall", &self.name, "-n", &self.namespace, "--wait"])
+            .stdout(std::process::Stdio::null())
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("warning: could not uninstall helm release {}", self.name);
+        }
+    }
+}
+
+/// `kubectl auth can-i` as a ServiceAccount: true for "yes".
+fn can_i(cluster: &ClusterInfo, account: &str, verb: &str, resource: &str, scope: &str) -> bool {
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((r, s)) => (r, Some(s)),
+        None => (resource, None),
+    };
+    let mut command = Command::new(&cluster.kubectl);
+    command
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args(["auth", "can-i", verb, resource, "--as", account]);
+    if let Some(sub) = subresource {
+        command.arg(format!("--subresource={sub}"));
+    }
+    if scope == "*" {
+        command.arg("--all-namespaces");
+    } else {
+        command.args(["--namespace", scope]);
+    }
+    let output = command.output().unwrap();
+    let answer = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(
+        answer == "yes" || answer == "no",
+        "can-i {verb} {resource}: {answer:?} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    answer == "yes"
+}
+
+/// Image and generation of every Deployment of the release.
+async fn deployments(client: &Client, ns: &str, release: &str) -> BTreeMap<String, (String, i64)> {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={release}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|d| {
+            let image = d
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap()
+                .containers[0]
+                .image
+                .clone()
+                .unwrap();
+            (
+                d.metadata.name.unwrap(),
+                (image, d.metadata.generation.unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// Waits until `want` Deployments of the release are Available with their
+/// newest generation observed and every replica updated.
+async fn wait_available(client: &Client, ns: &str, release: &str, want: usize) {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let selector = format!("app.kubernetes.io/instance={release}");
+    eventually(
+        "every Deployment Available",
+        Duration::from_secs(120),
+        || async {
+            let list = api.list(&ListParams::default().labels(&selector)).await?;
+            let ready = list
+                .items
+                .iter()
+                .filter(|d| {
+                    let status = d.status.as_ref();
+                    let available = status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c.type_ == "Available" && c.status == "True")
+                    });
+                    let current = status.and_then(|s| s.observed_generation)
+                        == d.metadata.generation
+                        && status.and_then(|s| s.updated_replicas)
+                            == d.spec.as_ref().and_then(|s| s.replicas);
+                    available && current
+                })
+                .count();
+            Ok((ready == want).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
+    let Some(fx) = Fixture::new("helm").await else {
+        return;
+    };
+    let ns = fx.ns().to_owned();
+    let cluster = &fx.cluster;
+    // Unique per test run: cluster-scoped names carry it.
+    let release = format!("h{}", &ns[ns.len() - 8..]);
+    let prefix = format!("{release}-nanny");
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    let mut guard = Release {
+        name: release.clone(),
+        namespace: ns.clone(),
+        helm: HELM.require().unwrap(),
+        kubeconfig: cluster.kubeconfig.clone(),
+        installed: false,
+    };
+    // kwok's fake nodes may carry the kwok taint; the chart takes the
+    // toleration as a value like any other cluster's.
+    let tolerations = r#"global.tolerations=[{"key":"kwok.x-k8s.io/node","operator":"Exists","effect":"NoSchedule"}]"#;
+    guard.installed = true;
+    let notes = helm(
+        cluster,
+        &[
+            "install",
+            &release,
+            chart,
+            "--namespace",
+            &ns,
+            "--set-json",
+            tolerations,
+            "--wait",
+            "--timeout",
+            "180s",
+        ],
+    );
+    assert!(notes.contains("Monitor mode"), "{notes}");
+
+    // CRDs Established.
+    let crds: Api<CustomResourceDefinition> = Api::all(fx.client.clone());
+    for name in ["healingpolicies.nanny.ai", "healingactions.nanny.ai"] {
+        let crd = crds.get(name).await.unwrap();
+        let established = crd
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        assert!(established, "{name} not Established");
+    }
+    wait_available(&fx.client, &ns, &release, SERVICES.len()).await;
+
+    // The default policy was accepted by the CRD's schema.
+    let mode = Command::new(&cluster.kubectl)
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args([
+            "get",
+            "healingpolicy",
+            "default",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.spec.mode}",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&mode.stdout), "Monitor");
+
+    // What every ServiceAccount may and may not do. "*" is all namespaces.
+    let other = "default";
+    let matrix: [(&str, &str, &str, &str, bool); 38] = [
+        ("collector", "list", "pods", "*", true),
+        ("collector", "watch", "nodes", "*", true),
+        ("collector", "watch", "events", "*", true),
+        ("collector", "list", "deployments.apps", "*", true),
+        ("collector", "watch", "jobs.batch", "*", true),
+        (
+            "collector",
+            "watch",
+            "horizontalpodautoscalers.autoscaling",
+            "*",
+            true,
+        ),
+        ("collector", "watch", "persistentvolumeclaims", "*", true),
+        (
+            "collector",
+            "list",
+            "poddisruptionbudgets.policy",
+            "*",
+            true,
+        ),
+        ("collector", "get", "secrets", other, false),
+        ("collector", "list", "configmaps", "*", false),
+        ("collector", "delete", "pods", other, false),
+        ("collector", "patch", "deployments.apps", other, false),
+        ("analyzer", "list", "pods", "*", false),
+        ("analyzer", "get", "secrets", other, false),
+        ("analyzer", "list", "healingpolicies.nanny.ai", "*", false),
+        ("safety-gate", "list", "pods", "*", false),
+        (
+            "safety-gate",
+            "create",
+            "healingactions.nanny.ai",
+            other,
+            false,
+        ),
+        ("safety-gate", "get", "configmaps", &ns, false),
+        ("remediator", "delete", "pods", other, true),
+        ("remediator", "create", "pods/eviction", other, true),
+        ("remediator", "patch", "deployments.apps", other, true),
+        (
+            "remediator",
+            "patch",
+            "horizontalpodautoscalers.autoscaling",
+            other,
+            true,
+        ),
+        ("remediator", "patch", "nodes", "*", true),
+        ("remediator", "patch", "persistentvolumeclaims", other, true),
+        ("remediator", "delete", "jobs.batch", other, true),
+        ("remediator", "get", "secrets", other, false),
+        ("remediator", "delete", "deployments.apps", other, false),
+        ("remediator", "delete", "statefulsets.apps", other, false),
+        ("remediator", "delete", "nodes", "*", false),
+        ("remediator", "delete", "persistentvolumes", "*", false),
+        (
+            "remediator",
+            "create",
+            "clusterroles.rbac.authorization.k8s.io",
+            "*",
+            false,
+        ),
+        (
+            "coordinator",
+            "watch",
+            "healingpolicies.nanny.ai",
+            "*",
+            true,
+        ),
+        (
+            "coordinator",
+            "create",
+            "healingactions.nanny.ai",
+            other,
+            true,
+        ),
+        (
+            "coordinator",
+            "patch",
+            "healingactions.nanny.ai/status",
+            other,
+            true,
+        ),
+        (
+            "coordinator",
+            "update",
+            "leases.coordination.k8s.io",
+            &ns,
+            true,
+        ),
+        (
+            "coordinator",
+            "update",
+            "leases.coordination.k8s.io",
+            "kube-system",
+            false,
+        ),
+        ("coordinator", "delete", "pods", other, false),
+        ("coordinator", "get", "secrets", other, false),
+    ];
+    let mut wrong = Vec::new();
+    for (service, verb, resource, scope, expected) in matrix {
+        let account = format!("system:serviceaccount:{ns}:{prefix}-{service}");
+        if can_i(cluster, &account, verb, resource, scope) != expected {
+            wrong.push(format!(
+                "{service} {verb} {resource} in {scope}: expected {expected}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "RBAC matrix:\n{}", wrong.join("\n"));
+
+    // Upgrade one subchart's image: that Deployment alone rolls.
+    let before = deployments(&fx.client, &ns, &release).await;
+    assert_eq!(before.len(), SERVICES.len());
+    helm(
+        cluster,
+        &[
+            "upgrade",
+            &release,
+            chart,
+            "--namespace",
+            &ns,
+            "--reuse-values",
+            "--set",
+            "coordinator.image.tag=0.2.0",
+            "--wait",
+            "--timeout",
+            "180s",
+        ],
+    );
+    wait_available(&fx.client, &ns, &release, SERVICES.len()).await;
+    let after = deployments(&fx.client, &ns, &release).await;
+    let upgraded = format!("{prefix}-coordinator");
+    for (name, (image, generation)) in &before {
+        let (new_image, new_generation) = &after[name];
+        if *name == upgraded {
+            assert_eq!(new_image, "ghcr.io/nanny-ai/nanny-coordinator:0.2.0");
+            assert_eq!(*new_generation, generation + 1, "{name}");
+        } else {
+            assert_eq!(new_image, image, "{name} changed");
+            assert_eq!(new_generation, generation, "{name} rolled");
+        }
+    }
+
+    // Uninstall: nothing cluster-scoped of this release survives.
+    helm(
+        cluster,
+        &["uninstall", &release, "--namespace", &ns, "--wait"],
+    );
+    guard.installed = false;
+    let roles = Api::<ClusterRole>::all(fx.client.clone())
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={release}")))
+        .await
+        .unwrap();
+    assert!(roles.items.is_empty(), "ClusterRoles left behind");
+    let vap = Command::new(&cluster.kubectl)
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args([
+            "get",
+            "validatingadmissionpolicies",
+            "-l",
+            &format!("app.kubernetes.io/instance={release}"),
+            "-o",
+            "name",
+        ])
+        .output()
+        .unwrap();
+    assert!(vap.status.success());
+    assert_eq!(String::from_utf8_lossy(&vap.stdout).trim(), "");
+    assert!(deployments(&fx.client, &ns, &release).await.is_empty());
+    // The CRDs stay (Helm never deletes crds/): other releases' data lives in them.
+    assert!(crds.get("healingactions.nanny.ai").await.is_ok());
+}

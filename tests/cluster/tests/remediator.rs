@@ -1,0 +1,1208 @@
+//! The remediator against the real API server, running as ServiceAccount
+//! `nanny-remediator` bound to exactly the rules in deploy/rbac/remediator.yaml:
+//! every action changes real objects, dry runs change nothing, rollbacks
+//! restore the previous spec, replays act once, and what RBAC, a PDB or a
+//! replaced object forbid is refused with nothing half-applied.
+
+// Test helpers fail loudly: a panic with a message is the right outcome.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::{
+    apps::v1::{DaemonSet, Deployment},
+    authentication::v1::TokenRequest,
+    autoscaling::v2::HorizontalPodAutoscaler,
+    batch::v1::Job,
+    core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, ServiceAccount},
+    policy::v1::PodDisruptionBudget,
+    rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding},
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+};
+use nanny_cluster_tests::Fixture;
+use nanny_common::server::Listeners;
+use nanny_proto::v1::{
+    Action, ActionResult, CordonNode, Decision, DeleteJob, DrainNode, ExecuteRequest, ExpandPvc,
+    ObjectRef, Outcome, PatchResources, Recommendation, Resources, RestartPod, RollbackRequest,
+    RolloutRestart, ScaleHpa, UncordonNode, Verdict, VerificationState, action::Kind as ActionKind,
+    remediator_client::RemediatorClient,
+};
+use nanny_test_util::{
+    cluster::eventually,
+    faults::{self, HpaAtMax, PodSpec},
+    nodes::FakeNode,
+};
+use serde_json::json;
+use tonic::transport::Channel;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+    serde_json::from_value(value).unwrap()
+}
+
+/// The remediator, in-process on ephemeral ports, authenticating as
+/// `<ns>:nanny-remediator` with the shipped RBAC (optionally narrowed).
+struct Remediator {
+    grpc: RemediatorClient<Channel>,
+    http_addr: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    cluster_role: String,
+    kubectl: std::path::PathBuf,
+    kubeconfig: std::path::PathBuf,
+}
+
+impl Drop for Remediator {
+    fn drop(&mut self) {
+        // Cluster-scoped test objects outlive the namespace: delete them.
+        let _ = std::process::Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args([
+                "delete",
+                "clusterrolebinding,clusterrole",
+                &self.cluster_role,
+                "--ignore-not-found",
+                "--wait=false",
+            ])
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// A client config authenticating as ServiceAccount `name` in this test's
+/// namespace with a bound token, as a pod would.
+async fn service_account_config(fx: &Fixture, name: &str) -> kube::Config {
+    let accounts: Api<ServiceAccount> = Api::namespaced(fx.client.clone(), fx.ns());
+    accounts
+        .create(
+            &PostParams::default(),
+            &object(json!({ "metadata": { "name": name } })),
+        )
+        .await
+        .unwrap();
+    let request: TokenRequest =
+        object(json!({ "spec": { "audiences": [], "expirationSeconds": 600 } }));
+    let token = accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap();
+    let mut config = fx.cluster.config().await.unwrap();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.status.unwrap().token.into()),
+        ..Default::default()
+    };
+    config
+}
+
+fn shipped_rbac() -> (Vec<PolicyRule>, Vec<PolicyRule>) {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/rbac/remediator.yaml"
+    ))
+    .unwrap();
+    let mut cluster_rules = None;
+    let mut record_rules = None;
+    for doc in text.split("\n---\n") {
+        let value: serde_json::Value = serde_yaml::from_str(doc).unwrap();
+        match value["kind"].as_str() {
+            Some("ClusterRole") => {
+                cluster_rules = Some(object::<ClusterRole>(value).rules.unwrap())
+            }
+            Some("Role") => record_rules = Some(object::<Role>(value).rules.unwrap()),
+            _ => {}
+        }
+    }
+    (cluster_rules.unwrap(), record_rules.unwrap())
+}
+
+impl Remediator {
+    async fn start(fx: &Fixture) -> Self {
+        Self::start_with(fx, |_| {}).await
+    }
+
+    async fn start_with(fx: &Fixture, narrow: impl FnOnce(&mut Vec<PolicyRule>)) -> Self {
+        let ns = fx.ns();
+        let (mut rules, record_rules) = shipped_rbac();
+        narrow(&mut rules);
+        let name = format!("{ns}-remediator");
+        let labels = json!({ "nanny.ai/test": "true" });
+        Api::<ClusterRole>::all(fx.client.clone())
+            .create(
+                &PostParams::default(),
+                &object(json!({ "metadata": { "name": name, "labels": labels }, "rules": rules })),
+            )
+            .await
+            .unwrap();
+        let subjects =
+            json!([{ "kind": "ServiceAccount", "name": "nanny-remediator", "namespace": ns }]);
+        Api::<ClusterRoleBinding>::all(fx.client.clone())
+            .create(&PostParams::default(), &object(json!({ "metadata": { "name": name, "labels": labels },
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name }, "subjects": subjects })))
+            .await
+            .unwrap();
+        Api::<Role>::namespaced(fx.client.clone(), ns)
+            .create(
+                &PostParams::default(),
+                &object(json!({ "metadata": { "name": "records" }, "rules": record_rules })),
+            )
+            .await
+            .unwrap();
+        Api::<RoleBinding>::namespaced(fx.client.clone(), ns)
+            .create(&PostParams::default(), &object(json!({ "metadata": { "name": "records" },
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "records" }, "subjects": subjects })))
+            .await
+            .unwrap();
+        let identity_config = service_account_config(fx, "nanny-remediator").await;
+        let identity = Client::try_from(identity_config.clone()).unwrap();
+        // The authorizer picks up new bindings within moments.
+        let records: Api<ConfigMap> = Api::namespaced(identity.clone(), ns);
+        let pods: Api<Pod> = Api::namespaced(identity.clone(), ns);
+        eventually(
+            "remediator RBAC effective",
+            Duration::from_secs(20),
+            || async {
+                Ok((records.get_opt("probe").await.is_ok()
+                    && pods.list(&ListParams::default()).await.is_ok())
+                .then_some(()))
+            },
+        )
+        .await
+        .unwrap();
+
+        let defaults = nanny_remediator::Config::default();
+        let config = nanny_remediator::Config {
+            state_namespace: ns.to_owned(),
+            verification: nanny_remediator::config::VerificationConfig {
+                poll_interval_ms: 100,
+                // kwok's crash-loop stage crashes a container 2-5 s after it starts.
+                stable_secs: 6,
+                ..defaults.verification.clone()
+            },
+            ..defaults
+        };
+        let listeners = Listeners::ephemeral().await.unwrap();
+        let grpc_addr = listeners.grpc_addr().unwrap();
+        let http_addr = listeners.http_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(nanny_remediator::serve(
+            config,
+            identity_config,
+            listeners,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let grpc = RemediatorClient::connect(format!("http://{grpc_addr}"))
+            .await
+            .unwrap();
+        Self {
+            grpc,
+            http_addr,
+            _stop: stop,
+            cluster_role: name,
+            kubectl: fx.cluster.kubectl.clone(),
+            kubeconfig: fx.cluster.kubeconfig.clone(),
+        }
+    }
+
+    async fn execute(&self, request: ExecuteRequest) -> Result<ActionResult, tonic::Status> {
+        self.grpc
+            .clone()
+            .execute(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn rollback(&self, action_id: &str) -> Result<ActionResult, tonic::Status> {
+        let request = RollbackRequest {
+            action_id: action_id.to_owned(),
+            reason: "test".to_owned(),
+            target: None,
+        };
+        self.grpc
+            .clone()
+            .rollback(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn metrics(&self) -> String {
+        nanny_test_util::http::get(self.http_addr, "/metrics")
+            .await
+            .unwrap()
+            .1
+    }
+}
+
+/// The snapshot's view of `object`: kind, version, namespace, name, uid, resourceVersion.
+fn target<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef {
+    let meta = object.meta();
+    ObjectRef {
+        kind: K::kind(&()).into_owned(),
+        api_version: K::api_version(&()).into_owned(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+    }
+}
+
+/// An Execute with an APPROVED verdict for exactly this recommendation.
+fn approved(action_id: &str, action: ActionKind, target: ObjectRef) -> ExecuteRequest {
+    let recommendation_id = format!("rec-{action_id}");
+    ExecuteRequest {
+        action_id: action_id.to_owned(),
+        recommendation: Some(Recommendation {
+            id: recommendation_id.clone(),
+            action: Some(Action { kind: Some(action) }),
+            target: Some(target),
+            ..Recommendation::default()
+        }),
+        verdict: Some(Verdict {
+            recommendation_id,
+            decision: Decision::Approved as i32,
+            ..Verdict::default()
+        }),
+        verification_timeout_seconds: 45,
+        ..ExecuteRequest::default()
+    }
+}
+
+fn dry(mut request: ExecuteRequest) -> ExecuteRequest {
+    request.dry_run = true;
+    request
+}
+
+fn outcome(result: &ActionResult) -> Outcome {
+    Outcome::try_from(result.outcome).unwrap()
+}
+
+fn verification(result: &ActionResult) -> VerificationState {
+    result
+        .verification
+        .as_ref()
+        .map_or(VerificationState::Unspecified, |v| v.state())
+}
+
+async fn ready_pod(fx: &Fixture, app: &str) -> Pod {
+    eventually(&format!("{app} pod Ready"), WAIT, || async {
+        let pods = faults::pods_of(&fx.client, fx.ns(), app).await?;
+        Ok(pods.into_iter().find(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        }))
+    })
+    .await
+    .unwrap()
+}
+
+async fn rolled_out(fx: &Fixture, name: &str) -> Deployment {
+    let deployments: Api<Deployment> = Api::namespaced(fx.client.clone(), fx.ns());
+    eventually(&format!("{name} rolled out"), WAIT, || async {
+        let d = deployments.get(name).await?;
+        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let s = d.status.clone().unwrap_or_default();
+        Ok((s.observed_generation == d.metadata.generation
+            && s.available_replicas.unwrap_or(0) == want
+            && s.updated_replicas.unwrap_or(0) == want)
+            .then_some(d))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn restart_pod_replaces_it_once_dry_run_changes_nothing_and_metrics_count_it() {
+    let Some(fx) = Fixture::new("rem-restart").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    faults::deployment(&fx.client, fx.ns(), "web", 1, &PodSpec::default())
+        .await
+        .unwrap();
+    let pod = ready_pod(&fx, "web").await;
+    let pods: Api<Pod> = Api::namespaced(fx.client.clone(), fx.ns());
+
+    let preview = remediator
+        .execute(dry(approved(
+            "restart-web",
+            ActionKind::RestartPod(RestartPod {}),
+            target(&pod),
+        )))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&preview), Outcome::DryRun, "{preview:?}");
+    assert!(
+        preview.dry_run_diff.contains("+++ /dev/null")
+            && preview.dry_run_diff.contains("-kind: Pod"),
+        "{}",
+        preview.dry_run_diff
+    );
+    assert_eq!(
+        pods.get(&pod.name_any()).await.unwrap().uid(),
+        pod.uid(),
+        "a dry run deletes nothing"
+    );
+
+    let request = approved(
+        "restart-web",
+        ActionKind::RestartPod(RestartPod {}),
+        target(&pod),
+    );
+    let result = remediator.execute(request.clone()).await.unwrap();
+    assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
+    assert_eq!(verification(&result), VerificationState::Passed);
+    assert!(
+        result.pre_image_ref.ends_with("/nanny-action-restart-web"),
+        "{result:?}"
+    );
+    assert!(
+        pods.get_opt(&pod.name_any())
+            .await
+            .unwrap()
+            .is_none_or(|p| p.uid() != pod.uid())
+    );
+    let replacement = ready_pod(&fx, "web").await;
+    assert_ne!(replacement.uid(), pod.uid());
+
+    // The same Execute again: answered from the record, nothing deleted.
+    let again = remediator.execute(request).await.unwrap();
+    assert_eq!(again, result);
+    assert_eq!(
+        pods.get(&replacement.name_any()).await.unwrap().uid(),
+        replacement.uid()
+    );
+    let live: Vec<_> = faults::pods_of(&fx.client, fx.ns(), "web").await.unwrap();
+    assert_eq!(
+        live.len(),
+        1,
+        "exactly one pod: {:?}",
+        live.iter().map(ResourceExt::name_any).collect::<Vec<_>>()
+    );
+
+    let metrics = remediator.metrics().await;
+    let line = format!(
+        r#"nanny_healing_actions_total{{action_type="restart_pod",namespace="{}",status="succeeded"}} 2"#,
+        fx.ns()
+    );
+    assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+    assert!(metrics.contains(r#"nanny_healing_action_duration_seconds_count{action_type="restart_pod",status="dry_run"} 1"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn rollout_restart_rolls_out_rolls_back_exactly_and_refuses_a_replaced_deployment() {
+    let Some(fx) = Fixture::new("rem-rollout").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    faults::deployment(&fx.client, fx.ns(), "web", 2, &PodSpec::default())
+        .await
+        .unwrap();
+    let before = rolled_out(&fx, "web").await;
+    let deployments: Api<Deployment> = Api::namespaced(fx.client.clone(), fx.ns());
+
+    let preview = remediator
+        .execute(dry(approved(
+            "rollout-web",
+            ActionKind::RolloutRestart(RolloutRestart {}),
+            target(&before),
+        )))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&preview), Outcome::DryRun, "{preview:?}");
+    assert!(
+        preview
+            .dry_run_diff
+            .contains("+        kubectl.kubernetes.io/restartedAt:"),
+        "{}",
+        preview.dry_run_diff
+    );
+    assert_eq!(
+        deployments.get("web").await.unwrap().spec,
+        before.spec,
+        "a dry run changes nothing"
+    );
+
+    let result = remediator
+        .execute(approved(
+            "rollout-web",
+            ActionKind::RolloutRestart(RolloutRestart {}),
+            target(&before),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
+    let after = deployments.get("web").await.unwrap();
+    let annotations = after
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        annotations.contains_key("kubectl.kubernetes.io/restartedAt"),
+        "{annotations:?}"
+    );
+    assert!(
+        after
+            .metadata
+            .managed_fields
+            .unwrap()
+            .iter()
+            .any(|f| f.manager.as_deref() == Some("nanny-remediator"))
+    );
+
+    let rollback = remediator.rollback("rollout-web").await.unwrap();
+    assert_eq!(outcome(&rollback), Outcome::RolledBack, "{rollback:?}");
+    assert_eq!(verification(&rollback), VerificationState::Passed);
+    assert_eq!(
+        deployments.get("web").await.unwrap().spec,
+        before.spec,
+        "the previous spec, exactly"
+    );
+    assert_eq!(
+        remediator.rollback("rollout-web").await.unwrap(),
+        rollback,
+        "a second rollback only repeats the answer"
+    );
+
+    // Deleted and re-created under the same name between snapshot and execution.
+    faults::deployment(&fx.client, fx.ns(), "api", 1, &PodSpec::default())
+        .await
+        .unwrap();
+    let snapshot = deployments.get("api").await.unwrap();
+    deployments
+        .delete("api", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("api gone", WAIT, || async {
+        Ok(deployments.get_opt("api").await?.is_none().then_some(()))
+    })
+    .await
+    .unwrap();
+    faults::deployment(&fx.client, fx.ns(), "api", 1, &PodSpec::default())
+        .await
+        .unwrap();
+    let refused = remediator
+        .execute(approved(
+            "rollout-api",
+            ActionKind::RolloutRestart(RolloutRestart {}),
+            target(&snapshot),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&refused), Outcome::Refused, "{refused:?}");
+    assert!(
+        refused.error.contains("was replaced since the snapshot"),
+        "{}",
+        refused.error
+    );
+    let new = deployments.get("api").await.unwrap();
+    assert!(
+        new.spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap_or_default()
+            .is_empty(),
+        "the new object is untouched"
+    );
+}
+
+#[tokio::test]
+async fn scale_hpa_verifies_against_status_and_rolls_back_both_bounds() {
+    let Some(fx) = Fixture::new("rem-hpa").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    let params = HpaAtMax {
+        min_replicas: 1,
+        max_replicas: 3,
+        target_cpu_percent: 50,
+        current_cpu_percent: 90,
+    };
+    let hpa = faults::hpa_at_max(&fx.client, fx.ns(), "web", params)
+        .await
+        .unwrap();
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(fx.client.clone(), fx.ns());
+
+    // The HPA controller is off in the local cluster: write the status it
+    // would write once the new maximum leaves room.
+    let admin = hpas.clone();
+    let controller = tokio::spawn(async move {
+        eventually("maxReplicas raised", WAIT, || async {
+            Ok((admin.get("web").await?.spec.unwrap().max_replicas == 6).then_some(()))
+        })
+        .await
+        .unwrap();
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let status = json!({ "status": { "currentReplicas": 3, "desiredReplicas": 5, "conditions": [
+            { "type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale", "lastTransitionTime": now },
+            { "type": "ScalingLimited", "status": "False", "reason": "DesiredWithinRange", "lastTransitionTime": now },
+        ] } });
+        admin
+            .patch_status("web", &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+    });
+    let scale = ActionKind::ScaleHpa(ScaleHpa {
+        min_replicas: Some(2),
+        max_replicas: 6,
+    });
+    let result = remediator
+        .execute(approved("scale-web", scale, target(&hpa)))
+        .await
+        .unwrap();
+    controller.await.unwrap();
+    assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
+    let spec = hpas.get("web").await.unwrap().spec.unwrap();
+    assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 6));
+
+    // The same action id for a different recommendation is a conflict, not a second action.
+    let other = approved(
+        "scale-web",
+        ActionKind::ScaleHpa(ScaleHpa {
+            min_replicas: None,
+            max_replicas: 9,
+        }),
+        target(&hpa),
+    );
+    let conflict = remediator.execute(other).await.unwrap_err();
+    assert_eq!(conflict.code(), tonic::Code::AlreadyExists, "{conflict:?}");
+    assert_eq!(hpas.get("web").await.unwrap().spec.unwrap().max_replicas, 6);
+
+    let rollback = remediator.rollback("scale-web").await.unwrap();
+    assert_eq!(outcome(&rollback), Outcome::RolledBack, "{rollback:?}");
+    assert_eq!(
+        hpas.get("web").await.unwrap().spec,
+        hpa.spec,
+        "min and max restored exactly"
+    );
+}
+
+#[tokio::test]
+async fn cordon_uncordon_and_rollback_on_a_node_of_our_own() {
+    let Some(fx) = Fixture::new("rem-cordon").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    let node = FakeNode::create(&fx.cluster, &fx.client, &format!("{}-n1", fx.ns()))
+        .await
+        .unwrap();
+    let nodes: Api<Node> = Api::all(fx.client.clone());
+    let before = nodes.get(&node.name).await.unwrap();
+
+    let preview = remediator
+        .execute(dry(approved(
+            "cordon-n1",
+            ActionKind::CordonNode(CordonNode {}),
+            target(&before),
+        )))
+        .await
+        .unwrap();
+    assert!(
+        preview.dry_run_diff.contains("+  unschedulable: true"),
+        "{}",
+        preview.dry_run_diff
+    );
+    assert_eq!(nodes.get(&node.name).await.unwrap().spec, before.spec);
+
+    // kwok's heartbeats move the node's resourceVersion on: status churn
+    // since the snapshot does not invalidate it, the unchanged spec is checked.
+    let result = remediator
+        .execute(approved(
+            "cordon-n1",
+            ActionKind::CordonNode(CordonNode {}),
+            target(&before),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
+    let cordoned = nodes.get(&node.name).await.unwrap();
+    assert_eq!(cordoned.spec.as_ref().unwrap().unschedulable, Some(true));
+
+    let rollback = remediator.rollback("cordon-n1").await.unwrap();
+    assert_eq!(outcome(&rollback), Outcome::RolledBack, "{rollback:?}");
+    assert_eq!(nodes.get(&node.name).await.unwrap().spec, before.spec);
+
+    // Uncordon from a cordoned snapshot.
+    let cordon_again = remediator
+        .execute(approved(
+            "cordon-n1-b",
+            ActionKind::CordonNode(CordonNode {}),
+            target(&nodes.get(&node.name).await.unwrap()),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&cordon_again), Outcome::Succeeded);
+    let snapshot = nodes.get(&node.name).await.unwrap();
+    let uncordon = remediator
+        .execute(approved(
+            "uncordon-n1",
+            ActionKind::UncordonNode(UncordonNode {}),
+            target(&snapshot),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&uncordon), Outcome::Succeeded, "{uncordon:?}");
+    assert_ne!(
+        nodes
+            .get(&node.name)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .unschedulable,
+        Some(true)
+    );
+
+    // A spec change since the snapshot (someone else cordoned) is refused.
+    let stale = nodes.get(&node.name).await.unwrap();
+    nodes
+        .patch(
+            &node.name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "spec": { "unschedulable": true } })),
+        )
+        .await
+        .unwrap();
+    let refused = remediator
+        .execute(approved(
+            "cordon-stale",
+            ActionKind::CordonNode(CordonNode {}),
+            target(&stale),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&refused), Outcome::Refused, "{refused:?}");
+    assert!(
+        refused.error.contains("its spec changed"),
+        "{}",
+        refused.error
+    );
+}
+
+/// A Deployment of `replicas` pods that run only on `node`.
+async fn pinned_deployment(fx: &Fixture, node: &FakeNode, name: &str) -> Deployment {
+    let mut spec = json!({ "containers": [{ "name": "app", "image": "registry.example/app:1" }] });
+    node.pin(&mut spec);
+    let deployment: Deployment = object(json!({
+        "metadata": { "name": name },
+        "spec": { "replicas": 1, "selector": { "matchLabels": { "app": name } },
+                  "template": { "metadata": { "labels": { "app": name } }, "spec": spec } },
+    }));
+    Api::<Deployment>::namespaced(fx.client.clone(), fx.ns())
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap()
+}
+
+async fn running_on(fx: &Fixture, app: &str, node: &str) -> Pod {
+    let pod = ready_pod(fx, app).await;
+    assert_eq!(pod.spec.as_ref().unwrap().node_name.as_deref(), Some(node));
+    pod
+}
+
+#[tokio::test]
+async fn drain_blocked_by_a_pdb_fails_within_its_deadline_and_evicts_nothing() {
+    let Some(fx) = Fixture::new("rem-pdb").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    let node = FakeNode::create(&fx.cluster, &fx.client, &format!("{}-n1", fx.ns()))
+        .await
+        .unwrap();
+    pinned_deployment(&fx, &node, "guarded").await;
+    pinned_deployment(&fx, &node, "free").await;
+    let guarded = running_on(&fx, "guarded", &node.name).await;
+    let free = running_on(&fx, "free", &node.name).await;
+    let pdb: PodDisruptionBudget = object(json!({ "metadata": { "name": "guarded" },
+        "spec": { "minAvailable": 1, "selector": { "matchLabels": { "app": "guarded" } } } }));
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(fx.client.clone(), fx.ns());
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    eventually("PDB status computed", WAIT, || async {
+        let status = pdbs.get("guarded").await?.status;
+        Ok(status.filter(|s| {
+            s.observed_generation.is_some() && s.current_healthy == 1 && s.disruptions_allowed == 0
+        }))
+    })
+    .await
+    .unwrap();
+
+    let nodes: Api<Node> = Api::all(fx.client.clone());
+    let drain = ActionKind::DrainNode(DrainNode {
+        grace_period_seconds: 0,
+        timeout_seconds: 3,
+    });
+    let started = Instant::now();
+    let result = remediator
+        .execute(approved(
+            "drain-n1",
+            drain,
+            target(&nodes.get(&node.name).await.unwrap()),
+        ))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(outcome(&result), Outcome::Failed, "{result:?}");
+    assert!(
+        result.error.contains(&format!(
+            "eviction of Pod {}/{}",
+            fx.ns(),
+            guarded.name_any()
+        )),
+        "{}",
+        result.error
+    );
+    assert!(
+        result.error.contains("disruption budget"),
+        "{}",
+        result.error
+    );
+    assert!(
+        result.error.contains("nothing was evicted"),
+        "{}",
+        result.error
+    );
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(15),
+        "deadline 3s, took {took:?}"
+    );
+
+    let pods: Api<Pod> = Api::namespaced(fx.client.clone(), fx.ns());
+    for pod in [&guarded, &free] {
+        let now = pods.get(&pod.name_any()).await.unwrap();
+        assert_eq!(now.uid(), pod.uid());
+        assert!(
+            now.metadata.deletion_timestamp.is_none(),
+            "{} was evicted",
+            pod.name_any()
+        );
+    }
+    assert_ne!(
+        nodes
+            .get(&node.name)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .unschedulable,
+        Some(true),
+        "not cordoned either"
+    );
+}
+
+#[tokio::test]
+async fn drain_evicts_workload_pods_and_leaves_daemonset_pods() {
+    let Some(fx) = Fixture::new("rem-drain").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    let node = FakeNode::create(&fx.cluster, &fx.client, &format!("{}-n1", fx.ns()))
+        .await
+        .unwrap();
+    pinned_deployment(&fx, &node, "web").await;
+    let mut spec =
+        json!({ "containers": [{ "name": "agent", "image": "registry.example/agent:1" }] });
+    node.pin(&mut spec);
+    let daemon_set: DaemonSet = object(json!({ "metadata": { "name": "agent" },
+        "spec": { "selector": { "matchLabels": { "app": "agent" } }, "template": { "metadata": { "labels": { "app": "agent" } }, "spec": spec } } }));
+    Api::<DaemonSet>::namespaced(fx.client.clone(), fx.ns())
+        .create(&PostParams::default(), &daemon_set)
+        .await
+        .unwrap();
+    let web = running_on(&fx, "web", &node.name).await;
+    let agent = running_on(&fx, "agent", &node.name).await;
+
+    let nodes: Api<Node> = Api::all(fx.client.clone());
+    let drain = ActionKind::DrainNode(DrainNode {
+        grace_period_seconds: 0,
+        timeout_seconds: 30,
+    });
+    let snapshot = target(&nodes.get(&node.name).await.unwrap());
+    let preview = remediator
+        .execute(dry(approved("drain-n1", drain.clone(), snapshot.clone())))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&preview), Outcome::DryRun, "{preview:?}");
+    assert!(
+        preview
+            .dry_run_diff
+            .contains(&format!("evict Pod {}/{}", fx.ns(), web.name_any())),
+        "{}",
+        preview.dry_run_diff
+    );
+    assert!(
+        preview.dry_run_diff.contains(&format!(
+            "skip Pod {}/{} (DaemonSet pod)",
+            fx.ns(),
+            agent.name_any()
+        )),
+        "{}",
+        preview.dry_run_diff
+    );
+
+    let result = remediator
+        .execute(approved("drain-n1", drain, snapshot))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
+    let pods: Api<Pod> = Api::namespaced(fx.client.clone(), fx.ns());
+    assert!(
+        pods.get_opt(&web.name_any())
+            .await
+            .unwrap()
+            .is_none_or(|p| p.uid() != web.uid()),
+        "web evicted"
+    );
+    assert_eq!(
+        pods.get(&agent.name_any()).await.unwrap().uid(),
+        agent.uid(),
+        "DaemonSet pod left alone"
+    );
+    assert_eq!(
+        nodes
+            .get(&node.name)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .unschedulable,
+        Some(true)
+    );
+}
+
+#[tokio::test]
+async fn an_action_rbac_does_not_allow_is_refused_with_nothing_half_applied() {
+    let Some(fx) = Fixture::new("rem-rbac").await else {
+        return;
+    };
+    // Installed without the right to evict: a drain could cordon but never evict.
+    let remediator = Remediator::start_with(&fx, |rules| {
+        rules.retain(|r| {
+            !r.resources
+                .as_ref()
+                .is_some_and(|res| res.contains(&"pods/eviction".to_owned()))
+        })
+    })
+    .await;
+    let node = FakeNode::create(&fx.cluster, &fx.client, &format!("{}-n1", fx.ns()))
+        .await
+        .unwrap();
+    pinned_deployment(&fx, &node, "web").await;
+    let web = running_on(&fx, "web", &node.name).await;
+    let nodes: Api<Node> = Api::all(fx.client.clone());
+    let before = nodes.get(&node.name).await.unwrap();
+
+    let drain = ActionKind::DrainNode(DrainNode {
+        grace_period_seconds: 0,
+        timeout_seconds: 10,
+    });
+    let result = remediator
+        .execute(approved("drain-n1", drain, target(&before)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&result), Outcome::Refused, "{result:?}");
+    assert!(
+        result.error.contains(&format!(
+            "not allowed to create eviction of Pod {}/{}",
+            fx.ns(),
+            web.name_any()
+        )),
+        "{}",
+        result.error
+    );
+    assert!(result.error.contains("forbidden"), "{}", result.error);
+    assert_eq!(
+        nodes.get(&node.name).await.unwrap().spec,
+        before.spec,
+        "not cordoned"
+    );
+    assert_eq!(
+        Api::<Pod>::namespaced(fx.client.clone(), fx.ns())
+            .get(&web.name_any())
+            .await
+            .unwrap()
+            .uid(),
+        web.uid()
+    );
+    let records: Api<ConfigMap> = Api::namespaced(fx.client.clone(), fx.ns());
+    assert!(
+        records
+            .get_opt("nanny-action-drain-n1")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing claimed: a retry may act"
+    );
+}
+
+#[tokio::test]
+async fn patch_resources_changes_one_container_and_rolls_back_exactly() {
+    let Some(fx) = Fixture::new("rem-resources").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    let spec = PodSpec {
+        memory_limit: Some("256Mi".to_owned()),
+        ..PodSpec::default()
+    };
+    faults::deployment(&fx.client, fx.ns(), "web", 1, &spec)
+        .await
+        .unwrap();
+    let before = rolled_out(&fx, "web").await;
+    let deployments: Api<Deployment> = Api::namespaced(fx.client.clone(), fx.ns());
+
+    let patch = |container: &str| {
+        ActionKind::PatchResources(PatchResources {
+            container: container.to_owned(),
+            requests: None,
+            limits: Some(Resources {
+                memory_bytes: Some(512 << 20),
+                cpu_millicores: None,
+            }),
+        })
+    };
+    let bad = remediator
+        .execute(approved("resources-bad", patch("nope"), target(&before)))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(
+        bad.message().contains(r#"has no container "nope""#),
+        "{}",
+        bad.message()
+    );
+
+    let result = remediator
+        .execute(approved("resources-web", patch("app"), target(&before)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
+    let after = deployments.get("web").await.unwrap();
+    let container = &after.spec.unwrap().template.spec.unwrap().containers[0];
+    let resources = container.resources.clone().unwrap();
+    assert_eq!(resources.limits.unwrap()["memory"].0, "536870912");
+    assert_eq!(
+        resources.requests.unwrap()["memory"].0,
+        "256Mi",
+        "requests untouched"
+    );
+
+    let rollback = remediator.rollback("resources-web").await.unwrap();
+    assert_eq!(outcome(&rollback), Outcome::RolledBack, "{rollback:?}");
+    assert_eq!(deployments.get("web").await.unwrap().spec, before.spec);
+}
+
+#[tokio::test]
+async fn delete_job_deletes_only_finished_jobs_old_enough() {
+    let Some(fx) = Fixture::new("rem-job").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    let old = faults::completed_job(&fx.client, fx.ns(), "nightly", Duration::from_secs(7200))
+        .await
+        .unwrap();
+    let fresh = faults::completed_job(&fx.client, fx.ns(), "hourly", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let jobs: Api<Job> = Api::namespaced(fx.client.clone(), fx.ns());
+    let delete = || {
+        ActionKind::DeleteJob(DeleteJob {
+            min_age_seconds: 3600,
+        })
+    };
+
+    let refused = remediator
+        .execute(approved("delete-hourly", delete(), target(&fresh)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&refused), Outcome::Refused, "{refused:?}");
+    assert!(
+        refused.error.contains("less than the required 3600s"),
+        "{}",
+        refused.error
+    );
+    assert!(jobs.get_opt("hourly").await.unwrap().is_some());
+
+    let result = remediator
+        .execute(approved("delete-nightly", delete(), target(&old)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
+    assert!(jobs.get_opt("nightly").await.unwrap().is_none());
+    let rollback = remediator.rollback("delete-nightly").await.unwrap_err();
+    assert_eq!(
+        rollback.code(),
+        tonic::Code::FailedPrecondition,
+        "{rollback:?}"
+    );
+}
+
+#[tokio::test]
+async fn expand_pvc_grows_never_shrinks() {
+    let Some(fx) = Fixture::new("rem-pvc").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    let gib = 1_i64 << 30;
+    let claim = faults::pvc_nearly_full(&fx.client, fx.ns(), "data", gib, gib - (1 << 20))
+        .await
+        .unwrap();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(fx.client.clone(), fx.ns());
+
+    let shrink = remediator
+        .execute(approved(
+            "shrink-data",
+            ActionKind::ExpandPvc(ExpandPvc {
+                new_size_bytes: gib / 2,
+            }),
+            target(&claim),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&shrink), Outcome::Refused, "{shrink:?}");
+    assert!(shrink.error.contains("never shrunk"), "{}", shrink.error);
+
+    // No volume plugin resizes in the local cluster: write the capacity the
+    // resizer would report once the request grew.
+    let admin = claims.clone();
+    let resizer = tokio::spawn(async move {
+        eventually("request grown", WAIT, || async {
+            let c = admin.get("data").await?;
+            Ok(
+                (c.spec.unwrap().resources.unwrap().requests.unwrap()["storage"].0
+                    == (2 * gib).to_string())
+                .then_some(()),
+            )
+        })
+        .await
+        .unwrap();
+        let status = json!({ "status": { "capacity": { "storage": (2 * gib).to_string() } } });
+        admin
+            .patch_status("data", &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+    });
+    let result = remediator
+        .execute(approved(
+            "expand-data",
+            ActionKind::ExpandPvc(ExpandPvc {
+                new_size_bytes: 2 * gib,
+            }),
+            target(&claim),
+        ))
+        .await
+        .unwrap();
+    resizer.await.unwrap();
+    assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
+    assert_eq!(
+        claims
+            .get("data")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .resources
+            .unwrap()
+            .requests
+            .unwrap()["storage"]
+            .0,
+        (2 * gib).to_string()
+    );
+    let _ = Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(fx.client.clone())
+        .delete(&format!("{}-data", fx.ns()), &DeleteParams::default())
+        .await;
+}
+
+#[tokio::test]
+async fn restarting_a_pod_whose_template_still_crashes_is_ineffective_and_unapproved_requests_are_refused()
+ {
+    let Some(fx) = Fixture::new("rem-crash").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    faults::crash_loop(&fx.client, fx.ns(), "web", 1)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(fx.client.clone(), fx.ns());
+    let crashing = eventually("web crash-looping", WAIT, || async {
+        let pods = faults::pods_of(&fx.client, fx.ns(), "web").await?;
+        Ok(pods.into_iter().find(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.restart_count >= 1))
+        }))
+    })
+    .await
+    .unwrap();
+
+    // Not approved: refused, the pod untouched.
+    let mut denied = approved(
+        "restart-denied",
+        ActionKind::RestartPod(RestartPod {}),
+        target(&crashing),
+    );
+    denied.verdict.as_mut().unwrap().decision = Decision::NeedsApproval as i32;
+    let refused = remediator.execute(denied).await.unwrap();
+    assert_eq!(outcome(&refused), Outcome::Refused, "{refused:?}");
+    assert!(
+        refused
+            .error
+            .contains("DECISION_NEEDS_APPROVAL, not APPROVED"),
+        "{}",
+        refused.error
+    );
+    assert_eq!(
+        pods.get(&crashing.name_any()).await.unwrap().uid(),
+        crashing.uid()
+    );
+
+    // The crash loop bumps the pod's resourceVersion every few seconds; only
+    // its spec and labels must match the snapshot. The replacement crashes
+    // too (the template is unchanged): the restart did not help.
+    eventually("resourceVersion moved on", WAIT, || async {
+        Ok((pods.get(&crashing.name_any()).await?.resource_version()
+            != crashing.resource_version())
+        .then_some(()))
+    })
+    .await
+    .unwrap();
+    let mut request = approved(
+        "restart-crashing",
+        ActionKind::RestartPod(RestartPod {}),
+        target(&crashing),
+    );
+    request.verification_timeout_seconds = 15;
+    let result = remediator.execute(request).await.unwrap();
+    assert_eq!(outcome(&result), Outcome::Ineffective, "{result:?}");
+    assert_eq!(verification(&result), VerificationState::Ineffective);
+    let message = &result.verification.as_ref().unwrap().message;
+    assert!(
+        message.starts_with("not effective within 15s: replacement pod")
+            && message.contains("CrashLoopBackOff"),
+        "{message}"
+    );
+    assert!(
+        pods.get_opt(&crashing.name_any())
+            .await
+            .unwrap()
+            .is_none_or(|p| p.uid() != crashing.uid()),
+        "the restart itself happened"
+    );
+}
