@@ -24,7 +24,7 @@ struct Cli {
 enum Command {
     /// Everything CI checks: rustfmt, buf lint/breaking, clippy -D warnings, all tests incl. the cluster tier.
     Test,
-    /// Build the Go tools the tests need (grpcurl, buf) into ~/.cache/nanny.
+    /// Build the Go tools the tests need (grpcurl, buf) and install the local LLM server into ~/.cache/nanny.
     Tools,
     /// Regenerate deploy/crds/*.yaml from the Rust types.
     Crds,
@@ -53,7 +53,10 @@ fn main() -> anyhow::Result<()> {
     std::env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
     match cli.command {
         Command::Test => test(),
-        Command::Tools => go::install_all(&nanny_test_util::tools::TEST_TOOLS),
+        Command::Tools => {
+            go::install_all(&nanny_test_util::tools::TEST_TOOLS)?;
+            nanny_test_util::llm::install()
+        }
         Command::Crds => crds(),
         Command::Cluster { action } => cluster::run(action),
         Command::Bench { target } => bench::run(target),
@@ -75,6 +78,8 @@ fn test() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     cmd::step("rustfmt", &["cargo", "fmt", "--all", "--check"])?;
     go::install_all(&nanny_test_util::tools::TEST_TOOLS)?;
+    // The analyzer's model tests talk to a real small model.
+    nanny_test_util::llm::install()?;
     buf::lint()?;
     buf::breaking()?;
     // helm lint and the chart's drift checks (CRD copy, deploy/rendered/).

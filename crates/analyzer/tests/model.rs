@@ -1,6 +1,7 @@
-//! The model path over real gRPC, against a stand-in OpenAI-compatible
-//! server on loopback (the real llama.cpp server is a later tier): merged
-//! answers, hostile replies, and rules that never wait for a hanging model.
+//! The model path over real gRPC: against a stand-in OpenAI-compatible
+//! server on loopback (merged answers, hostile replies, rules that never
+//! wait for a hanging model), and against the real llama.cpp server with
+//! SmolLM2-135M that `cargo xtask tools` installs.
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -66,6 +67,13 @@ async fn model_server(content: Option<String>) -> (SocketAddr, Arc<AtomicUsize>)
 }
 
 async fn start(model: SocketAddr) -> (AnalyzerClient<Channel>, tokio::sync::oneshot::Sender<()>) {
+    start_with_timeout(model, 1).await
+}
+
+async fn start_with_timeout(
+    model: SocketAddr,
+    timeout_secs: u64,
+) -> (AnalyzerClient<Channel>, tokio::sync::oneshot::Sender<()>) {
     let listeners = Listeners::ephemeral().await.unwrap();
     let grpc = listeners.grpc_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -73,7 +81,7 @@ async fn start(model: SocketAddr) -> (AnalyzerClient<Channel>, tokio::sync::ones
     config.llm.enabled = true;
     config.llm.provider = Provider::Openai;
     config.llm.endpoint = format!("http://{model}");
-    config.llm.timeout_secs = 1;
+    config.llm.timeout_secs = timeout_secs;
     tokio::spawn(nanny_analyzer::run(config, listeners, async move {
         let _ = stopped.await;
     }));
@@ -238,4 +246,60 @@ async fn a_hanging_model_never_delays_the_rules() {
         .into_inner();
     assert!(answer.rules_only);
     assert_eq!(answer.recommendations.len(), 1);
+}
+
+/// The real llama.cpp server and SmolLM2-135M: the model's schema-bound
+/// answer comes back, and whatever it proposes, only recommendations on
+/// objects of the snapshot leave — the injected summary changes nothing.
+#[tokio::test]
+async fn the_real_small_model_answers_and_only_valid_recommendations_leave() {
+    let Some(server) = nanny_test_util::llm::LlamaServer::for_test("real model").await else {
+        return;
+    };
+    let addr: SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let (mut client, _stop) = start_with_timeout(addr, 120).await;
+    let started = Instant::now();
+    let answer = client
+        .analyze_snapshot(AnalyzeSnapshotRequest {
+            snapshot: Some(snapshot()),
+            policy_ref: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    eprintln!(
+        "real model: answered in {:.1?} with {} recommendations: {:?}",
+        started.elapsed(),
+        answer.recommendations.len(),
+        answer
+            .recommendations
+            .iter()
+            .map(|r| (
+                r.action.as_ref().and_then(|a| a.kind.clone()),
+                r.source.clone()
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert!(!answer.rules_only, "the model answered within its schema");
+    assert!(
+        answer
+            .recommendations
+            .iter()
+            .any(|r| matches!(r.action.as_ref().unwrap().kind, Some(Kind::RestartPod(_)))),
+        "the crash-loop rule still applies: {answer:?}"
+    );
+    for r in &answer.recommendations {
+        assert_eq!(
+            r.target.as_ref(),
+            Some(&obj("Pod", "shop", "web-1")),
+            "{r:?}"
+        );
+        assert!(
+            !matches!(
+                r.action.as_ref().unwrap().kind,
+                Some(Kind::DeleteResource(_))
+            ),
+            "{r:?}"
+        );
+    }
 }

@@ -17,6 +17,7 @@
 pub mod cluster;
 pub mod faults;
 pub mod http;
+pub mod llm;
 pub mod nodes;
 pub mod process;
 pub mod requests;
