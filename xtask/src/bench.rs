@@ -92,37 +92,26 @@ fn collector(pods: usize, nodes: u32, faults: usize) -> anyhow::Result<()> {
             "nanny-collector",
         ],
     )?;
-    // Reuse a running cluster (its node count is what it is); otherwise
-    // start one with `nodes` nodes and stop it afterwards.
-    let started = if crate::cluster::running()?.is_some() {
-        println!("==> using the running cluster");
-        false
-    } else {
-        crate::cluster::up(nodes)?;
-        true
-    };
     // Absolute: the test runs in its own package directory.
     let binary = std::path::absolute(target_dir().join("release/nanny-collector"))?;
-    let result = cmd::run(
-        "bench collector (release binary on the kwok cluster)",
-        std::process::Command::new("cargo")
-            .args([
-                "test",
-                "--locked",
-                "-p",
-                "nanny-cluster-tests",
-                "--test",
-                "collector_bench",
-            ])
-            .args(["--", "--ignored", "--nocapture"])
-            .env("NANNY_BENCH_PODS", pods.to_string())
-            .env("NANNY_BENCH_FAULTS", faults.to_string())
-            .env("NANNY_BENCH_COLLECTOR", binary),
-    );
-    if started {
-        crate::cluster::down()?;
-    }
-    result
+    crate::cluster::with_cluster(nodes, |_| {
+        cmd::run(
+            "bench collector (release binary on the kwok cluster)",
+            std::process::Command::new("cargo")
+                .args([
+                    "test",
+                    "--locked",
+                    "-p",
+                    "nanny-cluster-tests",
+                    "--test",
+                    "collector_bench",
+                ])
+                .args(["--", "--ignored", "--nocapture"])
+                .env("NANNY_BENCH_PODS", pods.to_string())
+                .env("NANNY_BENCH_FAULTS", faults.to_string())
+                .env("NANNY_BENCH_COLLECTOR", binary),
+        )
+    })
 }
 
 const SERVICES: [(&str, &str); 4] = [
@@ -142,11 +131,10 @@ fn services(profile: &str, runs: usize, idle: Duration) -> anyhow::Result<()> {
     // The collector and remediator are SERVING once the Kubernetes API
     // answers (the collector once it has listed everything): they need the
     // local cluster, started here unless one runs.
-    let started_cluster = crate::cluster::running()?.is_none();
-    let cluster = crate::cluster::up(3)?;
-    let kubeconfig = cluster.kubeconfig.to_string_lossy().into_owned();
-    let runtime = tokio::runtime::Runtime::new()?;
-    let result = runtime.block_on(async move {
+    crate::cluster::with_cluster(3, |cluster| {
+        let kubeconfig = cluster.kubeconfig.to_string_lossy().into_owned();
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(async move {
         println!("{:<20} {:>10} {:>10} {:>10} {:>12}", "SERVICE", "START p50", "START max", "IDLE RSS", "TARGETS MET");
         let mut peers = Vec::new();
         for (binary, grpc_service) in SERVICES {
@@ -174,11 +162,8 @@ fn services(profile: &str, runs: usize, idle: Duration) -> anyhow::Result<()> {
         report("nanny-coordinator", &startups, coordinator.rss_kib()?);
         println!("profile: {profile}; start = spawn until grpc.health.v1 answers SERVING (polled every 2 ms); RSS from /proc after {idle:?} idle");
         Ok(())
-    });
-    if started_cluster {
-        crate::cluster::down()?;
-    }
-    result
+    })
+    })
 }
 
 /// Starts `binary` `runs` times; keeps the last process running for the RSS reading.

@@ -101,6 +101,22 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Starts the cluster (building what is missing) and returns what runs where.
+/// Runs `work` against the local cluster: the running one (whatever its
+/// node count), or one started with `nodes` nodes and stopped afterwards,
+/// also when `work` fails.
+pub fn with_cluster<T>(
+    nodes: u32,
+    work: impl FnOnce(&ClusterInfo) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let started = running()?.is_none();
+    let info = up(nodes)?;
+    let result = work(&info);
+    if started {
+        down()?;
+    }
+    result
+}
+
 pub fn up(nodes: u32) -> anyhow::Result<ClusterInfo> {
     anyhow::ensure!(
         (1..=1000).contains(&nodes),

@@ -104,31 +104,24 @@ fn test() -> anyhow::Result<()> {
     )?;
     // One local cluster for every tier that needs an API server: the
     // e2e tests start the collector and remediator against it, the cluster
-    // tests do everything else. Stopped afterwards, also on failure, unless
-    // it was already running.
-    let already_running = cluster::running()?.is_some();
-    cluster::up(3)?;
-    let result = cmd::cargo_test(
-        "tests",
-        &[
-            "test",
-            "--workspace",
-            "--locked",
-            "--exclude",
-            "nanny-cluster-tests",
-        ],
-    )
-    .and_then(|mut totals| {
+    // tests do everything else.
+    let totals = cluster::with_cluster(3, |_| {
+        let mut totals = cmd::cargo_test(
+            "tests",
+            &[
+                "test",
+                "--workspace",
+                "--locked",
+                "--exclude",
+                "nanny-cluster-tests",
+            ],
+        )?;
         totals += cmd::cargo_test(
             "cluster tests",
             &["test", "--locked", "--package", "nanny-cluster-tests"],
         )?;
         Ok(totals)
-    });
-    if !already_running {
-        cluster::down()?;
-    }
-    let totals = result?;
+    })?;
     println!("xtask test: all checks passed in {:.0?}", started.elapsed());
     // The plain summary line CI reads.
     println!("tests: {} passed, {} failed", totals.passed, totals.failed);

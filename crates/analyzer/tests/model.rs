@@ -91,6 +91,18 @@ async fn start_with_timeout(
     (client, stop)
 }
 
+/// `AnalyzeSnapshot` of [`snapshot`].
+async fn analyze_the_snapshot(client: &mut AnalyzerClient<Channel>) -> pb::AnalyzeSnapshotResponse {
+    client
+        .analyze_snapshot(AnalyzeSnapshotRequest {
+            snapshot: Some(snapshot()),
+            policy_ref: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn obj(kind: &str, namespace: &str, name: &str) -> pb::ObjectRef {
     pb::ObjectRef {
         kind: kind.into(),
@@ -161,24 +173,10 @@ async fn model_answers_are_merged_and_hostile_ones_dropped() {
     .to_string();
     let (model, calls) = model_server(Some(reply)).await;
     let (mut client, _stop) = start(model).await;
-    let answer = client
-        .analyze_snapshot(AnalyzeSnapshotRequest {
-            snapshot: Some(snapshot()),
-            policy_ref: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let answer = analyze_the_snapshot(&mut client).await;
     assert!(!answer.rules_only);
     // The same issues again: the cached answer, no second model call.
-    let again = client
-        .analyze_snapshot(AnalyzeSnapshotRequest {
-            snapshot: Some(snapshot()),
-            policy_ref: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let again = analyze_the_snapshot(&mut client).await;
     assert_eq!(again.recommendations.len(), answer.recommendations.len());
     assert!(!again.rules_only);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -236,14 +234,7 @@ async fn a_hanging_model_never_delays_the_rules() {
     ));
 
     // The unary call waits for the model's deadline, then answers rules only.
-    let answer = client
-        .analyze_snapshot(AnalyzeSnapshotRequest {
-            snapshot: Some(snapshot()),
-            policy_ref: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let answer = analyze_the_snapshot(&mut client).await;
     assert!(answer.rules_only);
     assert_eq!(answer.recommendations.len(), 1);
 }
@@ -259,14 +250,7 @@ async fn the_real_small_model_answers_and_only_valid_recommendations_leave() {
     let addr: SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
     let (mut client, _stop) = start_with_timeout(addr, 120).await;
     let started = Instant::now();
-    let answer = client
-        .analyze_snapshot(AnalyzeSnapshotRequest {
-            snapshot: Some(snapshot()),
-            policy_ref: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let answer = analyze_the_snapshot(&mut client).await;
     eprintln!(
         "real model: answered in {:.1?} with {} recommendations: {:?}",
         started.elapsed(),

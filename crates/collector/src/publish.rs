@@ -24,7 +24,7 @@ use crate::{
     detect,
     prom::MetricsRound,
     snapshot::{IssueEntry, World},
-    store::Store,
+    store::{self, Store},
 };
 
 /// How often time-based thresholds are re-evaluated without any change.
@@ -105,17 +105,11 @@ impl Publisher {
         let started = std::time::Instant::now();
         let metrics = self.metrics_rx.borrow().clone();
         let snapshot_config = &self.config.snapshot;
-        let tables = {
-            // A poisoned lock means a panic mid-update; the store's maps are
-            // still consistent (every update is a single insert/remove), so
-            // keep serving rather than stop seeing the cluster.
-            let mut store = self
-                .store
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (tables, rev) = {
+            let mut store = store::lock(&self.store);
             let ttl = i64::try_from(snapshot_config.event_ttl_secs).unwrap_or(i64::MAX);
             store.prune_events(now.seconds.saturating_sub(ttl), snapshot_config.max_events);
-            store.tables()
+            (store.tables(), store.rev())
         };
         let mut issues = detect::detect(&tables, &metrics, &self.config.thresholds, now.seconds);
         issues.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
@@ -156,6 +150,7 @@ impl Publisher {
         cluster.node_count = u32::try_from(tables.nodes.len()).unwrap_or(u32::MAX);
         let world = World {
             generation: self.tx.borrow().generation + 1,
+            rev,
             taken_at: now,
             cluster,
             tables,
@@ -185,20 +180,12 @@ impl Publisher {
                         return;
                     }
                     let (containers, volumes) = self.metrics_rx.borrow_and_update().usage();
-                    self.store
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .apply_usage(containers, volumes);
+                    store::lock(&self.store).apply_usage(containers, volumes);
                 }
                 _ = ticker.tick() => {}
             }
             let world = self.build(Timestamp::from(std::time::SystemTime::now()));
             // Skip publishing when neither objects, issues nor metrics changed.
-            let rev = self
-                .store
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .rev();
             let mut hasher = std::hash::DefaultHasher::new();
             for entry in &world.issues {
                 entry.issue.fingerprint.hash(&mut hasher);
@@ -206,7 +193,7 @@ impl Publisher {
             }
             Arc::as_ptr(&world.metrics).hash(&mut hasher);
             world.cluster.version.hash(&mut hasher);
-            let key = (rev, hasher.finish());
+            let key = (world.rev, hasher.finish());
             if self.last == Some(key) {
                 continue;
             }

@@ -42,6 +42,8 @@ pub struct IssueEntry {
 pub struct World {
     /// Increases by one with every publish.
     pub generation: u64,
+    /// The store revision it was built from.
+    pub rev: u64,
     /// When it was built.
     pub taken_at: Timestamp,
     /// Version, node count and name.

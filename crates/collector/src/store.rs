@@ -173,6 +173,15 @@ pub struct Store {
     empty_labels: Labels,
 }
 
+/// Locks the store. A poisoned lock means a panic mid-update; the maps are
+/// still consistent (every update is a single insert or remove), so the
+/// collector keeps serving rather than stop seeing the cluster.
+pub fn lock(store: &std::sync::Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn upsert<T: Object>(
     table: &mut Table<T>,
     rev: &mut u64,

@@ -32,7 +32,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::{
     config::KubernetesConfig,
     project::{self, Redaction},
-    store::{Item, Labels, Store, Uid},
+    store::{Item, Labels, Store, Uid, lock},
 };
 
 /// Watch metrics.
@@ -367,11 +367,4 @@ where
             }
         }
     })
-}
-
-/// The store lock; see [`crate::publish`] on why poisoning is survivable.
-fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
-    store
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

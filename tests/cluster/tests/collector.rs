@@ -176,16 +176,7 @@ async fn subscribe(process: &ServiceProcess, namespace: &str) -> Shared {
                 .view
                 .issues()
                 .values()
-                .map(|issue| {
-                    let target = issue.target.clone().unwrap_or_default();
-                    let name = seen
-                        .view
-                        .pods()
-                        .get(&target.uid)
-                        .and_then(|p| p.workload.as_ref())
-                        .map_or(target.name, |w| w.name.clone());
-                    (IssueKind::try_from(issue.kind).unwrap(), name)
-                })
+                .map(|issue| issue_key(&seen.view, issue))
                 .collect();
             for key in keys {
                 seen.arrived.entry(key).or_insert(now);
@@ -195,18 +186,24 @@ async fn subscribe(process: &ServiceProcess, namespace: &str) -> Shared {
     seen
 }
 
+/// An issue's kind and the name it is recorded under: the workload's for
+/// pod issues (pods of a Deployment have generated names), else the target's.
+fn issue_key(view: &SnapshotView, issue: &nanny_proto::v1::Issue) -> (IssueKind, String) {
+    let target = issue.target.clone().unwrap_or_default();
+    let name = view
+        .pods()
+        .get(&target.uid)
+        .and_then(|p| p.workload.as_ref())
+        .map_or(target.name, |w| w.name.clone());
+    (IssueKind::try_from(issue.kind).unwrap(), name)
+}
+
 fn open(seen: &Shared, kind: IssueKind, name: &str) -> bool {
     let seen = seen.lock().unwrap();
-    seen.view.issues().values().any(|issue| {
-        let target = issue.target.clone().unwrap_or_default();
-        let target_name = seen
-            .view
-            .pods()
-            .get(&target.uid)
-            .and_then(|p| p.workload.as_ref())
-            .map_or(target.name, |w| w.name.clone());
-        issue.kind == kind as i32 && target_name == name
-    })
+    seen.view
+        .issues()
+        .values()
+        .any(|issue| issue_key(&seen.view, issue) == (kind, name.to_owned()))
 }
 
 /// Polls the API every 50 ms until `check` holds and returns when it did.
