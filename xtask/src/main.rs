@@ -62,8 +62,9 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { target } => bench::run(target),
         Command::Helm { action } => helm::run(action),
         Command::Demo => anyhow::bail!(
-            "the healing demo needs the local cluster harness and the full pipeline, which are not built yet \
-             (issues #3 and #10); today `cargo xtask bench services` starts every service and `nannyctl health` checks them"
+            "the healing demo needs the coordinator's pipeline (issue #8) and is tracked in issue #10; today \
+             `cargo xtask cluster up` starts the local cluster with fault injection and `cargo xtask bench services` \
+             starts every service against it"
         ),
     }
 }
