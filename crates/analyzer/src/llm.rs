@@ -9,7 +9,11 @@
 //! copies the target ref from the snapshot, and the validator checks the
 //! result like any rule output.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use nanny_proto::v1::{
     self as pb, Action, ClusterSnapshot, CordonNode, DeleteJob, DrainNode, ExpandPvc, ModelSource,
@@ -121,12 +125,15 @@ pub struct Prompt {
 }
 
 impl Prompt {
-    /// The cache key: the issues asked about, the model and the prompt
-    /// version. Cached answers are re-resolved against each new snapshot
-    /// and validated again, so only the model's choice is reused.
-    pub fn cache_key(&self, model: &str) -> String {
+    /// The cache key: the issues asked about, the model and its digest, and
+    /// the prompt version. Cached answers are re-resolved against each new
+    /// snapshot and validated again, so only the model's choice is reused.
+    pub fn cache_key(&self, model: &ModelInfo) -> String {
         let mut hasher = sha2::Sha256::new();
-        sha2::Digest::update(&mut hasher, format!("{PROMPT_VERSION}\n{model}\n"));
+        sha2::Digest::update(
+            &mut hasher,
+            format!("{PROMPT_VERSION}\n{}@{}\n", model.model, model.digest),
+        );
         for fingerprint in &self.fingerprints {
             sha2::Digest::update(&mut hasher, fingerprint.as_bytes());
             sha2::Digest::update(&mut hasher, b"\n");
@@ -253,6 +260,23 @@ Cluster version {:?}, {} nodes. Answer with JSON only.",
 pub struct ModelReply {
     /// The proposals.
     pub recommendations: Vec<ModelItem>,
+    /// What the call cost; from the response envelope, never the model.
+    #[serde(skip)]
+    pub usage: Usage,
+}
+
+/// Tokens one model call used, as the server counted them (0 when it did
+/// not say).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens evaluated (Ollama `prompt_eval_count`, OpenAI
+    /// `usage.prompt_tokens`).
+    #[serde(default, alias = "prompt_eval_count")]
+    pub prompt_tokens: u64,
+    /// Tokens generated (Ollama `eval_count`, OpenAI
+    /// `usage.completion_tokens`).
+    #[serde(default, alias = "eval_count")]
+    pub completion_tokens: u64,
 }
 
 /// One proposal as the model wrote it; every field is untrusted.
@@ -311,6 +335,9 @@ pub struct ModelInfo {
     pub provider: &'static str,
     /// The model name.
     pub model: String,
+    /// The model's content digest (Ollama's `/api/tags`); empty when the
+    /// server does not tell or has not been asked yet.
+    pub digest: String,
 }
 
 fn scaled(value: i64, factor: f64) -> i64 {
@@ -400,7 +427,7 @@ pub fn to_recommendation(
             kind: Some(source::Kind::Model(ModelSource {
                 provider: info.provider.to_owned(),
                 model: info.model.clone(),
-                digest: String::new(),
+                digest: info.digest.clone(),
                 prompt_version: PROMPT_VERSION.to_owned(),
             })),
         }),
@@ -460,8 +487,11 @@ impl Breaker {
 pub struct ModelClient {
     provider: Provider,
     client: reqwest::Client,
+    base: String,
     url: String,
     model: String,
+    /// Learnt from the server on the first call, then fixed.
+    digest: Arc<OnceLock<String>>,
     max_tokens: u32,
     temperature: f64,
     context_tokens: u32,
@@ -472,6 +502,8 @@ pub struct ModelClient {
 #[derive(Debug, Deserialize)]
 struct Completion {
     choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Usage,
 }
 
 #[derive(Debug, Deserialize)]
@@ -490,6 +522,20 @@ struct Message {
 struct OllamaChat {
     message: Message,
     done_reason: Option<String>,
+    #[serde(flatten)]
+    usage: Usage,
+}
+
+/// Ollama `GET /api/tags`: the local models.
+#[derive(Debug, Deserialize)]
+struct OllamaTags {
+    models: Vec<OllamaTag>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OllamaTag {
+    name: String,
+    digest: String,
 }
 
 /// Settings of a [`ModelClient`].
@@ -522,8 +568,10 @@ impl ModelClient {
         Self {
             provider: config.provider,
             client: reqwest::Client::new(),
+            base: base.to_owned(),
             url,
             model: config.model,
+            digest: Arc::default(),
             max_tokens: config.max_tokens,
             temperature: config.temperature,
             context_tokens: config.context_tokens,
@@ -541,6 +589,47 @@ impl ModelClient {
         match self.provider {
             Provider::Openai => "openai",
             Provider::Ollama => "ollama",
+        }
+    }
+
+    /// Provider, model and, once a call has learnt it, the model digest.
+    pub fn info(&self) -> ModelInfo {
+        ModelInfo {
+            provider: self.provider(),
+            model: self.model.clone(),
+            digest: self.digest.get().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Asks Ollama for the model's digest once; a failure leaves it unknown
+    /// (the chat call that follows reports the real problem) and the next
+    /// call asks again. OpenAI-compatible servers publish none.
+    async fn learn_digest(&self) {
+        if self.provider != Provider::Ollama || self.digest.get().is_some() {
+            return;
+        }
+        let tags = async {
+            let response = self
+                .client
+                .get(format!("{}/api/tags", self.base))
+                .send()
+                .await?
+                .error_for_status()?;
+            response.json::<OllamaTags>().await
+        };
+        match tags.await {
+            Ok(tags) => {
+                // `name` without a tag means `name:latest`.
+                let wanted = if self.model.contains(':') {
+                    self.model.clone()
+                } else {
+                    format!("{}:latest", self.model)
+                };
+                if let Some(tag) = tags.models.into_iter().find(|t| t.name == wanted) {
+                    let _ = self.digest.set(tag.digest);
+                }
+            }
+            Err(error) => tracing::debug!(%error, "Cannot read the model digest."),
         }
     }
 
@@ -592,6 +681,7 @@ impl ModelClient {
         // One deadline covers the retry too: the caller's latency bound holds.
         tokio::time::timeout(self.timeout, async {
             let mut attempt = 0;
+            self.learn_digest().await;
             loop {
                 match self.complete_inner(prompt).await {
                     Err(error) if error.is_transient() && attempt < RETRIES => {
@@ -634,7 +724,7 @@ impl ModelClient {
             body.extend_from_slice(&chunk);
         }
         let malformed = |e: serde_json::Error| LlmError::Malformed(e.to_string());
-        let (message, finish) = match self.provider {
+        let (message, finish, usage) = match self.provider {
             Provider::Openai => {
                 let completion: Completion = serde_json::from_slice(&body).map_err(malformed)?;
                 let choice = completion
@@ -642,11 +732,11 @@ impl ModelClient {
                     .into_iter()
                     .next()
                     .ok_or_else(|| LlmError::Malformed("no choices".to_owned()))?;
-                (choice.message, choice.finish_reason)
+                (choice.message, choice.finish_reason, completion.usage)
             }
             Provider::Ollama => {
                 let chat: OllamaChat = serde_json::from_slice(&body).map_err(malformed)?;
-                (chat.message, chat.done_reason)
+                (chat.message, chat.done_reason, chat.usage)
             }
         };
         match finish.as_deref() {
@@ -660,7 +750,9 @@ impl ModelClient {
         let content = message
             .content
             .ok_or_else(|| LlmError::Malformed("no content".to_owned()))?;
-        parse_reply(&content)
+        let mut reply = parse_reply(&content)?;
+        reply.usage = usage;
+        Ok(reply)
     }
 }
 

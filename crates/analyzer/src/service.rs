@@ -42,6 +42,7 @@ pub struct Analysis {
     requests: IntCounterVec,
     recommendations: IntCounterVec,
     model_calls: IntCounterVec,
+    model_tokens: IntCounterVec,
     degraded: IntGauge,
     rules_duration: Histogram,
     ai_duration: HistogramVec,
@@ -83,7 +84,8 @@ impl Analysis {
     /// Registers the analyzer's metrics in `registry`:
     /// `nanny_analyzer_requests_total{rpc,outcome}`,
     /// `nanny_analyzer_recommendations_total{source,action}`,
-    /// `nanny_analyzer_model_calls_total{outcome}`, `nanny_analyzer_degraded`,
+    /// `nanny_analyzer_model_calls_total{outcome}`,
+    /// `nanny_analyzer_model_tokens_total{direction}`, `nanny_analyzer_degraded`,
     /// `nanny_analyzer_rules_duration_seconds`,
     /// `nanny_ai_analysis_duration_seconds{model}` and
     /// `nanny_analyzer_invalid_recommendations_total{reason}`.
@@ -115,6 +117,14 @@ impl Analysis {
             &["outcome"],
         )?;
         registry.register(Box::new(model_calls.clone()))?;
+        let model_tokens = IntCounterVec::new(
+            Opts::new(
+                "nanny_analyzer_model_tokens_total",
+                "Tokens of answered model calls, as the server counted them: in (prompt) or out (generated).",
+            ),
+            &["direction"],
+        )?;
+        registry.register(Box::new(model_tokens.clone()))?;
         let cache_lookups = IntCounterVec::new(
             Opts::new(
                 "nanny_analyzer_model_cache_total",
@@ -180,6 +190,7 @@ impl Analysis {
             requests,
             recommendations,
             model_calls,
+            model_tokens,
             degraded,
             rules_duration,
             ai_duration,
@@ -217,19 +228,18 @@ impl Analysis {
             self.max_recommendations,
             self.prompt_chars,
         )?;
-        let key = prompt.cache_key(model.model());
-        let cached = self.cache.get(&key, Instant::now());
+        let cached = self
+            .cache
+            .get(&prompt.cache_key(&model.info()), Instant::now());
         self.cache_lookups
             .with_label_values(&[if cached.is_some() { "hit" } else { "miss" }])
             .inc();
         let reply = match cached {
             Some(reply) => reply,
-            None => self.call_model(model, &prompt, key).await?,
+            None => self.call_model(model, &prompt).await?,
         };
-        let info = ModelInfo {
-            provider: model.provider(),
-            model: model.model().to_owned(),
-        };
+        // After the call: the first one learns the model's digest.
+        let info = model.info();
         let limit = usize::try_from(self.max_recommendations).unwrap_or(usize::MAX);
         let mut proposed = Vec::new();
         for item in reply.recommendations.iter().take(limit) {
@@ -257,7 +267,6 @@ impl Analysis {
         &self,
         model: &ModelClient,
         prompt: &llm::Prompt,
-        key: String,
     ) -> Option<llm::ModelReply> {
         if !self.breaker.allow(Instant::now()) {
             self.model_calls.with_label_values(&["breaker_open"]).inc();
@@ -274,6 +283,14 @@ impl Analysis {
         match reply {
             Ok(reply) => {
                 self.model_calls.with_label_values(&["ok"]).inc();
+                self.model_tokens
+                    .with_label_values(&["in"])
+                    .inc_by(reply.usage.prompt_tokens);
+                self.model_tokens
+                    .with_label_values(&["out"])
+                    .inc_by(reply.usage.completion_tokens);
+                // Keyed with the digest this call may just have learnt.
+                let key = prompt.cache_key(&model.info());
                 self.cache.put(key, reply.clone(), Instant::now());
                 Some(reply)
             }

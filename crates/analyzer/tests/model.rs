@@ -1,7 +1,8 @@
 //! The model path over real gRPC: against a stand-in OpenAI-compatible
 //! server on loopback (merged answers, hostile replies, rules that never
-//! wait for a hanging model), and against the real llama.cpp server with
-//! SmolLM2-135M that `cargo xtask tools` installs.
+//! wait for a hanging model), and against the real servers with
+//! SmolLM2-135M that `cargo xtask tools` installs: llama.cpp's
+//! OpenAI-compatible server and Ollama v0.11.4 (native API).
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,7 +16,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nanny_analyzer::{Config, config::Provider};
+use nanny_analyzer::{
+    Config,
+    config::Provider,
+    llm::{self, ClientConfig, ModelClient},
+};
 use nanny_common::server::Listeners;
 use nanny_proto::v1::{
     self as pb, AnalyzeSnapshotRequest, ClusterSnapshot, IssueKind, SnapshotKind, action::Kind,
@@ -67,19 +72,28 @@ async fn model_server(content: Option<String>) -> (SocketAddr, Arc<AtomicUsize>)
 }
 
 async fn start(model: SocketAddr) -> (AnalyzerClient<Channel>, tokio::sync::oneshot::Sender<()>) {
-    start_with_timeout(model, 1).await
+    let analyzer = start_with(model, Provider::Openai, 1).await;
+    (analyzer.client, analyzer.stop)
 }
 
-async fn start_with_timeout(
-    model: SocketAddr,
-    timeout_secs: u64,
-) -> (AnalyzerClient<Channel>, tokio::sync::oneshot::Sender<()>) {
+/// A running analyzer: its gRPC client, its HTTP (metrics) address, and
+/// the sender that stops it.
+struct Analyzer {
+    client: AnalyzerClient<Channel>,
+    http: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The analyzer with the model at `model` over `provider`, asking for the
+/// default model name (`smollm2:135m`, what the Ollama import is called).
+async fn start_with(model: SocketAddr, provider: Provider, timeout_secs: u64) -> Analyzer {
     let listeners = Listeners::ephemeral().await.unwrap();
     let grpc = listeners.grpc_addr().unwrap();
+    let http = listeners.http_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut config = Config::default();
     config.llm.enabled = true;
-    config.llm.provider = Provider::Openai;
+    config.llm.provider = provider;
     config.llm.endpoint = format!("http://{model}");
     config.llm.timeout_secs = timeout_secs;
     tokio::spawn(nanny_analyzer::run(config, listeners, async move {
@@ -88,7 +102,14 @@ async fn start_with_timeout(
     let client = AnalyzerClient::connect(format!("http://{grpc}"))
         .await
         .unwrap();
-    (client, stop)
+    Analyzer { client, http, stop }
+}
+
+/// The value of the metric line starting with `series` (name and labels).
+fn metric(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
 /// `AnalyzeSnapshot` of [`snapshot`].
@@ -248,12 +269,25 @@ async fn the_real_small_model_answers_and_only_valid_recommendations_leave() {
         return;
     };
     let addr: SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
-    let (mut client, _stop) = start_with_timeout(addr, 120).await;
+    let Analyzer {
+        mut client,
+        http,
+        stop: _stop,
+    } = start_with(addr, Provider::Openai, 120).await;
     let started = Instant::now();
     let answer = analyze_the_snapshot(&mut client).await;
+    let elapsed = started.elapsed();
+    let (_, metrics) = nanny_test_util::http::get(http, "/metrics").await.unwrap();
+    let tokens_in = metric(
+        &metrics,
+        r#"nanny_analyzer_model_tokens_total{direction="in"}"#,
+    );
+    let tokens_out = metric(
+        &metrics,
+        r#"nanny_analyzer_model_tokens_total{direction="out"}"#,
+    );
     eprintln!(
-        "real model: answered in {:.1?} with {} recommendations: {:?}",
-        started.elapsed(),
+        "real model: answered in {elapsed:.1?}, {tokens_in:?} tokens in, {tokens_out:?} out, with {} recommendations: {:?}",
         answer.recommendations.len(),
         answer
             .recommendations
@@ -265,6 +299,16 @@ async fn the_real_small_model_answers_and_only_valid_recommendations_leave() {
             .collect::<Vec<_>>()
     );
     assert!(!answer.rules_only, "the model answered within its schema");
+    // The server's own counts reach the metrics.
+    assert!(tokens_in.is_some_and(|t| t > 100.0), "{metrics}");
+    assert!(tokens_out.is_some_and(|t| t > 0.0), "{metrics}");
+    assert_only_valid(&answer);
+    measure("real model", Provider::Openai, &server.url).await;
+}
+
+/// Every recommendation targets `web-1` (the only object the snapshot
+/// holds) with an action the snapshot allows, whatever the model said.
+fn assert_only_valid(answer: &pb::AnalyzeSnapshotResponse) {
     assert!(
         answer
             .recommendations
@@ -279,11 +323,147 @@ async fn the_real_small_model_answers_and_only_valid_recommendations_leave() {
             "{r:?}"
         );
         assert!(
-            !matches!(
+            matches!(
                 r.action.as_ref().unwrap().kind,
-                Some(Kind::DeleteResource(_))
+                Some(Kind::RestartPod(_) | Kind::ReportOnly(_))
             ),
-            "{r:?}"
+            "only pod actions fit a pod: {r:?}"
         );
     }
+}
+
+/// Real Ollama v0.11.4 (built from its Go module) with the same model over
+/// the native `/api/chat`: the request reaches the model, its schema-bound
+/// answer is parsed and counted with its tokens, every model
+/// recommendation carries the digest Ollama lists, and only valid
+/// recommendations leave — the injected summary changes nothing.
+#[tokio::test]
+async fn real_ollama_answers_natively_and_only_valid_recommendations_leave() {
+    let Some(server) = nanny_test_util::ollama::OllamaServer::for_test("real ollama").await else {
+        return;
+    };
+    let addr: SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let (status, tags) = nanny_test_util::http::get(addr, "/api/tags").await.unwrap();
+    assert_eq!(status, 200, "{tags}");
+    let tags: serde_json::Value = serde_json::from_str(&tags).unwrap();
+    let digest = tags["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == nanny_test_util::ollama::MODEL)
+        .and_then(|m| m["digest"].as_str())
+        .unwrap_or_else(|| panic!("{} is listed: {tags}", nanny_test_util::ollama::MODEL))
+        .to_owned();
+    assert_eq!(digest.len(), 64, "a sha256: {digest}");
+
+    let Analyzer {
+        mut client,
+        http,
+        stop: _stop,
+    } = start_with(addr, Provider::Ollama, 120).await;
+    let started = Instant::now();
+    let answer = analyze_the_snapshot(&mut client).await;
+    let elapsed = started.elapsed();
+    let (_, metrics) = nanny_test_util::http::get(http, "/metrics").await.unwrap();
+    let tokens_in = metric(
+        &metrics,
+        r#"nanny_analyzer_model_tokens_total{direction="in"}"#,
+    );
+    let tokens_out = metric(
+        &metrics,
+        r#"nanny_analyzer_model_tokens_total{direction="out"}"#,
+    );
+    eprintln!(
+        "real ollama: answered in {elapsed:.1?}, {tokens_in:?} tokens in, {tokens_out:?} out, with {} recommendations: {:?}",
+        answer.recommendations.len(),
+        answer
+            .recommendations
+            .iter()
+            .map(|r| (
+                r.action.as_ref().and_then(|a| a.kind.clone()),
+                r.source.clone()
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"nanny_analyzer_model_calls_total{outcome="ok"}"#
+        ),
+        Some(1.0),
+        "the model answered within its schema: {metrics}"
+    );
+    assert!(!answer.rules_only);
+    // Ollama's own counts: the whole prompt was evaluated, something came out.
+    assert!(tokens_in.is_some_and(|t| t > 100.0), "{metrics}");
+    assert!(tokens_out.is_some_and(|t| t > 0.0), "{metrics}");
+    assert_only_valid(&answer);
+    for r in &answer.recommendations {
+        if let Some(source::Kind::Model(model)) = r.source.as_ref().unwrap().kind.as_ref() {
+            assert_eq!(model.provider, "ollama");
+            assert_eq!(model.model, nanny_test_util::ollama::MODEL);
+            assert_eq!(model.digest, digest, "{r:?}");
+        }
+    }
+
+    // The same issues again: answered from the cache keyed with the digest.
+    let again = analyze_the_snapshot(&mut client).await;
+    assert!(!again.rules_only);
+    let (_, metrics) = nanny_test_util::http::get(http, "/metrics").await.unwrap();
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"nanny_analyzer_model_calls_total{outcome="ok"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"nanny_analyzer_model_cache_total{result="hit"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // The client on its own learns the same digest on its first call.
+    let model = measure("real ollama", Provider::Ollama, &server.url).await;
+    assert_eq!(model.info().digest, digest);
+}
+
+/// One warm call of the analyzer's model client with the analyzer's prompt
+/// for [`snapshot`]: prints end-to-end latency and generated tokens per
+/// second (the figures in the LLM notes), returns the client.
+async fn measure(what: &str, provider: Provider, url: &str) -> ModelClient {
+    let defaults = Config::default().llm;
+    let model = ModelClient::new(ClientConfig {
+        provider,
+        endpoint: url.to_owned(),
+        model: defaults.model,
+        max_tokens: defaults.max_tokens,
+        temperature: defaults.temperature,
+        context_tokens: defaults.context_tokens,
+        timeout: Duration::from_secs(120),
+    });
+    let snapshot = snapshot();
+    let index = nanny_analyzer::index::SnapshotIndex::new(&snapshot);
+    let prompt = llm::build_prompt(
+        &snapshot,
+        &index,
+        defaults.max_recommendations,
+        llm::MAX_PROMPT_CHARS,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let reply = model.complete(&prompt).await.unwrap();
+    let elapsed = started.elapsed();
+    eprintln!(
+        "{what}, client only (warm): {elapsed:.2?} end to end, {} prompt and {} generated tokens, {:.1} generated tokens/s end to end",
+        reply.usage.prompt_tokens,
+        reply.usage.completion_tokens,
+        reply.usage.completion_tokens as f64 / elapsed.as_secs_f64()
+    );
+    assert!(reply.usage.completion_tokens > 0);
+    model
 }

@@ -51,19 +51,10 @@ fn dependency(what: &'static str) -> impl Fn(String) -> Error {
 }
 
 async fn kube_client(config: &config::KubernetesConfig) -> Result<kube::Client, Error> {
-    let error = dependency("the Kubernetes client");
-    let kube_config = if config.kubeconfig.is_empty() {
-        kube::Config::infer()
-            .await
-            .map_err(|e| error(e.to_string()))?
-    } else {
-        let file = kube::config::Kubeconfig::read_from(&config.kubeconfig)
-            .map_err(|e| error(format!("kubernetes.kubeconfig {}: {e}", config.kubeconfig)))?;
-        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| error(format!("kubernetes.kubeconfig {}: {e}", config.kubeconfig)))?
-    };
-    kube::Client::try_from(kube_config).map_err(|e| error(e.to_string()))
+    let kube_config =
+        nanny_common::kube::load_config("kubernetes.kubeconfig", &config.kubeconfig).await?;
+    kube::Client::try_from(kube_config)
+        .map_err(|e| dependency("the Kubernetes client")(e.to_string()))
 }
 
 /// Serves the collector until `shutdown` resolves.

@@ -165,6 +165,21 @@ impl Pass<'_> {
 }
 
 /// The parts of a reference a removal needs.
+/// Distinguishes this process's snapshot ids from a previous run's: the
+/// generation and sequence restart at 1, and a snapshot id (and so every
+/// recommendation id derived from it) must never repeat.
+static BOOT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    #[allow(clippy::cast_possible_truncation)] // the low bits are the varying ones
+    let nanos = nanos as u64;
+    format!(
+        "{:x}",
+        nanos ^ u64::from(std::process::id()).rotate_left(40)
+    )
+});
+
 fn removal(value: &dyn Referenced) -> pb::ObjectRef {
     value
         .object_ref()
@@ -194,7 +209,7 @@ impl Subscriber {
         let filter = self.filter.clone();
         let t = &world.tables;
         let mut s = pb::ClusterSnapshot {
-            id: format!("{}-{}", world.generation, seq),
+            id: format!("{}-{}-{}", *BOOT, world.generation, seq),
             cluster: Some(world.cluster.clone()),
             scope: Some(filter.scope.clone()),
             generation: world.generation,

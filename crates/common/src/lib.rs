@@ -9,6 +9,8 @@ pub mod client;
 pub mod config;
 pub mod entrypoint;
 pub mod error;
+#[cfg(feature = "kube")]
+pub mod kube;
 pub mod metrics;
 pub mod quantity;
 pub mod server;

@@ -18,6 +18,92 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Where the other services are.
     pub peers: PeersConfig,
+    /// The API server and the leader Lease.
+    pub kubernetes: KubernetesConfig,
+    /// How actions are driven.
+    pub actions: ActionsConfig,
+}
+
+/// Section `kubernetes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Kubeconfig file; empty: in-cluster ServiceAccount, then `$KUBECONFIG`,
+    /// then `~/.kube/config`.
+    pub kubeconfig: String,
+    /// Only HealingPolicies (and their HealingActions) in this namespace;
+    /// empty: all namespaces.
+    pub watch_namespace: String,
+    /// Namespace of the leader Lease (the release namespace in the chart).
+    pub lease_namespace: String,
+    /// Name of the leader Lease.
+    pub lease_name: String,
+    /// This replica's identity; empty: `$POD_NAME`, then the host name and
+    /// process id. A restarted pod keeps its name and so retakes its lease
+    /// at once.
+    pub identity: String,
+    /// How long the lease holds without renewal.
+    pub lease_duration_secs: u64,
+    /// How often the leader renews.
+    pub lease_renew_secs: u64,
+}
+
+impl KubernetesConfig {
+    /// The identity to hold the lease under.
+    pub fn identity(&self) -> String {
+        if !self.identity.is_empty() {
+            return self.identity.clone();
+        }
+        if let Ok(pod) = std::env::var("POD_NAME")
+            && !pod.is_empty()
+        {
+            return pod;
+        }
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "coordinator".to_owned());
+        format!("{host}-{}", std::process::id())
+    }
+}
+
+/// Section `actions`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionsConfig {
+    /// Most actions driven at once; the rest wait (the remediator verifies
+    /// each for up to the policy's verification timeout).
+    pub max_in_flight: usize,
+    /// Execute calls per action before it is marked Failed.
+    pub max_attempts: u32,
+    /// Wait between Execute retries while the remediator is unavailable.
+    pub retry_backoff_ms: u64,
+    /// How long a review retries while the gate is unavailable before the
+    /// action is denied.
+    pub review_retry_secs: u64,
+    /// How long a review waits for a first snapshot of the policy's scope.
+    pub snapshot_wait_secs: u64,
+    /// Longest wait for one analysis (the LLM included).
+    pub analyze_timeout_secs: u64,
+    /// Longest wait for one Execute (verification included); at least the
+    /// longest policy verification timeout.
+    pub execute_timeout_secs: u64,
+    /// How often expiries, resumptions and policy statuses are checked.
+    pub sweep_interval_secs: u64,
+}
+
+impl ActionsConfig {
+    /// [`Self::review_retry_secs`] as a duration.
+    pub fn review_retry_for(&self) -> Duration {
+        Duration::from_secs(self.review_retry_secs)
+    }
+
+    /// [`Self::snapshot_wait_secs`] as a duration.
+    pub fn snapshot_wait(&self) -> Duration {
+        Duration::from_secs(self.snapshot_wait_secs)
+    }
+
+    /// [`Self::retry_backoff_ms`] as a duration.
+    pub fn retry_backoff(&self) -> Duration {
+        Duration::from_millis(self.retry_backoff_ms)
+    }
 }
 
 /// Section `peers`: gRPC URLs of the services the coordinator wires together.
@@ -60,6 +146,25 @@ impl Default for Config {
                 timeout_ms: 2000,
                 probe_interval_ms: 2000,
             },
+            kubernetes: KubernetesConfig {
+                kubeconfig: String::new(),
+                watch_namespace: String::new(),
+                lease_namespace: "nanny-system".to_owned(),
+                lease_name: "nanny-coordinator".to_owned(),
+                identity: String::new(),
+                lease_duration_secs: 15,
+                lease_renew_secs: 2,
+            },
+            actions: ActionsConfig {
+                max_in_flight: 32,
+                max_attempts: 20,
+                retry_backoff_ms: 2000,
+                review_retry_secs: 15,
+                snapshot_wait_secs: 30,
+                analyze_timeout_secs: 60,
+                execute_timeout_secs: 3700,
+                sweep_interval_secs: 5,
+            },
         }
     }
 }
@@ -84,6 +189,31 @@ impl ServiceConfig for Config {
                 "peers.probe_interval_ms",
                 "must be between 100 and 300000",
             ));
+        }
+        let k = &self.kubernetes;
+        if k.lease_namespace.is_empty() || k.lease_name.is_empty() {
+            return Err(Error::config(
+                "kubernetes.lease_namespace",
+                "the lease namespace and name must be set",
+            ));
+        }
+        if k.lease_renew_secs == 0 || k.lease_duration_secs < 2 * k.lease_renew_secs {
+            return Err(Error::config(
+                "kubernetes.lease_duration_secs",
+                "must be at least twice kubernetes.lease_renew_secs (and renew above 0)",
+            ));
+        }
+        let a = &self.actions;
+        for (key, value, low) in [
+            ("actions.max_in_flight", a.max_in_flight as u64, 1),
+            ("actions.max_attempts", u64::from(a.max_attempts), 1),
+            ("actions.analyze_timeout_secs", a.analyze_timeout_secs, 1),
+            ("actions.execute_timeout_secs", a.execute_timeout_secs, 10),
+            ("actions.sweep_interval_secs", a.sweep_interval_secs, 1),
+        ] {
+            if value < low {
+                return Err(Error::config(key, format!("must be at least {low}")));
+            }
         }
         Ok(())
     }

@@ -1,16 +1,31 @@
 //! The coordinator: wires the services together per HealingPolicy and drives
 //! each HealingAction through its phases.
 //!
-//! Today it watches its four peers' gRPC health and reports SERVING only
-//! while all of them are; the policy watch and action lifecycle land with
-//! the coordinator issue.
+//! - [`controller`] watches HealingPolicies and HealingActions and, while
+//!   this replica holds the leader Lease ([`leader`]), runs one
+//!   [`pipeline`] per policy: the collector's snapshots of the policy's
+//!   scope → the analyzer → [`actions`], which records each recommendation
+//!   as a HealingAction and drives it through the gate and the remediator.
+//! - All state is in the HealingActions; a replica that starts (or takes
+//!   over) resumes every unfinished one.
+//! - Its own health is SERVING while all four peers are ([`peers`]).
 
+pub mod actions;
 pub mod config;
+pub mod context;
+pub mod controller;
+pub mod convert;
+pub mod error;
+pub mod leader;
 mod peers;
+pub mod pipeline;
+pub mod snapshots;
 
-use std::future::Future;
+use std::{future::Future, time::Duration};
 
+use kube::runtime::events::{Recorder, Reporter};
 use nanny_common::server::{Listeners, Shell};
+use prometheus::IntGauge;
 use tokio::sync::watch;
 use tonic::service::Routes;
 
@@ -23,27 +38,122 @@ pub const BINARY: &str = "nanny-coordinator";
 /// Runs the coordinator until `shutdown` resolves.
 ///
 /// # Errors
-/// When config names an invalid peer URL, or a listener or server fails.
+/// When config names an invalid peer URL, the kubeconfig cannot be used, or
+/// a listener or server fails.
 pub async fn run(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), nanny_common::Error> {
     let shell = Shell::new(BINARY, BINARY, &config.server).await?;
-    let prober = peers::Prober::new(&config.peers, shell.metrics().registry())?;
+    let registry = shell.metrics().registry();
+    let prober = peers::Prober::new(&config.peers, registry)?;
+    let kube_config =
+        nanny_common::kube::load_config("kubernetes.kubeconfig", &config.kubernetes.kubeconfig)
+            .await?;
+    let client = kube::Client::try_from(kube_config)
+        .map_err(|e| nanny_common::Error::config("kubernetes.kubeconfig", e.to_string()))?;
 
-    // The prober stops with the server; the watch lets it finish its round.
+    let p = &config.peers;
+    let a = &config.actions;
+    let timeout = Duration::from_millis(p.timeout_ms);
+    let channel = nanny_common::client::channel;
+    let collector = channel("peers.collector", &p.collector, timeout)?;
+    let gate = channel("peers.safety_gate", &p.safety_gate, timeout)?;
+    // Calls that legitimately take long get their own deadlines.
+    let analyzer = nanny_common::client::balanced_channel(
+        "peers.analyzer",
+        &p.analyzer,
+        Duration::from_secs(a.analyze_timeout_secs),
+    )?;
+    let remediator = channel(
+        "peers.remediator",
+        &p.remediator,
+        Duration::from_secs(a.execute_timeout_secs),
+    )?;
+
+    let identity = config.kubernetes.identity();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: BINARY.to_owned(),
+            instance: Some(identity.clone()),
+        },
+    );
+    let (policies, actions, policy_events, action_events) =
+        controller::reflectors(&client, &config.kubernetes.watch_namespace);
+    let snapshots = snapshots::Snapshots::default();
+    let driver = actions::Driver::new(
+        client.clone(),
+        gate,
+        remediator,
+        policies.clone(),
+        actions.clone(),
+        snapshots.clone(),
+        recorder,
+        config.actions.clone(),
+        registry,
+    )?;
+
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (leader_tx, leader_rx) = watch::channel(false);
+    let leading = IntGauge::new(
+        "nanny_coordinator_leader",
+        "1 while this replica holds the leader Lease.",
+    )?;
+    registry.register(Box::new(leading.clone()))?;
+    let mut leader_watch = leader_rx.clone();
+    tokio::spawn(async move {
+        while leader_watch.changed().await.is_ok() {
+            leading.set(i64::from(*leader_watch.borrow()));
+        }
+    });
+    let k = &config.kubernetes;
+    let election = tokio::spawn(leader::run(
+        client.clone(),
+        leader::Settings {
+            namespace: k.lease_namespace.clone(),
+            name: k.lease_name.clone(),
+            identity,
+            duration: Duration::from_secs(k.lease_duration_secs),
+            renew: Duration::from_secs(k.lease_renew_secs),
+        },
+        leader_tx,
+        stop_rx.clone(),
+    ));
+    let control = tokio::spawn(controller::run(
+        client,
+        policies,
+        actions,
+        policy_events,
+        action_events,
+        driver,
+        snapshots,
+        controller::Wiring {
+            collector,
+            analyzer,
+            analyze_timeout: Duration::from_secs(a.analyze_timeout_secs),
+            sweep: Duration::from_secs(a.sweep_interval_secs),
+        },
+        leader_rx,
+        stop_rx.clone(),
+    ));
     let probing = tokio::spawn(prober.run(shell.health(), config.peers.probe_interval(), stop_rx));
-    let routes = Routes::default();
+
     let result = shell
-        .serve(routes, listeners, async move {
+        .serve(Routes::default(), listeners, async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         })
         .await;
-    if let Err(error) = probing.await {
-        tracing::error!(%error, "Peer prober panicked.");
+    for (what, task) in [
+        ("peer prober", probing),
+        ("control loop", control),
+        ("leader election", election),
+    ] {
+        if let Err(error) = task.await {
+            tracing::error!(%error, "The {what} panicked.");
+        }
     }
     result
 }

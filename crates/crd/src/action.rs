@@ -36,6 +36,9 @@ pub struct HealingActionSpec {
     pub confidence: u32,
     /// Why, in words.
     pub reasoning: String,
+    /// Risk of the action as the analyzer saw it: `Info`, `Warning` or `Critical`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub risk: String,
     /// Evidence references (issue fingerprints, metric queries).
     #[serde(default)]
     pub evidence: Vec<String>,
@@ -46,10 +49,33 @@ pub struct HealingActionSpec {
     pub recommendation_id: String,
     /// Snapshot id the recommendation was made from.
     pub snapshot_id: String,
-    /// A human's decision, when one was needed.
+    /// uid of the workload that owns the target (the Deployment of a pod);
+    /// cooldowns and rate limits count against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_uid: Option<String>,
+    /// A human's decision, when one was needed. Set it by patching the CR,
+    /// annotating it ([`APPROVE_ANNOTATION`] / [`REJECT_ANNOTATION`]) or with
+    /// `nannyctl approve|reject`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<HumanApproval>,
 }
+
+/// Annotation a human sets (any value: who, or a comment) to approve.
+pub const APPROVE_ANNOTATION: &str = "nanny.ai/approve";
+/// Annotation a human sets (any value: the reason) to reject.
+pub const REJECT_ANNOTATION: &str = "nanny.ai/reject";
+/// Annotation a human sets (value: the reason) to roll a succeeded or failed
+/// action back; the coordinator asks the remediator and records the result.
+pub const ROLLBACK_ANNOTATION: &str = "nanny.ai/rollback";
+/// Label: `namespace.name` of the policy (`/` is not allowed in label values).
+pub const POLICY_LABEL: &str = "nanny.ai/policy";
+/// Label: the target's uid.
+pub const TARGET_UID_LABEL: &str = "nanny.ai/target-uid";
+/// Label: the action type, e.g. `RestartPod`.
+pub const ACTION_TYPE_LABEL: &str = "nanny.ai/action-type";
+/// Label: `"true"` while the action is not terminal, `"false"` after; the
+/// coordinator finds open actions for deduplication by it.
+pub const OPEN_LABEL: &str = "nanny.ai/open";
 
 /// A Kubernetes object pinned by uid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -94,6 +120,12 @@ pub struct ActionSource {
     /// Prompt version, for model sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_version: Option<String>,
+    /// Model provider (`ollama`, `openai`), for model sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Model digest where the provider reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// Rule or model.
@@ -157,6 +189,9 @@ pub enum Phase {
     RolledBack,
     /// Nobody approved it in time.
     Expired,
+    /// Monitor or DryRun mode: what would have happened is recorded (with
+    /// the dry-run diff in DryRun mode); nothing was executed.
+    Recorded,
 }
 
 impl Phase {
@@ -164,8 +199,36 @@ impl Phase {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Succeeded | Self::Failed | Self::Denied | Self::RolledBack | Self::Expired
+            Self::Succeeded
+                | Self::Failed
+                | Self::Denied
+                | Self::RolledBack
+                | Self::Expired
+                | Self::Recorded
         )
+    }
+
+    /// The phase as its CRD spelling, e.g. `PendingApproval`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Proposed => "Proposed",
+            Self::PendingApproval => "PendingApproval",
+            Self::Approved => "Approved",
+            Self::Executing => "Executing",
+            Self::Verifying => "Verifying",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Denied => "Denied",
+            Self::RolledBack => "RolledBack",
+            Self::Expired => "Expired",
+            Self::Recorded => "Recorded",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -182,9 +245,18 @@ pub struct HealingActionStatus {
     /// What the remediator reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<ResultRecord>,
-    /// Execution attempts so far.
+    /// RFC 3339 time the current phase was entered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_since: Option<String>,
+    /// PendingApproval: RFC 3339 time after which the action expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Execution attempts so far (each Execute call, retries included).
     #[serde(default)]
     pub attempts: u32,
+    /// A rollback a human asked for, and how it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<ResultRecord>,
     /// Conditions with timestamps of each transition.
     #[serde(default)]
     pub conditions: Vec<Condition>,
@@ -205,6 +277,9 @@ pub struct VerdictRecord {
     /// Audit record id.
     #[serde(default)]
     pub audit_id: String,
+    /// RFC 3339 time of the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
 }
 
 /// The remediator's report, as recorded.
@@ -225,4 +300,7 @@ pub struct ResultRecord {
     /// Error, if any.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
+    /// RFC 3339 time the remediator finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
 }

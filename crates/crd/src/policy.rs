@@ -49,9 +49,20 @@ pub struct HealingPolicySpec {
     #[serde(default = "default_approval_ttl")]
     #[schemars(range(min = 60, max = 604_800))]
     pub approval_ttl_seconds: u32,
+    /// Roll an action back when its verification fails.
+    #[serde(default = "default_true")]
+    pub rollback_on_failure: bool,
+    /// RestartPod may delete a pod that no controller owns (nothing
+    /// recreates it).
+    #[serde(default)]
+    pub allow_bare_pod_restart: bool,
     /// Stops all new actions while true.
     #[serde(default)]
     pub paused: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_verification_timeout() -> u32 {

@@ -43,7 +43,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), nanny_common::Error> {
-    let kube_config = kube_config(&config).await?;
+    let kube_config = nanny_common::kube::load_config("kubeconfig", &config.kubeconfig).await?;
     serve(config, kube_config, listeners, shutdown).await
 }
 
@@ -76,20 +76,6 @@ pub async fn serve(
             shutdown,
         )
         .await
-}
-
-async fn kube_config(config: &Config) -> Result<kube::Config, nanny_common::Error> {
-    Ok(if config.kubeconfig.is_empty() {
-        kube::Config::infer()
-            .await
-            .map_err(|e| nanny_common::Error::config("kubeconfig", e.to_string()))?
-    } else {
-        let file = kube::config::Kubeconfig::read_from(&config.kubeconfig)
-            .map_err(|e| nanny_common::Error::config("kubeconfig", e.to_string()))?;
-        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| nanny_common::Error::config("kubeconfig", e.to_string()))?
-    })
 }
 
 async fn ready_when_reachable(client: kube::Client, health: Health) {

@@ -24,6 +24,21 @@ pub struct Config {
     pub limits: LimitDefaults,
     /// The tamper-evident audit log.
     pub audit: AuditConfig,
+    /// Read-only access to the HealingAction history.
+    pub kubernetes: KubernetesConfig,
+}
+
+/// Section `kubernetes`: where the limits are restored from at start-up.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Rebuild rate windows, cooldowns and breakers from the cluster's
+    /// HealingActions (read-only) before serving; the gate stays NOT_SERVING
+    /// until it could. Off: only the audit log carries limits across restarts.
+    pub enabled: bool,
+    /// Kubeconfig file; empty: the in-cluster ServiceAccount (or
+    /// `$KUBECONFIG` / `~/.kube/config` outside a cluster).
+    pub kubeconfig: String,
 }
 
 /// Section `audit`.
@@ -128,6 +143,7 @@ impl Default for Config {
             },
             limits: LimitDefaults::default(),
             audit: AuditConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -178,6 +194,15 @@ impl ServiceConfig for Config {
                 "must be at least 1",
             ));
         }
+        if self.kubernetes.enabled
+            && !self.kubernetes.kubeconfig.is_empty()
+            && !std::path::Path::new(&self.kubernetes.kubeconfig).is_file()
+        {
+            return Err(Error::config(
+                "kubernetes.kubeconfig",
+                format!("{:?} is not a readable file", self.kubernetes.kubeconfig),
+            ));
+        }
         for label in &self.protected.labels {
             match label.split_once('=') {
                 Some((k, v)) if !k.is_empty() && !v.is_empty() => {}
@@ -208,6 +233,16 @@ mod tests {
             err.to_string(),
             r#"invalid configuration: protected.namespaces: must keep the default "kube-system""#
         );
+    }
+
+    #[test]
+    fn a_missing_kubeconfig_is_refused_when_the_history_is_read() {
+        let mut config = Config::default();
+        config.kubernetes.kubeconfig = "/nonexistent/kubeconfig".to_owned();
+        assert!(config.validate().is_ok(), "ignored while disabled");
+        config.kubernetes.enabled = true;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("kubernetes.kubeconfig"), "{err}");
     }
 
     #[test]

@@ -12,13 +12,14 @@ use std::{
 };
 
 use nanny_proto::v1::{
-    Action, ActionType, ApprovalOverride, Decision, GateLimits, IssueKind, ObjectRef,
-    OutcomeReport, PolicyMode, ReviewRequest, action::Kind, source,
+    Action, ActionType, ApprovalOverride, Decision, IssueKind, ObjectRef, OutcomeReport,
+    PolicyMode, ReviewRequest, action::Kind, source,
 };
 use tokio::time::Instant;
 
 use crate::{
     config::Config,
+    history::Past,
     limits::{Keys, Limiter, Limits},
 };
 
@@ -160,73 +161,61 @@ impl Gate {
         now: SystemTime,
         instant: Instant,
     ) -> usize {
+        self.replay(&crate::history::from_audit(records), now, instant)
+    }
+
+    /// How far back history still matters: the rate window or the cooldown,
+    /// whichever is longer, plus a breaker's open period.
+    pub fn horizon(&self) -> Duration {
         let defaults = &self.config.limits;
-        let horizon = Duration::from_secs(
+        Duration::from_secs(
             3600u64.max(u64::from(defaults.cooldown_seconds))
                 + u64::from(defaults.breaker_open_seconds),
-        );
+        )
+    }
+
+    /// Replays past approvals and outcomes (from the audit log, the
+    /// HealingAction history, or both merged) in time order. Entries whose
+    /// time is unknown count as happening now — stricter, never looser;
+    /// entries older than [`Gate::horizon`] are skipped. Returns how many
+    /// were replayed.
+    pub fn replay(&self, past: &[Past], now: SystemTime, instant: Instant) -> usize {
+        let horizon = self.horizon();
+        let mut ordered: Vec<&Past> = past.iter().collect();
+        // Stable: entries at the same time keep their order (the audit log's).
+        ordered.sort_by_key(|p| p.time.unwrap_or(now));
         let Ok(mut limiter) = self.limiter.lock() else {
             return 0;
         };
         let mut replayed = 0;
-        for record in records {
-            let time = record
+        for entry in ordered {
+            let age = entry
                 .time
-                .parse::<prost_types::Timestamp>()
-                .ok()
-                .and_then(|t| SystemTime::try_from(t).ok());
-            let age = time.map(|t| now.duration_since(t).unwrap_or_default());
+                .map(|t| now.duration_since(t).unwrap_or_default());
             if age.is_some_and(|age| age > horizon) {
                 continue;
             }
             let at = age
                 .and_then(|age| instant.checked_sub(age))
                 .unwrap_or(instant);
-            let entry = &record.entry;
-            let field = |path: &[&str]| {
-                path.iter()
-                    .fold(entry, |v, k| &v[*k])
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let (policy, namespace) = (field(&["policy"]), field(&["target", "namespace"]));
-            let (target, action, id) = (
-                field(&["limit_target"]),
-                field(&["action"]),
-                field(&["recommendation_id"]),
-            );
             let keys = Keys {
-                policy: &policy,
-                namespace: &namespace,
-                target: &target,
-                action: &action,
+                policy: &entry.policy,
+                namespace: &entry.namespace,
+                target: &entry.target,
+                action: &entry.action,
             };
-            match entry["kind"].as_str() {
-                Some("verdict") if entry["decision"] == Decision::Approved.as_str_name() => {
-                    limiter.record_approval(&keys, at, &id);
-                    replayed += 1;
-                }
-                Some("outcome") => {
-                    let number = |key: &str| {
-                        entry["limits"][key]
-                            .as_u64()
-                            .and_then(|n| u32::try_from(n).ok())
-                            .unwrap_or(0)
-                    };
-                    let limits = GateLimits {
-                        breaker_failure_threshold: number("breaker_failure_threshold"),
-                        breaker_open_seconds: number("breaker_open_seconds"),
-                        ..GateLimits::default()
-                    };
-                    let limits = self.effective_limits(Some(&limits));
-                    limiter.record_approval(&keys, at, &id);
-                    let succeeded = entry["succeeded"].as_bool().unwrap_or(false);
-                    limiter.record_outcome(&target, &action, succeeded, &limits, at);
-                    replayed += 1;
-                }
-                _ => {}
+            limiter.record_approval(&keys, at, &entry.recommendation_id);
+            if let Some(outcome) = &entry.outcome {
+                let limits = self.effective_limits(Some(&outcome.limits));
+                limiter.record_outcome(
+                    &entry.target,
+                    &entry.action,
+                    outcome.succeeded,
+                    &limits,
+                    at,
+                );
             }
+            replayed += 1;
         }
         replayed
     }
@@ -305,6 +294,12 @@ impl Gate {
             review.tighten(Level::Denied, "internal-error", "limiter state unavailable");
             return;
         };
+        // A recommendation reviewed again (a caller that crashed or lost a
+        // write before recording the verdict) already holds its slot: its
+        // own approval must not count against it.
+        if limiter.is_counted(&recommendation.id) {
+            return;
+        }
         match limiter.check(&keys, &limits, instant) {
             Err(refusal) => review.tighten(Level::Denied, refusal.rule, refusal.reason),
             // Only autonomous approvals take a slot now; a human approval

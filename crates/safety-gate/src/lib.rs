@@ -3,11 +3,13 @@
 //! It serves `nanny.v1.SafetyGate`: every recommendation gets a verdict —
 //! APPROVED, NEEDS_APPROVAL, DRY_RUN_ONLY or DENIED — with the rule ids that
 //! decided it, and anything it cannot fully validate is DENIED. See
-//! [`gate`] for the decision procedure and [`limits`] for rate limits,
-//! cooldowns and circuit breakers.
+//! [`gate`] for the decision procedure, [`limits`] for rate limits,
+//! cooldowns and circuit breakers, and [`history`] for how they survive a
+//! restart (the audit log, and the HealingAction history it only reads).
 
 pub mod config;
 pub mod gate;
+pub mod history;
 pub mod limits;
 pub mod service;
 
@@ -22,10 +24,14 @@ pub use crate::{config::Config, gate::Gate, service::SafetyGateService};
 /// Binary and metrics name.
 pub const BINARY: &str = "nanny-safety-gate";
 
-/// Serves the gate until `shutdown` resolves.
+/// Serves the gate until `shutdown` resolves. With `kubernetes.enabled` it
+/// reports NOT_SERVING (and refuses every RPC) until its limits are rebuilt
+/// from the cluster's HealingAction history, retrying while the API server
+/// cannot be reached.
 ///
 /// # Errors
-/// When a listener or server fails.
+/// When the audit log or the kubeconfig cannot be used, or a listener or
+/// server fails.
 pub async fn run(
     config: Config,
     listeners: Listeners,
@@ -35,29 +41,64 @@ pub async fn run(
     let gate = Gate::new(config.clone());
     // An audit log that cannot be extended stops the gate: no unaudited
     // decisions. Its records also carry the limits across restarts.
-    let audit = if config.audit.path.is_empty() {
-        tracing::warn!(
-            "audit.path is not set: verdicts are audited in the log stream only, and limits reset on restart."
-        );
-        None
+    let (audit, audited) = if config.audit.path.is_empty() {
+        tracing::warn!("audit.path is not set: verdicts are audited in the log stream only.");
+        (None, Vec::new())
     } else {
         let (log, records) =
             nanny_common::audit::AuditLog::open(std::path::Path::new(&config.audit.path))?;
-        let replayed = gate.restore(
-            &records,
-            std::time::SystemTime::now(),
-            tokio::time::Instant::now(),
-        );
-        tracing::info!(
-            records = records.len(),
-            replayed,
-            "Restored limits from the audit log."
-        );
-        Some(log)
+        (Some(log), history::from_audit(&records))
+    };
+    // Built before serving, so a bad kubeconfig stops the gate at once.
+    let client = if config.kubernetes.enabled {
+        Some(kube_client(&config.kubernetes).await?)
+    } else {
+        None
     };
     let service = SafetyGateService::new(gate, shell.metrics().registry(), audit)?;
-    // Pure policy: nothing external to wait for.
-    shell.health().set_ready(true).await;
+    let health = shell.health();
+    match client {
+        None => {
+            if config.audit.path.is_empty() {
+                tracing::warn!(
+                    "Neither kubernetes nor audit.path is set: limits reset on restart."
+                );
+            }
+            let restoring = service.start_restoring();
+            let replayed = restoring.gate().replay(
+                &audited,
+                std::time::SystemTime::now(),
+                tokio::time::Instant::now(),
+            );
+            restoring.finish();
+            tracing::info!(replayed, "Restored limits from the audit log.");
+            // Nothing external to wait for.
+            health.set_ready(true).await;
+        }
+        Some(client) => {
+            // Serve health at once (NOT_SERVING) while the history loads;
+            // every RPC is UNAVAILABLE until then, never decided with empty limits.
+            let restoring = service.start_restoring();
+            tokio::spawn(async move {
+                let objects = history::list_with_retry(client).await;
+                let listed = objects.len();
+                let (cluster, unreadable) = history::from_objects(objects);
+                let replayed = restoring.gate().replay(
+                    &history::merge(audited, cluster),
+                    std::time::SystemTime::now(),
+                    tokio::time::Instant::now(),
+                );
+                restoring.finish();
+                tracing::info!(
+                    listed,
+                    unreadable,
+                    replayed,
+                    "Restored limits from the audit log and the HealingAction history."
+                );
+                health.set_ready(true).await;
+            });
+        }
+    }
     shell
         .serve(
             Routes::new(SafetyGateServer::new(service)),
@@ -65,4 +106,23 @@ pub async fn run(
             shutdown,
         )
         .await
+}
+
+/// A read-only client for the HealingAction history.
+async fn kube_client(
+    config: &config::KubernetesConfig,
+) -> Result<kube::Client, nanny_common::Error> {
+    let error = |e: &dyn std::fmt::Display| {
+        nanny_common::Error::config("kubernetes.kubeconfig", e.to_string())
+    };
+    let kube_config = if config.kubeconfig.is_empty() {
+        kube::Config::infer().await.map_err(|e| error(&e))?
+    } else {
+        let file =
+            kube::config::Kubeconfig::read_from(&config.kubeconfig).map_err(|e| error(&e))?;
+        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| error(&e))?
+    };
+    kube::Client::try_from(kube_config).map_err(|e| error(&e))
 }

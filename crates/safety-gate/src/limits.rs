@@ -1,7 +1,8 @@
 //! Stateful limits: rate limits, per-target cooldowns and circuit breakers.
 //!
 //! Time is `tokio::time::Instant`, so tests drive it with `tokio::time::pause()`.
-//! State is in memory; it is rebuilt from reported outcomes.
+//! State is in memory; at start-up it is rebuilt from the audit log and the
+//! HealingAction history (see [`crate::history`]).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -189,6 +190,11 @@ impl Limiter {
             return Err(refusal);
         }
         Ok(())
+    }
+
+    /// Whether `recommendation_id` already took its slot (approved within the hour).
+    pub fn is_counted(&self, recommendation_id: &str) -> bool {
+        !recommendation_id.is_empty() && self.counted.contains_key(recommendation_id)
     }
 
     /// Records an approved or executed action: it counts against every limit

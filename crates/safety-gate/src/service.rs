@@ -3,7 +3,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -29,6 +29,30 @@ pub struct SafetyGateService {
     verdicts: IntCounterVec,
     audit_seq: Arc<AtomicU64>,
     audit_log: Option<Arc<Mutex<AuditLog>>>,
+    /// True while limits are restored at start-up: until then every RPC is
+    /// UNAVAILABLE (callers treat that as DENIED) instead of being decided
+    /// with empty limits.
+    restoring: Arc<AtomicBool>,
+}
+
+/// The gate while its limits are being restored; see
+/// [`SafetyGateService::start_restoring`].
+#[derive(Debug)]
+pub struct Restoring {
+    gate: Arc<Gate>,
+    flag: Arc<AtomicBool>,
+}
+
+impl Restoring {
+    /// The gate to replay history into.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// Limits are restored: the service starts answering.
+    pub fn finish(self) {
+        self.flag.store(false, Ordering::Release);
+    }
 }
 
 impl SafetyGateService {
@@ -54,7 +78,28 @@ impl SafetyGateService {
             verdicts,
             audit_seq: Arc::new(AtomicU64::new(0)),
             audit_log: audit_log.map(|log| Arc::new(Mutex::new(log))),
+            restoring: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Refuses every RPC with UNAVAILABLE until the returned handle's
+    /// [`Restoring::finish`]: the gate must not decide with limits it has
+    /// not restored yet.
+    pub fn start_restoring(&self) -> Restoring {
+        self.restoring.store(true, Ordering::Release);
+        Restoring {
+            gate: self.gate.clone(),
+            flag: self.restoring.clone(),
+        }
+    }
+
+    fn check_restored(&self) -> Result<(), Status> {
+        if self.restoring.load(Ordering::Acquire) {
+            return Err(Status::unavailable(
+                "the gate is restoring its limits from the cluster",
+            ));
+        }
+        Ok(())
     }
 
     /// Reviews one request and writes its audit record.
@@ -178,6 +223,7 @@ impl SafetyGate for SafetyGateService {
 
     #[tracing::instrument(skip_all)]
     async fn review(&self, request: Request<ReviewRequest>) -> Result<Response<Verdict>, Status> {
+        self.check_restored()?;
         Ok(Response::new(self.verdict(&request.into_inner())))
     }
 
@@ -186,6 +232,9 @@ impl SafetyGate for SafetyGateService {
         &self,
         request: Request<Streaming<ReviewRequest>>,
     ) -> Result<Response<Self::ReviewStreamStream>, Status> {
+        // Restoring happens once, at start-up: a stream opened after it is
+        // never decided with unrestored limits.
+        self.check_restored()?;
         let mut requests = request.into_inner();
         // Small buffer: a slow reader slows the reviews, it never piles them up.
         let (tx, rx) = mpsc::channel(16);
@@ -194,6 +243,7 @@ impl SafetyGate for SafetyGateService {
             verdicts: self.verdicts.clone(),
             audit_seq: self.audit_seq.clone(),
             audit_log: self.audit_log.clone(),
+            restoring: self.restoring.clone(),
         };
         tokio::spawn(async move {
             while let Some(next) = requests.next().await {
@@ -217,6 +267,9 @@ impl SafetyGate for SafetyGateService {
         &self,
         request: Request<OutcomeReport>,
     ) -> Result<Response<RecordOutcomeResponse>, Status> {
+        // Recorded now and replayed from the cluster later, an outcome
+        // would count twice against the breaker: the caller retries.
+        self.check_restored()?;
         let report = request.into_inner();
         let target = report.target.as_ref().filter(|t| !t.uid.is_empty());
         let Some(target) = target else {

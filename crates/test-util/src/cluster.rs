@@ -236,3 +236,55 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Applies the committed CRDs in `deploy/crds/` (server-side, forced: the
+/// chart may have created them first) and waits until both are Established.
+///
+/// # Errors
+/// When a file cannot be read or the API refuses.
+pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams};
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/crds");
+    for file in [
+        "healingpolicies.nanny.ai.yaml",
+        "healingactions.nanny.ai.yaml",
+    ] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let crd: CustomResourceDefinition =
+            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(
+            &name,
+            &PatchParams::apply("nanny-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("applying {name}"))?;
+        eventually(
+            &format!("{name} Established"),
+            Duration::from_secs(30),
+            || {
+                let crds = crds.clone();
+                let name = name.clone();
+                async move {
+                    let established = crds
+                        .get(&name)
+                        .await?
+                        .status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    Ok(established.then_some(()))
+                }
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -571,6 +571,87 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
+/// Plays the HPA controller the local cluster lacks (it has no metrics API):
+/// once `name`'s maxReplicas rises above the replicas it runs, the load
+/// spreads and the HPA settles at `settle_at` replicas (capped by the new
+/// max), no longer limited. Runs until aborted.
+pub fn hpa_controller(
+    client: Client,
+    namespace: String,
+    name: String,
+    settle_at: i32,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client, &namespace);
+        loop {
+            if let Ok(hpa) = hpas.get(&name).await {
+                let max = hpa.spec.as_ref().map_or(0, |s| s.max_replicas);
+                let current = hpa
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.current_replicas)
+                    .unwrap_or(0);
+                if max > current {
+                    let replicas = settle_at.min(max);
+                    let now = Timestamp::now().to_string();
+                    let status = json!({ "status": {
+                        "currentReplicas": replicas,
+                        "desiredReplicas": replicas,
+                        "conditions": [
+                            { "type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale", "lastTransitionTime": now },
+                            { "type": "ScalingActive", "status": "True", "reason": "ValidMetricFound", "lastTransitionTime": now },
+                            { "type": "ScalingLimited", "status": "False", "reason": "DesiredWithinRange", "lastTransitionTime": now },
+                        ],
+                    } });
+                    let _ = hpas
+                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                        .await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+}
+
+/// Plays the volume resizer the local cluster lacks: once `name`'s
+/// requested size exceeds its capacity, the capacity follows. Runs until
+/// aborted.
+pub fn volume_resizer(
+    client: Client,
+    namespace: String,
+    name: String,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client, &namespace);
+        loop {
+            if let Ok(claim) = claims.get(&name).await {
+                let requested = claim
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.resources.as_ref())
+                    .and_then(|r| r.requests.as_ref())
+                    .and_then(|r| r.get("storage"))
+                    .map(|q| q.0.clone());
+                let capacity = claim
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.capacity.as_ref())
+                    .and_then(|c| c.get("storage"))
+                    .map(|q| q.0.clone());
+                if let Some(requested) = requested
+                    && Some(&requested) != capacity.as_ref()
+                {
+                    let status = json!({ "status": { "capacity": { "storage": requested } } });
+                    let _ = claims
+                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                        .await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

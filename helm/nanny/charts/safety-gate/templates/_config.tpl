@@ -28,6 +28,8 @@ limits:
   max_disruption_percent: {{ $l.maxDisruptionPercent }}
 audit:
   path: {{ if .Values.audit.enabled }}/var/lib/nanny/audit/audit.jsonl{{ else }}""{{ end }}
+kubernetes:
+  enabled: {{ .Values.kubernetes.enabled }}
 {{- end -}}
 
 {{/* The seeds' approval levels, by action type (see the default HealingPolicy). */}}

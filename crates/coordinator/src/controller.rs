@@ -1,0 +1,364 @@
+//! The coordinator's control loop: watches HealingPolicies and
+//! HealingActions, runs one pipeline per policy while this replica leads,
+//! resumes unfinished actions, and keeps each policy's status current.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::{Stream, StreamExt as _};
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api, Client, ResourceExt as _,
+    api::{Patch, PatchParams},
+    runtime::{
+        WatchStreamExt as _,
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use nanny_crd::{
+    Condition, HealingAction, HealingPolicy, HealingPolicyStatus, POLICY_LABEL, Phase,
+};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+
+use crate::{
+    actions::{self, Driver},
+    pipeline::{Pipeline, SharedState, State},
+    snapshots::Snapshots,
+};
+
+/// Channels and settings the control loop hands to pipelines.
+#[derive(Debug, Clone)]
+pub struct Wiring {
+    /// Collector channel.
+    pub collector: nanny_common::client::TracedChannel,
+    /// Analyzer channel.
+    pub analyzer: nanny_common::client::TracedChannel,
+    /// Longest wait for one analysis.
+    pub analyze_timeout: Duration,
+    /// How often to sweep.
+    pub sweep: Duration,
+}
+
+struct Running {
+    generation: Option<i64>,
+    task: JoinHandle<()>,
+    state: SharedState,
+}
+
+/// Starts reflectors for both resources; the returned future drives them.
+pub fn reflectors(
+    client: &Client,
+    namespace: &str,
+) -> (
+    Store<HealingPolicy>,
+    Store<HealingAction>,
+    impl Stream<Item = Arc<HealingPolicy>> + Send + use<>,
+    impl Stream<Item = Arc<HealingAction>> + Send + use<>,
+) {
+    let (policies, policy_writer) = reflector::store();
+    let (actions, action_writer) = reflector::store();
+    let policy_events = watcher(
+        api::<HealingPolicy>(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(policy_writer)
+    .applied_objects()
+    .filter_map(|r| async move {
+        r.map_err(|error| tracing::warn!(%error, "HealingPolicy watch failed; retrying."))
+            .ok()
+            .map(Arc::new)
+    });
+    let action_events = watcher(
+        api::<HealingAction>(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(action_writer)
+    .applied_objects()
+    .filter_map(|r| async move {
+        r.map_err(|error| tracing::warn!(%error, "HealingAction watch failed; retrying."))
+            .ok()
+            .map(Arc::new)
+    });
+    (policies, actions, policy_events, action_events)
+}
+
+fn api<K>(client: &Client, namespace: &str) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    if namespace.is_empty() {
+        Api::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), namespace)
+    }
+}
+
+/// The control loop; returns when `stop` flips.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    client: Client,
+    policies: Store<HealingPolicy>,
+    actions: Store<HealingAction>,
+    policy_events: impl Stream<Item = Arc<HealingPolicy>> + Send + 'static,
+    action_events: impl Stream<Item = Arc<HealingAction>> + Send + 'static,
+    driver: Driver,
+    snapshots: Snapshots,
+    wiring: Wiring,
+    mut leader: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut running: HashMap<String, Running> = HashMap::new();
+    // The reflectors run on their own so the stores fill while this loop
+    // waits; a full queue drops notifications, which the sweep makes up for.
+    let (policy_tx, mut policy_rx) = mpsc::channel::<()>(16);
+    let policy_reflector = tokio::spawn(async move {
+        let mut events = std::pin::pin!(policy_events);
+        while events.next().await.is_some() {
+            let _ = policy_tx.try_send(());
+        }
+    });
+    let (action_tx, mut action_rx) = mpsc::channel::<Arc<HealingAction>>(1024);
+    let action_reflector = tokio::spawn(async move {
+        let mut events = std::pin::pin!(action_events);
+        while let Some(action) = events.next().await {
+            let _ = action_tx.try_send(action);
+        }
+    });
+    let mut sweep = tokio::time::interval(wiring.sweep);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut synced = false;
+    loop {
+        tokio::select! {
+            Some(()) = policy_rx.recv() => {}
+            Some(action) = action_rx.recv() => {
+                if synced && *leader.borrow() && Driver::needs_driving(&action) {
+                    driver.resume(&action.namespace().unwrap_or_default(), &action.name_any());
+                }
+                continue;
+            }
+            _ = leader.changed() => {}
+            _ = sweep.tick() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        let leading = *leader.borrow();
+        if !leading {
+            if !running.is_empty() {
+                tracing::info!("Not the leader: stopping every pipeline.");
+            }
+            stop_all(&mut running, &snapshots);
+            synced = false;
+            continue;
+        }
+        if !synced {
+            // Act only on a complete picture: an action missing from a
+            // half-listed store would be proposed twice.
+            let ready = tokio::time::timeout(Duration::from_secs(60), async {
+                policies.wait_until_ready().await.is_ok()
+                    && actions.wait_until_ready().await.is_ok()
+            });
+            if !matches!(ready.await, Ok(true)) {
+                continue;
+            }
+            synced = true;
+            tracing::info!(
+                policies = policies.state().len(),
+                actions = actions.state().len(),
+                "Leading: resuming unfinished actions and starting pipelines."
+            );
+        }
+        reconcile_pipelines(&policies, &driver, &snapshots, &wiring, &mut running);
+        for action in actions.state() {
+            if Driver::needs_driving(&action) {
+                driver.resume(&action.namespace().unwrap_or_default(), &action.name_any());
+            }
+        }
+        update_policy_statuses(&client, &policies, &actions, &running).await;
+    }
+    stop_all(&mut running, &snapshots);
+    policy_reflector.abort();
+    action_reflector.abort();
+}
+
+fn stop_all(running: &mut HashMap<String, Running>, snapshots: &Snapshots) {
+    for (key, run) in running.drain() {
+        run.task.abort();
+        snapshots.remove(&key);
+    }
+}
+
+/// One pipeline per policy, restarted when the policy's spec changes.
+fn reconcile_pipelines(
+    policies: &Store<HealingPolicy>,
+    driver: &Driver,
+    snapshots: &Snapshots,
+    wiring: &Wiring,
+    running: &mut HashMap<String, Running>,
+) {
+    let current: HashMap<String, Arc<HealingPolicy>> = policies
+        .state()
+        .into_iter()
+        .map(|p| (actions::key(&p), p))
+        .collect();
+    running.retain(|key, run| {
+        let keep = current
+            .get(key)
+            .is_some_and(|p| p.metadata.generation == run.generation)
+            && !run.task.is_finished();
+        if !keep {
+            tracing::info!(policy = %key, "Stopping the policy's pipeline.");
+            run.task.abort();
+            snapshots.remove(key);
+        }
+        keep
+    });
+    for (key, policy) in current {
+        if running.contains_key(&key) {
+            continue;
+        }
+        tracing::info!(policy = %key, mode = ?policy.spec.mode, "Starting the policy's pipeline.");
+        let state = SharedState::default();
+        let pipeline = Pipeline {
+            policy: policy.clone(),
+            policy_ref: key.clone(),
+            collector: wiring.collector.clone(),
+            analyzer: wiring.analyzer.clone(),
+            driver: driver.clone(),
+            snapshots: snapshots.clone(),
+            state: state.clone(),
+            analyze_timeout: wiring.analyze_timeout,
+        };
+        running.insert(
+            key,
+            Running {
+                generation: policy.metadata.generation,
+                task: tokio::spawn(pipeline.run()),
+                state,
+            },
+        );
+    }
+}
+
+/// Writes each policy's status when it changed: actions by phase, last
+/// activity, and Ready / Degraded conditions from its pipeline.
+async fn update_policy_statuses(
+    client: &Client,
+    policies: &Store<HealingPolicy>,
+    actions: &Store<HealingAction>,
+    running: &HashMap<String, Running>,
+) {
+    let all_actions = actions.state();
+    for policy in policies.state() {
+        let key = actions::key(&policy);
+        let label = key.replace('/', ".");
+        let mine: Vec<_> = all_actions
+            .iter()
+            .filter(|a| {
+                a.spec.policy_ref == key
+                    || a.labels().get(POLICY_LABEL).is_some_and(|l| *l == label)
+            })
+            .collect();
+        let mut by_phase = BTreeMap::new();
+        for action in &mine {
+            let phase = action
+                .status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .unwrap_or(Phase::Proposed);
+            *by_phase.entry(phase.as_str().to_owned()).or_insert(0u32) += 1;
+        }
+        let last_activity = mine
+            .iter()
+            .filter_map(|a| a.status.as_ref().and_then(|s| s.phase_since.clone()))
+            .max();
+        let state = running
+            .get(&key)
+            .and_then(|r| r.state.lock().ok().map(|s| s.clone()))
+            .unwrap_or_default();
+        let old = policy.status.clone().unwrap_or_default();
+        let status = HealingPolicyStatus {
+            observed_generation: policy.metadata.generation,
+            actions_by_phase: by_phase,
+            last_activity,
+            conditions: conditions(&state, &old.conditions),
+        };
+        if status == old {
+            continue;
+        }
+        let api: Api<HealingPolicy> =
+            Api::namespaced(client.clone(), &policy.namespace().unwrap_or_default());
+        let patch = serde_json::json!({ "status": status });
+        if let Err(error) = api
+            .patch_status(
+                &policy.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+        {
+            tracing::warn!(%error, policy = %key, "Cannot update the policy status.");
+        }
+    }
+}
+
+fn conditions(state: &State, old: &[Condition]) -> Vec<Condition> {
+    let (ready, ready_reason, ready_message) = match (&state.error, state.collector_connected) {
+        (Some(error), _) => (false, "PipelineError", error.clone()),
+        (None, false) => (
+            false,
+            "WaitingForSnapshots",
+            "no snapshot from the collector yet".to_owned(),
+        ),
+        (None, true) => (
+            true,
+            "Running",
+            "snapshots flow and the analyzer answers".to_owned(),
+        ),
+    };
+    let (degraded_reason, degraded_message) = if state.rules_only {
+        (
+            "RulesOnly",
+            "the analyzer answers with rules only (LLM disabled, down or slow)",
+        )
+    } else {
+        ("AnalyzerFull", "rules and the LLM are both in use")
+    };
+    [
+        ("Ready", ready, ready_reason, ready_message),
+        (
+            "Degraded",
+            state.rules_only,
+            degraded_reason,
+            degraded_message.to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(type_, on, reason, message)| {
+        let status = if on { "True" } else { "False" };
+        // The transition time moves only when the status does.
+        let since = old
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map_or_else(
+                || Timestamp::now().to_string(),
+                |c| c.last_transition_time.clone(),
+            );
+        Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            last_transition_time: since,
+        }
+    })
+    .collect()
+}

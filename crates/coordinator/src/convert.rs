@@ -1,0 +1,499 @@
+//! Conversions between the HealingAction/HealingPolicy resources and the
+//! gRPC contract.
+//!
+//! The recommendation sent to the gate and the remediator is always rebuilt
+//! from the HealingAction, never taken from the analyzer's message: a
+//! coordinator that resumes after a restart sends exactly what the first one
+//! sent, so the remediator's idempotency check sees the same request.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+use nanny_crd::{
+    ActionSource, ActionSpec, ActionType, AllowedAction, Approval, HealingActionSpec,
+    HealingPolicySpec, Mode, SourceKind, TargetRef,
+};
+use nanny_proto::v1 as pb;
+use pb::action::Kind;
+
+use crate::error::Error;
+
+/// The CRD spelling of a proto action type, `None` for an unset action.
+pub fn action_type(kind: &Kind) -> ActionType {
+    match kind {
+        Kind::RestartPod(_) => ActionType::RestartPod,
+        Kind::RolloutRestart(_) => ActionType::RolloutRestart,
+        Kind::ScaleHpa(_) => ActionType::ScaleHpa,
+        Kind::CordonNode(_) => ActionType::CordonNode,
+        Kind::UncordonNode(_) => ActionType::UncordonNode,
+        Kind::DrainNode(_) => ActionType::DrainNode,
+        Kind::ExpandPvc(_) => ActionType::ExpandPvc,
+        Kind::PatchResources(_) => ActionType::PatchResources,
+        Kind::DeleteJob(_) => ActionType::DeleteJob,
+        Kind::DeleteResource(_) => ActionType::DeleteResource,
+        Kind::ReportOnly(_) => ActionType::ReportOnly,
+    }
+}
+
+/// The proto enum of a CRD action type.
+pub fn proto_action_type(t: ActionType) -> pb::ActionType {
+    match t {
+        ActionType::RestartPod => pb::ActionType::RestartPod,
+        ActionType::RolloutRestart => pb::ActionType::RolloutRestart,
+        ActionType::ScaleHpa => pb::ActionType::ScaleHpa,
+        ActionType::CordonNode => pb::ActionType::CordonNode,
+        ActionType::UncordonNode => pb::ActionType::UncordonNode,
+        ActionType::DrainNode => pb::ActionType::DrainNode,
+        ActionType::ExpandPvc => pb::ActionType::ExpandPvc,
+        ActionType::PatchResources => pb::ActionType::PatchResources,
+        ActionType::DeleteJob => pb::ActionType::DeleteJob,
+        ActionType::DeleteResource => pb::ActionType::DeleteResource,
+        ActionType::ReportOnly => pb::ActionType::ReportOnly,
+    }
+}
+
+/// The CRD spelling of an action type, as used in labels and names.
+pub fn action_type_str(t: ActionType) -> &'static str {
+    match t {
+        ActionType::RestartPod => "RestartPod",
+        ActionType::RolloutRestart => "RolloutRestart",
+        ActionType::ScaleHpa => "ScaleHpa",
+        ActionType::CordonNode => "CordonNode",
+        ActionType::UncordonNode => "UncordonNode",
+        ActionType::DrainNode => "DrainNode",
+        ActionType::ExpandPvc => "ExpandPvc",
+        ActionType::PatchResources => "PatchResources",
+        ActionType::DeleteJob => "DeleteJob",
+        ActionType::DeleteResource => "DeleteResource",
+        ActionType::ReportOnly => "ReportOnly",
+    }
+}
+
+type Params = BTreeMap<String, String>;
+
+fn put(params: &mut Params, key: &str, value: impl ToString) {
+    params.insert(key.to_owned(), value.to_string());
+}
+
+fn put_resources(params: &mut Params, prefix: &str, resources: Option<&pb::Resources>) {
+    let Some(r) = resources else { return };
+    if let Some(cpu) = r.cpu_millicores {
+        put(params, &format!("{prefix}.cpuMillicores"), cpu);
+    }
+    if let Some(memory) = r.memory_bytes {
+        put(params, &format!("{prefix}.memoryBytes"), memory);
+    }
+}
+
+/// The action's parameters as the CR's string map.
+pub fn params(kind: &Kind) -> Params {
+    let mut p = Params::new();
+    match kind {
+        Kind::ScaleHpa(a) => {
+            put(&mut p, "maxReplicas", a.max_replicas);
+            if let Some(min) = a.min_replicas {
+                put(&mut p, "minReplicas", min);
+            }
+        }
+        Kind::DrainNode(a) => {
+            put(&mut p, "gracePeriodSeconds", a.grace_period_seconds);
+            put(&mut p, "timeoutSeconds", a.timeout_seconds);
+        }
+        Kind::ExpandPvc(a) => put(&mut p, "newSizeBytes", a.new_size_bytes),
+        Kind::PatchResources(a) => {
+            put(&mut p, "container", &a.container);
+            put_resources(&mut p, "requests", a.requests.as_ref());
+            put_resources(&mut p, "limits", a.limits.as_ref());
+        }
+        Kind::DeleteJob(a) => put(&mut p, "minAgeSeconds", a.min_age_seconds),
+        Kind::ReportOnly(a) => put(&mut p, "explanation", &a.explanation),
+        Kind::RestartPod(_)
+        | Kind::RolloutRestart(_)
+        | Kind::CordonNode(_)
+        | Kind::UncordonNode(_)
+        | Kind::DeleteResource(_) => {}
+    }
+    p
+}
+
+/// Reads the CR's parameters back into the typed action; unknown or
+/// malformed parameters are an error, never ignored.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the parameter.
+pub fn action(spec: &ActionSpec) -> Result<Kind, Error> {
+    let mut params = spec.params.clone();
+    let mut take = |key: &str| params.remove(key);
+    fn number<T: std::str::FromStr>(key: &str, value: Option<String>) -> Result<Option<T>, Error> {
+        value
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    Error::invalid(
+                        format!("spec.action.params.{key}"),
+                        format!("{v:?} is not a number"),
+                    )
+                })
+            })
+            .transpose()
+    }
+    fn required<T>(key: &str, value: Option<T>) -> Result<T, Error> {
+        value.ok_or_else(|| Error::invalid(format!("spec.action.params.{key}"), "is required"))
+    }
+    let resources = |prefix: &str, take: &mut dyn FnMut(&str) -> Option<String>| {
+        let cpu = number(
+            &format!("{prefix}.cpuMillicores"),
+            take(&format!("{prefix}.cpuMillicores")),
+        )?;
+        let memory = number(
+            &format!("{prefix}.memoryBytes"),
+            take(&format!("{prefix}.memoryBytes")),
+        )?;
+        Ok::<_, Error>(
+            (cpu.is_some() || memory.is_some()).then_some(pb::Resources {
+                cpu_millicores: cpu,
+                memory_bytes: memory,
+            }),
+        )
+    };
+    let kind = match spec.type_ {
+        ActionType::RestartPod => Kind::RestartPod(pb::RestartPod {}),
+        ActionType::RolloutRestart => Kind::RolloutRestart(pb::RolloutRestart {}),
+        ActionType::CordonNode => Kind::CordonNode(pb::CordonNode {}),
+        ActionType::UncordonNode => Kind::UncordonNode(pb::UncordonNode {}),
+        ActionType::DeleteResource => Kind::DeleteResource(pb::DeleteResource {}),
+        ActionType::ScaleHpa => Kind::ScaleHpa(pb::ScaleHpa {
+            max_replicas: required("maxReplicas", number("maxReplicas", take("maxReplicas"))?)?,
+            min_replicas: number("minReplicas", take("minReplicas"))?,
+        }),
+        ActionType::DrainNode => Kind::DrainNode(pb::DrainNode {
+            grace_period_seconds: number("gracePeriodSeconds", take("gracePeriodSeconds"))?
+                .unwrap_or_default(),
+            timeout_seconds: number("timeoutSeconds", take("timeoutSeconds"))?.unwrap_or_default(),
+        }),
+        ActionType::ExpandPvc => Kind::ExpandPvc(pb::ExpandPvc {
+            new_size_bytes: required(
+                "newSizeBytes",
+                number("newSizeBytes", take("newSizeBytes"))?,
+            )?,
+        }),
+        ActionType::PatchResources => {
+            let container = required("container", take("container"))?;
+            let requests = resources("requests", &mut take)?;
+            let limits = resources("limits", &mut take)?;
+            Kind::PatchResources(pb::PatchResources {
+                container,
+                requests,
+                limits,
+            })
+        }
+        ActionType::DeleteJob => Kind::DeleteJob(pb::DeleteJob {
+            min_age_seconds: number("minAgeSeconds", take("minAgeSeconds"))?.unwrap_or_default(),
+        }),
+        ActionType::ReportOnly => Kind::ReportOnly(pb::ReportOnly {
+            explanation: take("explanation").unwrap_or_default(),
+        }),
+    };
+    if let Some(key) = params.keys().next() {
+        return Err(Error::invalid(
+            format!("spec.action.params.{key}"),
+            format!("is not a parameter of {}", action_type_str(spec.type_)),
+        ));
+    }
+    Ok(kind)
+}
+
+fn severity_str(risk: i32) -> &'static str {
+    match pb::Severity::try_from(risk) {
+        Ok(pb::Severity::Info) => "Info",
+        Ok(pb::Severity::Warning) => "Warning",
+        Ok(pb::Severity::Critical) => "Critical",
+        _ => "",
+    }
+}
+
+fn severity(risk: &str) -> pb::Severity {
+    match risk {
+        "Info" => pb::Severity::Info,
+        "Warning" => pb::Severity::Warning,
+        "Critical" => pb::Severity::Critical,
+        _ => pb::Severity::Unspecified,
+    }
+}
+
+/// The HealingAction spec recording `rec` under `policy_ref`.
+///
+/// # Errors
+/// [`Error::Invalid`] when the recommendation has no action or no target uid:
+/// nothing is recorded that could not be acted on exactly.
+pub fn spec_from_recommendation(
+    policy_ref: &str,
+    rec: &pb::Recommendation,
+    workload_uid: Option<String>,
+) -> Result<HealingActionSpec, Error> {
+    let kind = rec
+        .action
+        .as_ref()
+        .and_then(|a| a.kind.as_ref())
+        .ok_or_else(|| Error::invalid("recommendation.action", "no action set"))?;
+    let target = rec
+        .target
+        .as_ref()
+        .filter(|t| !t.uid.is_empty() && !t.name.is_empty() && !t.kind.is_empty())
+        .ok_or_else(|| {
+            Error::invalid("recommendation.target", "kind, name and uid are required")
+        })?;
+    let source = match rec.source.as_ref().and_then(|s| s.kind.as_ref()) {
+        Some(pb::source::Kind::RuleId(rule)) => ActionSource {
+            kind: SourceKind::Rule,
+            name: rule.clone(),
+            prompt_version: None,
+            provider: None,
+            digest: None,
+        },
+        Some(pb::source::Kind::Model(m)) => ActionSource {
+            kind: SourceKind::Model,
+            name: m.model.clone(),
+            prompt_version: Some(m.prompt_version.clone()),
+            provider: Some(m.provider.clone()),
+            digest: (!m.digest.is_empty()).then(|| m.digest.clone()),
+        },
+        None => return Err(Error::invalid("recommendation.source", "no source set")),
+    };
+    Ok(HealingActionSpec {
+        policy_ref: policy_ref.to_owned(),
+        target: TargetRef {
+            kind: target.kind.clone(),
+            namespace: target.namespace.clone(),
+            name: target.name.clone(),
+            uid: target.uid.clone(),
+            resource_version: target.resource_version.clone(),
+        },
+        action: ActionSpec {
+            type_: action_type(kind),
+            params: params(kind),
+        },
+        source,
+        confidence: rec.confidence.min(100),
+        reasoning: rec.reason.clone(),
+        risk: severity_str(rec.risk).to_owned(),
+        evidence: rec.evidence_refs.clone(),
+        issue_fingerprints: rec.issue_fingerprints.clone(),
+        recommendation_id: rec.id.clone(),
+        snapshot_id: rec.snapshot_id.clone(),
+        workload_uid,
+        approval: None,
+    })
+}
+
+/// The API version of a target kind, as the remediator expects it.
+fn api_version(kind: &str) -> &'static str {
+    match kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => "apps/v1",
+        "HorizontalPodAutoscaler" => "autoscaling/v2",
+        "Job" | "CronJob" => "batch/v1",
+        _ => "v1",
+    }
+}
+
+/// The recommendation a HealingAction records, rebuilt exactly.
+///
+/// # Errors
+/// [`Error::Invalid`] when the parameters cannot be read back.
+pub fn recommendation(
+    spec: &HealingActionSpec,
+    created: Option<Timestamp>,
+) -> Result<pb::Recommendation, Error> {
+    let kind = action(&spec.action)?;
+    let source = match spec.source.kind {
+        SourceKind::Rule => pb::source::Kind::RuleId(spec.source.name.clone()),
+        SourceKind::Model => pb::source::Kind::Model(pb::ModelSource {
+            provider: spec.source.provider.clone().unwrap_or_default(),
+            model: spec.source.name.clone(),
+            digest: spec.source.digest.clone().unwrap_or_default(),
+            prompt_version: spec.source.prompt_version.clone().unwrap_or_default(),
+        }),
+    };
+    Ok(pb::Recommendation {
+        id: spec.recommendation_id.clone(),
+        snapshot_id: spec.snapshot_id.clone(),
+        issue_fingerprints: spec.issue_fingerprints.clone(),
+        action: Some(pb::Action { kind: Some(kind) }),
+        target: Some(object_ref(&spec.target)),
+        reason: spec.reasoning.clone(),
+        risk: severity(&spec.risk) as i32,
+        confidence: spec.confidence,
+        source: Some(pb::Source { kind: Some(source) }),
+        evidence_refs: spec.evidence.clone(),
+        created_at: created.map(|t| prost_types::Timestamp {
+            seconds: t.as_second(),
+            nanos: 0,
+        }),
+    })
+}
+
+/// The proto reference of a CR target.
+pub fn object_ref(target: &TargetRef) -> pb::ObjectRef {
+    pb::ObjectRef {
+        kind: target.kind.clone(),
+        api_version: api_version(&target.kind).to_owned(),
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+        uid: target.uid.clone(),
+        resource_version: target.resource_version.clone(),
+    }
+}
+
+/// The parts of a HealingPolicy the gate enforces.
+pub fn gate_policy(spec: &HealingPolicySpec) -> pb::GatePolicy {
+    pb::GatePolicy {
+        mode: match spec.mode {
+            Mode::Monitor => pb::PolicyMode::Monitor,
+            Mode::DryRun => pb::PolicyMode::DryRun,
+            Mode::Auto => pb::PolicyMode::Auto,
+        } as i32,
+        allowed_actions: spec.actions.iter().map(allowed_action).collect(),
+        limits: Some(pb::GateLimits {
+            max_actions_per_hour: spec.limits.max_actions_per_hour,
+            cooldown_seconds: spec.limits.cooldown_seconds,
+            max_disruption_percent: spec.limits.max_disruption_percent,
+            ..pb::GateLimits::default()
+        }),
+        ai_min_confidence: spec.ai.min_confidence,
+        ai_allow_auto_approve: spec.ai.allow_auto_approve,
+        paused: spec.paused,
+    }
+}
+
+fn allowed_action(a: &AllowedAction) -> pb::AllowedAction {
+    let ceilings = a.ceilings.clone().unwrap_or_default();
+    // An unparsable ceiling becomes 0, which the gate treats as "nothing
+    // allowed" for the parameter: stricter, never looser.
+    #[allow(clippy::cast_possible_truncation)]
+    let bytes =
+        |q: Option<String>| q.map(|q| nanny_common::quantity::parse(&q).map_or(0, |v| v as i64));
+    pb::AllowedAction {
+        r#type: proto_action_type(a.type_) as i32,
+        approval: match a.approval {
+            None => pb::ApprovalOverride::Unspecified,
+            Some(Approval::Auto) => pb::ApprovalOverride::Auto,
+            Some(Approval::Manual) => pb::ApprovalOverride::Manual,
+        } as i32,
+        max_replicas: ceilings.max_replicas,
+        max_memory_bytes: bytes(ceilings.max_memory),
+        max_storage_bytes: bytes(ceilings.max_storage),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(kind: Kind) {
+        let spec = ActionSpec {
+            type_: action_type(&kind),
+            params: params(&kind),
+        };
+        assert_eq!(action(&spec).unwrap(), kind);
+    }
+
+    #[test]
+    fn every_action_survives_the_cr_roundtrip() {
+        roundtrip(Kind::RestartPod(pb::RestartPod {}));
+        roundtrip(Kind::RolloutRestart(pb::RolloutRestart {}));
+        roundtrip(Kind::ScaleHpa(pb::ScaleHpa {
+            min_replicas: Some(2),
+            max_replicas: 15,
+        }));
+        roundtrip(Kind::ScaleHpa(pb::ScaleHpa {
+            min_replicas: None,
+            max_replicas: 3,
+        }));
+        roundtrip(Kind::CordonNode(pb::CordonNode {}));
+        roundtrip(Kind::UncordonNode(pb::UncordonNode {}));
+        roundtrip(Kind::DrainNode(pb::DrainNode {
+            grace_period_seconds: 30,
+            timeout_seconds: 300,
+        }));
+        roundtrip(Kind::ExpandPvc(pb::ExpandPvc {
+            new_size_bytes: 3 << 30,
+        }));
+        roundtrip(Kind::PatchResources(pb::PatchResources {
+            container: "app".into(),
+            requests: None,
+            limits: Some(pb::Resources {
+                cpu_millicores: None,
+                memory_bytes: Some(805_306_368),
+            }),
+        }));
+        roundtrip(Kind::DeleteJob(pb::DeleteJob {
+            min_age_seconds: 86_400,
+        }));
+        roundtrip(Kind::DeleteResource(pb::DeleteResource {}));
+        roundtrip(Kind::ReportOnly(pb::ReportOnly {
+            explanation: "image missing".into(),
+        }));
+    }
+
+    #[test]
+    fn malformed_and_unknown_params_are_refused_by_name() {
+        let mut spec = ActionSpec {
+            type_: ActionType::ScaleHpa,
+            params: BTreeMap::from([("maxReplicas".to_owned(), "lots".to_owned())]),
+        };
+        let error = action(&spec).unwrap_err().to_string();
+        assert!(error.contains("spec.action.params.maxReplicas"), "{error}");
+        spec.params = BTreeMap::new();
+        let error = action(&spec).unwrap_err().to_string();
+        assert!(error.contains("maxReplicas: is required"), "{error}");
+        spec.params = BTreeMap::from([
+            ("maxReplicas".to_owned(), "4".to_owned()),
+            ("namespace".to_owned(), "kube-system".to_owned()),
+        ]);
+        let error = action(&spec).unwrap_err().to_string();
+        assert!(
+            error.contains("params.namespace: is not a parameter of ScaleHpa"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn recommendations_are_rebuilt_exactly_from_the_cr() {
+        let rec = pb::Recommendation {
+            id: "rec-1".into(),
+            snapshot_id: "snap-1".into(),
+            issue_fingerprints: vec!["abcd".into()],
+            action: Some(pb::Action {
+                kind: Some(Kind::ScaleHpa(pb::ScaleHpa {
+                    min_replicas: None,
+                    max_replicas: 6,
+                })),
+            }),
+            target: Some(pb::ObjectRef {
+                kind: "HorizontalPodAutoscaler".into(),
+                api_version: "autoscaling/v2".into(),
+                namespace: "shop".into(),
+                name: "web".into(),
+                uid: "u-1".into(),
+                resource_version: "42".into(),
+            }),
+            reason: "at max".into(),
+            risk: pb::Severity::Warning as i32,
+            confidence: 100,
+            source: Some(pb::Source {
+                kind: Some(pb::source::Kind::RuleId("hpa-raise-max".into())),
+            }),
+            evidence_refs: vec!["issue:abcd".into()],
+            created_at: None,
+        };
+        let spec = spec_from_recommendation("shop/default", &rec, None).unwrap();
+        assert_eq!(recommendation(&spec, None).unwrap(), rec);
+    }
+
+    #[test]
+    fn recommendations_without_action_or_uid_are_not_recorded() {
+        let error = spec_from_recommendation("p/q", &pb::Recommendation::default(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("recommendation.action"), "{error}");
+    }
+}

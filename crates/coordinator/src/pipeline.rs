@@ -1,0 +1,209 @@
+//! One policy's pipeline: the collector's snapshot stream of the policy's
+//! scope → the analyzer → the action driver.
+//!
+//! The stream is read continuously and reassembled; analysis always takes
+//! the newest snapshot and skips the ones that arrived while the previous
+//! analysis ran, so a slow analyzer (an LLM on a busy GPU) slows nothing
+//! down and nothing queues up without bound.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use k8s_openapi::jiff::Timestamp;
+use nanny_common::{client::TracedChannel, snapshot::SnapshotView};
+use nanny_crd::HealingPolicy;
+use nanny_proto::v1::{
+    AnalyzeSnapshotRequest, ClusterSnapshot, Issue, Scope, WatchRequest,
+    analyzer_client::AnalyzerClient, collector_client::CollectorClient,
+};
+use tokio::time::Instant;
+
+use crate::{actions::Driver, error::Error, snapshots::Snapshots};
+
+/// How a policy's pipeline is doing, for its status conditions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// The collector stream is open and has delivered a snapshot.
+    pub collector_connected: bool,
+    /// The last collector or analyzer error, if the last attempt failed.
+    pub error: Option<String>,
+    /// The analyzer answered rules-only (LLM skipped, down or slow).
+    pub rules_only: bool,
+    /// RFC 3339 time of the last analysis.
+    pub last_analysis: Option<String>,
+}
+
+/// Shared, mutable [`State`].
+pub type SharedState = Arc<Mutex<State>>;
+
+/// Everything a pipeline needs.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The policy as it was when the pipeline started.
+    pub policy: Arc<HealingPolicy>,
+    /// `namespace/name` of the policy.
+    pub policy_ref: String,
+    /// Collector channel.
+    pub collector: TracedChannel,
+    /// Analyzer channel (balanced over its replicas).
+    pub analyzer: TracedChannel,
+    /// Where recommendations go.
+    pub driver: Driver,
+    /// Where snapshots go.
+    pub snapshots: Snapshots,
+    /// Reported in the policy's status.
+    pub state: SharedState,
+    /// Longest wait for one analysis.
+    pub analyze_timeout: Duration,
+}
+
+/// Re-analyze an unchanged set of issues at most this often.
+const REANALYZE: Duration = Duration::from_secs(30);
+
+impl Pipeline {
+    /// Runs until the task is aborted.
+    pub async fn run(self) {
+        let reader = tokio::spawn(self.clone().read_snapshots());
+        self.analyze_loop().await;
+        reader.abort();
+    }
+
+    fn set(&self, update: impl FnOnce(&mut State)) {
+        if let Ok(mut state) = self.state.lock() {
+            update(&mut state);
+        }
+    }
+
+    /// Keeps the collector stream open, reconnecting with backoff.
+    async fn read_snapshots(self) {
+        let mut wait = Duration::from_millis(200);
+        loop {
+            let started = Instant::now();
+            match self.stream_once().await {
+                Ok(()) => {
+                    tracing::info!(policy = %self.policy_ref, "Collector stream ended; reconnecting.")
+                }
+                Err(error) => {
+                    tracing::warn!(%error, policy = %self.policy_ref, "Collector stream failed; reconnecting.");
+                    self.set(|s| {
+                        s.collector_connected = false;
+                        s.error = Some(error.to_string());
+                    });
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                wait = Duration::from_millis(200);
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn stream_once(&self) -> Result<(), Error> {
+        let spec = &self.policy.spec;
+        let request = WatchRequest {
+            scope: Some(Scope {
+                namespaces: spec.scope.namespaces.clone(),
+                label_selector: spec.scope.label_selector.clone().unwrap_or_default(),
+            }),
+            resume_from_generation: 0,
+        };
+        let mut stream = CollectorClient::new(self.collector.clone())
+            .watch_snapshots(request)
+            .await
+            .map_err(|s| Error::peer("collector", s))?
+            .into_inner();
+        let mut view = SnapshotView::default();
+        while let Some(message) = stream
+            .message()
+            .await
+            .map_err(|s| Error::peer("collector", s))?
+        {
+            match view.push(message) {
+                Ok(true) => {
+                    self.snapshots
+                        .publish(&self.policy_ref, Arc::new(view.snapshot()));
+                    self.set(|s| s.collector_connected = true);
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    // A gap or mismatch: start over with a FULL snapshot.
+                    return Err(Error::invalid("collector stream", error.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Analyzes the newest snapshot whenever its issues change.
+    async fn analyze_loop(&self) {
+        let Some(mut latest) = self.snapshots.subscribe(&self.policy_ref) else {
+            return;
+        };
+        // The issues last analyzed (evidence included: a rule may wait for a
+        // restart count), so an unchanged picture is not analyzed again.
+        let mut last: Option<(Vec<Issue>, Instant)> = None;
+        loop {
+            let snapshot = {
+                let Ok(()) = latest.changed().await else {
+                    return;
+                };
+                latest.borrow_and_update().clone()
+            };
+            let Some(snapshot) = snapshot else { continue };
+            let mut issues = snapshot.issues.clone();
+            for issue in &mut issues {
+                issue.last_seen = None;
+            }
+            issues.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+            let unchanged = last
+                .as_ref()
+                .is_some_and(|(seen, at)| *seen == issues && at.elapsed() < REANALYZE);
+            if issues.is_empty() || unchanged {
+                continue;
+            }
+            match self.analyze(&snapshot).await {
+                Ok(()) => last = Some((issues, Instant::now())),
+                Err(error) => {
+                    tracing::warn!(%error, policy = %self.policy_ref, "Analysis failed; retrying with the next snapshot.");
+                    self.set(|s| s.error = Some(error.to_string()));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    // Analyze again even if nothing changes meanwhile.
+                    latest.mark_changed();
+                }
+            }
+        }
+    }
+
+    async fn analyze(&self, snapshot: &ClusterSnapshot) -> Result<(), Error> {
+        let request = AnalyzeSnapshotRequest {
+            snapshot: Some(snapshot.clone()),
+            policy_ref: self.policy_ref.clone(),
+        };
+        let mut client = AnalyzerClient::new(self.analyzer.clone())
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        let response = tokio::time::timeout(self.analyze_timeout, client.analyze_snapshot(request))
+            .await
+            .map_err(|_| {
+                Error::peer(
+                    "analyzer",
+                    tonic::Status::deadline_exceeded("analysis timed out"),
+                )
+            })?
+            .map_err(|s| Error::peer("analyzer", s))?
+            .into_inner();
+        self.set(|s| {
+            s.rules_only = response.rules_only;
+            s.error = None;
+            s.last_analysis = Some(Timestamp::now().to_string());
+        });
+        tracing::debug!(policy = %self.policy_ref, recommendations = response.recommendations.len(), rules_only = response.rules_only, "Snapshot analyzed.");
+        for rec in &response.recommendations {
+            self.driver.propose(&self.policy, rec, snapshot).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,638 @@
+//! Pure text rendering of HealingActions: the `list` table, `describe`, ages
+//! and the suggested next command. No I/O, so every line is unit-tested.
+
+use std::fmt::Write as _;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt as _;
+use nanny_crd::{
+    Condition, HealingAction, HumanDecision, Phase, ROLLBACK_ANNOTATION, ResultRecord, SourceKind,
+};
+
+/// Left-aligned columns separated by three spaces, like kubectl; the last
+/// column is not padded.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}   ", width = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// kubectl's compact age: `45s`, `3m`, `5h`, `12d`.
+pub fn age(since: Timestamp, now: Timestamp) -> String {
+    let seconds = now.duration_since(since).as_secs().max(0);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 120 * 60 => format!("{}m", s / 60),
+        s if s < 48 * 3600 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// Parses an RFC 3339 time as the CRs store them.
+pub fn parse_time(text: &str) -> Option<Timestamp> {
+    text.parse().ok()
+}
+
+/// `2026-11-23T05:00:00Z (3m ago)`, or the raw text when it does not parse.
+fn when(text: &str, now: Timestamp) -> String {
+    match parse_time(text) {
+        Some(at) if at <= now => format!("{text} ({} ago)", age(at, now)),
+        Some(at) => format!("{text} (in {})", age(now, at)),
+        None => text.to_owned(),
+    }
+}
+
+/// Now, rounded to whole seconds, in RFC 3339 (`2026-11-23T05:00:00Z`).
+pub fn now_rfc3339() -> String {
+    let now = Timestamp::now();
+    Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string()
+}
+
+/// The phase, or `-` before the coordinator first wrote status.
+pub fn phase(action: &HealingAction) -> String {
+    action
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .map_or_else(|| "-".to_owned(), |p| p.to_string())
+}
+
+/// `Pod shop/web-1`, or `Node n1` for cluster-scoped targets.
+pub fn target(action: &HealingAction) -> String {
+    let t = &action.spec.target;
+    if t.namespace.is_empty() {
+        format!("{} {}", t.kind, t.name)
+    } else {
+        format!("{} {}/{}", t.kind, t.namespace, t.name)
+    }
+}
+
+/// The rule id, or `model:<name>`.
+pub fn source(action: &HealingAction) -> String {
+    let s = &action.spec.source;
+    match s.kind {
+        SourceKind::Rule => s.name.clone(),
+        SourceKind::Model => format!("model:{}", s.name),
+    }
+}
+
+fn action_type(action: &HealingAction) -> String {
+    // The CRD spelling (`RestartPod`), the same the printer column shows.
+    serde_json::to_value(action.spec.action.type_)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{:?}", action.spec.action.type_))
+}
+
+/// The `list` table. With `all_namespaces` a NAMESPACE column comes first.
+pub fn action_table(actions: &[HealingAction], all_namespaces: bool, now: Timestamp) -> String {
+    let mut header = vec![
+        "NAME",
+        "PHASE",
+        "ACTION",
+        "TARGET",
+        "SOURCE",
+        "CONFIDENCE",
+        "AGE",
+    ];
+    if all_namespaces {
+        header.insert(0, "NAMESPACE");
+    }
+    let rows: Vec<Vec<String>> = actions
+        .iter()
+        .map(|action| {
+            let mut row = vec![
+                action.name_any(),
+                phase(action),
+                action_type(action),
+                target(action),
+                source(action),
+                format!("{}%", action.spec.confidence),
+                action
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |t| age(t.0, now)),
+            ];
+            if all_namespaces {
+                row.insert(0, action.namespace().unwrap_or_default());
+            }
+            row
+        })
+        .collect();
+    table(&header, &rows)
+}
+
+/// What a human can do next, as a command line to copy, or a sentence when
+/// there is nothing to do. `program` is `nannyctl` or `kubectl nanny`.
+pub fn next_step(action: &HealingAction, program: &str) -> String {
+    let name = action.name_any();
+    let ns = action.namespace().unwrap_or_default();
+    let status = action.status.as_ref();
+    let rollback_requested = action.annotations().contains_key(ROLLBACK_ANNOTATION);
+    match status.and_then(|s| s.phase) {
+        None | Some(Phase::Proposed) => "none yet: waiting for the safety gate's verdict".into(),
+        Some(Phase::PendingApproval) if action.spec.approval.is_some() => {
+            "none: decided; waiting for the coordinator to act on it".into()
+        }
+        Some(Phase::PendingApproval) => format!(
+            "{program} approve {name} -n {ns}   (or: {program} reject {name} -n {ns} --reason \"…\")"
+        ),
+        Some(Phase::Approved | Phase::Executing | Phase::Verifying) => {
+            "none: the coordinator is acting on it".into()
+        }
+        Some(Phase::Succeeded | Phase::Failed)
+            if status.and_then(|s| s.rollback.as_ref()).is_some() =>
+        {
+            "none: a rollback was already attempted (see Rollback)".into()
+        }
+        Some(Phase::Succeeded | Phase::Failed) if rollback_requested => {
+            "none: rollback requested; waiting for the coordinator".into()
+        }
+        Some(Phase::Succeeded | Phase::Failed)
+            if status
+                .and_then(|s| s.result.as_ref())
+                .is_some_and(|r| !r.pre_image_ref.is_empty()) =>
+        {
+            format!("none needed; to undo it: {program} rollback {name} -n {ns} --reason \"…\"")
+        }
+        Some(_) => "none: the action is finished".into(),
+    }
+}
+
+fn field(out: &mut String, label: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{:<18}{value}", format!("{label}:"));
+}
+
+fn result_lines(out: &mut String, result: &ResultRecord, now: Timestamp) {
+    field(out, "  Outcome", &result.outcome);
+    if let Some(at) = &result.finished_at {
+        field(out, "  Finished", when(at, now));
+    }
+    if !result.verification.is_empty() {
+        field(out, "  Verification", &result.verification);
+    }
+    if !result.pre_image_ref.is_empty() {
+        field(out, "  Pre-image", &result.pre_image_ref);
+    }
+    if !result.error.is_empty() {
+        field(out, "  Error", &result.error);
+    }
+    if !result.dry_run_diff.is_empty() {
+        out.push_str("  Diff:\n");
+        for line in result.dry_run_diff.lines() {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
+}
+
+fn conditions(out: &mut String, conditions: &[Condition]) {
+    out.push_str("Conditions:\n");
+    if conditions.is_empty() {
+        out.push_str("  <none>\n");
+        return;
+    }
+    let mut sorted: Vec<&Condition> = conditions.iter().collect();
+    // Oldest first: the conditions read as the action's timeline.
+    sorted.sort_by_key(|c| parse_time(&c.last_transition_time));
+    let rows: Vec<Vec<String>> = sorted
+        .iter()
+        .map(|c| {
+            vec![
+                c.last_transition_time.clone(),
+                c.type_.clone(),
+                c.status.clone(),
+                c.reason.clone(),
+                c.message.clone(),
+            ]
+        })
+        .collect();
+    let text = table(&["TIME", "TYPE", "STATUS", "REASON", "MESSAGE"], &rows);
+    for line in text.lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+}
+
+/// The `describe` text.
+pub fn describe(action: &HealingAction, program: &str, now: Timestamp) -> String {
+    let mut out = String::new();
+    let spec = &action.spec;
+    let status = action.status.clone().unwrap_or_default();
+    field(&mut out, "Name", action.name_any());
+    field(
+        &mut out,
+        "Namespace",
+        action.namespace().unwrap_or_default(),
+    );
+    field(&mut out, "Policy", &spec.policy_ref);
+    match (&status.phase, &status.phase_since) {
+        (Some(phase), Some(since)) => field(
+            &mut out,
+            "Phase",
+            format!("{phase} since {}", when(since, now)),
+        ),
+        (Some(phase), None) => field(&mut out, "Phase", phase),
+        (None, _) => field(&mut out, "Phase", "- (no status yet)"),
+    }
+    if let Some(expires) = &status.expires_at
+        && status.phase == Some(Phase::PendingApproval)
+    {
+        field(&mut out, "Expires", when(expires, now));
+    }
+    if let Some(created) = &action.metadata.creation_timestamp {
+        let text = created.0.to_string();
+        field(&mut out, "Created", when(&text, now));
+    }
+    out.push('\n');
+
+    field(&mut out, "Action", action_type(action));
+    for (key, value) in &spec.action.params {
+        field(&mut out, "  Param", format!("{key}={value}"));
+    }
+    field(&mut out, "Target", target(action));
+    let t = &spec.target;
+    field(
+        &mut out,
+        "  Pinned",
+        format!(
+            "uid {}{}",
+            t.uid,
+            if t.resource_version.is_empty() {
+                String::new()
+            } else {
+                format!(", resourceVersion {}", t.resource_version)
+            }
+        ),
+    );
+    if let Some(workload) = &spec.workload_uid {
+        field(&mut out, "  Workload uid", workload);
+    }
+    let source = match spec.source.kind {
+        SourceKind::Rule => format!("rule {}", spec.source.name),
+        SourceKind::Model => {
+            let mut text = format!("model {}", spec.source.name);
+            let details: Vec<String> = [
+                spec.source.provider.as_ref().map(|p| format!("via {p}")),
+                spec.source
+                    .prompt_version
+                    .as_ref()
+                    .map(|v| format!("prompt {v}")),
+                spec.source.digest.as_ref().map(|d| format!("digest {d}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !details.is_empty() {
+                let _ = write!(text, " ({})", details.join(", "));
+            }
+            text
+        }
+    };
+    field(&mut out, "Source", source);
+    let untrusted = if spec.source.kind == SourceKind::Model {
+        " (model's own estimate; untrusted)"
+    } else {
+        ""
+    };
+    field(
+        &mut out,
+        "Confidence",
+        format!("{}%{untrusted}", spec.confidence),
+    );
+    if !spec.risk.is_empty() {
+        field(&mut out, "Risk", &spec.risk);
+    }
+    field(&mut out, "Reasoning", &spec.reasoning);
+    if !spec.evidence.is_empty() {
+        out.push_str("Evidence:\n");
+        for evidence in &spec.evidence {
+            let _ = writeln!(out, "  - {evidence}");
+        }
+    }
+    if !spec.issue_fingerprints.is_empty() {
+        field(&mut out, "Issues", spec.issue_fingerprints.join(", "));
+    }
+    field(
+        &mut out,
+        "Recommendation",
+        format!("{} (snapshot {})", spec.recommendation_id, spec.snapshot_id),
+    );
+    out.push('\n');
+
+    match &status.verdict {
+        Some(verdict) => {
+            field(&mut out, "Verdict", &verdict.decision);
+            if let Some(at) = &verdict.decided_at {
+                field(&mut out, "  Decided", when(at, now));
+            }
+            let rules = if verdict.matched_rules.is_empty() {
+                "<none>".to_owned()
+            } else {
+                verdict.matched_rules.join(", ")
+            };
+            field(&mut out, "  Matched rules", rules);
+            if !verdict.reasons.is_empty() {
+                out.push_str("  Reasons:\n");
+                for reason in &verdict.reasons {
+                    let _ = writeln!(out, "    - {reason}");
+                }
+            }
+            if !verdict.audit_id.is_empty() {
+                field(&mut out, "  Audit id", &verdict.audit_id);
+            }
+        }
+        None => field(&mut out, "Verdict", "<none yet>"),
+    }
+    match &spec.approval {
+        Some(approval) => {
+            let decision = match approval.decision {
+                HumanDecision::Approve => "Approved",
+                HumanDecision::Reject => "Rejected",
+            };
+            field(
+                &mut out,
+                "Approval",
+                format!("{decision} by {} at {}", approval.by, approval.at),
+            );
+            if !approval.comment.is_empty() {
+                field(&mut out, "  Comment", &approval.comment);
+            }
+        }
+        None => field(&mut out, "Approval", "<none>"),
+    }
+    match &status.result {
+        Some(result) => {
+            out.push_str("Result:\n");
+            result_lines(&mut out, result, now);
+        }
+        None => field(&mut out, "Result", "<none yet>"),
+    }
+    if let Some(reason) = action.annotations().get(ROLLBACK_ANNOTATION) {
+        field(&mut out, "Rollback asked", reason);
+    }
+    if let Some(rollback) = &status.rollback {
+        out.push_str("Rollback:\n");
+        result_lines(&mut out, rollback, now);
+    }
+    field(&mut out, "Attempts", status.attempts);
+    out.push('\n');
+    conditions(&mut out, &status.conditions);
+    out.push('\n');
+    field(&mut out, "Next", next_step(action, program));
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use nanny_crd::{
+        ActionType, HealingActionSpec, HealingActionStatus, HumanApproval, TargetRef, VerdictRecord,
+    };
+
+    /// A PatchResources action on `Pod shop/web-1`, built from JSON so
+    /// fields added to the CRD later do not break the fixtures.
+    pub(crate) fn action(name: &str, phase: Option<Phase>) -> HealingAction {
+        let spec: HealingActionSpec = serde_json::from_value(serde_json::json!({
+            "policyRef": "shop/default",
+            "target": {"kind": "Pod", "namespace": "shop", "name": "web-1", "uid": "u-1", "resourceVersion": "42"},
+            "action": {"type": "PatchResources", "params": {"memoryLimit": "768Mi"}},
+            "source": {"kind": "Rule", "name": "oom-raise-memory"},
+            "confidence": 100,
+            "reasoning": "OOMKilled 3 times in 10m",
+            "evidence": ["restarts=3"],
+            "issueFingerprints": ["fp-oom"],
+            "recommendationId": "rec-1",
+            "snapshotId": "snap-1",
+        }))
+        .unwrap();
+        let mut action = HealingAction::new(name, spec);
+        action.metadata.namespace = Some("shop".into());
+        action.status = phase.map(|phase| HealingActionStatus {
+            phase: Some(phase),
+            ..HealingActionStatus::default()
+        });
+        action
+    }
+
+    /// `seconds` before `now`.
+    pub(crate) fn ago(now: Timestamp, seconds: i64) -> Timestamp {
+        now.checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(seconds))
+            .unwrap()
+    }
+
+    fn now() -> Timestamp {
+        "2026-11-23T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let now = now();
+        assert_eq!(age(ago(now, 5), now), "5s");
+        assert_eq!(age(ago(now, 119), now), "119s");
+        assert_eq!(age(ago(now, 600), now), "10m");
+        assert_eq!(age(ago(now, 5 * 3600), now), "5h");
+        assert_eq!(age(ago(now, 3 * 86_400), now), "3d");
+        // Clock skew never prints a negative age.
+        assert_eq!(age(ago(now, -30), now), "0s");
+    }
+
+    #[test]
+    fn list_table_has_the_columns_people_scan_for() {
+        let now = now();
+        let mut pending = action("ha-oom", Some(Phase::PendingApproval));
+        pending.metadata.creation_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ago(now, 300)),
+        );
+        let mut node = action("ha-node", None);
+        node.spec.target = TargetRef {
+            kind: "Node".into(),
+            namespace: String::new(),
+            name: "worker-3".into(),
+            uid: "n".into(),
+            resource_version: String::new(),
+        };
+        node.spec.action.type_ = ActionType::CordonNode;
+        node.spec.source = serde_json::from_value(serde_json::json!(
+            {"kind": "Model", "name": "qwen2.5", "promptVersion": "v3"}
+        ))
+        .unwrap();
+        node.spec.confidence = 80;
+        let text = action_table(&[pending, node], false, now);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "NAME      PHASE             ACTION           TARGET           SOURCE             CONFIDENCE   AGE",
+                "ha-oom    PendingApproval   PatchResources   Pod shop/web-1   oom-raise-memory   100%         5m",
+                "ha-node   -                 CordonNode       Node worker-3    model:qwen2.5      80%          -",
+            ]
+        );
+    }
+
+    #[test]
+    fn all_namespaces_adds_a_namespace_column() {
+        let text = action_table(&[action("ha-1", None)], true, now());
+        assert!(text.starts_with("NAMESPACE   NAME "), "{text}");
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("shop        ha-1 "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn next_step_is_the_command_to_run() {
+        let pending = action("ha-1", Some(Phase::PendingApproval));
+        assert_eq!(
+            next_step(&pending, "nannyctl"),
+            "nannyctl approve ha-1 -n shop   (or: nannyctl reject ha-1 -n shop --reason \"…\")"
+        );
+        assert!(next_step(&pending, "kubectl nanny").starts_with("kubectl nanny approve ha-1"));
+
+        let mut decided = pending.clone();
+        decided.spec.approval = Some(HumanApproval {
+            decision: HumanDecision::Approve,
+            by: "alice".into(),
+            at: "2026-11-23T11:00:00Z".into(),
+            comment: String::new(),
+        });
+        assert!(next_step(&decided, "nannyctl").contains("waiting for the coordinator"));
+
+        let mut done = action("ha-1", Some(Phase::Succeeded));
+        assert_eq!(next_step(&done, "nannyctl"), "none: the action is finished");
+        done.status.as_mut().unwrap().result = Some(ResultRecord {
+            outcome: "Succeeded".into(),
+            dry_run_diff: String::new(),
+            pre_image_ref: "configmap/nanny-preimages/ha-1".into(),
+            verification: String::new(),
+            error: String::new(),
+            finished_at: None,
+        });
+        assert!(
+            next_step(&done, "nannyctl").ends_with("nannyctl rollback ha-1 -n shop --reason \"…\""),
+            "{}",
+            next_step(&done, "nannyctl")
+        );
+        done.annotations_mut()
+            .insert(ROLLBACK_ANNOTATION.into(), "broke checkout".into());
+        assert!(next_step(&done, "nannyctl").contains("rollback requested"));
+        assert!(next_step(&action("ha-1", None), "nannyctl").contains("safety gate"));
+    }
+
+    #[test]
+    fn describe_explains_verdict_result_conditions_and_next_step() {
+        let now = now();
+        let mut action = action("ha-oom", Some(Phase::Failed));
+        let status = action.status.as_mut().unwrap();
+        status.phase_since = Some("2026-11-23T11:58:00Z".into());
+        status.attempts = 1;
+        status.verdict = Some(VerdictRecord {
+            decision: "NeedsApproval".into(),
+            matched_rules: vec!["approval.patch-resources".into()],
+            reasons: vec!["PatchResources needs a human".into()],
+            audit_id: "audit-7".into(),
+            decided_at: Some("2026-11-23T11:00:00Z".into()),
+        });
+        status.result = Some(ResultRecord {
+            outcome: "Ineffective".into(),
+            dry_run_diff: "-memory: 512Mi\n+memory: 768Mi".into(),
+            pre_image_ref: "configmap/pre/ha-oom".into(),
+            verification: "still OOMKilled after 300s".into(),
+            error: String::new(),
+            finished_at: Some("2026-11-23T11:58:00Z".into()),
+        });
+        status.conditions = vec![
+            Condition {
+                type_: "Executed".into(),
+                status: "True".into(),
+                reason: "Patched".into(),
+                message: "memory 512Mi → 768Mi".into(),
+                last_transition_time: "2026-11-23T11:53:00Z".into(),
+            },
+            Condition {
+                type_: "Approved".into(),
+                status: "True".into(),
+                reason: "Human".into(),
+                message: "by alice".into(),
+                last_transition_time: "2026-11-23T11:50:00Z".into(),
+            },
+        ];
+        action.spec.approval = Some(HumanApproval {
+            decision: HumanDecision::Approve,
+            by: "alice".into(),
+            at: "2026-11-23T11:50:00Z".into(),
+            comment: "go".into(),
+        });
+        let text = describe(&action, "nannyctl", now);
+        for expected in [
+            "Name:             ha-oom\n",
+            "Phase:            Failed since 2026-11-23T11:58:00Z (2m ago)\n",
+            "Action:           PatchResources\n",
+            "  Param:          memoryLimit=768Mi\n",
+            "Target:           Pod shop/web-1\n",
+            "  Pinned:         uid u-1, resourceVersion 42\n",
+            "Source:           rule oom-raise-memory\n",
+            "Confidence:       100%\n",
+            "Verdict:          NeedsApproval\n",
+            "  Matched rules:  approval.patch-resources\n",
+            "    - PatchResources needs a human\n",
+            "Approval:         Approved by alice at 2026-11-23T11:50:00Z\n",
+            "  Comment:        go\n",
+            "  Outcome:        Ineffective\n",
+            "  Verification:   still OOMKilled after 300s\n",
+            "    +memory: 768Mi\n",
+            "Next:             none needed; to undo it: nannyctl rollback ha-oom -n shop --reason \"…\"\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        // The timeline is oldest first, whatever order the status lists.
+        let approved = text.find("Approved   True").unwrap();
+        let executed = text.find("Executed   True").unwrap();
+        assert!(approved < executed, "{text}");
+    }
+
+    #[test]
+    fn describe_pending_shows_expiry_and_the_approve_command() {
+        let mut action = action("ha-1", Some(Phase::PendingApproval));
+        action.status.as_mut().unwrap().expires_at = Some("2026-11-24T12:00:00Z".into());
+        let text = describe(&action, "kubectl nanny", now());
+        assert!(
+            text.contains("Expires:          2026-11-24T12:00:00Z (in 24h)"),
+            "{text}"
+        );
+        assert!(text.contains("Approval:         <none>"), "{text}");
+        assert!(
+            text.contains("Next:             kubectl nanny approve ha-1 -n shop"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn now_is_rfc3339_in_whole_seconds() {
+        let now = now_rfc3339();
+        assert!(parse_time(&now).is_some(), "{now}");
+        assert!(now.ends_with('Z') && !now.contains('.'), "{now}");
+    }
+}

@@ -1,0 +1,456 @@
+//! `snapshot` (collector `GetSnapshot`) and `analyze -f` (analyzer
+//! `AnalyzeSnapshot`): look at what Nanny sees, and replay a saved snapshot
+//! through the rules and the model.
+
+use std::{fmt::Write as _, io::Read as _, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{Context as _, anyhow};
+use nanny_common::snapshot::SnapshotView;
+use nanny_proto::v1::{
+    AnalyzeSnapshotRequest, AnalyzeSnapshotResponse, ClusterSnapshot, GetSnapshotRequest,
+    Recommendation, Scope, Severity, action::Kind, analyzer_client::AnalyzerClient,
+    collector_client::CollectorClient, source,
+};
+
+use crate::{
+    connect::KubeArgs,
+    protojson::{self, ANALYZE_RESPONSE, CLUSTER_SNAPSHOT},
+    render,
+};
+
+/// Output of `snapshot` and `analyze`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// A summary table.
+    Table,
+    /// The whole message as proto3 JSON (what `analyze -f` reads).
+    Json,
+}
+
+/// `snapshot`.
+#[derive(Debug, clap::Args)]
+pub struct SnapshotArgs {
+    /// Collector gRPC URL.
+    #[arg(
+        long,
+        env = "NANNYCTL_COLLECTOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    collector: String,
+    /// Only objects with these labels, e.g. `app.kubernetes.io/part-of=shop`.
+    #[arg(short = 'l', long, default_value = "")]
+    selector: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Output,
+    /// Deadline for the whole snapshot, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
+}
+
+/// `analyze`.
+#[derive(Debug, clap::Args)]
+pub struct AnalyzeArgs {
+    /// Snapshot JSON as `snapshot -o json` prints it; `-` reads stdin.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: PathBuf,
+    /// Analyzer gRPC URL.
+    #[arg(
+        long,
+        env = "NANNYCTL_ANALYZER",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    analyzer: String,
+    /// `namespace/name` of the HealingPolicy whose AI settings apply.
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_policy_ref)]
+    policy: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Output,
+    /// Deadline for the analysis (the model can be slow), in milliseconds.
+    #[arg(long, default_value_t = 120_000)]
+    timeout_ms: u64,
+}
+
+fn parse_policy_ref(text: &str) -> Result<String, String> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(text.to_owned())
+        }
+        _ => Err(format!("{text:?} is not namespace/name")),
+    }
+}
+
+/// `snapshot`: one FULL snapshot of the scope, chunks reassembled.
+pub async fn snapshot(kube: &KubeArgs, args: SnapshotArgs) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let channel = nanny_common::client::channel("--collector", &args.collector, timeout)?;
+    let scope = Scope {
+        // -A or no -n: every namespace.
+        namespaces: if kube.all_namespaces {
+            Vec::new()
+        } else {
+            kube.namespace.clone()
+        },
+        label_selector: args.selector,
+    };
+    let fetch = async {
+        let mut stream = CollectorClient::new(channel)
+            .get_snapshot(GetSnapshotRequest { scope: Some(scope) })
+            .await
+            .map_err(|s| {
+                anyhow!(
+                    "collector {}: {}: {}",
+                    args.collector,
+                    s.code(),
+                    s.message()
+                )
+            })?
+            .into_inner();
+        let mut view = SnapshotView::default();
+        while let Some(message) = stream
+            .message()
+            .await
+            .map_err(|s| anyhow!("collector stream: {}: {}", s.code(), s.message()))?
+        {
+            if view.push(message).context("reassembling the snapshot")? {
+                return Ok(view.snapshot());
+            }
+        }
+        Err(anyhow!(
+            "the collector ended the stream before the last chunk"
+        ))
+    };
+    let snapshot = tokio::time::timeout(timeout, fetch)
+        .await
+        .map_err(|_| anyhow!("no whole snapshot within {timeout:?}"))??;
+    match args.output {
+        Output::Json => println!("{}", protojson::to_json(&snapshot, CLUSTER_SNAPSHOT)?),
+        Output::Table => print!("{}", snapshot_summary(&snapshot)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads and parses a snapshot file; errors name the file and the position.
+fn read_snapshot(file: &PathBuf) -> anyhow::Result<ClusterSnapshot> {
+    let (name, text) = if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the snapshot from stdin")?;
+        ("<stdin>".to_owned(), text)
+    } else {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        (file.display().to_string(), text)
+    };
+    protojson::from_json(&text, CLUSTER_SNAPSHOT).with_context(|| {
+        format!("{name}: not a ClusterSnapshot as `nannyctl snapshot -o json` prints it")
+    })
+}
+
+/// `analyze -f FILE`.
+pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    let snapshot = read_snapshot(&args.file)?;
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let channel = nanny_common::client::channel("--analyzer", &args.analyzer, timeout)?;
+    let response = AnalyzerClient::new(channel)
+        .analyze_snapshot(AnalyzeSnapshotRequest {
+            snapshot: Some(snapshot),
+            policy_ref: args.policy.unwrap_or_default(),
+        })
+        .await
+        .map_err(|s| anyhow!("analyzer {}: {}: {}", args.analyzer, s.code(), s.message()))?
+        .into_inner();
+    match args.output {
+        Output::Json => println!("{}", protojson::to_json(&response, ANALYZE_RESPONSE)?),
+        Output::Table => print!("{}", recommendations(&response)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn time(timestamp: Option<&prost_types::Timestamp>) -> String {
+    timestamp
+        .and_then(|t| k8s_openapi::jiff::Timestamp::new(t.seconds, t.nanos).ok())
+        .map_or_else(|| "-".to_owned(), |t| t.to_string())
+}
+
+/// `SEVERITY_WARNING` → `warning`.
+fn enum_name(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix).unwrap_or(name).to_lowercase()
+}
+
+fn object(reference: Option<&nanny_proto::v1::ObjectRef>) -> String {
+    match reference {
+        Some(r) if r.namespace.is_empty() => format!("{} {}", r.kind, r.name),
+        Some(r) => format!("{} {}/{}", r.kind, r.namespace, r.name),
+        None => "-".to_owned(),
+    }
+}
+
+/// The default `snapshot` output: header, object counts, issues.
+fn snapshot_summary(s: &ClusterSnapshot) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Snapshot:   {} (generation {}, taken {})",
+        s.id,
+        s.generation,
+        time(s.taken_at.as_ref())
+    );
+    if let Some(cluster) = &s.cluster {
+        let _ = writeln!(
+            out,
+            "Cluster:    {} {} ({} nodes)",
+            cluster.name, cluster.version, cluster.node_count
+        );
+    }
+    let scope = s.scope.clone().unwrap_or_default();
+    let namespaces = if scope.namespaces.is_empty() {
+        "all namespaces".to_owned()
+    } else {
+        scope.namespaces.join(",")
+    };
+    let _ = writeln!(out, "Scope:      {namespaces} {}", scope.label_selector);
+    let _ = writeln!(
+        out,
+        "Objects:    {} pods, {} nodes, {} workloads, {} jobs, {} HPAs, {} PVCs, {} PDBs, {} events, {} metrics",
+        s.pods.len(),
+        s.nodes.len(),
+        s.workloads.len(),
+        s.jobs.len(),
+        s.hpas.len(),
+        s.pvcs.len(),
+        s.pdbs.len(),
+        s.events.len(),
+        s.metrics.len()
+    );
+    if let Some(stale) = &s.metrics_stale_since {
+        let _ = writeln!(
+            out,
+            "Metrics:    STALE since {} (Prometheus unreachable)",
+            time(Some(stale))
+        );
+    }
+    if s.issues.is_empty() {
+        out.push_str("Issues:     none\n");
+        return out;
+    }
+    let _ = writeln!(out, "Issues:     {}\n", s.issues.len());
+    let rows: Vec<Vec<String>> = s
+        .issues
+        .iter()
+        .map(|issue| {
+            vec![
+                enum_name(issue.kind().as_str_name(), "ISSUE_KIND_"),
+                enum_name(issue.severity().as_str_name(), "SEVERITY_"),
+                object(issue.target.as_ref()),
+                issue.summary.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&render::table(
+        &["KIND", "SEVERITY", "TARGET", "SUMMARY"],
+        &rows,
+    ));
+    out
+}
+
+fn action_name(recommendation: &Recommendation) -> &'static str {
+    match recommendation.action.as_ref().and_then(|a| a.kind.as_ref()) {
+        Some(Kind::RestartPod(_)) => "RestartPod",
+        Some(Kind::RolloutRestart(_)) => "RolloutRestart",
+        Some(Kind::ScaleHpa(_)) => "ScaleHpa",
+        Some(Kind::CordonNode(_)) => "CordonNode",
+        Some(Kind::UncordonNode(_)) => "UncordonNode",
+        Some(Kind::DrainNode(_)) => "DrainNode",
+        Some(Kind::ExpandPvc(_)) => "ExpandPvc",
+        Some(Kind::PatchResources(_)) => "PatchResources",
+        Some(Kind::DeleteJob(_)) => "DeleteJob",
+        Some(Kind::DeleteResource(_)) => "DeleteResource",
+        Some(Kind::ReportOnly(_)) => "ReportOnly",
+        // An arm newer than this nannyctl: say so rather than guess.
+        None => "<unknown>",
+    }
+}
+
+fn source_name(recommendation: &Recommendation) -> String {
+    match recommendation.source.as_ref().and_then(|s| s.kind.as_ref()) {
+        Some(source::Kind::RuleId(rule)) => rule.clone(),
+        Some(source::Kind::Model(model)) => format!("model:{}", model.model),
+        None => "-".to_owned(),
+    }
+}
+
+/// The default `analyze` output.
+fn recommendations(response: &AnalyzeSnapshotResponse) -> String {
+    let mut out = String::new();
+    if response.rules_only {
+        out.push_str("Note: rules only (the LLM was skipped: down, slow or disabled).\n");
+    }
+    if response.recommendations.is_empty() {
+        out.push_str("No recommendations.\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = response
+        .recommendations
+        .iter()
+        .map(|r| {
+            vec![
+                action_name(r).to_owned(),
+                object(r.target.as_ref()),
+                source_name(r),
+                format!("{}%", r.confidence),
+                enum_name(
+                    Severity::try_from(r.risk).map_or("SEVERITY_UNSPECIFIED", |s| s.as_str_name()),
+                    "SEVERITY_",
+                ),
+                r.reason.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&render::table(
+        &["ACTION", "TARGET", "SOURCE", "CONFIDENCE", "RISK", "REASON"],
+        &rows,
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nanny_proto::v1::{
+        Action, ClusterInfo, Issue, IssueKind, ModelSource, ObjectRef, RestartPod, ScaleHpa, Source,
+    };
+
+    fn pod(name: &str) -> Option<ObjectRef> {
+        Some(ObjectRef {
+            kind: "Pod".into(),
+            namespace: "shop".into(),
+            name: name.into(),
+            ..ObjectRef::default()
+        })
+    }
+
+    #[test]
+    fn recommendations_table_shows_action_target_source_and_risk() {
+        let response = AnalyzeSnapshotResponse {
+            rules_only: true,
+            recommendations: vec![
+                Recommendation {
+                    action: Some(Action {
+                        kind: Some(Kind::RestartPod(RestartPod {})),
+                    }),
+                    target: pod("web-1"),
+                    source: Some(Source {
+                        kind: Some(source::Kind::RuleId("crashloop-restart".into())),
+                    }),
+                    confidence: 100,
+                    risk: Severity::Info as i32,
+                    reason: "CrashLoopBackOff for 10m".into(),
+                    ..Recommendation::default()
+                },
+                Recommendation {
+                    action: Some(Action {
+                        kind: Some(Kind::ScaleHpa(ScaleHpa::default())),
+                    }),
+                    target: Some(ObjectRef {
+                        kind: "HorizontalPodAutoscaler".into(),
+                        namespace: "shop".into(),
+                        name: "web".into(),
+                        ..ObjectRef::default()
+                    }),
+                    source: Some(Source {
+                        kind: Some(source::Kind::Model(ModelSource {
+                            model: "qwen2.5".into(),
+                            ..ModelSource::default()
+                        })),
+                    }),
+                    confidence: 80,
+                    risk: Severity::Warning as i32,
+                    reason: "at max for 30m".into(),
+                    ..Recommendation::default()
+                },
+                Recommendation::default(),
+            ],
+        };
+        let text = recommendations(&response);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "Note: rules only (the LLM was skipped: down, slow or disabled).",
+                "ACTION       TARGET                             SOURCE              CONFIDENCE   RISK          REASON",
+                "RestartPod   Pod shop/web-1                     crashloop-restart   100%         info          CrashLoopBackOff for 10m",
+                "ScaleHpa     HorizontalPodAutoscaler shop/web   model:qwen2.5       80%          warning       at max for 30m",
+                "<unknown>    -                                  -                   0%           unspecified",
+            ]
+        );
+        assert_eq!(
+            recommendations(&AnalyzeSnapshotResponse::default()),
+            "No recommendations.\n"
+        );
+    }
+
+    #[test]
+    fn snapshot_summary_counts_objects_and_lists_issues() {
+        let snapshot = ClusterSnapshot {
+            id: "snap-1".into(),
+            generation: 4,
+            cluster: Some(ClusterInfo {
+                version: "v1.34.2".into(),
+                node_count: 3,
+                name: "dev".into(),
+            }),
+            issues: vec![Issue {
+                kind: IssueKind::OomKilled as i32,
+                severity: Severity::Critical as i32,
+                target: pod("api-0"),
+                summary: "OOMKilled 3x".into(),
+                ..Issue::default()
+            }],
+            ..ClusterSnapshot::default()
+        };
+        let text = snapshot_summary(&snapshot);
+        assert!(
+            text.contains("Snapshot:   snap-1 (generation 4, taken -)"),
+            "{text}"
+        );
+        assert!(text.contains("Cluster:    dev v1.34.2 (3 nodes)"), "{text}");
+        assert!(text.contains("Scope:      all namespaces"), "{text}");
+        assert!(text.contains("0 pods, 0 nodes"), "{text}");
+        assert!(
+            text.contains("oom_killed   critical   Pod shop/api-0   OOMKilled 3x"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn malformed_snapshot_files_name_the_file_and_position() {
+        let dir = std::env::temp_dir().join(format!("nannyctl-snap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("broken.json");
+        std::fs::write(
+            &file,
+            "{\n  \"id\": \"s\",\n  \"pods\": [{\"phase\": 3}]\n}",
+        )
+        .unwrap();
+        let error = format!("{:#}", read_snapshot(&file).unwrap_err());
+        assert!(error.contains("broken.json"), "{error}");
+        assert!(error.contains("line 3"), "{error}");
+        let good = dir.join("good.json");
+        std::fs::write(&good, "{\"id\": \"s\", \"generation\": \"2\"}").unwrap();
+        assert_eq!(read_snapshot(&good).unwrap().generation, 2);
+        let missing = format!("{:#}", read_snapshot(&dir.join("nope.json")).unwrap_err());
+        assert!(missing.contains("nope.json"), "{missing}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn policy_refs_must_be_namespace_slash_name() {
+        assert!(parse_policy_ref("shop/default").is_ok());
+        for bad in ["default", "/x", "x/", "a/b/c"] {
+            assert!(parse_policy_ref(bad).is_err(), "{bad}");
+        }
+    }
+}
