@@ -27,6 +27,13 @@ pub enum Target {
         #[arg(long, default_value_t = 100)]
         faults: usize,
     },
+    /// The whole pipeline on the kwok cluster: time from a crash loop visible
+    /// in the API to the pod restarted, rules path, Auto mode (target: p95 ≤ 5 s).
+    Pipeline {
+        /// Crash loops injected one after another.
+        #[arg(long, default_value_t = 20)]
+        faults: usize,
+    },
     /// Idle RSS and start-to-SERVING of every service binary (targets: ≤ 20 MiB, ≤ 200 ms).
     Services {
         /// Cargo profile to build and measure.
@@ -60,6 +67,7 @@ pub fn run(target: Target) -> anyhow::Result<()> {
             nodes,
             faults,
         } => collector(pods, nodes, faults),
+        Target::Pipeline { faults } => pipeline(faults),
         Target::Services {
             profile,
             runs,
@@ -110,6 +118,30 @@ fn collector(pods: usize, nodes: u32, faults: usize) -> anyhow::Result<()> {
                 .env("NANNY_BENCH_PODS", pods.to_string())
                 .env("NANNY_BENCH_FAULTS", faults.to_string())
                 .env("NANNY_BENCH_COLLECTOR", binary),
+        )
+    })
+}
+
+fn pipeline(faults: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(faults > 0, "--faults must be at least 1");
+    cmd::step(
+        "build service binaries",
+        &["cargo", "build", "--locked", "--bins"],
+    )?;
+    crate::cluster::with_cluster(3, |_| {
+        cmd::run(
+            "bench pipeline (five services on the kwok cluster)",
+            std::process::Command::new("cargo")
+                .args([
+                    "test",
+                    "--locked",
+                    "-p",
+                    "nanny-cluster-tests",
+                    "--test",
+                    "pipeline_bench",
+                ])
+                .args(["--", "--ignored", "--nocapture"])
+                .env("NANNY_BENCH_FAULTS", faults.to_string()),
         )
     })
 }

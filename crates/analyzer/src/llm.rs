@@ -16,9 +16,9 @@ use std::{
 };
 
 use nanny_proto::v1::{
-    self as pb, Action, ClusterSnapshot, CordonNode, DeleteJob, DrainNode, ExpandPvc, ModelSource,
-    Recommendation, ReportOnly, RestartPod, RolloutRestart, ScaleHpa, Severity, Source,
-    action::Kind, source,
+    self as pb, Action, ClusterSnapshot, CordonNode, DeleteJob, DeleteResource, DrainNode,
+    ExpandPvc, ModelSource, Recommendation, ReportOnly, RestartPod, RolloutRestart, ScaleHpa,
+    Severity, Source, action::Kind, source,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -58,6 +58,12 @@ pub const MODEL_ACTIONS: &[&str] = &[
     "delete_job",
     "report_only",
 ];
+
+/// Actions the schema never offers but that a model (one serving without
+/// schema enforcement, or a compromised one) may still name: they are
+/// well-formed proposals the safety gate refuses — and audits — so they are
+/// passed on rather than silently dropped.
+pub const PASSED_TO_GATE: &[&str] = &["delete_resource"];
 
 /// Why a model call produced nothing.
 #[derive(Debug, thiserror::Error)]
@@ -358,7 +364,8 @@ pub fn to_recommendation(
     min_confidence: f64,
     info: &ModelInfo,
 ) -> Result<Recommendation, Rejected> {
-    if !MODEL_ACTIONS.contains(&item.action.as_str()) {
+    let action = item.action.as_str();
+    if !MODEL_ACTIONS.contains(&action) && !PASSED_TO_GATE.contains(&action) {
         return Err(Rejected::UnknownAction);
     }
     let confidence = u32::try_from(item.confidence)
@@ -408,6 +415,11 @@ pub fn to_recommendation(
             Kind::ExpandPvc(ExpandPvc {
                 new_size_bytes: size,
             })
+        }
+        // Not offered in the schema; a model that proposes it anyway is
+        // passed on for the gate to refuse and audit (see validate.rs).
+        "delete_resource" if index.workloads.contains_key(uid) => {
+            Kind::DeleteResource(DeleteResource {})
         }
         "report_only" => Kind::ReportOnly(ReportOnly {
             explanation: format!("Model suggestion for a person to review: {reason}"),

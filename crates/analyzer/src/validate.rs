@@ -107,9 +107,6 @@ pub fn validate(
         .as_ref()
         .and_then(|a| a.kind.as_ref())
         .ok_or(Invalid::NoAction)?;
-    if matches!(kind, Kind::DeleteResource(_)) {
-        return Err(Invalid::ActionNotAllowed);
-    }
     if recommendation
         .source
         .as_ref()
@@ -199,8 +196,16 @@ pub fn validate(
         Kind::ReportOnly(report) => bounded(
             !report.explanation.trim().is_empty() && report.explanation.len() <= MAX_EXPLANATION,
         ),
-        // Checked above; kept so a new arm must be considered here.
-        Kind::DeleteResource(_) => Err(Invalid::ActionNotAllowed),
+        // A model may propose deleting a workload it can see. That is
+        // well-formed, so it leaves the analyzer to be refused — and
+        // audited — by the safety gate, which never approves deleting
+        // StatefulSets; anything else (a namespace, a node, a pod) is not
+        // even passed on.
+        Kind::DeleteResource(_) => index
+            .workloads
+            .get(uid)
+            .map(|_| ())
+            .ok_or(Invalid::ActionNotAllowed),
     }
 }
 

@@ -48,6 +48,9 @@ pub const GATE_UNAVAILABLE: &str = "gate-unavailable";
 const TARGET_GONE: &str = "target-gone";
 /// Rule id recorded for a human's approval or rejection.
 const HUMAN: &str = "human-decision";
+/// How long past its verification window an action may stay "in progress"
+/// at the remediator before the coordinator stops waiting for it.
+const IN_PROGRESS_GRACE: Duration = Duration::from_secs(120);
 /// Annotation: RFC 3339 time the analyzer last proposed an open action again.
 const LAST_PROPOSED: &str = "nanny.ai/last-proposed";
 
@@ -272,6 +275,16 @@ impl Driver {
     }
 
     async fn note_proposed_again(&self, namespace: &str, name: &str) {
+        // A step in progress writes with the resourceVersion it read: an
+        // annotation written now would only make that write conflict.
+        let driving = self
+            .inner
+            .in_flight
+            .lock()
+            .is_ok_and(|f| f.contains(&(namespace.to_owned(), name.to_owned())));
+        if driving {
+            return;
+        }
         let action = self
             .inner
             .actions
@@ -846,7 +859,31 @@ impl Step<'_> {
             verification_timeout_seconds: i64::from(policy.spec.verification_timeout_seconds),
             allow_bare_pod_restart: policy.spec.allow_bare_pod_restart,
         };
-        let result = match self.inner().remediator.clone().execute(request).await {
+        // ABORTED: the remediator is still running this action id (a call
+        // made before a restart of ours): wait for its result rather than
+        // spending attempts.
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(u64::from(policy.spec.verification_timeout_seconds))
+            + IN_PROGRESS_GRACE;
+        let mut call = self
+            .inner()
+            .remediator
+            .clone()
+            .execute(request.clone())
+            .await;
+        while let Err(status) = &call
+            && status.code() == tonic::Code::Aborted
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(self.inner().config.retry_backoff()).await;
+            call = self
+                .inner()
+                .remediator
+                .clone()
+                .execute(request.clone())
+                .await;
+        }
+        let result = match call {
             Ok(result) => result.into_inner(),
             Err(status) => {
                 let error = Error::peer("remediator", status);

@@ -356,7 +356,10 @@ pub fn gate_policy(spec: &HealingPolicySpec) -> pb::GatePolicy {
             max_actions_per_hour: spec.limits.max_actions_per_hour,
             cooldown_seconds: spec.limits.cooldown_seconds,
             max_disruption_percent: spec.limits.max_disruption_percent,
-            ..pb::GateLimits::default()
+            max_actions_per_namespace_per_hour: spec.limits.max_actions_per_namespace_per_hour,
+            max_actions_per_target_per_hour: spec.limits.max_actions_per_target_per_hour,
+            breaker_failure_threshold: spec.limits.breaker_failure_threshold,
+            breaker_open_seconds: spec.limits.breaker_open_seconds,
         }),
         ai_min_confidence: spec.ai.min_confidence,
         ai_allow_auto_approve: spec.ai.allow_auto_approve,

@@ -149,6 +149,23 @@ pub struct Limits {
     /// Most of a workload's replicas disrupted at once, in percent.
     #[schemars(range(min = 1, max = 100))]
     pub max_disruption_percent: u32,
+    /// Most actions per hour in one namespace; 0 uses the gate's default.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 10_000))]
+    pub max_actions_per_namespace_per_hour: u32,
+    /// Most actions per hour on one target; 0 uses the gate's default.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1_000))]
+    pub max_actions_per_target_per_hour: u32,
+    /// Consecutive failed or ineffective actions on a target that open its
+    /// circuit breaker; 0 uses the gate's default.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
+    pub breaker_failure_threshold: u32,
+    /// How long an open breaker denies before one trial; 0 uses the gate's default.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 86_400))]
+    pub breaker_open_seconds: u32,
 }
 
 impl Default for Limits {
@@ -157,6 +174,10 @@ impl Default for Limits {
             max_actions_per_hour: 10,
             cooldown_seconds: 300,
             max_disruption_percent: 25,
+            max_actions_per_namespace_per_hour: 0,
+            max_actions_per_target_per_hour: 0,
+            breaker_failure_threshold: 0,
+            breaker_open_seconds: 0,
         }
     }
 }

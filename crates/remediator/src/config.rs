@@ -40,6 +40,11 @@ pub struct VerificationConfig {
     /// half the window): a crash-looping container is Ready for moments
     /// between crashes.
     pub stable_secs: u64,
+    /// A record another process claimed this long ago and never finished is
+    /// an interrupted run (that remediator died): it is resumed. The write
+    /// follows the claim within milliseconds, so this only has to outlast a
+    /// slow API call.
+    pub stale_claim_secs: u64,
 }
 
 impl Default for VerificationConfig {
@@ -49,6 +54,7 @@ impl Default for VerificationConfig {
             max_window_secs: 900,
             poll_interval_ms: 500,
             stable_secs: 30,
+            stale_claim_secs: 30,
         }
     }
 }

@@ -94,3 +94,10 @@ async fn ready_when_reachable(client: kube::Client, health: Health) {
         }
     }
 }
+
+/// Seconds since the Unix epoch (0 before it).
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

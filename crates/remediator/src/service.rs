@@ -32,6 +32,8 @@ pub struct RemediatorService {
     exec: Executor,
     store: Store,
     config: Config,
+    /// Identifies this process in the records it claims.
+    instance: String,
     actions: IntCounterVec,
     duration: HistogramVec,
 }
@@ -67,6 +69,7 @@ impl RemediatorService {
         )?;
         registry.register(Box::new(duration.clone()))?;
         Ok(Self {
+            instance: instance_id(),
             exec: Executor::new(client.clone(), &config.field_manager),
             store: Store::new(client, &config.state_namespace),
             config,
@@ -124,11 +127,14 @@ impl RemediatorService {
         if !v.dry_run
             && let Some(stored) = self.store.get(&v.action_id).await?
         {
+            if self.interrupted(&stored) && stored.record.fingerprint == fingerprint {
+                return self.resume_interrupted(&v, &fingerprint, stored).await;
+            }
             return replay(&v, &fingerprint, stored);
         }
         // The server-side dry run first, always: RBAC, admission and schema
         // refuse here, before anything is written or claimed.
-        let (mut current, mut plan, preview) = self.prepare(&v).await?;
+        let (current, plan, preview) = self.prepare(&v).await?;
         let result = |outcome: Outcome,
                       diff: String,
                       error: String,
@@ -154,10 +160,88 @@ impl RemediatorService {
             return Ok(result(Outcome::Failed, String::new(), reason, None));
         }
 
-        let mut stored = self
-            .store
-            .claim(&v.action_id, &record(&v, &fingerprint, &current, &plan))
-            .await?;
+        let mut claim = record(&v, &fingerprint, &current, &plan);
+        claim.instance.clone_from(&self.instance);
+        let stored = self.store.claim(&v.action_id, &claim).await?;
+        self.act(&v, &fingerprint, stored, current, plan, started)
+            .await
+    }
+
+    /// Whether a record is a run another process claimed and never finished.
+    fn interrupted(&self, stored: &Stored) -> bool {
+        let age = crate::unix_now().saturating_sub(stored.record.claimed_at);
+        stored.record.phase == Phase::Executing
+            && stored.record.instance != self.instance
+            && u64::try_from(age).unwrap_or(0) >= self.config.verification.stale_claim_secs
+    }
+
+    /// Finishes a run a dead remediator left claimed. Whether its write
+    /// happened is read from the target: unchanged since the snapshot means
+    /// it did not (act now); changed or gone means it did (verify it, never
+    /// act again).
+    async fn resume_interrupted(
+        &self,
+        v: &Validated,
+        fingerprint: &str,
+        mut stored: Stored,
+    ) -> Result<ActionResult, Error> {
+        let started = SystemTime::now();
+        tracing::warn!(action_id = %v.action_id, previous = %stored.record.instance, "Resuming an execution a previous remediator left unfinished.");
+        match self.prepare(v).await {
+            Ok((current, plan, preview)) => {
+                if let Some(reason) = preview.failed {
+                    self.release(v).await;
+                    return Ok(ActionResult {
+                        action_id: v.action_id.clone(),
+                        outcome: Outcome::Failed as i32,
+                        error: reason,
+                        started_at: Some(started.into()),
+                        finished_at: Some(SystemTime::now().into()),
+                        ..ActionResult::default()
+                    });
+                }
+                // Take the claim over; a concurrent taker makes this fail.
+                stored.record = record(v, fingerprint, &current, &plan);
+                stored.record.instance.clone_from(&self.instance);
+                self.store.update(&v.action_id, &mut stored).await?;
+                self.act(v, fingerprint, stored, current, plan, started)
+                    .await
+            }
+            Err(error) if error.is_refusal() => {
+                stored.record.instance.clone_from(&self.instance);
+                let claimed = SystemTime::UNIX_EPOCH
+                    + Duration::from_secs(u64::try_from(stored.record.claimed_at).unwrap_or(0));
+                let result = self.verify_applied(v, &stored, claimed, started).await;
+                self.finish(v, stored, result).await
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Applies a claimed plan, verifies it and stores the result.
+    async fn act(
+        &self,
+        v: &Validated,
+        fingerprint: &str,
+        mut stored: Stored,
+        mut current: serde_json::Value,
+        mut plan: Plan,
+        started: SystemTime,
+    ) -> Result<ActionResult, Error> {
+        let v = v.clone();
+        let result = |outcome: Outcome,
+                      diff: String,
+                      error: String,
+                      verification: Option<Verification>| ActionResult {
+            action_id: v.action_id.clone(),
+            outcome: outcome as i32,
+            dry_run_diff: diff,
+            pre_image_ref: String::new(),
+            verification,
+            error,
+            started_at: Some(started.into()),
+            finished_at: Some(SystemTime::now().into()),
+        };
         let mut attempt = 0;
         let applied = loop {
             match self.exec.apply(&v, &current, &plan, false).await {
@@ -182,37 +266,62 @@ impl RemediatorService {
                 Ok(applied) => break applied,
             }
         };
-        stored.record = record(&v, &fingerprint, &current, &plan);
+        let instance = std::mem::take(&mut stored.record.instance);
+        stored.record = record(&v, fingerprint, &current, &plan);
+        stored.record.instance = instance;
         tracing::info!(action_id = %v.action_id, target = %describe(&v.target), action = %action_label(v.action_type), "Action applied.");
 
-        let mut outcome_result = if let Some(reason) = applied.failed {
+        let outcome_result = if let Some(reason) = applied.failed {
             result(Outcome::Failed, String::new(), reason, None)
         } else {
-            let pre_image = stored.record.pre_image.clone();
-            let exec = self.exec.clone();
-            let stable = Duration::from_secs(self.config.verification.stable_secs)
-                .min(v.verification_window / 2);
-            let (state, message) = verify::watch(
-                v.verification_window,
-                Duration::from_millis(self.config.verification.poll_interval_ms),
-                || verify::check(&exec, &v, &pre_image, started, stable),
-            )
-            .await;
-            let outcome = match state {
-                VerificationState::Passed => Outcome::Succeeded,
-                VerificationState::Failed => Outcome::Failed,
-                _ => Outcome::Ineffective,
-            };
-            result(
-                outcome,
-                String::new(),
-                String::new(),
-                Some(Verification {
-                    state: state as i32,
-                    message,
-                }),
-            )
+            self.verify_applied(&v, &stored, started, started).await
         };
+        self.finish(&v, stored, outcome_result).await
+    }
+
+    /// Watches an applied action's target until the verification decides.
+    async fn verify_applied(
+        &self,
+        v: &Validated,
+        stored: &Stored,
+        applied_at: SystemTime,
+        started: SystemTime,
+    ) -> ActionResult {
+        let pre_image = stored.record.pre_image.clone();
+        let exec = self.exec.clone();
+        let stable = Duration::from_secs(self.config.verification.stable_secs)
+            .min(v.verification_window / 2);
+        let (state, message) = verify::watch(
+            v.verification_window,
+            Duration::from_millis(self.config.verification.poll_interval_ms),
+            || verify::check(&exec, v, &pre_image, applied_at, stable),
+        )
+        .await;
+        let outcome = match state {
+            VerificationState::Passed => Outcome::Succeeded,
+            VerificationState::Failed => Outcome::Failed,
+            _ => Outcome::Ineffective,
+        };
+        ActionResult {
+            action_id: v.action_id.clone(),
+            outcome: outcome as i32,
+            verification: Some(Verification {
+                state: state as i32,
+                message,
+            }),
+            started_at: Some(started.into()),
+            finished_at: Some(SystemTime::now().into()),
+            ..ActionResult::default()
+        }
+    }
+
+    /// Stores the final result; replays answer with it from now on.
+    async fn finish(
+        &self,
+        v: &Validated,
+        mut stored: Stored,
+        mut outcome_result: ActionResult,
+    ) -> Result<ActionResult, Error> {
         outcome_result.pre_image_ref = self.store.reference(&v.action_id);
         stored.record.phase = Phase::Done;
         stored.result = Some(outcome_result.clone());
@@ -447,7 +556,17 @@ fn record(v: &Validated, fingerprint: &str, current: &serde_json::Value, plan: &
         undo: plan.undo.clone(),
         not_reversible: plan.not_reversible.map(str::to_owned),
         phase: Phase::Executing,
+        instance: String::new(),
+        claimed_at: crate::unix_now(),
     }
+}
+
+/// A process-unique id for the records this remediator claims.
+fn instance_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos:x}", std::process::id())
 }
 
 fn status_label(result: &Result<ActionResult, Error>) -> &'static str {

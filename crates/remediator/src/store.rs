@@ -70,6 +70,12 @@ pub struct Record {
     pub not_reversible: Option<String>,
     /// Where the record is in its life.
     pub phase: Phase,
+    /// The remediator process that claimed it (random per process start).
+    #[serde(default)]
+    pub instance: String,
+    /// Unix seconds of the claim.
+    #[serde(default)]
+    pub claimed_at: i64,
 }
 
 /// The acted-on object.

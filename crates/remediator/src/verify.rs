@@ -94,7 +94,12 @@ pub async fn check(
             };
             match &v.action {
                 ActionKind::RolloutRestart(_) | ActionKind::PatchResources(_) => {
-                    rollout_complete(v.kind, &current)
+                    match rollout_complete(v.kind, &current) {
+                        Check::Passed(rolled) => {
+                            rollout_stable(exec, v, &current, started, stable, rolled).await
+                        }
+                        other => other,
+                    }
                 }
                 ActionKind::ScaleHpa(scale) => hpa_below_max(scale, &current),
                 ActionKind::CordonNode(_) => schedulable(&current, false),
@@ -193,6 +198,82 @@ async fn restart_pod(
         "replacement pod {} is not Ready",
         str_at(&replacements[0], "/metadata/name")
     ))
+}
+
+/// After a rollout: the workload's pods must stay Ready, without restarts,
+/// for `stable` — a new limit that still OOMs, or a restart into the same
+/// crash, is not a success just because the rollout finished.
+async fn rollout_stable(
+    exec: &Executor,
+    v: &Validated,
+    workload: &Value,
+    started: SystemTime,
+    stable: Duration,
+    rolled: String,
+) -> Check {
+    let selector: Vec<String> = workload
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+                .collect()
+        })
+        .unwrap_or_default();
+    if selector.is_empty() {
+        return Check::Passed(rolled);
+    }
+    let pods = exec.api(TargetKind::Pod, &v.target.namespace);
+    let list = match pods
+        .list(&ListParams::default().labels(&selector.join(",")))
+        .await
+    {
+        Ok(list) => list,
+        Err(error) => return Check::Pending(format!("cannot list pods: {error}")),
+    };
+    for pod in list
+        .items
+        .iter()
+        .filter_map(|p: &DynamicObject| to_value(p).ok())
+    {
+        if pod.pointer("/metadata/deletionTimestamp").is_some() {
+            continue;
+        }
+        let name = str_at(&pod, "/metadata/name");
+        let unhealthy = pod
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .and_then(|cs| {
+                cs.iter().find_map(|c| {
+                    let waiting = c.pointer("/state/waiting/reason").and_then(Value::as_str);
+                    let last = c
+                        .pointer("/lastState/terminated/reason")
+                        .and_then(Value::as_str);
+                    if waiting == Some("CrashLoopBackOff") || int(c, "/restartCount") > 0 {
+                        Some(last.or(waiting).unwrap_or("restarting").to_owned())
+                    } else {
+                        None
+                    }
+                })
+            });
+        if let Some(reason) = unhealthy {
+            return Check::Pending(format!(
+                "{rolled}, but pod {name} keeps restarting ({reason})"
+            ));
+        }
+    }
+    let elapsed = SystemTime::now()
+        .duration_since(started)
+        .unwrap_or_default();
+    if elapsed < stable {
+        return Check::Pending(format!(
+            "{rolled}; watching the pods for {}s of {}s",
+            elapsed.as_secs(),
+            stable.as_secs()
+        ));
+    }
+    Check::Passed(format!("{rolled}; pods stable for {}s", elapsed.as_secs()))
 }
 
 fn int(value: &Value, pointer: &str) -> i64 {

@@ -112,17 +112,8 @@ pub async fn run(
 async fn kube_client(
     config: &config::KubernetesConfig,
 ) -> Result<kube::Client, nanny_common::Error> {
-    let error = |e: &dyn std::fmt::Display| {
-        nanny_common::Error::config("kubernetes.kubeconfig", e.to_string())
-    };
-    let kube_config = if config.kubeconfig.is_empty() {
-        kube::Config::infer().await.map_err(|e| error(&e))?
-    } else {
-        let file =
-            kube::config::Kubeconfig::read_from(&config.kubeconfig).map_err(|e| error(&e))?;
-        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| error(&e))?
-    };
-    kube::Client::try_from(kube_config).map_err(|e| error(&e))
+    let kube_config =
+        nanny_common::kube::load_config("kubernetes.kubeconfig", &config.kubeconfig).await?;
+    kube::Client::try_from(kube_config)
+        .map_err(|e| nanny_common::Error::config("kubernetes.kubeconfig", e.to_string()))
 }

@@ -84,7 +84,7 @@ impl Stack {
             "nanny-remediator" => vec![
                 ("NANNY_KUBECONFIG", kubeconfig),
                 ("NANNY_STATE_NAMESPACE", o.namespace.clone()),
-                ("NANNY_VERIFICATION__STABLE_SECS", "3".to_owned()),
+                ("NANNY_VERIFICATION__STABLE_SECS", "8".to_owned()),
             ],
             "nanny-coordinator" => {
                 let url = |b: &str| {
@@ -167,6 +167,38 @@ impl Stack {
             process.kill().await?;
         }
         self.spawn(binary).await
+    }
+
+    /// Starts another replica of `binary` on fresh ports with the same
+    /// configuration, `overrides` applied last (e.g. a second coordinator
+    /// with its own identity).
+    ///
+    /// # Errors
+    /// When it does not start or become ready.
+    pub async fn spawn_replica(
+        &self,
+        binary: &'static str,
+        overrides: &[(&str, &str)],
+    ) -> anyhow::Result<ServiceProcess> {
+        let env: Vec<(String, String)> = self
+            .env
+            .get(binary)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k != "NANNY_SERVER__GRPC_ADDR" && k != "NANNY_SERVER__HTTP_ADDR")
+            .chain(
+                overrides
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            )
+            .collect();
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let process = ServiceProcess::spawn(&cargo_bin(binary), &pairs)
+            .await
+            .with_context(|| format!("starting a replica of {binary}"))?;
+        process.wait_serving("", READY).await?;
+        Ok(process)
     }
 
     /// Every service's logs, for failure messages.

@@ -7,6 +7,8 @@
 // Test support: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod pipeline;
+
 use std::path::PathBuf;
 
 use k8s_openapi::api::{authentication::v1::TokenRequest, core::v1::ServiceAccount};

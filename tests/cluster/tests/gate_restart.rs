@@ -9,10 +9,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use k8s_openapi::{
-    api::rbac::v1::{ClusterRole, ClusterRoleBinding},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::{
     Api, Client,
     api::{
@@ -29,7 +26,7 @@ use nanny_proto::{
     },
 };
 use nanny_test_util::{
-    cluster::eventually,
+    cluster::{eventually, install_crds},
     process::{ServiceProcess, cargo_bin},
     requests::crashloop_restart,
 };
@@ -47,35 +44,6 @@ fn healing_actions() -> ApiResource {
         &GroupVersionKind::gvk("nanny.ai", "v1alpha1", "HealingAction"),
         "healingactions",
     )
-}
-
-/// Installs the HealingAction CRD from deploy/crds (the cluster starts
-/// without Nanny's CRDs) and waits until it is served.
-async fn install_crd(client: &Client) {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/crds/healingactions.nanny.ai.yaml"
-    ))
-    .unwrap();
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .patch(
-            "healingactions.nanny.ai",
-            &PatchParams::apply("nanny-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-    let actions: Api<DynamicObject> = Api::all_with(client.clone(), &healing_actions());
-    eventually("HealingAction CRD served", WAIT, || async {
-        Ok(actions
-            .list(&ListParams::default().limit(1))
-            .await
-            .ok()
-            .map(|_| ()))
-    })
-    .await
-    .unwrap();
 }
 
 /// ServiceAccount `nanny-safety-gate` in the test namespace, bound to the
@@ -295,13 +263,24 @@ fn tight(ns: &str, name: &str) -> ReviewRequest {
     request
 }
 
+/// A new proposal for the same target. It needs its own recommendation id:
+/// the gate lets the same id reviewed again keep the approval it holds (a
+/// caller retrying after a lost write), so only a new one meets the cooldown.
+fn proposed_again(request: &ReviewRequest, round: u32) -> ReviewRequest {
+    let mut again = request.clone();
+    if let Some(recommendation) = again.recommendation.as_mut() {
+        recommendation.id = format!("{}-again-{round}", recommendation.id);
+    }
+    again
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_gate_without_its_audit_log_keeps_cooldowns_and_rate_limits() {
     let Some(fx) = Fixture::new("gate-restart").await else {
         return;
     };
     let ns = fx.ns().to_owned();
-    install_crd(&fx.client).await;
+    install_crds(&fx.client).await.unwrap();
     let identity = gate_identity(&fx).await;
     let kubeconfig = identity.kubeconfig.to_string_lossy().into_owned();
     let audit_dir = std::env::temp_dir().join(format!("{ns}-audit"));
@@ -332,7 +311,7 @@ async fn a_restarted_gate_without_its_audit_log_keeps_cooldowns_and_rate_limits(
         .unwrap();
     record_action(&fx.client, &web, &verdict, Some("Succeeded")).await;
     // The same pod again: in its cooldown.
-    let again = review(&mut client, web.clone()).await;
+    let again = review(&mut client, proposed_again(&web, 1)).await;
     assert_eq!(decided(&again), (Decision::Denied, "cooldown"));
     // Policy `tight` spends its two actions an hour (approved, not yet run).
     for name in ["api-0", "api-1"] {
@@ -349,7 +328,7 @@ async fn a_restarted_gate_without_its_audit_log_keeps_cooldowns_and_rate_limits(
     std::fs::remove_dir_all(&audit_dir).unwrap();
 
     let (gate, mut client) = start_gate(&cluster_env).await;
-    let restarted = review(&mut client, web.clone()).await;
+    let restarted = review(&mut client, proposed_again(&web, 2)).await;
     assert_eq!(
         decided(&restarted),
         (Decision::Denied, "cooldown"),

@@ -15,64 +15,19 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::{
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-    jiff::Timestamp,
-};
+use k8s_openapi::jiff::Timestamp;
 use kube::{
-    Api, Client,
+    Api,
     api::{Patch, PatchParams, PostParams},
 };
 use nanny_cluster_tests::Fixture;
 use nanny_crd::{HealingAction, HealingPolicy, HumanDecision, POLICY_LABEL, ROLLBACK_ANNOTATION};
 use nanny_test_util::{
-    cluster::eventually,
+    cluster::{eventually, install_crds},
     faults,
     process::{ServiceProcess, cargo_bin},
 };
 use serde_json::json;
-
-/// Applies `deploy/crds/` (server-side, forced: the chart may have created
-/// them first) and waits until both serve.
-async fn install_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/crds");
-    for file in [
-        "healingpolicies.nanny.ai.yaml",
-        "healingactions.nanny.ai.yaml",
-    ] {
-        let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(
-            &name,
-            &PatchParams::apply("nanny-cluster-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-        eventually(
-            &format!("{name} Established"),
-            Duration::from_secs(30),
-            || {
-                let crds = crds.clone();
-                let name = name.clone();
-                async move {
-                    let crd = crds.get(&name).await?;
-                    let established = crd
-                        .status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    Ok(established.then_some(()))
-                }
-            },
-        )
-        .await
-        .unwrap();
-    }
-}
 
 /// Creates a HealingAction and writes its status through the status
 /// subresource, as the coordinator would.
@@ -209,7 +164,7 @@ async fn nannyctl_lists_describes_and_decides_on_real_actions() {
     let Some(fx) = Fixture::new("nannyctl").await else {
         return;
     };
-    install_crds(&fx.client).await;
+    install_crds(&fx.client).await.unwrap();
     let api: Api<HealingAction> = Api::namespaced(fx.client.clone(), fx.ns());
     create_action(&api, "ha-oom", pending_status()).await;
     create_action(&api, "ha-crash", pending_status()).await;
@@ -347,7 +302,7 @@ async fn rollback_is_requested_once_and_guarded_by_resource_version() {
     let Some(fx) = Fixture::new("nannyctl-rb").await else {
         return;
     };
-    install_crds(&fx.client).await;
+    install_crds(&fx.client).await.unwrap();
     let api: Api<HealingAction> = Api::namespaced(fx.client.clone(), fx.ns());
     create_action(
         &api,
@@ -422,7 +377,7 @@ async fn kubectl_nanny_plugin_and_policy_status() {
     let Some(fx) = Fixture::new("nannyctl-plugin").await else {
         return;
     };
-    install_crds(&fx.client).await;
+    install_crds(&fx.client).await.unwrap();
     let api: Api<HealingAction> = Api::namespaced(fx.client.clone(), fx.ns());
     create_action(&api, "ha-plug", pending_status()).await;
     // The coordinator labels each action with its policy.

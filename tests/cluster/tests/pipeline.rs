@@ -5,7 +5,7 @@
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -13,218 +13,16 @@ use k8s_openapi::api::{
     batch::v1::Job,
     core::v1::{Node, PersistentVolumeClaim, Pod},
 };
-use kube::{
-    Api, ResourceExt,
-    api::{Patch, PatchParams, PostParams},
+use kube::{Api, ResourceExt};
+use nanny_cluster_tests::pipeline::{
+    Harness, MIN_RESTARTS, WAIT, crash_loop_restarted, crash_one_pod, restarts,
 };
-use nanny_cluster_tests::Fixture;
-use nanny_crd::{ActionType, HealingAction, HealingPolicy, Phase};
+use nanny_crd::{ActionType, Phase};
 use nanny_test_util::{
-    cluster::{eventually, install_crds},
+    cluster::eventually,
     faults::{self, HpaAtMax, NodeFault, PodSpec},
     nodes::FakeNode,
-    stack::{Options, Stack},
 };
-use serde_json::json;
-
-const WAIT: Duration = Duration::from_secs(90);
-
-struct Harness {
-    fx: Fixture,
-    stack: Stack,
-    actions: Api<HealingAction>,
-}
-
-fn policy(ns: &str, mode: &str) -> HealingPolicy {
-    serde_json::from_value(json!({
-        "apiVersion": "nanny.ai/v1alpha1",
-        "kind": "HealingPolicy",
-        "metadata": { "name": "default", "namespace": ns },
-        "spec": {
-            "mode": mode,
-            "scope": { "namespaces": [ns, "kube-system"] },
-            "actions": [
-                { "type": "RestartPod" },
-                { "type": "RolloutRestart" },
-                { "type": "PatchResources", "ceilings": { "maxMemory": "2Gi" } },
-                { "type": "DeleteJob" },
-                { "type": "ScaleHpa", "ceilings": { "maxReplicas": 10 } },
-                { "type": "CordonNode" },
-                { "type": "ExpandPvc", "ceilings": { "maxStorage": "20Gi" } },
-                { "type": "ReportOnly" },
-            ],
-            "limits": { "maxActionsPerHour": 100, "cooldownSeconds": 120, "maxDisruptionPercent": 50 },
-            "ai": { "enabled": false, "minConfidence": 0.75, "maxRecommendations": 5 },
-            "verificationTimeoutSeconds": 30,
-        },
-    }))
-    .unwrap()
-}
-
-impl Harness {
-    async fn start(test: &str, mode: &str) -> Option<Self> {
-        let fx = Fixture::new(test).await?;
-        install_crds(&fx.client).await.unwrap();
-        let policies: Api<HealingPolicy> = Api::namespaced(fx.client.clone(), fx.ns());
-        policies
-            .create(&PostParams::default(), &policy(fx.ns(), mode))
-            .await
-            .unwrap();
-        let audit = std::env::temp_dir().join(format!("{}-audit.jsonl", fx.ns()));
-        let stack = Stack::start(Options {
-            kubeconfig: fx.cluster.kubeconfig.clone(),
-            prometheus_url: fx.cluster.prometheus_url.clone(),
-            namespace: fx.ns().to_owned(),
-            audit_path: audit,
-            extra_env: Vec::new(),
-        })
-        .await
-        .unwrap();
-        let actions = Api::namespaced(fx.client.clone(), fx.ns());
-        Some(Self { fx, stack, actions })
-    }
-
-    /// Every HealingAction on the object with `uid`.
-    async fn actions_on(&self, uid: &str) -> Vec<HealingAction> {
-        self.actions
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|a| a.spec.target.uid == uid)
-            .collect()
-    }
-
-    /// Waits for the (single) action on `uid` to reach `phase`.
-    async fn wait_phase(&self, uid: &str, phase: Phase) -> HealingAction {
-        let result = eventually(&format!("an action on {uid} in {phase}"), WAIT, || async {
-            let actions = self.actions_on(uid).await;
-            Ok(actions
-                .into_iter()
-                .find(|a| a.status.as_ref().and_then(|s| s.phase) == Some(phase)))
-        })
-        .await;
-        match result {
-            Ok(action) => action,
-            Err(error) => panic!(
-                "{error}\nactions: {:#?}\n{}",
-                self.actions.list(&Default::default()).await.unwrap().items,
-                self.stack.logs()
-            ),
-        }
-    }
-
-    async fn running_pods(&self, app: &str, count: usize) -> Vec<Pod> {
-        eventually(&format!("{count} running {app} pods"), WAIT, || async {
-            let pods = faults::pods_of(&self.fx.client, self.fx.ns(), app).await?;
-            let running: Vec<Pod> = pods
-                .into_iter()
-                .filter(|p| {
-                    p.metadata.deletion_timestamp.is_none()
-                        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                })
-                .collect();
-            Ok((running.len() == count).then_some(running))
-        })
-        .await
-        .unwrap()
-    }
-}
-
-impl Harness {
-    /// Approves the action as `nannyctl approve` does: `spec.approval`.
-    async fn approve(&self, action: &HealingAction) {
-        let patch = json!({ "spec": { "approval": {
-            "decision": "Approve", "by": "pipeline-test", "at": k8s_openapi::jiff::Timestamp::now().to_string(),
-        } } });
-        self.actions
-            .patch(
-                &action.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(patch),
-            )
-            .await
-            .unwrap();
-    }
-
-    /// Waits for an action on `uid` awaiting approval, approves it, and
-    /// waits for it to succeed.
-    async fn approve_and_wait(&self, uid: &str, action_type: ActionType) -> HealingAction {
-        let pending = self.wait_phase(uid, Phase::PendingApproval).await;
-        assert_eq!(pending.spec.action.type_, action_type);
-        self.approve(&pending).await;
-        self.wait_phase(uid, Phase::Succeeded).await
-    }
-}
-
-/// Marks a running pod as crash-looping (kwok's stage selects the label):
-/// its replacement, built from the unchanged template, is healthy.
-async fn crash_one_pod(pods: &Api<Pod>, pod: &Pod) {
-    pods.patch(
-        &pod.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "metadata": { "labels": { faults::FAULT_LABEL: "crash-loop" } } })),
-    )
-    .await
-    .unwrap();
-}
-
-fn restarts(pod: &Pod) -> i32 {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .map_or(0, |cs| {
-            cs.iter().map(|c| c.restart_count).max().unwrap_or(0)
-        })
-}
-
-/// The analyzer's crash-loop rule acts from this many restarts on.
-const MIN_RESTARTS: i32 = 3;
-
-/// Crash loop → the pod is restarted automatically. Returns the time from
-/// the crash loop reaching the rule's threshold in the API to the pod's
-/// deletion.
-async fn crash_loop_restarted(h: &Harness, app: &str) -> Duration {
-    let pods: Api<Pod> = Api::namespaced(h.fx.client.clone(), h.fx.ns());
-    faults::deployment(&h.fx.client, h.fx.ns(), app, 3, &PodSpec::default())
-        .await
-        .unwrap();
-    let victim = h.running_pods(app, 3).await.remove(0);
-    let uid = victim.uid().unwrap();
-    crash_one_pod(&pods, &victim).await;
-    let mut visible = None;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let pod = pods.get_opt(&victim.name_any()).await.unwrap();
-        let Some(pod) = pod.filter(|p| {
-            p.uid().as_deref() == Some(&uid) && p.metadata.deletion_timestamp.is_none()
-        }) else {
-            break;
-        };
-        if visible.is_none() && restarts(&pod) >= MIN_RESTARTS {
-            visible = Some(Instant::now());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the crash-looping pod was not replaced\n{}",
-            h.stack.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let healed = visible
-        .expect("the crash loop was seen before the restart")
-        .elapsed();
-    let action = h.wait_phase(&uid, Phase::Succeeded).await;
-    assert_eq!(action.spec.action.type_, ActionType::RestartPod);
-    assert_eq!(action.status.unwrap().attempts, 1, "executed once");
-    assert_eq!(
-        h.actions_on(&uid).await.len(),
-        1,
-        "one action, not duplicated"
-    );
-    healed
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
@@ -351,7 +149,17 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
         })
         .await
         .unwrap();
-        h.approve(&action).await;
+        // Approved the kubectl way: `kubectl annotate healingaction … nanny.ai/approve=<who>`.
+        h.actions
+            .patch(
+                &action.name_any(),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(serde_json::json!({
+                    "metadata": { "annotations": { "nanny.ai/approve": "oncall-via-kubectl" } }
+                })),
+            )
+            .await
+            .unwrap();
         eventually("the node cordoned", WAIT, || async {
             Ok(nodes
                 .get(&node.name)
@@ -395,6 +203,16 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
     let protected = async {
         // A fault in kube-system: proposed, denied by the gate, audited, untouched.
         let name = format!("{ns}-sys");
+        let system: Api<Deployment> = Api::namespaced(client.clone(), "kube-system");
+        // Earlier runs that failed halfway may have left theirs.
+        for old in system.list(&Default::default()).await.unwrap().items {
+            if old.name_any().starts_with("nanny-test-") {
+                system
+                    .delete(&old.name_any(), &Default::default())
+                    .await
+                    .unwrap();
+            }
+        }
         faults::crash_loop(client, "kube-system", &name, 1)
             .await
             .unwrap();
@@ -404,12 +222,7 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
         })
         .await
         .unwrap();
-        let deployment_uid = Api::<Deployment>::namespaced(client.clone(), "kube-system")
-            .get(&name)
-            .await
-            .unwrap()
-            .uid()
-            .unwrap();
+        let deployment_uid = system.get(&name).await.unwrap().uid().unwrap();
         let pod_uid = pods.uid().unwrap();
         let denied = eventually("the kube-system action denied", WAIT, || async {
             let mut all = h.actions_on(&pod_uid).await;
@@ -420,6 +233,12 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
         })
         .await
         .unwrap();
+        let still = Api::<Pod>::namespaced(client.clone(), "kube-system")
+            .get_opt(&pods.name_any())
+            .await
+            .unwrap();
+        system.delete(&name, &Default::default()).await.unwrap();
+        assert!(still.is_some(), "nothing in kube-system was touched");
         let verdict = denied.status.clone().unwrap().verdict.unwrap();
         assert!(
             verdict
@@ -434,23 +253,88 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
             audit.contains(&denied.spec.recommendation_id),
             "the denial is in the audit log"
         );
-        let still = Api::<Pod>::namespaced(client.clone(), "kube-system")
-            .get_opt(&pods.name_any())
-            .await
-            .unwrap();
-        assert!(still.is_some(), "nothing in kube-system was touched");
-        Api::<Deployment>::namespaced(client.clone(), "kube-system")
-            .delete(&name, &Default::default())
-            .await
-            .unwrap();
         println!(
             "fault in kube-system → denied ({}) and audited",
             verdict.matched_rules.join(",")
         );
     };
 
-    let (_, _, _, _, node, _, _) = tokio::join!(crash, oom, stale_job, hpa, node, pvc, protected);
+    let stubborn = async {
+        // Raising the limit does not help this one: verification fails and
+        // the policy rolls the change back.
+        faults::oom_killed(client, ns, "stubborn", "128Mi")
+            .await
+            .unwrap();
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+        let uid = deployments.get("stubborn").await.unwrap().uid().unwrap();
+        let pending = h.wait_phase(&uid, Phase::PendingApproval).await;
+        h.approve(&pending).await;
+        let action = h.wait_phase(&uid, Phase::RolledBack).await;
+        let status = action.status.unwrap();
+        assert!(status.rollback.is_some_and(|r| r.outcome == "RolledBack"));
+        let limit = deployments
+            .get("stubborn")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers[0]
+            .resources
+            .clone()
+            .unwrap()
+            .limits
+            .unwrap()["memory"]
+            .0
+            .clone();
+        assert_eq!(limit, "128Mi", "the limit was restored");
+        println!("OOM not fixed by more memory → verification failed → rolled back");
+    };
+
+    let (_, _, _, _, node, _, _, _) =
+        tokio::join!(crash, oom, stale_job, hpa, node, pvc, protected, stubborn);
     drop(node);
+
+    // The policy's status counts its actions; the analyzer runs rules-only.
+    let policies: Api<nanny_crd::HealingPolicy> = Api::namespaced(client.clone(), ns);
+    let status = eventually("the policy status", WAIT, || async {
+        let status = policies.get("default").await?.status.unwrap_or_default();
+        Ok((status
+            .actions_by_phase
+            .get("Succeeded")
+            .copied()
+            .unwrap_or(0)
+            >= 6)
+            .then_some(status))
+    })
+    .await
+    .unwrap();
+    let condition = |t: &str| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| c.status.clone())
+    };
+    assert_eq!(condition("Ready").as_deref(), Some("True"), "{status:?}");
+    assert_eq!(
+        condition("Degraded").as_deref(),
+        Some("True"),
+        "rules-only: {status:?}"
+    );
+    assert!(status.last_activity.is_some());
+    // Events on the target objects say what happened.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    let events = events.list(&Default::default()).await.unwrap().items;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.involved_object.name.as_deref() == Some("api")
+                && e.reason.as_deref() == Some("ActionSucceeded")),
+        "an Event on the HPA"
+    );
 }
 
 /// Monitor and DryRun record what would happen and change nothing.
@@ -503,4 +387,122 @@ async fn monitor_mode_records_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_mode_stores_diffs_and_changes_nothing() {
     records_without_changing_anything("pipeline-dryrun", "DryRun").await;
+}
+
+/// A stand-in model server (OpenAI-compatible) that always proposes
+/// deleting `target_uid`, citing the first issue the request's schema
+/// offers: the untrusted-LLM case the gate must refuse.
+async fn deleting_model(target_uid: String) -> String {
+    fn first_fingerprint(value: &serde_json::Value) -> Option<String> {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(v) = map.get("issue_fingerprint") {
+                    return v["enum"][0].as_str().map(str::to_owned);
+                }
+                map.values().find_map(first_fingerprint)
+            }
+            serde_json::Value::Array(items) => items.iter().find_map(first_fingerprint),
+            _ => None,
+        }
+    }
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let target_uid = target_uid.clone();
+            async move {
+                let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let fingerprint = first_fingerprint(&request).unwrap_or_default();
+                let content = serde_json::json!({ "recommendations": [{
+                    "action": "delete_resource",
+                    "target_uid": target_uid,
+                    "issue_fingerprint": fingerprint,
+                    "confidence": 97,
+                    "reason": "The StatefulSet is broken; delete it.",
+                }] });
+                let reply = serde_json::json!({
+                    "id": "chatcmpl-test", "object": "chat.completion",
+                    "choices": [{ "index": 0, "finish_reason": "stop",
+                        "message": { "role": "assistant", "content": content.to_string() } }],
+                    "usage": { "prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140 },
+                });
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    reply.to_string(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_llm_proposing_to_delete_a_statefulset_is_denied_and_audited() {
+    // The StatefulSet exists before the model does: the model needs its uid.
+    let Some(fx) = nanny_cluster_tests::Fixture::new("pipeline-llm-delete").await else {
+        return;
+    };
+    let sets: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(fx.client.clone(), fx.ns());
+    let set = sets
+        .create(
+            &Default::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": { "name": "db" },
+                "spec": {
+                    "serviceName": "db",
+                    "replicas": 1,
+                    "selector": { "matchLabels": { "app": "db" } },
+                    "template": {
+                        "metadata": { "labels": { "app": "db", faults::FAULT_LABEL: "crash-loop" } },
+                        "spec": { "containers": [{ "name": "db", "image": "registry.example/db:1" }] },
+                    },
+                },
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let uid = set.uid().unwrap();
+    let model = deleting_model(uid.clone()).await;
+    let ns = fx.ns().to_owned();
+    let llm = |k: &str, v: &str| ("nanny-analyzer", k.to_owned(), v.to_owned());
+    let h = Harness::with_fixture(
+        fx,
+        "Auto",
+        vec![
+            llm("NANNY_LLM__ENABLED", "true"),
+            llm("NANNY_LLM__PROVIDER", "openai"),
+            llm("NANNY_LLM__ENDPOINT", &model),
+            llm("NANNY_LLM__MODEL", "stand-in"),
+        ],
+    )
+    .await;
+    let denied = eventually("the deletion denied", WAIT, || async {
+        Ok(h.actions_on(&uid).await.into_iter().find(|a| {
+            a.spec.action.type_ == ActionType::DeleteResource
+                && a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Denied)
+        }))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", h.stack.logs()));
+    assert_eq!(denied.spec.source.kind, nanny_crd::SourceKind::Model);
+    let verdict = denied.status.clone().unwrap().verdict.unwrap();
+    assert!(
+        verdict.matched_rules.iter().any(|r| r.contains("never")),
+        "denied as a never-action: {verdict:?}"
+    );
+    let audit =
+        std::fs::read_to_string(std::env::temp_dir().join(format!("{ns}-audit.jsonl"))).unwrap();
+    assert!(audit.contains(&denied.spec.recommendation_id), "audited");
+    assert!(
+        sets.get_opt("db").await.unwrap().is_some(),
+        "the StatefulSet still exists"
+    );
+    println!(
+        "LLM proposing to delete a StatefulSet → denied ({}) and audited",
+        verdict.matched_rules.join(",")
+    );
 }

@@ -150,12 +150,12 @@ async fn limits_survive_a_killed_gate() {
         decide(verdict),
         (Decision::Denied, "rate-limit-namespace".to_owned())
     );
-    // The same pod is in its cooldown, too.
-    let verdict = client
-        .review(restart("shop", "web-0"))
-        .await
-        .unwrap()
-        .into_inner();
+    // The same pod, proposed again (a new recommendation), is in its
+    // cooldown, too. (Re-reviewing the very same recommendation keeps its
+    // approval: it already holds its slot.)
+    let mut again = restart("shop", "web-0");
+    again.recommendation.as_mut().unwrap().id = "rec-web-0-again".into();
+    let verdict = client.review(again).await.unwrap().into_inner();
     assert_eq!(decide(verdict), (Decision::Denied, "cooldown".to_owned()));
     let verdict = client.review(flaky).await.unwrap().into_inner();
     assert_eq!(

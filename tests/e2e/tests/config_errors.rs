@@ -74,6 +74,15 @@ fn each_service_rejects_its_own_invalid_values() {
         &[("NANNY_PEERS__ANALYZER", "analyzer:50052")],
         "peers.analyzer",
     );
+    // A leader that may not miss one renewal would flap.
+    assert_one_line_error(
+        "nanny-coordinator",
+        &[
+            ("NANNY_KUBERNETES__LEASE_DURATION_SECS", "3"),
+            ("NANNY_KUBERNETES__LEASE_RENEW_SECS", "2"),
+        ],
+        "kubernetes.lease_duration_secs",
+    );
     assert_one_line_error(
         "nanny-safety-gate",
         &[("NANNY_SERVER__GRPC_ADDR", "not-an-address")],
@@ -133,6 +142,23 @@ fn config_file_errors_name_the_file_or_key() {
     );
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("/nonexistent/analyzer.yaml"), "{stderr}");
+
+    // The coordinator cannot run without the API server's address: a missing
+    // kubeconfig stops it at start-up, naming the key and the file.
+    let (code, stderr) = run(
+        "nanny-coordinator",
+        &[
+            ("NANNY_KUBERNETES__KUBECONFIG", "/nonexistent/kubeconfig"),
+            ("NANNY_SERVER__GRPC_ADDR", "127.0.0.1:0"),
+            ("NANNY_SERVER__HTTP_ADDR", "127.0.0.1:0"),
+        ],
+        &[],
+    );
+    assert!(code.is_some_and(|c| c != 0), "{stderr}");
+    assert!(
+        stderr.contains("kubernetes.kubeconfig") && stderr.contains("/nonexistent/kubeconfig"),
+        "{stderr}"
+    );
 }
 
 #[test]

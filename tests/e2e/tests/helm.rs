@@ -209,7 +209,7 @@ fn chart_crds_are_the_generated_ones_byte_for_byte() {
 
 #[test]
 fn bad_values_are_refused_with_a_clear_message() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 10] = [
         (
             &["--set", "collector.replicas=-1"],
             "collector:\n- at '/replicas': minimum: got -1, want 0",
@@ -244,6 +244,14 @@ fn bad_values_are_refused_with_a_clear_message() {
         (
             &["--set", "analyzer.llm.endpoint="],
             "analyzer.llm.endpoint is empty and ollama.enabled is false",
+        ),
+        (
+            &["--set", "coordinator.kubernetes.leaseRenewSecs=10"],
+            "coordinator.kubernetes.leaseDurationSecs must be at least twice",
+        ),
+        (
+            &["--set", "coordinator.kubernetes.watchNamespace=Shop"],
+            "coordinator:\n- at '/kubernetes/watchNamespace': 'Shop' does not match pattern",
         ),
     ];
     for (args, message) in cases {
@@ -424,7 +432,61 @@ fn every_service_accepts_what_the_chart_configures() {
         ] {
             assert_eq!(url, &format!("http://nanny-{peer}.nanny.svc:{port}"));
         }
+        check_coordinator_kubernetes(&objects, &coordinator, "");
     }
+    let objects =
+        objects(&template(&["--set", "coordinator.kubernetes.watchNamespace=shop"]).unwrap());
+    let coordinator = check_service::<nanny_coordinator::Config>(&objects, "coordinator");
+    check_coordinator_kubernetes(&objects, &coordinator, "shop");
+}
+
+/// The coordinator's analyzer peer is a headless Service (its DNS name lists
+/// every analyzer pod, so calls spread over them), its leader Lease is this
+/// release's in the release namespace, each replica holds it under its pod
+/// name, and two replicas with a budget that keeps one of them running.
+fn check_coordinator_kubernetes(
+    objects: &BTreeMap<String, Value>,
+    coordinator: &nanny_coordinator::Config,
+    watch_namespace: &str,
+) {
+    assert_eq!(
+        objects["Service/nanny-analyzer"]["spec"]["clusterIP"], "None",
+        "the coordinator balances over the analyzer's pod addresses"
+    );
+    assert!(
+        coordinator
+            .peers
+            .analyzer
+            .starts_with("http://nanny-analyzer.")
+    );
+    let k = &coordinator.kubernetes;
+    assert_eq!(k.watch_namespace, watch_namespace);
+    assert_eq!(k.lease_namespace, "nanny");
+    assert_eq!(k.lease_name, "nanny-coordinator");
+    assert!(k.identity.is_empty(), "identity falls back to $POD_NAME");
+    assert!(k.kubeconfig.is_empty(), "in-cluster ServiceAccount");
+    let pod = &objects["Deployment/nanny-coordinator"]["spec"]["template"]["spec"];
+    let pod_name = pod["containers"][0]["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "POD_NAME")
+        .expect("POD_NAME in the coordinator's env");
+    assert_eq!(
+        pod_name["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    let replicas = objects["Deployment/nanny-coordinator"]["spec"]["replicas"]
+        .as_u64()
+        .unwrap();
+    assert!(replicas >= 2, "a standby for the leader");
+    let pdb = &objects["PodDisruptionBudget/nanny-coordinator"];
+    let max_unavailable = pdb["spec"]["maxUnavailable"].as_u64().unwrap();
+    assert!(
+        max_unavailable < replicas,
+        "a disruption leaves one running"
+    );
 }
 
 #[test]
@@ -559,6 +621,47 @@ fn rbac_is_least_privilege_and_cluster_names_carry_the_release() {
     assert_eq!(
         objects["Deployment/nanny-safety-gate"]["spec"]["template"]["spec"]["automountServiceAccountToken"],
         true
+    );
+    // The coordinator reads policies and writes only its own HealingActions,
+    // statuses and Events, exactly as deploy/rbac/coordinator.yaml grants;
+    // its Lease access is one Role in the release namespace.
+    let coordinator = rules(&objects, "ClusterRole/nanny-nanny-coordinator");
+    assert!(
+        coordinator
+            .iter()
+            .all(|(group, resource, _)| group == "nanny.ai" || resource == "events"),
+        "the coordinator touches nothing but its CRs and Events: {coordinator:?}"
+    );
+    assert!(
+        coordinator
+            .iter()
+            .all(|(_, _, verb)| !["delete", "deletecollection", "*"].contains(&verb.as_str())),
+        "the coordinator deletes nothing: {coordinator:?}"
+    );
+    assert!(
+        coordinator
+            .iter()
+            .filter(|r| r.1 == "events")
+            .all(|r| r.2 == "create" || r.2 == "patch")
+    );
+    let text = std::fs::read_to_string(root().join("deploy/rbac/coordinator.yaml")).unwrap();
+    let shipped = self::objects(&text);
+    assert_eq!(
+        rules(&shipped, "ClusterRole/nanny-coordinator"),
+        coordinator
+    );
+    let lease_role = &objects["Role/nanny-coordinator-leader-election"];
+    assert_eq!(lease_role["metadata"]["namespace"], "nanny");
+    assert_eq!(
+        rules(&objects, "Role/nanny-coordinator-leader-election")
+            .iter()
+            .map(|r| r.2.as_str())
+            .collect::<BTreeSet<_>>(),
+        BTreeSet::from(["create", "get", "update"])
+    );
+    assert_eq!(
+        lease_role["rules"],
+        shipped["Role/nanny-coordinator-leader-election"]["rules"]
     );
     // The analyzer has no Kubernetes access at all.
     assert!(

@@ -151,7 +151,8 @@ async fn nannyctl_health(
 async fn every_service_serves_health_reflection_and_metrics_to_real_clients() {
     let grpcurl_bin = GRPCURL.require().unwrap();
     // The collector and the remediator are SERVING only once the Kubernetes
-    // API answers: they get the local cluster.
+    // API answers, and the coordinator cannot start without it: they get the
+    // local cluster.
     let Some(cluster) = nanny_test_util::cluster::ClusterInfo::for_test("services") else {
         return;
     };
@@ -174,9 +175,14 @@ async fn every_service_serves_health_reflection_and_metrics_to_real_clients() {
     }
 
     let urls: Vec<String> = peers.iter().map(ServiceProcess::grpc_url).collect();
+    // The coordinator needs the API server too (policies, actions, its
+    // Lease); confined to `default`, it never acts on other tests' policies.
     let coordinator = ServiceProcess::spawn(
         &cargo_bin("nanny-coordinator"),
         &[
+            ("NANNY_KUBERNETES__KUBECONFIG", &kubeconfig),
+            ("NANNY_KUBERNETES__WATCH_NAMESPACE", "default"),
+            ("NANNY_KUBERNETES__LEASE_NAMESPACE", "default"),
             ("NANNY_PEERS__COLLECTOR", &urls[0]),
             ("NANNY_PEERS__ANALYZER", &urls[1]),
             ("NANNY_PEERS__SAFETY_GATE", &urls[2]),

@@ -5,7 +5,10 @@
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use nanny_e2e::otlp::{ReceivedSpan, Receiver};
 use nanny_test_util::process::{ServiceProcess, cargo_bin};
@@ -24,12 +27,16 @@ async fn coordinator_client_span_parents_gate_server_span() {
         .await
         .unwrap();
     let gate_url = gate.grpc_url();
+    let kubeconfig = unreachable_kubeconfig();
+    let kubeconfig_path = kubeconfig.to_str().unwrap();
     let mut env = telemetry.to_vec();
     // Only the gate is real here; the other peers' probes fail fast and are
-    // irrelevant to propagation.
+    // irrelevant to propagation. There is no cluster either: the coordinator
+    // starts anyway and only logs that it cannot reach its Lease.
     env.extend([
         ("NANNY_PEERS__SAFETY_GATE", gate_url.as_str()),
         ("NANNY_PEERS__PROBE_INTERVAL_MS", "200"),
+        ("NANNY_KUBERNETES__KUBECONFIG", kubeconfig_path),
     ]);
     let coordinator = ServiceProcess::spawn(&cargo_bin("nanny-coordinator"), &env)
         .await
@@ -53,6 +60,38 @@ async fn coordinator_client_span_parents_gate_server_span() {
 
     gate.terminate().await.unwrap();
     coordinator.terminate().await.unwrap();
+    std::fs::remove_file(kubeconfig).unwrap();
+}
+
+/// A kubeconfig whose API server nobody listens on (port 1).
+fn unreachable_kubeconfig() -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "nanny-trace-propagation-kubeconfig-{}.yaml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &path,
+        "apiVersion: v1
+kind: Config
+clusters:
+  - name: nowhere
+    cluster:
+      server: https://127.0.0.1:1
+      insecure-skip-tls-verify: true
+users:
+  - name: nobody
+    user:
+      token: unused
+contexts:
+  - name: nowhere
+    context:
+      cluster: nowhere
+      user: nobody
+current-context: nowhere
+",
+    )
+    .unwrap();
+    path
 }
 
 /// A coordinator client span for the gate's probe and the gate's server span

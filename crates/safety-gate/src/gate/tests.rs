@@ -420,6 +420,23 @@ async fn a_recreated_pod_of_the_same_workload_is_still_in_cooldown() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn reviewing_the_same_recommendation_again_keeps_its_approval() {
+    // A caller that crashed (or lost its write) after the first verdict asks
+    // again: the recommendation already holds its slot, so its own approval
+    // must not put it in cooldown. A new recommendation on the target is.
+    let gate = gate();
+    let first = crashloop_restart();
+    for _ in 0..2 {
+        let review = gate.review(&first, SystemTime::now(), Instant::now());
+        assert_eq!(review.level, Level::Approved, "{:?}", review.matched_rules);
+    }
+    let mut again = crashloop_restart();
+    rec(&mut again).id = "rec-proposed-again".into();
+    let review = gate.review(&again, SystemTime::now(), Instant::now());
+    assert_eq!(review.matched_rules.last(), Some(&"cooldown"));
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_executed_human_approval_takes_a_slot_once() {
     let gate = gate();
     let report = OutcomeReport {
