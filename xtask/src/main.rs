@@ -5,6 +5,7 @@ mod bench;
 mod buf;
 mod cluster;
 mod cmd;
+mod demo;
 mod go;
 mod helm;
 
@@ -39,7 +40,7 @@ enum Command {
         target: bench::Target,
     },
     /// Bring up a local cluster, inject faults and watch Nanny heal them.
-    Demo,
+    Demo(demo::Args),
     /// Lint the Helm chart and render (or drift-check) deploy/rendered/.
     Helm {
         #[command(subcommand)]
@@ -61,11 +62,7 @@ fn main() -> anyhow::Result<()> {
         Command::Cluster { action } => cluster::run(action),
         Command::Bench { target } => bench::run(target),
         Command::Helm { action } => helm::run(action),
-        Command::Demo => anyhow::bail!(
-            "the healing demo needs the coordinator's pipeline (issue #8) and is tracked in issue #10; today \
-             `cargo xtask cluster up` starts the local cluster with fault injection and `cargo xtask bench services` \
-             starts every service against it"
-        ),
+        Command::Demo(args) => demo::run(args),
     }
 }
 

@@ -506,10 +506,13 @@ impl AnalyzerService {
         }
         let now = SystemTime::now();
         let mut recommendations = self.analysis.analyze(&snapshot, now);
-        let model = self
-            .analysis
-            .consult_model(&snapshot, &mut recommendations, now)
-            .await;
+        let model = if request.rules_only {
+            None
+        } else {
+            self.analysis
+                .consult_model(&snapshot, &mut recommendations, now)
+                .await
+        };
         let rules_only = model.is_none();
         recommendations.extend(model.unwrap_or_default());
         Ok(AnalyzeSnapshotResponse {

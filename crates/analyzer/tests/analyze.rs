@@ -148,6 +148,7 @@ async fn analyze_snapshot_answers_with_validated_rule_recommendations() {
         .analyze_snapshot(AnalyzeSnapshotRequest {
             snapshot: Some(full()),
             policy_ref: "shop/default".into(),
+            rules_only: false,
         })
         .await
         .unwrap()
@@ -171,6 +172,7 @@ async fn analyze_snapshot_answers_with_validated_rule_recommendations() {
                 ..full()
             }),
             policy_ref: String::new(),
+            rules_only: false,
         })
         .await
         .unwrap_err();

@@ -118,6 +118,7 @@ async fn analyze_the_snapshot(client: &mut AnalyzerClient<Channel>) -> pb::Analy
         .analyze_snapshot(AnalyzeSnapshotRequest {
             snapshot: Some(snapshot()),
             policy_ref: String::new(),
+            rules_only: false,
         })
         .await
         .unwrap()

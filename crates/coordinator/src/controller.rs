@@ -324,10 +324,15 @@ fn conditions(state: &State, old: &[Condition]) -> Vec<Condition> {
             "snapshots flow and the analyzer answers".to_owned(),
         ),
     };
-    let (degraded_reason, degraded_message) = if state.rules_only {
+    let (degraded_reason, degraded_message) = if state.ai_disabled {
+        (
+            "AiDisabled",
+            "the policy disables AI analysis: rules only by choice",
+        )
+    } else if state.rules_only {
         (
             "RulesOnly",
-            "the analyzer answers with rules only (LLM disabled, down or slow)",
+            "the analyzer answers with rules only (its LLM is disabled, down or slow)",
         )
     } else {
         ("AnalyzerFull", "rules and the LLM are both in use")
@@ -336,7 +341,7 @@ fn conditions(state: &State, old: &[Condition]) -> Vec<Condition> {
         ("Ready", ready, ready_reason, ready_message),
         (
             "Degraded",
-            state.rules_only,
+            state.rules_only && !state.ai_disabled,
             degraded_reason,
             degraded_message.to_owned(),
         ),

@@ -33,6 +33,8 @@ pub struct State {
     pub rules_only: bool,
     /// RFC 3339 time of the last analysis.
     pub last_analysis: Option<String>,
+    /// The policy disables AI analysis: rules only by choice.
+    pub ai_disabled: bool,
 }
 
 /// Shared, mutable [`State`].
@@ -137,8 +139,24 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Analyzes the newest snapshot whenever its issues change.
+    /// Analyzes the newest snapshot whenever its issues change: the rules
+    /// at once, and — when the policy enables AI — the model in a lane of
+    /// its own, so a slow model never holds the rules up.
     async fn analyze_loop(&self) {
+        let model = self.policy.spec.ai.enabled.then(|| {
+            let lane = self.clone();
+            tokio::spawn(async move { lane.lane(Lane::Model).await })
+        });
+        if model.is_none() {
+            self.set(|s| s.ai_disabled = true);
+        }
+        self.lane(Lane::Rules).await;
+        if let Some(model) = model {
+            model.abort();
+        }
+    }
+
+    async fn lane(&self, lane: Lane) {
         let Some(mut latest) = self.snapshots.subscribe(&self.policy_ref) else {
             return;
         };
@@ -164,10 +182,10 @@ impl Pipeline {
             if issues.is_empty() || unchanged {
                 continue;
             }
-            match self.analyze(&snapshot).await {
+            match self.analyze(&snapshot, lane).await {
                 Ok(()) => last = Some((issues, Instant::now())),
                 Err(error) => {
-                    tracing::warn!(%error, policy = %self.policy_ref, "Analysis failed; retrying with the next snapshot.");
+                    tracing::warn!(%error, policy = %self.policy_ref, ?lane, "Analysis failed; retrying with the next snapshot.");
                     self.set(|s| s.error = Some(error.to_string()));
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     // Analyze again even if nothing changes meanwhile.
@@ -177,10 +195,11 @@ impl Pipeline {
         }
     }
 
-    async fn analyze(&self, snapshot: &ClusterSnapshot) -> Result<(), Error> {
+    async fn analyze(&self, snapshot: &ClusterSnapshot, lane: Lane) -> Result<(), Error> {
         let request = AnalyzeSnapshotRequest {
             snapshot: Some(snapshot.clone()),
             policy_ref: self.policy_ref.clone(),
+            rules_only: lane == Lane::Rules,
         };
         let mut client = AnalyzerClient::new(self.analyzer.clone())
             .max_decoding_message_size(64 << 20)
@@ -196,14 +215,27 @@ impl Pipeline {
             .map_err(|s| Error::peer("analyzer", s))?
             .into_inner();
         self.set(|s| {
-            s.rules_only = response.rules_only;
+            if lane == Lane::Model {
+                s.rules_only = response.rules_only;
+            }
             s.error = None;
             s.last_analysis = Some(Timestamp::now().to_string());
         });
-        tracing::debug!(policy = %self.policy_ref, recommendations = response.recommendations.len(), rules_only = response.rules_only, "Snapshot analyzed.");
+        tracing::debug!(policy = %self.policy_ref, ?lane, recommendations = response.recommendations.len(), rules_only = response.rules_only, "Snapshot analyzed.");
         for rec in &response.recommendations {
+            // The model lane's answer repeats the rules' recommendations:
+            // the driver absorbs them into the actions already open.
             self.driver.propose(&self.policy, rec, snapshot).await;
         }
         Ok(())
     }
+}
+
+/// Which analysis a lane asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// The deterministic rules only: fast, on every change.
+    Rules,
+    /// Rules and the model: as often as the model keeps up.
+    Model,
 }

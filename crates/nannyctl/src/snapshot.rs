@@ -158,6 +158,7 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         .analyze_snapshot(AnalyzeSnapshotRequest {
             snapshot: Some(snapshot),
             policy_ref: args.policy.unwrap_or_default(),
+            rules_only: false,
         })
         .await
         .map_err(|s| anyhow!("analyzer {}: {}: {}", args.analyzer, s.code(), s.message()))?

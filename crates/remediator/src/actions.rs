@@ -199,8 +199,12 @@ impl Executor {
                 ),
             });
         };
+        let (then, current_cmp) = (
+            without_controller_taints(then),
+            without_controller_taints(current.clone()),
+        );
         for (pointer, what) in [("/spec", "its spec"), ("/metadata/labels", "its labels")] {
-            if then.pointer(pointer) != current.pointer(pointer) {
+            if then.pointer(pointer) != current_cmp.pointer(pointer) {
                 return Err(Error::TargetChanged {
                     target,
                     what: format!(
@@ -862,6 +866,29 @@ pub fn refusal_or_error(error: kube::Error, verb: &'static str, target: &str) ->
         },
         _ => Error::kube(format!("{verb} {target}"), error),
     }
+}
+
+/// A Node's spec without the taints Kubernetes' own controllers manage
+/// (`node.kubernetes.io/*`, e.g. `not-ready`, `unreachable`): the node
+/// lifecycle controller adds them seconds after a node turns NotReady, so
+/// they are not a change of the object a human decided on.
+fn without_controller_taints(mut object: Value) -> Value {
+    if let Some(taints) = object
+        .pointer_mut("/spec/taints")
+        .and_then(Value::as_array_mut)
+    {
+        taints.retain(|t| {
+            !t["key"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("node.kubernetes.io/"))
+        });
+        if taints.is_empty()
+            && let Some(spec) = object.pointer_mut("/spec").and_then(Value::as_object_mut)
+        {
+            spec.remove("taints");
+        }
+    }
+    object
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::{
     actions::{self, Executor, Plan, refusal_or_error, str_at, to_value},
@@ -593,7 +594,22 @@ impl Remediator for RemediatorService {
     ) -> Result<Response<ActionResult>, Status> {
         let started = std::time::Instant::now();
         let request = request.into_inner();
-        let result = self.execute_request(&request).await;
+        // The work runs in its own task: a caller that disconnects (or dies)
+        // mid-verification must not cancel it halfway — the record would
+        // stay claimed and every retry would be told "already executing".
+        // The finished result is stored, and the retry is answered from it.
+        let service = self.clone();
+        let work = request.clone();
+        let span = tracing::Span::current();
+        let result =
+            tokio::spawn(async move { service.execute_request(&work).await }.instrument(span))
+                .await
+                .unwrap_or_else(|error| {
+                    Err(Error::Store {
+                        action_id: request.action_id.clone(),
+                        message: format!("the execution task failed: {error}"),
+                    })
+                });
         let recommendation = request.recommendation.as_ref();
         let action = recommendation
             .and_then(|r| r.action.as_ref())

@@ -58,7 +58,7 @@ pub fn policy(ns: &str, mode: &str) -> HealingPolicy {
                 "maxActionsPerHour": 100, "maxActionsPerNamespacePerHour": 100,
                 "cooldownSeconds": 120, "maxDisruptionPercent": 50,
             },
-            "ai": { "enabled": false, "minConfidence": 0.75, "maxRecommendations": 5 },
+            "ai": { "enabled": true, "minConfidence": 0.75, "maxRecommendations": 5 },
             "verificationTimeoutSeconds": 30,
         },
     }))

@@ -238,7 +238,8 @@ async fn killing_any_service_at_random_loses_and_repeats_nothing() {
         assert_eq!(executed, 1, "{kind} {name} was acted on exactly once");
         let actions = eventually(
             "every action on the target finished",
-            Duration::from_secs(60),
+            // An Execute interrupted mid-verification is awaited, not retried.
+            Duration::from_secs(150),
             || async {
                 let actions = h.actions_on(uid).await;
                 Ok(actions
@@ -252,8 +253,19 @@ async fn killing_any_service_at_random_loses_and_repeats_nothing() {
                     .then_some(actions))
             },
         )
-        .await
-        .unwrap();
+        .await;
+        let actions = match actions {
+            Ok(actions) => actions,
+            Err(error) => panic!(
+                "{kind} {name}: {error}\n{:#?}\n{}",
+                h.actions_on(uid)
+                    .await
+                    .iter()
+                    .map(|a| (a.name_any(), a.status.clone()))
+                    .collect::<Vec<_>>(),
+                h.stack.logs()
+            ),
+        };
         let succeeded = actions
             .iter()
             .filter(|a| a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded))

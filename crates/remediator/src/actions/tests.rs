@@ -310,3 +310,24 @@ fn drain_skips_daemonset_mirror_and_finished_pods() {
     assert_eq!(grace_seconds, None);
     assert_eq!(deadline, started + Duration::from_secs(30));
 }
+
+#[test]
+fn taints_the_node_controller_adds_are_not_a_change_a_human_must_see() {
+    let sick = serde_json::json!({ "spec": { "podCIDR": "10.0.0.0/24" } });
+    let tainted = serde_json::json!({ "spec": { "podCIDR": "10.0.0.0/24", "taints": [
+        { "key": "node.kubernetes.io/not-ready", "effect": "NoSchedule" },
+        { "key": "node.kubernetes.io/not-ready", "effect": "NoExecute" },
+    ] } });
+    assert_eq!(
+        super::without_controller_taints(tainted),
+        super::without_controller_taints(sick.clone())
+    );
+    // A taint someone else set is a change.
+    let other = serde_json::json!({ "spec": { "podCIDR": "10.0.0.0/24", "taints": [
+        { "key": "dedicated", "value": "gpu", "effect": "NoSchedule" },
+    ] } });
+    assert_ne!(
+        super::without_controller_taints(other),
+        super::without_controller_taints(sick)
+    );
+}
