@@ -633,13 +633,7 @@ impl Step<'_> {
     ) -> Result<bool, Error> {
         let mut status = self.status();
         let message = reasons.join("; ");
-        let mut record = status.verdict.clone().unwrap_or(VerdictRecord {
-            decision: String::new(),
-            matched_rules: Vec::new(),
-            reasons: Vec::new(),
-            audit_id: String::new(),
-            decided_at: None,
-        });
+        let mut record = status.verdict.clone().unwrap_or_else(no_verdict);
         record.decision = "Denied".to_owned();
         record.matched_rules.extend(rules);
         record.reasons.extend(reasons);
@@ -840,13 +834,7 @@ impl Step<'_> {
         )
         .await?;
         let rec = self.recommendation()?;
-        let record = self.status().verdict.unwrap_or(VerdictRecord {
-            decision: String::new(),
-            matched_rules: Vec::new(),
-            reasons: Vec::new(),
-            audit_id: String::new(),
-            decided_at: None,
-        });
+        let record = self.status().verdict.unwrap_or_else(no_verdict);
         let request = ExecuteRequest {
             action_id: self.action.name_any(),
             recommendation: Some(rec.clone()),
@@ -1187,6 +1175,17 @@ fn decision_str(decision: i32) -> &'static str {
         Ok(Decision::NeedsApproval) => "NeedsApproval",
         Ok(Decision::DryRunOnly) => "DryRunOnly",
         _ => "Denied",
+    }
+}
+
+/// An empty record, filled in by whoever decides.
+fn no_verdict() -> VerdictRecord {
+    VerdictRecord {
+        decision: String::new(),
+        matched_rules: Vec::new(),
+        reasons: Vec::new(),
+        audit_id: String::new(),
+        decided_at: None,
     }
 }
 

@@ -52,7 +52,7 @@ struct Running {
     state: SharedState,
 }
 
-/// Starts reflectors for both resources; the returned future drives them.
+/// Starts reflectors for both resources; the returned streams drive them.
 pub fn reflectors(
     client: &Client,
     namespace: &str,
@@ -62,33 +62,36 @@ pub fn reflectors(
     impl Stream<Item = Arc<HealingPolicy>> + Send + use<>,
     impl Stream<Item = Arc<HealingAction>> + Send + use<>,
 ) {
-    let (policies, policy_writer) = reflector::store();
-    let (actions, action_writer) = reflector::store();
-    let policy_events = watcher(
-        api::<HealingPolicy>(client, namespace),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(policy_writer)
-    .applied_objects()
-    .filter_map(|r| async move {
-        r.map_err(|error| tracing::warn!(%error, "HealingPolicy watch failed; retrying."))
-            .ok()
-            .map(Arc::new)
-    });
-    let action_events = watcher(
-        api::<HealingAction>(client, namespace),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(action_writer)
-    .applied_objects()
-    .filter_map(|r| async move {
-        r.map_err(|error| tracing::warn!(%error, "HealingAction watch failed; retrying."))
-            .ok()
-            .map(Arc::new)
-    });
+    let (policies, policy_events) = reflect(api::<HealingPolicy>(client, namespace));
+    let (actions, action_events) = reflect(api::<HealingAction>(client, namespace));
     (policies, actions, policy_events, action_events)
+}
+
+/// A store of `api`'s objects and the stream that keeps it current (and
+/// yields each object as it changes); watch errors are logged and retried.
+fn reflect<K>(api: Api<K>) -> (Store<K>, impl Stream<Item = Arc<K>> + Send + use<K>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .filter_map(|r| async move {
+            r.map_err(|error| {
+                tracing::warn!(%error, kind = %K::kind(&()), "Watch failed; retrying.");
+            })
+            .ok()
+            .map(Arc::new)
+        });
+    (store, events)
 }
 
 fn api<K>(client: &Client, namespace: &str) -> Api<K>
@@ -162,11 +165,20 @@ pub async fn run(
         if !synced {
             // Act only on a complete picture: an action missing from a
             // half-listed store would be proposed twice.
-            let ready = tokio::time::timeout(Duration::from_secs(60), async {
+            // (Bounded, and cut short by shutdown: a missing CRD keeps the
+            // stores from ever listing.)
+            let ready = tokio::time::timeout(Duration::from_secs(10), async {
                 policies.wait_until_ready().await.is_ok()
                     && actions.wait_until_ready().await.is_ok()
             });
-            if !matches!(ready.await, Ok(true)) {
+            let ready = tokio::select! {
+                ready = ready => matches!(ready, Ok(true)),
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            if !ready {
+                tracing::warn!(
+                    "The HealingPolicy and HealingAction lists are not complete yet (are the CRDs installed?); retrying."
+                );
                 continue;
             }
             synced = true;

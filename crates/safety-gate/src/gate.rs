@@ -296,8 +296,11 @@ impl Gate {
         };
         // A recommendation reviewed again (a caller that crashed or lost a
         // write before recording the verdict) already holds its slot: its
-        // own approval must not count against it.
+        // own approval must not count against it. Its breaker still does.
         if limiter.is_counted(&recommendation.id) {
+            if let Err(refusal) = limiter.check_breaker(&keys, &limits, instant) {
+                review.tighten(Level::Denied, refusal.rule, refusal.reason);
+            }
             return;
         }
         match limiter.check(&keys, &limits, instant) {

@@ -113,6 +113,21 @@ impl Limiter {
     /// # Errors
     /// The first limit that refuses.
     pub fn check(&mut self, keys: &Keys<'_>, limits: &Limits, now: Instant) -> Result<(), Refusal> {
+        self.check_breaker(keys, limits, now)?;
+        self.check_rates(keys, limits, now)
+    }
+
+    /// The circuit breaker alone: it applies even to a recommendation that
+    /// already holds its rate slot (failures since then still count).
+    ///
+    /// # Errors
+    /// When the breaker is open, or its half-open trial is out.
+    pub fn check_breaker(
+        &mut self,
+        keys: &Keys<'_>,
+        limits: &Limits,
+        now: Instant,
+    ) -> Result<(), Refusal> {
         let breaker_key = (keys.target.to_owned(), keys.action.to_owned());
         match self.breakers.get(&breaker_key).copied() {
             Some(Breaker::Open { until }) if now < until => {
@@ -138,6 +153,15 @@ impl Limiter {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    fn check_rates(
+        &mut self,
+        keys: &Keys<'_>,
+        limits: &Limits,
+        now: Instant,
+    ) -> Result<(), Refusal> {
         if let Some(last) = self.last_action.get(keys.target)
             && now.duration_since(*last) < limits.cooldown
         {

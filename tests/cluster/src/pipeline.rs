@@ -108,6 +108,27 @@ impl Harness {
         Self { fx, stack, actions }
     }
 
+    /// How many actions the remediator executed on the object with `uid`:
+    /// its records (one ConfigMap per action id) that name the target.
+    pub async fn executions_on(&self, uid: &str) -> usize {
+        let records: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(self.fx.client.clone(), self.fx.ns());
+        records
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|r| {
+                r.name_any().starts_with("nanny-action-")
+                    && r.data
+                        .as_ref()
+                        .and_then(|d| d.get("record.json"))
+                        .is_some_and(|j| j.contains(uid))
+            })
+            .count()
+    }
+
     /// Every HealingAction on the object with `uid`.
     pub async fn actions_on(&self, uid: &str) -> Vec<HealingAction> {
         self.actions
@@ -244,23 +265,12 @@ pub async fn crash_loop_restarted(h: &Harness, app: &str) -> Duration {
     assert_eq!(action.spec.action.type_, ActionType::RestartPod);
     // Executed once: the remediator holds one record for the target (a
     // retried Execute call is answered from it, never acted on again).
-    let records: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(h.fx.client.clone(), h.fx.ns());
-    let executed = records
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|r| {
-            r.name_any().starts_with("nanny-action-")
-                && r.data
-                    .as_ref()
-                    .and_then(|d| d.get("record.json"))
-                    .is_some_and(|j| j.contains(uid.as_str()))
-        })
-        .count();
-    assert_eq!(executed, 1, "executed once: {:?}", action.status);
+    assert_eq!(
+        h.executions_on(&uid).await,
+        1,
+        "executed once: {:?}",
+        action.status
+    );
     assert_eq!(
         h.actions_on(&uid).await.len(),
         1,

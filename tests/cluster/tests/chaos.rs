@@ -12,11 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::{
-    autoscaling::v2::HorizontalPodAutoscaler,
-    batch::v1::Job,
-    core::v1::{ConfigMap, Pod},
-};
+use k8s_openapi::api::{autoscaling::v2::HorizontalPodAutoscaler, batch::v1::Job, core::v1::Pod};
 use kube::{Api, ResourceExt};
 use nanny_cluster_tests::pipeline::{Harness, crash_one_pod};
 use nanny_crd::Phase;
@@ -222,20 +218,12 @@ async fn killing_any_service_at_random_loses_and_repeats_nothing() {
 
     // Exactly once: one executed record per target in the remediator's
     // store, and every HealingAction on a target finished — none lost.
-    let records: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let records = records.list(&Default::default()).await.unwrap().items;
     for (kind, name, uid) in &injected {
-        let executed = records
-            .iter()
-            .filter(|r| {
-                r.name_any().starts_with("nanny-action-")
-                    && r.data
-                        .as_ref()
-                        .and_then(|d| d.get("record.json"))
-                        .is_some_and(|j| j.contains(uid.as_str()))
-            })
-            .count();
-        assert_eq!(executed, 1, "{kind} {name} was acted on exactly once");
+        assert_eq!(
+            h.executions_on(uid).await,
+            1,
+            "{kind} {name} was acted on exactly once"
+        );
         let actions = eventually(
             "every action on the target finished",
             // An Execute interrupted mid-verification is awaited, not retried.

@@ -204,7 +204,13 @@ fn merge_drops_cluster_entries_the_audit_log_already_has() {
 }
 
 fn decide(gate: &Gate, namespace: &str, name: &str, now: SystemTime) -> (Decision, &'static str) {
-    let review = gate.review(&crashloop_restart(namespace, name), now, Instant::now());
+    // A new recommendation on the target: the history's own ids already
+    // hold their slots.
+    let mut request = crashloop_restart(namespace, name);
+    if let Some(rec) = request.recommendation.as_mut() {
+        rec.id = format!("new-rec-{name}");
+    }
+    let review = gate.review(&request, now, Instant::now());
     (
         review.level.decision(),
         review.matched_rules.last().copied().unwrap_or(""),
@@ -261,13 +267,12 @@ async fn a_fresh_gate_enforces_cooldowns_and_breakers_from_the_history() {
         (Decision::Denied, "circuit-open")
     );
     // web-0, web-1 and web-2 hold three of the namespace's five slots an
-    // hour; web-1's review carries the recommendation id of its history
-    // entry, so it takes no second slot.
+    // hour; a new recommendation on web-1 (past its cooldown) takes the
+    // fourth, web-9 the fifth.
     assert_eq!(decide(&gate, "shop", "web-1", now).0, Decision::Approved);
     assert_eq!(decide(&gate, "shop", "web-9", now).0, Decision::Approved);
-    assert_eq!(decide(&gate, "shop", "web-8", now).0, Decision::Approved);
     assert_eq!(
-        decide(&gate, "shop", "web-7", now),
+        decide(&gate, "shop", "web-8", now),
         (Decision::Denied, "rate-limit-namespace")
     );
     // Other namespaces were never limited.
