@@ -84,9 +84,15 @@ impl Drop for Release {
 
 /// `kubectl auth can-i` as a ServiceAccount: true for "yes".
 fn can_i(cluster: &ClusterInfo, account: &str, verb: &str, resource: &str, scope: &str) -> bool {
-    let (resource, subresource) = match resource.split_once('/') {
-        Some((r, s)) => (r, Some(s)),
-        None => (resource, None),
+    // `type#name` asks about one named object.
+    let named;
+    let (resource, subresource) = match (resource.split_once('#'), resource.split_once('/')) {
+        (Some((r, name)), _) => {
+            named = format!("{r}/{name}");
+            (named.as_str(), None)
+        }
+        (None, Some((r, s))) => (r, Some(s)),
+        (None, None) => (resource, None),
     };
     let mut command = Command::new(&cluster.kubectl);
     command
@@ -246,7 +252,8 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
 
     // What every ServiceAccount may and may not do. "*" is all namespaces.
     let other = "default";
-    let matrix: [(&str, &str, &str, &str, bool); 38] = [
+    let own_lease = format!("leases.coordination.k8s.io#{prefix}-coordinator");
+    let matrix: [(&str, &str, &str, &str, bool); 39] = [
         ("collector", "list", "pods", "*", true),
         ("collector", "watch", "nodes", "*", true),
         ("collector", "watch", "events", "*", true),
@@ -329,12 +336,14 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
             other,
             true,
         ),
+        // Renewals: only this release's Lease, by name.
+        ("coordinator", "update", &own_lease, &ns, true),
         (
             "coordinator",
             "update",
             "leases.coordination.k8s.io",
             &ns,
-            true,
+            false,
         ),
         (
             "coordinator",
