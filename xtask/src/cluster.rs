@@ -221,7 +221,34 @@ fn print_usage(info: &ClusterInfo) {
 
 /// The recorded cluster, if its API server answers.
 pub fn running() -> anyhow::Result<Option<ClusterInfo>> {
-    Ok(ClusterInfo::load()?.filter(apiserver_answers))
+    // A cluster whose Prometheus died is not usable (the collector's
+    // metrics come from it): it counts as stale and is started afresh.
+    Ok(ClusterInfo::load()?.filter(|info| apiserver_answers(info) && prometheus_ready(info)))
+}
+
+/// Whether Prometheus answers `GET /-/ready` with 200 within 3 s.
+fn prometheus_ready(info: &ClusterInfo) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Some(address) = info
+        .prometheus_url
+        .strip_prefix("http://")
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+    else {
+        return false;
+    };
+    let timeout = Duration::from_secs(3);
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    if stream
+        .write_all(b"GET /-/ready HTTP/1.0\r\nHost: prometheus\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
 }
 
 fn apiserver_answers(info: &ClusterInfo) -> bool {
