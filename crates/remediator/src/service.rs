@@ -136,29 +136,19 @@ impl RemediatorService {
         // The server-side dry run first, always: RBAC, admission and schema
         // refuse here, before anything is written or claimed.
         let (current, plan, preview) = self.prepare(&v).await?;
-        let result = |outcome: Outcome,
-                      diff: String,
-                      error: String,
-                      verification: Option<Verification>| ActionResult {
-            action_id: v.action_id.clone(),
-            outcome: outcome as i32,
-            dry_run_diff: diff,
-            pre_image_ref: String::new(),
-            verification,
-            error,
-            started_at: Some(started.into()),
-            finished_at: Some(SystemTime::now().into()),
+        let result = |outcome: Outcome, diff: String, error: String| {
+            finished(&v.action_id, started, outcome, diff, error)
         };
         if v.dry_run {
             return Ok(match preview.failed {
-                Some(reason) => result(Outcome::Failed, preview.diff, reason, None),
-                None => result(Outcome::DryRun, preview.diff, String::new(), None),
+                Some(reason) => result(Outcome::Failed, preview.diff, reason),
+                None => result(Outcome::DryRun, preview.diff, String::new()),
             });
         }
         if let Some(reason) = preview.failed {
             // Blocked before the first write (a drain a PDB refuses): nothing
             // happened, so nothing is claimed and a retry may act.
-            return Ok(result(Outcome::Failed, String::new(), reason, None));
+            return Ok(result(Outcome::Failed, String::new(), reason));
         }
 
         let mut claim = record(&v, &fingerprint, &current, &plan);
@@ -192,14 +182,13 @@ impl RemediatorService {
             Ok((current, plan, preview)) => {
                 if let Some(reason) = preview.failed {
                     self.release(v).await;
-                    return Ok(ActionResult {
-                        action_id: v.action_id.clone(),
-                        outcome: Outcome::Failed as i32,
-                        error: reason,
-                        started_at: Some(started.into()),
-                        finished_at: Some(SystemTime::now().into()),
-                        ..ActionResult::default()
-                    });
+                    return Ok(finished(
+                        &v.action_id,
+                        started,
+                        Outcome::Failed,
+                        String::new(),
+                        reason,
+                    ));
                 }
                 // Take the claim over; a concurrent taker makes this fail.
                 stored.record = record(v, fingerprint, &current, &plan);
@@ -230,18 +219,8 @@ impl RemediatorService {
         started: SystemTime,
     ) -> Result<ActionResult, Error> {
         let v = v.clone();
-        let result = |outcome: Outcome,
-                      diff: String,
-                      error: String,
-                      verification: Option<Verification>| ActionResult {
-            action_id: v.action_id.clone(),
-            outcome: outcome as i32,
-            dry_run_diff: diff,
-            pre_image_ref: String::new(),
-            verification,
-            error,
-            started_at: Some(started.into()),
-            finished_at: Some(SystemTime::now().into()),
+        let result = |outcome: Outcome, diff: String, error: String| {
+            finished(&v.action_id, started, outcome, diff, error)
         };
         let mut attempt = 0;
         let applied = loop {
@@ -273,7 +252,7 @@ impl RemediatorService {
         tracing::info!(action_id = %v.action_id, target = %describe(&v.target), action = %action_label(v.action_type), "Action applied.");
 
         let outcome_result = if let Some(reason) = applied.failed {
-            result(Outcome::Failed, String::new(), reason, None)
+            result(Outcome::Failed, String::new(), reason)
         } else {
             self.verify_applied(&v, &stored, started, started).await
         };
@@ -304,15 +283,11 @@ impl RemediatorService {
             _ => Outcome::Ineffective,
         };
         ActionResult {
-            action_id: v.action_id.clone(),
-            outcome: outcome as i32,
             verification: Some(Verification {
                 state: state as i32,
                 message,
             }),
-            started_at: Some(started.into()),
-            finished_at: Some(SystemTime::now().into()),
-            ..ActionResult::default()
+            ..finished(&v.action_id, started, outcome, String::new(), String::new())
         }
     }
 
@@ -559,6 +534,26 @@ fn record(v: &Validated, fingerprint: &str, current: &serde_json::Value, plan: &
         phase: Phase::Executing,
         instance: String::new(),
         claimed_at: crate::unix_now(),
+    }
+}
+
+/// The result of a run that started at `started` and ends now (no pre-image
+/// reference or verification yet: the callers add those).
+fn finished(
+    action_id: &str,
+    started: SystemTime,
+    outcome: Outcome,
+    dry_run_diff: String,
+    error: String,
+) -> ActionResult {
+    ActionResult {
+        action_id: action_id.to_owned(),
+        outcome: outcome as i32,
+        dry_run_diff,
+        error,
+        started_at: Some(started.into()),
+        finished_at: Some(SystemTime::now().into()),
+        ..ActionResult::default()
     }
 }
 
