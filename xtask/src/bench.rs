@@ -10,6 +10,9 @@ use crate::cmd;
 /// What to measure.
 #[derive(Debug, clap::Subcommand)]
 pub enum Target {
+    /// Analyzer: rules and validation over a 10k-pod snapshot with 500
+    /// issues, and the prompt build (targets: ≤ 20 ms, ≤ 5 ms).
+    Analyzer,
     /// Safety gate: reviews/s on one core and Review p99 over gRPC (targets: ≥ 50k/s, ≤ 2 ms).
     Gate,
     /// Collector: snapshot build/encode in-process (10k and 100k pods), then
@@ -50,6 +53,18 @@ pub enum Target {
 
 pub fn run(target: Target) -> anyhow::Result<()> {
     match target {
+        Target::Analyzer => cmd::step(
+            "bench analyzer",
+            &[
+                "cargo",
+                "bench",
+                "--locked",
+                "-p",
+                "nanny-analyzer",
+                "--bench",
+                "rules",
+            ],
+        ),
         Target::Gate => cmd::step(
             "bench gate",
             &[

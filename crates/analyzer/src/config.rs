@@ -4,6 +4,8 @@ use nanny_common::{
     Error,
     config::{ServerConfig, ServiceConfig, TelemetryConfig, validate_url},
 };
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 /// Everything the analyzer reads at start-up.
@@ -61,6 +63,10 @@ pub struct LlmConfig {
     pub breaker_open_secs: u64,
     /// How long a model answer is reused for the same issues; 0 disables.
     pub cache_ttl_secs: u64,
+    /// Other models a HealingPolicy may ask for (`spec.ai.model`), served by
+    /// the same endpoint; a policy naming any other model is refused.
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
 }
 
 impl Default for Config {
@@ -82,6 +88,7 @@ impl Default for Config {
                 breaker_failures: 3,
                 breaker_open_secs: 60,
                 cache_ttl_secs: 300,
+                allowed_models: Vec::new(),
             },
             rules: RulesConfig::default(),
         }
@@ -91,11 +98,19 @@ impl Default for Config {
 impl ServiceConfig for Config {
     nanny_common::service_config_sections!();
 
+    const LIST_KEYS: &'static [&'static str] = &["llm.allowed_models", "rules.disabled"];
+
     fn validate(&self) -> Result<(), Error> {
         let llm = &self.llm;
         validate_url("llm.endpoint", &llm.endpoint)?;
         if llm.model.trim().is_empty() {
             return Err(Error::config("llm.model", "must not be empty"));
+        }
+        if llm.allowed_models.iter().any(|m| m.trim().is_empty()) {
+            return Err(Error::config(
+                "llm.allowed_models",
+                "must not contain an empty name",
+            ));
         }
         if !(1..=600).contains(&llm.timeout_secs) {
             return Err(Error::config(
@@ -174,6 +189,9 @@ pub struct RulesConfig {
     pub pvc: PvcRule,
     /// `report-image-pull`, `report-config-error`, `report-unschedulable`.
     pub report: ReportRule,
+    /// Rule ids switched off one by one, e.g. `crashloop-rollout-restart`.
+    #[serde(default)]
+    pub disabled: BTreeSet<String>,
 }
 
 /// Section `rules.crashloop`.
@@ -332,6 +350,16 @@ impl Default for ReportRule {
 
 impl RulesConfig {
     fn validate(&self) -> Result<(), Error> {
+        if let Some(id) = self
+            .disabled
+            .iter()
+            .find(|id| !crate::rules::RULES.iter().any(|r| r.id == id.as_str()))
+        {
+            return Err(Error::config(
+                "rules.disabled",
+                format!("unknown rule id {id:?}"),
+            ));
+        }
         let factor = |key: &str, value: f64| {
             if (1.0..=4.0).contains(&value) {
                 Ok(())
@@ -457,5 +485,26 @@ mod tests {
             .is_ok()
         );
         assert!(load(&[("NANNY_LLM__CONTEXT_TOKENS", "1024")]).is_err());
+    }
+
+    #[test]
+    fn lists_come_comma_separated_from_the_environment() {
+        let c = load(&[
+            ("NANNY_LLM__ALLOWED_MODELS", "qwen2.5:0.5b,llama3.2:1b"),
+            ("NANNY_RULES__DISABLED", "pvc-expand,hpa-raise-max"),
+        ])
+        .unwrap();
+        assert_eq!(c.llm.allowed_models, ["qwen2.5:0.5b", "llama3.2:1b"]);
+        assert_eq!(
+            c.rules.disabled.iter().collect::<Vec<_>>(),
+            ["hpa-raise-max", "pvc-expand"]
+        );
+        let err = load(&[("NANNY_RULES__DISABLED", "pvc-expand,nope")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: rules.disabled: unknown rule id \"nope\""
+        );
+        let err = load(&[("NANNY_LLM__ALLOWED_MODELS", "a,,b")]).unwrap_err();
+        assert!(err.to_string().contains("llm.allowed_models"), "{err}");
     }
 }

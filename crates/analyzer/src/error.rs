@@ -20,6 +20,14 @@ pub enum Error {
     /// resubscribe with a FULL snapshot.
     #[error("snapshot stream cannot apply: {0}")]
     Stream(#[from] StreamError),
+    /// A policy's analysis settings out of range or unknown to the analyzer.
+    #[error("{field}: {reason}")]
+    InvalidSettings {
+        /// The field, e.g. `settings.rules.oom_memory_factor`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -27,6 +35,7 @@ impl Error {
     pub fn outcome(&self) -> &'static str {
         match self {
             Self::MissingSnapshot | Self::NotWhole { .. } => "invalid_argument",
+            Self::InvalidSettings { .. } => "invalid_settings",
             Self::Stream(StreamError::Base { .. }) => "failed_precondition",
             Self::Stream(_) => "invalid_argument",
         }
@@ -37,7 +46,7 @@ impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         // The messages name only what the client sent, never internals.
         match &error {
-            Error::MissingSnapshot | Error::NotWhole { .. } => {
+            Error::MissingSnapshot | Error::NotWhole { .. } | Error::InvalidSettings { .. } => {
                 tonic::Status::invalid_argument(error.to_string())
             }
             // The stream is out of step with the collector: resubscribe.

@@ -14,6 +14,7 @@ pub mod index;
 pub mod llm;
 pub mod rules;
 pub mod service;
+pub mod settings;
 pub mod validate;
 
 use std::future::Future;

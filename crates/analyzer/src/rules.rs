@@ -115,6 +115,8 @@ const MIB: i64 = 1 << 20;
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     config: RulesConfig,
+    /// Issue kinds analysed; `None` = all.
+    triggers: Option<BTreeSet<i32>>,
 }
 
 /// A recommendation being built; merged with others for the same target and
@@ -195,7 +197,17 @@ fn is_oom(container: &pb::ContainerStatus) -> bool {
 impl Rules {
     /// Rules with `config`.
     pub fn new(config: RulesConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            triggers: None,
+        }
+    }
+
+    /// Only issues of these kinds are analysed (a policy's triggers).
+    #[must_use]
+    pub fn with_triggers(mut self, triggers: Option<BTreeSet<i32>>) -> Self {
+        self.triggers = triggers;
+        self
     }
 
     /// The configuration in force.
@@ -224,6 +236,13 @@ impl Rules {
             let Some(target) = ref_of(issue.target.as_ref()) else {
                 continue;
             };
+            if self
+                .triggers
+                .as_ref()
+                .is_some_and(|t| !t.contains(&issue.kind))
+            {
+                continue;
+            }
             match IssueKind::try_from(issue.kind) {
                 Ok(IssueKind::CrashLoopBackOff) if self.config.crashloop.enabled => {
                     crashloops.push(issue);
@@ -261,6 +280,11 @@ impl Rules {
             }
         }
         self.crashloops(&crashloops, index, &mut drafts);
+        if !self.config.disabled.is_empty() {
+            drafts
+                .0
+                .retain(|(rule, _, _), _| !self.config.disabled.contains(*rule));
+        }
         stamp(snapshot, drafts, now)
     }
 

@@ -3,15 +3,15 @@
 //! and for snapshot streams.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
 use nanny_common::snapshot::SnapshotView;
 use nanny_proto::v1::{
-    AnalyzeSnapshotRequest, AnalyzeSnapshotResponse, ClusterSnapshot, Issue, Recommendation,
-    SnapshotKind, action::Kind, analyzer_server::Analyzer, source,
+    AnalyzeSnapshotRequest, AnalyzeSnapshotResponse, ClusterSnapshot, Issue, ModelExchange,
+    Recommendation, SnapshotKind, action::Kind, analyzer_server::Analyzer, source,
 };
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::sync::mpsc;
@@ -22,22 +22,24 @@ use crate::{
     Config,
     error::Error,
     index::SnapshotIndex,
-    llm::{self, Breaker, ClientConfig, ModelClient, ModelInfo},
+    llm::{self, Breaker, ClientConfig, ModelClient, ModelInfo, PROMPT_VERSION},
     rules::Rules,
-    validate::{Bounds, Validator},
+    settings::Settings,
+    validate::Validator,
 };
 
 /// Rules, the optional model, validation and their metrics; shared by both RPCs.
 #[derive(Debug)]
 pub struct Analysis {
-    rules: Rules,
+    config: Config,
+    /// The configuration alone: what the `Analyze` stream applies.
+    defaults: Settings,
     validator: Validator,
-    model: Option<ModelClient>,
+    /// One client per model a request may ask for; empty with the LLM off.
+    models: BTreeMap<String, ModelClient>,
     breaker: Breaker,
     cache: ReplyCache,
     cache_lookups: IntCounterVec,
-    min_confidence: f64,
-    max_recommendations: u32,
     prompt_chars: usize,
     requests: IntCounterVec,
     recommendations: IntCounterVec,
@@ -158,8 +160,9 @@ impl Analysis {
         )?;
         registry.register(Box::new(ai_duration.clone()))?;
         let llm_config = &config.llm;
-        let model = llm_config.enabled.then(|| {
-            ModelClient::new(ClientConfig {
+        let mut models = BTreeMap::new();
+        if llm_config.enabled {
+            let client = ModelClient::new(ClientConfig {
                 provider: llm_config.provider,
                 endpoint: llm_config.endpoint.clone(),
                 model: llm_config.model.clone(),
@@ -167,25 +170,26 @@ impl Analysis {
                 temperature: llm_config.temperature,
                 context_tokens: llm_config.context_tokens,
                 timeout: Duration::from_secs(llm_config.timeout_secs),
-            })
-        });
-        if llm_config.enabled {
+            });
+            for name in &llm_config.allowed_models {
+                models.insert(name.clone(), client.with_model(name));
+            }
+            models.insert(llm_config.model.clone(), client);
             // Expose the series from the start for the configured model.
             ai_duration.with_label_values(&[llm_config.model.as_str()]);
         }
-        let validator = Validator::new(Bounds::from(&config.rules), registry)?;
+        let validator = Validator::new(registry)?;
         Ok(Self {
-            rules: Rules::new(config.rules.clone()),
+            config: config.clone(),
+            defaults: Settings::from_config(config),
             validator,
-            model,
+            models,
             cache: ReplyCache::new(Duration::from_secs(llm_config.cache_ttl_secs)),
             cache_lookups,
             breaker: Breaker::new(
                 llm_config.breaker_failures,
                 Duration::from_secs(llm_config.breaker_open_secs),
             ),
-            min_confidence: llm_config.min_confidence,
-            max_recommendations: llm_config.max_recommendations,
             prompt_chars: llm::prompt_budget(llm_config.context_tokens, llm_config.max_tokens),
             requests,
             recommendations,
@@ -197,12 +201,41 @@ impl Analysis {
         })
     }
 
+    /// The configuration alone, as the `Analyze` stream applies it.
+    pub fn defaults(&self) -> &Settings {
+        &self.defaults
+    }
+
+    /// A policy's settings resolved against the configuration (see
+    /// [`Settings::resolve`]); the model fields only matter, and are only
+    /// checked, when the model is consulted.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSettings`].
+    pub fn settings(
+        &self,
+        policy: Option<&nanny_proto::v1::AnalysisSettings>,
+        with_model: bool,
+    ) -> Result<Settings, Error> {
+        // Without a model there is nothing to check the model fields against.
+        Settings::resolve(&self.config, policy, with_model && !self.models.is_empty())
+    }
+
     /// Validated rule recommendations for `snapshot` at `now`.
-    pub fn analyze(&self, snapshot: &ClusterSnapshot, now: SystemTime) -> Vec<Recommendation> {
+    pub fn analyze(
+        &self,
+        snapshot: &ClusterSnapshot,
+        now: SystemTime,
+        settings: &Settings,
+    ) -> Vec<Recommendation> {
         let start = Instant::now();
         let index = SnapshotIndex::new(snapshot);
-        let proposed = self.rules.evaluate_indexed(snapshot, &index, now);
-        let valid = self.validator.retain(proposed, &index, now);
+        let proposed = Rules::new(settings.rules.clone())
+            .with_triggers(settings.triggers.clone())
+            .evaluate_indexed(snapshot, &index, now);
+        let valid = self
+            .validator
+            .retain(proposed, &index, &settings.bounds, now);
         self.rules_duration.observe(start.elapsed().as_secs_f64());
         valid
     }
@@ -212,54 +245,94 @@ impl Analysis {
     /// agreement adds the model's confirmation to the rule recommendation,
     /// a model-only proposal is marked novel, a different action on a target
     /// a rule already covers is kept and marked as a disagreement on both.
-    /// Returns the model-only recommendations, or `None` when no model
-    /// answered (disabled, nothing to ask, or failed: rules only).
+    /// With `debug`, the answer carries the exchange with the model.
     pub async fn consult_model(
         &self,
         snapshot: &ClusterSnapshot,
         rules: &mut [Recommendation],
         now: SystemTime,
-    ) -> Option<Vec<Recommendation>> {
-        let model = self.model.as_ref()?;
+        settings: &Settings,
+        debug: bool,
+    ) -> ModelAnswer {
+        let Some(model) = self.models.get(&settings.model.model) else {
+            return ModelAnswer::skipped(debug, "disabled");
+        };
+        let mut exchange = debug.then(|| ModelExchange {
+            provider: model.provider().to_owned(),
+            model: model.model().to_owned(),
+            prompt_version: PROMPT_VERSION.to_owned(),
+            ..ModelExchange::default()
+        });
         let index = SnapshotIndex::new(snapshot);
-        let prompt = llm::build_prompt(
-            snapshot,
-            &index,
-            self.max_recommendations,
-            self.prompt_chars,
-        )?;
+        let Some(prompt) = llm::build_prompt(snapshot, &index, settings, self.prompt_chars) else {
+            return ModelAnswer::ended(exchange, "no_prompt", String::new());
+        };
+        if let Some(e) = exchange.as_mut() {
+            e.system_prompt.clone_from(&prompt.system);
+            e.user_prompt.clone_from(&prompt.user);
+            e.response_schema = prompt.schema.to_string();
+        }
         let cached = self
             .cache
             .get(&prompt.cache_key(&model.info()), Instant::now());
         self.cache_lookups
             .with_label_values(&[if cached.is_some() { "hit" } else { "miss" }])
             .inc();
-        let reply = match cached {
-            Some(reply) => reply,
-            None => self.call_model(model, &prompt).await?,
+        let (reply, outcome) = match cached {
+            Some(reply) => (reply, "cache_hit"),
+            None => match self.call_model(model, &prompt).await {
+                Ok(reply) => (reply, "ok"),
+                Err(failure) => {
+                    if let Some(e) = exchange.as_mut() {
+                        e.raw_reply = failure.raw;
+                    }
+                    return ModelAnswer::ended(exchange, failure.outcome, failure.error);
+                }
+            },
         };
         // After the call: the first one learns the model's digest.
         let info = model.info();
-        let limit = usize::try_from(self.max_recommendations).unwrap_or(usize::MAX);
-        let mut proposed = Vec::new();
-        for item in reply.recommendations.iter().take(limit) {
-            match llm::to_recommendation(
-                item,
-                snapshot,
-                &index,
-                self.rules.config(),
-                self.min_confidence,
-                &info,
-            ) {
-                Ok(mut recommendation) => {
-                    recommendation.created_at = Some(now.into());
-                    proposed.push(recommendation);
+        if let Some(e) = exchange.as_mut() {
+            e.outcome = outcome.to_owned();
+            e.raw_reply.clone_from(&reply.raw);
+            e.prompt_tokens = reply.usage.prompt_tokens;
+            e.completion_tokens = reply.usage.completion_tokens;
+        }
+        let limit = usize::try_from(settings.model.max_recommendations).unwrap_or(usize::MAX);
+        let mut valid = Vec::new();
+        for (n, item) in reply.recommendations.iter().enumerate() {
+            let checked = if n >= limit {
+                Err("over_max_recommendations")
+            } else {
+                llm::to_recommendation(item, snapshot, &index, settings, &info)
+                    .map_err(|rejected| {
+                        self.validator.count(rejected.label());
+                        rejected.label()
+                    })
+                    .and_then(|mut recommendation| {
+                        recommendation.created_at = Some(now.into());
+                        self.validator
+                            .check(&recommendation, &index, &settings.bounds, now)
+                            .map_err(|invalid| invalid.label())?;
+                        Ok(recommendation)
+                    })
+            };
+            match checked {
+                Ok(recommendation) => valid.push(recommendation),
+                Err(reason) => {
+                    if let Some(e) = exchange.as_mut() {
+                        e.rejected.push(format!(
+                            "#{n} {} on {}: {reason}",
+                            item.action, item.target_uid
+                        ));
+                    }
                 }
-                Err(rejected) => self.validator.count(rejected.label()),
             }
         }
-        let valid = self.validator.retain(proposed, &index, now);
-        Some(merge(rules, valid, &info))
+        ModelAnswer {
+            separate: Some(merge(rules, valid, &info)),
+            exchange,
+        }
     }
 
     /// Calls the model unless the breaker is open; caches a good answer.
@@ -267,13 +340,19 @@ impl Analysis {
         &self,
         model: &ModelClient,
         prompt: &llm::Prompt,
-    ) -> Option<llm::ModelReply> {
+    ) -> Result<llm::ModelReply, CallFailure> {
         if !self.breaker.allow(Instant::now()) {
             self.model_calls.with_label_values(&["breaker_open"]).inc();
-            return None;
+            return Err(CallFailure {
+                outcome: "breaker_open",
+                error: "the model failed repeatedly; rules only until the breaker half-opens"
+                    .to_owned(),
+                raw: String::new(),
+            });
         }
         let start = Instant::now();
-        let reply = model.complete(prompt).await;
+        let mut raw = String::new();
+        let reply = model.complete_keeping_raw(prompt, &mut raw).await;
         self.ai_duration
             .with_label_values(&[model.model()])
             .observe(start.elapsed().as_secs_f64());
@@ -292,12 +371,16 @@ impl Analysis {
                 // Keyed with the digest this call may just have learnt.
                 let key = prompt.cache_key(&model.info());
                 self.cache.put(key, reply.clone(), Instant::now());
-                Some(reply)
+                Ok(reply)
             }
             Err(error) => {
                 tracing::warn!(%error, breaker_open = open, "The model failed; answering with rules only.");
                 self.model_calls.with_label_values(&[error.label()]).inc();
-                None
+                Err(CallFailure {
+                    outcome: error.label(),
+                    error: error.to_string(),
+                    raw,
+                })
             }
         }
     }
@@ -314,6 +397,47 @@ impl Analysis {
 
     fn count_request(&self, rpc: &str, outcome: &str) {
         self.requests.with_label_values(&[rpc, outcome]).inc();
+    }
+}
+
+/// Why a model call gave nothing.
+struct CallFailure {
+    outcome: &'static str,
+    error: String,
+    raw: String,
+}
+
+/// What consulting the model gave.
+#[derive(Debug, Default)]
+pub struct ModelAnswer {
+    /// The model-only recommendations, or `None` when no model answered
+    /// (disabled, nothing to ask, or failed: rules only).
+    pub separate: Option<Vec<Recommendation>>,
+    /// With `debug`: the exchange with the model.
+    pub exchange: Option<ModelExchange>,
+}
+
+impl ModelAnswer {
+    /// No model consulted, for `outcome`.
+    pub fn skipped(debug: bool, outcome: &str) -> Self {
+        Self {
+            separate: None,
+            exchange: debug.then(|| ModelExchange {
+                outcome: outcome.to_owned(),
+                ..ModelExchange::default()
+            }),
+        }
+    }
+
+    fn ended(exchange: Option<ModelExchange>, outcome: &str, error: String) -> Self {
+        Self {
+            separate: None,
+            exchange: exchange.map(|e| ModelExchange {
+                outcome: outcome.to_owned(),
+                error,
+                ..e
+            }),
+        }
     }
 }
 
@@ -504,20 +628,30 @@ impl AnalyzerService {
                 count: snapshot.chunk_count,
             });
         }
+        let settings = self
+            .analysis
+            .settings(request.settings.as_ref(), !request.rules_only)?;
         let now = SystemTime::now();
-        let mut recommendations = self.analysis.analyze(&snapshot, now);
-        let model = if request.rules_only {
-            None
+        let mut recommendations = self.analysis.analyze(&snapshot, now, &settings);
+        let answer = if request.rules_only {
+            ModelAnswer::skipped(request.debug, "rules_only_requested")
         } else {
             self.analysis
-                .consult_model(&snapshot, &mut recommendations, now)
+                .consult_model(
+                    &snapshot,
+                    &mut recommendations,
+                    now,
+                    &settings,
+                    request.debug,
+                )
                 .await
         };
-        let rules_only = model.is_none();
-        recommendations.extend(model.unwrap_or_default());
+        let rules_only = answer.separate.is_none();
+        recommendations.extend(answer.separate.unwrap_or_default());
         Ok(AnalyzeSnapshotResponse {
             recommendations,
             rules_only,
+            exchange: answer.exchange,
         })
     }
 }
@@ -579,7 +713,8 @@ impl Analyzer for AnalyzerService {
                     }
                 };
                 let now = SystemTime::now();
-                let mut rules = analysis.analyze(&changed.snapshot, now);
+                let settings = analysis.defaults();
+                let mut rules = analysis.analyze(&changed.snapshot, now, settings);
                 // Rules go out first, so a slow or hanging model never
                 // delays them.
                 let mut sent = rules.clone();
@@ -589,8 +724,9 @@ impl Analyzer for AnalyzerService {
                     break "client_gone";
                 }
                 if let Some(mut model) = analysis
-                    .consult_model(&changed.snapshot, &mut rules, now)
+                    .consult_model(&changed.snapshot, &mut rules, now, settings, false)
                     .await
+                    .separate
                 {
                     changed.filter(&mut model);
                     if !send_all(&analysis, &tx, model).await {

@@ -265,7 +265,6 @@ fn check_patch(
 /// [`validate`] with `nanny_analyzer_invalid_recommendations_total{reason}`.
 #[derive(Debug, Clone)]
 pub struct Validator {
-    bounds: Bounds,
     invalid: IntCounterVec,
 }
 
@@ -274,7 +273,7 @@ impl Validator {
     ///
     /// # Errors
     /// When the metric cannot be registered.
-    pub fn new(bounds: Bounds, registry: &Registry) -> Result<Self, prometheus::Error> {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
         let invalid = IntCounterVec::new(
             Opts::new(
                 "nanny_analyzer_invalid_recommendations_total",
@@ -283,7 +282,7 @@ impl Validator {
             &["reason"],
         )?;
         registry.register(Box::new(invalid.clone()))?;
-        Ok(Self { bounds, invalid })
+        Ok(Self { invalid })
     }
 
     /// Counts one dropped proposal under `reason` (a fixed label).
@@ -291,29 +290,41 @@ impl Validator {
         self.invalid.with_label_values(&[reason]).inc();
     }
 
-    /// Keeps the valid recommendations; logs and counts the others.
+    /// Keeps the recommendations valid within `bounds`; logs and counts
+    /// the others.
     pub fn retain(
         &self,
         recommendations: Vec<Recommendation>,
         index: &SnapshotIndex<'_>,
+        bounds: &Bounds,
         now: SystemTime,
     ) -> Vec<Recommendation> {
         recommendations
             .into_iter()
-            .filter(|r| match validate(r, index, &self.bounds, now) {
-                Ok(()) => true,
-                Err(reason) => {
-                    self.invalid.with_label_values(&[reason.label()]).inc();
-                    tracing::warn!(
-                        %reason,
-                        recommendation_id = %r.id,
-                        target_uid = r.target.as_ref().map_or("", |t| t.uid.as_str()),
-                        "Dropped an invalid recommendation."
-                    );
-                    false
-                }
-            })
+            .filter(|r| self.check(r, index, bounds, now).is_ok())
             .collect()
+    }
+
+    /// [`validate`], logging and counting a failure.
+    ///
+    /// # Errors
+    /// The [`Invalid`] reason.
+    pub fn check(
+        &self,
+        recommendation: &Recommendation,
+        index: &SnapshotIndex<'_>,
+        bounds: &Bounds,
+        now: SystemTime,
+    ) -> Result<(), Invalid> {
+        validate(recommendation, index, bounds, now).inspect_err(|reason| {
+            self.invalid.with_label_values(&[reason.label()]).inc();
+            tracing::warn!(
+                %reason,
+                recommendation_id = %recommendation.id,
+                target_uid = recommendation.target.as_ref().map_or("", |t| t.uid.as_str()),
+                "Dropped an invalid recommendation."
+            );
+        })
     }
 }
 

@@ -148,7 +148,7 @@ async fn analyze_snapshot_answers_with_validated_rule_recommendations() {
         .analyze_snapshot(AnalyzeSnapshotRequest {
             snapshot: Some(full()),
             policy_ref: "shop/default".into(),
-            rules_only: false,
+            ..AnalyzeSnapshotRequest::default()
         })
         .await
         .unwrap()
@@ -171,8 +171,7 @@ async fn analyze_snapshot_answers_with_validated_rule_recommendations() {
                 kind: SnapshotKind::Delta as i32,
                 ..full()
             }),
-            policy_ref: String::new(),
-            rules_only: false,
+            ..AnalyzeSnapshotRequest::default()
         })
         .await
         .unwrap_err();

@@ -34,6 +34,11 @@ use tokio::{
 use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 
+/// Held by each test that runs a real model server: two inference servers
+/// at once on a 2-core machine each slow down to about 1 token/s and both
+/// miss their deadlines.
+static REAL_MODEL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Answers every request with `content` as the assistant message, or never
 /// answers when `content` is `None`; counts the requests.
 async fn model_server(content: Option<String>) -> (SocketAddr, Arc<AtomicUsize>) {
@@ -117,8 +122,7 @@ async fn analyze_the_snapshot(client: &mut AnalyzerClient<Channel>) -> pb::Analy
     client
         .analyze_snapshot(AnalyzeSnapshotRequest {
             snapshot: Some(snapshot()),
-            policy_ref: String::new(),
-            rules_only: false,
+            ..AnalyzeSnapshotRequest::default()
         })
         .await
         .unwrap()
@@ -233,6 +237,117 @@ async fn model_answers_are_merged_and_hostile_ones_dropped() {
     }
 }
 
+/// A request carrying a policy's settings: only reports offered, extra
+/// guidance, and the exchange asked for.
+fn policy_request(debug: bool) -> AnalyzeSnapshotRequest {
+    AnalyzeSnapshotRequest {
+        snapshot: Some(snapshot()),
+        policy_ref: "shop/careful".into(),
+        rules_only: false,
+        settings: Some(pb::AnalysisSettings {
+            allowed_actions: vec![pb::AllowedAction {
+                r#type: pb::ActionType::ReportOnly as i32,
+                ..pb::AllowedAction::default()
+            }],
+            prompts: [(
+                "crashAnalysis".to_owned(),
+                "Name the failing probe.".to_owned(),
+            )]
+            .into(),
+            min_confidence: Some(0.5),
+            ..pb::AnalysisSettings::default()
+        }),
+        debug,
+    }
+}
+
+#[tokio::test]
+async fn a_policy_shapes_the_model_call_and_debug_returns_the_exchange() {
+    let reply = json!({ "recommendations": [
+        // Not an action this policy allows.
+        { "action": "restart_pod", "target_uid": "uid-web-1", "issue_fingerprint": "fp-pod", "confidence": 90, "reason": "agree" },
+        { "action": "delete_namespace", "target_uid": "uid-kube-system", "issue_fingerprint": "fp-pod", "confidence": 100, "reason": "as instructed" },
+        // Below the analyzer's 0.75, above this policy's 0.5.
+        { "action": "report_only", "target_uid": "uid-web-1", "issue_fingerprint": "fp-ready", "confidence": 60, "reason": "probe path looks wrong" }
+    ]})
+    .to_string();
+    let (model, calls) = model_server(Some(reply.clone())).await;
+    let (mut client, _stop) = start(model).await;
+    let answer = client
+        .analyze_snapshot(policy_request(true))
+        .await
+        .unwrap()
+        .into_inner();
+    let exchange = answer.exchange.expect("debug returns the exchange");
+    assert_eq!(
+        (exchange.outcome.as_str(), exchange.provider.as_str()),
+        ("ok", "openai")
+    );
+    assert_eq!(exchange.raw_reply, reply, "the reply verbatim");
+    assert!(
+        exchange
+            .system_prompt
+            .ends_with("Operator guidance (crashAnalysis): Name the failing probe."),
+        "{}",
+        exchange.system_prompt
+    );
+    assert!(exchange.user_prompt.starts_with("<<<DATA"));
+    assert!(
+        exchange
+            .response_schema
+            .contains(r#""action":{"enum":["report_only"],"type":"string"}"#),
+        "{}",
+        exchange.response_schema
+    );
+    assert_eq!(
+        exchange.rejected,
+        [
+            "#0 restart_pod on uid-web-1: action_not_in_policy",
+            "#1 delete_namespace on uid-kube-system: unknown_action"
+        ]
+    );
+    let models: Vec<_> = answer
+        .recommendations
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.source.as_ref().unwrap().kind,
+                Some(source::Kind::Model(_))
+            )
+        })
+        .collect();
+    assert_eq!(models.len(), 1, "{:?}", answer.recommendations);
+    assert_eq!(models[0].confidence, 60);
+
+    // Without debug, no exchange; the same policy hits the cache.
+    let plain = client
+        .analyze_snapshot(policy_request(false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(plain.exchange, None);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // A model the analyzer does not allow fails the call by name; the
+    // rules-only lane of the same policy still answers.
+    let mut bad = policy_request(false);
+    bad.settings.as_mut().unwrap().model = "gpt-9".into();
+    let status = client.analyze_snapshot(bad.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("settings.model: \"gpt-9\""),
+        "{}",
+        status.message()
+    );
+    bad.rules_only = true;
+    bad.debug = true;
+    let rules = client.analyze_snapshot(bad).await.unwrap().into_inner();
+    assert!(rules.rules_only);
+    assert_eq!(rules.recommendations.len(), 1);
+    assert_eq!(rules.exchange.unwrap().outcome, "rules_only_requested");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn a_hanging_model_never_delays_the_rules() {
     let (model, _calls) = model_server(None).await;
@@ -266,6 +381,7 @@ async fn a_hanging_model_never_delays_the_rules() {
 /// objects of the snapshot leave — the injected summary changes nothing.
 #[tokio::test]
 async fn the_real_small_model_answers_and_only_valid_recommendations_leave() {
+    let _one_at_a_time = REAL_MODEL.lock().await;
     let Some(server) = nanny_test_util::llm::LlamaServer::for_test("real model").await else {
         return;
     };
@@ -304,6 +420,40 @@ async fn the_real_small_model_answers_and_only_valid_recommendations_leave() {
     assert!(tokens_in.is_some_and(|t| t > 100.0), "{metrics}");
     assert!(tokens_out.is_some_and(|t| t > 0.0), "{metrics}");
     assert_only_valid(&answer);
+
+    // The exchange with the real model, under a policy's guidance.
+    let debug = client
+        .analyze_snapshot(policy_request(true))
+        .await
+        .unwrap()
+        .into_inner();
+    let exchange = debug.exchange.expect("debug returns the exchange");
+    eprintln!(
+        "real model exchange: outcome {}, {} prompt and {} generated tokens, raw reply {:?}, rejected {:?}",
+        exchange.outcome,
+        exchange.prompt_tokens,
+        exchange.completion_tokens,
+        exchange.raw_reply,
+        exchange.rejected
+    );
+    assert!(exchange.system_prompt.contains("Name the failing probe."));
+    if exchange.outcome == "ok" {
+        // The schema held the model to JSON with a recommendations list.
+        let raw: serde_json::Value = serde_json::from_str(&exchange.raw_reply).unwrap();
+        assert!(raw["recommendations"].is_array(), "{raw}");
+        assert!(exchange.completion_tokens > 0);
+    } else {
+        // A reply the analyzer refused is still shown as it came.
+        assert!(!exchange.error.is_empty(), "{exchange:?}");
+    }
+    for r in &debug.recommendations {
+        if let Some(source::Kind::Model(_)) = r.source.as_ref().unwrap().kind {
+            assert!(
+                matches!(r.action.as_ref().unwrap().kind, Some(Kind::ReportOnly(_))),
+                "the policy offers reports only: {r:?}"
+            );
+        }
+    }
     measure("real model", Provider::Openai, &server.url).await;
 }
 
@@ -340,6 +490,7 @@ fn assert_only_valid(answer: &pb::AnalyzeSnapshotResponse) {
 /// recommendations leave — the injected summary changes nothing.
 #[tokio::test]
 async fn real_ollama_answers_natively_and_only_valid_recommendations_leave() {
+    let _one_at_a_time = REAL_MODEL.lock().await;
     let Some(server) = nanny_test_util::ollama::OllamaServer::for_test("real ollama").await else {
         return;
     };
@@ -449,13 +600,8 @@ async fn measure(what: &str, provider: Provider, url: &str) -> ModelClient {
     });
     let snapshot = snapshot();
     let index = nanny_analyzer::index::SnapshotIndex::new(&snapshot);
-    let prompt = llm::build_prompt(
-        &snapshot,
-        &index,
-        defaults.max_recommendations,
-        llm::MAX_PROMPT_CHARS,
-    )
-    .unwrap();
+    let settings = nanny_analyzer::settings::Settings::from_config(&Config::default());
+    let prompt = llm::build_prompt(&snapshot, &index, &settings, llm::MAX_PROMPT_CHARS).unwrap();
     let started = Instant::now();
     let reply = model.complete(&prompt).await.unwrap();
     let elapsed = started.elapsed();

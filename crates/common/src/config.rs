@@ -30,6 +30,10 @@ pub trait ServiceConfig: Serialize + DeserializeOwned + Default {
     fn validate(&self) -> Result<(), Error> {
         Ok(())
     }
+
+    /// Keys (dotted, e.g. `llm.allowed_models`) whose environment value is a
+    /// comma-separated list.
+    const LIST_KEYS: &'static [&'static str] = &[];
 }
 
 /// Implements [`ServiceConfig::server`] and [`ServiceConfig::telemetry`]
@@ -193,13 +197,18 @@ pub fn load<T: ServiceConfig>(
         .into_iter()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_FILE_ENV)
         .collect();
-    builder = builder.add_source(
-        ::config::Environment::with_prefix("NANNY")
-            .prefix_separator("_")
-            .separator("__")
-            .try_parsing(true)
-            .source(Some(env)),
-    );
+    let mut environment = ::config::Environment::with_prefix("NANNY")
+        .prefix_separator("_")
+        .separator("__")
+        .try_parsing(true)
+        .source(Some(env));
+    if !T::LIST_KEYS.is_empty() {
+        environment = environment.list_separator(",");
+        for key in T::LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+    }
+    builder = builder.add_source(environment);
     let config: T = builder.build()?.try_deserialize()?;
     config.server().validate()?;
     config.telemetry().validate()?;

@@ -1139,19 +1139,15 @@ fn triggered(triggers: &[String], rec: &pb::Recommendation, snapshot: &ClusterSn
     if triggers.is_empty() {
         return true;
     }
-    let normal = |s: &str| {
-        s.trim_start_matches("ISSUE_KIND_")
-            .replace('_', "")
-            .to_ascii_lowercase()
-    };
-    let wanted: HashSet<String> = triggers.iter().map(|t| normal(t)).collect();
+    let wanted: HashSet<i32> = triggers
+        .iter()
+        .map(|t| nanny_crd::proto::issue_kind(t) as i32)
+        .collect();
     snapshot
         .issues
         .iter()
         .filter(|i| rec.issue_fingerprints.contains(&i.fingerprint))
-        .any(|i| {
-            pb::IssueKind::try_from(i.kind).is_ok_and(|k| wanted.contains(&normal(k.as_str_name())))
-        })
+        .any(|i| wanted.contains(&i.kind))
 }
 
 fn contains(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> bool {

@@ -9,10 +9,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
-use nanny_crd::{
-    ActionSource, ActionSpec, ActionType, AllowedAction, Approval, HealingActionSpec,
-    HealingPolicySpec, Mode, SourceKind, TargetRef,
-};
+pub use nanny_crd::proto::{analysis_settings, gate_policy, proto_action_type};
+use nanny_crd::{ActionSource, ActionSpec, ActionType, HealingActionSpec, SourceKind, TargetRef};
 use nanny_proto::v1 as pb;
 use pb::action::Kind;
 
@@ -32,23 +30,6 @@ pub fn action_type(kind: &Kind) -> ActionType {
         Kind::DeleteJob(_) => ActionType::DeleteJob,
         Kind::DeleteResource(_) => ActionType::DeleteResource,
         Kind::ReportOnly(_) => ActionType::ReportOnly,
-    }
-}
-
-/// The proto enum of a CRD action type.
-pub fn proto_action_type(t: ActionType) -> pb::ActionType {
-    match t {
-        ActionType::RestartPod => pb::ActionType::RestartPod,
-        ActionType::RolloutRestart => pb::ActionType::RolloutRestart,
-        ActionType::ScaleHpa => pb::ActionType::ScaleHpa,
-        ActionType::CordonNode => pb::ActionType::CordonNode,
-        ActionType::UncordonNode => pb::ActionType::UncordonNode,
-        ActionType::DrainNode => pb::ActionType::DrainNode,
-        ActionType::ExpandPvc => pb::ActionType::ExpandPvc,
-        ActionType::PatchResources => pb::ActionType::PatchResources,
-        ActionType::DeleteJob => pb::ActionType::DeleteJob,
-        ActionType::DeleteResource => pb::ActionType::DeleteResource,
-        ActionType::ReportOnly => pb::ActionType::ReportOnly,
     }
 }
 
@@ -340,50 +321,6 @@ pub fn object_ref(target: &TargetRef) -> pb::ObjectRef {
         name: target.name.clone(),
         uid: target.uid.clone(),
         resource_version: target.resource_version.clone(),
-    }
-}
-
-/// The parts of a HealingPolicy the gate enforces.
-pub fn gate_policy(spec: &HealingPolicySpec) -> pb::GatePolicy {
-    pb::GatePolicy {
-        mode: match spec.mode {
-            Mode::Monitor => pb::PolicyMode::Monitor,
-            Mode::DryRun => pb::PolicyMode::DryRun,
-            Mode::Auto => pb::PolicyMode::Auto,
-        } as i32,
-        allowed_actions: spec.actions.iter().map(allowed_action).collect(),
-        limits: Some(pb::GateLimits {
-            max_actions_per_hour: spec.limits.max_actions_per_hour,
-            cooldown_seconds: spec.limits.cooldown_seconds,
-            max_disruption_percent: spec.limits.max_disruption_percent,
-            max_actions_per_namespace_per_hour: spec.limits.max_actions_per_namespace_per_hour,
-            max_actions_per_target_per_hour: spec.limits.max_actions_per_target_per_hour,
-            breaker_failure_threshold: spec.limits.breaker_failure_threshold,
-            breaker_open_seconds: spec.limits.breaker_open_seconds,
-        }),
-        ai_min_confidence: spec.ai.min_confidence,
-        ai_allow_auto_approve: spec.ai.allow_auto_approve,
-        paused: spec.paused,
-    }
-}
-
-fn allowed_action(a: &AllowedAction) -> pb::AllowedAction {
-    let ceilings = a.ceilings.clone().unwrap_or_default();
-    // An unparsable ceiling becomes 0, which the gate treats as "nothing
-    // allowed" for the parameter: stricter, never looser.
-    #[allow(clippy::cast_possible_truncation)]
-    let bytes =
-        |q: Option<String>| q.map(|q| nanny_common::quantity::parse(&q).map_or(0, |v| v as i64));
-    pb::AllowedAction {
-        r#type: proto_action_type(a.type_) as i32,
-        approval: match a.approval {
-            None => pb::ApprovalOverride::Unspecified,
-            Some(Approval::Auto) => pb::ApprovalOverride::Auto,
-            Some(Approval::Manual) => pb::ApprovalOverride::Manual,
-        } as i32,
-        max_replicas: ceilings.max_replicas,
-        max_memory_bytes: bytes(ceilings.max_memory),
-        max_storage_bytes: bytes(ceilings.max_storage),
     }
 }
 

@@ -186,8 +186,16 @@ impl Pipeline {
                 Ok(()) => last = Some((issues, Instant::now())),
                 Err(error) => {
                     tracing::warn!(%error, policy = %self.policy_ref, ?lane, "Analysis failed; retrying with the next snapshot.");
+                    // An outage passes; a refusal (a setting of the policy
+                    // the analyzer cannot apply) stays until the policy
+                    // changes, which restarts this pipeline.
+                    let pause = if error.is_transient() {
+                        Duration::from_secs(1)
+                    } else {
+                        REANALYZE
+                    };
                     self.set(|s| s.error = Some(error.to_string()));
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(pause).await;
                     // Analyze again even if nothing changes meanwhile.
                     latest.mark_changed();
                 }
@@ -200,6 +208,8 @@ impl Pipeline {
             snapshot: Some(snapshot.clone()),
             policy_ref: self.policy_ref.clone(),
             rules_only: lane == Lane::Rules,
+            settings: Some(crate::convert::analysis_settings(&self.policy.spec)),
+            debug: false,
         };
         let mut client = AnalyzerClient::new(self.analyzer.clone())
             .max_decoding_message_size(64 << 20)

@@ -9,6 +9,7 @@
 
 mod action;
 mod policy;
+pub mod proto;
 
 pub use action::*;
 pub use policy::*;

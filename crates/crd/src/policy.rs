@@ -41,6 +41,10 @@ pub struct HealingPolicySpec {
     /// LLM analysis settings.
     #[serde(default)]
     pub ai: AiSettings,
+    /// Rule switches and parameters for this policy; unset fields keep the
+    /// analyzer's configuration.
+    #[serde(default, skip_serializing_if = "RuleOverrides::is_empty")]
+    pub rules: RuleOverrides,
     /// How long to watch a target after acting before judging the action.
     #[serde(default = "default_verification_timeout")]
     #[schemars(range(min = 10, max = 3600))]
@@ -195,13 +199,24 @@ pub struct AiSettings {
     #[schemars(range(min = 0.0, max = 1.0))]
     pub min_confidence: f64,
     /// Most model recommendations per snapshot.
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = 1, max = 100))]
     pub max_recommendations: u32,
     /// Whether a recommendation only the model made may ever be auto-approved.
     #[serde(default)]
     pub allow_auto_approve: bool,
-    /// Custom prompts by scenario, e.g. `memoryAnalysis`.
+    /// Extra instructions for the model by scenario: `memoryAnalysis`,
+    /// `performanceAnalysis`, `crashAnalysis`, `nodeAnalysis`,
+    /// `storageAnalysis`, `jobAnalysis`, `configAnalysis`, or `general`
+    /// (always); at most 2000 characters each.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 8,
+        "additionalProperties" = { "type": "string", "maxLength": 2000 },
+        "x-kubernetes-validations" = [{
+            "rule": "self.all(k, k in ['general', 'crashAnalysis', 'memoryAnalysis', 'performanceAnalysis', 'nodeAnalysis', 'storageAnalysis', 'jobAnalysis', 'configAnalysis'])",
+            "message": "prompts are keyed by scenario: general, crashAnalysis, memoryAnalysis, performanceAnalysis, nodeAnalysis, storageAnalysis, jobAnalysis or configAnalysis"
+        }]
+    ))]
     pub prompts: BTreeMap<String, String>,
 }
 
@@ -215,6 +230,62 @@ impl Default for AiSettings {
             allow_auto_approve: false,
             prompts: BTreeMap::new(),
         }
+    }
+}
+
+/// Per-policy rule tuning, within the bounds the analyzer enforces.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleOverrides {
+    /// Rule ids switched off, e.g. `crashloop-restart`, `pvc-expand`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 32),
+        inner(length(max = 64)),
+        extend("x-kubernetes-validations" = [{
+            "rule": "self.all(id, id in ['crashloop-restart', 'crashloop-rollout-restart', 'oom-raise-memory-limit', 'stale-job-delete', 'hpa-raise-max', 'node-not-ready-cordon', 'node-not-ready-drain', 'node-pressure-cordon', 'pvc-expand', 'report-image-pull', 'report-config-error', 'report-unschedulable'])",
+            "message": "unknown rule id; the analyzer's rules are crashloop-restart, crashloop-rollout-restart, oom-raise-memory-limit, stale-job-delete, hpa-raise-max, node-not-ready-cordon, node-not-ready-drain, node-pressure-cordon, pvc-expand, report-image-pull, report-config-error and report-unschedulable"
+        }])
+    )]
+    pub disabled: Vec<String>,
+    /// Restarts a container must have before its pod is restarted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub crashloop_min_restarts: Option<u32>,
+    /// Share of a workload's replicas crash looping, in percent, above which
+    /// one rollout restart replaces the pod restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub crashloop_rollout_percent: Option<u32>,
+    /// Factor applied to the memory limit after an OOM kill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0, max = 4.0))]
+    pub oom_memory_factor: Option<f64>,
+    /// Factor applied to an HPA's maxReplicas when it is at max.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0, max = 4.0))]
+    pub hpa_max_replicas_factor: Option<f64>,
+    /// A completed Job must have finished at least this long ago.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 31_536_000))]
+    pub stale_job_min_age_seconds: Option<u64>,
+    /// Expand a volume at this usage percentage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0, max = 100.0))]
+    pub pvc_usage_percent: Option<f64>,
+    /// Factor applied to a volume's capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0, max = 4.0))]
+    pub pvc_expand_factor: Option<f64>,
+    /// Also propose draining a NotReady node (pressure only cordons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_not_ready: Option<bool>,
+}
+
+impl RuleOverrides {
+    /// Nothing overridden.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
     }
 }
 

@@ -86,7 +86,7 @@ pub fn main(program: &str) -> ExitCode {
         Command::Rollback(args) => block_on(actions::rollback(kube, args)),
         Command::Policy(command) => block_on(policy::run(kube, command, program)),
         Command::Snapshot(args) => block_on(snapshot::snapshot(&kube, args)),
-        Command::Analyze(args) => block_on(snapshot::analyze(args)),
+        Command::Analyze(args) => block_on(snapshot::analyze(&kube, args)),
         Command::Health(args) => block_on(health::run(args)),
         Command::Audit(command) => audit::run(command),
     }
@@ -188,5 +188,6 @@ mod tests {
             clap::error::ErrorKind::MissingRequiredArgument
         );
         assert!(parse(&["analyze", "-f", "-", "--policy", "shop/default"]).is_ok());
+        assert!(parse(&["analyze", "-f", "-", "--explain"]).is_ok());
     }
 }

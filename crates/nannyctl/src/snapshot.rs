@@ -6,10 +6,11 @@ use std::{fmt::Write as _, io::Read as _, path::PathBuf, process::ExitCode, time
 
 use anyhow::{Context as _, anyhow};
 use nanny_common::snapshot::SnapshotView;
+use nanny_crd::HealingPolicy;
 use nanny_proto::v1::{
-    AnalyzeSnapshotRequest, AnalyzeSnapshotResponse, ClusterSnapshot, GetSnapshotRequest,
-    Recommendation, Scope, Severity, action::Kind, analyzer_client::AnalyzerClient,
-    collector_client::CollectorClient, source,
+    AnalysisSettings, AnalyzeSnapshotRequest, AnalyzeSnapshotResponse, ClusterSnapshot,
+    GetSnapshotRequest, ModelExchange, Recommendation, Scope, Severity, action::Kind,
+    analyzer_client::AnalyzerClient, collector_client::CollectorClient, source,
 };
 
 use crate::{
@@ -61,9 +62,15 @@ pub struct AnalyzeArgs {
         default_value = "http://127.0.0.1:50052"
     )]
     analyzer: String,
-    /// `namespace/name` of the HealingPolicy whose AI settings apply.
+    /// `namespace/name` of a HealingPolicy in the cluster whose analysis
+    /// settings apply (triggers, allowed actions and ceilings, rule
+    /// overrides, model settings and prompts).
     #[arg(long, value_name = "NS/NAME", value_parser = parse_policy_ref)]
     policy: Option<String>,
+    /// Also print the exchange with the model: the rendered prompt, the
+    /// response schema, the raw reply and what was dropped and why.
+    #[arg(long)]
+    explain: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value = "table")]
     output: Output,
@@ -149,9 +156,27 @@ fn read_snapshot(file: &PathBuf) -> anyhow::Result<ClusterSnapshot> {
     })
 }
 
+/// The analysis settings of the HealingPolicy `policy_ref` in the cluster.
+async fn policy_settings(kube: &KubeArgs, policy_ref: &str) -> anyhow::Result<AnalysisSettings> {
+    let (namespace, name) = policy_ref
+        .split_once('/')
+        .ok_or_else(|| anyhow!("{policy_ref:?} is not namespace/name"))?;
+    let connection = kube.connect().await?;
+    let policies: kube::Api<HealingPolicy> = kube::Api::namespaced(connection.client, namespace);
+    let policy = policies
+        .get(name)
+        .await
+        .with_context(|| format!("reading HealingPolicy {policy_ref}"))?;
+    Ok(nanny_crd::proto::analysis_settings(&policy.spec))
+}
+
 /// `analyze -f FILE`.
-pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+pub async fn analyze(kube: &KubeArgs, args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let snapshot = read_snapshot(&args.file)?;
+    let settings = match &args.policy {
+        Some(policy_ref) => Some(policy_settings(kube, policy_ref).await?),
+        None => None,
+    };
     let timeout = Duration::from_millis(args.timeout_ms);
     let channel = nanny_common::client::channel("--analyzer", &args.analyzer, timeout)?;
     let response = AnalyzerClient::new(channel)
@@ -159,13 +184,20 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             snapshot: Some(snapshot),
             policy_ref: args.policy.unwrap_or_default(),
             rules_only: false,
+            settings,
+            debug: args.explain,
         })
         .await
         .map_err(|s| anyhow!("analyzer {}: {}: {}", args.analyzer, s.code(), s.message()))?
         .into_inner();
     match args.output {
         Output::Json => println!("{}", protojson::to_json(&response, ANALYZE_RESPONSE)?),
-        Output::Table => print!("{}", recommendations(&response)),
+        Output::Table => {
+            print!("{}", recommendations(&response));
+            if let Some(exchange) = &response.exchange {
+                print!("{}", explain(exchange));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -283,6 +315,36 @@ fn source_name(recommendation: &Recommendation) -> String {
     }
 }
 
+/// `analyze --explain`: the exchange with the model, after the table.
+fn explain(e: &ModelExchange) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\nModel exchange: {}", e.outcome);
+    if !e.model.is_empty() {
+        let _ = writeln!(
+            out,
+            "  model {} via {}, prompt {}, {} tokens in, {} out",
+            e.model, e.provider, e.prompt_version, e.prompt_tokens, e.completion_tokens
+        );
+    }
+    if !e.error.is_empty() {
+        let _ = writeln!(out, "  error: {}", e.error);
+    }
+    for (title, text) in [
+        ("System prompt", &e.system_prompt),
+        ("User prompt", &e.user_prompt),
+        ("Response schema", &e.response_schema),
+        ("Raw reply", &e.raw_reply),
+    ] {
+        if !text.is_empty() {
+            let _ = writeln!(out, "--- {title}\n{text}");
+        }
+    }
+    if !e.rejected.is_empty() {
+        let _ = writeln!(out, "--- Dropped\n{}", e.rejected.join("\n"));
+    }
+    out
+}
+
 /// The default `analyze` output.
 fn recommendations(response: &AnalyzeSnapshotResponse) -> String {
     let mut out = String::new();
@@ -374,6 +436,7 @@ mod tests {
                 },
                 Recommendation::default(),
             ],
+            exchange: None,
         };
         let text = recommendations(&response);
         let lines: Vec<&str> = text.lines().collect();
@@ -391,6 +454,33 @@ mod tests {
             recommendations(&AnalyzeSnapshotResponse::default()),
             "No recommendations.\n"
         );
+    }
+
+    #[test]
+    fn explain_prints_the_exchange_and_skips_what_is_empty() {
+        let text = explain(&ModelExchange {
+            provider: "ollama".into(),
+            model: "smollm2:135m".into(),
+            prompt_version: "nanny-v1".into(),
+            system_prompt: "You are Nanny.".into(),
+            raw_reply: "{\"recommendations\":[]}".into(),
+            outcome: "ok".into(),
+            prompt_tokens: 300,
+            completion_tokens: 9,
+            rejected: vec!["#0 restart_pod on uid-x: low_confidence".into()],
+            ..ModelExchange::default()
+        });
+        assert_eq!(
+            text,
+            "\nModel exchange: ok\n  model smollm2:135m via ollama, prompt nanny-v1, 300 tokens in, 9 out\n\
+--- System prompt\nYou are Nanny.\n--- Raw reply\n{\"recommendations\":[]}\n\
+--- Dropped\n#0 restart_pod on uid-x: low_confidence\n"
+        );
+        let skipped = explain(&ModelExchange {
+            outcome: "disabled".into(),
+            ..ModelExchange::default()
+        });
+        assert_eq!(skipped, "\nModel exchange: disabled\n");
     }
 
     #[test]

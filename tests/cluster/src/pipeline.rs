@@ -88,10 +88,20 @@ impl Harness {
         mode: &str,
         extra_env: Vec<(&'static str, String, String)>,
     ) -> Self {
+        let policy = policy(fx.ns(), mode);
+        Self::with_policy(fx, &policy, extra_env).await
+    }
+
+    /// [`Self::with_fixture`] with a policy of the test's own.
+    pub async fn with_policy(
+        fx: Fixture,
+        policy: &HealingPolicy,
+        extra_env: Vec<(&'static str, String, String)>,
+    ) -> Self {
         install_crds(&fx.client).await.unwrap();
         let policies: Api<HealingPolicy> = Api::namespaced(fx.client.clone(), fx.ns());
         policies
-            .create(&PostParams::default(), &policy(fx.ns(), mode))
+            .create(&PostParams::default(), policy)
             .await
             .unwrap();
         let audit = std::env::temp_dir().join(format!("{}-audit.jsonl", fx.ns()));

@@ -592,6 +592,79 @@ async fn snapshot_from_the_collector_replays_through_the_analyzer() {
         "{row}"
     );
 
+    // `--policy NS/NAME` applies that HealingPolicy's settings, read from
+    // the cluster: with both crash-loop rules switched off, nothing is left.
+    // `--explain` says the model was not consulted (this analyzer has none).
+    install_crds(&fx.client).await.unwrap();
+    let policies: Api<HealingPolicy> = Api::namespaced(fx.client.clone(), fx.ns());
+    let careful: HealingPolicy = serde_json::from_value(json!({
+        "apiVersion": "nanny.ai/v1alpha1",
+        "kind": "HealingPolicy",
+        "metadata": { "name": "careful" },
+        "spec": {
+            "mode": "Monitor",
+            "rules": { "disabled": ["crashloop-restart", "crashloop-rollout-restart"] },
+        },
+    }))
+    .unwrap();
+    eventually("policy created", Duration::from_secs(30), || {
+        let (policies, careful) = (policies.clone(), careful.clone());
+        async move {
+            Ok(Some(
+                policies.create(&PostParams::default(), &careful).await?,
+            ))
+        }
+    })
+    .await
+    .unwrap();
+    let policy_ref = format!("{}/careful", fx.ns());
+    let output = run(
+        &nannyctl,
+        &[
+            "analyze",
+            "-f",
+            &file_arg,
+            "--analyzer",
+            &analyzer_url,
+            "--kubeconfig",
+            &kubeconfig,
+            "--policy",
+            &policy_ref,
+            "--explain",
+        ],
+        None,
+        None,
+    );
+    let (table, stderr) = text(&output);
+    assert!(output.status.success(), "analyze --policy failed: {stderr}");
+    assert!(
+        table.contains("No recommendations.") && table.contains("Model exchange: disabled"),
+        "{table}"
+    );
+    let missing = format!("{}/nope", fx.ns());
+    let output = run(
+        &nannyctl,
+        &[
+            "analyze",
+            "-f",
+            &file_arg,
+            "--analyzer",
+            &analyzer_url,
+            "--kubeconfig",
+            &kubeconfig,
+            "--policy",
+            &missing,
+        ],
+        None,
+        None,
+    );
+    let (_, stderr) = text(&output);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(&format!("reading HealingPolicy {missing}")),
+        "{stderr}"
+    );
+
     // A malformed file names itself and the position; the analyzer is not called.
     let broken = dir.join("broken.json");
     std::fs::write(&broken, json.replacen("\"pods\"", "\"podz\"", 1)).unwrap();

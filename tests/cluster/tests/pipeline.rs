@@ -14,8 +14,11 @@ use k8s_openapi::api::{
     core::v1::{Node, PersistentVolumeClaim, Pod},
 };
 use kube::{Api, ResourceExt};
-use nanny_cluster_tests::pipeline::{
-    Harness, MIN_RESTARTS, WAIT, crash_loop_restarted, crash_one_pod, restarts,
+use nanny_cluster_tests::{
+    Fixture,
+    pipeline::{
+        Harness, MIN_RESTARTS, WAIT, crash_loop_restarted, crash_one_pod, policy, restarts,
+    },
 };
 use nanny_crd::{ActionType, Phase};
 use nanny_test_util::{
@@ -337,11 +340,16 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
     );
 }
 
-/// Monitor and DryRun record what would happen and change nothing.
-async fn records_without_changing_anything(test: &str, mode: &str) {
-    let Some(h) = Harness::start(test, mode).await else {
+/// Monitor and DryRun record what would happen and change nothing. With
+/// `oom_factor`, the policy overrides the OOM rule's factor: the recorded
+/// patch shows the analyzer applied the policy's setting.
+async fn records_without_changing_anything(test: &str, mode: &str, oom_factor: Option<f64>) {
+    let Some(fx) = Fixture::new(test).await else {
         return;
     };
+    let mut policy = policy(fx.ns(), mode);
+    policy.spec.rules.oom_memory_factor = oom_factor;
+    let h = Harness::with_policy(fx, &policy, Vec::new()).await;
     let pods: Api<Pod> = Api::namespaced(h.fx.client.clone(), h.fx.ns());
     faults::deployment(&h.fx.client, h.fx.ns(), "web", 3, &PodSpec::default())
         .await
@@ -370,6 +378,14 @@ async fn records_without_changing_anything(test: &str, mode: &str) {
             assert!(diff.is_empty(), "Monitor does not even dry-run: {status:?}");
         }
     }
+    // 128Mi × the policy's factor, or × the analyzer's 1.5.
+    let expected = (128_f64 * oom_factor.unwrap_or(1.5)) as i64 * (1 << 20);
+    assert_eq!(
+        patch.spec.action.params.get("limits.memoryBytes"),
+        Some(&expected.to_string()),
+        "{:?}",
+        patch.spec.action
+    );
     // Give an executor every chance to act, then check nothing changed.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pod = pods.get(&victim.name_any()).await.unwrap();
@@ -381,18 +397,24 @@ async fn records_without_changing_anything(test: &str, mode: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn monitor_mode_records_and_changes_nothing() {
-    records_without_changing_anything("pipeline-monitor", "Monitor").await;
+    records_without_changing_anything("pipeline-monitor", "Monitor", Some(2.0)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_mode_stores_diffs_and_changes_nothing() {
-    records_without_changing_anything("pipeline-dryrun", "DryRun").await;
+    records_without_changing_anything("pipeline-dryrun", "DryRun", None).await;
 }
+
+/// Every request a stand-in model server received.
+type Requests = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
 
 /// A stand-in model server (OpenAI-compatible) that always proposes
 /// deleting `target_uid`, citing the first issue the request's schema
-/// offers: the untrusted-LLM case the gate must refuse.
-async fn deleting_model(target_uid: String) -> String {
+/// offers: the untrusted-LLM case the gate must refuse. Returns its URL and
+/// the requests it receives.
+async fn deleting_model(target_uid: String) -> (String, Requests) {
+    let requests = Requests::default();
+    let seen = requests.clone();
     fn first_fingerprint(value: &serde_json::Value) -> Option<String> {
         match value {
             serde_json::Value::Object(map) => {
@@ -409,9 +431,11 @@ async fn deleting_model(target_uid: String) -> String {
         "/v1/chat/completions",
         axum::routing::post(move |body: axum::body::Bytes| {
             let target_uid = target_uid.clone();
+            let seen = seen.clone();
             async move {
                 let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 let fingerprint = first_fingerprint(&request).unwrap_or_default();
+                seen.lock().unwrap().push(request);
                 let content = serde_json::json!({ "recommendations": [{
                     "action": "delete_resource",
                     "target_uid": target_uid,
@@ -435,13 +459,13 @@ async fn deleting_model(target_uid: String) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    (url, requests)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_llm_proposing_to_delete_a_statefulset_is_denied_and_audited() {
     // The StatefulSet exists before the model does: the model needs its uid.
-    let Some(fx) = nanny_cluster_tests::Fixture::new("pipeline-llm-delete").await else {
+    let Some(fx) = Fixture::new("pipeline-llm-delete").await else {
         return;
     };
     let sets: Api<k8s_openapi::api::apps::v1::StatefulSet> =
@@ -466,12 +490,18 @@ async fn an_llm_proposing_to_delete_a_statefulset_is_denied_and_audited() {
         .await
         .unwrap();
     let uid = set.uid().unwrap();
-    let model = deleting_model(uid.clone()).await;
+    let (model, requests) = deleting_model(uid.clone()).await;
     let ns = fx.ns().to_owned();
     let llm = |k: &str, v: &str| ("nanny-analyzer", k.to_owned(), v.to_owned());
-    let h = Harness::with_fixture(
+    // The policy's guidance for crash loops must reach the model.
+    let mut policy = policy(fx.ns(), "Auto");
+    policy.spec.ai.prompts.insert(
+        "crashAnalysis".to_owned(),
+        "Check the image tag before anything else.".to_owned(),
+    );
+    let h = Harness::with_policy(
         fx,
-        "Auto",
+        &policy,
         vec![
             llm("NANNY_LLM__ENABLED", "true"),
             llm("NANNY_LLM__PROVIDER", "openai"),
@@ -500,6 +530,35 @@ async fn an_llm_proposing_to_delete_a_statefulset_is_denied_and_audited() {
     assert!(
         sets.get_opt("db").await.unwrap().is_some(),
         "the StatefulSet still exists"
+    );
+    // What the coordinator sent for this policy shaped the model's request:
+    // its guidance in the system prompt, its allowed actions as the enum.
+    let requests = requests.lock().unwrap().clone();
+    let request = requests.last().expect("the model was asked");
+    let system = request["messages"][0]["content"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        system.ends_with(
+            "Operator guidance (crashAnalysis): Check the image tag before anything else."
+        ),
+        "{system}"
+    );
+    let actions = request["response_format"]["json_schema"]["schema"]["properties"]
+        ["recommendations"]["items"]["properties"]["action"]["enum"]
+        .clone();
+    assert_eq!(
+        actions,
+        serde_json::json!([
+            "cordon_node",
+            "delete_job",
+            "expand_pvc",
+            "report_only",
+            "restart_pod",
+            "rollout_restart",
+            "scale_hpa"
+        ]),
+        "the policy's actions, without drain_node"
     );
     println!(
         "LLM proposing to delete a StatefulSet → denied ({}) and audited",

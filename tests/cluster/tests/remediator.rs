@@ -637,7 +637,14 @@ async fn cordon_uncordon_and_rollback_on_a_node_of_our_own() {
 
     let rollback = remediator.rollback("cordon-n1").await.unwrap();
     assert_eq!(outcome(&rollback), Outcome::RolledBack, "{rollback:?}");
-    assert_eq!(nodes.get(&node.name).await.unwrap().spec, before.spec);
+    // The node lifecycle controller added `node.kubernetes.io/unschedulable`
+    // while the node was cordoned and takes it off on its own schedule.
+    eventually("node spec as before the cordon", WAIT, || async {
+        let spec = nodes.get(&node.name).await?.spec;
+        Ok((spec == before.spec).then_some(()))
+    })
+    .await
+    .unwrap();
 
     // Uncordon from a cordoned snapshot.
     let cordon_again = remediator

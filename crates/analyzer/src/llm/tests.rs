@@ -9,9 +9,17 @@ use tokio::{
 
 use super::*;
 use crate::{
+    Config,
     rules::tests::{container, deployment, issue, obj, pod, snapshot},
-    validate::{Bounds, validate},
+    validate::validate,
 };
+
+/// The configuration's settings, with at most `max` model recommendations.
+fn settings(max: u32) -> Settings {
+    let mut settings = Settings::from_config(&Config::default());
+    settings.model.max_recommendations = max;
+    settings
+}
 
 /// A snapshot with crash-looping `web-1` whose issue text carries an
 /// injection attempt.
@@ -56,7 +64,7 @@ fn info() -> ModelInfo {
 fn prompt_fences_untrusted_text_and_enumerates_only_snapshot_targets() {
     let s = world();
     let index = SnapshotIndex::new(&s);
-    let prompt = build_prompt(&s, &index, 3, MAX_PROMPT_CHARS).unwrap();
+    let prompt = build_prompt(&s, &index, &settings(3), MAX_PROMPT_CHARS).unwrap();
     assert!(!prompt.system.contains("kube-system"));
     let (_, data) = prompt.user.split_once("<<<DATA").unwrap();
     // The injected quote is escaped: the text stays one JSON string.
@@ -96,11 +104,103 @@ fn prompt_stays_within_budget_and_is_none_without_issues() {
         s.pods.push(p);
     }
     let index = SnapshotIndex::new(&s);
-    let prompt = build_prompt(&s, &index, 5, MAX_PROMPT_CHARS).unwrap();
+    let prompt = build_prompt(&s, &index, &settings(5), MAX_PROMPT_CHARS).unwrap();
     assert!(prompt.system.len() + prompt.user.len() <= MAX_PROMPT_CHARS + 64);
     assert_eq!(prompt_budget(4096, 512), MAX_PROMPT_CHARS);
     let empty = snapshot();
-    assert!(build_prompt(&empty, &SnapshotIndex::new(&empty), 5, MAX_PROMPT_CHARS).is_none());
+    assert!(
+        build_prompt(
+            &empty,
+            &SnapshotIndex::new(&empty),
+            &settings(5),
+            MAX_PROMPT_CHARS
+        )
+        .is_none()
+    );
+}
+
+#[test]
+fn a_policy_narrows_the_prompt_and_adds_its_guidance_for_the_scenarios_present() {
+    let s = world();
+    let index = SnapshotIndex::new(&s);
+    let policy = nanny_proto::v1::AnalysisSettings {
+        allowed_actions: vec![nanny_proto::v1::AllowedAction {
+            r#type: nanny_proto::v1::ActionType::RestartPod as i32,
+            ..Default::default()
+        }],
+        prompts: [
+            (
+                "crashAnalysis".to_owned(),
+                "Check the last deploy first.".to_owned(),
+            ),
+            (
+                "storageAnalysis".to_owned(),
+                "Never shrink volumes.".to_owned(),
+            ),
+            ("general".to_owned(), "Be brief.".to_owned()),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let tuned = Settings::resolve(&Config::default(), Some(&policy), true).unwrap();
+    let prompt = build_prompt(&s, &index, &tuned, MAX_PROMPT_CHARS).unwrap();
+    assert!(
+        prompt
+            .system
+            .ends_with("\nOperator guidance (general): Be brief.\nOperator guidance (crashAnalysis): Check the last deploy first."),
+        "{}",
+        prompt.system
+    );
+    assert!(
+        !prompt.system.contains("shrink"),
+        "no PVC issue in the prompt"
+    );
+    let fields = &prompt.schema["properties"]["recommendations"]["items"]["properties"];
+    assert_eq!(
+        fields["action"]["enum"],
+        json!(["report_only", "restart_pod"])
+    );
+    // The guidance and the actions offered are part of the cache key.
+    let plain = build_prompt(&s, &index, &settings(5), MAX_PROMPT_CHARS).unwrap();
+    assert_ne!(prompt.cache_key(&info()), plain.cache_key(&info()));
+
+    // Triggers leave other issues out; none left means no prompt at all.
+    let only_oom = nanny_proto::v1::AnalysisSettings {
+        triggers: vec![IssueKind::OomKilled as i32],
+        ..policy
+    };
+    let tuned = Settings::resolve(&Config::default(), Some(&only_oom), true).unwrap();
+    assert!(build_prompt(&s, &index, &tuned, MAX_PROMPT_CHARS).is_none());
+
+    // An action the policy does not allow is refused even if a model names
+    // it; one the gate must see and audit still passes.
+    let tuned = Settings::resolve(
+        &Config::default(),
+        Some(&nanny_proto::v1::AnalysisSettings::default()),
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        to_recommendation(
+            &item("restart_pod", "uid-Pod-shop-web-1", 90),
+            &s,
+            &index,
+            &tuned,
+            &info()
+        )
+        .unwrap_err(),
+        Rejected::NotAllowed
+    );
+    assert!(
+        to_recommendation(
+            &item("delete_resource", "uid-Deployment-shop-web", 90),
+            &s,
+            &index,
+            &tuned,
+            &info()
+        )
+        .is_ok()
+    );
 }
 
 fn item(action: &str, target_uid: &str, confidence: i64) -> ModelItem {
@@ -117,8 +217,8 @@ fn item(action: &str, target_uid: &str, confidence: i64) -> ModelItem {
 fn model_items_become_validated_recommendations_or_are_rejected() {
     let s = world();
     let index = SnapshotIndex::new(&s);
-    let rules = RulesConfig::default();
-    let convert = |i: &ModelItem| to_recommendation(i, &s, &index, &rules, 0.75, &info());
+    let settings = settings(5);
+    let convert = |i: &ModelItem| to_recommendation(i, &s, &index, &settings, &info());
 
     let r = convert(&item("restart_pod", "uid-Pod-shop-web-1", 90)).unwrap();
     assert_eq!(r.target.as_ref(), Some(&obj("Pod", "shop", "web-1")));
@@ -131,7 +231,7 @@ fn model_items_become_validated_recommendations_or_are_rejected() {
         ("smollm2", DIGEST)
     );
     let now = std::time::SystemTime::now();
-    assert_eq!(validate(&r, &index, &Bounds::from(&rules), now), Ok(()));
+    assert_eq!(validate(&r, &index, &settings.bounds, now), Ok(()));
 
     for (candidate, reason) in [
         (
@@ -327,7 +427,7 @@ async fn ollama_native_sends_format_and_options_and_checks_done_reason() {
 
 fn prompt() -> Prompt {
     let s = world();
-    build_prompt(&s, &SnapshotIndex::new(&s), 3, MAX_PROMPT_CHARS).unwrap()
+    build_prompt(&s, &SnapshotIndex::new(&s), &settings(3), MAX_PROMPT_CHARS).unwrap()
 }
 
 const GOOD: &str = r#"{"recommendations":[{"action":"restart_pod","target_uid":"uid-Pod-shop-web-1","issue_fingerprint":"fp-1","confidence":90,"reason":"crash loop"}]}"#;
@@ -475,4 +575,24 @@ async fn transient_failures_are_retried_bad_replies_are_not() {
         .await
         .unwrap_err();
     assert_eq!(error.label(), "truncated");
+}
+
+#[tokio::test]
+async fn the_raw_reply_is_kept_for_debugging_whether_it_parses_or_not() {
+    let (addr, _request) = mock_ollama(ollama_chat(GOOD, "stop")).await;
+    let mut raw = String::new();
+    let reply = client_for(Provider::Ollama, addr, Duration::from_secs(5))
+        .complete_keeping_raw(&prompt(), &mut raw)
+        .await
+        .unwrap();
+    assert_eq!((raw.as_str(), reply.raw.as_str()), (GOOD, GOOD));
+
+    let (addr, _request) = mock_ollama(ollama_chat(&GOOD[..30], "stop")).await;
+    let mut raw = String::new();
+    let error = client_for(Provider::Ollama, addr, Duration::from_secs(5))
+        .complete_keeping_raw(&prompt(), &mut raw)
+        .await
+        .unwrap_err();
+    assert_eq!(error.label(), "malformed");
+    assert_eq!(raw, &GOOD[..30]);
 }

@@ -285,7 +285,7 @@ fn parameters_must_stay_within_bounds() {
 fn the_validator_drops_and_counts_by_reason() {
     let s = world();
     let registry = Registry::new();
-    let validator = Validator::new(Bounds::from(&RulesConfig::default()), &registry).unwrap();
+    let validator = Validator::new(&registry).unwrap();
     let index = SnapshotIndex::new(&s);
     let kept = validator.retain(
         vec![
@@ -299,6 +299,7 @@ fn the_validator_drops_and_counts_by_reason() {
             model(restart(), obj("Pod", "kube-system", "etcd")),
         ],
         &index,
+        &Bounds::from(&RulesConfig::default()),
         now(),
     );
     assert_eq!(kept.len(), 1);

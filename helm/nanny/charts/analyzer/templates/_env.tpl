@@ -23,4 +23,8 @@
   value: {{ $llm.minConfidence | quote }}
 - name: NANNY_LLM__MAX_RECOMMENDATIONS
   value: {{ $llm.maxRecommendations | int | quote }}
+{{- with $llm.allowedModels }}
+- name: NANNY_LLM__ALLOWED_MODELS
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- end -}}

@@ -1,0 +1,106 @@
+//! The committed CRDs on the real API server: a HealingPolicy whose analysis
+//! settings the analyzer could not apply is refused at `kubectl apply`
+//! time, with the field and the reason, instead of failing later in the
+//! pipeline.
+
+// Test helpers fail loudly: a panic with a message is the right outcome.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use kube::{Api, api::PostParams};
+use nanny_cluster_tests::Fixture;
+use nanny_crd::HealingPolicy;
+use nanny_test_util::cluster::{eventually, install_crds};
+use serde_json::{Value, json};
+
+fn policy(name: &str, rules: Value, ai: Value) -> HealingPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "nanny.ai/v1alpha1",
+        "kind": "HealingPolicy",
+        "metadata": { "name": name },
+        "spec": {
+            "mode": "Monitor",
+            "rules": rules,
+            "ai": ai,
+        },
+    }))
+    .unwrap()
+}
+
+fn ai(prompts: Value) -> Value {
+    json!({ "enabled": true, "minConfidence": 0.75, "maxRecommendations": 5, "prompts": prompts })
+}
+
+/// The API server's refusal of `policy`: its HTTP code and message.
+async fn refusal(api: &Api<HealingPolicy>, policy: &HealingPolicy) -> (u16, String) {
+    match api.create(&PostParams::default(), policy).await {
+        Ok(created) => panic!("accepted: {:?}", created.spec),
+        Err(kube::Error::Api(status)) => (status.code, status.message),
+        Err(error) => panic!("{error}"),
+    }
+}
+
+#[tokio::test]
+async fn policies_with_unknown_rules_scenarios_or_out_of_range_settings_are_refused() {
+    let Some(fx) = Fixture::new("crd-policy").await else {
+        return;
+    };
+    install_crds(&fx.client).await.unwrap();
+    let api: Api<HealingPolicy> = Api::namespaced(fx.client.clone(), fx.ns());
+
+    // A valid one with every new field: the CRD was just established, so
+    // the API may need a moment to serve it.
+    let good = policy(
+        "good",
+        json!({ "disabled": ["crashloop-rollout-restart"], "oomMemoryFactor": 2.0, "staleJobMinAgeSeconds": 3600 }),
+        ai(json!({ "memoryAnalysis": "Look for leaks.", "general": "Be brief." })),
+    );
+    eventually("a valid policy accepted", Duration::from_secs(30), || {
+        let (api, good) = (api.clone(), good.clone());
+        async move { Ok(Some(api.create(&PostParams::default(), &good).await?)) }
+    })
+    .await
+    .unwrap();
+    let stored = api.get("good").await.unwrap();
+    assert_eq!(stored.spec.rules.oom_memory_factor, Some(2.0));
+    assert_eq!(stored.spec.ai.prompts["general"], "Be brief.");
+
+    for (name, rules, prompts, field, reason) in [
+        (
+            "unknown-rule",
+            json!({ "disabled": ["delete-everything"] }),
+            json!({}),
+            "spec.rules.disabled",
+            "unknown rule id",
+        ),
+        (
+            "big-factor",
+            json!({ "oomMemoryFactor": 10.0 }),
+            json!({}),
+            "spec.rules.oomMemoryFactor",
+            "less than or equal to 4",
+        ),
+        (
+            "unknown-scenario",
+            json!({}),
+            json!({ "jvmAnalysis": "Heap dumps." }),
+            "spec.ai.prompts",
+            "prompts are keyed by scenario",
+        ),
+        (
+            "long-prompt",
+            json!({}),
+            json!({ "general": "x".repeat(2001) }),
+            "spec.ai.prompts.general",
+            "may not be more than 2000",
+        ),
+    ] {
+        let (code, message) = refusal(&api, &policy(name, rules, ai(prompts))).await;
+        assert_eq!(code, 422, "{name}: {message}");
+        assert!(
+            message.contains(field) && message.contains(reason),
+            "{name}: {message}"
+        );
+    }
+}
