@@ -198,10 +198,21 @@ Cluster version {:?}, {} nodes. Answer with JSON only.",
         cluster.version, cluster.node_count
     );
     // The operator's guidance for the scenarios these issues belong to
-    // (policy text, bounded; reserved before the issues are added).
+    // (policy text), reserved before the issues are added; at most half the
+    // budget, so the issues always have room.
     let kinds: BTreeSet<i32> = issues.iter().map(|i| i.kind).collect();
+    let mut guidance_left = max_chars / 2;
     for (scenario, text) in model.guidance_for(&kinds) {
-        system.push_str(&format!("\nOperator guidance ({scenario}): {text}"));
+        let line = format!("\nOperator guidance ({scenario}): {text}");
+        if line.len() > guidance_left {
+            tracing::debug!(
+                scenario,
+                "Operator guidance left out: it would take more than half the prompt."
+            );
+            continue;
+        }
+        guidance_left -= line.len();
+        system.push_str(&line);
     }
     let mut targets: BTreeSet<String> = BTreeSet::new();
     let mut fingerprints: BTreeSet<String> = BTreeSet::new();

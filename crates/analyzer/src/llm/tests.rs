@@ -203,6 +203,30 @@ fn a_policy_narrows_the_prompt_and_adds_its_guidance_for_the_scenarios_present()
     );
 }
 
+#[test]
+fn guidance_takes_at_most_half_the_budget_so_the_issues_always_fit() {
+    let s = world();
+    let index = SnapshotIndex::new(&s);
+    let long = "x".repeat(MAX_GUIDANCE_CHARS);
+    let policy = nanny_proto::v1::AnalysisSettings {
+        prompts: crate::settings::SCENARIOS
+            .iter()
+            .map(|(name, _)| ((*name).to_owned(), long.clone()))
+            .collect(),
+        ..Default::default()
+    };
+    let tuned = Settings::resolve(&Config::default(), Some(&policy), true).unwrap();
+    let prompt = build_prompt(&s, &index, &tuned, MAX_PROMPT_CHARS).expect("the issues still fit");
+    let plain = build_prompt(&s, &index, &settings(5), MAX_PROMPT_CHARS).unwrap();
+    let guidance = prompt.system.len() - plain.system.len();
+    assert!(
+        guidance > 0 && guidance <= MAX_PROMPT_CHARS / 2,
+        "{guidance}"
+    );
+    assert!(prompt.system.contains("Operator guidance (general)"));
+    assert_eq!(prompt.user, plain.user, "the same issues");
+}
+
 fn item(action: &str, target_uid: &str, confidence: i64) -> ModelItem {
     ModelItem {
         action: action.into(),
