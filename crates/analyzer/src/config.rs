@@ -418,12 +418,7 @@ mod tests {
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, Error> {
-        nanny_common::config::load(
-            None,
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        )
+        nanny_common::config::load_pairs(pairs)
     }
 
     #[test]

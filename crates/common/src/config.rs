@@ -177,6 +177,20 @@ pub fn validate_url(key: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// [`load`] with no file and the environment given as `(name, value)`
+/// pairs: what a config test needs.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_pairs<T: ServiceConfig>(pairs: &[(&str, &str)]) -> Result<T, Error> {
+    load(
+        None,
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
+}
+
 /// Loads `T` from its defaults, then `file` (if any), then the `NANNY_*`
 /// variables among `env`, and validates the result.
 ///

@@ -87,6 +87,10 @@ pub struct ActionsConfig {
     pub execute_timeout_secs: u64,
     /// How often expiries, resumptions and policy statuses are checked.
     pub sweep_interval_secs: u64,
+    /// How long a finished HealingAction is kept before it is deleted; 0
+    /// keeps them forever. At least two days, so the safety gate can always
+    /// rebuild its limits (rates, cooldowns, breakers) from them.
+    pub retention_secs: u64,
 }
 
 impl ActionsConfig {
@@ -164,10 +168,16 @@ impl Default for Config {
                 analyze_timeout_secs: 60,
                 execute_timeout_secs: 3700,
                 sweep_interval_secs: 5,
+                retention_secs: 30 * 86_400,
             },
         }
     }
 }
+
+/// The shortest retention: longer than any window the safety gate rebuilds
+/// from HealingActions (hourly rates, cooldowns and breaker periods of at
+/// most a day).
+pub const MIN_RETENTION_SECS: u64 = 2 * 86_400;
 
 impl ServiceConfig for Config {
     nanny_common::service_config_sections!();
@@ -215,6 +225,42 @@ impl ServiceConfig for Config {
                 return Err(Error::config(key, format!("must be at least {low}")));
             }
         }
+        if a.retention_secs != 0 && a.retention_secs < MIN_RETENTION_SECS {
+            return Err(Error::config(
+                "actions.retention_secs",
+                format!(
+                    "must be 0 (keep forever) or at least {MIN_RETENTION_SECS} (2 days): the safety gate rebuilds its limits from recent HealingActions"
+                ),
+            ));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, Error> {
+        nanny_common::config::load_pairs(pairs)
+    }
+
+    #[test]
+    fn retention_is_thirty_days_forever_or_at_least_two_days() {
+        assert_eq!(load(&[]).unwrap().actions.retention_secs, 30 * 86_400);
+        assert_eq!(
+            load(&[("NANNY_ACTIONS__RETENTION_SECS", "0")])
+                .unwrap()
+                .actions
+                .retention_secs,
+            0
+        );
+        assert!(load(&[("NANNY_ACTIONS__RETENTION_SECS", "172800")]).is_ok());
+        let err = load(&[("NANNY_ACTIONS__RETENTION_SECS", "3600")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid configuration: actions.retention_secs: must be 0 (keep forever) or at least 172800"),
+            "{err}"
+        );
     }
 }

@@ -30,6 +30,7 @@ use tokio::{
 use crate::{
     actions::{self, Driver},
     pipeline::{Pipeline, SharedState, State},
+    retention::Retention,
     snapshots::Snapshots,
 };
 
@@ -44,6 +45,8 @@ pub struct Wiring {
     pub analyze_timeout: Duration,
     /// How often to sweep.
     pub sweep: Duration,
+    /// Deletes finished actions past their retention.
+    pub retention: Retention,
 }
 
 struct Running {
@@ -195,6 +198,7 @@ pub async fn run(
             }
         }
         update_policy_statuses(&client, &policies, &actions, &running).await;
+        wiring.retention.sweep(&client, &actions).await;
     }
     stop_all(&mut running, &snapshots);
     policy_reflector.abort();

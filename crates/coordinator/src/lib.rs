@@ -19,6 +19,7 @@ pub mod error;
 pub mod leader;
 mod peers;
 pub mod pipeline;
+pub mod retention;
 pub mod snapshots;
 
 use std::{future::Future, time::Duration};
@@ -134,6 +135,7 @@ pub async fn run(
             analyzer,
             analyze_timeout: Duration::from_secs(a.analyze_timeout_secs),
             sweep: Duration::from_secs(a.sweep_interval_secs),
+            retention: retention::Retention::new(a.retention_secs, registry)?,
         },
         leader_rx,
         stop_rx.clone(),

@@ -24,7 +24,34 @@ pub struct Config {
     pub state_namespace: String,
     /// Post-action verification.
     pub verification: VerificationConfig,
+    /// How long finished action records are kept.
+    #[serde(default)]
+    pub records: RecordsConfig,
 }
+
+/// Section `records`: retention of the action records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsConfig {
+    /// A finished record (acted, or rolled back) older than this is deleted;
+    /// 0 keeps them forever. At least two days: a record is the idempotency
+    /// key of its action and the pre-image a rollback needs.
+    pub retention_secs: u64,
+    /// How often old records are looked for.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for RecordsConfig {
+    fn default() -> Self {
+        Self {
+            retention_secs: 30 * 86_400,
+            sweep_interval_secs: 3600,
+        }
+    }
+}
+
+/// The shortest record retention, seconds.
+pub const MIN_RECORD_RETENTION_SECS: u64 = 2 * 86_400;
 
 /// Section `verification`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +95,7 @@ impl Default for Config {
             kubeconfig: String::new(),
             state_namespace: "nanny-system".to_owned(),
             verification: VerificationConfig::default(),
+            records: RecordsConfig::default(),
         }
     }
 }
@@ -121,6 +149,21 @@ impl ServiceConfig for Config {
                 "must be between 10 and 60000",
             ));
         }
+        let r = &self.records;
+        if r.retention_secs != 0 && r.retention_secs < MIN_RECORD_RETENTION_SECS {
+            return Err(Error::config(
+                "records.retention_secs",
+                format!(
+                    "must be 0 (keep forever) or at least {MIN_RECORD_RETENTION_SECS} (2 days): a record is its action's idempotency key and rollback pre-image"
+                ),
+            ));
+        }
+        if !(1..=86_400).contains(&r.sweep_interval_secs) {
+            return Err(Error::config(
+                "records.sweep_interval_secs",
+                "must be between 1 and 86400",
+            ));
+        }
         Ok(())
     }
 }
@@ -128,6 +171,22 @@ impl ServiceConfig for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_retention_is_thirty_days_forever_or_at_least_two_days() {
+        let mut config = Config::default();
+        assert_eq!(config.records.retention_secs, 30 * 86_400);
+        config.records.retention_secs = 0;
+        assert!(config.validate().is_ok());
+        config.records.retention_secs = 3600;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid configuration: records.retention_secs: must be 0 (keep forever) or at least 172800")
+        );
+    }
 
     #[test]
     fn defaults_are_valid_and_bad_values_name_their_key() {

@@ -68,14 +68,41 @@ pub async fn serve(
     let service =
         RemediatorService::new(client.clone(), config.clone(), shell.metrics().registry())?;
     // Ready only once the API server answers: before that every Execute would fail.
-    tokio::spawn(ready_when_reachable(client, shell.health()));
-    shell
+    tokio::spawn(ready_when_reachable(client.clone(), shell.health()));
+    let sweeper = tokio::spawn(sweep_records(
+        store::Store::new(client, &config.state_namespace),
+        config.records.clone(),
+    ));
+    let result = shell
         .serve(
             Routes::new(RemediatorServer::new(service)),
             listeners,
             shutdown,
         )
-        .await
+        .await;
+    sweeper.abort();
+    result
+}
+
+/// Deletes finished action records past `records.retention_secs`, at
+/// start-up and every `records.sweep_interval_secs`.
+async fn sweep_records(store: store::Store, config: config::RecordsConfig) {
+    if config.retention_secs == 0 {
+        return;
+    }
+    let retention = i64::try_from(config.retention_secs).unwrap_or(i64::MAX);
+    let mut every = tokio::time::interval(Duration::from_secs(config.sweep_interval_secs));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match store.sweep(unix_now().saturating_sub(retention)).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "Deleted action records past their retention."),
+            Err(error) => {
+                tracing::warn!(%error, "Cannot sweep old action records; retrying later.");
+            }
+        }
+    }
 }
 
 async fn ready_when_reachable(client: kube::Client, health: Health) {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::{ByteString, api::core::v1::ConfigMap};
 use kube::{
     Api, Client,
-    api::{ObjectMeta, PostParams},
+    api::{DeleteParams, ListParams, ObjectMeta, PostParams, Preconditions},
 };
 use nanny_proto::v1::ActionResult;
 use prost::Message as _;
@@ -221,6 +221,63 @@ impl Store {
             })?;
         stored.resource_version = updated.metadata.resource_version;
         Ok(())
+    }
+
+    /// Deletes the finished records (acted, or rolled back) created before
+    /// `cutoff` (Unix seconds), each only if unchanged since it was read.
+    /// Claims still executing, and records that cannot be decoded, are left
+    /// alone. Returns how many were deleted.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the records cannot be listed.
+    pub async fn sweep(&self, cutoff: i64) -> Result<usize, Error> {
+        let mut deleted = 0;
+        let mut params = ListParams::default().limit(500);
+        loop {
+            let page = self.api.list(&params).await.map_err(|error| Error::Store {
+                action_id: format!("{PREFIX}*"),
+                message: kube_message(&error),
+            })?;
+            for map in &page.items {
+                let name = map.metadata.name.clone().unwrap_or_default();
+                let Some(record) = name
+                    .strip_prefix(PREFIX)
+                    .and_then(|_| map.data.as_ref()?.get(RECORD_KEY))
+                    .and_then(|text| serde_json::from_str::<Record>(text).ok())
+                else {
+                    continue;
+                };
+                // The API server's creation time: the claim's, whatever the
+                // record's version.
+                let created = map
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(i64::MAX, |t| t.0.as_second());
+                if record.phase == Phase::Executing || created >= cutoff {
+                    continue;
+                }
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: map.metadata.uid.clone(),
+                        resource_version: map.metadata.resource_version.clone(),
+                    }),
+                    ..DeleteParams::default()
+                };
+                match self.api.delete(&name, &params).await {
+                    Ok(_) => deleted += 1,
+                    // Gone, or changed since it was read: the next sweep.
+                    Err(error) if matches!(api_code(&error), Some(404 | 409)) => {}
+                    Err(error) => {
+                        tracing::warn!(record = %name, error = %kube_message(&error), "Cannot delete an old action record; retrying at the next sweep.");
+                    }
+                }
+            }
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => return Ok(deleted),
+            }
+        }
     }
 
     /// Deletes a claim whose action wrote nothing, so a retry may act.

@@ -9,11 +9,17 @@
 
 pub mod pipeline;
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use k8s_openapi::api::{authentication::v1::TokenRequest, core::v1::ServiceAccount};
-use kube::{Api, Client, api::PostParams, config::AuthInfo};
-use nanny_test_util::cluster::{ClusterInfo, TestNamespace};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams, PostParams},
+    config::AuthInfo,
+};
+use nanny_crd::HealingAction;
+use nanny_test_util::cluster::{ClusterInfo, TestNamespace, eventually};
+use serde_json::json;
 
 /// A test's view of the cluster: admin client and its own namespace.
 #[allow(missing_debug_implementations)] // kube::Client has no Debug
@@ -102,4 +108,45 @@ impl Fixture {
     pub fn ns(&self) -> &str {
         &self.namespace.name
     }
+}
+
+/// Creates a HealingAction under `policy_ref` and writes its status through
+/// the status subresource, as the coordinator would.
+pub async fn create_action(
+    api: &Api<HealingAction>,
+    name: &str,
+    policy_ref: &str,
+    status: serde_json::Value,
+) {
+    let action: HealingAction = serde_json::from_value(json!({
+        "apiVersion": "nanny.ai/v1alpha1",
+        "kind": "HealingAction",
+        "metadata": { "name": name },
+        "spec": {
+            "policyRef": policy_ref,
+            "target": { "kind": "Pod", "namespace": "shop", "name": format!("{name}-pod"), "uid": "u-1", "resourceVersion": "42" },
+            "action": { "type": "PatchResources", "params": { "memoryLimit": "768Mi" } },
+            "source": { "kind": "Rule", "name": "oom-raise-memory" },
+            "confidence": 100,
+            "reasoning": "OOMKilled 3 times in 10 minutes",
+            "recommendationId": format!("rec-{name}"),
+            "snapshotId": "snap-1",
+        },
+    }))
+    .unwrap();
+    // The CRD was just established: the API may need a moment to serve it.
+    eventually("HealingAction created", Duration::from_secs(30), || {
+        let api = api.clone();
+        let action = action.clone();
+        async move { Ok(Some(api.create(&PostParams::default(), &action).await?)) }
+    })
+    .await
+    .unwrap();
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .unwrap();
 }

@@ -253,7 +253,7 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
     // What every ServiceAccount may and may not do. "*" is all namespaces.
     let other = "default";
     let own_lease = format!("leases.coordination.k8s.io#{prefix}-coordinator");
-    let matrix: [(&str, &str, &str, &str, bool); 39] = [
+    let matrix: [(&str, &str, &str, &str, bool); 41] = [
         ("collector", "list", "pods", "*", true),
         ("collector", "watch", "nodes", "*", true),
         ("collector", "watch", "events", "*", true),
@@ -335,6 +335,21 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
             "healingactions.nanny.ai/status",
             other,
             true,
+        ),
+        // Retention: finished actions are deleted; policies never.
+        (
+            "coordinator",
+            "delete",
+            "healingactions.nanny.ai",
+            other,
+            true,
+        ),
+        (
+            "coordinator",
+            "delete",
+            "healingpolicies.nanny.ai",
+            other,
+            false,
         ),
         // Renewals: only this release's Lease, by name.
         ("coordinator", "update", &own_lease, &ns, true),

@@ -20,7 +20,7 @@ use kube::{
     Api,
     api::{Patch, PatchParams, PostParams},
 };
-use nanny_cluster_tests::Fixture;
+use nanny_cluster_tests::{Fixture, create_action};
 use nanny_crd::{HealingAction, HealingPolicy, HumanDecision, POLICY_LABEL, ROLLBACK_ANNOTATION};
 use nanny_test_util::{
     cluster::{eventually, install_crds},
@@ -28,42 +28,6 @@ use nanny_test_util::{
     process::{ServiceProcess, cargo_bin},
 };
 use serde_json::json;
-
-/// Creates a HealingAction and writes its status through the status
-/// subresource, as the coordinator would.
-async fn create_action(api: &Api<HealingAction>, name: &str, status: serde_json::Value) {
-    let action: HealingAction = serde_json::from_value(json!({
-        "apiVersion": "nanny.ai/v1alpha1",
-        "kind": "HealingAction",
-        "metadata": { "name": name },
-        "spec": {
-            "policyRef": "shop/default",
-            "target": { "kind": "Pod", "namespace": "shop", "name": format!("{name}-pod"), "uid": "u-1", "resourceVersion": "42" },
-            "action": { "type": "PatchResources", "params": { "memoryLimit": "768Mi" } },
-            "source": { "kind": "Rule", "name": "oom-raise-memory" },
-            "confidence": 100,
-            "reasoning": "OOMKilled 3 times in 10 minutes",
-            "recommendationId": format!("rec-{name}"),
-            "snapshotId": "snap-1",
-        },
-    }))
-    .unwrap();
-    // The CRD was just established: the API may need a moment to serve it.
-    eventually("HealingAction created", Duration::from_secs(30), || {
-        let api = api.clone();
-        let action = action.clone();
-        async move { Ok(Some(api.create(&PostParams::default(), &action).await?)) }
-    })
-    .await
-    .unwrap();
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await
-    .unwrap();
-}
 
 fn pending_status() -> serde_json::Value {
     json!({
@@ -166,8 +130,8 @@ async fn nannyctl_lists_describes_and_decides_on_real_actions() {
     };
     install_crds(&fx.client).await.unwrap();
     let api: Api<HealingAction> = Api::namespaced(fx.client.clone(), fx.ns());
-    create_action(&api, "ha-oom", pending_status()).await;
-    create_action(&api, "ha-crash", pending_status()).await;
+    create_action(&api, "ha-oom", "shop/default", pending_status()).await;
+    create_action(&api, "ha-crash", "shop/default", pending_status()).await;
     let ctl = Ctl {
         binary: cargo_bin("nannyctl"),
         kubeconfig: fx.cluster.kubeconfig.display().to_string(),
@@ -307,6 +271,7 @@ async fn rollback_is_requested_once_and_guarded_by_resource_version() {
     create_action(
         &api,
         "ha-done",
+        "shop/default",
         json!({
             "phase": "Succeeded",
             "result": { "outcome": "Succeeded", "preImageRef": "configmap/nanny-preimages/ha-done" },
@@ -379,7 +344,7 @@ async fn kubectl_nanny_plugin_and_policy_status() {
     };
     install_crds(&fx.client).await.unwrap();
     let api: Api<HealingAction> = Api::namespaced(fx.client.clone(), fx.ns());
-    create_action(&api, "ha-plug", pending_status()).await;
+    create_action(&api, "ha-plug", "shop/default", pending_status()).await;
     // The coordinator labels each action with its policy.
     api.patch(
         "ha-plug",

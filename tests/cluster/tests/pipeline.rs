@@ -15,7 +15,7 @@ use k8s_openapi::api::{
 };
 use kube::{Api, ResourceExt};
 use nanny_cluster_tests::{
-    Fixture,
+    Fixture, create_action,
     pipeline::{
         Harness, MIN_RESTARTS, WAIT, crash_loop_restarted, crash_one_pod, policy, restarts,
     },
@@ -563,5 +563,63 @@ async fn an_llm_proposing_to_delete_a_statefulset_is_denied_and_audited() {
     println!(
         "LLM proposing to delete a StatefulSet → denied ({}) and audited",
         verdict.matched_rules.join(",")
+    );
+}
+
+/// The coordinator's sweep: an unapproved action past its `expiresAt`
+/// expires, and a finished one past `actions.retention_secs` (30 days by
+/// default) is deleted, while recent and open ones stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn unapproved_actions_expire_and_old_finished_ones_are_deleted() {
+    let Some(h) = Harness::start("pipeline-retention", "Auto").await else {
+        return;
+    };
+    let policy_ref = format!("{}/default", h.fx.ns());
+    let ago = |days: i64| {
+        (k8s_openapi::jiff::Timestamp::now()
+            - k8s_openapi::jiff::SignedDuration::from_hours(24 * days))
+        .to_string()
+    };
+    let in_a_day = (k8s_openapi::jiff::Timestamp::now()
+        + k8s_openapi::jiff::SignedDuration::from_hours(24))
+    .to_string();
+    let pending = |expires: &str| {
+        serde_json::json!({
+            "phase": "PendingApproval", "phaseSince": ago(0), "expiresAt": expires,
+            "verdict": { "decision": "NeedsApproval", "matchedRules": ["approval.patch-resources"],
+                         "reasons": ["PatchResources needs a human"], "auditId": "audit-1" },
+        })
+    };
+    for (name, status) in [
+        (
+            "old-done",
+            serde_json::json!({ "phase": "Succeeded", "phaseSince": ago(40) }),
+        ),
+        (
+            "new-done",
+            serde_json::json!({ "phase": "Succeeded", "phaseSince": ago(1) }),
+        ),
+        ("overdue", pending(&ago(1))),
+        ("waiting", pending(&in_a_day)),
+    ] {
+        create_action(&h.actions, name, &policy_ref, status).await;
+    }
+    let phase = |a: &nanny_crd::HealingAction| a.status.as_ref().and_then(|s| s.phase);
+    eventually("the sweep expired and deleted", WAIT, || async {
+        let overdue = h.actions.get("overdue").await?;
+        let gone = h.actions.get_opt("old-done").await?.is_none();
+        Ok((gone && phase(&overdue) == Some(Phase::Expired)).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", h.stack.logs()));
+    assert_eq!(
+        phase(&h.actions.get("new-done").await.unwrap()),
+        Some(Phase::Succeeded),
+        "finished a day ago: kept"
+    );
+    assert_eq!(
+        phase(&h.actions.get("waiting").await.unwrap()),
+        Some(Phase::PendingApproval),
+        "still within its approval window"
     );
 }

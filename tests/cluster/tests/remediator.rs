@@ -30,6 +30,7 @@ use nanny_proto::v1::{
     RolloutRestart, ScaleHpa, UncordonNode, Verdict, VerificationState, action::Kind as ActionKind,
     remediator_client::RemediatorClient,
 };
+use nanny_remediator::store;
 use nanny_test_util::{
     cluster::eventually,
     faults::{self, HpaAtMax, PodSpec},
@@ -1211,5 +1212,79 @@ async fn restarting_a_pod_whose_template_still_crashes_is_ineffective_and_unappr
             .unwrap()
             .is_none_or(|p| p.uid() != crashing.uid()),
         "the restart itself happened"
+    );
+}
+
+/// A record as the remediator writes it, in `phase`.
+fn record(id: &str, phase: store::Phase) -> store::Record {
+    store::Record {
+        fingerprint: format!("fp-{id}"),
+        recommendation_id: format!("rec-{id}"),
+        action_type: "ACTION_TYPE_RESTART_POD".into(),
+        target: store::TargetRecord {
+            kind: "Pod".into(),
+            namespace: "shop".into(),
+            name: "web-1".into(),
+            uid: format!("uid-{id}"),
+        },
+        pre_image: json!({}),
+        undo: None,
+        not_reversible: Some("a deleted pod cannot come back".into()),
+        phase,
+        instance: "test".into(),
+        claimed_at: 0,
+    }
+}
+
+#[tokio::test]
+async fn the_record_sweep_deletes_only_finished_records_older_than_the_cutoff() {
+    let Some(fx) = Fixture::new("rem-sweep").await else {
+        return;
+    };
+    let records = store::Store::new(fx.client.clone(), fx.ns());
+    for (id, phase) in [
+        ("done", store::Phase::Done),
+        ("undone", store::Phase::RolledBack),
+        ("running", store::Phase::Executing),
+    ] {
+        records.claim(id, &record(id, phase)).await.unwrap();
+    }
+    // Not a record: a ConfigMap of someone else's, and a broken record.
+    let maps: Api<ConfigMap> = Api::namespaced(fx.client.clone(), fx.ns());
+    for (name, data) in [
+        ("app-settings", json!({ "record.json": "{}" })),
+        (
+            &*format!("{}broken", store::PREFIX),
+            json!({ "record.json": "not json" }),
+        ),
+    ] {
+        maps.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": name }, "data": data })).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    assert_eq!(
+        records.sweep(now - 3600).await.unwrap(),
+        0,
+        "all younger than the cutoff"
+    );
+    // Every record is older than a cutoff in the future.
+    assert_eq!(records.sweep(now + 60).await.unwrap(), 2);
+    assert!(records.get("done").await.unwrap().is_none());
+    assert!(records.get("undone").await.unwrap().is_none());
+    assert!(
+        records.get("running").await.unwrap().is_some(),
+        "a claim still executing stays"
+    );
+    assert!(maps.get_opt("app-settings").await.unwrap().is_some());
+    assert!(
+        maps.get_opt(&format!("{}broken", store::PREFIX))
+            .await
+            .unwrap()
+            .is_some(),
+        "left for a person"
     );
 }

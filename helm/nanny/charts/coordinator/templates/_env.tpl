@@ -39,4 +39,6 @@ to every analyzer pod and the coordinator spreads Analyze calls over them.
   value: {{ .Values.actions.analyzeTimeoutSecs | int | quote }}
 - name: NANNY_ACTIONS__EXECUTE_TIMEOUT_SECS
   value: {{ .Values.actions.executeTimeoutSecs | int | quote }}
+- name: NANNY_ACTIONS__RETENTION_SECS
+  value: {{ .Values.actions.retentionSecs | int | quote }}
 {{- end -}}

@@ -4,5 +4,7 @@
 {{- if .Values.actionRecords.enabled }}
 - name: NANNY_STATE_NAMESPACE
   value: {{ .Release.Namespace | quote }}
+- name: NANNY_RECORDS__RETENTION_SECS
+  value: {{ .Values.actionRecords.retentionSecs | int | quote }}
 {{- end }}
 {{- end -}}
