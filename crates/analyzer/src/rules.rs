@@ -339,9 +339,11 @@ impl Rules {
             };
             let desired = i64::from(workload.desired_replicas.max(0));
             let affected = members.len() as i64;
+            // With the rollout rule switched off, each pod is restarted.
             let most = desired > 0
                 && affected * 100 > desired * i64::from(config.rollout_percent)
-                && ROLLABLE.contains(&target.kind.as_str());
+                && ROLLABLE.contains(&target.kind.as_str())
+                && !self.config.disabled.contains(CRASHLOOP_ROLLOUT.id);
             if !most {
                 continue;
             }

@@ -36,8 +36,7 @@ pub struct Analysis {
     defaults: Settings,
     validator: Validator,
     /// One client per model a request may ask for; empty with the LLM off.
-    models: BTreeMap<String, ModelClient>,
-    breaker: Breaker,
+    models: BTreeMap<String, Model>,
     cache: ReplyCache,
     cache_lookups: IntCounterVec,
     prompt_chars: usize,
@@ -171,10 +170,17 @@ impl Analysis {
                 context_tokens: llm_config.context_tokens,
                 timeout: Duration::from_secs(llm_config.timeout_secs),
             });
+            let model = |client: ModelClient| Model {
+                client,
+                breaker: Breaker::new(
+                    llm_config.breaker_failures,
+                    Duration::from_secs(llm_config.breaker_open_secs),
+                ),
+            };
             for name in &llm_config.allowed_models {
-                models.insert(name.clone(), client.with_model(name));
+                models.insert(name.clone(), model(client.with_model(name)));
             }
-            models.insert(llm_config.model.clone(), client);
+            models.insert(llm_config.model.clone(), model(client));
             // Expose the series from the start for the configured model.
             ai_duration.with_label_values(&[llm_config.model.as_str()]);
         }
@@ -186,10 +192,6 @@ impl Analysis {
             models,
             cache: ReplyCache::new(Duration::from_secs(llm_config.cache_ttl_secs)),
             cache_lookups,
-            breaker: Breaker::new(
-                llm_config.breaker_failures,
-                Duration::from_secs(llm_config.breaker_open_secs),
-            ),
             prompt_chars: llm::prompt_budget(llm_config.context_tokens, llm_config.max_tokens),
             requests,
             recommendations,
@@ -254,7 +256,11 @@ impl Analysis {
         settings: &Settings,
         debug: bool,
     ) -> ModelAnswer {
-        let Some(model) = self.models.get(&settings.model.model) else {
+        let Some(Model {
+            client: model,
+            breaker,
+        }) = self.models.get(&settings.model.model)
+        else {
             return ModelAnswer::skipped(debug, "disabled");
         };
         let mut exchange = debug.then(|| ModelExchange {
@@ -280,7 +286,7 @@ impl Analysis {
             .inc();
         let (reply, outcome) = match cached {
             Some(reply) => (reply, "cache_hit"),
-            None => match self.call_model(model, &prompt).await {
+            None => match self.call_model(model, breaker, &prompt).await {
                 Ok(reply) => (reply, "ok"),
                 Err(failure) => {
                     if let Some(e) = exchange.as_mut() {
@@ -303,6 +309,14 @@ impl Analysis {
         for (n, item) in reply.recommendations.iter().enumerate() {
             let checked = if n >= limit {
                 Err("over_max_recommendations")
+            } else if prompt
+                .fingerprints
+                .binary_search(&item.issue_fingerprint)
+                .is_err()
+            {
+                // Only the issues the prompt offered (the policy's triggers).
+                self.validator.count("issue_not_in_prompt");
+                Err("issue_not_in_prompt")
             } else {
                 llm::to_recommendation(item, snapshot, &index, settings, &info)
                     .map_err(|rejected| {
@@ -335,13 +349,14 @@ impl Analysis {
         }
     }
 
-    /// Calls the model unless the breaker is open; caches a good answer.
+    /// Calls the model unless its breaker is open; caches a good answer.
     async fn call_model(
         &self,
         model: &ModelClient,
+        breaker: &Breaker,
         prompt: &llm::Prompt,
     ) -> Result<llm::ModelReply, CallFailure> {
-        if !self.breaker.allow(Instant::now()) {
+        if !breaker.allow(Instant::now()) {
             self.model_calls.with_label_values(&["breaker_open"]).inc();
             return Err(CallFailure {
                 outcome: "breaker_open",
@@ -356,7 +371,7 @@ impl Analysis {
         self.ai_duration
             .with_label_values(&[model.model()])
             .observe(start.elapsed().as_secs_f64());
-        let open = self.breaker.record(reply.is_ok(), Instant::now());
+        let open = breaker.record(reply.is_ok(), Instant::now());
         // Degraded while failing; health stays SERVING (rules still answer).
         self.degraded.set(i64::from(reply.is_err()));
         match reply {
@@ -398,6 +413,14 @@ impl Analysis {
     fn count_request(&self, rpc: &str, outcome: &str) {
         self.requests.with_label_values(&[rpc, outcome]).inc();
     }
+}
+
+/// One model a request may ask for, with its own circuit breaker: a model
+/// the server cannot serve opens only its own.
+#[derive(Debug)]
+struct Model {
+    client: ModelClient,
+    breaker: Breaker,
 }
 
 /// Why a model call gave nothing.

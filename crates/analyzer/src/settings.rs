@@ -1,12 +1,14 @@
 //! One request's effective settings: the analyzer's configuration tuned by
 //! the HealingPolicy's [`AnalysisSettings`] (sent by the coordinator).
 //!
-//! A policy can tune a rule within the bounds the configuration file has,
-//! switch rules off, narrow the issues analysed, lower a ceiling, pick one of
-//! the models the analyzer was configured to allow and add instructions per
-//! scenario. It can never raise a ceiling above the analyzer's own, offer the
-//! model an action the policy does not allow, or name a model the operator
-//! did not list. Anything out of range fails the request with the field's
+//! A policy can tune a rule within the bounds the configuration file has
+//! (restart threshold, rollout share, factors, usage threshold), switch rules
+//! off, narrow the issues analysed, lower a ceiling, raise the stale-Job age,
+//! pick one of the models the analyzer was configured to allow and add
+//! instructions per scenario. It can never raise a ceiling above the
+//! analyzer's own, lower the stale-Job age below it, switch on drains the
+//! configuration switched off, offer the model an action the policy does not
+//! allow, or name a model the operator did not list. Anything out of range fails the request with the field's
 //! name: a half-understood policy is not analysed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -259,10 +261,12 @@ fn apply_overrides(rules: &mut RulesConfig, o: &RuleOverrides) -> Result<(), Err
         1.0..=4.0,
         &mut rules.pvc.factor,
     )?;
+    // A floor a policy may raise, never lower below the configuration's.
+    let floor = rules.stale_job.min_age_secs;
     set(
         "rules.stale_job_min_age_seconds",
         o.stale_job_min_age_seconds,
-        60..=31_536_000,
+        floor..=floor.max(31_536_000),
         &mut rules.stale_job.min_age_secs,
     )?;
     set(
@@ -271,8 +275,9 @@ fn apply_overrides(rules: &mut RulesConfig, o: &RuleOverrides) -> Result<(), Err
         1.0..=100.0,
         &mut rules.pvc.usage_percent,
     )?;
+    // A policy may switch drains off, never on against the configuration.
     if let Some(drain) = o.drain_not_ready {
-        rules.node.drain_not_ready = drain;
+        rules.node.drain_not_ready &= drain;
     }
     Ok(())
 }

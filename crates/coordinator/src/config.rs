@@ -91,6 +91,8 @@ pub struct ActionsConfig {
     /// keeps them forever. At least two days, so the safety gate can always
     /// rebuild its limits (rates, cooldowns, breakers) from them.
     pub retention_secs: u64,
+    /// Least time between two retention sweeps.
+    pub retention_sweep_secs: u64,
 }
 
 impl ActionsConfig {
@@ -169,6 +171,7 @@ impl Default for Config {
                 execute_timeout_secs: 3700,
                 sweep_interval_secs: 5,
                 retention_secs: 30 * 86_400,
+                retention_sweep_secs: 60,
             },
         }
     }
@@ -220,6 +223,7 @@ impl ServiceConfig for Config {
             ("actions.analyze_timeout_secs", a.analyze_timeout_secs, 1),
             ("actions.execute_timeout_secs", a.execute_timeout_secs, 10),
             ("actions.sweep_interval_secs", a.sweep_interval_secs, 1),
+            ("actions.retention_sweep_secs", a.retention_sweep_secs, 1),
         ] {
             if value < low {
                 return Err(Error::config(key, format!("must be at least {low}")));

@@ -46,7 +46,7 @@ pub struct Wiring {
     /// How often to sweep.
     pub sweep: Duration,
     /// Deletes finished actions past their retention.
-    pub retention: Retention,
+    pub retention: Arc<Retention>,
 }
 
 struct Running {

@@ -135,7 +135,11 @@ pub async fn run(
             analyzer,
             analyze_timeout: Duration::from_secs(a.analyze_timeout_secs),
             sweep: Duration::from_secs(a.sweep_interval_secs),
-            retention: retention::Retention::new(a.retention_secs, registry)?,
+            retention: std::sync::Arc::new(retention::Retention::new(
+                a.retention_secs,
+                Duration::from_secs(a.retention_sweep_secs),
+                registry,
+            )?),
         },
         leader_rx,
         stop_rx.clone(),

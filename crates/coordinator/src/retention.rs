@@ -1,12 +1,16 @@
 //! Retention: a finished HealingAction is deleted once it has been finished
 //! for `actions.retention_secs`, so the store (and every list of it) stays
 //! bounded on a cluster Nanny watches for months. Open actions, and
-//! finished ones a human asked to roll back, are never deleted; every
-//! delete carries the uid and resourceVersion it was judged on, so an
+//! finished ones with a requested rollback not yet carried out, are kept;
+//! every delete carries the uid and resourceVersion it was judged on, so an
 //! action changed meanwhile is kept. The safety gate's own audit log keeps
-//! every verdict regardless.
+//! every verdict regardless. Sweeps run at most every
+//! `actions.retention_sweep_secs` (a minute by default).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::{
@@ -65,19 +69,26 @@ pub fn due(
 }
 
 /// Deletes finished actions past their retention.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Retention {
     keep: Option<Duration>,
+    every: Duration,
     deleted: IntCounter,
+    /// When the last sweep ran.
+    last: Mutex<Option<Instant>>,
 }
 
 impl Retention {
-    /// Keeps finished actions for `keep_secs` (0: forever); registers
-    /// `nanny_coordinator_actions_deleted_total`.
+    /// Keeps finished actions for `keep_secs` (0: forever), sweeping at most
+    /// every `every`; registers `nanny_coordinator_actions_deleted_total`.
     ///
     /// # Errors
     /// When the metric cannot be registered.
-    pub fn new(keep_secs: u64, registry: &Registry) -> Result<Self, prometheus::Error> {
+    pub fn new(
+        keep_secs: u64,
+        every: Duration,
+        registry: &Registry,
+    ) -> Result<Self, prometheus::Error> {
         let deleted = IntCounter::new(
             "nanny_coordinator_actions_deleted_total",
             "Finished HealingActions deleted after the retention period.",
@@ -85,17 +96,26 @@ impl Retention {
         registry.register(Box::new(deleted.clone()))?;
         Ok(Self {
             keep: (keep_secs > 0).then(|| Duration::from_secs(keep_secs)),
+            every,
             deleted,
+            last: Mutex::new(None),
         })
     }
 
     /// Deletes up to [`PER_SWEEP`] actions past retention, each fenced by
-    /// its uid and resourceVersion; failures are logged and retried at the
-    /// next sweep.
+    /// its uid and resourceVersion, unless the last sweep was less than
+    /// `every` ago; failures are logged and retried at the next sweep.
     pub async fn sweep(&self, client: &Client, actions: &Store<HealingAction>) {
         let Some(keep) = self.keep else {
             return;
         };
+        {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < self.every) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
         for action in due(&actions.state(), Timestamp::now(), keep, PER_SWEEP) {
             let namespace = action.namespace().unwrap_or_default();
             let name = action.name_any();

@@ -265,7 +265,9 @@ pub struct RuleOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1.0, max = 4.0))]
     pub hpa_max_replicas_factor: Option<f64>,
-    /// A completed Job must have finished at least this long ago.
+    /// A completed Job must have finished at least this long ago; at least
+    /// the analyzer's own `rules.stale_job.min_age_secs` (default 86400),
+    /// which a policy may raise but not lower.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 60, max = 31_536_000))]
     pub stale_job_min_age_seconds: Option<u64>,

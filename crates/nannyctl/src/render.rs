@@ -9,9 +9,33 @@ use nanny_crd::{
     Condition, HealingAction, HumanDecision, Phase, ROLLBACK_ANNOTATION, ResultRecord, SourceKind,
 };
 
+/// `text` safe for a terminal: control characters other than newline and
+/// tab (escape sequences a model or an event message may carry) are shown
+/// escaped, e.g. `\u{1b}`, instead of being sent to the terminal.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Left-aligned columns separated by three spaces, like kubectl; the last
-/// column is not padded.
+/// column is not padded. Cells are shown [`printable`], on one line.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| printable(&cell.replace(['\n', '\t'], " ")))
+                .collect()
+        })
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -442,6 +466,15 @@ pub(crate) mod tests {
 
     fn now() -> Timestamp {
         "2026-11-23T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn table_cells_are_one_printable_line() {
+        let text = table(
+            &["NAME", "REASON"],
+            &[vec!["a".into(), "two\nlines\u{1b}[31m red".into()]],
+        );
+        assert_eq!(text, "NAME   REASON\na      two lines\\u{1b}[31m red\n");
     }
 
     #[test]

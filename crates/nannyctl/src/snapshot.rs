@@ -315,8 +315,13 @@ fn source_name(recommendation: &Recommendation) -> String {
     }
 }
 
-/// `analyze --explain`: the exchange with the model, after the table.
+/// `analyze --explain`: the exchange with the model, after the table; the
+/// model's text and the cluster's are shown [`render::printable`].
 fn explain(e: &ModelExchange) -> String {
+    render::printable(&explain_text(e))
+}
+
+fn explain_text(e: &ModelExchange) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\nModel exchange: {}", e.outcome);
     if !e.model.is_empty() {
@@ -481,6 +486,17 @@ mod tests {
             ..ModelExchange::default()
         });
         assert_eq!(skipped, "\nModel exchange: disabled\n");
+        // A reply carrying a terminal escape sequence is shown, not obeyed.
+        let hostile = explain(&ModelExchange {
+            outcome: "malformed".into(),
+            raw_reply: "\u{1b}]0;pwned\u{7}\u{1b}[2J".into(),
+            ..ModelExchange::default()
+        });
+        assert!(!hostile.contains('\u{1b}'), "{hostile:?}");
+        assert!(
+            hostile.contains(r"\u{1b}]0;pwned\u{7}\u{1b}[2J"),
+            "{hostile}"
+        );
     }
 
     #[test]

@@ -33,9 +33,11 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordsConfig {
-    /// A finished record (acted, or rolled back) older than this is deleted;
-    /// 0 keeps them forever. At least two days: a record is the idempotency
-    /// key of its action and the pre-image a rollback needs.
+    /// A finished record (acted, or rolled back) older than this plus a day
+    /// is deleted; 0 keeps them forever. At least two days: a record is the
+    /// idempotency key of its action and the pre-image a rollback needs.
+    /// Keep it at least the coordinator's `actions.retention_secs`, so a
+    /// HealingAction that can still be rolled back has its pre-image.
     pub retention_secs: u64,
     /// How often old records are looked for.
     pub sweep_interval_secs: u64,

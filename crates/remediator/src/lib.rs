@@ -84,13 +84,19 @@ pub async fn serve(
     result
 }
 
-/// Deletes finished action records past `records.retention_secs`, at
-/// start-up and every `records.sweep_interval_secs`.
+/// How much longer than `records.retention_secs` a record is kept.
+const RECORD_MARGIN_SECS: u64 = 86_400;
+
+/// Deletes finished action records past `records.retention_secs` (plus a
+/// day, so that at the same setting a record outlives its HealingAction,
+/// which finishes after the record is written and may still be rolled
+/// back), at start-up and every `records.sweep_interval_secs`.
 async fn sweep_records(store: store::Store, config: config::RecordsConfig) {
     if config.retention_secs == 0 {
         return;
     }
-    let retention = i64::try_from(config.retention_secs).unwrap_or(i64::MAX);
+    let retention =
+        i64::try_from(config.retention_secs.saturating_add(RECORD_MARGIN_SECS)).unwrap_or(i64::MAX);
     let mut every = tokio::time::interval(Duration::from_secs(config.sweep_interval_secs));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

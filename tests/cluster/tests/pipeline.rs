@@ -571,7 +571,12 @@ async fn an_llm_proposing_to_delete_a_statefulset_is_denied_and_audited() {
 /// default) is deleted, while recent and open ones stay.
 #[tokio::test(flavor = "multi_thread")]
 async fn unapproved_actions_expire_and_old_finished_ones_are_deleted() {
-    let Some(h) = Harness::start("pipeline-retention", "Auto").await else {
+    let sweep_often = (
+        "nanny-coordinator",
+        "NANNY_ACTIONS__RETENTION_SWEEP_SECS".to_owned(),
+        "1".to_owned(),
+    );
+    let Some(h) = Harness::start_with("pipeline-retention", "Auto", vec![sweep_often]).await else {
         return;
     };
     let policy_ref = format!("{}/default", h.fx.ns());

@@ -583,6 +583,18 @@ fn rules_switched_off_by_id_and_issues_outside_the_triggers_yield_nothing() {
     assert!(Rules::new(config.clone()).evaluate(&s, now()).is_empty());
     config.disabled.clear();
 
+    // Most replicas looping, rollout rule off: each pod is restarted instead.
+    let mut most = snapshot();
+    most.workloads.push(deployment("web", 2, None));
+    crashlooping(&mut most, "web-1", 9);
+    crashlooping(&mut most, "web-2", 9);
+    assert_eq!(rule_of(&run(&most)[0]), CRASHLOOP_ROLLOUT.id);
+    config.disabled.insert(CRASHLOOP_ROLLOUT.id.to_owned());
+    let restarts = Rules::new(config.clone()).evaluate(&most, now());
+    assert_eq!(restarts.len(), 2, "{restarts:?}");
+    assert!(restarts.iter().all(|r| rule_of(r) == CRASHLOOP_RESTART.id));
+    config.disabled.clear();
+
     let only_oom = Some([IssueKind::OomKilled as i32].into());
     assert!(
         Rules::new(config.clone())

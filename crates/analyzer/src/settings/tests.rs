@@ -53,7 +53,7 @@ fn a_policy_tunes_the_rules_and_the_model() {
             disabled: vec!["pvc-expand".into()],
             crashloop_min_restarts: Some(7),
             oom_memory_factor: Some(2.0),
-            stale_job_min_age_seconds: Some(3600),
+            stale_job_min_age_seconds: Some(172_800),
             pvc_usage_percent: Some(70.0),
             drain_not_ready: Some(false),
             ..RuleOverrides::default()
@@ -62,8 +62,8 @@ fn a_policy_tunes_the_rules_and_the_model() {
     let s = resolve(&policy).unwrap();
     assert_eq!(s.rules.crashloop.min_restarts, 7);
     assert_eq!(s.rules.oom.factor, 2.0);
-    assert_eq!(s.rules.stale_job.min_age_secs, 3600);
-    assert_eq!(s.bounds.min_job_age_secs, 3600);
+    assert_eq!(s.rules.stale_job.min_age_secs, 172_800);
+    assert_eq!(s.bounds.min_job_age_secs, 172_800);
     assert_eq!(s.rules.pvc.usage_percent, 70.0);
     assert!(!s.rules.node.drain_not_ready);
     assert!(s.rules.disabled.contains("pvc-expand"));
@@ -145,12 +145,13 @@ fn out_of_range_fields_are_refused_by_name() {
         }))
         .starts_with("settings.rules.disabled: unknown rule id \"delete-everything\" (known: crashloop-restart,")
     );
-    assert!(
+    assert_eq!(
         error(&rules(RuleOverrides {
-            stale_job_min_age_seconds: Some(5),
+            stale_job_min_age_seconds: Some(3600),
             ..RuleOverrides::default()
-        }))
-        .contains("stale_job_min_age_seconds")
+        })),
+        "settings.rules.stale_job_min_age_seconds: must be between 86400 and 31536000",
+        "a policy cannot lower the configuration's floor"
     );
     assert!(
         error(&rules(RuleOverrides {
@@ -202,6 +203,21 @@ fn out_of_range_fields_are_refused_by_name() {
         }),
         "settings.prompts[general]: longer than 2000 characters"
     );
+}
+
+#[test]
+fn a_policy_cannot_switch_on_drains_the_configuration_switched_off() {
+    let mut config = config();
+    config.rules.node.drain_not_ready = false;
+    let policy = AnalysisSettings {
+        rules: Some(RuleOverrides {
+            drain_not_ready: Some(true),
+            ..RuleOverrides::default()
+        }),
+        ..AnalysisSettings::default()
+    };
+    let s = Settings::resolve(&config, Some(&policy), true).unwrap();
+    assert!(!s.rules.node.drain_not_ready);
 }
 
 #[test]
