@@ -582,24 +582,26 @@ async fn snapshot_from_the_collector_replays_through_the_analyzer() {
     })
     .await
     .unwrap();
-    let policy_ref = format!("{}/careful", fx.ns());
-    let output = run(
-        &nannyctl,
-        &[
-            "analyze",
-            "-f",
-            &file_arg,
-            "--analyzer",
-            &analyzer_url,
-            "--kubeconfig",
-            &kubeconfig,
-            "--policy",
-            &policy_ref,
-            "--explain",
-        ],
-        None,
-        None,
-    );
+    let analyze_under = |policy: &str| {
+        run(
+            &nannyctl,
+            &[
+                "analyze",
+                "-f",
+                &file_arg,
+                "--analyzer",
+                &analyzer_url,
+                "--kubeconfig",
+                &kubeconfig,
+                "--policy",
+                policy,
+                "--explain",
+            ],
+            None,
+            None,
+        )
+    };
+    let output = analyze_under(&format!("{}/careful", fx.ns()));
     let (table, stderr) = text(&output);
     assert!(output.status.success(), "analyze --policy failed: {stderr}");
     assert!(
@@ -607,22 +609,7 @@ async fn snapshot_from_the_collector_replays_through_the_analyzer() {
         "{table}"
     );
     let missing = format!("{}/nope", fx.ns());
-    let output = run(
-        &nannyctl,
-        &[
-            "analyze",
-            "-f",
-            &file_arg,
-            "--analyzer",
-            &analyzer_url,
-            "--kubeconfig",
-            &kubeconfig,
-            "--policy",
-            &missing,
-        ],
-        None,
-        None,
-    );
+    let output = analyze_under(&missing);
     let (_, stderr) = text(&output);
     assert!(!output.status.success());
     assert!(
