@@ -210,11 +210,6 @@ impl Rules {
         self
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> &RulesConfig {
-        &self.config
-    }
-
     /// Every recommendation the rules make for `snapshot` at `now`, in a
     /// deterministic order. Issues whose target is not in the snapshot, and
     /// issue kinds no rule covers, yield nothing.

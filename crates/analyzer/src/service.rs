@@ -237,7 +237,7 @@ impl Analysis {
             .evaluate_indexed(snapshot, &index, now);
         let valid = self
             .validator
-            .retain(proposed, &index, &settings.bounds, now);
+            .retain(proposed, &index, &settings.bounds(), now);
         self.rules_duration.observe(start.elapsed().as_secs_f64());
         valid
     }
@@ -305,6 +305,7 @@ impl Analysis {
             e.completion_tokens = reply.usage.completion_tokens;
         }
         let limit = usize::try_from(settings.model.max_recommendations).unwrap_or(usize::MAX);
+        let bounds = settings.bounds();
         let mut valid = Vec::new();
         for (n, item) in reply.recommendations.iter().enumerate() {
             let checked = if n >= limit {
@@ -326,7 +327,7 @@ impl Analysis {
                     .and_then(|mut recommendation| {
                         recommendation.created_at = Some(now.into());
                         self.validator
-                            .check(&recommendation, &index, &settings.bounds, now)
+                            .check(&recommendation, &index, &bounds, now)
                             .map_err(|invalid| invalid.label())?;
                         Ok(recommendation)
                     })

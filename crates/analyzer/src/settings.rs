@@ -104,8 +104,6 @@ pub struct ModelSettings {
 pub struct Settings {
     /// The rules' configuration with the policy's overrides and ceilings.
     pub rules: RulesConfig,
-    /// Parameter bounds the validator enforces.
-    pub bounds: Bounds,
     /// Issue kinds analysed; `None` = all.
     pub triggers: Option<BTreeSet<i32>>,
     /// The model path's settings.
@@ -140,11 +138,16 @@ fn set<T: PartialOrd + std::fmt::Display + Copy>(
 }
 
 impl Settings {
+    /// The parameter bounds the validator enforces: the rules' own ceilings
+    /// and stale-Job age, policy overrides included.
+    pub fn bounds(&self) -> Bounds {
+        Bounds::from(&self.rules)
+    }
+
     /// The analyzer's configuration alone (no policy).
     pub fn from_config(config: &Config) -> Self {
         Self {
             rules: config.rules.clone(),
-            bounds: Bounds::from(&config.rules),
             triggers: None,
             model: ModelSettings {
                 model: config.llm.model.clone(),
@@ -192,7 +195,7 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Lowers the rules' ceilings (and the validator's bounds) to the
+    /// Lowers the rules' ceilings (and so the validator's bounds) to the
     /// policy's; a policy ceiling above the analyzer's own changes nothing.
     fn apply_ceilings(&mut self, policy: &AnalysisSettings) {
         let rules = &mut self.rules;
@@ -216,7 +219,6 @@ impl Settings {
                 _ => {}
             }
         }
-        self.bounds = Bounds::from(&*rules);
     }
 }
 

@@ -255,7 +255,7 @@ fn model_items_become_validated_recommendations_or_are_rejected() {
         ("smollm2", DIGEST)
     );
     let now = std::time::SystemTime::now();
-    assert_eq!(validate(&r, &index, &settings.bounds, now), Ok(()));
+    assert_eq!(validate(&r, &index, &settings.bounds(), now), Ok(()));
 
     for (candidate, reason) in [
         (

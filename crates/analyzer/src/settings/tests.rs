@@ -63,7 +63,7 @@ fn a_policy_tunes_the_rules_and_the_model() {
     assert_eq!(s.rules.crashloop.min_restarts, 7);
     assert_eq!(s.rules.oom.factor, 2.0);
     assert_eq!(s.rules.stale_job.min_age_secs, 172_800);
-    assert_eq!(s.bounds.min_job_age_secs, 172_800);
+    assert_eq!(s.bounds().min_job_age_secs, 172_800);
     assert_eq!(s.rules.pvc.usage_percent, 70.0);
     assert!(!s.rules.node.drain_not_ready);
     assert!(s.rules.disabled.contains("pvc-expand"));
@@ -111,7 +111,7 @@ fn ceilings_only_ever_lower_the_analyzers_own() {
     };
     let s = resolve(&policy).unwrap();
     assert_eq!(s.rules.oom.max_memory_bytes, 2 << 30);
-    assert_eq!(s.bounds.max_memory_bytes, 2 << 30);
+    assert_eq!(s.bounds().max_memory_bytes, 2 << 30);
     assert_eq!(
         s.rules.hpa.max_replicas, 100,
         "the configuration's ceiling holds"
