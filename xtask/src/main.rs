@@ -29,6 +29,18 @@ enum Command {
     Tools,
     /// Regenerate deploy/crds/*.yaml from the Rust types.
     Crds,
+    /// Write a development CA and a certificate and key per Nanny identity
+    /// (the five services and `operator`, for nannyctl and grpcurl).
+    Certs {
+        /// Output directory, e.g. ~/.config/nanny for nannyctl's defaults.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Extra DNS name for every certificate (repeatable); `{identity}`
+        /// becomes the certificate's identity, e.g.
+        /// `{identity}.nanny.svc.cluster.local`.
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+    },
     /// The local Kubernetes cluster for tests and the demo.
     Cluster {
         #[command(subcommand)]
@@ -59,6 +71,20 @@ fn main() -> anyhow::Result<()> {
             nanny_test_util::llm::install()
         }
         Command::Crds => crds(),
+        Command::Certs { out, dns } => {
+            nanny_test_util::pki::write(
+                &out,
+                &nanny_common::tls::IDENTITIES,
+                &dns,
+                nanny_test_util::pki::Validity::Current,
+            )?;
+            println!(
+                "wrote ca.pem and a certificate and key per identity ({}) to {}",
+                nanny_common::tls::IDENTITIES.join(", "),
+                out.display()
+            );
+            Ok(())
+        }
         Command::Cluster { action } => cluster::run(action),
         Command::Bench { target } => bench::run(target),
         Command::Helm { action } => helm::run(action),

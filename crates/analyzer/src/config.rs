@@ -16,6 +16,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
+    /// Mutual TLS for the gRPC server and its clients.
+    pub tls: nanny_common::tls::TlsConfig,
     /// The LLM provider.
     pub llm: LlmConfig,
     /// The deterministic rules: each can be switched off and tuned.
@@ -74,6 +76,7 @@ impl Default for Config {
         Self {
             server: ServerConfig::with_ports(50052, 9092),
             telemetry: TelemetryConfig::default(),
+            tls: nanny_common::tls::TlsConfig::default(),
             llm: LlmConfig {
                 enabled: false,
                 provider: Provider::Ollama,
@@ -417,8 +420,11 @@ impl RulesConfig {
 mod tests {
     use super::*;
 
+    /// Loads with `pairs` and plaintext gRPC (no certificates in unit tests).
     fn load(pairs: &[(&str, &str)]) -> Result<Config, Error> {
-        nanny_common::config::load_pairs(pairs)
+        let mut pairs = pairs.to_vec();
+        pairs.push(("NANNY_TLS__INSECURE_DEV", "true"));
+        nanny_common::config::load_pairs(&pairs)
     }
 
     #[test]

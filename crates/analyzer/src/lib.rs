@@ -41,7 +41,14 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), nanny_common::Error> {
-    let shell = Shell::new(BINARY, service_names::ANALYZER, &config.server).await?;
+    let shell = Shell::new(
+        BINARY,
+        service_names::ANALYZER,
+        &config.server,
+        &config.tls,
+        &[nanny_common::tls::COORDINATOR, nanny_common::tls::OPERATOR],
+    )
+    .await?;
     if config.llm.enabled {
         tracing::info!(
             provider = ?config.llm.provider,

@@ -30,12 +30,15 @@ async fn start() -> (
     // model call fails at once and answers stay rules only.
     config.llm.enabled = true;
     config.llm.endpoint = "http://127.0.0.1:1".into();
+    config.tls = nanny_test_util::pki::tls("nanny-analyzer");
     tokio::spawn(nanny_analyzer::run(config, listeners, async move {
         let _ = stopped.await;
     }));
-    let client = AnalyzerClient::connect(format!("http://{grpc}"))
-        .await
-        .unwrap();
+    let client = AnalyzerClient::new(nanny_test_util::pki::channel(
+        grpc,
+        nanny_common::tls::COORDINATOR,
+        "nanny-analyzer",
+    ));
     (client, http, stop)
 }
 

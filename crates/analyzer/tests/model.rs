@@ -101,12 +101,15 @@ async fn start_with(model: SocketAddr, provider: Provider, timeout_secs: u64) ->
     config.llm.provider = provider;
     config.llm.endpoint = format!("http://{model}");
     config.llm.timeout_secs = timeout_secs;
+    config.tls = nanny_test_util::pki::tls("nanny-analyzer");
     tokio::spawn(nanny_analyzer::run(config, listeners, async move {
         let _ = stopped.await;
     }));
-    let client = AnalyzerClient::connect(format!("http://{grpc}"))
-        .await
-        .unwrap();
+    let client = AnalyzerClient::new(nanny_test_util::pki::channel(
+        grpc,
+        nanny_common::tls::COORDINATOR,
+        "nanny-analyzer",
+    ));
     Analyzer { client, http, stop }
 }
 

@@ -16,6 +16,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
+    /// Mutual TLS for the gRPC server and its clients.
+    pub tls: nanny_common::tls::TlsConfig,
     /// What to watch.
     pub kubernetes: KubernetesConfig,
     /// Where usage and throttling come from.
@@ -202,6 +204,7 @@ impl Default for Config {
         Self {
             server: ServerConfig::with_ports(50051, 9091),
             telemetry: TelemetryConfig::default(),
+            tls: nanny_common::tls::TlsConfig::default(),
             kubernetes: KubernetesConfig::default(),
             prometheus: PrometheusConfig::default(),
             thresholds: Thresholds::default(),

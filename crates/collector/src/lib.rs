@@ -66,7 +66,14 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let shell = Shell::new(BINARY, service_names::COLLECTOR, &config.server).await?;
+    let shell = Shell::new(
+        BINARY,
+        service_names::COLLECTOR,
+        &config.server,
+        &config.tls,
+        &[nanny_common::tls::COORDINATOR, nanny_common::tls::OPERATOR],
+    )
+    .await?;
     let registry = shell.metrics().registry();
     let client = kube_client(&config.kubernetes).await?;
 

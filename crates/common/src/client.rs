@@ -8,27 +8,53 @@ use tonic::{
     transport::{Channel, Endpoint, channel::Change},
 };
 
-use crate::{Error, telemetry::TracePropagation};
+use crate::{Error, telemetry::TracePropagation, tls::ClientTls};
 
 /// A channel whose calls carry the caller's trace context.
 pub type TracedChannel = InterceptedService<Channel, TracePropagation>;
 
 /// A lazily connected channel to `url`: construction never blocks on the
 /// peer, so a service starts even while its peers restart; calls fail fast
-/// with UNAVAILABLE until the peer answers.
+/// with UNAVAILABLE until the peer answers. With `tls` every connection is
+/// mutual TLS whatever the URL's scheme says (`http://` is upgraded), so a
+/// peer URL never switches authentication off.
 ///
 /// # Errors
 /// [`Error::Config`] for `key` when `url` is not a valid endpoint.
-pub fn channel(key: &str, url: &str, timeout: Duration) -> Result<TracedChannel, Error> {
+pub fn channel(
+    key: &str,
+    url: &str,
+    timeout: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<TracedChannel, Error> {
     Ok(InterceptedService::new(
-        endpoint(key, url, timeout)?.connect_lazy(),
+        endpoint(key, url, timeout, tls)?.connect_lazy(),
         TracePropagation,
     ))
 }
 
-fn endpoint(key: &str, url: &str, timeout: Duration) -> Result<Endpoint, Error> {
-    Ok(Endpoint::from_shared(url.to_owned())
-        .map_err(|e| Error::config(key, format!("invalid endpoint {url:?}: {e}")))?
+fn endpoint(
+    key: &str,
+    url: &str,
+    timeout: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<Endpoint, Error> {
+    let invalid =
+        |e: &dyn std::fmt::Display| Error::config(key, format!("invalid endpoint {url:?}: {e}"));
+    let endpoint = match tls {
+        Some(tls) => {
+            let url = match url.strip_prefix("http://") {
+                Some(rest) => format!("https://{rest}"),
+                None => url.to_owned(),
+            };
+            Endpoint::from_shared(url)
+                .map_err(|e| invalid(&e))?
+                .tls_config(tls.config())
+                .map_err(|e| invalid(&e))?
+        }
+        None => Endpoint::from_shared(url.to_owned()).map_err(|e| invalid(&e))?,
+    };
+    Ok(endpoint
         .connect_timeout(timeout)
         .timeout(timeout)
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -46,8 +72,13 @@ const RESOLVE_INTERVAL: Duration = Duration::from_secs(10);
 ///
 /// # Errors
 /// [`Error::Config`] for `key` when `url` is not a valid endpoint.
-pub fn balanced_channel(key: &str, url: &str, timeout: Duration) -> Result<TracedChannel, Error> {
-    let template = endpoint(key, url, timeout)?;
+pub fn balanced_channel(
+    key: &str,
+    url: &str,
+    timeout: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<TracedChannel, Error> {
+    let template = endpoint(key, url, timeout, tls)?;
     let uri = template.uri().clone();
     let host = uri
         .host()
@@ -55,7 +86,7 @@ pub fn balanced_channel(key: &str, url: &str, timeout: Duration) -> Result<Trace
         .trim_matches(['[', ']'])
         .to_owned();
     if host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" {
-        return channel(key, url, timeout);
+        return channel(key, url, timeout, tls);
     }
     let scheme = uri.scheme_str().unwrap_or("http").to_owned();
     let port = uri
@@ -63,6 +94,7 @@ pub fn balanced_channel(key: &str, url: &str, timeout: Duration) -> Result<Trace
         .unwrap_or(if scheme == "https" { 443 } else { 80 });
     let (balanced, changes) = Channel::balance_channel::<std::net::SocketAddr>(64);
     let key = key.to_owned();
+    let tls = tls.cloned();
     tokio::spawn(async move {
         let mut known = std::collections::HashSet::new();
         loop {
@@ -74,7 +106,7 @@ pub fn balanced_channel(key: &str, url: &str, timeout: Duration) -> Result<Trace
                     }
                     for new in now.difference(&known) {
                         let url = format!("{scheme}://{new}");
-                        match endpoint(&key, &url, timeout) {
+                        match endpoint(&key, &url, timeout, tls.as_ref()) {
                             Ok(e) => {
                                 let _ = changes.send(Change::Insert(*new, e)).await;
                             }

@@ -23,6 +23,8 @@ pub trait ServiceConfig: Serialize + DeserializeOwned + Default {
     fn server(&self) -> &ServerConfig;
     /// Logging and tracing.
     fn telemetry(&self) -> &TelemetryConfig;
+    /// Mutual TLS for the gRPC server and clients.
+    fn tls(&self) -> &crate::tls::TlsConfig;
     /// Service-specific checks beyond what the types enforce.
     ///
     /// # Errors
@@ -36,8 +38,9 @@ pub trait ServiceConfig: Serialize + DeserializeOwned + Default {
     const LIST_KEYS: &'static [&'static str] = &[];
 }
 
-/// Implements [`ServiceConfig::server`] and [`ServiceConfig::telemetry`]
-/// for a config struct with `server` and `telemetry` fields.
+/// Implements [`ServiceConfig::server`], [`ServiceConfig::telemetry`] and
+/// [`ServiceConfig::tls`] for a config struct with `server`, `telemetry` and
+/// `tls` fields.
 #[macro_export]
 macro_rules! service_config_sections {
     () => {
@@ -47,6 +50,10 @@ macro_rules! service_config_sections {
 
         fn telemetry(&self) -> &$crate::config::TelemetryConfig {
             &self.telemetry
+        }
+
+        fn tls(&self) -> &$crate::tls::TlsConfig {
+            &self.tls
         }
     };
 }
@@ -226,6 +233,7 @@ pub fn load<T: ServiceConfig>(
     let config: T = builder.build()?.try_deserialize()?;
     config.server().validate()?;
     config.telemetry().validate()?;
+    config.tls().validate()?;
     config.validate()?;
     Ok(config)
 }
@@ -239,6 +247,7 @@ mod tests {
     struct TestConfig {
         server: ServerConfig,
         telemetry: TelemetryConfig,
+        tls: crate::tls::TlsConfig,
         threshold: u32,
     }
 
@@ -247,6 +256,7 @@ mod tests {
             Self {
                 server: ServerConfig::with_ports(1, 2),
                 telemetry: TelemetryConfig::default(),
+                tls: crate::tls::TlsConfig::insecure(),
                 threshold: 5,
             }
         }
@@ -258,6 +268,9 @@ mod tests {
         }
         fn telemetry(&self) -> &TelemetryConfig {
             &self.telemetry
+        }
+        fn tls(&self) -> &crate::tls::TlsConfig {
+            &self.tls
         }
         fn validate(&self) -> Result<(), Error> {
             if self.threshold == 0 {

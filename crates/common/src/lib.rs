@@ -16,5 +16,6 @@ pub mod quantity;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;
+pub mod tls;
 
 pub use error::Error;

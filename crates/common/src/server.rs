@@ -16,6 +16,7 @@ use crate::{
     config::ServerConfig,
     metrics::{GrpcMetricsLayer, Metrics},
     telemetry,
+    tls::{Access, AuthorizeLayer, ServerTls, TlsConfig},
 };
 
 /// The two bound listeners of a service.
@@ -115,20 +116,34 @@ pub struct Shell {
     health_server:
         tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
     grace: Duration,
+    tls: Option<ServerTls>,
+    authorize: AuthorizeLayer,
 }
 
 impl Shell {
     /// Creates the shell for `grpc_service` (e.g. `nanny.v1.Collector`; the
-    /// binary name for services with no API of their own). Health starts
-    /// NOT_SERVING until the service calls [`Health::set_ready`].
+    /// binary name for services with no API of their own), served over
+    /// mutual TLS from `tls` to the identities in `callers` only. Health
+    /// starts NOT_SERVING until the service calls [`Health::set_ready`].
     ///
     /// # Errors
-    /// [`Error::Metrics`] if the registry cannot be built.
+    /// [`Error::Metrics`] if the registry cannot be built, [`Error::Config`]
+    /// if the TLS files do not load.
     pub async fn new(
         binary: &str,
         grpc_service: &'static str,
         config: &ServerConfig,
+        tls: &TlsConfig,
+        callers: &'static [&'static str],
     ) -> Result<Self, Error> {
+        let server_tls = ServerTls::load(tls)?;
+        let authorize = AuthorizeLayer::new(
+            &[Access {
+                service: grpc_service,
+                callers,
+            }],
+            server_tls.is_some(),
+        );
         let metrics = Metrics::new(binary)?;
         let reporter = HealthReporter::new();
         let health_server = tonic_health::pb::health_server::HealthServer::new(
@@ -145,6 +160,8 @@ impl Shell {
             health,
             health_server,
             grace: Duration::from_secs(config.shutdown_grace_secs),
+            tls: server_tls,
+            authorize,
         })
     }
 
@@ -198,13 +215,30 @@ impl Shell {
             let _ = rx.wait_for(|stop| *stop).await;
         };
 
-        let grpc = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             // Spans first, so metrics and handlers run inside the request's trace.
             .layer(TraceLayer::new_for_grpc().make_span_with(telemetry::server_span))
-            // Per-method request counts and latency for /metrics.
+            // Per-method request counts and latency for /metrics, refusals included.
             .layer(GrpcMetricsLayer::new(self.metrics.clone()))
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(no_delay(listeners.grpc), stopped(stop_rx.clone()));
+            // Only the identities this service serves reach its handlers.
+            .layer(self.authorize)
+            .add_routes(routes);
+        let grpc: std::pin::Pin<
+            Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+        > =
+            match self.tls {
+                Some(tls) => {
+                    tokio::spawn(tls.clone().watch(stopped(stop_rx.clone())));
+                    Box::pin(router.serve_with_incoming_shutdown(
+                        tls.incoming(listeners.grpc),
+                        stopped(stop_rx.clone()),
+                    ))
+                }
+                None => Box::pin(router.serve_with_incoming_shutdown(
+                    no_delay(listeners.grpc),
+                    stopped(stop_rx.clone()),
+                )),
+            };
 
         let http = axum::serve(
             listeners.http,

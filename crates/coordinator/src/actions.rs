@@ -929,6 +929,12 @@ impl Step<'_> {
             workload_uid: self.action.spec.workload_uid.clone().unwrap_or_default(),
             policy_ref: self.action.spec.policy_ref.clone(),
             limits: convert::gate_policy(&policy.spec).limits,
+            // The gate counts an outcome only for a verdict it issued.
+            audit_id: self
+                .status()
+                .verdict
+                .map(|v| v.audit_id)
+                .unwrap_or_default(),
         };
         if let Err(status) = self.inner().gate.clone().record_outcome(report).await {
             tracing::warn!(code = ?status.code(), message = status.message(), "Cannot report the outcome to the safety gate; it rebuilds its limits from the HealingActions on restart.");

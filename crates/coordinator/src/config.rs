@@ -16,6 +16,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
+    /// Mutual TLS for the gRPC server and its clients.
+    pub tls: nanny_common::tls::TlsConfig,
     /// Where the other services are.
     pub peers: PeersConfig,
     /// The API server and the leader Lease.
@@ -144,6 +146,7 @@ impl Default for Config {
         Self {
             server: ServerConfig::with_ports(50055, 9095),
             telemetry: TelemetryConfig::default(),
+            tls: nanny_common::tls::TlsConfig::default(),
             peers: PeersConfig {
                 collector: "http://127.0.0.1:50051".to_owned(),
                 analyzer: "http://127.0.0.1:50052".to_owned(),
@@ -245,8 +248,11 @@ impl ServiceConfig for Config {
 mod tests {
     use super::*;
 
+    /// Loads with `pairs` and plaintext gRPC (no certificates in unit tests).
     fn load(pairs: &[(&str, &str)]) -> Result<Config, Error> {
-        nanny_common::config::load_pairs(pairs)
+        let mut pairs = pairs.to_vec();
+        pairs.push(("NANNY_TLS__INSECURE_DEV", "true"));
+        nanny_common::config::load_pairs(&pairs)
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub fn review_context(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> Rev
                 .find(|h| uid(&h.r#ref) == Some(&target.uid))
             {
                 context.hpa_max_replicas = hpa.max_replicas;
+                context.hpa_min_replicas = hpa.min_replicas;
             }
         }
         "PersistentVolumeClaim" => {

@@ -46,9 +46,9 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), nanny_common::Error> {
-    let shell = Shell::new(BINARY, BINARY, &config.server).await?;
+    let shell = Shell::new(BINARY, BINARY, &config.server, &config.tls, &[]).await?;
     let registry = shell.metrics().registry();
-    let prober = peers::Prober::new(&config.peers, registry)?;
+    let prober = peers::Prober::new(&config.peers, &config.tls, registry)?;
     let kube_config =
         nanny_common::kube::load_config("kubernetes.kubeconfig", &config.kubernetes.kubeconfig)
             .await?;
@@ -59,18 +59,32 @@ pub async fn run(
     let a = &config.actions;
     let timeout = Duration::from_millis(p.timeout_ms);
     let channel = nanny_common::client::channel;
-    let collector = channel("peers.collector", &p.collector, timeout)?;
-    let gate = channel("peers.safety_gate", &p.safety_gate, timeout)?;
+    // Each peer must prove its own identity, not just any Nanny certificate.
+    let tls = |peer: &str| config.tls.client(peer);
+    let collector = channel(
+        "peers.collector",
+        &p.collector,
+        timeout,
+        tls("nanny-collector")?.as_ref(),
+    )?;
+    let gate = channel(
+        "peers.safety_gate",
+        &p.safety_gate,
+        timeout,
+        tls("nanny-safety-gate")?.as_ref(),
+    )?;
     // Calls that legitimately take long get their own deadlines.
     let analyzer = nanny_common::client::balanced_channel(
         "peers.analyzer",
         &p.analyzer,
         Duration::from_secs(a.analyze_timeout_secs),
+        tls("nanny-analyzer")?.as_ref(),
     )?;
     let remediator = channel(
         "peers.remediator",
         &p.remediator,
         Duration::from_secs(a.execute_timeout_secs),
+        tls("nanny-remediator")?.as_ref(),
     )?;
 
     let identity = config.kubernetes.identity();

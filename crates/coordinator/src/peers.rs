@@ -32,7 +32,11 @@ pub(crate) struct Prober {
 }
 
 impl Prober {
-    pub(crate) fn new(config: &PeersConfig, registry: &Registry) -> Result<Self, Error> {
+    pub(crate) fn new(
+        config: &PeersConfig,
+        tls: &nanny_common::tls::TlsConfig,
+        registry: &Registry,
+    ) -> Result<Self, Error> {
         let timeout = Duration::from_millis(config.timeout_ms);
         let peers = [
             (
@@ -66,7 +70,12 @@ impl Prober {
                 name,
                 service,
                 url: url.clone(),
-                channel: nanny_common::client::channel(key, url, timeout)?,
+                channel: nanny_common::client::channel(
+                    key,
+                    url,
+                    timeout,
+                    tls.client(&format!("nanny-{name}"))?.as_ref(),
+                )?,
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;

@@ -6,7 +6,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use nanny_common::tls::ClientTls;
 use nanny_proto::service_names;
+
+use crate::tls::TlsArgs;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -64,7 +67,7 @@ struct Row {
 }
 
 /// Checks all five services concurrently; exits non-zero unless all are SERVING.
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(tls: &TlsArgs, args: Args) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_millis(args.timeout_ms);
     let targets = [
         ("collector", args.collector, service_names::COLLECTOR),
@@ -75,12 +78,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         // whether it can reach the other four.
         ("coordinator", args.coordinator, ""),
     ];
-    let rows = futures::future::join_all(
-        targets
-            .into_iter()
-            .map(|(service, url, grpc_service)| check(service, url, grpc_service, timeout)),
-    )
-    .await;
+    let mut checks = Vec::new();
+    for (service, url, grpc_service) in targets {
+        let tls = tls.client(&format!("nanny-{service}"))?;
+        checks.push(check(service, url, grpc_service, tls, timeout));
+    }
+    let rows = futures::future::join_all(checks).await;
     print!("{}", render(&rows));
     let all_serving = rows.iter().all(|r| r.status == "SERVING");
     Ok(if all_serving {
@@ -90,9 +93,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn check(service: &'static str, url: String, grpc_service: &str, timeout: Duration) -> Row {
+async fn check(
+    service: &'static str,
+    url: String,
+    grpc_service: &str,
+    tls: Option<ClientTls>,
+    timeout: Duration,
+) -> Row {
     let start = Instant::now();
-    let status = match probe(&url, grpc_service, timeout).await {
+    let status = match probe(&url, grpc_service, tls.as_ref(), timeout).await {
         Ok(status) => status.as_str_name().to_owned(),
         Err(error) => format!("UNREACHABLE ({error})"),
     };
@@ -104,13 +113,13 @@ async fn check(service: &'static str, url: String, grpc_service: &str, timeout: 
     }
 }
 
-async fn probe(url: &str, grpc_service: &str, timeout: Duration) -> anyhow::Result<ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+async fn probe(
+    url: &str,
+    grpc_service: &str,
+    tls: Option<&ClientTls>,
+    timeout: Duration,
+) -> anyhow::Result<ServingStatus> {
+    let channel = nanny_common::client::channel("--url", url, timeout, tls)?;
     let response = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: grpc_service.to_owned(),
@@ -173,6 +182,7 @@ mod tests {
             "collector",
             "http://127.0.0.1:1".into(),
             "",
+            None,
             Duration::from_millis(500),
         )
         .await;

@@ -22,6 +22,7 @@ mod policy;
 mod protojson;
 mod render;
 mod snapshot;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,8 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 struct Cli {
     #[command(flatten)]
     kube: connect::KubeArgs,
+    #[command(flatten)]
+    tls: tls::TlsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,6 +80,7 @@ pub fn main(program: &str) -> ExitCode {
         Err(error) => error.exit(),
     };
     let kube = cli.kube;
+    let tls = cli.tls;
     match cli.command {
         Command::List(args) => block_on(actions::list(kube, args)),
         Command::Get(args) => block_on(actions::get(kube, args)),
@@ -85,9 +89,9 @@ pub fn main(program: &str) -> ExitCode {
         Command::Reject(args) => block_on(actions::reject(kube, args)),
         Command::Rollback(args) => block_on(actions::rollback(kube, args)),
         Command::Policy(command) => block_on(policy::run(kube, command, program)),
-        Command::Snapshot(args) => block_on(snapshot::snapshot(&kube, args)),
-        Command::Analyze(args) => block_on(snapshot::analyze(&kube, args)),
-        Command::Health(args) => block_on(health::run(args)),
+        Command::Snapshot(args) => block_on(snapshot::snapshot(&kube, &tls, args)),
+        Command::Analyze(args) => block_on(snapshot::analyze(&kube, &tls, args)),
+        Command::Health(args) => block_on(health::run(&tls, args)),
         Command::Audit(command) => audit::run(command),
     }
 }

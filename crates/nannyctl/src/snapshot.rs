@@ -17,6 +17,7 @@ use crate::{
     connect::KubeArgs,
     protojson::{self, ANALYZE_RESPONSE, CLUSTER_SNAPSHOT},
     render,
+    tls::TlsArgs,
 };
 
 /// Output of `snapshot` and `analyze`.
@@ -89,9 +90,18 @@ fn parse_policy_ref(text: &str) -> Result<String, String> {
 }
 
 /// `snapshot`: one FULL snapshot of the scope, chunks reassembled.
-pub async fn snapshot(kube: &KubeArgs, args: SnapshotArgs) -> anyhow::Result<ExitCode> {
+pub async fn snapshot(
+    kube: &KubeArgs,
+    tls: &TlsArgs,
+    args: SnapshotArgs,
+) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_millis(args.timeout_ms);
-    let channel = nanny_common::client::channel("--collector", &args.collector, timeout)?;
+    let channel = nanny_common::client::channel(
+        "--collector",
+        &args.collector,
+        timeout,
+        tls.client("nanny-collector")?.as_ref(),
+    )?;
     let scope = Scope {
         // -A or no -n: every namespace.
         namespaces: if kube.all_namespaces {
@@ -171,14 +181,23 @@ async fn policy_settings(kube: &KubeArgs, policy_ref: &str) -> anyhow::Result<An
 }
 
 /// `analyze -f FILE`.
-pub async fn analyze(kube: &KubeArgs, args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+pub async fn analyze(
+    kube: &KubeArgs,
+    tls: &TlsArgs,
+    args: AnalyzeArgs,
+) -> anyhow::Result<ExitCode> {
     let snapshot = read_snapshot(&args.file)?;
     let settings = match &args.policy {
         Some(policy_ref) => Some(policy_settings(kube, policy_ref).await?),
         None => None,
     };
     let timeout = Duration::from_millis(args.timeout_ms);
-    let channel = nanny_common::client::channel("--analyzer", &args.analyzer, timeout)?;
+    let channel = nanny_common::client::channel(
+        "--analyzer",
+        &args.analyzer,
+        timeout,
+        tls.client("nanny-analyzer")?.as_ref(),
+    )?;
     let response = AnalyzerClient::new(channel)
         .analyze_snapshot(AnalyzeSnapshotRequest {
             snapshot: Some(snapshot),

@@ -14,6 +14,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
+    /// Mutual TLS for the gRPC server and its clients.
+    pub tls: nanny_common::tls::TlsConfig,
     /// Field manager named on every write, so `managedFields` show what Nanny changed.
     pub field_manager: String,
     /// Kubeconfig file. Empty: the in-cluster ServiceAccount (or `KUBECONFIG`
@@ -93,6 +95,7 @@ impl Default for Config {
         Self {
             server: ServerConfig::with_ports(50054, 9094),
             telemetry: TelemetryConfig::default(),
+            tls: nanny_common::tls::TlsConfig::default(),
             field_manager: "nanny-remediator".to_owned(),
             kubeconfig: String::new(),
             state_namespace: "nanny-system".to_owned(),

@@ -64,7 +64,14 @@ pub async fn serve(
     kube_config.default_retry = false;
     let client = kube::Client::try_from(kube_config)
         .map_err(|e| nanny_common::Error::config("kubeconfig", e.to_string()))?;
-    let shell = Shell::new(BINARY, service_names::REMEDIATOR, &config.server).await?;
+    let shell = Shell::new(
+        BINARY,
+        service_names::REMEDIATOR,
+        &config.server,
+        &config.tls,
+        &[nanny_common::tls::COORDINATOR],
+    )
+    .await?;
     let service =
         RemediatorService::new(client.clone(), config.clone(), shell.metrics().registry())?;
     // Ready only once the API server answers: before that every Execute would fail.

@@ -134,13 +134,22 @@ fn engine_throughput() {
 
 async fn grpc_latency() {
     let listeners = Listeners::ephemeral().await.unwrap();
-    let url = format!("http://{}", listeners.grpc_addr().unwrap());
+    let addr = listeners.grpc_addr().unwrap();
+    let config = Config {
+        tls: nanny_test_util::pki::tls("nanny-safety-gate"),
+        ..Config::default()
+    };
     tokio::spawn(nanny_safety_gate::run(
-        Config::default(),
+        config,
         listeners,
         std::future::pending(),
     ));
-    let mut client = SafetyGateClient::connect(url).await.unwrap();
+    // Over mutual TLS, as the coordinator calls it.
+    let mut client = SafetyGateClient::new(nanny_test_util::pki::channel(
+        addr,
+        nanny_common::tls::COORDINATOR,
+        "nanny-safety-gate",
+    ));
     let requests = workload(2_000);
     for request in requests.iter().take(500) {
         client.review(request.clone()).await.unwrap();

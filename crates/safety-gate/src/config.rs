@@ -14,6 +14,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
+    /// Mutual TLS for the gRPC server and its clients.
+    pub tls: nanny_common::tls::TlsConfig,
     /// Never acted on, whatever a policy says. Config can add, never remove, defaults.
     pub protected: ProtectedResources,
     /// Recommendations from older snapshots are denied.
@@ -135,6 +137,7 @@ impl Default for Config {
         Self {
             server: ServerConfig::with_ports(50053, 9093),
             telemetry: TelemetryConfig::default(),
+            tls: nanny_common::tls::TlsConfig::default(),
             protected: ProtectedResources::default(),
             max_snapshot_age_secs: 120,
             storm: StormGuard {

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::{
     config::Config,
     history::Past,
-    limits::{Keys, Limiter, Limits},
+    limits::{Content, Keys, Limiter, Limits},
 };
 
 /// How far a recommendation may go, strictest last.
@@ -127,6 +127,25 @@ pub struct Gate {
     limiter: Mutex<Limiter>,
 }
 
+/// The exact content a recommendation id is counted for: target uid and
+/// the action with its parameters, hashed (hex SHA-256).
+pub fn content_hash(target: &ObjectRef, action: Option<&Action>) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(target.uid.as_bytes());
+    hasher.update([0]);
+    hasher.update(
+        action
+            .map(prost::Message::encode_to_vec)
+            .unwrap_or_default(),
+    );
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl Gate {
     /// A gate with empty limiter state.
     pub fn new(config: Config) -> Self {
@@ -204,7 +223,8 @@ impl Gate {
                 target: &entry.target,
                 action: &entry.action,
             };
-            limiter.record_approval(&keys, at, &entry.recommendation_id);
+            let content = Content::new(&keys, entry.content.clone());
+            limiter.record_approval(&keys, at, &entry.recommendation_id, content);
             if let Some(outcome) = &entry.outcome {
                 let limits = self.effective_limits(Some(&outcome.limits));
                 limiter.record_outcome(
@@ -236,7 +256,9 @@ impl Gate {
                 target: key,
                 action,
             };
-            limiter.record_approval(&keys, instant, &report.recommendation_id);
+            // The report carries no parameters: its content is the scope.
+            let content = Content::new(&keys, None);
+            limiter.record_approval(&keys, instant, &report.recommendation_id, content);
             limiter.record_outcome(key, action, succeeded, &limits, instant);
         }
     }
@@ -294,21 +316,41 @@ impl Gate {
             review.tighten(Level::Denied, "internal-error", "limiter state unavailable");
             return;
         };
+        let content = Content::new(
+            &keys,
+            Some(content_hash(target, recommendation.action.as_ref())),
+        );
         // A recommendation reviewed again (a caller that crashed or lost a
         // write before recording the verdict) already holds its slot: its
         // own approval must not count against it. Its breaker still does.
-        if limiter.is_counted(&recommendation.id) {
-            if let Err(refusal) = limiter.check_breaker(&keys, &limits, instant) {
-                review.tighten(Level::Denied, refusal.rule, refusal.reason);
+        // The slot is the id's only for the content it was counted for: the
+        // same id with another target, action or parameters is a replay.
+        match limiter.counted(&recommendation.id) {
+            Some(counted) if counted.matches(&content) => {
+                if let Err(refusal) = limiter.check_breaker(&keys, &limits, instant) {
+                    review.tighten(Level::Denied, refusal.rule, refusal.reason);
+                }
+                return;
             }
-            return;
+            Some(_) => {
+                review.tighten(
+                    Level::Denied,
+                    "replayed-id",
+                    format!(
+                        "recommendation id {:?} was already counted for another target, action or parameters",
+                        recommendation.id
+                    ),
+                );
+                return;
+            }
+            None => {}
         }
         match limiter.check(&keys, &limits, instant) {
             Err(refusal) => review.tighten(Level::Denied, refusal.rule, refusal.reason),
             // Only autonomous approvals take a slot now; a human approval
             // takes one when its execution is reported (record_outcome).
             Ok(()) if review.level == Level::Approved => {
-                limiter.record_approval(&keys, instant, &recommendation.id);
+                limiter.record_approval(&keys, instant, &recommendation.id, content);
             }
             Ok(()) => {}
         }
@@ -714,7 +756,19 @@ fn default_level(
                     "minReplicas outside 1..=maxReplicas",
                 ));
             }
-            if context.hpa_max_replicas > 0 && scale.max_replicas > context.hpa_max_replicas {
+            // "Raise max" is the only HPA change auto-approval covers: a
+            // minReplicas above the current one (or against an unknown one)
+            // forces replicas up and needs a human.
+            let raises_min = scale
+                .min_replicas
+                .is_some_and(|min| context.hpa_min_replicas < 1 || min > context.hpa_min_replicas);
+            if raises_min {
+                needs(
+                    "hpa-min-needs-human",
+                    "raising minReplicas (or setting it against an unknown current value) needs a human",
+                )
+            } else if context.hpa_max_replicas > 0 && scale.max_replicas > context.hpa_max_replicas
+            {
                 auto(
                     "auto-raise-hpa-max",
                     "raising an HPA's maxReplicas within the ceiling is auto-approved",

@@ -37,6 +37,9 @@ pub struct Past {
     pub action: String,
     /// Recommendation id; an approval counts once per id.
     pub recommendation_id: String,
+    /// What the id was counted for ([`crate::gate::content_hash`]), when
+    /// the record says.
+    pub content: Option<String>,
     /// `Some` when the action was executed.
     pub outcome: Option<PastOutcome>,
 }
@@ -95,6 +98,7 @@ pub fn from_audit(records: &[nanny_common::audit::AuditRecord]) -> Vec<Past> {
             target: field(&["limit_target"]),
             action: field(&["action"]),
             recommendation_id: field(&["recommendation_id"]),
+            content: entry["content"].as_str().map(str::to_owned),
             outcome,
         });
     }
@@ -169,6 +173,7 @@ pub fn from_action(action: &HealingAction) -> Option<Past> {
         target: target.to_owned(),
         action: wire_action(spec.action.type_).to_owned(),
         recommendation_id: spec.recommendation_id.clone(),
+        content: None,
         outcome,
     })
 }
@@ -201,6 +206,7 @@ fn from_unreadable(object: &DynamicObject) -> Option<Past> {
             .as_str()
             .unwrap_or_default()
             .to_owned(),
+        content: None,
         outcome: None,
     })
 }

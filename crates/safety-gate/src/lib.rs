@@ -37,7 +37,14 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), nanny_common::Error> {
-    let shell = Shell::new(BINARY, service_names::SAFETY_GATE, &config.server).await?;
+    let shell = Shell::new(
+        BINARY,
+        service_names::SAFETY_GATE,
+        &config.server,
+        &config.tls,
+        &[nanny_common::tls::COORDINATOR],
+    )
+    .await?;
     let gate = Gate::new(config.clone());
     // An audit log that cannot be extended stops the gate: no unaudited
     // decisions. Its records also carry the limits across restarts.
@@ -47,7 +54,7 @@ pub async fn run(
     } else {
         let (log, records) =
             nanny_common::audit::AuditLog::open(std::path::Path::new(&config.audit.path))?;
-        (Some(log), history::from_audit(&records))
+        (Some(log), records)
     };
     // Built before serving, so a bad kubeconfig stops the gate at once.
     let client = if config.kubernetes.enabled {
@@ -56,6 +63,8 @@ pub async fn run(
         None
     };
     let service = SafetyGateService::new(gate, shell.metrics().registry(), audit)?;
+    service.remember_issued(&audited);
+    let audited = history::from_audit(&audited);
     let health = shell.health();
     match client {
         None => {

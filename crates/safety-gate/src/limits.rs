@@ -45,6 +45,35 @@ pub struct Keys<'a> {
     pub action: &'a str,
 }
 
+/// What a recommendation id was counted for. An id counts once per
+/// content: reused for another target, action or parameters it is a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    /// Limit target and action: all a replayed history entry may know.
+    pub scope: String,
+    /// Target uid, action and parameters, hashed; `None` when unknown.
+    pub exact: Option<String>,
+}
+
+impl Content {
+    /// The content of an approval under `keys`, with the exact hash when known.
+    pub fn new(keys: &Keys<'_>, exact: Option<String>) -> Self {
+        Self {
+            scope: format!("{}|{}", keys.target, keys.action),
+            exact,
+        }
+    }
+
+    /// Whether `other` is the same content, as far as both are known.
+    pub fn matches(&self, other: &Content) -> bool {
+        self.scope == other.scope
+            && match (&self.exact, &other.exact) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
 /// Why the limiter refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -89,8 +118,8 @@ pub struct Limiter {
     last_action: HashMap<String, Instant>,
     breakers: HashMap<(String, String), Breaker>,
     /// Recommendations that already took a slot, so an approval and its
-    /// reported outcome count once.
-    counted: HashMap<String, Instant>,
+    /// reported outcome count once — and what each was counted for.
+    counted: HashMap<String, (Instant, Content)>,
 }
 
 fn prune(window: &mut VecDeque<Instant>, now: Instant) -> usize {
@@ -216,20 +245,34 @@ impl Limiter {
         Ok(())
     }
 
-    /// Whether `recommendation_id` already took its slot (approved within the hour).
-    pub fn is_counted(&self, recommendation_id: &str) -> bool {
-        !recommendation_id.is_empty() && self.counted.contains_key(recommendation_id)
+    /// What `recommendation_id` took its slot for, if it did (approved
+    /// within the hour).
+    pub fn counted(&self, recommendation_id: &str) -> Option<&Content> {
+        if recommendation_id.is_empty() {
+            return None;
+        }
+        self.counted
+            .get(recommendation_id)
+            .map(|(_, content)| content)
     }
 
     /// Records an approved or executed action: it counts against every limit
     /// from now on — once per recommendation id.
-    pub fn record_approval(&mut self, keys: &Keys<'_>, now: Instant, recommendation_id: &str) {
-        self.counted.retain(|_, at| now.duration_since(*at) < HOUR);
+    pub fn record_approval(
+        &mut self,
+        keys: &Keys<'_>,
+        now: Instant,
+        recommendation_id: &str,
+        content: Content,
+    ) {
+        self.counted
+            .retain(|_, (at, _)| now.duration_since(*at) < HOUR);
         if !recommendation_id.is_empty() {
             if self.counted.contains_key(recommendation_id) {
                 return;
             }
-            self.counted.insert(recommendation_id.to_owned(), now);
+            self.counted
+                .insert(recommendation_id.to_owned(), (now, content));
         }
         self.global.push_back(now);
         self.by_policy
@@ -332,7 +375,7 @@ mod tests {
     fn approve(limiter: &mut Limiter, target: &str, limits: &Limits) -> Result<(), Refusal> {
         let now = Instant::now();
         limiter.check(&keys(target), limits, now)?;
-        limiter.record_approval(&keys(target), now, "");
+        limiter.record_approval(&keys(target), now, "", Content::new(&keys(target), None));
         Ok(())
     }
 

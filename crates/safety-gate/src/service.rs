@@ -1,6 +1,7 @@
 //! The `nanny.v1.SafetyGate` gRPC service over [`Gate`].
 
 use std::{
+    collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -9,7 +10,7 @@ use std::{
 };
 
 use nanny_proto::v1::{
-    ActionType, Outcome, OutcomeReport, RecordOutcomeResponse, ReviewRequest, Verdict,
+    ActionType, Decision, Outcome, OutcomeReport, RecordOutcomeResponse, ReviewRequest, Verdict,
     safety_gate_server::SafetyGate,
 };
 use prometheus::{IntCounterVec, Opts, Registry};
@@ -33,6 +34,49 @@ pub struct SafetyGateService {
     /// UNAVAILABLE (callers treat that as DENIED) instead of being decided
     /// with empty limits.
     restoring: Arc<AtomicBool>,
+    /// The verdicts an action may have run under, by audit id.
+    issued: Arc<Mutex<Issued>>,
+}
+
+/// Verdicts this gate issued that an action may run under (APPROVED or
+/// NEEDS_APPROVAL), by audit id: an outcome is accepted only for one of
+/// them, for its recommendation, target and action, and counted once.
+#[derive(Debug, Default)]
+struct Issued {
+    by_id: HashMap<String, IssuedVerdict>,
+    /// Oldest first, to bound memory.
+    order: VecDeque<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IssuedVerdict {
+    recommendation_id: String,
+    target_uid: String,
+    action: String,
+    reported: bool,
+}
+
+/// How many issued verdicts are remembered: far more than the actions a
+/// verdict's lifetime can see, at a few hundred bytes each.
+const ISSUED_CAPACITY: usize = 100_000;
+
+impl Issued {
+    fn insert(&mut self, audit_id: String, verdict: IssuedVerdict) {
+        if self.by_id.insert(audit_id.clone(), verdict).is_none() {
+            self.order.push_back(audit_id);
+        }
+        while self.order.len() > ISSUED_CAPACITY {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_id.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// Whether a decision lets an action run (at once, or after a human).
+fn actionable(decision: &str) -> bool {
+    decision == Decision::Approved.as_str_name()
+        || decision == Decision::NeedsApproval.as_str_name()
 }
 
 /// The gate while its limits are being restored; see
@@ -79,7 +123,81 @@ impl SafetyGateService {
             audit_seq: Arc::new(AtomicU64::new(0)),
             audit_log: audit_log.map(|log| Arc::new(Mutex::new(log))),
             restoring: Arc::new(AtomicBool::new(false)),
+            issued: Arc::new(Mutex::new(Issued::default())),
         })
+    }
+
+    /// Remembers the actionable verdicts, and which of them already had an
+    /// outcome, from the audit log this gate reopened.
+    pub fn remember_issued(&self, records: &[nanny_common::audit::AuditRecord]) {
+        let Ok(mut issued) = self.issued.lock() else {
+            return;
+        };
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        for record in records {
+            let entry = &record.entry;
+            match entry["kind"].as_str() {
+                Some("verdict") if actionable(entry["decision"].as_str().unwrap_or_default()) => {
+                    issued.insert(
+                        record.audit_id.clone(),
+                        IssuedVerdict {
+                            recommendation_id: text(&entry["recommendation_id"]),
+                            target_uid: text(&entry["target"]["uid"]),
+                            action: text(&entry["action"]),
+                            reported: false,
+                        },
+                    );
+                }
+                Some("outcome") => {
+                    if let Some(verdict) = entry["verdict_audit_id"]
+                        .as_str()
+                        .and_then(|id| issued.by_id.get_mut(id))
+                    {
+                        verdict.reported = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Checks that `report` is about a verdict this gate issued for exactly
+    /// that recommendation, target and action; `Ok(false)` when its outcome
+    /// was already recorded (a retry: accepted, not counted again).
+    fn check_issued(
+        &self,
+        report: &OutcomeReport,
+        target_uid: &str,
+        action: &str,
+    ) -> Result<bool, Status> {
+        let issued = self
+            .issued
+            .lock()
+            .map_err(|_| Status::unavailable("the gate's verdict index is unavailable"))?;
+        let Some(verdict) = issued.by_id.get(&report.audit_id) else {
+            return Err(Status::permission_denied(format!(
+                "no verdict with audit id {:?} let an action run: outcomes are accepted only for verdicts this gate issued",
+                report.audit_id
+            )));
+        };
+        if verdict.recommendation_id != report.recommendation_id
+            || verdict.target_uid != target_uid
+            || verdict.action != action
+        {
+            return Err(Status::permission_denied(format!(
+                "the outcome does not match verdict {:?}: its recommendation, target or action differ",
+                report.audit_id
+            )));
+        }
+        Ok(!verdict.reported)
+    }
+
+    fn mark_reported(&self, audit_id: &str) {
+        if let Ok(mut issued) = self.issued.lock()
+            && let Some(verdict) = issued.by_id.get_mut(audit_id)
+        {
+            verdict.reported = true;
+        }
     }
 
     /// Refuses every RPC with UNAVAILABLE until the returned handle's
@@ -123,6 +241,25 @@ impl SafetyGateService {
                 .push("the audit log cannot be written".to_owned());
         }
         let decision = review.level.decision();
+        if actionable(decision.as_str_name())
+            && let (Some(recommendation), Some(target)) = (recommendation, target)
+            && let Ok(mut issued) = self.issued.lock()
+        {
+            issued.insert(
+                audit_id.clone(),
+                IssuedVerdict {
+                    recommendation_id: recommendation.id.clone(),
+                    target_uid: target.uid.clone(),
+                    action: recommendation
+                        .action
+                        .as_ref()
+                        .and_then(|a| a.kind.as_ref())
+                        .map_or("UNKNOWN", |k| crate::gate::action_type(k).as_str_name())
+                        .to_owned(),
+                    reported: false,
+                },
+            );
+        }
         tracing::info!(
             target: "audit",
             audit_id,
@@ -191,6 +328,7 @@ impl SafetyGateService {
                 target.map_or("", |t| t.uid.as_str()),
             ),
             "action": action,
+            "content": target.map(|t| crate::gate::content_hash(t, recommendation.and_then(|r| r.action.as_ref()))),
             "decision": review.level.decision().as_str_name(),
             "rules": review.matched_rules,
             "reasons": review.reasons,
@@ -244,6 +382,7 @@ impl SafetyGate for SafetyGateService {
             audit_seq: self.audit_seq.clone(),
             audit_log: self.audit_log.clone(),
             restoring: self.restoring.clone(),
+            issued: self.issued.clone(),
         };
         tokio::spawn(async move {
             while let Some(next) = requests.next().await {
@@ -281,6 +420,10 @@ impl SafetyGate for SafetyGateService {
             .ok()
             .filter(|a| *a != ActionType::Unspecified)
             .ok_or_else(|| Status::invalid_argument("outcome report has an unknown action type"))?;
+        if !self.check_issued(&report, &target.uid, action.as_str_name())? {
+            tracing::info!(audit_id = %report.audit_id, "Outcome already recorded; not counted again.");
+            return Ok(Response::new(RecordOutcomeResponse {}));
+        }
         let succeeded = match Outcome::try_from(report.outcome) {
             Ok(Outcome::Succeeded) => true,
             Ok(Outcome::Failed | Outcome::Ineffective | Outcome::RolledBack) => false,
@@ -299,6 +442,7 @@ impl SafetyGate for SafetyGateService {
             // Outcomes are audited too, so breakers survive a restart.
             let entry = serde_json::json!({
                 "kind": "outcome",
+                "verdict_audit_id": report.audit_id,
                 "recommendation_id": report.recommendation_id,
                 "policy": report.policy_ref,
                 "target": { "kind": target.kind, "namespace": target.namespace, "name": target.name, "uid": target.uid },
@@ -318,6 +462,7 @@ impl SafetyGate for SafetyGateService {
                 ));
             }
         }
+        self.mark_reported(&report.audit_id);
         Ok(Response::new(RecordOutcomeResponse {}))
     }
 }

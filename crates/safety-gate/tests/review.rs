@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use nanny_common::server::Listeners;
 use nanny_proto::v1::{
-    ActionType, Decision, Outcome, OutcomeReport, ReviewRequest,
+    ActionType, Decision, GateLimits, Outcome, OutcomeReport, ReviewRequest,
     safety_gate_client::SafetyGateClient,
 };
 use nanny_safety_gate::Config;
@@ -28,16 +28,18 @@ async fn start() -> (
     let grpc = listeners.grpc_addr().unwrap();
     let http = listeners.http_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(nanny_safety_gate::run(
-        Config::default(),
-        listeners,
-        async move {
-            let _ = stopped.await;
-        },
+    let config = Config {
+        tls: nanny_test_util::pki::tls("nanny-safety-gate"),
+        ..Config::default()
+    };
+    tokio::spawn(nanny_safety_gate::run(config, listeners, async move {
+        let _ = stopped.await;
+    }));
+    let client = SafetyGateClient::new(nanny_test_util::pki::channel(
+        grpc,
+        nanny_common::tls::COORDINATOR,
+        "nanny-safety-gate",
     ));
-    let client = SafetyGateClient::connect(format!("http://{grpc}"))
-        .await
-        .unwrap();
     (client, http, stop)
 }
 
@@ -108,19 +110,45 @@ async fn failed_outcomes_reported_over_grpc_open_the_breaker() {
     let (mut client, _http, _stop) = start().await;
     let request = restart("shop", "flaky");
     let target = request.recommendation.as_ref().unwrap().target.clone();
-    for _ in 0..3 {
-        client
-            .record_outcome(OutcomeReport {
-                recommendation_id: "rec-flaky".into(),
-                target: target.clone(),
-                action_type: ActionType::RestartPod as i32,
-                outcome: Outcome::Ineffective as i32,
-                finished_at: Some(SystemTime::now().into()),
-                ..OutcomeReport::default()
-            })
-            .await
-            .unwrap();
+    // An outcome counts only under a verdict the gate issued.
+    let approved = client.review(request.clone()).await.unwrap().into_inner();
+    assert_eq!(approved.decision(), Decision::Approved);
+    let report = OutcomeReport {
+        recommendation_id: "rec-flaky".into(),
+        target: target.clone(),
+        action_type: ActionType::RestartPod as i32,
+        outcome: Outcome::Ineffective as i32,
+        finished_at: Some(SystemTime::now().into()),
+        audit_id: approved.audit_id.clone(),
+        // The policy's breaker opens at the first failure.
+        limits: Some(GateLimits {
+            breaker_failure_threshold: 1,
+            ..GateLimits::default()
+        }),
+        ..OutcomeReport::default()
+    };
+    // Forged: an audit id the gate never issued, or another target under a
+    // real one. Neither counts.
+    for forged in [
+        OutcomeReport {
+            audit_id: "made-up".into(),
+            ..report.clone()
+        },
+        OutcomeReport {
+            target: restart("shop", "other").recommendation.unwrap().target,
+            ..report.clone()
+        },
+    ] {
+        let refused = client.record_outcome(forged).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
     }
+    let still = client.review(request.clone()).await.unwrap().into_inner();
+    assert_eq!(
+        still.decision(),
+        Decision::Approved,
+        "no forged outcome counted"
+    );
+    client.record_outcome(report).await.unwrap();
     let verdict = client.review(request).await.unwrap().into_inner();
     assert_eq!(verdict.decision(), Decision::Denied);
     assert_eq!(

@@ -7,9 +7,11 @@
 //! - [`http`]: a minimal HTTP/1.1 GET for `/metrics` and probes.
 //! - [`cluster`]: the local cluster `cargo xtask cluster up` started, and a
 //!   namespace per test.
+//! - [`helm`]: how the committed Helm renders show generated certificates.
 //! - [`faults`]: inject the failures Nanny heals into that cluster.
 //! - [`nodes`]: fake nodes of a test's own, for node actions.
 //! - [`llm`], [`ollama`]: real local LLM servers with a small model.
+//! - [`pki`]: the development and test certificates (mutual TLS).
 //! - [`requests`]: ready-made contract messages.
 //! - [`stack`]: all five services as processes against one cluster.
 
@@ -18,10 +20,12 @@
 
 pub mod cluster;
 pub mod faults;
+pub mod helm;
 pub mod http;
 pub mod llm;
 pub mod nodes;
 pub mod ollama;
+pub mod pki;
 pub mod process;
 pub mod requests;
 pub mod stack;

@@ -55,8 +55,10 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Spawns `binary` with JSON logs on `127.0.0.1:0` ports plus `env`, and
-    /// waits for its "Listening." line to learn the bound addresses.
+    /// Spawns `binary` with JSON logs on `127.0.0.1:0` ports, mutual TLS as
+    /// the identity named like the binary (from the test PKI, see
+    /// [`crate::pki`]), plus `env`, and waits for its "Listening." line to
+    /// learn the bound addresses.
     ///
     /// Inherited `NANNY_*` variables are removed so the caller's environment
     /// cannot change what is tested.
@@ -76,6 +78,7 @@ impl ServiceProcess {
             .env("NANNY_TELEMETRY__LOG_FORMAT", "json")
             .env("NANNY_SERVER__GRPC_ADDR", "127.0.0.1:0")
             .env("NANNY_SERVER__HTTP_ADDR", "127.0.0.1:0")
+            .envs(crate::pki::env(&name))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -138,9 +141,17 @@ impl ServiceProcess {
         })
     }
 
-    /// `http://` URL of the gRPC port.
+    /// `http://` URL of the gRPC port, as peers are configured (a Nanny
+    /// client with TLS on upgrades it to mutual TLS).
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc_addr)
+    }
+
+    /// A mutual-TLS channel to this service as `identity` (e.g.
+    /// [`nanny_common::tls::COORDINATOR`]), checking the server's
+    /// certificate names this binary.
+    pub fn channel(&self, identity: &str) -> tonic::transport::Channel {
+        crate::pki::channel(self.grpc_addr, identity, &self.name)
     }
 
     /// OS process id.
@@ -158,7 +169,7 @@ impl ServiceProcess {
     /// # Errors
     /// When the health RPC fails.
     pub async fn health(&self, service: &str) -> anyhow::Result<ServingStatus> {
-        health_status(&self.grpc_url(), service).await
+        health_status(self.channel(nanny_common::tls::OPERATOR), service).await
     }
 
     /// Polls health every 2 ms until SERVING; returns the time since spawn.
@@ -237,21 +248,23 @@ impl ServiceProcess {
     }
 }
 
-/// One `grpc.health.v1.Health/Check` against `url`.
+/// One `grpc.health.v1.Health/Check` over `channel`, within 2 s.
 ///
 /// # Errors
 /// When the connection or the RPC fails.
-pub async fn health_status(url: &str, service: &str) -> anyhow::Result<ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(2))
-        .connect()
-        .await?;
-    let response = HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: service.to_owned(),
-        })
-        .await?
-        .into_inner();
+pub async fn health_status(
+    channel: tonic::transport::Channel,
+    service: &str,
+) -> anyhow::Result<ServingStatus> {
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: service.to_owned(),
+    });
+    request.set_timeout(Duration::from_secs(2));
+    let response = tokio::time::timeout(
+        Duration::from_secs(2),
+        HealthClient::new(channel).check(request),
+    )
+    .await??
+    .into_inner();
     Ok(response.status())
 }

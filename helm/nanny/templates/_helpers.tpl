@@ -59,7 +59,7 @@ helm.sh/chart: {{ include "nanny.chart" .root }}
 {{- (index .root.Values.global.ports .component).http -}}
 {{- end -}}
 
-{{/* In-cluster gRPC URL of a component. */}}
+{{/* In-cluster gRPC URL of a component (clients speak mutual TLS to it). */}}
 {{- define "nanny.grpcUrl" -}}
 {{- printf "http://%s.%s.svc:%s" (include "nanny.fullname" .) .root.Release.Namespace (include "nanny.grpcPort" .) -}}
 {{- end -}}
@@ -274,6 +274,13 @@ spec:
               value: {{ $g.telemetry.logFormat | quote }}
             - name: NANNY_TELEMETRY__LOG_FILTER
               value: {{ default $g.telemetry.logFilter $v.logFilter | quote }}
+            # Mutual TLS: this component's certificate (see templates/tls.yaml).
+            - name: NANNY_TLS__CA
+              value: /etc/nanny/tls/ca.crt
+            - name: NANNY_TLS__CERT
+              value: /etc/nanny/tls/tls.crt
+            - name: NANNY_TLS__KEY
+              value: /etc/nanny/tls/tls.key
             {{- with $g.telemetry.otlpEndpoint }}
             - name: NANNY_TELEMETRY__OTLP_ENDPOINT
               value: {{ . | quote }}
@@ -284,17 +291,22 @@ spec:
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
-          # Readiness is the service's own grpc.health.v1 status: SERVING only
-          # once its dependencies are reachable. Liveness is the HTTP server
-          # answering at all, so an unreachable peer never restarts a pod.
+          # Readiness is the service's own grpc.health.v1 status (SERVING only
+          # once its dependencies are reachable), mirrored by /readyz on the
+          # HTTP port: the kubelet's gRPC probes cannot present a client
+          # certificate, and the gRPC port serves mutual TLS only. Liveness is
+          # the HTTP server answering at all, so an unreachable peer never
+          # restarts a pod.
           startupProbe:
-            grpc:
-              port: {{ include "nanny.grpcPort" . }}
+            httpGet:
+              path: /readyz
+              port: metrics
             periodSeconds: 2
             failureThreshold: 60
           readinessProbe:
-            grpc:
-              port: {{ include "nanny.grpcPort" . }}
+            httpGet:
+              path: /readyz
+              port: metrics
             periodSeconds: 5
             failureThreshold: 2
           livenessProbe:
@@ -316,6 +328,9 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            - name: tls
+              mountPath: /etc/nanny/tls
+              readOnly: true
             {{- with .volumeMounts }}
             {{- . | nindent 12 }}
             {{- end }}
@@ -324,6 +339,11 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
+        # Rotated in place by cert-manager or an upgrade; the service reloads it.
+        - name: tls
+          secret:
+            secretName: {{ include "nanny.fullname" . }}-tls
+            defaultMode: 0440
         {{- with .volumes }}
         {{- . | nindent 8 }}
         {{- end }}

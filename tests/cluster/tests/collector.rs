@@ -150,7 +150,7 @@ type Shared = Arc<Mutex<Seen>>;
 
 /// Subscribes to `namespace` and records everything in the background.
 async fn subscribe(process: &ServiceProcess, namespace: &str) -> Shared {
-    let mut client = CollectorClient::connect(process.grpc_url()).await.unwrap();
+    let mut client = CollectorClient::new(process.channel(nanny_common::tls::COORDINATOR));
     let mut stream = client
         .watch_snapshots(WatchRequest {
             scope: Some(Scope {
@@ -443,9 +443,7 @@ async fn planted_secrets_never_appear_in_any_snapshot() {
     let identity = collector_identity(&fx, None).await;
     let collector = start_collector(&identity.kubeconfig, &fx.cluster.prometheus_url).await;
     let seen = subscribe(&collector, fx.ns()).await;
-    let client = CollectorClient::connect(collector.grpc_url())
-        .await
-        .unwrap();
+    let client = CollectorClient::new(collector.channel(nanny_common::tls::COORDINATOR));
     let bytes = eventually("the planted pod in a snapshot", WAIT, || async {
         let mut stream = client
             .clone()

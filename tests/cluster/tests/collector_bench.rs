@@ -143,9 +143,7 @@ async fn collector_at_scale() {
     tokio::time::sleep(Duration::from_secs(20)).await;
     let rss_mib = collector.rss_kib().unwrap() / 1024;
 
-    let mut client = CollectorClient::connect(collector.grpc_url())
-        .await
-        .unwrap();
+    let mut client = CollectorClient::new(collector.channel(nanny_common::tls::COORDINATOR));
     let mut full = Vec::new();
     let (mut bytes, mut chunks, mut pods_seen) = (0, 0, 0);
     for _ in 0..5 {

@@ -161,7 +161,7 @@ async fn start_gate(env: &[(&str, &str)]) -> (ServiceProcess, SafetyGateClient<C
     gate.wait_serving(service_names::SAFETY_GATE, WAIT)
         .await
         .unwrap();
-    let client = SafetyGateClient::connect(gate.grpc_url()).await.unwrap();
+    let client = SafetyGateClient::new(gate.channel(nanny_common::tls::COORDINATOR));
     (gate, client)
 }
 
@@ -301,6 +301,7 @@ async fn a_restarted_gate_without_its_audit_log_keeps_cooldowns_and_rate_limits(
     client
         .record_outcome(OutcomeReport {
             recommendation_id: verdict.recommendation_id.clone(),
+            audit_id: verdict.audit_id.clone(),
             policy_ref: web.policy_ref.clone(),
             target: web.recommendation.as_ref().unwrap().target.clone(),
             action_type: ActionType::RestartPod as i32,
@@ -382,7 +383,7 @@ async fn a_gate_that_cannot_read_its_history_stays_not_serving() {
             .is_err(),
         "served without its history"
     );
-    let mut client = SafetyGateClient::connect(gate.grpc_url()).await.unwrap();
+    let mut client = SafetyGateClient::new(gate.channel(nanny_common::tls::COORDINATOR));
     let refused = client
         .review(crashloop_restart(fx.ns(), "web"))
         .await

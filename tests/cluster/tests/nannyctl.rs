@@ -51,6 +51,7 @@ fn run(binary: &Path, args: &[&str], user: Option<&str>, path: Option<&Path>) ->
     let mut command = Command::new(binary);
     command
         .args(args)
+        .envs(nanny_test_util::pki::nannyctl_env())
         .env_remove("USER")
         .env_remove("KUBECONFIG");
     if let Some(user) = user {

@@ -183,6 +183,7 @@ impl Remediator {
                 stable_secs: 6,
                 ..defaults.verification.clone()
             },
+            tls: nanny_test_util::pki::tls("nanny-remediator"),
             ..defaults
         };
         let listeners = Listeners::ephemeral().await.unwrap();
@@ -197,9 +198,11 @@ impl Remediator {
                 let _ = stopped.await;
             },
         ));
-        let grpc = RemediatorClient::connect(format!("http://{grpc_addr}"))
-            .await
-            .unwrap();
+        let grpc = RemediatorClient::new(nanny_test_util::pki::channel(
+            grpc_addr,
+            nanny_common::tls::COORDINATOR,
+            "nanny-remediator",
+        ));
         Self {
             grpc,
             http_addr,
@@ -870,13 +873,17 @@ async fn drain_evicts_workload_pods_and_leaves_daemonset_pods() {
         .unwrap();
     assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
     let pods: Api<Pod> = Api::namespaced(fx.client.clone(), fx.ns());
-    assert!(
-        pods.get_opt(&web.name_any())
-            .await
-            .unwrap()
-            .is_none_or(|p| p.uid() != web.uid()),
-        "web evicted"
-    );
+    // The eviction is accepted when the drain returns, but kwok may still be
+    // deleting the pod: wait for the state, as the cordon test does.
+    eventually("web evicted", WAIT, || async {
+        Ok(pods
+            .get_opt(&web.name_any())
+            .await?
+            .is_none_or(|p| p.uid() != web.uid())
+            .then_some(()))
+    })
+    .await
+    .unwrap();
     assert_eq!(
         pods.get(&agent.name_any()).await.unwrap().uid(),
         agent.uid(),

@@ -33,7 +33,7 @@ async fn tampering_with_one_audit_record_is_detected() {
     )
     .await
     .unwrap();
-    let mut client = SafetyGateClient::connect(gate.grpc_url()).await.unwrap();
+    let mut client = SafetyGateClient::new(gate.channel(nanny_common::tls::COORDINATOR));
     let mut audit_ids = Vec::new();
     for _ in 0..3 {
         // An empty request is malformed: DENIED, and audited like any other.
@@ -103,7 +103,7 @@ async fn limits_survive_a_killed_gate() {
     let gate = ServiceProcess::spawn(&cargo_bin("nanny-safety-gate"), &env)
         .await
         .unwrap();
-    let mut client = SafetyGateClient::connect(gate.grpc_url()).await.unwrap();
+    let mut client = SafetyGateClient::new(gate.channel(nanny_common::tls::COORDINATOR));
     // The namespace allows 5 actions an hour by default.
     for i in 0..5 {
         let verdict = client
@@ -122,25 +122,32 @@ async fn limits_survive_a_killed_gate() {
         decide(verdict),
         (Decision::Denied, "rate-limit-namespace".to_owned())
     );
-    // Three failed restarts of one pod open its breaker.
+    // A failed restart of one pod, under a policy whose breaker opens at
+    // the first failure, opens its breaker. The outcome names the verdict
+    // it ran under: the gate counts no other.
     let flaky = restart("blog", "flaky");
-    for _ in 0..3 {
-        let report = nanny_proto::v1::OutcomeReport {
-            recommendation_id: "rec-flaky".into(),
-            target: flaky.recommendation.as_ref().unwrap().target.clone(),
-            action_type: nanny_proto::v1::ActionType::RestartPod as i32,
-            outcome: nanny_proto::v1::Outcome::Failed as i32,
+    let approved = client.review(flaky.clone()).await.unwrap().into_inner();
+    assert_eq!(approved.decision(), Decision::Approved, "{approved:?}");
+    let report = nanny_proto::v1::OutcomeReport {
+        recommendation_id: "rec-flaky".into(),
+        target: flaky.recommendation.as_ref().unwrap().target.clone(),
+        action_type: nanny_proto::v1::ActionType::RestartPod as i32,
+        outcome: nanny_proto::v1::Outcome::Failed as i32,
+        audit_id: approved.audit_id,
+        limits: Some(nanny_proto::v1::GateLimits {
+            breaker_failure_threshold: 1,
             ..Default::default()
-        };
-        client.record_outcome(report).await.unwrap();
-    }
+        }),
+        ..Default::default()
+    };
+    client.record_outcome(report).await.unwrap();
     gate.kill().await.unwrap();
 
     // A new gate on the same audit log enforces the same window.
     let gate = ServiceProcess::spawn(&cargo_bin("nanny-safety-gate"), &env)
         .await
         .unwrap();
-    let mut client = SafetyGateClient::connect(gate.grpc_url()).await.unwrap();
+    let mut client = SafetyGateClient::new(gate.channel(nanny_common::tls::COORDINATOR));
     let verdict = client
         .review(restart("shop", "web-5"))
         .await

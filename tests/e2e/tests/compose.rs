@@ -37,6 +37,15 @@ fn environment(service: &Value) -> Vec<(String, String)> {
                 Value::String(s) => s.clone(),
                 other => serde_yaml::to_string(other).unwrap().trim().to_owned(),
             };
+            // ./certs (what `cargo xtask certs --out certs` writes) holds the
+            // same files as the test PKI.
+            let value = match value.strip_prefix("/certs/") {
+                Some(file) => nanny_test_util::pki::test_dir()
+                    .join(file)
+                    .display()
+                    .to_string(),
+                None => value,
+            };
             (k.as_str().unwrap().to_owned(), value)
         })
         .collect()

@@ -166,7 +166,9 @@ fn committed_renders_match_the_chart() {
             "{name}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let fresh = String::from_utf8(output.stdout).unwrap();
+        let fresh = nanny_test_util::helm::without_generated_keys(
+            &String::from_utf8(output.stdout).unwrap(),
+        );
         let committed = contents.splitn(3, '\n').nth(2).unwrap();
         assert!(
             committed == fresh,
@@ -345,11 +347,55 @@ fn env_of(deployment: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The Deployment's env, with its TLS files (which must be the keys of the
+/// service's own Secret, mounted at /etc/nanny/tls) replaced by copies of
+/// that Secret's data: so loading the config proves the service accepts the
+/// certificates the chart generates.
+fn with_chart_certificates(
+    objects: &BTreeMap<String, Value>,
+    deployment: &Value,
+    service: &str,
+) -> Vec<(String, String)> {
+    let pod = &deployment["spec"]["template"]["spec"];
+    let secret_name = format!("nanny-{service}-tls");
+    let volume = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"]["secretName"] == secret_name.as_str())
+        .unwrap_or_else(|| panic!("{service} mounts no Secret {secret_name}"));
+    assert!(
+        pod["containers"][0]["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == volume["name"] && m["mountPath"] == "/etc/nanny/tls"),
+        "{service}: {secret_name} is not mounted at /etc/nanny/tls"
+    );
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_yaml::from_value(objects[&format!("Secret/{secret_name}")].clone()).unwrap();
+    let data = secret.data.unwrap();
+    let dir = std::env::temp_dir().join(format!("nanny-helm-tls-{service}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    env_of(deployment)
+        .into_iter()
+        .map(|(key, value)| {
+            let Some(file) = value.strip_prefix("/etc/nanny/tls/") else {
+                assert!(!key.starts_with("NANNY_TLS__"), "{service}: {key}={value}");
+                return (key, value);
+            };
+            let local = dir.join(file);
+            std::fs::write(&local, &data[file].0).unwrap();
+            (key, local.display().to_string())
+        })
+        .collect()
+}
+
 /// Loads `C` from the Deployment's env (and config file, if any) exactly as
 /// the binary would, and checks its ports against the Deployment and Service.
 fn check_service<C: ServiceConfig>(objects: &BTreeMap<String, Value>, service: &str) -> C {
     let deployment = &objects[&format!("Deployment/nanny-{service}")];
-    let env = env_of(deployment);
+    let env = with_chart_certificates(objects, deployment, service);
     let file = env
         .iter()
         .find(|(k, _)| k == "NANNY_CONFIG_FILE")
@@ -691,7 +737,7 @@ fn rbac_is_least_privilege_and_cluster_names_carry_the_release() {
 }
 
 #[test]
-fn every_pod_is_non_root_read_only_and_probed_over_grpc() {
+fn every_pod_is_non_root_read_only_and_probed_for_readiness() {
     let objects = objects(&template(&["--values", "helm/nanny/ci/canary-values.yaml"]).unwrap());
     let deployments: Vec<(&String, &Value)> = objects
         .iter()
@@ -708,8 +754,19 @@ fn every_pod_is_non_root_read_only_and_probed_over_grpc() {
         assert_eq!(security["capabilities"]["drop"][0], "ALL", "{key}");
         let grpc_port = container["ports"][0]["containerPort"].clone();
         assert_eq!(container["ports"][0]["name"], "grpc");
+        // The gRPC port serves mutual TLS only, which the kubelet's gRPC
+        // probes cannot speak: readiness is /readyz, which mirrors
+        // grpc.health.v1, on the HTTP port.
+        assert_ne!(grpc_port, Value::Null);
         for probe in ["startupProbe", "readinessProbe"] {
-            assert_eq!(container[probe]["grpc"]["port"], grpc_port, "{key} {probe}");
+            assert_eq!(
+                container[probe]["httpGet"]["path"], "/readyz",
+                "{key} {probe}"
+            );
+            assert_eq!(
+                container[probe]["httpGet"]["port"], "metrics",
+                "{key} {probe}"
+            );
         }
         assert!(container["resources"]["requests"]["memory"].is_string());
         assert!(container["resources"]["limits"]["memory"].is_string());

@@ -17,9 +17,16 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// grpcurl as an operator: the test PKI's CA and `operator` certificate.
 async fn grpcurl(grpcurl: &Path, args: &[&str]) -> Output {
+    let pki = nanny_test_util::pki::test_dir();
     let output = tokio::process::Command::new(grpcurl)
-        .arg("-plaintext")
+        .arg("-cacert")
+        .arg(pki.join("ca.pem"))
+        .arg("-cert")
+        .arg(pki.join("operator.pem"))
+        .arg("-key")
+        .arg(pki.join("operator-key.pem"))
         .args(args)
         .output()
         .await
@@ -44,6 +51,18 @@ async fn check_with_grpcurl(
     grpc_service: Option<&str>,
 ) {
     let addr = process.grpc_addr.to_string();
+
+    // Without a client certificate the port answers nothing, not even reflection.
+    let plaintext = tokio::process::Command::new(grpcurl_bin)
+        .args(["-plaintext", "-max-time", "5", &addr, "list"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        !plaintext.status.success(),
+        "{}: plaintext served",
+        process.name
+    );
 
     let listed = stdout(&grpcurl(grpcurl_bin, &[&addr, "list"]).await);
     let listed: Vec<&str> = listed.lines().collect();
@@ -135,6 +154,7 @@ async fn nannyctl_health(
 ) -> (bool, String) {
     let output = tokio::process::Command::new(cargo_bin("nannyctl"))
         .arg("health")
+        .envs(nanny_test_util::pki::nannyctl_env())
         .args(["--collector", &peers[0].grpc_url()])
         .args(["--analyzer", &peers[1].grpc_url()])
         .args(["--safety-gate", &peers[2].grpc_url()])

@@ -235,6 +235,66 @@ fn hpa_max_may_rise_within_the_ceiling_only() {
 }
 
 #[test]
+fn raising_hpa_min_replicas_is_never_auto_approved() {
+    // min=max=100 against a current max of 10 was once approved as "raise max".
+    let mut r = request(
+        Kind::ScaleHpa(ScaleHpa {
+            min_replicas: Some(15),
+            max_replicas: 15,
+        }),
+        target("HorizontalPodAutoscaler", "shop", "web"),
+    );
+    ctx(&mut r).hpa_max_replicas = 10;
+    assert_eq!(level(&r).1, ["hpa-min-needs-human"], "current min unknown");
+    ctx(&mut r).hpa_min_replicas = 2;
+    assert_eq!(level(&r).1, ["hpa-min-needs-human"], "15 > current 2");
+    let mut r = request(
+        Kind::ScaleHpa(ScaleHpa {
+            min_replicas: Some(2),
+            max_replicas: 15,
+        }),
+        target("HorizontalPodAutoscaler", "shop", "web"),
+    );
+    ctx(&mut r).hpa_max_replicas = 10;
+    ctx(&mut r).hpa_min_replicas = 2;
+    assert_eq!(level(&r).0, Level::Approved, "min kept, max raised");
+}
+
+#[test]
+fn a_recommendation_id_counts_for_one_content_only() {
+    let gate = gate();
+    let now = SystemTime::now();
+    let instant = Instant::now();
+    let first = crashloop_restart();
+    assert_eq!(gate.review(&first, now, instant).level, Level::Approved);
+    // Re-reviewing the same recommendation keeps its slot.
+    assert_eq!(gate.review(&first, now, instant).level, Level::Approved);
+    // Six other pods under the same id: each a replay, none approved.
+    for i in 2..8 {
+        let mut other = crashloop_restart();
+        rec(&mut other).target = Some(target("Pod", "shop", &format!("web-{i}")));
+        let review = gate.review(&other, now, instant);
+        assert_eq!(review.level, Level::Denied);
+        assert_eq!(review.matched_rules.last(), Some(&"replayed-id"));
+    }
+    // The same target with other parameters is a replay too.
+    let scale = |max_replicas| {
+        let mut r = request(
+            Kind::ScaleHpa(ScaleHpa {
+                min_replicas: None,
+                max_replicas,
+            }),
+            target("HorizontalPodAutoscaler", "shop", "web"),
+        );
+        ctx(&mut r).hpa_max_replicas = 10;
+        r
+    };
+    assert_eq!(gate.review(&scale(12), now, instant).level, Level::Approved);
+    let review = gate.review(&scale(20), now, instant);
+    assert_eq!(review.matched_rules.last(), Some(&"replayed-id"));
+}
+
+#[test]
 fn pvcs_only_grow_and_need_a_human() {
     let mut r = request(
         Kind::ExpandPvc(ExpandPvc {

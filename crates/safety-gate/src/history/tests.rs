@@ -78,6 +78,7 @@ fn executed_outcomes_count_as_approval_and_outcome_at_finished_at() {
                 target: "uid-shop-web".into(),
                 action: "ACTION_TYPE_RESTART_POD".into(),
                 recommendation_id: "rec-web".into(),
+                content: None,
                 outcome: Some(PastOutcome {
                     succeeded,
                     limits: GateLimits::default(),
@@ -173,6 +174,7 @@ fn unreadable_actions_count_by_their_labels_as_approvals_now() {
             target: "uid-shop-new".into(),
             action: "ACTION_TYPE_RESTART_POD".into(),
             recommendation_id: "rec-new".into(),
+            content: None,
             outcome: None,
         }
     );
@@ -187,6 +189,7 @@ fn merge_drops_cluster_entries_the_audit_log_already_has() {
         target: format!("uid-{id}"),
         action: "ACTION_TYPE_RESTART_POD".into(),
         recommendation_id: id.into(),
+        content: None,
         outcome: Some(PastOutcome {
             succeeded,
             limits: GateLimits::default(),
