@@ -379,6 +379,22 @@ async fn demo(args: &Args, started: &mut Started, t0: Instant) -> anyhow::Result
     println!(
         "    kubectl get healingactions -n {NAMESPACE} -w    # or: nannyctl list -n {NAMESPACE}"
     );
+    // Every gRPC port speaks mutual TLS; the operator certificate opens them.
+    let pki = nanny_test_util::pki::test_dir();
+    println!(
+        "    export NANNYCTL_CA={0}/ca.pem NANNYCTL_CERT={0}/operator.pem NANNYCTL_KEY={0}/operator-key.pem",
+        pki.display()
+    );
+    if let Some(collector) = started
+        .stack
+        .as_ref()
+        .and_then(|stack| stack.services.get("nanny-collector"))
+    {
+        println!(
+            "    grpcurl -cacert $NANNYCTL_CA -cert $NANNYCTL_CERT -key $NANNYCTL_KEY {} list    # the collector",
+            collector.grpc_addr
+        );
+    }
 
     let mut rows = Vec::new();
     if args.kubeconfig.is_none() || args.inject {

@@ -233,8 +233,9 @@ pub fn load<T: ServiceConfig>(
     let config: T = builder.build()?.try_deserialize()?;
     config.server().validate()?;
     config.telemetry().validate()?;
-    config.tls().validate()?;
     config.validate()?;
+    // Last: a wrong value is named before the certificates it runs without.
+    config.tls().validate()?;
     Ok(config)
 }
 

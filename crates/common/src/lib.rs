@@ -17,5 +17,6 @@ pub mod server;
 pub mod snapshot;
 pub mod telemetry;
 pub mod tls;
+pub mod verdict;
 
 pub use error::Error;

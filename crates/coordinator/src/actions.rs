@@ -486,7 +486,7 @@ impl Step<'_> {
                     .await;
             }
         };
-        let verdict = match self.ask_gate(&policy, &rec).await {
+        let verdict = match self.ask_gate(&policy, &rec, None).await {
             Ok(Some(verdict)) => verdict,
             Ok(None) => {
                 return self
@@ -577,10 +577,14 @@ impl Step<'_> {
 
     /// The gate's verdict on `rec` against the latest snapshot of the policy;
     /// `None` when the target is gone from it.
+    /// The gate's verdict on `rec` against today's snapshot; `human`: a
+    /// person approved it (a re-review, which the gate signs as APPROVED
+    /// when nothing a human cannot overrule refuses it).
     async fn ask_gate(
         &self,
         policy: &HealingPolicy,
         rec: &pb::Recommendation,
+        human: Option<pb::HumanApproval>,
     ) -> Result<Option<Verdict>, Error> {
         let target = rec.target.clone().unwrap_or_default();
         let Some(snapshot) = self
@@ -606,6 +610,7 @@ impl Step<'_> {
             snapshot_taken_at: snapshot.taken_at,
             policy: Some(convert::gate_policy(&policy.spec)),
             context: Some(context::review_context(&snapshot, &target)),
+            human_approval: human,
         };
         let mut wait = Duration::from_millis(200);
         let deadline = tokio::time::Instant::now() + self.inner().config.review_retry_for();
@@ -635,6 +640,10 @@ impl Step<'_> {
         let message = reasons.join("; ");
         let mut record = status.verdict.clone().unwrap_or_else(no_verdict);
         record.decision = "Denied".to_owned();
+        // A denial is never signed: drop what an earlier verdict carried.
+        record.signature = None;
+        record.key_id.clear();
+        record.expires_at = None;
         record.matched_rules.extend(rules);
         record.reasons.extend(reasons);
         record.decided_at = Some(Timestamp::now().to_string());
@@ -681,7 +690,18 @@ impl Step<'_> {
                 .await;
         };
         let rec = self.recommendation()?;
-        let verdict = match self.ask_gate(&policy, &rec).await {
+        let human = pb::HumanApproval {
+            by: approval.by.clone(),
+            at: approval
+                .at
+                .parse::<Timestamp>()
+                .ok()
+                .map(|t| prost_types::Timestamp {
+                    seconds: t.as_second(),
+                    nanos: t.subsec_nanosecond(),
+                }),
+        };
+        let verdict = match self.ask_gate(&policy, &rec, Some(human)).await {
             Ok(Some(verdict)) => verdict,
             Ok(None) => {
                 return self
@@ -845,7 +865,7 @@ impl Step<'_> {
             )),
             dry_run: false,
             verification_timeout_seconds: i64::from(policy.spec.verification_timeout_seconds),
-            allow_bare_pod_restart: policy.spec.allow_bare_pod_restart,
+            ..ExecuteRequest::default()
         };
         // ABORTED: the remediator is still running this action id (a call
         // made before a restart of ours): wait for its result rather than
@@ -953,7 +973,7 @@ impl Step<'_> {
             verdict: Some(verdict.clone()),
             dry_run: true,
             verification_timeout_seconds: i64::from(policy.spec.verification_timeout_seconds),
-            allow_bare_pod_restart: policy.spec.allow_bare_pod_restart,
+            ..ExecuteRequest::default()
         };
         match self.inner().remediator.clone().execute(request).await {
             Ok(result) => result_record(&result.into_inner()),
@@ -1182,13 +1202,7 @@ fn decision_str(decision: i32) -> &'static str {
 
 /// An empty record, filled in by whoever decides.
 fn no_verdict() -> VerdictRecord {
-    VerdictRecord {
-        decision: String::new(),
-        matched_rules: Vec::new(),
-        reasons: Vec::new(),
-        audit_id: String::new(),
-        decided_at: None,
-    }
+    VerdictRecord::default()
 }
 
 fn verdict_record(verdict: &Verdict) -> VerdictRecord {
@@ -1204,6 +1218,14 @@ fn verdict_record(verdict: &Verdict) -> VerdictRecord {
                 .unwrap_or_else(Timestamp::now)
                 .to_string(),
         ),
+        signature: (!verdict.signature.is_empty())
+            .then(|| k8s_openapi::ByteString(verdict.signature.clone())),
+        key_id: verdict.key_id.clone(),
+        expires_at: verdict
+            .expires_at
+            .and_then(|t| Timestamp::new(t.seconds, t.nanos).ok())
+            .map(|t| t.to_string()),
+        allow_bare_pod_restart: verdict.allow_bare_pod_restart,
     }
 }
 
@@ -1229,6 +1251,23 @@ fn verdict_from_record(
         policy_ref: policy_ref.to_owned(),
         audit_id: record.audit_id.clone(),
         decided_at: None,
+        // The gate's signature, passed on untouched: the remediator checks it
+        // covers exactly this recommendation, decision and expiry.
+        signature: record
+            .signature
+            .as_ref()
+            .map(|s| s.0.clone())
+            .unwrap_or_default(),
+        key_id: record.key_id.clone(),
+        expires_at: record
+            .expires_at
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map(|t| prost_types::Timestamp {
+                seconds: t.as_second(),
+                nanos: t.subsec_nanosecond(),
+            }),
+        allow_bare_pod_restart: record.allow_bare_pod_restart,
     }
 }
 
@@ -1320,7 +1359,7 @@ mod tests {
             matched_rules: vec![],
             reasons: vec![],
             audit_id: "a1".into(),
-            decided_at: None,
+            ..VerdictRecord::default()
         };
         let verdict = verdict_from_record(&record, "r", "p/q");
         assert_eq!(verdict.decision, Decision::NeedsApproval as i32);

@@ -263,7 +263,7 @@ pub struct HealingActionStatus {
 }
 
 /// The gate's verdict, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerdictRecord {
     /// `Approved`, `NeedsApproval`, `DryRunOnly` or `Denied`.
@@ -280,6 +280,20 @@ pub struct VerdictRecord {
     /// RFC 3339 time of the decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<String>,
+    /// The gate's Ed25519 signature over the verdict (base64), passed to the
+    /// remediator exactly as the gate gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub signature: Option<k8s_openapi::ByteString>,
+    /// Which gate key signed it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key_id: String,
+    /// RFC 3339 time after which the remediator refuses the verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Signed with the verdict: RestartPod may delete a pod no controller owns.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_bare_pod_restart: bool,
 }
 
 /// The remediator's report, as recorded.

@@ -45,6 +45,7 @@ pub fn gate_policy(spec: &HealingPolicySpec) -> pb::GatePolicy {
         ai_min_confidence: spec.ai.min_confidence,
         ai_allow_auto_approve: spec.ai.allow_auto_approve,
         paused: spec.paused,
+        allow_bare_pod_restart: spec.allow_bare_pod_restart,
     }
 }
 

@@ -587,6 +587,7 @@ pub(crate) mod tests {
             reasons: vec!["PatchResources needs a human".into()],
             audit_id: "audit-7".into(),
             decided_at: Some("2026-11-23T11:00:00Z".into()),
+            ..VerdictRecord::default()
         });
         status.result = Some(ResultRecord {
             outcome: "Ineffective".into(),

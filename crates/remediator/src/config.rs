@@ -29,6 +29,31 @@ pub struct Config {
     /// How long finished action records are kept.
     #[serde(default)]
     pub records: RecordsConfig,
+    /// Whose signatures make a verdict.
+    #[serde(default)]
+    pub verdicts: VerdictsConfig,
+}
+
+/// Section `verdicts`: the safety gate's public keys. The remediator acts
+/// only on verdicts one of them signed; listing two lets the gate's key
+/// rotate with an overlap.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerdictsConfig {
+    /// PEM files, each an Ed25519 `PUBLIC KEY` or a certificate holding one
+    /// (`NANNY_VERDICTS__PUBLIC_KEYS=a.pem,b.pem`). Required.
+    pub public_keys: Vec<std::path::PathBuf>,
+}
+
+impl VerdictsConfig {
+    /// Loads the trusted keys.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `verdicts.public_keys` when none is given or
+    /// one does not load.
+    pub fn verifier(&self) -> Result<nanny_common::verdict::Verifier, Error> {
+        nanny_common::verdict::Verifier::load("verdicts.public_keys", &self.public_keys)
+    }
 }
 
 /// Section `records`: retention of the action records.
@@ -101,12 +126,15 @@ impl Default for Config {
             state_namespace: "nanny-system".to_owned(),
             verification: VerificationConfig::default(),
             records: RecordsConfig::default(),
+            verdicts: VerdictsConfig::default(),
         }
     }
 }
 
 impl ServiceConfig for Config {
     nanny_common::service_config_sections!();
+
+    const LIST_KEYS: &'static [&'static str] = &["verdicts.public_keys"];
 
     fn validate(&self) -> Result<(), Error> {
         let fm = &self.field_manager;

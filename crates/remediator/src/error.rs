@@ -26,6 +26,10 @@ pub enum Error {
     /// The verdict does not approve exactly this recommendation.
     #[error("refused: {0}")]
     NotApproved(String),
+    /// The verdict is not the safety gate's: unsigned, expired, signed by an
+    /// unknown key or over other content. Answered PERMISSION_DENIED.
+    #[error("refused: {0}")]
+    Unsigned(String),
     /// The target no longer exists.
     #[error("refused: {target} no longer exists")]
     TargetGone {
@@ -163,6 +167,7 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         let code = match &error {
             Error::InvalidRequest { .. } | Error::Unsupported { .. } => Code::InvalidArgument,
+            Error::Unsigned(_) => Code::PermissionDenied,
             Error::NotApproved(_)
             | Error::TargetChanged { .. }
             | Error::Precondition { .. }

@@ -72,8 +72,14 @@ pub async fn serve(
         &[nanny_common::tls::COORDINATOR],
     )
     .await?;
-    let service =
-        RemediatorService::new(client.clone(), config.clone(), shell.metrics().registry())?;
+    let verifier = config.verdicts.verifier()?;
+    tracing::info!(keys = ?verifier.key_ids(), "Acting only on verdicts signed by these safety-gate keys.");
+    let service = RemediatorService::new(
+        client.clone(),
+        config.clone(),
+        shell.metrics().registry(),
+        verifier,
+    )?;
     // Ready only once the API server answers: before that every Execute would fail.
     tokio::spawn(ready_when_reachable(client.clone(), shell.health()));
     let sweeper = tokio::spawn(sweep_records(

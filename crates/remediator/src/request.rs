@@ -253,8 +253,29 @@ pub fn validate(request: &ExecuteRequest, config: &Config) -> Result<Validated, 
         kind,
         dry_run: request.dry_run,
         verification_window: Duration::from_secs(seconds),
-        allow_bare_pod_restart: request.allow_bare_pod_restart,
+        // From the gate's signed verdict, never from the caller.
+        allow_bare_pod_restart: verdict.allow_bare_pod_restart,
     })
+}
+
+/// Checks that the request's verdict is the safety gate's, signed over
+/// exactly this recommendation, and not expired.
+///
+/// # Errors
+/// [`Error::Unsigned`] saying why not.
+pub fn check_signature(
+    request: &ExecuteRequest,
+    verifier: &nanny_common::verdict::Verifier,
+    now: std::time::SystemTime,
+) -> Result<(), Error> {
+    let (Some(recommendation), Some(verdict)) = (&request.recommendation, &request.verdict) else {
+        return Err(Error::Unsigned(
+            nanny_common::verdict::VerdictError::Unsigned.to_string(),
+        ));
+    };
+    verifier
+        .verify(recommendation, verdict, now)
+        .map_err(|e| Error::Unsigned(e.to_string()))
 }
 
 /// Checks that the target names an object of a kind the action applies to.

@@ -37,6 +37,8 @@ pub struct RemediatorService {
     instance: String,
     actions: IntCounterVec,
     duration: HistogramVec,
+    /// The safety gate's public keys: no signature, no action.
+    verifier: nanny_common::verdict::Verifier,
 }
 
 impl RemediatorService {
@@ -49,6 +51,7 @@ impl RemediatorService {
         client: kube::Client,
         config: Config,
         registry: &Registry,
+        verifier: nanny_common::verdict::Verifier,
     ) -> Result<Self, prometheus::Error> {
         let actions = IntCounterVec::new(
             Opts::new(
@@ -76,6 +79,7 @@ impl RemediatorService {
             config,
             actions,
             duration,
+            verifier,
         })
     }
 
@@ -123,6 +127,9 @@ impl RemediatorService {
         request: &ExecuteRequest,
         started: SystemTime,
     ) -> Result<ActionResult, Error> {
+        // The gate's signature first: nothing else of a request is trusted
+        // before it, not even for a replayed action id.
+        request::check_signature(request, &self.verifier, SystemTime::now())?;
         let v = request::validate(request, &self.config)?;
         let fingerprint = fingerprint(request);
         if !v.dry_run

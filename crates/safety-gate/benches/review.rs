@@ -39,6 +39,7 @@ fn workload(count: usize) -> Vec<ReviewRequest> {
         ai_min_confidence: 0.75,
         ai_allow_auto_approve: false,
         paused: false,
+        allow_bare_pod_restart: false,
     };
     let now = SystemTime::now();
     (0..count)
@@ -107,6 +108,7 @@ fn workload(count: usize) -> Vec<ReviewRequest> {
                 snapshot_taken_at: Some(now.into()),
                 policy: Some(policy.clone()),
                 context: Some(context),
+                human_approval: None,
             }
         })
         .collect()
@@ -137,6 +139,10 @@ async fn grpc_latency() {
     let addr = listeners.grpc_addr().unwrap();
     let config = Config {
         tls: nanny_test_util::pki::tls("nanny-safety-gate"),
+        signing: nanny_safety_gate::config::SigningConfig {
+            key: nanny_test_util::pki::signing_key().display().to_string(),
+            ..Default::default()
+        },
         ..Config::default()
     };
     tokio::spawn(nanny_safety_gate::run(

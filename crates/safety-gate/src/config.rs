@@ -28,6 +28,51 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Read-only access to the HealingAction history.
     pub kubernetes: KubernetesConfig,
+    /// The key every actionable verdict is signed with.
+    #[serde(default)]
+    pub signing: SigningConfig,
+}
+
+/// Section `signing`: the remediator acts only on verdicts this key signed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningConfig {
+    /// PKCS#8 PEM Ed25519 private key (`cargo xtask certs` writes
+    /// `verdict-signing-key.pem`; the chart generates one). Required.
+    pub key: String,
+    /// How long a signed verdict holds; a human approval renews it by a
+    /// re-review.
+    pub verdict_ttl_secs: u64,
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        Self {
+            key: String::new(),
+            verdict_ttl_secs: 900,
+        }
+    }
+}
+
+impl SigningConfig {
+    /// Loads the signing key.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `signing.key` when it is unset or unusable.
+    pub fn signer(&self) -> Result<nanny_common::verdict::Signer, Error> {
+        if self.key.is_empty() {
+            return Err(Error::config(
+                "signing.key",
+                "not set: the remediator acts only on verdicts the gate signs \
+                 (NANNY_SIGNING__KEY; `cargo xtask certs` writes verdict-signing-key.pem)",
+            ));
+        }
+        nanny_common::verdict::Signer::load(
+            "signing.key",
+            std::path::Path::new(&self.key),
+            std::time::Duration::from_secs(self.verdict_ttl_secs),
+        )
+    }
 }
 
 /// Section `kubernetes`: where the limits are restored from at start-up.
@@ -147,6 +192,7 @@ impl Default for Config {
             limits: LimitDefaults::default(),
             audit: AuditConfig::default(),
             kubernetes: KubernetesConfig::default(),
+            signing: SigningConfig::default(),
         }
     }
 }
@@ -197,6 +243,12 @@ impl ServiceConfig for Config {
                 "must be at least 1",
             ));
         }
+        if !(30..=86_400).contains(&self.signing.verdict_ttl_secs) {
+            return Err(Error::config(
+                "signing.verdict_ttl_secs",
+                "must be between 30 and 86400",
+            ));
+        }
         if self.kubernetes.enabled
             && !self.kubernetes.kubeconfig.is_empty()
             && !std::path::Path::new(&self.kubernetes.kubeconfig).is_file()
@@ -217,6 +269,8 @@ impl ServiceConfig for Config {
                 }
             }
         }
+        // Last: a wrong value is named before the key it runs without.
+        self.signing.signer()?;
         Ok(())
     }
 }
@@ -225,9 +279,26 @@ impl ServiceConfig for Config {
 mod tests {
     use super::*;
 
+    /// The defaults plus the test PKI's signing key: a config that validates.
+    fn valid() -> Config {
+        let mut config = Config::default();
+        config.signing.key = nanny_test_util::pki::signing_key().display().to_string();
+        config
+    }
+
+    #[test]
+    fn the_signing_key_is_required() {
+        let err = Config::default().validate().unwrap_err().to_string();
+        assert!(err.contains("signing.key: not set"), "{err}");
+        let mut config = valid();
+        config.signing.verdict_ttl_secs = 5;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("signing.verdict_ttl_secs"), "{err}");
+    }
+
     #[test]
     fn additions_are_allowed_but_defaults_cannot_be_dropped() {
-        let mut config = Config::default();
+        let mut config = valid();
         config.protected.namespaces.push("payments".to_owned());
         assert!(config.validate().is_ok());
         config.protected.namespaces.retain(|n| n != "kube-system");
@@ -240,7 +311,7 @@ mod tests {
 
     #[test]
     fn a_missing_kubeconfig_is_refused_when_the_history_is_read() {
-        let mut config = Config::default();
+        let mut config = valid();
         config.kubernetes.kubeconfig = "/nonexistent/kubeconfig".to_owned();
         assert!(config.validate().is_ok(), "ignored while disabled");
         config.kubernetes.enabled = true;
@@ -250,7 +321,7 @@ mod tests {
 
     #[test]
     fn labels_must_be_key_value() {
-        let mut config = Config::default();
+        let mut config = valid();
         config.protected.labels.push("team".to_owned());
         assert!(
             config

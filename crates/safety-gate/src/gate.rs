@@ -167,6 +167,16 @@ impl Gate {
         if review.level <= Level::NeedsApproval {
             self.apply_limits(request, &mut review, instant);
         }
+        // A human's yes turns "needs approval" into approved, after every
+        // check a human cannot overrule; it never lifts a denial or a
+        // dry-run-only policy. Its slot is taken when the outcome is reported.
+        if review.level == Level::NeedsApproval
+            && let Some(human) = request.human_approval.as_ref().filter(|h| !h.by.is_empty())
+        {
+            review.level = Level::Approved;
+            review.matched_rules.push("human-approved");
+            review.reasons.push(format!("approved by {}", human.by));
+        }
         review
     }
 

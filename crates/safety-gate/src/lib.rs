@@ -62,7 +62,12 @@ pub async fn run(
     } else {
         None
     };
-    let service = SafetyGateService::new(gate, shell.metrics().registry(), audit)?;
+    let service = SafetyGateService::new(
+        gate,
+        shell.metrics().registry(),
+        audit,
+        config.signing.signer()?,
+    )?;
     service.remember_issued(&audited);
     let audited = history::from_audit(&audited);
     let health = shell.health();

@@ -36,6 +36,8 @@ pub struct SafetyGateService {
     restoring: Arc<AtomicBool>,
     /// The verdicts an action may have run under, by audit id.
     issued: Arc<Mutex<Issued>>,
+    /// Signs every APPROVED and DRY_RUN_ONLY verdict.
+    signer: Arc<nanny_common::verdict::Signer>,
 }
 
 /// Verdicts this gate issued that an action may run under (APPROVED or
@@ -108,6 +110,7 @@ impl SafetyGateService {
         gate: Gate,
         registry: &Registry,
         audit_log: Option<AuditLog>,
+        signer: nanny_common::verdict::Signer,
     ) -> Result<Self, prometheus::Error> {
         let verdicts = IntCounterVec::new(
             Opts::new(
@@ -124,6 +127,7 @@ impl SafetyGateService {
             audit_log: audit_log.map(|log| Arc::new(Mutex::new(log))),
             restoring: Arc::new(AtomicBool::new(false)),
             issued: Arc::new(Mutex::new(Issued::default())),
+            signer: Arc::new(signer),
         })
     }
 
@@ -280,7 +284,7 @@ impl SafetyGateService {
         self.verdicts
             .with_label_values(&[decision.as_str_name(), rule])
             .inc();
-        Verdict {
+        let mut verdict = Verdict {
             recommendation_id: recommendation.map(|r| r.id.clone()).unwrap_or_default(),
             decision: decision as i32,
             matched_rules: review
@@ -292,7 +296,19 @@ impl SafetyGateService {
             policy_ref: request.policy_ref.clone(),
             audit_id,
             decided_at: Some(now.into()),
+            ..Verdict::default()
+        };
+        // Only what the remediator may act on is signed; it refuses the rest.
+        if matches!(decision, Decision::Approved | Decision::DryRunOnly)
+            && let Some(recommendation) = recommendation
+        {
+            verdict.allow_bare_pod_restart = request
+                .policy
+                .as_ref()
+                .is_some_and(|p| p.allow_bare_pod_restart);
+            self.signer.sign(recommendation, &mut verdict, now);
         }
+        verdict
     }
 }
 
@@ -383,6 +399,7 @@ impl SafetyGate for SafetyGateService {
             audit_log: self.audit_log.clone(),
             restoring: self.restoring.clone(),
             issued: self.issued.clone(),
+            signer: self.signer.clone(),
         };
         tokio::spawn(async move {
             while let Some(next) = requests.next().await {

@@ -30,6 +30,10 @@ async fn start() -> (
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = Config {
         tls: nanny_test_util::pki::tls("nanny-safety-gate"),
+        signing: nanny_safety_gate::config::SigningConfig {
+            key: nanny_test_util::pki::signing_key().display().to_string(),
+            ..Default::default()
+        },
         ..Config::default()
     };
     tokio::spawn(nanny_safety_gate::run(config, listeners, async move {
@@ -113,6 +117,23 @@ async fn failed_outcomes_reported_over_grpc_open_the_breaker() {
     // An outcome counts only under a verdict the gate issued.
     let approved = client.review(request.clone()).await.unwrap().into_inner();
     assert_eq!(approved.decision(), Decision::Approved);
+    // Signed, for exactly this recommendation, as the remediator checks.
+    let verifier = nanny_common::verdict::Verifier::load(
+        "verdicts.public_keys",
+        &[nanny_test_util::pki::verifying_key()],
+    )
+    .unwrap();
+    let recommendation = request.recommendation.as_ref().unwrap();
+    verifier
+        .verify(recommendation, &approved, SystemTime::now())
+        .unwrap();
+    let mut elsewhere = recommendation.clone();
+    elsewhere.target.as_mut().unwrap().uid = "uid-elsewhere".into();
+    assert!(
+        verifier
+            .verify(&elsewhere, &approved, SystemTime::now())
+            .is_err()
+    );
     let report = OutcomeReport {
         recommendation_id: "rec-flaky".into(),
         target: target.clone(),

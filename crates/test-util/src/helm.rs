@@ -12,9 +12,15 @@ pub fn without_generated_keys(manifests: &str) -> String {
         .split_inclusive('\n')
         .map(|line| {
             let trimmed = line.trim_start();
-            let generated = ["ca.crt: ", "tls.crt: ", "tls.key: "]
-                .iter()
-                .any(|key| trimmed.starts_with(key) && trimmed.len() > 100);
+            let generated = [
+                "ca.crt: ",
+                "tls.crt: ",
+                "tls.key: ",
+                "signing-key.pem: ",
+                "gate.pem: ",
+            ]
+            .iter()
+            .any(|key| trimmed.starts_with(key) && trimmed.len() > 100);
             if generated {
                 let indent = &line[..line.len() - trimmed.len()];
                 let key = trimmed.split(':').next().unwrap_or_default();

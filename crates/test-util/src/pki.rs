@@ -49,7 +49,18 @@ pub fn write(
     for identity in identities {
         leaf(&ca, dir, identity, extra_dns, validity)?;
     }
-    Ok(())
+    write_signing_key(dir, "verdict-signing")
+}
+
+/// Writes an Ed25519 key pair for signing verdicts: `NAME-key.pem` (PKCS#8,
+/// the gate's) and `NAME.pem` (the public key, the remediator's).
+///
+/// # Errors
+/// When the key cannot be generated or a file written.
+pub fn write_signing_key(dir: &Path, name: &str) -> anyhow::Result<()> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+    write_file(&dir.join(format!("{name}-key.pem")), &key.serialize_pem())?;
+    write_file(&dir.join(format!("{name}.pem")), &key.public_key_pem())
 }
 
 /// Issues one more certificate for `identity` from the CA that [`write`]
@@ -152,15 +163,56 @@ pub fn tls(identity: &str) -> TlsConfig {
     TlsConfig::from_dir(test_dir(), identity)
 }
 
-/// The `NANNY_TLS__*` variables for `identity` under the test PKI.
+/// The `NANNY_TLS__*` variables for `identity` under the test PKI, plus the
+/// verdict key each side needs: the gate's private key, the remediator's
+/// public one.
 pub fn env(identity: &str) -> Vec<(String, String)> {
     let config = tls(identity);
     let path = |p: Option<PathBuf>| p.unwrap_or_default().display().to_string();
-    vec![
+    let mut env = vec![
         ("NANNY_TLS__CA".to_owned(), path(config.ca)),
         ("NANNY_TLS__CERT".to_owned(), path(config.cert)),
         ("NANNY_TLS__KEY".to_owned(), path(config.key)),
-    ]
+    ];
+    match identity {
+        "nanny-safety-gate" => env.push((
+            "NANNY_SIGNING__KEY".to_owned(),
+            signing_key().display().to_string(),
+        )),
+        "nanny-remediator" => env.push((
+            "NANNY_VERDICTS__PUBLIC_KEYS".to_owned(),
+            verifying_key().display().to_string(),
+        )),
+        _ => {}
+    }
+    env
+}
+
+/// The test PKI's verdict-signing key (the gate's).
+pub fn signing_key() -> PathBuf {
+    test_dir().join("verdict-signing-key.pem")
+}
+
+/// Its public half (the remediator's).
+pub fn verifying_key() -> PathBuf {
+    test_dir().join("verdict-signing.pem")
+}
+
+/// Signs `request`'s verdict as the test PKI's gate would, valid for 15
+/// minutes: what a test of the remediator sends in the coordinator's place.
+///
+/// # Panics
+/// When the request has no recommendation or verdict, or the key does not load.
+pub fn sign(request: &mut nanny_proto::v1::ExecuteRequest) {
+    let signer = nanny_common::verdict::Signer::load(
+        "signing.key",
+        &signing_key(),
+        std::time::Duration::from_secs(900),
+    )
+    .expect("test signing key");
+    let recommendation = request.recommendation.as_ref().expect("recommendation");
+    let verdict = request.verdict.as_mut().expect("verdict");
+    signer.sign(recommendation, verdict, std::time::SystemTime::now());
 }
 
 /// The `NANNYCTL_CA`, `NANNYCTL_CERT` and `NANNYCTL_KEY` variables that make

@@ -45,5 +45,6 @@ pub fn crashloop_restart(namespace: &str, name: &str) -> ReviewRequest {
             target_issue_kinds: vec![IssueKind::CrashLoopBackOff as i32],
             ..ReviewContext::default()
         }),
+        human_approval: None,
     }
 }

@@ -184,6 +184,9 @@ impl Remediator {
                 ..defaults.verification.clone()
             },
             tls: nanny_test_util::pki::tls("nanny-remediator"),
+            verdicts: nanny_remediator::config::VerdictsConfig {
+                public_keys: vec![nanny_test_util::pki::verifying_key()],
+            },
             ..defaults
         };
         let listeners = Listeners::ephemeral().await.unwrap();
@@ -213,7 +216,10 @@ impl Remediator {
         }
     }
 
-    async fn execute(&self, request: ExecuteRequest) -> Result<ActionResult, tonic::Status> {
+    /// Sends `request` with its verdict signed by the test PKI's gate key,
+    /// as the coordinator forwards the gate's signed verdict.
+    async fn execute(&self, mut request: ExecuteRequest) -> Result<ActionResult, tonic::Status> {
+        nanny_test_util::pki::sign(&mut request);
         self.grpc
             .clone()
             .execute(request)

@@ -124,14 +124,7 @@ async fn the_remediator_refuses_every_caller_but_the_coordinator() {
         .await
         .unwrap();
     let pods: Api<Pod> = Api::namespaced(fx.client.clone(), fx.ns());
-    let before = eventually("victim pod", WAIT, || async {
-        Ok(faults::pods_of(&fx.client, fx.ns(), "victim")
-            .await?
-            .into_iter()
-            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
-    })
-    .await
-    .unwrap();
+    let before = running_pod(&fx, "victim").await;
     let kubeconfig = fx.cluster.kubeconfig.to_string_lossy().into_owned();
     let remediator = ServiceProcess::spawn(
         &cargo_bin("nanny-remediator"),
@@ -186,14 +179,137 @@ async fn the_remediator_refuses_every_caller_but_the_coordinator() {
 
     // The control: the coordinator's certificate reaches the handler over the
     // same port (a dry run, so the pod still stays as it is).
+    let mut signed = self_approved_restart(&before, true);
+    pki::sign(&mut signed);
     let preview = RemediatorClient::new(remediator.channel(COORDINATOR))
-        .execute(self_approved_restart(&before, true))
+        .execute(signed)
         .await
         .unwrap()
         .into_inner();
     assert_eq!(preview.outcome(), Outcome::DryRun, "{preview:?}");
     let after = pods.get(&before.name_any()).await.unwrap();
     assert_eq!(after.resource_version(), before.resource_version());
+}
+
+/// A pod of `app`'s Deployment in phase Running.
+async fn running_pod(fx: &Fixture, app: &str) -> Pod {
+    eventually(&format!("{app} pod running"), WAIT, || async {
+        Ok(faults::pods_of(&fx.client, fx.ns(), app)
+            .await?
+            .into_iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_remediator_acts_only_on_verdicts_the_gate_signed() {
+    let Some(fx) = Fixture::new("trust-sig").await else {
+        return;
+    };
+    faults::crash_loop(&fx.client, fx.ns(), "victim", 1)
+        .await
+        .unwrap();
+    faults::crash_loop(&fx.client, fx.ns(), "bystander", 1)
+        .await
+        .unwrap();
+    let victim = running_pod(&fx, "victim").await;
+    let bystander = running_pod(&fx, "bystander").await;
+    let kubeconfig = fx.cluster.kubeconfig.to_string_lossy().into_owned();
+    let remediator = ServiceProcess::spawn(
+        &cargo_bin("nanny-remediator"),
+        &[
+            ("NANNY_KUBECONFIG", &kubeconfig),
+            ("NANNY_STATE_NAMESPACE", fx.ns()),
+        ],
+    )
+    .await
+    .unwrap();
+    remediator
+        .wait_serving(service_names::REMEDIATOR, WAIT)
+        .await
+        .unwrap();
+    let mut client = RemediatorClient::new(remediator.channel(COORDINATOR));
+    let now = std::time::SystemTime::now();
+    let gate = nanny_common::verdict::Signer::load(
+        "signing.key",
+        &pki::signing_key(),
+        Duration::from_secs(900),
+    )
+    .unwrap();
+    let dir = scratch(&fx);
+    pki::write_signing_key(&dir, "impostor").unwrap();
+    let impostor = nanny_common::verdict::Signer::load(
+        "signing.key",
+        &dir.join("impostor-key.pem"),
+        Duration::from_secs(900),
+    )
+    .unwrap();
+    let signed_by = |signer: &nanny_common::verdict::Signer, at: std::time::SystemTime| {
+        let mut request = self_approved_restart(&victim, false);
+        signer.sign(
+            request.recommendation.as_ref().unwrap(),
+            request.verdict.as_mut().unwrap(),
+            at,
+        );
+        request
+    };
+    let mut attacks: Vec<(&str, ExecuteRequest)> = vec![
+        ("unsigned", self_approved_restart(&victim, false)),
+        ("signed by another key", signed_by(&impostor, now)),
+        ("expired", signed_by(&gate, now - Duration::from_secs(3600))),
+    ];
+    // A valid signature over one pod, sent with another pod as the target
+    // (a replayed id with a new target).
+    let mut retargeted = signed_by(&gate, now);
+    retargeted.recommendation = self_approved_restart(&bystander, false).recommendation;
+    attacks.push(("another target", retargeted));
+    // A DRY_RUN_ONLY verdict promoted to APPROVED after signing.
+    let mut promoted = self_approved_restart(&victim, false);
+    promoted.verdict.as_mut().unwrap().decision = Decision::DryRunOnly as i32;
+    gate.sign(
+        promoted.recommendation.as_ref().unwrap(),
+        promoted.verdict.as_mut().unwrap(),
+        now,
+    );
+    promoted.verdict.as_mut().unwrap().decision = Decision::Approved as i32;
+    attacks.push(("decision changed", promoted));
+    for (what, request) in attacks {
+        let refused = client.execute(request).await.expect_err(what);
+        assert_eq!(refused.code(), Code::PermissionDenied, "{what}: {refused}");
+    }
+
+    // The API server's evidence: both pods are the same objects, unchanged,
+    // and no action record was claimed.
+    let pods: Api<Pod> = Api::namespaced(fx.client.clone(), fx.ns());
+    for pod in [&victim, &bystander] {
+        let now = pods.get(&pod.name_any()).await.unwrap();
+        assert_eq!(now.uid(), pod.uid());
+        assert_eq!(now.resource_version(), pod.resource_version());
+    }
+    let records = Api::<ConfigMap>::namespaced(fx.client.clone(), fx.ns())
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=nanny-remediator"))
+        .await
+        .unwrap();
+    assert!(records.items.is_empty(), "{:?}", records.items);
+
+    // The gate's own signature, on the same request, is obeyed.
+    let result = client
+        .execute(signed_by(&gate, now))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(result.outcome(), Outcome::Refused, "{result:?}");
+    eventually("victim restarted", WAIT, || async {
+        Ok(pods
+            .get_opt(&victim.name_any())
+            .await?
+            .is_none_or(|p| p.uid() != victim.uid())
+            .then_some(()))
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -96,6 +96,67 @@ fn each_service_rejects_its_own_invalid_values() {
 }
 
 #[test]
+fn tls_and_signing_keys_are_required_and_checked() {
+    let pki = nanny_test_util::pki::test_dir();
+    let file = |name: &str| pki.join(name).display().to_string();
+    // TLS is on by default: no certificates, no start.
+    assert_one_line_error("nanny-collector", &[], "tls.ca: not set");
+    let (ca, cert, key) = (
+        file("ca.pem"),
+        file("nanny-collector.pem"),
+        file("nanny-collector-key.pem"),
+    );
+    assert_one_line_error(
+        "nanny-collector",
+        &[
+            ("NANNY_TLS__CA", &ca),
+            ("NANNY_TLS__CERT", "/nonexistent/cert.pem"),
+            ("NANNY_TLS__KEY", &key),
+        ],
+        "tls.cert: cannot read /nonexistent/cert.pem",
+    );
+    // A certificate where the key belongs: the wrong kind of file.
+    assert_one_line_error(
+        "nanny-collector",
+        &[
+            ("NANNY_TLS__CA", &ca),
+            ("NANNY_TLS__CERT", &cert),
+            ("NANNY_TLS__KEY", &cert),
+        ],
+        "tls.key",
+    );
+    // Another identity's key does not belong to this certificate.
+    let other_key = file("nanny-analyzer-key.pem");
+    assert_one_line_error(
+        "nanny-collector",
+        &[
+            ("NANNY_TLS__CA", &ca),
+            ("NANNY_TLS__CERT", &cert),
+            ("NANNY_TLS__KEY", &other_key),
+        ],
+        "does not belong to tls.cert",
+    );
+    // The gate signs every actionable verdict: no key, no start; a TLS key
+    // is not an Ed25519 signing key.
+    let (gate_cert, gate_key) = (
+        file("nanny-safety-gate.pem"),
+        file("nanny-safety-gate-key.pem"),
+    );
+    let mut gate = vec![
+        ("NANNY_TLS__CA", ca.as_str()),
+        ("NANNY_TLS__CERT", gate_cert.as_str()),
+        ("NANNY_TLS__KEY", gate_key.as_str()),
+    ];
+    assert_one_line_error("nanny-safety-gate", &gate, "signing.key: not set");
+    gate.push(("NANNY_SIGNING__KEY", gate_key.as_str()));
+    assert_one_line_error(
+        "nanny-safety-gate",
+        &gate,
+        "not a PKCS#8 Ed25519 private key",
+    );
+}
+
+#[test]
 fn config_file_errors_name_the_file_or_key() {
     let dir = std::env::temp_dir().join(format!("nanny-e2e-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -372,15 +372,28 @@ fn with_chart_certificates(
             .any(|m| m["name"] == volume["name"] && m["mountPath"] == "/etc/nanny/tls"),
         "{service}: {secret_name} is not mounted at /etc/nanny/tls"
     );
-    let secret: k8s_openapi::api::core::v1::Secret =
-        serde_yaml::from_value(objects[&format!("Secret/{secret_name}")].clone()).unwrap();
-    let data = secret.data.unwrap();
+    let secret = |name: &str| -> BTreeMap<String, k8s_openapi::ByteString> {
+        let secret: k8s_openapi::api::core::v1::Secret =
+            serde_yaml::from_value(objects[&format!("Secret/{name}")].clone()).unwrap();
+        secret.data.unwrap()
+    };
+    let config_map: k8s_openapi::api::core::v1::ConfigMap =
+        serde_yaml::from_value(objects["ConfigMap/nanny-verdict-signing"].clone()).unwrap();
+    // Where the chart mounts what, and where its data comes from.
+    let mounted = [
+        ("/etc/nanny/tls/", secret(&secret_name)),
+        ("/etc/nanny-signing/", secret("nanny-verdict-signing")),
+        ("/etc/nanny-verdict-keys/", config_map.binary_data.unwrap()),
+    ];
     let dir = std::env::temp_dir().join(format!("nanny-helm-tls-{service}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     env_of(deployment)
         .into_iter()
         .map(|(key, value)| {
-            let Some(file) = value.strip_prefix("/etc/nanny/tls/") else {
+            let Some((file, data)) = mounted
+                .iter()
+                .find_map(|(prefix, data)| Some((value.strip_prefix(prefix)?, data)))
+            else {
                 assert!(!key.starts_with("NANNY_TLS__"), "{service}: {key}={value}");
                 return (key, value);
             };
@@ -467,7 +480,13 @@ fn every_service_accepts_what_the_chart_configures() {
         }
         let gate = check_service::<nanny_safety_gate::Config>(&objects, "safety-gate");
         assert_eq!(gate.audit.path, "/var/lib/nanny/audit/audit.jsonl");
-        check_service::<nanny_remediator::Config>(&objects, "remediator");
+        let remediator = check_service::<nanny_remediator::Config>(&objects, "remediator");
+        // The remediator trusts the key the chart gave the gate.
+        let verifier = remediator.verdicts.verifier().unwrap();
+        assert_eq!(
+            verifier.key_ids(),
+            [gate.signing.signer().unwrap().key_id()]
+        );
         let coordinator = check_service::<nanny_coordinator::Config>(&objects, "coordinator");
         let peers = &coordinator.peers;
         for (peer, url, port) in [

@@ -53,6 +53,7 @@ fn policy(mode: PolicyMode) -> GatePolicy {
         ai_min_confidence: 0.75,
         ai_allow_auto_approve: false,
         paused: false,
+        allow_bare_pod_restart: false,
     }
 }
 
@@ -81,6 +82,7 @@ fn request(kind: Kind, target: ObjectRef) -> ReviewRequest {
             nodes_total: 3,
             ..ReviewContext::default()
         }),
+        human_approval: None,
     }
 }
 
@@ -258,6 +260,38 @@ fn raising_hpa_min_replicas_is_never_auto_approved() {
     ctx(&mut r).hpa_max_replicas = 10;
     ctx(&mut r).hpa_min_replicas = 2;
     assert_eq!(level(&r).0, Level::Approved, "min kept, max raised");
+}
+
+#[test]
+fn a_human_approval_lifts_needs_approval_and_nothing_else() {
+    let gate = gate();
+    let (now, instant) = (SystemTime::now(), Instant::now());
+    let human = Some(nanny_proto::v1::HumanApproval {
+        by: "alice".into(),
+        at: Some(now.into()),
+    });
+    let mut cordon = request(Kind::CordonNode(CordonNode {}), target("Node", "", "n1"));
+    assert_eq!(
+        gate.review(&cordon, now, instant).level,
+        Level::NeedsApproval
+    );
+    cordon.human_approval = human.clone();
+    let review = gate.review(&cordon, now, instant);
+    assert_eq!(review.level, Level::Approved);
+    assert_eq!(review.matched_rules.last(), Some(&"human-approved"));
+    // An anonymous approval is none.
+    cordon.human_approval = Some(nanny_proto::v1::HumanApproval::default());
+    assert_eq!(
+        gate.review(&cordon, now, instant).level,
+        Level::NeedsApproval
+    );
+    // A protected target stays denied whoever approves.
+    let mut protected = request(
+        Kind::RestartPod(RestartPod {}),
+        target("Pod", "kube-system", "dns"),
+    );
+    protected.human_approval = human;
+    assert_eq!(gate.review(&protected, now, instant).level, Level::Denied);
 }
 
 #[test]
@@ -718,6 +752,7 @@ prop_compose! {
                 ai_min_confidence: min_confidence,
                 ai_allow_auto_approve: allow_auto,
                 paused: false,
+                allow_bare_pod_restart: false,
             }),
             context: Some(ReviewContext {
                 target_labels: labels,
@@ -730,6 +765,7 @@ prop_compose! {
                 nodes_total: 3,
                 ..Default::default()
             }),
+            human_approval: None,
         }
     }
 }

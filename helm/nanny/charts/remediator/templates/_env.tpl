@@ -1,4 +1,6 @@
 {{- define "remediator.env" -}}
+- name: NANNY_VERDICTS__PUBLIC_KEYS
+  value: /etc/nanny-verdict-keys/gate.pem
 - name: NANNY_FIELD_MANAGER
   value: {{ .Values.fieldManager | quote }}
 {{- if .Values.actionRecords.enabled }}
