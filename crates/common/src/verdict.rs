@@ -24,7 +24,7 @@ const DOMAIN: &[u8] = b"nanny.v1.Verdict/1";
 
 /// SHA-256 over what a signature covers: the recommendation (id, action with
 /// its parameters, target with uid and resourceVersion), the policy, the
-/// decision, the expiry and `allow_bare_pod_restart`. Every field is
+/// decision, the expiry, `allow_bare_pod_restart` and `human_approved`. Every field is
 /// length-prefixed, so no two contents share a digest by concatenation.
 pub fn digest(recommendation: &Recommendation, verdict: &Verdict) -> [u8; 32] {
     let mut hash = Sha256::new();
@@ -59,6 +59,7 @@ pub fn digest(recommendation: &Recommendation, verdict: &Verdict) -> [u8; 32] {
     field(&expires.seconds.to_be_bytes());
     field(&expires.nanos.to_be_bytes());
     field(&[u8::from(verdict.allow_bare_pod_restart)]);
+    field(&[u8::from(verdict.human_approved)]);
     hash.finalize().into()
 }
 

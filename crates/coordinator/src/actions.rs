@@ -1226,6 +1226,7 @@ fn verdict_record(verdict: &Verdict) -> VerdictRecord {
             .and_then(|t| Timestamp::new(t.seconds, t.nanos).ok())
             .map(|t| t.to_string()),
         allow_bare_pod_restart: verdict.allow_bare_pod_restart,
+        human_approved: verdict.human_approved,
     }
 }
 
@@ -1268,6 +1269,7 @@ fn verdict_from_record(
                 nanos: t.subsec_nanosecond(),
             }),
         allow_bare_pod_restart: record.allow_bare_pod_restart,
+        human_approved: record.human_approved,
     }
 }
 

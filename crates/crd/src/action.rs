@@ -294,6 +294,9 @@ pub struct VerdictRecord {
     /// Signed with the verdict: RestartPod may delete a pod no controller owns.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_bare_pod_restart: bool,
+    /// Signed with the verdict: a human approved it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub human_approved: bool,
 }
 
 /// The remediator's report, as recorded.

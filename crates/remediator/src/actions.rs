@@ -82,6 +82,9 @@ pub struct Facts {
     pub pods_on_node: Vec<Value>,
     /// When the action began (drain deadlines count from here).
     pub started: Option<tokio::time::Instant>,
+    /// The target's owners, nearest first (Pod → ReplicaSet → Deployment,
+    /// Job → CronJob), and an HPA's scale target: protection follows them.
+    pub owners: Vec<Value>,
 }
 
 /// The result of applying (or dry-running) a plan.
@@ -254,7 +257,66 @@ impl Executor {
             }
             _ => {}
         }
+        facts.owners = self.owners(current).await?;
         Ok(facts)
+    }
+
+    /// The objects `object` belongs to, nearest first: its controller
+    /// owner's chain, and for an HPA its scale target. An owner that is gone
+    /// ends the chain; one that cannot be read is an error (fail closed).
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] or an outage when an owner cannot be read.
+    pub async fn owners(&self, object: &Value) -> Result<Vec<Value>, Error> {
+        // Owner chains in Kubernetes are short; the bound stops a cycle.
+        const MAX_DEPTH: usize = 5;
+        let namespace = str_at(object, "/metadata/namespace").to_owned();
+        let mut owners = Vec::new();
+        let mut next = object
+            .pointer("/spec/scaleTargetRef")
+            .filter(|_| str_at(object, "/kind") == "HorizontalPodAutoscaler")
+            .cloned()
+            .or_else(|| controller_ref(object));
+        while let Some(reference) = next.take() {
+            let text = |key: &str| reference.get(key).and_then(Value::as_str).unwrap_or("");
+            let Some(owner) = self
+                .get_object(&namespace, text("apiVersion"), text("kind"), text("name"))
+                .await?
+            else {
+                break;
+            };
+            next = controller_ref(&owner).filter(|_| owners.len() + 1 < MAX_DEPTH);
+            owners.push(owner);
+        }
+        Ok(owners)
+    }
+
+    async fn get_object(
+        &self,
+        namespace: &str,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Option<Value>, Error> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        let resource = kube::discovery::ApiResource::from_gvk(&gvk);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource);
+        match api.get_opt(name).await {
+            Ok(Some(found)) => {
+                let mut value = to_value(&found)?;
+                // A GET names its kind; make sure protection can read it.
+                value["kind"] = json!(kind);
+                Ok(Some(value))
+            }
+            Ok(None) => Ok(None),
+            Err(error) => Err(refusal_or_error(
+                error,
+                "get",
+                &format!("{kind} {namespace}/{name} (an owner of the target)"),
+            )),
+        }
     }
 
     /// Every pod bound to `node`, in every namespace.
@@ -564,6 +626,18 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
         }) => {
             let mut patch = json!({ "spec": { "maxReplicas": max_replicas } });
             let mut pointers = vec!["/spec/maxReplicas".to_owned()];
+            let current_min = current.pointer("/spec/minReplicas").and_then(Value::as_i64);
+            // Forcing replicas up is a person's call: only a verdict a human
+            // approved may raise minReplicas (or set it when unknown).
+            if let Some(min) = min_replicas
+                && !v.human_approved
+                && current_min.is_none_or(|current| i64::from(*min) > current)
+            {
+                return Err(precondition(format!(
+                    "minReplicas {min} is above the current {} and no human approved it",
+                    current_min.map_or_else(|| "(unset)".to_owned(), |m| m.to_string())
+                )));
+            }
             if let Some(min) = min_replicas {
                 patch["spec"]["minReplicas"] = json!(min);
                 pointers.push("/spec/minReplicas".to_owned());
@@ -798,6 +872,34 @@ pub fn drain_skip_reason(pod: &Value) -> Option<&'static str> {
         return Some("already terminating");
     }
     None
+}
+
+/// The controller owner reference of `object`, if any.
+fn controller_ref(object: &Value) -> Option<Value> {
+    object
+        .pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
+        .cloned()
+}
+
+/// Why `current` (with the owners in `facts`) must not be touched, if it
+/// must not: the remediator's own check of the protections, whatever the
+/// verdict says.
+pub fn protection_refusal(
+    protected: &nanny_common::protect::ProtectedResources,
+    v: &Validated,
+    current: &Value,
+    facts: &Facts,
+) -> Option<String> {
+    // The live object may lack its kind (typed reads); the request names it.
+    let mut target = current.clone();
+    if str_at(&target, "/kind").is_empty() {
+        target["kind"] = json!(v.target.kind);
+    }
+    let chain: Vec<&Value> = std::iter::once(&target).chain(&facts.owners).collect();
+    protected.refusal(&chain)
 }
 
 /// The controlling owner's kind and uid.

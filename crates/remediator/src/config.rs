@@ -32,6 +32,10 @@ pub struct Config {
     /// Whose signatures make a verdict.
     #[serde(default)]
     pub verdicts: VerdictsConfig,
+    /// Never touched, checked again on the live target and its owners
+    /// whatever the verdict says. The same section as the gate's.
+    #[serde(default)]
+    pub protected: nanny_common::protect::ProtectedResources,
 }
 
 /// Section `verdicts`: the safety gate's public keys. The remediator acts
@@ -127,6 +131,7 @@ impl Default for Config {
             verification: VerificationConfig::default(),
             records: RecordsConfig::default(),
             verdicts: VerdictsConfig::default(),
+            protected: nanny_common::protect::ProtectedResources::default(),
         }
     }
 }
@@ -134,9 +139,15 @@ impl Default for Config {
 impl ServiceConfig for Config {
     nanny_common::service_config_sections!();
 
-    const LIST_KEYS: &'static [&'static str] = &["verdicts.public_keys"];
+    const LIST_KEYS: &'static [&'static str] = &[
+        "verdicts.public_keys",
+        "protected.namespaces",
+        "protected.kinds",
+        "protected.labels",
+    ];
 
     fn validate(&self) -> Result<(), Error> {
+        self.protected.validate()?;
         let fm = &self.field_manager;
         // The API server's limit for a field manager name.
         if fm.is_empty() || fm.len() > 128 || fm.chars().any(char::is_control) {

@@ -116,8 +116,10 @@ pub struct Validated {
     pub dry_run: bool,
     /// How long to watch the target after acting.
     pub verification_window: Duration,
-    /// RestartPod may delete a pod no controller owns.
+    /// RestartPod may delete a pod no controller owns (from the signed verdict).
     pub allow_bare_pod_restart: bool,
+    /// A human approved the action (from the signed verdict).
+    pub human_approved: bool,
 }
 
 /// The action type of an action arm.
@@ -255,6 +257,7 @@ pub fn validate(request: &ExecuteRequest, config: &Config) -> Result<Validated, 
         verification_window: Duration::from_secs(seconds),
         // From the gate's signed verdict, never from the caller.
         allow_bare_pod_restart: verdict.allow_bare_pod_restart,
+        human_approved: verdict.human_approved,
     })
 }
 
@@ -355,13 +358,27 @@ pub fn validate_target(action: &ActionKind, target: &ObjectRef) -> Result<Target
     Ok(kind)
 }
 
+/// The remediator's own ceilings, whatever a verdict allows: far above any
+/// policy's, they stop a forged or broken parameter from doing harm.
+pub const HARD_MAX_REPLICAS: i32 = 1000;
+/// 64 TiB.
+pub const HARD_MAX_STORAGE_BYTES: i64 = 64 << 40;
+/// 4 MiB to 1 TiB: a container starved to a byte is as broken as one given
+/// a node's worth.
+pub const HARD_MEMORY_BYTES: std::ops::RangeInclusive<i64> = (4 << 20)..=(1 << 40);
+/// 1m to 256 cores.
+pub const HARD_CPU_MILLICORES: std::ops::RangeInclusive<i64> = 1..=256_000;
+
 fn validate_parameters(action: &ActionKind) -> Result<(), Error> {
     match action {
         ActionKind::ScaleHpa(scale) => {
-            if scale.max_replicas < 1 {
+            if !(1..=HARD_MAX_REPLICAS).contains(&scale.max_replicas) {
                 return Err(Error::invalid(
                     "recommendation.action.scale_hpa.max_replicas",
-                    format!("{} is below 1", scale.max_replicas),
+                    format!(
+                        "{} is not between 1 and the remediator's hard maximum {HARD_MAX_REPLICAS}",
+                        scale.max_replicas
+                    ),
                 ));
             }
             if let Some(min) = scale.min_replicas
@@ -390,10 +407,15 @@ fn validate_parameters(action: &ActionKind) -> Result<(), Error> {
                 ));
             }
         }
-        ActionKind::ExpandPvc(expand) if expand.new_size_bytes <= 0 => {
+        ActionKind::ExpandPvc(expand)
+            if !(1..=HARD_MAX_STORAGE_BYTES).contains(&expand.new_size_bytes) =>
+        {
             return Err(Error::invalid(
                 "recommendation.action.expand_pvc.new_size_bytes",
-                format!("{} is not positive", expand.new_size_bytes),
+                format!(
+                    "{} is not between 1 and the remediator's hard maximum {HARD_MAX_STORAGE_BYTES}",
+                    expand.new_size_bytes
+                ),
             ));
         }
         ActionKind::PatchResources(patch) => {
@@ -413,30 +435,8 @@ fn validate_parameters(action: &ActionKind) -> Result<(), Error> {
                     "sets neither requests nor limits",
                 ));
             }
-            for (field, value) in [
-                (
-                    "recommendation.action.patch_resources.requests.cpu_millicores",
-                    patch.requests.as_ref().and_then(|r| r.cpu_millicores),
-                ),
-                (
-                    "recommendation.action.patch_resources.requests.memory_bytes",
-                    patch.requests.as_ref().and_then(|r| r.memory_bytes),
-                ),
-                (
-                    "recommendation.action.patch_resources.limits.cpu_millicores",
-                    patch.limits.as_ref().and_then(|r| r.cpu_millicores),
-                ),
-                (
-                    "recommendation.action.patch_resources.limits.memory_bytes",
-                    patch.limits.as_ref().and_then(|r| r.memory_bytes),
-                ),
-            ] {
-                if value.is_some_and(|v| v <= 0) {
-                    return Err(Error::invalid(field, "must be positive"));
-                }
-            }
-            let requests = patch.requests.unwrap_or_default();
-            let limits = patch.limits.unwrap_or_default();
+            let requests = patch.requests.clone().unwrap_or_default();
+            let limits = patch.limits.clone().unwrap_or_default();
             if let (Some(r), Some(l)) = (requests.memory_bytes, limits.memory_bytes)
                 && r > l
             {
@@ -452,6 +452,41 @@ fn validate_parameters(action: &ActionKind) -> Result<(), Error> {
                     "recommendation.action.patch_resources.requests.cpu_millicores",
                     format!("{r} exceeds the CPU limit {l}"),
                 ));
+            }
+            for (field, value, range) in [
+                (
+                    "recommendation.action.patch_resources.requests.cpu_millicores",
+                    patch.requests.as_ref().and_then(|r| r.cpu_millicores),
+                    HARD_CPU_MILLICORES,
+                ),
+                (
+                    "recommendation.action.patch_resources.requests.memory_bytes",
+                    patch.requests.as_ref().and_then(|r| r.memory_bytes),
+                    HARD_MEMORY_BYTES,
+                ),
+                (
+                    "recommendation.action.patch_resources.limits.cpu_millicores",
+                    patch.limits.as_ref().and_then(|r| r.cpu_millicores),
+                    HARD_CPU_MILLICORES,
+                ),
+                (
+                    "recommendation.action.patch_resources.limits.memory_bytes",
+                    patch.limits.as_ref().and_then(|r| r.memory_bytes),
+                    HARD_MEMORY_BYTES,
+                ),
+            ] {
+                if let Some(value) = value
+                    && !range.contains(&value)
+                {
+                    return Err(Error::invalid(
+                        field,
+                        format!(
+                            "{value} is outside the remediator's hard bounds {}..={}",
+                            range.start(),
+                            range.end()
+                        ),
+                    ));
+                }
             }
         }
         ActionKind::DeleteJob(job) if job.min_age_seconds < 0 => {
@@ -703,7 +738,12 @@ mod tests {
         );
         assert!(
             validate(
-                &request(patch(mem(256), mem(512)), deployment, Decision::Approved),
+                // Within the remediator's hard bounds (4 MiB and up).
+                &request(
+                    patch(mem(256 << 20), mem(512 << 20)),
+                    deployment,
+                    Decision::Approved
+                ),
                 &config
             )
             .is_ok()
@@ -721,5 +761,35 @@ mod tests {
     #[test]
     fn labels_are_snake_case() {
         assert_eq!(action_label(ActionType::ScaleHpa), "scale_hpa");
+    }
+
+    #[test]
+    fn parameters_beyond_the_hard_bounds_are_refused_whatever_the_verdict() {
+        let config = Config::default();
+        let hpa = ObjectRef {
+            kind: "HorizontalPodAutoscaler".into(),
+            ..pod()
+        };
+        let scale = ActionKind::ScaleHpa(ScaleHpa {
+            min_replicas: None,
+            max_replicas: i32::MAX,
+        });
+        let err = validate(&request(scale, hpa, Decision::Approved), &config).unwrap_err();
+        assert!(err.to_string().contains("hard maximum"), "{err}");
+        let deployment = ObjectRef {
+            kind: "Deployment".into(),
+            ..pod()
+        };
+        // A memory limit of one byte: as broken as a node's worth.
+        let starve = ActionKind::PatchResources(PatchResources {
+            container: "app".into(),
+            limits: Some(Resources {
+                memory_bytes: Some(1),
+                ..Resources::default()
+            }),
+            ..PatchResources::default()
+        });
+        let err = validate(&request(starve, deployment, Decision::Approved), &config).unwrap_err();
+        assert!(err.to_string().contains("hard bounds"), "{err}");
     }
 }

@@ -337,6 +337,13 @@ impl RemediatorService {
 
     async fn plan(&self, v: &Validated, current: &serde_json::Value) -> Result<Plan, Error> {
         let facts = self.exec.facts(v, current).await?;
+        // Defence in depth: protection is checked again on the live object
+        // and its owners, whatever the signed verdict says.
+        if let Some(reason) =
+            actions::protection_refusal(&self.config.protected, v, current, &facts)
+        {
+            return Err(Error::NotApproved(format!("protected: {reason}")));
+        }
         actions::plan(v, current, &facts)
     }
 

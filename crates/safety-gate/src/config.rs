@@ -144,38 +144,7 @@ impl Default for LimitDefaults {
     }
 }
 
-/// Section `protected`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProtectedResources {
-    /// Namespaces no action may touch.
-    pub namespaces: Vec<String>,
-    /// Kinds no action may touch.
-    pub kinds: Vec<String>,
-    /// `key=value` labels that mark an object as protected.
-    pub labels: Vec<String>,
-}
-
-impl Default for ProtectedResources {
-    fn default() -> Self {
-        let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
-        Self {
-            namespaces: strings(&[
-                "kube-system",
-                "kube-public",
-                "kube-node-lease",
-                "cert-manager",
-                "ingress-nginx",
-                "monitoring",
-            ]),
-            kinds: strings(&["CustomResourceDefinition", "PersistentVolume"]),
-            labels: strings(&[
-                "app.kubernetes.io/managed-by=Helm",
-                "nanny.ai/protected=true",
-            ]),
-        }
-    }
-}
+pub use nanny_common::protect::ProtectedResources;
 
 impl Default for Config {
     fn default() -> Self {
@@ -201,24 +170,7 @@ impl ServiceConfig for Config {
     nanny_common::service_config_sections!();
 
     fn validate(&self) -> Result<(), Error> {
-        let defaults = ProtectedResources::default();
-        // A config may add protections; dropping a default would weaken the gate.
-        for (key, configured, required) in [
-            (
-                "protected.namespaces",
-                &self.protected.namespaces,
-                &defaults.namespaces,
-            ),
-            ("protected.kinds", &self.protected.kinds, &defaults.kinds),
-            ("protected.labels", &self.protected.labels, &defaults.labels),
-        ] {
-            if let Some(missing) = required.iter().find(|r| !configured.contains(r)) {
-                return Err(Error::config(
-                    key,
-                    format!("must keep the default {missing:?}"),
-                ));
-            }
-        }
+        self.protected.validate()?;
         if !(5..=3600).contains(&self.max_snapshot_age_secs) {
             return Err(Error::config(
                 "max_snapshot_age_secs",
@@ -257,17 +209,6 @@ impl ServiceConfig for Config {
                 "kubernetes.kubeconfig",
                 format!("{:?} is not a readable file", self.kubernetes.kubeconfig),
             ));
-        }
-        for label in &self.protected.labels {
-            match label.split_once('=') {
-                Some((k, v)) if !k.is_empty() && !v.is_empty() => {}
-                _ => {
-                    return Err(Error::config(
-                        "protected.labels",
-                        format!("{label:?} is not key=value"),
-                    ));
-                }
-            }
         }
         // Last: a wrong value is named before the key it runs without.
         self.signing.signer()?;

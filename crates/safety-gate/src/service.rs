@@ -306,6 +306,7 @@ impl SafetyGateService {
                 .policy
                 .as_ref()
                 .is_some_and(|p| p.allow_bare_pod_restart);
+            verdict.human_approved = verdict.matched_rules.iter().any(|r| r == "human-approved");
             self.signer.sign(recommendation, &mut verdict, now);
         }
         verdict

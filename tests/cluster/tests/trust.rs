@@ -11,15 +11,22 @@
 
 use std::{path::Path, time::Duration};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::{Api, ResourceExt as _, api::ListParams};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    autoscaling::v2::HorizontalPodAutoscaler,
+    core::v1::{ConfigMap, Pod},
+};
+use kube::{
+    Api, ResourceExt as _,
+    api::{ListParams, Patch, PatchParams},
+};
 use nanny_cluster_tests::Fixture;
 use nanny_common::tls::{COORDINATOR, OPERATOR, TlsConfig};
 use nanny_proto::{
     service_names,
     v1::{
         Action, ActionType, Decision, ExecuteRequest, GetSnapshotRequest, ObjectRef, Outcome,
-        OutcomeReport, Recommendation, RestartPod, Verdict, action::Kind as ActionKind,
+        OutcomeReport, Recommendation, RestartPod, ScaleHpa, Verdict, action::Kind as ActionKind,
         collector_client::CollectorClient, remediator_client::RemediatorClient,
         safety_gate_client::SafetyGateClient,
     },
@@ -31,6 +38,7 @@ use nanny_test_util::{
     process::{ServiceProcess, cargo_bin},
     requests,
 };
+use serde_json::json;
 use tonic::{Code, transport::Channel};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -293,6 +301,85 @@ async fn the_remediator_acts_only_on_verdicts_the_gate_signed() {
         .await
         .unwrap();
     assert!(records.items.is_empty(), "{:?}", records.items);
+
+    // Gate bypassed: a validly signed verdict for a protected target still
+    // meets the remediator's own checks. The Deployment alone carries the
+    // Helm label, as many charts do; its pod does not.
+    faults::crash_loop(&fx.client, fx.ns(), "charted", 1)
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(fx.client.clone(), fx.ns());
+    deployments
+        .patch(
+            "charted",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({ "metadata": { "labels": { "app.kubernetes.io/managed-by": "Helm" } } }),
+            ),
+        )
+        .await
+        .unwrap();
+    let charted = running_pod(&fx, "charted").await;
+    let mut request = self_approved_restart(&charted, false);
+    request.action_id = "charted-1".into();
+    pki::sign(&mut request);
+    let refused = client.execute(request).await.unwrap().into_inner();
+    assert_eq!(refused.outcome(), Outcome::Refused, "{refused:?}");
+    assert!(
+        refused
+            .error
+            .contains("protected label app.kubernetes.io/managed-by=Helm"),
+        "{}",
+        refused.error
+    );
+    let still = pods.get(&charted.name_any()).await.unwrap();
+    assert_eq!(still.resource_version(), charted.resource_version());
+    // HPA min=max: a signed "raise max" that also forces minReplicas up, with
+    // no human behind it, is refused; the HPA is unchanged.
+    let hpa = faults::hpa_at_max(
+        &fx.client,
+        fx.ns(),
+        "scaled",
+        faults::HpaAtMax {
+            min_replicas: 1,
+            max_replicas: 3,
+            target_cpu_percent: 50,
+            current_cpu_percent: 90,
+        },
+    )
+    .await
+    .unwrap();
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(fx.client.clone(), fx.ns());
+    let hpa = hpas.get(&hpa.name_any()).await.unwrap();
+    let mut request = self_approved_restart(&charted, false);
+    request.action_id = "scaled-1".into();
+    let recommendation = request.recommendation.as_mut().unwrap();
+    recommendation.action = Some(Action {
+        kind: Some(ActionKind::ScaleHpa(ScaleHpa {
+            min_replicas: Some(100),
+            max_replicas: 100,
+        })),
+    });
+    recommendation.target = Some(ObjectRef {
+        kind: "HorizontalPodAutoscaler".into(),
+        api_version: "autoscaling/v2".into(),
+        namespace: fx.ns().into(),
+        name: hpa.name_any(),
+        uid: hpa.uid().unwrap_or_default(),
+        resource_version: hpa.resource_version().unwrap_or_default(),
+    });
+    pki::sign(&mut request);
+    let refused = client.execute(request).await.unwrap().into_inner();
+    assert_eq!(refused.outcome(), Outcome::Refused, "{refused:?}");
+    assert!(
+        refused.error.contains("minReplicas 100"),
+        "{}",
+        refused.error
+    );
+    assert_eq!(
+        hpas.get(&hpa.name_any()).await.unwrap().resource_version(),
+        hpa.resource_version()
+    );
 
     // The gate's own signature, on the same request, is obeyed.
     let result = client

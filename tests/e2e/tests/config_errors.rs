@@ -206,15 +206,14 @@ fn config_file_errors_name_the_file_or_key() {
 
     // The coordinator cannot run without the API server's address: a missing
     // kubeconfig stops it at start-up, naming the key and the file.
-    let (code, stderr) = run(
-        "nanny-coordinator",
-        &[
-            ("NANNY_KUBERNETES__KUBECONFIG", "/nonexistent/kubeconfig"),
-            ("NANNY_SERVER__GRPC_ADDR", "127.0.0.1:0"),
-            ("NANNY_SERVER__HTTP_ADDR", "127.0.0.1:0"),
-        ],
-        &[],
-    );
+    let tls = nanny_test_util::pki::env("nanny-coordinator");
+    let mut env: Vec<(&str, &str)> = tls.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.extend([
+        ("NANNY_KUBERNETES__KUBECONFIG", "/nonexistent/kubeconfig"),
+        ("NANNY_SERVER__GRPC_ADDR", "127.0.0.1:0"),
+        ("NANNY_SERVER__HTTP_ADDR", "127.0.0.1:0"),
+    ]);
+    let (code, stderr) = run("nanny-coordinator", &env, &[]);
     assert!(code.is_some_and(|c| c != 0), "{stderr}");
     assert!(
         stderr.contains("kubernetes.kubeconfig") && stderr.contains("/nonexistent/kubeconfig"),

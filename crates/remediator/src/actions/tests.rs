@@ -27,6 +27,7 @@ fn validated(action: ActionKind, kind: TargetKind) -> Validated {
         dry_run: false,
         verification_window: Duration::from_secs(5),
         allow_bare_pod_restart: false,
+        human_approved: false,
     }
 }
 
@@ -330,4 +331,49 @@ fn taints_the_node_controller_adds_are_not_a_change_a_human_must_see() {
         super::without_controller_taints(other),
         super::without_controller_taints(sick)
     );
+}
+
+#[test]
+fn only_a_human_approved_verdict_raises_hpa_min_replicas() {
+    let hpa = json!({ "kind": "HorizontalPodAutoscaler",
+        "metadata": { "name": "web", "resourceVersion": "9" },
+        "spec": { "minReplicas": 2, "maxReplicas": 10 } });
+    let scale = |min| {
+        ActionKind::ScaleHpa(ScaleHpa {
+            min_replicas: min,
+            max_replicas: 100,
+        })
+    };
+    let mut v = validated(scale(Some(100)), TargetKind::Hpa);
+    let err = plan(&v, &hpa, &Facts::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("minReplicas 100 is above the current 2"),
+        "{err}"
+    );
+    v.human_approved = true;
+    assert!(plan(&v, &hpa, &Facts::default()).is_ok());
+    // Keeping or lowering it, or leaving it out, needs no human.
+    for min in [Some(2), Some(1), None] {
+        let v = validated(scale(min), TargetKind::Hpa);
+        assert!(plan(&v, &hpa, &Facts::default()).is_ok(), "{min:?}");
+    }
+}
+
+#[test]
+fn protection_follows_the_owner_chain() {
+    let protected = nanny_common::protect::ProtectedResources::default();
+    let v = validated(ActionKind::RestartPod(RestartPod {}), TargetKind::Pod);
+    let mut facts = Facts::default();
+    assert_eq!(
+        protection_refusal(&protected, &v, &owned_pod(), &facts),
+        None
+    );
+    facts.owners = vec![
+        json!({ "kind": "ReplicaSet", "metadata": { "namespace": "shop", "name": "web-abc" } }),
+        json!({ "kind": "Deployment", "metadata": { "namespace": "shop", "name": "web",
+            "labels": { "nanny.ai/protected": "true" } } }),
+    ];
+    let reason = protection_refusal(&protected, &v, &owned_pod(), &facts).unwrap();
+    assert!(reason.contains("Deployment shop/web"), "{reason}");
 }

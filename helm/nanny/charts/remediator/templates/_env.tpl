@@ -1,6 +1,15 @@
 {{- define "remediator.env" -}}
 - name: NANNY_VERDICTS__PUBLIC_KEYS
   value: /etc/nanny-verdict-keys/gate.pem
+{{- /* The gate's protections, checked again by the remediator itself. */}}
+{{- with .Values.global.protectedResources }}
+- name: NANNY_PROTECTED__NAMESPACES
+  value: {{ join "," .namespaces | quote }}
+- name: NANNY_PROTECTED__KINDS
+  value: {{ join "," .kinds | quote }}
+- name: NANNY_PROTECTED__LABELS
+  value: {{ join "," .labels | quote }}
+{{- end }}
 - name: NANNY_FIELD_MANAGER
   value: {{ .Values.fieldManager | quote }}
 {{- if .Values.actionRecords.enabled }}
