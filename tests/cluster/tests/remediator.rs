@@ -573,10 +573,11 @@ async fn scale_hpa_verifies_against_status_and_rolls_back_both_bounds() {
         min_replicas: Some(2),
         max_replicas: 6,
     });
-    let result = remediator
-        .execute(approved("scale-web", scale, target(&hpa)))
-        .await
-        .unwrap();
+    // Raising minReplicas (1 → 2) is a person's call: the gate signs it only
+    // after a human approved it.
+    let mut request = approved("scale-web", scale, target(&hpa));
+    request.verdict.as_mut().unwrap().human_approved = true;
+    let result = remediator.execute(request).await.unwrap();
     controller.await.unwrap();
     assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
     let spec = hpas.get("web").await.unwrap().spec.unwrap();

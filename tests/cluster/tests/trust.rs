@@ -133,20 +133,7 @@ async fn the_remediator_refuses_every_caller_but_the_coordinator() {
         .unwrap();
     let pods: Api<Pod> = Api::namespaced(fx.client.clone(), fx.ns());
     let before = running_pod(&fx, "victim").await;
-    let kubeconfig = fx.cluster.kubeconfig.to_string_lossy().into_owned();
-    let remediator = ServiceProcess::spawn(
-        &cargo_bin("nanny-remediator"),
-        &[
-            ("NANNY_KUBECONFIG", &kubeconfig),
-            ("NANNY_STATE_NAMESPACE", fx.ns()),
-        ],
-    )
-    .await
-    .unwrap();
-    remediator
-        .wait_serving(service_names::REMEDIATOR, WAIT)
-        .await
-        .unwrap();
+    let remediator = start_remediator(&fx).await;
     let addr = remediator.grpc_addr;
 
     let mut attackers = forged_channels(addr, "nanny-remediator", &scratch(&fx));
@@ -199,6 +186,26 @@ async fn the_remediator_refuses_every_caller_but_the_coordinator() {
     assert_eq!(after.resource_version(), before.resource_version());
 }
 
+/// The remediator as a process with the admin's kubeconfig (mutual TLS and
+/// the gate's public key from the test PKI), SERVING.
+async fn start_remediator(fx: &Fixture) -> ServiceProcess {
+    let kubeconfig = fx.cluster.kubeconfig.to_string_lossy().into_owned();
+    let remediator = ServiceProcess::spawn(
+        &cargo_bin("nanny-remediator"),
+        &[
+            ("NANNY_KUBECONFIG", &kubeconfig),
+            ("NANNY_STATE_NAMESPACE", fx.ns()),
+        ],
+    )
+    .await
+    .unwrap();
+    remediator
+        .wait_serving(service_names::REMEDIATOR, WAIT)
+        .await
+        .unwrap();
+    remediator
+}
+
 /// A pod of `app`'s Deployment in phase Running.
 async fn running_pod(fx: &Fixture, app: &str) -> Pod {
     eventually(&format!("{app} pod running"), WAIT, || async {
@@ -224,20 +231,7 @@ async fn the_remediator_acts_only_on_verdicts_the_gate_signed() {
         .unwrap();
     let victim = running_pod(&fx, "victim").await;
     let bystander = running_pod(&fx, "bystander").await;
-    let kubeconfig = fx.cluster.kubeconfig.to_string_lossy().into_owned();
-    let remediator = ServiceProcess::spawn(
-        &cargo_bin("nanny-remediator"),
-        &[
-            ("NANNY_KUBECONFIG", &kubeconfig),
-            ("NANNY_STATE_NAMESPACE", fx.ns()),
-        ],
-    )
-    .await
-    .unwrap();
-    remediator
-        .wait_serving(service_names::REMEDIATOR, WAIT)
-        .await
-        .unwrap();
+    let remediator = start_remediator(&fx).await;
     let mut client = RemediatorClient::new(remediator.channel(COORDINATOR));
     let now = std::time::SystemTime::now();
     let gate = nanny_common::verdict::Signer::load(
