@@ -435,8 +435,8 @@ fn validate_parameters(action: &ActionKind) -> Result<(), Error> {
                     "sets neither requests nor limits",
                 ));
             }
-            let requests = patch.requests.clone().unwrap_or_default();
-            let limits = patch.limits.clone().unwrap_or_default();
+            let requests = patch.requests.unwrap_or_default();
+            let limits = patch.limits.unwrap_or_default();
             if let (Some(r), Some(l)) = (requests.memory_bytes, limits.memory_bytes)
                 && r > l
             {
