@@ -203,6 +203,8 @@ fn services(profile: &str, runs: usize, idle: Duration) -> anyhow::Result<()> {
             ("NANNY_PEERS__ANALYZER", urls[1].as_str()),
             ("NANNY_PEERS__SAFETY_GATE", urls[2].as_str()),
             ("NANNY_PEERS__REMEDIATOR", urls[3].as_str()),
+            // Its HealingPolicy watches need the API server, like in a pod.
+            ("NANNY_KUBERNETES__KUBECONFIG", kubeconfig.as_str()),
         ];
         let (startups, coordinator) = measure_startup(&dir.join("nanny-coordinator"), "", &env, runs).await?;
         tokio::time::sleep(idle).await;

@@ -1,7 +1,11 @@
 //! gRPC clients to other Nanny services: lazily connected channels with
 //! timeouts and trace propagation.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
 
 use tonic::{
     service::interceptor::InterceptedService,
@@ -11,7 +15,115 @@ use tonic::{
 use crate::{Error, telemetry::TracePropagation, tls::ClientTls};
 
 /// A channel whose calls carry the caller's trace context.
-pub type TracedChannel = InterceptedService<Channel, TracePropagation>;
+pub type TracedChannel = InterceptedService<ReloadingChannel, TracePropagation>;
+
+/// How often a channel looks at its certificate files.
+const RELOAD_CHECK: Duration = Duration::from_secs(5);
+
+/// A channel that is rebuilt when its client certificate files change, so a
+/// rotated certificate is used for every new connection without a restart.
+/// Calls already made keep their connection.
+#[derive(Clone)]
+pub struct ReloadingChannel {
+    inner: Channel,
+    generation: u64,
+    reload: Option<Arc<Reload>>,
+}
+
+impl std::fmt::Debug for ReloadingChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadingChannel")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a channel with the given TLS side.
+type Build = Box<dyn Fn(&ClientTls) -> Result<Channel, Error> + Send + Sync>;
+
+struct Reload {
+    build: Build,
+    state: Mutex<ReloadState>,
+}
+
+struct ReloadState {
+    generation: u64,
+    channel: Channel,
+    tls: ClientTls,
+    checked: Instant,
+}
+
+impl Reload {
+    /// The current channel when it is newer than `generation`, after a
+    /// look at the files (at most every [`RELOAD_CHECK`]).
+    fn newer(&self, generation: u64) -> Option<(u64, Channel)> {
+        // A poisoned lock: keep the channel in hand rather than guess.
+        let mut state = self.state.lock().ok()?;
+        if state.checked.elapsed() >= RELOAD_CHECK {
+            state.checked = Instant::now();
+            if let Some(tls) = state.tls.reloaded() {
+                match (self.build)(&tls) {
+                    Ok(channel) => {
+                        state.generation += 1;
+                        state.channel = channel;
+                        state.tls = tls;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "Cannot rebuild a channel with the new certificate.");
+                    }
+                }
+            }
+        }
+        (state.generation != generation).then(|| (state.generation, state.channel.clone()))
+    }
+}
+
+impl ReloadingChannel {
+    fn new(
+        tls: Option<&ClientTls>,
+        build: impl Fn(Option<&ClientTls>) -> Result<Channel, Error> + Send + Sync + 'static,
+    ) -> Result<Self, Error> {
+        let inner = build(tls)?;
+        let reload = tls.map(|tls| {
+            Arc::new(Reload {
+                state: Mutex::new(ReloadState {
+                    generation: 0,
+                    channel: inner.clone(),
+                    tls: tls.clone(),
+                    checked: Instant::now(),
+                }),
+                build: Box::new(move |tls| build(Some(tls))),
+            })
+        });
+        Ok(Self {
+            inner,
+            generation: 0,
+            reload,
+        })
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for ReloadingChannel {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = tonic::transport::channel::ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Swapped only here: tower's contract is that the channel polled
+        // ready is the one that serves the call.
+        if let Some((generation, channel)) =
+            self.reload.as_ref().and_then(|r| r.newer(self.generation))
+        {
+            self.inner = channel;
+            self.generation = generation;
+        }
+        tower::Service::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        tower::Service::call(&mut self.inner, request)
+    }
+}
 
 /// A lazily connected channel to `url`: construction never blocks on the
 /// peer, so a service starts even while its peers restart; calls fail fast
@@ -27,10 +139,11 @@ pub fn channel(
     timeout: Duration,
     tls: Option<&ClientTls>,
 ) -> Result<TracedChannel, Error> {
-    Ok(InterceptedService::new(
-        endpoint(key, url, timeout, tls)?.connect_lazy(),
-        TracePropagation,
-    ))
+    let (key, url) = (key.to_owned(), url.to_owned());
+    let channel = ReloadingChannel::new(tls, move |tls| {
+        Ok(endpoint(&key, &url, timeout, tls)?.connect_lazy())
+    })?;
+    Ok(InterceptedService::new(channel, TracePropagation))
 }
 
 fn endpoint(
@@ -78,6 +191,18 @@ pub fn balanced_channel(
     timeout: Duration,
     tls: Option<&ClientTls>,
 ) -> Result<TracedChannel, Error> {
+    let (key, url) = (key.to_owned(), url.to_owned());
+    // A rebuilt balanced channel drops the old one, whose resolver then stops.
+    let channel = ReloadingChannel::new(tls, move |tls| balanced(&key, &url, timeout, tls))?;
+    Ok(InterceptedService::new(channel, TracePropagation))
+}
+
+fn balanced(
+    key: &str,
+    url: &str,
+    timeout: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<Channel, Error> {
     let template = endpoint(key, url, timeout, tls)?;
     let uri = template.uri().clone();
     let host = uri
@@ -86,7 +211,7 @@ pub fn balanced_channel(
         .trim_matches(['[', ']'])
         .to_owned();
     if host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" {
-        return channel(key, url, timeout, tls);
+        return Ok(template.connect_lazy());
     }
     let scheme = uri.scheme_str().unwrap_or("http").to_owned();
     let port = uri
@@ -129,5 +254,5 @@ pub fn balanced_channel(
             tokio::time::sleep(RESOLVE_INTERVAL).await;
         }
     });
-    Ok(InterceptedService::new(balanced, TracePropagation))
+    Ok(balanced)
 }

@@ -164,8 +164,12 @@ impl TlsConfig {
         if self.insecure_dev {
             return Ok(None);
         }
+        let stamps = self.stamps();
         let material = Material::load(self)?;
         Ok(Some(ClientTls {
+            settings: self.clone(),
+            peer: peer_identity.to_owned(),
+            stamps,
             config: tonic::transport::ClientTlsConfig::new()
                 .ca_certificate(tonic::transport::Certificate::from_pem(&material.ca_pem))
                 .identity(tonic::transport::Identity::from_pem(
@@ -269,12 +273,36 @@ impl Material {
 #[derive(Debug, Clone)]
 pub struct ClientTls {
     config: tonic::transport::ClientTlsConfig,
+    /// Where it was read from, to notice a rotation.
+    settings: TlsConfig,
+    peer: String,
+    stamps: Vec<Option<SystemTime>>,
 }
 
 impl ClientTls {
     /// The tonic configuration.
     pub fn config(&self) -> tonic::transport::ClientTlsConfig {
         self.config.clone()
+    }
+
+    /// The same side read anew, when its files changed since it was read
+    /// and the new set loads (a half-written rotation is logged and skipped
+    /// until it is complete).
+    pub fn reloaded(&self) -> Option<Self> {
+        if self.settings.stamps() == self.stamps {
+            return None;
+        }
+        match self.settings.client(&self.peer) {
+            Ok(Some(fresh)) => {
+                tracing::info!(peer = %self.peer, "Reloaded the client certificate after a change on disk.");
+                Some(fresh)
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, peer = %self.peer, "The client certificate files changed but do not load; keeping the current ones.");
+                None
+            }
+        }
     }
 }
 

@@ -453,6 +453,18 @@ async fn the_gate_and_the_collector_serve_only_their_callers() {
         .into_inner();
     assert_eq!(verdict.decision(), Decision::Approved, "{verdict:?}");
     assert_eq!(audited(), before + 1);
+    // A counted recommendation id reused for another pod is a replay.
+    let mut replayed = requests::crashloop_restart(fx.ns(), "web-2");
+    replayed.recommendation.as_mut().unwrap().id = verdict.recommendation_id.clone();
+    let refused = coordinator.review(replayed).await.unwrap().into_inner();
+    assert_eq!(refused.decision(), Decision::Denied, "{refused:?}");
+    assert_eq!(
+        refused.matched_rules.last().map(String::as_str),
+        Some("replayed-id")
+    );
+    assert!(refused.signature.is_empty(), "a denial is never signed");
+    assert_eq!(audited(), before + 2, "and audited");
+    let before = before + 1;
     // Even the coordinator's outcomes count only under a verdict the gate
     // issued for that recommendation and target.
     let target = request.recommendation.as_ref().unwrap().target.clone();
