@@ -28,11 +28,12 @@ const NAMESPACE: &str = "nanny";
 
 /// The value sets rendered to `deploy/rendered/<name>.yaml`: a name and the
 /// values files layered over the chart's defaults.
-pub const VALUE_SETS: [(&str, &[&str]); 7] = [
+pub const VALUE_SETS: [(&str, &[&str]); 8] = [
     ("default", &[]),
     ("gpu", &["helm/nanny/ci/gpu-values.yaml"]),
     ("canary", &["helm/nanny/ci/canary-values.yaml"]),
     ("ollama", &["helm/nanny/ci/ollama-values.yaml"]),
+    ("cert-manager", &["helm/nanny/ci/cert-manager-values.yaml"]),
     ("dev", &["deploy/environments/dev/values.yaml"]),
     ("staging", &["deploy/environments/staging/values.yaml"]),
     ("prod", &["deploy/environments/prod/values.yaml"]),

@@ -403,16 +403,21 @@ fn with_chart_certificates(
     env_of(deployment)
         .into_iter()
         .map(|(key, value)| {
-            let Some((file, data)) = mounted
-                .iter()
-                .find_map(|(prefix, data)| Some((value.strip_prefix(prefix)?, data)))
-            else {
-                assert!(!key.starts_with("NANNY_TLS__"), "{service}: {key}={value}");
-                return (key, value);
-            };
-            let local = dir.join(file);
-            std::fs::write(&local, &data[file].0).unwrap();
-            (key, local.display().to_string())
+            // A value may list several mounted files (`a.pem,b.pem`).
+            let mut local_paths = Vec::new();
+            for path in value.split(',') {
+                let Some((file, data)) = mounted
+                    .iter()
+                    .find_map(|(prefix, data)| Some((path.strip_prefix(prefix)?, data)))
+                else {
+                    assert!(!key.starts_with("NANNY_TLS__"), "{service}: {key}={value}");
+                    return (key, value);
+                };
+                let local = dir.join(file);
+                std::fs::write(&local, &data[file].0).unwrap();
+                local_paths.push(local.display().to_string());
+            }
+            (key, local_paths.join(","))
         })
         .collect()
 }
@@ -766,6 +771,28 @@ fn rbac_is_least_privilege_and_cluster_names_carry_the_release() {
             );
         }
     }
+}
+
+#[test]
+fn during_a_verdict_key_rotation_the_remediator_trusts_both_keys() {
+    let dir = std::env::temp_dir().join(format!("nanny-helm-rotation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    nanny_test_util::pki::write_signing_key(&dir, "old").unwrap();
+    let previous = format!(
+        "global.verdictSigning.previousCertificate={}",
+        dir.join("old.pem").display()
+    );
+    let objects = objects(&template(&["--set-file", &previous]).unwrap());
+    let gate = check_service::<nanny_safety_gate::Config>(&objects, "safety-gate");
+    let remediator = check_service::<nanny_remediator::Config>(&objects, "remediator");
+    let trusted = remediator.verdicts.verifier().unwrap();
+    let old = nanny_common::verdict::Verifier::load("old", &[dir.join("old.pem")]).unwrap();
+    let current = gate.signing.signer().unwrap();
+    assert_eq!(
+        trusted.key_ids(),
+        [current.key_id(), old.key_ids()[0]],
+        "the gate's key and the previous one"
+    );
 }
 
 #[test]
