@@ -276,7 +276,7 @@ impl Executor {
             .pointer("/spec/scaleTargetRef")
             .filter(|_| str_at(object, "/kind") == "HorizontalPodAutoscaler")
             .cloned()
-            .or_else(|| controller_ref(object));
+            .or_else(|| controller_ref(object).cloned());
         while let Some(reference) = next.take() {
             let text = |key: &str| reference.get(key).and_then(Value::as_str).unwrap_or("");
             let Some(owner) = self
@@ -285,7 +285,9 @@ impl Executor {
             else {
                 break;
             };
-            next = controller_ref(&owner).filter(|_| owners.len() + 1 < MAX_DEPTH);
+            next = controller_ref(&owner)
+                .filter(|_| owners.len() + 1 < MAX_DEPTH)
+                .cloned();
             owners.push(owner);
         }
         Ok(owners)
@@ -875,13 +877,12 @@ pub fn drain_skip_reason(pod: &Value) -> Option<&'static str> {
 }
 
 /// The controller owner reference of `object`, if any.
-fn controller_ref(object: &Value) -> Option<Value> {
+fn controller_ref(object: &Value) -> Option<&Value> {
     object
         .pointer("/metadata/ownerReferences")?
         .as_array()?
         .iter()
         .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
-        .cloned()
 }
 
 /// Why `current` (with the owners in `facts`) must not be touched, if it
@@ -904,17 +905,12 @@ pub fn protection_refusal(
 
 /// The controlling owner's kind and uid.
 pub fn controller(object: &Value) -> Option<(&str, &str)> {
-    object
-        .pointer("/metadata/ownerReferences")?
-        .as_array()?
-        .iter()
-        .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
-        .map(|o| {
-            (
-                o.get("kind").and_then(Value::as_str).unwrap_or_default(),
-                o.get("uid").and_then(Value::as_str).unwrap_or_default(),
-            )
-        })
+    controller_ref(object).map(|o| {
+        (
+            o.get("kind").and_then(Value::as_str).unwrap_or_default(),
+            o.get("uid").and_then(Value::as_str).unwrap_or_default(),
+        )
+    })
 }
 
 /// When a Job finished: its Complete or Failed condition's transition time

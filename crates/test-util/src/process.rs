@@ -256,10 +256,10 @@ pub async fn health_status(
     channel: tonic::transport::Channel,
     service: &str,
 ) -> anyhow::Result<ServingStatus> {
-    let mut request = tonic::Request::new(HealthCheckRequest {
+    let request = HealthCheckRequest {
         service: service.to_owned(),
-    });
-    request.set_timeout(Duration::from_secs(2));
+    };
+    // Covers the lazy channel's connect and handshake, not just the call.
     let response = tokio::time::timeout(
         Duration::from_secs(2),
         HealthClient::new(channel).check(request),

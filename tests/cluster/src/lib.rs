@@ -104,6 +104,30 @@ impl Fixture {
         path
     }
 
+    /// The collector as a process watching this cluster (admin kubeconfig,
+    /// the cluster's Prometheus), SERVING.
+    ///
+    /// # Panics
+    /// When it does not start or serve within a minute.
+    pub async fn start_collector(&self) -> nanny_test_util::process::ServiceProcess {
+        use nanny_test_util::process::{ServiceProcess, cargo_bin};
+        let kubeconfig = self.cluster.kubeconfig.to_string_lossy().into_owned();
+        let collector = ServiceProcess::spawn(
+            &cargo_bin("nanny-collector"),
+            &[
+                ("NANNY_KUBERNETES__KUBECONFIG", &kubeconfig),
+                ("NANNY_PROMETHEUS__URL", &self.cluster.prometheus_url),
+            ],
+        )
+        .await
+        .unwrap();
+        collector
+            .wait_serving("nanny.v1.Collector", Duration::from_secs(60))
+            .await
+            .unwrap();
+        collector
+    }
+
     /// The namespace name.
     pub fn ns(&self) -> &str {
         &self.namespace.name

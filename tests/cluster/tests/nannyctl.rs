@@ -442,19 +442,7 @@ async fn snapshot_from_the_collector_replays_through_the_analyzer() {
         .await
         .unwrap();
     let kubeconfig = fx.cluster.kubeconfig.to_string_lossy().into_owned();
-    let collector = ServiceProcess::spawn(
-        &cargo_bin("nanny-collector"),
-        &[
-            ("NANNY_KUBERNETES__KUBECONFIG", &kubeconfig),
-            ("NANNY_PROMETHEUS__URL", &fx.cluster.prometheus_url),
-        ],
-    )
-    .await
-    .unwrap();
-    collector
-        .wait_serving("nanny.v1.Collector", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let collector = fx.start_collector().await;
     // Rules only (the analyzer's LLM is off by default); the crash-loop rule
     // from the first restart, so the test need not wait for three.
     let analyzer = ServiceProcess::spawn(

@@ -503,20 +503,7 @@ async fn the_gate_and_the_collector_serve_only_their_callers() {
     assert_eq!(audited(), before + 2);
 
     // The collector serves the coordinator and operators, not other services.
-    let kubeconfig = fx.cluster.kubeconfig.to_string_lossy().into_owned();
-    let collector = ServiceProcess::spawn(
-        &cargo_bin("nanny-collector"),
-        &[
-            ("NANNY_KUBERNETES__KUBECONFIG", &kubeconfig),
-            ("NANNY_PROMETHEUS__URL", &fx.cluster.prometheus_url),
-        ],
-    )
-    .await
-    .unwrap();
-    collector
-        .wait_serving(service_names::COLLECTOR, WAIT)
-        .await
-        .unwrap();
+    let collector = fx.start_collector().await;
     let snapshot = |identity: &str| {
         let mut client = CollectorClient::new(collector.channel(identity));
         async move {
