@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
                 nanny_test_util::pki::Validity::Current,
             )?;
             println!(
-                "wrote ca.pem and a certificate and key per identity ({}) to {}",
+                "wrote ca.pem, a certificate and key per identity ({}), the verdict key pair and the records' MAC key to {}",
                 nanny_common::tls::IDENTITIES.join(", "),
                 out.display()
             );

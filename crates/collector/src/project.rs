@@ -3,7 +3,8 @@
 //! Redaction happens here, by construction: a projection copies only the
 //! fields it names. Nothing reads Secrets or ConfigMaps, env vars are never
 //! copied (names or values), annotations pass only through the allow-list,
-//! and free text (event messages) is cut and marked untrusted.
+//! and free text (event messages) has its secrets masked, is cut and marked
+//! untrusted.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -69,9 +70,10 @@ impl Redaction {
             .collect()
     }
 
-    /// Cuts `text` to the limit on a character boundary and marks it untrusted.
+    /// Masks secrets in `text` ([`nanny_common::redact`]), cuts it to the
+    /// limit on a character boundary and marks it untrusted.
     pub fn untrusted(&self, text: &str) -> pb::UntrustedText {
-        let (text, truncated) = truncate(text, self.max_text_bytes);
+        let (text, truncated) = truncate(&nanny_common::redact::text(text), self.max_text_bytes);
         pb::UntrustedText { text, truncated }
     }
 }

@@ -2,11 +2,13 @@
 //! SHA-256 of the previous record, so that changing, removing or reordering
 //! any record breaks the chain at that point (`nannyctl audit verify`).
 //!
-//! Limits: the chain is an unkeyed hash, so it detects edits, removals and
-//! reordering inside the log, but not the loss of its tail (truncation,
-//! deletion) nor a rewrite of every record after some point. Anchoring the
-//! latest hash outside the file (HealingAction status, a keyed MAC) is the
-//! next step; see the safety-gate issue notes.
+//! Every record is also signed (Ed25519, the gate's verdict key) over its
+//! hash, so re-hashing the chain after an edit does not help without the
+//! key. Losing the tail (truncation) leaves an intact, shorter chain: it is
+//! caught against [`Anchor`]s kept outside the file. The gate returns the
+//! anchor of each verdict's record with the verdict, and the coordinator
+//! keeps it in the HealingAction's status (`nannyctl audit verify
+//! --anchors-from-cluster`).
 
 use std::{
     fs::{File, OpenOptions},
@@ -16,6 +18,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+use crate::verdict::{Signer, Verifier};
 
 /// The hash before the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -35,6 +39,35 @@ pub struct AuditRecord {
     pub entry: serde_json::Value,
     /// SHA-256 over every field above, hex.
     pub hash: String,
+    /// Ed25519 signature by the gate's key over `hash`, hex.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub signature: String,
+    /// Which gate key signed it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key_id: String,
+}
+
+/// Where the chain stood after one record: kept outside the log, it shows a
+/// later truncation or rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    /// The record's position, from 1.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: String,
+    /// Where the anchor was kept, for messages (e.g. a HealingAction).
+    pub source: String,
+}
+
+/// What a verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Records in the log.
+    pub records: u64,
+    /// The last record's hash ([`GENESIS`] for an empty log).
+    pub head: String,
+    /// Anchors checked against the log.
+    pub anchors: usize,
 }
 
 impl AuditRecord {
@@ -71,6 +104,20 @@ pub enum AuditError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The log is shorter than an anchor kept outside it: its tail was cut.
+    #[error(
+        "audit log {path}: truncated: {source_name} anchors record {anchored}, but the log ends at record {records}"
+    )]
+    Truncated {
+        /// The log file.
+        path: PathBuf,
+        /// Records in the log.
+        records: u64,
+        /// The anchored record's position.
+        anchored: u64,
+        /// Where the anchor was kept.
+        source_name: String,
+    },
     /// A record does not fit the chain.
     #[error("audit log {path}, line {line}: {problem}")]
     Broken {
@@ -90,16 +137,23 @@ pub struct AuditLog {
     file: File,
     seq: u64,
     last_hash: String,
+    signer: std::sync::Arc<Signer>,
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log and returns its records; an existing log
-    /// is verified first, and a broken one is refused — a chain that cannot
-    /// be checked cannot be extended.
+    /// Opens (or creates) the log, signing with `signer`, and returns its
+    /// records; an existing log is verified first (its chain, and the
+    /// signature of every record `signer`'s key made; records of an earlier
+    /// key are checked by `nannyctl audit verify` with both keys), and a
+    /// broken or unsigned one is refused: a chain that cannot be checked
+    /// cannot be extended.
     ///
     /// # Errors
     /// [`AuditError`] when the file cannot be opened or its chain is broken.
-    pub fn open(path: &Path) -> Result<(Self, Vec<AuditRecord>), AuditError> {
+    pub fn open(
+        path: &Path,
+        signer: std::sync::Arc<Signer>,
+    ) -> Result<(Self, Vec<AuditRecord>), AuditError> {
         let io = |source| AuditError::Io {
             path: path.to_owned(),
             source,
@@ -109,6 +163,12 @@ impl AuditLog {
         } else {
             Vec::new()
         };
+        let own = signer.verifier();
+        for (index, record) in records.iter().enumerate() {
+            if record.signature.is_empty() || record.key_id == signer.key_id() {
+                check_signature(path, index + 1, record, &own)?;
+            }
+        }
         let (seq, last_hash) = records
             .last()
             .map_or((0, GENESIS.to_owned()), |r| (r.seq, r.hash.clone()));
@@ -123,12 +183,14 @@ impl AuditLog {
                 file,
                 seq,
                 last_hash,
+                signer,
             },
             records,
         ))
     }
 
-    /// Appends one record and flushes it to the OS before returning.
+    /// Appends one signed record and flushes it to the disk before
+    /// returning its anchor.
     ///
     /// # Errors
     /// [`AuditError::Io`] when the write fails; the caller must then treat
@@ -138,7 +200,7 @@ impl AuditLog {
         time: String,
         audit_id: String,
         entry: serde_json::Value,
-    ) -> Result<(), AuditError> {
+    ) -> Result<Anchor, AuditError> {
         let mut record = AuditRecord {
             seq: self.seq + 1,
             prev_hash: self.last_hash.clone(),
@@ -146,8 +208,11 @@ impl AuditLog {
             audit_id,
             entry,
             hash: String::new(),
+            signature: String::new(),
+            key_id: String::new(),
         };
         record.hash = record.compute_hash();
+        (record.key_id, record.signature) = self.signer.sign_audit(&record.hash);
         let io = |source| AuditError::Io {
             path: self.path.clone(),
             source,
@@ -167,9 +232,31 @@ impl AuditLog {
             return Err(io(error));
         }
         self.seq = record.seq;
-        self.last_hash = record.hash;
-        Ok(())
+        self.last_hash.clone_from(&record.hash);
+        Ok(Anchor {
+            seq: record.seq,
+            hash: record.hash,
+            source: String::new(),
+        })
     }
+}
+
+fn check_signature(
+    path: &Path,
+    line: usize,
+    record: &AuditRecord,
+    verifier: &Verifier,
+) -> Result<(), AuditError> {
+    verifier
+        .verify_audit(&record.hash, &record.key_id, &record.signature)
+        .map_err(|error| AuditError::Broken {
+            path: path.to_owned(),
+            line,
+            problem: format!(
+                "record {} (audit id {}) is not signed by a trusted gate key: {error}",
+                record.seq, record.audit_id
+            ),
+        })
 }
 
 /// Every record of a log, checking the whole chain on the way.
@@ -226,20 +313,64 @@ pub fn read(path: &Path) -> Result<Vec<AuditRecord>, AuditError> {
     Ok(records)
 }
 
-/// Checks the whole chain; returns the record count and the last hash.
+/// Checks the whole chain, every record's signature against `verifier`'s
+/// keys, and the log against `anchors` kept outside it (truncation and
+/// rewrites).
 ///
 /// # Errors
-/// As [`read`].
-pub fn verify(path: &Path) -> Result<(u64, String), AuditError> {
+/// As [`read`]; [`AuditError::Broken`] for a record not signed by a trusted
+/// key or different from its anchor; [`AuditError::Truncated`] when an
+/// anchor lies beyond the log's end.
+pub fn verify(path: &Path, verifier: &Verifier, anchors: &[Anchor]) -> Result<Report, AuditError> {
     let records = read(path)?;
-    Ok(records
-        .last()
-        .map_or((0, GENESIS.to_owned()), |r| (r.seq, r.hash.clone())))
+    for (index, record) in records.iter().enumerate() {
+        check_signature(path, index + 1, record, verifier)?;
+    }
+    let count = records.len() as u64;
+    for anchor in anchors {
+        let Some(record) = usize::try_from(anchor.seq)
+            .ok()
+            .and_then(|seq| records.get(seq.checked_sub(1)?))
+        else {
+            return Err(AuditError::Truncated {
+                path: path.to_owned(),
+                records: count,
+                anchored: anchor.seq,
+                source_name: anchor.source.clone(),
+            });
+        };
+        if record.hash != anchor.hash {
+            return Err(AuditError::Broken {
+                path: path.to_owned(),
+                line: usize::try_from(anchor.seq).unwrap_or(usize::MAX),
+                problem: format!(
+                    "record {} differs from its anchor in {}: the log was rewritten from here",
+                    anchor.seq, anchor.source
+                ),
+            });
+        }
+    }
+    Ok(Report {
+        records: count,
+        head: records
+            .last()
+            .map_or_else(|| GENESIS.to_owned(), |r| r.hash.clone()),
+        anchors: anchors.len(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+
+    fn signer() -> Arc<Signer> {
+        Arc::new(Signer::from_bytes(
+            &[9; 32],
+            std::time::Duration::from_secs(60),
+        ))
+    }
 
     fn log_with(records: usize) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
@@ -250,7 +381,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("audit.jsonl");
         let _ = std::fs::remove_file(&path);
-        let (mut log, _) = AuditLog::open(&path).unwrap();
+        let (mut log, _) = AuditLog::open(&path, signer()).unwrap();
         for i in 0..records {
             log.append(
                 format!("2026-11-22T00:00:0{i}Z"),
@@ -260,6 +391,10 @@ mod tests {
             .unwrap();
         }
         path
+    }
+
+    fn check(path: &Path, anchors: &[Anchor]) -> Result<Report, AuditError> {
+        verify(path, &signer().verifier(), anchors)
     }
 
     fn edit_line(path: &Path, line: usize, edit: impl Fn(&str) -> String) {
@@ -272,24 +407,42 @@ mod tests {
         std::fs::write(path, lines.join("\n") + "\n").unwrap();
     }
 
+    fn anchor(path: &Path, seq: u64) -> Anchor {
+        let records = read(path).unwrap();
+        Anchor {
+            seq,
+            hash: records[usize::try_from(seq).unwrap() - 1].hash.clone(),
+            source: format!("HealingAction shop/ha-{seq}"),
+        }
+    }
+
     #[test]
     fn an_intact_chain_verifies_and_reopening_continues_it() {
         let path = log_with(3);
-        assert_eq!(verify(&path).unwrap().0, 3);
-        let (mut log, _) = AuditLog::open(&path).unwrap();
-        log.append("t".into(), "a3".into(), serde_json::json!({}))
+        let anchored = anchor(&path, 3);
+        assert_eq!(
+            check(&path, std::slice::from_ref(&anchored))
+                .unwrap()
+                .records,
+            3
+        );
+        let (mut log, _) = AuditLog::open(&path, signer()).unwrap();
+        let next = log
+            .append("t".into(), "a3".into(), serde_json::json!({}))
             .unwrap();
-        assert_eq!(verify(&path).unwrap().0, 4);
+        assert_eq!(next.seq, 4);
+        let report = check(&path, &[anchored]).unwrap();
+        assert_eq!((report.records, report.head), (4, next.hash));
     }
 
     #[test]
     fn a_modified_record_is_named() {
         let path = log_with(3);
         edit_line(&path, 2, |l| l.replace("DENIED", "APPROVED"));
-        let err = verify(&path).unwrap_err().to_string();
+        let err = check(&path, &[]).unwrap_err().to_string();
         assert!(err.contains("line 2") && err.contains("modified"), "{err}");
         assert!(
-            AuditLog::open(&path).is_err(),
+            AuditLog::open(&path, signer()).is_err(),
             "a broken chain is not extended"
         );
     }
@@ -302,7 +455,12 @@ mod tests {
             .unwrap()
             .replace("\n\n", "\n");
         std::fs::write(&path, text).unwrap();
-        assert!(verify(&path).unwrap_err().to_string().contains("line 2"));
+        assert!(
+            check(&path, &[])
+                .unwrap_err()
+                .to_string()
+                .contains("line 2")
+        );
 
         // Recomputing the tampered record's own hash does not help: the next one breaks.
         let path = log_with(3);
@@ -312,6 +470,99 @@ mod tests {
             record.hash = record.compute_hash();
             serde_json::to_string(&record).unwrap()
         });
-        assert!(verify(&path).unwrap_err().to_string().contains("line 3"));
+        assert!(
+            check(&path, &[])
+                .unwrap_err()
+                .to_string()
+                .contains("line 3")
+        );
+    }
+
+    /// Flips one decision and re-hashes every record after it, as an
+    /// attacker without the key would.
+    fn rewrite_from(path: &Path, line: usize) {
+        let mut records = read(path).unwrap();
+        let mut prev = records[line - 2].hash.clone();
+        for record in &mut records[line - 1..] {
+            record.entry = serde_json::json!({"decision": "APPROVED"});
+            record.prev_hash = prev;
+            record.hash = record.compute_hash();
+            prev = record.hash.clone();
+        }
+        let text: String = records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn a_rewritten_and_rehashed_tail_fails_its_signatures_and_its_anchor() {
+        let path = log_with(4);
+        let anchored = anchor(&path, 3);
+        rewrite_from(&path, 2);
+        assert!(read(&path).is_ok(), "the unkeyed chain alone is intact");
+        let err = check(&path, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2") && err.contains("not signed by a trusted gate key"),
+            "{err}"
+        );
+        // Stripping the signatures is no way out either.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let stripped: String = text
+            .lines()
+            .map(|l| {
+                let mut record: AuditRecord = serde_json::from_str(l).unwrap();
+                record.signature.clear();
+                serde_json::to_string(&record).unwrap() + "\n"
+            })
+            .collect();
+        std::fs::write(&path, stripped).unwrap();
+        assert!(check(&path, &[]).is_err());
+        assert!(AuditLog::open(&path, signer()).is_err());
+        let other = Arc::new(Signer::from_bytes(
+            &[1; 32],
+            std::time::Duration::from_secs(1),
+        ));
+        let err = verify(&path, &other.verifier(), &[anchored]).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn a_cut_tail_is_caught_by_its_anchor() {
+        let path = log_with(5);
+        let anchored = anchor(&path, 4);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: Vec<&str> = text.lines().take(2).collect();
+        std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+        assert_eq!(check(&path, &[]).unwrap().records, 2, "intact but shorter");
+        let err = check(&path, &[anchored]).unwrap_err();
+        assert!(matches!(
+            err,
+            AuditError::Truncated {
+                records: 2,
+                anchored: 4,
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "audit log {}: truncated: HealingAction shop/ha-4 anchors record 4, but the log ends at record 2",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_record_that_differs_from_its_anchor_is_named() {
+        let path = log_with(3);
+        let mut anchored = anchor(&path, 2);
+        anchored.hash = GENESIS.to_owned();
+        let err = check(&path, &[anchored]).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2") && err.contains("differs from its anchor"),
+            "{err}"
+        );
     }
 }

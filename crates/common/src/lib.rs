@@ -14,6 +14,7 @@ pub mod kube;
 pub mod metrics;
 pub mod protect;
 pub mod quantity;
+pub mod redact;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;

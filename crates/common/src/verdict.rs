@@ -14,53 +14,117 @@ use ed25519_dalek::{
     Signature, Signer as _, SigningKey, VerifyingKey,
     pkcs8::{DecodePrivateKey as _, DecodePublicKey as _},
 };
-use nanny_proto::v1::{Recommendation, Verdict};
+use nanny_proto::v1::{ObjectRef, Recommendation, Verdict};
 use sha2::{Digest as _, Sha256};
 
 use crate::Error;
 
 /// Separates this digest from any other use of the key.
 const DOMAIN: &[u8] = b"nanny.v1.Verdict/1";
+/// The same for rollback verdicts.
+const ROLLBACK_DOMAIN: &[u8] = b"nanny.v1.RollbackVerdict/1";
+/// The same for audit records ([`crate::audit`]).
+const AUDIT_DOMAIN: &[u8] = b"nanny.v1.AuditRecord/1";
+
+fn audit_digest(record_hash: &str) -> [u8; 32] {
+    let mut fields = Fields::new(AUDIT_DOMAIN);
+    fields.add(record_hash.as_bytes());
+    fields.finish()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Length-prefixes every field, so no two contents share a digest by
+/// concatenation.
+struct Fields(Sha256);
+
+impl Fields {
+    fn new(domain: &[u8]) -> Self {
+        let mut fields = Self(Sha256::new());
+        fields.add(domain);
+        fields
+    }
+
+    fn add(&mut self, bytes: &[u8]) {
+        self.0.update((bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
+    }
+
+    fn target(&mut self, target: &ObjectRef) {
+        for part in [
+            &target.kind,
+            &target.api_version,
+            &target.namespace,
+            &target.name,
+            &target.uid,
+            &target.resource_version,
+        ] {
+            self.add(part.as_bytes());
+        }
+    }
+
+    /// The verdict's own signed fields.
+    fn verdict(&mut self, verdict: &Verdict) {
+        self.add(verdict.recommendation_id.as_bytes());
+        self.add(verdict.policy_ref.as_bytes());
+        self.add(&verdict.decision.to_be_bytes());
+        let expires = verdict.expires_at.unwrap_or_default();
+        self.add(&expires.seconds.to_be_bytes());
+        self.add(&expires.nanos.to_be_bytes());
+        self.add(&[u8::from(verdict.allow_bare_pod_restart)]);
+        self.add(&[u8::from(verdict.human_approved)]);
+    }
+
+    fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+}
 
 /// SHA-256 over what a signature covers: the recommendation (id, action with
 /// its parameters, target with uid and resourceVersion), the policy, the
-/// decision, the expiry, `allow_bare_pod_restart` and `human_approved`. Every field is
-/// length-prefixed, so no two contents share a digest by concatenation.
+/// decision, the expiry, `allow_bare_pod_restart` and `human_approved`.
 pub fn digest(recommendation: &Recommendation, verdict: &Verdict) -> [u8; 32] {
-    let mut hash = Sha256::new();
-    let mut field = |bytes: &[u8]| {
-        hash.update((bytes.len() as u64).to_be_bytes());
-        hash.update(bytes);
-    };
-    field(DOMAIN);
-    field(recommendation.id.as_bytes());
-    field(
+    let mut fields = Fields::new(DOMAIN);
+    fields.add(recommendation.id.as_bytes());
+    fields.add(
         &recommendation
             .action
             .as_ref()
             .map(prost::Message::encode_to_vec)
             .unwrap_or_default(),
     );
-    let target = recommendation.target.clone().unwrap_or_default();
-    for part in [
-        &target.kind,
-        &target.api_version,
-        &target.namespace,
-        &target.name,
-        &target.uid,
-        &target.resource_version,
-    ] {
-        field(part.as_bytes());
-    }
-    field(verdict.recommendation_id.as_bytes());
-    field(verdict.policy_ref.as_bytes());
-    field(&verdict.decision.to_be_bytes());
-    let expires = verdict.expires_at.unwrap_or_default();
-    field(&expires.seconds.to_be_bytes());
-    field(&expires.nanos.to_be_bytes());
-    field(&[u8::from(verdict.allow_bare_pod_restart)]);
-    field(&[u8::from(verdict.human_approved)]);
-    hash.finalize().into()
+    fields.target(&recommendation.target.clone().unwrap_or_default());
+    fields.verdict(verdict);
+    fields.finish()
+}
+
+/// SHA-256 over what a rollback verdict covers: the action id, the target
+/// (kind, namespace, name, uid), and the verdict's own fields. Its own
+/// domain, so an Execute verdict never passes as a rollback one, or back.
+pub fn rollback_digest(action_id: &str, target: &ObjectRef, verdict: &Verdict) -> [u8; 32] {
+    let mut fields = Fields::new(ROLLBACK_DOMAIN);
+    fields.add(action_id.as_bytes());
+    fields.target(&ObjectRef {
+        kind: target.kind.clone(),
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+        uid: target.uid.clone(),
+        ..ObjectRef::default()
+    });
+    fields.verdict(verdict);
+    fields.finish()
 }
 
 /// Hex of the first 8 bytes of the SHA-256 of a raw public key.
@@ -113,16 +177,62 @@ impl Signer {
         })
     }
 
+    /// A signer from a raw 32-byte secret (tests and tools; services load
+    /// a PEM file with [`Signer::load`]).
+    pub fn from_bytes(secret: &[u8; 32], ttl: Duration) -> Self {
+        let key = SigningKey::from_bytes(secret);
+        Self {
+            key_id: key_id(&key.verifying_key()),
+            key,
+            ttl,
+        }
+    }
+
     /// The id verdicts name this key by.
     pub fn key_id(&self) -> &str {
         &self.key_id
     }
 
+    /// A verifier trusting exactly this key.
+    pub fn verifier(&self) -> Verifier {
+        Verifier {
+            keys: vec![(self.key_id.clone(), self.key.verifying_key())],
+        }
+    }
+
     /// Sets `verdict`'s expiry, key id and signature, for `recommendation`.
     pub fn sign(&self, recommendation: &Recommendation, verdict: &mut Verdict, now: SystemTime) {
+        self.sign_with(verdict, now, |v| digest(recommendation, v));
+    }
+
+    /// Sets `verdict`'s expiry, key id and signature, for rolling back
+    /// action `action_id` on `target`.
+    pub fn sign_rollback(
+        &self,
+        action_id: &str,
+        target: &ObjectRef,
+        verdict: &mut Verdict,
+        now: SystemTime,
+    ) {
+        self.sign_with(verdict, now, |v| rollback_digest(action_id, target, v));
+    }
+
+    /// Signs an audit record's hash: `(key id, signature hex)`. A log signed
+    /// this way cannot be rewritten, even re-hashed, without this key.
+    pub fn sign_audit(&self, record_hash: &str) -> (String, String) {
+        let signature = self.key.sign(&audit_digest(record_hash));
+        (self.key_id.clone(), hex(&signature.to_bytes()))
+    }
+
+    fn sign_with(
+        &self,
+        verdict: &mut Verdict,
+        now: SystemTime,
+        digest: impl FnOnce(&Verdict) -> [u8; 32],
+    ) {
         verdict.expires_at = Some((now + self.ttl).into());
         verdict.key_id = self.key_id.clone();
-        let signature = self.key.sign(&digest(recommendation, verdict));
+        let signature = self.key.sign(&digest(verdict));
         verdict.signature = signature.to_bytes().to_vec();
     }
 }
@@ -198,6 +308,56 @@ impl Verifier {
         verdict: &Verdict,
         now: SystemTime,
     ) -> Result<(), VerdictError> {
+        self.verify_digest(verdict, &digest(recommendation, verdict), now)
+    }
+
+    /// Checks `verdict` was signed by a trusted key for rolling back exactly
+    /// action `action_id` on `target`, and has not expired at `now`.
+    ///
+    /// # Errors
+    /// The [`VerdictError`] that refuses it.
+    pub fn verify_rollback(
+        &self,
+        action_id: &str,
+        target: &ObjectRef,
+        verdict: &Verdict,
+        now: SystemTime,
+    ) -> Result<(), VerdictError> {
+        self.verify_digest(verdict, &rollback_digest(action_id, target, verdict), now)
+    }
+
+    /// Checks an audit record's signature (hex) over its hash, by the key
+    /// `key_id` names.
+    ///
+    /// # Errors
+    /// [`VerdictError::Unsigned`], [`VerdictError::UnknownKey`] or
+    /// [`VerdictError::BadSignature`].
+    pub fn verify_audit(
+        &self,
+        record_hash: &str,
+        key_id: &str,
+        signature: &str,
+    ) -> Result<(), VerdictError> {
+        if signature.is_empty() {
+            return Err(VerdictError::Unsigned);
+        }
+        let Some((_, public)) = self.keys.iter().find(|(id, _)| id == key_id) else {
+            return Err(VerdictError::UnknownKey(key_id.to_owned()));
+        };
+        let signature = unhex(signature)
+            .and_then(|bytes| Signature::from_slice(&bytes).ok())
+            .ok_or(VerdictError::BadSignature)?;
+        public
+            .verify_strict(&audit_digest(record_hash), &signature)
+            .map_err(|_| VerdictError::BadSignature)
+    }
+
+    fn verify_digest(
+        &self,
+        verdict: &Verdict,
+        digest: &[u8; 32],
+        now: SystemTime,
+    ) -> Result<(), VerdictError> {
         if verdict.signature.is_empty() {
             return Err(VerdictError::Unsigned);
         }
@@ -211,7 +371,7 @@ impl Verifier {
         let signature =
             Signature::from_slice(&verdict.signature).map_err(|_| VerdictError::BadSignature)?;
         public
-            .verify_strict(&digest(recommendation, verdict), &signature)
+            .verify_strict(digest, &signature)
             .map_err(|_| VerdictError::BadSignature)?;
         if now >= expires {
             return Err(VerdictError::Expired(
@@ -339,6 +499,79 @@ mod tests {
         foreign.key_id = "0000000000000000".into();
         assert!(matches!(
             verifier.verify(&rec, &foreign, now),
+            Err(VerdictError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn a_rollback_verdict_covers_its_action_and_target_and_is_no_execute_verdict() {
+        let (private, public) = files();
+        let signer = Signer::load("signing.key", &private, Duration::from_secs(900)).unwrap();
+        let verifier = Verifier::load("verdicts.public_keys", &[public]).unwrap();
+        let now = SystemTime::now();
+        let target = recommendation().target.unwrap();
+        let mut verdict = Verdict {
+            recommendation_id: "rec-1".into(),
+            decision: Decision::Approved as i32,
+            policy_ref: "shop/default".into(),
+            ..Verdict::default()
+        };
+        signer.sign_rollback("action-1", &target, &mut verdict, now);
+        assert_eq!(
+            verifier.verify_rollback("action-1", &target, &verdict, now),
+            Ok(())
+        );
+        // The resourceVersion moves on after the action; it is not covered.
+        let mut later = target.clone();
+        later.resource_version = "99".into();
+        assert_eq!(
+            verifier.verify_rollback("action-1", &later, &verdict, now),
+            Ok(())
+        );
+        assert_eq!(
+            verifier.verify_rollback("action-2", &target, &verdict, now),
+            Err(VerdictError::BadSignature)
+        );
+        let mut other = target.clone();
+        other.uid = "uid-2".into();
+        assert_eq!(
+            verifier.verify_rollback("action-1", &other, &verdict, now),
+            Err(VerdictError::BadSignature)
+        );
+        // Neither domain accepts the other's signature.
+        assert_eq!(
+            verifier.verify(&recommendation(), &verdict, now),
+            Err(VerdictError::BadSignature)
+        );
+        let mut execute = verdict.clone();
+        signer.sign(&recommendation(), &mut execute, now);
+        assert_eq!(
+            verifier.verify_rollback("action-1", &target, &execute, now),
+            Err(VerdictError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn audit_signatures_cover_the_record_hash() {
+        let (private, public) = files();
+        let signer = Signer::load("signing.key", &private, Duration::from_secs(900)).unwrap();
+        let verifier = Verifier::load("verdicts.public_keys", &[public]).unwrap();
+        let (key_id, signature) = signer.sign_audit("abc123");
+        assert_eq!(verifier.verify_audit("abc123", &key_id, &signature), Ok(()));
+        assert_eq!(
+            verifier.verify_audit("abc124", &key_id, &signature),
+            Err(VerdictError::BadSignature)
+        );
+        assert_eq!(
+            verifier.verify_audit("abc123", &key_id, "zz"),
+            Err(VerdictError::BadSignature)
+        );
+        assert_eq!(
+            verifier.verify_audit("abc123", &key_id, ""),
+            Err(VerdictError::Unsigned)
+        );
+        assert!(matches!(
+            verifier.verify_audit("abc123", "other", &signature),
             Err(VerdictError::UnknownKey(_))
         ));
     }

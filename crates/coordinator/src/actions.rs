@@ -33,7 +33,7 @@ use nanny_crd::{
 };
 use nanny_proto::v1::{
     self as pb, ClusterSnapshot, Decision, ExecuteRequest, OutcomeReport, ReviewRequest,
-    RollbackRequest, Verdict, remediator_client::RemediatorClient,
+    RollbackRequest, RollbackReview, Verdict, remediator_client::RemediatorClient,
     safety_gate_client::SafetyGateClient,
 };
 use prometheus::{IntCounterVec, Opts, Registry};
@@ -611,6 +611,7 @@ impl Step<'_> {
             policy: Some(convert::gate_policy(&policy.spec)),
             context: Some(context::review_context(&snapshot, &target)),
             human_approval: human,
+            policy_generation: policy.metadata.generation.unwrap_or_default(),
         };
         let mut wait = Duration::from_millis(200);
         let deadline = tokio::time::Instant::now() + self.inner().config.review_retry_for();
@@ -1005,10 +1006,47 @@ impl Step<'_> {
             None if automatic => "verification failed".to_owned(),
             None => return self.close().await,
         };
+        let target = convert::object_ref(&self.action.spec.target);
+        // The remediator rolls back only under the gate's signed word.
+        let review = RollbackReview {
+            action_id: self.action.name_any(),
+            audit_id: status
+                .verdict
+                .as_ref()
+                .map(|v| v.audit_id.clone())
+                .unwrap_or_default(),
+            recommendation_id: self.action.spec.recommendation_id.clone(),
+            target: Some(target.clone()),
+            action_type: convert::proto_action_type(self.action.spec.action.type_) as i32,
+            policy_ref: self.action.spec.policy_ref.clone(),
+            reason: reason.clone(),
+        };
+        let verdict = match self.inner().gate.clone().review_rollback(review).await {
+            Ok(verdict) => verdict.into_inner(),
+            Err(status) => {
+                let error = Error::peer("safety-gate", status);
+                if error.is_transient() {
+                    tokio::time::sleep(self.inner().config.retry_backoff()).await;
+                    return Ok(true);
+                }
+                return self
+                    .rollback_refused(format!("the safety gate refused the rollback: {error}"))
+                    .await;
+            }
+        };
+        if verdict.decision != pb::Decision::Approved as i32 {
+            return self
+                .rollback_refused(format!(
+                    "the safety gate refused the rollback: {}",
+                    verdict.reasons.join("; ")
+                ))
+                .await;
+        }
         let request = RollbackRequest {
             action_id: self.action.name_any(),
             reason: reason.clone(),
-            target: Some(convert::object_ref(&self.action.spec.target)),
+            target: Some(target),
+            verdict: Some(verdict),
         };
         let (record, rolled_back) = match self.inner().remediator.clone().rollback(request).await {
             Ok(result) => {
@@ -1040,6 +1078,19 @@ impl Step<'_> {
             self.event(EventType::Warning, "RollbackFailed", &message)
                 .await;
         }
+        Ok(true)
+    }
+
+    /// The gate refused a rollback: recorded as a failed rollback, the phase
+    /// kept.
+    async fn rollback_refused(mut self, message: String) -> Result<bool, Error> {
+        let mut status = self.status();
+        status.rollback = Some(failed(&message));
+        let phase = status.phase.unwrap_or(Phase::Failed);
+        self.write(status, phase, "RollbackFailed", &message)
+            .await?;
+        self.event(EventType::Warning, "RollbackFailed", &message)
+            .await;
         Ok(true)
     }
 
@@ -1227,6 +1278,8 @@ fn verdict_record(verdict: &Verdict) -> VerdictRecord {
             .map(|t| t.to_string()),
         allow_bare_pod_restart: verdict.allow_bare_pod_restart,
         human_approved: verdict.human_approved,
+        audit_seq: (verdict.audit_seq > 0).then_some(verdict.audit_seq),
+        audit_hash: verdict.audit_hash.clone(),
     }
 }
 
@@ -1270,6 +1323,8 @@ fn verdict_from_record(
             }),
         allow_bare_pod_restart: record.allow_bare_pod_restart,
         human_approved: record.human_approved,
+        audit_seq: record.audit_seq.unwrap_or_default(),
+        audit_hash: record.audit_hash.clone(),
     }
 }
 

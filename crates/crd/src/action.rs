@@ -297,6 +297,14 @@ pub struct VerdictRecord {
     /// Signed with the verdict: a human approved it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub human_approved: bool,
+    /// Position of the verdict's record in the gate's audit log: with
+    /// `auditHash`, an anchor outside the log that shows a later
+    /// truncation or rewrite (`nannyctl audit verify --anchors-from-cluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_seq: Option<u64>,
+    /// Hash of the verdict's audit record.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub audit_hash: String,
 }
 
 /// The remediator's report, as recorded.

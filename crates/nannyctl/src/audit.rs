@@ -1,32 +1,157 @@
-//! `nannyctl audit verify FILE`: check the safety gate's hash-chained audit log.
+//! `nannyctl audit verify FILE`: check the safety gate's audit log: its hash
+//! chain, every record's signature, and (with anchors) that its tail was
+//! neither cut nor rewritten.
 
 use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{Context as _, anyhow};
+use kube::{Api, ResourceExt as _, api::ListParams};
+use nanny_common::audit::Anchor;
+use nanny_crd::HealingAction;
+
+use crate::connect::KubeArgs;
 
 /// `nannyctl audit …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Verify that no record was changed, removed or reordered.
-    Verify {
-        /// The gate's audit log (its `audit.path`).
-        file: PathBuf,
-    },
+    /// Verify that no record was changed, removed, reordered or cut off.
+    Verify(VerifyArgs),
 }
 
-/// Runs the subcommand; a broken chain exits 1 naming the first bad line.
-pub fn run(command: Command) -> ExitCode {
-    match command {
-        Command::Verify { file } => match nanny_common::audit::verify(&file) {
-            Ok((records, last_hash)) => {
-                println!(
-                    "{}: {records} records, chain intact (last hash {last_hash})",
-                    file.display()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("nannyctl: TAMPERED OR DAMAGED: {error}");
-                ExitCode::FAILURE
-            }
-        },
+/// `nannyctl audit verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The gate's audit log (its `audit.path`).
+    file: PathBuf,
+    /// The gate's public verdict key: a `PUBLIC KEY` or certificate PEM
+    /// (`cargo xtask certs` writes verdict-signing.pem; the chart keeps it
+    /// in the `<release>-verdict-signing` ConfigMap as gate.pem). Repeat it
+    /// for the keys before a rotation. Default:
+    /// `~/.config/nanny/verdict-signing.pem`.
+    #[arg(long = "public-key", value_name = "PEM")]
+    public_keys: Vec<PathBuf>,
+    /// A record the log must still hold, as `SEQ:HASH` (repeatable).
+    #[arg(long, value_name = "SEQ:HASH")]
+    anchor: Vec<String>,
+    /// Check the log against the anchor every HealingAction keeps of its
+    /// verdict (every namespace, or those given with `-n`): a cut tail or a
+    /// rewrite shows.
+    #[arg(long)]
+    anchors_from_cluster: bool,
+}
+
+/// Runs the subcommand; a broken, unsigned or truncated log exits 1 naming
+/// the first bad record.
+pub async fn run(kube: KubeArgs, command: Command) -> anyhow::Result<ExitCode> {
+    let Command::Verify(args) = command;
+    let keys = if args.public_keys.is_empty() {
+        let default = crate::tls::defaults_dir()
+            .map(|dir| dir.join("verdict-signing.pem"))
+            .filter(|path| path.is_file())
+            .ok_or_else(|| {
+                anyhow!("give --public-key: the gate's verdict-signing.pem (or the chart's <release>-verdict-signing ConfigMap, gate.pem)")
+            })?;
+        vec![default]
+    } else {
+        args.public_keys.clone()
+    };
+    let verifier = nanny_common::verdict::Verifier::load("--public-key", &keys)?;
+    let mut anchors = args
+        .anchor
+        .iter()
+        .map(|text| parse_anchor(text))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.anchors_from_cluster {
+        anchors.extend(cluster_anchors(&kube).await?);
+    }
+    match nanny_common::audit::verify(&args.file, &verifier, &anchors) {
+        Ok(report) => {
+            println!(
+                "{}: {} records, chain intact and signed by {} (last hash {}); {} anchors hold",
+                args.file.display(),
+                report.records,
+                verifier.key_ids().join(", "),
+                report.head,
+                report.anchors
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("nannyctl: TAMPERED OR DAMAGED: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn parse_anchor(text: &str) -> anyhow::Result<Anchor> {
+    let (seq, hash) = text
+        .split_once(':')
+        .ok_or_else(|| anyhow!("--anchor {text:?}: expected SEQ:HASH"))?;
+    Ok(Anchor {
+        seq: seq
+            .parse()
+            .with_context(|| format!("--anchor {text:?}: SEQ is not a number"))?,
+        hash: hash.to_owned(),
+        source: format!("--anchor {seq}"),
+    })
+}
+
+/// The anchors of the HealingActions' verdicts: in the namespaces `-n`
+/// names, else in all.
+async fn cluster_anchors(kube: &KubeArgs) -> anyhow::Result<Vec<Anchor>> {
+    let client = kube.connect().await?.client;
+    let apis: Vec<Api<HealingAction>> = if kube.namespace.is_empty() {
+        vec![Api::all(client)]
+    } else {
+        kube.namespace
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    let mut items = Vec::new();
+    for api in apis {
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .context("listing HealingActions for their audit anchors")?;
+        items.extend(list.items);
+    }
+    Ok(items
+        .iter()
+        .filter_map(|action| {
+            let verdict = action.status.as_ref()?.verdict.as_ref()?;
+            Some(Anchor {
+                seq: verdict.audit_seq?,
+                hash: verdict.audit_hash.clone(),
+                source: format!(
+                    "HealingAction {}/{}",
+                    action.namespace().unwrap_or_default(),
+                    action.name_any()
+                ),
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchors_parse_or_name_what_is_wrong() {
+        let anchor = parse_anchor("12:abc").unwrap();
+        assert_eq!((anchor.seq, anchor.hash.as_str()), (12, "abc"));
+        assert!(
+            parse_anchor("abc")
+                .unwrap_err()
+                .to_string()
+                .contains("SEQ:HASH")
+        );
+        assert!(
+            parse_anchor("x:abc")
+                .unwrap_err()
+                .to_string()
+                .contains("not a number")
+        );
     }
 }

@@ -92,7 +92,7 @@ pub fn main(program: &str) -> ExitCode {
         Command::Snapshot(args) => block_on(snapshot::snapshot(&kube, &tls, args)),
         Command::Analyze(args) => block_on(snapshot::analyze(&kube, &tls, args)),
         Command::Health(args) => block_on(health::run(&tls, args)),
-        Command::Audit(command) => audit::run(command),
+        Command::Audit(command) => block_on(audit::run(kube, command)),
     }
 }
 

@@ -35,8 +35,7 @@ impl TlsArgs {
         if self.insecure_dev {
             return Ok(None);
         }
-        let default_dir =
-            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config/nanny"));
+        let default_dir = defaults_dir();
         let pick = |flag: &Option<PathBuf>, file: &str| {
             flag.clone()
                 .or_else(|| default_dir.as_ref().map(|dir| dir.join(file)))
@@ -60,4 +59,10 @@ impl TlsArgs {
                  ~/.config/nanny with `cargo xtask certs --out ~/.config/nanny`",
             )
     }
+}
+
+/// `~/.config/nanny`: where `cargo xtask certs --out ~/.config/nanny` puts
+/// the operator's certificate and the gate's public verdict key.
+pub fn defaults_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config/nanny"))
 }

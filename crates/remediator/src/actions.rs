@@ -21,7 +21,7 @@ use crate::{
     error::{Error, api_code},
     quantity,
     request::{TargetKind, Validated, describe},
-    store::{Undo, kube_message},
+    store::{Summary, TargetRecord, kube_message},
 };
 
 /// The annotation `kubectl rollout restart` sets; reusing it keeps
@@ -65,10 +65,68 @@ pub enum Write {
 pub struct Plan {
     /// The write.
     pub write: Write,
-    /// How to undo it.
-    pub undo: Option<Undo>,
+    /// JSON pointers of the fields the write changes: all a diff shows and
+    /// all a rollback restores ([`crate::undo`] checks each is one the
+    /// action type may change).
+    pub fields: Vec<String>,
+    /// PatchResources: the container, by name.
+    pub container: Option<String>,
     /// Why it cannot be undone.
     pub not_reversible: Option<&'static str>,
+}
+
+impl Plan {
+    fn new(write: Write, fields: Vec<String>) -> Self {
+        Self {
+            write,
+            fields,
+            container: None,
+            not_reversible: None,
+        }
+    }
+
+    fn irreversible(write: Write, why: &'static str) -> Self {
+        Self {
+            write,
+            fields: Vec::new(),
+            container: None,
+            not_reversible: Some(why),
+        }
+    }
+
+    /// What a diff shows: the changed fields, plus the name of each
+    /// container whose resources change.
+    pub fn shown_fields(&self) -> Vec<String> {
+        let mut shown = self.fields.clone();
+        for field in &self.fields {
+            if let Some(rest) = field.strip_prefix("/spec/template/spec/containers/")
+                && let Some((index, _)) = rest.split_once('/')
+            {
+                let name = format!("/spec/template/spec/containers/{index}/name");
+                if !shown.contains(&name) {
+                    shown.push(name);
+                }
+            }
+        }
+        shown
+    }
+}
+
+/// The owner and state of `object`, for a record and a delete's summary.
+pub fn summary(object: &Value) -> Summary {
+    let owner = controller_ref(object).map(|o| TargetRecord {
+        kind: str_at(o, "/kind").to_owned(),
+        namespace: str_at(object, "/metadata/namespace").to_owned(),
+        name: str_at(o, "/name").to_owned(),
+        uid: str_at(o, "/uid").to_owned(),
+    });
+    let state = job_finished_at(object)
+        .and_then(|t| k8s_openapi::jiff::Timestamp::try_from(t).ok())
+        .map_or_else(
+            || str_at(object, "/status/phase").to_owned(),
+            |t| format!("finished {t}"),
+        );
+    Summary { owner, state }
 }
 
 /// Facts beyond the target an action's preconditions need.
@@ -98,6 +156,8 @@ pub struct Applied {
     /// Whether anything was written (false for dry runs and for failures
     /// before the first write).
     pub wrote: bool,
+    /// The object as the API server answered the patch (none for deletes).
+    pub after: Option<Value>,
 }
 
 /// Runs actions with one client and field manager.
@@ -358,9 +418,10 @@ impl Executor {
         let patched = |result: Result<DynamicObject, kube::Error>| -> Result<Applied, Error> {
             let after = to_value(&result.map_err(|e| refusal_or_error(e, "patch", &target))?)?;
             Ok(Applied {
-                diff: diff::objects(current, Some(&after)),
+                diff: diff::fields(current, &after, &plan.shown_fields()),
                 failed: None,
                 wrote: !dry_run,
+                after: Some(after),
             })
         };
         match &plan.write {
@@ -390,9 +451,10 @@ impl Executor {
                     .await
                     .map_err(|e| refusal_or_error(e, "delete", &target))?;
                 Ok(Applied {
-                    diff: diff::objects(current, None),
+                    diff: diff::deleted(current, &summary(current)),
                     failed: None,
                     wrote: !dry_run,
+                    after: None,
                 })
             }
             Write::Drain {
@@ -443,7 +505,8 @@ impl Executor {
             .patch(&v.target.name, &params, &Patch::Merge(cordon))
             .await
             .map_err(|e| refusal_or_error(e, "patch", &target))?;
-        let mut text = diff::objects(current, Some(&to_value(&preview)?));
+        let fields = ["/spec/unschedulable".to_owned()];
+        let mut text = diff::fields(current, &to_value(&preview)?, &fields);
         for (namespace, name, _) in evict {
             text.push_str(&format!("evict Pod {namespace}/{name}\n"));
         }
@@ -461,6 +524,7 @@ impl Executor {
                         "{blocked}; nothing was evicted and {target} was not cordoned"
                     )),
                     wrote: false,
+                    after: None,
                 });
             }
         }
@@ -469,12 +533,15 @@ impl Executor {
                 diff: text,
                 failed: None,
                 wrote: false,
+                after: None,
             });
         }
         params.dry_run = false;
-        api.patch(&v.target.name, &params, &Patch::Merge(cordon))
+        let cordoned = api
+            .patch(&v.target.name, &params, &Patch::Merge(cordon))
             .await
             .map_err(|e| refusal_or_error(e, "patch", &target))?;
+        let after = Some(to_value(&cordoned)?);
         let mut evicted = Vec::new();
         for (namespace, name, uid) in evict {
             if let Some(blocked) = self
@@ -490,6 +557,7 @@ impl Executor {
                         evicted.join(", ")
                     )),
                     wrote: true,
+                    after,
                 });
             }
             evicted.push(format!("{namespace}/{name}"));
@@ -498,6 +566,7 @@ impl Executor {
             diff: text,
             failed: None,
             wrote: true,
+            after,
         })
     }
 
@@ -592,14 +661,13 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
             if current.pointer("/metadata/deletionTimestamp").is_some() {
                 return Err(precondition("the pod is already being deleted".to_owned()));
             }
-            Plan {
-                write: Write::Delete {
+            Plan::irreversible(
+                Write::Delete {
                     background: false,
                     pin_version: false,
                 },
-                undo: None,
-                not_reversible: Some("a deleted pod cannot be brought back"),
-            }
+                "a deleted pod cannot be brought back",
+            )
         }
         ActionKind::RolloutRestart(_) => {
             let now = facts.now.unwrap_or_else(SystemTime::now);
@@ -615,12 +683,7 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
                 RESTARTED_AT.replace('/', "~1")
             );
             let patch = json!({ "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: stamp } } } } });
-            let undo_patch = json!({ "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: current.pointer(&pointer).cloned().unwrap_or(Value::Null) } } } } });
-            Plan {
-                write: Write::Merge(with_version(patch)),
-                undo: Some(undo("merge", undo_patch, current, &[pointer])),
-                not_reversible: None,
-            }
+            Plan::new(Write::Merge(with_version(patch)), vec![pointer])
         }
         ActionKind::ScaleHpa(ScaleHpa {
             min_replicas,
@@ -652,32 +715,15 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
                     "maxReplicas {max_replicas} would be below the current minReplicas"
                 )));
             }
-            let undo_patch = json!({ "spec": {
-                "maxReplicas": current.pointer("/spec/maxReplicas").cloned().unwrap_or(Value::Null),
-                "minReplicas": current.pointer("/spec/minReplicas").cloned().unwrap_or(Value::Null),
-            } });
-            pointers.push("/spec/minReplicas".to_owned());
-            pointers.dedup();
-            Plan {
-                write: Write::Merge(with_version(patch)),
-                undo: Some(undo("merge", undo_patch, current, &pointers)),
-                not_reversible: None,
-            }
+            Plan::new(Write::Merge(with_version(patch)), pointers)
         }
         ActionKind::CordonNode(_) | ActionKind::UncordonNode(_) => {
             let cordon = matches!(v.action, ActionKind::CordonNode(_));
             let patch = json!({ "spec": { "unschedulable": if cordon { json!(true) } else { Value::Null } } });
-            let undo_patch = json!({ "spec": { "unschedulable": current.pointer("/spec/unschedulable").cloned().unwrap_or(Value::Null) } });
-            Plan {
-                write: Write::Merge(with_version(patch)),
-                undo: Some(undo(
-                    "merge",
-                    undo_patch,
-                    current,
-                    &["/spec/unschedulable".to_owned()],
-                )),
-                not_reversible: None,
-            }
+            Plan::new(
+                Write::Merge(with_version(patch)),
+                vec!["/spec/unschedulable".to_owned()],
+            )
         }
         ActionKind::DrainNode(DrainNode {
             grace_period_seconds,
@@ -700,9 +746,9 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
                     )),
                 }
             }
-            let undo_patch = json!({ "spec": { "unschedulable": current.pointer("/spec/unschedulable").cloned().unwrap_or(Value::Null) } });
-            Plan {
-                write: Write::Drain {
+            // A rollback uncordons; evicted pods are already replaced.
+            Plan::new(
+                Write::Drain {
                     cordon: json!({ "spec": { "unschedulable": true } }),
                     evict,
                     skipped,
@@ -710,14 +756,8 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
                     deadline: facts.started.unwrap_or_else(tokio::time::Instant::now)
                         + Duration::from_secs(u64::try_from(*timeout_seconds).unwrap_or(1)),
                 },
-                undo: Some(undo(
-                    "merge",
-                    undo_patch,
-                    current,
-                    &["/spec/unschedulable".to_owned()],
-                )),
-                not_reversible: None,
-            }
+                vec!["/spec/unschedulable".to_owned()],
+            )
         }
         ActionKind::ExpandPvc(ExpandPvc { new_size_bytes }) => {
             if facts.expandable != Some(true) {
@@ -739,9 +779,11 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
             }
             let patch = json!({ "spec": { "resources": { "requests": { "storage": new_size_bytes.to_string() } } } });
             Plan {
-                write: Write::Merge(with_version(patch)),
-                undo: None,
-                not_reversible: Some("volumes are never shrunk"),
+                fields: vec!["/spec/resources/requests/storage".to_owned()],
+                ..Plan::irreversible(
+                    Write::Merge(with_version(patch)),
+                    "volumes are never shrunk",
+                )
             }
         }
         ActionKind::PatchResources(PatchResources {
@@ -767,28 +809,20 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
                     format!("{target} has no container {container:?} (it has {names:?})"),
                 ));
             };
-            let old = &containers[index]["resources"];
             let mut new = json!({});
-            let mut undo_resources = json!({});
             let mut pointers = Vec::new();
             for (section, values) in [("requests", requests), ("limits", limits)] {
                 for (resource, value) in quantities(values.as_ref()) {
                     new[section][resource] = json!(value);
-                    undo_resources[section][resource] = old
-                        .pointer(&format!("/{section}/{resource}"))
-                        .cloned()
-                        .unwrap_or(Value::Null);
                     pointers.push(format!(
                         "/spec/template/spec/containers/{index}/resources/{section}/{resource}"
                     ));
                 }
             }
             let patch = json!({ "spec": { "template": { "spec": { "containers": [ { "name": container, "resources": new } ] } } } });
-            let undo_patch = json!({ "spec": { "template": { "spec": { "containers": [ { "name": container, "resources": undo_resources } ] } } } });
             Plan {
-                write: Write::Strategic(with_version(patch)),
-                undo: Some(undo("strategic", undo_patch, current, &pointers)),
-                not_reversible: None,
+                container: Some(container.clone()),
+                ..Plan::new(Write::Strategic(with_version(patch)), pointers)
             }
         }
         ActionKind::DeleteJob(job) => {
@@ -807,14 +841,13 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
                     min_age.as_secs()
                 )));
             }
-            Plan {
-                write: Write::Delete {
+            Plan::irreversible(
+                Write::Delete {
                     background: true,
                     pin_version: true,
                 },
-                undo: None,
-                not_reversible: Some("a deleted Job would run again if re-created"),
-            }
+                "a deleted Job would run again if re-created",
+            )
         }
         ActionKind::DeleteResource(_) | ActionKind::ReportOnly(_) => {
             return Err(Error::Unsupported {
@@ -823,22 +856,6 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
         }
     };
     Ok(plan)
-}
-
-fn undo(patch_type: &str, patch: Value, current: &Value, pointers: &[String]) -> Undo {
-    Undo {
-        patch_type: patch_type.to_owned(),
-        patch,
-        expect: pointers
-            .iter()
-            .map(|p| {
-                (
-                    p.clone(),
-                    current.pointer(p).cloned().unwrap_or(Value::Null),
-                )
-            })
-            .collect(),
-    }
 }
 
 /// The Kubernetes quantities of the set fields: CPU in millicores, memory in bytes.

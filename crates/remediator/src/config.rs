@@ -72,6 +72,11 @@ pub struct RecordsConfig {
     pub retention_secs: u64,
     /// How often old records are looked for.
     pub sweep_interval_secs: u64,
+    /// A file of at least 32 random bytes: the key of the HMAC-SHA256 every
+    /// record carries (`NANNY_RECORDS__MAC_KEY`). Required; a Secret mounted
+    /// only into the remediator. A record without a valid MAC is refused.
+    #[serde(default)]
+    pub mac_key: Option<std::path::PathBuf>,
 }
 
 impl Default for RecordsConfig {
@@ -79,7 +84,43 @@ impl Default for RecordsConfig {
         Self {
             retention_secs: 30 * 86_400,
             sweep_interval_secs: 3600,
+            mac_key: None,
         }
+    }
+}
+
+/// The shortest record MAC key, bytes.
+pub const MIN_MAC_KEY_BYTES: usize = 32;
+
+impl RecordsConfig {
+    /// Reads the records' MAC key (surrounding whitespace dropped, so a
+    /// generated text key works as well as raw bytes).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `records.mac_key` when it is not set, cannot
+    /// be read or is shorter than 32 bytes.
+    pub fn mac_key(&self) -> Result<Vec<u8>, Error> {
+        let key = "records.mac_key";
+        let path = self.mac_key.as_ref().ok_or_else(|| {
+            Error::config(
+                key,
+                "not set: action records are authenticated with a key only the remediator holds; give a file of at least 32 random bytes",
+            )
+        })?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::config(key, format!("cannot read {}: {e}", path.display())))?;
+        let secret = bytes.trim_ascii();
+        if secret.len() < MIN_MAC_KEY_BYTES {
+            return Err(Error::config(
+                key,
+                format!(
+                    "{}: {} bytes; at least {MIN_MAC_KEY_BYTES} are needed",
+                    path.display(),
+                    secret.len()
+                ),
+            ));
+        }
+        Ok(secret.to_vec())
     }
 }
 
@@ -230,6 +271,27 @@ mod tests {
                 .to_string()
                 .starts_with("invalid configuration: records.retention_secs: must be 0 (keep forever) or at least 172800")
         );
+    }
+
+    #[test]
+    fn the_records_mac_key_is_required_and_long_enough() {
+        let mut records = RecordsConfig::default();
+        let error = records.mac_key().unwrap_err().to_string();
+        assert!(error.contains("records.mac_key: not set"), "{error}");
+        let dir = std::env::temp_dir().join(format!("nanny-mac-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let short = dir.join("short.key");
+        std::fs::write(&short, "0123456789\n").unwrap();
+        records.mac_key = Some(short);
+        let error = records.mac_key().unwrap_err().to_string();
+        assert!(error.contains("10 bytes; at least 32"), "{error}");
+        let good = dir.join("good.key");
+        std::fs::write(&good, format!("{}\n", "ab".repeat(32))).unwrap();
+        records.mac_key = Some(good);
+        assert_eq!(records.mac_key().unwrap().len(), 64);
+        records.mac_key = Some(dir.join("missing.key"));
+        let error = records.mac_key().unwrap_err().to_string();
+        assert!(error.contains("cannot read"), "{error}");
     }
 
     #[test]

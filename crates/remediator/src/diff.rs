@@ -1,58 +1,97 @@
-//! The exact change an action makes, as a unified diff of the object's YAML.
+//! The exact change an action makes, as a unified diff of YAML: only the
+//! fields the action changes, never the object. A Pod or Deployment carries
+//! env values, args and annotations that may be secrets; none of them is a
+//! field an action changes, so none of them can appear here. Whatever is
+//! shown still passes through [`nanny_common::redact`].
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-/// Fields the API server changes on every write; they would only add noise.
-const VOLATILE: [&str; 3] = ["managedFields", "resourceVersion", "generation"];
+use crate::{actions::str_at, store::Summary};
 
-/// The object without its volatile metadata.
-pub fn clean(object: &Value) -> Value {
-    let mut object = object.clone();
-    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        for key in VOLATILE {
-            meta.remove(key);
+/// `object` reduced to its identity (kind, namespace, name) and the values
+/// at `fields` (JSON pointers): what a diff may show.
+pub fn project(object: &Value, fields: &[String]) -> Value {
+    let mut out = Value::Object(Map::new());
+    for pointer in ["/kind", "/metadata/namespace", "/metadata/name"]
+        .into_iter()
+        .chain(fields.iter().map(String::as_str))
+    {
+        if let Some(value) = object.pointer(pointer) {
+            set(&mut out, pointer, value.clone());
         }
     }
-    object
+    out
+}
+
+/// Sets `value` at `pointer` in `target`, creating objects on the way
+/// (array indices become object keys: a projection is for reading).
+fn set(target: &mut Value, pointer: &str, value: Value) {
+    let mut at = target;
+    let mut parts = pointer
+        .split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .peekable();
+    while let Some(part) = parts.next() {
+        if !at.is_object() {
+            *at = Value::Object(Map::new());
+        }
+        let Value::Object(map) = at else { return };
+        if parts.peek().is_none() {
+            map.insert(part, value);
+            return;
+        }
+        at = map.entry(part).or_insert_with(|| Value::Object(Map::new()));
+    }
 }
 
 fn yaml(object: &Value) -> String {
     // serde_yaml serialises any JSON value.
-    serde_yaml::to_string(&clean(object)).unwrap_or_default()
+    serde_yaml::to_string(object).unwrap_or_default()
 }
 
-/// The unified diff from `before` to `after` (`None`: deleted).
-pub fn objects(before: &Value, after: Option<&Value>) -> String {
-    let old = yaml(before);
-    let new = after.map(yaml).unwrap_or_default();
-    let name = |v: &Value| {
-        let meta = &v["metadata"];
-        match meta["namespace"].as_str() {
-            Some(ns) => format!(
-                "{}/{ns}/{}",
-                v["kind"].as_str().unwrap_or(""),
-                meta["name"].as_str().unwrap_or("")
-            ),
-            None => format!(
-                "{}/{}",
-                v["kind"].as_str().unwrap_or(""),
-                meta["name"].as_str().unwrap_or("")
-            ),
-        }
-    };
-    let header = name(before);
-    similar::TextDiff::from_lines(&old, &new)
+fn header(object: &Value) -> String {
+    let kind = str_at(object, "/kind");
+    let name = str_at(object, "/metadata/name");
+    match object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    {
+        Some(ns) => format!("{kind}/{ns}/{name}"),
+        None => format!("{kind}/{name}"),
+    }
+}
+
+/// The unified diff of `fields` from `before` to `after`.
+pub fn fields(before: &Value, after: &Value, fields: &[String]) -> String {
+    let old = project(before, fields);
+    let new = project(after, fields);
+    let header = header(&old);
+    let text = similar::TextDiff::from_lines(&yaml(&old), &yaml(&new))
         .unified_diff()
         .context_radius(3)
-        .header(
-            &format!("a/{header}"),
-            if after.is_some() {
-                &header
-            } else {
-                "/dev/null"
-            },
-        )
-        .to_string()
+        .header(&format!("a/{header}"), &header)
+        .to_string();
+    nanny_common::redact::text(&text).into_owned()
+}
+
+/// What a delete removes, as a summary: kind, name, uid, owner and state.
+pub fn deleted(object: &Value, summary: &Summary) -> String {
+    let mut text = format!(
+        "delete {} (uid {})\n",
+        header(object),
+        str_at(object, "/metadata/uid")
+    );
+    if let Some(owner) = &summary.owner {
+        text.push_str(&format!(
+            "  owned by {} {} (uid {})\n",
+            owner.kind, owner.name, owner.uid
+        ));
+    }
+    if !summary.state.is_empty() {
+        text.push_str(&format!("  state: {}\n", summary.state));
+    }
+    nanny_common::redact::text(&text).into_owned()
 }
 
 #[cfg(test)]
@@ -60,28 +99,73 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::store::TargetRecord;
+
+    fn pod() -> Value {
+        json!({
+            "kind": "Pod",
+            "metadata": {
+                "name": "web-1", "namespace": "shop", "uid": "u1", "resourceVersion": "3",
+                "annotations": { "kubectl.kubernetes.io/last-applied-configuration": "{\"password\":\"hunter2\"}" },
+            },
+            "spec": { "containers": [{
+                "name": "web",
+                "args": ["--db-url=postgres://app:hunter2@db/shop"],
+                "env": [{ "name": "STRIPE_KEY", "value": "sk_live_0123456789abcdef" }],
+                "resources": { "limits": { "memory": "64Mi" } },
+            }] },
+        })
+    }
 
     #[test]
-    fn diff_shows_only_the_change() {
-        let before = json!({ "kind": "Node", "metadata": { "name": "n1", "resourceVersion": "1" }, "spec": { "podCIDR": "10.0.0.0/24" } });
-        let after = json!({ "kind": "Node", "metadata": { "name": "n1", "resourceVersion": "2" }, "spec": { "podCIDR": "10.0.0.0/24", "unschedulable": true } });
-        let diff = objects(&before, Some(&after));
-        assert!(diff.contains("+  unschedulable: true"), "{diff}");
-        assert!(!diff.contains("resourceVersion"), "{diff}");
+    fn a_diff_shows_only_the_changed_fields() {
+        let before = pod();
+        let mut after = pod();
+        after["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("128Mi");
+        after["metadata"]["resourceVersion"] = json!("4");
+        let diff = fields(
+            &before,
+            &after,
+            &["/spec/containers/0/resources/limits/memory".to_owned()],
+        );
+        assert!(diff.contains("-          memory: 64Mi"), "{diff}");
+        assert!(diff.contains("+          memory: 128Mi"), "{diff}");
+        for leak in [
+            "hunter2",
+            "sk_live",
+            "STRIPE",
+            "args",
+            "last-applied",
+            "resourceVersion",
+        ] {
+            assert!(!diff.contains(leak), "{leak} in {diff}");
+        }
+    }
+
+    #[test]
+    fn a_delete_is_summarised_not_shown() {
+        let summary = Summary {
+            owner: Some(TargetRecord {
+                kind: "ReplicaSet".into(),
+                namespace: "shop".into(),
+                name: "web-abc".into(),
+                uid: "rs1".into(),
+            }),
+            state: "Running".into(),
+        };
+        let text = deleted(&pod(), &summary);
         assert_eq!(
-            diff.lines()
-                .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
-                .count(),
-            1,
-            "{diff}"
+            text,
+            "delete Pod/shop/web-1 (uid u1)\n  owned by ReplicaSet web-abc (uid rs1)\n  state: Running\n"
         );
     }
 
     #[test]
-    fn a_delete_removes_every_line() {
-        let before = json!({ "kind": "Pod", "metadata": { "name": "p", "namespace": "shop" } });
-        let diff = objects(&before, None);
-        assert!(diff.contains("+++ /dev/null"), "{diff}");
-        assert!(diff.contains("-kind: Pod"), "{diff}");
+    fn a_projection_keeps_absent_fields_absent() {
+        let projected = project(&pod(), &["/spec/unschedulable".to_owned()]);
+        assert_eq!(
+            projected,
+            json!({ "kind": "Pod", "metadata": { "name": "web-1", "namespace": "shop" } })
+        );
     }
 }

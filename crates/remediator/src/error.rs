@@ -105,6 +105,34 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The fields a rollback would restore changed since the action: the
+    /// later change is kept, nothing is rolled back.
+    #[error(
+        "refused: action {action_id} cannot be rolled back: {field} changed since the action by {by} (it is {found}, the action left {expected}); nothing was rolled back"
+    )]
+    ChangedSince {
+        /// The action id.
+        action_id: String,
+        /// The JSON pointer.
+        field: String,
+        /// What the action wrote.
+        expected: String,
+        /// What is there now.
+        found: String,
+        /// The field manager of the latest write.
+        by: String,
+    },
+    /// An action record fails its MAC: not written by this remediator, or
+    /// changed since. Refused and logged; never acted on.
+    #[error(
+        "the record of action {action_id} ({reference}) fails its integrity check: it was not written by this remediator or was changed since; refused"
+    )]
+    Tampered {
+        /// The action id.
+        action_id: String,
+        /// `configmap/<namespace>/<name>`.
+        reference: String,
+    },
     /// A Kubernetes call failed for a reason other than the above.
     #[error("failed to {context}: {source}")]
     Kube {
@@ -171,7 +199,9 @@ impl From<Error> for Status {
             Error::NotApproved(_)
             | Error::TargetChanged { .. }
             | Error::Precondition { .. }
-            | Error::NotReversible { .. } => Code::FailedPrecondition,
+            | Error::NotReversible { .. }
+            | Error::ChangedSince { .. } => Code::FailedPrecondition,
+            Error::Tampered { .. } => Code::DataLoss,
             Error::TargetGone { .. } | Error::UnknownAction { .. } => Code::NotFound,
             Error::TargetReplaced { .. } => Code::FailedPrecondition,
             Error::Forbidden { .. } => Code::PermissionDenied,
@@ -195,7 +225,8 @@ impl From<Error> for Status {
             },
             other => other.to_string(),
         };
-        Status::new(code, message)
+        // API messages can echo object content: nothing secret leaves.
+        Status::new(code, nanny_common::redact::text(&message).into_owned())
     }
 }
 

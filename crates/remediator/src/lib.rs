@@ -5,12 +5,15 @@
 //! snapshot's preconditions (same uid; same spec and labels as at the
 //! snapshot's resourceVersion), the write is tried as a server-side dry run
 //! (so RBAC and admission refuse before anything changes), the action id is
-//! claimed in a durable record holding the pre-image, the write happens with
+//! claimed in a durable record holding the changed fields' values, the write happens with
 //! the read resourceVersion as precondition, and the target is watched for
-//! the verification window. Rollback restores the pre-image from the record.
+//! the verification window. Rollback, under the gate's signed rollback
+//! verdict, restores only the fields the action changed, and only while they
+//! still hold what it wrote.
 //!
 //! Modules: [`request`] (validation), [`actions`] (planning and writes),
-//! [`verify`], [`store`] (records), [`service`] (gRPC and metrics).
+//! [`verify`], [`store`] (MAC'd records), [`undo`] (rollbacks), [`diff`]
+//! (what a result shows), [`service`] (gRPC and metrics).
 
 pub mod actions;
 pub mod config;
@@ -20,6 +23,7 @@ pub mod quantity;
 pub mod request;
 pub mod service;
 pub mod store;
+pub mod undo;
 pub mod verify;
 
 use std::{future::Future, time::Duration};
@@ -73,17 +77,19 @@ pub async fn serve(
     )
     .await?;
     let verifier = config.verdicts.verifier()?;
+    let mac_key = config.records.mac_key()?;
     tracing::info!(keys = ?verifier.key_ids(), "Acting only on verdicts signed by these safety-gate keys.");
     let service = RemediatorService::new(
         client.clone(),
         config.clone(),
         shell.metrics().registry(),
         verifier,
+        &mac_key,
     )?;
     // Ready only once the API server answers: before that every Execute would fail.
     tokio::spawn(ready_when_reachable(client.clone(), shell.health()));
     let sweeper = tokio::spawn(sweep_records(
-        store::Store::new(client, &config.state_namespace),
+        store::Store::new(client, &config.state_namespace, &mac_key),
         config.records.clone(),
     ));
     let result = shell

@@ -11,7 +11,8 @@ use k8s_openapi::api::{
 };
 use kube::api::ApiResource;
 use nanny_proto::v1::{
-    ActionType, Decision, ExecuteRequest, ObjectRef, Resources, action::Kind as ActionKind,
+    ActionType, Decision, ExecuteRequest, ObjectRef, Resources, RollbackRequest,
+    action::Kind as ActionKind,
 };
 
 use crate::{config::Config, error::Error};
@@ -279,6 +280,32 @@ pub fn check_signature(
     verifier
         .verify(recommendation, verdict, now)
         .map_err(|e| Error::Unsigned(e.to_string()))
+}
+
+/// Checks that a Rollback carries an APPROVED verdict the gate signed for
+/// exactly this action id and target.
+///
+/// # Errors
+/// [`Error::Unsigned`] (`PERMISSION_DENIED`) naming what is wrong.
+pub fn check_rollback_signature(
+    request: &RollbackRequest,
+    verifier: &nanny_common::verdict::Verifier,
+    now: std::time::SystemTime,
+) -> Result<(), Error> {
+    let (Some(target), Some(verdict)) = (&request.target, &request.verdict) else {
+        return Err(Error::Unsigned(
+            "a rollback needs the target and the safety gate's signed rollback verdict".to_owned(),
+        ));
+    };
+    verifier
+        .verify_rollback(&request.action_id, target, verdict, now)
+        .map_err(|e| Error::Unsigned(e.to_string()))?;
+    if verdict.decision != Decision::Approved as i32 {
+        return Err(Error::Unsigned(
+            "the rollback verdict does not approve the rollback".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that the target names an object of a kind the action applies to.

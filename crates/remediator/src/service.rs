@@ -20,6 +20,7 @@ use crate::{
     error::{Error, api_code},
     request::{self, TargetKind, Validated, action_label, describe},
     store::{Phase, Record, Store, Stored, TargetRecord},
+    undo,
     verify::{self, Check},
 };
 
@@ -52,6 +53,7 @@ impl RemediatorService {
         config: Config,
         registry: &Registry,
         verifier: nanny_common::verdict::Verifier,
+        mac_key: &[u8],
     ) -> Result<Self, prometheus::Error> {
         let actions = IntCounterVec::new(
             Opts::new(
@@ -75,7 +77,7 @@ impl RemediatorService {
         Ok(Self {
             instance: instance_id(),
             exec: Executor::new(client.clone(), &config.field_manager),
-            store: Store::new(client, &config.state_namespace),
+            store: Store::new(client, &config.state_namespace, mac_key),
             config,
             actions,
             duration,
@@ -107,7 +109,7 @@ impl RemediatorService {
         let refused = |error: Error| ActionResult {
             action_id: request.action_id.clone(),
             outcome: Outcome::Refused as i32,
-            error: error.to_string(),
+            error: nanny_common::redact::text(&error.to_string()).into_owned(),
             started_at: Some(started.into()),
             finished_at: Some(SystemTime::now().into()),
             ..ActionResult::default()
@@ -158,7 +160,7 @@ impl RemediatorService {
             return Ok(result(Outcome::Failed, String::new(), reason));
         }
 
-        let mut claim = record(&v, &fingerprint, &current, &plan);
+        let mut claim = record(&v, &fingerprint, &current, &plan, None);
         claim.instance.clone_from(&self.instance);
         let stored = self.store.claim(&v.action_id, &claim).await?;
         self.act(&v, &fingerprint, stored, current, plan, started)
@@ -198,7 +200,7 @@ impl RemediatorService {
                     ));
                 }
                 // Take the claim over; a concurrent taker makes this fail.
-                stored.record = record(v, fingerprint, &current, &plan);
+                stored.record = record(v, fingerprint, &current, &plan, None);
                 stored.record.instance.clone_from(&self.instance);
                 self.store.update(&v.action_id, &mut stored).await?;
                 self.act(v, fingerprint, stored, current, plan, started)
@@ -254,7 +256,7 @@ impl RemediatorService {
             }
         };
         let instance = std::mem::take(&mut stored.record.instance);
-        stored.record = record(&v, fingerprint, &current, &plan);
+        stored.record = record(&v, fingerprint, &current, &plan, applied.after.as_ref());
         stored.record.instance = instance;
         tracing::info!(action_id = %v.action_id, target = %describe(&v.target), action = %action_label(v.action_type), "Action applied.");
 
@@ -274,14 +276,14 @@ impl RemediatorService {
         applied_at: SystemTime,
         started: SystemTime,
     ) -> ActionResult {
-        let pre_image = stored.record.pre_image.clone();
+        let owner_uid = stored.record.summary.owner.as_ref().map(|o| o.uid.clone());
         let exec = self.exec.clone();
         let stable = Duration::from_secs(self.config.verification.stable_secs)
             .min(v.verification_window / 2);
         let (state, message) = verify::watch(
             v.verification_window,
             Duration::from_millis(self.config.verification.poll_interval_ms),
-            || verify::check(&exec, v, &pre_image, applied_at, stable),
+            || verify::check(&exec, v, owner_uid.as_deref(), applied_at, stable),
         )
         .await;
         let outcome = match state {
@@ -360,6 +362,7 @@ impl RemediatorService {
     pub async fn rollback_request(&self, request: &RollbackRequest) -> Result<ActionResult, Error> {
         let started = SystemTime::now();
         request::validate_action_id(&request.action_id)?;
+        request::check_rollback_signature(request, &self.verifier, started)?;
         let unknown = || Error::UnknownAction {
             action_id: request.action_id.clone(),
         };
@@ -378,27 +381,35 @@ impl RemediatorService {
             });
         }
         let record = stored.record.clone();
-        if let Some(target) = &request.target
-            && !target.uid.is_empty()
-            && target.uid != record.target.uid
-        {
-            return Err(Error::invalid(
-                "target.uid",
-                format!(
-                    "{} is not the uid action {} acted on ({})",
-                    target.uid, request.action_id, record.target.uid
-                ),
-            ));
+        // The signature covers the request's target and the verdict its
+        // recommendation: both must be what this record acted on.
+        let signed = request.target.clone().unwrap_or_default();
+        let signed_for = request
+            .verdict
+            .as_ref()
+            .map(|v| v.recommendation_id.as_str())
+            .unwrap_or_default();
+        if (
+            signed.kind.as_str(),
+            signed.namespace.as_str(),
+            signed.name.as_str(),
+            signed.uid.as_str(),
+            signed_for,
+        ) != (
+            record.target.kind.as_str(),
+            record.target.namespace.as_str(),
+            record.target.name.as_str(),
+            record.target.uid.as_str(),
+            record.recommendation_id.as_str(),
+        ) {
+            return Err(Error::Unsigned(format!(
+                "the rollback verdict is for {} {}/{} (uid {}, recommendation {signed_for}), not what action {} acted on",
+                signed.kind, signed.namespace, signed.name, signed.uid, request.action_id
+            )));
         }
-        let Some(undo) = record.undo.clone() else {
-            return Err(Error::NotReversible {
-                action_id: request.action_id.clone(),
-                reason: record
-                    .not_reversible
-                    .clone()
-                    .unwrap_or_else(|| "the action has no pre-image to restore".to_owned()),
-            });
-        };
+        // Derived from the action type and the recorded values; a record
+        // naming any other field is refused here.
+        let (strategic, undo_patch) = undo::patch(&request.action_id, &record)?;
         let kind = TargetKind::parse(&record.target.kind).ok_or_else(unknown)?;
         let target = format!(
             "{} {}",
@@ -409,9 +420,10 @@ impl RemediatorService {
                 format!("{}/{}", record.target.namespace, record.target.name)
             }
         );
+        let fields: Vec<String> = record.changes.iter().map(|c| c.pointer.clone()).collect();
         let api = self.exec.api(kind, &record.target.namespace);
         let mut attempt = 0;
-        let after = loop {
+        let (before, after) = loop {
             let current = match api.get_opt(&record.target.name).await {
                 Ok(Some(object)) => to_value(&object)?,
                 Ok(None) => return Err(Error::TargetGone { target }),
@@ -424,20 +436,24 @@ impl RemediatorService {
                     found: str_at(&current, "/metadata/uid").to_owned(),
                 });
             }
-            let mut patch = undo.patch.clone();
+            // Never overwrite a later change: the fields must still hold
+            // what the action wrote. The patch carries the resourceVersion
+            // read here, so nothing can change in between either.
+            undo::unchanged_since(&request.action_id, &record, &current)?;
+            let mut patch = undo_patch.clone();
             patch["metadata"]["resourceVersion"] =
                 serde_json::json!(str_at(&current, "/metadata/resourceVersion"));
             let params = PatchParams {
                 field_manager: Some(self.config.field_manager.clone()),
                 ..PatchParams::default()
             };
-            let patch = if undo.patch_type == "strategic" {
+            let patch = if strategic {
                 Patch::Strategic(&patch)
             } else {
                 Patch::Merge(&patch)
             };
             match api.patch(&record.target.name, &params, &patch).await {
-                Ok(after) => break to_value(&after)?,
+                Ok(after) => break (current, to_value(&after)?),
                 Err(error) if api_code(&error) == Some(409) && attempt < CONFLICT_RETRIES => {
                     attempt += 1
                 }
@@ -453,11 +469,11 @@ impl RemediatorService {
             || {
                 let api = exec.api(kind, &namespace);
                 let name = name.clone();
-                let undo = undo.clone();
+                let record = record.clone();
                 async move {
                     match api.get_opt(&name).await {
                         Ok(Some(object)) => match to_value(&object) {
-                            Ok(object) => verify::restored(&undo, &object),
+                            Ok(object) => undo::restored(&record, &object),
                             Err(error) => Check::Pending(error.to_string()),
                         },
                         Ok(None) => Check::Failed("the target was deleted".to_owned()),
@@ -474,7 +490,7 @@ impl RemediatorService {
             } else {
                 Outcome::Failed
             } as i32,
-            dry_run_diff: diff::objects(&record.pre_image, Some(&after)),
+            dry_run_diff: diff::fields(&before, &after, &fields),
             pre_image_ref: self.store.reference(&request.action_id),
             verification: Some(Verification {
                 state: state as i32,
@@ -531,7 +547,16 @@ fn replay(v: &Validated, fingerprint: &str, stored: Stored) -> Result<ActionResu
     }
 }
 
-fn record(v: &Validated, fingerprint: &str, current: &serde_json::Value, plan: &Plan) -> Record {
+/// The record of `v`'s action on `current`: the changed fields' values
+/// before, and after as `after` (the API server's answer to the write; none
+/// before the write), never the object.
+fn record(
+    v: &Validated,
+    fingerprint: &str,
+    current: &serde_json::Value,
+    plan: &Plan,
+    after: Option<&serde_json::Value>,
+) -> Record {
     Record {
         fingerprint: fingerprint.to_owned(),
         recommendation_id: v.recommendation_id.clone(),
@@ -542,8 +567,13 @@ fn record(v: &Validated, fingerprint: &str, current: &serde_json::Value, plan: &
             name: v.target.name.clone(),
             uid: v.target.uid.clone(),
         },
-        pre_image: diff::clean(current),
-        undo: plan.undo.clone(),
+        summary: actions::summary(current),
+        container: plan.container.clone(),
+        changes: undo::changes(
+            &plan.fields,
+            current,
+            after.unwrap_or(&serde_json::Value::Null),
+        ),
         not_reversible: plan.not_reversible.map(str::to_owned),
         phase: Phase::Executing,
         instance: String::new(),

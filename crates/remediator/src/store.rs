@@ -15,7 +15,8 @@ use kube::{
     api::{DeleteParams, ListParams, ObjectMeta, PostParams, Preconditions},
 };
 use nanny_proto::v1::ActionResult;
-use prost::Message as _;
+use prost::Message;
+use ring::hmac;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, api_code};
@@ -25,6 +26,9 @@ pub const PREFIX: &str = "nanny-action-";
 const RECORD_KEY: &str = "record.json";
 const RESULT_KEY: &str = "result.pb";
 const ROLLBACK_KEY: &str = "rollback.pb";
+const MAC_KEY: &str = "mac";
+/// Separates the records' MAC from any other use of the key.
+const MAC_DOMAIN: &[u8] = b"nanny.remediator.ActionRecord/1";
 
 /// Where a record is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,16 +42,27 @@ pub enum Phase {
     RolledBack,
 }
 
-/// How to undo an action: a patch and the fields it must restore.
+/// One field an action changed: its JSON pointer into the object and its
+/// values before and after (null: absent). Only fields the action type may
+/// change are ever recorded ([`crate::undo`]): never the object itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Undo {
-    /// `merge` or `strategic`.
-    pub patch_type: String,
-    /// The patch restoring the pre-image's values.
-    pub patch: serde_json::Value,
-    /// JSON pointers into the object and the pre-image's value at each
-    /// (null: absent), checked after the rollback.
-    pub expect: Vec<(String, serde_json::Value)>,
+pub struct FieldChange {
+    /// JSON pointer, e.g. `/spec/maxReplicas`.
+    pub pointer: String,
+    /// The value before the action.
+    pub before: serde_json::Value,
+    /// The value the action wrote, as the API server stored it.
+    pub after: serde_json::Value,
+}
+
+/// What an action touched, without its content: what a delete's "diff" and
+/// a restart's verification need.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// `Kind namespace/name` and uid of the controlling owner, if any.
+    pub owner: Option<TargetRecord>,
+    /// A pod's phase, a Job's finish; empty otherwise.
+    pub state: String,
 }
 
 /// What is stored for one action.
@@ -62,10 +77,13 @@ pub struct Record {
     pub action_type: String,
     /// Target kind, namespace, name, uid.
     pub target: TargetRecord,
-    /// The target as it was just before the write (managedFields dropped).
-    pub pre_image: serde_json::Value,
-    /// How to undo it, when it can be undone.
-    pub undo: Option<Undo>,
+    /// The target's owner and state just before the action.
+    pub summary: Summary,
+    /// PatchResources: the container patched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The fields the action changed; a rollback restores exactly these.
+    pub changes: Vec<FieldChange>,
     /// Why it cannot be undone, when it cannot.
     pub not_reversible: Option<String>,
     /// Where the record is in its life.
@@ -108,10 +126,13 @@ pub struct Stored {
 pub struct Store {
     api: Api<ConfigMap>,
     namespace: String,
+    /// HMAC-SHA256 over each record: only this remediator's key makes one.
+    mac: hmac::Key,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the MAC key.
         f.debug_struct("Store")
             .field("namespace", &self.namespace)
             .finish_non_exhaustive()
@@ -119,12 +140,25 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Records in `namespace`.
-    pub fn new(client: Client, namespace: &str) -> Self {
+    /// Records in `namespace`, authenticated with `mac_key`.
+    pub fn new(client: Client, namespace: &str, mac_key: &[u8]) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_owned(),
+            mac: hmac::Key::new(hmac::HMAC_SHA256, mac_key),
         }
+    }
+
+    /// The MAC's input: the action id (the ConfigMap's name, so a record
+    /// cannot be copied to another action) and every stored part,
+    /// length-prefixed.
+    fn mac_input(action_id: &str, parts: [&[u8]; 3]) -> Vec<u8> {
+        let mut input = Vec::new();
+        for part in [MAC_DOMAIN, action_id.as_bytes()].into_iter().chain(parts) {
+            input.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            input.extend_from_slice(part);
+        }
+        input
     }
 
     /// `configmap/<namespace>/<name>`: the pre-image reference in results.
@@ -146,17 +180,34 @@ impl Store {
             Ok(None) => return Ok(None),
             Err(error) => return Err(store_error(kube_message(&error))),
         };
-        let text = map
-            .data
-            .as_ref()
-            .and_then(|d| d.get(RECORD_KEY))
+        let data = map.data.clone().unwrap_or_default();
+        let binary = map.binary_data.clone().unwrap_or_default();
+        let text = data
+            .get(RECORD_KEY)
             .ok_or_else(|| store_error(format!("{RECORD_KEY} is missing")))?;
+        let bytes = |key: &str| binary.get(key).map(|b| b.0.as_slice()).unwrap_or_default();
+        // The MAC first: nothing of a record is read before it is known to
+        // be this remediator's own.
+        let mac = binary
+            .get(MAC_KEY)
+            .map(|b| b.0.as_slice())
+            .unwrap_or_default();
+        let input = Self::mac_input(
+            action_id,
+            [text.as_bytes(), bytes(RESULT_KEY), bytes(ROLLBACK_KEY)],
+        );
+        if hmac::verify(&self.mac, &input, mac).is_err() {
+            tracing::error!(action_id, record = %self.reference(action_id), "An action record fails its integrity check: it was not written by this remediator, or was changed since; refusing it.");
+            return Err(Error::Tampered {
+                action_id: action_id.to_owned(),
+                reference: self.reference(action_id),
+            });
+        }
         let record: Record =
             serde_json::from_str(text).map_err(|e| store_error(format!("{RECORD_KEY}: {e}")))?;
         let decode = |key: &str| -> Result<Option<ActionResult>, Error> {
-            map.binary_data
-                .as_ref()
-                .and_then(|b| b.get(key))
+            binary
+                .get(key)
                 .map(|bytes| {
                     ActionResult::decode(bytes.0.as_slice())
                         .map_err(|e| store_error(format!("{key}: {e}")))
@@ -311,15 +362,25 @@ impl Store {
             action_id: action_id.to_owned(),
             message: e.to_string(),
         })?;
-        let mut binary = BTreeMap::new();
+        let result = result.map(Message::encode_to_vec);
+        let rollback = rollback.map(Message::encode_to_vec);
+        let input = Self::mac_input(
+            action_id,
+            [
+                text.as_bytes(),
+                result.as_deref().unwrap_or_default(),
+                rollback.as_deref().unwrap_or_default(),
+            ],
+        );
+        let mut binary = BTreeMap::from([(
+            MAC_KEY.to_owned(),
+            ByteString(hmac::sign(&self.mac, &input).as_ref().to_vec()),
+        )]);
         if let Some(result) = result {
-            binary.insert(RESULT_KEY.to_owned(), ByteString(result.encode_to_vec()));
+            binary.insert(RESULT_KEY.to_owned(), ByteString(result));
         }
         if let Some(rollback) = rollback {
-            binary.insert(
-                ROLLBACK_KEY.to_owned(),
-                ByteString(rollback.encode_to_vec()),
-            );
+            binary.insert(ROLLBACK_KEY.to_owned(), ByteString(rollback));
         }
         Ok(ConfigMap {
             metadata: ObjectMeta {
@@ -336,7 +397,7 @@ impl Store {
                 ..ObjectMeta::default()
             },
             data: Some(BTreeMap::from([(RECORD_KEY.to_owned(), text)])),
-            binary_data: (!binary.is_empty()).then_some(binary),
+            binary_data: Some(binary),
             ..ConfigMap::default()
         })
     }

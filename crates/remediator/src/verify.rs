@@ -12,7 +12,6 @@ use crate::{
     actions::{Executor, controller, str_at, to_value},
     quantity,
     request::{TargetKind, Validated},
-    store::Undo,
 };
 
 /// One look at the target.
@@ -57,7 +56,7 @@ where
 pub async fn check(
     exec: &Executor,
     v: &Validated,
-    pre_image: &Value,
+    owner_uid: Option<&str>,
     started: SystemTime,
     stable: Duration,
 ) -> Check {
@@ -74,7 +73,7 @@ pub async fn check(
             restart_pod(
                 exec,
                 v,
-                pre_image,
+                owner_uid,
                 current.as_ref(),
                 replaced,
                 started,
@@ -115,7 +114,7 @@ pub async fn check(
 async fn restart_pod(
     exec: &Executor,
     v: &Validated,
-    pre_image: &Value,
+    owner_uid: Option<&str>,
     current: Option<&Value>,
     replaced: bool,
     started: SystemTime,
@@ -124,7 +123,7 @@ async fn restart_pod(
     if current.is_some() && !replaced {
         return Check::Pending("the old pod is still terminating".to_owned());
     }
-    let Some((_, owner)) = controller(pre_image) else {
+    let Some(owner) = owner_uid.filter(|uid| !uid.is_empty()) else {
         return Check::Passed("the bare pod is gone".to_owned());
     };
     let pods = exec.api(TargetKind::Pod, &v.target.namespace);
@@ -426,26 +425,6 @@ fn expanded(expand: &ExpandPvc, claim: &Value) -> Check {
     }
 }
 
-/// Whether every field a rollback restores has the pre-image's value.
-pub fn restored(undo: &Undo, object: &Value) -> Check {
-    let wrong: Vec<String> = undo
-        .expect
-        .iter()
-        .filter(|(pointer, expected)| object.pointer(pointer).unwrap_or(&Value::Null) != expected)
-        .map(|(pointer, expected)| {
-            format!(
-                "{pointer} is {} instead of {expected}",
-                object.pointer(pointer).unwrap_or(&Value::Null)
-            )
-        })
-        .collect();
-    if wrong.is_empty() {
-        Check::Passed("the pre-image's values are restored".to_owned())
-    } else {
-        Check::Pending(wrong.join("; "))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -532,22 +511,5 @@ mod tests {
         ));
         let changed = json!({ "spec": { "maxReplicas": 3 } });
         assert!(matches!(hpa_below_max(&scale, &changed), Check::Failed(_)));
-    }
-
-    #[test]
-    fn restored_compares_absent_as_null() {
-        let undo = Undo {
-            patch_type: "merge".into(),
-            patch: json!({}),
-            expect: vec![("/spec/unschedulable".into(), Value::Null)],
-        };
-        assert!(matches!(
-            restored(&undo, &json!({ "spec": {} })),
-            Check::Passed(_)
-        ));
-        assert!(matches!(
-            restored(&undo, &json!({ "spec": { "unschedulable": true } })),
-            Check::Pending(_)
-        ));
     }
 }

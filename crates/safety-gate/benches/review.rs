@@ -109,6 +109,7 @@ fn workload(count: usize) -> Vec<ReviewRequest> {
                 policy: Some(policy.clone()),
                 context: Some(context),
                 human_approval: None,
+                policy_generation: 1,
             }
         })
         .collect()
@@ -137,11 +138,19 @@ fn engine_throughput() {
 async fn grpc_latency() {
     let listeners = Listeners::ephemeral().await.unwrap();
     let addr = listeners.grpc_addr().unwrap();
+    // As deployed: every verdict appended to the signed audit file.
+    let audit =
+        std::env::temp_dir().join(format!("nanny-bench-audit-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&audit);
     let config = Config {
         tls: nanny_test_util::pki::tls("nanny-safety-gate"),
         signing: nanny_safety_gate::config::SigningConfig {
             key: nanny_test_util::pki::signing_key().display().to_string(),
             ..Default::default()
+        },
+        audit: nanny_safety_gate::config::AuditConfig {
+            path: audit.display().to_string(),
+            ephemeral: false,
         },
         ..Config::default()
     };

@@ -92,9 +92,15 @@ pub struct KubernetesConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
-    /// Hash-chained JSON lines file, one record per verdict (`nannyctl audit
-    /// verify` checks it). Empty: verdicts are audited in the log stream only.
+    /// Hash-chained, signed JSON lines file, one record per verdict
+    /// (`nannyctl audit verify` checks it). Required, on a persistent
+    /// volume, unless `ephemeral` says otherwise.
     pub path: String,
+    /// Runs without an audit file: verdicts are audited in the log stream
+    /// only, and limits reset on restart unless the HealingAction history
+    /// is read. Development only; say so explicitly.
+    #[serde(default)]
+    pub ephemeral: bool,
 }
 
 /// Section `storm`.
@@ -210,6 +216,13 @@ impl ServiceConfig for Config {
                 format!("{:?} is not a readable file", self.kubernetes.kubeconfig),
             ));
         }
+        if self.audit.path.is_empty() && !self.audit.ephemeral {
+            return Err(Error::config(
+                "audit.path",
+                "not set: every verdict is audited in a signed, hash-chained file on a persistent volume; \
+                 set audit.path (NANNY_AUDIT__PATH), or audit.ephemeral=true for development",
+            ));
+        }
         // Last: a wrong value is named before the key it runs without.
         self.signing.signer()?;
         Ok(())
@@ -220,16 +233,30 @@ impl ServiceConfig for Config {
 mod tests {
     use super::*;
 
-    /// The defaults plus the test PKI's signing key: a config that validates.
+    /// The defaults plus the test PKI's signing key, without an audit file:
+    /// a config that validates.
     fn valid() -> Config {
         let mut config = Config::default();
         config.signing.key = nanny_test_util::pki::signing_key().display().to_string();
+        config.audit.ephemeral = true;
         config
     }
 
     #[test]
+    fn an_audit_file_is_required_unless_explicitly_ephemeral() {
+        let mut config = valid();
+        config.audit.ephemeral = false;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("audit.path: not set"), "{err}");
+        config.audit.path = "/var/lib/nanny/audit.jsonl".to_owned();
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
     fn the_signing_key_is_required() {
-        let err = Config::default().validate().unwrap_err().to_string();
+        let mut config = Config::default();
+        config.audit.ephemeral = true;
+        let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("signing.key: not set"), "{err}");
         let mut config = valid();
         config.signing.verdict_ttl_secs = 5;

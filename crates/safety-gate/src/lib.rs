@@ -46,14 +46,19 @@ pub async fn run(
     )
     .await?;
     let gate = Gate::new(config.clone());
+    let signer = std::sync::Arc::new(config.signing.signer()?);
     // An audit log that cannot be extended stops the gate: no unaudited
     // decisions. Its records also carry the limits across restarts.
     let (audit, audited) = if config.audit.path.is_empty() {
-        tracing::warn!("audit.path is not set: verdicts are audited in the log stream only.");
+        tracing::warn!(
+            "audit.ephemeral: no audit file; verdicts are audited in the log stream only."
+        );
         (None, Vec::new())
     } else {
-        let (log, records) =
-            nanny_common::audit::AuditLog::open(std::path::Path::new(&config.audit.path))?;
+        let (log, records) = nanny_common::audit::AuditLog::open(
+            std::path::Path::new(&config.audit.path),
+            signer.clone(),
+        )?;
         (Some(log), records)
     };
     // Built before serving, so a bad kubeconfig stops the gate at once.
@@ -62,12 +67,7 @@ pub async fn run(
     } else {
         None
     };
-    let service = SafetyGateService::new(
-        gate,
-        shell.metrics().registry(),
-        audit,
-        config.signing.signer()?,
-    )?;
+    let service = SafetyGateService::new(gate, shell.metrics().registry(), audit, signer)?;
     service.remember_issued(&audited);
     let audited = history::from_audit(&audited);
     let health = shell.health();

@@ -10,15 +10,15 @@ use std::{
 };
 
 use nanny_proto::v1::{
-    ActionType, Decision, Outcome, OutcomeReport, RecordOutcomeResponse, ReviewRequest, Verdict,
-    safety_gate_server::SafetyGate,
+    ActionType, Decision, Outcome, OutcomeReport, RecordOutcomeResponse, ReviewRequest,
+    RollbackReview, Verdict, safety_gate_server::SafetyGate,
 };
 use prometheus::{IntCounterVec, Opts, Registry};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use nanny_common::audit::AuditLog;
+use nanny_common::audit::{Anchor, AuditLog};
 
 use crate::gate::{Gate, Level, limit_target};
 
@@ -55,6 +55,8 @@ struct IssuedVerdict {
     recommendation_id: String,
     target_uid: String,
     action: String,
+    /// APPROVED (an action may have written), not NEEDS_APPROVAL.
+    approved: bool,
     reported: bool,
 }
 
@@ -110,7 +112,7 @@ impl SafetyGateService {
         gate: Gate,
         registry: &Registry,
         audit_log: Option<AuditLog>,
-        signer: nanny_common::verdict::Signer,
+        signer: Arc<nanny_common::verdict::Signer>,
     ) -> Result<Self, prometheus::Error> {
         let verdicts = IntCounterVec::new(
             Opts::new(
@@ -127,7 +129,7 @@ impl SafetyGateService {
             audit_log: audit_log.map(|log| Arc::new(Mutex::new(log))),
             restoring: Arc::new(AtomicBool::new(false)),
             issued: Arc::new(Mutex::new(Issued::default())),
-            signer: Arc::new(signer),
+            signer,
         })
     }
 
@@ -148,6 +150,7 @@ impl SafetyGateService {
                             recommendation_id: text(&entry["recommendation_id"]),
                             target_uid: text(&entry["target"]["uid"]),
                             action: text(&entry["action"]),
+                            approved: entry["decision"] == Decision::Approved.as_str_name(),
                             reported: false,
                         },
                     );
@@ -235,15 +238,19 @@ impl SafetyGateService {
         );
         let recommendation = request.recommendation.as_ref();
         let target = recommendation.and_then(|r| r.target.as_ref());
-        if let Err(error) = self.append_audit(request, &review, &audit_id, now) {
-            // No decision without its audit record.
-            tracing::error!(%error, audit_id, "Cannot write the audit record; denying.");
-            review.level = Level::Denied;
-            review.matched_rules.push("audit-unavailable");
-            review
-                .reasons
-                .push("the audit log cannot be written".to_owned());
-        }
+        let anchor = match self.append_audit(request, &review, &audit_id, now) {
+            Ok(anchor) => anchor,
+            Err(error) => {
+                // No decision without its audit record.
+                tracing::error!(%error, audit_id, "Cannot write the audit record; denying.");
+                review.level = Level::Denied;
+                review.matched_rules.push("audit-unavailable");
+                review
+                    .reasons
+                    .push("the audit log cannot be written".to_owned());
+                None
+            }
+        };
         let decision = review.level.decision();
         if actionable(decision.as_str_name())
             && let (Some(recommendation), Some(target)) = (recommendation, target)
@@ -260,6 +267,7 @@ impl SafetyGateService {
                         .and_then(|a| a.kind.as_ref())
                         .map_or("UNKNOWN", |k| crate::gate::action_type(k).as_str_name())
                         .to_owned(),
+                    approved: decision == Decision::Approved,
                     reported: false,
                 },
             );
@@ -296,6 +304,8 @@ impl SafetyGateService {
             policy_ref: request.policy_ref.clone(),
             audit_id,
             decided_at: Some(now.into()),
+            audit_seq: anchor.as_ref().map_or(0, |a| a.seq),
+            audit_hash: anchor.map(|a| a.hash).unwrap_or_default(),
             ..Verdict::default()
         };
         // Only what the remediator may act on is signed; it refuses the rest.
@@ -314,15 +324,129 @@ impl SafetyGateService {
 }
 
 impl SafetyGateService {
+    /// Decides a rollback: APPROVED and signed only for an action that ran
+    /// under an APPROVED verdict this gate issued, for exactly that
+    /// recommendation, target and action. A rollback restores what Nanny
+    /// changed, so it is not rate-limited and a paused policy does not stop
+    /// it; it is audited like any verdict.
+    ///
+    /// # Errors
+    /// `INVALID_ARGUMENT` for a request without a target uid or action id,
+    /// `UNAVAILABLE` when the audit log cannot be written.
+    pub fn rollback_verdict(&self, review: &RollbackReview) -> Result<Verdict, Status> {
+        let target = review
+            .target
+            .as_ref()
+            .filter(|t| !t.uid.is_empty())
+            .ok_or_else(|| Status::invalid_argument("rollback review needs a target with a uid"))?;
+        if review.action_id.is_empty() {
+            return Err(Status::invalid_argument(
+                "rollback review needs an action_id",
+            ));
+        }
+        let action = ActionType::try_from(review.action_type).unwrap_or(ActionType::Unspecified);
+        let refusal = {
+            let issued = self
+                .issued
+                .lock()
+                .map_err(|_| Status::unavailable("the gate's verdict index is unavailable"))?;
+            match issued.by_id.get(&review.audit_id) {
+                None => Some(format!(
+                    "no verdict with audit id {:?} let an action run: only actions this gate approved are rolled back",
+                    review.audit_id
+                )),
+                Some(v) if !v.approved => Some(format!(
+                    "verdict {:?} did not approve an action",
+                    review.audit_id
+                )),
+                Some(v)
+                    if v.recommendation_id != review.recommendation_id
+                        || v.target_uid != target.uid
+                        || v.action != action.as_str_name() =>
+                {
+                    Some(format!(
+                        "the rollback does not match verdict {:?}: its recommendation, target or action differ",
+                        review.audit_id
+                    ))
+                }
+                Some(_) => None,
+            }
+        };
+        let now = SystemTime::now();
+        let audit_id = format!(
+            "rollback-{:x}-{:x}",
+            now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+            self.audit_seq.fetch_add(1, Ordering::Relaxed)
+        );
+        let (decision, rule, reason) = match refusal {
+            None => (
+                Decision::Approved,
+                "rollback-of-approved",
+                review.reason.clone(),
+            ),
+            Some(reason) => (Decision::Denied, "rollback-unknown-action", reason),
+        };
+        let mut anchor = None;
+        if let Some(log) = &self.audit_log {
+            let entry = serde_json::json!({
+                "kind": "rollback",
+                "action_id": review.action_id,
+                "verdict_audit_id": review.audit_id,
+                "recommendation_id": review.recommendation_id,
+                "policy": review.policy_ref,
+                "target": { "kind": target.kind, "namespace": target.namespace, "name": target.name, "uid": target.uid },
+                "action": action.as_str_name(),
+                "decision": decision.as_str_name(),
+                "rules": [rule],
+                "reasons": [reason],
+            });
+            anchor = self.append(log, now, &audit_id, entry).map_err(|error| {
+                tracing::error!(%error, "Cannot write the rollback to the audit log; denying.");
+                Status::unavailable("the rollback verdict could not be recorded durably")
+            })?;
+        }
+        tracing::info!(
+            target: "audit",
+            audit_id,
+            action_id = %review.action_id,
+            verdict_audit_id = %review.audit_id,
+            target_uid = %target.uid,
+            decision = decision.as_str_name(),
+            rule,
+            %reason,
+            "Rollback verdict."
+        );
+        self.verdicts
+            .with_label_values(&[decision.as_str_name(), rule])
+            .inc();
+        let mut verdict = Verdict {
+            recommendation_id: review.recommendation_id.clone(),
+            decision: decision as i32,
+            matched_rules: vec![rule.to_owned()],
+            reasons: vec![reason],
+            policy_ref: review.policy_ref.clone(),
+            audit_id,
+            decided_at: Some(now.into()),
+            audit_seq: anchor.as_ref().map_or(0, |a| a.seq),
+            audit_hash: anchor.map(|a| a.hash).unwrap_or_default(),
+            ..Verdict::default()
+        };
+        if decision == Decision::Approved {
+            self.signer
+                .sign_rollback(&review.action_id, target, &mut verdict, now);
+        }
+        Ok(verdict)
+    }
+
     fn append_audit(
         &self,
         request: &ReviewRequest,
         review: &crate::gate::Review,
         audit_id: &str,
         now: SystemTime,
-    ) -> Result<(), nanny_common::audit::AuditError> {
+    ) -> Result<Option<Anchor>, nanny_common::audit::AuditError> {
         let Some(log) = &self.audit_log else {
-            return Ok(());
+            return Ok(None);
         };
         let recommendation = request.recommendation.as_ref();
         let target = recommendation.and_then(|r| r.target.as_ref());
@@ -345,6 +469,13 @@ impl SafetyGateService {
                 target.map_or("", |t| t.uid.as_str()),
             ),
             "action": action,
+            // What exactly was decided on, and under which policy version.
+            "parameters": recommendation
+                .and_then(|r| r.action.as_ref())
+                .and_then(|a| a.kind.as_ref())
+                .map(|k| format!("{k:?}")),
+            "policy_generation": request.policy_generation,
+            "approved_by": request.human_approval.as_ref().map(|h| h.by.as_str()),
             "content": target.map(|t| crate::gate::content_hash(t, recommendation.and_then(|r| r.action.as_ref()))),
             "decision": review.level.decision().as_str_name(),
             "rules": review.matched_rules,
@@ -359,7 +490,7 @@ impl SafetyGateService {
         now: SystemTime,
         audit_id: &str,
         entry: serde_json::Value,
-    ) -> Result<(), nanny_common::audit::AuditError> {
+    ) -> Result<Option<Anchor>, nanny_common::audit::AuditError> {
         let time = prost_types::Timestamp::from(now).to_string();
         // A poisoned lock means a writer panicked mid-append: fail closed.
         let mut log = log
@@ -368,7 +499,7 @@ impl SafetyGateService {
                 path: std::path::PathBuf::from(&self.gate.config().audit.path),
                 source: std::io::Error::other("audit log lock poisoned"),
             })?;
-        log.append(time, audit_id.to_owned(), entry)
+        log.append(time, audit_id.to_owned(), entry).map(Some)
     }
 }
 
@@ -482,5 +613,15 @@ impl SafetyGate for SafetyGateService {
         }
         self.mark_reported(&report.audit_id);
         Ok(Response::new(RecordOutcomeResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn review_rollback(
+        &self,
+        request: Request<RollbackReview>,
+    ) -> Result<Response<Verdict>, Status> {
+        self.check_restored()?;
+        self.rollback_verdict(&request.into_inner())
+            .map(Response::new)
     }
 }

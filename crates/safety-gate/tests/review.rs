@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use nanny_common::server::Listeners;
 use nanny_proto::v1::{
-    ActionType, Decision, GateLimits, Outcome, OutcomeReport, ReviewRequest,
+    ActionType, Decision, GateLimits, Outcome, OutcomeReport, ReviewRequest, RollbackReview,
     safety_gate_client::SafetyGateClient,
 };
 use nanny_safety_gate::Config;
@@ -179,6 +179,82 @@ async fn failed_outcomes_reported_over_grpc_open_the_breaker() {
 
     let bad = client
         .record_outcome(OutcomeReport::default())
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn rollbacks_are_signed_only_for_actions_the_gate_approved() {
+    let (mut client, _http, _stop) = start().await;
+    let request = restart("shop", "undo-me");
+    let recommendation = request.recommendation.clone().unwrap();
+    let target = recommendation.target.clone().unwrap();
+    let approved = client.review(request).await.unwrap().into_inner();
+    assert_eq!(approved.decision(), Decision::Approved);
+    let denied = client
+        .review(restart("kube-system", "coredns"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(denied.decision(), Decision::Denied);
+    let review = RollbackReview {
+        action_id: "restart-undo-me".into(),
+        audit_id: approved.audit_id.clone(),
+        recommendation_id: recommendation.id.clone(),
+        target: Some(target.clone()),
+        action_type: ActionType::RestartPod as i32,
+        policy_ref: "shop/default".into(),
+        reason: "verification failed".into(),
+    };
+    let verifier = nanny_common::verdict::Verifier::load(
+        "verdicts.public_keys",
+        &[nanny_test_util::pki::verifying_key()],
+    )
+    .unwrap();
+    let signed = client
+        .review_rollback(review.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(signed.decision(), Decision::Approved, "{signed:?}");
+    assert_eq!(signed.matched_rules, ["rollback-of-approved"]);
+    verifier
+        .verify_rollback(&review.action_id, &target, &signed, SystemTime::now())
+        .unwrap();
+    // Another action id under the same verdict: the signature does not hold.
+    assert!(
+        verifier
+            .verify_rollback("another", &target, &signed, SystemTime::now())
+            .is_err()
+    );
+    // Forged: an audit id the gate never issued, a denied verdict, another
+    // target or another action type under a real one.
+    let other = restart("shop", "other").recommendation.unwrap().target;
+    for forged in [
+        RollbackReview {
+            audit_id: "made-up".into(),
+            ..review.clone()
+        },
+        RollbackReview {
+            audit_id: denied.audit_id.clone(),
+            ..review.clone()
+        },
+        RollbackReview {
+            target: other,
+            ..review.clone()
+        },
+        RollbackReview {
+            action_type: ActionType::DrainNode as i32,
+            ..review.clone()
+        },
+    ] {
+        let verdict = client.review_rollback(forged).await.unwrap().into_inner();
+        assert_eq!(verdict.decision(), Decision::Denied, "{verdict:?}");
+        assert!(verdict.signature.is_empty(), "a refusal is never signed");
+    }
+    let bad = client
+        .review_rollback(RollbackReview::default())
         .await
         .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);

@@ -18,6 +18,7 @@ pub fn without_generated_keys(manifests: &str) -> String {
                 "tls.key: ",
                 "signing-key.pem: ",
                 "gate.pem: ",
+                "mac.key: ",
             ]
             .iter()
             .any(|key| trimmed.starts_with(key) && trimmed.len() > 100);

@@ -49,7 +49,26 @@ pub fn write(
     for identity in identities {
         leaf(&ca, dir, identity, extra_dns, validity)?;
     }
-    write_signing_key(dir, "verdict-signing")
+    write_signing_key(dir, "verdict-signing")?;
+    write_mac_key(&dir.join(RECORDS_MAC_KEY))
+}
+
+/// The file name of the remediator's record MAC key in a PKI directory.
+pub const RECORDS_MAC_KEY: &str = "records-mac.key";
+
+/// Writes 32 random bytes, hex-encoded (64 characters), for the
+/// remediator's `records.mac_key`.
+///
+/// # Errors
+/// When no randomness is available or the file cannot be written.
+pub fn write_mac_key(path: &Path) -> anyhow::Result<()> {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("no system randomness for the records' MAC key"))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_file(path, &hex)
 }
 
 /// Writes an Ed25519 key pair for signing verdicts: `NAME-key.pem` (PKCS#8,
@@ -179,10 +198,16 @@ pub fn env(identity: &str) -> Vec<(String, String)> {
             "NANNY_SIGNING__KEY".to_owned(),
             signing_key().display().to_string(),
         )),
-        "nanny-remediator" => env.push((
-            "NANNY_VERDICTS__PUBLIC_KEYS".to_owned(),
-            verifying_key().display().to_string(),
-        )),
+        "nanny-remediator" => env.extend([
+            (
+                "NANNY_VERDICTS__PUBLIC_KEYS".to_owned(),
+                verifying_key().display().to_string(),
+            ),
+            (
+                "NANNY_RECORDS__MAC_KEY".to_owned(),
+                records_mac_key().display().to_string(),
+            ),
+        ]),
         _ => {}
     }
     env
@@ -191,6 +216,11 @@ pub fn env(identity: &str) -> Vec<(String, String)> {
 /// The test PKI's verdict-signing key (the gate's).
 pub fn signing_key() -> PathBuf {
     test_dir().join("verdict-signing-key.pem")
+}
+
+/// The test PKI's record MAC key (the remediator's).
+pub fn records_mac_key() -> PathBuf {
+    test_dir().join(RECORDS_MAC_KEY)
 }
 
 /// Its public half (the remediator's).
@@ -213,6 +243,33 @@ pub fn sign(request: &mut nanny_proto::v1::ExecuteRequest) {
     let recommendation = request.recommendation.as_ref().expect("recommendation");
     let verdict = request.verdict.as_mut().expect("verdict");
     signer.sign(recommendation, verdict, std::time::SystemTime::now());
+}
+
+/// Gives `request` an APPROVED rollback verdict for its action id and target
+/// (and `recommendation_id`), signed as the test PKI's gate would: what the
+/// coordinator forwards from `SafetyGate/ReviewRollback`.
+///
+/// # Panics
+/// When the request has no target, or the key does not load.
+pub fn sign_rollback(request: &mut nanny_proto::v1::RollbackRequest, recommendation_id: &str) {
+    let signer = nanny_common::verdict::Signer::load(
+        "signing.key",
+        &signing_key(),
+        std::time::Duration::from_secs(900),
+    )
+    .expect("test signing key");
+    let mut verdict = nanny_proto::v1::Verdict {
+        recommendation_id: recommendation_id.to_owned(),
+        decision: nanny_proto::v1::Decision::Approved as i32,
+        ..nanny_proto::v1::Verdict::default()
+    };
+    signer.sign_rollback(
+        &request.action_id,
+        request.target.as_ref().expect("target"),
+        &mut verdict,
+        std::time::SystemTime::now(),
+    );
+    request.verdict = Some(verdict);
 }
 
 /// The `NANNYCTL_CA`, `NANNYCTL_CERT` and `NANNYCTL_KEY` variables that make

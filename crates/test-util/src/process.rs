@@ -79,6 +79,8 @@ impl ServiceProcess {
             .env("NANNY_SERVER__GRPC_ADDR", "127.0.0.1:0")
             .env("NANNY_SERVER__HTTP_ADDR", "127.0.0.1:0")
             .envs(crate::pki::env(&name))
+            // Tests that need the gate's audit file give NANNY_AUDIT__PATH.
+            .envs((name == "nanny-safety-gate").then_some(("NANNY_AUDIT__EPHEMERAL", "true")))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -46,5 +46,6 @@ pub fn crashloop_restart(namespace: &str, name: &str) -> ReviewRequest {
             ..ReviewContext::default()
         }),
         human_approval: None,
+        policy_generation: 1,
     }
 }

@@ -16,7 +16,7 @@ use std::{
 };
 
 use k8s_openapi::{
-    api::{apps::v1::Deployment, rbac::v1::ClusterRole},
+    api::{apps::v1::Deployment, core::v1::PersistentVolume, rbac::v1::ClusterRole},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{Api, Client, api::ListParams};
@@ -198,6 +198,25 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
         kubeconfig: cluster.kubeconfig.clone(),
         installed: false,
     };
+    // The audit log is persisted by default. This cluster has no volume
+    // provisioner: a PersistentVolume bound to the chart's claim is what an
+    // operator of such a cluster provides.
+    let volume: PersistentVolume = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": format!("{release}-audit"), "labels": { "nanny.ai/test": "true" } },
+        "spec": {
+            "capacity": { "storage": "1Gi" },
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "hostPath": { "path": format!("/tmp/nanny-{release}-audit") },
+            "claimRef": { "namespace": ns, "name": format!("{prefix}-safety-gate-audit") },
+        },
+    }))
+    .unwrap();
+    let volumes: Api<PersistentVolume> = Api::all(fx.client.clone());
+    volumes
+        .create(&kube::api::PostParams::default(), &volume)
+        .await
+        .unwrap();
     // kwok's fake nodes may carry the kwok taint; the chart takes the
     // toleration as a value like any other cluster's.
     let tolerations = r#"global.tolerations=[{"key":"kwok.x-k8s.io/node","operator":"Exists","effect":"NoSchedule"}]"#;

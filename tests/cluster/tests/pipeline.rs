@@ -338,6 +338,40 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
                 && e.reason.as_deref() == Some("ActionSucceeded")),
         "an Event on the HPA"
     );
+
+    // Every HealingAction anchors its verdict's record: the gate's log
+    // holds each, and a copy cut short is caught against them.
+    let audit = std::env::temp_dir().join(format!("{ns}-audit.jsonl"));
+    let verify = |file: &std::path::Path| {
+        let output = std::process::Command::new(nanny_test_util::process::cargo_bin("nannyctl"))
+            .args(["audit", "verify"])
+            .arg(file)
+            .arg("--public-key")
+            .arg(nanny_test_util::pki::verifying_key())
+            .args(["--anchors-from-cluster", "-n", ns, "--kubeconfig"])
+            .arg(&h.fx.cluster.kubeconfig)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    };
+    let (ok, report) = verify(&audit);
+    assert!(ok && report.contains("anchors hold"), "{report}");
+    let cut = audit.with_extension("cut.jsonl");
+    let first = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(&cut, first + "\n").unwrap();
+    let (ok, report) = verify(&cut);
+    assert!(!ok && report.contains("truncated"), "{report}");
+    println!("audit log: {}", report.trim());
 }
 
 /// Monitor and DryRun record what would happen and change nothing. With

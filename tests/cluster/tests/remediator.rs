@@ -41,6 +41,9 @@ use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+#[path = "remediator/integrity.rs"]
+mod integrity;
+
 fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).unwrap()
 }
@@ -54,6 +57,9 @@ struct Remediator {
     cluster_role: String,
     kubectl: std::path::PathBuf,
     kubeconfig: std::path::PathBuf,
+    /// Recommendation id and target of each action executed, by action id:
+    /// what a rollback verdict is signed for.
+    executed: std::sync::Mutex<std::collections::HashMap<String, (String, ObjectRef)>>,
 }
 
 impl Drop for Remediator {
@@ -187,6 +193,10 @@ impl Remediator {
             verdicts: nanny_remediator::config::VerdictsConfig {
                 public_keys: vec![nanny_test_util::pki::verifying_key()],
             },
+            records: nanny_remediator::config::RecordsConfig {
+                mac_key: Some(nanny_test_util::pki::records_mac_key()),
+                ..defaults.records.clone()
+            },
             ..defaults
         };
         let listeners = Listeners::ephemeral().await.unwrap();
@@ -213,6 +223,7 @@ impl Remediator {
             cluster_role: name,
             kubectl: fx.cluster.kubectl.clone(),
             kubeconfig: fx.cluster.kubeconfig.clone(),
+            executed: std::sync::Mutex::default(),
         }
     }
 
@@ -220,6 +231,12 @@ impl Remediator {
     /// as the coordinator forwards the gate's signed verdict.
     async fn execute(&self, mut request: ExecuteRequest) -> Result<ActionResult, tonic::Status> {
         nanny_test_util::pki::sign(&mut request);
+        if let Some(rec) = &request.recommendation {
+            self.executed.lock().unwrap().insert(
+                request.action_id.clone(),
+                (rec.id.clone(), rec.target.clone().unwrap_or_default()),
+            );
+        }
         self.grpc
             .clone()
             .execute(request)
@@ -227,12 +244,22 @@ impl Remediator {
             .map(tonic::Response::into_inner)
     }
 
+    /// Rolls back `action_id` with a rollback verdict signed for it.
     async fn rollback(&self, action_id: &str) -> Result<ActionResult, tonic::Status> {
-        let request = RollbackRequest {
+        let (recommendation_id, target) = self
+            .executed
+            .lock()
+            .unwrap()
+            .get(action_id)
+            .cloned()
+            .unwrap_or_default();
+        let mut request = RollbackRequest {
             action_id: action_id.to_owned(),
             reason: "test".to_owned(),
-            target: None,
+            target: Some(target),
+            verdict: None,
         };
+        nanny_test_util::pki::sign_rollback(&mut request, &recommendation_id);
         self.grpc
             .clone()
             .rollback(request)
@@ -349,9 +376,11 @@ async fn restart_pod_replaces_it_once_dry_run_changes_nothing_and_metrics_count_
         .await
         .unwrap();
     assert_eq!(outcome(&preview), Outcome::DryRun, "{preview:?}");
+    // A delete is summarised (kind, name, uid, owner, state), never shown.
     assert!(
-        preview.dry_run_diff.contains("+++ /dev/null")
-            && preview.dry_run_diff.contains("-kind: Pod"),
+        preview.dry_run_diff.starts_with("delete Pod/")
+            && preview.dry_run_diff.contains("owned by ReplicaSet")
+            && !preview.dry_run_diff.contains("image"),
         "{}",
         preview.dry_run_diff
     );
@@ -1229,6 +1258,15 @@ async fn restarting_a_pod_whose_template_still_crashes_is_ineffective_and_unappr
     );
 }
 
+/// The test PKI's records MAC key, as the remediator reads it.
+fn mac_key() -> Vec<u8> {
+    std::fs::read_to_string(nanny_test_util::pki::records_mac_key())
+        .unwrap()
+        .trim()
+        .as_bytes()
+        .to_vec()
+}
+
 /// A record as the remediator writes it, in `phase`.
 fn record(id: &str, phase: store::Phase) -> store::Record {
     store::Record {
@@ -1241,8 +1279,9 @@ fn record(id: &str, phase: store::Phase) -> store::Record {
             name: "web-1".into(),
             uid: format!("uid-{id}"),
         },
-        pre_image: json!({}),
-        undo: None,
+        summary: store::Summary::default(),
+        container: None,
+        changes: Vec::new(),
         not_reversible: Some("a deleted pod cannot come back".into()),
         phase,
         instance: "test".into(),
@@ -1255,7 +1294,7 @@ async fn the_record_sweep_deletes_only_finished_records_older_than_the_cutoff() 
     let Some(fx) = Fixture::new("rem-sweep").await else {
         return;
     };
-    let records = store::Store::new(fx.client.clone(), fx.ns());
+    let records = store::Store::new(fx.client.clone(), fx.ns(), &mac_key());
     for (id, phase) in [
         ("done", store::Phase::Done),
         ("undone", store::Phase::RolledBack),

@@ -1,5 +1,6 @@
-//! The gate writes every verdict to its hash-chained audit log, and
-//! `nannyctl audit verify` detects a single tampered record.
+//! The gate writes every verdict to its signed, hash-chained audit log, and
+//! `nannyctl audit verify` detects a tampered record, a re-signed or
+//! unsigned rewrite, and a cut tail (against the anchors verdicts carry).
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,15 +10,25 @@ use std::process::Command;
 use nanny_proto::v1::{Decision, ReviewRequest, safety_gate_client::SafetyGateClient};
 use nanny_test_util::process::{ServiceProcess, cargo_bin};
 
-fn verify(path: &std::path::Path) -> (bool, String) {
-    let output = Command::new(cargo_bin("nannyctl"))
+/// `nannyctl audit verify` with the test PKI's gate key and `anchors`.
+fn verify_with(path: &std::path::Path, anchors: &[String]) -> (bool, String) {
+    let mut command = Command::new(cargo_bin("nannyctl"));
+    command
         .args(["audit", "verify"])
         .arg(path)
-        .output()
-        .unwrap();
+        .arg("--public-key")
+        .arg(nanny_test_util::pki::verifying_key());
+    for anchor in anchors {
+        command.args(["--anchor", anchor]);
+    }
+    let output = command.output().unwrap();
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     (output.status.success(), text)
+}
+
+fn verify(path: &std::path::Path) -> (bool, String) {
+    verify_with(path, &[])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -35,23 +46,60 @@ async fn tampering_with_one_audit_record_is_detected() {
     .unwrap();
     let mut client = SafetyGateClient::new(gate.channel(nanny_common::tls::COORDINATOR));
     let mut audit_ids = Vec::new();
+    let mut anchors = Vec::new();
     for _ in 0..3 {
         // An empty request is malformed: DENIED, and audited like any other.
-        audit_ids.push(
-            client
-                .review(ReviewRequest::default())
-                .await
-                .unwrap()
-                .into_inner()
-                .audit_id,
-        );
+        let verdict = client
+            .review(ReviewRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        audit_ids.push(verdict.audit_id);
+        // The anchor a HealingAction keeps of its verdict.
+        anchors.push(format!("{}:{}", verdict.audit_seq, verdict.audit_hash));
     }
+    assert_eq!(anchors.len(), 3);
+    assert!(anchors[2].starts_with("3:"), "{anchors:?}");
     assert!(gate.terminate().await.unwrap().success());
 
-    let (ok, report) = verify(&path);
+    let (ok, report) = verify_with(&path, &anchors);
     assert!(ok, "{report}");
-    assert!(report.contains("3 records, chain intact"), "{report}");
+    assert!(
+        report.contains("3 records, chain intact and signed by")
+            && report.contains("3 anchors hold"),
+        "{report}"
+    );
     let text = std::fs::read_to_string(&path).unwrap();
+
+    // The last record cut off: an intact chain, but shorter than its anchor.
+    let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, &cut).unwrap();
+    let (ok, _) = verify(&path);
+    assert!(ok, "alone, a cut tail looks intact");
+    let (ok, report) = verify_with(&path, &anchors[2..]);
+    assert!(!ok, "a cut tail went unnoticed: {report}");
+    assert!(
+        report.contains("truncated")
+            && report.contains("anchors record 3, but the log ends at record 2"),
+        "{report}"
+    );
+    // Every record re-hashed after an edit, as one without the gate's key
+    // would: each signature fails (and stripping them is no way out).
+    let rehashed: String = text
+        .lines()
+        .map(|line| {
+            let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+            record["signature"] = serde_json::json!("00");
+            format!("{record}\n")
+        })
+        .collect();
+    std::fs::write(&path, &rehashed).unwrap();
+    let (ok, report) = verify(&path);
+    assert!(
+        !ok && report.contains("not signed by a trusted gate key"),
+        "{report}"
+    );
+    std::fs::write(&path, &text).unwrap();
     for id in &audit_ids {
         assert!(
             text.contains(id.as_str()),
@@ -141,6 +189,22 @@ async fn limits_survive_a_killed_gate() {
         ..Default::default()
     };
     client.record_outcome(report).await.unwrap();
+    // Each record says exactly what was decided on, under which policy
+    // version.
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        first["entry"]["parameters"], "RestartPod(RestartPod)",
+        "{first}"
+    );
+    assert_eq!(first["entry"]["policy_generation"], 1, "{first}");
+    assert!(first["entry"]["approved_by"].is_null(), "{first}");
     gate.kill().await.unwrap();
 
     // A new gate on the same audit log enforces the same window.

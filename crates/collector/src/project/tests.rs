@@ -121,6 +121,31 @@ fn event_text_is_cut_and_marked_untrusted_and_normal_events_are_dropped() {
 }
 
 #[test]
+fn secrets_in_event_text_are_masked_before_anything_else_sees_them() {
+    let planted = nanny_common::redact::canaries::planted();
+    let warning: Event = serde_json::from_value(json!({
+        "metadata": { "name": "e3", "namespace": "shop" },
+        "involvedObject": { "kind": "Pod", "name": "shop-1", "namespace": "shop", "uid": "u1" },
+        "reason": "Failed", "type": "Warning",
+        "message": planted,
+    }))
+    .expect("valid event");
+    let wide = Redaction {
+        max_text_bytes: 4096,
+        ..redaction()
+    };
+    let text = event(&warning, &wide)
+        .expect("kept")
+        .message
+        .expect("message")
+        .text;
+    for canary in nanny_common::redact::canaries::ALL {
+        assert!(!text.contains(canary), "{canary} in {text}");
+    }
+    assert!(text.contains("[REDACTED"), "{text}");
+}
+
+#[test]
 fn truncation_respects_character_boundaries() {
     let (text, cut) = truncate("ééééé", 3);
     assert_eq!((text.as_str(), cut), ("é", true));

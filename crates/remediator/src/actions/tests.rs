@@ -57,11 +57,15 @@ fn restart_refuses_bare_pods_unless_allowed() {
             pin_version: false
         }
     );
-    assert!(p.undo.is_none());
+    assert!(p.fields.is_empty());
+    assert_eq!(
+        p.not_reversible,
+        Some("a deleted pod cannot be brought back")
+    );
 }
 
 #[test]
-fn patches_carry_the_read_resource_version_and_an_exact_undo() {
+fn patches_carry_the_read_resource_version_and_name_the_fields_they_change() {
     let node = json!({ "metadata": { "name": "n1", "resourceVersion": "12" }, "spec": {} });
     let p = plan(
         &validated(ActionKind::CordonNode(CordonNode {}), TargetKind::Node),
@@ -75,26 +79,25 @@ fn patches_carry_the_read_resource_version_and_an_exact_undo() {
             json!({ "metadata": { "resourceVersion": "12" }, "spec": { "unschedulable": true } })
         )
     );
-    let undo = p.undo.unwrap();
-    assert_eq!(undo.patch, json!({ "spec": { "unschedulable": null } }));
-    assert_eq!(
-        undo.expect,
-        vec![("/spec/unschedulable".to_owned(), Value::Null)]
-    );
+    assert_eq!(p.fields, ["/spec/unschedulable"]);
+    assert_eq!(p.not_reversible, None);
 }
 
 #[test]
-fn scale_hpa_restores_both_bounds() {
+fn scale_hpa_changes_only_the_bounds_it_sets() {
     let hpa = json!({ "metadata": { "resourceVersion": "3" }, "spec": { "minReplicas": 2, "maxReplicas": 5 } });
     let action = ActionKind::ScaleHpa(ScaleHpa {
         min_replicas: None,
         max_replicas: 8,
     });
     let p = plan(&validated(action, TargetKind::Hpa), &hpa, &Facts::default()).unwrap();
-    assert_eq!(
-        p.undo.unwrap().patch,
-        json!({ "spec": { "maxReplicas": 5, "minReplicas": 2 } })
-    );
+    assert_eq!(p.fields, ["/spec/maxReplicas"]);
+    let both = ActionKind::ScaleHpa(ScaleHpa {
+        min_replicas: Some(2),
+        max_replicas: 8,
+    });
+    let p = plan(&validated(both, TargetKind::Hpa), &hpa, &Facts::default()).unwrap();
+    assert_eq!(p.fields, ["/spec/maxReplicas", "/spec/minReplicas"]);
     let below_min = ActionKind::ScaleHpa(ScaleHpa {
         min_replicas: None,
         max_replicas: 1,
@@ -136,15 +139,23 @@ fn patch_resources_merges_one_container_by_name() {
         patch["spec"]["template"]["spec"]["containers"],
         json!([{ "name": "app", "resources": { "limits": { "cpu": "500m", "memory": "536870912" } } }])
     );
-    let undo = p.undo.unwrap();
+    assert_eq!(p.container.as_deref(), Some("app"));
     assert_eq!(
-        undo.patch["spec"]["template"]["spec"]["containers"][0]["resources"],
-        json!({ "limits": { "cpu": null, "memory": "256Mi" } })
+        p.fields,
+        [
+            "/spec/template/spec/containers/1/resources/limits/cpu",
+            "/spec/template/spec/containers/1/resources/limits/memory"
+        ]
     );
-    assert!(undo.expect.contains(&(
-        "/spec/template/spec/containers/1/resources/limits/memory".to_owned(),
-        json!("256Mi")
-    )));
+    assert!(
+        p.fields
+            .iter()
+            .all(|f| crate::undo::allowed("ACTION_TYPE_PATCH_RESOURCES", f))
+    );
+    assert!(
+        p.shown_fields()
+            .contains(&"/spec/template/spec/containers/1/name".to_owned())
+    );
 
     let missing = ActionKind::PatchResources(PatchResources {
         container: "nope".into(),

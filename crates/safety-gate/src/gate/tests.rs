@@ -83,6 +83,7 @@ fn request(kind: Kind, target: ObjectRef) -> ReviewRequest {
             ..ReviewContext::default()
         }),
         human_approval: None,
+        policy_generation: 1,
     }
 }
 
@@ -590,6 +591,8 @@ async fn restore_replays_approvals_and_counts_unplaceable_times_as_now() {
             "action": "ACTION_TYPE_RESTART_POD", "target": { "namespace": "shop", "uid": format!("uid-shop-{name}") },
         }),
         hash: String::new(),
+        signature: String::new(),
+        key_id: String::new(),
     };
     let at = |age: u64| prost_types::Timestamp::from(now - Duration::from_secs(age)).to_string();
     let records = [
@@ -766,6 +769,7 @@ prop_compose! {
                 ..Default::default()
             }),
             human_approval: None,
+            policy_generation: 1,
         }
     }
 }

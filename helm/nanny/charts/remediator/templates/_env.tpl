@@ -1,6 +1,8 @@
 {{- define "remediator.env" -}}
 - name: NANNY_VERDICTS__PUBLIC_KEYS
   value: /etc/nanny-verdict-keys/gate.pem{{ if .Values.global.verdictSigning.previousCertificate }},/etc/nanny-verdict-keys/previous.pem{{ end }}
+- name: NANNY_RECORDS__MAC_KEY
+  value: /etc/nanny-records-key/mac.key
 {{- /* The gate's protections, checked again by the remediator itself. */}}
 {{- with .Values.global.protectedResources }}
 - name: NANNY_PROTECTED__NAMESPACES

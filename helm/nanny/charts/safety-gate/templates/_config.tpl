@@ -28,6 +28,7 @@ limits:
   max_disruption_percent: {{ $l.maxDisruptionPercent }}
 audit:
   path: {{ if .Values.audit.enabled }}/var/lib/nanny/audit/audit.jsonl{{ else }}""{{ end }}
+  ephemeral: {{ not .Values.audit.enabled }}
 kubernetes:
   enabled: {{ .Values.kubernetes.enabled }}
 {{- end -}}
