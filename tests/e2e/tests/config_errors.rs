@@ -147,6 +147,10 @@ fn tls_and_signing_keys_are_required_and_checked() {
         ("NANNY_TLS__CERT", gate_cert.as_str()),
         ("NANNY_TLS__KEY", gate_key.as_str()),
     ];
+    // Every verdict goes to a persistent audit file, unless explicitly
+    // ephemeral.
+    assert_one_line_error("nanny-safety-gate", &gate, "audit.path: not set");
+    gate.push(("NANNY_AUDIT__EPHEMERAL", "true"));
     assert_one_line_error("nanny-safety-gate", &gate, "signing.key: not set");
     gate.push(("NANNY_SIGNING__KEY", gate_key.as_str()));
     assert_one_line_error(
