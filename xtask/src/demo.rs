@@ -953,7 +953,7 @@ impl Ctx {
         );
         println!("       nannyctl approve {name} -n {NAMESPACE}");
         println!(
-            "     or: kubectl annotate healingaction {name} -n {NAMESPACE} {}=$USER",
+            "     or: kubectl annotate healingaction {name} -n {NAMESPACE} {}=$(kubectl auth whoami -o jsonpath='{{.status.userInfo.username}}')",
             nanny_crd::APPROVE_ANNOTATION
         );
         let asked = Instant::now();

@@ -455,8 +455,21 @@ impl Step<'_> {
         }
     }
 
+    /// The action's policy, only when the action lives in the policy's
+    /// namespace: an action created elsewhere never borrows another
+    /// namespace's policy.
     fn policy(&self) -> Option<Arc<HealingPolicy>> {
-        self.driver.policy(&self.action.spec.policy_ref)
+        self.in_policy_namespace()
+            .then(|| self.driver.policy(&self.action.spec.policy_ref))
+            .flatten()
+    }
+
+    fn in_policy_namespace(&self) -> bool {
+        self.action
+            .spec
+            .policy_ref
+            .split_once('/')
+            .is_some_and(|(ns, _)| Some(ns) == self.action.namespace().as_deref())
     }
 
     /// The recommendation as recorded.
@@ -469,6 +482,16 @@ impl Step<'_> {
 
     /// Proposed → Denied | PendingApproval | Approved | Recorded.
     async fn review(mut self) -> Result<bool, Error> {
+        if !self.in_policy_namespace() {
+            let reason = format!(
+                "a HealingAction in namespace {} names HealingPolicy {}: an action lives in its policy's namespace",
+                self.action.namespace().unwrap_or_default(),
+                self.action.spec.policy_ref
+            );
+            return self
+                .deny(vec!["policy-elsewhere".into()], vec![reason], None)
+                .await;
+        }
         let Some(policy) = self.policy() else {
             let reason = format!(
                 "HealingPolicy {} no longer exists",

@@ -255,15 +255,36 @@ pub fn spec_from_recommendation(
         },
         source,
         confidence: rec.confidence.min(100),
-        reasoning: rec.reason.clone(),
+        // Within the CRD's bounds: a model's long explanation is cut, not
+        // a reason to lose the action.
+        reasoning: cut(&rec.reason, 8192),
         risk: severity_str(rec.risk).to_owned(),
-        evidence: rec.evidence_refs.clone(),
-        issue_fingerprints: rec.issue_fingerprints.clone(),
+        evidence: rec
+            .evidence_refs
+            .iter()
+            .take(64)
+            .map(|e| cut(e, 1024))
+            .collect(),
+        issue_fingerprints: rec
+            .issue_fingerprints
+            .iter()
+            .take(64)
+            .map(|f| cut(f, 256))
+            .collect(),
         recommendation_id: rec.id.clone(),
         snapshot_id: rec.snapshot_id.clone(),
         workload_uid,
         approval: None,
     })
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 /// The API version of a target kind, as the remediator expects it.

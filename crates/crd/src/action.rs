@@ -22,8 +22,23 @@ use crate::{ActionType, Condition};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+// What was proposed is fixed once recorded: only a human's decision is added
+// later, once. (The policy's namespace and who may write it are checked by
+// the chart's ValidatingAdmissionPolicy, which sees metadata and the user.)
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.policyRef == oldSelf.policyRef && self.target == oldSelf.target && self.action == oldSelf.action && self.source == oldSelf.source && self.confidence == oldSelf.confidence && self.reasoning == oldSelf.reasoning && self.recommendationId == oldSelf.recommendationId && self.snapshotId == oldSelf.snapshotId && has(self.risk) == has(oldSelf.risk) && (!has(self.risk) || self.risk == oldSelf.risk) && has(self.evidence) == has(oldSelf.evidence) && (!has(self.evidence) || self.evidence == oldSelf.evidence) && has(self.issueFingerprints) == has(oldSelf.issueFingerprints) && (!has(self.issueFingerprints) || self.issueFingerprints == oldSelf.issueFingerprints) && has(self.workloadUid) == has(oldSelf.workloadUid) && (!has(self.workloadUid) || self.workloadUid == oldSelf.workloadUid)",
+        "message": "the spec of a HealingAction is immutable after creation, except spec.approval"
+    },
+    {
+        "rule": "!has(oldSelf.approval) || (has(self.approval) && self.approval == oldSelf.approval)",
+        "message": "spec.approval is decided once"
+    }
+]))]
 pub struct HealingActionSpec {
-    /// `namespace/name` of the HealingPolicy that produced it.
+    /// `namespace/name` of the HealingPolicy that produced it; the action
+    /// lives in the policy's namespace.
+    #[schemars(length(min = 3, max = 317))]
     pub policy_ref: String,
     /// The exact object, pinned by uid.
     pub target: TargetRef,
@@ -35,23 +50,30 @@ pub struct HealingActionSpec {
     #[schemars(range(min = 0, max = 100))]
     pub confidence: u32,
     /// Why, in words.
+    #[schemars(length(max = 8192))]
     pub reasoning: String,
     /// Risk of the action as the analyzer saw it: `Info`, `Warning` or `Critical`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 16))]
     pub risk: String,
     /// Evidence references (issue fingerprints, metric queries).
     #[serde(default)]
+    #[schemars(length(max = 64), inner(length(max = 1024)))]
     pub evidence: Vec<String>,
     /// Fingerprints of the issues this addresses.
     #[serde(default)]
+    #[schemars(length(max = 64), inner(length(max = 256)))]
     pub issue_fingerprints: Vec<String>,
     /// Recommendation id, from the analyzer.
+    #[schemars(length(max = 256))]
     pub recommendation_id: String,
     /// Snapshot id the recommendation was made from.
+    #[schemars(length(max = 256))]
     pub snapshot_id: String,
     /// uid of the workload that owns the target (the Deployment of a pod);
     /// cooldowns and rate limits count against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub workload_uid: Option<String>,
     /// A human's decision, when one was needed. Set it by patching the CR,
     /// annotating it ([`APPROVE_ANNOTATION`] / [`REJECT_ANNOTATION`]) or with
@@ -82,18 +104,21 @@ pub const OPEN_LABEL: &str = "nanny.ai/open";
 #[serde(rename_all = "camelCase")]
 pub struct TargetRef {
     /// e.g. `Pod`, `Deployment`, `Node`.
+    #[schemars(length(max = 63))]
     pub kind: String,
     /// Empty for cluster-scoped objects.
     #[serde(default)]
+    #[schemars(length(max = 63))]
     pub namespace: String,
     /// Object name.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// The uid observed; the action is refused if the object was replaced.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 128))]
     pub uid: String,
     /// The resourceVersion observed.
     #[serde(default)]
+    #[schemars(length(max = 64))]
     pub resource_version: String,
 }
 
@@ -106,6 +131,10 @@ pub struct ActionSpec {
     pub type_: ActionType,
     /// Type-specific parameters, e.g. `maxReplicas: "15"`, `memoryLimit: "768Mi"`.
     #[serde(default)]
+    #[schemars(extend(
+        "maxProperties" = 32,
+        "additionalProperties" = { "type": "string", "maxLength": 256 }
+    ))]
     pub params: std::collections::BTreeMap<String, String>,
 }
 
@@ -116,15 +145,19 @@ pub struct ActionSource {
     /// `Rule` or `Model`.
     pub kind: SourceKind,
     /// Rule id, or model name.
+    #[schemars(length(max = 253))]
     pub name: String,
     /// Prompt version, for model sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub prompt_version: Option<String>,
     /// Model provider (`ollama`, `openai`), for model sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub provider: Option<String>,
     /// Model digest where the provider reports one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub digest: Option<String>,
 }
 
@@ -143,12 +176,16 @@ pub enum SourceKind {
 pub struct HumanApproval {
     /// `Approve` or `Reject`.
     pub decision: HumanDecision,
-    /// Who decided.
+    /// Who decided: the user the API server authenticated (the chart's
+    /// admission policy refuses any other name).
+    #[schemars(length(min = 1, max = 256))]
     pub by: String,
     /// RFC 3339 time of the decision.
+    #[schemars(length(max = 64))]
     pub at: String,
     /// Optional comment.
     #[serde(default)]
+    #[schemars(length(max = 1024))]
     pub comment: String,
 }
 

@@ -11,7 +11,7 @@ use anyhow::{Context as _, anyhow, bail};
 use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, ResourceExt as _,
-    api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
+    api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams},
 };
 use nanny_crd::{
     APPROVE_ANNOTATION, HealingAction, HumanApproval, HumanDecision, Phase, REJECT_ANNOTATION,
@@ -92,8 +92,9 @@ pub struct NameArgs {
 pub struct ApproveArgs {
     /// HealingAction name.
     name: String,
-    /// Who approves (default: $USER, else the kubeconfig user).
-    #[arg(long, env = "USER", hide_env_values = true)]
+    /// Who approves: must be who the API server authenticates you as
+    /// (the default; an admission policy refuses any other name).
+    #[arg(long)]
     by: Option<String>,
     /// Why, for the audit trail.
     #[arg(long, default_value = "")]
@@ -105,8 +106,9 @@ pub struct ApproveArgs {
 pub struct RejectArgs {
     /// HealingAction name.
     name: String,
-    /// Who rejects (default: $USER, else the kubeconfig user).
-    #[arg(long, env = "USER", hide_env_values = true)]
+    /// Who rejects: must be who the API server authenticates you as (the
+    /// default; an admission policy refuses any other name).
+    #[arg(long)]
     by: Option<String>,
     /// Why, for the audit trail.
     #[arg(long, default_value = "")]
@@ -256,6 +258,18 @@ pub async fn reject(kube: KubeArgs, args: RejectArgs) -> anyhow::Result<ExitCode
     .await
 }
 
+/// Who the API server authenticates this client as (SelfSubjectReview,
+/// `kubectl auth whoami`); `None` when it does not say.
+async fn whoami(api: &Api<HealingAction>) -> Option<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let client: kube::Client = api.clone().into_client();
+    let review = Api::<SelfSubjectReview>::all(client)
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .ok()?;
+    review.status?.user_info?.username
+}
+
 async fn decide(
     kube: KubeArgs,
     name: &str,
@@ -266,10 +280,17 @@ async fn decide(
     let actions = actions(&kube).await?;
     let action = actions.fetch(name).await?;
     check_decidable(&action).map_err(|refusal| anyhow!("refused: {refusal}"))?;
-    let by = by
-        .filter(|b| !b.trim().is_empty())
-        .or(actions.user)
-        .context("cannot tell who decides: pass --by NAME")?;
+    // Approvals carry the identity the API server authenticated, not a
+    // name anyone can type: the chart's admission policy refuses others.
+    let by = match (whoami(&actions.api).await, by.filter(|b| !b.trim().is_empty())) {
+        (Some(me), Some(claimed)) if claimed != me => {
+            bail!("--by {claimed}: the API server authenticates you as {me}, and an approval carries who decided")
+        }
+        (Some(me), _) => me,
+        (None, claimed) => claimed
+            .or(actions.user)
+            .context("cannot tell who decides: the API server does not say (SelfSubjectReview); pass --by NAME")?,
+    };
     let approval = HumanApproval {
         decision,
         by,

@@ -74,14 +74,18 @@ fn text(output: &Output) -> (String, String) {
 }
 
 /// The user name of the kubeconfig's current context.
-fn kubeconfig_user(path: &Path) -> String {
-    let kubeconfig = kube::config::Kubeconfig::read_from(path).unwrap();
-    let current = kubeconfig.current_context.clone().unwrap();
-    kubeconfig
-        .contexts
-        .iter()
-        .find(|c| c.name == current)
-        .and_then(|c| c.context.as_ref()?.user.clone())
+/// Who the API server authenticates `client` as.
+async fn whoami(client: &kube::Client) -> String {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    Api::<SelfSubjectReview>::all(client.clone())
+        .create(&Default::default(), &SelfSubjectReview::default())
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .user_info
+        .unwrap()
+        .username
         .unwrap()
 }
 
@@ -186,14 +190,15 @@ async fn nannyctl_lists_describes_and_decides_on_real_actions() {
         );
     }
 
-    // approve: the decision lands in spec.approval; without --by or $USER
-    // the kubeconfig user decides.
+    // approve: the decision lands in spec.approval, under the name the API
+    // server authenticates (kubectl auth whoami), never a typed one.
     let before = Timestamp::now().as_second();
     let out = ctl.ok(&["approve", "ha-oom", "--comment", "looks right"], None);
     assert!(out.contains("ha-oom approved by"), "{out}");
     let approval = api.get("ha-oom").await.unwrap().spec.approval.unwrap();
     assert_eq!(approval.decision, HumanDecision::Approve);
-    assert_eq!(approval.by, kubeconfig_user(&fx.cluster.kubeconfig));
+    let me = whoami(&fx.client).await;
+    assert_eq!(approval.by, me);
     assert_eq!(approval.comment, "looks right");
     let at: Timestamp = approval.at.parse().expect("RFC 3339 time");
     assert!(
@@ -238,15 +243,20 @@ async fn nannyctl_lists_describes_and_decides_on_real_actions() {
             .contains_key(ROLLBACK_ANNOTATION)
     );
 
-    // reject: $USER names the human; the reason is the comment.
+    // reject: a name other than one's own is refused; $USER is not asked.
+    let stderr = ctl.refused(&["reject", "ha-crash", "--reason", "x", "--by", "carol"]);
+    assert!(
+        stderr.contains(&format!("the API server authenticates you as {me}")),
+        "{stderr}"
+    );
     let out = ctl.ok(
         &["reject", "ha-crash", "--reason", "not during the sale"],
         Some("carol"),
     );
-    assert!(out.contains("ha-crash rejected by carol"), "{out}");
+    assert!(out.contains(&format!("ha-crash rejected by {me}")), "{out}");
     let rejection = api.get("ha-crash").await.unwrap().spec.approval.unwrap();
     assert_eq!(rejection.decision, HumanDecision::Reject);
-    assert_eq!(rejection.by, "carol");
+    assert_eq!(rejection.by, me);
     assert_eq!(rejection.comment, "not during the sale");
 
     // An action that does not exist.

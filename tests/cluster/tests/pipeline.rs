@@ -643,6 +643,16 @@ async fn unapproved_actions_expire_and_old_finished_ones_are_deleted() {
     ] {
         create_action(&h.actions, name, &policy_ref, status).await;
     }
+    // An action that borrows another namespace's policy is never driven
+    // under it (the chart's admission policy refuses creating one; the
+    // coordinator checks too).
+    create_action(
+        &h.actions,
+        "borrowed",
+        "kube-system/default",
+        serde_json::json!({ "phase": "Proposed", "phaseSince": ago(0) }),
+    )
+    .await;
     let phase = |a: &nanny_crd::HealingAction| a.status.as_ref().and_then(|s| s.phase);
     eventually("the sweep expired and deleted", WAIT, || async {
         let overdue = h.actions.get("overdue").await?;
@@ -660,5 +670,22 @@ async fn unapproved_actions_expire_and_old_finished_ones_are_deleted() {
         phase(&h.actions.get("waiting").await.unwrap()),
         Some(Phase::PendingApproval),
         "still within its approval window"
+    );
+    let borrowed = eventually("the borrowed policy refused", WAIT, || async {
+        let action = h.actions.get("borrowed").await?;
+        Ok((phase(&action) == Some(Phase::Denied)).then_some(action))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", h.stack.logs()));
+    // (The test writes the Proposed status after creating it: the
+    // coordinator may have denied it once already.)
+    let verdict = borrowed.status.unwrap().verdict.unwrap();
+    assert!(
+        !verdict.matched_rules.is_empty()
+            && verdict
+                .matched_rules
+                .iter()
+                .all(|r| r == "policy-elsewhere"),
+        "{verdict:?}"
     );
 }
