@@ -146,6 +146,10 @@ pub fn up(nodes: u32) -> anyhow::Result<ClusterInfo> {
     std::fs::copy("deploy/kwok/metrics.yaml", &metrics).context("deploy/kwok/metrics.yaml")?;
     let prometheus_config = dir.join("prometheus.yml");
     std::fs::write(&prometheus_config, prometheus_yaml(kwok_port))?;
+    // Every write, who made it and how it was answered: the evidence the
+    // security tests count from (ClusterInfo::audited_writes).
+    let audit_policy = dir.join("audit-policy.yaml");
+    std::fs::write(&audit_policy, AUDIT_POLICY)?;
     let config = dir.join("kwokctl.yaml");
     std::fs::write(
         &config,
@@ -156,6 +160,7 @@ pub fn up(nodes: u32) -> anyhow::Result<ClusterInfo> {
             &stages,
             &metrics,
             &prometheus_config,
+            &audit_policy,
         ),
     )?;
 
@@ -191,6 +196,7 @@ pub fn up(nodes: u32) -> anyhow::Result<ClusterInfo> {
         kwok_url: format!("http://127.0.0.1:{kwok_port}"),
         kubectl: kubernetes_dir().join("bin/kubectl"),
         nodes,
+        audit_log: cluster_dir().join("logs/audit.log"),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -379,6 +385,7 @@ fn kwokctl_yaml(
     stages: &Path,
     metrics: &Path,
     prometheus: &Path,
+    audit_policy: &Path,
 ) -> String {
     format!(
         r#"# Written by `cargo xtask cluster up`.
@@ -391,6 +398,7 @@ options:
   kubeApiserverPort: {apiserver_port}
   kwokControllerPort: {kwok_port}
   prometheusPort: {prometheus_port}
+  kubeAuditPolicy: {audit_policy}
 componentsPatches:
 - name: kube-controller-manager
   extraArgs:
@@ -414,8 +422,27 @@ componentsPatches:
         stages = stages.display(),
         metrics = metrics.display(),
         prometheus = prometheus.display(),
+        audit_policy = audit_policy.display(),
     )
 }
+
+/// The API server's audit policy: writes only, at Metadata level (who, what,
+/// the answer), without the control plane's own churn.
+const AUDIT_POLICY: &str = r#"# Written by `cargo xtask cluster up`.
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived", "ResponseStarted"]
+rules:
+- level: None
+  resources:
+  - group: coordination.k8s.io
+    resources: ["leases"]
+  - group: ""
+    resources: ["events", "nodes/status", "pods/status"]
+- level: Metadata
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: None
+"#;
 
 /// Prometheus scrapes kwok's emulated kubelets every 5 s, discovering them
 /// (one target per node and Metric) every 5 s.

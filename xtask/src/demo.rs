@@ -272,6 +272,7 @@ async fn demo(args: &Args, started: &mut Started, t0: Instant) -> anyhow::Result
                 kwok_url: String::new(),
                 kubectl: kubernetes_dir().join("bin/kubectl"),
                 nodes: 0,
+                audit_log: std::path::PathBuf::new(),
             }),
         }
     })

@@ -12,6 +12,7 @@ pub mod error;
 #[cfg(feature = "kube")]
 pub mod kube;
 pub mod metrics;
+pub mod names;
 pub mod protect;
 pub mod quantity;
 pub mod redact;

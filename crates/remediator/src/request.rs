@@ -184,6 +184,17 @@ pub fn validate(request: &ExecuteRequest, config: &Config) -> Result<Validated, 
     if recommendation.id.is_empty() {
         return Err(Error::invalid("recommendation.id", "is empty"));
     }
+    // Free text nothing here acts on, bounded as a HealingAction bounds it:
+    // a larger one did not come through the coordinator.
+    if recommendation.reason.len() > MAX_REASON_BYTES {
+        return Err(Error::invalid(
+            "recommendation.reason",
+            format!(
+                "{} bytes; at most {MAX_REASON_BYTES}",
+                recommendation.reason.len()
+            ),
+        ));
+    }
     let action = recommendation
         .action
         .as_ref()
@@ -358,6 +369,9 @@ pub fn validate_target(action: &ActionKind, target: &ObjectRef) -> Result<Target
     if target.name.is_empty() {
         return Err(Error::invalid("recommendation.target.name", "is empty"));
     }
+    if let Some(reason) = nanny_common::names::refusal(&target.namespace, &target.name) {
+        return Err(Error::invalid("recommendation.target", reason));
+    }
     if kind.namespaced() == target.namespace.is_empty() {
         return Err(Error::invalid(
             "recommendation.target.namespace",
@@ -384,6 +398,10 @@ pub fn validate_target(action: &ActionKind, target: &ObjectRef) -> Result<Target
     }
     Ok(kind)
 }
+
+/// The longest recommendation reason accepted (a HealingAction's
+/// `spec.reasoning` limit).
+pub const MAX_REASON_BYTES: usize = 8192;
 
 /// The remediator's own ceilings, whatever a verdict allows: far above any
 /// policy's, they stop a forged or broken parameter from doing harm.

@@ -397,6 +397,27 @@ impl Gate {
         if target.kind.is_empty() || target.name.is_empty() {
             return Review::denied("malformed", "target kind or name missing");
         }
+        // A look-alike of a protected namespace is no namespace at all:
+        // refused before any comparison with the protected list.
+        if let Some(reason) = nanny_common::names::refusal(&target.namespace, &target.name) {
+            return Review::denied("invalid-name", reason);
+        }
+        let cluster_scoped = matches!(
+            target.kind.as_str(),
+            "Node"
+                | "PersistentVolume"
+                | "Namespace"
+                | "StorageClass"
+                | "CustomResourceDefinition"
+                | "ClusterRole"
+                | "ClusterRoleBinding"
+        );
+        if target.namespace.is_empty() && !cluster_scoped {
+            return Review::denied(
+                "malformed",
+                format!("a {} target needs a namespace", target.kind),
+            );
+        }
         if recommendation.confidence > 100 {
             return Review::denied(
                 "malformed",

@@ -36,9 +36,82 @@ pub struct ClusterInfo {
     pub kubectl: PathBuf,
     /// Number of fake nodes started.
     pub nodes: u32,
+    /// The API server's audit log (JSON lines, one event per write): the
+    /// evidence security tests count writes from.
+    #[serde(default)]
+    pub audit_log: PathBuf,
+}
+
+/// One write the API server's audit log records (Metadata level).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuditedWrite {
+    /// `create`, `update`, `patch`, `delete`…
+    pub verb: String,
+    /// Who asked.
+    pub user: AuditUser,
+    /// What it was about.
+    pub object_ref: AuditObject,
+    /// The API server's answer.
+    pub response_status: AuditStatus,
+    /// The request URI (carries `dryRun`).
+    #[serde(rename = "requestURI")]
+    pub request_uri: String,
+}
+
+/// `user` of an audit event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AuditUser {
+    /// The authenticated user name.
+    pub username: String,
+}
+
+/// `objectRef` of an audit event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AuditObject {
+    /// e.g. `pods`.
+    pub resource: String,
+    /// e.g. `eviction`.
+    pub subresource: String,
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Object name.
+    pub name: String,
+}
+
+/// `responseStatus` of an audit event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AuditStatus {
+    /// HTTP status code.
+    pub code: u16,
+}
+
+impl AuditedWrite {
+    /// Whether the write took effect: answered 2xx and not a dry run.
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.response_status.code) && !self.request_uri.contains("dryRun=")
+    }
 }
 
 impl ClusterInfo {
+    /// Every write the API server audited so far, `username`'s only.
+    ///
+    /// # Errors
+    /// When the audit log cannot be read.
+    pub fn audited_writes(&self, username: &str) -> anyhow::Result<Vec<AuditedWrite>> {
+        let text = std::fs::read_to_string(&self.audit_log)
+            .with_context(|| format!("reading {}", self.audit_log.display()))?;
+        Ok(text
+            .lines()
+            .filter(|line| line.contains(username))
+            .filter_map(|line| serde_json::from_str::<AuditedWrite>(line).ok())
+            .filter(|write| write.user.username == username)
+            .collect())
+    }
+
     /// The state file's path.
     pub fn path() -> PathBuf {
         state_dir().join("nanny-cluster.json")

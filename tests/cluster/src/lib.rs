@@ -174,3 +174,43 @@ pub async fn create_action(
     .await
     .unwrap();
 }
+
+/// Applies the ValidatingAdmissionPolicy and binding in
+/// `deploy/admission/<file>`. With `namespace`, the binding is this test's
+/// own (`<policy>-<namespace>`) and selects only that namespace, so other
+/// tests' writers are not affected.
+///
+/// # Panics
+/// When the file does not parse or the API refuses.
+pub async fn install_admission_policy(client: &Client, file: &str, namespace: Option<&str>) {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../deploy/admission/{file}"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut docs = text.split("\n---\n");
+    let policy: ValidatingAdmissionPolicy = serde_yaml::from_str(docs.next().unwrap()).unwrap();
+    let mut binding: ValidatingAdmissionPolicyBinding =
+        serde_yaml::from_str(docs.next().unwrap()).unwrap();
+    let policy_name = policy.metadata.name.clone().unwrap();
+    if let Some(namespace) = namespace {
+        binding.metadata.name = Some(format!("{policy_name}-{namespace}"));
+        binding.spec.as_mut().unwrap().match_resources = Some(
+            serde_json::from_value(json!({
+                "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": namespace } },
+            }))
+            .unwrap(),
+        );
+    }
+    let apply = PatchParams::apply("nanny-tests").force();
+    Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .patch(&policy_name, &apply, &Patch::Apply(&policy))
+        .await
+        .unwrap();
+    let binding_name = binding.metadata.name.clone().unwrap();
+    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .patch(&binding_name, &apply, &Patch::Apply(&binding))
+        .await
+        .unwrap();
+}

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use k8s_openapi::api::{
-    admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding},
     apps::v1::Deployment,
     core::v1::Node,
     rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
@@ -19,7 +18,7 @@ use kube::{
     Api, Client,
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
-use nanny_cluster_tests::Fixture;
+use nanny_cluster_tests::{Fixture, install_admission_policy};
 use nanny_crd::HealingAction;
 use nanny_test_util::{
     cluster::eventually,
@@ -30,27 +29,6 @@ use serde_json::json;
 
 fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).unwrap()
-}
-
-async fn install_policy(client: &Client) {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/admission/protected-resources.yaml"
-    ))
-    .unwrap();
-    let mut docs = text.split("\n---\n");
-    let policy: ValidatingAdmissionPolicy = serde_yaml::from_str(docs.next().unwrap()).unwrap();
-    let binding: ValidatingAdmissionPolicyBinding =
-        serde_yaml::from_str(docs.next().unwrap()).unwrap();
-    let apply = PatchParams::apply("nanny-tests").force();
-    Api::<ValidatingAdmissionPolicy>::all(client.clone())
-        .patch("nanny-protected-resources", &apply, &Patch::Apply(&policy))
-        .await
-        .unwrap();
-    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-        .patch("nanny-protected-resources", &apply, &Patch::Apply(&binding))
-        .await
-        .unwrap();
 }
 
 /// A client acting as `<ns>:nanny-remediator`, allowed by RBAC to patch
@@ -113,7 +91,7 @@ async fn remediator_identity_cannot_touch_protected_resources() {
     let Some(fx) = Fixture::new("admission").await else {
         return;
     };
-    install_policy(&fx.client).await;
+    install_admission_policy(&fx.client, "protected-resources.yaml", None).await;
     let remediator = remediator_identity(&fx).await;
 
     let system_name = format!("{}-victim", fx.ns());
@@ -203,34 +181,6 @@ async fn remediator_identity_cannot_touch_protected_resources() {
         .await;
 }
 
-/// The HealingActions policy (deploy/admission/healing-actions.yaml), bound
-/// to `namespace` only, so other tests' coordinators are not affected.
-async fn install_healing_actions_policy(client: &Client, namespace: &str) {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/admission/healing-actions.yaml"
-    ))
-    .unwrap();
-    let mut docs = text.split("\n---\n");
-    let policy: ValidatingAdmissionPolicy = serde_yaml::from_str(docs.next().unwrap()).unwrap();
-    let mut binding: ValidatingAdmissionPolicyBinding =
-        serde_yaml::from_str(docs.next().unwrap()).unwrap();
-    let name = format!("nanny-healing-actions-{namespace}");
-    binding.metadata.name = Some(name.clone());
-    binding.spec.as_mut().unwrap().match_resources = Some(object(json!({
-        "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": namespace } },
-    })));
-    let apply = PatchParams::apply("nanny-tests").force();
-    Api::<ValidatingAdmissionPolicy>::all(client.clone())
-        .patch("nanny-healing-actions", &apply, &Patch::Apply(&policy))
-        .await
-        .unwrap();
-    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-        .patch(&name, &apply, &Patch::Apply(&binding))
-        .await
-        .unwrap();
-}
-
 /// A HealingAction as the coordinator writes it, under `policy_ref`.
 fn healing_action(name: &str, policy_ref: &str) -> HealingAction {
     object(json!({
@@ -299,7 +249,7 @@ async fn healing_actions_are_written_by_the_coordinator_and_approved_under_a_rea
         )
         .await
         .unwrap();
-    install_healing_actions_policy(&fx.client, &ns).await;
+    install_admission_policy(&fx.client, "healing-actions.yaml", Some(&ns)).await;
     let coordinator = fx.service_account_client("nanny-coordinator").await;
     let alice = fx.service_account_client("alice").await;
     let alice_name = format!("system:serviceaccount:{ns}:alice");
