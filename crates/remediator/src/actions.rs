@@ -37,6 +37,10 @@ pub enum Write {
     Merge(Value),
     /// A strategic merge patch (lists of containers merge by name).
     Strategic(Value),
+    /// Evict the pod through the Eviction API with a uid precondition: its
+    /// PodDisruptionBudget (and the budget's unhealthyPodEvictionPolicy)
+    /// decides whether it may go now, as for any voluntary disruption.
+    Evict,
     /// Delete with uid (and optionally resourceVersion) preconditions.
     Delete {
         /// Background propagation (Jobs: their pods go too).
@@ -457,6 +461,33 @@ impl Executor {
                     after: None,
                 })
             }
+            Write::Evict => {
+                // No waiting for a budget: a restart the budget refuses now
+                // is refused, with nothing written.
+                let now = tokio::time::Instant::now();
+                if let Some(blocked) = self
+                    .evict(
+                        &v.target.namespace,
+                        &v.target.name,
+                        &v.target.uid,
+                        None,
+                        dry_run,
+                        now,
+                    )
+                    .await?
+                {
+                    return Err(Error::Precondition {
+                        target,
+                        message: blocked,
+                    });
+                }
+                Ok(Applied {
+                    diff: diff::deleted(current, &summary(current)).replacen("delete", "evict", 1),
+                    failed: None,
+                    wrote: !dry_run,
+                    after: None,
+                })
+            }
             Write::Drain {
                 cordon,
                 evict,
@@ -611,7 +642,7 @@ impl Executor {
                 Err(kube::Error::Api(status)) if status.code == 429 => {
                     if tokio::time::Instant::now() >= deadline {
                         return Ok(Some(format!(
-                            "eviction of {pod} was refused until the drain's deadline: {}",
+                            "eviction of {pod} was refused by its PodDisruptionBudget (until the deadline): {}",
                             status.message
                         )));
                     }
@@ -661,13 +692,7 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
             if current.pointer("/metadata/deletionTimestamp").is_some() {
                 return Err(precondition("the pod is already being deleted".to_owned()));
             }
-            Plan::irreversible(
-                Write::Delete {
-                    background: false,
-                    pin_version: false,
-                },
-                "a deleted pod cannot be brought back",
-            )
+            Plan::irreversible(Write::Evict, "an evicted pod cannot be brought back")
         }
         ActionKind::RolloutRestart(_) => {
             let now = facts.now.unwrap_or_else(SystemTime::now);

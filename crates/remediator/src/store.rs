@@ -291,12 +291,20 @@ impl Store {
             })?;
             for map in &page.items {
                 let name = map.metadata.name.clone().unwrap_or_default();
-                let Some(record) = name
+                let Some(text) = name
                     .strip_prefix(PREFIX)
                     .and_then(|_| map.data.as_ref()?.get(RECORD_KEY))
-                    .and_then(|text| serde_json::from_str::<Record>(text).ok())
                 else {
                     continue;
+                };
+                // Kept for inspection, and said so at every sweep: never
+                // dropped silently.
+                let record = match serde_json::from_str::<Record>(text) {
+                    Ok(record) => record,
+                    Err(error) => {
+                        tracing::warn!(record = %name, %error, "An action record cannot be decoded; kept for inspection, not swept.");
+                        continue;
+                    }
                 };
                 // The API server's creation time: the claim's, whatever the
                 // record's version.

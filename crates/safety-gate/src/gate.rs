@@ -493,6 +493,16 @@ impl Gate {
                     "the policy requires a human for this action",
                 );
             }
+            // A drain evicts pods of every namespace on the node: node
+            // operations of that reach stay a human's call, whatever a
+            // policy says.
+            Ok(ApprovalOverride::Auto) if matches!(kind, Kind::DrainNode(_)) => {
+                review.tighten(
+                    Level::NeedsApproval,
+                    "drain-needs-human",
+                    "a drain evicts pods of every namespace on the node; a human approves it whatever the policy says",
+                );
+            }
             Ok(ApprovalOverride::Auto) => {
                 if review.level == Level::NeedsApproval {
                     review.level = Level::Approved;

@@ -376,9 +376,9 @@ async fn restart_pod_replaces_it_once_dry_run_changes_nothing_and_metrics_count_
         .await
         .unwrap();
     assert_eq!(outcome(&preview), Outcome::DryRun, "{preview:?}");
-    // A delete is summarised (kind, name, uid, owner, state), never shown.
+    // An eviction is summarised (kind, name, uid, owner, state), never shown.
     assert!(
-        preview.dry_run_diff.starts_with("delete Pod/")
+        preview.dry_run_diff.starts_with("evict Pod/")
             && preview.dry_run_diff.contains("owned by ReplicaSet")
             && !preview.dry_run_diff.contains("image"),
         "{}",

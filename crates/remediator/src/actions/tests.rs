@@ -50,17 +50,12 @@ fn restart_refuses_bare_pods_unless_allowed() {
         &Facts::default(),
     )
     .unwrap();
-    assert_eq!(
-        p.write,
-        Write::Delete {
-            background: false,
-            pin_version: false
-        }
-    );
+    // Evicted, not deleted: the pod's PodDisruptionBudget decides.
+    assert_eq!(p.write, Write::Evict);
     assert!(p.fields.is_empty());
     assert_eq!(
         p.not_reversible,
-        Some("a deleted pod cannot be brought back")
+        Some("an evicted pod cannot be brought back")
     );
 }
 

@@ -392,6 +392,29 @@ fn model_confidence_lowers_but_never_raises() {
 }
 
 #[test]
+fn a_policy_cannot_auto_approve_a_drain() {
+    let mut r = request(
+        Kind::DrainNode(nanny_proto::v1::DrainNode {
+            grace_period_seconds: 30,
+            timeout_seconds: 300,
+        }),
+        target("Node", "", "node-1"),
+    );
+    for allowed in &mut r.policy.as_mut().unwrap().allowed_actions {
+        allowed.approval = ApprovalOverride::Auto as i32;
+    }
+    let (level, rules) = level(&r);
+    assert_eq!(level, Level::NeedsApproval, "{rules:?}");
+    assert!(rules.contains(&"drain-needs-human"), "{rules:?}");
+    // A cordon under the same policy is the policy's call.
+    let mut cordon = r.clone();
+    rec(&mut cordon).action = Some(Action {
+        kind: Some(Kind::CordonNode(CordonNode {})),
+    });
+    assert_eq!(self::level(&cordon).0, Level::Approved);
+}
+
+#[test]
 fn storm_guard_stops_node_actions_and_autonomy() {
     let mut r = request(
         Kind::CordonNode(CordonNode {}),
