@@ -673,7 +673,7 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
     let version = str_at(current, "/metadata/resourceVersion");
     // Every patch carries the resourceVersion read (and checked against the
     // snapshot): the API server refuses it if anything changed in between,
-    // so the stored pre-image is exactly what was overwritten.
+    // so the recorded before values are exactly what was overwritten.
     let with_version = |mut patch: Value| {
         patch["metadata"]["resourceVersion"] = json!(version);
         patch

@@ -22,7 +22,7 @@ pub struct Config {
     /// / `~/.kube/config` outside a cluster).
     pub kubeconfig: String,
     /// Namespace of the action records (one ConfigMap per executed action:
-    /// idempotency and pre-images). Usually the remediator's own namespace.
+    /// idempotency and the changed fields' values). Usually the remediator's own namespace.
     pub state_namespace: String,
     /// Post-action verification.
     pub verification: VerificationConfig,
@@ -66,9 +66,9 @@ impl VerdictsConfig {
 pub struct RecordsConfig {
     /// A finished record (acted, or rolled back) older than this plus a day
     /// is deleted; 0 keeps them forever. At least two days: a record is the
-    /// idempotency key of its action and the pre-image a rollback needs.
+    /// idempotency key of its action and the values a rollback restores.
     /// Keep it at least the coordinator's `actions.retention_secs`, so a
-    /// HealingAction that can still be rolled back has its pre-image.
+    /// HealingAction that can still be rolled back has its record.
     pub retention_secs: u64,
     /// How often old records are looked for.
     pub sweep_interval_secs: u64,
@@ -239,7 +239,7 @@ impl ServiceConfig for Config {
             return Err(Error::config(
                 "records.retention_secs",
                 format!(
-                    "must be 0 (keep forever) or at least {MIN_RECORD_RETENTION_SECS} (2 days): a record is its action's idempotency key and rollback pre-image"
+                    "must be 0 (keep forever) or at least {MIN_RECORD_RETENTION_SECS} (2 days): a record is its action's idempotency key and what its rollback restores"
                 ),
             ));
         }

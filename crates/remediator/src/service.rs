@@ -581,7 +581,7 @@ fn record(
     }
 }
 
-/// The result of a run that started at `started` and ends now (no pre-image
+/// The result of a run that started at `started` and ends now (no record
 /// reference or verification yet: the callers add those).
 fn finished(
     action_id: &str,

@@ -1,7 +1,8 @@
 //! Action records: one ConfigMap per executed action in the state namespace.
 //!
-//! The record is the idempotency key's memory and the pre-image store at
-//! once. It lives in the cluster, not in memory, so a restarted or second
+//! The record is the idempotency key's memory and what a rollback restores
+//! at once: the before and after values of exactly the fields the action
+//! changed (never the object), under an HMAC only this remediator can make. It lives in the cluster, not in memory, so a restarted or second
 //! remediator replica still acts once per action id and can still roll back;
 //! it cannot live on the target, because RestartPod and DeleteJob delete the
 //! target. Creating the record is the claim: the API server lets exactly one
@@ -161,7 +162,8 @@ impl Store {
         input
     }
 
-    /// `configmap/<namespace>/<name>`: the pre-image reference in results.
+    /// `configmap/<namespace>/<name>`: the record's reference in results
+    /// (`pre_image_ref`).
     pub fn reference(&self, action_id: &str) -> String {
         format!("configmap/{}/{PREFIX}{action_id}", self.namespace)
     }
