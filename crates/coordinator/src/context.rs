@@ -38,6 +38,7 @@ pub fn review_context(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> Rev
                 .find(|p| uid(&p.r#ref) == Some(&target.uid))
             {
                 context.target_labels = pod.labels.clone().into_iter().collect();
+                context.owner_labels = owner_labels(snapshot, pod.owner.as_ref());
                 if let Some(workload) = pod.workload.as_ref().filter(|w| !w.uid.is_empty()) {
                     context.workload_uid = workload.uid.clone();
                     if let Some(w) = workload_of(&workload.uid) {
@@ -51,6 +52,7 @@ pub fn review_context(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> Rev
         "Deployment" | "StatefulSet" | "DaemonSet" => {
             if let Some(w) = workload_of(&target.uid) {
                 context.target_labels = w.labels.clone().into_iter().collect();
+                context.owner_labels = owner_labels(snapshot, w.owner.as_ref());
                 set_replicas(&mut context, w);
             }
         }
@@ -60,6 +62,7 @@ pub fn review_context(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> Rev
                 .iter()
                 .find(|j| uid(&j.r#ref) == Some(&target.uid))
             {
+                context.owner_labels = owner_labels(snapshot, job.owner.as_ref());
                 context.job_finished_at = job.completion_time.or_else(|| {
                     job.conditions
                         .iter()
@@ -90,6 +93,35 @@ pub fn review_context(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> Rev
         _ => {}
     }
     context
+}
+
+/// The labels of `owner` and its owners in the snapshot's workloads
+/// (ReplicaSet → Deployment, Job → CronJob), merged; a few levels at most.
+fn owner_labels(
+    snapshot: &ClusterSnapshot,
+    owner: Option<&pb::ObjectRef>,
+) -> std::collections::HashMap<String, String> {
+    let mut labels = std::collections::HashMap::new();
+    let mut next = owner.filter(|o| !o.uid.is_empty()).map(|o| o.uid.clone());
+    for _ in 0..4 {
+        let Some(uid) = next.take() else { break };
+        let Some(workload) = snapshot
+            .workloads
+            .iter()
+            .find(|w| w.r#ref.as_ref().is_some_and(|r| r.uid == uid))
+        else {
+            break;
+        };
+        for (key, value) in &workload.labels {
+            labels.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        next = workload
+            .owner
+            .as_ref()
+            .filter(|o| !o.uid.is_empty())
+            .map(|o| o.uid.clone());
+    }
+    labels
 }
 
 fn node_ready(node: &pb::Node) -> bool {
@@ -232,6 +264,62 @@ mod tests {
             context.target_labels.get("app").map(String::as_str),
             Some("web")
         );
+    }
+
+    #[test]
+    fn owners_labels_follow_the_owner_chain() {
+        let helm = HashMap::from([("app.kubernetes.io/managed-by".to_owned(), "Helm".to_owned())]);
+        let snapshot = ClusterSnapshot {
+            pods: vec![pb::Pod {
+                r#ref: object("Pod", "shop", "web-1", "p1"),
+                owner: object("ReplicaSet", "shop", "web-abc", "rs1"),
+                workload: object("Deployment", "shop", "web", "d1"),
+                ..pb::Pod::default()
+            }],
+            workloads: vec![
+                pb::Workload {
+                    r#ref: object("ReplicaSet", "shop", "web-abc", "rs1"),
+                    owner: object("Deployment", "shop", "web", "d1"),
+                    labels: HashMap::from([("pod-template-hash".to_owned(), "abc".to_owned())]),
+                    ..pb::Workload::default()
+                },
+                pb::Workload {
+                    r#ref: object("Deployment", "shop", "web", "d1"),
+                    labels: helm.clone(),
+                    ..pb::Workload::default()
+                },
+                pb::Workload {
+                    r#ref: object("CronJob", "shop", "nightly", "c1"),
+                    labels: helm.clone(),
+                    ..pb::Workload::default()
+                },
+            ],
+            jobs: vec![pb::Job {
+                r#ref: object("Job", "shop", "nightly-1", "j1"),
+                owner: object("CronJob", "shop", "nightly", "c1"),
+                ..pb::Job::default()
+            }],
+            ..ClusterSnapshot::default()
+        };
+        let pod = review_context(&snapshot, &object("Pod", "shop", "web-1", "p1").unwrap());
+        assert!(pod.target_labels.is_empty(), "the pod itself is unlabelled");
+        assert_eq!(
+            pod.owner_labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str),
+            Some("Helm")
+        );
+        assert!(pod.owner_labels.contains_key("pod-template-hash"));
+        let job = review_context(
+            &snapshot,
+            &object("Job", "shop", "nightly-1", "j1").unwrap(),
+        );
+        assert_eq!(job.owner_labels, helm);
+        let deployment = review_context(
+            &snapshot,
+            &object("Deployment", "shop", "web", "d1").unwrap(),
+        );
+        assert!(deployment.owner_labels.is_empty(), "it has no owner");
     }
 
     #[test]

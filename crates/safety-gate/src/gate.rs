@@ -445,7 +445,10 @@ impl Gate {
         if let Some(review) = self.stale(request, now) {
             return review;
         }
-        if let Some(review) = self.protections(kind, target, &context.target_labels) {
+        if let Some(review) = self
+            .protections(kind, target, &context.target_labels)
+            .or_else(|| self.owner_protection(&context.owner_labels))
+        {
             return review;
         }
         if !(0.0..=1.0).contains(&policy.ai_min_confidence) {
@@ -597,6 +600,22 @@ impl Gate {
             )),
             _ => None,
         }
+    }
+
+    /// A protected label on one of the target's owners protects the target.
+    fn owner_protection(
+        &self,
+        owner_labels: &std::collections::HashMap<String, String>,
+    ) -> Option<Review> {
+        self.config.protected.labels.iter().find_map(|label| {
+            let (key, value) = label.split_once('=')?;
+            owner_labels.get(key).is_some_and(|v| v == value).then(|| {
+                Review::denied(
+                    "protected-owner",
+                    format!("an owner of the target carries the protected label {label}"),
+                )
+            })
+        })
     }
 
     fn protections(

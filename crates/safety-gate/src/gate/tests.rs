@@ -144,6 +144,13 @@ fn protections_hold_whatever_the_policy_says() {
         HashMap::from([("nanny.ai/protected".to_owned(), "true".to_owned())]);
     assert_eq!(level(&r), (Level::Denied, vec!["protected-label"]));
 
+    // Labelled on its Deployment only, as many charts do: still protected.
+    let mut r = crashloop_restart();
+    r.policy = Some(auto_everything.clone());
+    ctx(&mut r).owner_labels =
+        HashMap::from([("app.kubernetes.io/managed-by".to_owned(), "Helm".to_owned())]);
+    assert_eq!(level(&r), (Level::Denied, vec!["protected-owner"]));
+
     let mut r = request(
         Kind::DeleteResource(DeleteResource {}),
         target("StatefulSet", "shop", "db"),
