@@ -151,6 +151,26 @@ impl Harness {
             .collect()
     }
 
+    /// Waits for an action on any of `uids` (a pod and its workload: the
+    /// rules may act on either) the gate denied.
+    pub async fn denied_on(&self, uids: &[&str]) -> HealingAction {
+        eventually(&format!("an action on {uids:?} denied"), WAIT, || async {
+            for uid in uids {
+                if let Some(action) = self
+                    .actions_on(uid)
+                    .await
+                    .into_iter()
+                    .find(|a| a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Denied))
+                {
+                    return Ok(Some(action));
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .unwrap()
+    }
+
     /// Waits for the (single) action on `uid` to reach `phase`.
     pub async fn wait_phase(&self, uid: &str, phase: Phase) -> HealingAction {
         let result = eventually(&format!("an action on {uid} in {phase}"), WAIT, || async {

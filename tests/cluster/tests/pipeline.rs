@@ -227,15 +227,7 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
         .unwrap();
         let deployment_uid = system.get(&name).await.unwrap().uid().unwrap();
         let pod_uid = pods.uid().unwrap();
-        let denied = eventually("the kube-system action denied", WAIT, || async {
-            let mut all = h.actions_on(&pod_uid).await;
-            all.extend(h.actions_on(&deployment_uid).await);
-            Ok(all
-                .into_iter()
-                .find(|a| a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Denied)))
-        })
-        .await
-        .unwrap();
+        let denied = h.denied_on(&[&pod_uid, &deployment_uid]).await;
         let still = Api::<Pod>::namespaced(client.clone(), "kube-system")
             .get_opt(&pods.name_any())
             .await
@@ -285,15 +277,7 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
         .unwrap();
         let deployment_uid = deployments.get("charted").await.unwrap().uid().unwrap();
         let pod_uid = pod.uid().unwrap();
-        let denied = eventually("the charted action denied", WAIT, || async {
-            let mut all = h.actions_on(&pod_uid).await;
-            all.extend(h.actions_on(&deployment_uid).await);
-            Ok(all
-                .into_iter()
-                .find(|a| a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Denied)))
-        })
-        .await
-        .unwrap();
+        let denied = h.denied_on(&[&pod_uid, &deployment_uid]).await;
         let verdict = denied.status.clone().unwrap().verdict.unwrap();
         assert!(
             verdict
