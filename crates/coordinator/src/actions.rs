@@ -1052,18 +1052,16 @@ impl Step<'_> {
                     tokio::time::sleep(self.inner().config.retry_backoff()).await;
                     return Ok(true);
                 }
-                return self
-                    .rollback_refused(format!("the safety gate refused the rollback: {error}"))
-                    .await;
+                let message = format!("the safety gate refused the rollback: {error}");
+                return self.rollback_failed(failed(&message), &message).await;
             }
         };
         if verdict.decision != pb::Decision::Approved as i32 {
-            return self
-                .rollback_refused(format!(
-                    "the safety gate refused the rollback: {}",
-                    verdict.reasons.join("; ")
-                ))
-                .await;
+            let message = format!(
+                "the safety gate refused the rollback: {}",
+                verdict.reasons.join("; ")
+            );
+            return self.rollback_failed(failed(&message), &message).await;
         }
         let request = RollbackRequest {
             action_id: self.action.name_any(),
@@ -1086,33 +1084,27 @@ impl Step<'_> {
                 (failed(&error.to_string()), false)
             }
         };
-        let mut status = self.status();
-        let message = record_message(&record);
-        status.rollback = Some(record);
-        if rolled_back {
-            self.write(status, Phase::RolledBack, "RolledBack", &reason)
-                .await?;
-            self.event(EventType::Normal, "ActionRolledBack", &reason)
-                .await;
-        } else {
-            let phase = status.phase.unwrap_or(Phase::Failed);
-            self.write(status, phase, "RollbackFailed", &message)
-                .await?;
-            self.event(EventType::Warning, "RollbackFailed", &message)
-                .await;
+        if !rolled_back {
+            let message = record_message(&record);
+            return self.rollback_failed(record, &message).await;
         }
+        let mut status = self.status();
+        status.rollback = Some(record);
+        self.write(status, Phase::RolledBack, "RolledBack", &reason)
+            .await?;
+        self.event(EventType::Normal, "ActionRolledBack", &reason)
+            .await;
         Ok(true)
     }
 
-    /// The gate refused a rollback: recorded as a failed rollback, the phase
-    /// kept.
-    async fn rollback_refused(mut self, message: String) -> Result<bool, Error> {
+    /// A rollback the gate refused or the remediator could not carry out:
+    /// recorded with `message`, the phase kept.
+    async fn rollback_failed(mut self, record: ResultRecord, message: &str) -> Result<bool, Error> {
         let mut status = self.status();
-        status.rollback = Some(failed(&message));
+        status.rollback = Some(record);
         let phase = status.phase.unwrap_or(Phase::Failed);
-        self.write(status, phase, "RollbackFailed", &message)
-            .await?;
-        self.event(EventType::Warning, "RollbackFailed", &message)
+        self.write(status, phase, "RollbackFailed", message).await?;
+        self.event(EventType::Warning, "RollbackFailed", message)
             .await;
         Ok(true)
     }

@@ -168,6 +168,38 @@ impl SafetyGateService {
         }
     }
 
+    /// The verdict this gate issued under `audit_id` for exactly this
+    /// recommendation, target and action; `Ok(Err(reason))` when there is
+    /// none (`what` names the caller's request in the reason, `only` says
+    /// what is accepted).
+    fn issued_for(
+        &self,
+        audit_id: &str,
+        recommendation_id: &str,
+        target_uid: &str,
+        action: &str,
+        (what, only): (&str, &str),
+    ) -> Result<Result<IssuedVerdict, String>, Status> {
+        let issued = self
+            .issued
+            .lock()
+            .map_err(|_| Status::unavailable("the gate's verdict index is unavailable"))?;
+        let Some(verdict) = issued.by_id.get(audit_id) else {
+            return Ok(Err(format!(
+                "no verdict with audit id {audit_id:?} let an action run: {only}"
+            )));
+        };
+        if verdict.recommendation_id != recommendation_id
+            || verdict.target_uid != target_uid
+            || verdict.action != action
+        {
+            return Ok(Err(format!(
+                "the {what} does not match verdict {audit_id:?}: its recommendation, target or action differ"
+            )));
+        }
+        Ok(Ok(verdict.clone()))
+    }
+
     /// Checks that `report` is about a verdict this gate issued for exactly
     /// that recommendation, target and action; `Ok(false)` when its outcome
     /// was already recorded (a retry: accepted, not counted again).
@@ -177,25 +209,18 @@ impl SafetyGateService {
         target_uid: &str,
         action: &str,
     ) -> Result<bool, Status> {
-        let issued = self
-            .issued
-            .lock()
-            .map_err(|_| Status::unavailable("the gate's verdict index is unavailable"))?;
-        let Some(verdict) = issued.by_id.get(&report.audit_id) else {
-            return Err(Status::permission_denied(format!(
-                "no verdict with audit id {:?} let an action run: outcomes are accepted only for verdicts this gate issued",
-                report.audit_id
-            )));
-        };
-        if verdict.recommendation_id != report.recommendation_id
-            || verdict.target_uid != target_uid
-            || verdict.action != action
-        {
-            return Err(Status::permission_denied(format!(
-                "the outcome does not match verdict {:?}: its recommendation, target or action differ",
-                report.audit_id
-            )));
-        }
+        let verdict = self
+            .issued_for(
+                &report.audit_id,
+                &report.recommendation_id,
+                target_uid,
+                action,
+                (
+                    "outcome",
+                    "outcomes are accepted only for verdicts this gate issued",
+                ),
+            )?
+            .map_err(Status::permission_denied)?;
         Ok(!verdict.reported)
     }
 
@@ -345,32 +370,22 @@ impl SafetyGateService {
             ));
         }
         let action = ActionType::try_from(review.action_type).unwrap_or(ActionType::Unspecified);
-        let refusal = {
-            let issued = self
-                .issued
-                .lock()
-                .map_err(|_| Status::unavailable("the gate's verdict index is unavailable"))?;
-            match issued.by_id.get(&review.audit_id) {
-                None => Some(format!(
-                    "no verdict with audit id {:?} let an action run: only actions this gate approved are rolled back",
-                    review.audit_id
-                )),
-                Some(v) if !v.approved => Some(format!(
-                    "verdict {:?} did not approve an action",
-                    review.audit_id
-                )),
-                Some(v)
-                    if v.recommendation_id != review.recommendation_id
-                        || v.target_uid != target.uid
-                        || v.action != action.as_str_name() =>
-                {
-                    Some(format!(
-                        "the rollback does not match verdict {:?}: its recommendation, target or action differ",
-                        review.audit_id
-                    ))
-                }
-                Some(_) => None,
-            }
+        let refusal = match self.issued_for(
+            &review.audit_id,
+            &review.recommendation_id,
+            &target.uid,
+            action.as_str_name(),
+            (
+                "rollback",
+                "only actions this gate approved are rolled back",
+            ),
+        )? {
+            Err(reason) => Some(reason),
+            Ok(verdict) if !verdict.approved => Some(format!(
+                "verdict {:?} did not approve an action",
+                review.audit_id
+            )),
+            Ok(_) => None,
         };
         let now = SystemTime::now();
         let audit_id = format!(
