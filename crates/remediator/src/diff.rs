@@ -23,15 +23,19 @@ pub fn project(object: &Value, fields: &[String]) -> Value {
     out
 }
 
-/// Sets `value` at `pointer` in `target`, creating objects on the way
-/// (array indices become object keys: a projection is for reading).
-fn set(target: &mut Value, pointer: &str, value: Value) {
-    let mut at = target;
-    let mut parts = pointer
+/// The unescaped segments of a JSON pointer (`~1` is `/`, `~0` is `~`).
+pub fn segments(pointer: &str) -> impl Iterator<Item = String> + '_ {
+    pointer
         .split('/')
         .skip(1)
         .map(|p| p.replace("~1", "/").replace("~0", "~"))
-        .peekable();
+}
+
+/// Sets `value` at `pointer` in `target`, creating objects on the way
+/// (array indices become object keys: for a projection or a merge patch).
+pub fn set(target: &mut Value, pointer: &str, value: Value) {
+    let mut at = target;
+    let mut parts = segments(pointer).peekable();
     while let Some(part) = parts.next() {
         if !at.is_object() {
             *at = Value::Object(Map::new());

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::{
     actions::RESTARTED_AT,
+    diff,
     error::Error,
     store::{FieldChange, Record},
     verify::Check,
@@ -115,19 +116,7 @@ pub fn patch(action_id: &str, record: &Record) -> Result<(bool, Value), Error> {
     }
     let mut patch = json!({});
     for change in &record.changes {
-        let path: Vec<String> = change
-            .pointer
-            .split('/')
-            .skip(1)
-            .map(|p| p.replace("~1", "/").replace("~0", "~"))
-            .collect();
-        let mut at = &mut patch;
-        for part in &path[..path.len().saturating_sub(1)] {
-            at = &mut at[part.as_str()];
-        }
-        if let Some(last) = path.last() {
-            at[last.as_str()] = change.before.clone();
-        }
+        diff::set(&mut patch, &change.pointer, change.before.clone());
     }
     Ok((false, patch))
 }
@@ -183,12 +172,8 @@ fn last_writer(object: &Value, pointer: &str) -> String {
         .map(Vec::as_slice)
         .unwrap_or_default();
     let owns = |entry: &&Value| {
-        pointer
-            .split('/')
-            .skip(1)
-            .try_fold(&entry["fieldsV1"], |at, part| {
-                at.get(format!("f:{}", part.replace("~1", "/").replace("~0", "~")))
-            })
+        diff::segments(pointer)
+            .try_fold(&entry["fieldsV1"], |at, part| at.get(format!("f:{part}")))
             .is_some()
     };
     entries
