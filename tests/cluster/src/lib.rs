@@ -12,12 +12,17 @@ pub mod pipeline;
 use std::{path::PathBuf, time::Duration};
 
 use k8s_openapi::api::{authentication::v1::TokenRequest, core::v1::ServiceAccount};
+use kube::Resource;
 use kube::{
     Api, Client,
     api::{Patch, PatchParams, PostParams},
     config::AuthInfo,
 };
 use nanny_crd::HealingAction;
+use nanny_proto::v1::{
+    Action, Decision, ExecuteRequest, ObjectRef, Recommendation, Verdict,
+    action::Kind as ActionKind,
+};
 use nanny_test_util::cluster::{ClusterInfo, TestNamespace, eventually};
 use serde_json::json;
 
@@ -213,4 +218,39 @@ pub async fn install_admission_policy(client: &Client, file: &str, namespace: Op
         .patch(&binding_name, &apply, &Patch::Apply(&binding))
         .await
         .unwrap();
+}
+
+/// The snapshot's view of `object`: kind, version, namespace, name, uid, resourceVersion.
+pub fn object_ref<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef {
+    let meta = object.meta();
+    ObjectRef {
+        kind: K::kind(&()).into_owned(),
+        api_version: K::api_version(&()).into_owned(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+    }
+}
+
+/// An Execute with an unsigned APPROVED verdict for exactly this
+/// recommendation: what a test signs as the gate would (or not, to attack).
+pub fn approved(action_id: &str, action: ActionKind, target: ObjectRef) -> ExecuteRequest {
+    let recommendation_id = format!("rec-{action_id}");
+    ExecuteRequest {
+        action_id: action_id.to_owned(),
+        recommendation: Some(Recommendation {
+            id: recommendation_id.clone(),
+            action: Some(Action { kind: Some(action) }),
+            target: Some(target),
+            ..Recommendation::default()
+        }),
+        verdict: Some(Verdict {
+            recommendation_id,
+            decision: Decision::Approved as i32,
+            ..Verdict::default()
+        }),
+        verification_timeout_seconds: 45,
+        ..ExecuteRequest::default()
+    }
 }

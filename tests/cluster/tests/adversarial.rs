@@ -25,18 +25,18 @@ use k8s_openapi::api::{
     rbac::v1::{ClusterRoleBinding, Role, RoleBinding},
 };
 use kube::{
-    Api, Resource, ResourceExt as _,
+    Api, ResourceExt as _,
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
-use nanny_cluster_tests::{Fixture, install_admission_policy};
+use nanny_cluster_tests::{Fixture, approved, install_admission_policy, object_ref as target};
 use nanny_common::{redact::canaries, tls::COORDINATOR, verdict::Signer};
 use nanny_crd::HealingAction;
 use nanny_proto::{
     service_names,
     v1::{
         Action, ActionType, CordonNode, Decision, DrainNode, ExecuteRequest, ObjectRef, Outcome,
-        OutcomeReport, PatchResources, Recommendation, Resources, RestartPod, RollbackRequest,
-        RollbackReview, RolloutRestart, ScaleHpa, Verdict, action::Kind as ActionKind,
+        OutcomeReport, PatchResources, Resources, RestartPod, RollbackRequest, RollbackReview,
+        RolloutRestart, ScaleHpa, Verdict, action::Kind as ActionKind,
         remediator_client::RemediatorClient, safety_gate_client::SafetyGateClient,
     },
 };
@@ -58,35 +58,12 @@ fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).unwrap()
 }
 
-fn target<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef {
-    let meta = object.meta();
-    ObjectRef {
-        kind: K::kind(&()).into_owned(),
-        api_version: K::api_version(&()).into_owned(),
-        namespace: meta.namespace.clone().unwrap_or_default(),
-        name: meta.name.clone().unwrap_or_default(),
-        uid: meta.uid.clone().unwrap_or_default(),
-        resource_version: meta.resource_version.clone().unwrap_or_default(),
-    }
-}
-
-/// An Execute of `action` on `target`, with an unsigned APPROVED verdict.
+/// An Execute of `action` on `target` with an unsigned APPROVED verdict and
+/// a short verification window.
 fn request(id: &str, action: ActionKind, target: ObjectRef) -> ExecuteRequest {
     ExecuteRequest {
-        action_id: id.to_owned(),
-        recommendation: Some(Recommendation {
-            id: format!("rec-{id}"),
-            action: Some(Action { kind: Some(action) }),
-            target: Some(target),
-            ..Recommendation::default()
-        }),
-        verdict: Some(Verdict {
-            recommendation_id: format!("rec-{id}"),
-            decision: Decision::Approved as i32,
-            ..Verdict::default()
-        }),
         verification_timeout_seconds: 1,
-        ..ExecuteRequest::default()
+        ..approved(id, action, target)
     }
 }
 
@@ -507,7 +484,13 @@ async fn hundreds_of_attacks_make_no_unauthorised_write_and_leak_no_secret() {
         "vic tim",
         "\u{202e}mitciv",
     ];
-    for (i, namespace) in namespaces.iter().enumerate() {
+    // Each spelling on a Deployment action, a resources patch and a pod
+    // restart.
+    let spellings = namespaces
+        .iter()
+        .map(|n| ("namespace", *n))
+        .chain(names.iter().map(|n| ("name", *n)));
+    for (i, (field, spelling)) in spellings.enumerate() {
         for (j, action) in [
             ActionKind::RolloutRestart(RolloutRestart {}),
             memory(512 << 20),
@@ -516,45 +499,22 @@ async fn hundreds_of_attacks_make_no_unauthorised_write_and_leak_no_secret() {
         .into_iter()
         .enumerate()
         {
-            let mut object = if j == 2 {
-                target(&victim_pod)
-            } else {
-                target(&system)
+            let mut object = match (j, field) {
+                (2, _) => target(&victim_pod),
+                (_, "namespace") => target(&system),
+                _ => target(&victim),
             };
-            object.namespace = (*namespace).to_owned();
+            match field {
+                "namespace" => object.namespace = spelling.to_owned(),
+                _ => object.name = spelling.to_owned(),
+            }
             let attack = sign_with(
                 &gate_key,
-                request(&format!("ns-{i}-{j}"), action, object),
+                request(&format!("{field}-{i}-{j}"), action, object),
                 now,
             );
             tally.refused(
-                &format!("namespace {namespace:?}"),
-                client.execute(attack).await.map(|r| r.into_inner()),
-            );
-        }
-    }
-    for (i, name) in names.iter().enumerate() {
-        for (j, action) in [
-            ActionKind::RolloutRestart(RolloutRestart {}),
-            memory(512 << 20),
-            ActionKind::RestartPod(RestartPod {}),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let mut object = if j == 2 {
-                target(&victim_pod)
-            } else {
-                target(&victim)
-            };
-            object.name = (*name).to_owned();
-            let attack = sign_with(
-                &gate_key,
-                request(&format!("name-{i}-{j}"), action, object),
-                now,
-            );
-            tally.refused(
-                &format!("name {name:?}"),
+                &format!("{field} {spelling:?}"),
                 client.execute(attack).await.map(|r| r.into_inner()),
             );
         }

@@ -22,12 +22,12 @@ use kube::{
     Api, Client, Resource, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
-use nanny_cluster_tests::Fixture;
+use nanny_cluster_tests::{Fixture, approved, object_ref as target};
 use nanny_common::server::Listeners;
 use nanny_proto::v1::{
-    Action, ActionResult, CordonNode, Decision, DeleteJob, DrainNode, ExecuteRequest, ExpandPvc,
-    ObjectRef, Outcome, PatchResources, Recommendation, Resources, RestartPod, RollbackRequest,
-    RolloutRestart, ScaleHpa, UncordonNode, Verdict, VerificationState, action::Kind as ActionKind,
+    ActionResult, CordonNode, Decision, DeleteJob, DrainNode, ExecuteRequest, ExpandPvc, ObjectRef,
+    Outcome, PatchResources, Resources, RestartPod, RollbackRequest, RolloutRestart, ScaleHpa,
+    UncordonNode, Verdict, VerificationState, action::Kind as ActionKind,
     remediator_client::RemediatorClient,
 };
 use nanny_remediator::store;
@@ -272,40 +272,6 @@ impl Remediator {
             .await
             .unwrap()
             .1
-    }
-}
-
-/// The snapshot's view of `object`: kind, version, namespace, name, uid, resourceVersion.
-fn target<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef {
-    let meta = object.meta();
-    ObjectRef {
-        kind: K::kind(&()).into_owned(),
-        api_version: K::api_version(&()).into_owned(),
-        namespace: meta.namespace.clone().unwrap_or_default(),
-        name: meta.name.clone().unwrap_or_default(),
-        uid: meta.uid.clone().unwrap_or_default(),
-        resource_version: meta.resource_version.clone().unwrap_or_default(),
-    }
-}
-
-/// An Execute with an APPROVED verdict for exactly this recommendation.
-fn approved(action_id: &str, action: ActionKind, target: ObjectRef) -> ExecuteRequest {
-    let recommendation_id = format!("rec-{action_id}");
-    ExecuteRequest {
-        action_id: action_id.to_owned(),
-        recommendation: Some(Recommendation {
-            id: recommendation_id.clone(),
-            action: Some(Action { kind: Some(action) }),
-            target: Some(target),
-            ..Recommendation::default()
-        }),
-        verdict: Some(Verdict {
-            recommendation_id,
-            decision: Decision::Approved as i32,
-            ..Verdict::default()
-        }),
-        verification_timeout_seconds: 45,
-        ..ExecuteRequest::default()
     }
 }
 
