@@ -291,7 +291,17 @@ pub fn node(node: &Node) -> pb::Node {
             .and_then(|s| s.node_info.as_ref())
             .map(|i| i.kubelet_version.clone())
             .unwrap_or_default(),
+        labels: labels(&node.metadata),
     }
+}
+
+/// All of an object's labels: the safety gate checks protected labels on
+/// every object an action may touch and on its owners, so none is dropped.
+fn labels(meta: &ObjectMeta) -> HashMap<String, String> {
+    meta.labels
+        .as_ref()
+        .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
 }
 
 fn template_containers(template: &PodTemplateSpec) -> Vec<pb::ContainerResources> {
@@ -331,11 +341,7 @@ fn workload_base(
         r#ref: Some(object_ref(kind, api_version, meta)),
         containers: template.map(template_containers).unwrap_or_default(),
         owner: controller_of(meta),
-        labels: meta
-            .labels
-            .as_ref()
-            .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default(),
+        labels: labels(meta),
         annotations,
         ..pb::Workload::default()
     }
@@ -370,6 +376,12 @@ pub fn stateful_set(s: &StatefulSet, redaction: &Redaction) -> pb::Workload {
         available_replicas: status.and_then(|s| s.available_replicas).unwrap_or(0),
         updated_replicas: status.and_then(|s| s.updated_replicas).unwrap_or(0),
         conditions: conditions!(status),
+        claim_templates: spec
+            .and_then(|s| s.volume_claim_templates.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| t.metadata.name.clone())
+            .collect(),
         ..workload_base(
             "StatefulSet",
             &s.metadata,
@@ -448,6 +460,7 @@ pub fn job(j: &Job) -> pb::Job {
             .and_then(|s| s.completion_time.as_ref())
             .map(timestamp),
         conditions: conditions!(status),
+        labels: labels(&j.metadata),
     }
 }
 
@@ -501,6 +514,7 @@ pub fn hpa(h: &HorizontalPodAutoscaler) -> pb::HorizontalPodAutoscaler {
         current_replicas: status.and_then(|s| s.current_replicas).unwrap_or(0),
         desired_replicas: status.map_or(0, |s| s.desired_replicas),
         metrics,
+        labels: labels(meta),
     }
 }
 
@@ -529,6 +543,7 @@ pub fn pvc(p: &PersistentVolumeClaim) -> pb::PersistentVolumeClaim {
         used_bytes: None,
         usage_percent: None,
         expandable: false,
+        labels: labels(&p.metadata),
     }
 }
 

@@ -129,18 +129,18 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    /// Collects the in-scope objects of `table` that this subscriber has not
-    /// been sent at their current revision (all of them when `full`).
+    /// Collects the objects of `table` in scope (`in_scope`) that this
+    /// subscriber has not been sent at their current revision (all of them
+    /// when `full`).
     fn collect<T: Object>(
         &mut self,
         table: &Table<T>,
-        filter: &ScopeFilter,
-        labelled: bool,
+        in_scope: impl Fn(&Uid, &Entry<T>) -> bool,
         admit: bool,
     ) -> Vec<T> {
         let mut out = Vec::with_capacity(if self.full { table.len() } else { 0 });
         for (uid, entry) in table {
-            if !filter.admits(entry, labelled) {
+            if !in_scope(uid, entry) {
                 continue;
             }
             if admit {
@@ -162,6 +162,76 @@ impl Pass<'_> {
         }
         out
     }
+}
+
+/// Workloads outside a label-selected scope that own something inside it
+/// (a pod's ReplicaSet and Deployment, a Job's CronJob, an HPA's scale
+/// target, a claim's StatefulSet), with their own owners: the safety gate
+/// needs their labels to know whether an object in scope is protected.
+/// Empty without a selector: every workload of the scope's namespaces is
+/// sent then.
+fn owners_of_scoped(t: &Tables, filter: &ScopeFilter) -> HashSet<Uid> {
+    let mut owners = HashSet::new();
+    if filter.selector.is_empty() {
+        return owners;
+    }
+    let mut pending: Vec<&str> = Vec::new();
+    for pod in t.pods.values().filter(|e| filter.admits(e, true)) {
+        pending.extend(ref_uid(pod.value.owner.as_ref()));
+        pending.extend(ref_uid(pod.value.workload.as_ref()));
+    }
+    for job in t.jobs.values().filter(|e| filter.admits(e, true)) {
+        pending.extend(ref_uid(job.value.owner.as_ref()));
+    }
+    for workload in t.workloads.values().filter(|e| filter.admits(e, true)) {
+        pending.extend(ref_uid(workload.value.owner.as_ref()));
+    }
+    let by_name: HashMap<(&str, &str, &str), (&str, &pb::Workload)> = t
+        .workloads
+        .iter()
+        .filter_map(|(uid, e)| {
+            let r = e.value.r#ref.as_ref()?;
+            Some((
+                (r.namespace.as_str(), r.kind.as_str(), r.name.as_str()),
+                (uid.as_ref(), e.value.as_ref()),
+            ))
+        })
+        .collect();
+    for hpa in t.hpas.values().filter(|e| filter.admits(e, true)) {
+        if let Some(target) = hpa.value.scale_target.as_ref()
+            && let Some((uid, _)) = by_name.get(&(
+                target.namespace.as_str(),
+                target.kind.as_str(),
+                target.name.as_str(),
+            ))
+        {
+            pending.push(uid);
+        }
+    }
+    for pvc in t.pvcs.values().filter(|e| filter.admits(e, true)) {
+        let Some(claim) = pvc.value.r#ref.as_ref() else {
+            continue;
+        };
+        for (template, set) in nanny_common::names::claim_template_candidates(&claim.name) {
+            if let Some((uid, set)) = by_name.get(&(claim.namespace.as_str(), "StatefulSet", set))
+                && set.claim_templates.iter().any(|t| t == template)
+            {
+                pending.push(uid);
+            }
+        }
+    }
+    while let Some(next) = pending.pop() {
+        if let Some((uid, entry)) = t.workloads.get_key_value(next)
+            && owners.insert(uid.clone())
+        {
+            pending.extend(ref_uid(entry.value.owner.as_ref()));
+        }
+    }
+    owners
+}
+
+fn ref_uid(reference: Option<&pb::ObjectRef>) -> Option<&str> {
+    reference.map(|r| r.uid.as_str()).filter(|u| !u.is_empty())
 }
 
 /// The parts of a reference a removal needs.
@@ -236,24 +306,28 @@ impl Subscriber {
             sent: &mut self.sent,
             admitted: HashSet::new(),
         };
-        let everywhere = ScopeFilter::default();
-        s.pods = pass.collect(&t.pods, &filter, true, true);
-        s.workloads = pass.collect(&t.workloads, &filter, true, true);
-        s.jobs = pass.collect(&t.jobs, &filter, true, true);
-        s.hpas = pass.collect(&t.hpas, &filter, true, true);
-        s.pvcs = pass.collect(&t.pvcs, &filter, true, true);
-        s.pdbs = pass.collect(&t.pdbs, &filter, false, true);
+        let owners = owners_of_scoped(t, &filter);
+        s.pods = pass.collect(&t.pods, |_, e| filter.admits(e, true), true);
+        s.workloads = pass.collect(
+            &t.workloads,
+            |uid, e| filter.admits(e, true) || owners.contains(uid),
+            true,
+        );
+        s.jobs = pass.collect(&t.jobs, |_, e| filter.admits(e, true), true);
+        s.hpas = pass.collect(&t.hpas, |_, e| filter.admits(e, true), true);
+        s.pvcs = pass.collect(&t.pvcs, |_, e| filter.admits(e, true), true);
+        s.pdbs = pass.collect(&t.pdbs, |_, e| filter.admits(e, false), true);
         // Nodes are cluster-wide and always in scope.
-        s.nodes = pass.collect(&t.nodes, &everywhere, false, true);
+        s.nodes = pass.collect(&t.nodes, |_, _| true, true);
         s.namespaces = pass
-            .collect(&t.namespaces, &everywhere, false, false)
+            .collect(&t.namespaces, |_, _| true, false)
             .into_iter()
             .filter(|n| filter.namespace_ok(n.r#ref.as_ref().map_or("", |r| &r.name)))
             .collect();
         // Events follow the objects they are about.
         let admitted = std::mem::take(&mut pass.admitted);
         s.events = pass
-            .collect(&t.events, &filter, false, false)
+            .collect(&t.events, |_, e| filter.admits(e, false), false)
             .into_iter()
             .filter(|e| {
                 filter.selector.is_empty()

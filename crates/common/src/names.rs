@@ -38,6 +38,25 @@ pub fn refusal(namespace: &str, name: &str) -> Option<String> {
     None
 }
 
+/// The (volumeClaimTemplate, StatefulSet) name pairs that could have made
+/// the claim `claim`: a StatefulSet names its claims
+/// `<template>-<statefulset>-<ordinal>` and sets no owner reference on them
+/// (unless a retention policy asks it to), so the name is the only link.
+/// Every split at a `-` is a candidate; the caller keeps the one whose
+/// StatefulSet exists and has that template.
+pub fn claim_template_candidates(claim: &str) -> Vec<(&str, &str)> {
+    let Some((stem, ordinal)) = claim.rsplit_once('-') else {
+        return Vec::new();
+    };
+    if ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return Vec::new();
+    }
+    stem.match_indices('-')
+        .map(|(at, _)| (&stem[..at], &stem[at + 1..]))
+        .filter(|(template, set)| !template.is_empty() && !set.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +91,31 @@ mod tests {
             &"v".repeat(254),
         ] {
             assert!(refusal("shop", name).is_some(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn a_claim_name_splits_into_every_template_and_statefulset_pair() {
+        assert_eq!(
+            claim_template_candidates("data-web-db-0"),
+            vec![("data", "web-db"), ("data-web", "db")]
+        );
+        assert_eq!(
+            claim_template_candidates("data-db-12"),
+            vec![("data", "db")]
+        );
+        for claim in [
+            "data-db",
+            "data-db-",
+            "db-0",
+            "data-db-x1",
+            "-db-0",
+            "data--0",
+        ] {
+            assert!(
+                claim_template_candidates(claim).is_empty(),
+                "{claim:?} names no StatefulSet claim"
+            );
         }
     }
 }

@@ -21,24 +21,20 @@ pub fn review_context(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> Rev
             .collect(),
         ..ReviewContext::default()
     };
-    fn uid(r: &Option<pb::ObjectRef>) -> Option<&str> {
-        r.as_ref().map(|r| r.uid.as_str())
-    }
     let workload_of = |workload_uid: &str| {
         snapshot
             .workloads
             .iter()
             .find(|w| uid(&w.r#ref) == Some(workload_uid))
     };
-    match target.kind.as_str() {
-        "Pod" => {
-            if let Some(pod) = snapshot
-                .pods
-                .iter()
-                .find(|p| uid(&p.r#ref) == Some(&target.uid))
-            {
-                context.target_labels = pod.labels.clone().into_iter().collect();
-                context.owner_labels = owner_labels(snapshot, pod.owner.as_ref());
+    // The target's own labels and where its owner chain starts; `None`:
+    // the target is not in the snapshot.
+    let found: Option<(&Labels, Start<'_>)> = match target.kind.as_str() {
+        "Pod" => snapshot
+            .pods
+            .iter()
+            .find(|p| uid(&p.r#ref) == Some(&target.uid))
+            .map(|pod| {
                 if let Some(workload) = pod.workload.as_ref().filter(|w| !w.uid.is_empty()) {
                     context.workload_uid = workload.uid.clone();
                     if let Some(w) = workload_of(&workload.uid) {
@@ -47,81 +43,180 @@ pub fn review_context(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> Rev
                 }
                 context.pdb_disruptions_allowed =
                     pdb_allowed(snapshot, &target.namespace, &pod.labels);
-            }
-        }
-        "Deployment" | "StatefulSet" | "DaemonSet" => {
-            if let Some(w) = workload_of(&target.uid) {
-                context.target_labels = w.labels.clone().into_iter().collect();
-                context.owner_labels = owner_labels(snapshot, w.owner.as_ref());
+                (&pod.labels, pod_owner(snapshot, pod))
+            }),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "CronJob" => {
+            workload_of(&target.uid).map(|w| {
                 set_replicas(&mut context, w);
-            }
+                (&w.labels, Start::Owner(w.owner.as_ref()))
+            })
         }
-        "Job" => {
-            if let Some(job) = snapshot
-                .jobs
-                .iter()
-                .find(|j| uid(&j.r#ref) == Some(&target.uid))
-            {
-                context.owner_labels = owner_labels(snapshot, job.owner.as_ref());
+        "Job" => snapshot
+            .jobs
+            .iter()
+            .find(|j| uid(&j.r#ref) == Some(&target.uid))
+            .map(|job| {
                 context.job_finished_at = job.completion_time.or_else(|| {
                     job.conditions
                         .iter()
                         .find(|c| c.r#type == "Failed" && c.status == "True")
                         .and_then(|c| c.last_transition)
                 });
-            }
-        }
-        "HorizontalPodAutoscaler" => {
-            if let Some(hpa) = snapshot
-                .hpas
-                .iter()
-                .find(|h| uid(&h.r#ref) == Some(&target.uid))
-            {
+                (&job.labels, Start::Owner(job.owner.as_ref()))
+            }),
+        "HorizontalPodAutoscaler" => snapshot
+            .hpas
+            .iter()
+            .find(|h| uid(&h.r#ref) == Some(&target.uid))
+            .map(|hpa| {
                 context.hpa_max_replicas = hpa.max_replicas;
                 context.hpa_min_replicas = hpa.min_replicas;
-            }
-        }
-        "PersistentVolumeClaim" => {
-            if let Some(pvc) = snapshot
-                .pvcs
-                .iter()
-                .find(|p| uid(&p.r#ref) == Some(&target.uid))
-            {
+                let scaled = hpa.scale_target.as_ref().and_then(|t| {
+                    snapshot.workloads.iter().find(|w| {
+                        w.r#ref.as_ref().is_some_and(|r| {
+                            r.namespace == target.namespace && r.kind == t.kind && r.name == t.name
+                        })
+                    })
+                });
+                (&hpa.labels, scaled.map_or(Start::Unknown, Start::Object))
+            }),
+        "PersistentVolumeClaim" => snapshot
+            .pvcs
+            .iter()
+            .find(|p| uid(&p.r#ref) == Some(&target.uid))
+            .map(|pvc| {
                 context.pvc_capacity_bytes = pvc.capacity_bytes;
-            }
-        }
-        _ => {}
+                let set = claim_stateful_set(snapshot, &target.namespace, &target.name);
+                (&pvc.labels, set.map_or(Start::Owner(None), Start::Object))
+            }),
+        "Node" => snapshot
+            .nodes
+            .iter()
+            .find(|n| uid(&n.r#ref) == Some(&target.uid))
+            .map(|node| (&node.labels, Start::Owner(None))),
+        _ => None,
+    };
+    if let Some((labels, start)) = found {
+        context.target_labels = labels.clone();
+        let (owner_labels, complete) = owner_labels(snapshot, start);
+        context.owner_labels = owner_labels;
+        context.facts_complete = complete;
     }
     context
 }
 
-/// The labels of `owner` and its owners in the snapshot's workloads
-/// (ReplicaSet → Deployment, Job → CronJob), merged; a few levels at most.
-fn owner_labels(
-    snapshot: &ClusterSnapshot,
-    owner: Option<&pb::ObjectRef>,
-) -> std::collections::HashMap<String, String> {
-    let mut labels = std::collections::HashMap::new();
-    let mut next = owner.filter(|o| !o.uid.is_empty()).map(|o| o.uid.clone());
-    for _ in 0..4 {
-        let Some(uid) = next.take() else { break };
-        let Some(workload) = snapshot
-            .workloads
-            .iter()
-            .find(|w| w.r#ref.as_ref().is_some_and(|r| r.uid == uid))
-        else {
-            break;
-        };
-        for (key, value) in &workload.labels {
+type Labels = std::collections::HashMap<String, String>;
+
+fn uid(r: &Option<pb::ObjectRef>) -> Option<&str> {
+    r.as_ref().map(|r| r.uid.as_str())
+}
+
+/// Where a target's chain of owners starts.
+enum Start<'a> {
+    /// At this owner reference (`None` or an empty uid: there is none).
+    Owner(Option<&'a pb::ObjectRef>),
+    /// At this workload (an HPA's scale target, a claim's StatefulSet).
+    Object(&'a pb::Workload),
+    /// Somewhere the snapshot does not show.
+    Unknown,
+}
+
+/// A pod's chain starts at its controller, except that the collector leaves
+/// out the ReplicaSets a Deployment owns (their labels are the pod
+/// template's, which the pod carries) and names the Deployment as the pod's
+/// workload instead.
+fn pod_owner<'a>(snapshot: &ClusterSnapshot, pod: &'a pb::Pod) -> Start<'a> {
+    let owner = pod.owner.as_ref().filter(|o| !o.uid.is_empty());
+    let workload = pod.workload.as_ref().filter(|w| !w.uid.is_empty());
+    match (owner, workload) {
+        (Some(owner), Some(workload))
+            if owner.kind == "ReplicaSet"
+                && owner.uid != workload.uid
+                && labels_of(snapshot, &owner.uid).is_none() =>
+        {
+            Start::Owner(Some(workload))
+        }
+        _ => Start::Owner(owner),
+    }
+}
+
+/// The StatefulSet whose volumeClaimTemplate made the claim `namespace/name`.
+fn claim_stateful_set<'a>(
+    snapshot: &'a ClusterSnapshot,
+    namespace: &str,
+    name: &str,
+) -> Option<&'a pb::Workload> {
+    nanny_common::names::claim_template_candidates(name)
+        .into_iter()
+        .find_map(|(template, set)| {
+            snapshot.workloads.iter().find(|w| {
+                w.r#ref.as_ref().is_some_and(|r| {
+                    r.kind == "StatefulSet" && r.namespace == namespace && r.name == set
+                }) && w.claim_templates.iter().any(|t| t == template)
+            })
+        })
+}
+
+/// The labels and owner of the object with `uid` among the snapshot's
+/// workloads, Jobs and Nodes (a mirror pod's owner).
+fn labels_of<'a>(
+    snapshot: &'a ClusterSnapshot,
+    uid: &str,
+) -> Option<(&'a Labels, Option<&'a pb::ObjectRef>)> {
+    let is = |r: &Option<pb::ObjectRef>| r.as_ref().is_some_and(|r| r.uid == uid);
+    snapshot
+        .workloads
+        .iter()
+        .find(|w| is(&w.r#ref))
+        .map(|w| (&w.labels, w.owner.as_ref()))
+        .or_else(|| {
+            snapshot
+                .jobs
+                .iter()
+                .find(|j| is(&j.r#ref))
+                .map(|j| (&j.labels, j.owner.as_ref()))
+        })
+        .or_else(|| {
+            snapshot
+                .nodes
+                .iter()
+                .find(|n| is(&n.r#ref))
+                .map(|n| (&n.labels, None))
+        })
+}
+
+/// The labels of the objects in the chain from `start` (ReplicaSet →
+/// Deployment, Job → CronJob, ...), merged, and whether the chain is
+/// complete: it ends at an object with no owner. An owner the snapshot does
+/// not hold, or a chain longer than Kubernetes makes, leaves it incomplete.
+fn owner_labels(snapshot: &ClusterSnapshot, start: Start<'_>) -> (Labels, bool) {
+    // Owner chains in Kubernetes are short; the bound stops a cycle.
+    const MAX_DEPTH: usize = 5;
+    let mut labels = Labels::new();
+    let mut merge = |from: &Labels| {
+        for (key, value) in from {
             labels.entry(key.clone()).or_insert_with(|| value.clone());
         }
-        next = workload
-            .owner
-            .as_ref()
-            .filter(|o| !o.uid.is_empty())
-            .map(|o| o.uid.clone());
+    };
+    let mut next = match start {
+        Start::Owner(owner) => owner,
+        Start::Object(workload) => {
+            merge(&workload.labels);
+            workload.owner.as_ref()
+        }
+        Start::Unknown => return (labels, false),
+    };
+    for _ in 0..MAX_DEPTH {
+        let Some(owner) = next.filter(|o| !o.uid.is_empty()) else {
+            return (labels, true);
+        };
+        let Some((owner_labels, owner)) = labels_of(snapshot, &owner.uid) else {
+            return (labels, false);
+        };
+        merge(owner_labels);
+        next = owner;
     }
-    labels
+    (labels, false)
 }
 
 fn node_ready(node: &pb::Node) -> bool {
@@ -320,6 +415,124 @@ mod tests {
             &object("Deployment", "shop", "web", "d1").unwrap(),
         );
         assert!(deployment.owner_labels.is_empty(), "it has no owner");
+        assert!(pod.facts_complete && job.facts_complete && deployment.facts_complete);
+    }
+
+    fn helm() -> HashMap<String, String> {
+        HashMap::from([("app.kubernetes.io/managed-by".to_owned(), "Helm".to_owned())])
+    }
+
+    /// As the collector sends them: a Deployment's ReplicaSets are left out,
+    /// the pod names its Deployment as its workload; HPAs, claims and nodes
+    /// carry their labels; a StatefulSet names its claim templates.
+    fn owned_snapshot() -> ClusterSnapshot {
+        ClusterSnapshot {
+            pods: vec![
+                pb::Pod {
+                    r#ref: object("Pod", "shop", "web-1", "p1"),
+                    owner: object("ReplicaSet", "shop", "web-abc", "rs1"),
+                    workload: object("Deployment", "shop", "web", "d1"),
+                    ..pb::Pod::default()
+                },
+                pb::Pod {
+                    r#ref: object("Pod", "shop", "rollout-1", "p2"),
+                    owner: object("Rollout", "shop", "rollout", "ro1"),
+                    ..pb::Pod::default()
+                },
+            ],
+            workloads: vec![
+                pb::Workload {
+                    r#ref: object("Deployment", "shop", "web", "d1"),
+                    labels: helm(),
+                    ..pb::Workload::default()
+                },
+                pb::Workload {
+                    r#ref: object("StatefulSet", "shop", "db", "s1"),
+                    labels: helm(),
+                    claim_templates: vec!["data".to_owned()],
+                    ..pb::Workload::default()
+                },
+            ],
+            hpas: vec![
+                pb::HorizontalPodAutoscaler {
+                    r#ref: object("HorizontalPodAutoscaler", "shop", "web", "h1"),
+                    scale_target: object("Deployment", "shop", "web", ""),
+                    ..pb::HorizontalPodAutoscaler::default()
+                },
+                pb::HorizontalPodAutoscaler {
+                    r#ref: object("HorizontalPodAutoscaler", "shop", "gone", "h2"),
+                    scale_target: object("Deployment", "shop", "gone", ""),
+                    ..pb::HorizontalPodAutoscaler::default()
+                },
+            ],
+            pvcs: vec![
+                pb::PersistentVolumeClaim {
+                    r#ref: object("PersistentVolumeClaim", "shop", "data-db-0", "c1"),
+                    ..pb::PersistentVolumeClaim::default()
+                },
+                pb::PersistentVolumeClaim {
+                    r#ref: object("PersistentVolumeClaim", "shop", "logs-db-0", "c2"),
+                    ..pb::PersistentVolumeClaim::default()
+                },
+            ],
+            nodes: vec![pb::Node {
+                r#ref: object("Node", "", "n1", "n1"),
+                labels: HashMap::from([("nanny.ai/protected".to_owned(), "true".to_owned())]),
+                ..pb::Node::default()
+            }],
+            ..ClusterSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn owners_are_found_for_pods_hpas_claims_and_nodes_as_the_collector_sends_them() {
+        let snapshot = owned_snapshot();
+        let context = |kind: &str, ns: &str, name: &str, uid: &str| {
+            review_context(&snapshot, &object(kind, ns, name, uid).unwrap())
+        };
+        for (kind, name, uid) in [
+            ("Pod", "web-1", "p1"),
+            ("HorizontalPodAutoscaler", "web", "h1"),
+            ("PersistentVolumeClaim", "data-db-0", "c1"),
+        ] {
+            let c = context(kind, "shop", name, uid);
+            assert_eq!(c.owner_labels, helm(), "{kind} {name}");
+            assert!(c.facts_complete, "{kind} {name}");
+        }
+        let node = context("Node", "", "n1", "n1");
+        assert_eq!(
+            node.target_labels
+                .get("nanny.ai/protected")
+                .map(String::as_str),
+            Some("true")
+        );
+        assert!(node.facts_complete);
+        let standalone = context("PersistentVolumeClaim", "shop", "logs-db-0", "c2");
+        assert!(
+            standalone.owner_labels.is_empty() && standalone.facts_complete,
+            "no template of db is named logs: the claim stands alone"
+        );
+    }
+
+    #[test]
+    fn facts_are_incomplete_when_an_owner_or_the_target_is_missing() {
+        let snapshot = owned_snapshot();
+        let context = |kind: &str, name: &str, uid: &str| {
+            review_context(&snapshot, &object(kind, "shop", name, uid).unwrap())
+        };
+        assert!(
+            !context("Pod", "rollout-1", "p2").facts_complete,
+            "an owner of a kind the snapshot does not hold"
+        );
+        assert!(
+            !context("HorizontalPodAutoscaler", "gone", "h2").facts_complete,
+            "a scale target the snapshot does not hold"
+        );
+        assert!(
+            !context("Pod", "elsewhere", "p9").facts_complete,
+            "no such pod"
+        );
+        assert!(!context("ConfigMap", "settings", "cm1").facts_complete);
     }
 
     #[test]

@@ -341,6 +341,13 @@ impl Executor {
             .filter(|_| str_at(object, "/kind") == "HorizontalPodAutoscaler")
             .cloned()
             .or_else(|| controller_ref(object).cloned());
+        if next.is_none()
+            && str_at(object, "/kind") == "PersistentVolumeClaim"
+            && let Some(set) = self.claim_stateful_set(object).await?
+        {
+            next = controller_ref(&set).cloned();
+            owners.push(set);
+        }
         while let Some(reference) = next.take() {
             let text = |key: &str| reference.get(key).and_then(Value::as_str).unwrap_or("");
             let Some(owner) = self
@@ -355,6 +362,33 @@ impl Executor {
             owners.push(owner);
         }
         Ok(owners)
+    }
+
+    /// The StatefulSet whose volumeClaimTemplate made the claim `claim`
+    /// (such claims carry no owner reference; the name is the link).
+    async fn claim_stateful_set(&self, claim: &Value) -> Result<Option<Value>, Error> {
+        let namespace = str_at(claim, "/metadata/namespace");
+        for (template, set) in
+            nanny_common::names::claim_template_candidates(str_at(claim, "/metadata/name"))
+        {
+            let Some(found) = self
+                .get_object(namespace, "apps/v1", "StatefulSet", set)
+                .await?
+            else {
+                continue;
+            };
+            let templates = found
+                .pointer("/spec/volumeClaimTemplates")
+                .and_then(Value::as_array);
+            if templates
+                .into_iter()
+                .flatten()
+                .any(|t| str_at(t, "/metadata/name") == template)
+            {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
     }
 
     async fn get_object(

@@ -55,6 +55,7 @@ fn workload(count: usize) -> Vec<ReviewRequest> {
                     ReviewContext {
                         target_issue_kinds: vec![IssueKind::CrashLoopBackOff as i32],
                         workload_replicas: 3,
+                        facts_complete: true,
                         ..ReviewContext::default()
                     },
                 ),
@@ -66,6 +67,7 @@ fn workload(count: usize) -> Vec<ReviewRequest> {
                     "HorizontalPodAutoscaler",
                     ReviewContext {
                         hpa_max_replicas: 10,
+                        facts_complete: true,
                         ..ReviewContext::default()
                     },
                 ),
@@ -76,6 +78,7 @@ fn workload(count: usize) -> Vec<ReviewRequest> {
                     "Job",
                     ReviewContext {
                         job_finished_at: Some((now - Duration::from_secs(30 * 3600)).into()),
+                        facts_complete: true,
                         ..ReviewContext::default()
                     },
                 ),

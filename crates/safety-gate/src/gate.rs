@@ -451,6 +451,17 @@ impl Gate {
         {
             return review;
         }
+        // Only report-only actions touch nothing; every other one needs to
+        // know that nothing the target belongs to is protected.
+        if !context.facts_complete && !matches!(kind, Kind::ReportOnly(_)) {
+            return Review::denied(
+                "facts-missing",
+                format!(
+                    "the snapshot does not show {} {} and every object it belongs to: whether it is protected is unknown",
+                    target.kind, target.name
+                ),
+            );
+        }
         if !(0.0..=1.0).contains(&policy.ai_min_confidence) {
             return Review::denied(
                 "malformed",

@@ -102,13 +102,30 @@ impl ClusterInfo {
     /// # Errors
     /// When the audit log cannot be read.
     pub fn audited_writes(&self, username: &str) -> anyhow::Result<Vec<AuditedWrite>> {
+        self.audited(username, |write| write.user.username == username)
+    }
+
+    /// Every write the API server audited so far in `namespace`, whoever
+    /// made it (the test stack's services share one identity).
+    ///
+    /// # Errors
+    /// When the audit log cannot be read.
+    pub fn audited_writes_in(&self, namespace: &str) -> anyhow::Result<Vec<AuditedWrite>> {
+        self.audited(namespace, |write| write.object_ref.namespace == namespace)
+    }
+
+    fn audited(
+        &self,
+        mentions: &str,
+        keep: impl Fn(&AuditedWrite) -> bool,
+    ) -> anyhow::Result<Vec<AuditedWrite>> {
         let text = std::fs::read_to_string(&self.audit_log)
             .with_context(|| format!("reading {}", self.audit_log.display()))?;
         Ok(text
             .lines()
-            .filter(|line| line.contains(username))
+            .filter(|line| line.contains(mentions))
             .filter_map(|line| serde_json::from_str::<AuditedWrite>(line).ok())
-            .filter(|write| write.user.username == username)
+            .filter(keep)
             .collect())
     }
 

@@ -10,6 +10,8 @@
 //! - [`helm`]: how the committed Helm renders show generated certificates.
 //! - [`faults`]: inject the failures Nanny heals into that cluster.
 //! - [`nodes`]: fake nodes of a test's own, for node actions.
+//! - [`owners`]: labelled owners of unlabelled children (CronJob → Job,
+//!   StatefulSet → claim).
 //! - [`llm`], [`ollama`]: real local LLM servers with a small model.
 //! - [`pki`]: the development and test certificates (mutual TLS).
 //! - [`requests`]: ready-made contract messages.
@@ -25,6 +27,7 @@ pub mod http;
 pub mod llm;
 pub mod nodes;
 pub mod ollama;
+pub mod owners;
 pub mod pki;
 pub mod process;
 pub mod requests;

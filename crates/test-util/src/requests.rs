@@ -43,6 +43,7 @@ pub fn crashloop_restart(namespace: &str, name: &str) -> ReviewRequest {
         }),
         context: Some(ReviewContext {
             target_issue_kinds: vec![IssueKind::CrashLoopBackOff as i32],
+            facts_complete: true,
             ..ReviewContext::default()
         }),
         human_approval: None,

@@ -190,6 +190,26 @@ impl Harness {
         }
     }
 
+    /// Every HealingAction of the namespace in one line each (type, target,
+    /// phase, the gate's rules), then the services' logs: what a failed
+    /// wait prints.
+    pub async fn actions_seen(&self) -> String {
+        let actions = self.actions.list(&Default::default()).await.unwrap().items;
+        let mut text = String::from("actions:\n");
+        for a in actions {
+            let status = a.status.unwrap_or_default();
+            text.push_str(&format!(
+                "  {:?} {} {}: {:?} {:?}\n",
+                a.spec.action.type_,
+                a.spec.target.kind,
+                a.spec.target.name,
+                status.phase,
+                status.verdict.map(|v| v.matched_rules).unwrap_or_default()
+            ));
+        }
+        text + &self.stack.logs()
+    }
+
     pub async fn running_pods(&self, app: &str, count: usize) -> Vec<Pod> {
         eventually(&format!("{count} running {app} pods"), WAIT, || async {
             let pods = faults::pods_of(&self.fx.client, self.fx.ns(), app).await?;

@@ -34,9 +34,9 @@ use nanny_crd::HealingAction;
 use nanny_proto::{
     service_names,
     v1::{
-        Action, ActionType, CordonNode, Decision, DrainNode, ExecuteRequest, ObjectRef, Outcome,
-        OutcomeReport, PatchResources, Resources, RestartPod, RollbackRequest, RollbackReview,
-        RolloutRestart, ScaleHpa, Verdict, action::Kind as ActionKind,
+        Action, ActionType, CordonNode, Decision, DrainNode, ExecuteRequest, ExpandPvc, ObjectRef,
+        Outcome, OutcomeReport, PatchResources, Resources, RestartPod, RollbackRequest,
+        RollbackReview, RolloutRestart, ScaleHpa, Verdict, action::Kind as ActionKind,
         remediator_client::RemediatorClient, safety_gate_client::SafetyGateClient,
     },
 };
@@ -45,7 +45,7 @@ use nanny_test_util::{
     cluster::{eventually, install_crds},
     faults::{self, HpaAtMax, PodSpec},
     nodes::FakeNode,
-    pki,
+    owners, pki,
     process::{ServiceProcess, cargo_bin},
     requests,
 };
@@ -236,6 +236,20 @@ async fn hundreds_of_attacks_make_no_unauthorised_write_and_leak_no_secret() {
     )
     .await
     .unwrap();
+    // A claim of a Helm-labelled StatefulSet: only its name links it there.
+    owners::stateful_set(
+        &fx.client,
+        &ns,
+        "charted-db",
+        "data",
+        &[("app.kubernetes.io/managed-by", "Helm")],
+    )
+    .await
+    .unwrap();
+    let charted_claim =
+        faults::pvc_nearly_full(&fx.client, &ns, "data-charted-db-0", 1 << 30, 970 << 20)
+            .await
+            .unwrap();
     let node = FakeNode::create(&fx.cluster, &fx.client, &format!("{ns}-n1"))
         .await
         .unwrap();
@@ -451,6 +465,23 @@ async fn hundreds_of_attacks_make_no_unauthorised_write_and_leak_no_secret() {
         "Helm-managed pod",
         client.execute(attack).await.map(|r| r.into_inner()),
     );
+    let attack = sign_with(
+        &gate_key,
+        request(
+            "charted-claim",
+            ActionKind::ExpandPvc(ExpandPvc {
+                new_size_bytes: 2 << 30,
+            }),
+            target(&charted_claim),
+        ),
+        now,
+    );
+    let reply = client.execute(attack).await.map(|r| r.into_inner());
+    assert!(
+        format!("{reply:?}").contains("protected label app.kubernetes.io/managed-by=Helm"),
+        "the claim's StatefulSet protects it: {reply:?}"
+    );
+    tally.refused("Helm-managed StatefulSet's claim", reply);
 
     // 3. Spelling tricks, validly signed: a protected namespace spelled
     //    differently, and names that are no valid DNS label.

@@ -254,49 +254,6 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
         );
     };
 
-    let charted = async {
-        // Labelled by its chart on the Deployment only, as many charts do:
-        // its crash-looping pod is protected through its owners.
-        faults::crash_loop(client, ns, "charted", 1).await.unwrap();
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-        deployments
-            .patch(
-                "charted",
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(serde_json::json!({
-                    "metadata": { "labels": { "app.kubernetes.io/managed-by": "Helm" } }
-                })),
-            )
-            .await
-            .unwrap();
-        let pod = eventually("the charted pod crash-looping", WAIT, || async {
-            let pods = faults::pods_of(client, ns, "charted").await?;
-            Ok(pods.into_iter().find(|p| restarts(p) >= MIN_RESTARTS))
-        })
-        .await
-        .unwrap();
-        let deployment_uid = deployments.get("charted").await.unwrap().uid().unwrap();
-        let pod_uid = pod.uid().unwrap();
-        let denied = h.denied_on(&[&pod_uid, &deployment_uid]).await;
-        let verdict = denied.status.clone().unwrap().verdict.unwrap();
-        assert!(
-            verdict
-                .matched_rules
-                .iter()
-                .any(|r| r == "protected-owner" || r == "protected-label"),
-            "{verdict:?}"
-        );
-        let still = Api::<Pod>::namespaced(client.clone(), ns)
-            .get(&pod.name_any())
-            .await
-            .unwrap();
-        assert_eq!(still.uid(), pod.uid(), "the charted pod was not restarted");
-        println!(
-            "Helm-labelled Deployment's pod → denied ({})",
-            verdict.matched_rules.join(",")
-        );
-    };
-
     let stubborn = async {
         // Raising the limit does not help this one: verification fails and
         // the policy rolls the change back.
@@ -331,9 +288,8 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
         println!("OOM not fixed by more memory → verification failed → rolled back");
     };
 
-    let (_, _, _, _, node, _, _, _, _) = tokio::join!(
-        crash, oom, stale_job, hpa, node, pvc, protected, charted, stubborn
-    );
+    let (_, _, _, _, node, _, _, _) =
+        tokio::join!(crash, oom, stale_job, hpa, node, pvc, protected, stubborn);
     drop(node);
 
     // The policy's status counts its actions; the analyzer runs rules-only.

@@ -194,3 +194,117 @@ fn nodes_are_in_every_scope() {
     let snapshot = Subscriber::new(scoped.unwrap_or_default()).next(&world(&store, 1, &[]), true);
     assert_eq!(snapshot.map(|s| s.nodes.len()), Some(1));
 }
+
+fn reference(kind: &str, name: &str) -> Option<pb::ObjectRef> {
+    Some(pb::ObjectRef {
+        kind: kind.to_owned(),
+        namespace: "shop".to_owned(),
+        name: name.to_owned(),
+        uid: format!("{kind}-{name}"),
+        ..pb::ObjectRef::default()
+    })
+}
+
+fn workload(kind: &str, name: &str, owner: Option<pb::ObjectRef>, app: &str) -> Item {
+    let r#ref = reference(kind, name);
+    Item::Workload(
+        Arc::from(r#ref.as_ref().map_or("", |r| r.uid.as_str())),
+        pb::Workload {
+            r#ref,
+            owner,
+            claim_templates: if kind == "StatefulSet" {
+                vec!["data".to_owned()]
+            } else {
+                Vec::new()
+            },
+            ..pb::Workload::default()
+        },
+        Arc::new(BTreeMap::from([("app".to_owned(), app.to_owned())])),
+        true,
+    )
+}
+
+#[test]
+fn a_label_selected_scope_still_carries_the_owners_of_what_it_holds() -> Result<(), String> {
+    let mut store = Store::default();
+    let web = Arc::new(BTreeMap::from([("app".to_owned(), "web".to_owned())]));
+    // The chart labelled its objects `app=web` but not their owners.
+    store.apply(workload("Deployment", "front", None, "chart"));
+    // A Deployment's ReplicaSet only links its pods to it.
+    if let Item::Workload(uid, rs, labels, _) = workload(
+        "ReplicaSet",
+        "front-abc",
+        reference("Deployment", "front"),
+        "chart",
+    ) {
+        store.apply(Item::Workload(uid, rs, labels, false));
+    }
+    store.apply(Item::Pod(
+        Arc::from("pod-1"),
+        pb::Pod {
+            r#ref: reference("Pod", "front-1"),
+            owner: reference("ReplicaSet", "front-abc"),
+            workload: reference("Deployment", "front"),
+            ..pb::Pod::default()
+        },
+        web.clone(),
+    ));
+    store.apply(workload("CronJob", "nightly", None, "chart"));
+    store.apply(Item::Job(
+        Arc::from("job-1"),
+        pb::Job {
+            r#ref: reference("Job", "nightly-1"),
+            owner: reference("CronJob", "nightly"),
+            ..pb::Job::default()
+        },
+        web.clone(),
+    ));
+    store.apply(workload("Deployment", "api", None, "chart"));
+    store.apply(Item::Hpa(
+        Arc::from("hpa-1"),
+        pb::HorizontalPodAutoscaler {
+            r#ref: reference("HorizontalPodAutoscaler", "api"),
+            scale_target: reference("Deployment", "api").map(|r| pb::ObjectRef {
+                uid: String::new(),
+                ..r
+            }),
+            ..pb::HorizontalPodAutoscaler::default()
+        },
+        web.clone(),
+    ));
+    store.apply(workload("StatefulSet", "db", None, "chart"));
+    store.apply(Item::Pvc(
+        Arc::from("pvc-1"),
+        pb::PersistentVolumeClaim {
+            r#ref: reference("PersistentVolumeClaim", "data-db-0"),
+            ..pb::PersistentVolumeClaim::default()
+        },
+        web,
+    ));
+    // Owns nothing in scope: stays out.
+    store.apply(workload("Deployment", "other", None, "chart"));
+
+    let scoped = ScopeFilter::new(Some(pb::Scope {
+        namespaces: vec![],
+        label_selector: "app=web".to_owned(),
+    }))?;
+    let snapshot = Subscriber::new(scoped)
+        .next(&world(&store, 1, &[]), true)
+        .ok_or("a snapshot")?;
+    let mut sent: Vec<String> = snapshot
+        .workloads
+        .iter()
+        .filter_map(|w| w.r#ref.as_ref().map(|r| format!("{}/{}", r.kind, r.name)))
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            "CronJob/nightly",
+            "Deployment/api",
+            "Deployment/front",
+            "StatefulSet/db"
+        ]
+    );
+    Ok(())
+}

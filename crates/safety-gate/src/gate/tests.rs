@@ -4,8 +4,8 @@ use std::{collections::HashMap, time::Duration};
 
 use nanny_proto::v1::{
     AllowedAction, CordonNode, DeleteJob, DeleteResource, ExpandPvc, GateLimits, GatePolicy,
-    ModelSource, ObjectRef, OutcomeReport, Recommendation, RestartPod, ReviewContext, ScaleHpa,
-    Source,
+    ModelSource, ObjectRef, OutcomeReport, Recommendation, ReportOnly, RestartPod, ReviewContext,
+    ScaleHpa, Source,
 };
 use proptest::{prelude::*, strategy::ValueTree as _};
 
@@ -80,6 +80,7 @@ fn request(kind: Kind, target: ObjectRef) -> ReviewRequest {
             target_issue_kinds: vec![IssueKind::CrashLoopBackOff as i32],
             workload_replicas: 4,
             nodes_total: 3,
+            facts_complete: true,
             ..ReviewContext::default()
         }),
         human_approval: None,
@@ -150,6 +151,42 @@ fn protections_hold_whatever_the_policy_says() {
     ctx(&mut r).owner_labels =
         HashMap::from([("app.kubernetes.io/managed-by".to_owned(), "Helm".to_owned())]);
     assert_eq!(level(&r), (Level::Denied, vec!["protected-owner"]));
+
+    // A missing fact is never "not protected": every kind an action touches
+    // is refused when the snapshot could not show it and its owners; a
+    // report touches nothing.
+    for (kind, target_kind, namespace) in [
+        (Kind::RestartPod(RestartPod {}), "Pod", "shop"),
+        (Kind::CordonNode(CordonNode {}), "Node", ""),
+        (
+            Kind::DeleteJob(DeleteJob { min_age_seconds: 0 }),
+            "Job",
+            "shop",
+        ),
+        (
+            Kind::ExpandPvc(ExpandPvc {
+                new_size_bytes: 2 << 30,
+            }),
+            "PersistentVolumeClaim",
+            "shop",
+        ),
+    ] {
+        let mut r = request(kind, target(target_kind, namespace, "x"));
+        r.policy = Some(auto_everything.clone());
+        ctx(&mut r).facts_complete = false;
+        assert_eq!(
+            level(&r),
+            (Level::Denied, vec!["facts-missing"]),
+            "{target_kind}"
+        );
+    }
+    let mut r = request(
+        Kind::ReportOnly(ReportOnly::default()),
+        target("Pod", "shop", "x"),
+    );
+    r.policy = Some(auto_everything.clone());
+    ctx(&mut r).facts_complete = false;
+    assert_ne!(level(&r).1, vec!["facts-missing"]);
 
     let mut r = request(
         Kind::DeleteResource(DeleteResource {}),
@@ -796,6 +833,7 @@ prop_compose! {
                 pvc_capacity_bytes: pvc,
                 job_finished_at: age_secs.map(|a| (now - Duration::from_secs(a)).into()),
                 nodes_total: 3,
+                facts_complete: true,
                 ..Default::default()
             }),
             human_approval: None,
