@@ -83,6 +83,7 @@ struct Inner {
     limit: Semaphore,
     proposals: IntCounterVec,
     transitions: IntCounterVec,
+    escalations: IntCounterVec,
 }
 
 /// What makes two recommendations "the same action": policy, target uid
@@ -122,6 +123,14 @@ impl Driver {
             &["phase"],
         )?;
         registry.register(Box::new(transitions.clone()))?;
+        let escalations = IntCounterVec::new(
+            Opts::new(
+                "nanny_escalations_total",
+                "Actions handed to a human because the automatic remedy could not proceed, by reason.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(escalations.clone()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -137,6 +146,7 @@ impl Driver {
                 created: Mutex::new(HashMap::new()),
                 proposals,
                 transitions,
+                escalations,
             }),
         })
     }
@@ -859,7 +869,18 @@ impl Step<'_> {
             return Ok(true);
         };
         let mut status = self.status();
-        if status.attempts >= self.inner().config.max_attempts {
+        // After a blocked try the action waits its turn; the sweep brings
+        // it back.
+        if status
+            .retry_at
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .is_some_and(|at| Timestamp::now() < at)
+        {
+            return Ok(false);
+        }
+        // Tries a budget answered are no unanswered attempts.
+        if status.attempts.saturating_sub(status.blocked) >= self.inner().config.max_attempts {
             status.result = Some(failed(&format!(
                 "the remediator did not answer after {} attempts",
                 status.attempts
@@ -870,6 +891,7 @@ impl Step<'_> {
         }
         // Count the attempt before making it, so a crash loop cannot retry forever.
         status.attempts += 1;
+        status.retry_at = None;
         self.write(
             status,
             Phase::Executing,
@@ -934,6 +956,9 @@ impl Step<'_> {
             }
         };
         let outcome = pb::Outcome::try_from(result.outcome).unwrap_or(pb::Outcome::Unspecified);
+        if outcome == pb::Outcome::Blocked {
+            return self.blocked(&policy, &rec, &result).await;
+        }
         let (phase, reason) = match outcome {
             pb::Outcome::Succeeded => (Phase::Succeeded, "Verified"),
             pb::Outcome::Ineffective => (Phase::Failed, "Ineffective"),
@@ -952,6 +977,65 @@ impl Step<'_> {
         };
         self.event(event_type, event_reason, &message).await;
         self.report_outcome(&policy, &rec, outcome, result.finished_at)
+            .await;
+        Ok(true)
+    }
+
+    /// A PodDisruptionBudget refused the eviction and nothing was written:
+    /// the action waits and tries again under the same verdict; when the
+    /// tries or the verdict run out, it fails and a human decides. Never a
+    /// delete instead.
+    async fn blocked(
+        mut self,
+        policy: &HealingPolicy,
+        rec: &pb::Recommendation,
+        result: &pb::ActionResult,
+    ) -> Result<bool, Error> {
+        let config = &self.inner().config;
+        let (retry_secs, tries) = (config.blocked_retry_secs, config.blocked_tries);
+        let mut status = self.status();
+        status.blocked += 1;
+        let next = Timestamp::now()
+            + Duration::from_secs(retry_secs)
+                .try_into()
+                .unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
+        let verdict_ends = status
+            .verdict
+            .as_ref()
+            .and_then(|v| v.expires_at.as_deref())
+            .and_then(|t| t.parse::<Timestamp>().ok());
+        if status.blocked < tries && verdict_ends.is_none_or(|end| next < end) {
+            let message = format!(
+                "blocked (try {} of {tries}; nothing was written); next try at {next}: {}",
+                status.blocked, result.error
+            );
+            status.retry_at = Some(next.to_string());
+            let first = status.blocked == 1;
+            self.write(status, Phase::Approved, "DisruptionBudgetBlocked", &message)
+                .await?;
+            if first {
+                self.event(EventType::Warning, "EvictionBlocked", &message)
+                    .await;
+            }
+            return Ok(false);
+        }
+        let message = format!(
+            "a PodDisruptionBudget refused all {} tries and nothing was written; a human must decide (make room in the budget and propose again, or act by hand): {}",
+            status.blocked, result.error
+        );
+        status.retry_at = None;
+        status.result = Some(ResultRecord {
+            error: message.clone(),
+            ..result_record(result)
+        });
+        self.write(status, Phase::Failed, "DisruptionBudgetBlocked", &message)
+            .await?;
+        self.inner()
+            .escalations
+            .with_label_values(&["disruption-budget"])
+            .inc();
+        self.event(EventType::Warning, "Escalated", &message).await;
+        self.report_outcome(policy, rec, pb::Outcome::Blocked, result.finished_at)
             .await;
         Ok(true)
     }
@@ -1351,6 +1435,7 @@ fn outcome_str(outcome: i32) -> &'static str {
         Ok(pb::Outcome::Failed) => "Failed",
         Ok(pb::Outcome::Refused) => "Refused",
         Ok(pb::Outcome::RolledBack) => "RolledBack",
+        Ok(pb::Outcome::Blocked) => "Blocked",
         _ => "Unknown",
     }
 }

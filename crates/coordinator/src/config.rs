@@ -95,6 +95,13 @@ pub struct ActionsConfig {
     pub retention_secs: u64,
     /// Least time between two retention sweeps.
     pub retention_sweep_secs: u64,
+    /// How long an action a PodDisruptionBudget blocked waits before it
+    /// tries again (nothing was written; the budget may allow it later).
+    pub blocked_retry_secs: u64,
+    /// How many blocked tries an action gets before it is escalated to a
+    /// human (Failed, reason `DisruptionBudgetBlocked`); never past its
+    /// verdict's expiry.
+    pub blocked_tries: u32,
 }
 
 impl ActionsConfig {
@@ -175,6 +182,8 @@ impl Default for Config {
                 sweep_interval_secs: 5,
                 retention_secs: 30 * 86_400,
                 retention_sweep_secs: 60,
+                blocked_retry_secs: 30,
+                blocked_tries: 10,
             },
         }
     }
@@ -227,6 +236,8 @@ impl ServiceConfig for Config {
             ("actions.execute_timeout_secs", a.execute_timeout_secs, 10),
             ("actions.sweep_interval_secs", a.sweep_interval_secs, 1),
             ("actions.retention_sweep_secs", a.retention_sweep_secs, 1),
+            ("actions.blocked_retry_secs", a.blocked_retry_secs, 1),
+            ("actions.blocked_tries", u64::from(a.blocked_tries), 1),
         ] {
             if value < low {
                 return Err(Error::config(key, format!("must be at least {low}")));

@@ -291,6 +291,14 @@ pub struct HealingActionStatus {
     /// Execution attempts so far (each Execute call, retries included).
     #[serde(default)]
     pub attempts: u32,
+    /// Tries a PodDisruptionBudget refused (nothing was written each
+    /// time). The action waits and tries again, then is escalated to a
+    /// human.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub blocked: u32,
+    /// After a blocked try: RFC 3339 time of the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
     /// A rollback a human asked for, and how it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<ResultRecord>,
@@ -365,4 +373,12 @@ pub struct ResultRecord {
     /// RFC 3339 time the remediator finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -510,7 +510,7 @@ impl Executor {
                     )
                     .await?
                 {
-                    return Err(Error::Precondition {
+                    return Err(Error::Blocked {
                         target,
                         message: blocked,
                     });
@@ -583,13 +583,11 @@ impl Executor {
                 .evict(namespace, name, uid, grace_seconds, true, deadline)
                 .await?
             {
-                return Ok(Applied {
-                    diff: text,
-                    failed: Some(format!(
-                        "{blocked}; nothing was evicted and {target} was not cordoned"
-                    )),
-                    wrote: false,
-                    after: None,
+                return Err(Error::Blocked {
+                    target,
+                    message: format!(
+                        "{blocked}; nothing was evicted and the node was not cordoned"
+                    ),
                 });
             }
         }
@@ -675,9 +673,20 @@ impl Executor {
                 Err(error) if matches!(api_code(&error), Some(404 | 409)) => return Ok(None),
                 Err(kube::Error::Api(status)) if status.code == 429 => {
                     if tokio::time::Instant::now() >= deadline {
+                        // The causes name the budget and its numbers.
+                        let causes: Vec<&str> = status
+                            .details
+                            .iter()
+                            .flat_map(|d| &d.causes)
+                            .map(|c| c.message.as_str())
+                            .filter(|m| !m.is_empty())
+                            .collect();
+                        let mut message = status.message.clone();
+                        if !causes.is_empty() {
+                            message = format!("{message} ({})", causes.join("; "));
+                        }
                         return Ok(Some(format!(
-                            "eviction of {pod} was refused by its PodDisruptionBudget (until the deadline): {}",
-                            status.message
+                            "eviction of {pod} was refused by its PodDisruptionBudget (until the deadline): {message}"
                         )));
                     }
                     // The API server suggests no retry interval for PDBs; a

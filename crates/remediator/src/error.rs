@@ -66,6 +66,15 @@ pub enum Error {
         /// Which precondition failed.
         message: String,
     },
+    /// A PodDisruptionBudget refused an eviction (429) and nothing was
+    /// written: answered as a BLOCKED result, which the caller may retry.
+    #[error("blocked: {target}: {message}")]
+    Blocked {
+        /// `Kind namespace/name`.
+        target: String,
+        /// The budget's refusal, as the API server worded it.
+        message: String,
+    },
     /// The API server refused the write for the remediator's identity
     /// (RBAC or an admission policy), checked by a dry run before anything
     /// was written.
@@ -199,6 +208,7 @@ impl From<Error> for Status {
             Error::NotApproved(_)
             | Error::TargetChanged { .. }
             | Error::Precondition { .. }
+            | Error::Blocked { .. }
             | Error::NotReversible { .. }
             | Error::ChangedSince { .. } => Code::FailedPrecondition,
             Error::Tampered { .. } => Code::DataLoss,

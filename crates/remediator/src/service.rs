@@ -116,6 +116,13 @@ impl RemediatorService {
         };
         match self.execute_validated(request, started).await {
             Ok(result) => Ok(result),
+            Err(error @ Error::Blocked { .. }) => {
+                tracing::info!(%error, action_id = %request.action_id, "Action blocked by a PodDisruptionBudget; nothing was written.");
+                Ok(ActionResult {
+                    outcome: Outcome::Blocked as i32,
+                    ..refused(error)
+                })
+            }
             Err(error) if error.is_refusal() => {
                 tracing::warn!(%error, action_id = %request.action_id, "Action refused.");
                 Ok(refused(error))
@@ -148,16 +155,10 @@ impl RemediatorService {
         let result = |outcome: Outcome, diff: String, error: String| {
             finished(&v.action_id, started, outcome, diff, error)
         };
+        // (A budget that refuses an eviction already ended the dry run
+        // with Error::Blocked: nothing is claimed, and a retry may act.)
         if v.dry_run {
-            return Ok(match preview.failed {
-                Some(reason) => result(Outcome::Failed, preview.diff, reason),
-                None => result(Outcome::DryRun, preview.diff, String::new()),
-            });
-        }
-        if let Some(reason) = preview.failed {
-            // Blocked before the first write (a drain a PDB refuses): nothing
-            // happened, so nothing is claimed and a retry may act.
-            return Ok(result(Outcome::Failed, String::new(), reason));
+            return Ok(result(Outcome::DryRun, preview.diff, String::new()));
         }
 
         let mut claim = record(&v, &fingerprint, &current, &plan, None);
@@ -188,23 +189,19 @@ impl RemediatorService {
         let started = SystemTime::now();
         tracing::warn!(action_id = %v.action_id, previous = %stored.record.instance, "Resuming an execution a previous remediator left unfinished.");
         match self.prepare(v).await {
-            Ok((current, plan, preview)) => {
-                if let Some(reason) = preview.failed {
-                    self.release(v).await;
-                    return Ok(finished(
-                        &v.action_id,
-                        started,
-                        Outcome::Failed,
-                        String::new(),
-                        reason,
-                    ));
-                }
+            Ok((current, plan, _)) => {
                 // Take the claim over; a concurrent taker makes this fail.
                 stored.record = record(v, fingerprint, &current, &plan, None);
                 stored.record.instance.clone_from(&self.instance);
                 self.store.update(&v.action_id, &mut stored).await?;
                 self.act(v, fingerprint, stored, current, plan, started)
                     .await
+            }
+            // The budget still refuses: the pod is there, so the run it
+            // interrupted evicted nothing.
+            Err(error @ Error::Blocked { .. }) => {
+                self.release(v).await;
+                Err(error)
             }
             Err(error) if error.is_refusal() => {
                 stored.record.instance.clone_from(&self.instance);
@@ -618,6 +615,7 @@ fn status_label(result: &Result<ActionResult, Error>) -> &'static str {
             Ok(Outcome::Failed) => "failed",
             Ok(Outcome::Refused) => "refused",
             Ok(Outcome::RolledBack) => "rolled_back",
+            Ok(Outcome::Blocked) => "blocked",
             _ => "unknown",
         },
         Err(_) => "error",

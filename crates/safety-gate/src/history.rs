@@ -141,7 +141,7 @@ pub fn from_action(action: &HealingAction) -> Option<Past> {
         let succeeded = match result.outcome.as_str() {
             "Succeeded" => true,
             // Nothing was executed: nothing counts but the approval.
-            "Refused" | "DryRun" => return None,
+            "Refused" | "DryRun" | "Blocked" => return None,
             _ => false,
         };
         Some((succeeded, result.finished_at.as_deref()))

@@ -592,7 +592,7 @@ impl SafetyGate for SafetyGateService {
             Ok(Outcome::Succeeded) => true,
             Ok(Outcome::Failed | Outcome::Ineffective | Outcome::RolledBack) => false,
             // Nothing was executed: nothing for the breaker to learn.
-            Ok(Outcome::DryRun | Outcome::Refused) => {
+            Ok(Outcome::DryRun | Outcome::Refused | Outcome::Blocked) => {
                 return Ok(Response::new(RecordOutcomeResponse {}));
             }
             Ok(Outcome::Unspecified) | Err(_) => {

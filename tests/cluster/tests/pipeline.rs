@@ -12,6 +12,7 @@ use k8s_openapi::api::{
     autoscaling::v2::HorizontalPodAutoscaler,
     batch::v1::Job,
     core::v1::{Node, PersistentVolumeClaim, Pod},
+    policy::v1::PodDisruptionBudget,
 };
 use kube::{Api, ResourceExt};
 use nanny_cluster_tests::{
@@ -679,5 +680,132 @@ async fn unapproved_actions_expire_and_old_finished_ones_are_deleted() {
                 .iter()
                 .all(|r| r == "policy-elsewhere"),
         "{verdict:?}"
+    );
+}
+
+/// A crash-looping replica under a budget that allows no disruption, and
+/// one under a budget that lets unhealthy pods go (the user's choice,
+/// `unhealthyPodEvictionPolicy: AlwaysAllow`).
+async fn guarded(h: &Harness, app: &str, unhealthy_policy: &str) -> Pod {
+    let (client, ns) = (&h.fx.client, h.fx.ns());
+    faults::deployment(client, ns, app, 3, &PodSpec::default())
+        .await
+        .unwrap();
+    let victim = h.running_pods(app, 3).await.remove(0);
+    let pdb: PodDisruptionBudget = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": app },
+        "spec": { "minAvailable": 3, "selector": { "matchLabels": { "app": app } },
+                  "unhealthyPodEvictionPolicy": unhealthy_policy },
+    }))
+    .unwrap();
+    Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)
+        .create(&Default::default(), &pdb)
+        .await
+        .unwrap();
+    crash_one_pod(&Api::namespaced(client.clone(), ns), &victim).await;
+    victim
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_that_refuses_blocks_the_restart_then_escalates_and_one_that_allows_lets_it_proceed()
+ {
+    let fast = |key: &str, value: &str| ("nanny-coordinator", key.to_owned(), value.to_owned());
+    let Some(h) = Harness::start_with(
+        "pipeline-budgets",
+        "Auto",
+        vec![
+            fast("NANNY_ACTIONS__BLOCKED_RETRY_SECS", "2"),
+            fast("NANNY_ACTIONS__BLOCKED_TRIES", "3"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let (client, ns) = (&h.fx.client, h.fx.ns());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let (strict, lenient) = tokio::join!(
+        guarded(&h, "strict", "IfHealthyBudget"),
+        guarded(&h, "lenient", "AlwaysAllow")
+    );
+
+    // AlwaysAllow: the budget lets the unhealthy pod go; it is restarted.
+    let action = h
+        .wait_phase(&lenient.uid().unwrap(), Phase::Succeeded)
+        .await;
+    assert_eq!(action.spec.action.type_, ActionType::RestartPod);
+    println!("crash loop under an AlwaysAllow budget → restarted");
+
+    // IfHealthyBudget at zero: blocked, tried again, then a human decides.
+    let uid = strict.uid().unwrap();
+    let action = h.wait_phase(&uid, Phase::Failed).await;
+    let status = action.status.clone().unwrap();
+    assert_eq!(action.spec.action.type_, ActionType::RestartPod);
+    assert_eq!(status.blocked, 3, "{status:?}");
+    let result = status.result.unwrap();
+    assert_eq!(result.outcome, "Blocked", "{result:?}");
+    assert!(
+        result
+            .error
+            .contains("The disruption budget strict needs 3 healthy pods")
+            && result.error.contains("a human must decide"),
+        "{}",
+        result.error
+    );
+    assert!(
+        status
+            .conditions
+            .iter()
+            .filter(|c| c.reason == "DisruptionBudgetBlocked")
+            .count()
+            >= 3,
+        "each blocked try is on the timeline: {:?}",
+        status.conditions
+    );
+    let still = pods.get(&strict.name_any()).await.unwrap();
+    assert_eq!(still.uid(), strict.uid(), "never deleted instead");
+    assert!(still.metadata.deletion_timestamp.is_none());
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    eventually("an Escalated Event on the pod", WAIT, || async {
+        Ok(events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.involved_object.uid.as_deref() == Some(uid.as_str())
+                    && e.reason.as_deref() == Some("Escalated")
+            }))
+    })
+    .await
+    .unwrap();
+    let coordinator = &h.stack.services["nanny-coordinator"];
+    let (_, metrics) = nanny_test_util::http::get(coordinator.http_addr, "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"nanny_escalations_total{reason="disruption-budget"} 1"#),
+        "{metrics}"
+    );
+    // The API server's evidence: every eviction of the pod was refused.
+    let evictions: Vec<_> =
+        h.fx.cluster
+            .audited_writes_in(ns)
+            .unwrap()
+            .into_iter()
+            .filter(|w| w.object_ref.name == strict.name_any())
+            .filter(|w| w.object_ref.subresource == "eviction" || w.verb == "delete")
+            .collect();
+    assert!(
+        evictions.iter().any(|w| w.response_status.code == 429),
+        "{evictions:#?}"
+    );
+    assert!(
+        evictions.iter().all(|w| !w.succeeded()),
+        "no eviction or delete went through: {evictions:#?}"
+    );
+    println!(
+        "crash loop under a budget at zero → blocked {} times → escalated",
+        status.blocked
     );
 }

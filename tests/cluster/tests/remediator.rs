@@ -7,7 +7,7 @@
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment},
@@ -41,6 +41,8 @@ use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+#[path = "remediator/budgets.rs"]
+mod budgets;
 #[path = "remediator/integrity.rs"]
 mod integrity;
 
@@ -728,95 +730,6 @@ async fn running_on(fx: &Fixture, app: &str, node: &str) -> Pod {
     let pod = ready_pod(fx, app).await;
     assert_eq!(pod.spec.as_ref().unwrap().node_name.as_deref(), Some(node));
     pod
-}
-
-#[tokio::test]
-async fn drain_blocked_by_a_pdb_fails_within_its_deadline_and_evicts_nothing() {
-    let Some(fx) = Fixture::new("rem-pdb").await else {
-        return;
-    };
-    let remediator = Remediator::start(&fx).await;
-    let node = FakeNode::create(&fx.cluster, &fx.client, &format!("{}-n1", fx.ns()))
-        .await
-        .unwrap();
-    pinned_deployment(&fx, &node, "guarded").await;
-    pinned_deployment(&fx, &node, "free").await;
-    let guarded = running_on(&fx, "guarded", &node.name).await;
-    let free = running_on(&fx, "free", &node.name).await;
-    let pdb: PodDisruptionBudget = object(json!({ "metadata": { "name": "guarded" },
-        "spec": { "minAvailable": 1, "selector": { "matchLabels": { "app": "guarded" } } } }));
-    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(fx.client.clone(), fx.ns());
-    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
-    eventually("PDB status computed", WAIT, || async {
-        let status = pdbs.get("guarded").await?.status;
-        Ok(status.filter(|s| {
-            s.observed_generation.is_some() && s.current_healthy == 1 && s.disruptions_allowed == 0
-        }))
-    })
-    .await
-    .unwrap();
-
-    let nodes: Api<Node> = Api::all(fx.client.clone());
-    let drain = ActionKind::DrainNode(DrainNode {
-        grace_period_seconds: 0,
-        timeout_seconds: 3,
-    });
-    let started = Instant::now();
-    let result = remediator
-        .execute(approved(
-            "drain-n1",
-            drain,
-            target(&nodes.get(&node.name).await.unwrap()),
-        ))
-        .await
-        .unwrap();
-    let took = started.elapsed();
-    assert_eq!(outcome(&result), Outcome::Failed, "{result:?}");
-    assert!(
-        result.error.contains(&format!(
-            "eviction of Pod {}/{}",
-            fx.ns(),
-            guarded.name_any()
-        )),
-        "{}",
-        result.error
-    );
-    assert!(
-        result.error.contains("disruption budget"),
-        "{}",
-        result.error
-    );
-    assert!(
-        result.error.contains("nothing was evicted"),
-        "{}",
-        result.error
-    );
-    assert!(
-        took >= Duration::from_secs(3) && took < Duration::from_secs(15),
-        "deadline 3s, took {took:?}"
-    );
-
-    let pods: Api<Pod> = Api::namespaced(fx.client.clone(), fx.ns());
-    for pod in [&guarded, &free] {
-        let now = pods.get(&pod.name_any()).await.unwrap();
-        assert_eq!(now.uid(), pod.uid());
-        assert!(
-            now.metadata.deletion_timestamp.is_none(),
-            "{} was evicted",
-            pod.name_any()
-        );
-    }
-    assert_ne!(
-        nodes
-            .get(&node.name)
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .unschedulable,
-        Some(true),
-        "not cordoned either"
-    );
 }
 
 #[tokio::test]

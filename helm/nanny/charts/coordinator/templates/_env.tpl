@@ -39,6 +39,10 @@ to every analyzer pod and the coordinator spreads Analyze calls over them.
   value: {{ .Values.actions.analyzeTimeoutSecs | int | quote }}
 - name: NANNY_ACTIONS__EXECUTE_TIMEOUT_SECS
   value: {{ .Values.actions.executeTimeoutSecs | int | quote }}
+- name: NANNY_ACTIONS__BLOCKED_RETRY_SECS
+  value: {{ .Values.actions.blockedRetrySecs | int | quote }}
+- name: NANNY_ACTIONS__BLOCKED_TRIES
+  value: {{ .Values.actions.blockedTries | int | quote }}
 - name: NANNY_ACTIONS__RETENTION_SECS
   value: {{ .Values.actions.retentionSecs | int | quote }}
 {{- end -}}
