@@ -142,6 +142,9 @@ pub struct Facts {
     pub expandable: Option<bool>,
     /// DrainNode: the pods on the node.
     pub pods_on_node: Vec<Value>,
+    /// DrainNode: why a pod on the node is protected (it, its namespace or
+    /// an owner), by pod uid. A drain leaves these in place.
+    pub protected_pods: std::collections::HashMap<String, String>,
     /// When the action began (drain deadlines count from here).
     pub started: Option<tokio::time::Instant>,
     /// The target's owners, nearest first (Pod → ReplicaSet → Deployment,
@@ -805,7 +808,11 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
                     str_at(pod, "/metadata/namespace"),
                     str_at(pod, "/metadata/name")
                 );
-                match drain_skip_reason(pod) {
+                let protected = facts
+                    .protected_pods
+                    .get(str_at(pod, "/metadata/uid"))
+                    .map(|reason| format!("protected: {reason}"));
+                match drain_skip_reason(pod).map(str::to_owned).or(protected) {
                     Some(reason) => skipped.push(format!("{name} ({reason})")),
                     None => evict.push((
                         str_at(pod, "/metadata/namespace").to_owned(),

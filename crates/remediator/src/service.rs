@@ -207,7 +207,9 @@ impl RemediatorService {
                 stored.record.instance.clone_from(&self.instance);
                 let claimed = SystemTime::UNIX_EPOCH
                     + Duration::from_secs(u64::try_from(stored.record.claimed_at).unwrap_or(0));
-                let result = self.verify_applied(v, &stored, claimed, started).await;
+                let result = self
+                    .verify_applied(v, &stored, claimed, started, None)
+                    .await;
                 self.finish(v, stored, result).await
             }
             Err(error) => Err(error),
@@ -260,7 +262,14 @@ impl RemediatorService {
         let outcome_result = if let Some(reason) = applied.failed {
             result(Outcome::Failed, String::new(), reason)
         } else {
-            self.verify_applied(&v, &stored, started, started).await
+            let evicted: Option<Vec<String>> = match &plan.write {
+                actions::Write::Drain { evict, .. } => {
+                    Some(evict.iter().map(|(_, _, uid)| uid.clone()).collect())
+                }
+                _ => None,
+            };
+            self.verify_applied(&v, &stored, started, started, evicted.as_deref())
+                .await
         };
         self.finish(&v, stored, outcome_result).await
     }
@@ -272,6 +281,7 @@ impl RemediatorService {
         stored: &Stored,
         applied_at: SystemTime,
         started: SystemTime,
+        evicted: Option<&[String]>,
     ) -> ActionResult {
         let owner_uid = stored.record.summary.owner.as_ref().map(|o| o.uid.clone());
         let exec = self.exec.clone();
@@ -280,7 +290,7 @@ impl RemediatorService {
         let (state, message) = verify::watch(
             v.verification_window,
             Duration::from_millis(self.config.verification.poll_interval_ms),
-            || verify::check(&exec, v, owner_uid.as_deref(), applied_at, stable),
+            || verify::check(&exec, v, owner_uid.as_deref(), applied_at, stable, evicted),
         )
         .await;
         let outcome = match state {
@@ -335,13 +345,28 @@ impl RemediatorService {
     }
 
     async fn plan(&self, v: &Validated, current: &serde_json::Value) -> Result<Plan, Error> {
-        let facts = self.exec.facts(v, current).await?;
+        let mut facts = self.exec.facts(v, current).await?;
         // Defence in depth: protection is checked again on the live object
         // and its owners, whatever the signed verdict says.
         if let Some(reason) =
             actions::protection_refusal(&self.config.protected, v, current, &facts)
         {
             return Err(Error::NotApproved(format!("protected: {reason}")));
+        }
+        // A drain leaves protected pods in place: the pod, its namespace or
+        // an owner (a Helm-labelled Deployment) protects it.
+        for pod in &facts.pods_on_node {
+            if actions::drain_skip_reason(pod).is_some() {
+                continue;
+            }
+            let mut pod = pod.clone();
+            pod["kind"] = serde_json::json!("Pod");
+            let owners = self.exec.owners(&pod).await?;
+            let chain: Vec<&serde_json::Value> = std::iter::once(&pod).chain(&owners).collect();
+            if let Some(reason) = self.config.protected.refusal(&chain) {
+                let uid = actions::str_at(&pod, "/metadata/uid").to_owned();
+                facts.protected_pods.insert(uid, reason);
+            }
         }
         actions::plan(v, current, &facts)
     }

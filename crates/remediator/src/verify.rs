@@ -52,13 +52,16 @@ where
 }
 
 /// One verification look for `v`'s action, begun at `started`.
-/// `stable`: how long a restarted pod must have been Ready.
+/// `stable`: how long a restarted pod must have been Ready. `evicted`: the
+/// uids of the pods a drain evicted (the ones it left in place, protected
+/// ones included, are no failure); `None`: any evictable pod left counts.
 pub async fn check(
     exec: &Executor,
     v: &Validated,
     owner_uid: Option<&str>,
     started: SystemTime,
     stable: Duration,
+    evicted: Option<&[String]>,
 ) -> Check {
     let api = exec.api(v.kind, &v.target.namespace);
     let current = match api.get_opt(&v.target.name).await {
@@ -103,7 +106,7 @@ pub async fn check(
                 ActionKind::ScaleHpa(scale) => hpa_below_max(scale, &current),
                 ActionKind::CordonNode(_) => schedulable(&current, false),
                 ActionKind::UncordonNode(_) => schedulable(&current, true),
-                ActionKind::DrainNode(_) => drained(exec, &current).await,
+                ActionKind::DrainNode(_) => drained(exec, &current, evicted).await,
                 ActionKind::ExpandPvc(expand) => expanded(expand, &current),
                 _ => Check::Passed(String::new()),
             }
@@ -385,7 +388,7 @@ fn schedulable(node: &Value, want: bool) -> Check {
     }
 }
 
-async fn drained(exec: &Executor, node: &Value) -> Check {
+async fn drained(exec: &Executor, node: &Value, evicted: Option<&[String]>) -> Check {
     if let Check::Pending(message) = schedulable(node, false) {
         return Check::Failed(format!("{message}: someone uncordoned it"));
     }
@@ -393,7 +396,10 @@ async fn drained(exec: &Executor, node: &Value) -> Check {
         Ok(pods) => {
             let left: Vec<String> = pods
                 .iter()
-                .filter(|p| crate::actions::drain_skip_reason(p).is_none())
+                .filter(|p| match evicted {
+                    Some(uids) => uids.iter().any(|u| u == str_at(p, "/metadata/uid")),
+                    None => crate::actions::drain_skip_reason(p).is_none(),
+                })
                 .map(|p| {
                     format!(
                         "{}/{}",
@@ -403,7 +409,7 @@ async fn drained(exec: &Executor, node: &Value) -> Check {
                 })
                 .collect();
             if left.is_empty() {
-                Check::Passed("the node is cordoned and has no evictable pods".to_owned())
+                Check::Passed("the node is cordoned and the drained pods are gone".to_owned())
             } else {
                 Check::Pending(format!("pods still on the node: {}", left.join(", ")))
             }

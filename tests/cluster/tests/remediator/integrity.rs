@@ -47,7 +47,7 @@ fn assert_kept_later_change(result: Result<ActionResult, tonic::Status>) {
 }
 
 /// A short verification window: these tests are about the rollback.
-fn quick(mut request: ExecuteRequest) -> ExecuteRequest {
+pub(crate) fn quick(mut request: ExecuteRequest) -> ExecuteRequest {
     request.verification_timeout_seconds = 2;
     request
 }
@@ -678,92 +678,4 @@ async fn no_planted_secret_leaves_the_remediator() {
         canaries::ALL.len(),
         produced.len()
     );
-}
-
-#[tokio::test]
-async fn a_restart_is_an_eviction_its_pod_disruption_budget_decides() {
-    let Some(fx) = Fixture::new("rem-pdb-restart").await else {
-        return;
-    };
-    let remediator = Remediator::start(&fx).await;
-    // Both replicas crash-loop; the budget wants both available, and by
-    // default counts only healthy pods as evictable within it.
-    faults::crash_loop(&fx.client, fx.ns(), "looping", 2)
-        .await
-        .unwrap();
-    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(fx.client.clone(), fx.ns());
-    pdbs.create(
-        &PostParams::default(),
-        &object(json!({ "metadata": { "name": "looping" },
-            "spec": { "minAvailable": 2, "selector": { "matchLabels": { "app": "looping" } } } })),
-    )
-    .await
-    .unwrap();
-    eventually("PDB status computed", WAIT, || async {
-        let status = pdbs.get("looping").await?.status;
-        Ok(status.filter(|s| s.observed_generation.is_some() && s.disruptions_allowed == 0))
-    })
-    .await
-    .unwrap();
-    let pods: Api<Pod> = Api::namespaced(fx.client.clone(), fx.ns());
-    let pod = eventually("a looping pod running", WAIT, || async {
-        Ok(faults::pods_of(&fx.client, fx.ns(), "looping")
-            .await?
-            .into_iter()
-            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
-    })
-    .await
-    .unwrap();
-
-    let restart = || {
-        quick(approved(
-            "restart-looping",
-            ActionKind::RestartPod(RestartPod {}),
-            target(&pod),
-        ))
-    };
-    let refused = remediator.execute(restart()).await.unwrap();
-    assert_eq!(outcome(&refused), Outcome::Refused, "{refused:?}");
-    assert!(
-        refused.error.contains("PodDisruptionBudget"),
-        "{}",
-        refused.error
-    );
-    let same = pods.get(&pod.name_any()).await.unwrap();
-    assert_eq!(
-        same.resource_version(),
-        pod.resource_version(),
-        "the API server shows the pod untouched"
-    );
-
-    // The user's choice: unhealthy pods may go whatever the budget says.
-    pdbs.patch(
-        "looping",
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "spec": { "unhealthyPodEvictionPolicy": "AlwaysAllow" } })),
-    )
-    .await
-    .unwrap();
-    // kwok's crash loop has the container Ready for moments between
-    // crashes: the budget lets it go while it is not.
-    let evicted = eventually("evicted as unhealthy", WAIT, || async {
-        let result = remediator.execute(restart()).await?;
-        Ok((outcome(&result) != Outcome::Refused).then_some(result))
-    })
-    .await
-    .unwrap();
-    assert!(
-        evicted.dry_run_diff.is_empty() || !evicted.dry_run_diff.contains("image"),
-        "{}",
-        evicted.dry_run_diff
-    );
-    eventually("the looping pod evicted", WAIT, || async {
-        Ok(pods
-            .get_opt(&pod.name_any())
-            .await?
-            .is_none_or(|p| p.uid() != pod.uid() || p.metadata.deletion_timestamp.is_some())
-            .then_some(()))
-    })
-    .await
-    .unwrap();
 }
