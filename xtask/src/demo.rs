@@ -695,6 +695,10 @@ fn timeline(
                     ),
                     Phase::RolledBack => Some("↩ rolled back".to_owned()),
                     Phase::Expired => Some("⌛ expired: nobody approved it in time".to_owned()),
+                    Phase::Escalated => {
+                        Some("⚠ escalated: the remedies did not help; a human decides".to_owned())
+                    }
+                    Phase::Resolved => Some("escalation resolved".to_owned()),
                 };
                 if let Some(line) = line {
                     println!("{} {label:<15} {line}", stamp(t0));

@@ -29,7 +29,8 @@ use nanny_common::client::TracedChannel;
 use nanny_crd::{
     ACTION_TYPE_LABEL, APPROVE_ANNOTATION, Condition, HealingAction, HealingActionStatus,
     HealingPolicy, HumanApproval, HumanDecision, Mode, OPEN_LABEL, POLICY_LABEL, Phase,
-    REJECT_ANNOTATION, ROLLBACK_ANNOTATION, ResultRecord, TARGET_UID_LABEL, VerdictRecord,
+    REJECT_ANNOTATION, RESOLVE_ANNOTATION, ROLLBACK_ANNOTATION, ResultRecord,
+    SEEN_COUNT_ANNOTATION, TARGET_UID_LABEL, VerdictRecord,
 };
 use nanny_proto::v1::{
     self as pb, ClusterSnapshot, Decision, ExecuteRequest, OutcomeReport, ReviewRequest,
@@ -40,7 +41,13 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::{config::ActionsConfig, context, convert, error::Error, snapshots::Snapshots};
+use crate::{
+    config::ActionsConfig,
+    context, convert,
+    error::Error,
+    ladder::{self, Climb},
+    snapshots::Snapshots,
+};
 
 /// Gate rule id the coordinator records when the gate could not answer.
 pub const GATE_UNAVAILABLE: &str = "gate-unavailable";
@@ -188,10 +195,47 @@ impl Driver {
         if !triggered(&policy.spec.triggers, rec, snapshot) {
             return Ok("not-triggered");
         }
-        let target = rec.target.clone().unwrap_or_default();
-        let workload_uid =
-            Some(context::review_context(snapshot, &target).workload_uid).filter(|u| !u.is_empty());
-        let spec = convert::spec_from_recommendation(&policy_ref, rec, workload_uid)?;
+        let workload_uid = |rec: &pb::Recommendation| {
+            let target = rec.target.clone().unwrap_or_default();
+            Some(context::review_context(snapshot, &target).workload_uid).filter(|u| !u.is_empty())
+        };
+        let mut spec = convert::spec_from_recommendation(&policy_ref, rec, workload_uid(rec))?;
+        let incident = ladder::Incident::of_recommendation(
+            &policy_ref,
+            rec,
+            snapshot,
+            spec.workload_uid.as_deref(),
+        );
+        if let Some(incident) = &incident {
+            let replaced = match ladder::climb(
+                &self.inner.actions.state(),
+                incident,
+                spec.action.type_,
+                &policy.spec.ladder,
+                Duration::from_secs(u64::from(policy.spec.limits.cooldown_seconds)),
+                Timestamp::now(),
+            ) {
+                Climb::Propose => None,
+                Climb::Escalated { namespace, name } => {
+                    self.note_proposed_again(&namespace, &name).await;
+                    return Ok("escalated");
+                }
+                Climb::Open { namespace, name } => {
+                    self.note_proposed_again(&namespace, &name).await;
+                    return Ok("deduplicated");
+                }
+                Climb::CoolingDown => return Ok("cooling-down"),
+                Climb::Next { action, why } => {
+                    ladder::next_recommendation(rec, action, &why, snapshot)
+                        .or_else(|| ladder::escalation(rec, &why, snapshot))
+                }
+                Climb::Escalate { tried } => ladder::escalation(rec, &tried, snapshot),
+            };
+            if let Some(next) = replaced {
+                spec = convert::spec_from_recommendation(&policy_ref, &next, workload_uid(&next))?;
+            }
+            spec.issue_kind = Some(incident.issue.clone());
+        }
         let action_type = convert::action_type_str(spec.action.type_);
         let dedup: DedupKey = (
             policy_ref.clone(),
@@ -209,7 +253,12 @@ impl Driver {
             return Ok("cooling-down");
         }
 
-        let name = action_name(&spec.target.name, action_type, &policy_ref, &rec.id);
+        let name = action_name(
+            &spec.target.name,
+            action_type,
+            &policy_ref,
+            &spec.recommendation_id,
+        );
         let labels = BTreeMap::from([
             (POLICY_LABEL.to_owned(), label_value(&policy_ref)),
             (TARGET_UID_LABEL.to_owned(), label_value(&spec.target.uid)),
@@ -309,7 +358,18 @@ impl Driver {
             return;
         }
         let api: Api<HealingAction> = Api::namespaced(self.inner.client.clone(), namespace);
-        let patch = serde_json::json!({ "metadata": { "annotations": { LAST_PROPOSED: now.to_string() } } });
+        let mut annotations = serde_json::json!({ LAST_PROPOSED: now.to_string() });
+        // An open escalation counts the detections it stands for (noted at
+        // most once a minute, as above).
+        if let Some(action) = action.as_ref().filter(|a| ladder::is_escalation(a)) {
+            let seen = action
+                .annotations()
+                .get(SEEN_COUNT_ANNOTATION)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            annotations[SEEN_COUNT_ANNOTATION] = serde_json::json!((seen + 1).to_string());
+        }
+        let patch = serde_json::json!({ "metadata": { "annotations": annotations } });
         if let Err(error) = api
             .patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await
@@ -376,13 +436,17 @@ impl Driver {
                 action,
             };
             let more = match phase {
+                Phase::Proposed if ladder::is_escalation(&step.action) => step.escalate().await?,
                 Phase::Proposed => step.review().await?,
+                Phase::Escalated => step.escalated().await?,
                 Phase::PendingApproval => step.await_human().await?,
                 Phase::Approved | Phase::Executing | Phase::Verifying => step.execute().await?,
                 Phase::Succeeded | Phase::Failed => step.finish_or_roll_back().await?,
-                Phase::Denied | Phase::RolledBack | Phase::Expired | Phase::Recorded => {
-                    step.close().await?
-                }
+                Phase::Denied
+                | Phase::RolledBack
+                | Phase::Expired
+                | Phase::Recorded
+                | Phase::Resolved => step.close().await?,
             };
             if !more {
                 return Ok(());
@@ -491,6 +555,52 @@ impl Step<'_> {
     }
 
     /// Proposed → Denied | PendingApproval | Approved | Recorded.
+    /// A new escalation: the incident is handed to a human, once. Nothing
+    /// is executed, so there is nothing for the gate to review; what was
+    /// tried is in the spec's reasoning, and the Event and metric say so.
+    async fn escalate(mut self) -> Result<bool, Error> {
+        let message = self.action.spec.reasoning.clone();
+        self.write(self.status(), Phase::Escalated, "Escalated", &message)
+            .await?;
+        self.inner()
+            .escalations
+            .with_label_values(&["ladder"])
+            .inc();
+        self.event(EventType::Warning, "Escalated", &message).await;
+        Ok(false)
+    }
+
+    /// An open escalation: resolved by a human (annotation
+    /// `nanny.ai/resolve`), or once its incident has been quiet for the
+    /// ladder's `quietSeconds`.
+    async fn escalated(mut self) -> Result<bool, Error> {
+        let resolved = self.action.annotations().get(RESOLVE_ANNOTATION).cloned();
+        let quiet = self.policy().map_or(Duration::from_secs(1800), |p| {
+            Duration::from_secs(u64::from(p.spec.ladder.quiet_seconds))
+        });
+        let last_seen = self
+            .action
+            .annotations()
+            .get(LAST_PROPOSED)
+            .cloned()
+            .or_else(|| self.status().phase_since)
+            .and_then(|t| t.parse::<Timestamp>().ok());
+        let message = match (resolved, last_seen) {
+            (Some(reason), _) => format!("resolved by a human: {reason}"),
+            (None, Some(seen)) if Timestamp::now().duration_since(seen).unsigned_abs() > quiet => {
+                format!(
+                    "the incident has been quiet for {}s",
+                    Timestamp::now().duration_since(seen).as_secs()
+                )
+            }
+            _ => return Ok(false),
+        };
+        self.write(self.status(), Phase::Resolved, "Resolved", &message)
+            .await?;
+        self.event(EventType::Normal, "Resolved", &message).await;
+        Ok(true)
+    }
+
     async fn review(mut self) -> Result<bool, Error> {
         if !self.in_policy_namespace() {
             let reason = format!(
@@ -1379,6 +1489,10 @@ fn verdict_record(verdict: &Verdict) -> VerdictRecord {
         human_approved: verdict.human_approved,
         audit_seq: (verdict.audit_seq > 0).then_some(verdict.audit_seq),
         audit_hash: verdict.audit_hash.clone(),
+        retry_at: (verdict.retry_after_seconds > 0).then(|| {
+            (Timestamp::now() + Duration::from_secs(u64::from(verdict.retry_after_seconds)))
+                .to_string()
+        }),
     }
 }
 
@@ -1424,6 +1538,8 @@ fn verdict_from_record(
         human_approved: record.human_approved,
         audit_seq: record.audit_seq.unwrap_or_default(),
         audit_hash: record.audit_hash.clone(),
+        // Advisory, for the proposer; the remediator has no use for it.
+        retry_after_seconds: 0,
     }
 }
 

@@ -274,6 +274,7 @@ pub fn spec_from_recommendation(
         recommendation_id: rec.id.clone(),
         snapshot_id: rec.snapshot_id.clone(),
         workload_uid,
+        issue_kind: None,
         approval: None,
     })
 }

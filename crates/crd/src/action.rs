@@ -27,7 +27,7 @@ use crate::{ActionType, Condition};
 // the chart's ValidatingAdmissionPolicy, which sees metadata and the user.)
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "self.policyRef == oldSelf.policyRef && self.target == oldSelf.target && self.action == oldSelf.action && self.source == oldSelf.source && self.confidence == oldSelf.confidence && self.reasoning == oldSelf.reasoning && self.recommendationId == oldSelf.recommendationId && self.snapshotId == oldSelf.snapshotId && has(self.risk) == has(oldSelf.risk) && (!has(self.risk) || self.risk == oldSelf.risk) && has(self.evidence) == has(oldSelf.evidence) && (!has(self.evidence) || self.evidence == oldSelf.evidence) && has(self.issueFingerprints) == has(oldSelf.issueFingerprints) && (!has(self.issueFingerprints) || self.issueFingerprints == oldSelf.issueFingerprints) && has(self.workloadUid) == has(oldSelf.workloadUid) && (!has(self.workloadUid) || self.workloadUid == oldSelf.workloadUid)",
+        "rule": "self.policyRef == oldSelf.policyRef && self.target == oldSelf.target && self.action == oldSelf.action && self.source == oldSelf.source && self.confidence == oldSelf.confidence && self.reasoning == oldSelf.reasoning && self.recommendationId == oldSelf.recommendationId && self.snapshotId == oldSelf.snapshotId && has(self.risk) == has(oldSelf.risk) && (!has(self.risk) || self.risk == oldSelf.risk) && has(self.evidence) == has(oldSelf.evidence) && (!has(self.evidence) || self.evidence == oldSelf.evidence) && has(self.issueFingerprints) == has(oldSelf.issueFingerprints) && (!has(self.issueFingerprints) || self.issueFingerprints == oldSelf.issueFingerprints) && has(self.workloadUid) == has(oldSelf.workloadUid) && (!has(self.workloadUid) || self.workloadUid == oldSelf.workloadUid) && has(self.issueKind) == has(oldSelf.issueKind) && (!has(self.issueKind) || self.issueKind == oldSelf.issueKind)",
         "message": "the spec of a HealingAction is immutable after creation, except spec.approval"
     },
     {
@@ -75,6 +75,11 @@ pub struct HealingActionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub workload_uid: Option<String>,
+    /// The kind of the issue it addresses (e.g. `CrashLoopBackOff`): with
+    /// the workload, the incident whose ladder it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub issue_kind: Option<String>,
     /// A human's decision, when one was needed. Set it by patching the CR,
     /// annotating it ([`APPROVE_ANNOTATION`] / [`REJECT_ANNOTATION`]) or with
     /// `nannyctl approve|reject`.
@@ -86,6 +91,12 @@ pub struct HealingActionSpec {
 pub const APPROVE_ANNOTATION: &str = "nanny.ai/approve";
 /// Annotation a human sets (any value: the reason) to reject.
 pub const REJECT_ANNOTATION: &str = "nanny.ai/reject";
+/// Annotation a human sets (any value: the reason) to resolve an open
+/// escalation; the incident's ladder starts again from its first rung.
+pub const RESOLVE_ANNOTATION: &str = "nanny.ai/resolve";
+/// Annotation: how many times an open escalation's incident was detected
+/// again (each would have been a new action).
+pub const SEEN_COUNT_ANNOTATION: &str = "nanny.ai/seen-count";
 /// Annotation a human sets (value: the reason) to roll a succeeded or failed
 /// action back; the coordinator asks the remediator and records the result.
 pub const ROLLBACK_ANNOTATION: &str = "nanny.ai/rollback";
@@ -229,6 +240,13 @@ pub enum Phase {
     /// Monitor or DryRun mode: what would have happened is recorded (with
     /// the dry-run diff in DryRun mode); nothing was executed.
     Recorded,
+    /// An escalation: the ladder's actions did not help and a human is
+    /// asked. Open until a human resolves it (annotation
+    /// `nanny.ai/resolve`) or the incident is quiet for the ladder's
+    /// `quietSeconds`; no action is proposed for the incident meanwhile.
+    Escalated,
+    /// An escalation that was resolved.
+    Resolved,
 }
 
 impl Phase {
@@ -242,6 +260,7 @@ impl Phase {
                 | Self::RolledBack
                 | Self::Expired
                 | Self::Recorded
+                | Self::Resolved
         )
     }
 
@@ -259,6 +278,8 @@ impl Phase {
             Self::RolledBack => "RolledBack",
             Self::Expired => "Expired",
             Self::Recorded => "Recorded",
+            Self::Escalated => "Escalated",
+            Self::Resolved => "Resolved",
         }
     }
 }
@@ -350,6 +371,11 @@ pub struct VerdictRecord {
     /// Hash of the verdict's audit record.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub audit_hash: String,
+    /// Denied by a limit that passes (cooldown, rate limit, open breaker):
+    /// RFC 3339 time from which the same proposal could pass. Until then
+    /// the coordinator proposes no such action for the incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
 }
 
 /// The remediator's report, as recorded.

@@ -8,10 +8,12 @@
 //! `cargo xtask crds`; a test fails when the committed files drift.
 
 mod action;
+mod ladder;
 mod policy;
 pub mod proto;
 
 pub use action::*;
+pub use ladder::*;
 pub use policy::*;
 
 use kube::CustomResourceExt as _;

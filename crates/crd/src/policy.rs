@@ -63,6 +63,10 @@ pub struct HealingPolicySpec {
     /// Stops all new actions while true.
     #[serde(default)]
     pub paused: bool,
+    /// What to try next when an action does not help, and when to hand the
+    /// incident to a human instead.
+    #[serde(default)]
+    pub ladder: crate::Ladder,
 }
 
 fn default_true() -> bool {

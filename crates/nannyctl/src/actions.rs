@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// Every phase, for parsing `--phase` and for help.
-const PHASES: [Phase; 11] = [
+const PHASES: [Phase; 13] = [
     Phase::Proposed,
     Phase::PendingApproval,
     Phase::Approved,
@@ -37,6 +37,8 @@ const PHASES: [Phase; 11] = [
     Phase::RolledBack,
     Phase::Expired,
     Phase::Recorded,
+    Phase::Escalated,
+    Phase::Resolved,
 ];
 
 /// Parses a phase name, ignoring case.

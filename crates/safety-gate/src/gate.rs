@@ -57,6 +57,9 @@ pub struct Review {
     pub matched_rules: Vec<&'static str>,
     /// One human-readable reason per rule.
     pub reasons: Vec<String>,
+    /// A denial by a limit that passes (cooldown, rate limit, open
+    /// breaker): how long until the same proposal could pass.
+    pub retry_after: Option<Duration>,
 }
 
 impl Review {
@@ -65,6 +68,7 @@ impl Review {
             level,
             matched_rules: vec![rule],
             reasons: vec![reason.into()],
+            retry_after: None,
         }
     }
 
@@ -77,6 +81,18 @@ impl Review {
 
     fn denied(rule: &'static str, reason: impl Into<String>) -> Self {
         Self::start(Level::Denied, rule, reason)
+    }
+
+    /// Denied by a limit that passes: the caller may propose again later.
+    fn limited(&mut self, refusal: crate::limits::Refusal) {
+        self.tighten(Level::Denied, refusal.rule, refusal.reason);
+        if !refusal.retry_after.is_zero() {
+            self.retry_after = Some(
+                self.retry_after
+                    .unwrap_or_default()
+                    .max(refusal.retry_after),
+            );
+        }
     }
 }
 
@@ -338,7 +354,7 @@ impl Gate {
         match limiter.counted(&recommendation.id) {
             Some(counted) if counted.matches(&content) => {
                 if let Err(refusal) = limiter.check_breaker(&keys, &limits, instant) {
-                    review.tighten(Level::Denied, refusal.rule, refusal.reason);
+                    review.limited(refusal);
                 }
                 return;
             }
@@ -356,7 +372,7 @@ impl Gate {
             None => {}
         }
         match limiter.check(&keys, &limits, instant) {
-            Err(refusal) => review.tighten(Level::Denied, refusal.rule, refusal.reason),
+            Err(refusal) => review.limited(refusal),
             // Only autonomous approvals take a slot now; a human approval
             // takes one when its execution is reported (record_outcome).
             Ok(()) if review.level == Level::Approved => {

@@ -81,6 +81,9 @@ pub struct Refusal {
     pub rule: &'static str,
     /// Human-readable reason.
     pub reason: String,
+    /// When the limit will let the same proposal through; zero when that
+    /// depends on something else (a trial action still running).
+    pub retry_after: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +164,7 @@ impl Limiter {
         match self.breakers.get(&breaker_key).copied() {
             Some(Breaker::Open { until }) if now < until => {
                 return Err(Refusal {
+                    retry_after: until.duration_since(now),
                     rule: "circuit-open",
                     reason: format!(
                         "{} on this target failed {} times in a row; retry allowed in {}s",
@@ -176,6 +180,7 @@ impl Limiter {
             }
             Some(Breaker::HalfOpen { trial_out: true }) => {
                 return Err(Refusal {
+                    retry_after: Duration::ZERO,
                     rule: "circuit-half-open",
                     reason: "a trial action on this target is still running".to_owned(),
                 });
@@ -195,6 +200,7 @@ impl Limiter {
             && now.duration_since(*last) < limits.cooldown
         {
             return Err(Refusal {
+                retry_after: limits.cooldown - now.duration_since(*last),
                 rule: "cooldown",
                 reason: format!(
                     "target acted on {}s ago; cooldown is {}s",
@@ -203,22 +209,37 @@ impl Limiter {
                 ),
             });
         }
-        let over = |used: usize, max: u32, rule: &'static str, scope: &str| {
-            (used >= max as usize).then(|| Refusal {
-                rule,
-                reason: format!("{used} actions in the last hour {scope}; limit is {max}"),
-            })
-        };
-        let global = prune(&mut self.global, now);
+        // A full window frees a slot when its oldest action leaves it.
+        let over =
+            |window: Option<&VecDeque<Instant>>, max: u32, rule: &'static str, scope: &str| {
+                let used = window.map_or(0, VecDeque::len);
+                (used >= max as usize).then(|| Refusal {
+                    rule,
+                    reason: format!("{used} actions in the last hour {scope}; limit is {max}"),
+                    retry_after: window
+                        .and_then(VecDeque::front)
+                        .map_or(Duration::ZERO, |oldest| {
+                            HOUR.saturating_sub(now.duration_since(*oldest))
+                        }),
+                })
+            };
+        prune(&mut self.global, now);
+        for (map, key) in [
+            (&mut self.by_policy, keys.policy),
+            (&mut self.by_namespace, keys.namespace),
+            (&mut self.by_target, keys.target),
+        ] {
+            count(map, key, now);
+        }
         if let Some(refusal) = over(
-            global,
+            Some(&self.global),
             limits.global_per_hour,
             "rate-limit-global",
             "cluster-wide",
         )
         .or_else(|| {
             over(
-                count(&mut self.by_policy, keys.policy, now),
+                self.by_policy.get(keys.policy),
                 limits.policy_per_hour,
                 "rate-limit-policy",
                 "under this policy",
@@ -226,7 +247,7 @@ impl Limiter {
         })
         .or_else(|| {
             over(
-                count(&mut self.by_namespace, keys.namespace, now),
+                self.by_namespace.get(keys.namespace),
                 limits.namespace_per_hour,
                 "rate-limit-namespace",
                 "in this namespace",
@@ -234,7 +255,7 @@ impl Limiter {
         })
         .or_else(|| {
             over(
-                count(&mut self.by_target, keys.target, now),
+                self.by_target.get(keys.target),
                 limits.target_per_hour,
                 "rate-limit-target",
                 "on this target",
@@ -391,9 +412,12 @@ mod tests {
             "rate-limit-namespace"
         );
         tokio::time::advance(Duration::from_secs(3599)).await;
+        let refusal = approve(&mut limiter, "d", &limits).unwrap_err();
+        assert_eq!(refusal.rule, "rate-limit-namespace");
         assert_eq!(
-            approve(&mut limiter, "d", &limits).unwrap_err().rule,
-            "rate-limit-namespace"
+            refusal.retry_after,
+            Duration::from_secs(1),
+            "when the oldest action leaves the window"
         );
         tokio::time::advance(Duration::from_secs(1)).await;
         approve(&mut limiter, "d", &limits).unwrap();
@@ -408,9 +432,10 @@ mod tests {
         };
         approve(&mut limiter, "a", &limits).unwrap();
         tokio::time::advance(Duration::from_secs(299)).await;
+        let refusal = approve(&mut limiter, "a", &limits).unwrap_err();
         assert_eq!(
-            approve(&mut limiter, "a", &limits).unwrap_err().rule,
-            "cooldown"
+            (refusal.rule, refusal.retry_after),
+            ("cooldown", Duration::from_secs(1))
         );
         approve(&mut limiter, "b", &limits).unwrap();
         tokio::time::advance(Duration::from_secs(1)).await;

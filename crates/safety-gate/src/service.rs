@@ -329,6 +329,10 @@ impl SafetyGateService {
             policy_ref: request.policy_ref.clone(),
             audit_id,
             decided_at: Some(now.into()),
+            retry_after_seconds: review
+                .retry_after
+                .filter(|_| decision == Decision::Denied)
+                .map_or(0, |d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX)),
             audit_seq: anchor.as_ref().map_or(0, |a| a.seq),
             audit_hash: anchor.map(|a| a.hash).unwrap_or_default(),
             ..Verdict::default()

@@ -199,12 +199,15 @@ impl Harness {
         for a in actions {
             let status = a.status.unwrap_or_default();
             text.push_str(&format!(
-                "  {:?} {} {}: {:?} {:?}\n",
+                "  {:?} {} {}: {:?} {:?} {:?}\n",
                 a.spec.action.type_,
                 a.spec.target.kind,
                 a.spec.target.name,
                 status.phase,
-                status.verdict.map(|v| v.matched_rules).unwrap_or_default()
+                status.verdict.map(|v| v.matched_rules).unwrap_or_default(),
+                status
+                    .result
+                    .map(|r| format!("{}: {} {}", r.outcome, r.verification, r.error))
             ));
         }
         text + &self.stack.logs()

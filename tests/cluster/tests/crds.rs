@@ -104,3 +104,69 @@ async fn policies_with_unknown_rules_scenarios_or_out_of_range_settings_are_refu
         );
     }
 }
+
+#[tokio::test]
+async fn a_ladder_with_an_unknown_rung_or_issue_is_refused_with_the_field_named() {
+    let Some(fx) = Fixture::new("crd-ladder").await else {
+        return;
+    };
+    install_crds(&fx.client).await.unwrap();
+    // Raw JSON: the typed policy could not even hold an unknown rung.
+    let resource = kube::api::ApiResource::erase::<HealingPolicy>(&());
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(fx.client.clone(), fx.ns(), &resource);
+    let with_ladder = |name: &str, ladder: Value| -> kube::api::DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "nanny.ai/v1alpha1",
+            "kind": "HealingPolicy",
+            "metadata": { "name": name },
+            "spec": { "mode": "Monitor", "ladder": ladder },
+        }))
+        .unwrap()
+    };
+    let good = with_ladder(
+        "good",
+        json!({ "maxIneffective": 3, "steps": [
+            { "issue": "OOMKilled", "rungs": ["PatchResources", "RolloutRestart", "Escalate"] }] }),
+    );
+    eventually("a valid ladder accepted", Duration::from_secs(30), || {
+        let (api, good) = (api.clone(), good.clone());
+        async move { Ok(Some(api.create(&PostParams::default(), &good).await?)) }
+    })
+    .await
+    .unwrap();
+    let stored: HealingPolicy =
+        serde_json::from_value(serde_json::to_value(api.get("good").await.unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(stored.spec.ladder.max_ineffective, 3);
+    assert_eq!(stored.spec.ladder.quiet_seconds, 1800, "defaulted");
+
+    for (name, ladder, field) in [
+        (
+            "unknown-rung",
+            json!({ "steps": [{ "issue": "CrashLoopBackOff", "rungs": ["RestartPod", "Reboot"] }] }),
+            "spec.ladder.steps[0].rungs[1]",
+        ),
+        (
+            "unknown-issue",
+            json!({ "steps": [{ "issue": "DiskOnFire", "rungs": ["Escalate"] }] }),
+            "spec.ladder.steps[0].issue",
+        ),
+        (
+            "zero-tries",
+            json!({ "maxIneffective": 0 }),
+            "spec.ladder.maxIneffective",
+        ),
+    ] {
+        match api
+            .create(&PostParams::default(), &with_ladder(name, ladder))
+            .await
+        {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{name}: {}", status.message);
+                assert!(status.message.contains(field), "{name}: {}", status.message);
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}

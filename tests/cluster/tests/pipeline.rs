@@ -809,3 +809,148 @@ async fn a_budget_that_refuses_blocks_the_restart_then_escalates_and_one_that_al
         status.blocked
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_loop_restarts_cannot_fix_climbs_the_ladder_to_one_escalation_without_churn() {
+    let Some(fx) = Fixture::new("pipeline-ladder").await else {
+        return;
+    };
+    let mut policy = policy(fx.ns(), "Auto");
+    // Restarts only (the rolling-restart rule off for a single replica),
+    // judged quickly, a short cooldown and no breaker in the way: the ladder
+    // alone must stop the churn.
+    policy.spec.rules.crashloop_rollout_percent = Some(100);
+    policy.spec.verification_timeout_seconds = 10;
+    policy.spec.limits.cooldown_seconds = 1;
+    policy.spec.limits.breaker_failure_threshold = 100;
+    policy.spec.ladder = serde_json::from_value(serde_json::json!({
+        "maxIneffective": 2,
+        "quietSeconds": 600,
+        "steps": [{ "issue": "CrashLoopBackOff", "rungs": ["RestartPod", "Escalate"] }],
+    }))
+    .unwrap();
+    let h = Harness::with_policy(fx, &policy, Vec::new()).await;
+    let (client, ns) = (&h.fx.client, h.fx.ns());
+    // Its template crashes: every restart brings back a crashing pod.
+    let deployment = faults::crash_loop(client, ns, "stubborn", 1).await.unwrap();
+    let workload = deployment.uid().unwrap();
+    let of_workload = || async {
+        h.actions
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|a| {
+                a.spec.workload_uid.as_deref() == Some(workload.as_str())
+                    || a.spec.target.uid == workload
+            })
+            .collect::<Vec<_>>()
+    };
+    let escalation = eventually("an escalation", Duration::from_secs(240), || async {
+        Ok(of_workload()
+            .await
+            .into_iter()
+            .find(|a| a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Escalated)))
+    })
+    .await;
+    let escalation = match escalation {
+        Ok(escalation) => escalation,
+        Err(error) => panic!("{error}\n{}", h.actions_seen().await),
+    };
+    assert_eq!(escalation.spec.action.type_, ActionType::ReportOnly);
+    assert_eq!(
+        escalation.spec.target.uid, workload,
+        "escalated on the Deployment"
+    );
+    assert_eq!(
+        escalation.spec.issue_kind.as_deref(),
+        Some("CRASH_LOOP_BACK_OFF")
+    );
+    let evidence = &escalation.spec.reasoning;
+    assert!(
+        evidence.contains("a human must decide")
+            && evidence.matches("- RestartPod: ").count() == 2
+            && evidence.contains("Ineffective"),
+        "{evidence}"
+    );
+
+    // No churn: while it is open, detections only update it.
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let actions = of_workload().await;
+    let summary: Vec<String> = actions
+        .iter()
+        .map(|a| {
+            format!(
+                "{:?} {:?}",
+                a.spec.action.type_,
+                a.status.as_ref().and_then(|s| s.phase)
+            )
+        })
+        .collect();
+    let restarts = actions
+        .iter()
+        .filter(|a| a.spec.action.type_ == ActionType::RestartPod)
+        .count();
+    assert_eq!(
+        (restarts, actions.len()),
+        (2, 3),
+        "exactly the ladder's two restarts and one escalation: {summary:?}"
+    );
+    let escalation = h.actions.get(&escalation.name_any()).await.unwrap();
+    assert!(
+        escalation
+            .annotations()
+            .get(nanny_crd::SEEN_COUNT_ANNOTATION)
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n >= 1),
+        "the repeated detections are counted on it: {:?}",
+        escalation.annotations()
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    let warned = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .any(|e| {
+            e.involved_object.uid.as_deref() == Some(workload.as_str())
+                && e.reason.as_deref() == Some("Escalated")
+                && e.type_.as_deref() == Some("Warning")
+        });
+    assert!(warned, "a Warning Event on the Deployment");
+    let coordinator = &h.stack.services["nanny-coordinator"];
+    let (_, metrics) = nanny_test_util::http::get(coordinator.http_addr, "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"nanny_escalations_total{reason="ladder"} 1"#),
+        "{metrics}"
+    );
+
+    // A human resolves it: the ladder starts again from its first rung.
+    h.actions
+        .patch(
+            &escalation.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "metadata": { "annotations": { nanny_crd::RESOLVE_ANNOTATION: "fixed the image" } }
+            })),
+        )
+        .await
+        .unwrap();
+    h.wait_phase(&workload, Phase::Resolved).await;
+    eventually("a new restart after the resolution", WAIT, || async {
+        Ok((of_workload()
+            .await
+            .iter()
+            .filter(|a| a.spec.action.type_ == ActionType::RestartPod)
+            .count()
+            > 2)
+        .then_some(()))
+    })
+    .await
+    .unwrap();
+    println!("crash loop restarts cannot fix → 2 restarts → 1 escalation, no churn → resolved");
+}
