@@ -28,7 +28,7 @@ use kube::{
 use nanny_common::client::TracedChannel;
 use nanny_crd::{
     ACTION_TYPE_LABEL, APPROVE_ANNOTATION, Condition, HealingAction, HealingActionStatus,
-    HealingPolicy, HumanApproval, HumanDecision, Mode, OPEN_LABEL, POLICY_LABEL, Phase,
+    HealingPolicy, HumanApproval, HumanDecision, Mode, NotifyOn, OPEN_LABEL, POLICY_LABEL, Phase,
     REJECT_ANNOTATION, RESOLVE_ANNOTATION, ROLLBACK_ANNOTATION, ResultRecord,
     SEEN_COUNT_ANNOTATION, TARGET_UID_LABEL, VerdictRecord,
 };
@@ -46,6 +46,7 @@ use crate::{
     context, convert,
     error::Error,
     ladder::{self, Climb},
+    notify::Notifier,
     snapshots::Snapshots,
 };
 
@@ -91,6 +92,7 @@ struct Inner {
     proposals: IntCounterVec,
     transitions: IntCounterVec,
     escalations: IntCounterVec,
+    notifier: Notifier,
 }
 
 /// What makes two recommendations "the same action": policy, target uid
@@ -138,6 +140,7 @@ impl Driver {
             &["reason"],
         )?;
         registry.register(Box::new(escalations.clone()))?;
+        let notifier = Notifier::new(client.clone(), registry)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -154,6 +157,7 @@ impl Driver {
                 proposals,
                 transitions,
                 escalations,
+                notifier,
             }),
         })
     }
@@ -482,6 +486,13 @@ impl Step<'_> {
         self.action.status.clone().unwrap_or_default()
     }
 
+    /// Tells the policy's sinks, once, that the action reached `on`.
+    fn notify(&self, on: NotifyOn) {
+        if let Some(policy) = self.policy() {
+            self.inner().notifier.once(&policy, &self.action, on);
+        }
+    }
+
     /// Writes `status` with the resourceVersion read: a concurrent change
     /// (a human, another replica) wins and this step is retried from it.
     async fn write(
@@ -562,6 +573,7 @@ impl Step<'_> {
         let message = self.action.spec.reasoning.clone();
         self.write(self.status(), Phase::Escalated, "Escalated", &message)
             .await?;
+        self.notify(NotifyOn::Escalated);
         self.inner()
             .escalations
             .with_label_values(&["ladder"])
@@ -574,6 +586,8 @@ impl Step<'_> {
     /// `nanny.ai/resolve`), or once its incident has been quiet for the
     /// ladder's `quietSeconds`.
     async fn escalated(mut self) -> Result<bool, Error> {
+        // Sent once; a restart or a failed sink is caught up here.
+        self.notify(NotifyOn::Escalated);
         let resolved = self.action.annotations().get(RESOLVE_ANNOTATION).cloned();
         let quiet = self.policy().map_or(Duration::from_secs(1800), |p| {
             Duration::from_secs(u64::from(p.spec.ladder.quiet_seconds))
@@ -813,7 +827,10 @@ impl Step<'_> {
             Some(approval) => approval,
             None => match self.approval_from_annotations().await? {
                 Some(approval) => approval,
-                None => return self.expire_if_due().await,
+                None => {
+                    self.notify(NotifyOn::PendingApproval);
+                    return self.expire_if_due().await;
+                }
             },
         };
         if approval.decision == HumanDecision::Reject {

@@ -18,6 +18,7 @@ pub mod convert;
 pub mod error;
 pub mod ladder;
 pub mod leader;
+pub mod notify;
 mod peers;
 pub mod pipeline;
 pub mod retention;

@@ -9,11 +9,13 @@
 
 mod action;
 mod ladder;
+mod notify;
 mod policy;
 pub mod proto;
 
 pub use action::*;
 pub use ladder::*;
+pub use notify::*;
 pub use policy::*;
 
 use kube::CustomResourceExt as _;

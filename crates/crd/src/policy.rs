@@ -67,6 +67,10 @@ pub struct HealingPolicySpec {
     /// incident to a human instead.
     #[serde(default)]
     pub ladder: crate::Ladder,
+    /// Who is told when an action waits for a human or an incident is
+    /// escalated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<crate::Notifications>,
 }
 
 fn default_true() -> bool {

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod pipeline;
+pub mod receiver;
 
 use std::{path::PathBuf, time::Duration};
 

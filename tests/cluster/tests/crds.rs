@@ -106,7 +106,7 @@ async fn policies_with_unknown_rules_scenarios_or_out_of_range_settings_are_refu
 }
 
 #[tokio::test]
-async fn a_ladder_with_an_unknown_rung_or_issue_is_refused_with_the_field_named() {
+async fn a_ladder_rung_issue_or_sink_type_it_does_not_know_is_refused_with_the_field_named() {
     let Some(fx) = Fixture::new("crd-ladder").await else {
         return;
     };
@@ -115,15 +115,18 @@ async fn a_ladder_with_an_unknown_rung_or_issue_is_refused_with_the_field_named(
     let resource = kube::api::ApiResource::erase::<HealingPolicy>(&());
     let api: Api<kube::api::DynamicObject> =
         Api::namespaced_with(fx.client.clone(), fx.ns(), &resource);
-    let with_ladder = |name: &str, ladder: Value| -> kube::api::DynamicObject {
+    let with = |name: &str, field: &str, value: Value| -> kube::api::DynamicObject {
+        let mut spec = json!({ "mode": "Monitor" });
+        spec[field] = value;
         serde_json::from_value(json!({
             "apiVersion": "nanny.ai/v1alpha1",
             "kind": "HealingPolicy",
             "metadata": { "name": name },
-            "spec": { "mode": "Monitor", "ladder": ladder },
+            "spec": spec,
         }))
         .unwrap()
     };
+    let with_ladder = |name: &str, ladder: Value| with(name, "ladder", ladder);
     let good = with_ladder(
         "good",
         json!({ "maxIneffective": 3, "steps": [
@@ -168,5 +171,26 @@ async fn a_ladder_with_an_unknown_rung_or_issue_is_refused_with_the_field_named(
             }
             other => panic!("{name}: {other:?}"),
         }
+    }
+    match api
+        .create(
+            &PostParams::default(),
+            &with(
+                "unknown-sink",
+                "notifications",
+                json!({ "sinks": [{ "type": "Pager", "urlKey": "pager" }] }),
+            ),
+        )
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{}", status.message);
+            assert!(
+                status.message.contains("spec.notifications.sinks[0].type"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("unknown sink type: {other:?}"),
     }
 }

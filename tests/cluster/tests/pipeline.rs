@@ -815,7 +815,31 @@ async fn a_crash_loop_restarts_cannot_fix_climbs_the_ladder_to_one_escalation_wi
     let Some(fx) = Fixture::new("pipeline-ladder").await else {
         return;
     };
+    // Every sink format, to a real local receiver, with the URLs in the
+    // Secret the coordinator may read.
+    let (receiver, received) = nanny_cluster_tests::receiver::start().await;
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": nanny_crd::NOTIFICATIONS_SECRET },
+        "stringData": {
+            "hook": format!("{receiver}/webhook"),
+            "slack": format!("{receiver}/slack"),
+            "am": format!("{receiver}/alertmanager"),
+        },
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(fx.client.clone(), fx.ns())
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
     let mut policy = policy(fx.ns(), "Auto");
+    policy.spec.notifications = Some(
+        serde_json::from_value(serde_json::json!({ "sinks": [
+            { "type": "Webhook", "urlKey": "hook" },
+            { "type": "Slack", "urlKey": "slack" },
+            { "type": "Alertmanager", "urlKey": "am" },
+        ] }))
+        .unwrap(),
+    );
     // Restarts only (the rolling-restart rule off for a single replica),
     // judged quickly, a short cooldown and no breaker in the way: the ladder
     // alone must stop the churn.
@@ -829,7 +853,14 @@ async fn a_crash_loop_restarts_cannot_fix_climbs_the_ladder_to_one_escalation_wi
         "steps": [{ "issue": "CrashLoopBackOff", "rungs": ["RestartPod", "Escalate"] }],
     }))
     .unwrap();
-    let h = Harness::with_policy(fx, &policy, Vec::new()).await;
+    let mut h = Harness::with_policy(fx, &policy, Vec::new()).await;
+    // A node operation waits for a human: one message per sink.
+    let node = FakeNode::create(&h.fx.cluster, &h.fx.client, &format!("{}-sick", h.fx.ns()))
+        .await
+        .unwrap();
+    faults::node_fault(&h.fx.client, &node.name, NodeFault::NotReady)
+        .await
+        .unwrap();
     let (client, ns) = (&h.fx.client, h.fx.ns());
     // Its template crashes: every restart brings back a crashing pod.
     let deployment = faults::crash_loop(client, ns, "stubborn", 1).await.unwrap();
@@ -929,6 +960,63 @@ async fn a_crash_loop_restarts_cannot_fix_climbs_the_ladder_to_one_escalation_wi
         "{metrics}"
     );
 
+    // Exactly one message per sink for the approval and the escalation,
+    // also after the coordinator restarts.
+    let messages = |path: &str, event: &str| {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, body)| {
+                p == path
+                    && match path {
+                        "/webhook" => body["event"] == event,
+                        "/alertmanager" => {
+                            body["alerts"][0]["labels"]["alertname"] == format!("Nanny{event}")
+                        }
+                        _ => body["text"].as_str().is_some_and(|t| {
+                            t.contains(if event == "Escalated" {
+                                "Escalated"
+                            } else {
+                                "waits for approval"
+                            })
+                        }),
+                    }
+            })
+            .count()
+    };
+    let all_once = || {
+        ["/webhook", "/slack", "/alertmanager"]
+            .iter()
+            .all(|path| messages(path, "PendingApproval") == 1 && messages(path, "Escalated") == 1)
+    };
+    eventually("one message per sink and moment", WAIT, || async {
+        Ok(all_once().then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {:#?}", received.lock().unwrap()));
+    let pending = received
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(p, b)| p == "/webhook" && b["event"] == "PendingApproval")
+        .map(|(_, b)| b.clone())
+        .unwrap();
+    assert_eq!(pending["action"], "CordonNode", "{pending}");
+    assert!(
+        pending["command"]
+            .as_str()
+            .is_some_and(|c| c.starts_with(&format!("nannyctl approve -n {ns} "))),
+        "{pending}"
+    );
+    h.stack.kill_and_restart("nanny-coordinator").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(
+        all_once(),
+        "nothing sent twice across the restart: {:#?}",
+        received.lock().unwrap()
+    );
+
     // A human resolves it: the ladder starts again from its first rung.
     h.actions
         .patch(
@@ -952,5 +1040,8 @@ async fn a_crash_loop_restarts_cannot_fix_climbs_the_ladder_to_one_escalation_wi
     })
     .await
     .unwrap();
-    println!("crash loop restarts cannot fix → 2 restarts → 1 escalation, no churn → resolved");
+    drop(node);
+    println!(
+        "crash loop restarts cannot fix → 2 restarts → 1 escalation, no churn → resolved; one notification per sink and moment across a restart"
+    );
 }
