@@ -712,8 +712,27 @@ fn rbac_is_least_privilege_and_cluster_names_carry_the_release() {
     assert!(
         coordinator
             .iter()
-            .all(|(group, resource, _)| group == "nanny.ai" || resource == "events"),
-        "the coordinator touches nothing but its CRs and Events: {coordinator:?}"
+            .all(|(group, resource, verb)| group == "nanny.ai"
+                || resource == "events"
+                || (resource == "secrets" && verb == "get")),
+        "the coordinator touches nothing but its CRs, Events and notification URLs: {coordinator:?}"
+    );
+    // The one Secret it may read is named: the notification sink URLs.
+    let secret_rules: Vec<&Value> = objects["ClusterRole/nanny-nanny-coordinator"]["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["resources"]
+                .as_sequence()
+                .is_some_and(|s| s.iter().any(|x| x.as_str() == Some("secrets")))
+        })
+        .collect();
+    assert_eq!(secret_rules.len(), 1, "{secret_rules:?}");
+    assert_eq!(
+        secret_rules[0]["resourceNames"],
+        serde_yaml::from_str::<Value>("[nanny-notifications]").unwrap(),
+        "only the Secret named nanny-notifications"
     );
     // Its only delete: finished HealingActions past their retention.
     assert!(
