@@ -2,13 +2,32 @@
 //! suspended CronJob and a Job it owns, a StatefulSet whose claim template
 //! made a claim. Protection must follow these links to the child.
 
-use k8s_openapi::api::{apps::v1::StatefulSet, batch::v1::CronJob};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    batch::v1::CronJob,
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams, PostParams},
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+
+/// The label Helm puts on what it installs; protected by default.
+pub const HELM: (&str, &str) = ("app.kubernetes.io/managed-by", "Helm");
+
+/// Labels the Deployment `name` as Helm does (on the Deployment only, as
+/// many charts do: its pods stay unlabelled).
+///
+/// # Errors
+/// When the API refuses.
+pub async fn label_helm(client: &Client, namespace: &str, name: &str) -> anyhow::Result<()> {
+    let patch = json!({ "metadata": { "labels": { HELM.0: HELM.1 } } });
+    Api::<Deployment>::namespaced(client.clone(), namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
 
 fn metadata(name: &str, labels: &[(&str, &str)]) -> Value {
     let labels: serde_json::Map<String, Value> = labels

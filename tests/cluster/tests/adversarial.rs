@@ -209,14 +209,7 @@ async fn hundreds_of_attacks_make_no_unauthorised_write_and_leak_no_secret() {
     faults::deployment(&fx.client, &ns, "charted", 1, &spec)
         .await
         .unwrap();
-    deployments
-        .patch(
-            "charted",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({ "metadata": { "labels": { "app.kubernetes.io/managed-by": "Helm" } } }),
-            ),
-        )
+    owners::label_helm(&fx.client, &ns, "charted")
         .await
         .unwrap();
     let system_name = format!("adv-{}", &ns[ns.len() - 8..]);
@@ -237,15 +230,9 @@ async fn hundreds_of_attacks_make_no_unauthorised_write_and_leak_no_secret() {
     .await
     .unwrap();
     // A claim of a Helm-labelled StatefulSet: only its name links it there.
-    owners::stateful_set(
-        &fx.client,
-        &ns,
-        "charted-db",
-        "data",
-        &[("app.kubernetes.io/managed-by", "Helm")],
-    )
-    .await
-    .unwrap();
+    owners::stateful_set(&fx.client, &ns, "charted-db", "data", &[owners::HELM])
+        .await
+        .unwrap();
     let charted_claim =
         faults::pvc_nearly_full(&fx.client, &ns, "data-charted-db-0", 1 << 30, 970 << 20)
             .await

@@ -11,15 +11,11 @@
 use std::time::Duration;
 
 use k8s_openapi::api::{
-    apps::v1::Deployment,
     autoscaling::v2::HorizontalPodAutoscaler,
     batch::v1::Job,
     core::v1::{PersistentVolumeClaim, Pod},
 };
-use kube::{
-    Api, ResourceExt,
-    api::{Patch, PatchParams},
-};
+use kube::{Api, ResourceExt};
 use nanny_cluster_tests::{
     Fixture,
     pipeline::{Harness, MIN_RESTARTS, WAIT, crash_one_pod, restarts},
@@ -30,20 +26,6 @@ use nanny_test_util::{
     faults::{self, HpaAtMax, PodSpec},
     owners,
 };
-use serde_json::json;
-
-const HELM: (&str, &str) = ("app.kubernetes.io/managed-by", "Helm");
-
-async fn label_helm(deployments: &Api<Deployment>, name: &str) {
-    deployments
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "metadata": { "labels": { HELM.0: HELM.1 } } })),
-        )
-        .await
-        .unwrap();
-}
 
 /// Waits for an action of `action_type` on `uid` denied by `protected-owner`.
 async fn denied_by_owner(h: &Harness, uid: &str, action_type: ActionType) -> HealingAction {
@@ -77,7 +59,6 @@ async fn protection_follows_ownership_to_pods_jobs_claims_and_hpa_targets() {
     };
     let client = fx.client.clone();
     let ns = fx.ns().to_owned();
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
 
     // Everything is in place, labels included, before Nanny starts: no
     // action can be proposed on an object whose owner is not labelled yet.
@@ -86,7 +67,7 @@ async fn protection_follows_ownership_to_pods_jobs_claims_and_hpa_targets() {
     faults::deployment(&client, &ns, "charted", 3, &PodSpec::default())
         .await
         .unwrap();
-    label_helm(&deployments, "charted").await;
+    owners::label_helm(&client, &ns, "charted").await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let victim = eventually("3 charted pods running", WAIT, || async {
         let running: Vec<Pod> = faults::pods_of(&client, &ns, "charted")
@@ -99,7 +80,7 @@ async fn protection_follows_ownership_to_pods_jobs_claims_and_hpa_targets() {
     .await
     .unwrap();
     crash_one_pod(&pods, &victim).await;
-    let nightly = owners::cron_job(&client, &ns, "nightly", &[HELM])
+    let nightly = owners::cron_job(&client, &ns, "nightly", &[owners::HELM])
         .await
         .unwrap();
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
@@ -116,8 +97,8 @@ async fn protection_follows_ownership_to_pods_jobs_claims_and_hpa_targets() {
     let hpa = faults::hpa_at_max(&client, &ns, "api", hpa_params)
         .await
         .unwrap();
-    label_helm(&deployments, "api").await;
-    owners::stateful_set(&client, &ns, "db", "data", &[HELM])
+    owners::label_helm(&client, &ns, "api").await.unwrap();
+    owners::stateful_set(&client, &ns, "db", "data", &[owners::HELM])
         .await
         .unwrap();
     let claim = faults::pvc_nearly_full(&client, &ns, "data-db-0", 1 << 30, 970 << 20)

@@ -12,14 +12,10 @@
 use std::{path::Path, time::Duration};
 
 use k8s_openapi::api::{
-    apps::v1::Deployment,
     autoscaling::v2::HorizontalPodAutoscaler,
     core::v1::{ConfigMap, Pod},
 };
-use kube::{
-    Api, ResourceExt as _,
-    api::{ListParams, Patch, PatchParams},
-};
+use kube::{Api, ResourceExt as _, api::ListParams};
 use nanny_cluster_tests::Fixture;
 use nanny_common::tls::{COORDINATOR, OPERATOR, TlsConfig};
 use nanny_proto::{
@@ -33,12 +29,11 @@ use nanny_proto::{
 };
 use nanny_test_util::{
     cluster::eventually,
-    faults,
+    faults, owners,
     pki::{self, Validity},
     process::{ServiceProcess, cargo_bin},
     requests,
 };
-use serde_json::json;
 use tonic::{Code, transport::Channel};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -302,15 +297,7 @@ async fn the_remediator_acts_only_on_verdicts_the_gate_signed() {
     faults::crash_loop(&fx.client, fx.ns(), "charted", 1)
         .await
         .unwrap();
-    let deployments: Api<Deployment> = Api::namespaced(fx.client.clone(), fx.ns());
-    deployments
-        .patch(
-            "charted",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({ "metadata": { "labels": { "app.kubernetes.io/managed-by": "Helm" } } }),
-            ),
-        )
+    owners::label_helm(&fx.client, fx.ns(), "charted")
         .await
         .unwrap();
     let charted = running_pod(&fx, "charted").await;

@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use nanny_test_util::owners;
 
 use super::{integrity::quick, *};
 
@@ -209,14 +210,7 @@ async fn a_drain_leaves_protected_pods_in_place_and_evicts_guarded_ones_through_
         .unwrap();
     // Helm labelled the Deployment only: its pod is protected through it.
     pinned_deployment(&fx, &node, "charted").await;
-    Api::<Deployment>::namespaced(fx.client.clone(), fx.ns())
-        .patch(
-            "charted",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({ "metadata": { "labels": { "app.kubernetes.io/managed-by": "Helm" } } }),
-            ),
-        )
+    owners::label_helm(&fx.client, fx.ns(), "charted")
         .await
         .unwrap();
     // A budget that allows one disruption decides this one's eviction.
