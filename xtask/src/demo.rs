@@ -1012,7 +1012,7 @@ impl Ctx {
                 Some(ActionType::RestartPod),
             )
             .await?;
-        Ok(match phase(&action) {
+        Ok(match action.phase() {
             Phase::Succeeded => {
                 Outcome::Healed(format!("pod {pod} restarted; its replacement runs"))
             }
@@ -1058,7 +1058,7 @@ impl Ctx {
                 Some(ActionType::PatchResources),
             )
             .await?;
-        if phase(&action) != Phase::Succeeded {
+        if action.phase() != Phase::Succeeded {
             return Ok(unhealed(&action));
         }
         let limit = rx.await.unwrap_or_default();
@@ -1086,7 +1086,7 @@ impl Ctx {
                 Some(ActionType::DeleteJob),
             )
             .await?;
-        Ok(match phase(&action) {
+        Ok(match action.phase() {
             Phase::Succeeded => Outcome::Healed("Job nightly-report deleted".to_owned()),
             _ => unhealed(&action),
         })
@@ -1124,7 +1124,7 @@ impl Ctx {
                 Some(ActionType::ScaleHpa),
             )
             .await?;
-        if phase(&action) != Phase::Succeeded {
+        if action.phase() != Phase::Succeeded {
             return Ok(unhealed(&action));
         }
         let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), NAMESPACE);
@@ -1174,7 +1174,7 @@ impl Ctx {
             .spec
             .and_then(|s| s.unschedulable)
             .unwrap_or(false);
-        Ok(match phase(&action) {
+        Ok(match action.phase() {
             Phase::Succeeded if cordoned => {
                 Outcome::Healed(format!("node {SICK_NODE} cordoned: no new pods land there"))
             }
@@ -1206,7 +1206,7 @@ impl Ctx {
                 Some(ActionType::ExpandPvc),
             )
             .await?;
-        if phase(&action) != Phase::Succeeded {
+        if action.phase() != Phase::Succeeded {
             return Ok(unhealed(&action));
         }
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), NAMESPACE);
@@ -1239,7 +1239,7 @@ impl Ctx {
             .delete(SYSTEM_APP, &DeleteParams::default())
             .await;
         let action = action?;
-        Ok(match phase(&action) {
+        Ok(match action.phase() {
             Phase::Denied => {
                 let rules = action
                     .status
@@ -1256,20 +1256,12 @@ impl Ctx {
     }
 }
 
-fn phase(action: &HealingAction) -> Phase {
-    action
-        .status
-        .as_ref()
-        .and_then(|s| s.phase)
-        .unwrap_or(Phase::Proposed)
-}
-
 /// A scenario's action that did not heal: a gate's denial is a correct
 /// refusal (e.g. the storm guard, when the shared cluster has other sick
 /// nodes); anything else is a failure.
 fn unhealed(action: &HealingAction) -> Outcome {
     let verdict = action.status.as_ref().and_then(|s| s.verdict.as_ref());
-    match (phase(action), verdict) {
+    match (action.phase(), verdict) {
         (Phase::Denied, Some(verdict)) if action.spec.approval.is_none() => {
             Outcome::Refused(format!(
                 "{:?} denied: {} [{}]",

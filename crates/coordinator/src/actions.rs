@@ -429,11 +429,7 @@ impl Driver {
             let Some(action) = api.get_opt(name).await? else {
                 return Ok(());
             };
-            let phase = action
-                .status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .unwrap_or(Phase::Proposed);
+            let phase = action.phase();
             let step = Step {
                 driver: self,
                 api: &api,

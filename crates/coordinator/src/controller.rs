@@ -19,9 +19,7 @@ use kube::{
         watcher,
     },
 };
-use nanny_crd::{
-    Condition, HealingAction, HealingPolicy, HealingPolicyStatus, POLICY_LABEL, Phase,
-};
+use nanny_crd::{Condition, HealingAction, HealingPolicy, HealingPolicyStatus, POLICY_LABEL};
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
@@ -285,11 +283,7 @@ async fn update_policy_statuses(
             .collect();
         let mut by_phase = BTreeMap::new();
         for action in &mine {
-            let phase = action
-                .status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .unwrap_or(Phase::Proposed);
+            let phase = action.phase();
             *by_phase.entry(phase.as_str().to_owned()).or_insert(0u32) += 1;
         }
         let last_activity = mine

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, fmt::Write as _, sync::Arc, time::Duration};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
-use nanny_crd::{ActionType, HealingAction, Ladder, Phase, SourceKind};
+use nanny_crd::{ActionType, HealingAction, Ladder, SourceKind};
 use nanny_proto::v1::{self as pb, ClusterSnapshot};
 
 use crate::convert;
@@ -131,7 +131,7 @@ pub fn climb(
     history.sort_by_key(|a| std::cmp::Reverse(created(a)));
     if let Some(open) = history
         .iter()
-        .find(|a| is_escalation(a) && !phase(a).is_terminal())
+        .find(|a| is_escalation(a) && !a.phase().is_terminal())
     {
         return Climb::Escalated {
             namespace: open.namespace().unwrap_or_default(),
@@ -142,7 +142,7 @@ pub fn climb(
     if let Some(open) = history
         .iter()
         .filter(same)
-        .find(|a| !phase(a).is_terminal())
+        .find(|a| !a.phase().is_terminal())
     {
         return Climb::Open {
             namespace: open.namespace().unwrap_or_default(),
@@ -209,8 +209,8 @@ pub fn climb(
         .steps
         .iter()
         .find(|s| {
-            nanny_crd::proto::issue_kind(&s.issue.name()).as_str_name()
-                == format!("ISSUE_KIND_{}", incident.issue)
+            nanny_crd::proto::issue_kind(&s.issue.name())
+                == nanny_crd::proto::issue_kind(&incident.issue)
         })
         .map(|s| s.rungs.as_slice())
         .unwrap_or_default();
@@ -239,14 +239,6 @@ fn created(action: &HealingAction) -> Timestamp {
         .creation_timestamp
         .as_ref()
         .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
-}
-
-fn phase(action: &HealingAction) -> Phase {
-    action
-        .status
-        .as_ref()
-        .and_then(|s| s.phase)
-        .unwrap_or(Phase::Proposed)
 }
 
 /// A line on an action that ran and did not help (verified ineffective, or
@@ -469,6 +461,17 @@ mod tests {
         )
     }
 
+    /// A `action_type` in the crash-loop incident that did not help.
+    fn tried(name: &str, action_type: &str, ago: i64) -> Arc<HealingAction> {
+        action(
+            name,
+            action_type,
+            "CRASH_LOOP_BACK_OFF",
+            ago,
+            Some("Ineffective"),
+        )
+    }
+
     fn now() -> Timestamp {
         "2026-12-03T12:00:00Z"
             .parse()
@@ -488,25 +491,10 @@ mod tests {
 
     #[test]
     fn an_action_that_did_not_help_twice_gives_way_to_the_next_rung_then_a_human() {
-        let one = [action(
-            "r1",
-            "RestartPod",
-            "CRASH_LOOP_BACK_OFF",
-            300,
-            Some("Ineffective"),
-        )];
+        let one = [tried("r1", "RestartPod", 300)];
         assert_eq!(climb_with(&one, ActionType::RestartPod), Climb::Propose);
 
-        let two = [
-            one[0].clone(),
-            action(
-                "r2",
-                "RestartPod",
-                "CRASH_LOOP_BACK_OFF",
-                200,
-                Some("Ineffective"),
-            ),
-        ];
+        let two = [one[0].clone(), tried("r2", "RestartPod", 200)];
         let Climb::Next { action: next, why } = climb_with(&two, ActionType::RestartPod) else {
             panic!("the next rung");
         };
@@ -519,13 +507,7 @@ mod tests {
         let four = [
             two[0].clone(),
             two[1].clone(),
-            action(
-                "o1",
-                "RolloutRestart",
-                "CRASH_LOOP_BACK_OFF",
-                150,
-                Some("Ineffective"),
-            ),
+            tried("o1", "RolloutRestart", 150),
             action(
                 "o2",
                 "RolloutRestart",
@@ -547,20 +529,8 @@ mod tests {
     #[test]
     fn an_open_escalation_holds_every_proposal_and_a_resolved_one_starts_afresh() {
         let mut actions = vec![
-            action(
-                "r1",
-                "RestartPod",
-                "CRASH_LOOP_BACK_OFF",
-                300,
-                Some("Ineffective"),
-            ),
-            action(
-                "r2",
-                "RestartPod",
-                "CRASH_LOOP_BACK_OFF",
-                200,
-                Some("Ineffective"),
-            ),
+            tried("r1", "RestartPod", 300),
+            tried("r2", "RestartPod", 200),
             action("esc", "ReportOnly", "CRASH_LOOP_BACK_OFF", 100, None),
         ];
         assert_eq!(
@@ -583,20 +553,8 @@ mod tests {
     #[test]
     fn a_quiet_gap_ends_the_incident_and_other_incidents_do_not_count() {
         let old = [
-            action(
-                "r1",
-                "RestartPod",
-                "CRASH_LOOP_BACK_OFF",
-                9000,
-                Some("Ineffective"),
-            ),
-            action(
-                "r2",
-                "RestartPod",
-                "CRASH_LOOP_BACK_OFF",
-                8000,
-                Some("Ineffective"),
-            ),
+            tried("r1", "RestartPod", 9000),
+            tried("r2", "RestartPod", 8000),
         ];
         assert_eq!(climb_with(&old, ActionType::RestartPod), Climb::Propose);
         let elsewhere = [
@@ -638,13 +596,7 @@ mod tests {
             },
             "the replaced pod's new crash loop waits for the restart's verdict"
         );
-        let recent = [action(
-            "r1",
-            "RestartPod",
-            "CRASH_LOOP_BACK_OFF",
-            30,
-            Some("Ineffective"),
-        )];
+        let recent = [tried("r1", "RestartPod", 30)];
         assert_eq!(
             climb_with(&recent, ActionType::RestartPod),
             Climb::CoolingDown

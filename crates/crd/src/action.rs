@@ -249,6 +249,17 @@ pub enum Phase {
     Resolved,
 }
 
+impl HealingAction {
+    /// The action's phase; `Proposed` until the coordinator first writes
+    /// its status.
+    pub fn phase(&self) -> Phase {
+        self.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or(Phase::Proposed)
+    }
+}
+
 impl Phase {
     /// Whether the action's life is over.
     pub fn is_terminal(self) -> bool {
