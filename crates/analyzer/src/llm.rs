@@ -11,7 +11,7 @@
 
 use std::{
     collections::BTreeSet,
-    sync::{Arc, OnceLock},
+    sync::{Arc, LazyLock, OnceLock},
     time::Duration,
 };
 
@@ -20,6 +20,7 @@ use nanny_proto::v1::{
     ExpandPvc, ModelSource, Recommendation, ReportOnly, RestartPod, RolloutRestart, ScaleHpa,
     Severity, Source, action::Kind, source,
 };
+use nanny_proto::vocabulary;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -46,24 +47,18 @@ pub fn prompt_budget(context_tokens: u32, max_tokens: u32) -> usize {
 /// Longest custom prompt (a policy's `ai.prompts` entry), characters.
 pub const MAX_GUIDANCE_CHARS: usize = 2000;
 
-/// The actions a model may pick. Each needs no parameter from the model:
-/// the analyzer derives them from the rules' configuration.
-pub const MODEL_ACTIONS: &[&str] = &[
-    "restart_pod",
-    "rollout_restart",
-    "scale_hpa",
-    "cordon_node",
-    "drain_node",
-    "expand_pvc",
-    "delete_job",
-    "report_only",
-];
+/// The actions a model may pick (the vocabulary's `ModelUse::Offered`,
+/// `report_only` last). Each needs no parameter from the model: the
+/// analyzer derives them from the rules' configuration.
+pub static MODEL_ACTIONS: LazyLock<Vec<&'static str>> = LazyLock::new(vocabulary::model_labels);
 
-/// Actions the schema never offers but that a model (one serving without
-/// schema enforcement, or a compromised one) may still name: they are
-/// well-formed proposals the safety gate refuses — and audits — so they are
-/// passed on rather than silently dropped.
-pub const PASSED_TO_GATE: &[&str] = &["delete_resource"];
+/// Whether `action` is one the schema never offers but that a model (one
+/// serving without schema enforcement, or a compromised one) may still
+/// name: a well-formed proposal the safety gate refuses — and audits — so it
+/// is passed on rather than silently dropped.
+fn passed_to_gate(action: &str) -> bool {
+    vocabulary::by_label(action).is_some_and(|a| a.model == vocabulary::ModelUse::PassedToGate)
+}
 
 /// Why a model call produced nothing.
 #[derive(Debug, thiserror::Error)]
@@ -407,7 +402,7 @@ pub fn to_recommendation(
     let action = item.action.as_str();
     let rules = &settings.rules;
     let min_confidence = settings.model.min_confidence;
-    if PASSED_TO_GATE.contains(&action) {
+    if passed_to_gate(action) {
         // Refused and audited by the gate, whatever the policy allows.
     } else if !MODEL_ACTIONS.contains(&action) {
         return Err(Rejected::UnknownAction);

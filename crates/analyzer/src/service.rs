@@ -11,7 +11,7 @@ use std::{
 use nanny_common::snapshot::SnapshotView;
 use nanny_proto::v1::{
     AnalyzeSnapshotRequest, AnalyzeSnapshotResponse, ClusterSnapshot, Issue, ModelExchange,
-    Recommendation, SnapshotKind, action::Kind, analyzer_server::Analyzer, source,
+    Recommendation, SnapshotKind, analyzer_server::Analyzer, source,
 };
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::sync::mpsc;
@@ -49,25 +49,8 @@ pub struct Analysis {
     ai_duration: HistogramVec,
 }
 
-fn action_label(kind: Option<&Kind>) -> &'static str {
-    match kind {
-        Some(Kind::RestartPod(_)) => "restart_pod",
-        Some(Kind::RolloutRestart(_)) => "rollout_restart",
-        Some(Kind::ScaleHpa(_)) => "scale_hpa",
-        Some(Kind::CordonNode(_)) => "cordon_node",
-        Some(Kind::UncordonNode(_)) => "uncordon_node",
-        Some(Kind::DrainNode(_)) => "drain_node",
-        Some(Kind::ExpandPvc(_)) => "expand_pvc",
-        Some(Kind::PatchResources(_)) => "patch_resources",
-        Some(Kind::DeleteJob(_)) => "delete_job",
-        Some(Kind::DeleteResource(_)) => "delete_resource",
-        Some(Kind::ReportOnly(_)) => "report_only",
-        None => "none",
-    }
-}
-
 fn action_of(r: &Recommendation) -> &'static str {
-    action_label(r.action.as_ref().and_then(|a| a.kind.as_ref()))
+    nanny_proto::vocabulary::label_of(r.action.as_ref().and_then(|a| a.kind.as_ref()))
 }
 
 fn target_uid(r: &Recommendation) -> &str {

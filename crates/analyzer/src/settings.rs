@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use nanny_proto::v1::{ActionType, AnalysisSettings, IssueKind, RuleOverrides};
+use nanny_proto::vocabulary;
 
 use crate::{
     config::{Config, RulesConfig},
@@ -70,18 +71,11 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
     ),
 ];
 
-/// The model's action names by action type.
+/// The model's action name of an action type, if a model may propose it.
 fn model_action(t: ActionType) -> Option<&'static str> {
-    Some(match t {
-        ActionType::RestartPod => "restart_pod",
-        ActionType::RolloutRestart => "rollout_restart",
-        ActionType::ScaleHpa => "scale_hpa",
-        ActionType::CordonNode => "cordon_node",
-        ActionType::DrainNode => "drain_node",
-        ActionType::ExpandPvc => "expand_pvc",
-        ActionType::DeleteJob => "delete_job",
-        _ => return None,
-    })
+    vocabulary::info(t)
+        .filter(|a| a.model == vocabulary::ModelUse::Offered)
+        .map(|a| a.label)
 }
 
 /// What the model path uses for one request.

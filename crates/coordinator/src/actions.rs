@@ -240,7 +240,7 @@ impl Driver {
             }
             spec.issue_kind = Some(incident.issue.clone());
         }
-        let action_type = convert::action_type_str(spec.action.type_);
+        let action_type = spec.action.type_.name();
         let dedup: DedupKey = (
             policy_ref.clone(),
             spec.target.uid.clone(),
@@ -293,7 +293,7 @@ impl Driver {
         let matches = |a: &HealingAction| {
             a.spec.policy_ref == *policy_ref
                 && a.spec.target.uid == *uid
-                && convert::action_type_str(a.spec.action.type_) == action_type
+                && a.spec.action.type_.name() == action_type
         };
         let mut cooling = false;
         for action in self.inner.actions.state() {
@@ -1174,7 +1174,7 @@ impl Step<'_> {
         let report = OutcomeReport {
             recommendation_id: rec.id.clone(),
             target: rec.target.clone(),
-            action_type: convert::proto_action_type(self.action.spec.action.type_) as i32,
+            action_type: self.action.spec.action.type_.proto() as i32,
             outcome: outcome as i32,
             finished_at,
             workload_uid: self.action.spec.workload_uid.clone().unwrap_or_default(),
@@ -1247,7 +1247,7 @@ impl Step<'_> {
                 .unwrap_or_default(),
             recommendation_id: self.action.spec.recommendation_id.clone(),
             target: Some(target.clone()),
-            action_type: convert::proto_action_type(self.action.spec.action.type_) as i32,
+            action_type: self.action.spec.action.type_.proto() as i32,
             policy_ref: self.action.spec.policy_ref.clone(),
             reason: reason.clone(),
         };
@@ -1352,7 +1352,7 @@ impl Step<'_> {
             "{note} [HealingAction {}/{}, {}]",
             self.action.namespace().unwrap_or_default(),
             self.action.name_any(),
-            convert::action_type_str(spec.action.type_)
+            spec.action.type_.name()
         );
         let mut note = note;
         if note.len() > 1000 {
@@ -1366,7 +1366,7 @@ impl Step<'_> {
             type_,
             reason: reason.to_owned(),
             note: Some(note),
-            action: convert::action_type_str(spec.action.type_).to_owned(),
+            action: spec.action.type_.name().to_owned(),
             secondary: None,
         };
         for reference in [target, self.action.object_ref(&())] {

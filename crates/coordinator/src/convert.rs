@@ -9,45 +9,18 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
-pub use nanny_crd::proto::{analysis_settings, gate_policy, proto_action_type};
+pub use nanny_crd::proto::{analysis_settings, gate_policy};
 use nanny_crd::{ActionSource, ActionSpec, ActionType, HealingActionSpec, SourceKind, TargetRef};
 use nanny_proto::v1 as pb;
 use pb::action::Kind;
 
 use crate::error::Error;
 
-/// The CRD spelling of a proto action type, `None` for an unset action.
+/// The CRD spelling of an action arm.
 pub fn action_type(kind: &Kind) -> ActionType {
-    match kind {
-        Kind::RestartPod(_) => ActionType::RestartPod,
-        Kind::RolloutRestart(_) => ActionType::RolloutRestart,
-        Kind::ScaleHpa(_) => ActionType::ScaleHpa,
-        Kind::CordonNode(_) => ActionType::CordonNode,
-        Kind::UncordonNode(_) => ActionType::UncordonNode,
-        Kind::DrainNode(_) => ActionType::DrainNode,
-        Kind::ExpandPvc(_) => ActionType::ExpandPvc,
-        Kind::PatchResources(_) => ActionType::PatchResources,
-        Kind::DeleteJob(_) => ActionType::DeleteJob,
-        Kind::DeleteResource(_) => ActionType::DeleteResource,
-        Kind::ReportOnly(_) => ActionType::ReportOnly,
-    }
-}
-
-/// The CRD spelling of an action type, as used in labels and names.
-pub fn action_type_str(t: ActionType) -> &'static str {
-    match t {
-        ActionType::RestartPod => "RestartPod",
-        ActionType::RolloutRestart => "RolloutRestart",
-        ActionType::ScaleHpa => "ScaleHpa",
-        ActionType::CordonNode => "CordonNode",
-        ActionType::UncordonNode => "UncordonNode",
-        ActionType::DrainNode => "DrainNode",
-        ActionType::ExpandPvc => "ExpandPvc",
-        ActionType::PatchResources => "PatchResources",
-        ActionType::DeleteJob => "DeleteJob",
-        ActionType::DeleteResource => "DeleteResource",
-        ActionType::ReportOnly => "ReportOnly",
-    }
+    let wire = nanny_proto::vocabulary::action_type(kind);
+    // Every arm's type has a CRD variant (the crd crate's vocabulary test).
+    ActionType::from_proto(wire).unwrap_or(ActionType::ReportOnly)
 }
 
 type Params = BTreeMap<String, String>;
@@ -177,7 +150,7 @@ pub fn action(spec: &ActionSpec) -> Result<Kind, Error> {
     if let Some(key) = params.keys().next() {
         return Err(Error::invalid(
             format!("spec.action.params.{key}"),
-            format!("is not a parameter of {}", action_type_str(spec.type_)),
+            format!("is not a parameter of {}", spec.type_.name()),
         ));
     }
     Ok(kind)

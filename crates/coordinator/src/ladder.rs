@@ -13,8 +13,6 @@ use kube::ResourceExt as _;
 use nanny_crd::{ActionType, HealingAction, Ladder, SourceKind};
 use nanny_proto::v1::{self as pb, ClusterSnapshot};
 
-use crate::convert;
-
 /// The source name of the actions the ladder itself proposes.
 pub const SOURCE: &str = "nanny.ai/ladder";
 
@@ -200,7 +198,7 @@ pub fn climb(
         let mut text = String::new();
         for (action, lines) in &tried {
             for line in lines {
-                let _ = writeln!(text, "- {}: {line}", convert::action_type_str(*action));
+                let _ = writeln!(text, "- {}: {line}", action.name());
             }
         }
         text
@@ -301,7 +299,7 @@ pub fn next_recommendation(
         _ => return None,
     };
     Some(pb::Recommendation {
-        id: format!("{}-ladder-{}", rec.id, convert::action_type_str(action)),
+        id: format!("{}-ladder-{}", rec.id, action.name()),
         target: Some(target.clone()),
         action: Some(pb::Action { kind: Some(kind) }),
         source: Some(pb::Source {
@@ -310,7 +308,7 @@ pub fn next_recommendation(
         confidence: 100,
         reason: format!(
             "Earlier actions did not help in this incident:\n{why}Next rung of the ladder: {} of {} {}/{}.",
-            convert::action_type_str(action),
+            action.name(),
             target.kind,
             target.namespace,
             target.name

@@ -251,7 +251,7 @@ impl Message {
             moment: moment.to_owned(),
             namespace,
             name,
-            action: crate::convert::action_type_str(spec.action.type_).to_owned(),
+            action: spec.action.type_.name().to_owned(),
             target,
             reason: spec.reasoning.chars().take(2000).collect(),
             evidence: spec.evidence.iter().take(8).cloned().collect(),

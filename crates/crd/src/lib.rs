@@ -25,11 +25,36 @@ use serde::{Deserialize, Serialize};
 /// API group of every Nanny resource.
 pub const GROUP: &str = "nanny.ai";
 
-/// The action types Nanny knows, as named in policies and actions.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-pub enum ActionType {
+/// Declares [`ActionType`] from one list of variants named exactly as the
+/// contract's `ActionType`, with the conversions both ways generated from it.
+macro_rules! action_types {
+    ($($(#[doc = $doc:literal])+ $name:ident,)+) => {
+        /// The action types Nanny knows, as named in policies and actions:
+        /// the CRD's spelling of `nanny_proto::vocabulary`.
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            JsonSchema,
+        )]
+        pub enum ActionType {
+            $($(#[doc = $doc])+ $name,)+
+        }
+
+        impl ActionType {
+            /// Every action type, in contract order.
+            pub const ALL: &[ActionType] = &[$(ActionType::$name,)+];
+        }
+
+        impl From<ActionType> for nanny_proto::v1::ActionType {
+            fn from(t: ActionType) -> Self {
+                match t {
+                    $(ActionType::$name => Self::$name,)+
+                }
+            }
+        }
+    };
+}
+
+action_types! {
     /// Delete a controller-owned pod.
     RestartPod,
     /// Set the restartedAt annotation on a workload.
@@ -52,6 +77,28 @@ pub enum ActionType {
     DeleteResource,
     /// Tell a human; nothing to execute.
     ReportOnly,
+}
+
+impl ActionType {
+    /// The contract's enum value.
+    pub fn proto(self) -> nanny_proto::v1::ActionType {
+        self.into()
+    }
+
+    /// The vocabulary's entry: name, label, targets, approval.
+    pub fn info(self) -> &'static nanny_proto::vocabulary::ActionInfo {
+        nanny_proto::vocabulary::of_type(self.proto())
+    }
+
+    /// `RestartPod`: the name in CRs, labels and object names.
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    /// The CRD type of a contract value; `None` for `Unspecified`.
+    pub fn from_proto(t: nanny_proto::v1::ActionType) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.proto() == t)
+    }
 }
 
 /// A standard Kubernetes condition, as both resources' statuses carry.
@@ -93,6 +140,25 @@ pub fn crd_yaml() -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn action_types_are_the_vocabulary_spelled_alike() {
+        let vocabulary: Vec<_> = nanny_proto::vocabulary::ACTIONS
+            .iter()
+            .map(|a| a.action_type)
+            .collect();
+        let ours: Vec<_> = ActionType::ALL.iter().map(|t| t.proto()).collect();
+        assert_eq!(ours, vocabulary, "one CRD variant per vocabulary entry");
+        for &t in ActionType::ALL {
+            // The CR spelling is the vocabulary's name, both ways.
+            assert_eq!(serde_json::to_value(t).unwrap(), t.name());
+            assert_eq!(ActionType::from_proto(t.proto()), Some(t));
+        }
+        assert_eq!(
+            ActionType::from_proto(nanny_proto::v1::ActionType::Unspecified),
+            None
+        );
+    }
 
     #[test]
     fn committed_crds_match_the_types() {

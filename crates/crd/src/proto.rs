@@ -5,24 +5,7 @@
 
 use nanny_proto::v1 as pb;
 
-use crate::{ActionType, AllowedAction, Approval, HealingPolicySpec, Mode};
-
-/// The proto enum of a CRD action type.
-pub fn proto_action_type(t: ActionType) -> pb::ActionType {
-    match t {
-        ActionType::RestartPod => pb::ActionType::RestartPod,
-        ActionType::RolloutRestart => pb::ActionType::RolloutRestart,
-        ActionType::ScaleHpa => pb::ActionType::ScaleHpa,
-        ActionType::CordonNode => pb::ActionType::CordonNode,
-        ActionType::UncordonNode => pb::ActionType::UncordonNode,
-        ActionType::DrainNode => pb::ActionType::DrainNode,
-        ActionType::ExpandPvc => pb::ActionType::ExpandPvc,
-        ActionType::PatchResources => pb::ActionType::PatchResources,
-        ActionType::DeleteJob => pb::ActionType::DeleteJob,
-        ActionType::DeleteResource => pb::ActionType::DeleteResource,
-        ActionType::ReportOnly => pb::ActionType::ReportOnly,
-    }
-}
+use crate::{AllowedAction, Approval, HealingPolicySpec, Mode};
 
 /// The parts of a HealingPolicy the gate enforces.
 pub fn gate_policy(spec: &HealingPolicySpec) -> pb::GatePolicy {
@@ -57,7 +40,7 @@ fn allowed_action(a: &AllowedAction) -> pb::AllowedAction {
     let bytes =
         |q: Option<String>| q.map(|q| nanny_common::quantity::parse(&q).map_or(0, |v| v as i64));
     pb::AllowedAction {
-        r#type: proto_action_type(a.type_) as i32,
+        r#type: a.type_.proto() as i32,
         approval: match a.approval {
             None => pb::ApprovalOverride::Unspecified,
             Some(Approval::Auto) => pb::ApprovalOverride::Auto,

@@ -9,7 +9,7 @@ use nanny_common::snapshot::SnapshotView;
 use nanny_crd::HealingPolicy;
 use nanny_proto::v1::{
     AnalysisSettings, AnalyzeSnapshotRequest, AnalyzeSnapshotResponse, ClusterSnapshot,
-    GetSnapshotRequest, ModelExchange, Recommendation, Scope, Severity, action::Kind,
+    GetSnapshotRequest, ModelExchange, Recommendation, Scope, Severity,
     analyzer_client::AnalyzerClient, collector_client::CollectorClient, source,
 };
 
@@ -309,21 +309,12 @@ fn snapshot_summary(s: &ClusterSnapshot) -> String {
 }
 
 fn action_name(recommendation: &Recommendation) -> &'static str {
-    match recommendation.action.as_ref().and_then(|a| a.kind.as_ref()) {
-        Some(Kind::RestartPod(_)) => "RestartPod",
-        Some(Kind::RolloutRestart(_)) => "RolloutRestart",
-        Some(Kind::ScaleHpa(_)) => "ScaleHpa",
-        Some(Kind::CordonNode(_)) => "CordonNode",
-        Some(Kind::UncordonNode(_)) => "UncordonNode",
-        Some(Kind::DrainNode(_)) => "DrainNode",
-        Some(Kind::ExpandPvc(_)) => "ExpandPvc",
-        Some(Kind::PatchResources(_)) => "PatchResources",
-        Some(Kind::DeleteJob(_)) => "DeleteJob",
-        Some(Kind::DeleteResource(_)) => "DeleteResource",
-        Some(Kind::ReportOnly(_)) => "ReportOnly",
+    recommendation
+        .action
+        .as_ref()
+        .and_then(|a| a.kind.as_ref())
         // An arm newer than this nannyctl: say so rather than guess.
-        None => "<unknown>",
-    }
+        .map_or("<unknown>", |k| nanny_proto::vocabulary::of(k).name)
 }
 
 fn source_name(recommendation: &Recommendation) -> String {
@@ -407,7 +398,8 @@ fn recommendations(response: &AnalyzeSnapshotResponse) -> String {
 mod tests {
     use super::*;
     use nanny_proto::v1::{
-        Action, ClusterInfo, Issue, IssueKind, ModelSource, ObjectRef, RestartPod, ScaleHpa, Source,
+        Action, ClusterInfo, Issue, IssueKind, ModelSource, ObjectRef, RestartPod, ScaleHpa,
+        Source, action::Kind,
     };
 
     fn pod(name: &str) -> Option<ObjectRef> {

@@ -9,6 +9,8 @@ pub mod v1 {
     tonic::include_proto!("nanny.v1");
 }
 
+pub mod vocabulary;
+
 /// The encoded `FileDescriptorSet` of every `nanny.v1` file, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/nanny_descriptor.bin"));

@@ -14,6 +14,7 @@ use nanny_proto::v1::{
     ActionType, Decision, ExecuteRequest, ObjectRef, Resources, RollbackRequest,
     action::Kind as ActionKind,
 };
+use nanny_proto::vocabulary::{self, Targets};
 
 use crate::{config::Config, error::Error};
 
@@ -123,29 +124,11 @@ pub struct Validated {
     pub human_approved: bool,
 }
 
-/// The action type of an action arm.
-pub fn action_type(kind: &ActionKind) -> ActionType {
-    match kind {
-        ActionKind::RestartPod(_) => ActionType::RestartPod,
-        ActionKind::RolloutRestart(_) => ActionType::RolloutRestart,
-        ActionKind::ScaleHpa(_) => ActionType::ScaleHpa,
-        ActionKind::CordonNode(_) => ActionType::CordonNode,
-        ActionKind::UncordonNode(_) => ActionType::UncordonNode,
-        ActionKind::DrainNode(_) => ActionType::DrainNode,
-        ActionKind::ExpandPvc(_) => ActionType::ExpandPvc,
-        ActionKind::PatchResources(_) => ActionType::PatchResources,
-        ActionKind::DeleteJob(_) => ActionType::DeleteJob,
-        ActionKind::DeleteResource(_) => ActionType::DeleteResource,
-        ActionKind::ReportOnly(_) => ActionType::ReportOnly,
-    }
-}
+pub use nanny_proto::vocabulary::action_type;
 
 /// A metric label for an action type: `restart_pod`, `scale_hpa`, ….
-pub fn action_label(action: ActionType) -> String {
-    action
-        .as_str_name()
-        .trim_start_matches("ACTION_TYPE_")
-        .to_ascii_lowercase()
+pub fn action_label(action: ActionType) -> &'static str {
+    vocabulary::of_type(action).label
 }
 
 /// Action ids become part of an object name (the action record).
@@ -324,27 +307,19 @@ pub fn check_rollback_signature(
 /// # Errors
 /// [`Error::InvalidRequest`] naming the field.
 pub fn validate_target(action: &ActionKind, target: &ObjectRef) -> Result<TargetKind, Error> {
-    let allowed: &[TargetKind] = match action {
-        ActionKind::RestartPod(_) => &[TargetKind::Pod],
-        ActionKind::RolloutRestart(_) | ActionKind::PatchResources(_) => &[
-            TargetKind::Deployment,
-            TargetKind::StatefulSet,
-            TargetKind::DaemonSet,
-        ],
-        ActionKind::ScaleHpa(_) => &[TargetKind::Hpa],
-        ActionKind::CordonNode(_) | ActionKind::UncordonNode(_) | ActionKind::DrainNode(_) => {
-            &[TargetKind::Node]
-        }
-        ActionKind::ExpandPvc(_) => &[TargetKind::Pvc],
-        ActionKind::DeleteJob(_) => &[TargetKind::Job],
-        ActionKind::DeleteResource(_) | ActionKind::ReportOnly(_) => {
-            return Err(Error::Unsupported {
-                action: action_type(action).as_str_name(),
-            });
-        }
+    let info = vocabulary::of(action);
+    let Targets::Kinds(allowed) = info.targets else {
+        return Err(Error::Unsupported {
+            action: info.action_type.as_str_name(),
+        });
     };
+    if !info.executable {
+        return Err(Error::Unsupported {
+            action: info.action_type.as_str_name(),
+        });
+    }
     let kind = TargetKind::parse(&target.kind)
-        .filter(|k| allowed.contains(k))
+        .filter(|_| info.accepts(&target.kind))
         .ok_or_else(|| {
             Error::invalid(
                 "recommendation.target.kind",

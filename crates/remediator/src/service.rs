@@ -678,7 +678,7 @@ impl Remediator for RemediatorService {
             .and_then(|a| a.kind.as_ref())
             .map_or_else(
                 || "unknown".to_owned(),
-                |k| action_label(request::action_type(k)),
+                |k| action_label(request::action_type(k)).to_owned(),
             );
         let namespace = recommendation
             .and_then(|r| r.target.as_ref())

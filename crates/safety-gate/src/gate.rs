@@ -15,6 +15,7 @@ use nanny_proto::v1::{
     Action, ActionType, ApprovalOverride, Decision, IssueKind, ObjectRef, OutcomeReport,
     PolicyMode, ReviewRequest, action::Kind, source,
 };
+use nanny_proto::vocabulary;
 use tokio::time::Instant;
 
 use crate::{
@@ -117,24 +118,7 @@ const DELETABLE_KINDS: [&str; 6] = [
     "Deployment",
     "DaemonSet",
 ];
-const WORKLOAD_KINDS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
-
-/// The action type of an action arm.
-pub fn action_type(kind: &Kind) -> ActionType {
-    match kind {
-        Kind::RestartPod(_) => ActionType::RestartPod,
-        Kind::RolloutRestart(_) => ActionType::RolloutRestart,
-        Kind::ScaleHpa(_) => ActionType::ScaleHpa,
-        Kind::CordonNode(_) => ActionType::CordonNode,
-        Kind::UncordonNode(_) => ActionType::UncordonNode,
-        Kind::DrainNode(_) => ActionType::DrainNode,
-        Kind::ExpandPvc(_) => ActionType::ExpandPvc,
-        Kind::PatchResources(_) => ActionType::PatchResources,
-        Kind::DeleteJob(_) => ActionType::DeleteJob,
-        Kind::DeleteResource(_) => ActionType::DeleteResource,
-        Kind::ReportOnly(_) => ActionType::ReportOnly,
-    }
-}
+pub use nanny_proto::vocabulary::action_type;
 
 /// The gate: immutable config plus the limiter's state.
 #[derive(Debug)]
@@ -523,10 +507,12 @@ impl Gate {
                     "the policy requires a human for this action",
                 );
             }
-            // A drain evicts pods of every namespace on the node: node
-            // operations of that reach stay a human's call, whatever a
-            // policy says.
-            Ok(ApprovalOverride::Auto) if matches!(kind, Kind::DrainNode(_)) => {
+            // Actions that reach beyond the target's namespace (a drain
+            // evicts pods of every namespace on the node) stay a human's
+            // call, whatever a policy says.
+            Ok(ApprovalOverride::Auto)
+                if vocabulary::of(kind).approval == vocabulary::Approval::AlwaysHuman =>
+            {
                 review.tighten(
                     Level::NeedsApproval,
                     "drain-needs-human",
@@ -709,10 +695,7 @@ impl Gate {
         review: &mut Review,
     ) {
         let storm = &self.config.storm;
-        let node_action = matches!(
-            kind,
-            Kind::CordonNode(_) | Kind::UncordonNode(_) | Kind::DrainNode(_)
-        );
+        let node_action = vocabulary::of(kind).on_nodes();
         if node_action && context.nodes_total == 0 {
             // Without a node count the storm guard cannot judge: fail closed.
             review.tighten(
@@ -758,18 +741,7 @@ pub(crate) fn limit_target<'a>(workload_uid: &'a str, target_uid: &'a str) -> &'
 
 /// Whether the action fits the target's kind and scope.
 fn check_target_kind(kind: &Kind, target: &ObjectRef) -> Result<(), String> {
-    let fits = match kind {
-        Kind::RestartPod(_) => target.kind == "Pod",
-        Kind::RolloutRestart(_) | Kind::PatchResources(_) => {
-            WORKLOAD_KINDS.contains(&target.kind.as_str())
-        }
-        Kind::ScaleHpa(_) => target.kind == "HorizontalPodAutoscaler",
-        Kind::CordonNode(_) | Kind::UncordonNode(_) | Kind::DrainNode(_) => target.kind == "Node",
-        Kind::ExpandPvc(_) => target.kind == "PersistentVolumeClaim",
-        Kind::DeleteJob(_) => target.kind == "Job",
-        Kind::DeleteResource(_) | Kind::ReportOnly(_) => true,
-    };
-    if !fits {
+    if !vocabulary::of(kind).accepts(&target.kind) {
         return Err(format!(
             "{} cannot target a {}",
             action_type(kind).as_str_name(),

@@ -105,22 +105,9 @@ pub fn from_audit(records: &[nanny_common::audit::AuditRecord]) -> Vec<Past> {
     out
 }
 
-/// The wire name of a CRD action type (exhaustive: a new type must be mapped).
+/// The wire name of a CRD action type.
 pub fn wire_action(action: CrdActionType) -> &'static str {
-    match action {
-        CrdActionType::RestartPod => ActionType::RestartPod,
-        CrdActionType::RolloutRestart => ActionType::RolloutRestart,
-        CrdActionType::ScaleHpa => ActionType::ScaleHpa,
-        CrdActionType::CordonNode => ActionType::CordonNode,
-        CrdActionType::UncordonNode => ActionType::UncordonNode,
-        CrdActionType::DrainNode => ActionType::DrainNode,
-        CrdActionType::ExpandPvc => ActionType::ExpandPvc,
-        CrdActionType::PatchResources => ActionType::PatchResources,
-        CrdActionType::DeleteJob => ActionType::DeleteJob,
-        CrdActionType::DeleteResource => ActionType::DeleteResource,
-        CrdActionType::ReportOnly => ActionType::ReportOnly,
-    }
-    .as_str_name()
+    action.proto().as_str_name()
 }
 
 /// What one HealingAction counts for, if anything.

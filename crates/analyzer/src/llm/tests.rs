@@ -84,7 +84,7 @@ fn prompt_fences_untrusted_text_and_enumerates_only_snapshot_targets() {
         .collect();
     assert_eq!(targets, ["uid-Deployment-shop-web", "uid-Pod-shop-web-1"]);
     assert_eq!(item["issue_fingerprint"]["enum"], json!(["fp-1"]));
-    assert_eq!(item["action"]["enum"], json!(MODEL_ACTIONS));
+    assert_eq!(item["action"]["enum"], json!(*MODEL_ACTIONS));
     assert_eq!(
         prompt.schema["properties"]["recommendations"]["maxItems"],
         3
@@ -477,7 +477,7 @@ async fn a_good_reply_parses_and_the_request_carries_the_schema() {
     assert_eq!(
         sent["response_format"]["json_schema"]["schema"]["properties"]["recommendations"]["items"]
             ["properties"]["action"]["enum"],
-        json!(MODEL_ACTIONS)
+        json!(*MODEL_ACTIONS)
     );
     assert_eq!(sent["temperature"], 0.1);
     assert_eq!(sent["top_p"], 1.0);

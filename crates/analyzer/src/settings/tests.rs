@@ -29,7 +29,7 @@ fn without_a_policy_the_configuration_applies() {
     assert_eq!(s.rules.oom.factor, 1.5);
     assert_eq!(s.triggers, None);
     assert_eq!(s.model.model, "smollm2:135m");
-    assert_eq!(s.model.actions, MODEL_ACTIONS);
+    assert_eq!(s.model.actions, *MODEL_ACTIONS);
     assert!(s.model.guidance.is_empty());
 }
 
