@@ -738,17 +738,10 @@ fn any_kind() -> impl Strategy<Value = Option<Kind>> {
 /// A target kind the action fits (mostly), so that generated requests reach
 /// the deeper rules instead of stopping at the shape checks.
 fn target_kind_for(kind: Option<&Kind>, fits: bool, pick: usize) -> &'static str {
-    let choices: &[&'static str] = match kind {
-        _ if !fits => &KINDS,
-        Some(Kind::RestartPod(_)) => &["Pod"],
-        Some(Kind::RolloutRestart(_) | Kind::PatchResources(_)) => {
-            &["Deployment", "StatefulSet", "DaemonSet"]
-        }
-        Some(Kind::ScaleHpa(_)) => &["HorizontalPodAutoscaler"],
-        Some(Kind::CordonNode(_) | Kind::UncordonNode(_) | Kind::DrainNode(_)) => &["Node"],
-        Some(Kind::ExpandPvc(_)) => &["PersistentVolumeClaim"],
-        Some(Kind::DeleteJob(_)) => &["Job"],
-        Some(Kind::DeleteResource(_) | Kind::ReportOnly(_)) | None => &KINDS,
+    let targets = kind.map(|k| vocabulary::of(k).targets);
+    let choices: &[&'static str] = match targets {
+        Some(vocabulary::Targets::Kinds(kinds)) if fits => kinds,
+        _ => &KINDS,
     };
     choices[pick % choices.len()]
 }
