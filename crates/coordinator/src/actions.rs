@@ -27,10 +27,10 @@ use kube::{
 };
 use nanny_common::client::TracedChannel;
 use nanny_crd::{
-    ACTION_TYPE_LABEL, APPROVE_ANNOTATION, Condition, HealingAction, HealingActionStatus,
-    HealingPolicy, HumanApproval, HumanDecision, Mode, NotifyOn, OPEN_LABEL, POLICY_LABEL, Phase,
-    REJECT_ANNOTATION, RESOLVE_ANNOTATION, ROLLBACK_ANNOTATION, ResultRecord,
-    SEEN_COUNT_ANNOTATION, TARGET_UID_LABEL, VerdictRecord,
+    ACTION_TYPE_LABEL, APPROVE_ANNOTATION, Condition, Decision as RecordedDecision, HealingAction,
+    HealingActionStatus, HealingPolicy, HumanApproval, HumanDecision, Mode, NotifyOn, OPEN_LABEL,
+    Outcome, POLICY_LABEL, Phase, REJECT_ANNOTATION, RESOLVE_ANNOTATION, ROLLBACK_ANNOTATION,
+    ResultRecord, SEEN_COUNT_ANNOTATION, TARGET_UID_LABEL, VerdictRecord,
 };
 use nanny_proto::v1::{
     self as pb, ClusterSnapshot, Decision, ExecuteRequest, OutcomeReport, ReviewRequest,
@@ -793,7 +793,7 @@ impl Step<'_> {
         let mut status = self.status();
         let message = reasons.join("; ");
         let mut record = status.verdict.clone().unwrap_or_else(no_verdict);
-        record.decision = "Denied".to_owned();
+        record.decision = RecordedDecision::Denied;
         // A denial is never signed: drop what an earlier verdict carried.
         record.signature = None;
         record.key_id.clear();
@@ -889,7 +889,7 @@ impl Step<'_> {
         }
         let mut status = self.status();
         let mut record = verdict_record(&verdict);
-        record.decision = "Approved".to_owned();
+        record.decision = RecordedDecision::Approved;
         record.matched_rules.push(HUMAN.to_owned());
         record
             .reasons
@@ -1230,7 +1230,7 @@ impl Step<'_> {
             && status
                 .result
                 .as_ref()
-                .is_some_and(|r| r.outcome == "Ineffective" || r.outcome == "Failed");
+                .is_some_and(|r| matches!(r.outcome, Outcome::Ineffective | Outcome::Failed));
         let reason = match rollback_requested(&self.action) {
             Some(reason) => format!("requested: {reason}"),
             None if automatic => "verification failed".to_owned(),
@@ -1464,15 +1464,6 @@ fn rollback_requested(action: &HealingAction) -> Option<String> {
     action.annotations().get(ROLLBACK_ANNOTATION).cloned()
 }
 
-fn decision_str(decision: i32) -> &'static str {
-    match Decision::try_from(decision) {
-        Ok(Decision::Approved) => "Approved",
-        Ok(Decision::NeedsApproval) => "NeedsApproval",
-        Ok(Decision::DryRunOnly) => "DryRunOnly",
-        _ => "Denied",
-    }
-}
-
 /// An empty record, filled in by whoever decides.
 fn no_verdict() -> VerdictRecord {
     VerdictRecord::default()
@@ -1480,7 +1471,7 @@ fn no_verdict() -> VerdictRecord {
 
 fn verdict_record(verdict: &Verdict) -> VerdictRecord {
     VerdictRecord {
-        decision: decision_str(verdict.decision).to_owned(),
+        decision: RecordedDecision::from_proto(verdict.decision),
         matched_rules: verdict.matched_rules.clone(),
         reasons: verdict.reasons.clone(),
         audit_id: verdict.audit_id.clone(),
@@ -1517,12 +1508,7 @@ fn verdict_from_record(
     recommendation_id: &str,
     policy_ref: &str,
 ) -> Verdict {
-    let decision = match record.decision.as_str() {
-        "Approved" => Decision::Approved,
-        "DryRunOnly" => Decision::DryRunOnly,
-        "NeedsApproval" => Decision::NeedsApproval,
-        _ => Decision::Denied,
-    };
+    let decision = record.decision.proto();
     Verdict {
         recommendation_id: recommendation_id.to_owned(),
         decision: decision as i32,
@@ -1556,22 +1542,9 @@ fn verdict_from_record(
     }
 }
 
-fn outcome_str(outcome: i32) -> &'static str {
-    match pb::Outcome::try_from(outcome) {
-        Ok(pb::Outcome::Succeeded) => "Succeeded",
-        Ok(pb::Outcome::DryRun) => "DryRun",
-        Ok(pb::Outcome::Ineffective) => "Ineffective",
-        Ok(pb::Outcome::Failed) => "Failed",
-        Ok(pb::Outcome::Refused) => "Refused",
-        Ok(pb::Outcome::RolledBack) => "RolledBack",
-        Ok(pb::Outcome::Blocked) => "Blocked",
-        _ => "Unknown",
-    }
-}
-
 fn result_record(result: &pb::ActionResult) -> ResultRecord {
     ResultRecord {
-        outcome: outcome_str(result.outcome).to_owned(),
+        outcome: Outcome::from_proto(result.outcome),
         dry_run_diff: result.dry_run_diff.clone(),
         pre_image_ref: result.pre_image_ref.clone(),
         verification: result
@@ -1597,7 +1570,7 @@ fn result_record(result: &pb::ActionResult) -> ResultRecord {
 
 fn failed(error: &str) -> ResultRecord {
     ResultRecord {
-        outcome: "Failed".to_owned(),
+        outcome: Outcome::Failed,
         dry_run_diff: String::new(),
         pre_image_ref: String::new(),
         verification: String::new(),
@@ -1640,23 +1613,21 @@ mod tests {
 
     #[test]
     fn only_a_recorded_approval_becomes_an_approved_verdict() {
-        let mut record = VerdictRecord {
-            decision: "NeedsApproval".into(),
-            matched_rules: vec![],
-            reasons: vec![],
-            audit_id: "a1".into(),
-            ..VerdictRecord::default()
+        // Records as stored in the CR, spelled as any coordinator wrote them.
+        let record = |decision: &str| -> VerdictRecord {
+            serde_json::from_value(serde_json::json!({
+                "decision": decision, "matchedRules": [], "reasons": [], "auditId": "a1",
+            }))
+            .unwrap()
         };
-        let verdict = verdict_from_record(&record, "r", "p/q");
+        let verdict = verdict_from_record(&record("NeedsApproval"), "r", "p/q");
         assert_eq!(verdict.decision, Decision::NeedsApproval as i32);
-        record.decision = "Approved".into();
         assert_eq!(
-            verdict_from_record(&record, "r", "p/q").decision,
+            verdict_from_record(&record("Approved"), "r", "p/q").decision,
             Decision::Approved as i32
         );
-        record.decision = "garbage".into();
         assert_eq!(
-            verdict_from_record(&record, "r", "p/q").decision,
+            verdict_from_record(&record("garbage"), "r", "p/q").decision,
             Decision::Denied as i32
         );
     }

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, fmt::Write as _, sync::Arc, time::Duration};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
-use nanny_crd::{ActionType, HealingAction, Ladder, SourceKind};
+use nanny_crd::{ActionType, HealingAction, Ladder, Outcome, SourceKind};
 use nanny_proto::v1::{self as pb, ClusterSnapshot};
 
 /// The source name of the actions the ladder itself proposes.
@@ -243,8 +243,8 @@ fn created(action: &HealingAction) -> Timestamp {
 /// failed its verification); `None` for any other.
 fn ineffective(action: &HealingAction) -> Option<String> {
     let result = action.status.as_ref()?.result.as_ref()?;
-    let counted = result.outcome == "Ineffective"
-        || (result.outcome == "Failed" && !result.verification.is_empty());
+    let counted = result.outcome == Outcome::Ineffective
+        || (result.outcome == Outcome::Failed && !result.verification.is_empty());
     counted.then(|| {
         format!(
             "{} at {}: {}",

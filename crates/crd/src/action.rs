@@ -4,6 +4,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use nanny_proto::v1 as pb;
+
 use crate::{ActionType, Condition};
 
 /// One recommendation recorded as a durable, auditable state machine.
@@ -339,12 +341,134 @@ pub struct HealingActionStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// The gate's decision, as recorded: the contract's `Decision` in the CR's
+/// spelling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Decision {
+    /// Go ahead.
+    Approved,
+    /// A human approves first.
+    NeedsApproval,
+    /// Only a dry run.
+    DryRunOnly,
+    /// No. Also what a record without a decision reads as, and what any
+    /// spelling this build does not know reads as: fail closed.
+    #[default]
+    #[serde(other)]
+    Denied,
+}
+
+impl Decision {
+    /// The record of a contract decision; anything but the three that let
+    /// something happen is `Denied`.
+    pub fn from_proto(decision: i32) -> Self {
+        match pb::Decision::try_from(decision) {
+            Ok(pb::Decision::Approved) => Self::Approved,
+            Ok(pb::Decision::NeedsApproval) => Self::NeedsApproval,
+            Ok(pb::Decision::DryRunOnly) => Self::DryRunOnly,
+            _ => Self::Denied,
+        }
+    }
+
+    /// The contract's value.
+    pub fn proto(self) -> pb::Decision {
+        match self {
+            Self::Approved => pb::Decision::Approved,
+            Self::NeedsApproval => pb::Decision::NeedsApproval,
+            Self::DryRunOnly => pb::Decision::DryRunOnly,
+            Self::Denied => pb::Decision::Denied,
+        }
+    }
+
+    /// The CR spelling, e.g. `NeedsApproval`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "Approved",
+            Self::NeedsApproval => "NeedsApproval",
+            Self::DryRunOnly => "DryRunOnly",
+            Self::Denied => "Denied",
+        }
+    }
+}
+
+/// How an execution (or a rollback) ended, as recorded: the contract's
+/// `Outcome` in the CR's spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Outcome {
+    /// Applied and verified.
+    Succeeded,
+    /// Only a dry run; nothing changed.
+    DryRun,
+    /// Applied, but the problem stayed.
+    Ineffective,
+    /// Applying or verifying failed.
+    Failed,
+    /// The remediator refused (verdict, protection, validation).
+    Refused,
+    /// Undone.
+    RolledBack,
+    /// A PodDisruptionBudget refused; nothing was written.
+    Blocked,
+    /// An outcome this build does not know (a newer remediator's, or any
+    /// other spelling): counted as a failure wherever it matters.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Outcome {
+    /// The record of a contract outcome.
+    pub fn from_proto(outcome: i32) -> Self {
+        match pb::Outcome::try_from(outcome) {
+            Ok(pb::Outcome::Succeeded) => Self::Succeeded,
+            Ok(pb::Outcome::DryRun) => Self::DryRun,
+            Ok(pb::Outcome::Ineffective) => Self::Ineffective,
+            Ok(pb::Outcome::Failed) => Self::Failed,
+            Ok(pb::Outcome::Refused) => Self::Refused,
+            Ok(pb::Outcome::RolledBack) => Self::RolledBack,
+            Ok(pb::Outcome::Blocked) => Self::Blocked,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// The CR spelling, e.g. `Ineffective`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "Succeeded",
+            Self::DryRun => "DryRun",
+            Self::Ineffective => "Ineffective",
+            Self::Failed => "Failed",
+            Self::Refused => "Refused",
+            Self::RolledBack => "RolledBack",
+            Self::Blocked => "Blocked",
+            Self::Unknown => "Unknown",
+        }
+    }
+
+    /// Whether something was executed: not a dry run, a refusal or a
+    /// budget's block.
+    pub fn executed(self) -> bool {
+        !matches!(self, Self::DryRun | Self::Refused | Self::Blocked)
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The gate's verdict, as recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerdictRecord {
-    /// `Approved`, `NeedsApproval`, `DryRunOnly` or `Denied`.
-    pub decision: String,
+    /// The gate's (or a human's, re-checked by the gate) decision.
+    pub decision: Decision,
     /// Gate rule ids that decided.
     #[serde(default)]
     pub matched_rules: Vec<String>,
@@ -393,8 +517,8 @@ pub struct VerdictRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultRecord {
-    /// e.g. `Succeeded`, `DryRun`, `Ineffective`, `Failed`, `Refused`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: Outcome,
     /// The change a dry run would make.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub dry_run_diff: String,

@@ -499,7 +499,7 @@ fn rollback_patch(action: &HealingAction, reason: &str) -> anyhow::Result<serde_
 mod tests {
     use super::*;
     use crate::render::tests::action;
-    use nanny_crd::ResultRecord;
+    use nanny_crd::{Outcome, ResultRecord};
 
     fn approval() -> HumanApproval {
         HumanApproval {
@@ -513,7 +513,11 @@ mod tests {
     fn finished(phase: Phase, pre_image: &str) -> HealingAction {
         let mut action = action("ha-1", Some(phase));
         action.status.as_mut().unwrap().result = Some(ResultRecord {
-            outcome: phase.to_string(),
+            outcome: match phase {
+                Phase::Succeeded => Outcome::Succeeded,
+                Phase::Failed => Outcome::Failed,
+                _ => Outcome::Refused,
+            },
             dry_run_diff: String::new(),
             pre_image_ref: pre_image.into(),
             verification: String::new(),
@@ -597,7 +601,7 @@ mod tests {
 
         let mut done = finished(Phase::Succeeded, "cm/pre/ha-1");
         done.status.as_mut().unwrap().rollback = Some(ResultRecord {
-            outcome: "Succeeded".into(),
+            outcome: Outcome::Succeeded,
             dry_run_diff: String::new(),
             pre_image_ref: String::new(),
             verification: String::new(),

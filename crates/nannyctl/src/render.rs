@@ -209,7 +209,7 @@ fn field(out: &mut String, label: &str, value: impl std::fmt::Display) {
 }
 
 fn result_lines(out: &mut String, result: &ResultRecord, now: Timestamp) {
-    field(out, "  Outcome", &result.outcome);
+    field(out, "  Outcome", result.outcome);
     if let Some(at) = &result.finished_at {
         field(out, "  Finished", when(at, now));
     }
@@ -365,7 +365,7 @@ pub fn describe(action: &HealingAction, program: &str, now: Timestamp) -> String
 
     match &status.verdict {
         Some(verdict) => {
-            field(&mut out, "Verdict", &verdict.decision);
+            field(&mut out, "Verdict", verdict.decision);
             if let Some(at) = &verdict.decided_at {
                 field(&mut out, "  Decided", when(at, now));
             }
@@ -430,7 +430,8 @@ pub fn describe(action: &HealingAction, program: &str, now: Timestamp) -> String
 pub(crate) mod tests {
     use super::*;
     use nanny_crd::{
-        ActionType, HealingActionSpec, HealingActionStatus, HumanApproval, TargetRef, VerdictRecord,
+        ActionType, Decision, HealingActionSpec, HealingActionStatus, HumanApproval, Outcome,
+        TargetRef, VerdictRecord,
     };
 
     /// A PatchResources action on `Pod shop/web-1`, built from JSON so
@@ -556,7 +557,7 @@ pub(crate) mod tests {
         let mut done = action("ha-1", Some(Phase::Succeeded));
         assert_eq!(next_step(&done, "nannyctl"), "none: the action is finished");
         done.status.as_mut().unwrap().result = Some(ResultRecord {
-            outcome: "Succeeded".into(),
+            outcome: Outcome::Succeeded,
             dry_run_diff: String::new(),
             pre_image_ref: "configmap/nanny-preimages/ha-1".into(),
             verification: String::new(),
@@ -582,7 +583,7 @@ pub(crate) mod tests {
         status.phase_since = Some("2026-11-23T11:58:00Z".into());
         status.attempts = 1;
         status.verdict = Some(VerdictRecord {
-            decision: "NeedsApproval".into(),
+            decision: Decision::NeedsApproval,
             matched_rules: vec!["approval.patch-resources".into()],
             reasons: vec!["PatchResources needs a human".into()],
             audit_id: "audit-7".into(),
@@ -590,7 +591,7 @@ pub(crate) mod tests {
             ..VerdictRecord::default()
         });
         status.result = Some(ResultRecord {
-            outcome: "Ineffective".into(),
+            outcome: Outcome::Ineffective,
             dry_run_diff: "-memory: 512Mi\n+memory: 768Mi".into(),
             pre_image_ref: "configmap/pre/ha-oom".into(),
             verification: "still OOMKilled after 300s".into(),

@@ -14,7 +14,8 @@ use kube::{
     api::{ApiResource, DynamicObject, ListParams},
 };
 use nanny_crd::{
-    ACTION_TYPE_LABEL, ActionType as CrdActionType, HealingAction, POLICY_LABEL, TARGET_UID_LABEL,
+    ACTION_TYPE_LABEL, ActionType as CrdActionType, Decision as RecordedDecision, HealingAction,
+    Outcome, POLICY_LABEL, TARGET_UID_LABEL,
 };
 use nanny_proto::v1::{ActionType, Decision, GateLimits};
 
@@ -125,13 +126,14 @@ pub fn from_action(action: &HealingAction) -> Option<Past> {
     let spec = &action.spec;
     let status = action.status.as_ref()?;
     let executed = status.result.as_ref().and_then(|result| {
-        let succeeded = match result.outcome.as_str() {
-            "Succeeded" => true,
-            // Nothing was executed: nothing counts but the approval.
-            "Refused" | "DryRun" | "Blocked" => return None,
-            _ => false,
-        };
-        Some((succeeded, result.finished_at.as_deref()))
+        // Nothing executed (refused, dry run, blocked): nothing counts but
+        // the approval. Every other outcome but success counts as failed.
+        result.outcome.executed().then(|| {
+            (
+                result.outcome == Outcome::Succeeded,
+                result.finished_at.as_deref(),
+            )
+        })
     });
     let (time, outcome) = match executed {
         Some((succeeded, finished_at)) => (
@@ -143,7 +145,7 @@ pub fn from_action(action: &HealingAction) -> Option<Past> {
         ),
         None => {
             let verdict = status.verdict.as_ref()?;
-            if verdict.decision != "Approved" {
+            if verdict.decision != RecordedDecision::Approved {
                 return None;
             }
             (verdict.decided_at.as_deref(), None)

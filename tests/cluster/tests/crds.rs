@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kube::{Api, api::PostParams};
 use nanny_cluster_tests::Fixture;
-use nanny_crd::HealingPolicy;
+use nanny_crd::{Decision, HealingAction, HealingPolicy, Outcome, Phase};
 use nanny_test_util::cluster::{eventually, install_crds};
 use serde_json::{Value, json};
 
@@ -192,5 +192,65 @@ async fn a_ladder_rung_issue_or_sink_type_it_does_not_know_is_refused_with_the_f
             );
         }
         other => panic!("unknown sink type: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_action_stored_before_the_records_were_typed_is_accepted_and_reads_typed() {
+    let Some(fx) = Fixture::new("crd-stored").await else {
+        return;
+    };
+    install_crds(&fx.client).await.unwrap();
+    // The object as an earlier coordinator wrote it, strings and all.
+    let mut stored: Value = serde_json::from_str(include_str!(
+        "../../../crates/crd/tests/fixtures/healingaction-v1alpha1-strings.json"
+    ))
+    .unwrap();
+    let name = stored["metadata"]["name"].as_str().unwrap().to_owned();
+    let status = stored["status"].take();
+    let resource = kube::api::ApiResource::erase::<HealingAction>(&());
+    let raw: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(fx.client.clone(), fx.ns(), &resource);
+    let object: kube::api::DynamicObject = serde_json::from_value(stored).unwrap();
+    eventually("the stored spec accepted", Duration::from_secs(30), || {
+        let (raw, object) = (raw.clone(), object.clone());
+        async move { Ok(Some(raw.create(&PostParams::default(), &object).await?)) }
+    })
+    .await
+    .unwrap();
+    raw.patch_status(
+        &name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .expect("the stored status spellings are valid under the typed schema");
+
+    let typed: Api<HealingAction> = Api::namespaced(fx.client.clone(), fx.ns());
+    let action = typed.get(&name).await.unwrap();
+    let status = action.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::RolledBack));
+    assert_eq!(status.verdict.unwrap().decision, Decision::Approved);
+    assert_eq!(status.result.unwrap().outcome, Outcome::Ineffective);
+    assert_eq!(status.rollback.unwrap().outcome, Outcome::RolledBack);
+
+    // A spelling outside the vocabulary never reaches the store.
+    match raw
+        .patch_status(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({ "status": { "verdict": { "decision": "Maybe" } } })),
+        )
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{}", status.message);
+            assert!(
+                status.message.contains("status.verdict.decision"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("an unknown decision was stored: {other:?}"),
     }
 }

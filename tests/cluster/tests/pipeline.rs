@@ -267,7 +267,11 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
         h.approve(&pending).await;
         let action = h.wait_phase(&uid, Phase::RolledBack).await;
         let status = action.status.unwrap();
-        assert!(status.rollback.is_some_and(|r| r.outcome == "RolledBack"));
+        assert!(
+            status
+                .rollback
+                .is_some_and(|r| r.outcome == nanny_crd::Outcome::RolledBack)
+        );
         let limit = deployments
             .get("stubborn")
             .await
@@ -743,7 +747,7 @@ async fn a_budget_that_refuses_blocks_the_restart_then_escalates_and_one_that_al
     assert_eq!(action.spec.action.type_, ActionType::RestartPod);
     assert_eq!(status.blocked, 3, "{status:?}");
     let result = status.result.unwrap();
-    assert_eq!(result.outcome, "Blocked", "{result:?}");
+    assert_eq!(result.outcome, nanny_crd::Outcome::Blocked, "{result:?}");
     assert!(
         result
             .error
