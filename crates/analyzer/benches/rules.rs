@@ -3,7 +3,7 @@
 //! HealingPolicy's settings), and prompt building over the same snapshot.
 //! Targets: rules ≤ 20 ms, prompt ≤ 5 ms (median, one core).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant, SystemTime};
 

@@ -512,15 +512,19 @@ impl Breaker {
 
     /// Whether a call may go out at `now`.
     pub fn allow(&self, now: std::time::Instant) -> bool {
-        // A poisoned lock only means a panic elsewhere mid-update: the
-        // counters are still usable.
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // A poisoned lock (a panic mid-update) fails closed: no model call;
+        // the rules still answer.
+        let Ok(state) = self.state.lock() else {
+            return false;
+        };
         state.1.is_none_or(|until| now >= until)
     }
 
     /// Records a call's result; returns true while the breaker is open.
     pub fn record(&self, ok: bool, now: std::time::Instant) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(mut state) = self.state.lock() else {
+            return true;
+        };
         if ok {
             *state = (0, None);
             return false;

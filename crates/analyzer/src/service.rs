@@ -467,8 +467,10 @@ impl ReplyCache {
     }
 
     fn get(&self, key: &str, now: Instant) -> Option<llm::ModelReply> {
-        // A poisoned lock only means a panic mid-update; entries stay valid.
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        // A poisoned lock (a panic mid-update) fails closed: no cached reply.
+        let Ok(entries) = self.entries.lock() else {
+            return None;
+        };
         entries
             .get(key)
             .filter(|(at, _)| now.duration_since(*at) < self.ttl)
@@ -479,7 +481,9 @@ impl ReplyCache {
         if self.ttl.is_zero() {
             return;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
         if entries.len() >= CACHE_ENTRIES {
             entries.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
             if entries.len() >= CACHE_ENTRIES {

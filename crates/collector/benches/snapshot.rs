@@ -5,7 +5,7 @@
 //! and encoded ≤ 50 ms. The cluster half (RSS of the real process, detection
 //! latency through the API) is `tests/cluster/tests/collector_bench.rs`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 

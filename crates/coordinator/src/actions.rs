@@ -320,8 +320,12 @@ impl Driver {
                 .is_none_or(|t| Timestamp::now().duration_since(t).unsigned_abs() < cooldown);
             cooling |= recent && !transient;
         }
-        // Created by this process but not yet seen by the watch.
-        let mut created = self.inner.created.lock().ok()?;
+        // Created by this process but not yet seen by the watch. A poisoned
+        // lock fails closed: the proposal waits as if cooling down rather
+        // than risk a second action for the same target.
+        let Ok(mut created) = self.inner.created.lock() else {
+            return Some(Existing::CoolingDown);
+        };
         if let Some((ns, name)) = created.get(dedup).cloned() {
             let seen = self
                 .inner
@@ -340,11 +344,10 @@ impl Driver {
     async fn note_proposed_again(&self, namespace: &str, name: &str) {
         // A step in progress writes with the resourceVersion it read: an
         // annotation written now would only make that write conflict.
-        let driving = self
-            .inner
-            .in_flight
-            .lock()
-            .is_ok_and(|f| f.contains(&(namespace.to_owned(), name.to_owned())));
+        // A poisoned lock counts as driving: nothing is written.
+        let driving = self.inner.in_flight.lock().map_or(true, |f| {
+            f.contains(&(namespace.to_owned(), name.to_owned()))
+        });
         if driving {
             return;
         }
@@ -1414,6 +1417,9 @@ fn action_name(
 ) -> String {
     let digest = Sha256::digest(format!("{policy_ref}\n{recommendation_id}"));
     let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    let suffix = format!("{}-{hash}", action_type.to_ascii_lowercase());
+    // A DNS label: 63 characters at most, the target shortened to fit.
+    let room = 63usize.saturating_sub(suffix.len() + 1);
     let target: String = target
         .to_ascii_lowercase()
         .chars()
@@ -1424,13 +1430,12 @@ fn action_name(
                 '-'
             }
         })
-        .take(40)
+        .take(room)
         .collect();
-    format!(
-        "{}-{}-{hash}",
-        target.trim_matches('-'),
-        action_type.to_ascii_lowercase()
-    )
+    match target.trim_matches('-') {
+        "" => suffix,
+        target => format!("{target}-{suffix}"),
+    }
 }
 
 /// Whether the policy's triggers (issue kinds; empty = all) cover `rec`.
@@ -1607,8 +1612,27 @@ mod tests {
             name,
             action_name("Web-7f9c_x", "RestartPod", "shop/default", "rec-2")
         );
-        assert!(name.len() <= 63);
         assert_eq!(label_value("shop/default"), "shop.default");
+        // The longest target with the longest action name still makes a
+        // DNS label; a target with no usable character still makes a name.
+        let dns_label = |name: &str| {
+            name.len() <= 63
+                && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        let longest = nanny_proto::vocabulary::ACTIONS
+            .iter()
+            .map(|a| a.name)
+            .max_by_key(|n| n.len())
+            .unwrap();
+        let long = action_name(&"a".repeat(253), longest, "shop/default", "rec-1");
+        assert!(dns_label(&long), "{long} ({} characters)", long.len());
+        assert!(long.starts_with("aaaa"), "{long}");
+        let symbols = action_name("___", "RestartPod", "shop/default", "rec-1");
+        assert!(dns_label(&symbols), "{symbols}");
     }
 
     #[test]

@@ -25,9 +25,6 @@ pub enum Error {
     /// The resource changed since it was read (resourceVersion precondition).
     #[error("{0} changed meanwhile")]
     Conflict(String),
-    /// This replica is not (or no longer) the leader.
-    #[error("not the leader")]
-    NotLeader,
 }
 
 impl Error {
@@ -51,7 +48,7 @@ impl Error {
     /// refusal that will repeat.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Invalid { .. } | Self::NotLeader => false,
+            Self::Invalid { .. } => false,
             Self::Conflict(_) => true,
             Self::Kube(kube::Error::Api(status)) => {
                 status.code == 409 || status.code == 429 || status.code >= 500

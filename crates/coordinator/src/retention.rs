@@ -110,7 +110,10 @@ impl Retention {
             return;
         };
         {
-            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            // A poisoned lock fails closed: nothing is deleted.
+            let Ok(mut last) = self.last.lock() else {
+                return;
+            };
             if last.is_some_and(|at| at.elapsed() < self.every) {
                 return;
             }

@@ -115,7 +115,7 @@ impl Rung {
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
-#[allow(clippy::upper_case_acronyms, missing_docs)]
+#[allow(clippy::upper_case_acronyms)]
 pub enum LadderIssue {
     CrashLoopBackOff,
     OOMKilled,

@@ -83,11 +83,6 @@ impl TargetKind {
             Self::Job => &["batch/v1"],
         }
     }
-
-    /// Whether this is a workload with a pod template.
-    pub fn is_workload(self) -> bool {
-        matches!(self, Self::Deployment | Self::StatefulSet | Self::DaemonSet)
-    }
 }
 
 /// `Kind namespace/name` (or `Kind name` for cluster-scoped objects), for messages.

@@ -2,7 +2,7 @@
 //! review throughput on one core, and `Review` latency over gRPC on loopback.
 //! Targets: ≥ 50k reviews/s; p99 ≤ 2 ms.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant, SystemTime};
 

@@ -558,6 +558,24 @@ fn the_breaker_opens_after_repeated_failures_and_probes_later() {
     assert!(breaker.allow(later + Duration::from_secs(70)));
 }
 
+#[test]
+fn a_poisoned_breaker_fails_closed() {
+    let breaker = std::sync::Arc::new(Breaker::new(2, Duration::from_secs(60)));
+    let held = breaker.clone();
+    // A panic while the state is locked poisons it.
+    let _ = std::thread::spawn(move || {
+        let _guard = held.state.lock();
+        panic!("mid-update");
+    })
+    .join();
+    let now = std::time::Instant::now();
+    assert!(!breaker.allow(now), "no model call on poisoned state");
+    assert!(
+        breaker.record(true, now),
+        "reads as open, even after a success"
+    );
+}
+
 /// Serves `responses` to consecutive connections.
 async fn mock_seq(responses: Vec<(&'static str, String)>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
