@@ -1,0 +1,621 @@
+//! The life of a HealingAction: recorded, reviewed, approved (by the gate or
+//! a human), executed, verified, rolled back.
+//!
+//! All state is in the resource. Each step reads the HealingAction, does at
+//! most one outside call, and writes the result with the resourceVersion it
+//! read, so a replica that lost the lease (or a stale copy of this one)
+//! cannot overwrite a newer step. A coordinator killed at any point resumes
+//! from the phase it finds: Proposed is reviewed again (reviews have no side
+//! effects until an action executes), Executing calls the remediator again
+//! with the same action id, and the remediator answers with the stored result
+//! instead of acting twice.
+
+mod execute;
+mod records;
+mod step;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api, Client, ResourceExt as _,
+    api::{Patch, PatchParams, PostParams},
+    runtime::{
+        events::Recorder,
+        reflector::{ObjectRef, Store},
+    },
+};
+use nanny_common::client::TracedChannel;
+use nanny_crd::{
+    ACTION_TYPE_LABEL, HealingAction, HealingPolicy, OPEN_LABEL, POLICY_LABEL, Phase,
+    SEEN_COUNT_ANNOTATION, TARGET_UID_LABEL,
+};
+use nanny_proto::v1::{
+    self as pb, ClusterSnapshot, remediator_client::RemediatorClient,
+    safety_gate_client::SafetyGateClient,
+};
+use prometheus::{IntCounterVec, Opts, Registry};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::Semaphore;
+
+use self::{records::rollback_requested, step::Step};
+use crate::{
+    config::ActionsConfig,
+    context, convert,
+    error::Error,
+    ladder::{self, Climb},
+    notify::Notifier,
+    snapshots::Snapshots,
+};
+
+/// Gate rule id the coordinator records when the gate could not answer.
+pub const GATE_UNAVAILABLE: &str = "gate-unavailable";
+/// Rule id recorded when the target left the cluster before review.
+const TARGET_GONE: &str = "target-gone";
+/// Rule id recorded for a human's approval or rejection.
+const HUMAN: &str = "human-decision";
+/// How long past its verification window an action may stay "in progress"
+/// at the remediator before the coordinator stops waiting for it.
+const IN_PROGRESS_GRACE: Duration = Duration::from_secs(120);
+/// Annotation: RFC 3339 time the analyzer last proposed an open action again.
+const LAST_PROPOSED: &str = "nanny.ai/last-proposed";
+
+/// Drives HealingActions; cheap to clone.
+#[derive(Clone)]
+pub struct Driver {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    client: Client,
+    gate: SafetyGateClient<TracedChannel>,
+    remediator: RemediatorClient<TracedChannel>,
+    policies: Store<HealingPolicy>,
+    actions: Store<HealingAction>,
+    snapshots: Snapshots,
+    recorder: Recorder,
+    config: ActionsConfig,
+    /// Actions a task is driving right now (namespace, name).
+    in_flight: Mutex<HashSet<(String, String)>>,
+    /// Actions this process created that the watch may not show yet, by
+    /// dedup key; cleared when the store catches up.
+    created: Mutex<HashMap<DedupKey, (String, String)>>,
+    limit: Semaphore,
+    proposals: IntCounterVec,
+    transitions: IntCounterVec,
+    escalations: IntCounterVec,
+    notifier: Notifier,
+}
+
+/// What makes two recommendations "the same action": policy, target uid
+/// and action type.
+type DedupKey = (String, String, String);
+
+impl Driver {
+    /// A driver calling the gate and remediator over these channels.
+    ///
+    /// # Errors
+    /// When metrics cannot be registered.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        gate: TracedChannel,
+        remediator: TracedChannel,
+        policies: Store<HealingPolicy>,
+        actions: Store<HealingAction>,
+        snapshots: Snapshots,
+        recorder: Recorder,
+        config: ActionsConfig,
+        registry: &Registry,
+    ) -> Result<Self, nanny_common::Error> {
+        let proposals = IntCounterVec::new(
+            Opts::new(
+                "nanny_coordinator_recommendations_total",
+                "Recommendations received, by what became of them.",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(proposals.clone()))?;
+        let transitions = IntCounterVec::new(
+            Opts::new(
+                "nanny_coordinator_action_transitions_total",
+                "HealingAction phase changes written, by new phase.",
+            ),
+            &["phase"],
+        )?;
+        registry.register(Box::new(transitions.clone()))?;
+        let escalations = IntCounterVec::new(
+            Opts::new(
+                "nanny_escalations_total",
+                "Actions handed to a human because the automatic remedy could not proceed, by reason.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(escalations.clone()))?;
+        let notifier = Notifier::new(client.clone(), registry)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                gate: SafetyGateClient::new(gate),
+                remediator: RemediatorClient::new(remediator),
+                policies,
+                actions,
+                snapshots,
+                recorder,
+                limit: Semaphore::new(config.max_in_flight),
+                config,
+                in_flight: Mutex::new(HashSet::new()),
+                created: Mutex::new(HashMap::new()),
+                proposals,
+                transitions,
+                escalations,
+                notifier,
+            }),
+        })
+    }
+
+    /// Records one recommendation under `policy` — or, when an open action
+    /// for the same target and action type exists (or a finished one is
+    /// still within the policy's cooldown), notes it there instead — and
+    /// starts driving it.
+    pub async fn propose(
+        &self,
+        policy: &HealingPolicy,
+        rec: &pb::Recommendation,
+        snapshot: &ClusterSnapshot,
+    ) {
+        let outcome = match self.try_propose(policy, rec, snapshot).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::warn!(%error, recommendation = %rec.id, "Cannot record the recommendation.");
+                if matches!(error, Error::Invalid { .. }) {
+                    "invalid"
+                } else {
+                    "error"
+                }
+            }
+        };
+        self.inner.proposals.with_label_values(&[outcome]).inc();
+    }
+
+    async fn try_propose(
+        &self,
+        policy: &HealingPolicy,
+        rec: &pb::Recommendation,
+        snapshot: &ClusterSnapshot,
+    ) -> Result<&'static str, Error> {
+        let policy_ref = key(policy);
+        if policy.spec.paused {
+            return Ok("paused");
+        }
+        if !triggered(&policy.spec.triggers, rec, snapshot) {
+            return Ok("not-triggered");
+        }
+        let workload_uid = |rec: &pb::Recommendation| {
+            let target = rec.target.clone().unwrap_or_default();
+            Some(context::review_context(snapshot, &target).workload_uid).filter(|u| !u.is_empty())
+        };
+        let mut spec = convert::spec_from_recommendation(&policy_ref, rec, workload_uid(rec))?;
+        let incident = ladder::Incident::of_recommendation(
+            &policy_ref,
+            rec,
+            snapshot,
+            spec.workload_uid.as_deref(),
+        );
+        if let Some(incident) = &incident {
+            let replaced = match ladder::climb(
+                &self.inner.actions.state(),
+                incident,
+                spec.action.type_,
+                &policy.spec.ladder,
+                Duration::from_secs(u64::from(policy.spec.limits.cooldown_seconds)),
+                Timestamp::now(),
+            ) {
+                Climb::Propose => None,
+                Climb::Escalated { namespace, name } => {
+                    self.note_proposed_again(&namespace, &name).await;
+                    return Ok("escalated");
+                }
+                Climb::Open { namespace, name } => {
+                    self.note_proposed_again(&namespace, &name).await;
+                    return Ok("deduplicated");
+                }
+                Climb::CoolingDown => return Ok("cooling-down"),
+                Climb::Next { action, why } => {
+                    ladder::next_recommendation(rec, action, &why, snapshot)
+                        .or_else(|| ladder::escalation(rec, &why, snapshot))
+                }
+                Climb::Escalate { tried } => ladder::escalation(rec, &tried, snapshot),
+            };
+            if let Some(next) = replaced {
+                spec = convert::spec_from_recommendation(&policy_ref, &next, workload_uid(&next))?;
+            }
+            spec.issue_kind = Some(incident.issue.clone());
+        }
+        let action_type = spec.action.type_.name();
+        let dedup: DedupKey = (
+            policy_ref.clone(),
+            spec.target.uid.clone(),
+            action_type.to_owned(),
+        );
+        let namespace = policy.namespace().unwrap_or_default();
+        let cooldown = Duration::from_secs(u64::from(policy.spec.limits.cooldown_seconds));
+        if let Some(existing) = self.existing(&dedup, cooldown) {
+            if let Existing::Open(ns, name) = existing {
+                self.note_proposed_again(&ns, &name).await;
+                self.resume(&ns, &name);
+                return Ok("deduplicated");
+            }
+            return Ok("cooling-down");
+        }
+
+        let name = action_name(
+            &spec.target.name,
+            action_type,
+            &policy_ref,
+            &spec.recommendation_id,
+        );
+        let labels = BTreeMap::from([
+            (POLICY_LABEL.to_owned(), label_value(&policy_ref)),
+            (TARGET_UID_LABEL.to_owned(), label_value(&spec.target.uid)),
+            (ACTION_TYPE_LABEL.to_owned(), action_type.to_owned()),
+            (OPEN_LABEL.to_owned(), "true".to_owned()),
+        ]);
+        let mut action = HealingAction::new(&name, spec);
+        action.metadata.namespace = Some(namespace.clone());
+        action.metadata.labels = Some(labels);
+        let api: Api<HealingAction> = Api::namespaced(self.inner.client.clone(), &namespace);
+        match api.create(&PostParams::default(), &action).await {
+            Ok(_) => {}
+            // Created before a restart, or by this process a moment ago.
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => return Err(error.into()),
+        }
+        if let Ok(mut created) = self.inner.created.lock() {
+            created.insert(dedup, (namespace.clone(), name.clone()));
+        }
+        tracing::info!(action = %name, %namespace, recommendation = %rec.id, "HealingAction proposed.");
+        self.resume(&namespace, &name);
+        Ok("created")
+    }
+
+    /// An open action for `dedup`, or a finished one still cooling down.
+    fn existing(&self, dedup: &DedupKey, cooldown: Duration) -> Option<Existing> {
+        let (policy_ref, uid, action_type) = dedup;
+        let matches = |a: &HealingAction| {
+            a.spec.policy_ref == *policy_ref
+                && a.spec.target.uid == *uid
+                && a.spec.action.type_.name() == action_type
+        };
+        let mut cooling = false;
+        for action in self.inner.actions.state() {
+            if !matches(&action) {
+                continue;
+            }
+            let status = action.status.clone().unwrap_or_default();
+            let phase = status.phase.unwrap_or(Phase::Proposed);
+            if !phase.is_terminal() {
+                return Some(Existing::Open(
+                    action.namespace().unwrap_or_default(),
+                    action.name_any(),
+                ));
+            }
+            // A denial because the gate was down is retried at once.
+            let transient = status
+                .verdict
+                .as_ref()
+                .is_some_and(|v| v.matched_rules.iter().any(|r| r == GATE_UNAVAILABLE));
+            let recent = status
+                .phase_since
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .is_none_or(|t| Timestamp::now().duration_since(t).unsigned_abs() < cooldown);
+            cooling |= recent && !transient;
+        }
+        // Created by this process but not yet seen by the watch. A poisoned
+        // lock fails closed: the proposal waits as if cooling down rather
+        // than risk a second action for the same target.
+        let Ok(mut created) = self.inner.created.lock() else {
+            return Some(Existing::CoolingDown);
+        };
+        if let Some((ns, name)) = created.get(dedup).cloned() {
+            let seen = self
+                .inner
+                .actions
+                .get(&ObjectRef::new(&name).within(&ns))
+                .is_some();
+            if seen {
+                created.remove(dedup);
+            } else {
+                return Some(Existing::Open(ns, name));
+            }
+        }
+        cooling.then_some(Existing::CoolingDown)
+    }
+
+    async fn note_proposed_again(&self, namespace: &str, name: &str) {
+        // A step in progress writes with the resourceVersion it read: an
+        // annotation written now would only make that write conflict.
+        // A poisoned lock counts as driving: nothing is written.
+        let driving = self.inner.in_flight.lock().map_or(true, |f| {
+            f.contains(&(namespace.to_owned(), name.to_owned()))
+        });
+        if driving {
+            return;
+        }
+        let action = self
+            .inner
+            .actions
+            .get(&ObjectRef::new(name).within(namespace));
+        let now = Timestamp::now();
+        let fresh = action
+            .as_ref()
+            .and_then(|a| a.annotations().get(LAST_PROPOSED).cloned())
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .is_some_and(|t| now.duration_since(t).unsigned_abs() < Duration::from_secs(60));
+        if fresh {
+            return;
+        }
+        let api: Api<HealingAction> = Api::namespaced(self.inner.client.clone(), namespace);
+        let mut annotations = serde_json::json!({ LAST_PROPOSED: now.to_string() });
+        // An open escalation counts the detections it stands for (noted at
+        // most once a minute, as above).
+        if let Some(action) = action.as_ref().filter(|a| ladder::is_escalation(a)) {
+            let seen = action
+                .annotations()
+                .get(SEEN_COUNT_ANNOTATION)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            annotations[SEEN_COUNT_ANNOTATION] = serde_json::json!((seen + 1).to_string());
+        }
+        let patch = serde_json::json!({ "metadata": { "annotations": annotations } });
+        if let Err(error) = api
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            tracing::debug!(%error, action = name, "Cannot note a repeated proposal.");
+        }
+    }
+
+    /// Starts driving an action unless a task already does.
+    pub fn resume(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_owned(), name.to_owned());
+        let Ok(mut in_flight) = self.inner.in_flight.lock() else {
+            return;
+        };
+        if !in_flight.insert(key.clone()) {
+            return;
+        }
+        drop(in_flight);
+        let driver = self.clone();
+        tokio::spawn(async move {
+            let _permit = driver.inner.limit.acquire().await;
+            let result = driver.drive(&key.0, &key.1).await;
+            if let Ok(mut in_flight) = driver.inner.in_flight.lock() {
+                in_flight.remove(&key);
+            }
+            match result {
+                Ok(()) => {}
+                Err(Error::Conflict(what)) => {
+                    tracing::debug!(action = %key.1, "{what} changed meanwhile; the watch brings it back.");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, action = %key.1, "Driving the HealingAction stopped; it resumes on its next change or sweep.");
+                }
+            }
+        });
+    }
+
+    /// Whether an action needs driving: not finished, or a rollback asked for.
+    pub fn needs_driving(action: &HealingAction) -> bool {
+        let status = action.status.clone().unwrap_or_default();
+        let phase = status.phase.unwrap_or(Phase::Proposed);
+        !phase.is_terminal()
+            || (rollback_requested(action).is_some()
+                && status.rollback.is_none()
+                && matches!(phase, Phase::Succeeded | Phase::Failed))
+            || action.labels().get(OPEN_LABEL).is_some_and(|v| v == "true")
+    }
+
+    /// Steps the action until it finishes or waits for a human.
+    async fn drive(&self, namespace: &str, name: &str) -> Result<(), Error> {
+        let api: Api<HealingAction> = Api::namespaced(self.inner.client.clone(), namespace);
+        for _ in 0..32 {
+            let Some(action) = api.get_opt(name).await? else {
+                return Ok(());
+            };
+            let phase = action.phase();
+            let step = Step {
+                driver: self,
+                api: &api,
+                action,
+            };
+            let more = match phase {
+                Phase::Proposed if ladder::is_escalation(&step.action) => step.escalate().await?,
+                Phase::Proposed => step.review().await?,
+                Phase::Escalated => step.escalated().await?,
+                Phase::PendingApproval => step.await_human().await?,
+                Phase::Approved | Phase::Executing | Phase::Verifying => step.execute().await?,
+                Phase::Succeeded | Phase::Failed => step.finish_or_roll_back().await?,
+                Phase::Denied
+                | Phase::RolledBack
+                | Phase::Expired
+                | Phase::Recorded
+                | Phase::Resolved => step.close().await?,
+            };
+            if !more {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn policy(&self, policy_ref: &str) -> Option<Arc<HealingPolicy>> {
+        let (ns, name) = policy_ref.split_once('/')?;
+        self.inner.policies.get(&ObjectRef::new(name).within(ns))
+    }
+}
+
+enum Existing {
+    Open(String, String),
+    CoolingDown,
+}
+
+/// `namespace/name` of a policy.
+pub fn key(policy: &HealingPolicy) -> String {
+    format!(
+        "{}/{}",
+        policy.namespace().unwrap_or_default(),
+        policy.name_any()
+    )
+}
+
+/// A label value from a free string: `/` becomes `.`, cut to 63 characters.
+fn label_value(value: &str) -> String {
+    let mut v: String = value
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '.'
+            }
+        })
+        .take(63)
+        .collect();
+    while v.ends_with(['-', '_', '.']) {
+        v.pop();
+    }
+    v
+}
+
+/// A readable, deterministic name: `<target>-<action>-<hash>`.
+fn action_name(
+    target: &str,
+    action_type: &str,
+    policy_ref: &str,
+    recommendation_id: &str,
+) -> String {
+    let digest = Sha256::digest(format!("{policy_ref}\n{recommendation_id}"));
+    let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    let suffix = format!("{}-{hash}", action_type.to_ascii_lowercase());
+    // A DNS label: 63 characters at most, the target shortened to fit.
+    let room = 63usize.saturating_sub(suffix.len() + 1);
+    let target: String = target
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(room)
+        .collect();
+    match target.trim_matches('-') {
+        "" => suffix,
+        target => format!("{target}-{suffix}"),
+    }
+}
+
+/// Whether the policy's triggers (issue kinds; empty = all) cover `rec`.
+fn triggered(triggers: &[String], rec: &pb::Recommendation, snapshot: &ClusterSnapshot) -> bool {
+    if triggers.is_empty() {
+        return true;
+    }
+    let wanted: HashSet<i32> = triggers
+        .iter()
+        .map(|t| nanny_crd::proto::issue_kind(t) as i32)
+        .collect();
+    snapshot
+        .issues
+        .iter()
+        .filter(|i| rec.issue_fingerprints.contains(&i.fingerprint))
+        .any(|i| wanted.contains(&i.kind))
+}
+
+fn contains(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> bool {
+    let uid = Some(target.uid.as_str());
+    let has = |r: &Option<pb::ObjectRef>| r.as_ref().map(|r| r.uid.as_str()) == uid;
+    snapshot.pods.iter().any(|o| has(&o.r#ref))
+        || snapshot.nodes.iter().any(|o| has(&o.r#ref))
+        || snapshot.workloads.iter().any(|o| has(&o.r#ref))
+        || snapshot.jobs.iter().any(|o| has(&o.r#ref))
+        || snapshot.hpas.iter().any(|o| has(&o.r#ref))
+        || snapshot.pvcs.iter().any(|o| has(&o.r#ref))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_readable_valid_and_deterministic() {
+        let name = action_name("Web-7f9c_x", "RestartPod", "shop/default", "rec-1");
+        assert_eq!(
+            name,
+            action_name("Web-7f9c_x", "RestartPod", "shop/default", "rec-1")
+        );
+        assert!(name.starts_with("web-7f9c-x-restartpod-"), "{name}");
+        assert_ne!(
+            name,
+            action_name("Web-7f9c_x", "RestartPod", "shop/default", "rec-2")
+        );
+        assert_eq!(label_value("shop/default"), "shop.default");
+        // The longest target with the longest action name still makes a
+        // DNS label; a target with no usable character still makes a name.
+        let dns_label = |name: &str| {
+            name.len() <= 63
+                && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        let longest = nanny_proto::vocabulary::ACTIONS
+            .iter()
+            .map(|a| a.name)
+            .max_by_key(|n| n.len())
+            .unwrap();
+        let long = action_name(&"a".repeat(253), longest, "shop/default", "rec-1");
+        assert!(dns_label(&long), "{long} ({} characters)", long.len());
+        assert!(long.starts_with("aaaa"), "{long}");
+        let symbols = action_name("___", "RestartPod", "shop/default", "rec-1");
+        assert!(dns_label(&symbols), "{symbols}");
+    }
+
+    #[test]
+    fn triggers_match_issue_kinds_in_either_spelling() {
+        let snapshot = ClusterSnapshot {
+            issues: vec![pb::Issue {
+                fingerprint: "f1".into(),
+                kind: pb::IssueKind::OomKilled as i32,
+                ..pb::Issue::default()
+            }],
+            ..ClusterSnapshot::default()
+        };
+        let rec = pb::Recommendation {
+            issue_fingerprints: vec!["f1".into()],
+            ..pb::Recommendation::default()
+        };
+        assert!(triggered(&[], &rec, &snapshot));
+        assert!(triggered(&["OOMKilled".into()], &rec, &snapshot));
+        assert!(triggered(
+            &["ISSUE_KIND_OOM_KILLED".into()],
+            &rec,
+            &snapshot
+        ));
+        assert!(!triggered(&["CrashLoopBackOff".into()], &rec, &snapshot));
+    }
+}

@@ -1,0 +1,171 @@
+//! The records a HealingAction keeps of its verdict and result, and the
+//! verdict the remediator is shown, rebuilt from them.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt as _;
+use nanny_crd::{
+    Decision as RecordedDecision, HealingAction, Outcome, ROLLBACK_ANNOTATION, ResultRecord,
+    VerdictRecord,
+};
+use nanny_proto::v1::{self as pb, Verdict};
+
+pub(super) fn rollback_requested(action: &HealingAction) -> Option<String> {
+    action.annotations().get(ROLLBACK_ANNOTATION).cloned()
+}
+
+/// An empty record, filled in by whoever decides.
+pub(super) fn no_verdict() -> VerdictRecord {
+    VerdictRecord::default()
+}
+
+pub(super) fn verdict_record(verdict: &Verdict) -> VerdictRecord {
+    VerdictRecord {
+        decision: RecordedDecision::from_proto(verdict.decision),
+        matched_rules: verdict.matched_rules.clone(),
+        reasons: verdict.reasons.clone(),
+        audit_id: verdict.audit_id.clone(),
+        decided_at: Some(
+            verdict
+                .decided_at
+                .and_then(|t| Timestamp::new(t.seconds, t.nanos).ok())
+                .unwrap_or_else(Timestamp::now)
+                .to_string(),
+        ),
+        signature: (!verdict.signature.is_empty())
+            .then(|| k8s_openapi::ByteString(verdict.signature.clone())),
+        key_id: verdict.key_id.clone(),
+        expires_at: verdict
+            .expires_at
+            .and_then(|t| Timestamp::new(t.seconds, t.nanos).ok())
+            .map(|t| t.to_string()),
+        allow_bare_pod_restart: verdict.allow_bare_pod_restart,
+        human_approved: verdict.human_approved,
+        audit_seq: (verdict.audit_seq > 0).then_some(verdict.audit_seq),
+        audit_hash: verdict.audit_hash.clone(),
+        retry_at: (verdict.retry_after_seconds > 0).then(|| {
+            (Timestamp::now() + Duration::from_secs(u64::from(verdict.retry_after_seconds)))
+                .to_string()
+        }),
+    }
+}
+
+/// The verdict the remediator is shown, rebuilt from the record: only a
+/// recorded `Approved` (by the gate, or by a human and re-checked by the
+/// gate) becomes APPROVED.
+pub(super) fn verdict_from_record(
+    record: &VerdictRecord,
+    recommendation_id: &str,
+    policy_ref: &str,
+) -> Verdict {
+    let decision = record.decision.proto();
+    Verdict {
+        recommendation_id: recommendation_id.to_owned(),
+        decision: decision as i32,
+        matched_rules: record.matched_rules.clone(),
+        reasons: record.reasons.clone(),
+        policy_ref: policy_ref.to_owned(),
+        audit_id: record.audit_id.clone(),
+        decided_at: None,
+        // The gate's signature, passed on untouched: the remediator checks it
+        // covers exactly this recommendation, decision and expiry.
+        signature: record
+            .signature
+            .as_ref()
+            .map(|s| s.0.clone())
+            .unwrap_or_default(),
+        key_id: record.key_id.clone(),
+        expires_at: record
+            .expires_at
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map(|t| prost_types::Timestamp {
+                seconds: t.as_second(),
+                nanos: t.subsec_nanosecond(),
+            }),
+        allow_bare_pod_restart: record.allow_bare_pod_restart,
+        human_approved: record.human_approved,
+        audit_seq: record.audit_seq.unwrap_or_default(),
+        audit_hash: record.audit_hash.clone(),
+        // Advisory, for the proposer; the remediator has no use for it.
+        retry_after_seconds: 0,
+    }
+}
+
+pub(super) fn result_record(result: &pb::ActionResult) -> ResultRecord {
+    ResultRecord {
+        outcome: Outcome::from_proto(result.outcome),
+        dry_run_diff: result.dry_run_diff.clone(),
+        pre_image_ref: result.pre_image_ref.clone(),
+        verification: result
+            .verification
+            .as_ref()
+            .map(|v| {
+                let state =
+                    pb::VerificationState::try_from(v.state).map_or("UNKNOWN", |s| s.as_str_name());
+                format!(
+                    "{}: {}",
+                    state.trim_start_matches("VERIFICATION_STATE_"),
+                    v.message
+                )
+            })
+            .unwrap_or_default(),
+        error: result.error.clone(),
+        finished_at: result
+            .finished_at
+            .and_then(|t| Timestamp::new(t.seconds, t.nanos).ok())
+            .map(|t| t.to_string()),
+    }
+}
+
+pub(super) fn failed(error: &str) -> ResultRecord {
+    ResultRecord {
+        outcome: Outcome::Failed,
+        dry_run_diff: String::new(),
+        pre_image_ref: String::new(),
+        verification: String::new(),
+        error: error.to_owned(),
+        finished_at: Some(Timestamp::now().to_string()),
+    }
+}
+
+pub(super) fn record_message(record: &ResultRecord) -> String {
+    [
+        record.outcome.as_str(),
+        record.verification.as_str(),
+        record.error.as_str(),
+    ]
+    .into_iter()
+    .filter(|s| !s.is_empty())
+    .collect::<Vec<_>>()
+    .join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use nanny_proto::v1::Decision;
+
+    use super::*;
+
+    #[test]
+    fn only_a_recorded_approval_becomes_an_approved_verdict() {
+        // Records as stored in the CR, spelled as any coordinator wrote them.
+        let record = |decision: &str| -> VerdictRecord {
+            serde_json::from_value(serde_json::json!({
+                "decision": decision, "matchedRules": [], "reasons": [], "auditId": "a1",
+            }))
+            .unwrap()
+        };
+        let verdict = verdict_from_record(&record("NeedsApproval"), "r", "p/q");
+        assert_eq!(verdict.decision, Decision::NeedsApproval as i32);
+        assert_eq!(
+            verdict_from_record(&record("Approved"), "r", "p/q").decision,
+            Decision::Approved as i32
+        );
+        assert_eq!(
+            verdict_from_record(&record("garbage"), "r", "p/q").decision,
+            Decision::Denied as i32
+        );
+    }
+}
