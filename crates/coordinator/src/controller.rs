@@ -29,22 +29,17 @@ use crate::{
     actions::{self, Driver},
     pipeline::{Pipeline, SharedState, State},
     retention::Retention,
+    shared::Context,
     snapshots::Snapshots,
 };
 
-/// Channels and settings the control loop hands to pipelines.
-#[derive(Debug, Clone)]
-pub struct Wiring {
-    /// Collector channel.
-    pub collector: nanny_common::client::TracedChannel,
-    /// Analyzer channel.
-    pub analyzer: nanny_common::client::TracedChannel,
-    /// Longest wait for one analysis.
-    pub analyze_timeout: Duration,
-    /// How often to sweep.
-    pub sweep: Duration,
-    /// Deletes finished actions past their retention.
-    pub retention: Arc<Retention>,
+/// What tells the control loop to act or stop.
+#[derive(Debug)]
+pub struct Signals {
+    /// True while this replica holds the leader Lease.
+    pub leader: watch::Receiver<bool>,
+    /// Flips to true on shutdown.
+    pub stop: watch::Receiver<bool>,
 }
 
 struct Running {
@@ -107,20 +102,30 @@ where
     }
 }
 
-/// The control loop; returns when `stop` flips.
-#[allow(clippy::too_many_arguments)]
+/// The control loop; returns when `signals.stop` flips. `events` are the
+/// reflectors' streams of changed policies and actions.
 pub async fn run(
-    client: Client,
-    policies: Store<HealingPolicy>,
-    actions: Store<HealingAction>,
-    policy_events: impl Stream<Item = Arc<HealingPolicy>> + Send + 'static,
-    action_events: impl Stream<Item = Arc<HealingAction>> + Send + 'static,
+    ctx: Context,
     driver: Driver,
-    snapshots: Snapshots,
-    wiring: Wiring,
-    mut leader: watch::Receiver<bool>,
-    mut stop: watch::Receiver<bool>,
+    retention: Retention,
+    events: (
+        impl Stream<Item = Arc<HealingPolicy>> + Send + 'static,
+        impl Stream<Item = Arc<HealingAction>> + Send + 'static,
+    ),
+    signals: Signals,
 ) {
+    let (policy_events, action_events) = events;
+    let Signals {
+        mut leader,
+        mut stop,
+    } = signals;
+    let Context {
+        client,
+        policies,
+        actions,
+        snapshots,
+        ..
+    } = ctx.clone();
     let mut running: HashMap<String, Running> = HashMap::new();
     // The reflectors run on their own so the stores fill while this loop
     // waits; a full queue drops notifications, which the sweep makes up for.
@@ -138,7 +143,7 @@ pub async fn run(
             let _ = action_tx.try_send(action);
         }
     });
-    let mut sweep = tokio::time::interval(wiring.sweep);
+    let mut sweep = tokio::time::interval(Duration::from_secs(ctx.config.sweep_interval_secs));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut synced = false;
     loop {
@@ -189,14 +194,14 @@ pub async fn run(
                 "Leading: resuming unfinished actions and starting pipelines."
             );
         }
-        reconcile_pipelines(&policies, &driver, &snapshots, &wiring, &mut running);
+        reconcile_pipelines(&ctx, &driver, &mut running);
         for action in actions.state() {
             if Driver::needs_driving(&action) {
                 driver.resume(&action.namespace().unwrap_or_default(), &action.name_any());
             }
         }
         update_policy_statuses(&client, &policies, &actions, &running).await;
-        wiring.retention.sweep(&client, &actions).await;
+        retention.sweep(&client, &actions).await;
     }
     stop_all(&mut running, &snapshots);
     policy_reflector.abort();
@@ -211,14 +216,10 @@ fn stop_all(running: &mut HashMap<String, Running>, snapshots: &Snapshots) {
 }
 
 /// One pipeline per policy, restarted when the policy's spec changes.
-fn reconcile_pipelines(
-    policies: &Store<HealingPolicy>,
-    driver: &Driver,
-    snapshots: &Snapshots,
-    wiring: &Wiring,
-    running: &mut HashMap<String, Running>,
-) {
-    let current: HashMap<String, Arc<HealingPolicy>> = policies
+fn reconcile_pipelines(ctx: &Context, driver: &Driver, running: &mut HashMap<String, Running>) {
+    let snapshots = &ctx.snapshots;
+    let current: HashMap<String, Arc<HealingPolicy>> = ctx
+        .policies
         .state()
         .into_iter()
         .map(|p| (actions::key(&p), p))
@@ -244,12 +245,12 @@ fn reconcile_pipelines(
         let pipeline = Pipeline {
             policy: policy.clone(),
             policy_ref: key.clone(),
-            collector: wiring.collector.clone(),
-            analyzer: wiring.analyzer.clone(),
+            collector: ctx.peers.collector.clone(),
+            analyzer: ctx.peers.analyzer.clone(),
             driver: driver.clone(),
             snapshots: snapshots.clone(),
             state: state.clone(),
-            analyze_timeout: wiring.analyze_timeout,
+            analyze_timeout: Duration::from_secs(ctx.config.analyze_timeout_secs),
         };
         running.insert(
             key,

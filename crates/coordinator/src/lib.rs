@@ -22,6 +22,7 @@ pub mod notify;
 mod peers;
 pub mod pipeline;
 pub mod retention;
+pub mod shared;
 pub mod snapshots;
 
 use std::{future::Future, time::Duration};
@@ -100,17 +101,21 @@ pub async fn run(
     let (policies, actions, policy_events, action_events) =
         controller::reflectors(&client, &config.kubernetes.watch_namespace);
     let snapshots = snapshots::Snapshots::default();
-    let driver = actions::Driver::new(
-        client.clone(),
-        gate,
-        remediator,
-        policies.clone(),
-        actions.clone(),
-        snapshots.clone(),
+    let ctx = shared::Context {
+        client: client.clone(),
+        peers: shared::Peers {
+            collector,
+            analyzer,
+            gate,
+            remediator,
+        },
+        policies,
+        actions,
+        snapshots,
         recorder,
-        config.actions.clone(),
-        registry,
-    )?;
+        config: config.actions.clone(),
+    };
+    let driver = actions::Driver::new(&ctx, registry)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (leader_tx, leader_rx) = watch::channel(false);
@@ -138,27 +143,20 @@ pub async fn run(
         leader_tx,
         stop_rx.clone(),
     ));
+    let retention = retention::Retention::new(
+        a.retention_secs,
+        Duration::from_secs(a.retention_sweep_secs),
+        registry,
+    )?;
     let control = tokio::spawn(controller::run(
-        client,
-        policies,
-        actions,
-        policy_events,
-        action_events,
+        ctx,
         driver,
-        snapshots,
-        controller::Wiring {
-            collector,
-            analyzer,
-            analyze_timeout: Duration::from_secs(a.analyze_timeout_secs),
-            sweep: Duration::from_secs(a.sweep_interval_secs),
-            retention: std::sync::Arc::new(retention::Retention::new(
-                a.retention_secs,
-                Duration::from_secs(a.retention_sweep_secs),
-                registry,
-            )?),
+        retention,
+        (policy_events, action_events),
+        controller::Signals {
+            leader: leader_rx,
+            stop: stop_rx.clone(),
         },
-        leader_rx,
-        stop_rx.clone(),
     ));
     let probing = tokio::spawn(prober.run(shell.health(), config.peers.probe_interval(), stop_rx));
 

@@ -64,6 +64,15 @@ pub enum Write {
     },
 }
 
+/// A planned drain's parts, as [`Write::Drain`] holds them.
+struct DrainSteps<'a> {
+    cordon: &'a Value,
+    evict: &'a [(String, String, String)],
+    skipped: &'a [String],
+    grace_seconds: Option<i64>,
+    deadline: tokio::time::Instant,
+}
+
 /// A planned action.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -532,17 +541,14 @@ impl Executor {
                 grace_seconds,
                 deadline,
             } => {
-                self.drain(
-                    v,
-                    current,
+                let steps = DrainSteps {
                     cordon,
                     evict,
                     skipped,
-                    *grace_seconds,
-                    *deadline,
-                    dry_run,
-                )
-                .await
+                    grace_seconds: *grace_seconds,
+                    deadline: *deadline,
+                };
+                self.drain(v, current, steps, dry_run).await
             }
         }
     }
@@ -550,18 +556,20 @@ impl Executor {
     /// Drains a node. Every eviction is first tried as a dry run (retrying a
     /// PodDisruptionBudget's 429 until the deadline) before the node is
     /// cordoned: a drain a PDB blocks ends Failed having changed nothing.
-    #[allow(clippy::too_many_arguments)]
     async fn drain(
         &self,
         v: &Validated,
         current: &Value,
-        cordon: &Value,
-        evict: &[(String, String, String)],
-        skipped: &[String],
-        grace_seconds: Option<i64>,
-        deadline: tokio::time::Instant,
+        steps: DrainSteps<'_>,
         dry_run: bool,
     ) -> Result<Applied, Error> {
+        let DrainSteps {
+            cordon,
+            evict,
+            skipped,
+            grace_seconds,
+            deadline,
+        } = steps;
         let target = describe(&v.target);
         let api = self.api(TargetKind::Node, "");
         let mut params = PatchParams {

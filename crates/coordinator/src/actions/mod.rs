@@ -49,6 +49,7 @@ use crate::{
     error::Error,
     ladder::{self, Climb},
     notify::Notifier,
+    shared::Context,
     snapshots::Snapshots,
 };
 
@@ -106,18 +107,16 @@ impl Driver {
     ///
     /// # Errors
     /// When metrics cannot be registered.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        client: Client,
-        gate: TracedChannel,
-        remediator: TracedChannel,
-        policies: Store<HealingPolicy>,
-        actions: Store<HealingAction>,
-        snapshots: Snapshots,
-        recorder: Recorder,
-        config: ActionsConfig,
-        registry: &Registry,
-    ) -> Result<Self, nanny_common::Error> {
+    pub fn new(ctx: &Context, registry: &Registry) -> Result<Self, nanny_common::Error> {
+        let Context {
+            client,
+            peers,
+            policies,
+            actions,
+            snapshots,
+            recorder,
+            config,
+        } = ctx.clone();
         let proposals = IntCounterVec::new(
             Opts::new(
                 "nanny_coordinator_recommendations_total",
@@ -146,8 +145,8 @@ impl Driver {
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
-                gate: SafetyGateClient::new(gate),
-                remediator: RemediatorClient::new(remediator),
+                gate: SafetyGateClient::new(peers.gate),
+                remediator: RemediatorClient::new(peers.remediator),
                 policies,
                 actions,
                 snapshots,
