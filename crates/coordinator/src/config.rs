@@ -115,6 +115,11 @@ impl ActionsConfig {
         Duration::from_secs(self.snapshot_wait_secs)
     }
 
+    /// [`Self::sweep_interval_secs`] as a duration.
+    pub fn sweep(&self) -> Duration {
+        Duration::from_secs(self.sweep_interval_secs)
+    }
+
     /// [`Self::retry_backoff_ms`] as a duration.
     pub fn retry_backoff(&self) -> Duration {
         Duration::from_millis(self.retry_backoff_ms)

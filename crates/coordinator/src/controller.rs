@@ -14,7 +14,7 @@ use kube::{
     Api, Client, ResourceExt as _,
     api::{Patch, PatchParams},
     runtime::{
-        WatchStreamExt as _,
+        Controller, WatchStreamExt as _, controller,
         reflector::{self, Store},
         watcher,
     },
@@ -33,34 +33,32 @@ use crate::{
     snapshots::Snapshots,
 };
 
-/// What tells the control loop to act or stop.
-#[derive(Debug)]
-pub struct Signals {
-    /// True while this replica holds the leader Lease.
-    pub leader: watch::Receiver<bool>,
-    /// Flips to true on shutdown.
-    pub stop: watch::Receiver<bool>,
-}
-
 struct Running {
     generation: Option<i64>,
     task: JoinHandle<()>,
     state: SharedState,
 }
 
-/// Starts reflectors for both resources; the returned streams drive them.
-pub fn reflectors(
+/// The HealingPolicy reflector (its store, and the stream that drives it)
+/// and the HealingAction controller, whose own watch keeps its store
+/// current ([`Controller::store`]).
+pub fn watches(
     client: &Client,
     namespace: &str,
+    max_in_flight: usize,
 ) -> (
     Store<HealingPolicy>,
-    Store<HealingAction>,
     impl Stream<Item = Arc<HealingPolicy>> + Send + use<>,
-    impl Stream<Item = Arc<HealingAction>> + Send + use<>,
+    Controller<HealingAction>,
 ) {
     let (policies, policy_events) = reflect(api::<HealingPolicy>(client, namespace));
-    let (actions, action_events) = reflect(api::<HealingAction>(client, namespace));
-    (policies, actions, policy_events, action_events)
+    let concurrency = u16::try_from(max_in_flight).unwrap_or(u16::MAX);
+    let actions = Controller::new(
+        api::<HealingAction>(client, namespace),
+        watcher::Config::default(),
+    )
+    .with_config(controller::Config::default().concurrency(concurrency));
+    (policies, policy_events, actions)
 }
 
 /// A store of `api`'s objects and the stream that keeps it current (and
@@ -102,32 +100,71 @@ where
     }
 }
 
-/// The control loop; returns when `signals.stop` flips. `events` are the
-/// reflectors' streams of changed policies and actions.
+/// The control loop; returns when `stop` flips. Two parts run side by
+/// side:
+/// - the HealingAction controller: kube-runtime's `Controller` calls
+///   [`Driver::reconcile`] for each action that changes, that a step asked
+///   to see again, or — when this replica becomes the leader — for every
+///   action;
+/// - the policy loop: one pipeline per policy while leading, policy
+///   statuses and retention, on each policy change and every sweep.
 pub async fn run(
     ctx: Context,
     driver: Driver,
     retention: Retention,
-    events: (
-        impl Stream<Item = Arc<HealingPolicy>> + Send + 'static,
-        impl Stream<Item = Arc<HealingAction>> + Send + 'static,
-    ),
-    signals: Signals,
+    policy_events: impl Stream<Item = Arc<HealingPolicy>> + Send + 'static,
+    actions: Controller<HealingAction>,
+    stop: watch::Receiver<bool>,
 ) {
-    let (policy_events, action_events) = events;
-    let Signals {
-        mut leader,
-        mut stop,
-    } = signals;
+    let leader_gained = futures::stream::unfold(ctx.leader.clone(), |mut leader| async move {
+        loop {
+            leader.changed().await.ok()?;
+            if *leader.borrow_and_update() {
+                return Some(((), leader));
+            }
+        }
+    });
+    let mut stopping = stop.clone();
+    let actions = actions
+        .reconcile_all_on(leader_gained)
+        .graceful_shutdown_on(async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        })
+        .run(
+            Driver::reconcile,
+            Driver::error_policy,
+            Arc::new(driver.clone()),
+        )
+        .for_each(|result| {
+            if let Err(error) = result {
+                tracing::debug!(%error, "HealingAction controller.");
+            }
+            std::future::ready(())
+        });
+    tokio::join!(
+        actions,
+        policy_loop(ctx, driver, retention, policy_events, stop)
+    );
+}
+
+/// Pipelines, policy statuses and retention.
+async fn policy_loop(
+    ctx: Context,
+    driver: Driver,
+    retention: Retention,
+    policy_events: impl Stream<Item = Arc<HealingPolicy>> + Send + 'static,
+    mut stop: watch::Receiver<bool>,
+) {
     let Context {
         client,
         policies,
         actions,
         snapshots,
+        mut leader,
         ..
     } = ctx.clone();
     let mut running: HashMap<String, Running> = HashMap::new();
-    // The reflectors run on their own so the stores fill while this loop
+    // The reflector runs on its own so the store fills while this loop
     // waits; a full queue drops notifications, which the sweep makes up for.
     let (policy_tx, mut policy_rx) = mpsc::channel::<()>(16);
     let policy_reflector = tokio::spawn(async move {
@@ -136,25 +173,12 @@ pub async fn run(
             let _ = policy_tx.try_send(());
         }
     });
-    let (action_tx, mut action_rx) = mpsc::channel::<Arc<HealingAction>>(1024);
-    let action_reflector = tokio::spawn(async move {
-        let mut events = std::pin::pin!(action_events);
-        while let Some(action) = events.next().await {
-            let _ = action_tx.try_send(action);
-        }
-    });
-    let mut sweep = tokio::time::interval(Duration::from_secs(ctx.config.sweep_interval_secs));
+    let mut sweep = tokio::time::interval(ctx.config.sweep());
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut synced = false;
     loop {
         tokio::select! {
             Some(()) = policy_rx.recv() => {}
-            Some(action) = action_rx.recv() => {
-                if synced && *leader.borrow() && Driver::needs_driving(&action) {
-                    driver.resume(&action.namespace().unwrap_or_default(), &action.name_any());
-                }
-                continue;
-            }
             _ = leader.changed() => {}
             _ = sweep.tick() => {}
             _ = stop.wait_for(|s| *s) => break,
@@ -191,21 +215,15 @@ pub async fn run(
             tracing::info!(
                 policies = policies.state().len(),
                 actions = actions.state().len(),
-                "Leading: resuming unfinished actions and starting pipelines."
+                "Leading: starting pipelines (the action controller resumes unfinished actions)."
             );
         }
         reconcile_pipelines(&ctx, &driver, &mut running);
-        for action in actions.state() {
-            if Driver::needs_driving(&action) {
-                driver.resume(&action.namespace().unwrap_or_default(), &action.name_any());
-            }
-        }
         update_policy_statuses(&client, &policies, &actions, &running).await;
         retention.sweep(&client, &actions).await;
     }
     stop_all(&mut running, &snapshots);
     policy_reflector.abort();
-    action_reflector.abort();
 }
 
 fn stop_all(running: &mut HashMap<String, Running>, snapshots: &Snapshots) {

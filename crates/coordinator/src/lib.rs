@@ -98,8 +98,12 @@ pub async fn run(
             instance: Some(identity.clone()),
         },
     );
-    let (policies, actions, policy_events, action_events) =
-        controller::reflectors(&client, &config.kubernetes.watch_namespace);
+    let (policies, policy_events, action_controller) = controller::watches(
+        &client,
+        &config.kubernetes.watch_namespace,
+        config.actions.max_in_flight,
+    );
+    let (leader_tx, leader_rx) = watch::channel(false);
     let snapshots = snapshots::Snapshots::default();
     let ctx = shared::Context {
         client: client.clone(),
@@ -110,15 +114,15 @@ pub async fn run(
             remediator,
         },
         policies,
-        actions,
+        actions: action_controller.store(),
         snapshots,
         recorder,
         config: config.actions.clone(),
+        leader: leader_rx.clone(),
     };
     let driver = actions::Driver::new(&ctx, registry)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (leader_tx, leader_rx) = watch::channel(false);
     let leading = IntGauge::new(
         "nanny_coordinator_leader",
         "1 while this replica holds the leader Lease.",
@@ -152,11 +156,9 @@ pub async fn run(
         ctx,
         driver,
         retention,
-        (policy_events, action_events),
-        controller::Signals {
-            leader: leader_rx,
-            stop: stop_rx.clone(),
-        },
+        policy_events,
+        action_controller,
+        stop_rx.clone(),
     ));
     let probing = tokio::spawn(prober.run(shell.health(), config.peers.probe_interval(), stop_rx));
 

@@ -7,6 +7,7 @@ use kube::{
 };
 use nanny_common::client::TracedChannel;
 use nanny_crd::{HealingAction, HealingPolicy};
+use tokio::sync::watch;
 
 use crate::{config::ActionsConfig, snapshots::Snapshots};
 
@@ -40,6 +41,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// `actions.*` settings.
     pub config: ActionsConfig,
+    /// True while this replica holds the leader Lease.
+    pub leader: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Context {

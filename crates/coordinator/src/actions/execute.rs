@@ -11,7 +11,7 @@ use nanny_proto::v1::{
 };
 
 use super::{
-    IN_PROGRESS_GRACE,
+    IN_PROGRESS_GRACE, Next,
     records::{
         failed, no_verdict, record_message, result_record, rollback_requested, verdict_from_record,
     },
@@ -21,24 +21,25 @@ use crate::{convert, error::Error};
 
 impl Step<'_> {
     /// Approved | Executing → Succeeded | Failed (then rollback).
-    pub(super) async fn execute(mut self) -> Result<bool, Error> {
+    pub(super) async fn execute(mut self) -> Result<Next, Error> {
         let Some(policy) = self.policy() else {
             let mut status = self.status();
             status.result = Some(failed("the HealingPolicy no longer exists; not executed"));
             self.write(status, Phase::Failed, "PolicyMissing", "not executed")
                 .await?;
-            return Ok(true);
+            return Ok(Next::Now);
         };
         let mut status = self.status();
-        // After a blocked try the action waits its turn; the sweep brings
-        // it back.
-        if status
+        // After a blocked try the action waits its turn.
+        let turn = status
             .retry_at
             .as_deref()
             .and_then(|t| t.parse::<Timestamp>().ok())
-            .is_some_and(|at| Timestamp::now() < at)
-        {
-            return Ok(false);
+            .map(|at| at.duration_since(Timestamp::now()))
+            .and_then(|left| Duration::try_from(left).ok())
+            .filter(|left| !left.is_zero());
+        if let Some(left) = turn {
+            return Ok(Next::After(left));
         }
         // Tries a budget answered are no unanswered attempts.
         if status.attempts.saturating_sub(status.blocked) >= self.inner().config.max_attempts {
@@ -48,7 +49,7 @@ impl Step<'_> {
             )));
             self.write(status, Phase::Failed, "RemediatorUnavailable", "gave up")
                 .await?;
-            return Ok(true);
+            return Ok(Next::Now);
         }
         // Count the attempt before making it, so a crash loop cannot retry forever.
         status.attempts += 1;
@@ -76,7 +77,9 @@ impl Step<'_> {
         };
         // ABORTED: the remediator is still running this action id (a call
         // made before a restart of ours): wait for its result rather than
-        // spending attempts.
+        // spending attempts. The one wait inside a step: the attempt is
+        // already counted, and a requeue would count another; it holds one
+        // of the controller's `max_in_flight` slots, only after a restart.
         let deadline = tokio::time::Instant::now()
             + Duration::from_secs(u64::from(policy.spec.verification_timeout_seconds))
             + IN_PROGRESS_GRACE;
@@ -104,8 +107,7 @@ impl Step<'_> {
                 let error = Error::peer("remediator", status);
                 if error.is_transient() {
                     tracing::warn!(%error, action = %self.action.name_any(), "Remediator unavailable; the execution is retried with the same action id.");
-                    tokio::time::sleep(self.inner().config.retry_backoff()).await;
-                    return Ok(true);
+                    return Ok(Next::After(self.inner().config.retry_backoff()));
                 }
                 let mut status = self.status();
                 status.result = Some(failed(&error.to_string()));
@@ -113,7 +115,7 @@ impl Step<'_> {
                     .await?;
                 self.event(EventType::Warning, "ActionFailed", &error.to_string())
                     .await;
-                return Ok(true);
+                return Ok(Next::Now);
             }
         };
         let outcome = pb::Outcome::try_from(result.outcome).unwrap_or(pb::Outcome::Unspecified);
@@ -139,7 +141,7 @@ impl Step<'_> {
         self.event(event_type, event_reason, &message).await;
         self.report_outcome(&policy, &rec, outcome, result.finished_at)
             .await;
-        Ok(true)
+        Ok(Next::Now)
     }
 
     /// A PodDisruptionBudget refused the eviction and nothing was written:
@@ -151,7 +153,7 @@ impl Step<'_> {
         policy: &HealingPolicy,
         rec: &pb::Recommendation,
         result: &pb::ActionResult,
-    ) -> Result<bool, Error> {
+    ) -> Result<Next, Error> {
         let config = &self.inner().config;
         let (retry_secs, tries) = (config.blocked_retry_secs, config.blocked_tries);
         let mut status = self.status();
@@ -178,7 +180,7 @@ impl Step<'_> {
                 self.event(EventType::Warning, "EvictionBlocked", &message)
                     .await;
             }
-            return Ok(false);
+            return Ok(Next::Wait);
         }
         let message = format!(
             "a PodDisruptionBudget refused all {} tries and nothing was written; a human must decide (make room in the budget and propose again, or act by hand): {}",
@@ -198,7 +200,7 @@ impl Step<'_> {
         self.event(EventType::Warning, "Escalated", &message).await;
         self.report_outcome(policy, rec, pb::Outcome::Blocked, result.finished_at)
             .await;
-        Ok(true)
+        Ok(Next::Now)
     }
 
     /// Tells the gate how the action ended (its limits and breakers count it).
@@ -252,7 +254,7 @@ impl Step<'_> {
 
     /// Succeeded | Failed: roll back on failure when the policy says so, or
     /// when a human asks; then close.
-    pub(super) async fn finish_or_roll_back(mut self) -> Result<bool, Error> {
+    pub(super) async fn finish_or_roll_back(mut self) -> Result<Next, Error> {
         let status = self.status();
         if status.rollback.is_some() {
             return self.close().await;
@@ -294,8 +296,7 @@ impl Step<'_> {
             Err(status) => {
                 let error = Error::peer("safety-gate", status);
                 if error.is_transient() {
-                    tokio::time::sleep(self.inner().config.retry_backoff()).await;
-                    return Ok(true);
+                    return Ok(Next::After(self.inner().config.retry_backoff()));
                 }
                 let message = format!("the safety gate refused the rollback: {error}");
                 return self.rollback_failed(failed(&message), &message).await;
@@ -323,8 +324,7 @@ impl Step<'_> {
             Err(status) => {
                 let error = Error::peer("remediator", status);
                 if error.is_transient() {
-                    tokio::time::sleep(self.inner().config.retry_backoff()).await;
-                    return Ok(true);
+                    return Ok(Next::After(self.inner().config.retry_backoff()));
                 }
                 (failed(&error.to_string()), false)
             }
@@ -339,7 +339,7 @@ impl Step<'_> {
             .await?;
         self.event(EventType::Normal, "ActionRolledBack", &reason)
             .await;
-        Ok(true)
+        Ok(Next::Now)
     }
 
     /// A rollback the gate refused or the remediator could not carry out:
@@ -348,13 +348,13 @@ impl Step<'_> {
         mut self,
         record: ResultRecord,
         message: &str,
-    ) -> Result<bool, Error> {
+    ) -> Result<Next, Error> {
         let mut status = self.status();
         status.rollback = Some(record);
         let phase = status.phase.unwrap_or(Phase::Failed);
         self.write(status, phase, "RollbackFailed", message).await?;
         self.event(EventType::Warning, "RollbackFailed", message)
             .await;
-        Ok(true)
+        Ok(Next::Now)
     }
 }

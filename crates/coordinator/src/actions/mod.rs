@@ -25,6 +25,7 @@ use kube::{
     Api, Client, ResourceExt as _,
     api::{Patch, PatchParams, PostParams},
     runtime::{
+        controller::Action,
         events::Recorder,
         reflector::{ObjectRef, Store},
     },
@@ -40,7 +41,7 @@ use nanny_proto::v1::{
 };
 use prometheus::{IntCounterVec, Opts, Registry};
 use sha2::{Digest as _, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::watch;
 
 use self::{records::rollback_requested, step::Step};
 use crate::{
@@ -65,6 +66,25 @@ const IN_PROGRESS_GRACE: Duration = Duration::from_secs(120);
 /// Annotation: RFC 3339 time the analyzer last proposed an open action again.
 const LAST_PROPOSED: &str = "nanny.ai/last-proposed";
 
+/// Steps one reconcile takes at most; a step that keeps saying "again"
+/// would be a bug, and the next reconcile picks up from where it stopped.
+const MAX_STEPS: usize = 32;
+/// The longest a reconcile waits for the stores' first complete list.
+const STORES_READY: Duration = Duration::from_secs(10);
+
+/// What a step leaves to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Step again at once: the action moved on.
+    Now,
+    /// Nothing until the action changes (a human, another writer) or the
+    /// sweep comes round (an expiry, a quiet incident).
+    Wait,
+    /// Step again after this long: a peer was unavailable, or a blocked
+    /// eviction's next turn.
+    After(Duration),
+}
+
 /// Drives HealingActions; cheap to clone.
 #[derive(Clone)]
 pub struct Driver {
@@ -86,12 +106,11 @@ struct Inner {
     snapshots: Snapshots,
     recorder: Recorder,
     config: ActionsConfig,
-    /// Actions a task is driving right now (namespace, name).
-    in_flight: Mutex<HashSet<(String, String)>>,
     /// Actions this process created that the watch may not show yet, by
     /// dedup key; cleared when the store catches up.
     created: Mutex<HashMap<DedupKey, (String, String)>>,
-    limit: Semaphore,
+    /// True while this replica leads.
+    leader: watch::Receiver<bool>,
     proposals: IntCounterVec,
     transitions: IntCounterVec,
     escalations: IntCounterVec,
@@ -116,6 +135,7 @@ impl Driver {
             snapshots,
             recorder,
             config,
+            leader,
         } = ctx.clone();
         let proposals = IntCounterVec::new(
             Opts::new(
@@ -151,9 +171,8 @@ impl Driver {
                 actions,
                 snapshots,
                 recorder,
-                limit: Semaphore::new(config.max_in_flight),
+                leader,
                 config,
-                in_flight: Mutex::new(HashSet::new()),
                 created: Mutex::new(HashMap::new()),
                 proposals,
                 transitions,
@@ -165,8 +184,8 @@ impl Driver {
 
     /// Records one recommendation under `policy` — or, when an open action
     /// for the same target and action type exists (or a finished one is
-    /// still within the policy's cooldown), notes it there instead — and
-    /// starts driving it.
+    /// still within the policy's cooldown), notes it there instead. The
+    /// controller drives what the watch then shows.
     pub async fn propose(
         &self,
         policy: &HealingPolicy,
@@ -252,7 +271,6 @@ impl Driver {
         if let Some(existing) = self.existing(&dedup, cooldown) {
             if let Existing::Open(ns, name) = existing {
                 self.note_proposed_again(&ns, &name).await;
-                self.resume(&ns, &name);
                 return Ok("deduplicated");
             }
             return Ok("cooling-down");
@@ -284,7 +302,6 @@ impl Driver {
             created.insert(dedup, (namespace.clone(), name.clone()));
         }
         tracing::info!(action = %name, %namespace, recommendation = %rec.id, "HealingAction proposed.");
-        self.resume(&namespace, &name);
         Ok("created")
     }
 
@@ -343,19 +360,19 @@ impl Driver {
     }
 
     async fn note_proposed_again(&self, namespace: &str, name: &str) {
-        // A step in progress writes with the resourceVersion it read: an
-        // annotation written now would only make that write conflict.
-        // A poisoned lock counts as driving: nothing is written.
-        let driving = self.inner.in_flight.lock().map_or(true, |f| {
-            f.contains(&(namespace.to_owned(), name.to_owned()))
-        });
-        if driving {
-            return;
-        }
         let action = self
             .inner
             .actions
             .get(&ObjectRef::new(name).within(namespace));
+        // A step that calls a peer (review, execution) writes with the
+        // resourceVersion it read: an annotation written meanwhile would only
+        // make that write conflict. Note only actions that wait on a human.
+        let waiting = action
+            .as_ref()
+            .is_some_and(|a| matches!(a.phase(), Phase::PendingApproval | Phase::Escalated));
+        if !waiting {
+            return;
+        }
         let now = Timestamp::now();
         let fresh = action
             .as_ref()
@@ -386,33 +403,51 @@ impl Driver {
         }
     }
 
-    /// Starts driving an action unless a task already does.
-    pub fn resume(&self, namespace: &str, name: &str) {
-        let key = (namespace.to_owned(), name.to_owned());
-        let Ok(mut in_flight) = self.inner.in_flight.lock() else {
-            return;
-        };
-        if !in_flight.insert(key.clone()) {
-            return;
+    /// Reconciles one HealingAction (kube-runtime's `Controller` calls
+    /// this, at most once at a time per action and `max_in_flight` at a
+    /// time in all): steps it while each step moves it on, then says when
+    /// to look again. Only the leader drives actions; a replica that
+    /// becomes leader reconciles every action (see [`crate::controller`]).
+    ///
+    /// # Errors
+    /// A step's error; [`Driver::error_policy`] decides when to retry.
+    pub async fn reconcile(
+        action: Arc<HealingAction>,
+        driver: Arc<Driver>,
+    ) -> Result<Action, Error> {
+        let sweep = driver.inner.config.sweep();
+        if !*driver.inner.leader.borrow() || !Self::needs_driving(&action) {
+            return Ok(Action::await_change());
         }
-        drop(in_flight);
-        let driver = self.clone();
-        tokio::spawn(async move {
-            let _permit = driver.inner.limit.acquire().await;
-            let result = driver.drive(&key.0, &key.1).await;
-            if let Ok(mut in_flight) = driver.inner.in_flight.lock() {
-                in_flight.remove(&key);
-            }
-            match result {
-                Ok(()) => {}
-                Err(Error::Conflict(what)) => {
-                    tracing::debug!(action = %key.1, "{what} changed meanwhile; the watch brings it back.");
-                }
-                Err(error) => {
-                    tracing::warn!(%error, action = %key.1, "Driving the HealingAction stopped; it resumes on its next change or sweep.");
-                }
-            }
-        });
+        // Act on complete stores only: a policy missing from a half-listed
+        // store would read as deleted. (Bounded: a missing CRD keeps the
+        // store from ever listing.)
+        let ready = tokio::time::timeout(STORES_READY, async {
+            driver.inner.policies.wait_until_ready().await.is_ok()
+                && driver.inner.actions.wait_until_ready().await.is_ok()
+        })
+        .await;
+        if !matches!(ready, Ok(true)) {
+            return Ok(Action::requeue(sweep));
+        }
+        let namespace = action.namespace().unwrap_or_default();
+        Ok(match driver.drive(&namespace, &action.name_any()).await? {
+            Next::Now | Next::Wait => Action::requeue(sweep),
+            Next::After(wait) => Action::requeue(wait),
+        })
+    }
+
+    /// When to try again after a failed reconcile: at the next sweep, or
+    /// sooner when the action changes (a conflict is a change the watch
+    /// brings back at once).
+    pub fn error_policy(action: Arc<HealingAction>, error: &Error, driver: Arc<Driver>) -> Action {
+        let name = action.name_any();
+        if let Error::Conflict(what) = error {
+            tracing::debug!(action = %name, "{what} changed meanwhile; the watch brings it back.");
+        } else {
+            tracing::warn!(%error, action = %name, "Driving the HealingAction stopped; it resumes on its next change or sweep.");
+        }
+        Action::requeue(driver.inner.config.sweep())
     }
 
     /// Whether an action needs driving: not finished, or a rollback asked for.
@@ -426,12 +461,14 @@ impl Driver {
             || action.labels().get(OPEN_LABEL).is_some_and(|v| v == "true")
     }
 
-    /// Steps the action until it finishes or waits for a human.
-    async fn drive(&self, namespace: &str, name: &str) -> Result<(), Error> {
+    /// Steps the action while each step moves it on (at most
+    /// [`MAX_STEPS`] at once); returns what the last step left to do. Each
+    /// step starts from the action as the API server has it now.
+    async fn drive(&self, namespace: &str, name: &str) -> Result<Next, Error> {
         let api: Api<HealingAction> = Api::namespaced(self.inner.client.clone(), namespace);
-        for _ in 0..32 {
+        for _ in 0..MAX_STEPS {
             let Some(action) = api.get_opt(name).await? else {
-                return Ok(());
+                return Ok(Next::Wait);
             };
             let phase = action.phase();
             let step = Step {
@@ -439,7 +476,7 @@ impl Driver {
                 api: &api,
                 action,
             };
-            let more = match phase {
+            let next = match phase {
                 Phase::Proposed if ladder::is_escalation(&step.action) => step.escalate().await?,
                 Phase::Proposed => step.review().await?,
                 Phase::Escalated => step.escalated().await?,
@@ -452,11 +489,11 @@ impl Driver {
                 | Phase::Recorded
                 | Phase::Resolved => step.close().await?,
             };
-            if !more {
-                return Ok(());
+            if next != Next::Now {
+                return Ok(next);
             }
         }
-        Ok(())
+        Ok(Next::Wait)
     }
 
     fn policy(&self, policy_ref: &str) -> Option<Arc<HealingPolicy>> {

@@ -17,7 +17,7 @@ use nanny_crd::{
 use nanny_proto::v1::{self as pb, Decision, ReviewRequest, Verdict};
 
 use super::{
-    Driver, GATE_UNAVAILABLE, HUMAN, Inner, LAST_PROPOSED, TARGET_GONE, contains,
+    Driver, GATE_UNAVAILABLE, HUMAN, Inner, LAST_PROPOSED, Next, TARGET_GONE, contains,
     records::{no_verdict, verdict_record},
 };
 use crate::{context, convert, error::Error};
@@ -121,7 +121,7 @@ impl Step<'_> {
     /// A new escalation: the incident is handed to a human, once. Nothing
     /// is executed, so there is nothing for the gate to review; what was
     /// tried is in the spec's reasoning, and the Event and metric say so.
-    pub(super) async fn escalate(mut self) -> Result<bool, Error> {
+    pub(super) async fn escalate(mut self) -> Result<Next, Error> {
         let message = self.action.spec.reasoning.clone();
         self.write(self.status(), Phase::Escalated, "Escalated", &message)
             .await?;
@@ -131,13 +131,13 @@ impl Step<'_> {
             .with_label_values(&["ladder"])
             .inc();
         self.event(EventType::Warning, "Escalated", &message).await;
-        Ok(false)
+        Ok(Next::Wait)
     }
 
     /// An open escalation: resolved by a human (annotation
     /// `nanny.ai/resolve`), or once its incident has been quiet for the
     /// ladder's `quietSeconds`.
-    pub(super) async fn escalated(mut self) -> Result<bool, Error> {
+    pub(super) async fn escalated(mut self) -> Result<Next, Error> {
         // Sent once; a restart or a failed sink is caught up here.
         self.notify(NotifyOn::Escalated);
         let resolved = self.action.annotations().get(RESOLVE_ANNOTATION).cloned();
@@ -159,15 +159,15 @@ impl Step<'_> {
                     Timestamp::now().duration_since(seen).as_secs()
                 )
             }
-            _ => return Ok(false),
+            _ => return Ok(Next::Wait),
         };
         self.write(self.status(), Phase::Resolved, "Resolved", &message)
             .await?;
         self.event(EventType::Normal, "Resolved", &message).await;
-        Ok(true)
+        Ok(Next::Now)
     }
 
-    pub(super) async fn review(mut self) -> Result<bool, Error> {
+    pub(super) async fn review(mut self) -> Result<Next, Error> {
         if !self.in_policy_namespace() {
             let reason = format!(
                 "a HealingAction in namespace {} names HealingPolicy {}: an action lives in its policy's namespace",
@@ -232,7 +232,7 @@ impl Step<'_> {
                     &format!("Denied: {reasons}"),
                 )
                 .await;
-                Ok(true)
+                Ok(Next::Now)
             }
             (_, Mode::Monitor) => {
                 self.write(status, Phase::Recorded, "MonitorMode", &reasons)
@@ -243,7 +243,7 @@ impl Step<'_> {
                     &format!("Monitor mode, not executed: {reasons}"),
                 )
                 .await;
-                Ok(true)
+                Ok(Next::Now)
             }
             (_, Mode::DryRun) | (Decision::DryRunOnly, Mode::Auto) => {
                 let result = self.dry_run(&policy, &rec, &verdict).await;
@@ -256,7 +256,7 @@ impl Step<'_> {
                     "Dry run only; the diff is in the HealingAction status",
                 )
                 .await;
-                Ok(true)
+                Ok(Next::Now)
             }
             (Decision::NeedsApproval, Mode::Auto) => {
                 let ttl = i64::from(policy.spec.approval_ttl_seconds);
@@ -274,12 +274,12 @@ impl Step<'_> {
                     &format!("Approve with: nannyctl approve {name} -n {ns}"),
                 )
                 .await;
-                Ok(false)
+                Ok(Next::Wait)
             }
             (Decision::Approved, Mode::Auto) => {
                 self.write(status, Phase::Approved, "GateApproved", &reasons)
                     .await?;
-                Ok(true)
+                Ok(Next::Now)
             }
         }
     }
@@ -345,7 +345,7 @@ impl Step<'_> {
         rules: Vec<String>,
         reasons: Vec<String>,
         human: Option<&HumanApproval>,
-    ) -> Result<bool, Error> {
+    ) -> Result<Next, Error> {
         let mut status = self.status();
         let message = reasons.join("; ");
         let mut record = status.verdict.clone().unwrap_or_else(no_verdict);
@@ -370,11 +370,11 @@ impl Step<'_> {
             &format!("Denied: {message}"),
         )
         .await;
-        Ok(true)
+        Ok(Next::Now)
     }
 
     /// PendingApproval → Approved | Denied | Expired, or keep waiting.
-    pub(super) async fn await_human(mut self) -> Result<bool, Error> {
+    pub(super) async fn await_human(mut self) -> Result<Next, Error> {
         let approval = match self.action.spec.approval.clone() {
             Some(approval) => approval,
             None => match self.approval_from_annotations().await? {
@@ -427,7 +427,7 @@ impl Step<'_> {
             }
             Err(error) => {
                 tracing::warn!(%error, "Safety gate unavailable for an approved action; retrying later.");
-                return Ok(false);
+                return Ok(Next::Wait);
             }
         };
         let decision = Decision::try_from(verdict.decision).unwrap_or(Decision::Unspecified);
@@ -456,7 +456,7 @@ impl Step<'_> {
             .await?;
         self.event(EventType::Normal, "ActionApproved", &message)
             .await;
-        Ok(true)
+        Ok(Next::Now)
     }
 
     /// Moves an approve/reject annotation into `spec.approval`, so the
@@ -514,14 +514,14 @@ impl Step<'_> {
         Ok(Some(approval))
     }
 
-    pub(super) async fn expire_if_due(mut self) -> Result<bool, Error> {
+    pub(super) async fn expire_if_due(mut self) -> Result<Next, Error> {
         let due = self
             .status()
             .expires_at
             .and_then(|t| t.parse::<Timestamp>().ok())
             .is_some_and(|t| Timestamp::now() >= t);
         if !due {
-            return Ok(false);
+            return Ok(Next::Wait);
         }
         let status = self.status();
         self.write(
@@ -537,18 +537,18 @@ impl Step<'_> {
             "Nobody approved the action in time",
         )
         .await;
-        Ok(true)
+        Ok(Next::Now)
     }
 
     /// A finished action: marks it closed for `kubectl get -l nanny.ai/open`.
-    pub(super) async fn close(self) -> Result<bool, Error> {
+    pub(super) async fn close(self) -> Result<Next, Error> {
         if self
             .action
             .labels()
             .get(OPEN_LABEL)
             .is_some_and(|v| v == "false")
         {
-            return Ok(false);
+            return Ok(Next::Wait);
         }
         let patch = serde_json::json!({ "metadata": { "labels": { OPEN_LABEL: "false" } } });
         self.api
@@ -558,7 +558,7 @@ impl Step<'_> {
                 &Patch::Merge(patch),
             )
             .await?;
-        Ok(false)
+        Ok(Next::Wait)
     }
 
     /// An Event on the target object and on the HealingAction itself.
