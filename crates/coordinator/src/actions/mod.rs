@@ -13,6 +13,8 @@
 mod execute;
 mod records;
 mod step;
+#[cfg(test)]
+mod step_tests;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
