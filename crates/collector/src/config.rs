@@ -279,7 +279,7 @@ impl ServiceConfig for Config {
                 ));
             }
         }
-        crate::selector::Selector::parse(&self.kubernetes.label_selector)
+        nanny_common::selector::Selector::parse(&self.kubernetes.label_selector)
             .map_err(|e| Error::config("kubernetes.label_selector", e))?;
         let t = &self.thresholds;
         for (key, ratio) in [

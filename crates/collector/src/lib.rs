@@ -11,7 +11,6 @@ pub mod detect;
 pub mod project;
 pub mod prom;
 pub mod publish;
-pub mod selector;
 pub mod service;
 pub mod snapshot;
 pub mod store;

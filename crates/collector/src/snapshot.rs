@@ -14,9 +14,10 @@ use nanny_proto::v1 as pb;
 use prost::Message as _;
 use prost_types::Timestamp;
 
+use nanny_common::selector::Selector;
+
 use crate::{
     prom::MetricsRound,
-    selector::Selector,
     store::{Entry, Object, Table, Tables, Uid},
 };
 
@@ -86,7 +87,7 @@ impl ScopeFilter {
 
     fn admits<T: Object>(&self, entry: &Entry<T>, labelled: bool) -> bool {
         let namespace = entry.value.reference().map_or("", |r| r.namespace.as_str());
-        self.namespace_ok(namespace) && (!labelled || self.selector.matches(&entry.labels))
+        self.namespace_ok(namespace) && (!labelled || self.selector.matches(&*entry.labels))
     }
 }
 

@@ -16,6 +16,7 @@ pub mod names;
 pub mod protect;
 pub mod quantity;
 pub mod redact;
+pub mod selector;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! The facts about a target and the cluster the safety gate needs, taken
 //! from the collector's snapshot the recommendation was made from.
 
+use nanny_common::selector::Selector;
 use nanny_proto::v1::{self as pb, ClusterSnapshot, ReviewContext};
 
 /// Builds the gate's [`ReviewContext`] for `target` from `snapshot`.
@@ -247,35 +248,10 @@ fn pdb_allowed(
 }
 
 /// Whether a selector string (as the collector writes it) may select
-/// `labels`. Equality terms are evaluated; any other term counts as a match,
+/// `labels`: evaluated in full; one that does not parse counts as matching,
 /// so a PDB is never overlooked.
 fn may_select(selector: &str, labels: &std::collections::HashMap<String, String>) -> bool {
-    let mut depth = 0u32;
-    let mut term = String::new();
-    let mut terms = Vec::new();
-    for c in selector.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            ',' if depth == 0 => {
-                terms.push(std::mem::take(&mut term));
-                continue;
-            }
-            _ => {}
-        }
-        term.push(c);
-    }
-    terms.push(term);
-    terms
-        .iter()
-        .map(|t| t.trim())
-        .filter(|t| !t.is_empty())
-        .all(|t| match t.split_once('=') {
-            Some((k, v)) if !k.contains([' ', '!']) && !v.contains([' ', '(']) => {
-                labels.get(k).is_some_and(|have| have == v)
-            }
-            _ => true,
-        })
+    Selector::parse(selector).map_or(true, |s| s.matches(labels))
 }
 
 #[cfg(test)]
@@ -536,12 +512,20 @@ mod tests {
     }
 
     #[test]
-    fn selectors_it_cannot_evaluate_count_as_matching() {
-        let labels = HashMap::from([("app".to_owned(), "web".to_owned())]);
+    fn selectors_are_evaluated_in_full_and_unparsable_ones_count_as_matching() {
+        let labels = HashMap::from([
+            ("app".to_owned(), "web".to_owned()),
+            ("tier".to_owned(), "a".to_owned()),
+        ]);
         assert!(may_select("app=web", &labels));
         assert!(!may_select("app=db", &labels));
         assert!(may_select("", &labels));
         assert!(may_select("tier in (a,b)", &labels));
+        assert!(!may_select("tier in (b,c)", &labels));
         assert!(!may_select("app=db,tier in (a,b)", &labels));
+        assert!(may_select("app,!canary,tier notin (z)", &labels));
+        assert!(!may_select("!tier", &labels));
+        // Not a selector Kubernetes would accept: the PDB is counted.
+        assert!(may_select("app === web ((", &labels));
     }
 }

@@ -1,8 +1,27 @@
 //! Kubernetes label selectors (`a=b,c!=d,e in (f,g),h notin (i),j,!k`),
-//! matched in-process so that each subscriber can narrow the one set of
-//! watches the collector keeps.
+//! matched in-process: the collector narrows its one set of watches per
+//! subscriber with them, and the coordinator matches the PodDisruptionBudget
+//! selectors a snapshot carries (in this string form) against a pod's labels.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// A set of labels a selector can be matched against.
+pub trait Labels {
+    /// The value of `key`, if the label is there.
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl Labels for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+impl<S: std::hash::BuildHasher> Labels for HashMap<String, String, S> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
 
 /// One parsed label selector; empty matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,12 +55,13 @@ impl Selector {
     }
 
     /// True when every requirement holds for `labels`.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, labels: &impl Labels) -> bool {
+        let has = |values: &[String], v: &str| values.iter().any(|x| x == v);
         self.requirements.iter().all(|r| match r {
-            Requirement::In(key, values) => labels.get(key).is_some_and(|v| values.contains(v)),
-            Requirement::NotIn(key, values) => labels.get(key).is_none_or(|v| !values.contains(v)),
-            Requirement::Exists(key) => labels.contains_key(key),
-            Requirement::DoesNotExist(key) => !labels.contains_key(key),
+            Requirement::In(key, values) => labels.label(key).is_some_and(|v| has(values, v)),
+            Requirement::NotIn(key, values) => labels.label(key).is_none_or(|v| !has(values, v)),
+            Requirement::Exists(key) => labels.label(key).is_some(),
+            Requirement::DoesNotExist(key) => labels.label(key).is_none(),
         })
     }
 
