@@ -356,7 +356,7 @@ impl RulesConfig {
         if let Some(id) = self
             .disabled
             .iter()
-            .find(|id| !crate::rules::RULES.iter().any(|r| r.id == id.as_str()))
+            .find(|id| !crate::catalog::RULES.iter().any(|r| r.id == id.as_str()))
         {
             return Err(Error::config(
                 "rules.disabled",

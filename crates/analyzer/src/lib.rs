@@ -8,6 +8,7 @@
 //! adds model proposals, validated the same way; the rules never wait for
 //! it and any model failure degrades to rules only.
 
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod index;

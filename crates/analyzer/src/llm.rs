@@ -11,7 +11,7 @@
 
 use std::{
     collections::BTreeSet,
-    sync::{Arc, LazyLock, OnceLock},
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
@@ -25,7 +25,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use crate::{config::Provider, index::SnapshotIndex, settings::Settings};
+use crate::{
+    config::Provider,
+    index::SnapshotIndex,
+    settings::{MODEL_ACTIONS, Settings},
+};
 
 /// Sent with every model recommendation; part of cache keys later.
 pub const PROMPT_VERSION: &str = "nanny-v1";
@@ -43,14 +47,6 @@ pub const MAX_PROMPT_CHARS: usize = 10_752;
 pub fn prompt_budget(context_tokens: u32, max_tokens: u32) -> usize {
     usize::try_from(context_tokens.saturating_sub(max_tokens)).unwrap_or(0) * 3
 }
-
-/// Longest custom prompt (a policy's `ai.prompts` entry), characters.
-pub const MAX_GUIDANCE_CHARS: usize = 2000;
-
-/// The actions a model may pick (the vocabulary's `ModelUse::Offered`,
-/// `report_only` last). Each needs no parameter from the model: the
-/// analyzer derives them from the rules' configuration.
-pub static MODEL_ACTIONS: LazyLock<Vec<&'static str>> = LazyLock::new(vocabulary::model_labels);
 
 /// Whether `action` is one the schema never offers but that a model (one
 /// serving without schema enforcement, or a compromised one) may still

@@ -20,94 +20,10 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{config::RulesConfig, index::SnapshotIndex};
 
-/// One rule: its id (the recommendation's `source.rule_id`) and why it exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rule {
-    /// Stable id, cited by recommendations, verdicts and metrics.
-    pub id: &'static str,
-    /// One line: why the action fixes the issue.
-    pub rationale: &'static str,
-}
-
-/// Restart a crash-looping pod.
-pub const CRASHLOOP_RESTART: Rule = Rule {
-    id: "crashloop-restart",
-    rationale: "A pod crash-looping for a reason other than memory often recovers from a fresh start (stale state, lost connection).",
-};
-/// Rollout-restart a workload most of whose replicas crash-loop.
-pub const CRASHLOOP_ROLLOUT: Rule = Rule {
-    id: "crashloop-rollout-restart",
-    rationale: "When most replicas crash-loop, one rolling restart respects the rollout strategy where pod-by-pod deletes would not.",
-};
-/// Raise the memory limit of an OOM-killed container.
-pub const OOM_RAISE_MEMORY: Rule = Rule {
-    id: "oom-raise-memory-limit",
-    rationale: "A container killed for exceeding its memory limit keeps dying until the limit is raised; restarts cannot help.",
-};
-/// Delete a Job that completed long ago.
-pub const STALE_JOB_DELETE: Rule = Rule {
-    id: "stale-job-delete",
-    rationale: "A Job that completed long ago only holds its pods and quota; its outcome is already recorded.",
-};
-/// Raise an HPA's maxReplicas.
-pub const HPA_RAISE_MAX: Rule = Rule {
-    id: "hpa-raise-max",
-    rationale: "An autoscaler pinned at its maximum with utilisation above target cannot add the capacity the load needs.",
-};
-/// Cordon a NotReady node.
-pub const NODE_NOT_READY_CORDON: Rule = Rule {
-    id: "node-not-ready-cordon",
-    rationale: "New pods must not be scheduled onto a node that is not ready.",
-};
-/// Drain a NotReady node.
-pub const NODE_NOT_READY_DRAIN: Rule = Rule {
-    id: "node-not-ready-drain",
-    rationale: "Pods on a node that is not ready are unreachable; evicting them lets their controllers replace them elsewhere.",
-};
-/// Cordon a node under resource pressure.
-pub const NODE_PRESSURE_CORDON: Rule = Rule {
-    id: "node-pressure-cordon",
-    rationale: "A node under memory, disk or PID pressure should take no new pods until it recovers.",
-};
-/// Expand a nearly full volume claim.
-pub const PVC_EXPAND: Rule = Rule {
-    id: "pvc-expand",
-    rationale: "A volume that fills up fails its writers; expanding it ahead of time avoids the outage.",
-};
-/// Report an image that cannot be pulled.
-pub const REPORT_IMAGE_PULL: Rule = Rule {
-    id: "report-image-pull",
-    rationale: "A wrong image reference or missing pull secret is fixed by a person; a restart pulls the same image again.",
-};
-/// Report a container whose configuration is missing.
-pub const REPORT_CONFIG_ERROR: Rule = Rule {
-    id: "report-config-error",
-    rationale: "A missing ConfigMap, Secret or key is fixed by a person; a restart reads the same configuration.",
-};
-/// Report a pod that cannot be scheduled.
-pub const REPORT_UNSCHEDULABLE: Rule = Rule {
-    id: "report-unschedulable",
-    rationale: "An unschedulable pod needs capacity or looser constraints; restarting it only reschedules it into the same wall.",
-};
-
-/// Every rule, for documentation and tests.
-pub const RULES: &[Rule] = &[
-    CRASHLOOP_RESTART,
-    CRASHLOOP_ROLLOUT,
-    OOM_RAISE_MEMORY,
-    STALE_JOB_DELETE,
-    HPA_RAISE_MAX,
-    NODE_NOT_READY_CORDON,
-    NODE_NOT_READY_DRAIN,
-    NODE_PRESSURE_CORDON,
-    PVC_EXPAND,
-    REPORT_IMAGE_PULL,
-    REPORT_CONFIG_ERROR,
-    REPORT_UNSCHEDULABLE,
-];
+pub use crate::catalog::*;
 
 /// Workload kinds that support rollout restarts and template patches.
-const ROLLABLE: &[&str] = &["Deployment", "StatefulSet", "DaemonSet"];
+const ROLLABLE: &[&str] = nanny_proto::vocabulary::WORKLOAD_KINDS;
 
 const MIB: i64 = 1 << 20;
 

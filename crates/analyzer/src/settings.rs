@@ -11,16 +11,18 @@
 //! allow, or name a model the operator did not list. Anything out of range fails the request with the field's
 //! name: a half-understood policy is not analysed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::LazyLock,
+};
 
 use nanny_proto::v1::{ActionType, AnalysisSettings, IssueKind, RuleOverrides};
 use nanny_proto::vocabulary;
 
 use crate::{
+    catalog::RULES,
     config::{Config, RulesConfig},
     error::Error,
-    llm::{MAX_GUIDANCE_CHARS, MODEL_ACTIONS},
-    rules::RULES,
     validate::Bounds,
 };
 
@@ -70,6 +72,14 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
         ],
     ),
 ];
+
+/// Longest custom prompt (a policy's `ai.prompts` entry), characters.
+pub const MAX_GUIDANCE_CHARS: usize = 2000;
+
+/// The actions a model may pick (the vocabulary's `ModelUse::Offered`,
+/// `report_only` last). Each needs no parameter from the model: the
+/// analyzer derives them from the rules' configuration.
+pub static MODEL_ACTIONS: LazyLock<Vec<&'static str>> = LazyLock::new(vocabulary::model_labels);
 
 /// The model's action name of an action type, if a model may propose it.
 fn model_action(t: ActionType) -> Option<&'static str> {

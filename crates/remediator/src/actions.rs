@@ -17,7 +17,7 @@ use nanny_proto::v1::{
 use serde_json::{Value, json};
 
 use crate::{
-    diff,
+    diff::{self, str_at},
     error::{Error, api_code},
     quantity,
     request::{TargetKind, Validated, describe},
@@ -1032,14 +1032,6 @@ pub fn job_finished_at(job: &Value) -> Option<SystemTime> {
         .as_str()?;
     let timestamp: k8s_openapi::jiff::Timestamp = time.parse().ok()?;
     Some(SystemTime::from(timestamp))
-}
-
-/// The string at `pointer`, or "".
-pub fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }
 
 /// A dynamic object as JSON.

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::{actions::str_at, store::Summary};
+use crate::store::Summary;
 
 /// `object` reduced to its identity (kind, namespace, name) and the values
 /// at `fields` (JSON pointers): what a diff may show.
@@ -96,6 +96,14 @@ pub fn deleted(object: &Value, summary: &Summary) -> String {
         text.push_str(&format!("  state: {}\n", summary.state));
     }
     nanny_common::redact::text(&text).into_owned()
+}
+
+/// The string at `pointer`, or "".
+pub fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

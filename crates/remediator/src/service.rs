@@ -14,9 +14,10 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::{
-    actions::{self, Executor, Plan, refusal_or_error, str_at, to_value},
+    actions::{self, Executor, Plan, refusal_or_error, to_value},
     config::Config,
     diff,
+    diff::str_at,
     error::{Error, api_code},
     request::{self, TargetKind, Validated, action_label, describe},
     store::{Phase, Record, Store, Stored, TargetRecord},
@@ -364,7 +365,7 @@ impl RemediatorService {
             let owners = self.exec.owners(&pod).await?;
             let chain: Vec<&serde_json::Value> = std::iter::once(&pod).chain(&owners).collect();
             if let Some(reason) = self.config.protected.refusal(&chain) {
-                let uid = actions::str_at(&pod, "/metadata/uid").to_owned();
+                let uid = diff::str_at(&pod, "/metadata/uid").to_owned();
                 facts.protected_pods.insert(uid, reason);
             }
         }

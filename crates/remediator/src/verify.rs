@@ -9,7 +9,8 @@ use nanny_proto::v1::{ExpandPvc, ScaleHpa, VerificationState, action::Kind as Ac
 use serde_json::Value;
 
 use crate::{
-    actions::{Executor, controller, str_at, to_value},
+    actions::{Executor, controller, to_value},
+    diff::str_at,
     quantity,
     request::{TargetKind, Validated},
 };

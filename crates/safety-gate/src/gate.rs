@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::{
     config::Config,
     history::Past,
-    limits::{Content, Keys, Limiter, Limits},
+    limits::{Content, Keys, Limiter, Limits, limit_target},
 };
 
 /// How far a recommendation may go, strictest last.
@@ -726,16 +726,6 @@ impl Gate {
                 ),
             );
         }
-    }
-}
-
-/// What per-target limits count against: the owning workload when known, so a
-/// pod recreated with a new uid stays the same target.
-pub(crate) fn limit_target<'a>(workload_uid: &'a str, target_uid: &'a str) -> &'a str {
-    if workload_uid.is_empty() {
-        target_uid
-    } else {
-        workload_uid
     }
 }
 

@@ -19,7 +19,7 @@ use nanny_crd::{
 };
 use nanny_proto::v1::{ActionType, Decision, GateLimits};
 
-use crate::gate::limit_target;
+use crate::limits::limit_target;
 
 /// One past approval, or one executed action with its outcome.
 #[derive(Debug, Clone, PartialEq)]

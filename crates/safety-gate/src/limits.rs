@@ -368,6 +368,16 @@ impl Limiter {
     }
 }
 
+/// What per-target limits count against: the owning workload when known, so a
+/// pod recreated with a new uid stays the same target.
+pub(crate) fn limit_target<'a>(workload_uid: &'a str, target_uid: &'a str) -> &'a str {
+    if workload_uid.is_empty() {
+        target_uid
+    } else {
+        workload_uid
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

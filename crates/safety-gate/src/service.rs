@@ -20,7 +20,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use nanny_common::audit::{Anchor, AuditLog};
 
-use crate::gate::{Gate, Level, limit_target};
+use crate::{
+    gate::{Gate, Level},
+    limits::limit_target,
+};
 
 /// Serves reviews; every verdict is logged as an audit event and, when
 /// configured, appended to the hash-chained audit log.

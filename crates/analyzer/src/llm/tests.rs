@@ -8,6 +8,7 @@ use tokio::{
 };
 
 use super::*;
+use crate::settings::MAX_GUIDANCE_CHARS;
 use crate::{
     Config,
     rules::tests::{container, deployment, issue, obj, pod, snapshot},
