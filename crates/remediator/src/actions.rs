@@ -1,5 +1,8 @@
 //! The actions: reading the target under its preconditions, planning the
-//! exact write, applying it (as a server-side dry run first), and undoing it.
+//! exact write ([`plan`], one function per action kind), applying it (as a
+//! server-side dry run first), and undoing it.
+
+mod plan;
 
 use std::time::{Duration, SystemTime};
 
@@ -11,15 +14,13 @@ use kube::{
         PropagationPolicy, VersionMatch,
     },
 };
-use nanny_proto::v1::{
-    DrainNode, ExpandPvc, PatchResources, Resources, ScaleHpa, action::Kind as ActionKind,
-};
+use nanny_proto::v1::{Resources, action::Kind as ActionKind};
 use serde_json::{Value, json};
 
+pub use self::plan::plan;
 use crate::{
     diff::{self, str_at},
     error::{Error, api_code},
-    quantity,
     request::{TargetKind, Validated, describe},
     store::{Summary, TargetRecord, kube_message},
 };
@@ -716,229 +717,6 @@ impl Executor {
             }
         }
     }
-}
-
-/// Plans `v`'s action on the target read as `current`.
-///
-/// # Errors
-/// [`Error::Precondition`] when the action must not run on this object.
-pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error> {
-    let target = describe(&v.target);
-    let version = str_at(current, "/metadata/resourceVersion");
-    // Every patch carries the resourceVersion read (and checked against the
-    // snapshot): the API server refuses it if anything changed in between,
-    // so the recorded before values are exactly what was overwritten.
-    let with_version = |mut patch: Value| {
-        patch["metadata"]["resourceVersion"] = json!(version);
-        patch
-    };
-    let precondition = |message: String| Error::Precondition {
-        target: target.clone(),
-        message,
-    };
-    let plan = match &v.action {
-        ActionKind::RestartPod(_) => {
-            if controller(current).is_none() && !v.allow_bare_pod_restart {
-                return Err(precondition(
-                    "the pod has no controller to recreate it, and the policy does not allow restarting bare pods".to_owned(),
-                ));
-            }
-            if current.pointer("/metadata/deletionTimestamp").is_some() {
-                return Err(precondition("the pod is already being deleted".to_owned()));
-            }
-            Plan::irreversible(Write::Evict, "an evicted pod cannot be brought back")
-        }
-        ActionKind::RolloutRestart(_) => {
-            let now = facts.now.unwrap_or_else(SystemTime::now);
-            let stamp = k8s_openapi::jiff::Timestamp::try_from(now)
-                .map(|t| {
-                    t.round(k8s_openapi::jiff::Unit::Second)
-                        .unwrap_or(t)
-                        .to_string()
-                })
-                .unwrap_or_default();
-            let pointer = format!(
-                "/spec/template/metadata/annotations/{}",
-                RESTARTED_AT.replace('/', "~1")
-            );
-            let patch = json!({ "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: stamp } } } } });
-            Plan::new(Write::Merge(with_version(patch)), vec![pointer])
-        }
-        ActionKind::ScaleHpa(ScaleHpa {
-            min_replicas,
-            max_replicas,
-        }) => {
-            let mut patch = json!({ "spec": { "maxReplicas": max_replicas } });
-            let mut pointers = vec!["/spec/maxReplicas".to_owned()];
-            let current_min = current.pointer("/spec/minReplicas").and_then(Value::as_i64);
-            // Forcing replicas up is a person's call: only a verdict a human
-            // approved may raise minReplicas (or set it when unknown).
-            if let Some(min) = min_replicas
-                && !v.human_approved
-                && current_min.is_none_or(|current| i64::from(*min) > current)
-            {
-                return Err(precondition(format!(
-                    "minReplicas {min} is above the current {} and no human approved it",
-                    current_min.map_or_else(|| "(unset)".to_owned(), |m| m.to_string())
-                )));
-            }
-            if let Some(min) = min_replicas {
-                patch["spec"]["minReplicas"] = json!(min);
-                pointers.push("/spec/minReplicas".to_owned());
-            } else if current
-                .pointer("/spec/minReplicas")
-                .and_then(Value::as_i64)
-                .is_some_and(|min| min > i64::from(*max_replicas))
-            {
-                return Err(precondition(format!(
-                    "maxReplicas {max_replicas} would be below the current minReplicas"
-                )));
-            }
-            Plan::new(Write::Merge(with_version(patch)), pointers)
-        }
-        ActionKind::CordonNode(_) | ActionKind::UncordonNode(_) => {
-            let cordon = matches!(v.action, ActionKind::CordonNode(_));
-            let patch = json!({ "spec": { "unschedulable": if cordon { json!(true) } else { Value::Null } } });
-            Plan::new(
-                Write::Merge(with_version(patch)),
-                vec!["/spec/unschedulable".to_owned()],
-            )
-        }
-        ActionKind::DrainNode(DrainNode {
-            grace_period_seconds,
-            timeout_seconds,
-        }) => {
-            let mut evict = Vec::new();
-            let mut skipped = Vec::new();
-            for pod in &facts.pods_on_node {
-                let name = format!(
-                    "Pod {}/{}",
-                    str_at(pod, "/metadata/namespace"),
-                    str_at(pod, "/metadata/name")
-                );
-                let protected = facts
-                    .protected_pods
-                    .get(str_at(pod, "/metadata/uid"))
-                    .map(|reason| format!("protected: {reason}"));
-                match drain_skip_reason(pod).map(str::to_owned).or(protected) {
-                    Some(reason) => skipped.push(format!("{name} ({reason})")),
-                    None => evict.push((
-                        str_at(pod, "/metadata/namespace").to_owned(),
-                        str_at(pod, "/metadata/name").to_owned(),
-                        str_at(pod, "/metadata/uid").to_owned(),
-                    )),
-                }
-            }
-            // A rollback uncordons; evicted pods are already replaced.
-            Plan::new(
-                Write::Drain {
-                    cordon: json!({ "spec": { "unschedulable": true } }),
-                    evict,
-                    skipped,
-                    grace_seconds: (*grace_period_seconds > 0).then_some(*grace_period_seconds),
-                    deadline: facts.started.unwrap_or_else(tokio::time::Instant::now)
-                        + Duration::from_secs(u64::try_from(*timeout_seconds).unwrap_or(1)),
-                },
-                vec!["/spec/unschedulable".to_owned()],
-            )
-        }
-        ActionKind::ExpandPvc(ExpandPvc { new_size_bytes }) => {
-            if facts.expandable != Some(true) {
-                return Err(precondition(format!(
-                    "its StorageClass {:?} does not allow volume expansion",
-                    str_at(current, "/spec/storageClassName")
-                )));
-            }
-            let requested = str_at(current, "/spec/resources/requests/storage");
-            let size = quantity::parse(requested).ok_or_else(|| {
-                precondition(format!(
-                    "its storage request {requested:?} is not a quantity"
-                ))
-            })?;
-            if i128::from(*new_size_bytes) <= size {
-                return Err(precondition(format!(
-                    "new size {new_size_bytes} bytes is not larger than the current request {requested} ({size} bytes); volumes are never shrunk"
-                )));
-            }
-            let patch = json!({ "spec": { "resources": { "requests": { "storage": new_size_bytes.to_string() } } } });
-            Plan {
-                fields: vec!["/spec/resources/requests/storage".to_owned()],
-                ..Plan::irreversible(
-                    Write::Merge(with_version(patch)),
-                    "volumes are never shrunk",
-                )
-            }
-        }
-        ActionKind::PatchResources(PatchResources {
-            container,
-            requests,
-            limits,
-        }) => {
-            let containers = current
-                .pointer("/spec/template/spec/containers")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let Some(index) = containers
-                .iter()
-                .position(|c| c.get("name").and_then(Value::as_str) == Some(container.as_str()))
-            else {
-                let names: Vec<&str> = containers
-                    .iter()
-                    .filter_map(|c| c.get("name").and_then(Value::as_str))
-                    .collect();
-                return Err(Error::invalid(
-                    "recommendation.action.patch_resources.container",
-                    format!("{target} has no container {container:?} (it has {names:?})"),
-                ));
-            };
-            let mut new = json!({});
-            let mut pointers = Vec::new();
-            for (section, values) in [("requests", requests), ("limits", limits)] {
-                for (resource, value) in quantities(values.as_ref()) {
-                    new[section][resource] = json!(value);
-                    pointers.push(format!(
-                        "/spec/template/spec/containers/{index}/resources/{section}/{resource}"
-                    ));
-                }
-            }
-            let patch = json!({ "spec": { "template": { "spec": { "containers": [ { "name": container, "resources": new } ] } } } });
-            Plan {
-                container: Some(container.clone()),
-                ..Plan::new(Write::Strategic(with_version(patch)), pointers)
-            }
-        }
-        ActionKind::DeleteJob(job) => {
-            let finished = job_finished_at(current).ok_or_else(|| {
-                precondition(
-                    "the Job has not finished (no Complete or Failed condition)".to_owned(),
-                )
-            })?;
-            let now = facts.now.unwrap_or_else(SystemTime::now);
-            let age = now.duration_since(finished).unwrap_or_default();
-            let min_age = Duration::from_secs(u64::try_from(job.min_age_seconds).unwrap_or(0));
-            if age < min_age {
-                return Err(precondition(format!(
-                    "the Job finished {}s ago, less than the required {}s",
-                    age.as_secs(),
-                    min_age.as_secs()
-                )));
-            }
-            Plan::irreversible(
-                Write::Delete {
-                    background: true,
-                    pin_version: true,
-                },
-                "a deleted Job would run again if re-created",
-            )
-        }
-        ActionKind::DeleteResource(_) | ActionKind::ReportOnly(_) => {
-            return Err(Error::Unsupported {
-                action: crate::request::action_type(&v.action).as_str_name(),
-            });
-        }
-    };
-    Ok(plan)
 }
 
 /// The Kubernetes quantities of the set fields: CPU in millicores, memory in bytes.

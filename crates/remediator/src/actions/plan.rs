@@ -1,0 +1,302 @@
+//! Planning: one function per action kind turns a validated request and
+//! the target as read into the exact write ([`Plan`]), or a precondition
+//! error when the action must not run on this object.
+
+use std::time::{Duration, SystemTime};
+
+use nanny_proto::v1::{
+    DeleteJob, DrainNode, ExpandPvc, PatchResources, ScaleHpa, action::Kind as ActionKind,
+};
+use serde_json::{Value, json};
+
+use super::{
+    Facts, Plan, RESTARTED_AT, Write, controller, drain_skip_reason, job_finished_at, quantities,
+};
+use crate::{
+    diff::str_at,
+    error::Error,
+    quantity,
+    request::{Validated, describe},
+};
+
+/// What every plan reads: the request, the target as read, and the facts
+/// gathered around it.
+struct Input<'a> {
+    v: &'a Validated,
+    current: &'a Value,
+    facts: &'a Facts,
+    target: String,
+}
+
+impl Input<'_> {
+    /// `patch` with the resourceVersion read. Every patch carries it (and
+    /// it was checked against the snapshot): the API server refuses it if
+    /// anything changed in between, so the recorded before values are
+    /// exactly what was overwritten.
+    fn with_version(&self, mut patch: Value) -> Value {
+        patch["metadata"]["resourceVersion"] =
+            json!(str_at(self.current, "/metadata/resourceVersion"));
+        patch
+    }
+
+    fn precondition(&self, message: impl Into<String>) -> Error {
+        Error::Precondition {
+            target: self.target.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn now(&self) -> SystemTime {
+        self.facts.now.unwrap_or_else(SystemTime::now)
+    }
+}
+
+/// Plans `v`'s action on the target read as `current`.
+///
+/// # Errors
+/// [`Error::Precondition`] when the action must not run on this object.
+pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error> {
+    let input = Input {
+        v,
+        current,
+        facts,
+        target: describe(&v.target),
+    };
+    match &v.action {
+        ActionKind::RestartPod(_) => restart_pod(&input),
+        ActionKind::RolloutRestart(_) => Ok(rollout_restart(&input)),
+        ActionKind::ScaleHpa(scale) => scale_hpa(&input, scale),
+        ActionKind::CordonNode(_) => Ok(cordon(&input, true)),
+        ActionKind::UncordonNode(_) => Ok(cordon(&input, false)),
+        ActionKind::DrainNode(drain) => Ok(drain_node(&input, drain)),
+        ActionKind::ExpandPvc(expand) => expand_pvc(&input, expand),
+        ActionKind::PatchResources(patch) => patch_resources(&input, patch),
+        ActionKind::DeleteJob(job) => delete_job(&input, job),
+        ActionKind::DeleteResource(_) | ActionKind::ReportOnly(_) => Err(Error::Unsupported {
+            action: crate::request::action_type(&v.action).as_str_name(),
+        }),
+    }
+}
+
+fn restart_pod(input: &Input<'_>) -> Result<Plan, Error> {
+    if controller(input.current).is_none() && !input.v.allow_bare_pod_restart {
+        return Err(input.precondition(
+            "the pod has no controller to recreate it, and the policy does not allow restarting bare pods",
+        ));
+    }
+    if input
+        .current
+        .pointer("/metadata/deletionTimestamp")
+        .is_some()
+    {
+        return Err(input.precondition("the pod is already being deleted"));
+    }
+    Ok(Plan::irreversible(
+        Write::Evict,
+        "an evicted pod cannot be brought back",
+    ))
+}
+
+fn rollout_restart(input: &Input<'_>) -> Plan {
+    let stamp = k8s_openapi::jiff::Timestamp::try_from(input.now())
+        .map(|t| {
+            t.round(k8s_openapi::jiff::Unit::Second)
+                .unwrap_or(t)
+                .to_string()
+        })
+        .unwrap_or_default();
+    let pointer = format!(
+        "/spec/template/metadata/annotations/{}",
+        RESTARTED_AT.replace('/', "~1")
+    );
+    let patch = json!({ "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: stamp } } } } });
+    Plan::new(Write::Merge(input.with_version(patch)), vec![pointer])
+}
+
+fn scale_hpa(
+    input: &Input<'_>,
+    ScaleHpa {
+        min_replicas,
+        max_replicas,
+    }: &ScaleHpa,
+) -> Result<Plan, Error> {
+    let mut patch = json!({ "spec": { "maxReplicas": max_replicas } });
+    let mut pointers = vec!["/spec/maxReplicas".to_owned()];
+    let current_min = input
+        .current
+        .pointer("/spec/minReplicas")
+        .and_then(Value::as_i64);
+    // Forcing replicas up is a person's call: only a verdict a human
+    // approved may raise minReplicas (or set it when unknown).
+    if let Some(min) = min_replicas
+        && !input.v.human_approved
+        && current_min.is_none_or(|current| i64::from(*min) > current)
+    {
+        return Err(input.precondition(format!(
+            "minReplicas {min} is above the current {} and no human approved it",
+            current_min.map_or_else(|| "(unset)".to_owned(), |m| m.to_string())
+        )));
+    }
+    if let Some(min) = min_replicas {
+        patch["spec"]["minReplicas"] = json!(min);
+        pointers.push("/spec/minReplicas".to_owned());
+    } else if current_min.is_some_and(|min| min > i64::from(*max_replicas)) {
+        return Err(input.precondition(format!(
+            "maxReplicas {max_replicas} would be below the current minReplicas"
+        )));
+    }
+    Ok(Plan::new(Write::Merge(input.with_version(patch)), pointers))
+}
+
+fn cordon(input: &Input<'_>, cordon: bool) -> Plan {
+    let patch =
+        json!({ "spec": { "unschedulable": if cordon { json!(true) } else { Value::Null } } });
+    Plan::new(
+        Write::Merge(input.with_version(patch)),
+        vec!["/spec/unschedulable".to_owned()],
+    )
+}
+
+fn drain_node(
+    input: &Input<'_>,
+    DrainNode {
+        grace_period_seconds,
+        timeout_seconds,
+    }: &DrainNode,
+) -> Plan {
+    let mut evict = Vec::new();
+    let mut skipped = Vec::new();
+    for pod in &input.facts.pods_on_node {
+        let name = format!(
+            "Pod {}/{}",
+            str_at(pod, "/metadata/namespace"),
+            str_at(pod, "/metadata/name")
+        );
+        let protected = input
+            .facts
+            .protected_pods
+            .get(str_at(pod, "/metadata/uid"))
+            .map(|reason| format!("protected: {reason}"));
+        match drain_skip_reason(pod).map(str::to_owned).or(protected) {
+            Some(reason) => skipped.push(format!("{name} ({reason})")),
+            None => evict.push((
+                str_at(pod, "/metadata/namespace").to_owned(),
+                str_at(pod, "/metadata/name").to_owned(),
+                str_at(pod, "/metadata/uid").to_owned(),
+            )),
+        }
+    }
+    // A rollback uncordons; evicted pods are already replaced.
+    Plan::new(
+        Write::Drain {
+            cordon: json!({ "spec": { "unschedulable": true } }),
+            evict,
+            skipped,
+            grace_seconds: (*grace_period_seconds > 0).then_some(*grace_period_seconds),
+            deadline: input
+                .facts
+                .started
+                .unwrap_or_else(tokio::time::Instant::now)
+                + Duration::from_secs(u64::try_from(*timeout_seconds).unwrap_or(1)),
+        },
+        vec!["/spec/unschedulable".to_owned()],
+    )
+}
+
+fn expand_pvc(input: &Input<'_>, ExpandPvc { new_size_bytes }: &ExpandPvc) -> Result<Plan, Error> {
+    let current = input.current;
+    if input.facts.expandable != Some(true) {
+        return Err(input.precondition(format!(
+            "its StorageClass {:?} does not allow volume expansion",
+            str_at(current, "/spec/storageClassName")
+        )));
+    }
+    let requested = str_at(current, "/spec/resources/requests/storage");
+    let size = quantity::parse(requested).ok_or_else(|| {
+        input.precondition(format!(
+            "its storage request {requested:?} is not a quantity"
+        ))
+    })?;
+    if i128::from(*new_size_bytes) <= size {
+        return Err(input.precondition(format!(
+            "new size {new_size_bytes} bytes is not larger than the current request {requested} ({size} bytes); volumes are never shrunk"
+        )));
+    }
+    let patch = json!({ "spec": { "resources": { "requests": { "storage": new_size_bytes.to_string() } } } });
+    Ok(Plan {
+        fields: vec!["/spec/resources/requests/storage".to_owned()],
+        ..Plan::irreversible(
+            Write::Merge(input.with_version(patch)),
+            "volumes are never shrunk",
+        )
+    })
+}
+
+fn patch_resources(
+    input: &Input<'_>,
+    PatchResources {
+        container,
+        requests,
+        limits,
+    }: &PatchResources,
+) -> Result<Plan, Error> {
+    let containers = input
+        .current
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let Some(index) = containers
+        .iter()
+        .position(|c| c.get("name").and_then(Value::as_str) == Some(container.as_str()))
+    else {
+        let names: Vec<&str> = containers
+            .iter()
+            .filter_map(|c| c.get("name").and_then(Value::as_str))
+            .collect();
+        return Err(Error::invalid(
+            "recommendation.action.patch_resources.container",
+            format!(
+                "{} has no container {container:?} (it has {names:?})",
+                input.target
+            ),
+        ));
+    };
+    let mut new = json!({});
+    let mut pointers = Vec::new();
+    for (section, values) in [("requests", requests), ("limits", limits)] {
+        for (resource, value) in quantities(values.as_ref()) {
+            new[section][resource] = json!(value);
+            pointers.push(format!(
+                "/spec/template/spec/containers/{index}/resources/{section}/{resource}"
+            ));
+        }
+    }
+    let patch = json!({ "spec": { "template": { "spec": { "containers": [ { "name": container, "resources": new } ] } } } });
+    Ok(Plan {
+        container: Some(container.clone()),
+        ..Plan::new(Write::Strategic(input.with_version(patch)), pointers)
+    })
+}
+
+fn delete_job(input: &Input<'_>, job: &DeleteJob) -> Result<Plan, Error> {
+    let finished = job_finished_at(input.current).ok_or_else(|| {
+        input.precondition("the Job has not finished (no Complete or Failed condition)")
+    })?;
+    let age = input.now().duration_since(finished).unwrap_or_default();
+    let min_age = Duration::from_secs(u64::try_from(job.min_age_seconds).unwrap_or(0));
+    if age < min_age {
+        return Err(input.precondition(format!(
+            "the Job finished {}s ago, less than the required {}s",
+            age.as_secs(),
+            min_age.as_secs()
+        )));
+    }
+    Ok(Plan::irreversible(
+        Write::Delete {
+            background: true,
+            pin_version: true,
+        },
+        "a deleted Job would run again if re-created",
+    ))
+}
