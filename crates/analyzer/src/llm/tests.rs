@@ -8,12 +8,18 @@ use tokio::{
 };
 
 use super::*;
-use crate::settings::MAX_GUIDANCE_CHARS;
 use crate::{
     Config,
     rules::tests::{container, deployment, issue, obj, pod, snapshot},
     validate::validate,
 };
+use crate::{
+    config::Provider,
+    index::SnapshotIndex,
+    settings::{MAX_GUIDANCE_CHARS, MODEL_ACTIONS, Settings},
+};
+use nanny_proto::v1::ClusterSnapshot;
+use serde_json::{Value, json};
 
 /// The configuration's settings, with at most `max` model recommendations.
 fn settings(max: u32) -> Settings {

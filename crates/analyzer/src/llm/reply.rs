@@ -1,0 +1,228 @@
+//! The model's reply: parsed, bounded, and turned into recommendations
+//! whose target and parameters come from the snapshot and the rules'
+//! configuration, never from the model.
+
+use nanny_proto::v1::{
+    Action, ClusterSnapshot, CordonNode, DeleteJob, DeleteResource, DrainNode, ExpandPvc,
+    ModelSource, Recommendation, ReportOnly, RestartPod, RolloutRestart, ScaleHpa, Severity,
+    Source, action::Kind, source,
+};
+use nanny_proto::vocabulary;
+use serde::Deserialize;
+
+use super::{LlmError, PROMPT_VERSION};
+use crate::{
+    index::SnapshotIndex,
+    settings::{MODEL_ACTIONS, Settings},
+};
+
+/// Largest reply body accepted, bytes.
+pub const MAX_REPLY_BYTES: usize = 256 * 1024;
+
+/// Whether `action` is one the schema never offers but that a model (one
+/// serving without schema enforcement, or a compromised one) may still
+/// name: a well-formed proposal the safety gate refuses — and audits — so it
+/// is passed on rather than silently dropped.
+fn passed_to_gate(action: &str) -> bool {
+    vocabulary::by_label(action).is_some_and(|a| a.model == vocabulary::ModelUse::PassedToGate)
+}
+
+/// The reply the schema asks for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelReply {
+    /// The proposals.
+    pub recommendations: Vec<ModelItem>,
+    /// What the call cost; from the response envelope, never the model.
+    #[serde(skip)]
+    pub usage: Usage,
+    /// The assistant message content verbatim, for debugging.
+    #[serde(skip)]
+    pub raw: String,
+}
+
+/// Tokens one model call used, as the server counted them (0 when it did
+/// not say).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens evaluated (Ollama `prompt_eval_count`, OpenAI
+    /// `usage.prompt_tokens`).
+    #[serde(default, alias = "prompt_eval_count")]
+    pub prompt_tokens: u64,
+    /// Tokens generated (Ollama `eval_count`, OpenAI
+    /// `usage.completion_tokens`).
+    #[serde(default, alias = "eval_count")]
+    pub completion_tokens: u64,
+}
+
+/// One proposal as the model wrote it; every field is untrusted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelItem {
+    /// One of [`MODEL_ACTIONS`], or garbage.
+    pub action: String,
+    /// A uid from the schema's enum, or garbage.
+    pub target_uid: String,
+    /// The issue it addresses.
+    pub issue_fingerprint: String,
+    /// 0–100.
+    pub confidence: i64,
+    /// Free text, shown to people only.
+    pub reason: String,
+}
+
+/// Parses the assistant message content.
+///
+/// # Errors
+/// [`LlmError::Malformed`] when it is not the schema's JSON.
+pub fn parse_reply(content: &str) -> Result<ModelReply, LlmError> {
+    serde_json::from_str(content).map_err(|e| LlmError::Malformed(e.to_string()))
+}
+
+/// A proposal the analyzer refused to turn into a recommendation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Not one of [`MODEL_ACTIONS`].
+    UnknownAction,
+    /// An action the policy does not allow (not in the request's schema).
+    NotAllowed,
+    /// The uid is no object of the snapshot.
+    TargetNotInSnapshot,
+    /// The action does not apply to the target, or no parameter fits.
+    NotApplicable,
+    /// Below `llm.min_confidence`, or outside 0–100.
+    LowConfidence,
+}
+
+impl Rejected {
+    /// The metric label (shared with the validator's reasons).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::UnknownAction => "unknown_action",
+            Self::NotAllowed => "action_not_in_policy",
+            Self::TargetNotInSnapshot => "target_not_in_snapshot",
+            Self::NotApplicable => "wrong_target_kind",
+            Self::LowConfidence => "low_confidence",
+        }
+    }
+}
+
+/// Who made a model recommendation.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// `openai` or `ollama`.
+    pub provider: &'static str,
+    /// The model name.
+    pub model: String,
+    /// The model's content digest (Ollama's `/api/tags`); empty when the
+    /// server does not tell or has not been asked yet.
+    pub digest: String,
+}
+
+fn scaled(value: i64, factor: f64) -> i64 {
+    // Object sizes and replica counts, far below 2^53.
+    (value as f64 * factor).ceil() as i64
+}
+
+/// Turns one proposal into a recommendation whose target is the snapshot's
+/// own ref and whose parameters come from the request's rule settings,
+/// never from the model.
+///
+/// # Errors
+/// The [`Rejected`] reason.
+pub fn to_recommendation(
+    item: &ModelItem,
+    snapshot: &ClusterSnapshot,
+    index: &SnapshotIndex<'_>,
+    settings: &Settings,
+    info: &ModelInfo,
+) -> Result<Recommendation, Rejected> {
+    let action = item.action.as_str();
+    let rules = &settings.rules;
+    let min_confidence = settings.model.min_confidence;
+    if passed_to_gate(action) {
+        // Refused and audited by the gate, whatever the policy allows.
+    } else if !MODEL_ACTIONS.contains(&action) {
+        return Err(Rejected::UnknownAction);
+    } else if !settings.model.actions.contains(&action) {
+        return Err(Rejected::NotAllowed);
+    }
+    let confidence = u32::try_from(item.confidence)
+        .ok()
+        .filter(|c| *c <= 100)
+        .ok_or(Rejected::LowConfidence)?;
+    if f64::from(confidence) < min_confidence * 100.0 {
+        return Err(Rejected::LowConfidence);
+    }
+    let target = index
+        .object(&item.target_uid)
+        .ok_or(Rejected::TargetNotInSnapshot)?;
+    let uid = target.uid.as_str();
+    // Model text is for people only, and bounded.
+    let reason: String = item.reason.chars().take(300).collect();
+    let kind = match item.action.as_str() {
+        "restart_pod" if index.pods.contains_key(uid) => Kind::RestartPod(RestartPod {}),
+        "rollout_restart" if index.workloads.contains_key(uid) => {
+            Kind::RolloutRestart(RolloutRestart {})
+        }
+        "cordon_node" if index.nodes.contains_key(uid) => Kind::CordonNode(CordonNode {}),
+        "drain_node" if index.nodes.contains_key(uid) => Kind::DrainNode(DrainNode {
+            grace_period_seconds: rules.node.drain_grace_period_secs,
+            timeout_seconds: rules.node.drain_timeout_secs,
+        }),
+        "delete_job" if index.jobs.contains_key(uid) => Kind::DeleteJob(DeleteJob {
+            min_age_seconds: i64::try_from(rules.stale_job.min_age_secs).unwrap_or(i64::MAX),
+        }),
+        "scale_hpa" => {
+            let hpa = index.hpas.get(uid).ok_or(Rejected::NotApplicable)?;
+            let max = i32::try_from(scaled(i64::from(hpa.max_replicas), rules.hpa.factor))
+                .unwrap_or(i32::MAX)
+                .max(hpa.max_replicas.saturating_add(1))
+                .min(rules.hpa.max_replicas);
+            Kind::ScaleHpa(ScaleHpa {
+                min_replicas: None,
+                max_replicas: max,
+            })
+        }
+        "expand_pvc" => {
+            let pvc = index.pvcs.get(uid).ok_or(Rejected::NotApplicable)?;
+            let size = scaled(
+                pvc.capacity_bytes.max(pvc.requested_bytes),
+                rules.pvc.factor,
+            )
+            .min(rules.pvc.max_storage_bytes);
+            Kind::ExpandPvc(ExpandPvc {
+                new_size_bytes: size,
+            })
+        }
+        // Not offered in the schema; a model that proposes it anyway is
+        // passed on for the gate to refuse and audit (see validate.rs).
+        "delete_resource" if index.workloads.contains_key(uid) => {
+            Kind::DeleteResource(DeleteResource {})
+        }
+        "report_only" => Kind::ReportOnly(ReportOnly {
+            explanation: format!("Model suggestion for a person to review: {reason}"),
+        }),
+        _ => return Err(Rejected::NotApplicable),
+    };
+    Ok(Recommendation {
+        id: format!("model-{}-{}-{}", snapshot.id, item.action, uid),
+        snapshot_id: snapshot.id.clone(),
+        issue_fingerprints: vec![item.issue_fingerprint.clone()],
+        action: Some(Action { kind: Some(kind) }),
+        target: Some(target.clone()),
+        reason,
+        risk: Severity::Warning as i32,
+        confidence,
+        source: Some(Source {
+            kind: Some(source::Kind::Model(ModelSource {
+                provider: info.provider.to_owned(),
+                model: info.model.clone(),
+                digest: info.digest.clone(),
+                prompt_version: PROMPT_VERSION.to_owned(),
+            })),
+        }),
+        evidence_refs: vec![format!("issue:{}", item.issue_fingerprint)],
+        created_at: None,
+    })
+}
