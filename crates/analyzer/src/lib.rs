@@ -8,6 +8,7 @@
 //! adds model proposals, validated the same way; the rules never wait for
 //! it and any model failure degrades to rules only.
 
+pub mod analysis;
 pub mod catalog;
 pub mod config;
 pub mod error;
@@ -24,11 +25,7 @@ use nanny_common::server::{Listeners, Shell};
 use nanny_proto::{service_names, v1::analyzer_server::AnalyzerServer};
 use tonic::service::Routes;
 
-pub use crate::{
-    config::Config,
-    error::Error,
-    service::{Analysis, AnalyzerService},
-};
+pub use crate::{analysis::Analysis, config::Config, error::Error, service::AnalyzerService};
 
 /// Binary and metrics name.
 pub const BINARY: &str = "nanny-analyzer";
