@@ -4,8 +4,8 @@ use std::{collections::HashMap, time::Duration};
 
 use nanny_proto::v1::{
     AllowedAction, CordonNode, DeleteJob, DeleteResource, ExpandPvc, GateLimits, GatePolicy,
-    ModelSource, ObjectRef, OutcomeReport, Recommendation, ReportOnly, RestartPod, ReviewContext,
-    ScaleHpa, Source,
+    IssueKind, ModelSource, ObjectRef, OutcomeReport, Recommendation, ReportOnly, RestartPod,
+    ReviewContext, ScaleHpa, Source,
 };
 use proptest::{prelude::*, strategy::ValueTree as _};
 
