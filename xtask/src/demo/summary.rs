@@ -1,0 +1,87 @@
+//! The closing summary: one row per scenario, the model's calls, and where
+//! to look next.
+
+use std::{path::Path, time::Duration};
+
+use super::{
+    Args, NAMESPACE,
+    scenarios::{Outcome, Row},
+};
+
+pub(super) fn summary(rows: &[Row], total: Duration) {
+    println!("\n==> summary");
+    println!(
+        "    {:<16} {:<9} {:>13}  details",
+        "scenario", "outcome", "time to heal"
+    );
+    for row in rows {
+        let (outcome, detail) = match &row.outcome {
+            Outcome::Healed(d) => ("healed", d),
+            Outcome::Refused(d) => ("refused", d),
+            Outcome::TimedOut(d) => ("TIMED OUT", d),
+            Outcome::Failed(d) => ("FAILED", d),
+        };
+        let human = if row.human.is_zero() {
+            String::new()
+        } else {
+            format!(" (incl. {:.0?} waiting for you)", row.human)
+        };
+        println!(
+            "    {:<16} {outcome:<9} {:>12.1}s  {detail}{human}",
+            row.scenario,
+            row.took.as_secs_f64()
+        );
+    }
+    let ok = rows.iter().filter(|r| r.outcome.ok()).count();
+    println!(
+        "    {ok}/{} healed or correctly refused; demo time {:.0?}",
+        rows.len(),
+        Duration::from_secs(total.as_secs())
+    );
+}
+
+/// One line on what the model did, from the analyzer's metrics.
+pub(super) async fn model_calls(metrics: std::net::SocketAddr) -> String {
+    let Ok((200, text)) = nanny_test_util::http::get(metrics, "/metrics").await else {
+        return "    AI: the analyzer's metrics did not answer".to_owned();
+    };
+    let calls: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("nanny_analyzer_model_calls_total{outcome=\""))
+        .filter_map(|l| {
+            let (outcome, count) = l.split_once("\"} ")?;
+            Some(format!("{outcome} {count}"))
+        })
+        .collect();
+    format!(
+        "    AI: SmolLM2-135M via llama.cpp, model calls: {}. Rules answer alone whenever the model is slow, \
+         wrong or off target; a model's suggestion can never raise an approval level.",
+        if calls.is_empty() {
+            "none".to_owned()
+        } else {
+            calls.join(", ")
+        }
+    )
+}
+
+pub(super) fn where_next(
+    args: &Args,
+    metrics: &[(String, String)],
+    prometheus: &str,
+    audit: &Path,
+) {
+    println!("\n==> where to look next");
+    if !args.keep && (args.kubeconfig.is_none() || args.inject) {
+        println!("    (run `cargo xtask demo --keep` to leave Nanny running and explore)");
+    }
+    println!("    kubectl get healingactions -n {NAMESPACE}");
+    println!("    nannyctl list -n {NAMESPACE}; nannyctl describe NAME -n {NAMESPACE}");
+    for (name, url) in metrics {
+        println!("    {name:<18} {url}");
+    }
+    println!("    Prometheus         {prometheus}");
+    println!("    gate audit log     {}", audit.display());
+    println!(
+        "    dashboard          helm/nanny/files/dashboard.json (the chart ships it as a Grafana ConfigMap: helm/nanny/templates/dashboard.yaml)"
+    );
+}
