@@ -1,7 +1,8 @@
 use std::time::{Duration, SystemTime};
 
 use nanny_proto::v1::{
-    self as pb, ClusterSnapshot, IssueKind, Recommendation, Resources, action::Kind, source,
+    self as pb, ClusterSnapshot, DeleteJob, ExpandPvc, IssueKind, Recommendation, Resources,
+    ScaleHpa, action::Kind, source,
 };
 
 use super::*;

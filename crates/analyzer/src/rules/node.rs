@@ -1,0 +1,79 @@
+//! Sick nodes: cordon under pressure, cordon or drain when NotReady.
+
+use std::collections::BTreeSet;
+
+use nanny_proto::v1::{self as pb, CordonNode, DrainNode, IssueKind, Severity, action::Kind};
+
+use super::{Draft, Drafts, Rules, describe, ref_of};
+use crate::catalog::{NODE_NOT_READY_CORDON, NODE_NOT_READY_DRAIN, NODE_PRESSURE_CORDON};
+use crate::index::SnapshotIndex;
+
+impl Rules {
+    pub(super) fn node(
+        &self,
+        kind: IssueKind,
+        issue: &pb::Issue,
+        target: &pb::ObjectRef,
+        index: &SnapshotIndex<'_>,
+        drafts: &mut Drafts,
+    ) {
+        let config = &self.config.node;
+        let Some(node) = index.nodes.get(target.uid.as_str()) else {
+            return;
+        };
+        let Some(node_ref) = ref_of(node.r#ref.as_ref()) else {
+            return;
+        };
+        let not_ready = kind == IssueKind::NodeNotReady;
+        let condition = match kind {
+            IssueKind::NodeMemoryPressure => "MemoryPressure",
+            IssueKind::NodeDiskPressure => "DiskPressure",
+            IssueKind::NodePidPressure => "PIDPressure",
+            _ => "NotReady",
+        };
+        let fingerprints: BTreeSet<String> = [issue.fingerprint.clone()].into();
+        let evidence: BTreeSet<String> = [format!("condition: {condition}")].into();
+        if !node.unschedulable {
+            let rule = if not_ready {
+                NODE_NOT_READY_CORDON
+            } else {
+                NODE_PRESSURE_CORDON
+            };
+            drafts.add(
+                "",
+                Draft {
+                    rule,
+                    action: Kind::CordonNode(CordonNode {}),
+                    target: node_ref.clone(),
+                    reason: format!(
+                        "{} reports {condition}; stop scheduling onto it.",
+                        describe(node_ref)
+                    ),
+                    risk: Severity::Warning,
+                    fingerprints: fingerprints.clone(),
+                    evidence: evidence.clone(),
+                },
+            );
+        }
+        if not_ready && config.drain_not_ready {
+            drafts.add(
+                "",
+                Draft {
+                    rule: NODE_NOT_READY_DRAIN,
+                    action: Kind::DrainNode(DrainNode {
+                        grace_period_seconds: config.drain_grace_period_secs,
+                        timeout_seconds: config.drain_timeout_secs,
+                    }),
+                    target: node_ref.clone(),
+                    reason: format!(
+                        "{} is not ready; move its pods elsewhere.",
+                        describe(node_ref)
+                    ),
+                    risk: Severity::Critical,
+                    fingerprints,
+                    evidence,
+                },
+            );
+        }
+    }
+}
