@@ -100,6 +100,9 @@ where
     }
 }
 
+/// How long running reconciles may take to finish once `stop` flips.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 /// The control loop; returns when `stop` flips. Two parts run side by
 /// side:
 /// - the HealingAction controller: kube-runtime's `Controller` calls
@@ -124,17 +127,25 @@ pub async fn run(
             }
         }
     });
-    let mut stopping = stop.clone();
+    let stopped = |mut stop: watch::Receiver<bool>, grace: Duration| async move {
+        let _ = stop.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
     let actions = actions
         .reconcile_all_on(leader_gained)
-        .graceful_shutdown_on(async move {
-            let _ = stopping.wait_for(|s| *s).await;
-        })
+        // Running reconciles finish; no new one starts.
+        .graceful_shutdown_on(stopped(stop.clone(), Duration::ZERO))
         .run(
             Driver::reconcile,
             Driver::error_policy,
             Arc::new(driver.clone()),
         )
+        // A controller whose store never listed (no API server) never ends
+        // a graceful shutdown (kube-runtime's runner waits for readiness),
+        // and a step may wait on a peer: after a short grace the stream is
+        // dropped, which cancels what still runs. Every step is fenced by
+        // the resourceVersion it read and is resumed by the next leader.
+        .take_until(stopped(stop.clone(), SHUTDOWN_GRACE))
         .for_each(|result| {
             if let Err(error) = result {
                 tracing::debug!(%error, "HealingAction controller.");
