@@ -73,6 +73,23 @@ fn container_index(series: &[Series]) -> HashMap<(&str, &str), Vec<&Series>> {
 /// All issues in `tables` at `now` (seconds since the epoch).
 pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64) -> Vec<pb::Issue> {
     let mut issues = Vec::new();
+    pods(tables, metrics, t, now, &mut issues);
+    nodes(tables, metrics, t, &mut issues);
+    workloads(tables, &mut issues);
+    hpas(tables, t, &mut issues);
+    pvcs(tables, t, &mut issues);
+    jobs(tables, t, now, &mut issues);
+    issues
+}
+
+/// Pods: container states, and restart rates and throttling from Prometheus.
+fn pods(
+    tables: &Tables,
+    metrics: &MetricsRound,
+    t: &Thresholds,
+    now: i64,
+    issues: &mut Vec<pb::Issue>,
+) {
     let empty = Vec::new();
     let restart_rates = container_index(metrics.series.get("restart_rate_15m").unwrap_or(&empty));
     let throttling = container_index(metrics.series.get("cpu_throttling_ratio").unwrap_or(&empty));
@@ -81,7 +98,7 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
         let Some(target) = pod.r#ref.as_ref() else {
             continue;
         };
-        pod_issues(pod, target, t, now, &mut issues);
+        pod_issues(pod, target, t, now, issues);
         let key = (target.namespace.as_str(), target.name.as_str());
         for s in restart_rates.get(&key).into_iter().flatten() {
             if s.value > t.restart_rate_per_sec {
@@ -120,7 +137,11 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
             }
         }
     }
+}
 
+/// Nodes: conditions, and available memory from Prometheus.
+fn nodes(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, issues: &mut Vec<pb::Issue>) {
+    let empty = Vec::new();
     let memory_ratio: HashMap<&str, f64> = metrics
         .series
         .get("node_memory_available_ratio")
@@ -133,7 +154,7 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
         let Some(target) = node.r#ref.as_ref() else {
             continue;
         };
-        node_issues(node, target, &mut issues);
+        node_issues(node, target, issues);
         if let Some(ratio) = memory_ratio.get(target.name.as_str())
             && *ratio < t.node_memory_available_ratio
         {
@@ -151,7 +172,10 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
             ));
         }
     }
+}
 
+/// Workloads: rollouts past their progress deadline.
+fn workloads(tables: &Tables, issues: &mut Vec<pb::Issue>) {
     for entry in tables.workloads.values() {
         let workload = &entry.value;
         let Some(target) = workload.r#ref.as_ref() else {
@@ -180,7 +204,10 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
             ));
         }
     }
+}
 
+/// HPAs at their maximum while over target.
+fn hpas(tables: &Tables, t: &Thresholds, issues: &mut Vec<pb::Issue>) {
     for entry in tables.hpas.values() {
         let hpa = &entry.value;
         let Some(target) = hpa.r#ref.as_ref() else {
@@ -218,7 +245,10 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
             ));
         }
     }
+}
 
+/// Claims nearly full.
+fn pvcs(tables: &Tables, t: &Thresholds, issues: &mut Vec<pb::Issue>) {
     for entry in tables.pvcs.values() {
         let pvc = &entry.value;
         let Some(target) = pvc.r#ref.as_ref() else {
@@ -249,7 +279,10 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
             ));
         }
     }
+}
 
+/// Jobs failed, or completed long ago.
+fn jobs(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) {
     for entry in tables.jobs.values() {
         let job = &entry.value;
         let Some(target) = job.r#ref.as_ref() else {
@@ -296,7 +329,6 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
             }
         }
     }
-    issues
 }
 
 fn pod_issues(
