@@ -3,9 +3,9 @@
 use std::{collections::HashMap, time::Duration};
 
 use nanny_proto::v1::{
-    AllowedAction, CordonNode, DeleteJob, DeleteResource, ExpandPvc, GateLimits, GatePolicy,
-    IssueKind, ModelSource, ObjectRef, OutcomeReport, Recommendation, ReportOnly, RestartPod,
-    ReviewContext, ScaleHpa, Source,
+    AllowedAction, ApprovalOverride, CordonNode, DeleteJob, DeleteResource, ExpandPvc, GateLimits,
+    GatePolicy, IssueKind, ModelSource, ObjectRef, OutcomeReport, PolicyMode, Recommendation,
+    ReportOnly, RestartPod, ReviewContext, ScaleHpa, Source, source,
 };
 use proptest::{prelude::*, strategy::ValueTree as _};
 
