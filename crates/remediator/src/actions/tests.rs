@@ -2,7 +2,7 @@ use std::time::{Duration, SystemTime};
 
 use nanny_proto::v1::{
     ActionType, CordonNode, DeleteJob, DrainNode, ExpandPvc, ObjectRef, PatchResources, Resources,
-    RestartPod, ScaleHpa,
+    RestartPod, ScaleHpa, action::Kind as ActionKind,
 };
 use serde_json::json;
 
