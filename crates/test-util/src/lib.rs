@@ -31,5 +31,6 @@ pub mod owners;
 pub mod pki;
 pub mod process;
 pub mod requests;
+pub mod scenarios;
 pub mod stack;
 pub mod tools;

@@ -44,16 +44,7 @@ pub fn policy(ns: &str, mode: &str) -> HealingPolicy {
         "spec": {
             "mode": mode,
             "scope": { "namespaces": [ns, "kube-system"] },
-            "actions": [
-                { "type": "RestartPod" },
-                { "type": "RolloutRestart" },
-                { "type": "PatchResources", "ceilings": { "maxMemory": "2Gi" } },
-                { "type": "DeleteJob" },
-                { "type": "ScaleHpa", "ceilings": { "maxReplicas": 10 } },
-                { "type": "CordonNode" },
-                { "type": "ExpandPvc", "ceilings": { "maxStorage": "20Gi" } },
-                { "type": "ReportOnly" },
-            ],
+            "actions": nanny_test_util::scenarios::seed_actions(),
             "limits": {
                 "maxActionsPerHour": 100, "maxActionsPerNamespacePerHour": 100,
                 "cooldownSeconds": 120, "maxDisruptionPercent": 50,
@@ -214,19 +205,9 @@ impl Harness {
     }
 
     pub async fn running_pods(&self, app: &str, count: usize) -> Vec<Pod> {
-        eventually(&format!("{count} running {app} pods"), WAIT, || async {
-            let pods = faults::pods_of(&self.fx.client, self.fx.ns(), app).await?;
-            let running: Vec<Pod> = pods
-                .into_iter()
-                .filter(|p| {
-                    p.metadata.deletion_timestamp.is_none()
-                        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                })
-                .collect();
-            Ok((running.len() == count).then_some(running))
-        })
-        .await
-        .unwrap()
+        nanny_test_util::scenarios::running_pods(&self.fx.client, self.fx.ns(), app, count, WAIT)
+            .await
+            .unwrap()
     }
 }
 

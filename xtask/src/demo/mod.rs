@@ -490,16 +490,7 @@ fn policy(scope: &[String]) -> anyhow::Result<HealingPolicy> {
             "mode": "Auto",
             // kube-system is in scope so that the gate's protection shows.
             "scope": { "namespaces": namespaces },
-            "actions": [
-                { "type": "RestartPod" },
-                { "type": "RolloutRestart" },
-                { "type": "PatchResources", "ceilings": { "maxMemory": "2Gi" } },
-                { "type": "DeleteJob" },
-                { "type": "ScaleHpa", "ceilings": { "maxReplicas": 10 } },
-                { "type": "CordonNode" },
-                { "type": "ExpandPvc", "ceilings": { "maxStorage": "20Gi" } },
-                { "type": "ReportOnly" },
-            ],
+            "actions": nanny_test_util::scenarios::seed_actions(),
             "limits": { "maxActionsPerHour": 100, "cooldownSeconds": 120, "maxDisruptionPercent": 50 },
             "ai": { "enabled": true, "minConfidence": 0.75, "maxRecommendations": 5 },
             "verificationTimeoutSeconds": 30,

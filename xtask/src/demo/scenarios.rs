@@ -18,7 +18,7 @@ use kube::{
 };
 use nanny_crd::{ActionType, HealingAction, Phase, TargetRef};
 use nanny_test_util::{
-    cluster::{ClusterInfo, eventually},
+    cluster::ClusterInfo,
     faults::{self, HpaAtMax},
     nodes::FakeNode,
 };
@@ -211,18 +211,7 @@ impl Ctx {
         count: usize,
         wait: Duration,
     ) -> anyhow::Result<Vec<Pod>> {
-        eventually(&format!("{count} running {app} pods"), wait, || async {
-            let pods = faults::pods_of(&self.client, NAMESPACE, app).await?;
-            let running: Vec<Pod> = pods
-                .into_iter()
-                .filter(|p| {
-                    p.metadata.deletion_timestamp.is_none()
-                        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                })
-                .collect();
-            Ok((running.len() == count).then_some(running))
-        })
-        .await
+        nanny_test_util::scenarios::running_pods(&self.client, NAMESPACE, app, count, wait).await
     }
 
     /// Follows the actions on targets matching `on` until one of type
