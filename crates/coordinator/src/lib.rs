@@ -58,37 +58,8 @@ pub async fn run(
     let client = kube::Client::try_from(kube_config)
         .map_err(|e| nanny_common::Error::config("kubernetes.kubeconfig", e.to_string()))?;
 
-    let p = &config.peers;
+    let peers = shared::Peers::connect(&config)?;
     let a = &config.actions;
-    let timeout = Duration::from_millis(p.timeout_ms);
-    let channel = nanny_common::client::channel;
-    // Each peer must prove its own identity, not just any Nanny certificate.
-    let tls = |peer: &str| config.tls.client(peer);
-    let collector = channel(
-        "peers.collector",
-        &p.collector,
-        timeout,
-        tls("nanny-collector")?.as_ref(),
-    )?;
-    let gate = channel(
-        "peers.safety_gate",
-        &p.safety_gate,
-        timeout,
-        tls("nanny-safety-gate")?.as_ref(),
-    )?;
-    // Calls that legitimately take long get their own deadlines.
-    let analyzer = nanny_common::client::balanced_channel(
-        "peers.analyzer",
-        &p.analyzer,
-        Duration::from_secs(a.analyze_timeout_secs),
-        tls("nanny-analyzer")?.as_ref(),
-    )?;
-    let remediator = channel(
-        "peers.remediator",
-        &p.remediator,
-        Duration::from_secs(a.execute_timeout_secs),
-        tls("nanny-remediator")?.as_ref(),
-    )?;
 
     let identity = config.kubernetes.identity();
     let recorder = Recorder::new(
@@ -107,12 +78,7 @@ pub async fn run(
     let snapshots = snapshots::Snapshots::default();
     let ctx = shared::Context {
         client: client.clone(),
-        peers: shared::Peers {
-            collector,
-            analyzer,
-            gate,
-            remediator,
-        },
+        peers,
         policies,
         actions: action_controller.store(),
         snapshots,
@@ -123,30 +89,14 @@ pub async fn run(
     let driver = actions::Driver::new(&ctx, registry)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let leading = IntGauge::new(
-        "nanny_coordinator_leader",
-        "1 while this replica holds the leader Lease.",
-    )?;
-    registry.register(Box::new(leading.clone()))?;
-    let mut leader_watch = leader_rx.clone();
-    tokio::spawn(async move {
-        while leader_watch.changed().await.is_ok() {
-            leading.set(i64::from(*leader_watch.borrow()));
-        }
-    });
-    let k = &config.kubernetes;
-    let election = tokio::spawn(leader::run(
+    let election = spawn_election(
+        &config,
         client.clone(),
-        leader::Settings {
-            namespace: k.lease_namespace.clone(),
-            name: k.lease_name.clone(),
-            identity,
-            duration: Duration::from_secs(k.lease_duration_secs),
-            renew: Duration::from_secs(k.lease_renew_secs),
-        },
+        identity,
         leader_tx,
         stop_rx.clone(),
-    ));
+        registry,
+    )?;
     let retention = retention::Retention::new(
         a.retention_secs,
         Duration::from_secs(a.retention_sweep_secs),
@@ -178,4 +128,40 @@ pub async fn run(
         }
     }
     result
+}
+
+/// Starts the leader election for this replica (and the gauge that shows
+/// whether it leads).
+fn spawn_election(
+    config: &Config,
+    client: kube::Client,
+    identity: String,
+    leader_tx: watch::Sender<bool>,
+    stop: watch::Receiver<bool>,
+    registry: &prometheus::Registry,
+) -> Result<tokio::task::JoinHandle<()>, nanny_common::Error> {
+    let leading = IntGauge::new(
+        "nanny_coordinator_leader",
+        "1 while this replica holds the leader Lease.",
+    )?;
+    registry.register(Box::new(leading.clone()))?;
+    let mut leader_watch = leader_tx.subscribe();
+    tokio::spawn(async move {
+        while leader_watch.changed().await.is_ok() {
+            leading.set(i64::from(*leader_watch.borrow()));
+        }
+    });
+    let k = &config.kubernetes;
+    Ok(tokio::spawn(leader::run(
+        client,
+        leader::Settings {
+            namespace: k.lease_namespace.clone(),
+            name: k.lease_name.clone(),
+            identity,
+            duration: Duration::from_secs(k.lease_duration_secs),
+            renew: Duration::from_secs(k.lease_renew_secs),
+        },
+        leader_tx,
+        stop,
+    )))
 }

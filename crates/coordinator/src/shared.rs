@@ -1,6 +1,8 @@
 //! What the control loop's parts share: the API client and stores, the
 //! peers, the snapshots and the configuration. Built once in [`crate::run`].
 
+use std::time::Duration;
+
 use kube::{
     Client,
     runtime::{events::Recorder, reflector::Store},
@@ -9,7 +11,7 @@ use nanny_common::client::TracedChannel;
 use nanny_crd::{HealingAction, HealingPolicy};
 use tokio::sync::watch;
 
-use crate::{config::ActionsConfig, snapshots::Snapshots};
+use crate::{Config, config::ActionsConfig, snapshots::Snapshots};
 
 /// Channels to the four services.
 #[derive(Debug, Clone)]
@@ -22,6 +24,53 @@ pub struct Peers {
     pub gate: TracedChannel,
     /// The remediator.
     pub remediator: TracedChannel,
+}
+
+impl Peers {
+    /// Channels to the peers `config` names, each expecting its own
+    /// identity.
+    ///
+    /// # Errors
+    /// When a peer URL or TLS setting is invalid.
+    pub fn connect(config: &Config) -> Result<Self, nanny_common::Error> {
+        let p = &config.peers;
+        let a = &config.actions;
+        let timeout = Duration::from_millis(p.timeout_ms);
+        let channel = nanny_common::client::channel;
+        // Each peer must prove its own identity, not just any Nanny certificate.
+        let tls = |peer: &str| config.tls.client(peer);
+        let collector = channel(
+            "peers.collector",
+            &p.collector,
+            timeout,
+            tls("nanny-collector")?.as_ref(),
+        )?;
+        let gate = channel(
+            "peers.safety_gate",
+            &p.safety_gate,
+            timeout,
+            tls("nanny-safety-gate")?.as_ref(),
+        )?;
+        // Calls that legitimately take long get their own deadlines.
+        let analyzer = nanny_common::client::balanced_channel(
+            "peers.analyzer",
+            &p.analyzer,
+            Duration::from_secs(a.analyze_timeout_secs),
+            tls("nanny-analyzer")?.as_ref(),
+        )?;
+        let remediator = channel(
+            "peers.remediator",
+            &p.remediator,
+            Duration::from_secs(a.execute_timeout_secs),
+            tls("nanny-remediator")?.as_ref(),
+        )?;
+        Ok(Self {
+            collector,
+            analyzer,
+            gate,
+            remediator,
+        })
+    }
 }
 
 /// The clients, stores and settings every part of the coordinator reads.
