@@ -11,6 +11,7 @@
 //! instead of acting twice.
 
 mod execute;
+mod human;
 mod records;
 mod step;
 #[cfg(test)]

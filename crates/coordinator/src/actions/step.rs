@@ -10,14 +10,13 @@ use kube::{
     runtime::events::{Event, EventType},
 };
 use nanny_crd::{
-    APPROVE_ANNOTATION, Condition, Decision as RecordedDecision, HealingAction,
-    HealingActionStatus, HealingPolicy, HumanApproval, HumanDecision, Mode, NotifyOn, OPEN_LABEL,
-    Phase, REJECT_ANNOTATION, RESOLVE_ANNOTATION,
+    Condition, Decision as RecordedDecision, HealingAction, HealingActionStatus, HealingPolicy,
+    HumanApproval, Mode, NotifyOn, OPEN_LABEL, Phase, RESOLVE_ANNOTATION,
 };
 use nanny_proto::v1::{self as pb, Decision, ReviewRequest, Verdict};
 
 use super::{
-    Driver, GATE_UNAVAILABLE, HUMAN, Inner, LAST_PROPOSED, Next, TARGET_GONE, contains,
+    Driver, GATE_UNAVAILABLE, Inner, LAST_PROPOSED, Next, TARGET_GONE, contains,
     records::{no_verdict, verdict_record},
 };
 use crate::{context, convert, error::Error};
@@ -368,173 +367,6 @@ impl Step<'_> {
             EventType::Warning,
             "ActionDenied",
             &format!("Denied: {message}"),
-        )
-        .await;
-        Ok(Next::Now)
-    }
-
-    /// PendingApproval → Approved | Denied | Expired, or keep waiting.
-    pub(super) async fn await_human(mut self) -> Result<Next, Error> {
-        let approval = match self.action.spec.approval.clone() {
-            Some(approval) => approval,
-            None => match self.approval_from_annotations().await? {
-                Some(approval) => approval,
-                None => {
-                    self.notify(NotifyOn::PendingApproval);
-                    return self.expire_if_due().await;
-                }
-            },
-        };
-        if approval.decision == HumanDecision::Reject {
-            let reason = format!("rejected by {}: {}", approval.by, approval.comment);
-            return self
-                .deny(vec![HUMAN.into()], vec![reason], Some(&approval))
-                .await;
-        }
-        // A human said yes: the gate still checks everything a human cannot
-        // overrule (protection, limits, storm guard) against today's cluster.
-        let Some(policy) = self.policy() else {
-            return self
-                .deny(
-                    vec!["policy-missing".into()],
-                    vec!["the HealingPolicy no longer exists".into()],
-                    None,
-                )
-                .await;
-        };
-        let rec = self.recommendation()?;
-        let human = pb::HumanApproval {
-            by: approval.by.clone(),
-            at: approval
-                .at
-                .parse::<Timestamp>()
-                .ok()
-                .map(|t| prost_types::Timestamp {
-                    seconds: t.as_second(),
-                    nanos: t.subsec_nanosecond(),
-                }),
-        };
-        let verdict = match self.ask_gate(&policy, &rec, Some(human)).await {
-            Ok(Some(verdict)) => verdict,
-            Ok(None) => {
-                return self
-                    .deny(
-                        vec![TARGET_GONE.into()],
-                        vec!["the target is no longer in the cluster".into()],
-                        None,
-                    )
-                    .await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "Safety gate unavailable for an approved action; retrying later.");
-                return Ok(Next::Wait);
-            }
-        };
-        let decision = Decision::try_from(verdict.decision).unwrap_or(Decision::Unspecified);
-        if !matches!(decision, Decision::Approved | Decision::NeedsApproval)
-            || policy.spec.mode != Mode::Auto
-        {
-            let mut reasons = verdict.reasons.clone();
-            reasons.push(format!(
-                "approved by {}, but the safety gate now refuses it",
-                approval.by
-            ));
-            return self
-                .deny(verdict.matched_rules.clone(), reasons, None)
-                .await;
-        }
-        let mut status = self.status();
-        let mut record = verdict_record(&verdict);
-        record.decision = RecordedDecision::Approved;
-        record.matched_rules.push(HUMAN.to_owned());
-        record
-            .reasons
-            .push(format!("approved by {} at {}", approval.by, approval.at));
-        status.verdict = Some(record);
-        let message = format!("approved by {}", approval.by);
-        self.write(status, Phase::Approved, "HumanApproved", &message)
-            .await?;
-        self.event(EventType::Normal, "ActionApproved", &message)
-            .await;
-        Ok(Next::Now)
-    }
-
-    /// Moves an approve/reject annotation into `spec.approval`, so the
-    /// record says who decided and when.
-    pub(super) async fn approval_from_annotations(
-        &mut self,
-    ) -> Result<Option<HumanApproval>, Error> {
-        let annotations = self.action.annotations();
-        let (decision, value) = if let Some(v) = annotations.get(REJECT_ANNOTATION) {
-            (HumanDecision::Reject, v.clone())
-        } else if let Some(v) = annotations.get(APPROVE_ANNOTATION) {
-            (HumanDecision::Approve, v.clone())
-        } else {
-            return Ok(None);
-        };
-        let approval = HumanApproval {
-            decision,
-            by: if value.is_empty() {
-                "kubectl annotate".to_owned()
-            } else {
-                value.clone()
-            },
-            at: Timestamp::now().to_string(),
-            comment: format!(
-                "from the {} annotation",
-                if decision == HumanDecision::Approve {
-                    APPROVE_ANNOTATION
-                } else {
-                    REJECT_ANNOTATION
-                }
-            ),
-        };
-        let patch = serde_json::json!({
-            "metadata": { "resourceVersion": self.action.resource_version() },
-            "spec": { "approval": approval },
-        });
-        match self
-            .api
-            .patch(
-                &self.action.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(patch),
-            )
-            .await
-        {
-            Ok(written) => self.action = written,
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                return Err(Error::Conflict(format!(
-                    "HealingAction {}",
-                    self.action.name_any()
-                )));
-            }
-            Err(error) => return Err(error.into()),
-        }
-        Ok(Some(approval))
-    }
-
-    pub(super) async fn expire_if_due(mut self) -> Result<Next, Error> {
-        let due = self
-            .status()
-            .expires_at
-            .and_then(|t| t.parse::<Timestamp>().ok())
-            .is_some_and(|t| Timestamp::now() >= t);
-        if !due {
-            return Ok(Next::Wait);
-        }
-        let status = self.status();
-        self.write(
-            status,
-            Phase::Expired,
-            "ApprovalExpired",
-            "nobody approved it in time",
-        )
-        .await?;
-        self.event(
-            EventType::Normal,
-            "ActionExpired",
-            "Nobody approved the action in time",
         )
         .await;
         Ok(Next::Now)
