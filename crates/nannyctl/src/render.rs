@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
 use nanny_crd::{
-    Condition, HealingAction, HumanDecision, Phase, ROLLBACK_ANNOTATION, ResultRecord, SourceKind,
+    Condition, HealingAction, HealingActionStatus, HumanDecision, Phase, ROLLBACK_ANNOTATION,
+    ResultRecord, SourceKind,
 };
 
 /// `text` safe for a terminal: control characters other than newline and
@@ -260,43 +261,55 @@ fn conditions(out: &mut String, conditions: &[Condition]) {
 /// The `describe` text.
 pub fn describe(action: &HealingAction, program: &str, now: Timestamp) -> String {
     let mut out = String::new();
-    let spec = &action.spec;
     let status = action.status.clone().unwrap_or_default();
-    field(&mut out, "Name", action.name_any());
-    field(
-        &mut out,
-        "Namespace",
-        action.namespace().unwrap_or_default(),
-    );
-    field(&mut out, "Policy", &spec.policy_ref);
+    header(&mut out, action, &status, now);
+    out.push('\n');
+    proposal(&mut out, action);
+    out.push('\n');
+    decisions(&mut out, action, &status, now);
+    field(&mut out, "Attempts", status.attempts);
+    out.push('\n');
+    conditions(&mut out, &status.conditions);
+    out.push('\n');
+    field(&mut out, "Next", next_step(action, program));
+    out
+}
+
+/// Name, policy, phase and times.
+fn header(out: &mut String, action: &HealingAction, status: &HealingActionStatus, now: Timestamp) {
+    let spec = &action.spec;
+    field(out, "Name", action.name_any());
+    field(out, "Namespace", action.namespace().unwrap_or_default());
+    field(out, "Policy", &spec.policy_ref);
     match (&status.phase, &status.phase_since) {
-        (Some(phase), Some(since)) => field(
-            &mut out,
-            "Phase",
-            format!("{phase} since {}", when(since, now)),
-        ),
-        (Some(phase), None) => field(&mut out, "Phase", phase),
-        (None, _) => field(&mut out, "Phase", "- (no status yet)"),
+        (Some(phase), Some(since)) => {
+            field(out, "Phase", format!("{phase} since {}", when(since, now)))
+        }
+        (Some(phase), None) => field(out, "Phase", phase),
+        (None, _) => field(out, "Phase", "- (no status yet)"),
     }
     if let Some(expires) = &status.expires_at
         && status.phase == Some(Phase::PendingApproval)
     {
-        field(&mut out, "Expires", when(expires, now));
+        field(out, "Expires", when(expires, now));
     }
     if let Some(created) = &action.metadata.creation_timestamp {
         let text = created.0.to_string();
-        field(&mut out, "Created", when(&text, now));
+        field(out, "Created", when(&text, now));
     }
-    out.push('\n');
+}
 
-    field(&mut out, "Action", action_type(action));
+/// What was proposed, on what, by whom and why.
+fn proposal(out: &mut String, action: &HealingAction) {
+    let spec = &action.spec;
+    field(out, "Action", action_type(action));
     for (key, value) in &spec.action.params {
-        field(&mut out, "  Param", format!("{key}={value}"));
+        field(out, "  Param", format!("{key}={value}"));
     }
-    field(&mut out, "Target", target(action));
+    field(out, "Target", target(action));
     let t = &spec.target;
     field(
-        &mut out,
+        out,
         "  Pinned",
         format!(
             "uid {}{}",
@@ -309,7 +322,7 @@ pub fn describe(action: &HealingAction, program: &str, now: Timestamp) -> String
         ),
     );
     if let Some(workload) = &spec.workload_uid {
-        field(&mut out, "  Workload uid", workload);
+        field(out, "  Workload uid", workload);
     }
     let source = match spec.source.kind {
         SourceKind::Rule => format!("rule {}", spec.source.name),
@@ -332,21 +345,21 @@ pub fn describe(action: &HealingAction, program: &str, now: Timestamp) -> String
             text
         }
     };
-    field(&mut out, "Source", source);
+    field(out, "Source", source);
     let untrusted = if spec.source.kind == SourceKind::Model {
         " (model's own estimate; untrusted)"
     } else {
         ""
     };
     field(
-        &mut out,
+        out,
         "Confidence",
         format!("{}%{untrusted}", spec.confidence),
     );
     if !spec.risk.is_empty() {
-        field(&mut out, "Risk", &spec.risk);
+        field(out, "Risk", &spec.risk);
     }
-    field(&mut out, "Reasoning", &spec.reasoning);
+    field(out, "Reasoning", &spec.reasoning);
     if !spec.evidence.is_empty() {
         out.push_str("Evidence:\n");
         for evidence in &spec.evidence {
@@ -354,27 +367,35 @@ pub fn describe(action: &HealingAction, program: &str, now: Timestamp) -> String
         }
     }
     if !spec.issue_fingerprints.is_empty() {
-        field(&mut out, "Issues", spec.issue_fingerprints.join(", "));
+        field(out, "Issues", spec.issue_fingerprints.join(", "));
     }
     field(
-        &mut out,
+        out,
         "Recommendation",
         format!("{} (snapshot {})", spec.recommendation_id, spec.snapshot_id),
     );
-    out.push('\n');
+}
 
+/// The gate's verdict, a human's decision, the result and any rollback.
+fn decisions(
+    out: &mut String,
+    action: &HealingAction,
+    status: &HealingActionStatus,
+    now: Timestamp,
+) {
+    let spec = &action.spec;
     match &status.verdict {
         Some(verdict) => {
-            field(&mut out, "Verdict", verdict.decision);
+            field(out, "Verdict", verdict.decision);
             if let Some(at) = &verdict.decided_at {
-                field(&mut out, "  Decided", when(at, now));
+                field(out, "  Decided", when(at, now));
             }
             let rules = if verdict.matched_rules.is_empty() {
                 "<none>".to_owned()
             } else {
                 verdict.matched_rules.join(", ")
             };
-            field(&mut out, "  Matched rules", rules);
+            field(out, "  Matched rules", rules);
             if !verdict.reasons.is_empty() {
                 out.push_str("  Reasons:\n");
                 for reason in &verdict.reasons {
@@ -382,10 +403,10 @@ pub fn describe(action: &HealingAction, program: &str, now: Timestamp) -> String
                 }
             }
             if !verdict.audit_id.is_empty() {
-                field(&mut out, "  Audit id", &verdict.audit_id);
+                field(out, "  Audit id", &verdict.audit_id);
             }
         }
-        None => field(&mut out, "Verdict", "<none yet>"),
+        None => field(out, "Verdict", "<none yet>"),
     }
     match &spec.approval {
         Some(approval) => {
@@ -394,36 +415,30 @@ pub fn describe(action: &HealingAction, program: &str, now: Timestamp) -> String
                 HumanDecision::Reject => "Rejected",
             };
             field(
-                &mut out,
+                out,
                 "Approval",
                 format!("{decision} by {} at {}", approval.by, approval.at),
             );
             if !approval.comment.is_empty() {
-                field(&mut out, "  Comment", &approval.comment);
+                field(out, "  Comment", &approval.comment);
             }
         }
-        None => field(&mut out, "Approval", "<none>"),
+        None => field(out, "Approval", "<none>"),
     }
     match &status.result {
         Some(result) => {
             out.push_str("Result:\n");
-            result_lines(&mut out, result, now);
+            result_lines(out, result, now);
         }
-        None => field(&mut out, "Result", "<none yet>"),
+        None => field(out, "Result", "<none yet>"),
     }
     if let Some(reason) = action.annotations().get(ROLLBACK_ANNOTATION) {
-        field(&mut out, "Rollback asked", reason);
+        field(out, "Rollback asked", reason);
     }
     if let Some(rollback) = &status.rollback {
         out.push_str("Rollback:\n");
-        result_lines(&mut out, rollback, now);
+        result_lines(out, rollback, now);
     }
-    field(&mut out, "Attempts", status.attempts);
-    out.push('\n');
-    conditions(&mut out, &status.conditions);
-    out.push('\n');
-    field(&mut out, "Next", next_step(action, program));
-    out
 }
 
 #[cfg(test)]
