@@ -192,9 +192,14 @@ impl SafetyGate for Gate {
 
     async fn review_rollback(
         &self,
-        _: tonic::Request<RollbackReview>,
+        request: tonic::Request<RollbackReview>,
     ) -> Result<tonic::Response<Verdict>, Status> {
-        Err(Status::unimplemented("not in this test"))
+        Ok(tonic::Response::new(Verdict {
+            recommendation_id: request.into_inner().recommendation_id,
+            decision: self.0 as i32,
+            reasons: vec!["as the test says".into()],
+            ..Verdict::default()
+        }))
     }
 }
 
@@ -223,9 +228,18 @@ impl Remediator for Remedy {
 
     async fn rollback(
         &self,
-        _: tonic::Request<RollbackRequest>,
+        request: tonic::Request<RollbackRequest>,
     ) -> Result<tonic::Response<ActionResult>, Status> {
-        Err(Status::unimplemented("not in this test"))
+        // Only under the gate's approved word, as the real one checks.
+        let request = request.into_inner();
+        if request.verdict.map(|v| v.decision) != Some(pb::Decision::Approved as i32) {
+            return Err(Status::permission_denied("no approved rollback verdict"));
+        }
+        Ok(tonic::Response::new(ActionResult {
+            action_id: request.action_id,
+            outcome: pb::Outcome::RolledBack as i32,
+            ..ActionResult::default()
+        }))
     }
 }
 
@@ -652,4 +666,62 @@ async fn an_ineffective_restart_fails_and_is_closed_without_a_pre_image() {
         nanny_crd::Outcome::Ineffective
     );
     assert!(status.rollback.is_none(), "nothing to roll back to");
+}
+
+/// A Failed action whose remedy did not help, with a pre-image, under a
+/// policy that rolls back on failure.
+fn failed_with_pre_image() -> Value {
+    action(
+        Some("Failed"),
+        json!({
+            "attempts": 1,
+            "verdict": { "decision": "Approved", "auditId": "audit-1" },
+            "result": { "outcome": "Ineffective", "preImageRef": "nanny-system/pre-1",
+                        "verification": "still crash-looping" },
+        }),
+    )
+}
+
+fn rolling_back_policy() -> HealingPolicy {
+    let mut policy = policy("Auto");
+    policy.spec.rollback_on_failure = true;
+    policy
+}
+
+#[tokio::test]
+async fn a_failed_action_is_rolled_back_under_the_gates_word_and_closed() {
+    let fx = Fixture::new(
+        Some(failed_with_pre_image()),
+        Some(rolling_back_policy()),
+        vec![],
+    )
+    .await;
+    assert_eq!(fx.drive().await.unwrap(), Next::Wait);
+    assert_eq!(fx.phases(), ["RolledBack"]);
+    let stored = fx.stored();
+    assert_eq!(stored.labels()["nanny.ai/open"], "false", "closed");
+    let rollback = stored.status.unwrap().rollback.unwrap();
+    assert_eq!(rollback.outcome, nanny_crd::Outcome::RolledBack);
+}
+
+#[tokio::test]
+async fn a_rollback_the_gate_refuses_is_recorded_and_the_phase_kept() {
+    let fx = Fixture::with(
+        Some(failed_with_pre_image()),
+        Some(rolling_back_policy()),
+        vec![],
+        true,
+        (Gate(pb::Decision::Denied), Remedy(pb::Outcome::Succeeded)),
+    )
+    .await;
+    assert_eq!(fx.drive().await.unwrap(), Next::Wait);
+    assert_eq!(fx.phases(), ["Failed"], "the phase stays Failed");
+    let rollback = fx.stored().status.unwrap().rollback.unwrap();
+    assert_eq!(rollback.outcome, nanny_crd::Outcome::Failed);
+    assert!(
+        rollback
+            .error
+            .contains("the safety gate refused the rollback"),
+        "{rollback:?}"
+    );
 }
