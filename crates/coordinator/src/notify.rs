@@ -19,6 +19,10 @@ use nanny_crd::{HealingAction, HealingPolicy, NOTIFICATIONS_SECRET, NotifyOn, Si
 use prometheus::{IntCounterVec, Opts, Registry};
 use serde_json::{Value, json};
 
+/// How long a delivered message is remembered in memory besides the
+/// action's annotation (a reconcile that read the action before the
+/// annotation was written is long over by then).
+const REMEMBER_SENT: Duration = Duration::from_secs(3600);
 /// Annotation prefix: `nanny.ai/notified-<moment>` holds when it was sent.
 pub const NOTIFIED_PREFIX: &str = "nanny.ai/notified-";
 /// Tries per message before it waits for a later sweep.
@@ -108,6 +112,9 @@ impl Notifier {
                 Some(Some(until)) if tokio::time::Instant::now() < *until => return,
                 _ => {}
             }
+            // Forget what is past its quiet time (the map stays small).
+            let now = tokio::time::Instant::now();
+            busy.retain(|_, until| until.is_none_or(|until| now < until));
             busy.insert(key.clone(), None);
         }
         let (notifier, sinks, action) = (self.clone(), notifications.sinks.clone(), action.clone());
@@ -116,11 +123,14 @@ impl Notifier {
             let Ok(mut busy) = notifier.busy.lock() else {
                 return;
             };
-            if delivered {
-                busy.remove(&key);
+            // Delivered: remembered for a while, so that a step that read
+            // the action before the annotation landed does not send it again.
+            let quiet = if delivered {
+                REMEMBER_SENT
             } else {
-                busy.insert(key, Some(tokio::time::Instant::now() + GIVE_UP_FOR));
-            }
+                GIVE_UP_FOR
+            };
+            busy.insert(key, Some(tokio::time::Instant::now() + quiet));
         });
     }
 
