@@ -204,16 +204,10 @@ async fn policy_loop(
             continue;
         }
         if !synced {
-            // Act only on a complete picture: an action missing from a
-            // half-listed store would be proposed twice.
-            // (Bounded, and cut short by shutdown: a missing CRD keeps the
-            // stores from ever listing.)
-            let ready = tokio::time::timeout(Duration::from_secs(10), async {
-                policies.wait_until_ready().await.is_ok()
-                    && actions.wait_until_ready().await.is_ok()
-            });
+            // An action missing from a half-listed store would be proposed
+            // twice. (Cut short by shutdown.)
             let ready = tokio::select! {
-                ready = ready => matches!(ready, Ok(true)),
+                ready = ctx.stores_ready() => ready,
                 _ = stop.wait_for(|s| *s) => break,
             };
             if !ready {

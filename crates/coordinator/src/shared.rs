@@ -94,6 +94,22 @@ pub struct Context {
     pub leader: watch::Receiver<bool>,
 }
 
+/// The longest a wait for the stores' first complete list takes.
+const STORES_READY: Duration = Duration::from_secs(10);
+
+impl Context {
+    /// Whether both stores hold a complete list, waiting at most
+    /// [`STORES_READY`] for it (a missing CRD keeps a store from ever
+    /// listing). Act on complete stores only.
+    pub async fn stores_ready(&self) -> bool {
+        let ready = tokio::time::timeout(STORES_READY, async {
+            self.policies.wait_until_ready().await.is_ok()
+                && self.actions.wait_until_ready().await.is_ok()
+        });
+        matches!(ready.await, Ok(true))
+    }
+}
+
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")

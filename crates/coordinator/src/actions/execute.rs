@@ -42,7 +42,7 @@ impl Step<'_> {
             return Ok(Next::After(left));
         }
         // Tries a budget answered are no unanswered attempts.
-        if status.attempts.saturating_sub(status.blocked) >= self.inner().config.max_attempts {
+        if status.attempts.saturating_sub(status.blocked) >= self.inner().ctx.config.max_attempts {
             status.result = Some(failed(&format!(
                 "the remediator did not answer after {} attempts",
                 status.attempts
@@ -93,7 +93,7 @@ impl Step<'_> {
             && status.code() == tonic::Code::Aborted
             && tokio::time::Instant::now() < deadline
         {
-            tokio::time::sleep(self.inner().config.retry_backoff()).await;
+            tokio::time::sleep(self.inner().ctx.config.retry_backoff()).await;
             call = self
                 .inner()
                 .remediator
@@ -107,7 +107,7 @@ impl Step<'_> {
                 let error = Error::peer("remediator", status);
                 if error.is_transient() {
                     tracing::warn!(%error, action = %self.action.name_any(), "Remediator unavailable; the execution is retried with the same action id.");
-                    return Ok(Next::After(self.inner().config.retry_backoff()));
+                    return Ok(Next::After(self.inner().ctx.config.retry_backoff()));
                 }
                 let mut status = self.status();
                 status.result = Some(failed(&error.to_string()));
@@ -154,7 +154,7 @@ impl Step<'_> {
         rec: &pb::Recommendation,
         result: &pb::ActionResult,
     ) -> Result<Next, Error> {
-        let config = &self.inner().config;
+        let config = &self.inner().ctx.config;
         let (retry_secs, tries) = (config.blocked_retry_secs, config.blocked_tries);
         let mut status = self.status();
         status.blocked += 1;
@@ -296,7 +296,7 @@ impl Step<'_> {
             Err(status) => {
                 let error = Error::peer("safety-gate", status);
                 if error.is_transient() {
-                    return Ok(Next::After(self.inner().config.retry_backoff()));
+                    return Ok(Next::After(self.inner().ctx.config.retry_backoff()));
                 }
                 let message = format!("the safety gate refused the rollback: {error}");
                 return self.rollback_failed(failed(&message), &message).await;
@@ -324,7 +324,7 @@ impl Step<'_> {
             Err(status) => {
                 let error = Error::peer("remediator", status);
                 if error.is_transient() {
-                    return Ok(Next::After(self.inner().config.retry_backoff()));
+                    return Ok(Next::After(self.inner().ctx.config.retry_backoff()));
                 }
                 (failed(&error.to_string()), false)
             }

@@ -25,13 +25,9 @@ use std::{
 
 use k8s_openapi::jiff::Timestamp;
 use kube::{
-    Api, Client, ResourceExt as _,
+    Api, ResourceExt as _,
     api::{Patch, PatchParams, PostParams},
-    runtime::{
-        controller::Action,
-        events::Recorder,
-        reflector::{ObjectRef, Store},
-    },
+    runtime::{controller::Action, reflector::ObjectRef},
 };
 use nanny_common::client::TracedChannel;
 use nanny_crd::{
@@ -44,17 +40,14 @@ use nanny_proto::v1::{
 };
 use prometheus::{IntCounterVec, Opts, Registry};
 use sha2::{Digest as _, Sha256};
-use tokio::sync::watch;
 
 use self::{records::rollback_requested, step::Step};
 use crate::{
-    config::ActionsConfig,
     context, convert,
     error::Error,
     ladder::{self, Climb},
     notify::Notifier,
     shared::Context,
-    snapshots::Snapshots,
 };
 
 /// Gate rule id the coordinator records when the gate could not answer.
@@ -72,8 +65,6 @@ const LAST_PROPOSED: &str = "nanny.ai/last-proposed";
 /// Steps one reconcile takes at most; a step that keeps saying "again"
 /// would be a bug, and the next reconcile picks up from where it stopped.
 const MAX_STEPS: usize = 32;
-/// The longest a reconcile waits for the stores' first complete list.
-const STORES_READY: Duration = Duration::from_secs(10);
 
 /// What a step leaves to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,19 +92,13 @@ impl std::fmt::Debug for Driver {
 }
 
 struct Inner {
-    client: Client,
+    /// The client, stores, snapshots, recorder, settings and leadership.
+    ctx: Context,
     gate: SafetyGateClient<TracedChannel>,
     remediator: RemediatorClient<TracedChannel>,
-    policies: Store<HealingPolicy>,
-    actions: Store<HealingAction>,
-    snapshots: Snapshots,
-    recorder: Recorder,
-    config: ActionsConfig,
     /// Actions this process created that the watch may not show yet, by
     /// dedup key; cleared when the store catches up.
     created: Mutex<HashMap<DedupKey, (String, String)>>,
-    /// True while this replica leads.
-    leader: watch::Receiver<bool>,
     proposals: IntCounterVec,
     transitions: IntCounterVec,
     escalations: IntCounterVec,
@@ -130,16 +115,6 @@ impl Driver {
     /// # Errors
     /// When metrics cannot be registered.
     pub fn new(ctx: &Context, registry: &Registry) -> Result<Self, nanny_common::Error> {
-        let Context {
-            client,
-            peers,
-            policies,
-            actions,
-            snapshots,
-            recorder,
-            config,
-            leader,
-        } = ctx.clone();
         let proposals = IntCounterVec::new(
             Opts::new(
                 "nanny_coordinator_recommendations_total",
@@ -164,18 +139,12 @@ impl Driver {
             &["reason"],
         )?;
         registry.register(Box::new(escalations.clone()))?;
-        let notifier = Notifier::new(client.clone(), registry)?;
+        let notifier = Notifier::new(ctx.client.clone(), registry)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
-                gate: SafetyGateClient::new(peers.gate),
-                remediator: RemediatorClient::new(peers.remediator),
-                policies,
-                actions,
-                snapshots,
-                recorder,
-                leader,
-                config,
+                ctx: ctx.clone(),
+                gate: SafetyGateClient::new(ctx.peers.gate.clone()),
+                remediator: RemediatorClient::new(ctx.peers.remediator.clone()),
                 created: Mutex::new(HashMap::new()),
                 proposals,
                 transitions,
@@ -235,7 +204,7 @@ impl Driver {
         );
         if let Some(incident) = &incident {
             let replaced = match ladder::climb(
-                &self.inner.actions.state(),
+                &self.inner.ctx.actions.state(),
                 incident,
                 spec.action.type_,
                 &policy.spec.ladder,
@@ -294,7 +263,7 @@ impl Driver {
         let mut action = HealingAction::new(&name, spec);
         action.metadata.namespace = Some(namespace.clone());
         action.metadata.labels = Some(labels);
-        let api: Api<HealingAction> = Api::namespaced(self.inner.client.clone(), &namespace);
+        let api: Api<HealingAction> = Api::namespaced(self.inner.ctx.client.clone(), &namespace);
         match api.create(&PostParams::default(), &action).await {
             Ok(_) => {}
             // Created before a restart, or by this process a moment ago.
@@ -317,7 +286,7 @@ impl Driver {
                 && a.spec.action.type_.name() == action_type
         };
         let mut cooling = false;
-        for action in self.inner.actions.state() {
+        for action in self.inner.ctx.actions.state() {
             if !matches(&action) {
                 continue;
             }
@@ -350,6 +319,7 @@ impl Driver {
         if let Some((ns, name)) = created.get(dedup).cloned() {
             let seen = self
                 .inner
+                .ctx
                 .actions
                 .get(&ObjectRef::new(&name).within(&ns))
                 .is_some();
@@ -365,6 +335,7 @@ impl Driver {
     async fn note_proposed_again(&self, namespace: &str, name: &str) {
         let action = self
             .inner
+            .ctx
             .actions
             .get(&ObjectRef::new(name).within(namespace));
         // A step that calls a peer (review, execution) writes with the
@@ -385,7 +356,7 @@ impl Driver {
         if fresh {
             return;
         }
-        let api: Api<HealingAction> = Api::namespaced(self.inner.client.clone(), namespace);
+        let api: Api<HealingAction> = Api::namespaced(self.inner.ctx.client.clone(), namespace);
         let mut annotations = serde_json::json!({ LAST_PROPOSED: now.to_string() });
         // An open escalation counts the detections it stands for (noted at
         // most once a minute, as above).
@@ -418,19 +389,12 @@ impl Driver {
         action: Arc<HealingAction>,
         driver: Arc<Driver>,
     ) -> Result<Action, Error> {
-        let sweep = driver.inner.config.sweep();
-        if !*driver.inner.leader.borrow() || !Self::needs_driving(&action) {
+        let sweep = driver.inner.ctx.config.sweep();
+        if !*driver.inner.ctx.leader.borrow() || !Self::needs_driving(&action) {
             return Ok(Action::await_change());
         }
-        // Act on complete stores only: a policy missing from a half-listed
-        // store would read as deleted. (Bounded: a missing CRD keeps the
-        // store from ever listing.)
-        let ready = tokio::time::timeout(STORES_READY, async {
-            driver.inner.policies.wait_until_ready().await.is_ok()
-                && driver.inner.actions.wait_until_ready().await.is_ok()
-        })
-        .await;
-        if !matches!(ready, Ok(true)) {
+        // A policy missing from a half-listed store would read as deleted.
+        if !driver.inner.ctx.stores_ready().await {
             return Ok(Action::requeue(sweep));
         }
         let namespace = action.namespace().unwrap_or_default();
@@ -450,7 +414,7 @@ impl Driver {
         } else {
             tracing::warn!(%error, action = %name, "Driving the HealingAction stopped; it resumes on its next change or sweep.");
         }
-        Action::requeue(driver.inner.config.sweep())
+        Action::requeue(driver.inner.ctx.config.sweep())
     }
 
     /// Whether an action needs driving: not finished, or a rollback asked for.
@@ -468,7 +432,7 @@ impl Driver {
     /// [`MAX_STEPS`] at once); returns what the last step left to do. Each
     /// step starts from the action as the API server has it now.
     async fn drive(&self, namespace: &str, name: &str) -> Result<Next, Error> {
-        let api: Api<HealingAction> = Api::namespaced(self.inner.client.clone(), namespace);
+        let api: Api<HealingAction> = Api::namespaced(self.inner.ctx.client.clone(), namespace);
         for _ in 0..MAX_STEPS {
             let Some(action) = api.get_opt(name).await? else {
                 return Ok(Next::Wait);
@@ -501,7 +465,10 @@ impl Driver {
 
     fn policy(&self, policy_ref: &str) -> Option<Arc<HealingPolicy>> {
         let (ns, name) = policy_ref.split_once('/')?;
-        self.inner.policies.get(&ObjectRef::new(name).within(ns))
+        self.inner
+            .ctx
+            .policies
+            .get(&ObjectRef::new(name).within(ns))
     }
 }
 

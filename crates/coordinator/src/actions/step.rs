@@ -297,10 +297,11 @@ impl Step<'_> {
         let target = rec.target.clone().unwrap_or_default();
         let Some(snapshot) = self
             .inner()
+            .ctx
             .snapshots
             .wait_latest(
                 &self.action.spec.policy_ref,
-                self.inner().config.snapshot_wait(),
+                self.inner().ctx.config.snapshot_wait(),
             )
             .await
         else {
@@ -322,7 +323,7 @@ impl Step<'_> {
             policy_generation: policy.metadata.generation.unwrap_or_default(),
         };
         let mut wait = Duration::from_millis(200);
-        let deadline = tokio::time::Instant::now() + self.inner().config.review_retry_for();
+        let deadline = tokio::time::Instant::now() + self.inner().ctx.config.review_retry_for();
         loop {
             match self.inner().gate.clone().review(request.clone()).await {
                 Ok(verdict) => return Ok(Some(verdict.into_inner())),
@@ -426,7 +427,7 @@ impl Step<'_> {
             secondary: None,
         };
         for reference in [target, self.action.object_ref(&())] {
-            if let Err(error) = self.inner().recorder.publish(&event, &reference).await {
+            if let Err(error) = self.inner().ctx.recorder.publish(&event, &reference).await {
                 tracing::debug!(%error, "Cannot publish an Event.");
             }
         }

@@ -308,6 +308,24 @@ impl Fixture {
         .await
     }
 
+    /// A leading driver whose gate decides `gate` and whose remediator
+    /// ends executions as `remedy`.
+    async fn answering(
+        action: Value,
+        policy: HealingPolicy,
+        gate: pb::Decision,
+        remedy: pb::Outcome,
+    ) -> Self {
+        Self::with(
+            Some(action),
+            Some(policy),
+            vec![],
+            true,
+            (Gate(gate), Remedy(remedy)),
+        )
+        .await
+    }
+
     async fn with(
         action: Option<Value>,
         policy: Option<HealingPolicy>,
@@ -457,15 +475,11 @@ async fn approved_by_the_gate_it_is_executed_verified_and_closed() {
 
 #[tokio::test]
 async fn a_gate_that_wants_a_human_leaves_it_pending_with_an_expiry() {
-    let fx = Fixture::with(
-        Some(action(None, Value::Null)),
-        Some(policy("Auto")),
-        vec![],
-        true,
-        (
-            Gate(pb::Decision::NeedsApproval),
-            Remedy(pb::Outcome::Succeeded),
-        ),
+    let fx = Fixture::answering(
+        action(None, Value::Null),
+        policy("Auto"),
+        pb::Decision::NeedsApproval,
+        pb::Outcome::Succeeded,
     )
     .await;
     assert_eq!(fx.drive().await.unwrap(), Next::Wait);
@@ -475,12 +489,11 @@ async fn a_gate_that_wants_a_human_leaves_it_pending_with_an_expiry() {
 
 #[tokio::test]
 async fn a_denial_is_recorded_and_closed() {
-    let fx = Fixture::with(
-        Some(action(None, Value::Null)),
-        Some(policy("Auto")),
-        vec![],
-        true,
-        (Gate(pb::Decision::Denied), Remedy(pb::Outcome::Succeeded)),
+    let fx = Fixture::answering(
+        action(None, Value::Null),
+        policy("Auto"),
+        pb::Decision::Denied,
+        pb::Outcome::Succeeded,
     )
     .await;
     assert_eq!(fx.drive().await.unwrap(), Next::Wait);
@@ -647,15 +660,11 @@ async fn only_the_leader_drives_and_finished_actions_wait_for_a_change() {
 
 #[tokio::test]
 async fn an_ineffective_restart_fails_and_is_closed_without_a_pre_image() {
-    let fx = Fixture::with(
-        Some(action(None, Value::Null)),
-        Some(policy("Auto")),
-        vec![],
-        true,
-        (
-            Gate(pb::Decision::Approved),
-            Remedy(pb::Outcome::Ineffective),
-        ),
+    let fx = Fixture::answering(
+        action(None, Value::Null),
+        policy("Auto"),
+        pb::Decision::Approved,
+        pb::Outcome::Ineffective,
     )
     .await;
     assert_eq!(fx.drive().await.unwrap(), Next::Wait);
@@ -706,12 +715,11 @@ async fn a_failed_action_is_rolled_back_under_the_gates_word_and_closed() {
 
 #[tokio::test]
 async fn a_rollback_the_gate_refuses_is_recorded_and_the_phase_kept() {
-    let fx = Fixture::with(
-        Some(failed_with_pre_image()),
-        Some(rolling_back_policy()),
-        vec![],
-        true,
-        (Gate(pb::Decision::Denied), Remedy(pb::Outcome::Succeeded)),
+    let fx = Fixture::answering(
+        failed_with_pre_image(),
+        rolling_back_policy(),
+        pb::Decision::Denied,
+        pb::Outcome::Succeeded,
     )
     .await;
     assert_eq!(fx.drive().await.unwrap(), Next::Wait);
