@@ -303,18 +303,14 @@ pub fn check_rollback_signature(
 /// [`Error::InvalidRequest`] naming the field.
 pub fn validate_target(action: &ActionKind, target: &ObjectRef) -> Result<TargetKind, Error> {
     let info = vocabulary::of(action);
-    let Targets::Kinds(allowed) = info.targets else {
+    // What the remediator does not execute has no target to check.
+    let (Targets::Kinds(allowed), true) = (info.targets, info.executable) else {
         return Err(Error::Unsupported {
             action: info.action_type.as_str_name(),
         });
     };
-    if !info.executable {
-        return Err(Error::Unsupported {
-            action: info.action_type.as_str_name(),
-        });
-    }
     let kind = TargetKind::parse(&target.kind)
-        .filter(|_| info.accepts(&target.kind))
+        .filter(|_| allowed.contains(&target.kind.as_str()))
         .ok_or_else(|| {
             Error::invalid(
                 "recommendation.target.kind",
