@@ -171,7 +171,9 @@ pub struct SnapshotConfig {
     pub event_ttl_secs: u64,
     /// Most Warning events kept; the oldest go first.
     pub max_events: usize,
-    /// Pod label keys carried in snapshots; `*` carries all, an empty list none.
+    /// Pod label keys carried in snapshots; `*` carries all, an empty list
+    /// none but the keys of the default protected labels, which always
+    /// travel (the gate must see a pod's protection).
     pub pod_labels: Vec<String>,
     /// Annotation keys carried in snapshots (a trailing `*` matches a
     /// prefix); every other annotation is dropped, since annotations often

@@ -26,6 +26,7 @@ use k8s_openapi::{
         util::intstr::IntOrString,
     },
 };
+use nanny_common::protect::ProtectedResources;
 use nanny_proto::v1 as pb;
 
 /// What projections keep besides the fields they name.
@@ -63,9 +64,19 @@ impl Redaction {
             return HashMap::new();
         };
         let all = self.pod_labels.iter().any(|k| k == "*");
+        // The keys of the default protected labels always travel: a pod
+        // whose protection the filter dropped would read as unprotected.
+        let protected = ProtectedResources::default().labels;
+        let protected_key = |key: &str| {
+            protected
+                .iter()
+                .any(|l| l.split_once('=').is_some_and(|(k, _)| k == key))
+        };
         source
             .iter()
-            .filter(|(key, _)| all || self.pod_labels.iter().any(|k| k == *key))
+            .filter(|(key, _)| {
+                all || protected_key(key) || self.pod_labels.iter().any(|k| k == *key)
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }

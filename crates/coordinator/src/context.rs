@@ -106,6 +106,48 @@ pub fn review_context(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> Rev
     context
 }
 
+/// What a drain of `node` would act on: every pod `snapshot` shows on it.
+/// Give it a snapshot of every namespace: a policy's scoped snapshot may
+/// not show them all.
+pub fn node_pods(snapshot: &ClusterSnapshot, node: &str) -> pb::NodePods {
+    let pods = snapshot
+        .pods
+        .iter()
+        .filter(|pod| pod.node_name == node)
+        .map(|pod| {
+            let controller = pod.owner.as_ref().filter(|o| !o.uid.is_empty());
+            let (owner_labels, facts_complete) = owner_labels(snapshot, pod_owner(snapshot, pod));
+            let namespace = pod.r#ref.as_ref().map_or("", |r| r.namespace.as_str());
+            let mut drained = pb::NodePod {
+                r#ref: pod.r#ref.clone(),
+                labels: pod.labels.clone(),
+                owner_labels,
+                facts_complete,
+                // A mirror pod's owner is its Node.
+                stays: controller.is_some_and(|o| o.kind == "DaemonSet" || o.kind == "Node")
+                    || matches!(pod.phase.as_str(), "Succeeded" | "Failed"),
+                bare: controller.is_none(),
+                ready: pod.ready,
+                pdb_disruptions_allowed: pdb_allowed(snapshot, namespace, &pod.labels),
+                ..pb::NodePod::default()
+            };
+            if let Some(workload) = pod.workload.as_ref().filter(|w| !w.uid.is_empty()) {
+                drained.workload_uid.clone_from(&workload.uid);
+                if let Some(w) = snapshot
+                    .workloads
+                    .iter()
+                    .find(|w| uid(&w.r#ref) == Some(&workload.uid))
+                {
+                    drained.workload_replicas = w.desired_replicas;
+                    drained.workload_unavailable = unavailable(w);
+                }
+            }
+            drained
+        })
+        .collect();
+    pb::NodePods { pods }
+}
+
 type Labels = std::collections::HashMap<String, String>;
 
 fn uid(r: &Option<pb::ObjectRef>) -> Option<&str> {
@@ -228,7 +270,11 @@ fn node_ready(node: &pb::Node) -> bool {
 
 fn set_replicas(context: &mut ReviewContext, workload: &pb::Workload) {
     context.workload_replicas = workload.desired_replicas;
-    context.workload_unavailable = (workload.desired_replicas - workload.available_replicas).max(0);
+    context.workload_unavailable = unavailable(workload);
+}
+
+fn unavailable(workload: &pb::Workload) -> i32 {
+    (workload.desired_replicas - workload.available_replicas).max(0)
 }
 
 /// The smallest `disruptionsAllowed` of the PDBs in `namespace` that may
@@ -488,6 +534,64 @@ mod tests {
             standalone.owner_labels.is_empty() && standalone.facts_complete,
             "no template of db is named logs: the claim stands alone"
         );
+    }
+
+    #[test]
+    fn a_drain_sees_every_pod_on_its_node_with_owners_workload_and_budget() {
+        let mut snapshot = owned_snapshot();
+        for pod in &mut snapshot.pods {
+            pod.node_name = "n1".to_owned();
+            pod.ready = true;
+            pod.labels = HashMap::from([("app".to_owned(), "web".to_owned())]);
+        }
+        snapshot.pods.extend([
+            pb::Pod {
+                r#ref: object("Pod", "ops", "agent-x", "p3"),
+                owner: object("DaemonSet", "ops", "agent", "ds1"),
+                node_name: "n1".to_owned(),
+                ..pb::Pod::default()
+            },
+            pb::Pod {
+                r#ref: object("Pod", "ops", "debug", "p4"),
+                node_name: "n1".to_owned(),
+                ..pb::Pod::default()
+            },
+            pb::Pod {
+                r#ref: object("Pod", "shop", "web-2", "p5"),
+                node_name: "n2".to_owned(),
+                ..pb::Pod::default()
+            },
+        ]);
+        snapshot.workloads[0].desired_replicas = 3;
+        snapshot.workloads[0].available_replicas = 2;
+        snapshot.pdbs.push(pb::PodDisruptionBudget {
+            r#ref: object("PodDisruptionBudget", "shop", "web", "b1"),
+            selector: "app=web".into(),
+            disruptions_allowed: 0,
+            ..pb::PodDisruptionBudget::default()
+        });
+        let pods = node_pods(&snapshot, "n1").pods;
+        let names: Vec<&str> = pods
+            .iter()
+            .map(|p| p.r#ref.as_ref().unwrap().name.as_str())
+            .collect();
+        assert_eq!(names, ["web-1", "rollout-1", "agent-x", "debug"]);
+        let web = &pods[0];
+        assert_eq!(web.owner_labels, helm());
+        assert!(web.facts_complete && web.ready && !web.stays && !web.bare);
+        assert_eq!(
+            (
+                web.workload_uid.as_str(),
+                web.workload_replicas,
+                web.workload_unavailable
+            ),
+            ("d1", 3, 1)
+        );
+        assert_eq!(web.pdb_disruptions_allowed, Some(0));
+        assert!(!pods[1].facts_complete, "an owner the snapshot lacks");
+        assert!(pods[2].stays, "DaemonSet pods stay");
+        assert!(pods[3].bare && !pods[3].stays);
+        assert_eq!(pods[3].pdb_disruptions_allowed, None);
     }
 
     #[test]

@@ -8,8 +8,13 @@ use std::{
     time::Duration,
 };
 
-use nanny_proto::v1::ClusterSnapshot;
+use nanny_common::{client::TracedChannel, snapshot::SnapshotView};
+use nanny_proto::v1::{
+    ClusterSnapshot, GetSnapshotRequest, Scope, collector_client::CollectorClient,
+};
 use tokio::sync::watch;
+
+use crate::error::Error;
 
 type Latest = watch::Sender<Option<Arc<ClusterSnapshot>>>;
 
@@ -66,4 +71,51 @@ impl Snapshots {
             _ => None,
         }
     }
+}
+
+/// One whole snapshot of every namespace from the collector, within
+/// `within`: a drain's node runs pods of namespaces a policy's scope may
+/// not show.
+///
+/// # Errors
+/// When the collector fails, its stream breaks off or ends before the
+/// last chunk, or `within` passes ([`Error::Peer`], transient).
+pub async fn fetch_whole(
+    collector: TracedChannel,
+    within: Duration,
+) -> Result<ClusterSnapshot, Error> {
+    let fetch = async {
+        let mut stream = CollectorClient::new(collector)
+            .get_snapshot(GetSnapshotRequest {
+                scope: Some(Scope::default()),
+            })
+            .await
+            .map_err(|s| Error::peer("collector", s))?
+            .into_inner();
+        let mut view = SnapshotView::default();
+        while let Some(message) = stream
+            .message()
+            .await
+            .map_err(|s| Error::peer("collector", s))?
+        {
+            let done = view
+                .push(message)
+                .map_err(|e| Error::peer("collector", tonic::Status::data_loss(e.to_string())))?;
+            if done {
+                return Ok(view.snapshot());
+            }
+        }
+        Err(Error::peer(
+            "collector",
+            tonic::Status::unavailable("the stream ended before the last chunk"),
+        ))
+    };
+    tokio::time::timeout(within, fetch)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::peer(
+                "collector",
+                tonic::Status::deadline_exceeded(format!("no whole snapshot within {within:?}")),
+            ))
+        })
 }

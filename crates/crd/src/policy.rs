@@ -60,6 +60,11 @@ pub struct HealingPolicySpec {
     /// recreates it).
     #[serde(default)]
     pub allow_bare_pod_restart: bool,
+    /// What a drain does about protected pods on its node (a protected
+    /// namespace or label, or a protected owner): `Skip` drains around them
+    /// and leaves them in place; `Refuse` refuses the drain.
+    #[serde(default)]
+    pub drain_protected_pods: DrainProtectedPods,
     /// Stops all new actions while true.
     #[serde(default)]
     pub paused: bool,
@@ -71,6 +76,16 @@ pub struct HealingPolicySpec {
     /// escalated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notifications: Option<crate::Notifications>,
+}
+
+/// See [`HealingPolicySpec::drain_protected_pods`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DrainProtectedPods {
+    /// Drain around them: they are never evicted.
+    #[default]
+    Skip,
+    /// Refuse to drain the node.
+    Refuse,
 }
 
 fn default_true() -> bool {

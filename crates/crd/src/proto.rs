@@ -5,7 +5,7 @@
 
 use nanny_proto::v1 as pb;
 
-use crate::{AllowedAction, Approval, HealingPolicySpec, Mode};
+use crate::{AllowedAction, Approval, DrainProtectedPods, HealingPolicySpec, Mode};
 
 /// The parts of a HealingPolicy the gate enforces.
 pub fn gate_policy(spec: &HealingPolicySpec) -> pb::GatePolicy {
@@ -29,6 +29,7 @@ pub fn gate_policy(spec: &HealingPolicySpec) -> pb::GatePolicy {
         ai_allow_auto_approve: spec.ai.allow_auto_approve,
         paused: spec.paused,
         allow_bare_pod_restart: spec.allow_bare_pod_restart,
+        drain_refuses_protected_pods: spec.drain_protected_pods == DrainProtectedPods::Refuse,
     }
 }
 

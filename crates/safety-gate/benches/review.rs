@@ -40,6 +40,7 @@ fn workload(count: usize) -> Vec<ReviewRequest> {
         ai_allow_auto_approve: false,
         paused: false,
         allow_bare_pod_restart: false,
+        drain_refuses_protected_pods: false,
     };
     let now = SystemTime::now();
     (0..count)

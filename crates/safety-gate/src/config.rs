@@ -111,6 +111,13 @@ pub struct StormGuard {
     pub max_unhealthy_node_percent: u32,
     /// Above this many open issues, nothing is auto-approved.
     pub max_open_issues: u32,
+    /// A drain that would evict more pods than this at once is denied.
+    #[serde(default = "default_max_drain_evictions")]
+    pub max_drain_evictions: u32,
+}
+
+fn default_max_drain_evictions() -> u32 {
+    30
 }
 
 /// Section `limits`.
@@ -163,6 +170,7 @@ impl Default for Config {
             storm: StormGuard {
                 max_unhealthy_node_percent: 30,
                 max_open_issues: 50,
+                max_drain_evictions: default_max_drain_evictions(),
             },
             limits: LimitDefaults::default(),
             audit: AuditConfig::default(),
@@ -187,6 +195,12 @@ impl ServiceConfig for Config {
             return Err(Error::config(
                 "storm.max_unhealthy_node_percent",
                 "must be between 1 and 100",
+            ));
+        }
+        if !(1..=1000).contains(&self.storm.max_drain_evictions) {
+            return Err(Error::config(
+                "storm.max_drain_evictions",
+                "must be between 1 and 1000",
             ));
         }
         if !(1..=100).contains(&self.limits.max_disruption_percent) {

@@ -421,13 +421,11 @@ impl Gate {
         untrusted_model(&mut review, recommendation, source, policy);
 
         self.storm_guard(kind, context, &mut review);
-        disruption(
-            kind,
-            context,
-            &policy.limits.unwrap_or_default(),
-            self,
-            &mut review,
-        );
+        let limits = policy.limits.unwrap_or_default();
+        disruption(kind, context, &limits, self, &mut review);
+        if let Kind::DrainNode(_) = kind {
+            drain::drain(target, context, policy, &limits, self, &mut review);
+        }
 
         if let Err(review) = mode(&mut review, policy) {
             return review;
@@ -578,6 +576,8 @@ impl Gate {
 }
 
 mod approval;
+
+mod drain;
 
 mod stages;
 

@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Node};
 use kube::{
     Api, Client,
     api::{Patch, PatchParams, PostParams},
@@ -87,6 +87,31 @@ impl FakeNode {
         pod_spec["nodeSelector"] = json!({ "kubernetes.io/hostname": self.name });
         pod_spec["tolerations"] =
             json!([{ "key": TEST_NODE_TAINT, "operator": "Exists", "effect": "NoSchedule" }]);
+    }
+
+    /// Creates Deployment `namespace/name` (label `app=name`) with
+    /// `replicas` pods, all pinned to this node.
+    ///
+    /// # Errors
+    /// When the API server refuses it.
+    pub async fn deployment(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+        replicas: i32,
+    ) -> anyhow::Result<Deployment> {
+        let mut spec =
+            json!({ "containers": [{ "name": "app", "image": "registry.example/app:1" }] });
+        self.pin(&mut spec);
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": { "name": name },
+            "spec": { "replicas": replicas, "selector": { "matchLabels": { "app": name } },
+                      "template": { "metadata": { "labels": { "app": name } }, "spec": spec } },
+        }))?;
+        Ok(Api::<Deployment>::namespaced(client.clone(), namespace)
+            .create(&PostParams::default(), &deployment)
+            .await?)
     }
 }
 

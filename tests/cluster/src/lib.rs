@@ -181,9 +181,9 @@ pub async fn create_action(
     .unwrap();
 }
 
-/// Applies the ValidatingAdmissionPolicy and binding in
-/// `deploy/admission/<file>`. With `namespace`, the binding is this test's
-/// own (`<policy>-<namespace>`) and selects only that namespace, so other
+/// Applies the ValidatingAdmissionPolicies and bindings in
+/// `deploy/admission/<file>`. With `namespace`, each binding is this test's
+/// own (`<binding>-<namespace>`) and selects only that namespace, so other
 /// tests' writers are not affected.
 ///
 /// # Panics
@@ -195,30 +195,35 @@ pub async fn install_admission_policy(client: &Client, file: &str, namespace: Op
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../deploy/admission/{file}"));
     let text = std::fs::read_to_string(&path).unwrap();
-    let mut docs = text.split("\n---\n");
-    let policy: ValidatingAdmissionPolicy = serde_yaml::from_str(docs.next().unwrap()).unwrap();
-    let mut binding: ValidatingAdmissionPolicyBinding =
-        serde_yaml::from_str(docs.next().unwrap()).unwrap();
-    let policy_name = policy.metadata.name.clone().unwrap();
-    if let Some(namespace) = namespace {
-        binding.metadata.name = Some(format!("{policy_name}-{namespace}"));
-        binding.spec.as_mut().unwrap().match_resources = Some(
-            serde_json::from_value(json!({
-                "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": namespace } },
-            }))
-            .unwrap(),
-        );
-    }
     let apply = PatchParams::apply("nanny-tests").force();
-    Api::<ValidatingAdmissionPolicy>::all(client.clone())
-        .patch(&policy_name, &apply, &Patch::Apply(&policy))
-        .await
-        .unwrap();
-    let binding_name = binding.metadata.name.clone().unwrap();
-    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-        .patch(&binding_name, &apply, &Patch::Apply(&binding))
-        .await
-        .unwrap();
+    for doc in text.split("\n---\n") {
+        let kind = serde_yaml::from_str::<serde_json::Value>(doc).unwrap()["kind"].clone();
+        if kind == "ValidatingAdmissionPolicy" {
+            let policy: ValidatingAdmissionPolicy = serde_yaml::from_str(doc).unwrap();
+            let name = policy.metadata.name.clone().unwrap();
+            Api::<ValidatingAdmissionPolicy>::all(client.clone())
+                .patch(&name, &apply, &Patch::Apply(&policy))
+                .await
+                .unwrap_or_else(|e| panic!("{file}: policy {name}: {e}"));
+            continue;
+        }
+        let mut binding: ValidatingAdmissionPolicyBinding = serde_yaml::from_str(doc).unwrap();
+        if let Some(namespace) = namespace {
+            let name = binding.metadata.name.clone().unwrap();
+            binding.metadata.name = Some(format!("{name}-{namespace}"));
+            binding.spec.as_mut().unwrap().match_resources = Some(
+                serde_json::from_value(json!({
+                    "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": namespace } },
+                }))
+                .unwrap(),
+            );
+        }
+        let name = binding.metadata.name.clone().unwrap();
+        Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+            .patch(&name, &apply, &Patch::Apply(&binding))
+            .await
+            .unwrap_or_else(|e| panic!("{file}: binding {name}: {e}"));
+    }
 }
 
 /// The snapshot's view of `object`: kind, version, namespace, name, uid, resourceVersion.

@@ -1,5 +1,6 @@
 //! The API server refuses the remediator's identity on protected resources
-//! (deploy/admission/protected-resources.yaml), while its RBAC allows the
+//! (deploy/admission/protected-resources.yaml) and on what protected owners
+//! own (deploy/admission/protected-owners.yaml), while its RBAC allows the
 //! write; and it keeps HealingActions to what the coordinator recorded and a
 //! human decided under their own name (deploy/admission/healing-actions.yaml
 //! and the CRD's own rules).
@@ -11,12 +12,14 @@ use std::time::Duration;
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::Node,
+    autoscaling::v2::HorizontalPodAutoscaler,
+    batch::v1::Job,
+    core::v1::{Node, PersistentVolumeClaim, Pod},
     rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
 };
 use kube::{
-    Api, Client,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    Api, Client, ResourceExt,
+    api::{DeleteParams, EvictParams, Patch, PatchParams, PostParams},
 };
 use nanny_cluster_tests::{Fixture, install_admission_policy};
 use nanny_crd::HealingAction;
@@ -24,6 +27,8 @@ use nanny_test_util::{
     cluster::eventually,
     faults::{self, PodSpec},
     nodes::FakeNode,
+    owners,
+    scenarios::running_pods,
 };
 use serde_json::json;
 
@@ -32,7 +37,8 @@ fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
 }
 
 /// A client acting as `<ns>:nanny-remediator`, allowed by RBAC to patch
-/// Deployments anywhere and Nodes.
+/// Deployments, Nodes, claims and HPAs anywhere, and to evict and delete
+/// pods and delete Jobs.
 async fn remediator_identity(fx: &Fixture) -> Client {
     let ns = fx.ns();
     let name = format!("{ns}-remediator");
@@ -43,7 +49,11 @@ async fn remediator_identity(fx: &Fixture) -> Client {
                 "metadata": { "name": name, "labels": { "nanny.ai/test": "true" } },
                 "rules": [
                     { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch"] },
-                    { "apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"] },
+                    { "apiGroups": [""], "resources": ["nodes", "persistentvolumeclaims"], "verbs": ["get", "patch"] },
+                    { "apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"] },
+                    { "apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"] },
+                    { "apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "delete"] },
+                    { "apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["get", "patch"] },
                 ],
             })),
         )
@@ -177,6 +187,191 @@ async fn remediator_identity_cannot_touch_protected_resources() {
         .delete(&name, &cleanup)
         .await;
     let _ = Api::<ClusterRole>::all(fx.client.clone())
+        .delete(&name, &cleanup)
+        .await;
+}
+
+/// Whether `result` is the API server's refusal by `policy`.
+fn refused_by<T: std::fmt::Debug>(result: &Result<T, kube::Error>, policy: &str) -> bool {
+    matches!(result, Err(kube::Error::Api(status)) if status.code == 403 && status.message.contains(policy))
+}
+
+#[tokio::test]
+async fn remediator_identity_cannot_touch_what_protected_owners_own() {
+    let Some(fx) = Fixture::new("admission-owners").await else {
+        return;
+    };
+    install_admission_policy(&fx.client, "protected-owners.yaml", None).await;
+    let remediator = remediator_identity(&fx).await;
+    let (client, ns) = (fx.client.clone(), fx.ns().to_owned());
+
+    // Charts label the top object only: none of the children below carries
+    // a protected label of its own.
+    for name in ["charted", "plain"] {
+        faults::deployment(&client, &ns, name, 1, &PodSpec::default())
+            .await
+            .unwrap();
+    }
+    owners::label_helm(&client, &ns, "charted").await.unwrap();
+    owners::cron_job(&client, &ns, "nightly", &[owners::HELM])
+        .await
+        .unwrap();
+    owners::stateful_set(&client, &ns, "db", "data", &[owners::HELM])
+        .await
+        .unwrap();
+    for job in ["nightly-29000000", "adhoc-1"] {
+        faults::completed_job(&client, &ns, job, Duration::from_secs(3600))
+            .await
+            .unwrap();
+    }
+    for claim in ["data-db-0", "scratch"] {
+        faults::pvc_nearly_full(&client, &ns, claim, 1 << 30, 1 << 29)
+            .await
+            .unwrap();
+    }
+    let hpa = json!({ "metadata": { "name": "charted" }, "spec": {
+        "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "charted" },
+        "minReplicas": 1, "maxReplicas": 3 } });
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+    hpas.create(&PostParams::default(), &object(hpa))
+        .await
+        .unwrap();
+    let charted = running_pods(&client, &ns, "charted", 1, Duration::from_secs(60))
+        .await
+        .unwrap()[0]
+        .clone();
+    let plain = running_pods(&client, &ns, "plain", 1, Duration::from_secs(60))
+        .await
+        .unwrap()[0]
+        .clone();
+
+    let pods: Api<Pod> = Api::namespaced(remediator.clone(), &ns);
+    let evict = |name: String, dry_run: bool| {
+        let pods = pods.clone();
+        async move {
+            let params = EvictParams {
+                delete_options: Some(DeleteParams {
+                    dry_run,
+                    ..DeleteParams::default()
+                }),
+                post_options: PostParams {
+                    dry_run,
+                    ..PostParams::default()
+                },
+            };
+            pods.evict(&name, &params).await
+        }
+    };
+    // RBAC and the policy in effect: the protected Deployment's pod is
+    // refused (a real eviction, had it passed).
+    eventually(
+        "the owners policy in effect",
+        Duration::from_secs(30),
+        || async {
+            let result = evict(charted.name_any(), false).await;
+            Ok(refused_by(&result, "nanny-protected-deployments").then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    let result = pods
+        .delete(&charted.name_any(), &DeleteParams::default())
+        .await;
+    assert!(
+        refused_by(&result, "nanny-protected-deployments"),
+        "{result:?}"
+    );
+    // An unprotected owner's pod may go (dry run: nothing changes).
+    evict(plain.name_any(), true).await.unwrap();
+
+    let jobs: Api<Job> = Api::namespaced(remediator.clone(), &ns);
+    let result = jobs
+        .delete("nightly-29000000", &DeleteParams::default())
+        .await;
+    assert!(
+        refused_by(&result, "nanny-protected-cronjobs"),
+        "{result:?}"
+    );
+    jobs.delete(
+        "adhoc-1",
+        &DeleteParams {
+            dry_run: true,
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    let grow = json!({ "spec": { "resources": { "requests": { "storage": "2Gi" } } } });
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(remediator.clone(), &ns);
+    let result = claims
+        .patch("data-db-0", &PatchParams::default(), &Patch::Merge(&grow))
+        .await;
+    assert!(
+        refused_by(&result, "nanny-protected-statefulsets"),
+        "{result:?}"
+    );
+    claims
+        .patch(
+            "scratch",
+            &PatchParams::default().dry_run(),
+            &Patch::Merge(&grow),
+        )
+        .await
+        .unwrap();
+
+    let raise = json!({ "spec": { "maxReplicas": 6 } });
+    let result = Api::<HorizontalPodAutoscaler>::namespaced(remediator.clone(), &ns)
+        .patch("charted", &PatchParams::default(), &Patch::Merge(&raise))
+        .await;
+    assert!(
+        refused_by(&result, "nanny-protected-deployments"),
+        "{result:?}"
+    );
+
+    // The API server's own evidence: every protected child is as it was.
+    let still = Api::<Pod>::namespaced(client.clone(), &ns)
+        .get(&charted.name_any())
+        .await
+        .unwrap();
+    assert_eq!(still.uid(), charted.uid());
+    assert!(still.metadata.deletion_timestamp.is_none());
+    assert!(
+        Api::<Job>::namespaced(client.clone(), &ns)
+            .get_opt("nightly-29000000")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let size = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+        .get("data-db-0")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .resources
+        .unwrap()
+        .requests
+        .unwrap()["storage"]
+        .0
+        .clone();
+    assert_eq!(size, (1_i64 << 30).to_string());
+    assert_eq!(
+        hpas.get("charted")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .max_replicas,
+        3
+    );
+
+    let cleanup = DeleteParams::default();
+    let name = format!("{ns}-remediator");
+    let _ = Api::<ClusterRoleBinding>::all(client.clone())
+        .delete(&name, &cleanup)
+        .await;
+    let _ = Api::<ClusterRole>::all(client.clone())
         .delete(&name, &cleanup)
         .await;
 }

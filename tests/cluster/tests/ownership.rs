@@ -3,7 +3,9 @@
 //! Jobs, claims and HPA targets under them unlabelled. With all five
 //! services running in Auto mode, every action on those children is denied
 //! by the gate's `protected-owner` rule, and the API server's audit log
-//! shows no eviction, delete or spec change of any of them.
+//! shows no eviction, delete or spec change of any of them. A drain is
+//! reviewed against every pod on its node, protected ones and budgets
+//! named.
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,19 +15,23 @@ use std::time::Duration;
 use k8s_openapi::api::{
     autoscaling::v2::HorizontalPodAutoscaler,
     batch::v1::Job,
-    core::v1::{PersistentVolumeClaim, Pod},
+    core::v1::{Node, PersistentVolumeClaim, Pod},
+    policy::v1::PodDisruptionBudget,
 };
-use kube::{Api, ResourceExt};
+use kube::{Api, ResourceExt, api::PostParams};
 use nanny_cluster_tests::{
     Fixture,
-    pipeline::{Harness, MIN_RESTARTS, WAIT, crash_one_pod, restarts},
+    pipeline::{self, Harness, MIN_RESTARTS, WAIT, crash_one_pod, restarts},
 };
 use nanny_crd::{ActionType, HealingAction, Phase};
 use nanny_test_util::{
     cluster::eventually,
-    faults::{self, HpaAtMax, PodSpec},
+    faults::{self, HpaAtMax, NodeFault, PodSpec},
+    nodes::FakeNode,
     owners,
+    scenarios::running_pods,
 };
+use serde_json::json;
 
 /// Waits for an action of `action_type` on `uid` denied by `protected-owner`.
 async fn denied_by_owner(h: &Harness, uid: &str, action_type: ActionType) -> HealingAction {
@@ -210,4 +216,118 @@ async fn protection_follows_ownership_to_pods_jobs_claims_and_hpa_targets() {
             })
             .collect();
     assert!(writes.is_empty(), "unexpected writes: {writes:#?}");
+}
+
+/// A drain is reviewed against every pod on its node, in every namespace:
+/// the gate's verdict names the protected pod that stays and the pod whose
+/// budget allows no disruption; once a human approves, the protected pod
+/// is untouched and the guarded one's budget blocks the drain, which waits
+/// (API-server evidence: same uids, no deletion, no cordon).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_is_reviewed_against_every_pod_on_its_node() {
+    let Some(fx) = Fixture::new("drain-review").await else {
+        return;
+    };
+    let client = fx.client.clone();
+    let ns = fx.ns().to_owned();
+    let node = FakeNode::create(&fx.cluster, &client, &format!("{ns}-n1"))
+        .await
+        .unwrap();
+    node.deployment(&client, &ns, "charted", 1).await.unwrap();
+    owners::label_helm(&client, &ns, "charted").await.unwrap();
+    node.deployment(&client, &ns, "guarded", 1).await.unwrap();
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    let pdb = serde_json::from_value(json!({ "metadata": { "name": "guarded" },
+        "spec": { "minAvailable": 1, "selector": { "matchLabels": { "app": "guarded" } } } }))
+    .unwrap();
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    let charted = running_pods(&client, &ns, "charted", 1, WAIT)
+        .await
+        .unwrap()[0]
+        .clone();
+    let guarded = running_pods(&client, &ns, "guarded", 1, WAIT)
+        .await
+        .unwrap()[0]
+        .clone();
+    eventually("the budget allows no disruption", WAIT, || async {
+        let status = pdbs.get("guarded").await?.status;
+        Ok(status.filter(|s| s.observed_generation.is_some() && s.disruptions_allowed == 0))
+    })
+    .await
+    .unwrap();
+
+    // Drains allowed; the cap at 100 % so that the budget, not the cap,
+    // is what holds the guarded pod.
+    let mut policy = pipeline::policy(&ns, "Auto");
+    policy
+        .spec
+        .actions
+        .push(serde_json::from_value(json!({ "type": "DrainNode" })).unwrap());
+    policy.spec.limits.max_disruption_percent = 100;
+    // A drain gives up waiting on a budget after its timeout: a short one.
+    let timeout = (
+        "nanny-analyzer",
+        "NANNY_RULES__NODE__DRAIN_TIMEOUT_SECS".to_owned(),
+        "10".to_owned(),
+    );
+    let h = Harness::with_policy(fx, &policy, vec![timeout]).await;
+    faults::node_fault(&client, &node.name, NodeFault::NotReady)
+        .await
+        .unwrap();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let uid = nodes.get(&node.name).await.unwrap().uid().unwrap();
+    let pending = eventually("a drain awaiting approval", WAIT, || async {
+        Ok(h.actions_on(&uid).await.into_iter().find(|a| {
+            a.spec.action.type_ == ActionType::DrainNode
+                && a.status.as_ref().and_then(|s| s.phase) == Some(Phase::PendingApproval)
+        }))
+    })
+    .await
+    .unwrap();
+    let verdict = pending.status.clone().unwrap().verdict.unwrap();
+    let reasons = verdict.reasons.join("\n");
+    for (rule, pod) in [
+        ("drain-skips-protected", &charted),
+        ("pdb-blocks", &guarded),
+    ] {
+        assert!(
+            verdict.matched_rules.iter().any(|r| r == rule)
+                && reasons.contains(&format!("{ns}/{}", pod.name_any())),
+            "{rule} naming {}: {verdict:?}",
+            pod.name_any()
+        );
+    }
+
+    h.approve(&pending).await;
+    let name = pending.name_any();
+    let blocked = eventually("the drain blocked by the budget", WAIT, || async {
+        let status = h.actions.get(&name).await?.status.unwrap_or_default();
+        Ok((status.blocked > 0).then_some(()))
+    })
+    .await;
+    if let Err(error) = blocked {
+        panic!("{error}\n{}", h.actions_seen().await);
+    }
+    // A blocked drain writes nothing, not even the cordon; it is tried
+    // again under the same verdict.
+    assert_ne!(
+        nodes
+            .get(&node.name)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .unschedulable,
+        Some(true),
+        "a blocked drain does not cordon"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    for pod in [&charted, &guarded] {
+        let still = pods.get(&pod.name_any()).await.unwrap();
+        assert_eq!(still.uid(), pod.uid(), "{} stays", pod.name_any());
+        assert!(still.metadata.deletion_timestamp.is_none());
+    }
+    println!(
+        "drain of a node with a protected and a budget-guarded pod → both named, both stay, the drain waits"
+    );
 }

@@ -712,17 +712,7 @@ async fn cordon_uncordon_and_rollback_on_a_node_of_our_own() {
 
 /// A Deployment of `replicas` pods that run only on `node`.
 async fn pinned_deployment(fx: &Fixture, node: &FakeNode, name: &str) -> Deployment {
-    let mut spec = json!({ "containers": [{ "name": "app", "image": "registry.example/app:1" }] });
-    node.pin(&mut spec);
-    let deployment: Deployment = object(json!({
-        "metadata": { "name": name },
-        "spec": { "replicas": 1, "selector": { "matchLabels": { "app": name } },
-                  "template": { "metadata": { "labels": { "app": name } }, "spec": spec } },
-    }));
-    Api::<Deployment>::namespaced(fx.client.clone(), fx.ns())
-        .create(&PostParams::default(), &deployment)
-        .await
-        .unwrap()
+    node.deployment(&fx.client, fx.ns(), name, 1).await.unwrap()
 }
 
 async fn running_on(fx: &Fixture, app: &str, node: &str) -> Pod {

@@ -53,6 +53,34 @@ fn planted_pod() -> Pod {
 }
 
 #[test]
+fn a_label_filter_never_drops_the_protected_labels() {
+    let mut source = planted_pod();
+    source.metadata.labels = Some(BTreeMap::from([
+        ("app".to_owned(), "shop".to_owned()),
+        ("team".to_owned(), "a".to_owned()),
+        ("app.kubernetes.io/managed-by".to_owned(), "Helm".to_owned()),
+        ("nanny.ai/protected".to_owned(), "true".to_owned()),
+    ]));
+    let none = Redaction {
+        pod_labels: Vec::new(),
+        ..redaction()
+    };
+    let labels = pod(&source, &none).labels;
+    assert_eq!(
+        labels,
+        HashMap::from([
+            ("app.kubernetes.io/managed-by".to_owned(), "Helm".to_owned()),
+            ("nanny.ai/protected".to_owned(), "true".to_owned()),
+        ])
+    );
+    let some = Redaction {
+        pod_labels: vec!["app".to_owned()],
+        ..redaction()
+    };
+    assert_eq!(pod(&source, &some).labels.len(), 3);
+}
+
+#[test]
 fn planted_secrets_never_reach_the_projection() {
     let projected = pod(&planted_pod(), &redaction());
     let bytes = projected.encode_to_vec();

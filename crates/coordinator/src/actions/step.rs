@@ -19,7 +19,7 @@ use super::{
     Driver, GATE_UNAVAILABLE, Inner, LAST_PROPOSED, Next, TARGET_GONE, contains,
     records::{no_verdict, verdict_record},
 };
-use crate::{context, convert, error::Error};
+use crate::{context, convert, error::Error, snapshots::fetch_whole};
 
 /// One step of one action.
 pub(super) struct Step<'a> {
@@ -283,11 +283,10 @@ impl Step<'_> {
         }
     }
 
-    /// The gate's verdict on `rec` against the latest snapshot of the policy;
-    /// `None` when the target is gone from it.
-    /// The gate's verdict on `rec` against today's snapshot; `human`: a
-    /// person approved it (a re-review, which the gate signs as APPROVED
-    /// when nothing a human cannot overrule refuses it).
+    /// The gate's verdict on `rec` against the latest snapshot of the
+    /// policy; `None` when the target is gone from it. `human`: a person
+    /// approved it (a re-review, which the gate signs as APPROVED when
+    /// nothing a human cannot overrule refuses it).
     pub(super) async fn ask_gate(
         &self,
         policy: &HealingPolicy,
@@ -313,12 +312,26 @@ impl Step<'_> {
         if !contains(&snapshot, &target) {
             return Ok(None);
         }
+        let mut review_context = context::review_context(&snapshot, &target);
+        if matches!(
+            rec.action.as_ref().and_then(|a| a.kind.as_ref()),
+            Some(pb::action::Kind::DrainNode(_))
+        ) {
+            // What runs on the node, in every namespace; no answer, no
+            // review (a transient error: the step is retried).
+            let whole = fetch_whole(
+                self.inner().ctx.peers.collector.clone(),
+                self.inner().ctx.config.snapshot_wait(),
+            )
+            .await?;
+            review_context.node_pods = Some(context::node_pods(&whole, &target.name));
+        }
         let request = ReviewRequest {
             recommendation: Some(rec.clone()),
             policy_ref: self.action.spec.policy_ref.clone(),
             snapshot_taken_at: snapshot.taken_at,
             policy: Some(convert::gate_policy(&policy.spec)),
-            context: Some(context::review_context(&snapshot, &target)),
+            context: Some(review_context),
             human_approval: human,
             policy_generation: policy.metadata.generation.unwrap_or_default(),
         };

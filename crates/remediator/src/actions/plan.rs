@@ -177,7 +177,14 @@ fn drain_node(
             .protected_pods
             .get(str_at(pod, "/metadata/uid"))
             .map(|reason| format!("protected: {reason}"));
-        match drain_skip_reason(pod).map(str::to_owned).or(protected) {
+        // As `kubectl drain` without --force: nothing would recreate it.
+        let bare = (controller(pod).is_none() && !input.v.allow_bare_pod_restart)
+            .then(|| "no controller would recreate it".to_owned());
+        match drain_skip_reason(pod)
+            .map(str::to_owned)
+            .or(protected)
+            .or(bare)
+        {
             Some(reason) => skipped.push(format!("{name} ({reason})")),
             None => evict.push((
                 str_at(pod, "/metadata/namespace").to_owned(),

@@ -246,7 +246,7 @@ fn delete_job_needs_a_finished_job_old_enough() {
 }
 
 #[test]
-fn drain_skips_daemonset_mirror_and_finished_pods() {
+fn drain_skips_daemonset_mirror_finished_and_bare_pods() {
     let pod = |name: &str, extra: Value| {
         let mut p = json!({ "metadata": { "name": name, "namespace": "shop", "uid": format!("uid-{name}") }, "status": { "phase": "Running" } });
         if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
@@ -280,6 +280,7 @@ fn drain_skips_daemonset_mirror_and_finished_pods() {
                 json!({ "metadata": { "annotations": { "kubernetes.io/config.mirror": "abc" } } }),
             ),
             pod("done", json!({ "status": { "phase": "Succeeded" } })),
+            pod("debug", json!({})),
         ],
         ..Facts::default()
     };
@@ -307,15 +308,26 @@ fn drain_skips_daemonset_mirror_and_finished_pods() {
     else {
         panic!()
     };
-    assert_eq!(
-        evict,
-        vec![("shop".to_owned(), "web".to_owned(), "uid-web".to_owned())]
-    );
-    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    let evicted = |name: &str| ("shop".to_owned(), name.to_owned(), format!("uid-{name}"));
+    assert_eq!(evict, vec![evicted("web")]);
+    assert_eq!(skipped.len(), 4, "{skipped:?}");
     assert!(skipped.iter().any(|s| s.contains("DaemonSet pod")));
     assert!(skipped.iter().any(|s| s.contains("mirror pod")));
+    assert!(
+        skipped.contains(&"Pod shop/debug (no controller would recreate it)".to_owned()),
+        "{skipped:?}"
+    );
     assert_eq!(grace_seconds, None);
     assert_eq!(deadline, started + Duration::from_secs(30));
+    // Under a verdict that allows restarting bare pods, it goes too.
+    let v = Validated {
+        allow_bare_pod_restart: true,
+        ..v
+    };
+    let Write::Drain { evict, .. } = plan(&v, &node, &facts).unwrap().write else {
+        panic!()
+    };
+    assert_eq!(evict, vec![evicted("web"), evicted("debug")]);
 }
 
 #[test]

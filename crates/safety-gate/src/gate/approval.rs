@@ -247,13 +247,6 @@ pub(super) fn disruption(
                 );
             }
         }
-        Kind::DrainNode(_) if context.pdb_disruptions_allowed == Some(0) => {
-            review.tighten(
-                Level::NeedsApproval,
-                "pdb-blocks",
-                "a PodDisruptionBudget on the node allows no disruption",
-            );
-        }
         _ => {}
     }
 }

@@ -4,8 +4,8 @@ use std::{collections::HashMap, time::Duration};
 
 use nanny_proto::v1::{
     AllowedAction, ApprovalOverride, CordonNode, DeleteJob, DeleteResource, ExpandPvc, GateLimits,
-    GatePolicy, IssueKind, ModelSource, ObjectRef, OutcomeReport, PolicyMode, Recommendation,
-    ReportOnly, RestartPod, ReviewContext, ScaleHpa, Source, source,
+    GatePolicy, IssueKind, ModelSource, NodePod, NodePods, ObjectRef, OutcomeReport, PolicyMode,
+    Recommendation, ReportOnly, RestartPod, ReviewContext, ScaleHpa, Source, source,
 };
 use proptest::{prelude::*, strategy::ValueTree as _};
 
@@ -54,6 +54,7 @@ fn policy(mode: PolicyMode) -> GatePolicy {
         ai_allow_auto_approve: false,
         paused: false,
         allow_bare_pod_restart: false,
+        drain_refuses_protected_pods: false,
     }
 }
 
@@ -435,8 +436,7 @@ fn model_confidence_lowers_but_never_raises() {
     assert_eq!(level(&r).0, Level::NeedsApproval);
 }
 
-#[test]
-fn a_policy_cannot_auto_approve_a_drain() {
+fn drain(pods: Vec<NodePod>) -> ReviewRequest {
     let mut r = request(
         Kind::DrainNode(nanny_proto::v1::DrainNode {
             grace_period_seconds: 30,
@@ -444,6 +444,138 @@ fn a_policy_cannot_auto_approve_a_drain() {
         }),
         target("Node", "", "node-1"),
     );
+    ctx(&mut r).node_pods = Some(NodePods { pods });
+    r
+}
+
+/// A ready pod of a 4-replica workload `app` in `namespace`, all of whose
+/// owners are known.
+fn node_pod(namespace: &str, name: &str, app: &str) -> NodePod {
+    NodePod {
+        r#ref: Some(target("Pod", namespace, name)),
+        labels: HashMap::from([("app".to_owned(), app.to_owned())]),
+        facts_complete: true,
+        ready: true,
+        workload_uid: format!("uid-{app}"),
+        workload_replicas: 4,
+        ..NodePod::default()
+    }
+}
+
+fn reasons(request: &ReviewRequest) -> (Level, Vec<&'static str>, String) {
+    let review = gate().review_stateless(request, SystemTime::now());
+    (
+        review.level,
+        review.matched_rules,
+        review.reasons.join("\n"),
+    )
+}
+
+#[test]
+fn a_drain_is_checked_against_every_pod_on_its_node() {
+    // Unknown pods: refused.
+    let mut unknown = drain(Vec::new());
+    ctx(&mut unknown).node_pods = None;
+    let (level, rules, _) = reasons(&unknown);
+    assert_eq!(
+        (level, rules.last()),
+        (Level::Denied, Some(&"facts-missing"))
+    );
+
+    // One pod of a 4-replica workload: a human decides.
+    let plain = drain(vec![node_pod("shop", "web-1", "web")]);
+    assert_eq!(reasons(&plain).0, Level::NeedsApproval);
+
+    // Protected pods stay and are named; DaemonSet pods are not counted.
+    let mut helm = node_pod("shop", "db-0", "db");
+    helm.owner_labels =
+        HashMap::from([("app.kubernetes.io/managed-by".to_owned(), "Helm".to_owned())]);
+    let mut daemon = node_pod("shop", "agent-x", "agent");
+    daemon.stays = true;
+    daemon.workload_replicas = 1;
+    let mut mixed = drain(vec![
+        node_pod("shop", "web-1", "web"),
+        node_pod("kube-system", "dns-1", "dns"),
+        helm,
+        daemon,
+    ]);
+    let (level, rules, text) = reasons(&mixed);
+    assert_eq!(level, Level::NeedsApproval, "{rules:?}");
+    assert!(rules.contains(&"drain-skips-protected"), "{rules:?}");
+    assert!(
+        text.contains("kube-system/dns-1 (namespace kube-system is protected)")
+            && text.contains("shop/db-0 (an owner carries app.kubernetes.io/managed-by=Helm)"),
+        "{text}"
+    );
+    // ... or refuse the drain, as the policy says.
+    mixed.policy.as_mut().unwrap().drain_refuses_protected_pods = true;
+    let (level, rules, _) = reasons(&mixed);
+    assert_eq!(
+        (level, rules.last()),
+        (Level::Denied, Some(&"drain-protected-pods"))
+    );
+
+    // Owners unknown: named; refused under a refusing policy.
+    let mut orphan = node_pod("shop", "odd-1", "odd");
+    orphan.facts_complete = false;
+    let mut r = drain(vec![orphan]);
+    assert!(reasons(&r).1.contains(&"drain-owners-unknown"));
+    r.policy.as_mut().unwrap().drain_refuses_protected_pods = true;
+    assert_eq!(reasons(&r).0, Level::Denied);
+
+    // Bare pods stay unless the policy allows restarting them.
+    let mut bare = node_pod("shop", "debug", "");
+    bare.bare = true;
+    bare.workload_uid.clear();
+    let mut r = drain(vec![bare]);
+    let (level, rules, _) = reasons(&r);
+    assert_eq!(level, Level::NeedsApproval);
+    assert!(rules.contains(&"drain-skips-bare"), "{rules:?}");
+    r.policy.as_mut().unwrap().allow_bare_pod_restart = true;
+    // Allowed: it is evicted, and with no workload it counts over the cap.
+    assert!(reasons(&r).1.contains(&"disruption-cap"));
+
+    // The cap counts the workload's ready pods on the node; pods already
+    // down take nothing more away.
+    let web = |i: usize| node_pod("shop", &format!("web-{i}"), "web");
+    let (level, rules, text) = reasons(&drain((0..3).map(web).collect()));
+    assert_eq!(
+        (level, rules.last()),
+        (Level::Denied, Some(&"disruption-cap"))
+    );
+    assert!(text.contains("3 of 4 replicas down"), "{text}");
+    let down: Vec<NodePod> = (0..3)
+        .map(|i| NodePod {
+            ready: false,
+            workload_unavailable: 3,
+            ..web(i)
+        })
+        .collect();
+    assert_eq!(reasons(&drain(down)).0, Level::NeedsApproval);
+
+    // A budget at zero is named; the eviction will wait on it.
+    let mut guarded = node_pod("shop", "pay-1", "pay");
+    guarded.pdb_disruptions_allowed = Some(0);
+    let (level, rules, text) = reasons(&drain(vec![guarded]));
+    assert_eq!(level, Level::NeedsApproval);
+    assert!(
+        rules.contains(&"pdb-blocks") && text.contains("shop/pay-1"),
+        "{text}"
+    );
+
+    // Storm guard: too many evictions at once.
+    let many: Vec<NodePod> = (0..31)
+        .map(|i| NodePod {
+            workload_replicas: 1000,
+            ..node_pod("shop", &format!("p-{i}"), "big")
+        })
+        .collect();
+    assert!(reasons(&drain(many)).1.contains(&"storm-guard-drain"));
+}
+
+#[test]
+fn a_policy_cannot_auto_approve_a_drain() {
+    let mut r = drain(Vec::new());
     for allowed in &mut r.policy.as_mut().unwrap().allowed_actions {
         allowed.approval = ApprovalOverride::Auto as i32;
     }
@@ -816,6 +948,7 @@ prop_compose! {
                 ai_allow_auto_approve: allow_auto,
                 paused: false,
                 allow_bare_pod_restart: false,
+                drain_refuses_protected_pods: false,
             }),
             context: Some(ReviewContext {
                 target_labels: labels,

@@ -17,6 +17,7 @@ max_snapshot_age_secs: {{ .Values.maxSnapshotAgeSecs }}
 storm:
   max_unhealthy_node_percent: {{ .Values.storm.maxUnhealthyNodePercent }}
   max_open_issues: {{ .Values.storm.maxOpenIssues }}
+  max_drain_evictions: {{ .Values.storm.maxDrainEvictions }}
 limits:
   global_actions_per_hour: {{ $l.globalActionsPerHour }}
   actions_per_hour: {{ $l.actionsPerHour }}
