@@ -189,6 +189,12 @@ impl AuditLog {
         ))
     }
 
+    /// Where the chain stands: the last record's position and hash (0 and
+    /// [`GENESIS`] while empty).
+    pub fn head(&self) -> (u64, String) {
+        (self.seq, self.last_hash.clone())
+    }
+
     /// Appends one signed record and flushes it to the disk before
     /// returning its anchor.
     ///

@@ -5,6 +5,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context as _, anyhow};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, ResourceExt as _, api::ListParams};
 use nanny_common::audit::Anchor;
 use nanny_crd::HealingAction;
@@ -38,6 +39,11 @@ pub struct VerifyArgs {
     /// rewrite shows.
     #[arg(long)]
     anchors_from_cluster: bool,
+    /// Check the log against the head the gate keeps in this ConfigMap
+    /// (`audit.anchor_configmap`, `NAMESPACE/NAME`): a tail cut after the
+    /// last action's anchor shows too.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    anchor_configmap: Option<String>,
 }
 
 /// Runs the subcommand; a broken, unsigned or truncated log exits 1 naming
@@ -63,6 +69,9 @@ pub async fn run(kube: KubeArgs, command: Command) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     if args.anchors_from_cluster {
         anchors.extend(cluster_anchors(&kube).await?);
+    }
+    if let Some(configmap) = &args.anchor_configmap {
+        anchors.push(configmap_anchor(&kube, configmap).await?);
     }
     match nanny_common::audit::verify(&args.file, &verifier, &anchors) {
         Ok(report) => {
@@ -93,6 +102,32 @@ fn parse_anchor(text: &str) -> anyhow::Result<Anchor> {
             .with_context(|| format!("--anchor {text:?}: SEQ is not a number"))?,
         hash: hash.to_owned(),
         source: format!("--anchor {seq}"),
+    })
+}
+
+/// The head the gate keeps in ConfigMap `namespace/name`.
+async fn configmap_anchor(kube: &KubeArgs, configmap: &str) -> anyhow::Result<Anchor> {
+    let (namespace, name) = configmap
+        .split_once('/')
+        .ok_or_else(|| anyhow!("--anchor-configmap {configmap:?}: expected NAMESPACE/NAME"))?;
+    let client = kube.connect().await?.client;
+    let data = Api::<ConfigMap>::namespaced(client, namespace)
+        .get(name)
+        .await
+        .with_context(|| format!("reading the audit anchor ConfigMap {configmap}"))?
+        .data
+        .unwrap_or_default();
+    let field = |key: &str| {
+        data.get(key).ok_or_else(|| {
+            anyhow!("ConfigMap {configmap} holds no {key:?}: the gate has not anchored yet")
+        })
+    };
+    Ok(Anchor {
+        seq: field("seq")?
+            .parse()
+            .with_context(|| format!("ConfigMap {configmap}: seq is not a number"))?,
+        hash: field("hash")?.clone(),
+        source: format!("ConfigMap {configmap}"),
     })
 }
 

@@ -154,7 +154,7 @@ async fn grpc_latency() {
         },
         audit: nanny_safety_gate::config::AuditConfig {
             path: audit.display().to_string(),
-            ephemeral: false,
+            ..Default::default()
         },
         ..Config::default()
     };

@@ -89,7 +89,7 @@ pub struct KubernetesConfig {
 }
 
 /// Section `audit`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Hash-chained, signed JSON lines file, one record per verdict
@@ -101,6 +101,30 @@ pub struct AuditConfig {
     /// is read. Development only; say so explicitly.
     #[serde(default)]
     pub ephemeral: bool,
+    /// `namespace/name` of a ConfigMap the gate keeps the chain's head in
+    /// (last position and hash), outside the log: `nannyctl audit verify
+    /// --anchor-configmap` then shows a cut tail after the last action's
+    /// anchor too. Empty: no such anchor. Uses `kubernetes.kubeconfig`.
+    #[serde(default)]
+    pub anchor_configmap: String,
+    /// How often the head is written when it moved.
+    #[serde(default = "default_anchor_interval")]
+    pub anchor_interval_secs: u64,
+}
+
+fn default_anchor_interval() -> u64 {
+    10
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            ephemeral: false,
+            anchor_configmap: String::new(),
+            anchor_interval_secs: default_anchor_interval(),
+        }
+    }
 }
 
 /// Section `storm`.
@@ -197,6 +221,34 @@ impl ServiceConfig for Config {
                 "must be between 1 and 100",
             ));
         }
+        if !self.audit.anchor_configmap.is_empty() {
+            let valid = self
+                .audit
+                .anchor_configmap
+                .split_once('/')
+                .is_some_and(|(ns, name)| {
+                    nanny_common::names::is_dns_label(ns)
+                        && nanny_common::names::is_dns_subdomain(name)
+                });
+            if !valid {
+                return Err(Error::config(
+                    "audit.anchor_configmap",
+                    format!("{:?} is not namespace/name", self.audit.anchor_configmap),
+                ));
+            }
+            if self.audit.path.is_empty() {
+                return Err(Error::config(
+                    "audit.anchor_configmap",
+                    "anchors the audit file's head: set audit.path too",
+                ));
+            }
+        }
+        if !(1..=3600).contains(&self.audit.anchor_interval_secs) {
+            return Err(Error::config(
+                "audit.anchor_interval_secs",
+                "must be between 1 and 3600",
+            ));
+        }
         if !(1..=1000).contains(&self.storm.max_drain_evictions) {
             return Err(Error::config(
                 "storm.max_drain_evictions",
@@ -264,6 +316,27 @@ mod tests {
         assert!(err.contains("audit.path: not set"), "{err}");
         config.audit.path = "/var/lib/nanny/audit.jsonl".to_owned();
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_audit_anchor_names_a_configmap_and_needs_an_audit_file() {
+        let mut config = valid();
+        config.audit.path = "/var/lib/nanny/audit.jsonl".to_owned();
+        config.audit.anchor_configmap = "nanny/nanny-audit-anchor".to_owned();
+        assert!(config.validate().is_ok());
+        for bad in ["nanny-audit-anchor", "Nanny/anchor", "nanny/", "/anchor"] {
+            config.audit.anchor_configmap = bad.to_owned();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("audit.anchor_configmap"), "{bad}: {err}");
+        }
+        config.audit.anchor_configmap = "nanny/nanny-audit-anchor".to_owned();
+        config.audit.anchor_interval_secs = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("audit.anchor_interval_secs"), "{err}");
+        let mut ephemeral = valid();
+        ephemeral.audit.anchor_configmap = "nanny/nanny-audit-anchor".to_owned();
+        let err = ephemeral.validate().unwrap_err().to_string();
+        assert!(err.contains("set audit.path too"), "{err}");
     }
 
     #[test]

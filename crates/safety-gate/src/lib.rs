@@ -7,6 +7,7 @@
 //! cooldowns and circuit breakers, and [`history`] for how they survive a
 //! restart (the audit log, and the HealingAction history it only reads).
 
+mod anchor;
 pub mod config;
 pub mod gate;
 pub mod history;
@@ -69,6 +70,18 @@ pub async fn run(
     };
     let service = SafetyGateService::new(gate, shell.metrics().registry(), audit, signer)?;
     service.remember_issued(&audited);
+    // The chain's head outside the log, for as long as the gate serves.
+    let _anchor = if config.audit.anchor_configmap.is_empty() {
+        None
+    } else {
+        let client = kube_client(&config.kubernetes).await?;
+        Some(anchor::Task(tokio::spawn(anchor::keep(
+            client,
+            config.audit.anchor_configmap.clone(),
+            std::time::Duration::from_secs(config.audit.anchor_interval_secs),
+            service.audit_head(),
+        ))))
+    };
     let audited = history::from_audit(&audited);
     let health = shell.health();
     match client {

@@ -136,6 +136,13 @@ impl SafetyGateService {
         })
     }
 
+    /// Reads where the audit chain stands (last position and hash);
+    /// `None` without an audit file, or when its lock is poisoned.
+    pub fn audit_head(&self) -> impl Fn() -> Option<(u64, String)> + Send + 'static {
+        let log = self.audit_log.clone();
+        move || log.as_ref()?.lock().ok().map(|log| log.head())
+    }
+
     /// Remembers the actionable verdicts, and which of them already had an
     /// outcome, from the audit log this gate reopened.
     pub fn remember_issued(&self, records: &[nanny_common::audit::AuditRecord]) {

@@ -260,3 +260,25 @@ pub fn approved(action_id: &str, action: ActionKind, target: ObjectRef) -> Execu
         ..ExecuteRequest::default()
     }
 }
+
+/// Runs `nannyctl audit verify FILE --public-key <test PKI> ARGS…` and
+/// returns whether it succeeded and what it printed.
+///
+/// # Panics
+/// When nannyctl cannot be run.
+pub fn audit_verify(file: &std::path::Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let output = std::process::Command::new(nanny_test_util::process::cargo_bin("nannyctl"))
+        .args(["audit", "verify"])
+        .arg(file)
+        .arg("--public-key")
+        .arg(nanny_test_util::pki::verifying_key())
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}

@@ -399,3 +399,94 @@ async fn a_gate_that_cannot_read_its_history_stays_not_serving() {
     assert!(gate.terminate().await.unwrap().success());
     let _ = std::fs::remove_file(path);
 }
+
+/// The gate keeps its audit chain's head in a ConfigMap (the one write
+/// deploy/rbac/safety-gate.yaml grants it): a log cut after the last record
+/// any HealingAction anchors still shows as truncated against it.
+#[tokio::test]
+async fn the_gate_anchors_its_audit_head_where_a_cut_tail_shows() {
+    let Some(fx) = Fixture::new("gate-anchor").await else {
+        return;
+    };
+    let ns = fx.ns().to_owned();
+    let identity = gate_identity(&fx).await;
+    // The Role, its binding and the ConfigMap as shipped, in this namespace.
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/rbac/safety-gate.yaml"
+    ))
+    .unwrap();
+    for doc in text.split("\n---\n") {
+        let mut doc = serde_yaml::from_str::<serde_json::Value>(doc).unwrap();
+        doc["metadata"]["namespace"] = json!(ns);
+        if doc["kind"] == "RoleBinding" {
+            doc["subjects"][0]["namespace"] = json!(ns);
+        }
+        let kind = doc["kind"].as_str().unwrap().to_owned();
+        let resource = match kind.as_str() {
+            "Role" => ("rbac.authorization.k8s.io", "v1", "roles"),
+            "RoleBinding" => ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+            "ConfigMap" => ("", "v1", "configmaps"),
+            _ => continue,
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            fx.client.clone(),
+            &ns,
+            &ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk(resource.0, resource.1, &kind),
+                resource.2,
+            ),
+        );
+        api.create(&PostParams::default(), &object(doc))
+            .await
+            .unwrap();
+    }
+    let kubeconfig = identity.kubeconfig.to_string_lossy().into_owned();
+    let audit_dir = std::env::temp_dir().join(format!("{ns}-anchor"));
+    std::fs::create_dir_all(&audit_dir).unwrap();
+    let audit = audit_dir.join("audit.jsonl");
+    let audit_path = audit.to_string_lossy().into_owned();
+    let configmap = format!("{ns}/nanny-audit-anchor");
+    let env = [
+        ("NANNY_AUDIT__PATH", audit_path.as_str()),
+        ("NANNY_AUDIT__ANCHOR_CONFIGMAP", configmap.as_str()),
+        ("NANNY_AUDIT__ANCHOR_INTERVAL_SECS", "1"),
+        ("NANNY_KUBERNETES__KUBECONFIG", kubeconfig.as_str()),
+    ];
+    let (_gate, mut client) = start_gate(&env).await;
+    for name in ["web", "api", "db"] {
+        review(&mut client, crashloop_restart(&ns, name)).await;
+    }
+    let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(fx.client.clone(), &ns);
+    eventually("the head anchored at record 3", WAIT, || async {
+        let data = configmaps.get("nanny-audit-anchor").await?.data;
+        Ok(data.filter(|d| d.get("seq").map(String::as_str) == Some("3")))
+    })
+    .await
+    .unwrap();
+
+    let verify = |file: &std::path::Path| {
+        let args = ["--anchor-configmap", &configmap, "--kubeconfig"].map(std::ffi::OsStr::new);
+        let kubeconfig = fx.cluster.kubeconfig.as_os_str();
+        nanny_cluster_tests::audit_verify(file, &[&args[..], &[kubeconfig]].concat())
+    };
+    let (ok, report) = verify(&audit);
+    assert!(ok && report.contains("1 anchors hold"), "{report}");
+    // No HealingAction anchors these records: only the ConfigMap shows the
+    // cut.
+    let cut = audit_dir.join("cut.jsonl");
+    let kept: Vec<String> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .take(2)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&cut, kept.concat()).unwrap();
+    let (ok, report) = verify(&cut);
+    assert!(
+        !ok && report.contains("truncated") && report.contains("ConfigMap"),
+        "{report}"
+    );
+    println!("audit head anchor: {}", report.trim());
+}

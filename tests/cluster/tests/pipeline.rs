@@ -340,21 +340,9 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
     // holds each, and a copy cut short is caught against them.
     let audit = std::env::temp_dir().join(format!("{ns}-audit.jsonl"));
     let verify = |file: &std::path::Path| {
-        let output = std::process::Command::new(nanny_test_util::process::cargo_bin("nannyctl"))
-            .args(["audit", "verify"])
-            .arg(file)
-            .arg("--public-key")
-            .arg(nanny_test_util::pki::verifying_key())
-            .args(["--anchors-from-cluster", "-n", ns, "--kubeconfig"])
-            .arg(&h.fx.cluster.kubeconfig)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
+        let args = ["--anchors-from-cluster", "-n", ns, "--kubeconfig"].map(std::ffi::OsStr::new);
+        let kubeconfig = h.fx.cluster.kubeconfig.as_os_str();
+        nanny_cluster_tests::audit_verify(file, &[&args[..], &[kubeconfig]].concat())
     };
     let (ok, report) = verify(&audit);
     assert!(ok && report.contains("anchors hold"), "{report}");

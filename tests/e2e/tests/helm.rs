@@ -697,9 +697,24 @@ fn rbac_is_least_privilege_and_cluster_names_carry_the_release() {
         "the gate may only read"
     );
     let text = std::fs::read_to_string(root().join("deploy/rbac/safety-gate.yaml")).unwrap();
+    let shipped = self::objects(&text);
+    assert_eq!(rules(&shipped, "ClusterRole/nanny-safety-gate"), gate);
+    // Its one write: get and patch of the one ConfigMap it anchors the
+    // audit head in, by name.
+    let anchor = &objects["Role/nanny-audit-anchor"];
     assert_eq!(
-        rules(&self::objects(&text), "ClusterRole/nanny-safety-gate"),
-        gate
+        rules(&objects, "Role/nanny-audit-anchor"),
+        rules(&shipped, "Role/nanny-safety-gate-audit-anchor")
+    );
+    assert_eq!(
+        anchor["rules"][0]["resourceNames"],
+        serde_yaml::from_str::<Value>("[nanny-audit-anchor]").unwrap()
+    );
+    assert!(
+        objects["ConfigMap/nanny-safety-gate"]["data"]["config.yaml"]
+            .as_str()
+            .is_some_and(|c| c.contains("anchor_configmap: \"nanny/nanny-audit-anchor\"")),
+        "the gate is told where to anchor"
     );
     assert_eq!(
         objects["Deployment/nanny-safety-gate"]["spec"]["template"]["spec"]["automountServiceAccountToken"],

@@ -30,6 +30,10 @@ limits:
 audit:
   path: {{ if .Values.audit.enabled }}/var/lib/nanny/audit/audit.jsonl{{ else }}""{{ end }}
   ephemeral: {{ not .Values.audit.enabled }}
+  {{- if and .Values.audit.enabled .Values.audit.anchor.enabled }}
+  anchor_configmap: {{ printf "%s/%s-audit-anchor" .Release.Namespace .Release.Name | quote }}
+  anchor_interval_secs: {{ .Values.audit.anchor.intervalSeconds }}
+  {{- end }}
 kubernetes:
   enabled: {{ .Values.kubernetes.enabled }}
 {{- end -}}
