@@ -37,6 +37,17 @@ pub enum StreamError {
     },
 }
 
+/// What stopped reading a stream of snapshots.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The server or the connection failed the stream.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(Box<tonic::Status>),
+    /// A message could not apply; resubscribe.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+}
+
 fn uid_of(reference: Option<&pb::ObjectRef>) -> String {
     reference.map(|r| r.uid.clone()).unwrap_or_default()
 }
@@ -68,6 +79,27 @@ macro_rules! upsert_all {
 }
 
 impl SnapshotView {
+    /// Reads `stream` until the next whole snapshot has applied, and
+    /// returns it; `Ok(None)` when the stream ends first.
+    ///
+    /// # Errors
+    /// [`ReadError`] when the stream fails or a message cannot apply.
+    pub async fn next_whole(
+        &mut self,
+        stream: &mut tonic::Streaming<ClusterSnapshot>,
+    ) -> Result<Option<ClusterSnapshot>, ReadError> {
+        while let Some(message) = stream
+            .message()
+            .await
+            .map_err(|s| ReadError::Status(Box::new(s)))?
+        {
+            if self.push(message)? {
+                return Ok(Some(self.snapshot()));
+            }
+        }
+        Ok(None)
+    }
+
     /// Takes the next message of a stream. Returns `Ok(true)` when a whole
     /// snapshot (all its chunks) has been applied, `Ok(false)` while chunks
     /// are still missing.

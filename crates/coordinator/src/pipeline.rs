@@ -12,7 +12,10 @@ use std::{
 };
 
 use k8s_openapi::jiff::Timestamp;
-use nanny_common::{client::TracedChannel, snapshot::SnapshotView};
+use nanny_common::{
+    client::TracedChannel,
+    snapshot::{ReadError, SnapshotView},
+};
 use nanny_crd::HealingPolicy;
 use nanny_proto::v1::{
     AnalyzeSnapshotRequest, ClusterSnapshot, Issue, Scope, WatchRequest,
@@ -118,20 +121,16 @@ impl Pipeline {
             .map_err(|s| Error::peer("collector", s))?
             .into_inner();
         let mut view = SnapshotView::default();
-        while let Some(message) = stream
-            .message()
-            .await
-            .map_err(|s| Error::peer("collector", s))?
-        {
-            match view.push(message) {
-                Ok(true) => {
-                    self.snapshots
-                        .publish(&self.policy_ref, Arc::new(view.snapshot()));
+        loop {
+            match view.next_whole(&mut stream).await {
+                Ok(Some(snapshot)) => {
+                    self.snapshots.publish(&self.policy_ref, Arc::new(snapshot));
                     self.set(|s| s.collector_connected = true);
                 }
-                Ok(false) => {}
-                Err(error) => {
-                    // A gap or mismatch: start over with a FULL snapshot.
+                Ok(None) => break,
+                Err(ReadError::Status(status)) => return Err(Error::peer("collector", *status)),
+                // A gap or mismatch: start over with a FULL snapshot.
+                Err(ReadError::Stream(error)) => {
                     return Err(Error::invalid("collector stream", error.to_string()));
                 }
             }

@@ -8,7 +8,10 @@ use std::{
     time::Duration,
 };
 
-use nanny_common::{client::TracedChannel, snapshot::SnapshotView};
+use nanny_common::{
+    client::TracedChannel,
+    snapshot::{ReadError, SnapshotView},
+};
 use nanny_proto::v1::{
     ClusterSnapshot, GetSnapshotRequest, Scope, collector_client::CollectorClient,
 };
@@ -92,23 +95,18 @@ pub async fn fetch_whole(
             .await
             .map_err(|s| Error::peer("collector", s))?
             .into_inner();
-        let mut view = SnapshotView::default();
-        while let Some(message) = stream
-            .message()
-            .await
-            .map_err(|s| Error::peer("collector", s))?
-        {
-            let done = view
-                .push(message)
-                .map_err(|e| Error::peer("collector", tonic::Status::data_loss(e.to_string())))?;
-            if done {
-                return Ok(view.snapshot());
-            }
+        match SnapshotView::default().next_whole(&mut stream).await {
+            Ok(Some(snapshot)) => Ok(snapshot),
+            Ok(None) => Err(Error::peer(
+                "collector",
+                tonic::Status::unavailable("the stream ended before the last chunk"),
+            )),
+            Err(ReadError::Status(status)) => Err(Error::peer("collector", *status)),
+            Err(ReadError::Stream(error)) => Err(Error::peer(
+                "collector",
+                tonic::Status::data_loss(error.to_string()),
+            )),
         }
-        Err(Error::peer(
-            "collector",
-            tonic::Status::unavailable("the stream ended before the last chunk"),
-        ))
     };
     tokio::time::timeout(within, fetch)
         .await

@@ -124,19 +124,11 @@ pub async fn snapshot(
                 )
             })?
             .into_inner();
-        let mut view = SnapshotView::default();
-        while let Some(message) = stream
-            .message()
+        SnapshotView::default()
+            .next_whole(&mut stream)
             .await
-            .map_err(|s| anyhow!("collector stream: {}: {}", s.code(), s.message()))?
-        {
-            if view.push(message).context("reassembling the snapshot")? {
-                return Ok(view.snapshot());
-            }
-        }
-        Err(anyhow!(
-            "the collector ended the stream before the last chunk"
-        ))
+            .map_err(|e| anyhow!("collector stream: {e}"))?
+            .ok_or_else(|| anyhow!("the collector ended the stream before the last chunk"))
     };
     let snapshot = tokio::time::timeout(timeout, fetch)
         .await
