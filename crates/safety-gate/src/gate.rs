@@ -424,7 +424,7 @@ impl Gate {
         let limits = policy.limits.unwrap_or_default();
         disruption(kind, context, &limits, self, &mut review);
         if let Kind::DrainNode(_) = kind {
-            drain::drain(target, context, policy, &limits, self, &mut review);
+            drain::drain(kind, target, context, policy, &limits, self, &mut review);
         }
 
         if let Err(review) = mode(&mut review, policy) {

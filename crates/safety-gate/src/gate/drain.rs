@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use nanny_proto::v1::{GateLimits, GatePolicy, NodePod, ObjectRef, ReviewContext};
+use nanny_proto::v1::{GateLimits, GatePolicy, NodePod, ObjectRef, ReviewContext, action::Kind};
 
 use super::{Gate, Level, Review};
 
@@ -14,6 +14,7 @@ const NAMED: usize = 5;
 
 /// Checks a drain of `node` against the pods on it.
 pub(super) fn drain(
+    kind: &Kind,
     node: &ObjectRef,
     context: &ReviewContext,
     policy: &GatePolicy,
@@ -32,17 +33,32 @@ pub(super) fn drain(
         );
         return;
     };
-    let moving = on_node.pods.iter().filter(|p| !p.stays);
-    // Known to be protected, or bare without the policy's leave: they stay.
+    // Each pod that would move, with why it is protected, if it is.
+    let moving: Vec<(&NodePod, Option<String>)> = on_node
+        .pods
+        .iter()
+        .filter(|p| !p.stays)
+        .map(|p| (p, protection(gate, kind, p)))
+        .collect();
+    let protected: Vec<String> = moving
+        .iter()
+        .filter_map(|(p, why)| why.as_ref().map(|why| format!("{} ({why})", name(p))))
+        .collect();
+    // Bare pods stay without the policy's leave.
+    let stays_bare = |p: &NodePod| p.bare && !policy.allow_bare_pod_restart;
+    let bare: Vec<String> = moving
+        .iter()
+        .filter(|(p, why)| why.is_none() && stays_bare(p))
+        .map(|(p, _)| name(p))
+        .collect();
+    let evicted: Vec<&NodePod> = moving
+        .iter()
+        .filter(|(p, why)| why.is_none() && !stays_bare(p))
+        .map(|(p, _)| *p)
+        .collect();
     // A pod whose owners are unknown here may still go: the remediator
     // reads its owners live and leaves it if protected, so it counts both
     // ways (a reason, and the cap and budgets).
-    let (kept, evicted): (Vec<&NodePod>, Vec<&NodePod>) = moving
-        .partition(|p| protection(gate, p).is_some() || (p.bare && !policy.allow_bare_pod_restart));
-    let protected: Vec<String> = kept
-        .iter()
-        .filter_map(|p| protection(gate, p).map(|why| format!("{} ({why})", name(p))))
-        .collect();
     let unknown: Vec<String> = evicted
         .iter()
         .filter(|p| !p.facts_complete)
@@ -76,11 +92,6 @@ pub(super) fn drain(
             ),
         );
     }
-    let bare: Vec<String> = kept
-        .iter()
-        .filter(|p| p.bare && protection(gate, p).is_none())
-        .map(|p| name(p))
-        .collect();
     if !bare.is_empty() {
         review.tighten(
             Level::NeedsApproval,
@@ -163,28 +174,13 @@ fn disruption_cap(evicted: &[&NodePod], limits: &GateLimits, gate: &Gate, review
     }
 }
 
-/// Why the pod is protected: its namespace, its labels or its owners', or
-/// an owner chain that could not be followed.
-fn protection(gate: &Gate, pod: &NodePod) -> Option<String> {
-    let protected = &gate.config.protected;
-    let namespace = pod.r#ref.as_ref().map_or("", |r| r.namespace.as_str());
-    if protected.namespaces.iter().any(|n| n == namespace) {
-        return Some(format!("namespace {namespace} is protected"));
-    }
-    let carried = |labels: &std::collections::HashMap<String, String>| {
-        protected.labels.iter().find(|label| {
-            label
-                .split_once('=')
-                .is_some_and(|(k, v)| labels.get(k).is_some_and(|have| have == v))
-        })
-    };
-    if let Some(label) = carried(&pod.labels) {
-        return Some(format!("label {label}"));
-    }
-    if let Some(label) = carried(&pod.owner_labels) {
-        return Some(format!("an owner carries {label}"));
-    }
-    None
+/// Why the pod is protected, in the gate's words for any target: its
+/// namespace, its labels or its owners'.
+fn protection(gate: &Gate, kind: &Kind, pod: &NodePod) -> Option<String> {
+    let target = pod.r#ref.clone().unwrap_or_default();
+    gate.protections(kind, &target, &pod.labels)
+        .or_else(|| gate.owner_protection(&pod.owner_labels))
+        .and_then(|review| review.reasons.into_iter().next())
 }
 
 fn name(pod: &NodePod) -> String {

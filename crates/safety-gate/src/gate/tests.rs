@@ -504,7 +504,9 @@ fn a_drain_is_checked_against_every_pod_on_its_node() {
     assert!(rules.contains(&"drain-skips-protected"), "{rules:?}");
     assert!(
         text.contains("kube-system/dns-1 (namespace kube-system is protected)")
-            && text.contains("shop/db-0 (an owner carries app.kubernetes.io/managed-by=Helm)"),
+            && text.contains(
+                "shop/db-0 (an owner of the target carries the protected label app.kubernetes.io/managed-by=Helm)"
+            ),
         "{text}"
     );
     // ... or refuse the drain, as the policy says.
