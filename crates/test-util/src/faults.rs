@@ -433,6 +433,24 @@ pub async fn hpa_at_max(
 /// The StorageClass nearly-full claims use: no provisioner, expansion allowed.
 pub const EXPANDABLE_STORAGE_CLASS: &str = "nanny-test-expandable";
 
+/// The storage claim `namespace/name` requests now, as the API server
+/// shows it (e.g. `1073741824` or `2Gi`).
+///
+/// # Errors
+/// When the claim cannot be read or requests no storage.
+pub async fn claim_request(client: &Client, namespace: &str, name: &str) -> anyhow::Result<String> {
+    let claim = Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await?;
+    claim
+        .spec
+        .and_then(|s| s.resources)
+        .and_then(|r| r.requests)
+        .and_then(|mut r| r.remove("storage"))
+        .map(|q| q.0)
+        .ok_or_else(|| anyhow::anyhow!("claim {namespace}/{name} requests no storage"))
+}
+
 /// A bound PVC of `capacity_bytes` with `used_bytes` in use, as the kubelet
 /// volume metrics report it (through a pod mounting the claim).
 ///

@@ -89,6 +89,16 @@ impl FakeNode {
             json!([{ "key": TEST_NODE_TAINT, "operator": "Exists", "effect": "NoSchedule" }]);
     }
 
+    /// Whether the API server shows this node cordoned
+    /// (`spec.unschedulable`).
+    ///
+    /// # Errors
+    /// When the node cannot be read.
+    pub async fn cordoned(&self, client: &Client) -> anyhow::Result<bool> {
+        let node = Api::<Node>::all(client.clone()).get(&self.name).await?;
+        Ok(node.spec.and_then(|s| s.unschedulable).unwrap_or(false))
+    }
+
     /// Creates Deployment `namespace/name` (label `app=name`) with
     /// `replicas` pods, all pinned to this node.
     ///

@@ -343,18 +343,9 @@ async fn remediator_identity_cannot_touch_what_protected_owners_own() {
             .unwrap()
             .is_some()
     );
-    let size = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
-        .get("data-db-0")
+    let size = faults::claim_request(&client, &ns, "data-db-0")
         .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .resources
-        .unwrap()
-        .requests
-        .unwrap()["storage"]
-        .0
-        .clone();
+        .unwrap();
     assert_eq!(size, (1_i64 << 30).to_string());
     assert_eq!(
         hpas.get("charted")

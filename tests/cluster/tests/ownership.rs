@@ -15,7 +15,7 @@ use std::time::Duration;
 use k8s_openapi::api::{
     autoscaling::v2::HorizontalPodAutoscaler,
     batch::v1::Job,
-    core::v1::{Node, PersistentVolumeClaim, Pod},
+    core::v1::{Node, Pod},
     policy::v1::PodDisruptionBudget,
 };
 use kube::{Api, ResourceExt, api::PostParams};
@@ -164,18 +164,9 @@ async fn protection_follows_ownership_to_pods_jobs_claims_and_hpa_targets() {
         .unwrap()
         .max_replicas;
     assert_eq!(max, hpa_params.max_replicas);
-    let size = Api::<PersistentVolumeClaim>::namespaced(h.fx.client.clone(), &ns)
-        .get("data-db-0")
+    let size = faults::claim_request(&h.fx.client, &ns, "data-db-0")
         .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .resources
-        .unwrap()
-        .requests
-        .unwrap()["storage"]
-        .0
-        .clone();
+        .unwrap();
     assert_eq!(
         size,
         (1_i64 << 30).to_string(),
@@ -310,15 +301,8 @@ async fn a_drain_is_reviewed_against_every_pod_on_its_node() {
     }
     // A blocked drain writes nothing, not even the cordon; it is tried
     // again under the same verdict.
-    assert_ne!(
-        nodes
-            .get(&node.name)
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .unschedulable,
-        Some(true),
+    assert!(
+        !node.cordoned(&client).await.unwrap(),
         "a blocked drain does not cordon"
     );
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);

@@ -11,7 +11,7 @@ use k8s_openapi::api::{
     apps::v1::Deployment,
     autoscaling::v2::HorizontalPodAutoscaler,
     batch::v1::Job,
-    core::v1::{Node, PersistentVolumeClaim, Pod},
+    core::v1::{Node, Pod},
     policy::v1::PodDisruptionBudget,
 };
 use kube::{Api, ResourceExt};
@@ -165,13 +165,7 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
             .await
             .unwrap();
         eventually("the node cordoned", WAIT, || async {
-            Ok(nodes
-                .get(&node.name)
-                .await?
-                .spec
-                .and_then(|s| s.unschedulable)
-                .unwrap_or(false)
-                .then_some(()))
+            Ok(node.cordoned(client).await?.then_some(()))
         })
         .await
         .unwrap();
@@ -187,19 +181,7 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
         let resizer = faults::volume_resizer(client.clone(), ns.to_owned(), "data".to_owned());
         h.approve_and_wait(&uid, ActionType::ExpandPvc).await;
         resizer.abort();
-        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-        let size = claims
-            .get("data")
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .resources
-            .unwrap()
-            .requests
-            .unwrap()["storage"]
-            .0
-            .clone();
+        let size = faults::claim_request(client, ns, "data").await.unwrap();
         assert_ne!(size, "1Gi", "the claim was expanded");
         println!("PVC nearly full → expanded to {size} after approval");
     };

@@ -673,16 +673,7 @@ async fn cordon_uncordon_and_rollback_on_a_node_of_our_own() {
         .await
         .unwrap();
     assert_eq!(outcome(&uncordon), Outcome::Succeeded, "{uncordon:?}");
-    assert_ne!(
-        nodes
-            .get(&node.name)
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .unschedulable,
-        Some(true)
-    );
+    assert!(!node.cordoned(&fx.client).await.unwrap());
 
     // A spec change since the snapshot (someone else cordoned) is refused.
     let stale = nodes.get(&node.name).await.unwrap();
@@ -793,16 +784,7 @@ async fn drain_evicts_workload_pods_and_leaves_daemonset_pods() {
         agent.uid(),
         "DaemonSet pod left alone"
     );
-    assert_eq!(
-        nodes
-            .get(&node.name)
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .unschedulable,
-        Some(true)
-    );
+    assert!(node.cordoned(&fx.client).await.unwrap());
 }
 
 #[tokio::test]
@@ -1030,17 +1012,9 @@ async fn expand_pvc_grows_never_shrinks() {
     resizer.await.unwrap();
     assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
     assert_eq!(
-        claims
-            .get("data")
+        faults::claim_request(&fx.client, fx.ns(), "data")
             .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .resources
-            .unwrap()
-            .requests
-            .unwrap()["storage"]
-            .0,
+            .unwrap(),
         (2 * gib).to_string()
     );
     let _ = Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(fx.client.clone())

@@ -198,16 +198,7 @@ async fn rollbacks_never_overwrite_a_later_change_for_any_reversible_action() {
         .unwrap();
     let nodes: Api<Node> = Api::all(fx.client.clone());
     let cordoned = |value: bool| json!({ "spec": { "unschedulable": if value { json!(true) } else { json!(null) } } });
-    let unschedulable = || async {
-        nodes
-            .get(&node.name)
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .unschedulable
-            .unwrap_or(false)
-    };
+    let unschedulable = || async { node.cordoned(&fx.client).await.unwrap() };
     let drain = ActionKind::DrainNode(DrainNode {
         grace_period_seconds: 0,
         timeout_seconds: 10,
