@@ -6,11 +6,12 @@
 //! coordinator that resumes after a restart sends exactly what the first one
 //! sent, so the remediator's idempotency check sees the same request.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::jiff::Timestamp;
 pub use nanny_crd::proto::{analysis_settings, gate_policy};
-use nanny_crd::{ActionSource, ActionSpec, ActionType, HealingActionSpec, SourceKind, TargetRef};
+use nanny_crd::{
+    ActionParams, ActionSource, ActionSpec, ActionType, HealingActionSpec, Int, PARAMS,
+    ResourceParams, SourceKind, TargetRef,
+};
 use nanny_proto::v1 as pb;
 use pb::action::Kind;
 
@@ -23,137 +24,130 @@ pub fn action_type(kind: &Kind) -> ActionType {
     ActionType::from_proto(wire).unwrap_or(ActionType::ReportOnly)
 }
 
-type Params = BTreeMap<String, String>;
-
-fn put(params: &mut Params, key: &str, value: impl ToString) {
-    params.insert(key.to_owned(), value.to_string());
+fn int(value: impl Into<i64>) -> Option<Int> {
+    Some(Int(value.into()))
 }
 
-fn put_resources(params: &mut Params, prefix: &str, resources: Option<&pb::Resources>) {
-    let Some(r) = resources else { return };
-    if let Some(cpu) = r.cpu_millicores {
-        put(params, &format!("{prefix}.cpuMillicores"), cpu);
-    }
-    if let Some(memory) = r.memory_bytes {
-        put(params, &format!("{prefix}.memoryBytes"), memory);
-    }
+fn resource_params(resources: Option<&pb::Resources>) -> Option<ResourceParams> {
+    resources.map(|r| ResourceParams {
+        cpu_millicores: r.cpu_millicores.and_then(int),
+        memory_bytes: r.memory_bytes.and_then(int),
+    })
 }
 
-/// The action's parameters as the CR's string map.
-pub fn params(kind: &Kind) -> Params {
-    let mut p = Params::new();
+/// The action's parameters as the CR writes them.
+pub fn params(kind: &Kind) -> ActionParams {
     match kind {
-        Kind::ScaleHpa(a) => {
-            put(&mut p, "maxReplicas", a.max_replicas);
-            if let Some(min) = a.min_replicas {
-                put(&mut p, "minReplicas", min);
-            }
-        }
-        Kind::DrainNode(a) => {
-            put(&mut p, "gracePeriodSeconds", a.grace_period_seconds);
-            put(&mut p, "timeoutSeconds", a.timeout_seconds);
-        }
-        Kind::ExpandPvc(a) => put(&mut p, "newSizeBytes", a.new_size_bytes),
-        Kind::PatchResources(a) => {
-            put(&mut p, "container", &a.container);
-            put_resources(&mut p, "requests", a.requests.as_ref());
-            put_resources(&mut p, "limits", a.limits.as_ref());
-        }
-        Kind::DeleteJob(a) => put(&mut p, "minAgeSeconds", a.min_age_seconds),
-        Kind::ReportOnly(a) => put(&mut p, "explanation", &a.explanation),
+        Kind::ScaleHpa(a) => ActionParams {
+            max_replicas: int(a.max_replicas),
+            min_replicas: a.min_replicas.and_then(int),
+            ..ActionParams::default()
+        },
+        Kind::DrainNode(a) => ActionParams {
+            grace_period_seconds: int(a.grace_period_seconds),
+            timeout_seconds: int(a.timeout_seconds),
+            ..ActionParams::default()
+        },
+        Kind::ExpandPvc(a) => ActionParams {
+            new_size_bytes: int(a.new_size_bytes),
+            ..ActionParams::default()
+        },
+        Kind::PatchResources(a) => ActionParams {
+            container: Some(a.container.clone()),
+            requests: resource_params(a.requests.as_ref()),
+            limits: resource_params(a.limits.as_ref()),
+            ..ActionParams::default()
+        },
+        Kind::DeleteJob(a) => ActionParams {
+            min_age_seconds: int(a.min_age_seconds),
+            ..ActionParams::default()
+        },
+        Kind::ReportOnly(a) => ActionParams {
+            explanation: Some(a.explanation.clone()),
+            ..ActionParams::default()
+        },
         Kind::RestartPod(_)
         | Kind::RolloutRestart(_)
         | Kind::CordonNode(_)
         | Kind::UncordonNode(_)
-        | Kind::DeleteResource(_) => {}
+        | Kind::DeleteResource(_) => ActionParams::default(),
     }
-    p
 }
 
-/// Reads the CR's parameters back into the typed action; unknown or
-/// malformed parameters are an error, never ignored.
+/// Reads the CR's parameters back into the typed action. The CRD's rules
+/// already refuse a parameter of another type or a missing one; this
+/// checks again (defence in depth, and for objects the rules never saw),
+/// and that each number fits.
 ///
 /// # Errors
 /// [`Error::Invalid`] naming the parameter.
 pub fn action(spec: &ActionSpec) -> Result<Kind, Error> {
-    let mut params = spec.params.clone();
-    let mut take = |key: &str| params.remove(key);
-    fn number<T: std::str::FromStr>(key: &str, value: Option<String>) -> Result<Option<T>, Error> {
+    let p = &spec.params;
+    for name in p.written() {
+        let belongs = PARAMS
+            .iter()
+            .any(|param| param.name == name && param.types.contains(&spec.type_));
+        if !belongs {
+            return Err(Error::invalid(
+                format!("spec.action.params.{name}"),
+                format!("is not a parameter of {}", spec.type_.name()),
+            ));
+        }
+    }
+    fn fits<T: TryFrom<i64>>(name: &str, value: Option<Int>) -> Result<Option<T>, Error> {
         value
             .map(|v| {
-                v.parse().map_err(|_| {
+                T::try_from(v.0).map_err(|_| {
                     Error::invalid(
-                        format!("spec.action.params.{key}"),
-                        format!("{v:?} is not a number"),
+                        format!("spec.action.params.{name}"),
+                        format!("{} is out of range", v.0),
                     )
                 })
             })
             .transpose()
     }
-    fn required<T>(key: &str, value: Option<T>) -> Result<T, Error> {
-        value.ok_or_else(|| Error::invalid(format!("spec.action.params.{key}"), "is required"))
+    fn required<T>(name: &str, value: Option<T>) -> Result<T, Error> {
+        value.ok_or_else(|| Error::invalid(format!("spec.action.params.{name}"), "is required"))
     }
-    let resources = |prefix: &str, take: &mut dyn FnMut(&str) -> Option<String>| {
-        let cpu = number(
-            &format!("{prefix}.cpuMillicores"),
-            take(&format!("{prefix}.cpuMillicores")),
-        )?;
-        let memory = number(
-            &format!("{prefix}.memoryBytes"),
-            take(&format!("{prefix}.memoryBytes")),
-        )?;
-        Ok::<_, Error>(
-            (cpu.is_some() || memory.is_some()).then_some(pb::Resources {
-                cpu_millicores: cpu,
-                memory_bytes: memory,
-            }),
-        )
+    let resources = |prefix: &str, r: Option<ResourceParams>| {
+        r.map(|r| {
+            Ok::<_, Error>(pb::Resources {
+                cpu_millicores: fits(&format!("{prefix}.cpuMillicores"), r.cpu_millicores)?,
+                memory_bytes: fits(&format!("{prefix}.memoryBytes"), r.memory_bytes)?,
+            })
+        })
+        .transpose()
     };
-    let kind = match spec.type_ {
+    Ok(match spec.type_ {
         ActionType::RestartPod => Kind::RestartPod(pb::RestartPod {}),
         ActionType::RolloutRestart => Kind::RolloutRestart(pb::RolloutRestart {}),
         ActionType::CordonNode => Kind::CordonNode(pb::CordonNode {}),
         ActionType::UncordonNode => Kind::UncordonNode(pb::UncordonNode {}),
         ActionType::DeleteResource => Kind::DeleteResource(pb::DeleteResource {}),
         ActionType::ScaleHpa => Kind::ScaleHpa(pb::ScaleHpa {
-            max_replicas: required("maxReplicas", number("maxReplicas", take("maxReplicas"))?)?,
-            min_replicas: number("minReplicas", take("minReplicas"))?,
+            max_replicas: required("maxReplicas", fits("maxReplicas", p.max_replicas)?)?,
+            min_replicas: fits("minReplicas", p.min_replicas)?,
         }),
         ActionType::DrainNode => Kind::DrainNode(pb::DrainNode {
-            grace_period_seconds: number("gracePeriodSeconds", take("gracePeriodSeconds"))?
+            grace_period_seconds: fits("gracePeriodSeconds", p.grace_period_seconds)?
                 .unwrap_or_default(),
-            timeout_seconds: number("timeoutSeconds", take("timeoutSeconds"))?.unwrap_or_default(),
+            timeout_seconds: fits("timeoutSeconds", p.timeout_seconds)?.unwrap_or_default(),
         }),
         ActionType::ExpandPvc => Kind::ExpandPvc(pb::ExpandPvc {
-            new_size_bytes: required(
-                "newSizeBytes",
-                number("newSizeBytes", take("newSizeBytes"))?,
-            )?,
+            new_size_bytes: required("newSizeBytes", fits("newSizeBytes", p.new_size_bytes)?)?,
         }),
-        ActionType::PatchResources => {
-            let container = required("container", take("container"))?;
-            let requests = resources("requests", &mut take)?;
-            let limits = resources("limits", &mut take)?;
-            Kind::PatchResources(pb::PatchResources {
-                container,
-                requests,
-                limits,
-            })
-        }
+        ActionType::PatchResources => Kind::PatchResources(pb::PatchResources {
+            container: required("container", p.container.clone())?,
+            requests: resources("requests", p.requests())?,
+            limits: resources("limits", p.limits())?,
+        }),
         ActionType::DeleteJob => Kind::DeleteJob(pb::DeleteJob {
-            min_age_seconds: number("minAgeSeconds", take("minAgeSeconds"))?.unwrap_or_default(),
+            min_age_seconds: fits("minAgeSeconds", p.min_age_seconds)?.unwrap_or_default(),
         }),
         ActionType::ReportOnly => Kind::ReportOnly(pb::ReportOnly {
-            explanation: take("explanation").unwrap_or_default(),
+            explanation: p.explanation.clone().unwrap_or_default(),
         }),
-    };
-    if let Some(key) = params.keys().next() {
-        return Err(Error::invalid(
-            format!("spec.action.params.{key}"),
-            format!("is not a parameter of {}", spec.type_.name()),
-        ));
-    }
-    Ok(kind)
+    })
 }
 
 fn severity_str(risk: i32) -> &'static str {
@@ -370,24 +364,63 @@ mod tests {
     }
 
     #[test]
-    fn malformed_and_unknown_params_are_refused_by_name() {
+    fn malformed_misplaced_and_missing_params_are_refused_by_name() {
+        let error = serde_json::from_value::<ActionSpec>(serde_json::json!({
+            "type": "ScaleHpa", "params": { "maxReplicas": "lots" },
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("\"lots\" is not a whole number"), "{error}");
         let mut spec = ActionSpec {
             type_: ActionType::ScaleHpa,
-            params: BTreeMap::from([("maxReplicas".to_owned(), "lots".to_owned())]),
+            params: ActionParams::default(),
         };
         let error = action(&spec).unwrap_err().to_string();
-        assert!(error.contains("spec.action.params.maxReplicas"), "{error}");
-        spec.params = BTreeMap::new();
-        let error = action(&spec).unwrap_err().to_string();
         assert!(error.contains("maxReplicas: is required"), "{error}");
-        spec.params = BTreeMap::from([
-            ("maxReplicas".to_owned(), "4".to_owned()),
-            ("namespace".to_owned(), "kube-system".to_owned()),
-        ]);
+        spec.params.max_replicas = Some(Int(4));
+        spec.params.min_age_seconds = Some(Int(60));
         let error = action(&spec).unwrap_err().to_string();
         assert!(
-            error.contains("params.namespace: is not a parameter of ScaleHpa"),
+            error.contains("params.minAgeSeconds: is not a parameter of ScaleHpa"),
             "{error}"
+        );
+        spec.params.min_age_seconds = None;
+        spec.params.max_replicas = Some(Int(1 << 40));
+        let error = action(&spec).unwrap_err().to_string();
+        assert!(
+            error.contains("params.maxReplicas: 1099511627776 is out of range"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn string_params_stored_before_typing_read_the_same() {
+        let stored: ActionSpec = serde_json::from_value(serde_json::json!({
+            "type": "PatchResources",
+            "params": { "container": "app", "limits.memoryBytes": "805306368" },
+        }))
+        .unwrap();
+        assert_eq!(
+            action(&stored).unwrap(),
+            Kind::PatchResources(pb::PatchResources {
+                container: "app".into(),
+                requests: None,
+                limits: Some(pb::Resources {
+                    cpu_millicores: None,
+                    memory_bytes: Some(805_306_368),
+                }),
+            })
+        );
+        let scale: ActionSpec = serde_json::from_value(serde_json::json!({
+            "type": "ScaleHpa", "params": { "maxReplicas": "6" },
+        }))
+        .unwrap();
+        assert_eq!(
+            action(&scale).unwrap(),
+            Kind::ScaleHpa(pb::ScaleHpa {
+                max_replicas: 6,
+                min_replicas: None,
+            })
         );
     }
 

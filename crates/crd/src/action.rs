@@ -138,17 +138,15 @@ pub struct TargetRef {
 /// An action type and its parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::params::add_rules)]
 pub struct ActionSpec {
     /// The action type.
     #[serde(rename = "type")]
     pub type_: ActionType,
-    /// Type-specific parameters, e.g. `maxReplicas: "15"`, `memoryLimit: "768Mi"`.
+    /// The type's parameters, e.g. `maxReplicas: 15` for ScaleHpa; each
+    /// type accepts only its own.
     #[serde(default)]
-    #[schemars(extend(
-        "maxProperties" = 32,
-        "additionalProperties" = { "type": "string", "maxLength": 256 }
-    ))]
-    pub params: std::collections::BTreeMap<String, String>,
+    pub params: crate::ActionParams,
 }
 
 /// Who proposed the action.

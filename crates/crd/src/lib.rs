@@ -10,12 +10,14 @@
 mod action;
 mod ladder;
 mod notify;
+mod params;
 mod policy;
 pub mod proto;
 
 pub use action::*;
 pub use ladder::*;
 pub use notify::*;
+pub use params::*;
 pub use policy::*;
 
 use kube::CustomResourceExt as _;

@@ -303,7 +303,7 @@ fn header(out: &mut String, action: &HealingAction, status: &HealingActionStatus
 fn proposal(out: &mut String, action: &HealingAction) {
     let spec = &action.spec;
     field(out, "Action", action_type(action));
-    for (key, value) in &spec.action.params {
+    for (key, value) in spec.action.params.entries() {
         field(out, "  Param", format!("{key}={value}"));
     }
     field(out, "Target", target(action));
@@ -455,7 +455,7 @@ pub(crate) mod tests {
         let spec: HealingActionSpec = serde_json::from_value(serde_json::json!({
             "policyRef": "shop/default",
             "target": {"kind": "Pod", "namespace": "shop", "name": "web-1", "uid": "u-1", "resourceVersion": "42"},
-            "action": {"type": "PatchResources", "params": {"memoryLimit": "768Mi"}},
+            "action": {"type": "PatchResources", "params": {"container": "app", "limits": {"memoryBytes": 805_306_368}}},
             "source": {"kind": "Rule", "name": "oom-raise-memory"},
             "confidence": 100,
             "reasoning": "OOMKilled 3 times in 10m",
@@ -640,7 +640,7 @@ pub(crate) mod tests {
             "Name:             ha-oom\n",
             "Phase:            Failed since 2026-11-23T11:58:00Z (2m ago)\n",
             "Action:           PatchResources\n",
-            "  Param:          memoryLimit=768Mi\n",
+            "  Param:          container=app\n  Param:          limits.memoryBytes=805306368\n",
             "Target:           Pod shop/web-1\n",
             "  Pinned:         uid u-1, resourceVersion 42\n",
             "Source:           rule oom-raise-memory\n",

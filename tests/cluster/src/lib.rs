@@ -155,7 +155,7 @@ pub async fn create_action(
         "spec": {
             "policyRef": policy_ref,
             "target": { "kind": "Pod", "namespace": "shop", "name": format!("{name}-pod"), "uid": "u-1", "resourceVersion": "42" },
-            "action": { "type": "PatchResources", "params": { "memoryLimit": "768Mi" } },
+            "action": { "type": "PatchResources", "params": { "container": "app", "limits": { "memoryBytes": 805_306_368 } } },
             "source": { "kind": "Rule", "name": "oom-raise-memory" },
             "confidence": 100,
             "reasoning": "OOMKilled 3 times in 10 minutes",

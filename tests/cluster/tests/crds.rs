@@ -254,3 +254,88 @@ async fn an_action_stored_before_the_records_were_typed_is_accepted_and_reads_ty
         other => panic!("an unknown decision was stored: {other:?}"),
     }
 }
+
+/// Action parameters are typed at the API server: string parameters as an
+/// earlier coordinator wrote them are accepted and read typed, while a
+/// malformed number, a parameter of another action type and a missing
+/// required one are refused with the field named.
+#[tokio::test]
+async fn action_parameters_are_typed_and_string_ones_stored_before_still_read() {
+    let Some(fx) = Fixture::new("crd-params").await else {
+        return;
+    };
+    install_crds(&fx.client).await.unwrap();
+    let resource = kube::api::ApiResource::erase::<HealingAction>(&());
+    let raw: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(fx.client.clone(), fx.ns(), &resource);
+    let with = |name: &str, action: Value| {
+        let mut stored: Value = serde_json::from_str(include_str!(
+            "../../../crates/crd/tests/fixtures/healingaction-v1alpha1-strings.json"
+        ))
+        .unwrap();
+        stored["metadata"]["name"] = json!(name);
+        stored["status"].take();
+        stored["spec"]["action"] = action;
+        serde_json::from_value::<kube::api::DynamicObject>(stored).unwrap()
+    };
+    // Stored before typing: numbers as strings, resources as dotted keys.
+    let legacy = with(
+        "legacy",
+        json!({ "type": "PatchResources", "params": { "container": "app", "limits.memoryBytes": "805306368" } }),
+    );
+    eventually(
+        "the legacy action accepted",
+        Duration::from_secs(30),
+        || {
+            let (raw, legacy) = (raw.clone(), legacy.clone());
+            async move { Ok(Some(raw.create(&PostParams::default(), &legacy).await?)) }
+        },
+    )
+    .await
+    .unwrap();
+    let typed: Api<HealingAction> = Api::namespaced(fx.client.clone(), fx.ns());
+    let read = typed.get("legacy").await.unwrap().spec.action.params;
+    assert_eq!(
+        read.limits().and_then(|l| l.memory_bytes),
+        Some(nanny_crd::Int(805_306_368)),
+        "the dotted key survives the API server and reads as limits"
+    );
+    raw.create(
+        &PostParams::default(),
+        &with(
+            "scale",
+            json!({ "type": "ScaleHpa", "params": { "maxReplicas": "6" } }),
+        ),
+    )
+    .await
+    .expect("a numeric string is a number");
+
+    for (name, action, says) in [
+        (
+            "not-a-number",
+            json!({ "type": "ScaleHpa", "params": { "maxReplicas": "six" } }),
+            "spec.action.params.maxReplicas",
+        ),
+        (
+            "misplaced",
+            json!({ "type": "ScaleHpa", "params": { "maxReplicas": 6, "minAgeSeconds": 60 } }),
+            "params.minAgeSeconds belongs to DeleteJob only",
+        ),
+        (
+            "missing",
+            json!({ "type": "ExpandPvc", "params": {} }),
+            "params.newSizeBytes is required for ExpandPvc",
+        ),
+    ] {
+        match raw
+            .create(&PostParams::default(), &with(name, action))
+            .await
+        {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{name}: {}", status.message);
+                assert!(status.message.contains(says), "{name}: {}", status.message);
+            }
+            other => panic!("{name}: stored: {other:?}"),
+        }
+    }
+}

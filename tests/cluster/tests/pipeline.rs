@@ -79,9 +79,9 @@ async fn seed_scenarios_are_healed_end_to_end_in_auto_mode() {
                 .spec
                 .action
                 .params
-                .get("limits.memoryBytes")
-                .map(String::as_str),
-            Some("201326592")
+                .limits()
+                .and_then(|l| l.memory_bytes),
+            Some(nanny_crd::Int(201_326_592))
         );
         assert_eq!(
             app.await.unwrap(),
@@ -382,8 +382,13 @@ async fn records_without_changing_anything(test: &str, mode: &str, oom_factor: O
     // 128Mi × the policy's factor, or × the analyzer's 1.5.
     let expected = (128_f64 * oom_factor.unwrap_or(1.5)) as i64 * (1 << 20);
     assert_eq!(
-        patch.spec.action.params.get("limits.memoryBytes"),
-        Some(&expected.to_string()),
+        patch
+            .spec
+            .action
+            .params
+            .limits()
+            .and_then(|l| l.memory_bytes),
+        Some(nanny_crd::Int(expected)),
         "{:?}",
         patch.spec.action
     );

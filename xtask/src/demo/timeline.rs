@@ -183,11 +183,12 @@ pub(super) fn nonempty(prefix: &str, text: &str) -> String {
     }
 }
 
-pub(super) fn params(params: &BTreeMap<String, String>) -> String {
-    if params.is_empty() {
+pub(super) fn params(params: &nanny_crd::ActionParams) -> String {
+    let entries = params.entries();
+    if entries.is_empty() {
         return String::new();
     }
-    let list: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let list: Vec<String> = entries.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!(" ({})", list.join(", "))
 }
 
