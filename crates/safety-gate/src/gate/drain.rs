@@ -33,76 +33,94 @@ pub(super) fn drain(
         );
         return;
     };
-    // Each pod that would move, with why it is protected, if it is.
-    let moving: Vec<(&NodePod, Option<String>)> = on_node
-        .pods
-        .iter()
-        .filter(|p| !p.stays)
-        .map(|p| (p, protection(gate, kind, p)))
-        .collect();
-    let protected: Vec<String> = moving
-        .iter()
-        .filter_map(|(p, why)| why.as_ref().map(|why| format!("{} ({why})", name(p))))
-        .collect();
-    // Bare pods stay without the policy's leave.
-    let stays_bare = |p: &NodePod| p.bare && !policy.allow_bare_pod_restart;
-    let bare: Vec<String> = moving
-        .iter()
-        .filter(|(p, why)| why.is_none() && stays_bare(p))
-        .map(|(p, _)| name(p))
-        .collect();
-    let evicted: Vec<&NodePod> = moving
-        .iter()
-        .filter(|(p, why)| why.is_none() && !stays_bare(p))
-        .map(|(p, _)| *p)
-        .collect();
-    // A pod whose owners are unknown here may still go: the remediator
-    // reads its owners live and leaves it if protected, so it counts both
-    // ways (a reason, and the cap and budgets).
-    let unknown: Vec<String> = evicted
-        .iter()
-        .filter(|p| !p.facts_complete)
-        .map(|p| name(p))
-        .collect();
-    if policy.drain_refuses_protected_pods && !(protected.is_empty() && unknown.is_empty()) {
+    let sorted = Sorted::of(kind, &on_node.pods, policy, gate);
+    if policy.drain_refuses_protected_pods
+        && !(sorted.protected.is_empty() && sorted.unknown.is_empty())
+    {
         review.tighten(
             Level::Denied,
             "drain-protected-pods",
             format!(
                 "the policy refuses to drain a node with protected pods, and these are protected or their owners unknown: {}",
-                list(&[protected, unknown].concat())
+                list(&[sorted.protected, sorted.unknown].concat())
             ),
         );
         return;
     }
-    if !protected.is_empty() {
-        review.tighten(
-            Level::NeedsApproval,
-            "drain-skips-protected",
-            format!("protected pods stay on the node: {}", list(&protected)),
-        );
-    }
-    if !unknown.is_empty() {
-        review.tighten(
-            Level::NeedsApproval,
-            "drain-owners-unknown",
-            format!(
-                "the owners of these pods are not in the snapshot; the remediator checks them live and leaves protected ones: {}",
-                list(&unknown)
-            ),
-        );
-    }
-    if !bare.is_empty() {
-        review.tighten(
-            Level::NeedsApproval,
-            "drain-skips-bare",
-            format!(
-                "pods no controller would recreate stay on the node (the policy does not allow restarting bare pods): {}",
-                list(&bare)
-            ),
-        );
+    sorted.name_what_stays(review);
+    evictions(&sorted.evicted, limits, gate, review);
+}
+
+/// The pods a drain would move, sorted by what happens to them.
+struct Sorted<'a> {
+    /// Protected (namespace, labels, owners): they stay, named with why.
+    protected: Vec<String>,
+    /// Bare pods the policy does not let go: they stay.
+    bare: Vec<String>,
+    /// Evicted; among them, those whose owners the snapshot lacks.
+    evicted: Vec<&'a NodePod>,
+    unknown: Vec<String>,
+}
+
+impl<'a> Sorted<'a> {
+    fn of(kind: &Kind, pods: &'a [NodePod], policy: &GatePolicy, gate: &Gate) -> Self {
+        let mut sorted = Sorted {
+            protected: Vec::new(),
+            bare: Vec::new(),
+            evicted: Vec::new(),
+            unknown: Vec::new(),
+        };
+        for pod in pods.iter().filter(|p| !p.stays) {
+            if let Some(why) = protection(gate, kind, pod) {
+                sorted.protected.push(format!("{} ({why})", name(pod)));
+            } else if pod.bare && !policy.allow_bare_pod_restart {
+                sorted.bare.push(name(pod));
+            } else {
+                // Owners unknown here: it may still go (the remediator reads
+                // them live and leaves it if protected), so it counts both
+                // ways, a reason and the cap and budgets.
+                if !pod.facts_complete {
+                    sorted.unknown.push(name(pod));
+                }
+                sorted.evicted.push(pod);
+            }
+        }
+        sorted
     }
 
+    /// Names, for the human who approves, what stays and why.
+    fn name_what_stays(&self, review: &mut Review) {
+        for (names, rule, what) in [
+            (
+                &self.protected,
+                "drain-skips-protected",
+                "protected pods stay on the node",
+            ),
+            (
+                &self.unknown,
+                "drain-owners-unknown",
+                "the owners of these pods are not in the snapshot; the remediator checks them live and leaves protected ones",
+            ),
+            (
+                &self.bare,
+                "drain-skips-bare",
+                "pods no controller would recreate stay on the node (the policy does not allow restarting bare pods)",
+            ),
+        ] {
+            if !names.is_empty() {
+                review.tighten(
+                    Level::NeedsApproval,
+                    rule,
+                    format!("{what}: {}", list(names)),
+                );
+            }
+        }
+    }
+}
+
+/// The storm guard, the disruption cap and the budgets, on the pods the
+/// drain evicts.
+fn evictions(evicted: &[&NodePod], limits: &GateLimits, gate: &Gate, review: &mut Review) {
     let storm = gate.config.storm.max_drain_evictions;
     if evicted.len() > storm as usize {
         review.tighten(
@@ -114,7 +132,7 @@ pub(super) fn drain(
             ),
         );
     }
-    disruption_cap(&evicted, limits, gate, review);
+    disruption_cap(evicted, limits, gate, review);
     let budgets: Vec<String> = evicted
         .iter()
         .filter(|p| p.pdb_disruptions_allowed == Some(0))
