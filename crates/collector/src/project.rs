@@ -10,13 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::{
     api::{
-        apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet},
         autoscaling::v2::HorizontalPodAutoscaler,
-        batch::v1::{CronJob, Job},
-        core::v1::{
-            Event, Namespace, Node, PersistentVolumeClaim, Pod, PodTemplateSpec,
-            ResourceRequirements,
-        },
+        batch::v1::Job,
+        core::v1::{Event, Namespace, Node, PersistentVolumeClaim, Pod, ResourceRequirements},
         policy::v1::PodDisruptionBudget,
         storage::v1::StorageClass,
     },
@@ -315,147 +311,9 @@ fn labels(meta: &ObjectMeta) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
-fn template_containers(template: &PodTemplateSpec) -> Vec<pb::ContainerResources> {
-    template
-        .spec
-        .as_ref()
-        .map(|s| s.containers.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|c| {
-            let (requests, limits) = requirements(c.resources.as_ref());
-            pb::ContainerResources {
-                name: c.name.clone(),
-                requests,
-                limits,
-            }
-        })
-        .collect()
-}
+mod workloads;
 
-fn workload_base(
-    kind: &str,
-    meta: &ObjectMeta,
-    template: Option<&PodTemplateSpec>,
-    redaction: &Redaction,
-) -> pb::Workload {
-    let mut annotations = redaction.annotations(meta.annotations.as_ref());
-    if let Some(template_meta) = template.and_then(|t| t.metadata.as_ref()) {
-        annotations.extend(redaction.annotations(template_meta.annotations.as_ref()));
-    }
-    let api_version = if kind == "CronJob" {
-        "batch/v1"
-    } else {
-        "apps/v1"
-    };
-    pb::Workload {
-        r#ref: Some(object_ref(kind, api_version, meta)),
-        containers: template.map(template_containers).unwrap_or_default(),
-        owner: controller_of(meta),
-        labels: labels(meta),
-        annotations,
-        ..pb::Workload::default()
-    }
-}
-
-/// A Deployment.
-pub fn deployment(d: &Deployment, redaction: &Redaction) -> pb::Workload {
-    let spec = d.spec.as_ref();
-    let status = d.status.as_ref();
-    pb::Workload {
-        desired_replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
-        ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
-        available_replicas: status.and_then(|s| s.available_replicas).unwrap_or(0),
-        updated_replicas: status.and_then(|s| s.updated_replicas).unwrap_or(0),
-        conditions: conditions!(status),
-        ..workload_base(
-            "Deployment",
-            &d.metadata,
-            spec.map(|s| &s.template),
-            redaction,
-        )
-    }
-}
-
-/// A StatefulSet.
-pub fn stateful_set(s: &StatefulSet, redaction: &Redaction) -> pb::Workload {
-    let spec = s.spec.as_ref();
-    let status = s.status.as_ref();
-    pb::Workload {
-        desired_replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
-        ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
-        available_replicas: status.and_then(|s| s.available_replicas).unwrap_or(0),
-        updated_replicas: status.and_then(|s| s.updated_replicas).unwrap_or(0),
-        conditions: conditions!(status),
-        claim_templates: spec
-            .and_then(|s| s.volume_claim_templates.as_deref())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|t| t.metadata.name.clone())
-            .collect(),
-        ..workload_base(
-            "StatefulSet",
-            &s.metadata,
-            spec.map(|s| &s.template),
-            redaction,
-        )
-    }
-}
-
-/// A DaemonSet.
-pub fn daemon_set(d: &DaemonSet, redaction: &Redaction) -> pb::Workload {
-    let status = d.status.as_ref();
-    pb::Workload {
-        desired_replicas: status.map_or(0, |s| s.desired_number_scheduled),
-        ready_replicas: status.map_or(0, |s| s.number_ready),
-        available_replicas: status.and_then(|s| s.number_available).unwrap_or(0),
-        updated_replicas: status.and_then(|s| s.updated_number_scheduled).unwrap_or(0),
-        conditions: conditions!(status),
-        ..workload_base(
-            "DaemonSet",
-            &d.metadata,
-            d.spec.as_ref().map(|s| &s.template),
-            redaction,
-        )
-    }
-}
-
-/// A ReplicaSet.
-pub fn replica_set(r: &ReplicaSet, redaction: &Redaction) -> pb::Workload {
-    let spec = r.spec.as_ref();
-    let status = r.status.as_ref();
-    pb::Workload {
-        desired_replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
-        ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
-        available_replicas: status.and_then(|s| s.available_replicas).unwrap_or(0),
-        updated_replicas: status.map_or(0, |s| s.replicas),
-        conditions: conditions!(status),
-        ..workload_base(
-            "ReplicaSet",
-            &r.metadata,
-            spec.and_then(|s| s.template.as_ref()),
-            redaction,
-        )
-    }
-}
-
-/// A CronJob, as a workload: desired is 0 when suspended, 1 otherwise.
-pub fn cron_job(c: &CronJob, redaction: &Redaction) -> pb::Workload {
-    let spec = c.spec.as_ref();
-    let template = spec
-        .and_then(|s| s.job_template.spec.as_ref())
-        .map(|s| &s.template);
-    let active = c
-        .status
-        .as_ref()
-        .and_then(|s| s.active.as_ref())
-        .map_or(0, Vec::len);
-    pb::Workload {
-        desired_replicas: i32::from(!spec.and_then(|s| s.suspend).unwrap_or(false)),
-        ready_replicas: i32::try_from(active).unwrap_or(i32::MAX),
-        ..workload_base("CronJob", &c.metadata, template, redaction)
-    }
-}
+pub use workloads::{cron_job, daemon_set, deployment, replica_set, stateful_set};
 
 /// A Job.
 pub fn job(j: &Job) -> pb::Job {

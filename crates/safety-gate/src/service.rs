@@ -1,7 +1,6 @@
 //! The `nanny.v1.SafetyGate` gRPC service over [`Gate`].
 
 use std::{
-    collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -43,48 +42,9 @@ pub struct SafetyGateService {
     signer: Arc<nanny_common::verdict::Signer>,
 }
 
-/// Verdicts this gate issued that an action may run under (APPROVED or
-/// NEEDS_APPROVAL), by audit id: an outcome is accepted only for one of
-/// them, for its recommendation, target and action, and counted once.
-#[derive(Debug, Default)]
-struct Issued {
-    by_id: HashMap<String, IssuedVerdict>,
-    /// Oldest first, to bound memory.
-    order: VecDeque<String>,
-}
+mod issued;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct IssuedVerdict {
-    recommendation_id: String,
-    target_uid: String,
-    action: String,
-    /// APPROVED (an action may have written), not NEEDS_APPROVAL.
-    approved: bool,
-    reported: bool,
-}
-
-/// How many issued verdicts are remembered: far more than the actions a
-/// verdict's lifetime can see, at a few hundred bytes each.
-const ISSUED_CAPACITY: usize = 100_000;
-
-impl Issued {
-    fn insert(&mut self, audit_id: String, verdict: IssuedVerdict) {
-        if self.by_id.insert(audit_id.clone(), verdict).is_none() {
-            self.order.push_back(audit_id);
-        }
-        while self.order.len() > ISSUED_CAPACITY {
-            if let Some(oldest) = self.order.pop_front() {
-                self.by_id.remove(&oldest);
-            }
-        }
-    }
-}
-
-/// Whether a decision lets an action run (at once, or after a human).
-fn actionable(decision: &str) -> bool {
-    decision == Decision::Approved.as_str_name()
-        || decision == Decision::NeedsApproval.as_str_name()
-}
+use issued::{Issued, IssuedVerdict, actionable};
 
 /// The gate while its limits are being restored; see
 /// [`SafetyGateService::start_restoring`].
@@ -141,105 +101,6 @@ impl SafetyGateService {
     pub fn audit_head(&self) -> impl Fn() -> Option<(u64, String)> + Send + 'static {
         let log = self.audit_log.clone();
         move || log.as_ref()?.lock().ok().map(|log| log.head())
-    }
-
-    /// Remembers the actionable verdicts, and which of them already had an
-    /// outcome, from the audit log this gate reopened.
-    pub fn remember_issued(&self, records: &[nanny_common::audit::AuditRecord]) {
-        let Ok(mut issued) = self.issued.lock() else {
-            return;
-        };
-        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
-        for record in records {
-            let entry = &record.entry;
-            match entry["kind"].as_str() {
-                Some("verdict") if actionable(entry["decision"].as_str().unwrap_or_default()) => {
-                    issued.insert(
-                        record.audit_id.clone(),
-                        IssuedVerdict {
-                            recommendation_id: text(&entry["recommendation_id"]),
-                            target_uid: text(&entry["target"]["uid"]),
-                            action: text(&entry["action"]),
-                            approved: entry["decision"] == Decision::Approved.as_str_name(),
-                            reported: false,
-                        },
-                    );
-                }
-                Some("outcome") => {
-                    if let Some(verdict) = entry["verdict_audit_id"]
-                        .as_str()
-                        .and_then(|id| issued.by_id.get_mut(id))
-                    {
-                        verdict.reported = true;
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// The verdict this gate issued under `audit_id` for exactly this
-    /// recommendation, target and action; `Ok(Err(reason))` when there is
-    /// none (`what` names the caller's request in the reason, `only` says
-    /// what is accepted).
-    fn issued_for(
-        &self,
-        audit_id: &str,
-        recommendation_id: &str,
-        target_uid: &str,
-        action: &str,
-        (what, only): (&str, &str),
-    ) -> Result<Result<IssuedVerdict, String>, Status> {
-        let issued = self
-            .issued
-            .lock()
-            .map_err(|_| Status::unavailable("the gate's verdict index is unavailable"))?;
-        let Some(verdict) = issued.by_id.get(audit_id) else {
-            return Ok(Err(format!(
-                "no verdict with audit id {audit_id:?} let an action run: {only}"
-            )));
-        };
-        if verdict.recommendation_id != recommendation_id
-            || verdict.target_uid != target_uid
-            || verdict.action != action
-        {
-            return Ok(Err(format!(
-                "the {what} does not match verdict {audit_id:?}: its recommendation, target or action differ"
-            )));
-        }
-        Ok(Ok(verdict.clone()))
-    }
-
-    /// Checks that `report` is about a verdict this gate issued for exactly
-    /// that recommendation, target and action; `Ok(false)` when its outcome
-    /// was already recorded (a retry: accepted, not counted again).
-    fn check_issued(
-        &self,
-        report: &OutcomeReport,
-        target_uid: &str,
-        action: &str,
-    ) -> Result<bool, Status> {
-        let verdict = self
-            .issued_for(
-                &report.audit_id,
-                &report.recommendation_id,
-                target_uid,
-                action,
-                (
-                    "outcome",
-                    "outcomes are accepted only for verdicts this gate issued",
-                ),
-            )?
-            .map_err(Status::permission_denied)?;
-        Ok(!verdict.reported)
-    }
-
-    fn mark_reported(&self, audit_id: &str) {
-        if let Ok(mut issued) = self.issued.lock()
-            && let Some(verdict) = issued.by_id.get_mut(audit_id)
-        {
-            verdict.reported = true;
-        }
     }
 
     /// Refuses every RPC with UNAVAILABLE until the returned handle's

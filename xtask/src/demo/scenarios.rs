@@ -26,7 +26,8 @@ use serde_json::json;
 
 use super::{
     NAMESPACE, SICK_NODE, SYSTEM_APP, Started,
-    timeline::{Labels, nonempty},
+    summary::{Outcome, Row, describe, unhealed},
+    timeline::Labels,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -84,28 +85,6 @@ pub(super) const SCENARIOS: [Scenario; 7] = [
         kind: Kind::Protected,
     },
 ];
-
-#[derive(Debug)]
-pub(super) enum Outcome {
-    Healed(String),
-    Refused(String),
-    TimedOut(String),
-    Failed(String),
-}
-
-impl Outcome {
-    pub(super) fn ok(&self) -> bool {
-        matches!(self, Self::Healed(_) | Self::Refused(_))
-    }
-}
-
-#[derive(Debug)]
-pub(super) struct Row {
-    pub(super) scenario: &'static str,
-    pub(super) outcome: Outcome,
-    pub(super) took: Duration,
-    pub(super) human: Duration,
-}
 
 /// A scenario's deadline; time spent waiting for a human moves it.
 #[derive(Debug)]
@@ -550,39 +529,6 @@ impl Ctx {
             )),
         })
     }
-}
-
-/// A scenario's action that did not heal: a gate's denial is a correct
-/// refusal (e.g. the storm guard, when the shared cluster has other sick
-/// nodes); anything else is a failure.
-pub(super) fn unhealed(action: &HealingAction) -> Outcome {
-    let verdict = action.status.as_ref().and_then(|s| s.verdict.as_ref());
-    match (action.phase(), verdict) {
-        (Phase::Denied, Some(verdict)) if action.spec.approval.is_none() => {
-            Outcome::Refused(format!(
-                "{:?} denied: {} [{}]",
-                action.spec.action.type_,
-                verdict.reasons.join("; "),
-                verdict.matched_rules.join(", ")
-            ))
-        }
-        (other, _) => Outcome::Failed(describe(action, other)),
-    }
-}
-
-pub(super) fn describe(action: &HealingAction, phase: Phase) -> String {
-    let (verification, error) = action
-        .status
-        .as_ref()
-        .and_then(|s| s.result.as_ref())
-        .map(|r| (r.verification.as_str(), r.error.as_str()))
-        .unwrap_or_default();
-    format!(
-        "HealingAction {} ended {phase}{}{}",
-        action.name_any(),
-        nonempty(": ", error),
-        nonempty(" / ", verification)
-    )
 }
 
 pub(super) fn memory_limit(deployment: &Deployment) -> Option<String> {

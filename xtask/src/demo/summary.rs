@@ -1,12 +1,67 @@
-//! The closing summary: one row per scenario, the model's calls, and where
+//! How each scenario ended, and the closing summary: one row per scenario, the model's calls, and where
 //! to look next.
 
 use std::{path::Path, time::Duration};
 
-use super::{
-    Args, NAMESPACE,
-    scenarios::{Outcome, Row},
-};
+use kube::ResourceExt as _;
+use nanny_crd::{HealingAction, Phase};
+
+use super::{Args, NAMESPACE, timeline::nonempty};
+
+#[derive(Debug)]
+pub(super) enum Outcome {
+    Healed(String),
+    Refused(String),
+    TimedOut(String),
+    Failed(String),
+}
+
+impl Outcome {
+    pub(super) fn ok(&self) -> bool {
+        matches!(self, Self::Healed(_) | Self::Refused(_))
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Row {
+    pub(super) scenario: &'static str,
+    pub(super) outcome: Outcome,
+    pub(super) took: Duration,
+    pub(super) human: Duration,
+}
+
+/// A scenario's action that did not heal: a gate's denial is a correct
+/// refusal (e.g. the storm guard, when the shared cluster has other sick
+/// nodes); anything else is a failure.
+pub(super) fn unhealed(action: &HealingAction) -> Outcome {
+    let verdict = action.status.as_ref().and_then(|s| s.verdict.as_ref());
+    match (action.phase(), verdict) {
+        (Phase::Denied, Some(verdict)) if action.spec.approval.is_none() => {
+            Outcome::Refused(format!(
+                "{:?} denied: {} [{}]",
+                action.spec.action.type_,
+                verdict.reasons.join("; "),
+                verdict.matched_rules.join(", ")
+            ))
+        }
+        (other, _) => Outcome::Failed(describe(action, other)),
+    }
+}
+
+pub(super) fn describe(action: &HealingAction, phase: Phase) -> String {
+    let (verification, error) = action
+        .status
+        .as_ref()
+        .and_then(|s| s.result.as_ref())
+        .map(|r| (r.verification.as_str(), r.error.as_str()))
+        .unwrap_or_default();
+    format!(
+        "HealingAction {} ended {phase}{}{}",
+        action.name_any(),
+        nonempty(": ", error),
+        nonempty(" / ", verification)
+    )
+}
 
 pub(super) fn summary(rows: &[Row], total: Duration) {
     println!("\n==> summary");
