@@ -117,6 +117,10 @@ pub fn with_cluster<T>(
     result
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "the cluster's start-up steps in order, each printed"
+)]
 pub fn up(nodes: u32) -> anyhow::Result<ClusterInfo> {
     anyhow::ensure!(
         (1..=1000).contains(&nodes),

@@ -68,6 +68,10 @@ impl Analysis {
     ///
     /// # Errors
     /// When a metric cannot be registered.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "registers the analyzer's metrics, one short block each"
+    )]
     pub fn new(config: &Config, registry: &Registry) -> Result<Self, prometheus::Error> {
         let requests = IntCounterVec::new(
             Opts::new(
@@ -223,6 +227,10 @@ impl Analysis {
     /// a model-only proposal is marked novel, a different action on a target
     /// a rule already covers is kept and marked as a disagreement on both.
     /// With `debug`, the answer carries the exchange with the model.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one pass over the model's answer: call, parse, validate, merge with the rules' recommendations and count each outcome"
+    )]
     pub async fn consult_model(
         &self,
         snapshot: &ClusterSnapshot,

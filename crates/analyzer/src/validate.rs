@@ -96,6 +96,10 @@ const MAX_DRAIN_TIMEOUT_SECS: i64 = 3600;
 ///
 /// # Errors
 /// The first [`Invalid`] reason found.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one check per recommendation field against the snapshot, in order; the first refusal wins"
+)]
 pub fn validate(
     recommendation: &Recommendation,
     index: &SnapshotIndex<'_>,

@@ -6,6 +6,10 @@
 //! latency through the API) is `tests/cluster/tests/collector_bench.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a benchmark sets up, measures and reports in one place"
+)]
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 

@@ -218,6 +218,10 @@ impl Default for Config {
 impl ServiceConfig for Config {
     nanny_common::service_config_sections!();
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one bounds check per setting, in the order of the config file"
+    )]
     fn validate(&self) -> Result<(), Error> {
         let snapshot = &self.snapshot;
         // tonic refuses to decode messages over 4 MiB by default.

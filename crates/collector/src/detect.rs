@@ -331,6 +331,10 @@ fn jobs(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) 
     }
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one detector per pod and container state, in the order the kubelet reports them"
+)]
 fn pod_issues(
     pod: &pb::Pod,
     target: &pb::ObjectRef,

@@ -273,6 +273,10 @@ impl Subscriber {
     /// The next message for this subscriber: everything in scope when
     /// `full` (or on the first call), else what changed since the last
     /// call; `None` when nothing did.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "builds a full or delta message one object kind at a time, each a short block"
+    )]
     pub fn next(&mut self, world: &World, full: bool) -> Option<pb::ClusterSnapshot> {
         let full = full || self.generation == 0;
         self.seq += 1;

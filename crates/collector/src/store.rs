@@ -317,6 +317,10 @@ impl Store {
     /// A watch (re)listed everything of `kind` in `namespace` (all when
     /// `None`): objects not in `items` are gone, the rest are applied. This
     /// is how a dropped watch recovers to an exact picture.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "applies one relist to every index of the store in turn, so they never disagree"
+    )]
     pub fn replace(&mut self, kind: &str, namespace: Option<&str>, items: Vec<Item>) -> bool {
         let keep: HashSet<Uid> = items.iter().map(|i| i.uid().clone()).collect();
         let stale = |uid: &Uid, reference: Option<&pb::ObjectRef>| {

@@ -94,6 +94,10 @@ fn labels<K: Resource>(object: &K) -> Labels {
 type Projector<K> = fn(&K, &Redaction) -> Option<Item>;
 
 /// Starts every watch; returns how many were started (each reports once on `synced`).
+#[expect(
+    clippy::too_many_lines,
+    reason = "a flat table of watches, one entry per kind"
+)]
 pub fn spawn_all(client: &Client, config: &KubernetesConfig, context: &Context) -> usize {
     let selector = (!config.label_selector.is_empty()).then(|| config.label_selector.clone());
     let namespaces: Vec<Option<String>> = if config.namespaces.is_empty() {

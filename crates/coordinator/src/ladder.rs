@@ -113,6 +113,10 @@ pub enum Climb {
 
 /// Where `incident` stands on `ladder` when `proposed` is proposed for it,
 /// given every recorded action and the policy's `cooldown`.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the ladder's rules read as one sequence: tries, cooldown, rung, escalation"
+)]
 pub fn climb(
     actions: &[Arc<HealingAction>],
     incident: &Incident,

@@ -189,6 +189,10 @@ fn policy_table(policies: &[HealingPolicy], all_namespaces: bool, now: Timestamp
 }
 
 /// The `policy status` text.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one section per part of the policy's status, printed in order"
+)]
 fn policy_status(
     policy: &HealingPolicy,
     pending: &Result<Vec<HealingAction>, String>,

@@ -5,7 +5,7 @@
 
 /// Generated code for package `nanny.v1`.
 pub mod v1 {
-    #![allow(missing_debug_implementations, clippy::all)]
+    #![allow(missing_debug_implementations, clippy::all, clippy::pedantic)]
     tonic::include_proto!("nanny.v1");
 }
 

@@ -153,6 +153,10 @@ pub fn validate_action_id(action_id: &str) -> Result<(), Error> {
 /// [`Error::InvalidRequest`] or [`Error::Unsupported`] for malformed requests,
 /// [`Error::NotApproved`] when the verdict does not approve exactly this
 /// recommendation.
+#[expect(
+    clippy::too_many_lines,
+    reason = "every field of the request checked in order; the first refusal wins"
+)]
 pub fn validate(request: &ExecuteRequest, config: &Config) -> Result<Validated, Error> {
     validate_action_id(&request.action_id)?;
     let recommendation = request
@@ -380,6 +384,10 @@ pub const HARD_MEMORY_BYTES: std::ops::RangeInclusive<i64> = (4 << 20)..=(1 << 4
 /// 1m to 256 cores.
 pub const HARD_CPU_MILLICORES: std::ops::RangeInclusive<i64> = 1..=256_000;
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per action type with its hard ceilings"
+)]
 fn validate_parameters(action: &ActionKind) -> Result<(), Error> {
     match action {
         ActionKind::ScaleHpa(scale) => {

@@ -207,6 +207,10 @@ impl Default for Config {
 impl ServiceConfig for Config {
     nanny_common::service_config_sections!();
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one bounds check per setting, in the order of the config file"
+    )]
     fn validate(&self) -> Result<(), Error> {
         self.protected.validate()?;
         if !(5..=3600).contains(&self.max_snapshot_age_secs) {

@@ -33,6 +33,10 @@ pub const BINARY: &str = "nanny-safety-gate";
 /// # Errors
 /// When the audit log or the kubeconfig cannot be used, or a listener or
 /// server fails.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the gate's start-up in order: keys, audit log, anchor, history restore, serve"
+)]
 pub async fn run(
     config: Config,
     listeners: Listeners,

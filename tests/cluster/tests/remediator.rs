@@ -6,6 +6,10 @@
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is one scenario against real services, read top to bottom"
+)]
 
 use std::time::Duration;
 

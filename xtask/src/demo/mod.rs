@@ -248,6 +248,10 @@ async fn blocking<T: Send + 'static>(
     result
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "the demo's script, step by step as it is printed"
+)]
 async fn demo(args: &Args, started: &mut Started, t0: Instant) -> anyhow::Result<()> {
     println!("==> Nanny demo: build, cluster, services, then faults healed live\n");
     build().await?;

@@ -40,6 +40,10 @@ pub(super) fn stamp(t0: Instant) -> String {
 }
 
 /// Prints each HealingAction's progress as the coordinator records it.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one watch loop printing each action's transitions"
+)]
 pub(super) fn timeline(
     actions: Api<HealingAction>,
     labels: Labels,

@@ -72,6 +72,10 @@ fn ref_json(r: &pb::ObjectRef) -> Value {
 /// triggers, allowed actions, guidance and limits), or `None` when it has
 /// no issue about an object it holds. Issues are added most severe first
 /// until `max_chars` is spent, so the prompt always fits.
+#[expect(
+    clippy::too_many_lines,
+    reason = "writes the prompt's sections in the order the model reads them"
+)]
 pub fn build_prompt(
     snapshot: &ClusterSnapshot,
     index: &SnapshotIndex<'_>,

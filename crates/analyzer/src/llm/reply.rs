@@ -130,6 +130,10 @@ fn scaled(value: i64, factor: f64) -> i64 {
 ///
 /// # Errors
 /// The [`Rejected`] reason.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one check per field of the model's item, in order, each naming its rejection"
+)]
 pub fn to_recommendation(
     item: &ModelItem,
     snapshot: &ClusterSnapshot,

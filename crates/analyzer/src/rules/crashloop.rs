@@ -10,6 +10,10 @@ use crate::catalog::{CRASHLOOP_RESTART, CRASHLOOP_ROLLOUT};
 use crate::index::SnapshotIndex;
 
 impl Rules {
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one rule: its thresholds, the grouping per workload and its two drafts (restart, rollout) read together"
+    )]
     pub(super) fn crashloops(
         &self,
         issues: &[&pb::Issue],

@@ -11,6 +11,10 @@ use crate::catalog::OOM_RAISE_MEMORY;
 use crate::index::SnapshotIndex;
 
 impl Rules {
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one rule: its evidence, the new limit's arithmetic and its ceiling read together"
+    )]
     pub(super) fn oom(
         &self,
         issue: &pb::Issue,

@@ -1,3 +1,8 @@
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test walks one case table or scenario top to bottom"
+)]
+
 use std::time::{Duration, SystemTime};
 
 use nanny_proto::v1::{

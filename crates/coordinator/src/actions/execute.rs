@@ -21,6 +21,10 @@ use crate::{convert, error::Error};
 
 impl Step<'_> {
     /// Approved | Executing → Succeeded | Failed (then rollback).
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the execution phase: the request, its result record and the outcome report stay together, so a resumed step repeats exactly the same request"
+    )]
     pub(super) async fn execute(mut self) -> Result<Next, Error> {
         let Some(policy) = self.policy() else {
             let mut status = self.status();
@@ -254,6 +258,10 @@ impl Step<'_> {
 
     /// Succeeded | Failed: roll back on failure when the policy says so, or
     /// when a human asks; then close.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the rollback decision, the gate's word and the remediator's call are one sequence"
+    )]
     pub(super) async fn finish_or_roll_back(mut self) -> Result<Next, Error> {
         let status = self.status();
         if status.rollback.is_some() {

@@ -19,6 +19,10 @@ use crate::error::Error;
 
 impl Step<'_> {
     /// PendingApproval → Approved | Denied | Expired, or keep waiting.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "every way a wait for a human ends (approved, rejected, expired, still waiting) in one match"
+    )]
     pub(super) async fn await_human(mut self) -> Result<Next, Error> {
         let approval = match self.action.spec.approval.clone() {
             Some(approval) => approval,

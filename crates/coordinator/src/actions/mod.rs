@@ -178,6 +178,10 @@ impl Driver {
         self.inner.proposals.with_label_values(&[outcome]).inc();
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "dedup, ladder, creation and the record of what was created are one critical section"
+    )]
     async fn try_propose(
         &self,
         policy: &HealingPolicy,

@@ -23,6 +23,7 @@ impl Executor {
     /// # Errors
     /// [`Error::Forbidden`] when RBAC or admission refuse (nothing written),
     /// [`Error::Kube`] for other API errors.
+    #[expect(clippy::too_many_lines, reason = "one arm per kind of write")]
     pub async fn apply(
         &self,
         v: &Validated,
@@ -128,6 +129,10 @@ impl Executor {
     /// Drains a node. Every eviction is first tried as a dry run (retrying a
     /// PodDisruptionBudget's 429 until the deadline) before the node is
     /// cordoned: a drain a PDB blocks ends Failed having changed nothing.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "dry-run every eviction, cordon, then evict: one sequence that must not half-apply"
+    )]
     async fn drain(
         &self,
         v: &Validated,

@@ -23,6 +23,10 @@ impl RemediatorService {
     ///
     /// # Errors
     /// [`Error::UnknownAction`], [`Error::NotReversible`], outages.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "signature, record MAC, live state, then restore: one sequence that refuses before any write"
+    )]
     pub async fn rollback_request(&self, request: &RollbackRequest) -> Result<ActionResult, Error> {
         let started = SystemTime::now();
         request::validate_action_id(&request.action_id)?;

@@ -1,4 +1,8 @@
 //! Unit and property tests of the decision procedure.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test walks one case table or scenario top to bottom"
+)]
 
 use std::{collections::HashMap, time::Duration};
 
