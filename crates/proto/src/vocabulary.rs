@@ -342,6 +342,25 @@ mod tests {
     }
 
     #[test]
+    fn the_disruptive_actions_are_those_that_take_running_pods_down() {
+        let disruptive: Vec<_> = ACTIONS
+            .iter()
+            .filter(|a| a.disruptive)
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(
+            disruptive,
+            [
+                "RestartPod",
+                "RolloutRestart",
+                "DrainNode",
+                "PatchResources",
+                "DeleteResource"
+            ]
+        );
+    }
+
+    #[test]
     fn the_model_is_offered_what_it_can_parameterise_and_report_last() {
         assert_eq!(
             model_labels(),

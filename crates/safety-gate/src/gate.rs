@@ -421,10 +421,14 @@ impl Gate {
         untrusted_model(&mut review, recommendation, source, policy);
 
         self.storm_guard(kind, context, &mut review);
-        let limits = policy.limits.unwrap_or_default();
-        disruption(kind, context, &limits, self, &mut review);
-        if let Kind::DrainNode(_) = kind {
-            drain::drain(kind, target, context, policy, &limits, self, &mut review);
+        // The disruption cap, budgets and a drain's pods concern the actions
+        // the vocabulary says take running pods down.
+        if vocabulary::of(kind).disruptive {
+            let limits = policy.limits.unwrap_or_default();
+            disruption(kind, context, &limits, self, &mut review);
+            if let Kind::DrainNode(_) = kind {
+                drain::drain(kind, target, context, policy, &limits, self, &mut review);
+            }
         }
 
         if let Err(review) = mode(&mut review, policy) {
