@@ -46,8 +46,20 @@ pub struct LlmConfig {
     pub endpoint: String,
     /// Model name as the provider knows it.
     pub model: String,
-    /// Per-request deadline; past it the analyzer answers with rules only.
+    /// The longest one model call may run (queue time apart), and its
+    /// deadline until the server's throughput is measured; past it the
+    /// incident is answered by the rules alone.
     pub timeout_secs: u64,
+    /// Model calls at once: the server's parallel slots (Ollama's
+    /// `OLLAMA_NUM_PARALLEL`, llama.cpp's `--parallel`/`n_parallel`). More
+    /// than the server has only moves the queue into the server, where the
+    /// wait counts against each call's deadline.
+    #[serde(default = "default_parallel")]
+    pub parallel: u32,
+    /// Most questions waiting for the model; past it the least urgent
+    /// incident is answered by the rules alone (`queue_full`).
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: u32,
     /// Largest reply, in tokens.
     pub max_tokens: u32,
     /// Context window asked of the model (Ollama's `num_ctx`); prompts are
@@ -71,6 +83,14 @@ pub struct LlmConfig {
     pub allowed_models: Vec<String>,
 }
 
+fn default_parallel() -> u32 {
+    1
+}
+
+fn default_queue_capacity() -> u32 {
+    256
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -83,6 +103,8 @@ impl Default for Config {
                 endpoint: "http://127.0.0.1:11434".to_owned(),
                 model: "smollm2:135m".to_owned(),
                 timeout_secs: 30,
+                parallel: default_parallel(),
+                queue_capacity: default_queue_capacity(),
                 max_tokens: 512,
                 context_tokens: 4096,
                 temperature: 0.1,
@@ -119,6 +141,15 @@ impl ServiceConfig for Config {
             return Err(Error::config(
                 "llm.timeout_secs",
                 "must be between 1 and 600",
+            ));
+        }
+        if !(1..=64).contains(&llm.parallel) {
+            return Err(Error::config("llm.parallel", "must be between 1 and 64"));
+        }
+        if !(1..=10_000).contains(&llm.queue_capacity) {
+            return Err(Error::config(
+                "llm.queue_capacity",
+                "must be between 1 and 10000",
             ));
         }
         if !(16..=32_768).contains(&llm.max_tokens) {

@@ -11,7 +11,9 @@
 pub mod analysis;
 pub mod catalog;
 pub mod config;
+pub mod consult;
 pub mod error;
+pub mod incident;
 pub mod index;
 pub mod llm;
 pub mod rules;

@@ -1,7 +1,9 @@
-//! The model path: a prompt built from the snapshot's issues, a JSON schema
-//! built per request (an enum of the actions the model may pick and an enum
-//! of the snapshot objects it may target), the Ollama and OpenAI-compatible
-//! providers, and the conversion of its reply into recommendations.
+//! The model path: a prompt built from one incident's issues and evidence,
+//! a JSON schema built per request (the explanation, an enum of the
+//! evidence it may cite, of the actions the model may pick and of the
+//! incident's objects it may target), the Ollama and OpenAI-compatible
+//! providers, the scheduler every call goes through, and the conversion of
+//! its reply into recommendations.
 //!
 //! Everything from the cluster enters the prompt JSON-encoded inside a
 //! fenced data block, and everything from the model is untrusted: the reply
@@ -12,17 +14,22 @@
 //! - [`prompt`]: the prompt and the reply schema;
 //! - [`client`]: the two providers, with retries within one deadline;
 //! - [`breaker`]: the circuit breaker over model calls;
+//! - [`scheduler`]: one queue per model: priority, deduplication, cache,
+//!   deadlines from measured throughput;
 //! - [`reply`]: the reply, parsed and turned into recommendations.
 
 mod breaker;
 mod client;
 mod prompt;
 mod reply;
+mod scheduler;
 
-pub use self::{breaker::*, client::*, prompt::*, reply::*};
+pub use self::{breaker::*, client::*, prompt::*, reply::*, scheduler::*};
 
-/// Sent with every model recommendation; part of the reply cache's keys.
-pub const PROMPT_VERSION: &str = "nanny-v1";
+/// The prompt template's version: sent with every model recommendation and
+/// explanation, and part of the answer cache's keys. `nanny-v2`: one
+/// incident per prompt, with numbered evidence and an explanation.
+pub const PROMPT_VERSION: &str = "nanny-v2";
 
 /// Why a model call produced nothing.
 #[derive(Debug, thiserror::Error)]
@@ -71,5 +78,7 @@ impl LlmError {
     }
 }
 
+#[cfg(test)]
+mod scheduler_tests;
 #[cfg(test)]
 mod tests;

@@ -245,6 +245,7 @@ fn stamp(snapshot: &ClusterSnapshot, drafts: Drafts, now: SystemTime) -> Vec<Rec
                 }),
                 evidence_refs,
                 created_at: Some(now.into()),
+                explanation: None,
             }
         })
         .collect()

@@ -134,6 +134,7 @@ impl AnalyzerService {
             recommendations,
             rules_only,
             exchange: answer.exchange,
+            incident_outcomes: answer.outcomes.into_iter().collect(),
         })
     }
 }

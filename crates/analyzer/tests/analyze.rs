@@ -221,7 +221,9 @@ async fn analyze_snapshot_answers_with_validated_rule_recommendations() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"nanny_analyzer_model_calls_total{outcome="transport"} 1"#),
+        metrics.contains(
+            r#"nanny_analyzer_model_calls_total{model="smollm2:135m",outcome="transport"} 1"#
+        ),
         "{metrics}"
     );
     assert!(metrics.contains("nanny_analyzer_degraded 1"), "{metrics}");

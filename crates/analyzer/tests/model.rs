@@ -117,11 +117,24 @@ async fn start_with(model: SocketAddr, provider: Provider, timeout_secs: u64) ->
     Analyzer { client, http, stop }
 }
 
-/// The value of the metric line starting with `series` (name and labels).
+/// The value of the metric line of `series` (`name{label="value",…}`):
+/// the line of that name carrying each of the labels, whatever others it
+/// has (the model's name, say).
 fn metric(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+    let labels: Vec<&str> = labels
+        .trim_end_matches('}')
+        .split(',')
+        .filter(|l| !l.is_empty())
+        .collect();
+    metrics.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let (series, value) = rest.rsplit_once(' ')?;
+        (series.is_empty() || series.starts_with('{'))
+            .then_some(())
+            .filter(|()| labels.iter().all(|label| series.contains(label)))?;
+        value.trim().parse().ok()
+    })
 }
 
 /// `AnalyzeSnapshot` of [`snapshot`].
@@ -193,7 +206,11 @@ fn snapshot() -> ClusterSnapshot {
 
 #[tokio::test]
 async fn model_answers_are_merged_and_hostile_ones_dropped() {
-    let reply = json!({ "recommendations": [
+    let reply = json!({
+        "hypothesis": "The app exits at start; the probe fails because it never listens.",
+        "cited": ["e2"],
+        "risk": "A restart loses nothing: the pod is not serving.",
+        "recommendations": [
         // Agrees with the crash-loop rule.
         { "action": "restart_pod", "target_uid": "uid-web-1", "issue_fingerprint": "fp-pod", "confidence": 90, "reason": "agree" },
         // What the injected text asks for: not an allowed action.
@@ -204,7 +221,7 @@ async fn model_answers_are_merged_and_hostile_ones_dropped() {
         { "action": "report_only", "target_uid": "uid-web-1", "issue_fingerprint": "fp-ready", "confidence": 80, "reason": "probe path looks wrong" }
     ]})
     .to_string();
-    let (model, calls) = model_server(Some(reply)).await;
+    let (model, calls) = model_server(Some(reply.clone())).await;
     let (mut client, _stop) = start(model).await;
     let answer = analyze_the_snapshot(&mut client).await;
     assert!(!answer.rules_only);
@@ -242,6 +259,46 @@ async fn model_answers_are_merged_and_hostile_ones_dropped() {
     for r in &answer.recommendations {
         assert_eq!(r.target.as_ref().unwrap().namespace, "shop");
     }
+    // Both carry the incident's explanation, citing the evidence by id and
+    // value, with what the model thought of each.
+    let explained = |r: &pb::Recommendation| r.explanation.clone().expect("explained");
+    let (of_rule, of_model) = (explained(rule), explained(model));
+    assert_eq!(of_rule.agreement, pb::Agreement::Agrees as i32);
+    assert_eq!(of_model.agreement, pb::Agreement::Disagrees as i32);
+    assert_eq!(of_rule.cited_evidence, ["e2: container app restarts = 8"]);
+    assert!(of_rule.hypothesis.starts_with("The app exits at start"));
+    assert_eq!(of_rule.incident, of_model.incident);
+    assert!(of_rule.incident.starts_with("inc-"));
+    assert_eq!(of_rule.model.unwrap().prompt_version, llm::PROMPT_VERSION);
+    assert_eq!(
+        answer
+            .incident_outcomes
+            .get(&of_rule.incident)
+            .map(String::as_str),
+        Some("ok")
+    );
+    assert_eq!(
+        again
+            .incident_outcomes
+            .get(&of_rule.incident)
+            .map(String::as_str),
+        Some("cache_hit")
+    );
+
+    // The same answer citing evidence the incident never carried: the
+    // explanation is dropped, the checked proposals stand.
+    let forged = reply.replace(r#""e2""#, r#""e99""#);
+    let (model, _) = model_server(Some(forged)).await;
+    let (mut client, _stop) = start(model).await;
+    let answer = analyze_the_snapshot(&mut client).await;
+    assert_eq!(answer.recommendations.len(), 2, "{answer:?}");
+    assert!(
+        answer
+            .recommendations
+            .iter()
+            .all(|r| r.explanation.is_none()),
+        "{answer:?}"
+    );
 }
 
 /// A request carrying a policy's settings: only reports offered, extra
@@ -310,7 +367,8 @@ async fn a_policy_shapes_the_model_call_and_debug_returns_the_exchange() {
         exchange.rejected,
         [
             "#0 restart_pod on uid-web-1: action_not_in_policy",
-            "#1 delete_namespace on uid-kube-system: unknown_action"
+            // Checked first: the target is no object of the incident.
+            "#1 delete_namespace on uid-kube-system: target_not_in_incident"
         ]
     );
     let models: Vec<_> = answer
@@ -411,7 +469,12 @@ async fn the_real_small_model_answers_and_only_valid_recommendations_leave() {
         r#"nanny_analyzer_model_tokens_total{direction="out"}"#,
     );
     eprintln!(
-        "real model: answered in {elapsed:.1?}, {tokens_in:?} tokens in, {tokens_out:?} out, with {} recommendations: {:?}",
+        "real model: answered in {elapsed:.1?}, {tokens_in:?} tokens in, {tokens_out:?} out, outcomes {:?}, explanation {:?}, with {} recommendations: {:?}",
+        answer.incident_outcomes,
+        answer
+            .recommendations
+            .iter()
+            .find_map(|r| r.explanation.as_ref()),
         answer.recommendations.len(),
         answer
             .recommendations
@@ -580,7 +643,7 @@ async fn real_ollama_answers_natively_and_only_valid_recommendations_leave() {
     assert_eq!(
         metric(
             &metrics,
-            r#"nanny_analyzer_model_cache_total{result="hit"}"#
+            r#"nanny_analyzer_model_calls_total{outcome="cache_hit"}"#
         ),
         Some(1.0),
         "{metrics}"
@@ -608,7 +671,8 @@ async fn measure(what: &str, provider: Provider, url: &str) -> ModelClient {
     let snapshot = snapshot();
     let index = nanny_analyzer::index::SnapshotIndex::new(&snapshot);
     let settings = nanny_analyzer::settings::Settings::from_config(&Config::default());
-    let prompt = llm::build_prompt(&snapshot, &index, &settings, llm::MAX_PROMPT_CHARS).unwrap();
+    let prompt =
+        llm::build_prompts(&snapshot, &index, &settings, llm::MAX_PROMPT_CHARS).swap_remove(0);
     let started = Instant::now();
     let reply = model.complete(&prompt).await.unwrap();
     let elapsed = started.elapsed();

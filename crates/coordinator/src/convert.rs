@@ -298,6 +298,8 @@ pub fn recommendation(
             seconds: t.as_second(),
             nanos: 0,
         }),
+        // Model text for people: the gate decides without it.
+        explanation: None,
     })
 }
 
@@ -452,6 +454,7 @@ mod tests {
             }),
             evidence_refs: vec!["issue:abcd".into()],
             created_at: None,
+            explanation: None,
         };
         let spec = spec_from_recommendation("shop/default", &rec, None).unwrap();
         assert_eq!(recommendation(&spec, None).unwrap(), rec);

@@ -233,8 +233,13 @@ impl Pipeline {
         tracing::debug!(policy = %self.policy_ref, ?lane, recommendations = response.recommendations.len(), rules_only = response.rules_only, "Snapshot analyzed.");
         for rec in &response.recommendations {
             // The model lane's answer repeats the rules' recommendations:
-            // the driver absorbs them into the actions already open.
+            // the driver absorbs them into the actions already open, and
+            // attaches the model's explanation to them.
             self.driver.propose(&self.policy, rec, snapshot).await;
+            if rec.explanation.is_some() {
+                let outcome = self.driver.explain(&self.policy, rec).await;
+                tracing::debug!(policy = %self.policy_ref, recommendation = %rec.id, outcome, "Model explanation.");
+            }
         }
         Ok(())
     }

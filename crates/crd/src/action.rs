@@ -334,6 +334,11 @@ pub struct HealingActionStatus {
     /// A rollback a human asked for, and how it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<ResultRecord>,
+    /// The model's explanation of the incident behind the action, attached
+    /// when it answers (the action never waits for it). Model output: for
+    /// people, never read by any decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<ExplanationRecord>,
     /// Conditions with timestamps of each transition.
     #[serde(default)]
     pub conditions: Vec<Condition>,
@@ -509,6 +514,40 @@ pub struct VerdictRecord {
     /// the coordinator proposes no such action for the incident.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<String>,
+}
+
+/// A model's explanation, as recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExplanationRecord {
+    /// The incident's fingerprint.
+    #[schemars(length(max = 64))]
+    pub incident: String,
+    /// The root-cause hypothesis, in the model's words.
+    #[schemars(length(max = 1024))]
+    pub hypothesis: String,
+    /// The risk of the action, in the model's words.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub risk: String,
+    /// The evidence cited, `id: description = value`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(max = 512)))]
+    pub cited_evidence: Vec<String>,
+    /// `provider/model`, and the model digest when the provider tells it.
+    #[schemars(length(max = 256))]
+    pub model: String,
+    /// The prompt template's version.
+    #[schemars(length(max = 64))]
+    pub prompt_version: String,
+    /// What the model thought of this action: `Agrees`, `Disagrees`,
+    /// `Silent` (it proposed nothing for the target) or `ModelOnly` (the
+    /// action is its own proposal).
+    #[schemars(length(max = 16))]
+    pub agreement: String,
+    /// RFC 3339 time it was attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
 }
 
 /// The remediator's report, as recorded.

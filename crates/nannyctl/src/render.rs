@@ -429,6 +429,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn describe_shows_the_model_explanation_marked_as_model_output() {
+        let mut action = action("ha-1", Some(Phase::Succeeded));
+        action.status.as_mut().unwrap().explanation = Some(nanny_crd::ExplanationRecord {
+            incident: "inc-9eab41ea547c0e7a".into(),
+            hypothesis: "The new image exits at start.".into(),
+            risk: "A restart loses nothing.".into(),
+            cited_evidence: vec!["e2: container app restarts = 8".into()],
+            model: "openai/smollm2:135m".into(),
+            prompt_version: "nanny-v2".into(),
+            agreement: "Agrees".into(),
+            at: None,
+        });
+        let text = describe(&action, "nannyctl", now());
+        for expected in [
+            "Explanation:      (model output, untrusted: openai/smollm2:135m, agreement Agrees) incident inc-9eab41ea547c0e7a\n",
+            "  Hypothesis:     \"The new image exits at start.\"\n",
+            "  Cites:          e2: container app restarts = 8\n",
+            "  Prompt:         nanny-v2\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        action.status.as_mut().unwrap().explanation = None;
+        assert!(!describe(&action, "nannyctl", now()).contains("Explanation"));
+    }
+
+    #[test]
     fn describe_pending_shows_expiry_and_the_approve_command() {
         let mut action = action("ha-1", Some(Phase::PendingApproval));
         action.status.as_mut().unwrap().expires_at = Some("2026-11-24T12:00:00Z".into());

@@ -445,6 +445,7 @@ mod tests {
                 Recommendation::default(),
             ],
             exchange: None,
+            incident_outcomes: std::collections::HashMap::new(),
         };
         let text = recommendations(&response);
         let lines: Vec<&str> = text.lines().collect();

@@ -25,7 +25,7 @@ use nanny_cluster_tests::{
         Harness, MIN_RESTARTS, WAIT, crash_loop_restarted, crash_one_pod, policy, restarts,
     },
 };
-use nanny_crd::{ActionType, Phase};
+use nanny_crd::{ActionType, HealingAction, Phase};
 use nanny_test_util::{
     cluster::eventually,
     faults::{self, HpaAtMax, NodeFault, PodSpec},
@@ -418,10 +418,14 @@ async fn dry_run_mode_stores_diffs_and_changes_nothing() {
 /// Every request a stand-in model server received.
 type Requests = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
 
+/// The hypothesis the stand-in model gives for every incident.
+const HYPOTHESIS: &str = "The db image tag does not exist; the container never starts.";
+
 /// A stand-in model server (OpenAI-compatible) that always proposes
 /// deleting `target_uid`, citing the first issue the request's schema
-/// offers: the untrusted-LLM case the gate must refuse. Returns its URL and
-/// the requests it receives.
+/// offers: the untrusted-LLM case the gate must refuse. It explains each
+/// incident with [`HYPOTHESIS`], citing the first evidence id offered.
+/// Returns its URL and the requests it receives.
 async fn deleting_model(target_uid: String) -> (String, Requests) {
     let requests = Requests::default();
     let seen = requests.clone();
@@ -445,8 +449,15 @@ async fn deleting_model(target_uid: String) -> (String, Requests) {
             async move {
                 let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 let fingerprint = first_fingerprint(&request).unwrap_or_default();
+                let evidence = request["response_format"]["json_schema"]["schema"]["properties"]
+                    ["cited"]["items"]["enum"][0]
+                    .clone();
                 seen.lock().unwrap().push(request);
-                let content = serde_json::json!({ "recommendations": [{
+                let content = serde_json::json!({
+                    "hypothesis": HYPOTHESIS,
+                    "cited": [evidence],
+                    "risk": "Deleting a StatefulSet loses its data.",
+                    "recommendations": [{
                     "action": "delete_resource",
                     "target_uid": target_uid,
                     "issue_fingerprint": fingerprint,
@@ -570,9 +581,58 @@ async fn an_llm_proposing_to_delete_a_statefulset_is_denied_and_audited() {
         ]),
         "the policy's actions, without drain_node"
     );
+    // The model's explanation reaches both actions of the incident,
+    // after the fact: the denied proposal (its own) and the rules' action
+    // on the crash-looping pod (on which it said nothing).
+    let explained = |a: &HealingAction| a.status.as_ref().and_then(|s| s.explanation.clone());
+    let own = match eventually("the model's explanation on its proposal", WAIT, || async {
+        Ok(h.actions_on(&uid).await.iter().find_map(explained))
+    })
+    .await
+    {
+        Ok(own) => own,
+        Err(e) => panic!("{e}\n{}", h.actions_seen().await),
+    };
+    assert_eq!(own.hypothesis, HYPOTHESIS);
+    assert_eq!(own.agreement, "ModelOnly");
+    assert_eq!(own.prompt_version, "nanny-v2");
+    assert_eq!(own.model, "openai/stand-in");
+    assert!(
+        own.cited_evidence
+            .first()
+            .is_some_and(|c| c.starts_with("e1: ")),
+        "{own:?}"
+    );
+    let actions: Api<HealingAction> = Api::namespaced(h.fx.client.clone(), &ns);
+    let rule_explained = eventually("the explanation on the rules' action", WAIT, || async {
+        Ok(actions
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|a| a.spec.source.kind == nanny_crd::SourceKind::Rule)
+            .find_map(explained))
+    })
+    .await;
+    let rule_explained = match rule_explained {
+        Ok(explanation) => explanation,
+        Err(e) => panic!("{e}\n{}", h.actions_seen().await),
+    };
+    assert_eq!(
+        rule_explained.incident, own.incident,
+        "one incident, one explanation"
+    );
+    // On the pod the model said nothing; on the StatefulSet it proposed
+    // another action.
+    assert!(
+        ["Silent", "Disagrees"].contains(&rule_explained.agreement.as_str()),
+        "{rule_explained:?}"
+    );
     println!(
-        "LLM proposing to delete a StatefulSet → denied ({}) and audited",
-        verdict.matched_rules.join(",")
+        "LLM proposing to delete a StatefulSet → denied ({}) and audited; its explanation attached to both actions of incident {}",
+        verdict.matched_rules.join(","),
+        own.incident
     );
 }
 

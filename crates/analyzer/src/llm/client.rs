@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::{
     LlmError,
     prompt::Prompt,
-    reply::{MAX_REPLY_BYTES, ModelInfo, ModelReply, Usage, parse_reply},
+    reply::{MAX_REPLY_BYTES, ModelInfo, ModelReply, Timings, Usage, parse_reply},
 };
 use crate::config::Provider;
 
@@ -45,6 +45,16 @@ struct Completion {
     choices: Vec<Choice>,
     #[serde(default)]
     usage: Usage,
+    /// llama.cpp's server adds its timings.
+    #[serde(default)]
+    timings: Option<LlamaTimings>,
+}
+
+/// llama.cpp's `timings`, milliseconds.
+#[derive(Debug, Deserialize)]
+struct LlamaTimings {
+    prompt_ms: f64,
+    predicted_ms: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +75,11 @@ struct OllamaChat {
     done_reason: Option<String>,
     #[serde(flatten)]
     usage: Usage,
+    /// Nanoseconds.
+    #[serde(default)]
+    prompt_eval_duration: Option<u64>,
+    #[serde(default)]
+    eval_duration: Option<u64>,
 }
 
 /// Ollama `GET /api/tags`: the local models.
@@ -156,7 +171,7 @@ impl ModelClient {
     /// Asks Ollama for the model's digest once; a failure leaves it unknown
     /// (the chat call that follows reports the real problem) and the next
     /// call asks again. OpenAI-compatible servers publish none.
-    async fn learn_digest(&self) {
+    pub async fn learn_digest(&self) {
         if self.provider != Provider::Ollama || self.digest.get().is_some() {
             return;
         }
@@ -243,8 +258,22 @@ impl ModelClient {
         prompt: &Prompt,
         raw: &mut String,
     ) -> Result<ModelReply, LlmError> {
+        self.complete_within(prompt, raw, self.timeout).await
+    }
+
+    /// [`ModelClient::complete_keeping_raw`] within `deadline` instead of
+    /// the configured timeout.
+    ///
+    /// # Errors
+    /// As [`ModelClient::complete`].
+    pub async fn complete_within(
+        &self,
+        prompt: &Prompt,
+        raw: &mut String,
+        deadline: Duration,
+    ) -> Result<ModelReply, LlmError> {
         // One deadline covers the retry too: the caller's latency bound holds.
-        tokio::time::timeout(self.timeout, async {
+        tokio::time::timeout(deadline, async {
             let mut attempt = 0;
             self.learn_digest().await;
             loop {
@@ -293,19 +322,36 @@ impl ModelClient {
             body.extend_from_slice(&chunk);
         }
         let malformed = |e: serde_json::Error| LlmError::Malformed(e.to_string());
-        let (message, finish, usage) = match self.provider {
+        let (message, finish, usage, timings) = match self.provider {
             Provider::Openai => {
                 let completion: Completion = serde_json::from_slice(&body).map_err(malformed)?;
+                let timings = completion.timings.map(|t| Timings {
+                    prompt_secs: t.prompt_ms / 1e3,
+                    generate_secs: t.predicted_ms / 1e3,
+                });
                 let choice = completion
                     .choices
                     .into_iter()
                     .next()
                     .ok_or_else(|| LlmError::Malformed("no choices".to_owned()))?;
-                (choice.message, choice.finish_reason, completion.usage)
+                (
+                    choice.message,
+                    choice.finish_reason,
+                    completion.usage,
+                    timings,
+                )
             }
             Provider::Ollama => {
                 let chat: OllamaChat = serde_json::from_slice(&body).map_err(malformed)?;
-                (chat.message, chat.done_reason, chat.usage)
+                #[expect(clippy::cast_precision_loss, reason = "nanoseconds of one call")]
+                let timings = chat
+                    .prompt_eval_duration
+                    .zip(chat.eval_duration)
+                    .map(|(p, e)| Timings {
+                        prompt_secs: p as f64 / 1e9,
+                        generate_secs: e as f64 / 1e9,
+                    });
+                (chat.message, chat.done_reason, chat.usage, timings)
             }
         };
         raw.clone_from(message.content.as_ref().unwrap_or(&String::new()));
@@ -322,6 +368,7 @@ impl ModelClient {
             .ok_or_else(|| LlmError::Malformed("no content".to_owned()))?;
         let mut reply = parse_reply(&content)?;
         reply.usage = usage;
+        reply.timings = timings;
         reply.raw = content;
         Ok(reply)
     }

@@ -31,11 +31,23 @@ fn passed_to_gate(action: &str) -> bool {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelReply {
+    /// The root-cause hypothesis (empty: the model gave none).
+    #[serde(default)]
+    pub hypothesis: String,
+    /// Ids of the evidence items the hypothesis rests on.
+    #[serde(default)]
+    pub cited: Vec<String>,
+    /// The risk of acting, in the model's words.
+    #[serde(default)]
+    pub risk: String,
     /// The proposals.
     pub recommendations: Vec<ModelItem>,
     /// What the call cost; from the response envelope, never the model.
     #[serde(skip)]
     pub usage: Usage,
+    /// How long the server spent on each phase, when it says.
+    #[serde(skip)]
+    pub timings: Option<Timings>,
     /// The assistant message content verbatim, for debugging.
     #[serde(skip)]
     pub raw: String,
@@ -53,6 +65,17 @@ pub struct Usage {
     /// `usage.completion_tokens`).
     #[serde(default, alias = "eval_count")]
     pub completion_tokens: u64,
+}
+
+/// Seconds the server spent evaluating the prompt and generating, as it
+/// reported them (Ollama's `prompt_eval_duration`/`eval_duration`,
+/// llama.cpp's `timings`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timings {
+    /// Prompt evaluation (prefill).
+    pub prompt_secs: f64,
+    /// Generation.
+    pub generate_secs: f64,
 }
 
 /// One proposal as the model wrote it; every field is untrusted.
@@ -228,5 +251,6 @@ pub fn to_recommendation(
         }),
         evidence_refs: vec![format!("issue:{}", item.issue_fingerprint)],
         created_at: None,
+        explanation: None,
     })
 }

@@ -59,6 +59,18 @@ fn world() -> ClusterSnapshot {
     s
 }
 
+/// The prompt of the snapshot's most severe incident.
+fn build_prompt(
+    s: &ClusterSnapshot,
+    index: &SnapshotIndex<'_>,
+    settings: &Settings,
+    max_chars: usize,
+) -> Option<Prompt> {
+    build_prompts(s, index, settings, max_chars)
+        .into_iter()
+        .next()
+}
+
 fn info() -> ModelInfo {
     ModelInfo {
         provider: "openai",
@@ -295,7 +307,7 @@ fn model_items_become_validated_recommendations_or_are_rejected() {
 }
 
 /// Reads one HTTP request: its head and its body.
-async fn read_request(socket: &mut tokio::net::TcpStream) -> (String, String) {
+pub(super) async fn read_request(socket: &mut tokio::net::TcpStream) -> (String, String) {
     let mut buffer = Vec::new();
     let mut chunk = [0_u8; 4096];
     loop {
@@ -318,7 +330,7 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> (String, String) {
     }
 }
 
-async fn respond(socket: &mut tokio::net::TcpStream, status: &str, body: &str) {
+pub(super) async fn respond(socket: &mut tokio::net::TcpStream, status: &str, body: &str) {
     let response = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
@@ -376,7 +388,7 @@ async fn mock_ollama(chat: String) -> (SocketAddr, oneshot::Receiver<String>) {
 
 const DIGEST: &str = "2b1a5f6cb4f0b3c5d4f7d7e3a0c1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9";
 
-fn completion(content: &str, finish_reason: &str) -> String {
+pub(super) fn completion(content: &str, finish_reason: &str) -> String {
     json!({
         "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": finish_reason }],
         "usage": { "prompt_tokens": 700, "completion_tokens": 30, "total_tokens": 730 }
@@ -384,7 +396,7 @@ fn completion(content: &str, finish_reason: &str) -> String {
     .to_string()
 }
 
-fn client(addr: SocketAddr, timeout: Duration) -> ModelClient {
+pub(super) fn client(addr: SocketAddr, timeout: Duration) -> ModelClient {
     client_for(Provider::Openai, addr, timeout)
 }
 
@@ -461,7 +473,7 @@ fn prompt() -> Prompt {
     build_prompt(&s, &SnapshotIndex::new(&s), &settings(3), MAX_PROMPT_CHARS).unwrap()
 }
 
-const GOOD: &str = r#"{"recommendations":[{"action":"restart_pod","target_uid":"uid-Pod-shop-web-1","issue_fingerprint":"fp-1","confidence":90,"reason":"crash loop"}]}"#;
+pub(super) const GOOD: &str = r#"{"recommendations":[{"action":"restart_pod","target_uid":"uid-Pod-shop-web-1","issue_fingerprint":"fp-1","confidence":90,"reason":"crash loop"}]}"#;
 
 #[tokio::test]
 async fn a_good_reply_parses_and_the_request_carries_the_schema() {

@@ -11,6 +11,7 @@
 //! instead of acting twice.
 
 mod execute;
+mod explain;
 mod human;
 mod records;
 mod step;
@@ -99,6 +100,9 @@ struct Inner {
     /// Actions this process created that the watch may not show yet, by
     /// dedup key; cleared when the store catches up.
     created: Mutex<HashMap<DedupKey, (String, String)>>,
+    /// Model explanations waiting for their action's next reconcile, by
+    /// namespace and name (see [`Driver::explain`]).
+    explanations: Mutex<HashMap<(String, String), nanny_crd::ExplanationRecord>>,
     proposals: IntCounterVec,
     transitions: IntCounterVec,
     escalations: IntCounterVec,
@@ -146,6 +150,7 @@ impl Driver {
                 gate: SafetyGateClient::new(ctx.peers.gate.clone()),
                 remediator: RemediatorClient::new(ctx.peers.remediator.clone()),
                 created: Mutex::new(HashMap::new()),
+                explanations: Mutex::new(HashMap::new()),
                 proposals,
                 transitions,
                 escalations,
@@ -394,7 +399,12 @@ impl Driver {
         driver: Arc<Driver>,
     ) -> Result<Action, Error> {
         let sweep = driver.inner.ctx.config.sweep();
-        if !*driver.inner.ctx.leader.borrow() || !Self::needs_driving(&action) {
+        if !*driver.inner.ctx.leader.borrow() {
+            return Ok(Action::await_change());
+        }
+        // No step of this action runs now: a status write cannot collide.
+        driver.flush_explanation(&action).await;
+        if !Self::needs_driving(&action) {
             return Ok(Action::await_change());
         }
         // A policy missing from a half-listed store would read as deleted.

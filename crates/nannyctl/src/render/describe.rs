@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
 use nanny_crd::{
-    Condition, HealingAction, HealingActionStatus, HumanDecision, Phase, ROLLBACK_ANNOTATION,
-    ResultRecord, SourceKind,
+    Condition, ExplanationRecord, HealingAction, HealingActionStatus, HumanDecision, Phase,
+    ROLLBACK_ANNOTATION, ResultRecord, SourceKind,
 };
 
 use super::*;
@@ -73,6 +73,10 @@ pub fn describe(action: &HealingAction, program: &str, now: Timestamp) -> String
     out.push('\n');
     proposal(&mut out, action);
     out.push('\n');
+    if let Some(explanation) = &status.explanation {
+        explained(&mut out, explanation);
+        out.push('\n');
+    }
     decisions(&mut out, action, &status, now);
     field(&mut out, "Attempts", status.attempts);
     out.push('\n');
@@ -80,6 +84,27 @@ pub fn describe(action: &HealingAction, program: &str, now: Timestamp) -> String
     out.push('\n');
     field(&mut out, "Next", next_step(action, program));
     out
+}
+
+/// The model's explanation, marked as model output: text a small model
+/// wrote from cluster data, which may repeat what an attacker put there.
+fn explained(out: &mut String, explanation: &ExplanationRecord) {
+    field(
+        out,
+        "Explanation",
+        format!(
+            "(model output, untrusted: {}, agreement {}) incident {}",
+            explanation.model, explanation.agreement, explanation.incident
+        ),
+    );
+    field(out, "  Hypothesis", format!("{:?}", explanation.hypothesis));
+    if !explanation.risk.is_empty() {
+        field(out, "  Risk", format!("{:?}", explanation.risk));
+    }
+    for cited in &explanation.cited_evidence {
+        field(out, "  Cites", cited);
+    }
+    field(out, "  Prompt", &explanation.prompt_version);
 }
 
 /// Name, policy, phase and times.

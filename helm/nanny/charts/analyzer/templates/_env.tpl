@@ -15,6 +15,10 @@
   value: {{ $llm.model | quote }}
 - name: NANNY_LLM__TIMEOUT_SECS
   value: {{ $llm.timeoutSecs | int | quote }}
+- name: NANNY_LLM__PARALLEL
+  value: {{ $llm.parallel | default 1 | int | quote }}
+- name: NANNY_LLM__QUEUE_CAPACITY
+  value: {{ $llm.queueCapacity | default 256 | int | quote }}
 - name: NANNY_LLM__MAX_TOKENS
   value: {{ $llm.maxTokens | int | quote }}
 - name: NANNY_LLM__TEMPERATURE

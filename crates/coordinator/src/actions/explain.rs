@@ -1,0 +1,171 @@
+//! Model explanations attached to HealingActions, after the fact: the
+//! analyzer's model lane answers when it can, and the rule's action never
+//! waits for it.
+//!
+//! An explanation goes to the newest action of the same policy, target and
+//! action type. It is written to `status.explanation` at once when no step
+//! of the action can be running (finished, or waiting on a human), and
+//! otherwise kept until the action's next reconcile writes it, before that
+//! reconcile steps the action — so it never makes a step's write conflict.
+
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api, ResourceExt as _,
+    api::{Patch, PatchParams},
+};
+use nanny_crd::{ExplanationRecord, HealingAction, HealingPolicy, Phase};
+use nanny_proto::v1 as pb;
+
+use super::{Driver, key};
+
+/// The record of a model explanation, as attached at `now`.
+pub fn record(explanation: &pb::Explanation, now: Timestamp) -> ExplanationRecord {
+    let model = explanation.model.clone().unwrap_or_default();
+    let name = if model.digest.is_empty() {
+        format!("{}/{}", model.provider, model.model)
+    } else {
+        format!("{}/{}@{}", model.provider, model.model, model.digest)
+    };
+    let agreement = match pb::Agreement::try_from(explanation.agreement) {
+        Ok(pb::Agreement::Agrees) => "Agrees",
+        Ok(pb::Agreement::Disagrees) => "Disagrees",
+        Ok(pb::Agreement::ModelOnly) => "ModelOnly",
+        _ => "Silent",
+    };
+    let cut = |text: &str, max: usize| text.chars().take(max).collect::<String>();
+    ExplanationRecord {
+        incident: cut(&explanation.incident, 64),
+        hypothesis: cut(&explanation.hypothesis, 1024),
+        risk: cut(&explanation.risk, 1024),
+        cited_evidence: explanation
+            .cited_evidence
+            .iter()
+            .take(8)
+            .map(|c| cut(c, 512))
+            .collect(),
+        model: cut(&name, 256),
+        prompt_version: cut(&model.prompt_version, 64),
+        agreement: agreement.to_owned(),
+        at: Some(now.to_string()),
+    }
+}
+
+/// Whether no step of the action can be running: finished (and no
+/// rollback asked for) or waiting on a human.
+fn quiet(action: &HealingAction) -> bool {
+    let phase = action.phase();
+    (phase.is_terminal() && !Driver::needs_driving(action))
+        || matches!(phase, Phase::PendingApproval | Phase::Escalated)
+}
+
+/// Whether the action already carries this explanation.
+fn has(action: &HealingAction, record: &ExplanationRecord) -> bool {
+    action
+        .status
+        .as_ref()
+        .and_then(|s| s.explanation.as_ref())
+        .is_some_and(|e| {
+            e.incident == record.incident
+                && e.hypothesis == record.hypothesis
+                && e.agreement == record.agreement
+        })
+}
+
+impl Driver {
+    /// Attaches the explanation `rec` carries to its action under `policy`;
+    /// returns what became of it: `attached`, `pending` (written at the
+    /// action's next reconcile), `unchanged`, `no-action` or `failed`.
+    pub async fn explain(&self, policy: &HealingPolicy, rec: &pb::Recommendation) -> &'static str {
+        let Some(explanation) = rec.explanation.as_ref() else {
+            return "no-action";
+        };
+        let policy_ref = key(policy);
+        let uid = rec.target.as_ref().map_or("", |t| t.uid.as_str());
+        let Some(action_type) = rec
+            .action
+            .as_ref()
+            .and_then(|a| a.kind.as_ref())
+            .map(|kind| crate::convert::action_type(kind).name().to_owned())
+        else {
+            return "no-action";
+        };
+        let newest = self
+            .inner
+            .ctx
+            .actions
+            .state()
+            .into_iter()
+            .filter(|a| {
+                a.spec.policy_ref == policy_ref
+                    && a.spec.target.uid == uid
+                    && a.spec.action.type_.name() == action_type
+            })
+            .max_by_key(|a| a.creation_timestamp().map(|t| t.0));
+        let record = record(explanation, Timestamp::now());
+        let (namespace, name) = match &newest {
+            Some(action) => (action.namespace().unwrap_or_default(), action.name_any()),
+            // Created a moment ago: the watch has not shown it yet.
+            None => match self.inner.created.lock().ok().and_then(|created| {
+                created
+                    .get(&(policy_ref.clone(), uid.to_owned(), action_type.clone()))
+                    .cloned()
+            }) {
+                Some(found) => found,
+                None => return "no-action",
+            },
+        };
+        if let Some(action) = newest.as_ref() {
+            if has(action, &record) {
+                return "unchanged";
+            }
+            if quiet(action) {
+                return match self.write_explanation(&namespace, &name, &record).await {
+                    Ok(()) => "attached",
+                    Err(error) => {
+                        tracing::warn!(%error, action = %name, "Cannot attach the model's explanation.");
+                        "failed"
+                    }
+                };
+            }
+        }
+        if let Ok(mut pending) = self.inner.explanations.lock() {
+            pending.insert((namespace, name), record);
+        }
+        "pending"
+    }
+
+    /// Writes the explanation kept for `action`, if any; called by its
+    /// reconcile before any step.
+    pub(super) async fn flush_explanation(&self, action: &HealingAction) {
+        let key = (action.namespace().unwrap_or_default(), action.name_any());
+        let Some(record) = self
+            .inner
+            .explanations
+            .lock()
+            .ok()
+            .and_then(|mut pending| pending.remove(&key))
+        else {
+            return;
+        };
+        if has(action, &record) {
+            return;
+        }
+        if let Err(error) = self.write_explanation(&key.0, &key.1, &record).await {
+            tracing::warn!(%error, action = %key.1, "Cannot attach the model's explanation.");
+        }
+    }
+
+    async fn write_explanation(
+        &self,
+        namespace: &str,
+        name: &str,
+        record: &ExplanationRecord,
+    ) -> Result<(), kube::Error> {
+        let api: Api<HealingAction> = Api::namespaced(self.inner.ctx.client.clone(), namespace);
+        let patch = serde_json::json!({ "status": { "explanation": record } });
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        tracing::info!(action = %name, %namespace, incident = %record.incident, agreement = %record.agreement, "Model explanation attached.");
+        Ok(())
+    }
+}
