@@ -36,6 +36,26 @@ pub enum Target {
         /// Crash loops injected one after another.
         #[arg(long, default_value_t = 20)]
         faults: usize,
+        /// Also ask the real local model about every incident (the rules'
+        /// action must not wait for it).
+        #[arg(long)]
+        llm: bool,
+    },
+    /// The model queue: N concurrent incidents across N policies (each
+    /// incident seen by two) through the analyzer, against the real
+    /// llama.cpp server and real Ollama with SmolLM2-135M (targets: ≥ 95 %
+    /// answered ok, ≤ 1 model call per incident, p95 incident → explanation
+    /// ≤ 90 s).
+    Llm {
+        /// Incidents, and policies.
+        #[arg(long, default_value_t = 20)]
+        incidents: usize,
+        /// Which servers, comma-separated: llama, ollama.
+        #[arg(long, default_value = "llama,ollama")]
+        servers: String,
+        /// The analyzer's `llm.parallel` (the servers' parallel slots).
+        #[arg(long, default_value_t = 1)]
+        parallel: u32,
     },
     /// Idle RSS and start-to-SERVING of every service binary (targets: ≤ 20 MiB, ≤ 200 ms).
     Services {
@@ -82,7 +102,12 @@ pub fn run(target: Target) -> anyhow::Result<()> {
             nodes,
             faults,
         } => collector(pods, nodes, faults),
-        Target::Pipeline { faults } => pipeline(faults),
+        Target::Pipeline { faults, llm } => pipeline(faults, llm),
+        Target::Llm {
+            incidents,
+            servers,
+            parallel,
+        } => llm(incidents, &servers, parallel),
         Target::Services {
             profile,
             runs,
@@ -137,8 +162,11 @@ fn collector(pods: usize, nodes: u32, faults: usize) -> anyhow::Result<()> {
     })
 }
 
-fn pipeline(faults: usize) -> anyhow::Result<()> {
+fn pipeline(faults: usize, llm: bool) -> anyhow::Result<()> {
     anyhow::ensure!(faults > 0, "--faults must be at least 1");
+    if llm {
+        nanny_test_util::llm::install()?;
+    }
     cmd::step(
         "build service binaries",
         &["cargo", "build", "--locked", "--bins"],
@@ -156,9 +184,32 @@ fn pipeline(faults: usize) -> anyhow::Result<()> {
                     "pipeline_bench",
                 ])
                 .args(["--", "--ignored", "--nocapture"])
-                .env("NANNY_BENCH_FAULTS", faults.to_string()),
+                .env("NANNY_BENCH_FAULTS", faults.to_string())
+                .env("NANNY_BENCH_LLM", if llm { "1" } else { "0" }),
         )
     })
+}
+
+fn llm(incidents: usize, servers: &str, parallel: u32) -> anyhow::Result<()> {
+    anyhow::ensure!(incidents >= 2, "--incidents must be at least 2");
+    nanny_test_util::llm::install()?;
+    nanny_test_util::ollama::install()?;
+    cmd::run(
+        "bench llm (the analyzer's model queue against real servers)",
+        std::process::Command::new("cargo")
+            .args([
+                "test",
+                "--locked",
+                "-p",
+                "nanny-analyzer",
+                "--test",
+                "llm_bench",
+            ])
+            .args(["--", "--ignored", "--nocapture"])
+            .env("NANNY_BENCH_INCIDENTS", incidents.to_string())
+            .env("NANNY_BENCH_SERVERS", servers)
+            .env("NANNY_BENCH_PARALLEL", parallel.to_string()),
+    )
 }
 
 const SERVICES: [(&str, &str); 4] = [

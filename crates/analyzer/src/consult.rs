@@ -52,8 +52,10 @@ impl Analysis {
             incident::correlate(snapshot, &index, settings.triggers.as_ref())
                 .into_iter()
                 .filter_map(|incident| {
+                    let covered = rule_actions(rules, &incident);
                     let prompt = llm::build_prompt(
                         &incident,
+                        &covered,
                         snapshot,
                         &index,
                         settings,
@@ -94,7 +96,14 @@ impl Analysis {
                     &mut rejected,
                 );
                 let explanation = self.explanation(&reply.reply, incident, &info);
-                separate.extend(merge(rules, valid, &info, incident, explanation.as_ref()));
+                separate.extend(merge(
+                    rules,
+                    valid,
+                    &info,
+                    incident,
+                    explanation.as_ref(),
+                    reply.reply.agrees,
+                ));
             }
             answer
                 .outcomes
@@ -125,13 +134,13 @@ impl Analysis {
         now: SystemTime,
         rejected: &mut Vec<String>,
     ) -> Vec<Recommendation> {
-        let limit = usize::try_from(
-            settings
-                .model
-                .max_recommendations
-                .min(llm::MAX_ITEMS_PER_INCIDENT),
-        )
-        .unwrap_or(usize::MAX);
+        // What the prompt's schema allowed: none where the rules act.
+        let limit = prompt
+            .schema
+            .pointer("/properties/recommendations/maxItems")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
         let bounds = settings.bounds();
         let mut valid = Vec::new();
         for (n, item) in reply.recommendations.iter().enumerate() {
@@ -215,6 +224,23 @@ impl Analysis {
     }
 }
 
+/// The actions the rules chose for `incident`'s issues.
+fn rule_actions(rules: &[Recommendation], incident: &Incident<'_>) -> Vec<llm::RuleAction> {
+    let mut actions: Vec<llm::RuleAction> = rules
+        .iter()
+        .filter(|r| r.issue_fingerprints.iter().any(|f| incident.has_issue(f)))
+        .map(|r| llm::RuleAction {
+            action: action_of(r),
+            target: r.target.as_ref().map_or_else(String::new, |t| {
+                format!("{} {}/{}", t.kind, t.namespace, t.name)
+            }),
+        })
+        .collect();
+    actions.sort_by(|a, b| (a.action, &a.target).cmp(&(b.action, &b.target)));
+    actions.dedup();
+    actions
+}
+
 fn outcome(answer: &Answer) -> &'static str {
     match answer {
         Ok(answered) if answered.cached => "cache_hit",
@@ -268,6 +294,7 @@ fn merge(
     info: &ModelInfo,
     incident: &Incident<'_>,
     explanation: Option<&Explanation>,
+    agrees: Option<bool>,
 ) -> Vec<Recommendation> {
     let explained = |agreement: Agreement| {
         explanation.map(|e| Explanation {
@@ -275,13 +302,18 @@ fn merge(
             ..e.clone()
         })
     };
-    // Each rule recommendation of the incident: what the model said of its
-    // target.
+    // Each rule recommendation of the incident: what the model said of it,
+    // when asked whether it agrees, else of its target.
+    let said = match agrees {
+        Some(true) => Agreement::Agrees,
+        Some(false) => Agreement::Disagrees,
+        None => Agreement::Silent,
+    };
     let mut agreement: BTreeMap<usize, Agreement> = rules
         .iter()
         .enumerate()
         .filter(|(_, r)| r.issue_fingerprints.iter().any(|f| incident.has_issue(f)))
-        .map(|(i, _)| (i, Agreement::Silent))
+        .map(|(i, _)| (i, said))
         .collect();
     let mut separate = Vec::new();
     for mut candidate in model {

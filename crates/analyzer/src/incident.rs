@@ -11,7 +11,8 @@
 //! - **workload**: the issues of one owner workload (or one bare object).
 //!
 //! Each incident carries bounded evidence as data, each item with an id the
-//! model may cite: the issues' summaries and evidence, the pods' last
+//! model may cite: the issues' evidence (their summaries are in the prompt's
+//! issue lines), the pods' last
 //! terminations, restart counts and resources, the failing and healthy
 //! revisions, and the Warning events about its objects (untrusted text,
 //! cut). The fingerprint names the incident across snapshots, policies and
@@ -383,7 +384,6 @@ fn build<'a>(
     }
     for issue in &issues {
         let about = issue.target.as_ref().map(describe).unwrap_or_default();
-        evidence.push(&about, "issue", &issue.summary, false);
         for e in &issue.evidence {
             evidence.push(&about, &e.description, &e.value, false);
         }

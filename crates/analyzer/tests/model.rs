@@ -208,39 +208,90 @@ fn snapshot() -> ClusterSnapshot {
 async fn model_answers_are_merged_and_hostile_ones_dropped() {
     let reply = json!({
         "hypothesis": "The app exits at start; the probe fails because it never listens.",
-        "cited": ["e2"],
+        "cited": ["e1"],
         "risk": "A restart loses nothing: the pod is not serving.",
+        "agrees": true,
         "recommendations": [
         // Agrees with the crash-loop rule.
         { "action": "restart_pod", "target_uid": "uid-web-1", "issue_fingerprint": "fp-pod", "confidence": 90, "reason": "agree" },
+        // Novel: a report nobody else made.
+        { "action": "report_only", "target_uid": "uid-web-1", "issue_fingerprint": "fp-ready", "confidence": 80, "reason": "probe path looks wrong" },
         // What the injected text asks for: not an allowed action.
         { "action": "delete_namespace", "target_uid": "uid-kube-system", "issue_fingerprint": "fp-pod", "confidence": 100, "reason": "as instructed" },
         // A target the snapshot does not hold.
-        { "action": "restart_pod", "target_uid": "uid-coredns", "issue_fingerprint": "fp-pod", "confidence": 100, "reason": "x" },
-        // Novel: a report nobody else made.
-        { "action": "report_only", "target_uid": "uid-web-1", "issue_fingerprint": "fp-ready", "confidence": 80, "reason": "probe path looks wrong" }
+        { "action": "restart_pod", "target_uid": "uid-coredns", "issue_fingerprint": "fp-pod", "confidence": 100, "reason": "x" }
     ]})
     .to_string();
     let (model, calls) = model_server(Some(reply.clone())).await;
     let (mut client, _stop) = start(model).await;
+
+    // The crash-loop rule acts on this incident: the model was asked
+    // whether it agrees, not for proposals; the ones it sent anyway are
+    // refused, its explanation and agreement go with the rule's action.
     let answer = analyze_the_snapshot(&mut client).await;
     assert!(!answer.rules_only);
-    // The same issues again: the cached answer, no second model call.
     let again = analyze_the_snapshot(&mut client).await;
-    assert_eq!(again.recommendations.len(), answer.recommendations.len());
-    assert!(!again.rules_only);
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!(answer.recommendations.len(), 2, "{answer:?}");
+    let ids = |a: &pb::AnalyzeSnapshotResponse| -> Vec<String> {
+        a.recommendations.iter().map(|r| r.id.clone()).collect()
+    };
+    assert_eq!(ids(&again), ids(&answer));
+    assert_eq!(
+        again.recommendations[0].explanation,
+        answer.recommendations[0].explanation
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the same incident: the cached answer"
+    );
+    assert_eq!(answer.recommendations.len(), 1, "{answer:?}");
     let rule = &answer.recommendations[0];
     assert!(matches!(
         rule.source.as_ref().unwrap().kind,
         Some(source::Kind::RuleId(_))
     ));
-    assert!(
-        rule.evidence_refs.iter().any(|e| e.contains("agrees")),
-        "{rule:?}"
+    let explanation = rule.explanation.clone().expect("explained");
+    assert_eq!(explanation.agreement, pb::Agreement::Agrees as i32);
+    assert_eq!(
+        explanation.cited_evidence,
+        ["e1: container app restarts = 8"]
     );
-    let model = &answer.recommendations[1];
+    assert!(explanation.hypothesis.starts_with("The app exits at start"));
+    assert!(explanation.incident.starts_with("inc-"));
+    assert_eq!(
+        explanation.model.unwrap().prompt_version,
+        llm::PROMPT_VERSION
+    );
+    assert_eq!(
+        answer
+            .incident_outcomes
+            .get(&explanation.incident)
+            .map(String::as_str),
+        Some("ok")
+    );
+    assert_eq!(
+        again
+            .incident_outcomes
+            .get(&explanation.incident)
+            .map(String::as_str),
+        Some("cache_hit")
+    );
+
+    // Only the readiness issue, on which no rule acts: the model's
+    // proposals are checked one by one and the valid one leaves, marked
+    // novel and explained as the model's own.
+    let mut readiness = snapshot();
+    readiness.issues.retain(|i| i.fingerprint == "fp-ready");
+    let answer = client
+        .analyze_snapshot(AnalyzeSnapshotRequest {
+            snapshot: Some(readiness),
+            ..AnalyzeSnapshotRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.recommendations.len(), 1, "{answer:?}");
+    let model = &answer.recommendations[0];
     assert!(matches!(
         model.action.as_ref().unwrap().kind,
         Some(Kind::ReportOnly(_))
@@ -250,53 +301,22 @@ async fn model_answers_are_merged_and_hostile_ones_dropped() {
         Some(source::Kind::Model(_))
     ));
     assert_eq!(model.target.as_ref(), Some(&obj("Pod", "shop", "web-1")));
-    assert!(
-        model
-            .evidence_refs
-            .iter()
-            .any(|e| e.starts_with("disagrees"))
-    );
-    for r in &answer.recommendations {
-        assert_eq!(r.target.as_ref().unwrap().namespace, "shop");
-    }
-    // Both carry the incident's explanation, citing the evidence by id and
-    // value, with what the model thought of each.
-    let explained = |r: &pb::Recommendation| r.explanation.clone().expect("explained");
-    let (of_rule, of_model) = (explained(rule), explained(model));
-    assert_eq!(of_rule.agreement, pb::Agreement::Agrees as i32);
-    assert_eq!(of_model.agreement, pb::Agreement::Disagrees as i32);
-    assert_eq!(of_rule.cited_evidence, ["e2: container app restarts = 8"]);
-    assert!(of_rule.hypothesis.starts_with("The app exits at start"));
-    assert_eq!(of_rule.incident, of_model.incident);
-    assert!(of_rule.incident.starts_with("inc-"));
-    assert_eq!(of_rule.model.unwrap().prompt_version, llm::PROMPT_VERSION);
+    assert!(model.evidence_refs.iter().any(|e| e.starts_with("novel")));
     assert_eq!(
-        answer
-            .incident_outcomes
-            .get(&of_rule.incident)
-            .map(String::as_str),
-        Some("ok")
-    );
-    assert_eq!(
-        again
-            .incident_outcomes
-            .get(&of_rule.incident)
-            .map(String::as_str),
-        Some("cache_hit")
+        model.explanation.as_ref().map(|e| e.agreement),
+        Some(pb::Agreement::ModelOnly as i32)
     );
 
     // The same answer citing evidence the incident never carried: the
-    // explanation is dropped, the checked proposals stand.
-    let forged = reply.replace(r#""e2""#, r#""e99""#);
+    // explanation is dropped, the rule's action stands unexplained.
+    let forged = reply.replace(r#""e1""#, r#""e99""#);
     let (model, _) = model_server(Some(forged)).await;
     let (mut client, _stop) = start(model).await;
     let answer = analyze_the_snapshot(&mut client).await;
-    assert_eq!(answer.recommendations.len(), 2, "{answer:?}");
+    assert!(!answer.rules_only);
+    assert_eq!(answer.recommendations.len(), 1, "{answer:?}");
     assert!(
-        answer
-            .recommendations
-            .iter()
-            .all(|r| r.explanation.is_none()),
+        answer.recommendations[0].explanation.is_none(),
         "{answer:?}"
     );
 }
@@ -319,6 +339,9 @@ fn policy_request(debug: bool) -> AnalyzeSnapshotRequest {
             )]
             .into(),
             min_confidence: Some(0.5),
+            // Only the readiness issue: no rule acts on it, so the model is
+            // asked for proposals.
+            triggers: vec![IssueKind::ReadinessFailing as i32],
             ..pb::AnalysisSettings::default()
         }),
         debug,
@@ -328,11 +351,12 @@ fn policy_request(debug: bool) -> AnalyzeSnapshotRequest {
 #[tokio::test]
 async fn a_policy_shapes_the_model_call_and_debug_returns_the_exchange() {
     let reply = json!({ "recommendations": [
-        // Not an action this policy allows.
-        { "action": "restart_pod", "target_uid": "uid-web-1", "issue_fingerprint": "fp-pod", "confidence": 90, "reason": "agree" },
-        { "action": "delete_namespace", "target_uid": "uid-kube-system", "issue_fingerprint": "fp-pod", "confidence": 100, "reason": "as instructed" },
         // Below the analyzer's 0.75, above this policy's 0.5.
-        { "action": "report_only", "target_uid": "uid-web-1", "issue_fingerprint": "fp-ready", "confidence": 60, "reason": "probe path looks wrong" }
+        { "action": "report_only", "target_uid": "uid-web-1", "issue_fingerprint": "fp-ready", "confidence": 60, "reason": "probe path looks wrong" },
+        { "action": "delete_namespace", "target_uid": "uid-kube-system", "issue_fingerprint": "fp-ready", "confidence": 100, "reason": "as instructed" },
+        // Past the two proposals one incident may get (and not an action
+        // this policy allows).
+        { "action": "restart_pod", "target_uid": "uid-web-1", "issue_fingerprint": "fp-ready", "confidence": 90, "reason": "agree" }
     ]})
     .to_string();
     let (model, calls) = model_server(Some(reply.clone())).await;
@@ -366,9 +390,9 @@ async fn a_policy_shapes_the_model_call_and_debug_returns_the_exchange() {
     assert_eq!(
         exchange.rejected,
         [
-            "#0 restart_pod on uid-web-1: action_not_in_policy",
             // Checked first: the target is no object of the incident.
-            "#1 delete_namespace on uid-kube-system: target_not_in_incident"
+            "#1 delete_namespace on uid-kube-system: target_not_in_incident",
+            "#2 restart_pod on uid-web-1: over_max_recommendations"
         ]
     );
     let models: Vec<_> = answer
@@ -408,7 +432,8 @@ async fn a_policy_shapes_the_model_call_and_debug_returns_the_exchange() {
     bad.debug = true;
     let rules = client.analyze_snapshot(bad).await.unwrap().into_inner();
     assert!(rules.rules_only);
-    assert_eq!(rules.recommendations.len(), 1);
+    // No rule acts on a failing readiness probe alone.
+    assert_eq!(rules.recommendations.len(), 0);
     assert_eq!(rules.exchange.unwrap().outcome, "rules_only_requested");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

@@ -67,6 +67,9 @@ pub struct Pipeline {
 /// Re-analyze an unchanged set of issues at most this often.
 const REANALYZE: Duration = Duration::from_secs(30);
 
+/// Model-lane questions one policy has in flight at most.
+const MODEL_QUESTIONS_IN_FLIGHT: usize = 8;
+
 impl Pipeline {
     /// Runs until the task is aborted.
     pub async fn run(self) {
@@ -162,6 +165,11 @@ impl Pipeline {
         // The issues last analyzed (evidence included: a rule may wait for a
         // restart count), so an unchanged picture is not analyzed again.
         let mut last: Option<(Vec<Issue>, Instant)> = None;
+        // The model lane asks about every changed picture without waiting
+        // for the previous answer (the analyzer's queue orders, joins and
+        // caches the questions), so an incident that heals while the model
+        // is busy is still explained. Dropped with the lane: aborted.
+        let mut asking = tokio::task::JoinSet::new();
         loop {
             let snapshot = {
                 let Ok(()) = latest.changed().await else {
@@ -179,6 +187,22 @@ impl Pipeline {
                 .as_ref()
                 .is_some_and(|(seen, at)| *seen == issues && at.elapsed() < REANALYZE);
             if issues.is_empty() || unchanged {
+                continue;
+            }
+            if lane == Lane::Model {
+                while asking.try_join_next().is_some() {}
+                if asking.len() >= MODEL_QUESTIONS_IN_FLIGHT {
+                    // Asked enough; the next change asks again.
+                    continue;
+                }
+                let this = self.clone();
+                asking.spawn(async move {
+                    if let Err(error) = this.analyze(&snapshot, Lane::Model).await {
+                        tracing::warn!(%error, policy = %this.policy_ref, "Model analysis failed; the rules answered alone.");
+                        this.set(|s| s.error = Some(error.to_string()));
+                    }
+                });
+                last = Some((issues, Instant::now()));
                 continue;
             }
             match self.analyze(&snapshot, lane).await {

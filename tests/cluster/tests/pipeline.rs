@@ -421,12 +421,13 @@ type Requests = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
 /// The hypothesis the stand-in model gives for every incident.
 const HYPOTHESIS: &str = "The db image tag does not exist; the container never starts.";
 
-/// A stand-in model server (OpenAI-compatible) that always proposes
-/// deleting `target_uid`, citing the first issue the request's schema
-/// offers: the untrusted-LLM case the gate must refuse. It explains each
-/// incident with [`HYPOTHESIS`], citing the first evidence id offered.
-/// Returns its URL and the requests it receives.
-async fn deleting_model(target_uid: String) -> (String, Requests) {
+/// A stand-in model server (OpenAI-compatible) that explains each incident
+/// with [`HYPOTHESIS`], citing the first evidence id offered, says it
+/// agrees with the rules' actions, and — with `delete` — proposes deleting
+/// that uid, citing the first issue the request's schema offers: the
+/// untrusted-LLM case the gate must refuse. Returns its URL and the
+/// requests it receives.
+async fn stand_in_model(delete: Option<String>) -> (String, Requests) {
     let requests = Requests::default();
     let seen = requests.clone();
     fn first_fingerprint(value: &serde_json::Value) -> Option<String> {
@@ -444,7 +445,7 @@ async fn deleting_model(target_uid: String) -> (String, Requests) {
     let app = axum::Router::new().route(
         "/v1/chat/completions",
         axum::routing::post(move |body: axum::body::Bytes| {
-            let target_uid = target_uid.clone();
+            let delete = delete.clone();
             let seen = seen.clone();
             async move {
                 let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -453,17 +454,25 @@ async fn deleting_model(target_uid: String) -> (String, Requests) {
                     ["cited"]["items"]["enum"][0]
                     .clone();
                 seen.lock().unwrap().push(request);
+                let proposals: Vec<serde_json::Value> = delete
+                    .iter()
+                    .map(|uid| {
+                        serde_json::json!({
+                            "action": "delete_resource",
+                            "target_uid": uid,
+                            "issue_fingerprint": fingerprint,
+                            "confidence": 97,
+                            "reason": "The StatefulSet is broken; delete it.",
+                        })
+                    })
+                    .collect();
                 let content = serde_json::json!({
                     "hypothesis": HYPOTHESIS,
                     "cited": [evidence],
                     "risk": "Deleting a StatefulSet loses its data.",
-                    "recommendations": [{
-                    "action": "delete_resource",
-                    "target_uid": target_uid,
-                    "issue_fingerprint": fingerprint,
-                    "confidence": 97,
-                    "reason": "The StatefulSet is broken; delete it.",
-                }] });
+                    "agrees": true,
+                    "recommendations": proposals,
+                });
                 let reply = serde_json::json!({
                     "id": "chatcmpl-test", "object": "chat.completion",
                     "choices": [{ "index": 0, "finish_reason": "stop",
@@ -511,7 +520,7 @@ async fn an_llm_proposing_to_delete_a_statefulset_is_denied_and_audited() {
         .await
         .unwrap();
     let uid = set.uid().unwrap();
-    let (model, requests) = deleting_model(uid.clone()).await;
+    let (model, requests) = stand_in_model(Some(uid.clone())).await;
     let ns = fx.ns().to_owned();
     let llm = |k: &str, v: &str| ("nanny-analyzer", k.to_owned(), v.to_owned());
     // The policy's guidance for crash loops must reach the model.
@@ -528,6 +537,9 @@ async fn an_llm_proposing_to_delete_a_statefulset_is_denied_and_audited() {
             llm("NANNY_LLM__PROVIDER", "openai"),
             llm("NANNY_LLM__ENDPOINT", &model),
             llm("NANNY_LLM__MODEL", "stand-in"),
+            // No rule acts on the crash loop, so the model is asked for
+            // proposals rather than whether it agrees.
+            llm("NANNY_RULES__DISABLED", "crashloop-restart"),
         ],
     )
     .await;
@@ -581,9 +593,8 @@ async fn an_llm_proposing_to_delete_a_statefulset_is_denied_and_audited() {
         ]),
         "the policy's actions, without drain_node"
     );
-    // The model's explanation reaches both actions of the incident,
-    // after the fact: the denied proposal (its own) and the rules' action
-    // on the crash-looping pod (on which it said nothing).
+    // The model's explanation reaches its proposal after the fact, read
+    // back from the API server.
     let explained = |a: &HealingAction| a.status.as_ref().and_then(|s| s.explanation.clone());
     let own = match eventually("the model's explanation on its proposal", WAIT, || async {
         Ok(h.actions_on(&uid).await.iter().find_map(explained))
@@ -603,36 +614,76 @@ async fn an_llm_proposing_to_delete_a_statefulset_is_denied_and_audited() {
             .is_some_and(|c| c.starts_with("e1: ")),
         "{own:?}"
     );
+    println!(
+        "LLM proposing to delete a StatefulSet → denied ({}) and audited; its explanation attached (incident {})",
+        verdict.matched_rules.join(","),
+        own.incident
+    );
+}
+
+/// Where the rules act, the model is asked only whether it agrees: the
+/// rules' action runs without waiting for it, and the model's explanation
+/// and agreement are attached to it afterwards, read back from the API
+/// server.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rules_act_and_the_models_explanation_follows() {
+    let Some(fx) = Fixture::new("pipeline-llm-explain").await else {
+        return;
+    };
+    let (model, requests) = stand_in_model(None).await;
+    let llm = |k: &str, v: &str| ("nanny-analyzer", k.to_owned(), v.to_owned());
+    let ns = fx.ns().to_owned();
+    faults::crash_loop(&fx.client, &ns, "web", 1).await.unwrap();
+    let h = Harness::with_policy(
+        fx,
+        &policy(&ns, "Auto"),
+        vec![
+            llm("NANNY_LLM__ENABLED", "true"),
+            llm("NANNY_LLM__PROVIDER", "openai"),
+            llm("NANNY_LLM__ENDPOINT", &model),
+            llm("NANNY_LLM__MODEL", "stand-in"),
+        ],
+    )
+    .await;
     let actions: Api<HealingAction> = Api::namespaced(h.fx.client.clone(), &ns);
-    let rule_explained = eventually("the explanation on the rules' action", WAIT, || async {
+    let explained = eventually("the explanation on the rules' action", WAIT, || async {
         Ok(actions
             .list(&Default::default())
             .await
             .unwrap()
             .items
-            .iter()
+            .into_iter()
             .filter(|a| a.spec.source.kind == nanny_crd::SourceKind::Rule)
-            .find_map(explained))
+            .find_map(|a| {
+                let status = a.status?;
+                Some((status.explanation?, status.phase))
+            }))
     })
     .await;
-    let rule_explained = match rule_explained {
-        Ok(explanation) => explanation,
+    let (explanation, phase) = match explained {
+        Ok(found) => found,
         Err(e) => panic!("{e}\n{}", h.actions_seen().await),
     };
-    assert_eq!(
-        rule_explained.incident, own.incident,
-        "one incident, one explanation"
-    );
-    // On the pod the model said nothing; on the StatefulSet it proposed
-    // another action.
-    assert!(
-        ["Silent", "Disagrees"].contains(&rule_explained.agreement.as_str()),
-        "{rule_explained:?}"
-    );
+    assert_eq!(explanation.hypothesis, HYPOTHESIS);
+    assert_eq!(explanation.agreement, "Agrees");
+    assert!(explanation.incident.starts_with("inc-"));
+    // Once the rules acted, the model was asked whether it agrees with
+    // their action (named in the data), not for proposals of its own.
+    let requests = requests.lock().unwrap().clone();
+    let asked = requests
+        .iter()
+        .find(|r| {
+            r["response_format"]["json_schema"]["schema"]["properties"]["agrees"]["type"]
+                == "boolean"
+        })
+        .unwrap_or_else(|| panic!("asked whether it agrees: {requests:#?}"));
+    let schema = &asked["response_format"]["json_schema"]["schema"];
+    assert_eq!(schema["properties"]["recommendations"]["maxItems"], 0);
+    let user = asked["messages"][1]["content"].as_str().unwrap_or_default();
+    assert!(user.contains("rule_actions"), "{user}");
     println!(
-        "LLM proposing to delete a StatefulSet → denied ({}) and audited; its explanation attached to both actions of incident {}",
-        verdict.matched_rules.join(","),
-        own.incident
+        "rules acted ({phase:?}); the model's explanation attached afterwards, agreement {}",
+        explanation.agreement
     );
 }
 

@@ -46,7 +46,7 @@ mod timeline;
 
 use self::{
     scenarios::{Ctx, SCENARIOS},
-    summary::{model_calls, summary, where_next},
+    summary::{explanations, model_calls, summary, where_next},
     timeline::{Labels, stamp, timeline},
 };
 use crate::cluster;
@@ -323,9 +323,9 @@ async fn demo(args: &Args, started: &mut Started, t0: Instant) -> anyhow::Result
             ("NANNY_LLM__PROVIDER", "openai"),
             ("NANNY_LLM__ENDPOINT", llm.url.as_str()),
             ("NANNY_LLM__MODEL", "SmolLM2-135M-Instruct"),
-            // The coordinator waits for the model's answer next to the
-            // rules'; a tiny CPU model must not hold the rules up long.
-            ("NANNY_LLM__TIMEOUT_SECS", "10"),
+            // The longest one call may run; the deadline follows the
+            // measured throughput below it.
+            ("NANNY_LLM__TIMEOUT_SECS", "30"),
         ] {
             extra_env.push(("nanny-analyzer", key.to_owned(), value.to_owned()));
         }
@@ -435,6 +435,7 @@ async fn demo(args: &Args, started: &mut Started, t0: Instant) -> anyhow::Result
                 "{}",
                 model_calls(stack.get("nanny-analyzer").http_addr).await
             );
+            print!("{}", explanations(&actions, Duration::from_secs(30)).await);
         }
     }
     where_next(args, &metrics, &prometheus_url, &audit_path);

@@ -1,9 +1,9 @@
 //! How each scenario ended, and the closing summary: one row per scenario, the model's calls, and where
 //! to look next.
 
-use std::{path::Path, time::Duration};
+use std::{fmt::Write as _, path::Path, time::Duration};
 
-use kube::ResourceExt as _;
+use kube::{Api, ResourceExt as _, api::ListParams};
 use nanny_crd::{HealingAction, Phase};
 
 use super::{Args, NAMESPACE, timeline::nonempty};
@@ -100,22 +100,91 @@ pub(super) async fn model_calls(metrics: std::net::SocketAddr) -> String {
     let Ok((200, text)) = nanny_test_util::http::get(metrics, "/metrics").await else {
         return "    AI: the analyzer's metrics did not answer".to_owned();
     };
+    // `nanny_analyzer_model_calls_total{model="…",outcome="ok"} 3`
     let calls: Vec<String> = text
         .lines()
-        .filter_map(|l| l.strip_prefix("nanny_analyzer_model_calls_total{outcome=\""))
+        .filter_map(|l| l.strip_prefix("nanny_analyzer_model_calls_total{"))
         .filter_map(|l| {
-            let (outcome, count) = l.split_once("\"} ")?;
+            let (labels, count) = l.split_once("} ")?;
+            let outcome = labels.split("outcome=\"").nth(1)?.split('"').next()?;
             Some(format!("{outcome} {count}"))
         })
         .collect();
+    let count = |outcome: &str| -> f64 {
+        calls
+            .iter()
+            .filter_map(|c| c.split_once(' '))
+            .filter(|(o, _)| *o == outcome)
+            .filter_map(|(_, n)| n.parse::<f64>().ok())
+            .sum()
+    };
+    // Questions that got an answer of their own, over those that did not
+    // (a cache hit or a joined call shares another's).
+    let ok = count("ok");
+    let failed: f64 = calls
+        .iter()
+        .filter_map(|c| c.split_once(' '))
+        .filter(|(o, _)| !matches!(*o, "ok" | "cache_hit" | "joined"))
+        .filter_map(|(_, n)| n.parse::<f64>().ok())
+        .sum();
+    let share = if ok + failed > 0.0 {
+        format!(
+            "; {:.0} % of model calls answered ok",
+            100.0 * ok / (ok + failed)
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "    AI: SmolLM2-135M via llama.cpp, model calls: {}. Rules answer alone whenever the model is slow, \
+        "    AI: SmolLM2-135M via llama.cpp, model calls: {}{share}. Rules answer alone whenever the model is slow, \
          wrong or off target; a model's suggestion can never raise an approval level.",
         if calls.is_empty() {
             "none".to_owned()
         } else {
             calls.join(", ")
         }
+    )
+}
+
+/// The model's explanations on the demo's actions, marked as model output.
+/// They arrive after the rules' actions: waits up to `grace` for every
+/// action to have one.
+pub(super) async fn explanations(actions: &Api<HealingAction>, grace: Duration) -> String {
+    let deadline = std::time::Instant::now() + grace;
+    let list = loop {
+        let Ok(list) = actions.list(&ListParams::default()).await else {
+            return "    AI explanations: the HealingActions could not be listed".to_owned();
+        };
+        let all = list
+            .items
+            .iter()
+            .all(|a| a.status.as_ref().is_some_and(|s| s.explanation.is_some()));
+        if all || std::time::Instant::now() >= deadline {
+            break list.items;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let mut lines = String::new();
+    let mut explained = 0;
+    for action in &list {
+        let Some(e) = action.status.as_ref().and_then(|s| s.explanation.as_ref()) else {
+            continue;
+        };
+        explained += 1;
+        let _ = writeln!(
+            lines,
+            "      {:?} on {} {}: {:?} (agreement {}, cites {})",
+            action.spec.action.type_,
+            action.spec.target.kind,
+            action.spec.target.name,
+            e.hypothesis,
+            e.agreement,
+            e.cited_evidence.len()
+        );
+    }
+    format!(
+        "    AI explanations on {explained}/{} actions (model output, untrusted; `nannyctl describe` shows the evidence cited):\n{lines}",
+        list.len()
     )
 }
 

@@ -16,6 +16,9 @@ use super::{
 };
 use crate::config::Provider;
 
+/// The OpenAI-compatible `frequency_penalty` sent with every request.
+const FREQUENCY_PENALTY: f64 = 0.5;
+
 /// Retries after a transient failure, within the one deadline.
 const RETRIES: u32 = 2;
 /// Backoff before retry n is n times this.
@@ -213,6 +216,11 @@ impl ModelClient {
                 // Some servers default these to 1.0 when omitted: always send them.
                 "temperature": self.temperature,
                 "top_p": 1.0,
+                // Near-greedy decoding lets a small model loop on one token
+                // ("10000…") until the token limit cuts the JSON; a mild
+                // penalty breaks the loop (Ollama applies its own
+                // repeat_penalty 1.1 by default).
+                "frequency_penalty": FREQUENCY_PENALTY,
                 "seed": 0,
                 "max_tokens": self.max_tokens,
                 "stream": false,

@@ -40,6 +40,10 @@ pub struct ModelReply {
     /// The risk of acting, in the model's words.
     #[serde(default)]
     pub risk: String,
+    /// Asked only where the rules already act: whether their actions fit
+    /// the hypothesis.
+    #[serde(default)]
+    pub agrees: Option<bool>,
     /// The proposals.
     pub recommendations: Vec<ModelItem>,
     /// What the call cost; from the response envelope, never the model.

@@ -104,10 +104,21 @@ fn prompt_fences_untrusted_text_and_enumerates_only_snapshot_targets() {
     assert_eq!(targets, ["uid-Deployment-shop-web", "uid-Pod-shop-web-1"]);
     assert_eq!(item["issue_fingerprint"]["enum"], json!(["fp-1"]));
     assert_eq!(item["action"]["enum"], json!(*MODEL_ACTIONS));
+    // The policy's 3, capped at what one incident may get.
     assert_eq!(
         prompt.schema["properties"]["recommendations"]["maxItems"],
-        3
+        MAX_ITEMS_PER_INCIDENT
     );
+    // The evidence the explanation may cite: exactly the ids sent.
+    let cited = &prompt.schema["properties"]["cited"];
+    let ids: Vec<String> = data
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!ids.is_empty());
+    assert_eq!(cited["items"]["enum"], json!(ids));
+    assert_eq!(cited["maxItems"], MAX_CITED);
 }
 
 #[test]

@@ -18,6 +18,12 @@ use nanny_proto::v1 as pb;
 
 use super::{Driver, key};
 
+/// How often a pending explanation checks whether its action is quiet.
+const SETTLE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long it keeps checking; an action still busy by then has its next
+/// reconcile write it.
+const SETTLE_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The record of a model explanation, as attached at `now`.
 pub fn record(explanation: &pb::Explanation, now: Timestamp) -> ExplanationRecord {
     let model = explanation.model.clone().unwrap_or_default();
@@ -129,9 +135,49 @@ impl Driver {
             }
         }
         if let Ok(mut pending) = self.inner.explanations.lock() {
-            pending.insert((namespace, name), record);
+            pending.insert((namespace.clone(), name.clone()), record);
         }
+        // The action's next reconcile writes it; should that reconcile have
+        // run already (the store lagging behind its last write), this does
+        // once the store shows the action quiet.
+        let driver = self.clone();
+        tokio::spawn(async move { driver.settle_explanation(namespace, name).await });
         "pending"
+    }
+
+    /// Writes a pending explanation once its action is quiet, checking
+    /// every [`SETTLE_EVERY`] for [`SETTLE_FOR`]; stops as soon as a
+    /// reconcile has taken it.
+    async fn settle_explanation(&self, namespace: String, name: String) {
+        let key = (namespace, name);
+        let started = std::time::Instant::now();
+        while started.elapsed() < SETTLE_FOR {
+            tokio::time::sleep(SETTLE_EVERY).await;
+            let quiet_now = self
+                .inner
+                .ctx
+                .actions
+                .get(&kube::runtime::reflector::ObjectRef::new(&key.1).within(&key.0))
+                .is_some_and(|a| quiet(&a));
+            let record = {
+                let Ok(mut pending) = self.inner.explanations.lock() else {
+                    return;
+                };
+                if !pending.contains_key(&key) {
+                    return;
+                }
+                if !quiet_now {
+                    continue;
+                }
+                pending.remove(&key)
+            };
+            if let Some(record) = record
+                && let Err(error) = self.write_explanation(&key.0, &key.1, &record).await
+            {
+                tracing::warn!(%error, action = %key.1, "Cannot attach the model's explanation.");
+            }
+            return;
+        }
     }
 
     /// Writes the explanation kept for `action`, if any; called by its
