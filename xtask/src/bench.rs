@@ -143,21 +143,18 @@ fn collector(pods: usize, nodes: u32, faults: usize) -> anyhow::Result<()> {
     // Absolute: the test runs in its own package directory.
     let binary = std::path::absolute(target_dir().join("release/nanny-collector"))?;
     crate::cluster::with_cluster(nodes, |_| {
-        cmd::run(
+        ignored_test(
             "bench collector (release binary on the kwok cluster)",
-            std::process::Command::new("cargo")
-                .args([
-                    "test",
-                    "--locked",
-                    "-p",
-                    "nanny-cluster-tests",
-                    "--test",
-                    "collector_bench",
-                ])
-                .args(["--", "--ignored", "--nocapture"])
-                .env("NANNY_BENCH_PODS", pods.to_string())
-                .env("NANNY_BENCH_FAULTS", faults.to_string())
-                .env("NANNY_BENCH_COLLECTOR", binary),
+            "nanny-cluster-tests",
+            "collector_bench",
+            &[
+                ("NANNY_BENCH_PODS", pods.to_string()),
+                ("NANNY_BENCH_FAULTS", faults.to_string()),
+                (
+                    "NANNY_BENCH_COLLECTOR",
+                    binary.to_string_lossy().into_owned(),
+                ),
+            ],
         )
     })
 }
@@ -172,20 +169,14 @@ fn pipeline(faults: usize, llm: bool) -> anyhow::Result<()> {
         &["cargo", "build", "--locked", "--bins"],
     )?;
     crate::cluster::with_cluster(3, |_| {
-        cmd::run(
+        ignored_test(
             "bench pipeline (five services on the kwok cluster)",
-            std::process::Command::new("cargo")
-                .args([
-                    "test",
-                    "--locked",
-                    "-p",
-                    "nanny-cluster-tests",
-                    "--test",
-                    "pipeline_bench",
-                ])
-                .args(["--", "--ignored", "--nocapture"])
-                .env("NANNY_BENCH_FAULTS", faults.to_string())
-                .env("NANNY_BENCH_LLM", if llm { "1" } else { "0" }),
+            "nanny-cluster-tests",
+            "pipeline_bench",
+            &[
+                ("NANNY_BENCH_FAULTS", faults.to_string()),
+                ("NANNY_BENCH_LLM", if llm { "1" } else { "0" }.to_owned()),
+            ],
         )
     })
 }
@@ -194,22 +185,34 @@ fn llm(incidents: usize, servers: &str, parallel: u32) -> anyhow::Result<()> {
     anyhow::ensure!(incidents >= 2, "--incidents must be at least 2");
     nanny_test_util::llm::install()?;
     nanny_test_util::ollama::install()?;
-    cmd::run(
+    ignored_test(
         "bench llm (the analyzer's model queue against real servers)",
-        std::process::Command::new("cargo")
-            .args([
-                "test",
-                "--locked",
-                "-p",
-                "nanny-analyzer",
-                "--test",
-                "llm_bench",
-            ])
-            .args(["--", "--ignored", "--nocapture"])
-            .env("NANNY_BENCH_INCIDENTS", incidents.to_string())
-            .env("NANNY_BENCH_SERVERS", servers)
-            .env("NANNY_BENCH_PARALLEL", parallel.to_string()),
+        "nanny-analyzer",
+        "llm_bench",
+        &[
+            ("NANNY_BENCH_INCIDENTS", incidents.to_string()),
+            ("NANNY_BENCH_SERVERS", servers.to_owned()),
+            ("NANNY_BENCH_PARALLEL", parallel.to_string()),
+        ],
     )
+}
+
+/// Runs a benchmark kept as an ignored test of `package`:
+/// `cargo test -p PACKAGE --test TEST -- --ignored --nocapture`, with `env`.
+fn ignored_test(
+    what: &str,
+    package: &str,
+    test: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<()> {
+    let mut command = std::process::Command::new("cargo");
+    command
+        .args(["test", "--locked", "-p", package, "--test", test])
+        .args(["--", "--ignored", "--nocapture"]);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    cmd::run(what, &mut command)
 }
 
 const SERVICES: [(&str, &str); 4] = [

@@ -8,10 +8,11 @@
     reason = "a test is one scenario against real services, read top to bottom"
 )]
 
+mod support;
+
 use std::time::Duration;
 
 use nanny_analyzer::Config;
-use nanny_common::server::Listeners;
 use nanny_proto::v1::{
     self as pb, AnalyzeSnapshotRequest, ClusterSnapshot, IssueKind, Recommendation, SnapshotKind,
     action::Kind, analyzer_client::AnalyzerClient,
@@ -25,25 +26,13 @@ async fn start() -> (
     std::net::SocketAddr,
     tokio::sync::oneshot::Sender<()>,
 ) {
-    let listeners = Listeners::ephemeral().await.unwrap();
-    let grpc = listeners.grpc_addr().unwrap();
-    let http = listeners.http_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut config = Config::default();
     // Exposes the AI latency series; nothing listens on port 1, so every
     // model call fails at once and answers stay rules only.
     config.llm.enabled = true;
     config.llm.endpoint = "http://127.0.0.1:1".into();
-    config.tls = nanny_test_util::pki::tls("nanny-analyzer");
-    tokio::spawn(nanny_analyzer::run(config, listeners, async move {
-        let _ = stopped.await;
-    }));
-    let client = AnalyzerClient::new(nanny_test_util::pki::channel(
-        grpc,
-        nanny_common::tls::COORDINATOR,
-        "nanny-analyzer",
-    ));
-    (client, http, stop)
+    let analyzer = support::start(config).await;
+    (analyzer.client, analyzer.http, analyzer.stop)
 }
 
 fn obj(kind: &str, namespace: &str, name: &str) -> pb::ObjectRef {

@@ -18,16 +18,16 @@
     reason = "a benchmark is one scenario read top to bottom; its figures are small counts"
 )]
 
+mod support;
+
 use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
 };
 
 use nanny_analyzer::{Config, config::Provider};
-use nanny_common::server::Listeners;
 use nanny_proto::v1::{
     self as pb, AnalyzeSnapshotRequest, ClusterSnapshot, IssueKind, SnapshotKind,
-    analyzer_client::AnalyzerClient,
 };
 
 fn env(name: &str, default: &str) -> String {
@@ -113,17 +113,7 @@ fn snapshot(id: &str, incidents: &[usize]) -> ClusterSnapshot {
 
 /// Sum of the series of `name` whose labels contain every one of `labels`.
 fn sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter_map(|l| l.strip_prefix(name))
-        .filter_map(|rest| {
-            let (series, value) = rest.rsplit_once(' ')?;
-            (series.is_empty() || series.starts_with('{'))
-                .then_some(())
-                .filter(|()| labels.iter().all(|l| series.contains(l)))?;
-            value.parse::<f64>().ok()
-        })
-        .sum()
+    support::metric(metrics, name, labels).unwrap_or_default()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -146,10 +136,6 @@ const CALLS: [&str; 7] = [
 ];
 
 async fn bench(name: &str, provider: Provider, url: &str, model: &str, n: usize, parallel: u32) {
-    let listeners = Listeners::ephemeral().await.unwrap();
-    let grpc = listeners.grpc_addr().unwrap();
-    let http = listeners.http_addr().unwrap();
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut config = Config::default();
     config.llm.enabled = true;
     config.llm.provider = provider;
@@ -157,16 +143,11 @@ async fn bench(name: &str, provider: Provider, url: &str, model: &str, n: usize,
     config.llm.model = model.to_owned();
     config.llm.timeout_secs = 120;
     config.llm.parallel = parallel;
-    config.tls = nanny_test_util::pki::tls("nanny-analyzer");
-    tokio::spawn(nanny_analyzer::run(config, listeners, async move {
-        let _ = stopped.await;
-    }));
-    let client = AnalyzerClient::new(nanny_test_util::pki::channel(
-        grpc,
-        nanny_common::tls::COORDINATOR,
-        "nanny-analyzer",
-    ))
-    .max_decoding_message_size(64 << 20);
+    let support::Analyzer {
+        client,
+        http,
+        stop: _stop,
+    } = support::start(config).await;
     // A warm server, as in a running cluster (the model loaded, its
     // prompt prefix cached): one incident outside the measured set.
     let warm = client

@@ -11,6 +11,10 @@
     reason = "a test is one scenario against real services, read top to bottom"
 )]
 
+mod support;
+
+use support::Analyzer;
+
 use std::{
     net::SocketAddr,
     sync::{
@@ -25,7 +29,6 @@ use nanny_analyzer::{
     config::Provider,
     llm::{self, ClientConfig, ModelClient},
 };
-use nanny_common::server::Listeners;
 use nanny_proto::v1::{
     self as pb, AnalyzeSnapshotRequest, ClusterSnapshot, IssueKind, SnapshotKind, action::Kind,
     analyzer_client::AnalyzerClient, source,
@@ -85,40 +88,19 @@ async fn start(model: SocketAddr) -> (AnalyzerClient<Channel>, tokio::sync::ones
     (analyzer.client, analyzer.stop)
 }
 
-/// A running analyzer: its gRPC client, its HTTP (metrics) address, and
-/// the sender that stops it.
-struct Analyzer {
-    client: AnalyzerClient<Channel>,
-    http: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-}
-
 /// The analyzer with the model at `model` over `provider`, asking for the
 /// default model name (`smollm2:135m`, what the Ollama import is called).
 async fn start_with(model: SocketAddr, provider: Provider, timeout_secs: u64) -> Analyzer {
-    let listeners = Listeners::ephemeral().await.unwrap();
-    let grpc = listeners.grpc_addr().unwrap();
-    let http = listeners.http_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut config = Config::default();
     config.llm.enabled = true;
     config.llm.provider = provider;
     config.llm.endpoint = format!("http://{model}");
     config.llm.timeout_secs = timeout_secs;
-    config.tls = nanny_test_util::pki::tls("nanny-analyzer");
-    tokio::spawn(nanny_analyzer::run(config, listeners, async move {
-        let _ = stopped.await;
-    }));
-    let client = AnalyzerClient::new(nanny_test_util::pki::channel(
-        grpc,
-        nanny_common::tls::COORDINATOR,
-        "nanny-analyzer",
-    ));
-    Analyzer { client, http, stop }
+    support::start(config).await
 }
 
 /// The value of the metric line of `series` (`name{label="value",…}`):
-/// the line of that name carrying each of the labels, whatever others it
+/// the series of that name carrying each of the labels, whatever others it
 /// has (the model's name, say).
 fn metric(metrics: &str, series: &str) -> Option<f64> {
     let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
@@ -127,14 +109,7 @@ fn metric(metrics: &str, series: &str) -> Option<f64> {
         .split(',')
         .filter(|l| !l.is_empty())
         .collect();
-    metrics.lines().find_map(|l| {
-        let rest = l.strip_prefix(name)?;
-        let (series, value) = rest.rsplit_once(' ')?;
-        (series.is_empty() || series.starts_with('{'))
-            .then_some(())
-            .filter(|()| labels.iter().all(|label| series.contains(label)))?;
-        value.trim().parse().ok()
-    })
+    support::metric(metrics, name, &labels)
 }
 
 /// `AnalyzeSnapshot` of [`snapshot`].
