@@ -24,6 +24,7 @@ use crate::{
     incident::{self, Incident},
     index::SnapshotIndex,
     llm::{self, Answer, Job, MAX_HYPOTHESIS_CHARS, MAX_RISK_CHARS, ModelInfo, ModelReply, Prompt},
+    rules::describe,
     settings::Settings,
 };
 
@@ -231,9 +232,7 @@ fn rule_actions(rules: &[Recommendation], incident: &Incident<'_>) -> Vec<llm::R
         .filter(|r| r.issue_fingerprints.iter().any(|f| incident.has_issue(f)))
         .map(|r| llm::RuleAction {
             action: action_of(r),
-            target: r.target.as_ref().map_or_else(String::new, |t| {
-                format!("{} {}/{}", t.kind, t.namespace, t.name)
-            }),
+            target: r.target.as_ref().map(describe).unwrap_or_default(),
         })
         .collect();
     actions.sort_by(|a, b| (a.action, &a.target).cmp(&(b.action, &b.target)));

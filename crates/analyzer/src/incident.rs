@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use nanny_proto::v1::{self as pb, ClusterSnapshot};
 use sha2::Digest as _;
 
-use crate::index::SnapshotIndex;
+use crate::{index::SnapshotIndex, rules::describe};
 
 /// Pods of this many workloads failing on one node make a node incident.
 pub const NODE_SPREAD: usize = 3;
@@ -179,14 +179,6 @@ pub fn magnitudes(text: &str) -> String {
 fn fingerprint(kind: IncidentKind, key: &str) -> String {
     let digest = sha2::Sha256::digest(format!("{}/{key}", kind.as_str()));
     format!("inc-{}", hex(&digest[..8]))
-}
-
-fn describe(r: &pb::ObjectRef) -> String {
-    if r.namespace.is_empty() {
-        format!("{} {}", r.kind, r.name)
-    } else {
-        format!("{} {}/{}", r.kind, r.namespace, r.name)
-    }
 }
 
 /// Where one issue belongs, before correlation.

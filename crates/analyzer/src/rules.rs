@@ -103,7 +103,8 @@ fn ref_of(reference: Option<&pb::ObjectRef>) -> Option<&pb::ObjectRef> {
     reference.filter(|r| !r.uid.is_empty())
 }
 
-fn describe(r: &pb::ObjectRef) -> String {
+/// `Kind namespace/name`, or `Kind name` for a cluster-scoped object.
+pub(crate) fn describe(r: &pb::ObjectRef) -> String {
     if r.namespace.is_empty() {
         format!("{} {}", r.kind, r.name)
     } else {

@@ -271,11 +271,6 @@ impl Scheduler {
         &self.inner.metrics
     }
 
-    /// The throughput measured so far.
-    pub fn throughput(&self) -> Throughput {
-        self.inner.throughput.lock().map(|t| *t).unwrap_or_default()
-    }
-
     /// The key a question is deduplicated and cached by.
     pub async fn key(&self, prompt: &Prompt) -> String {
         // The digest belongs in the key: learn it before the first key.

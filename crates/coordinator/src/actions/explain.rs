@@ -134,14 +134,19 @@ impl Driver {
                 };
             }
         }
-        if let Ok(mut pending) = self.inner.explanations.lock() {
-            pending.insert((namespace.clone(), name.clone()), record);
-        }
+        let first = self.inner.explanations.lock().is_ok_and(|mut pending| {
+            pending
+                .insert((namespace.clone(), name.clone()), record)
+                .is_none()
+        });
         // The action's next reconcile writes it; should that reconcile have
         // run already (the store lagging behind its last write), this does
-        // once the store shows the action quiet.
-        let driver = self.clone();
-        tokio::spawn(async move { driver.settle_explanation(namespace, name).await });
+        // once the store shows the action quiet. One such task per pending
+        // action: a newer explanation replaces the record it writes.
+        if first {
+            let driver = self.clone();
+            tokio::spawn(async move { driver.settle_explanation(namespace, name).await });
+        }
         "pending"
     }
 
