@@ -410,6 +410,14 @@ componentsPatches:
   # written by the fault library stays as written.
   - key: controllers
     value: "*,-horizontalpodautoscaling"
+  # One instance: nothing to elect. With election on, a lease renewal that
+  # misses its deadline on a loaded machine ends the process for good.
+  - key: leader-elect
+    value: "false"
+- name: kube-scheduler
+  extraArgs:
+  - key: leader-elect
+    value: "false"
 - name: kwok-controller
   extraArgs:
   # Nanny's fault stages and emulated kubelet metrics, next to kwok's defaults.

@@ -42,8 +42,9 @@ fn chart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../helm/nanny")
 }
 
-/// Runs helm against the cluster; panics with its output on failure.
-fn helm(cluster: &ClusterInfo, args: &[&str]) -> String {
+/// Runs helm against the cluster; panics with its output, and what the
+/// API server shows of the release's namespace and the nodes, on failure.
+fn helm(cluster: &ClusterInfo, ns: &str, args: &[&str]) -> String {
     let output = Command::new(HELM.require().unwrap())
         .arg("--kubeconfig")
         .arg(&cluster.kubeconfig)
@@ -52,11 +53,49 @@ fn helm(cluster: &ClusterInfo, args: &[&str]) -> String {
         .unwrap();
     assert!(
         output.status.success(),
-        "helm {args:?} failed:\n{}{}",
+        "helm {args:?} failed:\n{}{}\n{}",
         String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        String::from_utf8_lossy(&output.stderr),
+        diagnose(cluster, ns)
     );
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// Why a release may not be ready: its pods (phase, node, conditions), its
+/// claims, its namespace's events and every node's conditions and taints.
+fn diagnose(cluster: &ClusterInfo, ns: &str) -> String {
+    let node_columns = "custom-columns=NAME:.metadata.name,UNSCHEDULABLE:.spec.unschedulable,\
+        READY:.status.conditions[?(@.type==\"Ready\")].status,TAINTS:.spec.taints";
+    let queries: [&[&str]; 4] = [
+        &["get", "pods,pvc,deployments", "-n", ns, "-o", "wide"],
+        &[
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}: {.status.conditions}{\"\\n\"}{end}",
+        ],
+        &["get", "events", "-n", ns, "--sort-by=.lastTimestamp"],
+        &["get", "nodes", "-o", node_columns],
+    ];
+    let mut report = String::new();
+    for query in queries {
+        let output = Command::new(&cluster.kubectl)
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .args(query)
+            .output();
+        report.push_str(&format!("$ kubectl {}\n", query.join(" ")));
+        match output {
+            Ok(o) => {
+                report.push_str(&String::from_utf8_lossy(&o.stdout));
+                report.push_str(&String::from_utf8_lossy(&o.stderr));
+            }
+            Err(error) => report.push_str(&format!("cannot run kubectl: {error}\n")),
+        }
+    }
+    report
 }
 
 /// Uninstalls the release when dropped, so a failing test leaves no
@@ -227,6 +266,7 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
     guard.installed = true;
     let notes = helm(
         cluster,
+        &ns,
         &[
             "install",
             &release,
@@ -237,7 +277,7 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
             tolerations,
             "--wait",
             "--timeout",
-            "180s",
+            "300s",
         ],
     );
     assert!(notes.contains("Monitor mode"), "{notes}");
@@ -409,6 +449,7 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
     assert_eq!(before.len(), SERVICES.len());
     helm(
         cluster,
+        &ns,
         &[
             "upgrade",
             &release,
@@ -420,7 +461,7 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
             "coordinator.image.tag=0.2.0",
             "--wait",
             "--timeout",
-            "180s",
+            "300s",
         ],
     );
     wait_available(&fx.client, &ns, &release, SERVICES.len()).await;
@@ -440,6 +481,7 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
     // Uninstall: nothing cluster-scoped of this release survives.
     helm(
         cluster,
+        &ns,
         &["uninstall", &release, "--namespace", &ns, "--wait"],
     );
     guard.installed = false;
