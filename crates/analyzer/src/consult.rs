@@ -16,8 +16,10 @@
 use std::{collections::BTreeMap, time::SystemTime};
 
 use nanny_proto::v1::{
-    Agreement, ClusterSnapshot, Explanation, ModelExchange, ModelSource, Recommendation,
+    Agreement, ClusterSnapshot, Explanation, IncidentRef, ModelExchange, ModelSource,
+    Recommendation,
 };
+use sha2::{Digest as _, Sha256};
 
 use crate::{
     analysis::{Analysis, ModelAnswer, action_of, rule_id, target_uid},
@@ -28,6 +30,16 @@ use crate::{
     settings::Settings,
 };
 
+/// Which of a snapshot's incidents to ask the model about, and whether to
+/// keep the exchange for debugging.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ask<'a> {
+    /// Fingerprints; empty: every incident.
+    pub only: &'a [String],
+    /// Keep the exchange about the most severe incident asked.
+    pub debug: bool,
+}
+
 impl Analysis {
     /// Asks the model, when one is enabled, about each incident of
     /// `snapshot`, and merges its validated answers with `rules` (the rule
@@ -36,15 +48,18 @@ impl Analysis {
     /// marked novel, a different action on a target a rule already covers
     /// is kept and marked as a disagreement on both. Every recommendation
     /// of an answered incident carries its explanation. With `debug`, the
-    /// answer carries the exchange about the most severe incident.
+    /// answer carries the exchange about the most severe incident. A
+    /// non-empty `only` limits the questions to those incidents (the others
+    /// are another replica's).
     pub async fn consult_model(
         &self,
         snapshot: &ClusterSnapshot,
         rules: &mut [Recommendation],
         now: SystemTime,
         settings: &Settings,
-        debug: bool,
+        ask: Ask<'_>,
     ) -> ModelAnswer {
+        let Ask { only, debug } = ask;
         let Some(scheduler) = self.models.get(&settings.model.model) else {
             return ModelAnswer::skipped(debug, "disabled");
         };
@@ -52,6 +67,7 @@ impl Analysis {
         let asked: Vec<(Incident<'_>, Prompt)> =
             incident::correlate(snapshot, &index, settings.triggers.as_ref())
                 .into_iter()
+                .filter(|incident| only.is_empty() || only.contains(&incident.fingerprint))
                 .filter_map(|incident| {
                     let covered = rule_actions(rules, &incident);
                     let prompt = llm::build_prompt(
@@ -115,6 +131,39 @@ impl Analysis {
         }
         answer.separate = answered.then_some(separate);
         answer
+    }
+
+    /// `snapshot`'s incidents under `settings`' triggers: what
+    /// [`Self::consult_model`] would ask about, each with a version that
+    /// changes with its material evidence and the actions `rules` take on
+    /// it.
+    pub fn incidents(
+        &self,
+        snapshot: &ClusterSnapshot,
+        rules: &[Recommendation],
+        settings: &Settings,
+    ) -> Vec<IncidentRef> {
+        let index = SnapshotIndex::new(snapshot);
+        incident::correlate(snapshot, &index, settings.triggers.as_ref())
+            .into_iter()
+            .map(|incident| {
+                let mut hasher = Sha256::new();
+                hasher.update(incident.material().as_bytes());
+                for covered in rule_actions(rules, &incident) {
+                    hasher.update(format!("\n{} {}", covered.action, covered.target));
+                }
+                let version = hasher
+                    .finalize()
+                    .iter()
+                    .take(8)
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                IncidentRef {
+                    fingerprint: incident.fingerprint,
+                    version,
+                }
+            })
+            .collect()
     }
 
     /// The proposals of `reply` that address `incident` and pass validation;

@@ -17,6 +17,7 @@ use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::analysis::{Analysis, ModelAnswer, essence};
+use crate::consult::Ask;
 use crate::error::Error;
 
 /// One `Analyze` stream's state: the materialised snapshot and the issues
@@ -115,17 +116,18 @@ impl AnalyzerService {
             .settings(request.settings.as_ref(), !request.rules_only)?;
         let now = SystemTime::now();
         let mut recommendations = self.analysis.analyze(&snapshot, now, &settings);
+        let incidents = self
+            .analysis
+            .incidents(&snapshot, &recommendations, &settings);
         let answer = if request.rules_only {
             ModelAnswer::skipped(request.debug, "rules_only_requested")
         } else {
+            let ask = Ask {
+                only: &request.incidents,
+                debug: request.debug,
+            };
             self.analysis
-                .consult_model(
-                    &snapshot,
-                    &mut recommendations,
-                    now,
-                    &settings,
-                    request.debug,
-                )
+                .consult_model(&snapshot, &mut recommendations, now, &settings, ask)
                 .await
         };
         let rules_only = answer.separate.is_none();
@@ -135,6 +137,7 @@ impl AnalyzerService {
             rules_only,
             exchange: answer.exchange,
             incident_outcomes: answer.outcomes.into_iter().collect(),
+            incidents,
         })
     }
 }
@@ -207,7 +210,7 @@ impl Analyzer for AnalyzerService {
                     break "client_gone";
                 }
                 if let Some(mut model) = analysis
-                    .consult_model(&changed.snapshot, &mut rules, now, settings, false)
+                    .consult_model(&changed.snapshot, &mut rules, now, settings, Ask::default())
                     .await
                     .separate
                 {

@@ -296,6 +296,67 @@ async fn model_answers_are_merged_and_hostile_ones_dropped() {
     );
 }
 
+/// Routing across replicas: every answer lists the snapshot's incidents,
+/// and a request naming some asks the model about those alone.
+#[tokio::test]
+async fn an_analyzer_asks_only_about_the_incidents_routed_to_it() {
+    let reply = json!({
+        "hypothesis": "The app exits at start, before it listens.",
+        "cited": ["e1"], "risk": "low", "agrees": true, "recommendations": []
+    })
+    .to_string();
+    let (model, calls) = model_server(Some(reply)).await;
+    let (mut client, _stop) = start(model).await;
+    // A second crash-looping workload: two incidents.
+    let mut two = snapshot();
+    let mut api = two.pods[0].clone();
+    api.r#ref = Some(obj("Pod", "shop", "api-1"));
+    api.owner = Some(obj("ReplicaSet", "shop", "api-xyz"));
+    two.pods.push(api);
+    let mut issue = two.issues[0].clone();
+    issue.fingerprint = "fp-api".into();
+    issue.target = Some(obj("Pod", "shop", "api-1"));
+    two.issues.push(issue);
+    let mut ask = async |rules_only: bool, incidents: Vec<String>| {
+        client
+            .analyze_snapshot(AnalyzeSnapshotRequest {
+                snapshot: Some(two.clone()),
+                rules_only,
+                incidents,
+                ..AnalyzeSnapshotRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+
+    let listed = ask(true, Vec::new()).await;
+    assert_eq!(listed.incidents.len(), 2, "{listed:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "rules only");
+    for (n, listed) in listed.incidents.iter().enumerate() {
+        assert_eq!(listed.version.len(), 16, "{listed:?}");
+        let incident = &listed.fingerprint;
+        let answer = ask(false, vec![incident.clone()]).await;
+        let asked: Vec<&String> = answer.incident_outcomes.keys().collect();
+        assert_eq!(asked, [incident], "{answer:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), n + 1);
+        // Every rule recommendation comes back whichever incidents are
+        // routed here; only the routed incident's carry the explanation.
+        assert_eq!(answer.recommendations.len(), 2, "{answer:?}");
+        let explained = answer
+            .recommendations
+            .iter()
+            .filter_map(|r| r.explanation.as_ref())
+            .map(|e| e.incident.clone())
+            .collect::<Vec<_>>();
+        assert_eq!(explained, std::slice::from_ref(incident));
+    }
+    // An incident this snapshot does not have: nothing to ask.
+    let answer = ask(false, vec!["inc-elsewhere".into()]).await;
+    assert!(answer.incident_outcomes.is_empty(), "{answer:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
 /// A request carrying a policy's settings: only reports offered, extra
 /// guidance, and the exchange asked for.
 fn policy_request(debug: bool) -> AnalyzeSnapshotRequest {
@@ -320,6 +381,7 @@ fn policy_request(debug: bool) -> AnalyzeSnapshotRequest {
             ..pb::AnalysisSettings::default()
         }),
         debug,
+        incidents: Vec::new(),
     }
 }
 

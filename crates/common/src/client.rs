@@ -2,6 +2,8 @@
 //! timeouts and trace propagation.
 
 use std::{
+    collections::HashSet,
+    net::SocketAddr,
     sync::{Arc, Mutex},
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -13,6 +15,10 @@ use tonic::{
 };
 
 use crate::{Error, telemetry::TracePropagation, tls::ClientTls};
+
+mod replicas;
+
+pub use replicas::Replicas;
 
 /// A channel whose calls carry the caller's trace context.
 pub type TracedChannel = InterceptedService<ReloadingChannel, TracePropagation>;
@@ -204,48 +210,24 @@ fn balanced(
     tls: Option<&ClientTls>,
 ) -> Result<Channel, Error> {
     let template = endpoint(key, url, timeout, tls)?;
-    let uri = template.uri().clone();
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_matches(['[', ']'])
-        .to_owned();
-    if host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" {
+    let Some(mut resolver) = Resolver::for_url(key, template.uri()) else {
         return Ok(template.connect_lazy());
-    }
-    let scheme = uri.scheme_str().unwrap_or("http").to_owned();
-    let port = uri
-        .port_u16()
-        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    };
     let (balanced, changes) = Channel::balance_channel::<std::net::SocketAddr>(64);
     let key = key.to_owned();
     let tls = tls.cloned();
     tokio::spawn(async move {
-        let mut known = std::collections::HashSet::new();
         loop {
-            match tokio::net::lookup_host((host.as_str(), port)).await {
-                Ok(addrs) => {
-                    let now: std::collections::HashSet<_> = addrs.collect();
-                    for gone in known.difference(&now) {
-                        let _ = changes.send(Change::Remove(*gone)).await;
+            let (gone, new) = resolver.resolve().await;
+            for address in gone {
+                let _ = changes.send(Change::Remove(address)).await;
+            }
+            for address in new {
+                match endpoint(&key, &resolver.url_of(address), timeout, tls.as_ref()) {
+                    Ok(e) => {
+                        let _ = changes.send(Change::Insert(address, e)).await;
                     }
-                    for new in now.difference(&known) {
-                        let url = format!("{scheme}://{new}");
-                        match endpoint(&key, &url, timeout, tls.as_ref()) {
-                            Ok(e) => {
-                                let _ = changes.send(Change::Insert(*new, e)).await;
-                            }
-                            Err(error) => tracing::warn!(%error, "Cannot use a resolved address."),
-                        }
-                    }
-                    if now != known {
-                        tracing::info!(peer = %key, addresses = now.len(), "Peer addresses changed.");
-                    }
-                    known = now;
-                }
-                Err(error) => {
-                    // Keep the addresses we have: DNS hiccups must not cut a peer off.
-                    tracing::warn!(%error, peer = %key, "Cannot resolve the peer; keeping its last addresses.");
+                    Err(error) => tracing::warn!(%error, "Cannot use a resolved address."),
                 }
             }
             if changes.is_closed() {
@@ -255,4 +237,67 @@ fn balanced(
         }
     });
     Ok(balanced)
+}
+
+/// The addresses a peer URL's host name resolves to, looked up again on
+/// each [`Resolver::resolve`].
+struct Resolver {
+    key: String,
+    host: String,
+    port: u16,
+    scheme: String,
+    known: HashSet<SocketAddr>,
+}
+
+impl Resolver {
+    /// `None` for an IP address or `localhost`: one fixed peer, nothing to
+    /// resolve.
+    fn for_url(key: &str, uri: &http::Uri) -> Option<Self> {
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_owned();
+        if host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" {
+            return None;
+        }
+        let scheme = uri.scheme_str().unwrap_or("http").to_owned();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        Some(Self {
+            key: key.to_owned(),
+            host,
+            port,
+            scheme,
+            known: HashSet::new(),
+        })
+    }
+
+    /// The URL of one resolved address, in the peer URL's scheme.
+    fn url_of(&self, address: SocketAddr) -> String {
+        format!("{}://{address}", self.scheme)
+    }
+
+    /// Looks the name up: the addresses gone and the new ones since the
+    /// last lookup. A failed lookup keeps the addresses known: a DNS
+    /// hiccup must not cut a peer off.
+    async fn resolve(&mut self) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+        match tokio::net::lookup_host((self.host.as_str(), self.port)).await {
+            Ok(addresses) => {
+                let now: HashSet<SocketAddr> = addresses.collect();
+                let gone = self.known.difference(&now).copied().collect();
+                let new: Vec<SocketAddr> = now.difference(&self.known).copied().collect();
+                if now != self.known {
+                    tracing::info!(peer = %self.key, addresses = now.len(), "Peer addresses changed.");
+                }
+                self.known = now;
+                (gone, new)
+            }
+            Err(error) => {
+                tracing::warn!(%error, peer = %self.key, "Cannot resolve the peer; keeping its last addresses.");
+                (Vec::new(), Vec::new())
+            }
+        }
+    }
 }

@@ -128,7 +128,8 @@ impl ActionsConfig {
 
 /// Section `peers`: gRPC URLs of the services the coordinator wires together.
 /// In Kubernetes these are Service DNS names; the analyzer's is headless so
-/// calls spread over its replicas.
+/// calls spread over its replicas, and each model question goes to the
+/// replica that owns its incident.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeersConfig {
@@ -136,6 +137,11 @@ pub struct PeersConfig {
     pub collector: String,
     /// Analyzer URL.
     pub analyzer: String,
+    /// Every analyzer replica's URL, where DNS cannot list them (processes
+    /// outside Kubernetes). Empty: the replicas are the addresses
+    /// `analyzer`'s host name resolves to.
+    #[serde(default)]
+    pub analyzer_replicas: Vec<String>,
     /// Safety gate URL.
     pub safety_gate: String,
     /// Remediator URL.
@@ -162,6 +168,7 @@ impl Default for Config {
             peers: PeersConfig {
                 collector: "http://127.0.0.1:50051".to_owned(),
                 analyzer: "http://127.0.0.1:50052".to_owned(),
+                analyzer_replicas: Vec::new(),
                 safety_gate: "http://127.0.0.1:50053".to_owned(),
                 remediator: "http://127.0.0.1:50054".to_owned(),
                 timeout_ms: 2000,
@@ -202,10 +209,15 @@ pub const MIN_RETENTION_SECS: u64 = 2 * 86_400;
 impl ServiceConfig for Config {
     nanny_common::service_config_sections!();
 
+    const LIST_KEYS: &'static [&'static str] = &["peers.analyzer_replicas"];
+
     fn validate(&self) -> Result<(), Error> {
         let p = &self.peers;
         validate_url("peers.collector", &p.collector)?;
         validate_url("peers.analyzer", &p.analyzer)?;
+        for url in &p.analyzer_replicas {
+            validate_url("peers.analyzer_replicas", url)?;
+        }
         validate_url("peers.safety_gate", &p.safety_gate)?;
         validate_url("peers.remediator", &p.remediator)?;
         if !(50..=60_000).contains(&p.timeout_ms) {

@@ -270,6 +270,7 @@ fn reconcile_pipelines(ctx: &Context, driver: &Driver, running: &mut HashMap<Str
             policy_ref: key.clone(),
             collector: ctx.peers.collector.clone(),
             analyzer: ctx.peers.analyzer.clone(),
+            replicas: ctx.peers.analyzer_replicas.clone(),
             driver: driver.clone(),
             snapshots: snapshots.clone(),
             state: state.clone(),

@@ -2,7 +2,10 @@
 //! ladder escalated, is told to the policy's sinks — once per action and
 //! moment, across restarts (an annotation on the action records it), with
 //! retries and back-off in a task of its own, so a failing sink never holds
-//! an action up.
+//! an action up. Under a policy with AI enabled a message waits up to
+//! [`EXPLANATION_WAIT`] for the model's explanation of the action and
+//! carries it, marked as untrusted model output; it is sent without one
+//! after that.
 
 use std::{
     collections::HashMap,
@@ -15,7 +18,9 @@ use kube::{
     Api, Client, ResourceExt as _,
     api::{Patch, PatchParams},
 };
-use nanny_crd::{HealingAction, HealingPolicy, NOTIFICATIONS_SECRET, NotifyOn, Sink, SinkType};
+use nanny_crd::{
+    ExplanationRecord, HealingAction, HealingPolicy, NOTIFICATIONS_SECRET, NotifyOn, Sink, SinkType,
+};
 use prometheus::{IntCounterVec, Opts, Registry};
 use serde_json::{Value, json};
 
@@ -29,6 +34,12 @@ pub const NOTIFIED_PREFIX: &str = "nanny.ai/notified-";
 const TRIES: u32 = 4;
 /// A message whose tries all failed is tried again after this long.
 const GIVE_UP_FOR: Duration = Duration::from_secs(60);
+/// Longest wait for the model's explanation before a message goes without
+/// it (the model is asked in parallel with the rules; its answer usually
+/// lands within seconds of the action).
+pub const EXPLANATION_WAIT: Duration = Duration::from_secs(20);
+/// How often the action is read again while waiting for its explanation.
+const EXPLANATION_POLL: Duration = Duration::from_secs(2);
 
 /// (namespace, name, moment) of a message being sent (`None`), or whose
 /// tries failed (`Some`: not before then).
@@ -118,7 +129,13 @@ impl Notifier {
             busy.insert(key.clone(), None);
         }
         let (notifier, sinks, action) = (self.clone(), notifications.sinks.clone(), action.clone());
+        let explained = policy.spec.ai.enabled;
         tokio::spawn(async move {
+            let action = if explained {
+                notifier.with_explanation(action).await
+            } else {
+                action
+            };
             let delivered = notifier.deliver(&sinks, &action, moment).await;
             let Ok(mut busy) = notifier.busy.lock() else {
                 return;
@@ -132,6 +149,28 @@ impl Notifier {
             };
             busy.insert(key, Some(tokio::time::Instant::now() + quiet));
         });
+    }
+
+    /// `action` as the API shows it once it carries the model's
+    /// explanation, or after [`EXPLANATION_WAIT`] without one.
+    async fn with_explanation(&self, mut action: HealingAction) -> HealingAction {
+        let api = Api::<HealingAction>::namespaced(
+            self.client.clone(),
+            &action.namespace().unwrap_or_default(),
+        );
+        let deadline = tokio::time::Instant::now() + EXPLANATION_WAIT;
+        while explanation(&action).is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(EXPLANATION_POLL).await;
+            match api.get_opt(&action.name_any()).await {
+                Ok(Some(latest)) => action = latest,
+                // Gone: whatever is sent, it is sent about what was seen.
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::debug!(%error, action = %action.name_any(), "Cannot read the action while waiting for its explanation.");
+                }
+            }
+        }
+        action
     }
 
     /// Sends to every sink that has not had it; records it on the action
@@ -221,6 +260,17 @@ impl Notifier {
     }
 }
 
+/// Slack's escaping of `&`, `<` and `>` in message text.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn explanation(action: &HealingAction) -> Option<&ExplanationRecord> {
+    action.status.as_ref()?.explanation.as_ref()
+}
+
 /// What a message says, whatever its format.
 struct Message {
     id: String,
@@ -232,6 +282,8 @@ struct Message {
     reason: String,
     evidence: Vec<String>,
     command: String,
+    /// The model's explanation: text for people, never an instruction.
+    explanation: Option<ExplanationRecord>,
 }
 
 impl Message {
@@ -266,7 +318,22 @@ impl Message {
             reason: spec.reasoning.chars().take(2000).collect(),
             evidence: spec.evidence.iter().take(8).cloned().collect(),
             command,
+            explanation: explanation(action).cloned(),
         }
+    }
+
+    /// The explanation as one line, labelled as model output.
+    fn explained(&self) -> Option<String> {
+        let e = self.explanation.as_ref()?;
+        let risk = if e.risk.is_empty() {
+            String::new()
+        } else {
+            format!(" Risk: {}", e.risk)
+        };
+        Some(format!(
+            "Model explanation (untrusted model output, {}; {}): {}{risk}",
+            e.model, e.agreement, e.hypothesis
+        ))
     }
 
     fn headline(&self) -> String {
@@ -291,15 +358,34 @@ impl Message {
                 "reason": self.reason,
                 "evidence": self.evidence,
                 "command": self.command,
+                "modelExplanation": self.explanation.as_ref().map(|e| json!({
+                    "untrustedModelOutput": true,
+                    "hypothesis": e.hypothesis,
+                    "risk": e.risk,
+                    "citedEvidence": e.cited_evidence,
+                    "agreement": e.agreement,
+                    "model": e.model,
+                    "promptVersion": e.prompt_version,
+                    "incident": e.incident,
+                })),
             }),
-            SinkType::Slack => json!({
-                "text": format!(
-                    "*Nanny*: {}\n{}\n`{}`",
-                    self.headline(),
-                    self.reason,
-                    self.command
-                ),
-            }),
+            SinkType::Slack => {
+                // Slack reads `<!channel>` and `<url|text>` as mentions and
+                // links: every part is escaped so it can only be text (a
+                // model's reason or explanation included).
+                let explained = self
+                    .explained()
+                    .map(|e| format!("\n_{}_", slack_escape(&e)))
+                    .unwrap_or_default();
+                json!({
+                    "text": format!(
+                        "*Nanny*: {}\n{}{explained}\n`{}`",
+                        slack_escape(&self.headline()),
+                        slack_escape(&self.reason),
+                        slack_escape(&self.command)
+                    ),
+                })
+            }
             SinkType::Alertmanager => {
                 let labels = json!({
                     "alertname": format!("Nanny{}", self.moment),
@@ -307,11 +393,14 @@ impl Message {
                     "healingaction": self.name,
                     "action": self.action,
                 });
-                let annotations = json!({
+                let mut annotations = json!({
                     "summary": self.headline(),
                     "description": self.reason,
                     "command": self.command,
                 });
+                if let Some(explained) = self.explained() {
+                    annotations["model_explanation"] = json!(explained);
+                }
                 json!({
                     "version": "4",
                     "groupKey": self.id,
@@ -343,19 +432,7 @@ mod tests {
 
     #[test]
     fn each_format_carries_the_action_target_reason_and_command() {
-        let action: HealingAction = serde_json::from_value(json!({
-            "apiVersion": "nanny.ai/v1alpha1", "kind": "HealingAction",
-            "metadata": { "name": "web-patch", "namespace": "shop", "uid": "u1" },
-            "spec": {
-                "policyRef": "shop/default",
-                "target": { "kind": "Deployment", "namespace": "shop", "name": "web", "uid": "d1" },
-                "action": { "type": "PatchResources" },
-                "source": { "kind": "Rule", "name": "oom" },
-                "confidence": 100, "reasoning": "OOM-killed 4 times", "recommendationId": "r",
-                "snapshotId": "s",
-            },
-        }))
-        .unwrap_or_else(|e| panic!("{e}"));
+        let action = action();
         let message = Message::of(&action, "PendingApproval");
         let webhook = message.payload(SinkType::Webhook);
         assert_eq!(webhook["id"], "u1/PendingApproval");
@@ -382,6 +459,80 @@ mod tests {
                 .as_str()
                 .is_some_and(|c| c.contains("nanny.ai/resolve")),
             "{escalated}"
+        );
+    }
+
+    fn action() -> HealingAction {
+        serde_json::from_value(json!({
+            "apiVersion": "nanny.ai/v1alpha1", "kind": "HealingAction",
+            "metadata": { "name": "web-patch", "namespace": "shop", "uid": "u1" },
+            "spec": {
+                "policyRef": "shop/default",
+                "target": { "kind": "Deployment", "namespace": "shop", "name": "web", "uid": "d1" },
+                "action": { "type": "PatchResources" },
+                "source": { "kind": "Rule", "name": "oom" },
+                "confidence": 100, "reasoning": "OOM-killed 4 times", "recommendationId": "r",
+                "snapshotId": "s",
+            },
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_models_explanation_is_carried_as_model_output_and_cannot_mention_or_link() {
+        let action = action();
+        let message = Message::of(&action, "PendingApproval");
+        let webhook = message.payload(SinkType::Webhook);
+        let slack = message.payload(SinkType::Slack)["text"].to_string();
+        assert!(webhook["modelExplanation"].is_null());
+        assert!(!slack.contains("Model explanation"), "{slack}");
+
+        // With the model's explanation: in every format, marked as model output.
+        let mut explained = action.clone();
+        explained.status = Some(nanny_crd::HealingActionStatus {
+            explanation: Some(ExplanationRecord {
+                incident: "inc-0123456789abcdef".into(),
+                hypothesis: "The container needs more than 128Mi at start.".into(),
+                risk: "A rollout replaces the pods.".into(),
+                cited_evidence: vec!["e1: last termination = OOMKilled".into()],
+                model: "openai/smollm2:135m".into(),
+                prompt_version: "nanny-v2".into(),
+                agreement: "Agrees".into(),
+                at: None,
+            }),
+            ..nanny_crd::HealingActionStatus::default()
+        });
+        let message = Message::of(&explained, "PendingApproval");
+        let webhook = message.payload(SinkType::Webhook);
+        assert_eq!(webhook["modelExplanation"]["untrustedModelOutput"], true);
+        assert_eq!(
+            webhook["modelExplanation"]["hypothesis"],
+            "The container needs more than 128Mi at start."
+        );
+        let slack = message.payload(SinkType::Slack)["text"].to_string();
+        assert!(
+            slack.contains("Model explanation (untrusted model output, openai/smollm2:135m; Agrees): The container needs more than 128Mi at start. Risk: A rollout replaces the pods."),
+            "{slack}"
+        );
+        // A hostile hypothesis cannot mention or link in Slack.
+        let mut hostile = explained.clone();
+        if let Some(e) = hostile.status.as_mut().and_then(|s| s.explanation.as_mut()) {
+            e.hypothesis = "<!channel> see <https://evil.example|the fix> & approve".into();
+        }
+        let slack =
+            Message::of(&hostile, "PendingApproval").payload(SinkType::Slack)["text"].to_string();
+        assert!(
+            slack.contains(
+                "&lt;!channel&gt; see &lt;https://evil.example|the fix&gt; &amp; approve"
+            ) && !slack.contains("<!channel>"),
+            "{slack}"
+        );
+        let alert = message.payload(SinkType::Alertmanager);
+        assert!(
+            alert["alerts"][0]["annotations"]["model_explanation"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("Model explanation (untrusted model output")),
+            "{alert}"
         );
     }
 }

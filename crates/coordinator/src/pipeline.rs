@@ -7,19 +7,20 @@
 //! down and nothing queues up without bound.
 
 use std::{
+    collections::HashSet,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use k8s_openapi::jiff::Timestamp;
 use nanny_common::{
-    client::TracedChannel,
+    client::{Replicas, TracedChannel},
     snapshot::{ReadError, SnapshotView},
 };
 use nanny_crd::HealingPolicy;
 use nanny_proto::v1::{
-    AnalyzeSnapshotRequest, ClusterSnapshot, Issue, Scope, WatchRequest,
-    analyzer_client::AnalyzerClient, collector_client::CollectorClient,
+    AnalyzeSnapshotRequest, AnalyzeSnapshotResponse, ClusterSnapshot, IncidentRef, Issue, Scope,
+    WatchRequest, analyzer_client::AnalyzerClient, collector_client::CollectorClient,
 };
 use tokio::time::Instant;
 
@@ -54,6 +55,8 @@ pub struct Pipeline {
     pub collector: TracedChannel,
     /// Analyzer channel (balanced over its replicas).
     pub analyzer: TracedChannel,
+    /// The analyzer's replicas, for routing model questions by incident.
+    pub replicas: Replicas,
     /// Where recommendations go.
     pub driver: Driver,
     /// Where snapshots go.
@@ -67,8 +70,58 @@ pub struct Pipeline {
 /// Re-analyze an unchanged set of issues at most this often.
 const REANALYZE: Duration = Duration::from_secs(30);
 
-/// Model-lane questions one policy has in flight at most.
-const MODEL_QUESTIONS_IN_FLIGHT: usize = 8;
+/// Model-lane tasks one policy runs at most (each lists the incidents of
+/// one changed picture, then waits for the answers about the new ones).
+const MODEL_TASKS: usize = 32;
+
+/// Incidents one policy has asked about and awaits answers for, at most.
+const INCIDENTS_IN_FLIGHT: usize = 64;
+
+/// The incidents a policy's model lane awaits answers about, by
+/// `fingerprint@version`: each version is asked about once at a time, and
+/// a new incident, or one whose evidence or rule actions changed, is asked
+/// about at once, however many older questions wait.
+#[derive(Debug, Clone, Default)]
+struct InFlight(Arc<Mutex<HashSet<String>>>);
+
+impl InFlight {
+    /// Claims those of `incidents` not yet awaited (within the bound);
+    /// released when the claim is dropped, answered or not.
+    fn claim(&self, incidents: &[IncidentRef]) -> Claim {
+        let mut claimed = Vec::new();
+        if let Ok(mut awaited) = self.0.lock() {
+            for incident in incidents {
+                if awaited.len() >= INCIDENTS_IN_FLIGHT {
+                    break;
+                }
+                let key = format!("{}@{}", incident.fingerprint, incident.version);
+                if awaited.insert(key.clone()) {
+                    claimed.push(key);
+                }
+            }
+        }
+        Claim {
+            set: self.clone(),
+            incidents: claimed,
+        }
+    }
+}
+
+/// Incidents claimed by one model-lane task.
+struct Claim {
+    set: InFlight,
+    incidents: Vec<String>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Ok(mut awaited) = self.set.0.lock() {
+            for incident in &self.incidents {
+                awaited.remove(incident);
+            }
+        }
+    }
+}
 
 impl Pipeline {
     /// Runs until the task is aborted.
@@ -170,6 +223,7 @@ impl Pipeline {
         // caches the questions), so an incident that heals while the model
         // is busy is still explained. Dropped with the lane: aborted.
         let mut asking = tokio::task::JoinSet::new();
+        let in_flight = InFlight::default();
         loop {
             let snapshot = {
                 let Ok(()) = latest.changed().await else {
@@ -191,13 +245,13 @@ impl Pipeline {
             }
             if lane == Lane::Model {
                 while asking.try_join_next().is_some() {}
-                if asking.len() >= MODEL_QUESTIONS_IN_FLIGHT {
+                if asking.len() >= MODEL_TASKS {
                     // Asked enough; the next change asks again.
                     continue;
                 }
-                let this = self.clone();
+                let (this, in_flight) = (self.clone(), in_flight.clone());
                 asking.spawn(async move {
-                    if let Err(error) = this.analyze(&snapshot, Lane::Model).await {
+                    if let Err(error) = this.ask_model(&snapshot, &in_flight).await {
                         tracing::warn!(%error, policy = %this.policy_ref, "Model analysis failed; the rules answered alone.");
                         this.set(|s| s.error = Some(error.to_string()));
                     }
@@ -227,26 +281,117 @@ impl Pipeline {
     }
 
     async fn analyze(&self, snapshot: &ClusterSnapshot, lane: Lane) -> Result<(), Error> {
-        let request = AnalyzeSnapshotRequest {
+        let request = self.request(snapshot, lane == Lane::Rules, Vec::new());
+        let response = self.call(self.analyzer.clone(), request).await?;
+        self.apply(snapshot, lane, &response).await;
+        Ok(())
+    }
+
+    /// The model lane: the snapshot's incidents, as a rules-only analysis
+    /// lists them; those not already awaited are asked about, each on the
+    /// analyzer replica that owns its fingerprint (with one replica, on
+    /// it), so every policy's question about one incident meets the same
+    /// replica's queue and cache and no incident is asked twice
+    /// cluster-wide. Replicas are asked concurrently; one that fails
+    /// leaves the others' answers standing.
+    async fn ask_model(
+        &self,
+        snapshot: &ClusterSnapshot,
+        in_flight: &InFlight,
+    ) -> Result<(), Error> {
+        let listed = self
+            .call(
+                self.analyzer.clone(),
+                self.request(snapshot, true, Vec::new()),
+            )
+            .await?;
+        let claim = in_flight.claim(&listed.incidents);
+        if claim.incidents.is_empty() {
+            return Ok(());
+        }
+        let fingerprints: Vec<String> = claim
+            .incidents
+            .iter()
+            .map(|key| {
+                key.split_once('@')
+                    .map_or(key.as_str(), |(f, _)| f)
+                    .to_owned()
+            })
+            .collect();
+        let routes: Vec<(String, TracedChannel, Vec<String>)> = if self.replicas.len() > 1 {
+            self.replicas
+                .route(&fingerprints)
+                .into_iter()
+                .map(|r| (r.replica, r.channel, r.keys))
+                .collect()
+        } else {
+            vec![("analyzer".to_owned(), self.analyzer.clone(), fingerprints)]
+        };
+        let answers =
+            futures::future::join_all(routes.into_iter().map(|(replica, channel, keys)| {
+                let request = self.request(snapshot, false, keys);
+                async move { (replica, self.call(channel, request).await) }
+            }))
+            .await;
+        drop(claim);
+        let mut failed = None;
+        for (replica, answer) in answers {
+            match answer {
+                Ok(response) => self.apply(snapshot, Lane::Model, &response).await,
+                Err(error) => {
+                    tracing::warn!(%error, %replica, policy = %self.policy_ref, "An analyzer replica did not answer about its incidents.");
+                    failed = Some(error);
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn request(
+        &self,
+        snapshot: &ClusterSnapshot,
+        rules_only: bool,
+        incidents: Vec<String>,
+    ) -> AnalyzeSnapshotRequest {
+        AnalyzeSnapshotRequest {
             snapshot: Some(snapshot.clone()),
             policy_ref: self.policy_ref.clone(),
-            rules_only: lane == Lane::Rules,
+            rules_only,
             settings: Some(crate::convert::analysis_settings(&self.policy.spec)),
             debug: false,
-        };
-        let mut client = AnalyzerClient::new(self.analyzer.clone())
+            incidents,
+        }
+    }
+
+    async fn call(
+        &self,
+        channel: TracedChannel,
+        request: AnalyzeSnapshotRequest,
+    ) -> Result<AnalyzeSnapshotResponse, Error> {
+        let mut client = AnalyzerClient::new(channel)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
-        let response = tokio::time::timeout(self.analyze_timeout, client.analyze_snapshot(request))
-            .await
-            .map_err(|_| {
-                Error::peer(
-                    "analyzer",
-                    tonic::Status::deadline_exceeded("analysis timed out"),
-                )
-            })?
-            .map_err(|s| Error::peer("analyzer", s))?
-            .into_inner();
+        Ok(
+            tokio::time::timeout(self.analyze_timeout, client.analyze_snapshot(request))
+                .await
+                .map_err(|_| {
+                    Error::peer(
+                        "analyzer",
+                        tonic::Status::deadline_exceeded("analysis timed out"),
+                    )
+                })?
+                .map_err(|s| Error::peer("analyzer", s))?
+                .into_inner(),
+        )
+    }
+
+    /// Hands an answer's recommendations and explanations to the driver.
+    async fn apply(
+        &self,
+        snapshot: &ClusterSnapshot,
+        lane: Lane,
+        response: &AnalyzeSnapshotResponse,
+    ) {
         self.set(|s| {
             if lane == Lane::Model {
                 s.rules_only = response.rules_only;
@@ -265,7 +410,6 @@ impl Pipeline {
                 tracing::debug!(policy = %self.policy_ref, recommendation = %rec.id, outcome, "Model explanation.");
             }
         }
-        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use kube::{
     Client,
     runtime::{events::Recorder, reflector::Store},
 };
-use nanny_common::client::TracedChannel;
+use nanny_common::client::{Replicas, TracedChannel};
 use nanny_crd::{HealingAction, HealingPolicy};
 use tokio::sync::watch;
 
@@ -20,6 +20,9 @@ pub struct Peers {
     pub collector: TracedChannel,
     /// The analyzer (balanced over its replicas).
     pub analyzer: TracedChannel,
+    /// The analyzer's replicas, each owning the incidents its
+    /// fingerprints hash to.
+    pub analyzer_replicas: Replicas,
     /// The safety gate.
     pub gate: TracedChannel,
     /// The remediator.
@@ -52,10 +55,18 @@ impl Peers {
             tls("nanny-safety-gate")?.as_ref(),
         )?;
         // Calls that legitimately take long get their own deadlines.
+        let analyzer_timeout = Duration::from_secs(a.analyze_timeout_secs);
         let analyzer = nanny_common::client::balanced_channel(
             "peers.analyzer",
             &p.analyzer,
-            Duration::from_secs(a.analyze_timeout_secs),
+            analyzer_timeout,
+            tls("nanny-analyzer")?.as_ref(),
+        )?;
+        let analyzer_replicas = Replicas::new(
+            "peers.analyzer",
+            &p.analyzer,
+            &p.analyzer_replicas,
+            analyzer_timeout,
             tls("nanny-analyzer")?.as_ref(),
         )?;
         let remediator = channel(
@@ -67,6 +78,7 @@ impl Peers {
         Ok(Self {
             collector,
             analyzer,
+            analyzer_replicas,
             gate,
             remediator,
         })

@@ -197,6 +197,7 @@ pub async fn analyze(
             rules_only: false,
             settings,
             debug: args.explain,
+            incidents: Vec::new(),
         })
         .await
         .map_err(|s| anyhow!("analyzer {}: {}: {}", args.analyzer, s.code(), s.message()))?
@@ -446,6 +447,7 @@ mod tests {
             ],
             exchange: None,
             incident_outcomes: std::collections::HashMap::new(),
+            incidents: Vec::new(),
         };
         let text = recommendations(&response);
         let lines: Vec<&str> = text.lines().collect();

@@ -169,6 +169,13 @@ impl Stack {
         self.spawn(binary).await
     }
 
+    /// Sets `key` in `binary`'s environment for its next (re)start.
+    pub fn set_env(&mut self, binary: &'static str, key: &str, value: &str) {
+        let entry = self.env.entry(binary).or_default();
+        entry.retain(|(k, _)| k != key);
+        entry.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Starts another replica of `binary` on fresh ports with the same
     /// configuration, `overrides` applied last (e.g. a second coordinator
     /// with its own identity).

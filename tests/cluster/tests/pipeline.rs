@@ -624,7 +624,8 @@ async fn an_llm_proposing_to_delete_a_statefulset_is_denied_and_audited() {
 /// Where the rules act, the model is asked only whether it agrees: the
 /// rules' action runs without waiting for it, and the model's explanation
 /// and agreement are attached to it afterwards, read back from the API
-/// server.
+/// server. An action that waits for a human is notified with the
+/// explanation, marked as model output.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rules_act_and_the_models_explanation_follows() {
     let Some(fx) = Fixture::new("pipeline-llm-explain").await else {
@@ -633,10 +634,31 @@ async fn the_rules_act_and_the_models_explanation_follows() {
     let (model, requests) = stand_in_model(None).await;
     let llm = |k: &str, v: &str| ("nanny-analyzer", k.to_owned(), v.to_owned());
     let ns = fx.ns().to_owned();
+    let (receiver, received) = nanny_cluster_tests::receiver::start().await;
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": nanny_crd::NOTIFICATIONS_SECRET },
+        "stringData": { "hook": format!("{receiver}/webhook") },
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(fx.client.clone(), &ns)
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
+    let mut policy = policy(&ns, "Auto");
+    policy.spec.notifications = Some(
+        serde_json::from_value(
+            serde_json::json!({ "sinks": [{ "type": "Webhook", "urlKey": "hook" }] }),
+        )
+        .unwrap(),
+    );
     faults::crash_loop(&fx.client, &ns, "web", 1).await.unwrap();
+    // A memory limit raise waits for a human: it is notified.
+    faults::oom_killed(&fx.client, &ns, "hungry", "128Mi")
+        .await
+        .unwrap();
     let h = Harness::with_policy(
         fx,
-        &policy(&ns, "Auto"),
+        &policy,
         vec![
             llm("NANNY_LLM__ENABLED", "true"),
             llm("NANNY_LLM__PROVIDER", "openai"),
@@ -684,6 +706,28 @@ async fn the_rules_act_and_the_models_explanation_follows() {
     println!(
         "rules acted ({phase:?}); the model's explanation attached afterwards, agreement {}",
         explanation.agreement
+    );
+
+    // The PatchResources waiting for approval was notified with its
+    // explanation, marked as model output.
+    let notified = eventually("the approval notification", WAIT, || async {
+        Ok(received
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, m)| m["action"] == "PatchResources")
+            .map(|(_, m)| m.clone()))
+    })
+    .await
+    .unwrap();
+    let model_part = &notified["modelExplanation"];
+    assert_eq!(model_part["untrustedModelOutput"], true, "{notified}");
+    assert_eq!(model_part["hypothesis"], HYPOTHESIS, "{notified}");
+    assert!(
+        model_part["incident"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("inc-")),
+        "{notified}"
     );
 }
 

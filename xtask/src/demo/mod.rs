@@ -333,6 +333,17 @@ async fn demo(args: &Args, started: &mut Started, t0: Instant) -> anyhow::Result
         started.llm = Some(llm);
     }
 
+    // Debugging the demo: NANNY_DEMO_LOG_FILTER sets every service's log
+    // filter (e.g. `info,nanny_coordinator=debug`).
+    if let Ok(filter) = std::env::var("NANNY_DEMO_LOG_FILTER") {
+        for (binary, _) in nanny_test_util::stack::SERVICES {
+            extra_env.push((
+                binary,
+                "NANNY_TELEMETRY__LOG_FILTER".to_owned(),
+                filter.clone(),
+            ));
+        }
+    }
     println!("==> starting collector, analyzer, safety-gate, remediator, coordinator");
     std::fs::create_dir_all(demo_dir())?;
     let audit_path = demo_dir().join("audit.jsonl");

@@ -385,6 +385,7 @@ impl Fixture {
             peers: shared::Peers {
                 collector: channel("peers.collector"),
                 analyzer: channel("peers.analyzer"),
+                analyzer_replicas: replicas(),
                 gate: channel("peers.safety_gate"),
                 remediator: channel("peers.remediator"),
             },
@@ -732,4 +733,16 @@ async fn a_rollback_the_gate_refuses_is_recorded_and_the_phase_kept() {
             .contains("the safety gate refused the rollback"),
         "{rollback:?}"
     );
+}
+
+/// One analyzer replica nobody calls: steps never analyze.
+fn replicas() -> nanny_common::client::Replicas {
+    nanny_common::client::Replicas::new(
+        "peers.analyzer",
+        "http://127.0.0.1:1",
+        &[],
+        Duration::from_secs(1),
+        None,
+    )
+    .unwrap()
 }
