@@ -17,7 +17,7 @@ use std::{collections::BTreeMap, time::SystemTime};
 
 use nanny_proto::v1::{
     Agreement, ClusterSnapshot, Explanation, IncidentRef, ModelExchange, ModelSource,
-    Recommendation,
+    Recommendation, TriedAction,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -30,12 +30,14 @@ use crate::{
     settings::Settings,
 };
 
-/// Which of a snapshot's incidents to ask the model about, and whether to
-/// keep the exchange for debugging.
+/// Which of a snapshot's incidents to ask the model about, with what
+/// Nanny already tried, and whether to keep the exchange for debugging.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ask<'a> {
     /// Fingerprints; empty: every incident.
     pub only: &'a [String],
+    /// Nanny's recent actions, newest first.
+    pub tried: &'a [TriedAction],
     /// Keep the exchange about the most severe incident asked.
     pub debug: bool,
 }
@@ -59,13 +61,13 @@ impl Analysis {
         settings: &Settings,
         ask: Ask<'_>,
     ) -> ModelAnswer {
-        let Ask { only, debug } = ask;
+        let Ask { only, tried, debug } = ask;
         let Some(scheduler) = self.models.get(&settings.model.model) else {
             return ModelAnswer::skipped(debug, "disabled");
         };
         let index = SnapshotIndex::new(snapshot);
         let asked: Vec<(Incident<'_>, Prompt)> =
-            incident::correlate(snapshot, &index, settings.triggers.as_ref())
+            incident::correlate(snapshot, &index, settings.triggers.as_ref(), tried)
                 .into_iter()
                 .filter(|incident| only.is_empty() || only.contains(&incident.fingerprint))
                 .filter_map(|incident| {
@@ -135,16 +137,17 @@ impl Analysis {
 
     /// `snapshot`'s incidents under `settings`' triggers: what
     /// [`Self::consult_model`] would ask about, each with a version that
-    /// changes with its material evidence and the actions `rules` take on
-    /// it.
+    /// changes with its material evidence (what was `tried` included) and
+    /// the actions `rules` take on it.
     pub fn incidents(
         &self,
         snapshot: &ClusterSnapshot,
         rules: &[Recommendation],
         settings: &Settings,
+        tried: &[TriedAction],
     ) -> Vec<IncidentRef> {
         let index = SnapshotIndex::new(snapshot);
-        incident::correlate(snapshot, &index, settings.triggers.as_ref())
+        incident::correlate(snapshot, &index, settings.triggers.as_ref(), tried)
             .into_iter()
             .map(|incident| {
                 let mut hasher = Sha256::new();

@@ -14,8 +14,8 @@
 //! model may cite: the issues' evidence (their summaries are in the prompt's
 //! issue lines), the pods' last
 //! terminations, restart counts and resources, the failing and healthy
-//! revisions, and the Warning events about its objects (untrusted text,
-//! cut). The fingerprint names the incident across snapshots, policies and
+//! revisions, what Nanny already tried on its objects and how it ended, and
+//! the Warning events about its objects (untrusted text, cut). The fingerprint names the incident across snapshots, policies and
 //! replicas; [`Incident::material`] digests what must change before the
 //! model is asked again.
 
@@ -34,6 +34,10 @@ pub const SYSTEMIC_SPREAD: usize = 3;
 pub const MAX_EVIDENCE: usize = 16;
 /// Longest evidence value, characters; longer ones are cut.
 pub const MAX_VALUE_CHARS: usize = 160;
+/// Most of Nanny's earlier actions an incident's evidence names.
+pub const MAX_TRIED: usize = 3;
+/// Most of Nanny's earlier actions read from a request.
+pub const MAX_TRIED_READ: usize = 32;
 
 /// How an incident's issues belong together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -194,11 +198,15 @@ struct Placed<'a> {
 /// The snapshot's issues under `triggers` (all when `None`) whose target it
 /// holds, correlated into incidents: the most severe first, then the
 /// oldest, then by fingerprint.
+/// `tried` is what Nanny did recently, newest first (the first
+/// [`MAX_TRIED_READ`] are read).
 pub fn correlate<'a>(
     snapshot: &'a ClusterSnapshot,
     index: &SnapshotIndex<'a>,
     triggers: Option<&BTreeSet<i32>>,
+    tried: &[pb::TriedAction],
 ) -> Vec<Incident<'a>> {
+    let tried = &tried[..tried.len().min(MAX_TRIED_READ)];
     let placed: Vec<Placed<'a>> = snapshot
         .issues
         .iter()
@@ -243,7 +251,7 @@ pub fn correlate<'a>(
     let mut incidents: Vec<Incident<'a>> = groups
         .into_iter()
         .map(|((kind, key), (subject, members))| {
-            build(snapshot, index, kind, &key, subject, &members)
+            build(snapshot, index, kind, (&key, subject), &members, tried)
         })
         .collect();
     incidents.sort_by(|a, b| {
@@ -343,9 +351,9 @@ fn build<'a>(
     snapshot: &'a ClusterSnapshot,
     index: &SnapshotIndex<'a>,
     mut kind: IncidentKind,
-    key: &str,
-    mut subject: String,
+    (key, mut subject): (&str, String),
     members: &[&Placed<'a>],
+    tried: &[pb::TriedAction],
 ) -> Incident<'a> {
     let mut issues: Vec<&'a pb::Issue> = members.iter().map(|p| p.issue).collect();
     issues.sort_by(|a, b| {
@@ -370,9 +378,20 @@ fn build<'a>(
         && let Some(revisions) = rollout(snapshot, key, members)
     {
         kind = IncidentKind::Rollout;
-        subject = format!("{subject}, revision {}", revisions.0);
-        evidence.push("", "failing revision (ReplicaSet)", &revisions.0, false);
-        evidence.push("", "healthy revision (ReplicaSet)", &revisions.1, false);
+        subject = format!("{subject}, revision {}", revisions.failing);
+        evidence.push(
+            "",
+            "failing revision (ReplicaSet)",
+            &revisions.failing,
+            false,
+        );
+        evidence.push(
+            "",
+            "healthy revision (ReplicaSet)",
+            &revisions.healthy,
+            false,
+        );
+        revisions.changes(&mut evidence);
     }
     for issue in &issues {
         let about = issue.target.as_ref().map(describe).unwrap_or_default();
@@ -385,20 +404,10 @@ fn build<'a>(
             pod_evidence(&mut evidence, pod);
         }
     }
+    trends(&mut evidence, snapshot, members);
     let uids: BTreeSet<&str> = objects.keys().copied().collect();
-    for event in &snapshot.events {
-        let involved = event.involved.as_ref().map_or("", |r| r.uid.as_str());
-        if event.r#type == "Warning" && uids.contains(involved) {
-            let about = event.involved.as_ref().map(describe).unwrap_or_default();
-            let text = event.message.as_ref().map_or("", |m| m.text.as_str());
-            evidence.push(
-                &about,
-                &format!("event {} (x{})", event.reason, event.count),
-                text,
-                true,
-            );
-        }
-    }
+    tried_evidence(&mut evidence, index, (&uids, &subject), tried);
+    event_evidence(&mut evidence, snapshot, &uids);
     let severity = issues.iter().map(|i| i.severity).max().unwrap_or_default();
     let first_seen = issues
         .iter()
@@ -478,13 +487,170 @@ fn pod_evidence(evidence: &mut Evidence, pod: &pb::Pod) {
     }
 }
 
+/// What Nanny already tried on the incident's objects (`uids`, described
+/// by the subject when the snapshot no longer holds the target): the
+/// outcome, not the time, so the question is asked again when an outcome
+/// changes, not as it ages.
+fn tried_evidence(
+    evidence: &mut Evidence,
+    index: &SnapshotIndex<'_>,
+    (uids, subject): (&BTreeSet<&str>, &str),
+    tried: &[pb::TriedAction],
+) {
+    for t in tried
+        .iter()
+        .filter(|t| uids.contains(t.target_uid.as_str()) || uids.contains(t.workload_uid.as_str()))
+        .take(MAX_TRIED)
+    {
+        let about = index
+            .object(&t.target_uid)
+            .map_or_else(|| subject.to_owned(), describe);
+        let action: String = t.action.chars().take(32).collect();
+        let outcome: String = t.outcome.chars().take(32).collect();
+        evidence.push(
+            &about,
+            "Nanny already tried",
+            &format!("{action}: {outcome}"),
+            false,
+        );
+    }
+}
+
+/// The Warning events about the incident's objects: untrusted text.
+fn event_evidence(evidence: &mut Evidence, snapshot: &ClusterSnapshot, uids: &BTreeSet<&str>) {
+    for event in &snapshot.events {
+        let involved = event.involved.as_ref().map_or("", |r| r.uid.as_str());
+        if event.r#type == "Warning" && uids.contains(involved) {
+            let about = event.involved.as_ref().map(describe).unwrap_or_default();
+            let text = event.message.as_ref().map_or("", |m| m.text.as_str());
+            evidence.push(
+                &about,
+                &format!("event {} (x{})", event.reason, event.count),
+                text,
+                true,
+            );
+        }
+    }
+}
+
+/// Trends from Prometheus about the incident's pods and nodes, as the
+/// collector carries them (`MetricSample`s of its built-in queries):
+/// memory growth per hour over 30 min, restarts per hour over 15 min, CPU
+/// throttling, and a node's available memory.
+fn trends(evidence: &mut Evidence, snapshot: &ClusterSnapshot, members: &[&Placed<'_>]) {
+    let pods: BTreeMap<(&str, &str), String> = members
+        .iter()
+        .filter_map(|p| p.pod?.r#ref.as_ref())
+        .map(|r| ((r.namespace.as_str(), r.name.as_str()), describe(r)))
+        .collect();
+    let nodes: BTreeSet<&str> = members
+        .iter()
+        .filter(|p| p.target.kind == "Node")
+        .map(|p| p.target.name.as_str())
+        .collect();
+    for sample in &snapshot.metrics {
+        let label = |key: &str| sample.labels.get(key).map_or("", String::as_str);
+        let value = sample.value;
+        if !value.is_finite() {
+            continue;
+        }
+        if sample.query == "node_memory_available_ratio" {
+            if nodes.contains(label("node")) {
+                let about = format!("Node {}", label("node"));
+                evidence.push(
+                    &about,
+                    "memory available",
+                    &format!("{:.0} %", value * 100.0),
+                    false,
+                );
+            }
+            continue;
+        }
+        let Some(about) = pods.get(&(label("namespace"), label("pod"))) else {
+            continue;
+        };
+        let container = label("container");
+        let (description, shown) = match sample.query.as_str() {
+            // Under 1 MiB/h either way: noise, left out to save tokens.
+            "container_memory_growth_per_hour" if value.abs() >= f64::from(1u32 << 20) => (
+                "memory trend (30 min)",
+                format!("{:+.1} MiB/h", value / f64::from(1u32 << 20)),
+            ),
+            "restart_rate_15m" if value > 0.0 => {
+                ("restart rate (15 min)", format!("{:.1}/h", value * 3600.0))
+            }
+            "cpu_throttling_ratio" if value > 0.0 => {
+                ("CPU throttled", format!("{:.0} %", value * 100.0))
+            }
+            _ => continue,
+        };
+        evidence.push(
+            about,
+            &format!("container {container} {description}"),
+            &shown,
+            false,
+        );
+    }
+}
+
+/// A workload's failing revision and a healthy one, with a pod of each.
+struct Revisions<'a> {
+    failing: String,
+    healthy: String,
+    failing_pod: &'a pb::Pod,
+    healthy_pod: &'a pb::Pod,
+}
+
+impl Revisions<'_> {
+    /// What the rollout changed, container by container: the image and
+    /// the memory limit, where the two revisions differ.
+    fn changes(&self, evidence: &mut Evidence) {
+        for new in &self.failing_pod.containers {
+            let Some(old) = self
+                .healthy_pod
+                .containers
+                .iter()
+                .find(|c| c.name == new.name)
+            else {
+                continue;
+            };
+            let name = &new.name;
+            if new.image != old.image {
+                let value = format!("{} (healthy revision: {})", new.image, old.image);
+                evidence.push(
+                    "",
+                    &format!("container {name} image changed"),
+                    &value,
+                    false,
+                );
+            }
+            let memory = |c: &pb::ContainerStatus| c.limits.as_ref().and_then(|l| l.memory_bytes);
+            if memory(new) != memory(old) {
+                let mib =
+                    |b: Option<i64>| b.map_or("none".to_owned(), |b| format!("{} MiB", b >> 20));
+                let value = format!(
+                    "{} (healthy revision: {})",
+                    mib(memory(new)),
+                    mib(memory(old))
+                );
+                evidence.push(
+                    "",
+                    &format!("container {name} memory limit changed"),
+                    &value,
+                    false,
+                );
+            }
+        }
+    }
+}
+
 /// For a workload's failing pods: the one revision (owner) they all share
 /// and a revision with a healthy pod, when those differ.
-fn rollout(
-    snapshot: &ClusterSnapshot,
+fn rollout<'a>(
+    snapshot: &'a ClusterSnapshot,
     workload: &str,
-    members: &[&Placed<'_>],
-) -> Option<(String, String)> {
+    members: &[&Placed<'a>],
+) -> Option<Revisions<'a>> {
     let failing: BTreeSet<&str> = members.iter().filter_map(|p| p.pod).map(uid_of).collect();
     let owners: BTreeMap<&str, &pb::ObjectRef> = members
         .iter()
@@ -503,7 +669,13 @@ fn rollout(
                 .as_ref()
                 .is_some_and(|o| o.kind == "ReplicaSet" && o.uid != owner.uid)
     })?;
-    Some((owner.name.clone(), healthy.owner.as_ref()?.name.clone()))
+    let failing_pod = members.iter().find_map(|p| p.pod)?;
+    Some(Revisions {
+        failing: owner.name.clone(),
+        healthy: healthy.owner.as_ref()?.name.clone(),
+        failing_pod,
+        healthy_pod: healthy,
+    })
 }
 
 fn uid_of(pod: &pb::Pod) -> &str {

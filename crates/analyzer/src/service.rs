@@ -116,14 +116,15 @@ impl AnalyzerService {
             .settings(request.settings.as_ref(), !request.rules_only)?;
         let now = SystemTime::now();
         let mut recommendations = self.analysis.analyze(&snapshot, now, &settings);
-        let incidents = self
-            .analysis
-            .incidents(&snapshot, &recommendations, &settings);
+        let incidents =
+            self.analysis
+                .incidents(&snapshot, &recommendations, &settings, &request.tried);
         let answer = if request.rules_only {
             ModelAnswer::skipped(request.debug, "rules_only_requested")
         } else {
             let ask = Ask {
                 only: &request.incidents,
+                tried: &request.tried,
                 debug: request.debug,
             };
             self.analysis

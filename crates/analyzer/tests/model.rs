@@ -382,6 +382,7 @@ fn policy_request(debug: bool) -> AnalyzeSnapshotRequest {
         }),
         debug,
         incidents: Vec::new(),
+        tried: Vec::new(),
     }
 }
 

@@ -132,6 +132,7 @@ fn cluster(pods: usize, nodes: usize, issues: usize) -> Store {
                     requests: resources(100, 128 << 20),
                     limits: resources(500, 256 << 20),
                     usage: resources(42, 100 << 20),
+                    image: "registry.example/shop/app:1.4.2".to_owned(),
                 }],
                 created_at: Some(prost_types::Timestamp {
                     seconds: 1_700_000_000,

@@ -88,6 +88,12 @@ pub const BUILTIN_QUERIES: &[(&str, &str)] = &[
         "container_memory_bytes",
         "max by (namespace, pod, container) (container_memory_working_set_bytes{container!=\"\"})",
     ),
+    // The working set's trend: bytes per hour over the last 30 minutes (a
+    // slow leak reads as a steady positive slope).
+    (
+        "container_memory_growth_per_hour",
+        "max by (namespace, pod, container) (deriv(container_memory_working_set_bytes{container!=\"\"}[30m])) * 3600",
+    ),
     (
         "pvc_used_bytes",
         "max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_used_bytes{persistentvolumeclaim!=\"\"})",

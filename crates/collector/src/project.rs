@@ -229,6 +229,13 @@ pub fn pod(pod: &Pod, redaction: &Redaction) -> pb::Pod {
                 name: container.name.clone(),
                 requests,
                 limits,
+                image: container
+                    .image
+                    .as_deref()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(512)
+                    .collect(),
                 ..pb::ContainerStatus::default()
             };
             if let Some(s) = statuses.iter().find(|s| s.name == container.name) {

@@ -27,6 +27,7 @@ const CARRIED_BUILTINS: &[&str] = &[
     "restart_rate_15m",
     "node_memory_available_ratio",
     "cpu_throttling_ratio",
+    "container_memory_growth_per_hour",
 ];
 
 /// One detected issue and a hash of its content (without timestamps).

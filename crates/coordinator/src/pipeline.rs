@@ -20,7 +20,7 @@ use nanny_common::{
 use nanny_crd::HealingPolicy;
 use nanny_proto::v1::{
     AnalyzeSnapshotRequest, AnalyzeSnapshotResponse, ClusterSnapshot, IncidentRef, Issue, Scope,
-    WatchRequest, analyzer_client::AnalyzerClient, collector_client::CollectorClient,
+    TriedAction, WatchRequest, analyzer_client::AnalyzerClient, collector_client::CollectorClient,
 };
 use tokio::time::Instant;
 
@@ -281,7 +281,7 @@ impl Pipeline {
     }
 
     async fn analyze(&self, snapshot: &ClusterSnapshot, lane: Lane) -> Result<(), Error> {
-        let request = self.request(snapshot, lane == Lane::Rules, Vec::new());
+        let request = self.request(snapshot, lane == Lane::Rules, Vec::new(), Vec::new());
         let response = self.call(self.analyzer.clone(), request).await?;
         self.apply(snapshot, lane, &response).await;
         Ok(())
@@ -299,10 +299,13 @@ impl Pipeline {
         snapshot: &ClusterSnapshot,
         in_flight: &InFlight,
     ) -> Result<(), Error> {
+        // What was tried is part of each incident's evidence, so a changed
+        // outcome is a new version, asked about again.
+        let tried = self.driver.tried(&self.policy_ref);
         let listed = self
             .call(
                 self.analyzer.clone(),
-                self.request(snapshot, true, Vec::new()),
+                self.request(snapshot, true, Vec::new(), tried.clone()),
             )
             .await?;
         let claim = in_flight.claim(&listed.incidents);
@@ -329,7 +332,7 @@ impl Pipeline {
         };
         let answers =
             futures::future::join_all(routes.into_iter().map(|(replica, channel, keys)| {
-                let request = self.request(snapshot, false, keys);
+                let request = self.request(snapshot, false, keys, tried.clone());
                 async move { (replica, self.call(channel, request).await) }
             }))
             .await;
@@ -352,6 +355,7 @@ impl Pipeline {
         snapshot: &ClusterSnapshot,
         rules_only: bool,
         incidents: Vec<String>,
+        tried: Vec<TriedAction>,
     ) -> AnalyzeSnapshotRequest {
         AnalyzeSnapshotRequest {
             snapshot: Some(snapshot.clone()),
@@ -360,6 +364,7 @@ impl Pipeline {
             settings: Some(crate::convert::analysis_settings(&self.policy.spec)),
             debug: false,
             incidents,
+            tried,
         }
     }
 

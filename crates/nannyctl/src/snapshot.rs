@@ -198,6 +198,7 @@ pub async fn analyze(
             settings,
             debug: args.explain,
             incidents: Vec::new(),
+            tried: Vec::new(),
         })
         .await
         .map_err(|s| anyhow!("analyzer {}: {}: {}", args.analyzer, s.code(), s.message()))?

@@ -651,6 +651,9 @@ async fn the_rules_act_and_the_models_explanation_follows() {
         )
         .unwrap(),
     );
+    // Pod restarts (no rolling restart for a single replica): they run, and
+    // do not help, as the template crashes.
+    policy.spec.rules.crashloop_rollout_percent = Some(100);
     faults::crash_loop(&fx.client, &ns, "web", 1).await.unwrap();
     // A memory limit raise waits for a human: it is notified.
     faults::oom_killed(&fx.client, &ns, "hungry", "128Mi")
@@ -691,14 +694,14 @@ async fn the_rules_act_and_the_models_explanation_follows() {
     assert!(explanation.incident.starts_with("inc-"));
     // Once the rules acted, the model was asked whether it agrees with
     // their action (named in the data), not for proposals of its own.
-    let requests = requests.lock().unwrap().clone();
-    let asked = requests
+    let asked_so_far = requests.lock().unwrap().clone();
+    let asked = asked_so_far
         .iter()
         .find(|r| {
             r["response_format"]["json_schema"]["schema"]["properties"]["agrees"]["type"]
                 == "boolean"
         })
-        .unwrap_or_else(|| panic!("asked whether it agrees: {requests:#?}"));
+        .unwrap_or_else(|| panic!("asked whether it agrees: {asked_so_far:#?}"));
     let schema = &asked["response_format"]["json_schema"]["schema"];
     assert_eq!(schema["properties"]["recommendations"]["maxItems"], 0);
     let user = asked["messages"][1]["content"].as_str().unwrap_or_default();
@@ -720,6 +723,19 @@ async fn the_rules_act_and_the_models_explanation_follows() {
     })
     .await
     .unwrap();
+    // Once the restart has run and the pods still crash, the model is
+    // asked again, told what Nanny already tried and how it ended.
+    let told = eventually("a question naming the restart tried", WAIT, || async {
+        Ok(requests.lock().unwrap().iter().find_map(|r| {
+            let user = r["messages"][1]["content"].as_str().unwrap_or_default();
+            (user.contains("Nanny already tried") && user.contains("RestartPod: "))
+                .then(|| user.to_owned())
+        }))
+    })
+    .await;
+    if let Err(e) = told {
+        panic!("{e}\n{}", h.actions_seen().await);
+    }
     let model_part = &notified["modelExplanation"];
     assert_eq!(model_part["untrustedModelOutput"], true, "{notified}");
     assert_eq!(model_part["hypothesis"], HYPOTHESIS, "{notified}");

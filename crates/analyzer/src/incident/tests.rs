@@ -22,7 +22,7 @@ fn failing(s: &mut pb::ClusterSnapshot, p: pb::Pod, kind: IssueKind) {
 
 fn kinds(s: &pb::ClusterSnapshot) -> Vec<(IncidentKind, Vec<String>)> {
     let index = SnapshotIndex::new(s);
-    correlate(s, &index, None)
+    correlate(s, &index, None, &[])
         .into_iter()
         .map(|i| {
             (
@@ -64,7 +64,7 @@ fn pods_of_one_workload_are_one_incident_and_a_bare_pod_its_own() {
         ]
     );
     let index = SnapshotIndex::new(&s);
-    let web = correlate(&s, &index, None)
+    let web = correlate(&s, &index, None, &[])
         .into_iter()
         .find(|i| i.issues.len() == 2)
         .unwrap();
@@ -87,21 +87,31 @@ fn a_new_revision_failing_beside_a_healthy_old_one_is_a_rollout() {
     let mut s = snapshot();
     let web = obj("Deployment", "shop", "web");
     s.workloads.push(deployment("web", 3, None));
-    failing(
-        &mut s,
-        placed_pod("web-new-1", &web, "n1", "web-7f9", "CrashLoopBackOff"),
-        IssueKind::CrashLoopBackOff,
-    );
-    s.pods
-        .push(placed_pod("web-old-1", &web, "n2", "web-5c4", ""));
+    let mut new = placed_pod("web-new-1", &web, "n1", "web-7f9", "CrashLoopBackOff");
+    new.containers[0].image = "shop/web:2.0".into();
+    failing(&mut s, new, IssueKind::CrashLoopBackOff);
+    let mut old = placed_pod("web-old-1", &web, "n2", "web-5c4", "");
+    old.containers[0].image = "shop/web:1.9".into();
+    s.pods.push(old);
     let index = SnapshotIndex::new(&s);
-    let incidents = correlate(&s, &index, None);
+    let incidents = correlate(&s, &index, None, &[]);
     assert_eq!(incidents.len(), 1);
     let rollout = &incidents[0];
     assert_eq!(rollout.kind, IncidentKind::Rollout);
     assert_eq!(rollout.subject, "Deployment shop/web, revision web-7f9");
     assert_eq!(rollout.evidence[0].value, "web-7f9");
     assert_eq!(rollout.evidence[1].value, "web-5c4");
+    // What the rollout changed: the image (the limits are the same).
+    assert_eq!(
+        rollout.evidence[2].cited(),
+        "e3: container app image changed = shop/web:2.0 (healthy revision: shop/web:1.9)"
+    );
+    assert!(
+        !rollout
+            .evidence
+            .iter()
+            .any(|e| e.description.contains("memory limit changed"))
+    );
 
     // Old and new both failing: the workload, not the rollout.
     let mut both = s.clone();
@@ -215,7 +225,7 @@ fn one_symptom_across_a_namespace_is_systemic() {
     assert_eq!(found[0].1.len(), SYSTEMIC_SPREAD);
     let index = SnapshotIndex::new(&s);
     assert_eq!(
-        correlate(&s, &index, None)[0].subject,
+        correlate(&s, &index, None, &[])[0].subject,
         "ISSUE_KIND_CREATE_CONTAINER_CONFIG_ERROR on 3 workloads in namespace shop"
     );
 }
@@ -260,7 +270,7 @@ fn evidence_is_bounded_numbered_and_marks_event_text_untrusted() {
         ..pb::Event::default()
     });
     let index = SnapshotIndex::new(&s);
-    let incident = &correlate(&s, &index, None)[0];
+    let incident = &correlate(&s, &index, None, &[])[0];
     assert_eq!(incident.evidence.len(), MAX_EVIDENCE);
     let ids: Vec<&str> = incident.evidence.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids[..3], ["e1", "e2", "e3"]);
@@ -304,7 +314,7 @@ fn the_material_digest_ignores_small_changes_and_sees_real_ones() {
         });
         failing(&mut s, p, IssueKind::CrashLoopBackOff);
         let index = SnapshotIndex::new(&s);
-        let incident = &correlate(&s, &index, None)[0];
+        let incident = &correlate(&s, &index, None, &[])[0];
         (incident.fingerprint.clone(), incident.material())
     };
     let (fingerprint, material) = with(9, "Error");
@@ -330,7 +340,112 @@ fn triggers_and_unknown_targets_leave_issues_out() {
         "fp-ghost",
     ));
     let index = SnapshotIndex::new(&s);
-    assert_eq!(correlate(&s, &index, None).len(), 1);
+    assert_eq!(correlate(&s, &index, None, &[]).len(), 1);
     let only_oom = BTreeSet::from([IssueKind::OomKilled as i32]);
-    assert!(correlate(&s, &index, Some(&only_oom)).is_empty());
+    assert!(correlate(&s, &index, Some(&only_oom), &[]).is_empty());
+}
+
+#[test]
+fn what_nanny_already_tried_is_evidence_of_its_incident_only() {
+    let mut s = snapshot();
+    let web = obj("Deployment", "shop", "web");
+    s.workloads.push(deployment("web", 3, None));
+    failing(
+        &mut s,
+        placed_pod("web-1", &web, "n1", "web-a", "CrashLoopBackOff"),
+        IssueKind::CrashLoopBackOff,
+    );
+    let tried = |target: &str, workload: &str, action: &str, outcome: &str| pb::TriedAction {
+        target_uid: target.into(),
+        workload_uid: workload.into(),
+        action: action.into(),
+        outcome: outcome.into(),
+    };
+    let index = SnapshotIndex::new(&s);
+    let before = correlate(&s, &index, None, &[]).remove(0);
+    let history = [
+        // Newest first: on a pod since replaced, through its workload.
+        tried("uid-web-0", &web.uid, "RestartPod", "Ineffective"),
+        // On the workload itself.
+        tried(&web.uid, "", "RolloutRestart", "PendingApproval"),
+        // Elsewhere: not this incident's.
+        tried("uid-db-0", "uid-db", "RestartPod", "Succeeded"),
+    ];
+    let after = correlate(&s, &index, None, &history).remove(0);
+    let tried_items: Vec<String> = after
+        .evidence
+        .iter()
+        .filter(|e| e.description == "Nanny already tried")
+        .map(|e| format!("{} | {}", e.about, e.value))
+        .collect();
+    assert_eq!(
+        tried_items,
+        [
+            "Deployment shop/web | RestartPod: Ineffective",
+            "Deployment shop/web | RolloutRestart: PendingApproval",
+        ]
+    );
+    assert_ne!(before.material(), after.material(), "asked again");
+    // An outcome that changes is a new picture; the same history is not.
+    let again = correlate(&s, &index, None, &history).remove(0);
+    assert_eq!(again.material(), after.material());
+    let mut changed = history.clone();
+    changed[1].outcome = "Succeeded".into();
+    assert_ne!(
+        correlate(&s, &index, None, &changed).remove(0).material(),
+        after.material()
+    );
+}
+
+#[test]
+fn prometheus_trends_of_the_incidents_pods_are_evidence() {
+    let mut s = snapshot();
+    let web = obj("Deployment", "shop", "web");
+    s.workloads.push(deployment("web", 3, None));
+    failing(
+        &mut s,
+        placed_pod("web-1", &web, "n1", "web-a", "OOMKilled"),
+        IssueKind::OomKilled,
+    );
+    let sample = |query: &str, pod: &str, value: f64| pb::MetricSample {
+        query: query.into(),
+        labels: [
+            ("namespace".to_owned(), "shop".to_owned()),
+            ("pod".to_owned(), pod.to_owned()),
+            ("container".to_owned(), "app".to_owned()),
+        ]
+        .into(),
+        value,
+        at: None,
+    };
+    s.metrics = vec![
+        sample(
+            "container_memory_growth_per_hour",
+            "web-1",
+            48.0 * 1_048_576.0,
+        ),
+        sample("restart_rate_15m", "web-1", 4.0 / 3600.0),
+        // No throttling: nothing to say.
+        sample("cpu_throttling_ratio", "web-1", 0.0),
+        // Another pod's trend: not this incident's.
+        sample("container_memory_growth_per_hour", "db-0", 1e9),
+        sample("container_memory_growth_per_hour", "web-1", f64::NAN),
+        // A flat trend (under 1 MiB/h): noise.
+        sample("container_memory_growth_per_hour", "web-1", -4096.0),
+    ];
+    let index = SnapshotIndex::new(&s);
+    let incident = correlate(&s, &index, None, &[]).remove(0);
+    let trends: Vec<String> = incident
+        .evidence
+        .iter()
+        .filter(|e| e.description.contains("trend") || e.description.contains("rate"))
+        .map(|e| format!("{} | {} = {}", e.about, e.description, e.value))
+        .collect();
+    assert_eq!(
+        trends,
+        [
+            "Pod shop/web-1 | container app memory trend (30 min) = +48.0 MiB/h",
+            "Pod shop/web-1 | container app restart rate (15 min) = 4.0/h",
+        ]
+    );
 }

@@ -293,7 +293,7 @@ pub fn build_prompts(
     settings: &Settings,
     max_chars: usize,
 ) -> Vec<Prompt> {
-    crate::incident::correlate(snapshot, index, settings.triggers.as_ref())
+    crate::incident::correlate(snapshot, index, settings.triggers.as_ref(), &[])
         .iter()
         .filter_map(|incident| build_prompt(incident, &[], snapshot, index, settings, max_chars))
         .collect()

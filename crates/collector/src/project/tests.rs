@@ -105,6 +105,10 @@ fn pod_projection_keeps_what_detection_needs() {
     assert_eq!(container.state, "waiting");
     assert_eq!(container.state_reason, "CrashLoopBackOff");
     assert_eq!(container.restart_count, 4);
+    assert_eq!(
+        container.image, "shop:1",
+        "the spec's image, for rollout evidence"
+    );
     let last = container
         .last_termination
         .as_ref()

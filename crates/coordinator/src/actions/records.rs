@@ -142,6 +142,51 @@ pub(super) fn record_message(record: &ResultRecord) -> String {
     .join(": ")
 }
 
+/// Most recent actions a model question carries.
+const TRIED: usize = 32;
+
+impl super::Driver {
+    /// What Nanny did recently under `policy_ref`, newest first, for the
+    /// model's evidence: the actions that ran (with their outcome) or that
+    /// the gate or a human refused. Actions still under way, waiting, or
+    /// only recorded (Monitor, DryRun) tried nothing yet: listing their
+    /// every phase would have the model asked again at each step.
+    pub fn tried(&self, policy_ref: &str) -> Vec<pb::TriedAction> {
+        let mut actions: Vec<_> = self
+            .inner
+            .ctx
+            .actions
+            .state()
+            .into_iter()
+            .filter(|a| a.spec.policy_ref == policy_ref)
+            .collect();
+        actions.sort_by_key(|a| std::cmp::Reverse(a.creation_timestamp().map(|t| t.0)));
+        actions
+            .iter()
+            .filter_map(|a| Some((a, tried_outcome(a)?)))
+            .take(TRIED)
+            .map(|(a, outcome)| pb::TriedAction {
+                target_uid: a.spec.target.uid.clone(),
+                workload_uid: a.spec.workload_uid.clone().unwrap_or_default(),
+                action: a.spec.action.type_.name().to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .collect()
+    }
+}
+
+/// How a tried action ended: its result's outcome once it ran (not a dry
+/// run), or `Denied`; `None` for one that tried nothing (yet).
+fn tried_outcome(action: &HealingAction) -> Option<&'static str> {
+    let status = action.status.as_ref()?;
+    match status.result.as_ref().map(|r| r.outcome) {
+        Some(Outcome::DryRun) | None => {
+            (action.phase() == nanny_crd::Phase::Denied).then_some("Denied")
+        }
+        Some(outcome) => Some(outcome.as_str()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use nanny_proto::v1::Decision;
@@ -167,5 +212,46 @@ mod tests {
             verdict_from_record(&record("garbage"), "r", "p/q").decision,
             Decision::Denied as i32
         );
+    }
+
+    #[test]
+    fn only_actions_that_ran_or_were_refused_count_as_tried() {
+        let action = |status: serde_json::Value| -> HealingAction {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "nanny.ai/v1alpha1", "kind": "HealingAction",
+                "metadata": { "name": "a", "namespace": "shop" },
+                "spec": {
+                    "policyRef": "shop/default",
+                    "target": { "kind": "Pod", "namespace": "shop", "name": "web-1", "uid": "p1" },
+                    "action": { "type": "RestartPod" },
+                    "source": { "kind": "Rule", "name": "crashloop-restart" },
+                    "confidence": 100, "reasoning": "r", "recommendationId": "r", "snapshotId": "s",
+                },
+                "status": status,
+            }))
+            .unwrap()
+        };
+        let result = |outcome: &str| serde_json::json!({ "phase": "Succeeded", "result": { "outcome": outcome } });
+        assert_eq!(
+            tried_outcome(&action(result("Ineffective"))),
+            Some("Ineffective")
+        );
+        assert_eq!(
+            tried_outcome(&action(result("Succeeded"))),
+            Some("Succeeded")
+        );
+        assert_eq!(
+            tried_outcome(&action(serde_json::json!({ "phase": "Denied" }))),
+            Some("Denied")
+        );
+        // Tried nothing: a dry run, a waiting or a running action.
+        assert_eq!(tried_outcome(&action(result("DryRun"))), None);
+        for phase in ["Proposed", "PendingApproval", "Executing", "Recorded"] {
+            assert_eq!(
+                tried_outcome(&action(serde_json::json!({ "phase": phase }))),
+                None,
+                "{phase}"
+            );
+        }
     }
 }
