@@ -292,6 +292,7 @@ impl Metrics {
             calls: counter(
                 "nanny_analyzer_model_calls_total",
                 "Model questions by model and outcome: ok, cache_hit, joined (asked while queued or running), \
+                 superseded (replaced in the queue by newer evidence about its incident), \
                  or why none came (queue_full, breaker_open, timeout, truncated, malformed, ...).",
                 &["model", "outcome"],
             )?,

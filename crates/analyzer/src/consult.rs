@@ -139,10 +139,11 @@ impl Analysis {
     /// [`Self::consult_model`] would ask about, each with a version that
     /// changes with its material evidence (what was `tried` included) and
     /// the actions `rules` take on it.
+    /// Each of `rules` is marked with the incident it addresses.
     pub fn incidents(
         &self,
         snapshot: &ClusterSnapshot,
-        rules: &[Recommendation],
+        rules: &mut [Recommendation],
         settings: &Settings,
         tried: &[TriedAction],
     ) -> Vec<IncidentRef> {
@@ -150,6 +151,15 @@ impl Analysis {
         incident::correlate(snapshot, &index, settings.triggers.as_ref(), tried)
             .into_iter()
             .map(|incident| {
+                for rule in rules.iter_mut() {
+                    if rule
+                        .issue_fingerprints
+                        .iter()
+                        .any(|f| incident.has_issue(f))
+                    {
+                        rule.incident.clone_from(&incident.fingerprint);
+                    }
+                }
                 let mut hasher = Sha256::new();
                 hasher.update(incident.material().as_bytes());
                 for covered in rule_actions(rules, &incident) {
@@ -368,6 +378,7 @@ fn merge(
         .collect();
     let mut separate = Vec::new();
     for mut candidate in model {
+        candidate.incident.clone_from(&incident.fingerprint);
         let same_target: Vec<usize> = rules
             .iter()
             .enumerate()

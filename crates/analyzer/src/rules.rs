@@ -247,6 +247,8 @@ fn stamp(snapshot: &ClusterSnapshot, drafts: Drafts, now: SystemTime) -> Vec<Rec
                 evidence_refs,
                 created_at: Some(now.into()),
                 explanation: None,
+                // Set when the analyzer correlates the snapshot's incidents.
+                incident: String::new(),
             }
         })
         .collect()

@@ -118,7 +118,7 @@ impl AnalyzerService {
         let mut recommendations = self.analysis.analyze(&snapshot, now, &settings);
         let incidents =
             self.analysis
-                .incidents(&snapshot, &recommendations, &settings, &request.tried);
+                .incidents(&snapshot, &mut recommendations, &settings, &request.tried);
         let answer = if request.rules_only {
             ModelAnswer::skipped(request.debug, "rules_only_requested")
         } else {

@@ -332,6 +332,13 @@ async fn an_analyzer_asks_only_about_the_incidents_routed_to_it() {
 
     let listed = ask(true, Vec::new()).await;
     assert_eq!(listed.incidents.len(), 2, "{listed:?}");
+    // Each rule recommendation names the incident it addresses.
+    for rec in &listed.recommendations {
+        assert!(
+            listed.incidents.iter().any(|i| i.fingerprint == rec.incident),
+            "{rec:?}"
+        );
+    }
     assert_eq!(calls.load(Ordering::SeqCst), 0, "rules only");
     for (n, listed) in listed.incidents.iter().enumerate() {
         assert_eq!(listed.version.len(), 16, "{listed:?}");

@@ -300,6 +300,7 @@ pub fn recommendation(
         }),
         // Model text for people: the gate decides without it.
         explanation: None,
+        incident: String::new(),
     })
 }
 
@@ -455,6 +456,7 @@ mod tests {
             evidence_refs: vec!["issue:abcd".into()],
             created_at: None,
             explanation: None,
+            incident: String::new(),
         };
         let spec = spec_from_recommendation("shop/default", &rec, None).unwrap();
         assert_eq!(recommendation(&spec, None).unwrap(), rec);

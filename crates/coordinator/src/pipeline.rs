@@ -247,6 +247,7 @@ impl Pipeline {
                 while asking.try_join_next().is_some() {}
                 if asking.len() >= MODEL_TASKS {
                     // Asked enough; the next change asks again.
+                    tracing::debug!(policy = %self.policy_ref, tasks = asking.len(), "Model lane busy; this picture is skipped.");
                     continue;
                 }
                 let (this, in_flight) = (self.clone(), in_flight.clone());
@@ -309,6 +310,7 @@ impl Pipeline {
             )
             .await?;
         let claim = in_flight.claim(&listed.incidents);
+        tracing::debug!(policy = %self.policy_ref, listed = listed.incidents.len(), asked = ?claim.incidents, "Model lane: incidents listed.");
         if claim.incidents.is_empty() {
             return Ok(());
         }
@@ -410,6 +412,7 @@ impl Pipeline {
             // the driver absorbs them into the actions already open, and
             // attaches the model's explanation to them.
             self.driver.propose(&self.policy, rec, snapshot).await;
+            self.driver.note_incident(&self.policy, rec);
             if rec.explanation.is_some() {
                 let outcome = self.driver.explain(&self.policy, rec).await;
                 tracing::debug!(policy = %self.policy_ref, recommendation = %rec.id, outcome, "Model explanation.");

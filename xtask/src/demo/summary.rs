@@ -119,12 +119,13 @@ pub(super) async fn model_calls(metrics: std::net::SocketAddr) -> String {
             .sum()
     };
     // Questions that got an answer of their own, over those that did not
-    // (a cache hit or a joined call shares another's).
+    // (a cache hit or a joined call shares another's; a superseded one
+    // never ran: newer evidence took its place).
     let ok = count("ok");
     let failed: f64 = calls
         .iter()
         .filter_map(|c| c.split_once(' '))
-        .filter(|(o, _)| !matches!(*o, "ok" | "cache_hit" | "joined"))
+        .filter(|(o, _)| !matches!(*o, "ok" | "cache_hit" | "joined" | "superseded"))
         .filter_map(|(_, n)| n.parse::<f64>().ok())
         .sum();
     let share = if ok + failed > 0.0 {

@@ -256,5 +256,7 @@ pub fn to_recommendation(
         evidence_refs: vec![format!("issue:{}", item.issue_fingerprint)],
         created_at: None,
         explanation: None,
+        // Set when merged with its incident's rule recommendations.
+        incident: String::new(),
     })
 }

@@ -1,11 +1,16 @@
 //! One model scheduler per model endpoint: every question for the model
 //! goes through it, from every snapshot, stream and policy.
 //!
-//! - **Queue:** a bounded priority queue (severity, then the incident's age,
-//!   then arrival) drained by as many calls at once as the server has
+//! - **Queue:** a bounded priority queue (an incident never answered before
+//!   one asked again about changed evidence, then severity, then the
+//!   incident's age, then arrival) drained by as many calls at once as the
+//!   server has
 //!   parallel slots (`llm.parallel`). When it is full, a more urgent
 //!   question takes the place of the least urgent one, which ends as
 //!   `queue_full`; otherwise the newcomer does.
+//! - **Superseding:** a question about an incident replaces a queued one
+//!   about the same incident (newer evidence); the replaced one ends as
+//!   `superseded`, so the queue holds one question per incident.
 //! - **Deduplication:** a question is keyed by its incident, the evidence's
 //!   material digest, the model and the prompt (see
 //!   [`Prompt::cache_key`]). Asking what is queued or running joins it;
@@ -22,7 +27,7 @@
 
 use std::{
     cmp::Ordering,
-    collections::{BinaryHeap, HashMap},
+    collections::{BinaryHeap, HashMap, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -136,6 +141,10 @@ struct Inner {
     metrics: SchedulerMetrics,
     throughput: Mutex<Throughput>,
     cache: Mutex<HashMap<String, (Instant, Arc<Answered>)>>,
+    /// Incidents answered at least once (bounded as the cache is): a new
+    /// incident's first question goes before a re-ask about another's
+    /// changed evidence, so every incident gets an explanation soon.
+    answered: Mutex<HashSet<String>>,
     state: Mutex<State>,
 }
 
@@ -151,13 +160,16 @@ struct State {
 struct Queued {
     key: String,
     job: Job,
+    /// Its incident was never answered.
+    first: bool,
     arrival: u64,
     since: Instant,
 }
 
 impl Queued {
-    fn urgency(&self) -> (i32, std::cmp::Reverse<i64>, std::cmp::Reverse<u64>) {
+    fn urgency(&self) -> (bool, i32, std::cmp::Reverse<i64>, std::cmp::Reverse<u64>) {
         (
+            self.first,
             self.job.severity,
             std::cmp::Reverse(self.job.first_seen),
             std::cmp::Reverse(self.arrival),
@@ -256,6 +268,7 @@ impl Scheduler {
                 metrics,
                 throughput: Mutex::default(),
                 cache: Mutex::default(),
+                answered: Mutex::default(),
                 state: Mutex::default(),
             }),
         }
@@ -331,9 +344,17 @@ impl Scheduler {
             return Ok(());
         }
         state.arrivals += 1;
+        let first = self
+            .inner
+            .answered
+            .lock()
+            .is_ok_and(|answered| !answered.contains(&job.incident));
+        self.supersede(&mut state, &job.incident);
+        tracing::debug!(incident = %job.incident, first, severity = job.severity, queued = state.queue.len(), "Question queued for the model.");
         let queued = Queued {
             key: key.clone(),
             job,
+            first,
             arrival: state.arrivals,
             since: Instant::now(),
         };
@@ -370,6 +391,36 @@ impl Scheduler {
             .queue_depth
             .set(i64::try_from(state.queue.len()).unwrap_or(i64::MAX));
         Ok(())
+    }
+
+    /// Drops a queued (not running) question about `incident`: the one
+    /// about to be queued has newer evidence. Its askers hear `superseded`
+    /// (the newer question answers about the same incident, with evidence
+    /// ids of its own), so the queue holds one question per incident and a
+    /// fast-changing incident never crowds out the others.
+    fn supersede(&self, state: &mut State, incident: &str) {
+        let before = state.queue.len();
+        let mut stale = Vec::new();
+        state.queue.retain(|queued| {
+            let keep = queued.job.incident != incident;
+            if !keep {
+                stale.push((queued.key.clone(), queued.since));
+            }
+            keep
+        });
+        if state.queue.len() == before {
+            return;
+        }
+        for (key, since) in stale {
+            for waiter in state.waiters.remove(&key).unwrap_or_default() {
+                let _ = waiter.send(Err(failure(
+                    "superseded",
+                    "newer evidence about the same incident took its place in the queue".to_owned(),
+                    since.elapsed(),
+                )));
+            }
+            self.inner.count("superseded");
+        }
     }
 
     /// Starts queued calls while slots are free.
@@ -489,7 +540,7 @@ impl Inner {
                     run,
                     cached: false,
                 });
-                self.remember(queued.key, answered.clone());
+                self.remember(queued.key, &queued.job.incident, answered.clone());
                 Ok(answered)
             }
             Err(error) => {
@@ -505,7 +556,13 @@ impl Inner {
         }
     }
 
-    fn remember(&self, key: String, answer: Arc<Answered>) {
+    fn remember(&self, key: String, incident: &str, answer: Arc<Answered>) {
+        if let Ok(mut answered) = self.answered.lock() {
+            if answered.len() >= CACHE_ENTRIES {
+                answered.clear();
+            }
+            answered.insert(incident.to_owned());
+        }
         let ttl = self.config.cache_ttl;
         if ttl.is_zero() {
             return;

@@ -189,6 +189,59 @@ async fn one_call_per_question_most_urgent_first_and_waiting_is_no_timeout() {
 }
 
 #[tokio::test]
+async fn a_new_incident_goes_before_a_reask_about_changed_evidence() {
+    let server = Server::start(
+        "200 OK",
+        completion(GOOD, "stop"),
+        Duration::from_millis(200),
+    )
+    .await;
+    let scheduler = new_scheduler(server.addr, 1, 16, Duration::from_secs(5));
+    // "old" is answered once; then, while a call runs, its changed
+    // evidence (more severe, older) and a new incident queue up.
+    assert!(scheduler.ask(job("old", 3, "m1")).await.is_ok());
+    let running = {
+        let scheduler = scheduler.clone();
+        tokio::spawn(async move { scheduler.ask(job("busy", 1, "m")).await })
+    };
+    server.wait_for(2).await;
+    let answers = ask_all(&scheduler, vec![job("old", 3, "m2"), job("new", 1, "m")]).await;
+    assert!(running.await.unwrap().is_ok());
+    assert!(answers.iter().all(Result::is_ok));
+    assert_eq!(server.calls(), ["old", "busy", "new", "old"]);
+}
+
+#[tokio::test]
+async fn newer_evidence_replaces_a_queued_question_about_the_same_incident() {
+    let server = Server::start(
+        "200 OK",
+        completion(GOOD, "stop"),
+        Duration::from_millis(300),
+    )
+    .await;
+    let scheduler = new_scheduler(server.addr, 1, 16, Duration::from_secs(5));
+    let running = {
+        let scheduler = scheduler.clone();
+        tokio::spawn(async move { scheduler.ask(job("busy", 1, "m")).await })
+    };
+    server.wait_for(1).await;
+    let older = {
+        let scheduler = scheduler.clone();
+        tokio::spawn(async move { scheduler.ask(job("web", 2, "restarts 2^1")).await })
+    };
+    while scheduler.metrics().queue_depth.get() < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let newer = scheduler.ask(job("web", 2, "restarts 2^2")).await;
+    assert!(newer.is_ok());
+    assert_eq!(older.await.unwrap().unwrap_err().outcome, "superseded");
+    assert!(running.await.unwrap().is_ok());
+    // One call about web, with the newer evidence.
+    assert_eq!(server.calls(), ["busy", "web"]);
+    assert_eq!(count(&scheduler, "superseded"), 1);
+}
+
+#[tokio::test]
 async fn a_full_queue_keeps_the_most_urgent_questions() {
     let server = Server::start(
         "200 OK",

@@ -64,6 +64,16 @@ fn quiet(action: &HealingAction) -> bool {
         || matches!(phase, Phase::PendingApproval | Phase::Escalated)
 }
 
+/// The target uid and action type name `rec` proposes.
+fn action_of(rec: &pb::Recommendation) -> Option<(String, String)> {
+    let uid = rec.target.as_ref().map_or("", |t| t.uid.as_str());
+    let kind = rec.action.as_ref().and_then(|a| a.kind.as_ref())?;
+    Some((
+        uid.to_owned(),
+        crate::convert::action_type(kind).name().to_owned(),
+    ))
+}
+
 /// Whether the action already carries this explanation.
 fn has(action: &HealingAction, record: &ExplanationRecord) -> bool {
     action
@@ -86,15 +96,76 @@ impl Driver {
             return "no-action";
         };
         let policy_ref = key(policy);
-        let uid = rec.target.as_ref().map_or("", |t| t.uid.as_str());
-        let Some(action_type) = rec
-            .action
-            .as_ref()
-            .and_then(|a| a.kind.as_ref())
-            .map(|kind| crate::convert::action_type(kind).name().to_owned())
-        else {
+        let Some((uid, action_type)) = action_of(rec) else {
             return "no-action";
         };
+        let record = record(explanation, Timestamp::now());
+        let own = self
+            .attach(&policy_ref, (&uid, &action_type), record.clone(), false)
+            .await;
+        // The incident's other actions (proposed from an earlier picture of
+        // it, say a cordon before its drain) that have no explanation yet
+        // get this one, as actions the model said nothing about.
+        let siblings: Vec<(String, String)> = self
+            .inner
+            .incidents
+            .lock()
+            .ok()
+            .and_then(|incidents| {
+                incidents
+                    .get(&(policy_ref.clone(), explanation.incident.clone()))
+                    .cloned()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|sibling| *sibling != (uid.clone(), action_type.clone()))
+            .collect();
+        for (sibling_uid, sibling_type) in siblings {
+            let silent = ExplanationRecord {
+                agreement: "Silent".to_owned(),
+                ..record.clone()
+            };
+            let outcome = self
+                .attach(&policy_ref, (&sibling_uid, &sibling_type), silent, true)
+                .await;
+            tracing::debug!(%sibling_uid, %sibling_type, outcome, "The incident's explanation, for another of its actions.");
+        }
+        own
+    }
+
+    /// Remembers which action `rec` stands for under `policy`, by the
+    /// incident the analyzer said it addresses, so the incident's
+    /// explanation reaches it even when it comes with another picture's
+    /// recommendations. Bounded: forgotten wholesale past 10 000 incidents.
+    pub fn note_incident(&self, policy: &HealingPolicy, rec: &pb::Recommendation) {
+        if rec.incident.is_empty() {
+            return;
+        }
+        let Some(action) = action_of(rec) else {
+            return;
+        };
+        if let Ok(mut incidents) = self.inner.incidents.lock() {
+            if incidents.len() >= 10_000 {
+                incidents.clear();
+            }
+            incidents
+                .entry((key(policy), rec.incident.clone()))
+                .or_default()
+                .insert(action);
+        }
+    }
+
+    /// Attaches `record` to the newest action of `policy_ref` on `target`
+    /// (uid, action type): at once when it is quiet, else at its next
+    /// reconcile. With `unexplained_only`, an action that has an
+    /// explanation keeps it.
+    async fn attach(
+        &self,
+        policy_ref: &str,
+        (uid, action_type): (&str, &str),
+        record: ExplanationRecord,
+        unexplained_only: bool,
+    ) -> &'static str {
         let newest = self
             .inner
             .ctx
@@ -107,13 +178,16 @@ impl Driver {
                     && a.spec.action.type_.name() == action_type
             })
             .max_by_key(|a| a.creation_timestamp().map(|t| t.0));
-        let record = record(explanation, Timestamp::now());
         let (namespace, name) = match &newest {
             Some(action) => (action.namespace().unwrap_or_default(), action.name_any()),
             // Created a moment ago: the watch has not shown it yet.
             None => match self.inner.created.lock().ok().and_then(|created| {
                 created
-                    .get(&(policy_ref.clone(), uid.to_owned(), action_type.clone()))
+                    .get(&(
+                        policy_ref.to_owned(),
+                        uid.to_owned(),
+                        action_type.to_owned(),
+                    ))
                     .cloned()
             }) {
                 Some(found) => found,
@@ -121,7 +195,13 @@ impl Driver {
             },
         };
         if let Some(action) = newest.as_ref() {
-            if has(action, &record) {
+            if has(action, &record)
+                || (unexplained_only
+                    && action
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| s.explanation.is_some()))
+            {
                 return "unchanged";
             }
             if quiet(action) {
@@ -135,6 +215,9 @@ impl Driver {
             }
         }
         let first = self.inner.explanations.lock().is_ok_and(|mut pending| {
+            if unexplained_only && pending.contains_key(&(namespace.clone(), name.clone())) {
+                return false;
+            }
             pending
                 .insert((namespace.clone(), name.clone()), record)
                 .is_none()

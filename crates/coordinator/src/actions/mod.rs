@@ -103,6 +103,9 @@ struct Inner {
     /// Model explanations waiting for their action's next reconcile, by
     /// namespace and name (see [`Driver::explain`]).
     explanations: Mutex<HashMap<(String, String), nanny_crd::ExplanationRecord>>,
+    /// The actions (target uid, action type) of each incident, by policy
+    /// and incident fingerprint (see [`Driver::note_incident`]).
+    incidents: Mutex<IncidentActions>,
     proposals: IntCounterVec,
     transitions: IntCounterVec,
     escalations: IntCounterVec,
@@ -112,6 +115,9 @@ struct Inner {
 /// What makes two recommendations "the same action": policy, target uid
 /// and action type.
 type DedupKey = (String, String, String);
+
+/// (policy, incident) → the (target uid, action type) of its actions.
+type IncidentActions = HashMap<(String, String), std::collections::BTreeSet<(String, String)>>;
 
 impl Driver {
     /// A driver calling the gate and remediator over these channels.
@@ -151,6 +157,7 @@ impl Driver {
                 remediator: RemediatorClient::new(ctx.peers.remediator.clone()),
                 created: Mutex::new(HashMap::new()),
                 explanations: Mutex::new(HashMap::new()),
+                incidents: Mutex::new(HashMap::new()),
                 proposals,
                 transitions,
                 escalations,
