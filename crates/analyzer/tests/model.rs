@@ -335,7 +335,10 @@ async fn an_analyzer_asks_only_about_the_incidents_routed_to_it() {
     // Each rule recommendation names the incident it addresses.
     for rec in &listed.recommendations {
         assert!(
-            listed.incidents.iter().any(|i| i.fingerprint == rec.incident),
+            listed
+                .incidents
+                .iter()
+                .any(|i| i.fingerprint == rec.incident),
             "{rec:?}"
         );
     }

@@ -59,6 +59,14 @@ fn scoped_policy(owner_ns: &str, n: usize, scope: &str) -> HealingPolicy {
     p
 }
 
+/// The value, or a panic showing the test's HealingActions.
+async fn or_show_actions<T, E: std::fmt::Display>(h: &Harness, result: Result<T, E>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => panic!("{e}\n{}", h.actions_seen().await),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_policies_on_two_analyzer_replicas_ask_each_incident_once() {
     let Some(fx) = Fixture::new("incidents").await else {
@@ -142,10 +150,7 @@ async fn ten_policies_on_two_analyzer_replicas_ask_each_incident_once() {
         },
     )
     .await;
-    let recorded = match recorded {
-        Ok(recorded) => recorded,
-        Err(e) => panic!("{e}\n{}", h.actions_seen().await),
-    };
+    let recorded = or_show_actions(&h, recorded).await;
     println!(
         "{} rule actions recorded {:.1?} after the faults",
         recorded.len(),
@@ -169,10 +174,7 @@ async fn ten_policies_on_two_analyzer_replicas_ask_each_incident_once() {
         },
     )
     .await;
-    let explained = match explained {
-        Ok(explained) => explained,
-        Err(e) => panic!("{e}\n{}", h.actions_seen().await),
-    };
+    let explained = or_show_actions(&h, explained).await;
     println!(
         "every policy's action explained {:.1?} after the faults",
         faulted.elapsed()

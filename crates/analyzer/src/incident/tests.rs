@@ -33,16 +33,23 @@ fn kinds(s: &pb::ClusterSnapshot) -> Vec<(IncidentKind, Vec<String>)> {
         .collect()
 }
 
-#[test]
-fn pods_of_one_workload_are_one_incident_and_a_bare_pod_its_own() {
+/// A snapshot with Deployment web and its pod web-1 failing with
+/// `reason` (issue `kind`); and web's reference.
+fn web_failing(reason: &str, kind: IssueKind) -> (pb::ClusterSnapshot, pb::ObjectRef) {
     let mut s = snapshot();
     let web = obj("Deployment", "shop", "web");
     s.workloads.push(deployment("web", 3, None));
     failing(
         &mut s,
-        placed_pod("web-1", &web, "n1", "web-a", "CrashLoopBackOff"),
-        IssueKind::CrashLoopBackOff,
+        placed_pod("web-1", &web, "n1", "web-a", reason),
+        kind,
     );
+    (s, web)
+}
+
+#[test]
+fn pods_of_one_workload_are_one_incident_and_a_bare_pod_its_own() {
+    let (mut s, web) = web_failing("CrashLoopBackOff", IssueKind::CrashLoopBackOff);
     failing(
         &mut s,
         placed_pod("web-2", &web, "n2", "web-a", "CrashLoopBackOff"),
@@ -347,14 +354,7 @@ fn triggers_and_unknown_targets_leave_issues_out() {
 
 #[test]
 fn what_nanny_already_tried_is_evidence_of_its_incident_only() {
-    let mut s = snapshot();
-    let web = obj("Deployment", "shop", "web");
-    s.workloads.push(deployment("web", 3, None));
-    failing(
-        &mut s,
-        placed_pod("web-1", &web, "n1", "web-a", "CrashLoopBackOff"),
-        IssueKind::CrashLoopBackOff,
-    );
+    let (s, web) = web_failing("CrashLoopBackOff", IssueKind::CrashLoopBackOff);
     let tried = |target: &str, workload: &str, action: &str, outcome: &str| pb::TriedAction {
         target_uid: target.into(),
         workload_uid: workload.into(),
@@ -399,14 +399,7 @@ fn what_nanny_already_tried_is_evidence_of_its_incident_only() {
 
 #[test]
 fn prometheus_trends_of_the_incidents_pods_are_evidence() {
-    let mut s = snapshot();
-    let web = obj("Deployment", "shop", "web");
-    s.workloads.push(deployment("web", 3, None));
-    failing(
-        &mut s,
-        placed_pod("web-1", &web, "n1", "web-a", "OOMKilled"),
-        IssueKind::OomKilled,
-    );
+    let (mut s, _) = web_failing("OOMKilled", IssueKind::OomKilled);
     let sample = |query: &str, pod: &str, value: f64| pb::MetricSample {
         query: query.into(),
         labels: [
