@@ -51,7 +51,12 @@ impl Redaction {
                         None => *key == allowed,
                     })
             })
-            .map(|(k, v)| (k.clone(), truncate(v, self.max_text_bytes).0))
+            // An allowed key is no promise about its value: masked and cut
+            // like any free text.
+            .map(|(k, v)| {
+                let masked = nanny_common::redact::text(v);
+                (k.clone(), truncate(&masked, self.max_text_bytes).0)
+            })
             .collect()
     }
 
@@ -84,6 +89,9 @@ impl Redaction {
         pb::UntrustedText { text, truncated }
     }
 }
+
+/// Longest event reason carried, bytes (`events.k8s.io/v1`'s own limit).
+const MAX_REASON_BYTES: usize = 128;
 
 fn truncate(text: &str, max: usize) -> (String, bool) {
     if text.len() <= max {
@@ -463,7 +471,13 @@ pub fn event(e: &Event, redaction: &Redaction) -> Option<pb::Event> {
             uid: involved.uid.clone().unwrap_or_default(),
             resource_version: String::new(),
         }),
-        reason: e.reason.clone().unwrap_or_default(),
+        // Whoever may create Events writes the reason too: masked and cut
+        // to what a reason needs (the Events API allows 128 bytes).
+        reason: truncate(
+            &nanny_common::redact::text(e.reason.as_deref().unwrap_or_default()),
+            MAX_REASON_BYTES,
+        )
+        .0,
         r#type: "Warning".to_owned(),
         count: e.count.unwrap_or(1),
         last_seen,

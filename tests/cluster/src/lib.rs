@@ -7,12 +7,15 @@
 // Test support: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod model;
 pub mod pipeline;
 pub mod receiver;
 
 use std::{path::PathBuf, time::Duration};
 
-use k8s_openapi::api::{authentication::v1::TokenRequest, core::v1::ServiceAccount};
+use k8s_openapi::api::{
+    authentication::v1::TokenRequest, core::v1::ServiceAccount, rbac::v1::ClusterRoleBinding,
+};
 use kube::Resource;
 use kube::{
     Api, Client,
@@ -26,6 +29,30 @@ use nanny_proto::v1::{
 };
 use nanny_test_util::cluster::{ClusterInfo, TestNamespace, eventually};
 use serde_json::json;
+
+/// The values of counter `metric` a service exports on its HTTP `addr`,
+/// by the value of its label `label` (summed over other labels).
+///
+/// # Panics
+/// When /metrics cannot be read.
+pub async fn counts(
+    addr: std::net::SocketAddr,
+    metric: &str,
+    label: &str,
+) -> std::collections::BTreeMap<String, f64> {
+    let (_, text) = nanny_test_util::http::get(addr, "/metrics").await.unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    let prefix = format!("{metric}{{");
+    let key = format!("{label}=\"");
+    for line in text.lines().filter(|l| l.starts_with(&prefix)) {
+        let value = line.split(&key).nth(1).and_then(|v| v.split('"').next());
+        let count = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok());
+        if let (Some(value), Some(count)) = (value, count) {
+            *counts.entry(value.to_owned()).or_insert(0.0) += count;
+        }
+    }
+    counts
+}
 
 /// A test's view of the cluster: admin client and its own namespace.
 #[allow(missing_debug_implementations)] // kube::Client has no Debug
@@ -108,6 +135,24 @@ impl Fixture {
         let path = std::env::temp_dir().join(format!("{}-{name}.kubeconfig", self.ns()));
         std::fs::write(&path, serde_yaml::to_string(&kubeconfig).unwrap()).unwrap();
         path
+    }
+
+    /// [`Self::service_account_kubeconfig`] for a ServiceAccount bound to
+    /// cluster-admin: RBAC refuses it nothing, so whatever is refused, a
+    /// service's own checks or an admission policy refused.
+    pub async fn cluster_admin_kubeconfig(&self, name: &str) -> PathBuf {
+        let ns = self.ns();
+        let binding: ClusterRoleBinding = serde_json::from_value(json!({
+            "metadata": { "name": format!("{ns}-{name}-admin"), "labels": { "nanny.ai/test": "true" } },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin" },
+            "subjects": [{ "kind": "ServiceAccount", "name": name, "namespace": ns }],
+        }))
+        .unwrap();
+        Api::<ClusterRoleBinding>::all(self.client.clone())
+            .create(&PostParams::default(), &binding)
+            .await
+            .unwrap();
+        self.service_account_kubeconfig(name, None).await
     }
 
     /// The collector as a process watching this cluster (admin kubeconfig,

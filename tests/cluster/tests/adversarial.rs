@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Node, Pod},
-    rbac::v1::{ClusterRoleBinding, Role, RoleBinding},
+    rbac::v1::{Role, RoleBinding},
 };
 use kube::{
     Api, ResourceExt as _,
@@ -151,20 +151,7 @@ async fn hundreds_of_attacks_make_no_unauthorised_write_and_leak_no_secret() {
     // The remediator as its own ServiceAccount with cluster-admin: RBAC
     // would let every attack through.
     let remediator_user = format!("system:serviceaccount:{ns}:nanny-remediator");
-    Api::<ClusterRoleBinding>::all(fx.client.clone())
-        .create(
-            &PostParams::default(),
-            &object(json!({
-                "metadata": { "name": format!("{ns}-remediator-admin"), "labels": { "nanny.ai/test": "true" } },
-                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin" },
-                "subjects": [{ "kind": "ServiceAccount", "name": "nanny-remediator", "namespace": ns }],
-            })),
-        )
-        .await
-        .unwrap();
-    let kubeconfig = fx
-        .service_account_kubeconfig("nanny-remediator", None)
-        .await;
+    let kubeconfig = fx.cluster_admin_kubeconfig("nanny-remediator").await;
     let kubeconfig = kubeconfig.to_string_lossy().into_owned();
     let remediator = ServiceProcess::spawn(
         &cargo_bin("nanny-remediator"),

@@ -36,18 +36,7 @@ const POLICIES: usize = 10;
 
 /// Model calls of one analyzer by outcome, from its /metrics.
 async fn model_calls(analyzer: SocketAddr) -> BTreeMap<String, f64> {
-    let (_, metrics) = nanny_test_util::http::get(analyzer, "/metrics")
-        .await
-        .unwrap();
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("nanny_analyzer_model_calls_total{"))
-        .filter_map(|l| {
-            let outcome = l.split("outcome=\"").nth(1)?.split('"').next()?;
-            let value: f64 = l.rsplit(' ').next()?.parse().ok()?;
-            Some((outcome.to_owned(), value))
-        })
-        .collect()
+    nanny_cluster_tests::counts(analyzer, "nanny_analyzer_model_calls_total", "outcome").await
 }
 
 /// The policy `p{n}` over namespace `scope` alone, recording what it would

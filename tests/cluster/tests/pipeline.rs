@@ -20,7 +20,7 @@ use k8s_openapi::api::{
 };
 use kube::{Api, ResourceExt};
 use nanny_cluster_tests::{
-    Fixture, create_action,
+    Fixture, create_action, model,
     pipeline::{
         Harness, MIN_RESTARTS, WAIT, crash_loop_restarted, crash_one_pod, policy, restarts,
     },
@@ -415,81 +415,42 @@ async fn dry_run_mode_stores_diffs_and_changes_nothing() {
     records_without_changing_anything("pipeline-dryrun", "DryRun", None).await;
 }
 
-/// Every request a stand-in model server received.
-type Requests = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
-
 /// The hypothesis the stand-in model gives for every incident.
 const HYPOTHESIS: &str = "The db image tag does not exist; the container never starts.";
 
-/// A stand-in model server (OpenAI-compatible) that explains each incident
-/// with [`HYPOTHESIS`], citing the first evidence id offered, says it
-/// agrees with the rules' actions, and — with `delete` — proposes deleting
-/// that uid, citing the first issue the request's schema offers: the
-/// untrusted-LLM case the gate must refuse. Returns its URL and the
-/// requests it receives.
-async fn stand_in_model(delete: Option<String>) -> (String, Requests) {
-    let requests = Requests::default();
-    let seen = requests.clone();
-    fn first_fingerprint(value: &serde_json::Value) -> Option<String> {
-        match value {
-            serde_json::Value::Object(map) => {
-                if let Some(v) = map.get("issue_fingerprint") {
-                    return v["enum"][0].as_str().map(str::to_owned);
-                }
-                map.values().find_map(first_fingerprint)
-            }
-            serde_json::Value::Array(items) => items.iter().find_map(first_fingerprint),
-            _ => None,
-        }
-    }
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let delete = delete.clone();
-            let seen = seen.clone();
-            async move {
-                let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let fingerprint = first_fingerprint(&request).unwrap_or_default();
-                let evidence = request["response_format"]["json_schema"]["schema"]["properties"]
-                    ["cited"]["items"]["enum"][0]
-                    .clone();
-                seen.lock().unwrap().push(request);
-                let proposals: Vec<serde_json::Value> = delete
-                    .iter()
-                    .map(|uid| {
-                        serde_json::json!({
-                            "action": "delete_resource",
-                            "target_uid": uid,
-                            "issue_fingerprint": fingerprint,
-                            "confidence": 97,
-                            "reason": "The StatefulSet is broken; delete it.",
-                        })
-                    })
-                    .collect();
-                let content = serde_json::json!({
-                    "hypothesis": HYPOTHESIS,
-                    "cited": [evidence],
-                    "risk": "Deleting a StatefulSet loses its data.",
-                    "agrees": true,
-                    "recommendations": proposals,
-                });
-                let reply = serde_json::json!({
-                    "id": "chatcmpl-test", "object": "chat.completion",
-                    "choices": [{ "index": 0, "finish_reason": "stop",
-                        "message": { "role": "assistant", "content": content.to_string() } }],
-                    "usage": { "prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140 },
-                });
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    reply.to_string(),
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, requests)
+/// A stand-in model server that explains each incident with
+/// [`HYPOTHESIS`], citing the first evidence id offered, says it agrees
+/// with the rules' actions, and — with `delete` — proposes deleting that
+/// uid, citing the first issue the request's schema offers: the
+/// untrusted-LLM case the gate must refuse.
+async fn stand_in_model(delete: Option<String>) -> (String, model::Requests) {
+    model::serve(move |request| {
+        let fingerprint = model::offered(request, "issue_fingerprint")
+            .first()
+            .map(|f| (*f).to_owned())
+            .unwrap_or_default();
+        let evidence = model::citable(request).first().map(|e| (*e).to_owned());
+        let proposals: Vec<serde_json::Value> = delete
+            .iter()
+            .map(|uid| {
+                serde_json::json!({
+                    "action": "delete_resource",
+                    "target_uid": uid,
+                    "issue_fingerprint": fingerprint,
+                    "confidence": 97,
+                    "reason": "The StatefulSet is broken; delete it.",
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "hypothesis": HYPOTHESIS,
+            "cited": [evidence],
+            "risk": "Deleting a StatefulSet loses its data.",
+            "agrees": true,
+            "recommendations": proposals,
+        })
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

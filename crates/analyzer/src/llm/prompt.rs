@@ -73,6 +73,19 @@ impl Prompt {
     }
 }
 
+/// One line of the DATA block: `value` as JSON with every `<` and `>`
+/// written as a JSON escape (`\u003c`, `\u003e`). The value reads the same
+/// to a JSON parser, but no text copied from the cluster (an event message
+/// saying `DATA>>>` and then "new instructions") can close the fence or
+/// open another: the only `<<<` and `>>>` in a prompt are Nanny's. Outside
+/// strings JSON has no `<` or `>`, so only string contents change.
+fn data_line(value: &Value) -> String {
+    value
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+}
+
 fn ref_json(r: &pb::ObjectRef) -> Value {
     json!({ "uid": r.uid, "kind": r.kind, "namespace": r.namespace, "name": r.name })
 }
@@ -158,14 +171,13 @@ cite the ids of the evidence it rests on in cited, say in plain words what actin
             related.push(ref_json(w));
             uids.push(w.uid.clone());
         }
-        let item = json!({
+        let item = data_line(&json!({
             "fingerprint": issue.fingerprint,
             "kind": pb::IssueKind::try_from(issue.kind).map_or("UNKNOWN", |k| k.as_str_name()),
             "severity": pb::Severity::try_from(issue.severity).map_or("UNKNOWN", |s| s.as_str_name()),
             "summary": issue.summary,
             "objects": related,
-        })
-        .to_string();
+        }));
         if used + item.len() + 2 > max_chars {
             break;
         }
@@ -188,7 +200,7 @@ cite the ids of the evidence it rests on in cited, say in plain words what actin
             .map(|a| json!({ "action": a.action, "target": a.target }))
             .collect();
     }
-    let header = header.to_string();
+    let header = data_line(&header);
     let mut cited: Vec<&str> = Vec::new();
     if used + header.len() + 2 <= max_chars {
         used += header.len() + 2;
@@ -203,7 +215,7 @@ cite the ids of the evidence it rests on in cited, say in plain words what actin
             if evidence.untrusted {
                 line["untrusted"] = Value::Bool(true);
             }
-            let line = line.to_string();
+            let line = data_line(&line);
             if used + line.len() + 2 > max_chars {
                 break;
             }

@@ -1,4 +1,5 @@
 use k8s_openapi::api::core::v1::{Event, Pod};
+use nanny_common::redact::canaries;
 use prost::Message as _;
 use serde_json::json;
 
@@ -25,6 +26,7 @@ fn planted_pod() -> Pod {
             "annotations": {
                 "kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z",
                 "example.com/owner": "team-a",
+                "example.com/db": format!("password={}", canaries::PASSWORD),
                 "vault.example/token": SECRET,
                 "kubectl.kubernetes.io/last-applied-configuration": format!("{{\"password\":\"{SECRET}\"}}"),
             },
@@ -86,6 +88,11 @@ fn planted_secrets_never_reach_the_projection() {
     let bytes = projected.encode_to_vec();
     let haystack = String::from_utf8_lossy(&bytes);
     assert!(!haystack.contains(SECRET), "secret leaked: {projected:?}");
+    // An allowed key does not carry its value's secret either.
+    assert!(
+        !haystack.contains(canaries::PASSWORD),
+        "secret leaked: {projected:?}"
+    );
     assert!(
         !haystack.contains("DB_PASSWORD"),
         "env var names are not carried"
@@ -94,7 +101,11 @@ fn planted_secrets_never_reach_the_projection() {
     keys.sort();
     assert_eq!(
         keys,
-        ["example.com/owner", "kubectl.kubernetes.io/restartedAt"]
+        [
+            "example.com/db",
+            "example.com/owner",
+            "kubectl.kubernetes.io/restartedAt"
+        ]
     );
 }
 
@@ -154,11 +165,12 @@ fn event_text_is_cut_and_marked_untrusted_and_normal_events_are_dropped() {
 
 #[test]
 fn secrets_in_event_text_are_masked_before_anything_else_sees_them() {
-    let planted = nanny_common::redact::canaries::planted();
+    let planted = canaries::planted();
     let warning: Event = serde_json::from_value(json!({
         "metadata": { "name": "e3", "namespace": "shop" },
         "involvedObject": { "kind": "Pod", "name": "shop-1", "namespace": "shop", "uid": "u1" },
-        "reason": "Failed", "type": "Warning",
+        "reason": format!("Failed password={} {}", canaries::PASSWORD, "x".repeat(300)),
+        "type": "Warning",
         "message": planted,
     }))
     .expect("valid event");
@@ -166,15 +178,20 @@ fn secrets_in_event_text_are_masked_before_anything_else_sees_them() {
         max_text_bytes: 4096,
         ..redaction()
     };
-    let text = event(&warning, &wide)
-        .expect("kept")
-        .message
-        .expect("message")
-        .text;
-    for canary in nanny_common::redact::canaries::ALL {
+    let projected = event(&warning, &wide).expect("kept");
+    let text = projected.message.expect("message").text;
+    for canary in canaries::ALL {
         assert!(!text.contains(canary), "{canary} in {text}");
     }
     assert!(text.contains("[REDACTED"), "{text}");
+    // The reason is anyone's text too: masked and cut.
+    assert!(
+        !projected.reason.contains(canaries::PASSWORD),
+        "{}",
+        projected.reason
+    );
+    assert!(projected.reason.starts_with("Failed password="));
+    assert!(projected.reason.len() <= 128, "{}", projected.reason.len());
 }
 
 #[test]
