@@ -6,6 +6,7 @@ mod buf;
 mod cluster;
 mod cmd;
 mod demo;
+mod eval;
 mod go;
 mod helm;
 
@@ -53,6 +54,9 @@ enum Command {
     },
     /// Bring up a local cluster, inject faults and watch Nanny heal them.
     Demo(demo::Args),
+    /// Score how the rules and a model choose actions over the labelled
+    /// corpus in eval/cases (see eval/README.md).
+    Eval(eval::Args),
     /// Lint the Helm chart and render (or drift-check) deploy/rendered/.
     Helm {
         #[command(subcommand)]
@@ -89,6 +93,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { target } => bench::run(target),
         Command::Helm { action } => helm::run(action),
         Command::Demo(args) => demo::run(args),
+        Command::Eval(args) => eval::run(&args),
     }
 }
 
@@ -126,6 +131,8 @@ fn test() -> anyhow::Result<()> {
         "build binaries",
         &["cargo", "build", "--workspace", "--bins", "--locked"],
     )?;
+    // The action-choice eval over the real analyzer and gate.
+    eval::ci()?;
     // One local cluster for every tier that needs an API server: the
     // e2e tests start the collector and remediator against it, the cluster
     // tests do everything else.

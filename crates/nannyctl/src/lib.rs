@@ -19,7 +19,6 @@ mod audit;
 mod connect;
 mod health;
 mod policy;
-mod protojson;
 mod render;
 mod snapshot;
 mod tls;

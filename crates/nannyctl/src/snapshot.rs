@@ -7,18 +7,14 @@ use std::{fmt::Write as _, io::Read as _, path::PathBuf, process::ExitCode, time
 use anyhow::{Context as _, anyhow};
 use nanny_common::snapshot::SnapshotView;
 use nanny_crd::HealingPolicy;
+use nanny_proto::json::{self as protojson, ANALYZE_RESPONSE, CLUSTER_SNAPSHOT};
 use nanny_proto::v1::{
     AnalysisSettings, AnalyzeSnapshotRequest, AnalyzeSnapshotResponse, ClusterSnapshot,
     GetSnapshotRequest, ModelExchange, Recommendation, Scope, Severity,
     analyzer_client::AnalyzerClient, collector_client::CollectorClient, source,
 };
 
-use crate::{
-    connect::KubeArgs,
-    protojson::{self, ANALYZE_RESPONSE, CLUSTER_SNAPSHOT},
-    render,
-    tls::TlsArgs,
-};
+use crate::{connect::KubeArgs, render, tls::TlsArgs};
 
 /// Output of `snapshot` and `analyze`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -11,6 +11,9 @@ pub mod v1 {
 
 pub mod vocabulary;
 
+#[cfg(feature = "json")]
+pub mod json;
+
 /// The encoded `FileDescriptorSet` of every `nanny.v1` file, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/nanny_descriptor.bin"));

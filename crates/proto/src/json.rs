@@ -1,5 +1,7 @@
 //! Proto3 JSON (the canonical mapping grpcurl also speaks) for the `nanny.v1`
-//! messages, driven by the descriptor set nanny-proto embeds for reflection.
+//! messages, driven by the descriptor set this crate embeds for reflection
+//! (feature `json`: nannyctl's `snapshot -o json` and `analyze -f`, the
+//! eval's case files).
 //!
 //! The generated prost types derive no serde; going through
 //! `prost_reflect::DynamicMessage` gets the standard mapping (camelCase
@@ -19,7 +21,7 @@ fn descriptor(full_name: &str) -> anyhow::Result<MessageDescriptor> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
     let pool = POOL
         .get_or_init(|| {
-            DescriptorPool::decode(nanny_proto::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())
+            DescriptorPool::decode(crate::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())
         })
         .as_ref()
         .map_err(|e| anyhow::anyhow!("the embedded descriptor set is unreadable: {e}"))?;
@@ -53,9 +55,7 @@ pub fn from_json<T: prost::Message + Default>(text: &str, full_name: &str) -> an
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nanny_proto::v1::{
-        ClusterInfo, ClusterSnapshot, Issue, IssueKind, ObjectRef, SnapshotKind,
-    };
+    use crate::v1::{ClusterInfo, ClusterSnapshot, Issue, IssueKind, ObjectRef, SnapshotKind};
 
     fn snapshot() -> ClusterSnapshot {
         ClusterSnapshot {
