@@ -482,16 +482,14 @@ async fn an_obedient_model_moves_nothing_past_the_gate_and_sees_no_secret() {
             "reason",
         )
         .await;
-        Ok(refused
-            .contains_key("target_not_in_incident")
-            .then_some(refused))
+        // Both refusals of the one reply: the out-of-incident target and
+        // the proposal over the schema's maximum.
+        let both = refused.contains_key("target_not_in_incident")
+            && refused.contains_key("over_max_recommendations");
+        Ok(both.then_some(refused))
     })
     .await
     .unwrap();
-    assert!(
-        refused.contains_key("over_max_recommendations"),
-        "{refused:?}"
-    );
     // Its explanation repeats the injection: shown as model output, and
     // without a secret (the collector masked them before the model read).
     let explained = eventually("the model's explanation", WAIT, || async {

@@ -58,13 +58,15 @@ pub struct Args {
     /// The model server's API.
     #[arg(long, value_enum, default_value = "openai")]
     provider: Provider,
-    /// The model server's base URL. Default: the project's local llama.cpp
-    /// server with SmolLM2-135M, started for the eval.
+    /// The model server's base URL. Default: the project's own server with
+    /// SmolLM2-135M, started for the eval (llama.cpp for `openai`, Ollama
+    /// for `ollama`).
     #[arg(long)]
     endpoint: Option<String>,
-    /// The model's name on that server.
-    #[arg(long, default_value = "SmolLM2-135M-Instruct")]
-    model: String,
+    /// The model's name on that server. Default: the project's SmolLM2-135M
+    /// under the name its server gives it.
+    #[arg(long)]
+    model: Option<String>,
     /// The longest one model call may run, seconds.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u32,
@@ -100,7 +102,7 @@ pub fn ci() -> anyhow::Result<()> {
         rules_only: true,
         provider: Provider::Openai,
         endpoint: None,
-        model: "SmolLM2-135M-Instruct".to_owned(),
+        model: None,
         timeout_secs: 60,
         subset: None,
         only: None,
@@ -159,7 +161,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         &["cargo", "build", "--workspace", "--bins", "--locked"],
     )?;
     if !args.rules_only && args.endpoint.is_none() {
-        nanny_test_util::llm::install()?;
+        match args.provider {
+            Provider::Openai => nanny_test_util::llm::install()?,
+            Provider::Ollama => nanny_test_util::ollama::install()?,
+        }
     }
     let runtime = tokio::runtime::Runtime::new()?;
     let (cards, model) = runtime.block_on(evaluate(&cases, args))?;
@@ -199,33 +204,43 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 /// Starts the services (and the local model unless `--endpoint`), runs
 /// every mode and returns each mode's figures and the model's name.
 async fn evaluate(cases: &[case::Case], args: &Args) -> anyhow::Result<(Vec<ModeCard>, String)> {
+    // The project's model server, when no endpoint is given; stopped on drop.
     let mut llama = None;
+    let mut ollama = None;
     let mut env: Vec<(&str, String)> = vec![("NANNY_LLM__ENABLED", "false".to_owned())];
     let model = if args.rules_only {
         "none (rules only)".to_owned()
     } else {
-        let endpoint = match &args.endpoint {
-            Some(url) => url.clone(),
-            None => {
+        let (provider, own_model) = match args.provider {
+            Provider::Ollama => ("ollama", nanny_test_util::ollama::MODEL),
+            Provider::Openai => ("openai", "SmolLM2-135M-Instruct"),
+        };
+        let endpoint = match (&args.endpoint, args.provider) {
+            (Some(url), _) => url.clone(),
+            (None, Provider::Openai) => {
                 println!("==> starting the local LLM server (llama.cpp, SmolLM2-135M-Instruct)");
                 let server = LlamaServer::start(&nanny_test_util::llm::model_path()).await?;
                 let url = server.url.clone();
                 llama = Some(server);
                 url
             }
+            (None, Provider::Ollama) => {
+                println!("==> starting the local Ollama server ({own_model})");
+                let server = nanny_test_util::ollama::OllamaServer::start().await?;
+                let url = server.url.clone();
+                ollama = Some(server);
+                url
+            }
         };
-        let provider = match args.provider {
-            Provider::Ollama => "ollama",
-            Provider::Openai => "openai",
-        };
+        let model_name = args.model.clone().unwrap_or_else(|| own_model.to_owned());
         env = vec![
             ("NANNY_LLM__ENABLED", "true".to_owned()),
             ("NANNY_LLM__PROVIDER", provider.to_owned()),
             ("NANNY_LLM__ENDPOINT", endpoint.clone()),
-            ("NANNY_LLM__MODEL", args.model.clone()),
+            ("NANNY_LLM__MODEL", model_name.clone()),
             ("NANNY_LLM__TIMEOUT_SECS", args.timeout_secs.to_string()),
         ];
-        format!("{provider}/{} at {endpoint}", args.model)
+        format!("{provider}/{model_name} at {endpoint}")
     };
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let analyzer = ServiceProcess::spawn(&cargo_bin("nanny-analyzer"), &env).await?;
@@ -242,7 +257,7 @@ async fn evaluate(cases: &[case::Case], args: &Args) -> anyhow::Result<(Vec<Mode
         println!("==> eval: {} cases, {}", cases.len(), mode.as_str());
         cards.push(run_mode(*mode, cases, &analyzer).await?);
     }
-    drop(llama);
+    drop((llama, ollama));
     Ok((cards, model))
 }
 
