@@ -29,6 +29,7 @@ use nanny_analyzer::{Config, config::Provider};
 use nanny_proto::v1::{
     self as pb, AnalyzeSnapshotRequest, ClusterSnapshot, IssueKind, SnapshotKind,
 };
+use nanny_test_util::stats::percentile;
 
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -114,14 +115,6 @@ fn snapshot(id: &str, incidents: &[usize]) -> ClusterSnapshot {
 /// Sum of the series of `name` whose labels contain every one of `labels`.
 fn sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
     support::metric(metrics, name, labels).unwrap_or_default()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// Outcomes that are calls the server received.

@@ -53,10 +53,7 @@ impl Redaction {
             })
             // An allowed key is no promise about its value: masked and cut
             // like any free text.
-            .map(|(k, v)| {
-                let masked = nanny_common::redact::text(v);
-                (k.clone(), truncate(&masked, self.max_text_bytes).0)
-            })
+            .map(|(k, v)| (k.clone(), masked(v, self.max_text_bytes).0))
             .collect()
     }
 
@@ -85,13 +82,19 @@ impl Redaction {
     /// Masks secrets in `text` ([`nanny_common::redact`]), cuts it to the
     /// limit on a character boundary and marks it untrusted.
     pub fn untrusted(&self, text: &str) -> pb::UntrustedText {
-        let (text, truncated) = truncate(&nanny_common::redact::text(text), self.max_text_bytes);
+        let (text, truncated) = masked(text, self.max_text_bytes);
         pb::UntrustedText { text, truncated }
     }
 }
 
 /// Longest event reason carried, bytes (`events.k8s.io/v1`'s own limit).
 const MAX_REASON_BYTES: usize = 128;
+
+/// `text` with its secrets masked ([`nanny_common::redact`]) and cut to
+/// `max` bytes; whether it was cut.
+fn masked(text: &str, max: usize) -> (String, bool) {
+    truncate(&nanny_common::redact::text(text), max)
+}
 
 fn truncate(text: &str, max: usize) -> (String, bool) {
     if text.len() <= max {
@@ -473,11 +476,7 @@ pub fn event(e: &Event, redaction: &Redaction) -> Option<pb::Event> {
         }),
         // Whoever may create Events writes the reason too: masked and cut
         // to what a reason needs (the Events API allows 128 bytes).
-        reason: truncate(
-            &nanny_common::redact::text(e.reason.as_deref().unwrap_or_default()),
-            MAX_REASON_BYTES,
-        )
-        .0,
+        reason: masked(e.reason.as_deref().unwrap_or_default(), MAX_REASON_BYTES).0,
         r#type: "Warning".to_owned(),
         count: e.count.unwrap_or(1),
         last_seen,

@@ -107,6 +107,11 @@ pub mod canaries {
         PASSWORD,
     ];
 
+    /// The canaries `text` carries: what leaked.
+    pub fn found_in(text: &str) -> Vec<&'static str> {
+        ALL.into_iter().filter(|c| text.contains(c)).collect()
+    }
+
     /// Text carrying every canary as it appears in the wild: args, env,
     /// headers, a key file.
     pub fn planted() -> String {

@@ -105,6 +105,17 @@ impl ClusterInfo {
         self.audited(username, |write| write.user.username == username)
     }
 
+    /// The writes of `username` that took effect ([`AuditedWrite::succeeded`]):
+    /// what an attack must leave at zero.
+    ///
+    /// # Errors
+    /// When the audit log cannot be read.
+    pub fn effective_writes(&self, username: &str) -> anyhow::Result<Vec<AuditedWrite>> {
+        let mut writes = self.audited_writes(username)?;
+        writes.retain(AuditedWrite::succeeded);
+        Ok(writes)
+    }
+
     /// Every write the API server audited so far in `namespace`, whoever
     /// made it (the test stack's services share one identity).
     ///

@@ -1,6 +1,6 @@
 //! A minimal HTTP/1.1 GET, enough for `/metrics`, `/healthz` and `/readyz`.
 
-use std::net::SocketAddr;
+use std::{collections::BTreeMap, net::SocketAddr};
 
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -35,6 +35,31 @@ pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> 
         body.to_owned()
     };
     Ok((status, body))
+}
+
+/// The values of counter `metric` a service exports on its HTTP `addr`
+/// (`/metrics`), by the value of its label `label`, summed over its other
+/// labels.
+///
+/// # Errors
+/// When /metrics cannot be read.
+pub async fn counts(
+    addr: SocketAddr,
+    metric: &str,
+    label: &str,
+) -> anyhow::Result<BTreeMap<String, f64>> {
+    let (_, text) = get(addr, "/metrics").await?;
+    let mut counts = BTreeMap::new();
+    let prefix = format!("{metric}{{");
+    let key = format!("{label}=\"");
+    for line in text.lines().filter(|l| l.starts_with(&prefix)) {
+        let value = line.split(&key).nth(1).and_then(|v| v.split('"').next());
+        let count = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok());
+        if let (Some(value), Some(count)) = (value, count) {
+            *counts.entry(value.to_owned()).or_insert(0.0) += count;
+        }
+    }
+    Ok(counts)
 }
 
 fn dechunk(mut body: &str) -> String {

@@ -5,6 +5,7 @@
 //!   caches under `~/.cache/nanny/`, and where to find them.
 //! - [`process`]: run a service binary on ephemeral ports and talk to it.
 //! - [`http`]: a minimal HTTP/1.1 GET for `/metrics` and probes.
+//! - [`stats`]: percentiles for the benchmarks and the eval.
 //! - [`cluster`]: the local cluster `cargo xtask cluster up` started, and a
 //!   namespace per test.
 //! - [`helm`]: how the committed Helm renders show generated certificates.
@@ -33,4 +34,5 @@ pub mod process;
 pub mod requests;
 pub mod scenarios;
 pub mod stack;
+pub mod stats;
 pub mod tools;

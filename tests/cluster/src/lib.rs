@@ -30,30 +30,6 @@ use nanny_proto::v1::{
 use nanny_test_util::cluster::{ClusterInfo, TestNamespace, eventually};
 use serde_json::json;
 
-/// The values of counter `metric` a service exports on its HTTP `addr`,
-/// by the value of its label `label` (summed over other labels).
-///
-/// # Panics
-/// When /metrics cannot be read.
-pub async fn counts(
-    addr: std::net::SocketAddr,
-    metric: &str,
-    label: &str,
-) -> std::collections::BTreeMap<String, f64> {
-    let (_, text) = nanny_test_util::http::get(addr, "/metrics").await.unwrap();
-    let mut counts = std::collections::BTreeMap::new();
-    let prefix = format!("{metric}{{");
-    let key = format!("{label}=\"");
-    for line in text.lines().filter(|l| l.starts_with(&prefix)) {
-        let value = line.split(&key).nth(1).and_then(|v| v.split('"').next());
-        let count = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok());
-        if let (Some(value), Some(count)) = (value, count) {
-            *counts.entry(value.to_owned()).or_insert(0.0) += count;
-        }
-    }
-    counts
-}
-
 /// A test's view of the cluster: admin client and its own namespace.
 #[allow(missing_debug_implementations)] // kube::Client has no Debug
 pub struct Fixture {

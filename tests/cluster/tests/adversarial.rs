@@ -1044,27 +1044,13 @@ async fn hundreds_of_attacks_make_no_unauthorised_write_and_leak_no_secret() {
     // (its dry runs are not writes), the intruder and the coordinator's
     // identity created or changed no HealingAction beyond the one real one,
     // and the protected Deployments are untouched.
-    let remediator_writes: Vec<_> = fx
+    let remediator_writes = fx.cluster.effective_writes(&remediator_user).unwrap();
+    let intruder_writes = fx.cluster.effective_writes(&intruder_user).unwrap();
+    let mut coordinator_writes = fx
         .cluster
-        .audited_writes(&remediator_user)
-        .unwrap()
-        .into_iter()
-        .filter(|w| w.succeeded())
-        .collect();
-    let intruder_writes: Vec<_> = fx
-        .cluster
-        .audited_writes(&intruder_user)
-        .unwrap()
-        .into_iter()
-        .filter(|w| w.succeeded())
-        .collect();
-    let coordinator_writes: Vec<_> = fx
-        .cluster
-        .audited_writes(&format!("system:serviceaccount:{ns}:nanny-coordinator"))
-        .unwrap()
-        .into_iter()
-        .filter(|w| w.succeeded() && w.object_ref.name != "real")
-        .collect();
+        .effective_writes(&format!("system:serviceaccount:{ns}:nanny-coordinator"))
+        .unwrap();
+    coordinator_writes.retain(|w| w.object_ref.name != "real");
     let audited = fx.cluster.audited_writes(&remediator_user).unwrap();
     assert!(
         audited
@@ -1094,10 +1080,7 @@ async fn hundreds_of_attacks_make_no_unauthorised_write_and_leak_no_secret() {
             "{name} was changed"
         );
     }
-    let leaked: Vec<&str> = canaries::ALL
-        .into_iter()
-        .filter(|c| tally.replies.contains(c))
-        .collect();
+    let leaked = canaries::found_in(&tally.replies);
     // Every service is still up: nothing crashed it.
     remediator
         .wait_serving(service_names::REMEDIATOR, WAIT)

@@ -36,7 +36,9 @@ const POLICIES: usize = 10;
 
 /// Model calls of one analyzer by outcome, from its /metrics.
 async fn model_calls(analyzer: SocketAddr) -> BTreeMap<String, f64> {
-    nanny_cluster_tests::counts(analyzer, "nanny_analyzer_model_calls_total", "outcome").await
+    nanny_test_util::http::counts(analyzer, "nanny_analyzer_model_calls_total", "outcome")
+        .await
+        .unwrap()
 }
 
 /// The policy `p{n}` over namespace `scope` alone, recording what it would

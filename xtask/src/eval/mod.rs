@@ -22,7 +22,7 @@ mod score;
 use std::{
     collections::BTreeMap,
     path::PathBuf,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context as _, bail};
@@ -30,9 +30,10 @@ use k8s_openapi::jiff;
 use nanny_proto::v1::{
     AnalyzeSnapshotRequest, ClusterSnapshot, Decision, Recommendation, ReviewContext,
     ReviewRequest, RuleOverrides, action::Kind, analyzer_client::AnalyzerClient,
-    safety_gate_client::SafetyGateClient, source,
+    safety_gate_client::SafetyGateClient,
 };
 use nanny_test_util::{
+    http::counts,
     llm::LlamaServer,
     process::{ServiceProcess, cargo_bin},
 };
@@ -261,37 +262,16 @@ async fn evaluate(cases: &[case::Case], args: &Args) -> anyhow::Result<(Vec<Mode
     Ok((cards, model))
 }
 
-/// Model calls by outcome and tokens by direction, from the analyzer's
+/// Model calls by outcome and tokens in and out, from the analyzer's
 /// metrics.
 async fn model_counters(
     analyzer: &ServiceProcess,
 ) -> anyhow::Result<(BTreeMap<String, f64>, (f64, f64))> {
-    let (_, text) = nanny_test_util::http::get(analyzer.http_addr, "/metrics").await?;
-    let mut calls = BTreeMap::new();
-    let mut tokens = (0.0, 0.0);
-    for line in text.lines() {
-        let label = |key: &str| {
-            line.split(&format!("{key}=\""))
-                .nth(1)
-                .and_then(|v| v.split('"').next())
-                .map(str::to_owned)
-        };
-        let Some(value) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
-            continue;
-        };
-        if line.starts_with("nanny_analyzer_model_calls_total{") {
-            if let Some(outcome) = label("outcome") {
-                *calls.entry(outcome).or_insert(0.0) += value;
-            }
-        } else if line.starts_with("nanny_analyzer_model_tokens_total{") {
-            match label("direction").as_deref() {
-                Some("in") => tokens.0 += value,
-                Some("out") => tokens.1 += value,
-                _ => {}
-            }
-        }
-    }
-    Ok((calls, tokens))
+    let addr = analyzer.http_addr;
+    let calls = counts(addr, "nanny_analyzer_model_calls_total", "outcome").await?;
+    let tokens = counts(addr, "nanny_analyzer_model_tokens_total", "direction").await?;
+    let direction = |d: &str| tokens.get(d).copied().unwrap_or(0.0);
+    Ok((calls, (direction("in"), direction("out"))))
 }
 
 /// Every case under `mode`, against a fresh gate.
@@ -468,7 +448,7 @@ async fn review_all(
             .review(ReviewRequest {
                 recommendation: Some(recommendation.clone()),
                 policy_ref: policy_ref.to_owned(),
-                snapshot_taken_at: Some(jiff_now()),
+                snapshot_taken_at: Some(SystemTime::now().into()),
                 policy: Some(gate_policy.clone()),
                 context: Some(context(snapshot, recommendation)),
                 human_approval: None,
@@ -483,10 +463,7 @@ async fn review_all(
     let mut model_recommendations = 0;
     let mut unsafe_proposals = 0;
     for recommendation in recommendations {
-        let from_model = matches!(
-            recommendation.source.as_ref().and_then(|s| s.kind.as_ref()),
-            Some(source::Kind::Model(_))
-        );
+        let from_model = score::from_model(recommendation);
         let is_top = proposal.is_some_and(|p| {
             recommendation.target.as_ref() == Some(&p.target)
                 && recommendation
@@ -520,12 +497,4 @@ async fn review_all(
         model: model_recommendations,
         denied: unsafe_proposals,
     })
-}
-
-fn jiff_now() -> prost_types::Timestamp {
-    let now = jiff::Timestamp::now();
-    prost_types::Timestamp {
-        seconds: now.as_second(),
-        nanos: now.subsec_nanosecond(),
-    }
 }

@@ -9,6 +9,8 @@ use nanny_proto::{
 };
 use serde_json::{Value, json};
 
+use nanny_test_util::stats::percentile;
+
 use super::case::{Case, Target};
 
 /// How the analyzer was asked.
@@ -45,6 +47,14 @@ pub struct Proposal {
     pub text: String,
 }
 
+/// Whether a model, not a rule, made `r`.
+pub fn from_model(r: &Recommendation) -> bool {
+    matches!(
+        r.source.as_ref().and_then(|s| s.kind.as_ref()),
+        Some(source::Kind::Model(_))
+    )
+}
+
 /// The top proposal of an analysis: the most confident action that
 /// changes something, else a report, else none.
 pub fn top(recommendations: &[Recommendation]) -> Option<Proposal> {
@@ -62,10 +72,7 @@ pub fn top(recommendations: &[Recommendation]) -> Option<Proposal> {
         Some(Proposal {
             action: vocabulary::of(kind).name,
             target: r.target.clone()?,
-            model: matches!(
-                r.source.as_ref().and_then(|s| s.kind.as_ref()),
-                Some(source::Kind::Model(_))
-            ),
+            model: from_model(r),
             confidence: r.confidence,
             text,
         })
@@ -158,20 +165,6 @@ pub struct ModeCard {
 fn share(part: usize, whole: usize) -> Option<f64> {
     #[allow(clippy::cast_precision_loss, reason = "counts of cases")]
     (whole > 0).then(|| part as f64 / whole as f64)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "an index into a short list"
-    )]
-    let at = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[at]
 }
 
 impl ModeCard {

@@ -122,13 +122,23 @@ fn count(scheduler: &Scheduler, outcome: &str) -> u64 {
         .get()
 }
 
+/// Asks `job` in a task of its own: the question waits while the test goes on.
+fn ask_later(scheduler: &Scheduler, job: Job) -> tokio::task::JoinHandle<Answer> {
+    let scheduler = scheduler.clone();
+    tokio::spawn(async move { scheduler.ask(job).await })
+}
+
+/// Waits until `depth` questions wait in the queue.
+async fn wait_queued(scheduler: &Scheduler, depth: i64) {
+    while scheduler.metrics().queue_depth.get() < depth {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn ask_all(scheduler: &Scheduler, jobs: Vec<Job>) -> Vec<Answer> {
     let handles: Vec<_> = jobs
         .into_iter()
-        .map(|job| {
-            let scheduler = scheduler.clone();
-            tokio::spawn(async move { scheduler.ask(job).await })
-        })
+        .map(|job| ask_later(scheduler, job))
         .collect();
     let mut answers = Vec::new();
     for handle in handles {
@@ -148,10 +158,7 @@ async fn one_call_per_question_most_urgent_first_and_waiting_is_no_timeout() {
     )
     .await;
     let scheduler = new_scheduler(server.addr, 1, 16, Duration::from_secs(1));
-    let first = {
-        let scheduler = scheduler.clone();
-        tokio::spawn(async move { scheduler.ask(job("first", 1, "m")).await })
-    };
+    let first = ask_later(&scheduler, job("first", 1, "m"));
     server.wait_for(1).await;
     let answers = ask_all(
         &scheduler,
@@ -200,10 +207,7 @@ async fn a_new_incident_goes_before_a_reask_about_changed_evidence() {
     // "old" is answered once; then, while a call runs, its changed
     // evidence (more severe, older) and a new incident queue up.
     assert!(scheduler.ask(job("old", 3, "m1")).await.is_ok());
-    let running = {
-        let scheduler = scheduler.clone();
-        tokio::spawn(async move { scheduler.ask(job("busy", 1, "m")).await })
-    };
+    let running = ask_later(&scheduler, job("busy", 1, "m"));
     server.wait_for(2).await;
     let answers = ask_all(&scheduler, vec![job("old", 3, "m2"), job("new", 1, "m")]).await;
     assert!(running.await.unwrap().is_ok());
@@ -220,18 +224,10 @@ async fn newer_evidence_replaces_a_queued_question_about_the_same_incident() {
     )
     .await;
     let scheduler = new_scheduler(server.addr, 1, 16, Duration::from_secs(5));
-    let running = {
-        let scheduler = scheduler.clone();
-        tokio::spawn(async move { scheduler.ask(job("busy", 1, "m")).await })
-    };
+    let running = ask_later(&scheduler, job("busy", 1, "m"));
     server.wait_for(1).await;
-    let older = {
-        let scheduler = scheduler.clone();
-        tokio::spawn(async move { scheduler.ask(job("web", 2, "restarts 2^1")).await })
-    };
-    while scheduler.metrics().queue_depth.get() < 1 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let older = ask_later(&scheduler, job("web", 2, "restarts 2^1"));
+    wait_queued(&scheduler, 1).await;
     let newer = scheduler.ask(job("web", 2, "restarts 2^2")).await;
     assert!(newer.is_ok());
     assert_eq!(older.await.unwrap().unwrap_err().outcome, "superseded");
@@ -250,23 +246,12 @@ async fn a_full_queue_keeps_the_most_urgent_questions() {
     )
     .await;
     let scheduler = new_scheduler(server.addr, 1, 1, Duration::from_secs(5));
-    let running = {
-        let scheduler = scheduler.clone();
-        tokio::spawn(async move { scheduler.ask(job("running", 1, "m")).await })
-    };
+    let running = ask_later(&scheduler, job("running", 1, "m"));
     server.wait_for(1).await;
-    let queued = {
-        let scheduler = scheduler.clone();
-        tokio::spawn(async move { scheduler.ask(job("queued", 1, "m")).await })
-    };
-    while scheduler.metrics().queue_depth.get() < 1 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let queued = ask_later(&scheduler, job("queued", 1, "m"));
+    wait_queued(&scheduler, 1).await;
     // More urgent: takes the queued one's place.
-    let urgent = {
-        let scheduler = scheduler.clone();
-        tokio::spawn(async move { scheduler.ask(job("urgent", 3, "m")).await })
-    };
+    let urgent = ask_later(&scheduler, job("urgent", 3, "m"));
     let evicted = queued.await.unwrap().unwrap_err();
     assert_eq!(evicted.outcome, "queue_full");
     // Less urgent than what waits: refused at once.
