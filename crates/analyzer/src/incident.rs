@@ -507,10 +507,19 @@ fn tried_evidence(
             .map_or_else(|| subject.to_owned(), describe);
         let action: String = t.action.chars().take(32).collect();
         let outcome: String = t.outcome.chars().take(32).collect();
+        let history = if t.outcomes_7d > 0 {
+            format!(
+                " (it helped this workload {} of {} times in the last 7 days)",
+                t.effective_7d.min(t.outcomes_7d),
+                t.outcomes_7d
+            )
+        } else {
+            String::new()
+        };
         evidence.push(
             &about,
             "Nanny already tried",
-            &format!("{action}: {outcome}"),
+            &format!("{action}: {outcome}{history}"),
             false,
         );
     }

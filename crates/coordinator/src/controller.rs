@@ -27,6 +27,7 @@ use tokio::{
 
 use crate::{
     actions::{self, Driver},
+    history,
     pipeline::{Pipeline, SharedState, State},
     retention::Retention,
     shared::Context,
@@ -224,7 +225,7 @@ async fn policy_loop(
             );
         }
         reconcile_pipelines(&ctx, &driver, &mut running);
-        update_policy_statuses(&client, &policies, &actions, &running).await;
+        update_policy_statuses(&client, &policies, &actions, &running, &driver).await;
         retention.sweep(&client, &actions).await;
     }
     stop_all(&mut running, &snapshots);
@@ -288,14 +289,17 @@ fn reconcile_pipelines(ctx: &Context, driver: &Driver, running: &mut HashMap<Str
 }
 
 /// Writes each policy's status when it changed: actions by phase, last
-/// activity, and Ready / Degraded conditions from its pipeline.
+/// activity, Ready / Degraded conditions from its pipeline, and its outcome
+/// history (see [`history`]); exports every policy's effectiveness ratios.
 async fn update_policy_statuses(
     client: &Client,
     policies: &Store<HealingPolicy>,
     actions: &Store<HealingAction>,
     running: &HashMap<String, Running>,
+    driver: &Driver,
 ) {
     let all_actions = actions.state();
+    let mut histories = Vec::new();
     for policy in policies.state() {
         let key = actions::key(&policy);
         let label = key.replace('/', ".");
@@ -325,7 +329,9 @@ async fn update_policy_statuses(
             actions_by_phase: by_phase,
             last_activity,
             conditions: conditions(&state, &old.conditions),
+            outcomes: history::merge(&old.outcomes, mine.iter().map(|a| a.as_ref())),
         };
+        histories.extend(status.outcomes.iter().cloned());
         if status == old {
             continue;
         }
@@ -343,6 +349,7 @@ async fn update_policy_statuses(
             tracing::warn!(%error, policy = %key, "Cannot update the policy status.");
         }
     }
+    driver.export_effectiveness(&history::effectiveness(&histories));
 }
 
 fn conditions(state: &State, old: &[Condition]) -> Vec<Condition> {

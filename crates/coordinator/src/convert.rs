@@ -242,6 +242,7 @@ pub fn spec_from_recommendation(
         snapshot_id: rec.snapshot_id.clone(),
         workload_uid,
         issue_kind: None,
+        calibration: None,
         approval: None,
     })
 }

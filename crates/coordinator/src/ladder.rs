@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, fmt::Write as _, sync::Arc, time::Duration};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
-use nanny_crd::{ActionType, HealingAction, Ladder, Outcome, SourceKind};
+use nanny_crd::{ActionType, HealingAction, Ladder, SourceKind, Verified};
 use nanny_proto::v1::{self as pb, ClusterSnapshot};
 
 /// The source name of the actions the ladder itself proposes.
@@ -246,9 +246,9 @@ fn created(action: &HealingAction) -> Timestamp {
 /// A line on an action that ran and did not help (verified ineffective, or
 /// failed its verification); `None` for any other.
 fn ineffective(action: &HealingAction) -> Option<String> {
+    // The outcome history's classification: one source of truth.
+    let counted = Verified::of(action)?.did_not_help();
     let result = action.status.as_ref()?.result.as_ref()?;
-    let counted = result.outcome == Outcome::Ineffective
-        || (result.outcome == Outcome::Failed && !result.verification.is_empty());
     counted.then(|| {
         format!(
             "{} at {}: {}",

@@ -16,6 +16,7 @@ pub mod context;
 pub mod controller;
 pub mod convert;
 pub mod error;
+pub mod history;
 pub mod ladder;
 pub mod leader;
 pub mod notify;

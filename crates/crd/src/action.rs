@@ -29,7 +29,7 @@ use crate::{ActionType, Condition};
 // the chart's ValidatingAdmissionPolicy, which sees metadata and the user.)
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "self.policyRef == oldSelf.policyRef && self.target == oldSelf.target && self.action == oldSelf.action && self.source == oldSelf.source && self.confidence == oldSelf.confidence && self.reasoning == oldSelf.reasoning && self.recommendationId == oldSelf.recommendationId && self.snapshotId == oldSelf.snapshotId && has(self.risk) == has(oldSelf.risk) && (!has(self.risk) || self.risk == oldSelf.risk) && has(self.evidence) == has(oldSelf.evidence) && (!has(self.evidence) || self.evidence == oldSelf.evidence) && has(self.issueFingerprints) == has(oldSelf.issueFingerprints) && (!has(self.issueFingerprints) || self.issueFingerprints == oldSelf.issueFingerprints) && has(self.workloadUid) == has(oldSelf.workloadUid) && (!has(self.workloadUid) || self.workloadUid == oldSelf.workloadUid) && has(self.issueKind) == has(oldSelf.issueKind) && (!has(self.issueKind) || self.issueKind == oldSelf.issueKind)",
+        "rule": "self.policyRef == oldSelf.policyRef && self.target == oldSelf.target && self.action == oldSelf.action && self.source == oldSelf.source && self.confidence == oldSelf.confidence && self.reasoning == oldSelf.reasoning && self.recommendationId == oldSelf.recommendationId && self.snapshotId == oldSelf.snapshotId && has(self.risk) == has(oldSelf.risk) && (!has(self.risk) || self.risk == oldSelf.risk) && has(self.evidence) == has(oldSelf.evidence) && (!has(self.evidence) || self.evidence == oldSelf.evidence) && has(self.issueFingerprints) == has(oldSelf.issueFingerprints) && (!has(self.issueFingerprints) || self.issueFingerprints == oldSelf.issueFingerprints) && has(self.workloadUid) == has(oldSelf.workloadUid) && (!has(self.workloadUid) || self.workloadUid == oldSelf.workloadUid) && has(self.issueKind) == has(oldSelf.issueKind) && (!has(self.issueKind) || self.issueKind == oldSelf.issueKind) && has(self.calibration) == has(oldSelf.calibration) && (!has(self.calibration) || self.calibration == oldSelf.calibration)",
         "message": "the spec of a HealingAction is immutable after creation, except spec.approval"
     },
     {
@@ -82,6 +82,10 @@ pub struct HealingActionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub issue_kind: Option<String>,
+    /// How `confidence` was calibrated from the policy's outcome history;
+    /// absent on actions recorded before there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::Calibration>,
     /// A human's decision, when one was needed. Set it by patching the CR,
     /// annotating it ([`APPROVE_ANNOTATION`] / [`REJECT_ANNOTATION`]) or with
     /// `nannyctl approve|reject`.
@@ -173,7 +177,9 @@ pub struct ActionSource {
 }
 
 /// Rule or model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum SourceKind {
     /// A deterministic analyzer rule.
     Rule,

@@ -8,6 +8,7 @@
 //! `cargo xtask crds`; a test fails when the committed files drift.
 
 mod action;
+mod history;
 mod ladder;
 mod notify;
 mod params;
@@ -15,6 +16,7 @@ mod policy;
 pub mod proto;
 
 pub use action::*;
+pub use history::*;
 pub use ladder::*;
 pub use notify::*;
 pub use params::*;

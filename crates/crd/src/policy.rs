@@ -330,4 +330,11 @@ pub struct HealingPolicyStatus {
     /// e.g. `Ready`, `Degraded` (analyzer running rules-only).
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// What executed actions did, per issue kind, action type, source and
+    /// workload (at most [`crate::MAX_OUTCOME_ENTRIES`]): kept across
+    /// action retention and coordinator restarts; rebuilt from the
+    /// HealingActions still kept when lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub outcomes: Vec<crate::OutcomeStats>,
 }

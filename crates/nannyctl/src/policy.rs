@@ -261,6 +261,7 @@ fn policy_status(
             let _ = writeln!(out, "  {row}");
         }
     }
+    outcomes(&mut out, &status.outcomes);
     match pending {
         Ok(actions) if actions.is_empty() => {}
         Ok(actions) => {
@@ -287,6 +288,46 @@ fn policy_status(
         }
     }
     out
+}
+
+/// The outcome history: one row per issue kind, action, source and
+/// workload (named by its last target).
+fn outcomes(out: &mut String, history: &[nanny_crd::OutcomeStats]) {
+    out.push_str("Outcome history:\n");
+    if history.is_empty() {
+        out.push_str("  <none>\n");
+        return;
+    }
+    let rows: Vec<Vec<String>> = history
+        .iter()
+        .map(|e| {
+            vec![
+                e.issue_kind.clone(),
+                e.action.name().to_owned(),
+                format!("{:?}", e.source),
+                e.last_target.clone(),
+                format!("{}/{}", e.effective, e.total()),
+                e.ineffective.to_string(),
+                e.failed.to_string(),
+                e.rolled_back.to_string(),
+                e.recent.first().map_or_else(String::new, |r| r.at.clone()),
+            ]
+        })
+        .collect();
+    let header = [
+        "ISSUE",
+        "ACTION",
+        "SOURCE",
+        "LAST TARGET",
+        "EFFECTIVE",
+        "INEFFECTIVE",
+        "FAILED",
+        "ROLLED BACK",
+        "LAST",
+    ];
+    for row in render::table(&header, &rows).lines() {
+        let _ = writeln!(out, "  {row}");
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +368,7 @@ mod tests {
             .into(),
             last_activity: Some("2026-11-23T11:55:00Z".into()),
             conditions: vec![],
+            outcomes: vec![],
         });
         let mut b = policy();
         b.metadata.name = Some("watch".into());
@@ -359,6 +401,22 @@ mod tests {
                 message: "analyzer LLM unreachable".into(),
                 last_transition_time: "2026-11-23T11:00:00Z".into(),
             }],
+            outcomes: vec![nanny_crd::OutcomeStats {
+                issue_kind: "CRASH_LOOP_BACK_OFF".into(),
+                action: nanny_crd::ActionType::RestartPod,
+                source: nanny_crd::SourceKind::Rule,
+                workload_uid: "u-web".into(),
+                last_target: "Pod/shop/web-1".into(),
+                effective: 3,
+                ineffective: 1,
+                failed: 0,
+                rolled_back: 0,
+                recent: vec![nanny_crd::AttemptRecord {
+                    action: "web-1-restartpod-1".into(),
+                    outcome: nanny_crd::Verified::Effective,
+                    at: "2026-11-23T11:50:00Z".into(),
+                }],
+            }],
         });
         let pending = Ok(vec![action("ha-oom", Some(Phase::PendingApproval))]);
         let text = policy_status(&p, &pending, "nannyctl", now());
@@ -370,6 +428,7 @@ mod tests {
             "  Failed          1\n",
             "  Degraded   True     RulesOnly   60m ago   analyzer LLM unreachable\n",
             "  nannyctl describe ha-oom -n shop   (PatchResources on Pod shop/web-1)\n",
+            "  CRASH_LOOP_BACK_OFF   RestartPod   Rule     Pod/shop/web-1   3/4         1             0        0             2026-11-23T11:50:00Z\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
@@ -380,6 +439,10 @@ mod tests {
         );
         assert!(
             unreadable.contains("Observed gen.:    - (the coordinator"),
+            "{unreadable}"
+        );
+        assert!(
+            unreadable.contains("Outcome history:\n  <none>\n"),
             "{unreadable}"
         );
     }

@@ -455,6 +455,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn describe_shows_how_the_confidence_was_calibrated_and_the_history() {
+        let mut action = action("ha-1", Some(Phase::Succeeded));
+        action.spec.confidence = 50;
+        action.spec.calibration = Some(nanny_crd::Calibration {
+            reported: 100,
+            effective: 0,
+            outcomes: 4,
+            prior_weight: 4,
+            history: "RestartPod fixed this workload 0 of 2 times in the last 7 days.".into(),
+        });
+        let text = describe(&action, "nannyctl", now());
+        for expected in [
+            "Confidence:       50% (calibrated: the rule's 100%, 0 of 4 verified outcomes effective, prior weight 4)\n",
+            "History:          RestartPod fixed this workload 0 of 2 times in the last 7 days.\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
     fn describe_pending_shows_expiry_and_the_approve_command() {
         let mut action = action("ha-1", Some(Phase::PendingApproval));
         action.status.as_mut().unwrap().expires_at = Some("2026-11-24T12:00:00Z".into());

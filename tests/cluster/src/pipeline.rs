@@ -56,6 +56,25 @@ pub fn policy(ns: &str, mode: &str) -> HealingPolicy {
     .unwrap()
 }
 
+/// [`policy`] in Auto mode with crash-loop restarts only (the rolling
+/// restart off for a single replica), judged within 10 s, a 1 s cooldown
+/// and no breaker in the way: the ladder alone stops a workload after two
+/// restarts that did not help, then escalates.
+pub fn restarts_ladder_policy(ns: &str) -> HealingPolicy {
+    let mut policy = policy(ns, "Auto");
+    policy.spec.rules.crashloop_rollout_percent = Some(100);
+    policy.spec.verification_timeout_seconds = 10;
+    policy.spec.limits.cooldown_seconds = 1;
+    policy.spec.limits.breaker_failure_threshold = 100;
+    policy.spec.ladder = serde_json::from_value(json!({
+        "maxIneffective": 2,
+        "quietSeconds": 600,
+        "steps": [{ "issue": "CrashLoopBackOff", "rungs": ["RestartPod", "Escalate"] }],
+    }))
+    .unwrap();
+    policy
+}
+
 impl Harness {
     /// Installs the CRDs, creates the policy and starts the services;
     /// `None` (skip) without a cluster outside CI.

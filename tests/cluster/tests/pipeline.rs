@@ -23,6 +23,7 @@ use nanny_cluster_tests::{
     Fixture, create_action, model,
     pipeline::{
         Harness, MIN_RESTARTS, WAIT, crash_loop_restarted, crash_one_pod, policy, restarts,
+        restarts_ladder_policy,
     },
 };
 use nanny_crd::{ActionType, HealingAction, Phase};
@@ -946,7 +947,7 @@ async fn a_crash_loop_restarts_cannot_fix_climbs_the_ladder_to_one_escalation_wi
         .create(&Default::default(), &secret)
         .await
         .unwrap();
-    let mut policy = policy(fx.ns(), "Auto");
+    let mut policy = restarts_ladder_policy(fx.ns());
     policy.spec.notifications = Some(
         serde_json::from_value(serde_json::json!({ "sinks": [
             { "type": "Webhook", "urlKey": "hook" },
@@ -955,19 +956,6 @@ async fn a_crash_loop_restarts_cannot_fix_climbs_the_ladder_to_one_escalation_wi
         ] }))
         .unwrap(),
     );
-    // Restarts only (the rolling-restart rule off for a single replica),
-    // judged quickly, a short cooldown and no breaker in the way: the ladder
-    // alone must stop the churn.
-    policy.spec.rules.crashloop_rollout_percent = Some(100);
-    policy.spec.verification_timeout_seconds = 10;
-    policy.spec.limits.cooldown_seconds = 1;
-    policy.spec.limits.breaker_failure_threshold = 100;
-    policy.spec.ladder = serde_json::from_value(serde_json::json!({
-        "maxIneffective": 2,
-        "quietSeconds": 600,
-        "steps": [{ "issue": "CrashLoopBackOff", "rungs": ["RestartPod", "Escalate"] }],
-    }))
-    .unwrap();
     let mut h = Harness::with_policy(fx, &policy, Vec::new()).await;
     // A memory limit raise waits for a human: one message per sink. (Not a
     // node: a NotReady node is in every test's scope and trips the storm

@@ -360,12 +360,18 @@ fn what_nanny_already_tried_is_evidence_of_its_incident_only() {
         workload_uid: workload.into(),
         action: action.into(),
         outcome: outcome.into(),
+        ..Default::default()
     };
     let index = SnapshotIndex::new(&s);
     let before = correlate(&s, &index, None, &[]).remove(0);
     let history = [
-        // Newest first: on a pod since replaced, through its workload.
-        tried("uid-web-0", &web.uid, "RestartPod", "Ineffective"),
+        // Newest first: on a pod since replaced, through its workload,
+        // with the policy's outcome history of that action there.
+        pb::TriedAction {
+            outcomes_7d: 4,
+            effective_7d: 1,
+            ..tried("uid-web-0", &web.uid, "RestartPod", "Ineffective")
+        },
         // On the workload itself.
         tried(&web.uid, "", "RolloutRestart", "PendingApproval"),
         // Elsewhere: not this incident's.
@@ -381,7 +387,7 @@ fn what_nanny_already_tried_is_evidence_of_its_incident_only() {
     assert_eq!(
         tried_items,
         [
-            "Deployment shop/web | RestartPod: Ineffective",
+            "Deployment shop/web | RestartPod: Ineffective (it helped this workload 1 of 4 times in the last 7 days)",
             "Deployment shop/web | RolloutRestart: PendingApproval",
         ]
     );

@@ -32,20 +32,21 @@ use kube::{
 };
 use nanny_common::client::TracedChannel;
 use nanny_crd::{
-    ACTION_TYPE_LABEL, HealingAction, HealingPolicy, OPEN_LABEL, POLICY_LABEL, Phase,
+    ACTION_TYPE_LABEL, ActionType, HealingAction, HealingPolicy, OPEN_LABEL, POLICY_LABEL, Phase,
     SEEN_COUNT_ANNOTATION, TARGET_UID_LABEL,
 };
 use nanny_proto::v1::{
     self as pb, ClusterSnapshot, remediator_client::RemediatorClient,
     safety_gate_client::SafetyGateClient,
 };
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
 use sha2::{Digest as _, Sha256};
 
 use self::{records::rollback_requested, step::Step};
 use crate::{
     context, convert,
     error::Error,
+    history,
     ladder::{self, Climb},
     notify::Notifier,
     shared::Context,
@@ -109,6 +110,7 @@ struct Inner {
     proposals: IntCounterVec,
     transitions: IntCounterVec,
     escalations: IntCounterVec,
+    effectiveness: GaugeVec,
     notifier: Notifier,
 }
 
@@ -149,6 +151,14 @@ impl Driver {
             &["reason"],
         )?;
         registry.register(Box::new(escalations.clone()))?;
+        let effectiveness = GaugeVec::new(
+            Opts::new(
+                "nanny_action_effectiveness_ratio",
+                "Share of executed actions verified effective, by issue kind and action type, from the policies' outcome history.",
+            ),
+            &["issue_kind", "action"],
+        )?;
+        registry.register(Box::new(effectiveness.clone()))?;
         let notifier = Notifier::new(ctx.client.clone(), registry)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -161,6 +171,7 @@ impl Driver {
                 proposals,
                 transitions,
                 escalations,
+                effectiveness,
                 notifier,
             }),
         })
@@ -247,6 +258,22 @@ impl Driver {
                 spec = convert::spec_from_recommendation(&policy_ref, &next, workload_uid(&next))?;
             }
             spec.issue_kind = Some(incident.issue.clone());
+        }
+        if spec.action.type_ != ActionType::ReportOnly {
+            let history = self.history(&policy_ref);
+            let workload = spec
+                .workload_uid
+                .clone()
+                .unwrap_or_else(|| spec.target.uid.clone());
+            let issue = spec.issue_kind.as_deref().unwrap_or(history::UNKNOWN_ISSUE);
+            let (confidence, calibration) = history::calibrate(
+                &history,
+                (issue, spec.action.type_, &workload),
+                spec.confidence,
+                Timestamp::now(),
+            );
+            spec.confidence = confidence;
+            spec.calibration = Some(calibration);
         }
         let action_type = spec.action.type_.name();
         let dedup: DedupKey = (
@@ -482,6 +509,53 @@ impl Driver {
             }
         }
         Ok(Next::Wait)
+    }
+
+    /// Exports the effectiveness ratios (see [`history::effectiveness`]),
+    /// replacing the last ones.
+    pub fn export_effectiveness(&self, ratios: &BTreeMap<(String, ActionType), f64>) {
+        let gauge = &self.inner.effectiveness;
+        // Series whose key is gone are removed; the others are set in place,
+        // so a scrape never sees them missing.
+        for family in prometheus::core::Collector::collect(gauge) {
+            for metric in family.get_metric() {
+                let labels: BTreeMap<&str, &str> = metric
+                    .get_label()
+                    .iter()
+                    .map(|l| (l.name(), l.value()))
+                    .collect();
+                let (Some(issue), Some(action)) = (labels.get("issue_kind"), labels.get("action"))
+                else {
+                    continue;
+                };
+                if !ratios
+                    .keys()
+                    .any(|(i, a)| i == issue && a.name() == *action)
+                {
+                    let _ = gauge.remove_label_values(&[issue, action]);
+                }
+            }
+        }
+        for ((issue, action), ratio) in ratios {
+            gauge.with_label_values(&[issue, action.name()]).set(*ratio);
+        }
+    }
+
+    /// The outcome history of `policy_ref` as of now: its status's, with
+    /// the actions the status has not counted yet.
+    pub(crate) fn history(&self, policy_ref: &str) -> Vec<nanny_crd::OutcomeStats> {
+        let old = self
+            .policy(policy_ref)
+            .and_then(|p| p.status.as_ref().map(|s| s.outcomes.clone()))
+            .unwrap_or_default();
+        let actions = self.inner.ctx.actions.state();
+        history::merge(
+            &old,
+            actions
+                .iter()
+                .filter(|a| a.spec.policy_ref == policy_ref)
+                .map(AsRef::as_ref),
+        )
     }
 
     fn policy(&self, policy_ref: &str) -> Option<Arc<HealingPolicy>> {

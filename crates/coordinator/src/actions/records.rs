@@ -152,6 +152,8 @@ impl super::Driver {
     /// only recorded (Monitor, DryRun) tried nothing yet: listing their
     /// every phase would have the model asked again at each step.
     pub fn tried(&self, policy_ref: &str) -> Vec<pb::TriedAction> {
+        let history = self.history(policy_ref);
+        let now = Timestamp::now();
         let mut actions: Vec<_> = self
             .inner
             .ctx
@@ -165,11 +167,18 @@ impl super::Driver {
             .iter()
             .filter_map(|a| Some((a, tried_outcome(a)?)))
             .take(TRIED)
-            .map(|(a, outcome)| pb::TriedAction {
-                target_uid: a.spec.target.uid.clone(),
-                workload_uid: a.spec.workload_uid.clone().unwrap_or_default(),
-                action: a.spec.action.type_.name().to_owned(),
-                outcome: outcome.to_owned(),
+            .map(|(a, outcome)| {
+                let workload = a.spec.workload_uid.as_deref().unwrap_or(&a.spec.target.uid);
+                let (outcomes_7d, effective_7d) =
+                    crate::history::recent_counts(&history, a.spec.action.type_, workload, now);
+                pb::TriedAction {
+                    target_uid: a.spec.target.uid.clone(),
+                    workload_uid: a.spec.workload_uid.clone().unwrap_or_default(),
+                    action: a.spec.action.type_.name().to_owned(),
+                    outcome: outcome.to_owned(),
+                    outcomes_7d,
+                    effective_7d,
+                }
             })
             .collect()
     }

@@ -131,6 +131,36 @@ fn header(out: &mut String, action: &HealingAction, status: &HealingActionStatus
     }
 }
 
+/// The confidence, and how it was calibrated from the outcome history.
+fn confidence(out: &mut String, spec: &nanny_crd::HealingActionSpec) {
+    let stated = if spec.source.kind == SourceKind::Model {
+        "the model's own estimate, untrusted"
+    } else {
+        "the rule's"
+    };
+    match &spec.calibration {
+        Some(c) => {
+            field(
+                out,
+                "Confidence",
+                format!(
+                    "{}% (calibrated: {stated} {}%, {} of {} verified outcomes effective, prior weight {})",
+                    spec.confidence, c.reported, c.effective, c.outcomes, c.prior_weight
+                ),
+            );
+            if !c.history.is_empty() {
+                field(out, "History", &c.history);
+            }
+        }
+        None if spec.source.kind == SourceKind::Model => field(
+            out,
+            "Confidence",
+            format!("{}% ({stated})", spec.confidence),
+        ),
+        None => field(out, "Confidence", format!("{}%", spec.confidence)),
+    }
+}
+
 /// What was proposed, on what, by whom and why.
 fn proposal(out: &mut String, action: &HealingAction) {
     let spec = &action.spec;
@@ -178,16 +208,7 @@ fn proposal(out: &mut String, action: &HealingAction) {
         }
     };
     field(out, "Source", source);
-    let untrusted = if spec.source.kind == SourceKind::Model {
-        " (model's own estimate; untrusted)"
-    } else {
-        ""
-    };
-    field(
-        out,
-        "Confidence",
-        format!("{}%{untrusted}", spec.confidence),
-    );
+    confidence(out, spec);
     if !spec.risk.is_empty() {
         field(out, "Risk", &spec.risk);
     }
