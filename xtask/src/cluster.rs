@@ -4,6 +4,9 @@
 //! kubelet metrics — all local processes started by kwokctl's binary runtime.
 
 pub mod build;
+mod node;
+
+pub use node::{import as import_image, running as real_node_running};
 
 use std::{
     net::TcpListener,
@@ -15,6 +18,7 @@ use std::{
 use anyhow::Context as _;
 use nanny_test_util::{
     cluster::{ClusterInfo, state_dir, wait_nodes_ready},
+    real_node::NODE_NAME,
     tools::{ETCD_VERSION, KUBERNETES_VERSION, KWOK, KWOKCTL, etcd_dir, kubernetes_dir},
 };
 
@@ -31,6 +35,9 @@ pub enum Action {
         /// Number of fake nodes.
         #[arg(long, default_value_t = 3)]
         nodes: u32,
+        /// Skip the real node (kubelet and containerd) next to them.
+        #[arg(long)]
+        no_real_node: bool,
     },
     /// Stop everything `up` started and remove its state.
     Down,
@@ -41,7 +48,10 @@ pub enum Action {
 pub fn run(action: Action) -> anyhow::Result<()> {
     match action {
         Action::Build => build::all(),
-        Action::Up { nodes } => up(nodes).map(|_| ()),
+        Action::Up {
+            nodes,
+            no_real_node,
+        } => up(nodes, !no_real_node).map(|_| ()),
         Action::Down => down(),
         Action::Status => status(),
     }
@@ -109,7 +119,7 @@ pub fn with_cluster<T>(
     work: impl FnOnce(&ClusterInfo) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let started = running()?.is_none();
-    let info = up(nodes)?;
+    let info = up(nodes, true)?;
     let result = work(&info);
     if started {
         down()?;
@@ -121,7 +131,7 @@ pub fn with_cluster<T>(
     clippy::too_many_lines,
     reason = "the cluster's start-up steps in order, each printed"
 )]
-pub fn up(nodes: u32) -> anyhow::Result<ClusterInfo> {
+pub fn up(nodes: u32, real_node: bool) -> anyhow::Result<ClusterInfo> {
     anyhow::ensure!(
         (1..=1000).contains(&nodes),
         "--nodes must be between 1 and 1000"
@@ -193,25 +203,41 @@ pub fn up(nodes: u32) -> anyhow::Result<ClusterInfo> {
         &["scale", "node", "--replicas", &nodes_arg],
     )?;
 
+    let apiserver_url = format!("https://127.0.0.1:{apiserver_port}");
+    if real_node {
+        println!("==> starting the real node {NODE_NAME}: containerd and kubelet");
+        node::up(&cluster_dir().join("pki"), &apiserver_url)?;
+    }
     let info = ClusterInfo {
         kubeconfig: cluster_dir().join("kubeconfig.yaml"),
-        apiserver_url: format!("https://127.0.0.1:{apiserver_port}"),
+        apiserver_url,
         prometheus_url: format!("http://127.0.0.1:{prometheus_port}"),
         kwok_url: format!("http://127.0.0.1:{kwok_port}"),
         kubectl: kubernetes_dir().join("bin/kubectl"),
         nodes,
         audit_log: cluster_dir().join("logs/audit.log"),
+        real_node: real_node.then(|| NODE_NAME.to_owned()),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let ready_after = runtime.block_on(async {
-        let client = info.client().await?;
-        wait_nodes_ready(&client, nodes as usize, Duration::from_secs(60)).await
-    })?;
+    let ready_after = runtime
+        .block_on(async {
+            let client = info.client().await?;
+            let want = nodes as usize + usize::from(real_node);
+            wait_nodes_ready(&client, want, Duration::from_secs(90)).await
+        })
+        .with_context(|| {
+            if real_node {
+                format!("the real node's logs: {}", node::logs_dir().display())
+            } else {
+                String::new()
+            }
+        })?;
     std::fs::write(ClusterInfo::path(), serde_json::to_string_pretty(&info)?)?;
     println!(
-        "==> cluster {NAME} up: {nodes} nodes Ready in {:.1?} ({:.1?} after the API answered)",
+        "==> cluster {NAME} up: {nodes} kwok nodes{} Ready in {:.1?} ({:.1?} after the API answered)",
+        if real_node { " and the real node" } else { "" },
         started.elapsed(),
         ready_after
     );
@@ -272,6 +298,7 @@ fn apiserver_answers(info: &ClusterInfo) -> bool {
 
 /// Stops exactly the processes `up` started (kwokctl's pid files) and removes the state.
 pub fn down() -> anyhow::Result<()> {
+    let node_processes = node::down();
     let pids = recorded_pids();
     if cluster_dir().exists() {
         let scratch = state_dir()
@@ -305,7 +332,7 @@ pub fn down() -> anyhow::Result<()> {
     }
     println!(
         "==> cluster {NAME} down ({} processes stopped, state removed)",
-        pids.len()
+        pids.len() + node_processes
     );
     Ok(())
 }
@@ -404,6 +431,11 @@ options:
   prometheusPort: {prometheus_port}
   kubeAuditPolicy: {audit_policy}
 componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  # The real node's kubelet by its address, not a host name nobody resolves.
+  - key: kubelet-preferred-address-types
+    value: InternalIP
 - name: kube-controller-manager
   extraArgs:
   # No metrics API feeds the HPA controller here; without it, HPA status
@@ -420,6 +452,12 @@ componentsPatches:
     value: "false"
 - name: kwok-controller
   extraArgs:
+  # Its own nodes only: the real node has a kubelet.
+  - key: manage-all-nodes
+    value: "false"
+    override: true
+  - key: manage-nodes-with-annotation-selector
+    value: kwok.x-k8s.io/node=fake
   # Nanny's fault stages and emulated kubelet metrics, next to kwok's defaults.
   - key: config
     value: {stages}

@@ -9,6 +9,7 @@ mod demo;
 mod eval;
 mod go;
 mod helm;
+mod images;
 
 use std::path::PathBuf;
 
@@ -57,6 +58,10 @@ enum Command {
     /// Score how the rules and a model choose actions over the labelled
     /// corpus in eval/cases (see eval/README.md).
     Eval(eval::Args),
+    /// Build OCI images of the five services, nannyctl and the fault app
+    /// from their release binaries (target/images/), and import them into
+    /// the local cluster's real node when it runs.
+    Images,
     /// Lint the Helm chart and render (or drift-check) deploy/rendered/.
     Helm {
         #[command(subcommand)]
@@ -94,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         Command::Helm { action } => helm::run(action),
         Command::Demo(args) => demo::run(args),
         Command::Eval(args) => eval::run(&args),
+        Command::Images => images::all(),
     }
 }
 

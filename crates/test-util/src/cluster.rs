@@ -40,6 +40,10 @@ pub struct ClusterInfo {
     /// evidence security tests count writes from.
     #[serde(default)]
     pub audit_log: PathBuf,
+    /// The real node's name, when `up` started one (see
+    /// [`crate::real_node`]).
+    #[serde(default)]
+    pub real_node: Option<String>,
 }
 
 /// One write the API server's audit log records (Metadata level).

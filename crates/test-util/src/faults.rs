@@ -529,6 +529,24 @@ pub fn hpa_controller(
     })
 }
 
+/// The memory limit of a Deployment's first container, as written.
+pub fn memory_limit(deployment: &Deployment) -> Option<String> {
+    deployment
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .resources
+        .as_ref()?
+        .limits
+        .as_ref()?
+        .get("memory")
+        .map(|q| q.0.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

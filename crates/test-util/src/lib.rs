@@ -31,6 +31,7 @@ pub mod ollama;
 pub mod owners;
 pub mod pki;
 pub mod process;
+pub mod real_node;
 pub mod requests;
 pub mod scenarios;
 pub mod stack;

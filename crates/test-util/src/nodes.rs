@@ -39,7 +39,7 @@ impl FakeNode {
         let node: Node = serde_json::from_value(json!({
             "metadata": {
                 "name": name,
-                "annotations": { "kwok.x-k8s.io/node": "fake" },
+                "annotations": { KWOK_ANNOTATION: "fake" },
                 "labels": { "type": "kwok", "nanny.ai/test": "true", "kubernetes.io/hostname": name },
             },
             "spec": { "taints": [{ "key": TEST_NODE_TAINT, "value": name, "effect": "NoSchedule" }] },
@@ -144,4 +144,15 @@ impl Drop for FakeNode {
             eprintln!("warning: could not delete test node {}", self.name);
         }
     }
+}
+
+/// The annotation kwok manages its nodes by (the real node has none).
+pub const KWOK_ANNOTATION: &str = "kwok.x-k8s.io/node";
+
+/// Whether kwok simulates `node` (and not a real kubelet).
+pub fn kwok_managed(node: &k8s_openapi::api::core::v1::Node) -> bool {
+    node.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(KWOK_ANNOTATION))
 }

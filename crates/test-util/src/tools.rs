@@ -76,6 +76,13 @@ pub fn kubernetes_dir() -> PathBuf {
         .join(format!("kubernetes-{KUBERNETES_VERSION}"))
 }
 
+/// Folder holding the real node's kubelet (built like the control plane).
+pub fn kubelet_dir() -> PathBuf {
+    cache_dir()
+        .join("tools")
+        .join(format!("kubelet-{KUBERNETES_VERSION}"))
+}
+
 /// The etcd install folder.
 pub fn etcd_dir() -> PathBuf {
     cache_dir()

@@ -6,7 +6,7 @@ use std::{path::Path, process::Command};
 
 use anyhow::Context as _;
 use nanny_test_util::tools::{
-    CLUSTER_TOOLS, ETCD_VERSION, KUBERNETES_VERSION, TEST_TOOLS, cache_dir, etcd_dir,
+    CLUSTER_TOOLS, ETCD_VERSION, KUBERNETES_VERSION, TEST_TOOLS, cache_dir, etcd_dir, kubelet_dir,
     kubernetes_dir,
 };
 
@@ -27,6 +27,8 @@ pub fn all() -> anyhow::Result<()> {
     kubernetes()?;
     etcd()?;
     prometheus()?;
+    kubelet()?;
+    node_packages()?;
     println!(
         "==> cluster build: everything is cached under {}",
         cache_dir().display()
@@ -39,16 +41,35 @@ fn is_built(dir: &Path, binaries: &[&str]) -> bool {
 }
 
 /// kube-apiserver, kube-controller-manager, kube-scheduler and kubectl.
-///
-/// `go install k8s.io/kubernetes/cmd/...@v` fails because k8s's go.mod
-/// replaces its `k8s.io/*` staging modules with local paths, so a small
-/// wrapper module requires `k8s.io/kubernetes` and points every staging
-/// module at its published `v0.Y.Z` tag instead.
 fn kubernetes() -> anyhow::Result<()> {
     let dir = kubernetes_dir();
     if is_built(&dir, &KUBE_BINARIES) {
         return Ok(());
     }
+    build_kubernetes(
+        &dir,
+        &KUBE_BINARIES,
+        "kube-apiserver, kube-controller-manager, kube-scheduler, kubectl",
+    )
+}
+
+/// The real node's kubelet, from the same module, cached apart.
+fn kubelet() -> anyhow::Result<()> {
+    let dir = kubelet_dir();
+    if is_built(&dir, &["kubelet"]) {
+        return Ok(());
+    }
+    build_kubernetes(&dir, &["kubelet"], "kubelet")
+}
+
+/// Builds `binaries` of `k8s.io/kubernetes/cmd` into `dir/bin` and stamps
+/// `dir`.
+///
+/// `go install k8s.io/kubernetes/cmd/...@v` fails because k8s's go.mod
+/// replaces its `k8s.io/*` staging modules with local paths, so a small
+/// wrapper module requires `k8s.io/kubernetes` and points every staging
+/// module at its published `v0.Y.Z` tag instead.
+fn build_kubernetes(dir: &Path, binaries: &[&str], what: &str) -> anyhow::Result<()> {
     let version = KUBERNETES_VERSION;
     let src = cache_dir()
         .join("src")
@@ -100,12 +121,13 @@ fn kubernetes() -> anyhow::Result<()> {
         .env("CGO_ENABLED", "0")
         .args(["build", "-trimpath", "-ldflags", &ldflags, "-o"])
         .arg(format!("{}/", dir.join("bin").display()))
-        .args(KUBE_BINARIES.map(|b| format!("k8s.io/kubernetes/cmd/{b}")))
+        .args(
+            binaries
+                .iter()
+                .map(|b| format!("k8s.io/kubernetes/cmd/{b}")),
+        )
         .current_dir(&src);
-    run_with_progress(
-        &format!("kube-apiserver, kube-controller-manager, kube-scheduler, kubectl {version}"),
-        build,
-    )?;
+    run_with_progress(&format!("{what} {version}"), build)?;
     std::fs::write(dir.join(".stamp"), format!("k8s.io/kubernetes@{version}\n"))?;
     Ok(())
 }
@@ -198,7 +220,42 @@ fn prometheus() -> anyhow::Result<()> {
     if which("prometheus") {
         return Ok(());
     }
-    println!("==> installing Debian's prometheus");
+    apt_install(&["prometheus"])
+}
+
+/// What the real node runs on, from Debian when missing: containerd, runc,
+/// the CNI plugins, iptables, conntrack, and a static busybox for the
+/// pause and test images.
+fn node_packages() -> anyhow::Result<()> {
+    let missing = [
+        ("containerd", "containerd"),
+        ("runc", "runc"),
+        ("iptables", "iptables"),
+        ("conntrack", "conntrack"),
+        ("openssl", "openssl"),
+    ]
+    .into_iter()
+    .filter(|(program, _)| !which(program))
+    .map(|(_, package)| package)
+    .chain(
+        (!Path::new(CNI_BIN_DIR).join("bridge").is_file()).then_some("containernetworking-plugins"),
+    )
+    .chain((!Path::new(BUSYBOX).is_file()).then_some("busybox-static"))
+    .collect::<Vec<_>>();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install(&missing)
+}
+
+/// Where Debian's containernetworking-plugins puts the plugins.
+pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
+/// Debian's busybox-static.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// `apt-get install` of Debian `packages`, after an update.
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    println!("==> installing Debian's {}", packages.join(", "));
     let update = Command::new("apt-get")
         .args(["update", "-qq"])
         .status()
@@ -206,12 +263,14 @@ fn prometheus() -> anyhow::Result<()> {
     anyhow::ensure!(update.success(), "apt-get update failed ({update})");
     let install = Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["install", "-y", "-qq", "prometheus"])
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
         .status()
-        .context("apt-get install prometheus")?;
+        .context("apt-get install")?;
     anyhow::ensure!(
         install.success(),
-        "apt-get install prometheus failed ({install}); install it by hand"
+        "apt-get install {} failed ({install}); install them by hand",
+        packages.join(" ")
     );
     Ok(())
 }

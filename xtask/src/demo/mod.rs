@@ -269,7 +269,7 @@ async fn demo(args: &Args, started: &mut Started, t0: Instant) -> anyhow::Result
                 if cluster::running()?.is_none() {
                     owns_cluster.store(true, Ordering::SeqCst);
                 }
-                cluster::up(3)
+                cluster::up(3, true)
             }
             Some(path) => Ok(ClusterInfo {
                 kubeconfig: path,
@@ -279,6 +279,7 @@ async fn demo(args: &Args, started: &mut Started, t0: Instant) -> anyhow::Result
                 kubectl: kubernetes_dir().join("bin/kubectl"),
                 nodes: 0,
                 audit_log: std::path::PathBuf::new(),
+                real_node: None,
             }),
         }
     })

@@ -313,7 +313,7 @@ impl Ctx {
                 let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
                 loop {
                     if let Ok(d) = deployments.get("hungry").await {
-                        let limit = memory_limit(&d);
+                        let limit = faults::memory_limit(&d);
                         if limit.as_deref().is_some_and(|l| l != "128Mi") {
                             let _ =
                                 faults::clear_workload_fault(&client, NAMESPACE, "hungry").await;
@@ -529,23 +529,6 @@ impl Ctx {
             )),
         })
     }
-}
-
-pub(super) fn memory_limit(deployment: &Deployment) -> Option<String> {
-    deployment
-        .spec
-        .as_ref()?
-        .template
-        .spec
-        .as_ref()?
-        .containers
-        .first()?
-        .resources
-        .as_ref()?
-        .limits
-        .as_ref()?
-        .get("memory")
-        .map(|q| q.0.clone())
 }
 
 /// `201326592` → `192Mi`; anything else unchanged.

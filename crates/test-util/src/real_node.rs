@@ -1,0 +1,69 @@
+//! The local cluster's real node (`cargo xtask cluster up`): a kubelet
+//! with containerd next to the kwok nodes. Pods run there only when they
+//! ask: [`place`] adds the toleration and node selector.
+
+use serde_json::{Value, json};
+
+/// The node's name.
+pub const NODE_NAME: &str = "nanny-real";
+/// The label the node carries, with value `real`.
+pub const LABEL: &str = "nanny.ai/node";
+/// The taint (value `true`, effect `NoSchedule`) that keeps every other
+/// pod off the node.
+pub const TAINT_KEY: &str = "nanny.ai/real-node";
+/// The pause image the node's containerd runs sandboxes with.
+pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10";
+
+/// The fault app (`crates/fault-app`), as `cargo xtask images` builds it.
+pub const FAULT_IMAGE: &str = concat!("nanny.local/nanny-fault:", env!("CARGO_PKG_VERSION"));
+
+/// `pod_spec` (JSON) made to run on the real node: its toleration and node
+/// selector added.
+pub fn place(mut pod_spec: Value) -> Value {
+    pod_spec["nodeSelector"] = json!({ LABEL: "real" });
+    pod_spec["tolerations"] = json!([
+        { "key": TAINT_KEY, "operator": "Equal", "value": "true", "effect": "NoSchedule" }
+    ]);
+    pod_spec
+}
+
+/// Creates a one-replica Deployment `name` on the real node running the
+/// fault app with `args` (see `crates/fault-app`), with `memory_limit`
+/// (request and limit) if given.
+///
+/// # Errors
+/// When the API refuses.
+pub async fn fault_deployment(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    args: &[&str],
+    memory_limit: Option<&str>,
+) -> anyhow::Result<k8s_openapi::api::apps::v1::Deployment> {
+    let mut container = json!({
+        "name": "app",
+        "image": FAULT_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "args": args,
+    });
+    if let Some(limit) = memory_limit {
+        container["resources"] =
+            json!({ "limits": { "memory": limit }, "requests": { "memory": limit } });
+    }
+    let spec = place(json!({
+        "containers": [container],
+        // The app does not handle SIGTERM (as PID 1 it is ignored).
+        "terminationGracePeriodSeconds": 1,
+    }));
+    let deployment = serde_json::from_value(json!({
+        "metadata": { "name": name, "labels": { "app": name } },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": name } },
+            "template": { "metadata": { "labels": { "app": name } }, "spec": spec },
+        },
+    }))?;
+    Ok(kube::Api::namespaced(client.clone(), namespace)
+        .create(&kube::api::PostParams::default(), &deployment)
+        .await?)
+}

@@ -1,0 +1,562 @@
+//! The real node: Debian's containerd, runc and CNI plugins, and a kubelet
+//! built from the control plane's own module, registered next to the kwok
+//! nodes with a certificate from the cluster's CA.
+//!
+//! It is labelled `nanny.ai/node=real` and tainted
+//! `nanny.ai/real-node=true:NoSchedule`: only pods that ask for it run
+//! there, so kwok-simulated workloads (and the scale tests) stay on kwok,
+//! and kwok manages only its own nodes (annotation `kwok.x-k8s.io/node`).
+//! Images come from no registry: `up` builds and imports a pause image and
+//! the fault app's (see [`crate::images`]).
+//!
+//! `down` stops exactly what `up` started (kubelet, containerd, its shims
+//! and the containers) and removes the CNI bridge, its iptables chains,
+//! the pods' cgroups and every mount under the node's directories.
+
+use std::{
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use nanny_test_util::{
+    cluster::state_dir,
+    real_node::{FAULT_IMAGE, LABEL, NODE_NAME, PAUSE_IMAGE, TAINT_KEY},
+    tools::kubelet_dir,
+};
+
+use super::build::{BUSYBOX, CNI_BIN_DIR};
+
+/// Sockets and runtime state: short paths (a unix socket path has at most
+/// 107 bytes).
+const RUN_DIR: &str = "/run/nanny-node";
+/// The CNI bridge.
+const BRIDGE: &str = "nanny0";
+/// The pods' addresses.
+const POD_SUBNET: &str = "10.88.0.0/16";
+
+fn node_dir() -> PathBuf {
+    state_dir().join("real-node")
+}
+
+fn socket() -> String {
+    format!("{RUN_DIR}/containerd.sock")
+}
+
+/// Starts containerd and the kubelet against the API server at
+/// `apiserver_url`, whose CA is in `pki`.
+///
+/// # Errors
+/// When a step fails; its message names the step and the log to read.
+pub fn up(pki: &Path, apiserver_url: &str) -> anyhow::Result<()> {
+    let dir = node_dir();
+    for sub in [
+        "pki",
+        "cni/net.d",
+        "cni/ipam",
+        "images",
+        "logs",
+        "pids",
+        "kubelet",
+        "pods",
+    ] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    std::fs::create_dir_all(RUN_DIR)?;
+    node_certificate(pki, &dir.join("pki"))?;
+    std::fs::write(
+        dir.join("kubeconfig.yaml"),
+        kubeconfig(pki, apiserver_url, &dir),
+    )?;
+    std::fs::write(dir.join("cni/net.d/10-nanny.conflist"), cni_config(&dir))?;
+    std::fs::write(dir.join("containerd.toml"), containerd_config(&dir))?;
+    spawn(
+        "containerd",
+        Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("containerd.toml")),
+    )?;
+    wait_for("containerd's socket", Duration::from_secs(30), || {
+        ctr()
+            .args(["version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })?;
+    import_images(&dir)?;
+    std::fs::write(dir.join("kubelet.yaml"), kubelet_config(pki, &dir))?;
+    spawn(
+        "kubelet",
+        Command::new(kubelet_dir().join("bin/kubelet"))
+            .arg("--config")
+            .arg(dir.join("kubelet.yaml"))
+            .arg("--kubeconfig")
+            .arg(dir.join("kubeconfig.yaml"))
+            .arg("--root-dir")
+            .arg(dir.join("kubelet"))
+            .args([
+                &format!("--hostname-override={NODE_NAME}"),
+                &format!("--node-labels={LABEL}=real"),
+                // The API server reaches the kubelet (logs, exec) on the
+                // loopback address it listens on.
+                "--node-ip=127.0.0.1",
+                "--v=1",
+            ]),
+    )
+}
+
+/// A client key and certificate for `system:node:NAME` in `system:nodes`,
+/// signed by the cluster's CA (kwokctl's, a PKCS#1 RSA key: openssl reads
+/// it as it is).
+fn node_certificate(pki: &Path, out: &Path) -> anyhow::Result<()> {
+    let key = out.join("node.key");
+    let csr = out.join("node.csr");
+    let cert = out.join("node.crt");
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .args([
+            "-subj",
+            &format!("/O=system:nodes/CN=system:node:{NODE_NAME}"),
+        ]))?;
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "3650", "-sha256"])
+        .arg("-in")
+        .arg(&csr)
+        .arg("-CA")
+        .arg(pki.join("ca.crt"))
+        .arg("-CAkey")
+        .arg(pki.join("ca.key"))
+        .args(["-CAcreateserial", "-out"])
+        .arg(&cert))
+}
+
+fn kubeconfig(pki: &Path, apiserver_url: &str, dir: &Path) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: nanny
+  cluster: {{ server: {apiserver_url}, certificate-authority: {ca} }}
+users:
+- name: {NODE_NAME}
+  user: {{ client-certificate: {cert}, client-key: {key} }}
+contexts:
+- name: node
+  context: {{ cluster: nanny, user: {NODE_NAME} }}
+current-context: node
+",
+        ca = pki.join("ca.crt").display(),
+        cert = dir.join("pki/node.crt").display(),
+        key = dir.join("pki/node.key").display(),
+    )
+}
+
+fn cni_config(dir: &Path) -> String {
+    serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": "nanny",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": true,
+                "ipMasq": true,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{ "subnet": POD_SUBNET }]],
+                    "routes": [{ "dst": "0.0.0.0/0" }],
+                    "dataDir": dir.join("cni/ipam"),
+                },
+            },
+            { "type": "portmap", "capabilities": { "portMappings": true } },
+        ],
+    })
+    .to_string()
+}
+
+/// containerd with only what this VM allows: no lowering of oom_score_adj
+/// (no CAP_SYS_RESOURCE), cgroupfs, network namespaces under its state.
+fn containerd_config(dir: &Path) -> String {
+    format!(
+        r#"# Written by `cargo xtask cluster up`.
+version = 2
+root = "{root}"
+state = "{RUN_DIR}/state"
+[grpc]
+  address = "{socket}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{CNI_BIN_DIR}"
+    conf_dir = "{conf}"
+"#,
+        root = dir.join("containerd").display(),
+        socket = socket(),
+        conf = dir.join("cni/net.d").display(),
+    )
+}
+
+fn kubelet_config(pki: &Path, dir: &Path) -> String {
+    format!(
+        r#"# Written by `cargo xtask cluster up`.
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+containerRuntimeEndpoint: unix://{socket}
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+# No CAP_SYS_RESOURCE in this VM: nothing may lower oom_score_adj.
+oomScoreAdj: 0
+address: 127.0.0.1
+port: {port}
+readOnlyPort: 0
+healthzPort: 0
+podLogsDir: {logs}
+authentication:
+  anonymous: {{ enabled: false }}
+  webhook: {{ enabled: false }}
+  x509: {{ clientCAFile: {ca} }}
+authorization: {{ mode: AlwaysAllow }}
+registerWithTaints:
+- {{ key: {TAINT_KEY}, value: "true", effect: NoSchedule }}
+maxPods: 30
+# The machine's disk is shared: evict only when it is really full, and
+# never collect the imported images (there is no registry to pull again).
+evictionHard: {{ memory.available: 50Mi, nodefs.available: 1%, nodefs.inodesFree: 1%, imagefs.available: 1% }}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+"#,
+        socket = socket(),
+        port = super::free_port().unwrap_or(10250),
+        logs = dir.join("pods").display(),
+        ca = pki.join("ca.crt").display(),
+    )
+}
+
+/// `ctr` against this node's containerd, in the CRI's namespace.
+fn ctr() -> Command {
+    let mut command = Command::new("ctr");
+    command.args(["--address", &socket(), "--namespace", "k8s.io"]);
+    command
+}
+
+/// Builds the pause image (a static busybox sleeping) and the fault app's
+/// image, and imports them.
+fn import_images(dir: &Path) -> anyhow::Result<()> {
+    let rootfs = dir.join("images/busybox-rootfs");
+    crate::images::busybox_rootfs(Path::new(BUSYBOX), &rootfs)?;
+    let pause = crate::images::Image {
+        name: PAUSE_IMAGE,
+        rootfs: &rootfs,
+        entrypoint: &["/bin/busybox", "sleep", "2147483647"],
+        user: "65535:65535",
+    };
+    let archive = crate::images::write(&pause, &dir.join("images"))?;
+    import(&archive).with_context(|| format!("importing {PAUSE_IMAGE}"))?;
+    // The fault app, from its release binary, as `cargo xtask images`
+    // builds every image.
+    let fault = crate::images::release_binaries("nanny-fault", &["nanny-fault"])?;
+    let (archive, reference) = crate::images::of_binary(&fault[0], &dir.join("images"))?;
+    anyhow::ensure!(
+        reference == FAULT_IMAGE,
+        "the fault app's image is {reference}, the tests expect {FAULT_IMAGE}"
+    );
+    import(&archive).with_context(|| format!("importing {reference}"))
+}
+
+/// Imports an image archive into the node's containerd.
+///
+/// # Errors
+/// When `ctr` refuses it.
+pub fn import(archive: &Path) -> anyhow::Result<()> {
+    run(ctr().args(["images", "import"]).arg(archive))
+}
+
+/// Whether this node's containerd answers.
+pub fn running() -> bool {
+    Path::new(&socket()).exists()
+        && ctr()
+            .args(["version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
+/// Starts `command` in its own process group, logging to `logs/NAME.log`,
+/// and records its pid.
+fn spawn(name: &str, command: &mut Command) -> anyhow::Result<()> {
+    let dir = node_dir();
+    let log = std::fs::File::create(dir.join("logs").join(format!("{name}.log")))?;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    std::fs::write(
+        dir.join("pids").join(format!("{name}.pid")),
+        child.id().to_string(),
+    )?;
+    Ok(())
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{command:?} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+fn wait_for(what: &str, timeout: Duration, ready: impl Fn() -> bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while !ready() {
+        anyhow::ensure!(
+            started.elapsed() < timeout,
+            "{what} not ready after {timeout:?}; logs in {}",
+            node_dir().join("logs").display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+/// The node's log files, for a failed start's message.
+pub fn logs_dir() -> PathBuf {
+    node_dir().join("logs")
+}
+
+/// Stops the kubelet, the containers, containerd's shims and containerd,
+/// and removes the bridge, its iptables chains, the pods' cgroups, every
+/// mount under the node's directories and the directories. Returns how
+/// many processes it stopped.
+pub fn down() -> usize {
+    let mut stopped = 0;
+    stopped += stop_recorded("kubelet");
+    stopped += kill_all(container_pids());
+    stopped += kill_all(shim_pids());
+    stopped += stop_recorded("containerd");
+    unmount_under(&[node_dir(), PathBuf::from(RUN_DIR)]);
+    remove_cgroups();
+    let _ = Command::new("ip")
+        .args(["link", "delete", BRIDGE])
+        .stderr(Stdio::null())
+        .status();
+    remove_cni_chains();
+    for dir in [node_dir(), PathBuf::from(RUN_DIR)] {
+        if let Err(error) = std::fs::remove_dir_all(&dir)
+            && dir.exists()
+        {
+            eprintln!("warning: cannot remove {}: {error}", dir.display());
+        }
+    }
+    stopped
+}
+
+/// Stops the process recorded as `name` if it still runs the binary it
+/// was started from; 1 when one was stopped.
+fn stop_recorded(name: &str) -> usize {
+    let file = node_dir().join("pids").join(format!("{name}.pid"));
+    let Some(pid) = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+    else {
+        return 0;
+    };
+    let ours = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .is_ok_and(|exe| exe.file_name().is_some_and(|n| n.to_string_lossy() == name));
+    if !ours {
+        return 0;
+    }
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while super::process_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if super::process_alive(pid) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    1
+}
+
+fn kill_all(pids: Vec<u32>) -> usize {
+    for pid in &pids {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+    pids.len()
+}
+
+/// Every process in the pods' cgroups (`kubepods`, in any hierarchy).
+fn container_pids() -> Vec<u32> {
+    let mut pids = Vec::new();
+    for dir in kubepods_cgroups() {
+        for entry in walk(&dir) {
+            if let Ok(procs) = std::fs::read_to_string(entry.join("cgroup.procs")) {
+                pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+            }
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// containerd's shims serving this node's containerd.
+fn shim_pids() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
+                let cmd = String::from_utf8_lossy(&cmd);
+                cmd.contains("containerd-shim") && cmd.contains(RUN_DIR)
+            })
+        })
+        .collect()
+}
+
+/// `kubepods` under each cgroup hierarchy (v1) or the unified one (v2).
+fn kubepods_cgroups() -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut found = Vec::new();
+    if root.join("kubepods").is_dir() {
+        found.push(root.join("kubepods"));
+    }
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for entry in entries.filter_map(Result::ok) {
+            let candidate = entry.path().join("kubepods");
+            if candidate.is_dir() {
+                found.push(candidate);
+            }
+        }
+    }
+    found
+}
+
+/// `dir` and every directory below it, parents first.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if let Ok(entries) = std::fs::read_dir(&out[i]) {
+            out.extend(
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The pods' cgroups, children first (a cgroup is removed with rmdir once
+/// empty).
+fn remove_cgroups() {
+    for dir in kubepods_cgroups() {
+        for cgroup in walk(&dir).into_iter().rev() {
+            let _ = std::fs::remove_dir(&cgroup);
+        }
+    }
+}
+
+/// Unmounts (lazily) every mount point under `dirs`, deepest first.
+fn unmount_under(dirs: &[PathBuf]) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| p.replace("\\040", " "))
+        .filter(|p| dirs.iter().any(|d| Path::new(p).starts_with(d)))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = Command::new("umount")
+            .args(["-l", &point])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The chains the CNI plugins added (`CNI-…`), and the rules that jump to
+/// them, in the nat and filter tables.
+fn remove_cni_chains() {
+    let iptables = |args: &[&str]| {
+        Command::new("iptables")
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    for table in ["nat", "filter"] {
+        let rules = iptables(&["-t", table, "-S"]);
+        let chains: Vec<&str> = rules
+            .lines()
+            .filter_map(|l| l.strip_prefix("-N ").or_else(|| l.strip_prefix("-P ")))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        // The jumps into CNI chains, by number, last first.
+        for chain in chains.iter().filter(|c| !c.starts_with("CNI-")) {
+            let listing = iptables(&["-t", table, "-L", chain, "--line-numbers", "-n"]);
+            let mut numbers: Vec<u32> = listing
+                .lines()
+                .filter_map(|l| {
+                    let mut fields = l.split_whitespace();
+                    let number = fields.next()?.parse().ok()?;
+                    fields.next()?.starts_with("CNI-").then_some(number)
+                })
+                .collect();
+            numbers.sort_unstable_by(|a, b| b.cmp(a));
+            for number in numbers {
+                iptables(&["-t", table, "-D", chain, &number.to_string()]);
+            }
+        }
+        for chain in chains.iter().filter(|c| c.starts_with("CNI-")) {
+            iptables(&["-t", table, "-F", chain]);
+        }
+        for chain in chains.iter().filter(|c| c.starts_with("CNI-")) {
+            iptables(&["-t", table, "-X", chain]);
+        }
+    }
+}
