@@ -433,9 +433,14 @@ options:
 componentsPatches:
 - name: kube-apiserver
   extraArgs:
-  # The real node's kubelet by its address, not a host name nobody resolves.
+  # The real node's kubelet by its address, not a host name nobody resolves,
+  # with a certificate from the cluster's CA (kubelet logs and exec).
   - key: kubelet-preferred-address-types
     value: InternalIP
+  - key: kubelet-client-certificate
+    value: {pki}/admin.crt
+  - key: kubelet-client-key
+    value: {pki}/admin.key
 - name: kube-controller-manager
   extraArgs:
   # No metrics API feeds the HPA controller here; without it, HPA status
@@ -473,6 +478,7 @@ componentsPatches:
         metrics = metrics.display(),
         prometheus = prometheus.display(),
         audit_policy = audit_policy.display(),
+        pki = cluster_dir().join("pki").display(),
     )
 }
 

@@ -15,7 +15,7 @@ use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ContainerStatus, Node, Pod},
 };
-use kube::{Api, ResourceExt as _};
+use kube::{Api, ResourceExt as _, api::LogParams};
 use nanny_cluster_tests::{
     Fixture,
     pipeline::{Harness, restarts_ladder_policy},
@@ -198,6 +198,23 @@ async fn real_crash_loops_and_oom_kills_on_the_real_node_are_healed() {
     })
     .await;
     assert_ne!(replacement.uid(), crashing.uid());
+    // What the real container printed, through the API server and kubelet.
+    eventually("the crashed container's log", REAL, || async {
+        for pod in faults::pods_of(client, ns, "crasher").await? {
+            let params = LogParams {
+                previous: true,
+                ..LogParams::default()
+            };
+            if let Ok(log) = pods.logs(&pod.name_any(), &params).await
+                && log.contains("nanny-fault: exiting with 1")
+            {
+                return Ok(Some(()));
+            }
+        }
+        Ok(None)
+    })
+    .await
+    .unwrap();
     let result = restart.status.unwrap().result.unwrap();
     assert!(result.outcome.executed(), "{result:?}");
 

@@ -98,9 +98,6 @@ pub fn up(pki: &Path, apiserver_url: &str) -> anyhow::Result<()> {
             .args([
                 &format!("--hostname-override={NODE_NAME}"),
                 &format!("--node-labels={LABEL}=real"),
-                // The API server reaches the kubelet (logs, exec) on the
-                // loopback address it listens on.
-                "--node-ip=127.0.0.1",
                 "--v=1",
             ]),
     )
@@ -230,7 +227,9 @@ failCgroupV1: false
 failSwapOn: false
 # No CAP_SYS_RESOURCE in this VM: nothing may lower oom_score_adj.
 oomScoreAdj: 0
-address: 127.0.0.1
+# The API server reaches it (logs, exec) at the node's InternalIP; only
+# clients with a certificate from the cluster's CA get in.
+address: 0.0.0.0
 port: {port}
 readOnlyPort: 0
 healthzPort: 0
