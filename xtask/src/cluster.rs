@@ -315,14 +315,7 @@ pub fn down() -> anyhow::Result<()> {
     // Whatever kwokctl could not stop, stop by pid: nothing may outlive `down`.
     let deadline = Instant::now() + Duration::from_secs(10);
     for (component, pid) in &pids {
-        while process_alive(*pid) && Instant::now() < deadline {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        if process_alive(*pid) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
+        if stop_process(*pid, deadline) {
             eprintln!("warning: {component} (pid {pid}) needed SIGKILL");
         }
     }
@@ -360,6 +353,22 @@ fn recorded_pids() -> Vec<(String, u32)> {
             ours.then_some((name, pid))
         })
         .collect()
+}
+
+/// Sends `pid` SIGTERM until it ends or `deadline` passes, then SIGKILL;
+/// whether SIGKILL was needed.
+fn stop_process(pid: u32, deadline: Instant) -> bool {
+    while process_alive(pid) && Instant::now() < deadline {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stuck = process_alive(pid);
+    if stuck {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    stuck
 }
 
 /// Whether `pid` runs and is not a zombie.

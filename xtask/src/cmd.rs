@@ -26,6 +26,21 @@ pub fn run(name: &str, command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `command` with its output captured, shown only when it fails.
+pub fn quiet(command: &mut Command) -> anyhow::Result<()> {
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{command:?} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
 /// Totals over every `test result:` line of a cargo test run.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TestTotals {

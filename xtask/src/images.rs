@@ -111,27 +111,21 @@ fn blob(dir: &Path, data: &[u8]) -> anyhow::Result<String> {
 
 /// A reproducible tar of `dir`'s contents: sorted, owned by root, dated 0.
 fn tar(dir: &Path, archive: &Path) -> anyhow::Result<()> {
-    let status = Command::new("tar")
-        .args([
-            "--sort=name",
-            "--owner=0",
-            "--group=0",
-            "--numeric-owner",
-            "--mtime=@0",
-            "-cf",
-        ])
-        .arg(archive)
-        .arg("-C")
-        .arg(dir)
-        .arg(".")
-        .status()
-        .context("running tar")?;
-    anyhow::ensure!(
-        status.success(),
-        "tar of {} failed ({status})",
-        dir.display()
-    );
-    Ok(())
+    crate::cmd::quiet(
+        Command::new("tar")
+            .args([
+                "--sort=name",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "--mtime=@0",
+                "-cf",
+            ])
+            .arg(archive)
+            .arg("-C")
+            .arg(dir)
+            .arg("."),
+    )
 }
 
 /// A root filesystem holding only a static busybox (as `/bin/busybox` and

@@ -99,21 +99,22 @@ pub fn merge<'a>(
         });
         count(entry, action, attempted);
     }
-    let mut kept: Vec<OutcomeStats> = entries.into_values().collect();
-    if kept.len() > MAX_OUTCOME_ENTRIES {
+    // Over the bound: the entries whose newest attempt is oldest go; the
+    // map keeps the rest in key order.
+    let excess = entries.len().saturating_sub(MAX_OUTCOME_ENTRIES);
+    if excess > 0 {
         let newest = |e: &OutcomeStats| e.recent.first().and_then(|r| parse(&r.at));
-        kept.sort_by_key(|e| std::cmp::Reverse(newest(e)));
-        kept.truncate(MAX_OUTCOME_ENTRIES);
-        kept.sort_by(|a, b| {
-            (&a.issue_kind, a.action, a.source, &a.workload_uid).cmp(&(
-                &b.issue_kind,
-                b.action,
-                b.source,
-                &b.workload_uid,
-            ))
-        });
+        let mut by_age: Vec<_> = entries
+            .iter()
+            .map(|(k, e)| (newest(e), k.clone()))
+            .collect();
+        // Oldest first; among equals, the later key first.
+        by_age.sort_by(|(a, ka), (b, kb)| a.cmp(b).then_with(|| kb.cmp(ka)));
+        for (_, key) in by_age.into_iter().take(excess) {
+            entries.remove(&key);
+        }
     }
-    kept
+    entries.into_values().collect()
 }
 
 /// Counts one action's outcome into its entry, unless it was counted.
@@ -169,12 +170,7 @@ pub fn calibrate(
     reported: u32,
     now: Timestamp,
 ) -> (u32, Calibration) {
-    let pair = history
-        .iter()
-        .filter(|e| e.issue_kind == issue && e.action == action);
-    let (effective, outcomes) = pair.fold((0u32, 0u32), |(eff, all), e| {
-        (eff + e.effective, all + e.total())
-    });
+    let (effective, outcomes) = pair_counts(history, issue, action);
     let reported = reported.min(100);
     let weighted = u64::from(PRIOR_WEIGHT) * u64::from(reported) + 100 * u64::from(effective);
     let weight = u64::from(PRIOR_WEIGHT) + u64::from(outcomes);
@@ -223,16 +219,22 @@ pub fn describe(
         };
         format!("{name} fixed this workload {times}{last}.")
     };
-    let (effective, outcomes) = history
-        .iter()
-        .filter(|e| e.issue_kind == issue && e.action == action)
-        .fold((0, 0), |(eff, all), e| (eff + e.effective, all + e.total()));
+    let (effective, outcomes) = pair_counts(history, issue, action);
     if outcomes > 0 {
         text.push_str(&format!(
             " For {issue} under this policy it was effective {effective} of {outcomes} times."
         ));
     }
     text
+}
+
+/// The effective and all verified outcomes of `action` for `issue` under
+/// the policy: every workload, every source.
+fn pair_counts(history: &[OutcomeStats], issue: &str, action: ActionType) -> (u32, u32) {
+    history
+        .iter()
+        .filter(|e| e.issue_kind == issue && e.action == action)
+        .fold((0, 0), |(eff, all), e| (eff + e.effective, all + e.total()))
 }
 
 /// `action`'s verified outcomes on `workload` in the last [`WINDOW`], newest

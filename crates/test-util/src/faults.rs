@@ -95,12 +95,27 @@ pub async fn deployment(
     replicas: i32,
     spec: &PodSpec,
 ) -> anyhow::Result<Deployment> {
+    deployment_of(client, namespace, name, replicas, pod_template(name, spec)).await
+}
+
+/// Creates a Deployment `name` (pods labelled `app=NAME`) of `replicas`
+/// pods from `template`, a pod template in JSON carrying that label.
+///
+/// # Errors
+/// When the API refuses.
+pub async fn deployment_of(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    replicas: i32,
+    template: Value,
+) -> anyhow::Result<Deployment> {
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": { "name": name, "labels": { "app": name } },
         "spec": {
             "replicas": replicas,
             "selector": { "matchLabels": { "app": name } },
-            "template": pod_template(name, spec),
+            "template": template,
         },
     }))?;
     Ok(Api::<Deployment>::namespaced(client.clone(), namespace)

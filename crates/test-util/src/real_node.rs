@@ -55,15 +55,6 @@ pub async fn fault_deployment(
         // The app does not handle SIGTERM (as PID 1 it is ignored).
         "terminationGracePeriodSeconds": 1,
     }));
-    let deployment = serde_json::from_value(json!({
-        "metadata": { "name": name, "labels": { "app": name } },
-        "spec": {
-            "replicas": 1,
-            "selector": { "matchLabels": { "app": name } },
-            "template": { "metadata": { "labels": { "app": name } }, "spec": spec },
-        },
-    }))?;
-    Ok(kube::Api::namespaced(client.clone(), namespace)
-        .create(&kube::api::PostParams::default(), &deployment)
-        .await?)
+    let template = json!({ "metadata": { "labels": { "app": name } }, "spec": spec });
+    crate::faults::deployment_of(client, namespace, name, 1, template).await
 }

@@ -223,6 +223,19 @@ impl Harness {
         text + &self.stack.logs()
     }
 
+    /// [`eventually`], failing with every action and the services' logs
+    /// ([`Self::actions_seen`]) when `check` is not satisfied in time.
+    pub async fn eventually<T, F, Fut>(&self, what: &str, timeout: Duration, check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+    {
+        match eventually(what, timeout, check).await {
+            Ok(value) => value,
+            Err(error) => panic!("{error}\n{}", self.actions_seen().await),
+        }
+    }
+
     pub async fn running_pods(&self, app: &str, count: usize) -> Vec<Pod> {
         nanny_test_util::scenarios::running_pods(&self.fx.client, self.fx.ns(), app, count, WAIT)
             .await

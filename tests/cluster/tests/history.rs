@@ -36,7 +36,7 @@ async fn history_when(
     ready: impl Fn(&[OutcomeStats]) -> bool,
 ) -> Vec<OutcomeStats> {
     let policies: Api<HealingPolicy> = Api::namespaced(h.fx.client.clone(), h.fx.ns());
-    let found = eventually(what, WAIT, || async {
+    h.eventually(what, WAIT, || async {
         let outcomes = policies
             .get("default")
             .await?
@@ -45,11 +45,7 @@ async fn history_when(
             .unwrap_or_default();
         Ok(ready(&outcomes).then_some(outcomes))
     })
-    .await;
-    match found {
-        Ok(outcomes) => outcomes,
-        Err(error) => panic!("{error}\n{}", h.actions_seen().await),
-    }
+    .await
 }
 
 /// The entry of `workload`'s crash-loop restarts.

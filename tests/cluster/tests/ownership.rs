@@ -39,21 +39,18 @@ use serde_json::json;
 
 /// Waits for an action of `action_type` on `uid` denied by `protected-owner`.
 async fn denied_by_owner(h: &Harness, uid: &str, action_type: ActionType) -> HealingAction {
-    let found = eventually(
-        &format!("{action_type:?} on {uid} denied"),
-        WAIT,
-        || async {
-            Ok(h.actions_on(uid).await.into_iter().find(|a| {
-                a.spec.action.type_ == action_type
-                    && a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Denied)
-            }))
-        },
-    )
-    .await;
-    let action = match found {
-        Ok(action) => action,
-        Err(error) => panic!("{error}\n{}", h.actions_seen().await),
-    };
+    let action = h
+        .eventually(
+            &format!("{action_type:?} on {uid} denied"),
+            WAIT,
+            || async {
+                Ok(h.actions_on(uid).await.into_iter().find(|a| {
+                    a.spec.action.type_ == action_type
+                        && a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Denied)
+                }))
+            },
+        )
+        .await;
     let verdict = action.status.clone().unwrap().verdict.unwrap();
     assert!(
         verdict.matched_rules.iter().any(|r| r == "protected-owner"),

@@ -980,17 +980,14 @@ async fn a_crash_loop_restarts_cannot_fix_climbs_the_ladder_to_one_escalation_wi
             })
             .collect::<Vec<_>>()
     };
-    let escalation = eventually("an escalation", Duration::from_secs(240), || async {
-        Ok(of_workload()
-            .await
-            .into_iter()
-            .find(|a| a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Escalated)))
-    })
-    .await;
-    let escalation = match escalation {
-        Ok(escalation) => escalation,
-        Err(error) => panic!("{error}\n{}", h.actions_seen().await),
-    };
+    let escalation = h
+        .eventually("an escalation", Duration::from_secs(240), || async {
+            Ok(of_workload()
+                .await
+                .into_iter()
+                .find(|a| a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Escalated)))
+        })
+        .await;
     assert_eq!(escalation.spec.action.type_, ActionType::ReportOnly);
     assert_eq!(
         escalation.spec.target.uid, workload,

@@ -38,7 +38,7 @@ async fn container_when(
     what: &str,
     accept: impl Fn(&ContainerStatus) -> bool,
 ) -> (Pod, ContainerStatus) {
-    let found = eventually(what, REAL, || async {
+    h.eventually(what, REAL, || async {
         Ok(faults::pods_of(&h.fx.client, h.fx.ns(), app)
             .await?
             .into_iter()
@@ -54,11 +54,7 @@ async fn container_when(
                 accept(&status).then_some((p, status))
             }))
     })
-    .await;
-    match found {
-        Ok(found) => found,
-        Err(error) => panic!("{error}\n{}", h.actions_seen().await),
-    }
+    .await
 }
 
 fn last_exit(status: &ContainerStatus) -> Option<(i32, String)> {
@@ -76,17 +72,13 @@ async fn action_when(
     action_type: ActionType,
     done: impl Fn(&HealingAction) -> bool,
 ) -> HealingAction {
-    let found = eventually(&format!("a {action_type:?} on {uid}"), REAL, || async {
+    h.eventually(&format!("a {action_type:?} on {uid}"), REAL, || async {
         Ok(h.actions_on(uid)
             .await
             .into_iter()
             .find(|a| a.spec.action.type_ == action_type && done(a)))
     })
-    .await;
-    match found {
-        Ok(action) => action,
-        Err(error) => panic!("{error}\n{}", h.actions_seen().await),
-    }
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -258,14 +250,11 @@ async fn real_crash_loops_and_oom_kills_on_the_real_node_are_healed() {
     )
     .await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let limit = eventually("the raised limit on the Deployment", REAL, || async {
-        Ok(faults::memory_limit(&deployments.get("hog").await?).filter(|l| l != "32Mi"))
-    })
-    .await;
-    let limit = match limit {
-        Ok(limit) => limit,
-        Err(error) => panic!("{error}\n{}", h.actions_seen().await),
-    };
+    let limit = h
+        .eventually("the raised limit on the Deployment", REAL, || async {
+            Ok(faults::memory_limit(&deployments.get("hog").await?).filter(|l| l != "32Mi"))
+        })
+        .await;
     eventually(
         "a pod with the raised limit on the real node",
         REAL,

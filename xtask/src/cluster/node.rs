@@ -28,6 +28,7 @@ use nanny_test_util::{
 };
 
 use super::build::{BUSYBOX, CNI_BIN_DIR};
+use crate::cmd::quiet;
 
 /// Sockets and runtime state: short paths (a unix socket path has at most
 /// 107 bytes).
@@ -110,34 +111,38 @@ fn node_certificate(pki: &Path, out: &Path) -> anyhow::Result<()> {
     let key = out.join("node.key");
     let csr = out.join("node.csr");
     let cert = out.join("node.crt");
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&csr)
-        .args([
-            "-subj",
-            &format!("/O=system:nodes/CN=system:node:{NODE_NAME}"),
-        ]))?;
-    run(Command::new("openssl")
-        .args(["x509", "-req", "-days", "3650", "-sha256"])
-        .arg("-in")
-        .arg(&csr)
-        .arg("-CA")
-        .arg(pki.join("ca.crt"))
-        .arg("-CAkey")
-        .arg(pki.join("ca.key"))
-        .args(["-CAcreateserial", "-out"])
-        .arg(&cert))
+    quiet(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr)
+            .args([
+                "-subj",
+                &format!("/O=system:nodes/CN=system:node:{NODE_NAME}"),
+            ]),
+    )?;
+    quiet(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "3650", "-sha256"])
+            .arg("-in")
+            .arg(&csr)
+            .arg("-CA")
+            .arg(pki.join("ca.crt"))
+            .arg("-CAkey")
+            .arg(pki.join("ca.key"))
+            .args(["-CAcreateserial", "-out"])
+            .arg(&cert),
+    )
 }
 
 fn kubeconfig(pki: &Path, apiserver_url: &str, dir: &Path) -> String {
@@ -291,7 +296,7 @@ fn import_images(dir: &Path) -> anyhow::Result<()> {
 /// # Errors
 /// When `ctr` refuses it.
 pub fn import(archive: &Path) -> anyhow::Result<()> {
-    run(ctr().args(["images", "import"]).arg(archive))
+    quiet(ctr().args(["images", "import"]).arg(archive))
 }
 
 /// Whether this node's containerd answers.
@@ -319,20 +324,6 @@ fn spawn(name: &str, command: &mut Command) -> anyhow::Result<()> {
         dir.join("pids").join(format!("{name}.pid")),
         child.id().to_string(),
     )?;
-    Ok(())
-}
-
-fn run(command: &mut Command) -> anyhow::Result<()> {
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "{command:?} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
     Ok(())
 }
 
@@ -396,16 +387,7 @@ fn stop_recorded(name: &str) -> usize {
     if !ours {
         return 0;
     }
-    let _ = Command::new("kill").arg(pid.to_string()).status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while super::process_alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if super::process_alive(pid) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    }
+    super::stop_process(pid, Instant::now() + Duration::from_secs(10));
     1
 }
 

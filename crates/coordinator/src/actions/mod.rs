@@ -259,22 +259,6 @@ impl Driver {
             }
             spec.issue_kind = Some(incident.issue.clone());
         }
-        if spec.action.type_ != ActionType::ReportOnly {
-            let history = self.history(&policy_ref);
-            let workload = spec
-                .workload_uid
-                .clone()
-                .unwrap_or_else(|| spec.target.uid.clone());
-            let issue = spec.issue_kind.as_deref().unwrap_or(history::UNKNOWN_ISSUE);
-            let (confidence, calibration) = history::calibrate(
-                &history,
-                (issue, spec.action.type_, &workload),
-                spec.confidence,
-                Timestamp::now(),
-            );
-            spec.confidence = confidence;
-            spec.calibration = Some(calibration);
-        }
         let action_type = spec.action.type_.name();
         let dedup: DedupKey = (
             policy_ref.clone(),
@@ -291,6 +275,24 @@ impl Driver {
             return Ok("cooling-down");
         }
 
+        // Calibrated only for an action that will be created: a proposal an
+        // open or cooling-down action absorbs needs no history.
+        if spec.action.type_ != ActionType::ReportOnly {
+            let history = self.history(&policy_ref);
+            let workload = spec
+                .workload_uid
+                .clone()
+                .unwrap_or_else(|| spec.target.uid.clone());
+            let issue = spec.issue_kind.as_deref().unwrap_or(history::UNKNOWN_ISSUE);
+            let (confidence, calibration) = history::calibrate(
+                &history,
+                (issue, spec.action.type_, &workload),
+                spec.confidence,
+                Timestamp::now(),
+            );
+            spec.confidence = confidence;
+            spec.calibration = Some(calibration);
+        }
         let name = action_name(
             &spec.target.name,
             action_type,
