@@ -439,9 +439,17 @@ options:
   kwokControllerPort: {kwok_port}
   prometheusPort: {prometheus_port}
   kubeAuditPolicy: {audit_policy}
+  # Pods reach the API server through the `kubernetes` Service's address.
+  kubeApiserverCertSANs: [{api_service_ip}]
 componentsPatches:
 - name: kube-apiserver
   extraArgs:
+  # The real node's pods reach it at the host's address (kube-proxy
+  # forwards the `kubernetes` Service there); the other components stay on
+  # 127.0.0.1.
+  - key: bind-address
+    value: 0.0.0.0
+    override: true
   # The real node's kubelet by its address, not a host name nobody resolves,
   # with a certificate from the cluster's CA (kubelet logs and exec).
   - key: kubelet-preferred-address-types
@@ -488,6 +496,7 @@ componentsPatches:
         prometheus = prometheus.display(),
         audit_policy = audit_policy.display(),
         pki = cluster_dir().join("pki").display(),
+        api_service_ip = node::API_SERVICE_IP,
     )
 }
 

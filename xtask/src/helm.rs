@@ -28,8 +28,9 @@ const NAMESPACE: &str = "nanny";
 
 /// The value sets rendered to `deploy/rendered/<name>.yaml`: a name and the
 /// values files layered over the chart's defaults.
-pub const VALUE_SETS: [(&str, &[&str]); 8] = [
+pub const VALUE_SETS: [(&str, &[&str]); 9] = [
     ("default", &[]),
+    ("real-node", &["helm/nanny/ci/real-node-values.yaml"]),
     ("gpu", &["helm/nanny/ci/gpu-values.yaml"]),
     ("canary", &["helm/nanny/ci/canary-values.yaml"]),
     ("ollama", &["helm/nanny/ci/ollama-values.yaml"]),

@@ -4,6 +4,7 @@
 //! again — what `ctr images import` reads.
 
 use std::{
+    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -52,7 +53,8 @@ pub fn write(image: &Image<'_>, out_dir: &Path) -> anyhow::Result<PathBuf> {
         "config": {
             "Entrypoint": image.entrypoint,
             "User": image.user,
-            "Env": ["PATH=/bin"],
+            // The non-root user's home (its /etc/passwd entry).
+            "Env": ["PATH=/bin", "HOME=/tmp"],
         },
         "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
     }))?;
@@ -156,8 +158,13 @@ pub fn binary_rootfs(binary: &Path, dir: &Path) -> anyhow::Result<()> {
     for sub in ["bin", "etc/ssl/certs", "tmp"] {
         std::fs::create_dir_all(dir.join(sub))?;
     }
-    std::fs::copy(binary, dir.join("bin").join(name))
-        .with_context(|| format!("copying {}", binary.display()))?;
+    // Anyone's scratch space, as on any system.
+    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
+    let copy = dir.join("bin").join(name);
+    std::fs::copy(binary, &copy).with_context(|| format!("copying {}", binary.display()))?;
+    // Debug information is no use in an image (a debug build's is most of
+    // the binary).
+    crate::cmd::quiet(Command::new("strip").arg("--strip-debug").arg(&copy))?;
     // One entrypoint for every image (deploy/images/Dockerfile's too).
     std::os::unix::fs::symlink(name, dir.join("bin/entrypoint"))?;
     let ldd = Command::new("ldd")
@@ -216,15 +223,13 @@ pub fn release_binaries(package: &str, bins: &[&str]) -> anyhow::Result<Vec<Path
         status.success(),
         "cargo build --release -p {package} failed ({status})"
     );
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
     Ok(bins
         .iter()
-        .map(|b| target.join("release").join(b))
+        .map(|b| target_dir().join("release").join(b))
         .collect())
 }
 
-/// The image of one release binary, `nanny.local/NAME:VERSION`, written to
+/// The image of one binary, `nanny.local/NAME:VERSION`, written to
 /// `out_dir`; returns the archive and the reference.
 ///
 /// # Errors
@@ -251,6 +256,48 @@ pub fn of_binary(binary: &Path, out_dir: &Path) -> anyhow::Result<(PathBuf, Stri
     Ok((archive, reference))
 }
 
+/// The model server's image: the Ollama the analyzer's tests build, serving
+/// the local model from its store baked in at `/models` (the chart's
+/// `ollama.modelsInImage`), so a cluster without a registry or the
+/// internet runs it.
+///
+/// # Errors
+/// When Ollama or the model is not installed (`cargo xtask tools`), or the
+/// archive cannot be written.
+pub fn ollama(out_dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    use nanny_test_util::ollama;
+    anyhow::ensure!(
+        ollama::is_installed(),
+        "Ollama and its model are not installed: run `cargo xtask tools`"
+    );
+    let version = ollama::OLLAMA.version.trim_start_matches('v');
+    let reference = format!("nanny.local/ollama-smollm2:{version}");
+    anyhow::ensure!(
+        reference == nanny_test_util::real_node::OLLAMA_IMAGE,
+        "the model server's image is {reference}, the chart's real-node values and tests expect {}",
+        nanny_test_util::real_node::OLLAMA_IMAGE
+    );
+    let rootfs = out_dir.join("ollama-rootfs");
+    binary_rootfs(&ollama::OLLAMA.binary(), &rootfs)?;
+    crate::cmd::quiet(
+        Command::new("cp")
+            .arg("-r")
+            .arg(ollama::dir().join("models"))
+            .arg(rootfs.join("models")),
+    )?;
+    let archive = write(
+        &Image {
+            name: &reference,
+            rootfs: &rootfs,
+            entrypoint: &["/bin/ollama", "serve"],
+            user: NONROOT,
+        },
+        out_dir,
+    )?;
+    std::fs::remove_dir_all(&rootfs)?;
+    Ok((archive, reference))
+}
+
 /// What `cargo xtask images` builds: (package, binary).
 const IMAGES: [(&str, &str); 7] = [
     ("nanny-collector", "nanny-collector"),
@@ -262,19 +309,111 @@ const IMAGES: [(&str, &str); 7] = [
     ("nanny-fault", "nanny-fault"),
 ];
 
-/// `cargo xtask images`: the release binaries of the five services,
-/// nannyctl and the fault app as images under `target/images/`, imported
-/// into the real node's containerd when the local cluster runs one.
+/// Which build the images are made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `cargo build --release`, package by package.
+    Release,
+    /// The binaries `cargo build --workspace --bins` left in target/debug.
+    Debug,
+}
+
+impl Profile {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Release => "release",
+            Self::Debug => "debug",
+        }
+    }
+
+    /// `target/images/<profile>`.
+    fn out_dir(self) -> PathBuf {
+        target_dir().join("images").join(self.name())
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from)
+}
+
+/// Builds the images of the five services, nannyctl and the fault app
+/// from `profile`'s binaries into `target/images/<profile>/`, replacing
+/// what was there; returns each archive and reference.
+///
+/// # Errors
+/// When a build fails, a debug binary is missing, or an archive cannot be
+/// written.
+pub fn build(profile: Profile) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    let out = profile.out_dir();
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let mut built = Vec::new();
+    for (package, bin) in IMAGES {
+        let binary = match profile {
+            Profile::Release => release_binaries(package, &[bin])?.remove(0),
+            Profile::Debug => {
+                let binary = target_dir().join("debug").join(bin);
+                anyhow::ensure!(
+                    binary.is_file(),
+                    "{} is missing: run `cargo build --workspace --bins` first",
+                    binary.display()
+                );
+                binary
+            }
+        };
+        built.push(of_binary(&binary, &out)?);
+    }
+    built.push(ollama(&out)?);
+    println!(
+        "==> images of the {} binaries written to {}",
+        profile.name(),
+        out.display()
+    );
+    Ok(built)
+}
+
+/// Imports the images [`build`] last wrote for the debug profile into the
+/// real node (what the cluster tests install the chart with).
+///
+/// # Errors
+/// When none were built or `ctr` refuses one.
+pub fn import_built() -> anyhow::Result<()> {
+    if !crate::cluster::real_node_running() {
+        return Ok(());
+    }
+    let dir = Profile::Debug.out_dir();
+    let mut archives: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("{}: run `cargo xtask images --debug`", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+        .collect();
+    archives.sort();
+    anyhow::ensure!(
+        !archives.is_empty(),
+        "no images in {}: run `cargo xtask images --debug`",
+        dir.display()
+    );
+    for archive in &archives {
+        crate::cluster::import_image(archive)
+            .with_context(|| format!("importing {}", archive.display()))?;
+    }
+    println!(
+        "==> {} images imported into the real node from {}",
+        archives.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `cargo xtask images`: [`build`], and the images imported into the real
+/// node's containerd when the local cluster runs one.
 ///
 /// # Errors
 /// When a build, an archive or an import fails.
-pub fn all() -> anyhow::Result<()> {
-    let out = PathBuf::from("target/images");
-    std::fs::create_dir_all(&out)?;
+pub fn all(profile: Profile) -> anyhow::Result<()> {
     let import = crate::cluster::real_node_running();
-    for (package, bin) in IMAGES {
-        let binaries = release_binaries(package, &[bin])?;
-        let (archive, reference) = of_binary(&binaries[0], &out)?;
+    for (archive, reference) in build(profile)? {
         let size = std::fs::metadata(&archive)?.len();
         if import {
             crate::cluster::import_image(&archive)?;

@@ -59,9 +59,16 @@ enum Command {
     /// corpus in eval/cases (see eval/README.md).
     Eval(eval::Args),
     /// Build OCI images of the five services, nannyctl and the fault app
-    /// from their release binaries (target/images/), and import them into
-    /// the local cluster's real node when it runs.
-    Images,
+    /// from their release binaries, and of the model server (Ollama with the
+    /// local model), into target/images/, and import them into the local
+    /// cluster's real node when it runs.
+    Images {
+        /// From the debug binaries `cargo build --workspace --bins` left in
+        /// target/debug (debug info stripped), without a release build:
+        /// what `cargo xtask test` installs the chart on the real node with.
+        #[arg(long)]
+        debug: bool,
+    },
     /// Lint the Helm chart and render (or drift-check) deploy/rendered/.
     Helm {
         #[command(subcommand)]
@@ -99,7 +106,11 @@ fn main() -> anyhow::Result<()> {
         Command::Helm { action } => helm::run(action),
         Command::Demo(args) => demo::run(args),
         Command::Eval(args) => eval::run(&args),
-        Command::Images => images::all(),
+        Command::Images { debug } => images::all(if debug {
+            images::Profile::Debug
+        } else {
+            images::Profile::Release
+        }),
     }
 }
 
@@ -139,10 +150,13 @@ fn test() -> anyhow::Result<()> {
     )?;
     // The action-choice eval over the real analyzer and gate.
     eval::ci()?;
+    // The chart's images, for the real node (imported once it runs).
+    images::build(images::Profile::Debug)?;
     // One local cluster for every tier that needs an API server: the
     // e2e tests start the collector and remediator against it, the cluster
     // tests do everything else.
     let totals = cluster::with_cluster(3, |_| {
+        images::import_built()?;
         let mut totals = cmd::cargo_test(
             "tests",
             &[

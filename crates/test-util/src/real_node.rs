@@ -14,6 +14,10 @@ pub const TAINT_KEY: &str = "nanny.ai/real-node";
 /// The pause image the node's containerd runs sandboxes with.
 pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10";
 
+/// The model server (Ollama with the local model in `/models`), as `cargo
+/// xtask images` builds it; `helm/nanny/ci/real-node-values.yaml` runs it.
+pub const OLLAMA_IMAGE: &str = "nanny.local/ollama-smollm2:0.11.4";
+
 /// The fault app (`crates/fault-app`), as `cargo xtask images` builds it.
 pub const FAULT_IMAGE: &str = concat!("nanny.local/nanny-fault:", env!("CARGO_PKG_VERSION"));
 
@@ -40,15 +44,35 @@ pub async fn fault_deployment(
     args: &[&str],
     memory_limit: Option<&str>,
 ) -> anyhow::Result<k8s_openapi::api::apps::v1::Deployment> {
-    let mut container = json!({
-        "name": "app",
-        "image": FAULT_IMAGE,
-        "imagePullPolicy": "IfNotPresent",
-        "args": args,
-    });
+    let mut container = json!({ "args": args });
     if let Some(limit) = memory_limit {
         container["resources"] =
             json!({ "limits": { "memory": limit }, "requests": { "memory": limit } });
+    }
+    fault_deployment_of(client, namespace, name, container).await
+}
+
+/// Creates a one-replica Deployment `name` on the real node running
+/// `container` (JSON; named `app` and pulled only when absent unless it
+/// says otherwise): the fault app with probes, a missing image or
+/// configuration, requests that do not fit.
+///
+/// # Errors
+/// When the API refuses.
+pub async fn fault_deployment_of(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    mut container: Value,
+) -> anyhow::Result<k8s_openapi::api::apps::v1::Deployment> {
+    for (key, default) in [
+        ("name", json!("app")),
+        ("image", json!(FAULT_IMAGE)),
+        ("imagePullPolicy", json!("IfNotPresent")),
+    ] {
+        if container.get(key).is_none() {
+            container[key] = default;
+        }
     }
     let spec = place(json!({
         "containers": [container],

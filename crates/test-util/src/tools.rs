@@ -76,11 +76,22 @@ pub fn kubernetes_dir() -> PathBuf {
         .join(format!("kubernetes-{KUBERNETES_VERSION}"))
 }
 
-/// Folder holding the real node's kubelet (built like the control plane).
+/// Folder holding the real node's kubelet and kube-proxy (built like the
+/// control plane).
 pub fn kubelet_dir() -> PathBuf {
     cache_dir()
         .join("tools")
         .join(format!("kubelet-{KUBERNETES_VERSION}"))
+}
+
+/// CoreDNS version built for the real node's cluster DNS.
+pub const COREDNS_VERSION: &str = "v1.13.1";
+
+/// Folder holding CoreDNS (the plugins the local cluster's DNS needs).
+pub fn coredns_dir() -> PathBuf {
+    cache_dir()
+        .join("tools")
+        .join(format!("coredns-{COREDNS_VERSION}"))
 }
 
 /// The etcd install folder.

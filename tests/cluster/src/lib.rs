@@ -7,6 +7,7 @@
 // Test support: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod chart;
 pub mod model;
 pub mod pipeline;
 pub mod receiver;

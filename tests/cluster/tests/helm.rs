@@ -12,118 +12,18 @@
     reason = "a test is one scenario against real services, read top to bottom"
 )]
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{collections::BTreeMap, process::Command};
 
 use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::PersistentVolume, rbac::v1::ClusterRole},
+    api::{apps::v1::Deployment, rbac::v1::ClusterRole},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{Api, Client, api::ListParams};
-use nanny_cluster_tests::Fixture;
-use nanny_test_util::{
-    cluster::{ClusterInfo, eventually},
-    tools::HELM,
+use nanny_cluster_tests::{
+    Fixture,
+    chart::{self, Release, SERVICES, chart, helm, wait_available},
 };
-
-const SERVICES: [&str; 5] = [
-    "collector",
-    "analyzer",
-    "safety-gate",
-    "remediator",
-    "coordinator",
-];
-
-fn chart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../helm/nanny")
-}
-
-/// Runs helm against the cluster; panics with its output, and what the
-/// API server shows of the release's namespace and the nodes, on failure.
-fn helm(cluster: &ClusterInfo, ns: &str, args: &[&str]) -> String {
-    let output = Command::new(HELM.require().unwrap())
-        .arg("--kubeconfig")
-        .arg(&cluster.kubeconfig)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "helm {args:?} failed:\n{}{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-        diagnose(cluster, ns)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// Why a release may not be ready: its pods (phase, node, conditions), its
-/// claims, its namespace's events and every node's conditions and taints.
-fn diagnose(cluster: &ClusterInfo, ns: &str) -> String {
-    let node_columns = "custom-columns=NAME:.metadata.name,UNSCHEDULABLE:.spec.unschedulable,\
-        READY:.status.conditions[?(@.type==\"Ready\")].status,TAINTS:.spec.taints";
-    let queries: [&[&str]; 4] = [
-        &["get", "pods,pvc,deployments", "-n", ns, "-o", "wide"],
-        &[
-            "get",
-            "pods",
-            "-n",
-            ns,
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name}: {.status.conditions}{\"\\n\"}{end}",
-        ],
-        &["get", "events", "-n", ns, "--sort-by=.lastTimestamp"],
-        &["get", "nodes", "-o", node_columns],
-    ];
-    let mut report = String::new();
-    for query in queries {
-        let output = Command::new(&cluster.kubectl)
-            .arg("--kubeconfig")
-            .arg(&cluster.kubeconfig)
-            .args(query)
-            .output();
-        report.push_str(&format!("$ kubectl {}\n", query.join(" ")));
-        match output {
-            Ok(o) => {
-                report.push_str(&String::from_utf8_lossy(&o.stdout));
-                report.push_str(&String::from_utf8_lossy(&o.stderr));
-            }
-            Err(error) => report.push_str(&format!("cannot run kubectl: {error}\n")),
-        }
-    }
-    report
-}
-
-/// Uninstalls the release when dropped, so a failing test leaves no
-/// ClusterRole or admission policy behind on the shared cluster.
-struct Release {
-    name: String,
-    namespace: String,
-    helm: PathBuf,
-    kubeconfig: PathBuf,
-    installed: bool,
-}
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        if !self.installed {
-            return;
-        }
-        let status = Command::new(&self.helm)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["uninstall", &self.name, "-n", &self.namespace, "--wait"])
-            .stdout(std::process::Stdio::null())
-            .status();
-        if !status.is_ok_and(|s| s.success()) {
-            eprintln!("warning: could not uninstall helm release {}", self.name);
-        }
-    }
-}
+use nanny_test_util::cluster::ClusterInfo;
 
 /// `kubectl auth can-i` as a ServiceAccount: true for "yes".
 fn can_i(cluster: &ClusterInfo, account: &str, verb: &str, resource: &str, scope: &str) -> bool {
@@ -189,39 +89,6 @@ async fn deployments(client: &Client, ns: &str, release: &str) -> BTreeMap<Strin
         .collect()
 }
 
-/// Waits until `want` Deployments of the release are Available with their
-/// newest generation observed and every replica updated.
-async fn wait_available(client: &Client, ns: &str, release: &str, want: usize) {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let selector = format!("app.kubernetes.io/instance={release}");
-    eventually(
-        "every Deployment Available",
-        Duration::from_secs(120),
-        || async {
-            let list = api.list(&ListParams::default().labels(&selector)).await?;
-            let ready = list
-                .items
-                .iter()
-                .filter(|d| {
-                    let status = d.status.as_ref();
-                    let available = status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
-                        c.iter()
-                            .any(|c| c.type_ == "Available" && c.status == "True")
-                    });
-                    let current = status.and_then(|s| s.observed_generation)
-                        == d.metadata.generation
-                        && status.and_then(|s| s.updated_replicas)
-                            == d.spec.as_ref().and_then(|s| s.replicas);
-                    available && current
-                })
-                .count();
-            Ok((ready == want).then_some(()))
-        },
-    )
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
     let Some(fx) = Fixture::new("helm").await else {
@@ -234,36 +101,14 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
     let prefix = format!("{release}-nanny");
     let chart = chart();
     let chart = chart.to_str().unwrap();
-    let mut guard = Release {
-        name: release.clone(),
-        namespace: ns.clone(),
-        helm: HELM.require().unwrap(),
-        kubeconfig: cluster.kubeconfig.clone(),
-        installed: false,
-    };
+    let _release = Release::new(cluster, &release, &ns);
     // The audit log is persisted by default. This cluster has no volume
     // provisioner: a PersistentVolume bound to the chart's claim is what an
     // operator of such a cluster provides.
-    let volume: PersistentVolume = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": format!("{release}-audit"), "labels": { "nanny.ai/test": "true" } },
-        "spec": {
-            "capacity": { "storage": "1Gi" },
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "hostPath": { "path": format!("/tmp/nanny-{release}-audit") },
-            "claimRef": { "namespace": ns, "name": format!("{prefix}-safety-gate-audit") },
-        },
-    }))
-    .unwrap();
-    let volumes: Api<PersistentVolume> = Api::all(fx.client.clone());
-    volumes
-        .create(&kube::api::PostParams::default(), &volume)
-        .await
-        .unwrap();
+    chart::audit_volume(&fx.client, &release, &ns, &prefix).await;
     // kwok's fake nodes may carry the kwok taint; the chart takes the
     // toleration as a value like any other cluster's.
     let tolerations = r#"global.tolerations=[{"key":"kwok.x-k8s.io/node","operator":"Exists","effect":"NoSchedule"}]"#;
-    guard.installed = true;
     let notes = helm(
         cluster,
         &ns,
@@ -484,7 +329,6 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
         &ns,
         &["uninstall", &release, "--namespace", &ns, "--wait"],
     );
-    guard.installed = false;
     let roles = Api::<ClusterRole>::all(fx.client.clone())
         .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={release}")))
         .await

@@ -6,8 +6,8 @@ use std::{path::Path, process::Command};
 
 use anyhow::Context as _;
 use nanny_test_util::tools::{
-    CLUSTER_TOOLS, ETCD_VERSION, KUBERNETES_VERSION, TEST_TOOLS, cache_dir, etcd_dir, kubelet_dir,
-    kubernetes_dir,
+    CLUSTER_TOOLS, COREDNS_VERSION, ETCD_VERSION, KUBERNETES_VERSION, TEST_TOOLS, cache_dir,
+    coredns_dir, etcd_dir, kubelet_dir, kubernetes_dir,
 };
 
 use crate::go::{go_command, install_all, run_with_progress};
@@ -27,7 +27,8 @@ pub fn all() -> anyhow::Result<()> {
     kubernetes()?;
     etcd()?;
     prometheus()?;
-    kubelet()?;
+    node_binaries()?;
+    coredns()?;
     node_packages()?;
     println!(
         "==> cluster build: everything is cached under {}",
@@ -53,14 +54,82 @@ fn kubernetes() -> anyhow::Result<()> {
     )
 }
 
-/// The real node's kubelet, from the same module, cached apart.
-fn kubelet() -> anyhow::Result<()> {
+/// The real node's kubelet and kube-proxy.
+pub const NODE_BINARIES: [&str; 2] = ["kubelet", "kube-proxy"];
+
+/// The real node's kubelet and kube-proxy, from the same module, cached
+/// apart.
+fn node_binaries() -> anyhow::Result<()> {
     let dir = kubelet_dir();
-    if is_built(&dir, &["kubelet"]) {
+    if is_built(&dir, &NODE_BINARIES) {
         return Ok(());
     }
-    build_kubernetes(&dir, &["kubelet"], "kubelet")
+    build_kubernetes(&dir, &NODE_BINARIES, "kubelet, kube-proxy")
 }
+
+/// CoreDNS for the real node's pods, with only the plugins the cluster's
+/// DNS needs: a small main module importing them, so the build compiles
+/// neither the cloud DNS back ends nor their SDKs.
+fn coredns() -> anyhow::Result<()> {
+    let dir = coredns_dir();
+    if is_built(&dir, &["coredns"]) {
+        return Ok(());
+    }
+    let src = cache_dir()
+        .join("src")
+        .join(format!("coredns-{COREDNS_VERSION}"));
+    std::fs::create_dir_all(&src)?;
+    std::fs::write(src.join("main.go"), COREDNS_MAIN)?;
+    std::fs::write(
+        src.join("go.mod"),
+        format!(
+            "module nanny.local/coredns\n\ngo 1.24.0\n\nrequire github.com/coredns/coredns {COREDNS_VERSION}\n"
+        ),
+    )?;
+    let mut tidy = go_command();
+    tidy.args(["mod", "tidy"]).current_dir(&src);
+    run_with_progress(
+        &format!("coredns {COREDNS_VERSION} (resolve modules)"),
+        tidy,
+    )?;
+    std::fs::create_dir_all(dir.join("bin"))?;
+    let mut build = go_command();
+    build
+        .env("CGO_ENABLED", "0")
+        .args(["build", "-trimpath", "-ldflags", "-s -w", "-o"])
+        .arg(dir.join("bin/coredns"))
+        .arg(".")
+        .current_dir(&src);
+    run_with_progress(&format!("coredns {COREDNS_VERSION}"), build)?;
+    std::fs::write(
+        dir.join(".stamp"),
+        format!("github.com/coredns/coredns@{COREDNS_VERSION}\n"),
+    )?;
+    Ok(())
+}
+
+/// CoreDNS's main with the plugins the Corefile in `node.rs` uses, in
+/// CoreDNS's own directive order.
+const COREDNS_MAIN: &str = r#"// Written by `cargo xtask cluster build`.
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func init() {
+	dnsserver.Directives = []string{"bind", "ready", "errors", "cache", "kubernetes"}
+}
+
+func main() { coremain.Run() }
+"#;
 
 /// Builds `binaries` of `k8s.io/kubernetes/cmd` into `dir/bin` and stamps
 /// `dir`.

@@ -2,6 +2,10 @@
 //! built from the control plane's own module, registered next to the kwok
 //! nodes with a certificate from the cluster's CA.
 //!
+//! Pods reach the API server through the `kubernetes` Service (kube-proxy,
+//! built from the same module) and one another's Services by name (CoreDNS
+//! on the host's address, the kubelet's cluster DNS).
+//!
 //! It is labelled `nanny.ai/node=real` and tainted
 //! `nanny.ai/real-node=true:NoSchedule`: only pods that ask for it run
 //! there, so kwok-simulated workloads (and the scale tests) stay on kwok,
@@ -9,11 +13,14 @@
 //! Images come from no registry: `up` builds and imports a pause image and
 //! the fault app's (see [`crate::images`]).
 //!
-//! `down` stops exactly what `up` started (kubelet, containerd, its shims
-//! and the containers) and removes the CNI bridge, its iptables chains,
-//! the pods' cgroups and every mount under the node's directories.
+//! `down` stops exactly what `up` started (kubelet, kube-proxy, CoreDNS,
+//! containerd, its shims and the containers) and removes the CNI bridge,
+//! its and kube-proxy's iptables chains, the pods' cgroups and every mount
+//! under the node's directories.
 
 use std::{
+    io::{Read as _, Write as _},
+    net::{IpAddr, TcpStream, UdpSocket},
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -24,7 +31,7 @@ use anyhow::Context as _;
 use nanny_test_util::{
     cluster::state_dir,
     real_node::{FAULT_IMAGE, LABEL, NODE_NAME, PAUSE_IMAGE, TAINT_KEY},
-    tools::kubelet_dir,
+    tools::{coredns_dir, kubelet_dir},
 };
 
 use super::build::{BUSYBOX, CNI_BIN_DIR};
@@ -37,6 +44,11 @@ const RUN_DIR: &str = "/run/nanny-node";
 const BRIDGE: &str = "nanny0";
 /// The pods' addresses.
 const POD_SUBNET: &str = "10.88.0.0/16";
+/// The `kubernetes` Service's address: the first of kwokctl's Service
+/// range (10.0.0.0/24); the API server's certificate names it.
+pub const API_SERVICE_IP: &str = "10.0.0.1";
+/// The cluster's DNS domain.
+const CLUSTER_DOMAIN: &str = "cluster.local";
 
 fn node_dir() -> PathBuf {
     state_dir().join("real-node")
@@ -46,12 +58,13 @@ fn socket() -> String {
     format!("{RUN_DIR}/containerd.sock")
 }
 
-/// Starts containerd and the kubelet against the API server at
-/// `apiserver_url`, whose CA is in `pki`.
+/// Starts containerd, kube-proxy, CoreDNS and the kubelet against the API
+/// server at `apiserver_url`, whose CA is in `pki`.
 ///
 /// # Errors
 /// When a step fails; its message names the step and the log to read.
 pub fn up(pki: &Path, apiserver_url: &str) -> anyhow::Result<()> {
+    let host = host_ip()?;
     let dir = node_dir();
     for sub in [
         "pki",
@@ -66,11 +79,7 @@ pub fn up(pki: &Path, apiserver_url: &str) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir.join(sub))?;
     }
     std::fs::create_dir_all(RUN_DIR)?;
-    node_certificate(pki, &dir.join("pki"))?;
-    std::fs::write(
-        dir.join("kubeconfig.yaml"),
-        kubeconfig(pki, apiserver_url, &dir),
-    )?;
+    credentials(pki, apiserver_url, &dir)?;
     std::fs::write(dir.join("cni/net.d/10-nanny.conflist"), cni_config(&dir))?;
     std::fs::write(dir.join("containerd.toml"), containerd_config(&dir))?;
     spawn(
@@ -86,7 +95,8 @@ pub fn up(pki: &Path, apiserver_url: &str) -> anyhow::Result<()> {
             .is_ok_and(|o| o.status.success())
     })?;
     import_images(&dir)?;
-    std::fs::write(dir.join("kubelet.yaml"), kubelet_config(pki, &dir))?;
+    start_network(host, &dir)?;
+    std::fs::write(dir.join("kubelet.yaml"), kubelet_config(pki, &dir, host))?;
     spawn(
         "kubelet",
         Command::new(kubelet_dir().join("bin/kubelet"))
@@ -98,19 +108,98 @@ pub fn up(pki: &Path, apiserver_url: &str) -> anyhow::Result<()> {
             .arg(dir.join("kubelet"))
             .args([
                 &format!("--hostname-override={NODE_NAME}"),
+                &format!("--node-ip={host}"),
                 &format!("--node-labels={LABEL}=real"),
                 "--v=1",
             ]),
     )
 }
 
-/// A client key and certificate for `system:node:NAME` in `system:nodes`,
-/// signed by the cluster's CA (kwokctl's, a PKCS#1 RSA key: openssl reads
-/// it as it is).
-fn node_certificate(pki: &Path, out: &Path) -> anyhow::Result<()> {
-    let key = out.join("node.key");
-    let csr = out.join("node.csr");
-    let cert = out.join("node.crt");
+/// Client certificates and kubeconfigs for the kubelet, kube-proxy and
+/// CoreDNS.
+fn credentials(pki: &Path, apiserver_url: &str, dir: &Path) -> anyhow::Result<()> {
+    let node_user = format!("system:node:{NODE_NAME}");
+    let proxy_user = "system:kube-proxy";
+    client_certificate(pki, &dir.join("pki/node"), &node_user, "system:nodes")?;
+    client_certificate(
+        pki,
+        &dir.join("pki/proxy"),
+        proxy_user,
+        "system:node-proxier",
+    )?;
+    std::fs::write(
+        dir.join("kubeconfig.yaml"),
+        kubeconfig(pki, apiserver_url, &node_user, &dir.join("pki/node")),
+    )?;
+    std::fs::write(
+        dir.join("proxy-kubeconfig.yaml"),
+        kubeconfig(pki, apiserver_url, proxy_user, &dir.join("pki/proxy")),
+    )?;
+    // CoreDNS lists Services and EndpointSlices with the cluster admin's
+    // certificate, as the control plane's own components do here.
+    std::fs::write(
+        dir.join("dns-kubeconfig.yaml"),
+        kubeconfig(pki, apiserver_url, "kwok-admin", &pki.join("admin")),
+    )?;
+    Ok(())
+}
+
+/// kube-proxy (the Services' iptables rules) and CoreDNS (their names),
+/// waiting until CoreDNS has listed the Services.
+fn start_network(host: IpAddr, dir: &Path) -> anyhow::Result<()> {
+    std::fs::write(dir.join("kube-proxy.yaml"), kube_proxy_config(dir)?)?;
+    spawn(
+        "kube-proxy",
+        Command::new(kubelet_dir().join("bin/kube-proxy"))
+            .arg("--config")
+            .arg(dir.join("kube-proxy.yaml")),
+    )?;
+    let ready = format!("127.0.0.1:{}", super::free_port()?);
+    std::fs::write(dir.join("Corefile"), corefile(host, &ready, dir))?;
+    spawn(
+        "coredns",
+        Command::new(coredns_dir().join("bin/coredns"))
+            .arg("-conf")
+            .arg(dir.join("Corefile")),
+    )?;
+    wait_for("CoreDNS", Duration::from_secs(60), || {
+        http_ok(&ready, "/ready")
+    })?;
+    Ok(())
+}
+
+/// The address the host has towards the `kubernetes` Service (its default
+/// route's): the node's InternalIP, where the API server advertises itself
+/// and where CoreDNS answers the pods.
+fn host_ip() -> anyhow::Result<IpAddr> {
+    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    socket
+        .connect((API_SERVICE_IP, 443))
+        .context("the real node needs a default route (its address is the route's)")?;
+    Ok(socket.local_addr()?.ip())
+}
+
+/// Whether `GET path` on `addr` answers 200.
+fn http_ok(addr: &str, path: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+}
+
+/// A client key and certificate (`PREFIX.key`, `PREFIX.crt`) for `user` in
+/// `group`, signed by the cluster's CA (kwokctl's, a PKCS#1 RSA key:
+/// openssl reads it as it is).
+fn client_certificate(pki: &Path, prefix: &Path, user: &str, group: &str) -> anyhow::Result<()> {
+    let key = prefix.with_extension("key");
+    let csr = prefix.with_extension("csr");
+    let cert = prefix.with_extension("crt");
     quiet(
         Command::new("openssl")
             .args([
@@ -126,10 +215,7 @@ fn node_certificate(pki: &Path, out: &Path) -> anyhow::Result<()> {
             .arg(&key)
             .arg("-out")
             .arg(&csr)
-            .args([
-                "-subj",
-                &format!("/O=system:nodes/CN=system:node:{NODE_NAME}"),
-            ]),
+            .args(["-subj", &format!("/O={group}/CN={user}")]),
     )?;
     quiet(
         Command::new("openssl")
@@ -145,7 +231,8 @@ fn node_certificate(pki: &Path, out: &Path) -> anyhow::Result<()> {
     )
 }
 
-fn kubeconfig(pki: &Path, apiserver_url: &str, dir: &Path) -> String {
+/// A kubeconfig for `user` with the certificate `PREFIX.crt`/`PREFIX.key`.
+fn kubeconfig(pki: &Path, apiserver_url: &str, user: &str, prefix: &Path) -> String {
     format!(
         "apiVersion: v1
 kind: Config
@@ -153,16 +240,67 @@ clusters:
 - name: nanny
   cluster: {{ server: {apiserver_url}, certificate-authority: {ca} }}
 users:
-- name: {NODE_NAME}
+- name: {user}
   user: {{ client-certificate: {cert}, client-key: {key} }}
 contexts:
 - name: node
-  context: {{ cluster: nanny, user: {NODE_NAME} }}
+  context: {{ cluster: nanny, user: {user} }}
 current-context: node
 ",
         ca = pki.join("ca.crt").display(),
-        cert = dir.join("pki/node.crt").display(),
-        key = dir.join("pki/node.key").display(),
+        cert = prefix.with_extension("crt").display(),
+        key = prefix.with_extension("key").display(),
+    )
+}
+
+/// kube-proxy in iptables mode for the pods' subnet. Every Service
+/// connection is masqueraded, so a pod reaching a pod on the same bridge
+/// through a Service gets its answer back through the host. Conntrack's
+/// limits are left as the VM has them.
+fn kube_proxy_config(dir: &Path) -> anyhow::Result<String> {
+    Ok(format!(
+        r#"# Written by `cargo xtask cluster up`.
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: {kubeconfig}
+hostnameOverride: {NODE_NAME}
+mode: iptables
+clusterCIDR: {POD_SUBNET}
+healthzBindAddress: 127.0.0.1:{healthz}
+metricsBindAddress: 127.0.0.1:{metrics}
+iptables:
+  masqueradeAll: true
+  localhostNodePorts: false
+conntrack:
+  maxPerCore: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+"#,
+        kubeconfig = dir.join("proxy-kubeconfig.yaml").display(),
+        healthz = super::free_port()?,
+        metrics = super::free_port()?,
+    ))
+}
+
+/// CoreDNS answering the cluster's names on the host's address, ready
+/// once it has listed the Services.
+fn corefile(host: IpAddr, ready: &str, dir: &Path) -> String {
+    format!(
+        r#"# Written by `cargo xtask cluster up`.
+.:53 {{
+    bind {host}
+    ready {ready}
+    errors
+    cache 5
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
+        kubeconfig {kubeconfig}
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }}
+}}
+"#,
+        kubeconfig = dir.join("dns-kubeconfig.yaml").display(),
     )
 }
 
@@ -221,7 +359,7 @@ state = "{RUN_DIR}/state"
     )
 }
 
-fn kubelet_config(pki: &Path, dir: &Path) -> String {
+fn kubelet_config(pki: &Path, dir: &Path, dns: IpAddr) -> String {
     format!(
         r#"# Written by `cargo xtask cluster up`.
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -247,6 +385,8 @@ authorization: {{ mode: AlwaysAllow }}
 registerWithTaints:
 - {{ key: {TAINT_KEY}, value: "true", effect: NoSchedule }}
 maxPods: 30
+clusterDNS: [{dns}]
+clusterDomain: {CLUSTER_DOMAIN}
 # The machine's disk is shared: evict only when it is really full, and
 # never collect the imported images (there is no registry to pull again).
 evictionHard: {{ memory.available: 50Mi, nodefs.available: 1%, nodefs.inodesFree: 1%, imagefs.available: 1% }}
@@ -352,9 +492,17 @@ pub fn logs_dir() -> PathBuf {
 pub fn down() -> usize {
     let mut stopped = 0;
     stopped += stop_recorded("kubelet");
+    stopped += stop_recorded("kube-proxy");
+    stopped += stop_recorded("coredns");
     stopped += kill_all(container_pids());
     stopped += kill_all(shim_pids());
     stopped += stop_recorded("containerd");
+    // kube-proxy's own clean-up removes its KUBE-* chains and rules.
+    let _ = Command::new(kubelet_dir().join("bin/kube-proxy"))
+        .arg("--cleanup")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     unmount_under(&[node_dir(), PathBuf::from(RUN_DIR)]);
     remove_cgroups();
     let _ = Command::new("ip")
