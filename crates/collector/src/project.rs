@@ -87,6 +87,71 @@ impl Redaction {
     }
 }
 
+/// One container of a pod: its spec's name, image and resources, and its
+/// status when the kubelet reported one.
+fn container(
+    container: &k8s_openapi::api::core::v1::Container,
+    status: Option<&k8s_openapi::api::core::v1::ContainerStatus>,
+    redaction: &Redaction,
+) -> pb::ContainerStatus {
+    let (requests, limits) = requirements(container.resources.as_ref());
+    let mut out = pb::ContainerStatus {
+        name: container.name.clone(),
+        requests,
+        limits,
+        image: container
+            .image
+            .as_deref()
+            .unwrap_or_default()
+            .chars()
+            .take(512)
+            .collect(),
+        ..pb::ContainerStatus::default()
+    };
+    if let Some(s) = status {
+        out.ready = s.ready;
+        out.restart_count = u32::try_from(s.restart_count).unwrap_or(0);
+        if let Some(state) = &s.state {
+            if let Some(waiting) = &state.waiting {
+                out.state = "waiting".to_owned();
+                out.state_reason = waiting.reason.clone().unwrap_or_default();
+                out.state_message = waiting
+                    .message
+                    .as_deref()
+                    .filter(|_| KUBELET_MESSAGES.contains(&out.state_reason.as_str()))
+                    .map(|m| redaction.untrusted(m));
+            } else if let Some(terminated) = &state.terminated {
+                out.state = "terminated".to_owned();
+                out.state_reason = terminated.reason.clone().unwrap_or_default();
+            } else if state.running.is_some() {
+                out.state = "running".to_owned();
+            }
+        }
+        out.last_termination = s
+            .last_state
+            .as_ref()
+            .and_then(|l| l.terminated.as_ref())
+            .map(|t| pb::Termination {
+                reason: t.reason.clone().unwrap_or_default(),
+                exit_code: t.exit_code,
+                finished_at: t.finished_at.as_ref().map(timestamp),
+            });
+    }
+    out
+}
+
+/// The waiting reasons whose message is carried: the kubelet writes them
+/// about the pod's spec (a missing key, ConfigMap or Secret, an image that
+/// cannot be pulled). Other messages are not carried: a terminated
+/// container's is what the application wrote to its termination log.
+const KUBELET_MESSAGES: [&str; 5] = [
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+];
+
 /// Longest event reason carried, bytes (`events.k8s.io/v1`'s own limit).
 const MAX_REASON_BYTES: usize = 128;
 
@@ -234,47 +299,7 @@ pub fn pod(pod: &Pod, redaction: &Redaction) -> pb::Pod {
         .unwrap_or_default();
     let containers = spec_containers
         .iter()
-        .map(|container| {
-            let (requests, limits) = requirements(container.resources.as_ref());
-            let mut out = pb::ContainerStatus {
-                name: container.name.clone(),
-                requests,
-                limits,
-                image: container
-                    .image
-                    .as_deref()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(512)
-                    .collect(),
-                ..pb::ContainerStatus::default()
-            };
-            if let Some(s) = statuses.iter().find(|s| s.name == container.name) {
-                out.ready = s.ready;
-                out.restart_count = u32::try_from(s.restart_count).unwrap_or(0);
-                if let Some(state) = &s.state {
-                    if let Some(waiting) = &state.waiting {
-                        out.state = "waiting".to_owned();
-                        out.state_reason = waiting.reason.clone().unwrap_or_default();
-                    } else if let Some(terminated) = &state.terminated {
-                        out.state = "terminated".to_owned();
-                        out.state_reason = terminated.reason.clone().unwrap_or_default();
-                    } else if state.running.is_some() {
-                        out.state = "running".to_owned();
-                    }
-                }
-                out.last_termination = s
-                    .last_state
-                    .as_ref()
-                    .and_then(|l| l.terminated.as_ref())
-                    .map(|t| pb::Termination {
-                        reason: t.reason.clone().unwrap_or_default(),
-                        exit_code: t.exit_code,
-                        finished_at: t.finished_at.as_ref().map(timestamp),
-                    });
-            }
-            out
-        })
+        .map(|c| container(c, statuses.iter().find(|s| s.name == c.name), redaction))
         .collect();
     pb::Pod {
         r#ref: Some(object_ref("Pod", "v1", meta)),
@@ -285,6 +310,9 @@ pub fn pod(pod: &Pod, redaction: &Redaction) -> pb::Pod {
         ready: ready_condition.is_some_and(|c| c.status == "True"),
         containers,
         unschedulable_reason: scheduled.and_then(|c| c.reason.clone()).unwrap_or_default(),
+        unschedulable_message: scheduled
+            .and_then(|c| c.message.as_deref())
+            .map(|m| redaction.untrusted(m)),
         status_reason: status.and_then(|s| s.reason.clone()).unwrap_or_default(),
         created_at: meta.creation_timestamp.as_ref().map(timestamp),
         labels: redaction.pod_labels(meta.labels.as_ref()),

@@ -109,9 +109,10 @@ pub struct ActionParams {
     /// DeleteJob: how long the Job must have been finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_age_seconds: Option<Int>,
-    /// ReportOnly: what to tell a human.
+    /// ReportOnly: what to tell a human (the analyzer's limit: it may quote
+    /// the kubelet's or scheduler's message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 2000))]
     pub explanation: Option<String>,
     /// Deprecated: `requests.cpuMillicores` as written before the
     /// parameters were typed; read as `requests`, never written.

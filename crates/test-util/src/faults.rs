@@ -15,7 +15,7 @@ use k8s_openapi::{
         apps::v1::Deployment,
         autoscaling::v2::HorizontalPodAutoscaler,
         batch::v1::Job,
-        core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod},
+        core::v1::{ContainerStatus, Node, PersistentVolume, PersistentVolumeClaim, Pod},
         storage::v1::StorageClass,
     },
     jiff::Timestamp,
@@ -459,6 +459,33 @@ pub async fn pods_of(client: &Client, namespace: &str, app: &str) -> anyhow::Res
         .list(&ListParams::default().labels(&format!("app={app}")))
         .await?
         .items)
+}
+
+/// The first live (not deleting) pod of `app` whose first container's
+/// status `accept` accepts, with that status.
+///
+/// # Errors
+/// When the API refuses the list.
+pub async fn container_status_of(
+    client: &Client,
+    namespace: &str,
+    app: &str,
+    accept: impl Fn(&ContainerStatus) -> bool,
+) -> anyhow::Result<Option<(Pod, ContainerStatus)>> {
+    Ok(pods_of(client, namespace, app)
+        .await?
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .find_map(|p| {
+            let status = p
+                .status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .first()?
+                .clone();
+            accept(&status).then_some((p, status))
+        }))
 }
 
 /// Runs an instant PromQL query; returns each series' labels and value.

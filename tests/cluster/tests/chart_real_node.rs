@@ -93,20 +93,7 @@ async fn container_when(
     accept: impl Fn(&ContainerStatus) -> bool,
 ) -> (Pod, ContainerStatus) {
     eventually(what, REAL, || async {
-        Ok(faults::pods_of(client, ns, app)
-            .await?
-            .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .find_map(|p| {
-                let status = p
-                    .status
-                    .as_ref()?
-                    .container_statuses
-                    .as_ref()?
-                    .first()?
-                    .clone();
-                accept(&status).then_some((p, status))
-            }))
+        faults::container_status_of(client, ns, app, &accept).await
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"))
@@ -177,7 +164,13 @@ fn phase(action: &HealingAction) -> Option<Phase> {
 }
 
 /// A ReportOnly action on `app` for `kind`, explaining in `words`.
-async fn reported(actions: &Api<HealingAction>, apps: &str, app: &str, kind: &str, words: &str) {
+async fn reported(
+    actions: &Api<HealingAction>,
+    apps: &str,
+    app: &str,
+    kind: &str,
+    words: &str,
+) -> String {
     let report = action_when(
         actions,
         apps,
@@ -213,6 +206,7 @@ async fn reported(actions: &Api<HealingAction>, apps: &str, app: &str, kind: &st
             .contains("nothing to execute: reported to humans only")),
         "{status:?}"
     );
+    closed.spec.reasoning
 }
 
 /// The crash loop of `app` acted on: a rolling restart (the chart's
@@ -541,7 +535,7 @@ async fn chart_on_the_real_node_heals_and_reports_real_failures() {
         &apps,
         "missing-image",
         "IMAGE_PULL_BACK_OFF",
-        "cannot pull its image",
+        "container app cannot pull image nanny.local/does-not-exist:0.1.0",
     )
     .await;
     container_when(
@@ -552,12 +546,12 @@ async fn chart_on_the_real_node_heals_and_reports_real_failures() {
         |s| waiting_reason(s) == Some("CreateContainerConfigError"),
     )
     .await;
-    reported(
+    let config_report = reported(
         &actions,
         &apps,
         "misconfigured",
         "CREATE_CONTAINER_CONFIG_ERROR",
-        "cannot start",
+        &format!("ConfigMap {apps}/settings has no key DB_URL, referenced by container app"),
     )
     .await;
     let pending = eventually("a pod the node cannot fit", REAL, || async {
@@ -586,7 +580,7 @@ async fn chart_on_the_real_node_heals_and_reports_real_failures() {
         &apps,
         "too-big",
         "UNSCHEDULABLE",
-        "cannot be scheduled",
+        "Insufficient cpu",
     )
     .await;
     // Nothing ran against them (a model's proposal would wait for a human).
@@ -639,7 +633,7 @@ async fn chart_on_the_real_node_heals_and_reports_real_failures() {
         &apps,
         "web",
         "IMAGE_PULL_BACK_OFF",
-        "cannot pull its image",
+        "cannot pull image nanny.local/nanny-fault:broken",
     )
     .await;
     let old = pods_apps.get(&web.name_any()).await.unwrap();
@@ -749,7 +743,7 @@ async fn chart_on_the_real_node_heals_and_reports_real_failures() {
     .unwrap();
 
     println!(
-        "chart on the real node: {} pods Ready; crash loop → {:?}; liveness → {:?}; ErrImagePull, CreateContainerConfigError, Unschedulable and a stuck rollout reported; OOM 32Mi → {limit} approved after a gate restart, audit log {before} → {after} records, intact; explained by {}",
+        "chart on the real node: {} pods Ready; crash loop → {:?}; liveness → {:?}; ErrImagePull, CreateContainerConfigError, Unschedulable and a stuck rollout reported; OOM 32Mi → {limit} approved after a gate restart, audit log {before} → {after} records, intact; explained by {}; the configuration report: {config_report}",
         nanny_pods.len(),
         restart.spec.action.type_,
         liveness.spec.action.type_,

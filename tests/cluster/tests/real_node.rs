@@ -39,20 +39,7 @@ async fn container_when(
     accept: impl Fn(&ContainerStatus) -> bool,
 ) -> (Pod, ContainerStatus) {
     h.eventually(what, REAL, || async {
-        Ok(faults::pods_of(&h.fx.client, h.fx.ns(), app)
-            .await?
-            .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .find_map(|p| {
-                let status = p
-                    .status
-                    .as_ref()?
-                    .container_statuses
-                    .as_ref()?
-                    .first()?
-                    .clone();
-                accept(&status).then_some((p, status))
-            }))
+        faults::container_status_of(&h.fx.client, h.fx.ns(), app, &accept).await
     })
     .await
 }

@@ -15,7 +15,8 @@
 //!
 //! `down` stops exactly what `up` started (kubelet, kube-proxy, CoreDNS,
 //! containerd, its shims and the containers) and removes the CNI bridge,
-//! its and kube-proxy's iptables chains, the pods' cgroups and every mount
+//! the iptables chains of the CNI plugins, kube-proxy and the kubelet, the
+//! pods' cgroups and every mount
 //! under the node's directories.
 
 use std::{
@@ -509,7 +510,9 @@ pub fn down() -> usize {
         .args(["link", "delete", BRIDGE])
         .stderr(Stdio::null())
         .status();
-    remove_cni_chains();
+    // The CNI plugins' chains, and what kube-proxy's clean-up leaves: the
+    // kubelet's own (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT).
+    remove_chains(&["CNI-", "KUBE-"]);
     for dir in [node_dir(), PathBuf::from(RUN_DIR)] {
         if let Err(error) = std::fs::remove_dir_all(&dir)
             && dir.exists()
@@ -647,45 +650,48 @@ fn unmount_under(dirs: &[PathBuf]) {
     }
 }
 
-/// The chains the CNI plugins added (`CNI-…`), and the rules that jump to
-/// them, in the nat and filter tables.
-fn remove_cni_chains() {
-    let iptables = |args: &[&str]| {
-        Command::new("iptables")
-            .args(args)
-            .stderr(Stdio::null())
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
-    for table in ["nat", "filter"] {
-        let rules = iptables(&["-t", table, "-S"]);
-        let chains: Vec<&str> = rules
-            .lines()
-            .filter_map(|l| l.strip_prefix("-N ").or_else(|| l.strip_prefix("-P ")))
-            .filter_map(|l| l.split_whitespace().next())
-            .collect();
-        // The jumps into CNI chains, by number, last first.
-        for chain in chains.iter().filter(|c| !c.starts_with("CNI-")) {
-            let listing = iptables(&["-t", table, "-L", chain, "--line-numbers", "-n"]);
-            let mut numbers: Vec<u32> = listing
+/// The chains named with one of `prefixes` (IPv4 and IPv6; nat, filter
+/// and mangle), and the rules that jump to them.
+fn remove_chains(prefixes: &[&str]) {
+    let ours = |chain: &str| prefixes.iter().any(|p| chain.starts_with(p));
+    for program in ["iptables", "ip6tables"] {
+        let run = |args: &[&str]| {
+            Command::new(program)
+                .args(args)
+                .stderr(Stdio::null())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        for table in ["nat", "filter", "mangle"] {
+            let rules = run(&["-t", table, "-S"]);
+            let chains: Vec<&str> = rules
                 .lines()
-                .filter_map(|l| {
-                    let mut fields = l.split_whitespace();
-                    let number = fields.next()?.parse().ok()?;
-                    fields.next()?.starts_with("CNI-").then_some(number)
-                })
+                .filter_map(|l| l.strip_prefix("-N ").or_else(|| l.strip_prefix("-P ")))
+                .filter_map(|l| l.split_whitespace().next())
                 .collect();
-            numbers.sort_unstable_by(|a, b| b.cmp(a));
-            for number in numbers {
-                iptables(&["-t", table, "-D", chain, &number.to_string()]);
+            // The jumps into our chains from the others, by number, last first.
+            for chain in chains.iter().filter(|c| !ours(c)) {
+                let listing = run(&["-t", table, "-L", chain, "--line-numbers", "-n"]);
+                let mut numbers: Vec<u32> = listing
+                    .lines()
+                    .filter_map(|l| {
+                        let mut fields = l.split_whitespace();
+                        let number = fields.next()?.parse().ok()?;
+                        ours(fields.next()?).then_some(number)
+                    })
+                    .collect();
+                numbers.sort_unstable_by(|a, b| b.cmp(a));
+                for number in numbers {
+                    run(&["-t", table, "-D", chain, &number.to_string()]);
+                }
             }
-        }
-        for chain in chains.iter().filter(|c| c.starts_with("CNI-")) {
-            iptables(&["-t", table, "-F", chain]);
-        }
-        for chain in chains.iter().filter(|c| c.starts_with("CNI-")) {
-            iptables(&["-t", table, "-X", chain]);
+            for chain in chains.iter().filter(|c| ours(c)) {
+                run(&["-t", table, "-F", chain]);
+            }
+            for chain in chains.iter().filter(|c| ours(c)) {
+                run(&["-t", table, "-X", chain]);
+            }
         }
     }
 }

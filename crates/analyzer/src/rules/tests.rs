@@ -542,6 +542,110 @@ fn unfixable_pod_issues_are_reported_with_the_reason() {
     }
 }
 
+/// The explanation of the ReportOnly recommendation for `kind` on a pod
+/// with `containers` and `unschedulable` (the scheduler's message).
+fn report_text(
+    kind: IssueKind,
+    containers: Vec<pb::ContainerStatus>,
+    unschedulable: Option<&str>,
+) -> String {
+    let mut s = snapshot();
+    let mut p = pod("api-1", None, containers);
+    p.unschedulable_message = unschedulable.map(|m| untrusted(m, false));
+    s.issues.push(issue(kind, p.r#ref.as_ref().unwrap(), "fp"));
+    s.pods.push(p);
+    let recs = run(&s);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let Kind::ReportOnly(report) = kind_of(&recs[0]) else {
+        panic!("{recs:?}");
+    };
+    report.explanation.clone()
+}
+
+fn untrusted(text: &str, truncated: bool) -> pb::UntrustedText {
+    pb::UntrustedText {
+        text: text.into(),
+        truncated,
+    }
+}
+
+fn with_message(mut c: pb::ContainerStatus, message: &str) -> pb::ContainerStatus {
+    c.state_message = Some(untrusted(message, false));
+    c
+}
+
+#[test]
+fn reports_name_what_is_missing_from_the_kubelets_message() {
+    let config = |message: &str| {
+        report_text(
+            IssueKind::CreateContainerConfigError,
+            vec![with_message(
+                container("api", "CreateContainerConfigError", 0),
+                message,
+            )],
+            None,
+        )
+    };
+    let text = config("couldn't find key DB_URL in ConfigMap shop/settings");
+    assert!(
+        text.starts_with("ConfigMap shop/settings has no key DB_URL, referenced by container api."),
+        "{text}"
+    );
+    assert!(text.contains("Pod shop/api-1"), "{text}");
+    assert!(
+        config("couldn't find key TOKEN in Secret shop/creds")
+            .starts_with("Secret shop/creds has no key TOKEN, referenced by container api.")
+    );
+    assert!(
+        config("configmap \"settings\" not found")
+            .starts_with("ConfigMap shop/settings does not exist, referenced by container api.")
+    );
+    assert!(
+        config("secret \"creds\" not found")
+            .starts_with("Secret shop/creds does not exist, referenced by container api.")
+    );
+    // Anything else is quoted as the kubelet's words, never read as a name.
+    let odd = config("couldn't find key $(rm -rf) in ConfigMap shop/x");
+    assert!(
+        odd.contains("the kubelet says \"couldn't find key $(rm -rf) in ConfigMap shop/x\""),
+        "{odd}"
+    );
+    let unknown = config("");
+    assert!(
+        unknown.contains("container api references a ConfigMap, Secret or key that does not exist"),
+        "{unknown}"
+    );
+
+    let mut pull = container("api", "ImagePullBackOff", 0);
+    pull.image = "registry.shop/api:9.9".into();
+    let pull = report_text(
+        IssueKind::ImagePullBackOff,
+        vec![
+            container("sidecar", "", 0),
+            with_message(
+                pull,
+                "Back-off pulling image \"registry.shop/api:9.9\"\nnot found",
+            ),
+        ],
+        None,
+    );
+    assert!(
+        pull.contains("container api cannot pull image registry.shop/api:9.9 (ImagePullBackOff); the kubelet says \"Back-off pulling image \"registry.shop/api:9.9\" not found\""),
+        "{pull}"
+    );
+    assert!(!pull.contains("sidecar"), "{pull}");
+
+    let pending = report_text(
+        IssueKind::Unschedulable,
+        vec![],
+        Some("0/4 nodes are available: 4 Insufficient cpu."),
+    );
+    assert!(
+        pending.contains("The scheduler says \"0/4 nodes are available: 4 Insufficient cpu.\""),
+        "{pending}"
+    );
+}
+
 #[test]
 fn unknown_kinds_missing_targets_and_disabled_rules_yield_nothing() {
     let mut s = snapshot();

@@ -110,6 +110,45 @@ fn planted_secrets_never_reach_the_projection() {
 }
 
 #[test]
+fn the_kubelets_message_about_the_spec_is_carried_masked_and_no_other() {
+    let mut source = planted_pod();
+    let status = &mut source
+        .status
+        .as_mut()
+        .unwrap()
+        .container_statuses
+        .as_mut()
+        .unwrap()[0];
+    status.state.as_mut().unwrap().waiting = Some(serde_json::from_value(json!({
+        "reason": "CreateContainerConfigError",
+        "message": format!("couldn't find key DB_URL password={} in ConfigMap shop/settings", canaries::PASSWORD),
+    })).unwrap());
+    let long = Redaction {
+        max_text_bytes: 1024,
+        ..redaction()
+    };
+    let message = pod(&source, &long).containers[0]
+        .state_message
+        .clone()
+        .expect("the kubelet's message");
+    assert!(
+        message
+            .text
+            .starts_with("couldn't find key DB_URL password="),
+        "{message:?}"
+    );
+    assert!(
+        message.text.ends_with(" in ConfigMap shop/settings"),
+        "{message:?}"
+    );
+    assert!(!message.text.contains(canaries::PASSWORD), "{message:?}");
+    // A crash loop's waiting message and a termination message (the
+    // application's own words) are not carried.
+    let planted = pod(&planted_pod(), &long);
+    assert_eq!(planted.containers[0].state_message, None);
+}
+
+#[test]
 fn pod_projection_keeps_what_detection_needs() {
     let projected = pod(&planted_pod(), &redaction());
     let container = &projected.containers[0];
