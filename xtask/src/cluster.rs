@@ -122,7 +122,14 @@ pub fn with_cluster<T>(
     let info = up(nodes, true)?;
     let result = work(&info);
     if started {
+        // What the real node put on the machine, then what `down` left:
+        // nothing, or `down` fails naming it.
+        let before = node::leftovers();
         down()?;
+        println!(
+            "==> the real node had {} processes, mounts, chains, cgroups and a bridge on this machine; down left none",
+            before.len()
+        );
     }
     result
 }
@@ -205,8 +212,25 @@ pub fn up(nodes: u32, real_node: bool) -> anyhow::Result<ClusterInfo> {
 
     let apiserver_url = format!("https://127.0.0.1:{apiserver_port}");
     if real_node {
-        println!("==> starting the real node {NODE_NAME}: containerd and kubelet");
-        node::up(&cluster_dir().join("pki"), &apiserver_url)?;
+        println!(
+            "==> starting the real node {NODE_NAME}: containerd, kube-proxy, CoreDNS and kubelet"
+        );
+        if let Err(error) = node::up(&cluster_dir().join("pki"), &apiserver_url) {
+            // Stop what was started; the logs stay for reading.
+            let logs = std::env::temp_dir().join("nanny-real-node-logs");
+            let _ = std::fs::remove_dir_all(&logs);
+            let _ = crate::cmd::quiet(
+                Command::new("cp")
+                    .arg("-r")
+                    .arg(node::logs_dir())
+                    .arg(&logs),
+            );
+            let _ = down();
+            return Err(error.context(format!(
+                "the real node did not start; everything `cluster up` started is stopped; its logs: {}",
+                logs.display()
+            )));
+        }
     }
     let info = ClusterInfo {
         kubeconfig: cluster_dir().join("kubeconfig.yaml"),
@@ -323,8 +347,15 @@ pub fn down() -> anyhow::Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
+    let left = node::leftovers();
+    anyhow::ensure!(
+        left.is_empty(),
+        "cluster down left the real node's {} behind:\n  {}",
+        left.len(),
+        left.join("\n  ")
+    );
     println!(
-        "==> cluster {NAME} down ({} processes stopped, state removed)",
+        "==> cluster {NAME} down ({} processes stopped, state removed, nothing of the real node left)",
         pids.len() + node_processes
     );
     Ok(())

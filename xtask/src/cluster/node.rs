@@ -89,12 +89,17 @@ pub fn up(pki: &Path, apiserver_url: &str) -> anyhow::Result<()> {
             .arg("--config")
             .arg(dir.join("containerd.toml")),
     )?;
-    wait_for("containerd's socket", Duration::from_secs(30), || {
-        ctr()
-            .args(["version"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })?;
+    wait_for(
+        "containerd's socket",
+        "containerd",
+        Duration::from_secs(30),
+        || {
+            ctr()
+                .args(["version"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        },
+    )?;
     import_images(&dir)?;
     start_network(host, &dir)?;
     std::fs::write(dir.join("kubelet.yaml"), kubelet_config(pki, &dir, host))?;
@@ -163,9 +168,12 @@ fn start_network(host: IpAddr, dir: &Path) -> anyhow::Result<()> {
             .arg("-conf")
             .arg(dir.join("Corefile")),
     )?;
-    wait_for("CoreDNS", Duration::from_secs(60), || {
-        http_ok(&ready, "/ready")
-    })?;
+    wait_for(
+        "the cluster DNS",
+        "coredns",
+        Duration::from_secs(60),
+        || http_ok(&ready, "/ready"),
+    )?;
     Ok(())
 }
 
@@ -468,14 +476,38 @@ fn spawn(name: &str, command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn wait_for(what: &str, timeout: Duration, ready: impl Fn() -> bool) -> anyhow::Result<()> {
+/// Waits until `ready`; fails at once, with the end of its log, when the
+/// process `name` started has exited (a port taken, settings refused).
+fn wait_for(
+    what: &str,
+    name: &str,
+    timeout: Duration,
+    ready: impl Fn() -> bool,
+) -> anyhow::Result<()> {
     let started = Instant::now();
+    let log = node_dir().join("logs").join(format!("{name}.log"));
+    let pid = std::fs::read_to_string(node_dir().join("pids").join(format!("{name}.pid")))
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok());
     while !ready() {
-        anyhow::ensure!(
-            started.elapsed() < timeout,
-            "{what} not ready after {timeout:?}; logs in {}",
-            node_dir().join("logs").display()
-        );
+        let exited = pid.is_some_and(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |stat| stat.split_whitespace().nth(2) == Some("Z"))
+        });
+        if exited || started.elapsed() >= timeout {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(8).collect();
+            anyhow::bail!(
+                "{what}: {name} {}; the end of its log ({}):\n  {}",
+                if exited {
+                    "exited".to_owned()
+                } else {
+                    format!("not ready after {timeout:?}")
+                },
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n  ")
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     Ok(())
@@ -512,7 +544,7 @@ pub fn down() -> usize {
         .status();
     // The CNI plugins' chains, and what kube-proxy's clean-up leaves: the
     // kubelet's own (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT).
-    remove_chains(&["CNI-", "KUBE-"]);
+    remove_chains();
     for dir in [node_dir(), PathBuf::from(RUN_DIR)] {
         if let Err(error) = std::fs::remove_dir_all(&dir)
             && dir.exists()
@@ -650,26 +682,43 @@ fn unmount_under(dirs: &[PathBuf]) {
     }
 }
 
-/// The chains named with one of `prefixes` (IPv4 and IPv6; nat, filter
-/// and mangle), and the rules that jump to them.
-fn remove_chains(prefixes: &[&str]) {
-    let ours = |chain: &str| prefixes.iter().any(|p| chain.starts_with(p));
-    for program in ["iptables", "ip6tables"] {
-        let run = |args: &[&str]| {
-            Command::new(program)
-                .args(args)
-                .stderr(Stdio::null())
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
-        for table in ["nat", "filter", "mangle"] {
-            let rules = run(&["-t", table, "-S"]);
-            let chains: Vec<&str> = rules
-                .lines()
-                .filter_map(|l| l.strip_prefix("-N ").or_else(|| l.strip_prefix("-P ")))
-                .filter_map(|l| l.split_whitespace().next())
-                .collect();
+/// The chains of `table` (`-N` and built-in `-P` lines) as `program`
+/// lists them.
+fn chains(program: &str, table: &str) -> Vec<String> {
+    iptables(program, &["-t", table, "-S"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("-N ").or_else(|| l.strip_prefix("-P ")))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `program args…`'s output; empty when it cannot run.
+fn iptables(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+const IPTABLES: [&str; 2] = ["iptables", "ip6tables"];
+const TABLES: [&str; 3] = ["nat", "filter", "mangle"];
+/// The chains the node's CNI plugins, kube-proxy and kubelet create.
+const CHAIN_PREFIXES: [&str; 2] = ["CNI-", "KUBE-"];
+
+fn ours(chain: &str) -> bool {
+    CHAIN_PREFIXES.iter().any(|p| chain.starts_with(p))
+}
+
+/// The node's chains (IPv4 and IPv6; nat, filter and mangle), and the
+/// rules that jump to them.
+fn remove_chains() {
+    for program in IPTABLES {
+        let run = |args: &[&str]| iptables(program, args);
+        for table in TABLES {
+            let chains = chains(program, table);
             // The jumps into our chains from the others, by number, last first.
             for chain in chains.iter().filter(|c| !ours(c)) {
                 let listing = run(&["-t", table, "-L", chain, "--line-numbers", "-n"]);
@@ -694,4 +743,65 @@ fn remove_chains(prefixes: &[&str]) {
             }
         }
     }
+}
+
+/// What of the real node is on this machine, one line each: its processes
+/// (kubelet, kube-proxy, CoreDNS, containerd, shims, containers), mounts
+/// under its directories, its bridge, iptables chains and pods' cgroups.
+/// Empty once `down` has done its work.
+pub fn leftovers() -> Vec<String> {
+    let dirs = [node_dir(), PathBuf::from(RUN_DIR)];
+    let dir_names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let mut found = Vec::new();
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
+                        let cmd = String::from_utf8_lossy(&cmd);
+                        dir_names.iter().any(|d| cmd.contains(d.as_str()))
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.extend(container_pids());
+    pids.sort_unstable();
+    pids.dedup();
+    for pid in pids {
+        let command = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .unwrap_or_default();
+        found.push(format!("process {pid}: {}", command.trim()));
+    }
+    if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
+        found.extend(
+            mounts
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|p| dirs.iter().any(|d| Path::new(p).starts_with(d)))
+                .map(|p| format!("mount {p}")),
+        );
+    }
+    if Path::new("/sys/class/net").join(BRIDGE).exists() {
+        found.push(format!("bridge {BRIDGE}"));
+    }
+    for program in IPTABLES {
+        for table in TABLES {
+            found.extend(
+                chains(program, table)
+                    .into_iter()
+                    .filter(|c| ours(c))
+                    .map(|c| format!("{program} {table} chain {c}")),
+            );
+        }
+    }
+    found.extend(
+        kubepods_cgroups()
+            .into_iter()
+            .map(|c| format!("cgroup {}", c.display())),
+    );
+    found
 }
