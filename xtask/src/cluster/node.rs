@@ -82,12 +82,11 @@ pub fn up(pki: &Path, apiserver_url: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(RUN_DIR)?;
     credentials(pki, apiserver_url, &dir)?;
     std::fs::write(dir.join("cni/net.d/10-nanny.conflist"), cni_config(&dir))?;
-    std::fs::write(dir.join("containerd.toml"), containerd_config(&dir))?;
-    spawn(
+    start_with_config(
+        Command::new("containerd").arg("--config"),
         "containerd",
-        Command::new("containerd")
-            .arg("--config")
-            .arg(dir.join("containerd.toml")),
+        &dir.join("containerd.toml"),
+        &containerd_config(&dir),
     )?;
     wait_for(
         "containerd's socket",
@@ -153,20 +152,18 @@ fn credentials(pki: &Path, apiserver_url: &str, dir: &Path) -> anyhow::Result<()
 /// kube-proxy (the Services' iptables rules) and CoreDNS (their names),
 /// waiting until CoreDNS has listed the Services.
 fn start_network(host: IpAddr, dir: &Path) -> anyhow::Result<()> {
-    std::fs::write(dir.join("kube-proxy.yaml"), kube_proxy_config(dir)?)?;
-    spawn(
+    start_with_config(
+        Command::new(kubelet_dir().join("bin/kube-proxy")).arg("--config"),
         "kube-proxy",
-        Command::new(kubelet_dir().join("bin/kube-proxy"))
-            .arg("--config")
-            .arg(dir.join("kube-proxy.yaml")),
+        &dir.join("kube-proxy.yaml"),
+        &kube_proxy_config(dir)?,
     )?;
     let ready = format!("127.0.0.1:{}", super::free_port()?);
-    std::fs::write(dir.join("Corefile"), corefile(host, &ready, dir))?;
-    spawn(
+    start_with_config(
+        Command::new(coredns_dir().join("bin/coredns")).arg("-conf"),
         "coredns",
-        Command::new(coredns_dir().join("bin/coredns"))
-            .arg("-conf")
-            .arg(dir.join("Corefile")),
+        &dir.join("Corefile"),
+        &corefile(host, &ready, dir),
     )?;
     wait_for(
         "the cluster DNS",
@@ -457,6 +454,18 @@ pub fn running() -> bool {
             .is_ok_and(|o| o.status.success())
 }
 
+/// Writes `contents` to `config` and [`spawn`]s `command` with its path
+/// appended (after the command's config flag).
+fn start_with_config(
+    command: &mut Command,
+    name: &str,
+    config: &Path,
+    contents: &str,
+) -> anyhow::Result<()> {
+    std::fs::write(config, contents).with_context(|| format!("writing {}", config.display()))?;
+    spawn(name, command.arg(config))
+}
+
 /// Starts `command` in its own process group, logging to `logs/NAME.log`,
 /// and records its pid.
 fn spawn(name: &str, command: &mut Command) -> anyhow::Result<()> {
@@ -601,6 +610,11 @@ fn container_pids() -> Vec<u32> {
 
 /// containerd's shims serving this node's containerd.
 fn shim_pids() -> Vec<u32> {
+    pids_where(|cmd| cmd.contains("containerd-shim") && cmd.contains(RUN_DIR))
+}
+
+/// The processes whose command line `accept` accepts.
+fn pids_where(accept: impl Fn(&str) -> bool) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -608,10 +622,8 @@ fn shim_pids() -> Vec<u32> {
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
-                let cmd = String::from_utf8_lossy(&cmd);
-                cmd.contains("containerd-shim") && cmd.contains(RUN_DIR)
-            })
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| accept(&String::from_utf8_lossy(&cmd)))
         })
         .collect()
 }
@@ -753,20 +765,7 @@ pub fn leftovers() -> Vec<String> {
     let dirs = [node_dir(), PathBuf::from(RUN_DIR)];
     let dir_names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     let mut found = Vec::new();
-    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
-                .filter(|pid| {
-                    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
-                        let cmd = String::from_utf8_lossy(&cmd);
-                        dir_names.iter().any(|d| cmd.contains(d.as_str()))
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut pids = pids_where(|cmd| dir_names.iter().any(|d| cmd.contains(d.as_str())));
     pids.extend(container_pids());
     pids.sort_unstable();
     pids.dedup();
