@@ -423,6 +423,7 @@ async fn demo(args: &Args, started: &mut Started, t0: Instant) -> anyhow::Result
             labels,
             yes: args.yes,
             timeout: Duration::from_secs(args.timeout),
+            real_node: info.real_node.is_some(),
         };
         println!("\n==> deploying the sample app: Deployment web (3 replicas) in {NAMESPACE}");
         faults::deployment(&client, NAMESPACE, "web", 3, &PodSpec::default()).await?;

@@ -21,6 +21,7 @@ use nanny_test_util::{
     cluster::ClusterInfo,
     faults::{self, HpaAtMax},
     nodes::FakeNode,
+    real_node,
 };
 use serde_json::json;
 
@@ -131,6 +132,8 @@ pub(super) struct Ctx {
     pub(super) labels: Labels,
     pub(super) yes: bool,
     pub(super) timeout: Duration,
+    /// The local cluster's real node runs the OOM scenario's container.
+    pub(super) real_node: bool,
 }
 
 impl Ctx {
@@ -302,6 +305,9 @@ impl Ctx {
         started: &mut Started,
     ) -> anyhow::Result<Outcome> {
         self.label(name, NAMESPACE, "hungry");
+        if self.real_node {
+            return self.real_oom(budget).await;
+        }
         faults::oom_killed(&self.client, NAMESPACE, "hungry", "128Mi").await?;
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), NAMESPACE);
         let uid = deployments.get("hungry").await?.uid().context("uid")?;
@@ -339,6 +345,46 @@ impl Ctx {
         let limit = rx.await.unwrap_or_default();
         Ok(Outcome::Healed(format!(
             "memory limit 128Mi → {} (×1.5), the pod runs",
+            mebibytes(&limit)
+        )))
+    }
+
+    /// A real OOM kill on the real node: the fault app holds 160 MiB under
+    /// a 128Mi limit; the kernel kills it (137) until the limit is raised,
+    /// and then the new pod runs.
+    async fn real_oom(&self, budget: &mut Budget) -> anyhow::Result<Outcome> {
+        let deployment = real_node::fault_deployment(
+            &self.client,
+            NAMESPACE,
+            "hungry",
+            &["--mode", "memory", "--mib", "160"],
+            Some("128Mi"),
+        )
+        .await?;
+        let uid = deployment.uid().context("uid")?;
+        let action = self
+            .follow(
+                budget,
+                "the memory limit raised",
+                |t| t.uid == uid,
+                Some(ActionType::PatchResources),
+            )
+            .await?;
+        if action.phase() != Phase::Succeeded {
+            return Ok(unhealed(&action));
+        }
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let limit = faults::memory_limit(&deployments.get("hungry").await?).unwrap_or_default();
+        budget
+            .until("the raised pod running on the real node", || {
+                faults::container_status_of(&self.client, NAMESPACE, "hungry", |s| {
+                    s.ready && s.restart_count == 0
+                })
+            })
+            .await?;
+        Ok(Outcome::Healed(format!(
+            "a real OOM kill (exit 137) on {}: memory limit 128Mi → {} (×1.5), the new pod runs",
+            real_node::NODE_NAME,
             mebibytes(&limit)
         )))
     }
