@@ -288,23 +288,21 @@ pub fn running() -> anyhow::Result<Option<ClusterInfo>> {
 
 /// Whether Prometheus answers `GET /-/ready` with 200 within 3 s.
 fn prometheus_ready(info: &ClusterInfo) -> bool {
-    use std::io::{Read as _, Write as _};
-    let Some(address) = info
-        .prometheus_url
+    info.prometheus_url
         .strip_prefix("http://")
         .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-    else {
-        return false;
-    };
+        .is_some_and(|address| http_ok(address, "/-/ready"))
+}
+
+/// Whether `GET path` on `address` answers 200 within a few seconds.
+fn http_ok(address: std::net::SocketAddr, path: &str) -> bool {
+    use std::io::{Read as _, Write as _};
     let timeout = Duration::from_secs(3);
     let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, timeout) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(timeout));
-    if stream
-        .write_all(b"GET /-/ready HTTP/1.0\r\nHost: prometheus\r\n\r\n")
-        .is_err()
-    {
+    if write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").is_err() {
         return false;
     }
     let mut head = [0u8; 12];

@@ -241,19 +241,41 @@ pub fn of_binary(binary: &Path, out_dir: &Path) -> anyhow::Result<(PathBuf, Stri
         .to_string_lossy()
         .into_owned();
     let reference = format!("nanny.local/{name}:{}", env!("CARGO_PKG_VERSION"));
+    let archive = pack(
+        binary,
+        &reference,
+        &["/bin/entrypoint"],
+        out_dir,
+        |_| Ok(()),
+    )?;
+    Ok((archive, reference))
+}
+
+/// Writes the image `reference` of `binary` ([`binary_rootfs`], then `add`
+/// puts whatever else it needs into the root filesystem) to `out_dir`,
+/// running as [`NONROOT`]; returns the archive.
+fn pack(
+    binary: &Path,
+    reference: &str,
+    entrypoint: &[&str],
+    out_dir: &Path,
+    add: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<PathBuf> {
+    let name = binary.file_name().context("binary name")?.to_string_lossy();
     let rootfs = out_dir.join(format!("{name}-rootfs"));
     binary_rootfs(binary, &rootfs)?;
+    add(&rootfs)?;
     let archive = write(
         &Image {
-            name: &reference,
+            name: reference,
             rootfs: &rootfs,
-            entrypoint: &["/bin/entrypoint"],
+            entrypoint,
             user: NONROOT,
         },
         out_dir,
     )?;
     std::fs::remove_dir_all(&rootfs)?;
-    Ok((archive, reference))
+    Ok(archive)
 }
 
 /// The model server's image: the Ollama the analyzer's tests build, serving
@@ -277,24 +299,20 @@ pub fn ollama(out_dir: &Path) -> anyhow::Result<(PathBuf, String)> {
         "the model server's image is {reference}, the chart's real-node values and tests expect {}",
         nanny_test_util::real_node::OLLAMA_IMAGE
     );
-    let rootfs = out_dir.join("ollama-rootfs");
-    binary_rootfs(&ollama::OLLAMA.binary(), &rootfs)?;
-    crate::cmd::quiet(
-        Command::new("cp")
-            .arg("-r")
-            .arg(ollama::dir().join("models"))
-            .arg(rootfs.join("models")),
-    )?;
-    let archive = write(
-        &Image {
-            name: &reference,
-            rootfs: &rootfs,
-            entrypoint: &["/bin/ollama", "serve"],
-            user: NONROOT,
-        },
+    let archive = pack(
+        &ollama::OLLAMA.binary(),
+        &reference,
+        &["/bin/ollama", "serve"],
         out_dir,
+        |rootfs| {
+            crate::cmd::quiet(
+                Command::new("cp")
+                    .arg("-r")
+                    .arg(ollama::dir().join("models"))
+                    .arg(rootfs.join("models")),
+            )
+        },
     )?;
-    std::fs::remove_dir_all(&rootfs)?;
     Ok((archive, reference))
 }
 

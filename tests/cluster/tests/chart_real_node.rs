@@ -58,30 +58,24 @@ async fn require_images(client: &Client) {
         .map(|s| format!("nanny.local/nanny-{s}:{}", env!("CARGO_PKG_VERSION")))
         .chain([OLLAMA_IMAGE.to_owned()])
         .collect();
-    let mut names: Vec<String> = Vec::new();
-    let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(90) {
-        names = nodes
+    eventually("the node lists the release's images", Duration::from_secs(90), || async {
+        let names: Vec<String> = nodes
             .get(NODE_NAME)
-            .await
-            .unwrap()
+            .await?
             .status
             .and_then(|s| s.images)
             .unwrap_or_default()
             .into_iter()
             .flat_map(|i| i.names.unwrap_or_default())
             .collect();
-        if wanted
-            .iter()
-            .all(|w| names.iter().any(|n| n.ends_with(w.as_str())))
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    panic!(
-        "the real node lacks some of {wanted:?}: `cargo xtask images --debug` builds and imports them (`cargo xtask test` does); it has {names:?}"
-    );
+        anyhow::ensure!(
+            wanted.iter().all(|w| names.iter().any(|n| n.ends_with(w.as_str()))),
+            "the real node lacks some of {wanted:?}: `cargo xtask images --debug` builds and imports them (`cargo xtask test` does); it has {names:?}"
+        );
+        Ok(Some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The first container status of `app`'s live pods that `accept` accepts.

@@ -20,8 +20,7 @@
 //! under the node's directories.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{IpAddr, TcpStream, UdpSocket},
+    net::{IpAddr, SocketAddr, UdpSocket},
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -158,18 +157,18 @@ fn start_network(host: IpAddr, dir: &Path) -> anyhow::Result<()> {
         &dir.join("kube-proxy.yaml"),
         &kube_proxy_config(dir)?,
     )?;
-    let ready = format!("127.0.0.1:{}", super::free_port()?);
+    let ready = SocketAddr::from(([127, 0, 0, 1], super::free_port()?));
     start_with_config(
         Command::new(coredns_dir().join("bin/coredns")).arg("-conf"),
         "coredns",
         &dir.join("Corefile"),
-        &corefile(host, &ready, dir),
+        &corefile(host, ready, dir),
     )?;
     wait_for(
         "the cluster DNS",
         "coredns",
         Duration::from_secs(60),
-        || http_ok(&ready, "/ready"),
+        || super::http_ok(ready, "/ready"),
     )?;
     Ok(())
 }
@@ -183,20 +182,6 @@ fn host_ip() -> anyhow::Result<IpAddr> {
         .connect((API_SERVICE_IP, 443))
         .context("the real node needs a default route (its address is the route's)")?;
     Ok(socket.local_addr()?.ip())
-}
-
-/// Whether `GET path` on `addr` answers 200.
-fn http_ok(addr: &str, path: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
 }
 
 /// A client key and certificate (`PREFIX.key`, `PREFIX.crt`) for `user` in
@@ -291,7 +276,7 @@ conntrack:
 
 /// CoreDNS answering the cluster's names on the host's address, ready
 /// once it has listed the Services.
-fn corefile(host: IpAddr, ready: &str, dir: &Path) -> String {
+fn corefile(host: IpAddr, ready: SocketAddr, dir: &Path) -> String {
     format!(
         r#"# Written by `cargo xtask cluster up`.
 .:53 {{
@@ -545,7 +530,7 @@ pub fn down() -> usize {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    unmount_under(&[node_dir(), PathBuf::from(RUN_DIR)]);
+    unmount_all();
     remove_cgroups();
     let _ = Command::new("ip")
         .args(["link", "delete", BRIDGE])
@@ -554,7 +539,7 @@ pub fn down() -> usize {
     // The CNI plugins' chains, and what kube-proxy's clean-up leaves: the
     // kubelet's own (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT).
     remove_chains();
-    for dir in [node_dir(), PathBuf::from(RUN_DIR)] {
+    for dir in node_dirs() {
         if let Err(error) = std::fs::remove_dir_all(&dir)
             && dir.exists()
         {
@@ -674,17 +659,27 @@ fn remove_cgroups() {
     }
 }
 
-/// Unmounts (lazily) every mount point under `dirs`, deepest first.
-fn unmount_under(dirs: &[PathBuf]) {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut points: Vec<String> = mounts
+/// The node's directories: its state and its short-path runtime directory.
+fn node_dirs() -> [PathBuf; 2] {
+    [node_dir(), PathBuf::from(RUN_DIR)]
+}
+
+/// Every mount point under the node's directories.
+fn mounts() -> Vec<String> {
+    let dirs = node_dirs();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
         .map(|p| p.replace("\\040", " "))
         .filter(|p| dirs.iter().any(|d| Path::new(p).starts_with(d)))
-        .collect();
+        .collect()
+}
+
+/// Unmounts (lazily) every mount point under the node's directories,
+/// deepest first.
+fn unmount_all() {
+    let mut points = mounts();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for point in points {
         let _ = Command::new("umount")
@@ -762,8 +757,10 @@ fn remove_chains() {
 /// under its directories, its bridge, iptables chains and pods' cgroups.
 /// Empty once `down` has done its work.
 pub fn leftovers() -> Vec<String> {
-    let dirs = [node_dir(), PathBuf::from(RUN_DIR)];
-    let dir_names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let dir_names: Vec<String> = node_dirs()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
     let mut found = Vec::new();
     let mut pids = pids_where(|cmd| dir_names.iter().any(|d| cmd.contains(d.as_str())));
     pids.extend(container_pids());
@@ -775,15 +772,7 @@ pub fn leftovers() -> Vec<String> {
             .unwrap_or_default();
         found.push(format!("process {pid}: {}", command.trim()));
     }
-    if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
-        found.extend(
-            mounts
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|p| dirs.iter().any(|d| Path::new(p).starts_with(d)))
-                .map(|p| format!("mount {p}")),
-        );
-    }
+    found.extend(mounts().into_iter().map(|p| format!("mount {p}")));
     if Path::new("/sys/class/net").join(BRIDGE).exists() {
         found.push(format!("bridge {BRIDGE}"));
     }

@@ -298,6 +298,9 @@ impl Ctx {
         })
     }
 
+    /// On the real node the OOM kill is real: the fault app holds 160 MiB
+    /// under a 128Mi limit and the kernel kills it (137) until the limit is
+    /// raised; then the new pod runs. Elsewhere kwok plays it.
     async fn oom(
         &self,
         name: &'static str,
@@ -305,32 +308,43 @@ impl Ctx {
         started: &mut Started,
     ) -> anyhow::Result<Outcome> {
         self.label(name, NAMESPACE, "hungry");
-        if self.real_node {
-            return self.real_oom(budget).await;
-        }
-        faults::oom_killed(&self.client, NAMESPACE, "hungry", "128Mi").await?;
-        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), NAMESPACE);
-        let uid = deployments.get("hungry").await?.uid().context("uid")?;
-        // The app needs 192Mi: once the limit is raised, its pods run.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        started.tasks.push(tokio::spawn({
-            let client = self.client.clone();
-            async move {
-                let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
-                loop {
-                    if let Ok(d) = deployments.get("hungry").await {
-                        let limit = faults::memory_limit(&d);
-                        if limit.as_deref().is_some_and(|l| l != "128Mi") {
-                            let _ =
-                                faults::clear_workload_fault(&client, NAMESPACE, "hungry").await;
-                            let _ = tx.send(limit.unwrap_or_default());
-                            return;
+        let deployment = if self.real_node {
+            real_node::fault_deployment(
+                &self.client,
+                NAMESPACE,
+                "hungry",
+                &["--mode", "memory", "--mib", "160"],
+                Some("128Mi"),
+            )
+            .await?
+        } else {
+            faults::oom_killed(&self.client, NAMESPACE, "hungry", "128Mi").await?
+        };
+        let uid = deployment.uid().context("uid")?;
+        // Simulated, the app needs 192Mi: once the limit is raised, its
+        // pods run.
+        let simulated = (!self.real_node).then(|| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            started.tasks.push(tokio::spawn({
+                let client = self.client.clone();
+                async move {
+                    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+                    loop {
+                        if let Ok(d) = deployments.get("hungry").await {
+                            let limit = faults::memory_limit(&d);
+                            if limit.as_deref().is_some_and(|l| l != "128Mi") {
+                                let _ = faults::clear_workload_fault(&client, NAMESPACE, "hungry")
+                                    .await;
+                                let _ = tx.send(limit.unwrap_or_default());
+                                return;
+                            }
                         }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-            }
-        }));
+            }));
+            rx
+        });
         let action = self
             .follow(
                 budget,
@@ -342,49 +356,25 @@ impl Ctx {
         if action.phase() != Phase::Succeeded {
             return Ok(unhealed(&action));
         }
-        let limit = rx.await.unwrap_or_default();
+        let Some(raised) = simulated else {
+            let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), NAMESPACE);
+            let limit = faults::memory_limit(&deployments.get("hungry").await?).unwrap_or_default();
+            budget
+                .until("the raised pod running on the real node", || {
+                    faults::container_status_of(&self.client, NAMESPACE, "hungry", |s| {
+                        s.ready && s.restart_count == 0
+                    })
+                })
+                .await?;
+            return Ok(Outcome::Healed(format!(
+                "a real OOM kill (exit 137) on {}: memory limit 128Mi → {} (×1.5), the new pod runs",
+                real_node::NODE_NAME,
+                mebibytes(&limit)
+            )));
+        };
+        let limit = raised.await.unwrap_or_default();
         Ok(Outcome::Healed(format!(
             "memory limit 128Mi → {} (×1.5), the pod runs",
-            mebibytes(&limit)
-        )))
-    }
-
-    /// A real OOM kill on the real node: the fault app holds 160 MiB under
-    /// a 128Mi limit; the kernel kills it (137) until the limit is raised,
-    /// and then the new pod runs.
-    async fn real_oom(&self, budget: &mut Budget) -> anyhow::Result<Outcome> {
-        let deployment = real_node::fault_deployment(
-            &self.client,
-            NAMESPACE,
-            "hungry",
-            &["--mode", "memory", "--mib", "160"],
-            Some("128Mi"),
-        )
-        .await?;
-        let uid = deployment.uid().context("uid")?;
-        let action = self
-            .follow(
-                budget,
-                "the memory limit raised",
-                |t| t.uid == uid,
-                Some(ActionType::PatchResources),
-            )
-            .await?;
-        if action.phase() != Phase::Succeeded {
-            return Ok(unhealed(&action));
-        }
-        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), NAMESPACE);
-        let limit = faults::memory_limit(&deployments.get("hungry").await?).unwrap_or_default();
-        budget
-            .until("the raised pod running on the real node", || {
-                faults::container_status_of(&self.client, NAMESPACE, "hungry", |s| {
-                    s.ready && s.restart_count == 0
-                })
-            })
-            .await?;
-        Ok(Outcome::Healed(format!(
-            "a real OOM kill (exit 137) on {}: memory limit 128Mi → {} (×1.5), the new pod runs",
-            real_node::NODE_NAME,
             mebibytes(&limit)
         )))
     }
