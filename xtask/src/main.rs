@@ -69,6 +69,8 @@ enum Command {
         #[arg(long)]
         debug: bool,
     },
+    /// Regenerate the README's tables of issue kinds and actions.
+    Docs,
     /// Lint the Helm chart and render (or drift-check) deploy/rendered/.
     Helm {
         #[command(subcommand)]
@@ -87,6 +89,7 @@ fn main() -> anyhow::Result<()> {
             nanny_test_util::llm::install()
         }
         Command::Crds => crds(),
+        Command::Docs => docs(),
         Command::Certs { out, dns } => {
             nanny_test_util::pki::write(
                 &out,
@@ -176,6 +179,20 @@ fn test() -> anyhow::Result<()> {
     println!("xtask test: all checks passed in {:.0?}", started.elapsed());
     // The plain summary line CI reads.
     println!("tests: {} passed, {} failed", totals.passed, totals.failed);
+    Ok(())
+}
+
+fn docs() -> anyhow::Result<()> {
+    let readme = std::fs::read_to_string("README.md").context("read README.md")?;
+    let updated = nanny_proto::kinds::with_readme_section(&readme).with_context(|| {
+        format!(
+            "README.md has no generated section: put {:?} and {:?} where the tables go",
+            nanny_proto::kinds::README_BEGIN,
+            nanny_proto::kinds::README_END
+        )
+    })?;
+    std::fs::write("README.md", updated).context("write README.md")?;
+    println!("wrote the tables of issue kinds and actions into README.md");
     Ok(())
 }
 

@@ -71,6 +71,41 @@ pub const REPORT_UNSCHEDULABLE: Rule = Rule {
     id: "report-unschedulable",
     rationale: "An unschedulable pod needs capacity or looser constraints; restarting it only reschedules it into the same wall.",
 };
+/// Report a container the runtime cannot create or start.
+pub const REPORT_RUNTIME_ERROR: Rule = Rule {
+    id: "report-runtime-error",
+    rationale: "A container the runtime refuses (a command or working directory that does not exist, a bad mount) fails the same way on every start; its spec needs fixing.",
+};
+/// Report a pod stuck terminating.
+pub const REPORT_STUCK_TERMINATING: Rule = Rule {
+    id: "report-stuck-terminating",
+    rationale: "A pod held by a finalizer or by a node that cannot confirm its containers stopped needs someone to know why before it is forced out.",
+};
+/// Report a claim that stays Pending.
+pub const REPORT_PVC_PENDING: Rule = Rule {
+    id: "report-pvc-pending",
+    rationale: "A claim no volume is provisioned or bound for keeps its pods from starting; the storage class or the claim needs fixing.",
+};
+/// Report a claim whose volume is gone.
+pub const REPORT_PVC_LOST: Rule = Rule {
+    id: "report-pvc-lost",
+    rationale: "A claim whose volume is gone may have lost its data; only a person can restore or recreate it.",
+};
+/// Report a namespace stuck terminating.
+pub const REPORT_NAMESPACE_TERMINATING: Rule = Rule {
+    id: "report-namespace-terminating",
+    rationale: "A namespace held by finalizers or an unavailable API keeps its objects and blocks its name; the owner of the finalizer must finish.",
+};
+/// Report a Deployment below its minimum available replicas.
+pub const REPORT_DEPLOYMENT_UNAVAILABLE: Rule = Rule {
+    id: "report-deployment-unavailable",
+    rationale: "A Deployment below its minimum available replicas is failing its users; the reason is in its pods, which other rules act on when they can.",
+};
+/// Report a disruption budget that allows no disruption.
+pub const REPORT_PDB_BLOCKING: Rule = Rule {
+    id: "report-pdb-blocking",
+    rationale: "A budget that allows no disruption blocks every drain and eviction of its pods; its numbers or its pods need fixing.",
+};
 
 /// Every rule, for documentation and tests.
 pub const RULES: &[Rule] = &[
@@ -86,4 +121,11 @@ pub const RULES: &[Rule] = &[
     REPORT_IMAGE_PULL,
     REPORT_CONFIG_ERROR,
     REPORT_UNSCHEDULABLE,
+    REPORT_RUNTIME_ERROR,
+    REPORT_STUCK_TERMINATING,
+    REPORT_PVC_PENDING,
+    REPORT_PVC_LOST,
+    REPORT_NAMESPACE_TERMINATING,
+    REPORT_DEPLOYMENT_UNAVAILABLE,
+    REPORT_PDB_BLOCKING,
 ];

@@ -19,6 +19,12 @@ pub struct SnapshotIndex<'a> {
     pub hpas: HashMap<&'a str, &'a pb::HorizontalPodAutoscaler>,
     /// PVCs by uid.
     pub pvcs: HashMap<&'a str, &'a pb::PersistentVolumeClaim>,
+    /// PodDisruptionBudgets by uid.
+    pub pdbs: HashMap<&'a str, &'a pb::PodDisruptionBudget>,
+    /// Namespaces by uid.
+    pub namespaces: HashMap<&'a str, &'a pb::Namespace>,
+    /// Warning events by the uid of the object they are about.
+    pub events: HashMap<&'a str, Vec<&'a pb::Event>>,
     /// Issues by fingerprint.
     pub issues: HashMap<&'a str, &'a pb::Issue>,
 }
@@ -48,6 +54,17 @@ impl<'a> SnapshotIndex<'a> {
             jobs: index!(snapshot.jobs),
             hpas: index!(snapshot.hpas),
             pvcs: index!(snapshot.pvcs),
+            pdbs: index!(snapshot.pdbs),
+            namespaces: index!(snapshot.namespaces),
+            events: snapshot
+                .events
+                .iter()
+                .fold(HashMap::new(), |mut events, e| {
+                    if let Some(about) = uid(e.involved.as_ref()) {
+                        events.entry(about).or_insert_with(Vec::new).push(e);
+                    }
+                    events
+                }),
             issues: snapshot
                 .issues
                 .iter()
@@ -67,5 +84,16 @@ impl<'a> SnapshotIndex<'a> {
             .or_else(|| self.jobs.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| self.hpas.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| self.pvcs.get(uid).and_then(|o| o.r#ref.as_ref()))
+            .or_else(|| self.pdbs.get(uid).and_then(|o| o.r#ref.as_ref()))
+            .or_else(|| self.namespaces.get(uid).and_then(|o| o.r#ref.as_ref()))
+    }
+
+    /// The most recently seen Warning event about the object with `uid`.
+    pub fn latest_warning(&self, uid: &str) -> Option<&'a pb::Event> {
+        self.events
+            .get(uid)?
+            .iter()
+            .copied()
+            .max_by_key(|e| e.last_seen.map(|t| (t.seconds, t.nanos)))
     }
 }

@@ -25,9 +25,10 @@ mod node;
 mod oom;
 mod pvc;
 mod report;
+mod report_objects;
 mod stale_job;
 
-use self::report::report_pod;
+use self::{report::report_pod, report_objects::report_object};
 
 pub use crate::catalog::*;
 
@@ -191,9 +192,21 @@ impl Rules {
                 Ok(
                     kind @ (IssueKind::ImagePullBackOff
                     | IssueKind::CreateContainerConfigError
-                    | IssueKind::Unschedulable),
+                    | IssueKind::Unschedulable
+                    | IssueKind::CreateContainerError
+                    | IssueKind::RunContainerError
+                    | IssueKind::PodStuckTerminating),
                 ) if self.config.report.enabled => {
-                    report_pod(kind, issue, target, index, &mut drafts);
+                    report_pod(kind, issue, target, index, now, &mut drafts);
+                }
+                Ok(
+                    kind @ (IssueKind::PvcPending
+                    | IssueKind::PvcLost
+                    | IssueKind::NamespaceStuckTerminating
+                    | IssueKind::DeploymentUnavailable
+                    | IssueKind::PdbBlockingDisruptions),
+                ) if self.config.report.enabled => {
+                    report_object(kind, issue, target, index, now, &mut drafts);
                 }
                 // Kinds without a rule (and kinds this build does not know)
                 // are left to the model and to people.
@@ -254,5 +267,7 @@ fn stamp(snapshot: &ClusterSnapshot, drafts: Drafts, now: SystemTime) -> Vec<Rec
         .collect()
 }
 
+#[cfg(test)]
+mod report_tests;
 #[cfg(test)]
 pub(crate) mod tests;

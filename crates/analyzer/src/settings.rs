@@ -37,6 +37,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::HighRestartRate,
             IssueKind::ReadinessFailing,
             IssueKind::RolloutStuck,
+            IssueKind::DeploymentUnavailable,
         ],
     ),
     (
@@ -56,9 +57,18 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::NodePidPressure,
             IssueKind::NodeCordoned,
             IssueKind::Evicted,
+            IssueKind::PodStuckTerminating,
+            IssueKind::PdbBlockingDisruptions,
         ],
     ),
-    ("storageAnalysis", &[IssueKind::PvcNearlyFull]),
+    (
+        "storageAnalysis",
+        &[
+            IssueKind::PvcNearlyFull,
+            IssueKind::PvcPending,
+            IssueKind::PvcLost,
+        ],
+    ),
     (
         "jobAnalysis",
         &[IssueKind::JobFailed, IssueKind::JobCompletedStale],
@@ -69,6 +79,9 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::ImagePullBackOff,
             IssueKind::CreateContainerConfigError,
             IssueKind::Unschedulable,
+            IssueKind::CreateContainerError,
+            IssueKind::RunContainerError,
+            IssueKind::NamespaceStuckTerminating,
         ],
     ),
 ];

@@ -141,6 +141,17 @@ pub struct Thresholds {
     pub completed_job_age_secs: u64,
     /// A running container last OOM-killed within this window still counts.
     pub oom_window_secs: u64,
+    /// A pod still there this long after its grace period ended is stuck
+    /// terminating.
+    pub pod_terminating_secs: u64,
+    /// A claim Pending this long is an issue.
+    pub pvc_pending_secs: u64,
+    /// A namespace Terminating this long is stuck.
+    pub namespace_terminating_secs: u64,
+    /// A Deployment Available=False this long is an issue.
+    pub deployment_unavailable_secs: u64,
+    /// A PodDisruptionBudget allowing no disruption this long is an issue.
+    pub pdb_blocking_secs: u64,
 }
 
 impl Default for Thresholds {
@@ -155,6 +166,11 @@ impl Default for Thresholds {
             pvc_usage_percent: 85.0,
             completed_job_age_secs: 24 * 3600,
             oom_window_secs: 3600,
+            pod_terminating_secs: 300,
+            pvc_pending_secs: 300,
+            namespace_terminating_secs: 600,
+            deployment_unavailable_secs: 600,
+            pdb_blocking_secs: 3600,
         }
     }
 }

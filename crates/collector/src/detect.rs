@@ -75,11 +75,18 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
     let mut issues = Vec::new();
     pods(tables, metrics, t, now, &mut issues);
     nodes(tables, metrics, t, &mut issues);
-    workloads(tables, &mut issues);
+    workloads(tables, t, now, &mut issues);
     hpas(tables, t, &mut issues);
-    pvcs(tables, t, &mut issues);
+    pvcs(tables, t, now, &mut issues);
     jobs(tables, t, now, &mut issues);
+    pdbs(tables, t, now, &mut issues);
+    namespaces(tables, t, now, &mut issues);
     issues
+}
+
+/// Seconds since `then` when it is at least `threshold` ago.
+fn for_at_least(then: Option<&prost_types::Timestamp>, now: i64, threshold: u64) -> Option<i64> {
+    seconds_since(then, now).filter(|age| *age >= 0 && age.unsigned_abs() >= threshold)
 }
 
 /// Pods: container states, and restart rates and throttling from Prometheus.
@@ -174,8 +181,9 @@ fn nodes(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, issues: &mut V
     }
 }
 
-/// Workloads: rollouts past their progress deadline.
-fn workloads(tables: &Tables, issues: &mut Vec<pb::Issue>) {
+/// Workloads: rollouts past their progress deadline, Deployments without
+/// their minimum available replicas.
+fn workloads(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) {
     for entry in tables.workloads.values() {
         let workload = &entry.value;
         let Some(target) = workload.r#ref.as_ref() else {
@@ -203,7 +211,59 @@ fn workloads(tables: &Tables, issues: &mut Vec<pb::Issue>) {
                 vec![("condition", format!("Progressing=False ({})", c.reason))],
             ));
         }
+        if target.kind == "Deployment" {
+            deployment_unavailable(workload, target, t, now, issues);
+        }
     }
+}
+
+fn deployment_unavailable(
+    workload: &pb::Workload,
+    target: &pb::ObjectRef,
+    t: &Thresholds,
+    now: i64,
+    issues: &mut Vec<pb::Issue>,
+) {
+    let Some(c) = workload
+        .conditions
+        .iter()
+        .find(|c| c.r#type == "Available" && c.status == "False")
+    else {
+        return;
+    };
+    let Some(secs) = for_at_least(
+        c.last_transition.as_ref(),
+        now,
+        t.deployment_unavailable_secs,
+    ) else {
+        return;
+    };
+    issues.push(issue(
+        IssueKind::DeploymentUnavailable,
+        if workload.available_replicas == 0 {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        target,
+        "",
+        format!(
+            "Deployment {}/{} has had {} of {} replicas available for {secs}s, below its minimum.",
+            target.namespace, target.name, workload.available_replicas, workload.desired_replicas
+        ),
+        vec![
+            ("condition", format!("Available=False ({})", c.reason)),
+            (
+                "available/desired replicas",
+                format!(
+                    "{}/{}",
+                    workload.available_replicas, workload.desired_replicas
+                ),
+            ),
+            ("ready replicas", workload.ready_replicas.to_string()),
+            ("unavailable seconds", secs.to_string()),
+        ],
+    ));
 }
 
 /// HPAs at their maximum while over target.
@@ -247,13 +307,53 @@ fn hpas(tables: &Tables, t: &Thresholds, issues: &mut Vec<pb::Issue>) {
     }
 }
 
-/// Claims nearly full.
-fn pvcs(tables: &Tables, t: &Thresholds, issues: &mut Vec<pb::Issue>) {
+/// Claims nearly full, Pending too long, or Lost.
+fn pvcs(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) {
     for entry in tables.pvcs.values() {
         let pvc = &entry.value;
         let Some(target) = pvc.r#ref.as_ref() else {
             continue;
         };
+        let class = || ("storage class", pvc.storage_class.clone());
+        if pvc.phase == "Lost" {
+            issues.push(issue(
+                IssueKind::PvcLost,
+                Severity::Critical,
+                target,
+                "",
+                format!(
+                    "Volume claim {}/{} lost its volume {}.",
+                    target.namespace, target.name, pvc.volume_name
+                ),
+                vec![
+                    ("phase", "Lost".to_owned()),
+                    ("volume", pvc.volume_name.clone()),
+                    class(),
+                ],
+            ));
+        } else if pvc.phase == "Pending"
+            // Such a claim waits for a pod; the pod's own issues say why
+            // none is scheduled.
+            && !pvc.binds_on_first_consumer
+            && let Some(secs) = for_at_least(pvc.created_at.as_ref(), now, t.pvc_pending_secs)
+        {
+            issues.push(issue(
+                IssueKind::PvcPending,
+                Severity::Warning,
+                target,
+                "",
+                format!(
+                    "Volume claim {}/{} has been Pending for {secs}s.",
+                    target.namespace, target.name
+                ),
+                vec![
+                    ("phase", "Pending".to_owned()),
+                    ("pending seconds", secs.to_string()),
+                    class(),
+                    ("requested bytes", pvc.requested_bytes.to_string()),
+                ],
+            ));
+        }
         if let Some(percent) = pvc.usage_percent
             && percent > t.pvc_usage_percent
         {
@@ -328,6 +428,80 @@ fn jobs(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) 
                 ));
             }
         }
+    }
+}
+
+/// Disruption budgets that have allowed no disruption for long: every
+/// drain and eviction of their pods waits on them.
+fn pdbs(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) {
+    for entry in tables.pdbs.values() {
+        let pdb = &entry.value;
+        let Some(target) = pdb.r#ref.as_ref() else {
+            continue;
+        };
+        if pdb.disruptions_allowed > 0 || pdb.expected_pods == 0 {
+            continue;
+        }
+        let Some(secs) = for_at_least(pdb.blocked_since.as_ref(), now, t.pdb_blocking_secs) else {
+            continue;
+        };
+        issues.push(issue(
+            IssueKind::PdbBlockingDisruptions,
+            Severity::Warning,
+            target,
+            "",
+            format!(
+                "PodDisruptionBudget {}/{} has allowed no disruption for {secs}s ({} of {} pods healthy, {} required).",
+                target.namespace,
+                target.name,
+                pdb.current_healthy,
+                pdb.expected_pods,
+                pdb.desired_healthy
+            ),
+            vec![
+                ("disruptions allowed", "0".to_owned()),
+                (
+                    "healthy/expected pods",
+                    format!("{}/{}", pdb.current_healthy, pdb.expected_pods),
+                ),
+                ("desired healthy", pdb.desired_healthy.to_string()),
+                ("blocked seconds", secs.to_string()),
+            ],
+        ));
+    }
+}
+
+/// Namespaces terminating for long.
+fn namespaces(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) {
+    for entry in tables.namespaces.values() {
+        let ns = &entry.value;
+        let Some(target) = ns.r#ref.as_ref() else {
+            continue;
+        };
+        if ns.phase != "Terminating" {
+            continue;
+        }
+        let Some(secs) = for_at_least(
+            ns.deletion_requested.as_ref(),
+            now,
+            t.namespace_terminating_secs,
+        ) else {
+            continue;
+        };
+        issues.push(issue(
+            IssueKind::NamespaceStuckTerminating,
+            Severity::Warning,
+            target,
+            "",
+            format!(
+                "Namespace {} has been terminating for {secs}s.",
+                target.name
+            ),
+            vec![
+                ("phase", "Terminating".to_owned()),
+                ("terminating seconds", secs.to_string()),
+            ],
+        ));
     }
 }
 
@@ -418,6 +592,22 @@ fn pod_issues(
                     where_(&c.name)
                 ),
             ),
+            "CreateContainerError" if c.state == "waiting" => (
+                IssueKind::CreateContainerError,
+                Severity::Warning,
+                format!(
+                    "The {} cannot be created by the container runtime.",
+                    where_(&c.name)
+                ),
+            ),
+            "RunContainerError" if c.state == "waiting" => (
+                IssueKind::RunContainerError,
+                Severity::Warning,
+                format!(
+                    "The {} was created but the runtime cannot start it.",
+                    where_(&c.name)
+                ),
+            ),
             _ => continue,
         };
         issues.push(issue(kind, severity, target, &c.name, summary, evidence));
@@ -441,6 +631,26 @@ fn pod_issues(
                 ],
             ));
         }
+    }
+    if let Some(secs) = for_at_least(pod.deletion_deadline.as_ref(), now, t.pod_terminating_secs) {
+        let mut evidence = vec![
+            ("seconds past its grace period", secs.to_string()),
+            ("node", pod.node_name.clone()),
+        ];
+        if !pod.finalizers.is_empty() {
+            evidence.push(("finalizers", pod.finalizers.join(", ")));
+        }
+        issues.push(issue(
+            IssueKind::PodStuckTerminating,
+            Severity::Warning,
+            target,
+            "",
+            format!(
+                "Pod {}/{} is still there {secs}s after its grace period ended.",
+                target.namespace, target.name
+            ),
+            evidence,
+        ));
     }
     if pod.status_reason == "Evicted" {
         issues.push(issue(

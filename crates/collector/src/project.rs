@@ -144,13 +144,19 @@ fn container(
 /// about the pod's spec (a missing key, ConfigMap or Secret, an image that
 /// cannot be pulled). Other messages are not carried: a terminated
 /// container's is what the application wrote to its termination log.
-const KUBELET_MESSAGES: [&str; 5] = [
+const KUBELET_MESSAGES: [&str; 6] = [
     "CreateContainerConfigError",
     "CreateContainerError",
     "ErrImagePull",
     "ImagePullBackOff",
     "InvalidImageName",
+    // The runtime's refusal to start what the spec names (a command not
+    // found, a working directory missing), before the application runs.
+    "RunContainerError",
 ];
+
+/// Most finalizer names carried per object.
+const MAX_FINALIZERS: usize = 16;
 
 /// Longest event reason carried, bytes (`events.k8s.io/v1`'s own limit).
 const MAX_REASON_BYTES: usize = 128;
@@ -323,7 +329,20 @@ pub fn pod(pod: &Pod, redaction: &Redaction) -> pb::Pod {
             .and_then(|c| c.last_transition_time.as_ref())
             .map(timestamp),
         annotations: redaction.annotations(meta.annotations.as_ref()),
+        deletion_deadline: meta.deletion_timestamp.as_ref().map(timestamp),
+        finalizers: finalizers(meta),
     }
+}
+
+/// The object's finalizers: names the API server validated (qualified
+/// names), at most [`MAX_FINALIZERS`].
+fn finalizers(meta: &ObjectMeta) -> Vec<String> {
+    meta.finalizers
+        .iter()
+        .flatten()
+        .take(MAX_FINALIZERS)
+        .cloned()
+        .collect()
 }
 
 /// A Node.
@@ -458,13 +477,29 @@ pub fn pvc(p: &PersistentVolumeClaim) -> pb::PersistentVolumeClaim {
         used_bytes: None,
         usage_percent: None,
         expandable: false,
+        binds_on_first_consumer: false,
         labels: labels(&p.metadata),
+        created_at: p.metadata.creation_timestamp.as_ref().map(timestamp),
+        volume_name: spec.and_then(|s| s.volume_name.clone()).unwrap_or_default(),
     }
 }
 
-/// Whether a StorageClass allows expansion.
-pub fn storage_class_expandable(class: &StorageClass) -> bool {
-    class.allow_volume_expansion.unwrap_or(false)
+/// What the collector keeps of a StorageClass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassFacts {
+    /// It allows expansion.
+    pub expandable: bool,
+    /// Its claims bind when a pod first uses them (WaitForFirstConsumer).
+    pub binds_on_first_consumer: bool,
+}
+
+/// The facts of a StorageClass.
+pub fn storage_class(class: &StorageClass) -> ClassFacts {
+    ClassFacts {
+        expandable: class.allow_volume_expansion.unwrap_or(false),
+        binds_on_first_consumer: class.volume_binding_mode.as_deref()
+            == Some("WaitForFirstConsumer"),
+    }
 }
 
 /// A Warning event; `None` for Normal events, which Nanny does not keep.
@@ -556,18 +591,33 @@ pub fn pdb(p: &PodDisruptionBudget) -> pb::PodDisruptionBudget {
         current_healthy: status.map_or(0, |s| s.current_healthy),
         desired_healthy: status.map_or(0, |s| s.desired_healthy),
         expected_pods: status.map_or(0, |s| s.expected_pods),
+        blocked_since: status
+            .and_then(|s| s.conditions.as_deref())
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.type_ == "DisruptionAllowed" && c.status == "False")
+            })
+            .map(|c| timestamp(&c.last_transition_time)),
     }
 }
 
-/// A Namespace.
-pub fn namespace(n: &Namespace) -> pb::Namespace {
+/// A Namespace; while it terminates, the messages of the conditions
+/// that hold it.
+pub fn namespace(n: &Namespace, redaction: &Redaction) -> pb::Namespace {
+    let status = n.status.as_ref();
+    let terminating = n.metadata.deletion_timestamp.is_some();
     pb::Namespace {
         r#ref: Some(object_ref("Namespace", "v1", &n.metadata)),
-        phase: n
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_default(),
+        phase: status.and_then(|s| s.phase.clone()).unwrap_or_default(),
+        deletion_requested: n.metadata.deletion_timestamp.as_ref().map(timestamp),
+        blocked_by: status
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| terminating && c.status == "True")
+            .filter_map(|c| c.message.as_deref())
+            .map(|m| redaction.untrusted(m))
+            .collect(),
     }
 }
 

@@ -325,11 +325,13 @@ impl Subscriber {
         s.pdbs = pass.collect(&t.pdbs, |_, e| filter.admits(e, false), true);
         // Nodes are cluster-wide and always in scope.
         s.nodes = pass.collect(&t.nodes, |_, _| true, true);
-        s.namespaces = pass
-            .collect(&t.namespaces, |_, _| true, false)
-            .into_iter()
-            .filter(|n| filter.namespace_ok(n.r#ref.as_ref().map_or("", |r| &r.name)))
-            .collect();
+        // The scope's namespaces, admitted: a namespace stuck terminating
+        // is an issue about it.
+        s.namespaces = pass.collect(
+            &t.namespaces,
+            |_, e| filter.namespace_ok(e.value.r#ref.as_ref().map_or("", |r| &r.name)),
+            true,
+        );
         // Events follow the objects they are about.
         let admitted = std::mem::take(&mut pass.admitted);
         s.events = pass

@@ -9,6 +9,8 @@ use std::{
 
 use nanny_proto::v1 as pb;
 
+use crate::project::ClassFacts;
+
 /// Object uids, shared between the store, worlds and subscribers.
 pub type Uid = Arc<str>;
 /// Object labels, used for scoping; not necessarily carried in snapshots.
@@ -76,7 +78,7 @@ pub enum TableKind {
     Pdbs,
     /// Namespaces.
     Namespaces,
-    /// StorageClasses (only their expandability is kept).
+    /// StorageClasses (only their expandability and binding mode are kept).
     StorageClasses,
 }
 
@@ -106,8 +108,9 @@ pub enum Item {
     Pdb(Uid, pb::PodDisruptionBudget),
     /// A Namespace.
     Namespace(Uid, pb::Namespace),
-    /// A StorageClass: name and whether it allows expansion.
-    StorageClass(Uid, String, bool),
+    /// A StorageClass: name, and whether it allows expansion and binds
+    /// on first use.
+    StorageClass(Uid, String, ClassFacts),
 }
 
 impl Item {
@@ -166,8 +169,8 @@ pub struct Store {
     controllers: HashMap<Uid, (&'static str, pb::ObjectRef)>,
     /// Owner uid → its pods, to re-resolve workloads when a link appears.
     pods_by_owner: HashMap<Uid, HashSet<Uid>>,
-    /// StorageClass uid → (name, expandable).
-    storage_classes: HashMap<Uid, (String, bool)>,
+    /// StorageClass uid → (name, facts).
+    storage_classes: HashMap<Uid, (String, ClassFacts)>,
     container_usage: ContainerUsage,
     volume_usage: VolumeUsage,
     empty_labels: Labels,
@@ -268,9 +271,9 @@ impl Store {
                 let labels = self.empty_labels.clone();
                 upsert(&mut self.tables.namespaces, &mut self.rev, uid, ns, labels)
             }
-            Item::StorageClass(uid, name, expandable) => {
-                let previous = self.storage_classes.insert(uid, (name, expandable));
-                if previous.as_ref().map(|p| p.1) == Some(expandable) {
+            Item::StorageClass(uid, name, facts) => {
+                let previous = self.storage_classes.insert(uid, (name.clone(), facts));
+                if previous == Some((name, facts)) {
                     return false;
                 }
                 self.refill_pvcs()
@@ -451,10 +454,13 @@ impl Store {
     }
 
     fn fill_pvc(&self, pvc: &mut pb::PersistentVolumeClaim) {
-        pvc.expandable = self
+        let class = self
             .storage_classes
             .values()
-            .any(|(name, expandable)| *name == pvc.storage_class && *expandable);
+            .find(|(name, _)| *name == pvc.storage_class)
+            .map(|(_, facts)| *facts);
+        pvc.expandable = class.is_some_and(|c| c.expandable);
+        pvc.binds_on_first_consumer = class.is_some_and(|c| c.binds_on_first_consumer);
         let Some(r) = pvc.r#ref.as_ref() else { return };
         match self
             .volume_usage

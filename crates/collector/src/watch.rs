@@ -131,7 +131,7 @@ pub fn spawn_all(client: &Client, config: &KubernetesConfig, context: &Context) 
             Some(Item::StorageClass(
                 uid(c),
                 c.metadata.name.clone().unwrap_or_default(),
-                project::storage_class_expandable(c),
+                project::storage_class(c),
             ))
         },
     ));
@@ -142,7 +142,7 @@ pub fn spawn_all(client: &Client, config: &KubernetesConfig, context: &Context) 
         None,
         context,
         "Namespace",
-        |n, _| Some(Item::Namespace(uid(n), project::namespace(n))),
+        |n, r| Some(Item::Namespace(uid(n), project::namespace(n, r))),
     ));
     for namespace in &namespaces {
         let ns = namespace.as_deref();

@@ -266,8 +266,8 @@ pub struct RuleOverrides {
         length(max = 32),
         inner(length(max = 64)),
         extend("x-kubernetes-validations" = [{
-            "rule": "self.all(id, id in ['crashloop-restart', 'crashloop-rollout-restart', 'oom-raise-memory-limit', 'stale-job-delete', 'hpa-raise-max', 'node-not-ready-cordon', 'node-not-ready-drain', 'node-pressure-cordon', 'pvc-expand', 'report-image-pull', 'report-config-error', 'report-unschedulable'])",
-            "message": "unknown rule id; the analyzer's rules are crashloop-restart, crashloop-rollout-restart, oom-raise-memory-limit, stale-job-delete, hpa-raise-max, node-not-ready-cordon, node-not-ready-drain, node-pressure-cordon, pvc-expand, report-image-pull, report-config-error and report-unschedulable"
+            "rule": "self.all(id, id in ['crashloop-restart', 'crashloop-rollout-restart', 'oom-raise-memory-limit', 'stale-job-delete', 'hpa-raise-max', 'node-not-ready-cordon', 'node-not-ready-drain', 'node-pressure-cordon', 'pvc-expand', 'report-image-pull', 'report-config-error', 'report-unschedulable', 'report-runtime-error', 'report-stuck-terminating', 'report-pvc-pending', 'report-pvc-lost', 'report-namespace-terminating', 'report-deployment-unavailable', 'report-pdb-blocking'])",
+            "message": "unknown rule id; the analyzer's rules are crashloop-restart, crashloop-rollout-restart, oom-raise-memory-limit, stale-job-delete, hpa-raise-max, node-not-ready-cordon, node-not-ready-drain, node-pressure-cordon, pvc-expand, report-image-pull, report-config-error, report-unschedulable, report-runtime-error, report-stuck-terminating, report-pvc-pending, report-pvc-lost, report-namespace-terminating, report-deployment-unavailable and report-pdb-blocking"
         }])
     )]
     pub disabled: Vec<String>,

@@ -6,7 +6,9 @@
 //! - `policy list` / `policy status` for HealingPolicies;
 //! - `snapshot` asks the collector for one snapshot and `analyze -f` replays a
 //!   saved one through the analyzer, for debugging rules and prompts;
-//! - `health` checks every service and `audit verify` the gate's audit log.
+//! - `health` checks every service and `audit verify` the gate's audit log;
+//! - `kinds` lists every issue kind with its default response and level
+//!   (`--actions`: every action type).
 //!
 //! The same CLI is built as `kubectl-nanny`: with that binary on `PATH`,
 //! `kubectl nanny list` works like `nannyctl list`.
@@ -18,6 +20,7 @@ mod actions;
 mod audit;
 mod connect;
 mod health;
+mod kinds;
 mod policy;
 mod render;
 mod snapshot;
@@ -67,6 +70,9 @@ enum Command {
     /// Work with the safety gate's audit log.
     #[command(subcommand)]
     Audit(audit::Command),
+    /// List every issue kind Nanny detects, its default response and who
+    /// lets it run (`--actions`: every action type).
+    Kinds(kinds::Args),
 }
 
 /// Parses the command line and runs the command. `program` is how the user
@@ -92,6 +98,7 @@ pub fn main(program: &str) -> ExitCode {
         Command::Analyze(args) => block_on(snapshot::analyze(&kube, &tls, args)),
         Command::Health(args) => block_on(health::run(&tls, args)),
         Command::Audit(command) => block_on(audit::run(kube, command)),
+        Command::Kinds(args) => kinds::run(&args),
     }
 }
 

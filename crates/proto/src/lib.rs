@@ -9,6 +9,7 @@ pub mod v1 {
     tonic::include_proto!("nanny.v1");
 }
 
+pub mod kinds;
 pub mod vocabulary;
 
 #[cfg(feature = "json")]

@@ -278,6 +278,48 @@ pub fn model_labels() -> Vec<&'static str> {
         .collect()
 }
 
+impl Approval {
+    /// In words, as the tables print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Human => "needs approval",
+            Self::AlwaysHuman => "always a human",
+            Self::Never => "reported, nothing executed",
+        }
+    }
+}
+
+/// The action types as Markdown: the README's, and `nannyctl kinds
+/// --actions --markdown`.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "| action | targets | default level | takes pods down | a model may propose it |\n|---|---|---|---|---|\n",
+    );
+    for a in ACTIONS {
+        let targets = match a.targets {
+            Targets::Kinds(kinds) => kinds.join(", "),
+            Targets::Any => "any".to_owned(),
+        };
+        let model = match a.model {
+            ModelUse::Offered => "yes",
+            ModelUse::PassedToGate => "no (refused and audited by the gate)",
+            ModelUse::No => "no",
+        };
+        out.push_str(&format!(
+            "| `{}` | {targets} | {} | {} | {model} |\n",
+            a.name,
+            if a.executable || a.approval == Approval::Never {
+                a.approval.as_str()
+            } else {
+                "never executed"
+            },
+            if a.disruptive { "yes" } else { "no" }
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,15 @@
 //! Issues a person fixes (image pulls, configuration, scheduling):
 //! reported with what to look at, never acted on.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, time::SystemTime};
 
 use nanny_proto::v1::{self as pb, IssueKind, Severity};
 
 use super::{Draft, Drafts, describe, ref_of, report};
-use crate::catalog::{REPORT_CONFIG_ERROR, REPORT_IMAGE_PULL, REPORT_UNSCHEDULABLE};
+use crate::catalog::{
+    REPORT_CONFIG_ERROR, REPORT_IMAGE_PULL, REPORT_RUNTIME_ERROR, REPORT_STUCK_TERMINATING,
+    REPORT_UNSCHEDULABLE,
+};
 use crate::index::SnapshotIndex;
 
 pub(super) fn report_pod(
@@ -14,6 +17,7 @@ pub(super) fn report_pod(
     issue: &pb::Issue,
     target: &pb::ObjectRef,
     index: &SnapshotIndex<'_>,
+    now: SystemTime,
     drafts: &mut Drafts,
 ) {
     let Some(pod) = index.pods.get(target.uid.as_str()) else {
@@ -25,15 +29,33 @@ pub(super) fn report_pod(
     let (rule, explanation) = match kind {
         IssueKind::ImagePullBackOff => (REPORT_IMAGE_PULL, image_pull(pod, pod_ref)),
         IssueKind::CreateContainerConfigError => (REPORT_CONFIG_ERROR, config_error(pod, pod_ref)),
+        IssueKind::CreateContainerError | IssueKind::RunContainerError => {
+            (REPORT_RUNTIME_ERROR, runtime_error(pod, pod_ref))
+        }
+        IssueKind::PodStuckTerminating => (
+            REPORT_STUCK_TERMINATING,
+            stuck_terminating(pod, pod_ref, index, now),
+        ),
         _ => (REPORT_UNSCHEDULABLE, unschedulable(pod, pod_ref)),
     };
+    add_report(drafts, rule, issue, pod_ref, explanation);
+}
+
+/// One ReportOnly draft about `target` citing `issue`.
+pub(super) fn add_report(
+    drafts: &mut Drafts,
+    rule: crate::catalog::Rule,
+    issue: &pb::Issue,
+    target: &pb::ObjectRef,
+    explanation: String,
+) {
     drafts.add(
         "",
         Draft {
             rule,
             reason: explanation.clone(),
             action: report(explanation),
-            target: pod_ref.clone(),
+            target: target.clone(),
             risk: Severity::Info,
             fingerprints: [issue.fingerprint.clone()].into(),
             evidence: BTreeSet::new(),
@@ -41,9 +63,105 @@ pub(super) fn report_pod(
     );
 }
 
+/// A container the runtime refused to create or start: the runtime's
+/// words (masked and cut by the collector), quoted.
+fn runtime_error(pod: &pb::Pod, pod_ref: &pb::ObjectRef) -> String {
+    let what = describe(pod_ref);
+    let failing: Vec<String> = pod
+        .containers
+        .iter()
+        .filter(|c| {
+            c.state == "waiting"
+                && matches!(
+                    c.state_reason.as_str(),
+                    "CreateContainerError" | "RunContainerError"
+                )
+        })
+        .map(|c| {
+            let verb = if c.state_reason == "RunContainerError" {
+                "start"
+            } else {
+                "create"
+            };
+            match quoted(c.state_message.as_ref()) {
+                Some(said) => format!(
+                    "the runtime cannot {verb} container {} (image {}): it says {said}",
+                    c.name, c.image
+                ),
+                None => format!(
+                    "the runtime cannot {verb} container {} (image {}, {})",
+                    c.name, c.image, c.state_reason
+                ),
+            }
+        })
+        .collect();
+    let reasons = if failing.is_empty() {
+        "the runtime cannot create or start one of its containers".to_owned()
+    } else {
+        failing.join("; ")
+    };
+    format!(
+        "{what}: {reasons}. Check the container's command and arguments, working directory, mounts and security context against its image; every start fails the same way until the spec is fixed."
+    )
+}
+
+/// Why a deleted pod is still there: its finalizers, or a node that
+/// cannot confirm its containers stopped.
+fn stuck_terminating(
+    pod: &pb::Pod,
+    pod_ref: &pb::ObjectRef,
+    index: &SnapshotIndex<'_>,
+    now: SystemTime,
+) -> String {
+    let what = describe(pod_ref);
+    let past = super::seconds_since(pod.deletion_deadline.as_ref(), now)
+        .filter(|s| *s >= 0)
+        .map(|s| format!(" {s}s after its grace period ended"))
+        .unwrap_or_default();
+    let finalizers: Vec<&str> = pod
+        .finalizers
+        .iter()
+        .map(String::as_str)
+        .filter(|f| plain(f))
+        .collect();
+    let node_ready = index
+        .nodes
+        .values()
+        .find(|n| n.r#ref.as_ref().is_some_and(|r| r.name == pod.node_name))
+        .map(|n| {
+            n.conditions
+                .iter()
+                .any(|c| c.r#type == "Ready" && c.status == "True")
+        });
+    let mut why = Vec::new();
+    if !finalizers.is_empty() {
+        why.push(format!(
+            "finalizer {} is still set: the controller that owns it must finish its cleanup and remove it (remove it by hand only once that cleanup is known done)",
+            finalizers.join(", ")
+        ));
+    }
+    match (pod.node_name.as_str(), node_ready) {
+        ("", _) => {}
+        (node, None) => why.push(format!(
+            "its node {node} is gone, so no kubelet will confirm the containers stopped: force-delete the pod (kubectl delete pod --force --grace-period=0) once the machine is known off"
+        )),
+        (node, Some(false)) => why.push(format!(
+            "its node {node} is not ready, so its kubelet cannot confirm the containers stopped: force-delete the pod only once the node is known down, or its containers may still run beside the replacement"
+        )),
+        (node, Some(true)) if finalizers.is_empty() => why.push(format!(
+            "the kubelet on node {node} has not confirmed its containers stopped: look at the kubelet's and the runtime's logs on that node"
+        )),
+        _ => {}
+    }
+    if why.is_empty() {
+        why.push("nothing in the snapshot says why".to_owned());
+    }
+    format!("{what} is still there{past}: {}.", why.join("; "))
+}
+
 /// The kubelet's or scheduler's words, quoted: they are the cluster's
 /// text, not ours (masked and cut by the collector).
-fn quoted(message: Option<&pb::UntrustedText>) -> Option<String> {
+pub(super) fn quoted(message: Option<&pb::UntrustedText>) -> Option<String> {
     let message = message?;
     let text: String = message
         .text
@@ -87,7 +205,7 @@ fn image_pull(pod: &pb::Pod, pod_ref: &pb::ObjectRef) -> String {
 /// Secret.
 /// Names and keys are the API server's (DNS labels, config keys): anything
 /// else is not read as one.
-fn plain(name: &str) -> bool {
+pub(super) fn plain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name

@@ -420,3 +420,257 @@ fn promql_ratios_become_issues_on_the_right_targets() {
         ]
     );
 }
+
+/// A table of objects after `with`, each named after its case.
+fn table<T>(objects: Vec<(&str, T)>) -> crate::store::Table<T> {
+    objects
+        .into_iter()
+        .map(|(name, value)| (Arc::from(format!("uid-{name}").as_str()), entry(value)))
+        .collect()
+}
+
+fn condition_at(type_: &str, status: &str, reason: &str, ago: i64) -> pb::Condition {
+    pb::Condition {
+        r#type: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        last_transition: at(ago),
+    }
+}
+
+fn claim<'a>(
+    name: &'a str,
+    phase: &str,
+    age: i64,
+    first_consumer: bool,
+) -> (&'a str, pb::PersistentVolumeClaim) {
+    (
+        name,
+        pb::PersistentVolumeClaim {
+            r#ref: Some(reference("PersistentVolumeClaim", name)),
+            phase: phase.to_owned(),
+            created_at: at(age),
+            binds_on_first_consumer: first_consumer,
+            volume_name: "pv-1".to_owned(),
+            ..pb::PersistentVolumeClaim::default()
+        },
+    )
+}
+
+fn namespace<'a>(name: &'a str, phase: &str, deleted: Option<i64>) -> (&'a str, pb::Namespace) {
+    (
+        name,
+        pb::Namespace {
+            r#ref: Some(pb::ObjectRef {
+                namespace: String::new(),
+                ..reference("Namespace", name)
+            }),
+            phase: phase.to_owned(),
+            deletion_requested: deleted.and_then(at),
+            blocked_by: vec![],
+        },
+    )
+}
+
+fn deployment<'a>(name: &'a str, available: &str, ago: i64) -> (&'a str, pb::Workload) {
+    (
+        name,
+        pb::Workload {
+            r#ref: Some(reference("Deployment", name)),
+            desired_replicas: 3,
+            available_replicas: i32::from(available == "True") * 3,
+            conditions: vec![condition_at(
+                "Available",
+                available,
+                "MinimumReplicasUnavailable",
+                ago,
+            )],
+            ..pb::Workload::default()
+        },
+    )
+}
+
+fn budget(
+    name: &str,
+    allowed: i32,
+    expected: i32,
+    blocked: Option<i64>,
+) -> (&str, pb::PodDisruptionBudget) {
+    (
+        name,
+        pb::PodDisruptionBudget {
+            r#ref: Some(reference("PodDisruptionBudget", name)),
+            disruptions_allowed: allowed,
+            expected_pods: expected,
+            current_healthy: expected,
+            desired_healthy: expected,
+            blocked_since: blocked.and_then(at),
+            ..pb::PodDisruptionBudget::default()
+        },
+    )
+}
+
+fn pod_deleted(deadline_ago: i64) -> pb::Pod {
+    pb::Pod {
+        phase: "Running".to_owned(),
+        ready: true,
+        containers: vec![container("running", "", None)],
+        deletion_deadline: at(deadline_ago),
+        finalizers: vec!["example.com/block".to_owned()],
+        node_name: "n1".to_owned(),
+        ..pb::Pod::default()
+    }
+}
+
+#[test]
+fn healthy_objects_of_every_new_kind_raise_nothing() {
+    // A node as a real kubelet reports it, with node-problem-detector's
+    // conditions: False is healthy for everything but Ready.
+    let nodes = table(vec![(
+        "n1",
+        pb::Node {
+            r#ref: Some(reference("Node", "n1")),
+            conditions: vec![
+                condition_at("Ready", "True", "KubeletReady", 9000),
+                condition_at(
+                    "MemoryPressure",
+                    "False",
+                    "KubeletHasSufficientMemory",
+                    9000,
+                ),
+                condition_at("DiskPressure", "False", "KubeletHasNoDiskPressure", 9000),
+                condition_at("PIDPressure", "False", "KubeletHasSufficientPID", 9000),
+                condition_at("NetworkUnavailable", "False", "RouteCreated", 9000),
+                condition_at("KernelDeadlock", "False", "KernelHasNoDeadlock", 9000),
+                condition_at(
+                    "ReadonlyFilesystem",
+                    "False",
+                    "FilesystemIsNotReadOnly",
+                    9000,
+                ),
+            ],
+            ..pb::Node::default()
+        },
+    )]);
+    let mut tables = Tables {
+        nodes,
+        ..Tables::default()
+    };
+    // Still within its grace period, or its grace and the threshold.
+    with_pod(&mut tables, "leaving", pod_deleted(-20));
+    with_pod(&mut tables, "just-late", pod_deleted(299));
+    with_pod(
+        &mut tables,
+        "ok",
+        pb::Pod {
+            phase: "Running".to_owned(),
+            ready: true,
+            containers: vec![container("running", "", None)],
+            ..pb::Pod::default()
+        },
+    );
+    tables.pvcs = table(vec![
+        claim("bound", "Bound", 90_000, false),
+        claim("young", "Pending", 60, false),
+        // Waits for a pod, however long: the pod's issues say why.
+        claim("waits-for-a-pod", "Pending", 90_000, true),
+    ]);
+    tables.namespaces = table(vec![
+        namespace("active", "Active", None),
+        namespace("going", "Terminating", Some(120)),
+    ]);
+    tables.workloads = table(vec![
+        deployment("up", "True", 90_000),
+        deployment("rolling", "False", 60),
+    ]);
+    tables.pdbs = table(vec![
+        budget("allows", 1, 3, None),
+        budget("briefly", 0, 3, Some(600)),
+        // Nothing to protect: no pods.
+        budget("empty", 0, 0, Some(90_000)),
+    ]);
+    assert_eq!(kinds(&detect_now(&tables)), []);
+}
+
+#[test]
+fn the_new_kinds_are_raised_past_their_thresholds_with_evidence() {
+    let mut tables = Tables::default();
+    for (name, reason) in [
+        ("create", "CreateContainerError"),
+        ("run", "RunContainerError"),
+    ] {
+        with_pod(
+            &mut tables,
+            name,
+            pb::Pod {
+                phase: "Pending".to_owned(),
+                containers: vec![container("waiting", reason, None)],
+                ..pb::Pod::default()
+            },
+        );
+    }
+    with_pod(&mut tables, "stuck", pod_deleted(301));
+    tables.pvcs = table(vec![
+        claim("pending", "Pending", 301, false),
+        claim("lost", "Lost", 10, false),
+    ]);
+    tables.namespaces = table(vec![namespace("old", "Terminating", Some(601))]);
+    tables.workloads = table(vec![deployment("down", "False", 601)]);
+    tables.pdbs = table(vec![budget("strict", 0, 2, Some(3601))]);
+    let issues = detect_now(&tables);
+    assert_eq!(
+        kinds(&issues),
+        [
+            (IssueKind::CreateContainerError, "create".to_owned()),
+            (IssueKind::RunContainerError, "run".to_owned()),
+            (IssueKind::PodStuckTerminating, "stuck".to_owned()),
+            (IssueKind::PvcPending, "pending".to_owned()),
+            (IssueKind::PvcLost, "lost".to_owned()),
+            (IssueKind::NamespaceStuckTerminating, "old".to_owned()),
+            (IssueKind::DeploymentUnavailable, "down".to_owned()),
+            (IssueKind::PdbBlockingDisruptions, "strict".to_owned()),
+        ]
+    );
+    let evidence = |kind: IssueKind| -> Vec<(String, String)> {
+        issues
+            .iter()
+            .find(|i| i.kind == kind as i32)
+            .map(|i| {
+                i.evidence
+                    .iter()
+                    .map(|e| (e.description.clone(), e.value.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        evidence(IssueKind::PodStuckTerminating)
+            .contains(&("finalizers".to_owned(), "example.com/block".to_owned()))
+    );
+    assert!(
+        evidence(IssueKind::PodStuckTerminating)
+            .contains(&("seconds past its grace period".to_owned(), "301".to_owned()))
+    );
+    assert!(
+        evidence(IssueKind::DeploymentUnavailable)
+            .contains(&("available/desired replicas".to_owned(), "0/3".to_owned()))
+    );
+    assert!(
+        evidence(IssueKind::PdbBlockingDisruptions)
+            .contains(&("healthy/expected pods".to_owned(), "2/2".to_owned()))
+    );
+    let severity = |kind: IssueKind| {
+        issues
+            .iter()
+            .find(|i| i.kind == kind as i32)
+            .map(|i| i.severity)
+    };
+    assert_eq!(
+        severity(IssueKind::PvcLost),
+        Some(Severity::Critical as i32)
+    );
+    assert_eq!(
+        severity(IssueKind::DeploymentUnavailable),
+        Some(Severity::Critical as i32)
+    );
+}

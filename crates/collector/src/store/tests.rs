@@ -136,7 +136,10 @@ fn pvc_usage_and_expandability_come_from_metrics_and_storage_classes() {
     store.apply(Item::StorageClass(
         Arc::from("sc1"),
         "fast".to_owned(),
-        true,
+        crate::project::ClassFacts {
+            expandable: true,
+            binds_on_first_consumer: false,
+        },
     ));
     store.apply_usage(
         ContainerUsage::new(),

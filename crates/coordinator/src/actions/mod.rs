@@ -115,8 +115,19 @@ struct Inner {
 }
 
 /// What makes two recommendations "the same action": policy, target uid
-/// and action type.
+/// and [`dedup_kind`].
 type DedupKey = (String, String, String);
+
+/// The action type, and for a report the issue kind too: a claim reported
+/// Pending and then Lost gets both reports, a second Pending report is the
+/// same one.
+fn dedup_kind(spec: &nanny_crd::HealingActionSpec) -> String {
+    let name = spec.action.type_.name();
+    match (&spec.action.type_, &spec.issue_kind) {
+        (ActionType::ReportOnly, Some(issue)) => format!("{name}/{issue}"),
+        _ => name.to_owned(),
+    }
+}
 
 /// (policy, incident) → the (target uid, action type) of its actions.
 type IncidentActions = HashMap<(String, String), std::collections::BTreeSet<(String, String)>>;
@@ -263,7 +274,7 @@ impl Driver {
         let dedup: DedupKey = (
             policy_ref.clone(),
             spec.target.uid.clone(),
-            action_type.to_owned(),
+            dedup_kind(&spec),
         );
         let namespace = policy.namespace().unwrap_or_default();
         let cooldown = Duration::from_secs(u64::from(policy.spec.limits.cooldown_seconds));
@@ -328,7 +339,7 @@ impl Driver {
         let matches = |a: &HealingAction| {
             a.spec.policy_ref == *policy_ref
                 && a.spec.target.uid == *uid
-                && a.spec.action.type_.name() == action_type
+                && dedup_kind(&a.spec) == *action_type
         };
         let mut cooling = false;
         for action in self.inner.ctx.actions.state() {
@@ -657,11 +668,38 @@ fn contains(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> bool {
         || snapshot.jobs.iter().any(|o| has(&o.r#ref))
         || snapshot.hpas.iter().any(|o| has(&o.r#ref))
         || snapshot.pvcs.iter().any(|o| has(&o.r#ref))
+        || snapshot.pdbs.iter().any(|o| has(&o.r#ref))
+        || snapshot.namespaces.iter().any(|o| has(&o.r#ref))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_of_different_issues_on_one_target_are_different_actions() {
+        let spec = |action: &str, issue: Option<&str>| -> nanny_crd::HealingActionSpec {
+            serde_json::from_value(serde_json::json!({
+                "policyRef": "shop/default",
+                "target": { "kind": "PersistentVolumeClaim", "namespace": "shop", "name": "data", "uid": "u1" },
+                "action": { "type": action },
+                "source": { "kind": "Rule", "name": "r" },
+                "confidence": 100, "reasoning": "r",
+                "recommendationId": "rec-1", "snapshotId": "snap-1",
+                "issueKind": issue,
+            }))
+            .unwrap()
+        };
+        let pending = dedup_kind(&spec("ReportOnly", Some("PVC_PENDING")));
+        assert_eq!(pending, "ReportOnly/PVC_PENDING");
+        assert_ne!(pending, dedup_kind(&spec("ReportOnly", Some("PVC_LOST"))));
+        assert_eq!(dedup_kind(&spec("ReportOnly", None)), "ReportOnly");
+        // Other actions stay one per target and type, whatever the issue.
+        assert_eq!(
+            dedup_kind(&spec("ExpandPvc", Some("PVC_NEARLY_FULL"))),
+            "ExpandPvc"
+        );
+    }
 
     #[test]
     fn names_are_readable_valid_and_deterministic() {

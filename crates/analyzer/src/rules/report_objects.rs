@@ -1,0 +1,213 @@
+//! Issues about objects other than pods that a person fixes (claims,
+//! namespaces, Deployments below their minimum, disruption budgets):
+//! reported with what the snapshot shows and what to change, never acted on.
+
+use std::{collections::BTreeMap, time::SystemTime};
+
+use nanny_proto::v1::{self as pb, IssueKind};
+
+use super::{
+    Drafts, describe,
+    report::{add_report, plain, quoted},
+    seconds_since,
+};
+use crate::catalog::{
+    REPORT_DEPLOYMENT_UNAVAILABLE, REPORT_NAMESPACE_TERMINATING, REPORT_PDB_BLOCKING,
+    REPORT_PVC_LOST, REPORT_PVC_PENDING,
+};
+use crate::index::SnapshotIndex;
+
+pub(super) fn report_object(
+    kind: IssueKind,
+    issue: &pb::Issue,
+    target: &pb::ObjectRef,
+    index: &SnapshotIndex<'_>,
+    now: SystemTime,
+    drafts: &mut Drafts,
+) {
+    let uid = target.uid.as_str();
+    let found = match kind {
+        IssueKind::PvcPending => index.pvcs.get(uid).and_then(|pvc| {
+            let r = pvc.r#ref.as_ref()?;
+            Some((REPORT_PVC_PENDING, r, pvc_pending(pvc, r, index, now)))
+        }),
+        IssueKind::PvcLost => index.pvcs.get(uid).and_then(|pvc| {
+            let r = pvc.r#ref.as_ref()?;
+            Some((REPORT_PVC_LOST, r, pvc_lost(pvc, r)))
+        }),
+        IssueKind::NamespaceStuckTerminating => index.namespaces.get(uid).and_then(|ns| {
+            let r = ns.r#ref.as_ref()?;
+            Some((REPORT_NAMESPACE_TERMINATING, r, namespace(ns, r, now)))
+        }),
+        IssueKind::DeploymentUnavailable => index.workloads.get(uid).and_then(|w| {
+            let r = w.r#ref.as_ref()?;
+            Some((REPORT_DEPLOYMENT_UNAVAILABLE, r, unavailable(w, r, index)))
+        }),
+        IssueKind::PdbBlockingDisruptions => index.pdbs.get(uid).and_then(|pdb| {
+            let r = pdb.r#ref.as_ref()?;
+            Some((REPORT_PDB_BLOCKING, r, pdb_blocking(pdb, r)))
+        }),
+        _ => None,
+    };
+    if let Some((rule, target, explanation)) = found {
+        add_report(drafts, rule, issue, target, explanation);
+    }
+}
+
+/// ` for 400s`, when the time is known.
+fn for_secs(since: Option<&prost_types::Timestamp>, now: SystemTime) -> String {
+    seconds_since(since, now)
+        .filter(|s| *s >= 0)
+        .map(|s| format!(" for {s}s"))
+        .unwrap_or_default()
+}
+
+/// ` The newest warning about it: ProvisioningFailed "…".`, when there is one.
+fn newest_warning(index: &SnapshotIndex<'_>, uid: &str) -> String {
+    index
+        .latest_warning(uid)
+        .filter(|e| plain(&e.reason))
+        .map(|e| {
+            let said = quoted(e.message.as_ref()).unwrap_or_default();
+            format!(" The newest warning about it: {} {said}.", e.reason)
+        })
+        .unwrap_or_default()
+}
+
+fn pvc_pending(
+    pvc: &pb::PersistentVolumeClaim,
+    r: &pb::ObjectRef,
+    index: &SnapshotIndex<'_>,
+    now: SystemTime,
+) -> String {
+    let class = if pvc.storage_class.is_empty() {
+        "it names no StorageClass, so only a PersistentVolume without a class can bind it (or set a default class)".to_owned()
+    } else {
+        format!(
+            "check that StorageClass {} exists and its provisioner runs, or that a PersistentVolume of that class with at least {} bytes is Available",
+            pvc.storage_class, pvc.requested_bytes
+        )
+    };
+    format!(
+        "{} has been Pending{}: no volume is bound to it, and pods using it cannot start.{} To fix: {class}.",
+        describe(r),
+        for_secs(pvc.created_at.as_ref(), now),
+        newest_warning(index, &r.uid)
+    )
+}
+
+fn pvc_lost(pvc: &pb::PersistentVolumeClaim, r: &pb::ObjectRef) -> String {
+    let volume = if pvc.volume_name.is_empty() {
+        "its PersistentVolume".to_owned()
+    } else {
+        format!("its PersistentVolume {}", pvc.volume_name)
+    };
+    format!(
+        "{} is Lost: {volume} is gone, and its data with it unless the storage behind it was kept. Pods using the claim cannot start. Restore the volume from a backup and bind it again, or delete and recreate the claim (its data is lost); Nanny does neither.",
+        describe(r)
+    )
+}
+
+fn namespace(ns: &pb::Namespace, r: &pb::ObjectRef, now: SystemTime) -> String {
+    let held: Vec<String> = ns
+        .blocked_by
+        .iter()
+        .filter_map(|m| quoted(Some(m)))
+        .collect();
+    let why = if held.is_empty() {
+        " Nothing in its status says why: list what is left in it (kubectl api-resources --verbs=list --namespaced -o name | xargs -n1 kubectl get -n NAMESPACE) and look for finalizers and unavailable APIs.".to_owned()
+    } else {
+        format!(
+            " The namespace controller says {}. Whatever owns those finalizers must finish (remove them by hand only once their cleanup is known done); an unavailable aggregated API must come back or be removed.",
+            held.join("; ")
+        )
+    };
+    format!(
+        "Namespace {} has been terminating{}.{why}",
+        r.name,
+        for_secs(ns.deletion_requested.as_ref(), now)
+    )
+}
+
+/// What the Deployment's pods are waiting in, e.g. `2 waiting in
+/// CrashLoopBackOff (container api)`.
+fn pod_states(workload_uid: &str, index: &SnapshotIndex<'_>) -> Vec<String> {
+    let mut states: BTreeMap<String, (usize, Vec<&str>)> = BTreeMap::new();
+    for pod in index.pods.values() {
+        if pod.workload.as_ref().is_none_or(|w| w.uid != workload_uid) {
+            continue;
+        }
+        let waiting = pod
+            .containers
+            .iter()
+            .find(|c| c.state == "waiting" && plain(&c.state_reason));
+        let key = match waiting {
+            Some(c) => format!("waiting in {}", c.state_reason),
+            None if pod.phase == "Pending" => "Pending".to_owned(),
+            None if !pod.ready => "running but not ready".to_owned(),
+            None => continue,
+        };
+        let entry = states.entry(key).or_default();
+        entry.0 += 1;
+        if let Some(c) = waiting
+            && !entry.1.contains(&c.name.as_str())
+        {
+            entry.1.push(&c.name);
+        }
+    }
+    states
+        .into_iter()
+        .map(|(state, (count, containers))| {
+            let pods = if count == 1 { "pod" } else { "pods" };
+            if containers.is_empty() {
+                format!("{count} {pods} {state}")
+            } else {
+                format!(
+                    "{count} {pods} {state} (container {})",
+                    containers.join(", ")
+                )
+            }
+        })
+        .collect()
+}
+
+fn unavailable(w: &pb::Workload, r: &pb::ObjectRef, index: &SnapshotIndex<'_>) -> String {
+    let states = pod_states(&r.uid, index);
+    let pods = if states.is_empty() {
+        " None of its pods in the snapshot shows why: look at its ReplicaSet's events (quota, admission, a missing ServiceAccount).".to_owned()
+    } else {
+        format!(
+            " Its pods: {}. Nanny acts on those pods' own issues where a rule can; what they need is in their reports.",
+            states.join("; ")
+        )
+    };
+    format!(
+        "{} has {} of {} replicas available, below its minimum: its users are not served.{pods}",
+        describe(r),
+        w.available_replicas,
+        w.desired_replicas
+    )
+}
+
+fn pdb_blocking(pdb: &pb::PodDisruptionBudget, r: &pb::ObjectRef) -> String {
+    let budget = match (pdb.min_available.as_str(), pdb.max_unavailable.as_str()) {
+        ("", "") => "its budget".to_owned(),
+        (min, "") => format!("minAvailable {min}"),
+        (_, max) => format!("maxUnavailable {max}"),
+    };
+    let healthy = format!(
+        "{} of {} pods healthy, {} required",
+        pdb.current_healthy, pdb.expected_pods, pdb.desired_healthy
+    );
+    if pdb.current_healthy < pdb.desired_healthy {
+        format!(
+            "{} allows no disruption ({budget}; {healthy}): its pods are unhealthy, so every drain and eviction of them waits. Fix the unhealthy pods; the budget then allows disruptions again.",
+            describe(r)
+        )
+    } else {
+        format!(
+            "{} allows no disruption even with every pod healthy ({budget}; {healthy}): every drain of a node running these pods waits for ever. Allow at least one: raise the replicas above the minimum, lower minAvailable, or set maxUnavailable to 1 or more.",
+            describe(r)
+        )
+    }
+}

@@ -1,0 +1,476 @@
+//! The issue kinds: one entry per kind the collector detects, with what
+//! raises it and what Nanny does about it by default. `nannyctl kinds`
+//! prints this table and the README's is generated from it (`cargo xtask
+//! docs`); the analyzer's tests check that its rules answer each kind as
+//! the table says.
+
+use crate::{
+    v1::{ActionType, IssueKind, Severity},
+    vocabulary::{self, Approval},
+};
+
+/// Where in the cluster a kind is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    Pods,
+    Workloads,
+    Jobs,
+    Nodes,
+    Storage,
+    Cluster,
+}
+
+impl Area {
+    /// Lower-case, as the tables print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pods => "pods",
+            Self::Workloads => "workloads",
+            Self::Jobs => "jobs",
+            Self::Nodes => "nodes",
+            Self::Storage => "storage",
+            Self::Cluster => "cluster",
+        }
+    }
+}
+
+/// What Nanny does about a kind when the policy allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Response {
+    /// A rule proposes the first action; the later ones are the rungs the
+    /// ladder (or a rule's threshold) moves on to.
+    Act(&'static [ActionType]),
+    /// A rule reports it to people with what to fix; nothing is executed.
+    Report,
+    /// No rule: a model may propose an action it is offered (the gate
+    /// reviews it like any other); without one the issue is only in the
+    /// snapshot and the metrics.
+    Model,
+}
+
+/// One issue kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindInfo {
+    /// The contract's enum value.
+    pub kind: IssueKind,
+    /// The policy's spelling (`triggers`, ladders): `CrashLoopBackOff`.
+    pub name: &'static str,
+    /// Where it is found.
+    pub area: Area,
+    /// The most severe level the collector gives it.
+    pub severity: Severity,
+    /// What raises it, in one line.
+    pub raised_when: &'static str,
+    /// What Nanny does by default.
+    pub response: Response,
+}
+
+impl KindInfo {
+    /// The response in words, e.g. `RestartPod → RolloutRestart`.
+    pub fn response_text(&self) -> String {
+        match self.response {
+            Response::Act(actions) => actions
+                .iter()
+                .map(|a| vocabulary::of_type(*a).name)
+                .collect::<Vec<_>>()
+                .join(" → "),
+            Response::Report => "ReportOnly (what to fix)".to_owned(),
+            Response::Model => "none by rule; the model may propose one".to_owned(),
+        }
+    }
+
+    /// Who lets the default action run, before a policy's override.
+    pub fn level_text(&self) -> &'static str {
+        match self.response {
+            Response::Act(actions) => actions
+                .first()
+                .map_or(Approval::Never, |a| vocabulary::of_type(*a).approval)
+                .as_str(),
+            Response::Report => Approval::Never.as_str(),
+            Response::Model => "as the gate rules for the proposal",
+        }
+    }
+}
+
+const fn kind(
+    kind: IssueKind,
+    name: &'static str,
+    area: Area,
+    severity: Severity,
+    raised_when: &'static str,
+    response: Response,
+) -> KindInfo {
+    KindInfo {
+        kind,
+        name,
+        area,
+        severity,
+        raised_when,
+        response,
+    }
+}
+
+use Area::{Cluster, Jobs, Nodes, Pods, Storage, Workloads};
+use IssueKind as K;
+use Response::{Act, Model, Report};
+use Severity::{Critical, Info, Warning};
+
+/// Every issue kind, in `IssueKind` order.
+pub const KINDS: &[KindInfo] = &[
+    kind(
+        K::CrashLoopBackOff,
+        "CrashLoopBackOff",
+        Pods,
+        Critical,
+        "a container waits in CrashLoopBackOff (critical from 5 restarts)",
+        Act(&[ActionType::RestartPod, ActionType::RolloutRestart]),
+    ),
+    kind(
+        K::OomKilled,
+        "OOMKilled",
+        Pods,
+        Critical,
+        "a container was killed for its memory limit (now, or within the OOM window)",
+        Act(&[ActionType::PatchResources]),
+    ),
+    kind(
+        K::ImagePullBackOff,
+        "ImagePullBackOff",
+        Pods,
+        Warning,
+        "a container waits in ErrImagePull or ImagePullBackOff",
+        Report,
+    ),
+    kind(
+        K::CreateContainerConfigError,
+        "CreateContainerConfigError",
+        Pods,
+        Warning,
+        "a container's ConfigMap, Secret or key is missing",
+        Report,
+    ),
+    kind(
+        K::Unschedulable,
+        "Unschedulable",
+        Pods,
+        Warning,
+        "PodScheduled=False for the unschedulable threshold",
+        Report,
+    ),
+    kind(
+        K::Evicted,
+        "Evicted",
+        Pods,
+        Warning,
+        "the pod's status reason is Evicted",
+        Model,
+    ),
+    kind(
+        K::ReadinessFailing,
+        "ReadinessFailing",
+        Pods,
+        Warning,
+        "running, no container waiting, not Ready for the readiness threshold",
+        Model,
+    ),
+    kind(
+        K::NodeNotReady,
+        "NodeNotReady",
+        Nodes,
+        Critical,
+        "the node's Ready condition is not True",
+        Act(&[ActionType::CordonNode, ActionType::DrainNode]),
+    ),
+    kind(
+        K::NodeMemoryPressure,
+        "NodeMemoryPressure",
+        Nodes,
+        Warning,
+        "MemoryPressure=True (False is healthy)",
+        Act(&[ActionType::CordonNode]),
+    ),
+    kind(
+        K::NodeDiskPressure,
+        "NodeDiskPressure",
+        Nodes,
+        Warning,
+        "DiskPressure=True (False is healthy)",
+        Act(&[ActionType::CordonNode]),
+    ),
+    kind(
+        K::NodePidPressure,
+        "NodePIDPressure",
+        Nodes,
+        Warning,
+        "PIDPressure=True (False is healthy)",
+        Act(&[ActionType::CordonNode]),
+    ),
+    kind(
+        K::NodeCordoned,
+        "NodeCordoned",
+        Nodes,
+        Info,
+        "spec.unschedulable is set",
+        Model,
+    ),
+    kind(
+        K::MemoryPressure,
+        "MemoryPressure",
+        Nodes,
+        Warning,
+        "Prometheus: the node's available memory ratio below its threshold",
+        Model,
+    ),
+    kind(
+        K::CpuThrottling,
+        "CPUThrottling",
+        Pods,
+        Warning,
+        "Prometheus: a container throttled in more periods than its threshold",
+        Model,
+    ),
+    kind(
+        K::HighRestartRate,
+        "HighRestartRate",
+        Pods,
+        Warning,
+        "Prometheus: a container's 15-minute restart rate above its threshold",
+        Model,
+    ),
+    kind(
+        K::HpaAtMax,
+        "HPAAtMax",
+        Workloads,
+        Warning,
+        "an HPA at maxReplicas with a metric above target",
+        Act(&[ActionType::ScaleHpa]),
+    ),
+    kind(
+        K::PvcNearlyFull,
+        "PVCNearlyFull",
+        Storage,
+        Critical,
+        "Prometheus: a claim's volume fuller than its threshold (critical from 95%)",
+        Act(&[ActionType::ExpandPvc]),
+    ),
+    kind(
+        K::JobFailed,
+        "JobFailed",
+        Jobs,
+        Warning,
+        "Failed=True (BackoffLimitExceeded, DeadlineExceeded, ...)",
+        Model,
+    ),
+    kind(
+        K::JobCompletedStale,
+        "JobCompletedStale",
+        Jobs,
+        Info,
+        "completed longer ago than the completed-Job threshold",
+        Act(&[ActionType::DeleteJob]),
+    ),
+    kind(
+        K::RolloutStuck,
+        "RolloutStuck",
+        Workloads,
+        Critical,
+        "Progressing=False with ProgressDeadlineExceeded",
+        Model,
+    ),
+    kind(
+        K::CreateContainerError,
+        "CreateContainerError",
+        Pods,
+        Warning,
+        "a container waits in CreateContainerError (the runtime refused to create it)",
+        Report,
+    ),
+    kind(
+        K::RunContainerError,
+        "RunContainerError",
+        Pods,
+        Warning,
+        "a container waits in RunContainerError (created, but it cannot start)",
+        Report,
+    ),
+    kind(
+        K::PodStuckTerminating,
+        "PodStuckTerminating",
+        Pods,
+        Warning,
+        "deleted, and still there longer than the terminating threshold after its grace period ended",
+        Report,
+    ),
+    kind(
+        K::PvcPending,
+        "PVCPending",
+        Storage,
+        Warning,
+        "a claim Pending for the pending-claim threshold",
+        Report,
+    ),
+    kind(
+        K::PvcLost,
+        "PVCLost",
+        Storage,
+        Critical,
+        "a claim whose volume is gone (phase Lost)",
+        Report,
+    ),
+    kind(
+        K::NamespaceStuckTerminating,
+        "NamespaceStuckTerminating",
+        Cluster,
+        Warning,
+        "a namespace Terminating for the terminating-namespace threshold",
+        Report,
+    ),
+    kind(
+        K::DeploymentUnavailable,
+        "DeploymentUnavailable",
+        Workloads,
+        Critical,
+        "Available=False (too few replicas available) for the unavailable threshold",
+        Report,
+    ),
+    kind(
+        K::PdbBlockingDisruptions,
+        "PDBBlockingDisruptions",
+        Workloads,
+        Warning,
+        "a PodDisruptionBudget allowing no disruption for the blocking threshold",
+        Report,
+    ),
+];
+
+/// The entry of a kind; `None` for `Unspecified`.
+pub fn info(kind: IssueKind) -> Option<&'static KindInfo> {
+    KINDS.iter().find(|k| k.kind == kind)
+}
+
+/// The entry named `name` (`CrashLoopBackOff`); `None` for a name no kind has.
+pub fn by_name(name: &str) -> Option<&'static KindInfo> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// The table as Markdown: the README's, and `nannyctl kinds --markdown`.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "| kind | area | raised when | severity | default response | level |\n|---|---|---|---|---|---|\n",
+    );
+    for k in KINDS {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} | {} |\n",
+            k.name,
+            k.area.as_str(),
+            k.raised_when,
+            severity_text(k.severity),
+            k.response_text(),
+            k.level_text()
+        ));
+    }
+    out
+}
+
+/// Where the README's generated tables begin and end.
+pub const README_BEGIN: &str =
+    "<!-- generated by `cargo xtask docs` from crates/proto/src/{kinds,vocabulary}.rs -->";
+/// The end marker.
+pub const README_END: &str = "<!-- end of generated tables -->";
+
+/// The README's generated part, markers included.
+pub fn readme_section() -> String {
+    format!(
+        "{README_BEGIN}\n{}\n{}{README_END}",
+        markdown(),
+        vocabulary::markdown()
+    )
+}
+
+/// `readme` with its generated part replaced by today's; `None` when it has
+/// no markers.
+pub fn with_readme_section(readme: &str) -> Option<String> {
+    let begin = readme.find(README_BEGIN)?;
+    let end = readme[begin..].find(README_END)? + begin + README_END.len();
+    Some(format!(
+        "{}{}{}",
+        &readme[..begin],
+        readme_section(),
+        &readme[end..]
+    ))
+}
+
+/// `critical`, `warning` or `info`.
+pub fn severity_text(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => "critical",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+        Severity::Unspecified => "unspecified",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_issue_kind_has_exactly_one_entry_in_order() {
+        let kinds: Vec<IssueKind> = (1..).map_while(|n| IssueKind::try_from(n).ok()).collect();
+        assert_eq!(KINDS.iter().map(|k| k.kind).collect::<Vec<_>>(), kinds);
+        assert!(info(IssueKind::Unspecified).is_none());
+    }
+
+    #[test]
+    fn names_are_the_contract_names_without_case_or_underscores() {
+        for k in KINDS {
+            let wire = k
+                .kind
+                .as_str_name()
+                .trim_start_matches("ISSUE_KIND_")
+                .replace('_', "");
+            assert!(wire.eq_ignore_ascii_case(k.name), "{wire} vs {}", k.name);
+            assert_eq!(by_name(k.name), Some(k));
+        }
+    }
+
+    #[test]
+    fn actions_named_are_executable_and_accept_a_target() {
+        for k in KINDS {
+            if let Response::Act(actions) = k.response {
+                assert!(!actions.is_empty(), "{}", k.name);
+                for a in actions {
+                    assert!(vocabulary::of_type(*a).executable, "{}: {a:?}", k.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_readmes_tables_are_these() {
+        let readme = include_str!("../../../README.md");
+        let regenerated = with_readme_section(readme);
+        assert!(
+            regenerated.is_some(),
+            "README.md lost its generated section"
+        );
+        assert!(
+            regenerated.as_deref() == Some(readme),
+            "README.md's tables of issue kinds and actions are stale: run `cargo xtask docs`"
+        );
+    }
+
+    #[test]
+    fn the_table_has_one_row_per_kind_with_its_level() {
+        let table = markdown();
+        assert_eq!(table.lines().count(), KINDS.len() + 2);
+        assert!(table.contains(
+            "| `CrashLoopBackOff` | pods | a container waits in CrashLoopBackOff (critical from 5 restarts) | critical | RestartPod → RolloutRestart | auto |"
+        ));
+        assert!(
+            table.contains("| `OOMKilled` |")
+                && table.contains("| PatchResources | needs approval |")
+        );
+        assert!(table.contains("| ReportOnly (what to fix) | reported, nothing executed |"));
+    }
+}

@@ -1,0 +1,395 @@
+//! The issue kinds added for breadth (#22), each made real against the API
+//! server and its controllers, and followed through the whole pipeline (the
+//! five services as processes): detected, reported in a ReportOnly
+//! HealingAction that says what to fix, closed by the gate with nothing
+//! executed, and the object left as it was.
+//!
+//! - a claim whose StorageClass does not exist (the PV controller's own
+//!   `ProvisioningFailed` quoted);
+//! - a claim whose bound volume was deleted (the PV controller marks it
+//!   Lost);
+//! - a namespace held Terminating by an object's finalizer (the namespace
+//!   controller's message quoted);
+//! - a pod deleted while a finalizer holds it;
+//! - a Deployment with no replica available (its pods cannot be
+//!   scheduled);
+//! - a PodDisruptionBudget that allows no disruption with every pod healthy.
+//!
+//! The runtime errors (CreateContainerError, RunContainerError) need a
+//! real runtime: the kubelet shows RunContainerError only until its
+//! back-off turns it into CrashLoopBackOff, so they are unit-tested on the
+//! kubelet's own messages.
+
+// Test helpers fail loudly: a panic with a message is the right outcome.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is one scenario against real services, read top to bottom"
+)]
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod},
+    policy::v1::PodDisruptionBudget,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use nanny_cluster_tests::{
+    Fixture,
+    pipeline::{Harness, WAIT, policy},
+};
+use nanny_crd::{ActionType, HealingAction, Phase};
+use nanny_test_util::{
+    cluster::eventually,
+    faults::{self, PodSpec},
+};
+use serde_json::json;
+
+/// The collector raises every new kind as soon as its condition holds.
+fn thresholds() -> Vec<(&'static str, String, String)> {
+    [
+        "PVC_PENDING_SECS",
+        "POD_TERMINATING_SECS",
+        "NAMESPACE_TERMINATING_SECS",
+        "DEPLOYMENT_UNAVAILABLE_SECS",
+        "PDB_BLOCKING_SECS",
+    ]
+    .into_iter()
+    .map(|key| {
+        (
+            "nanny-collector",
+            format!("NANNY_THRESHOLDS__{key}"),
+            "0".to_owned(),
+        )
+    })
+    .collect()
+}
+
+/// A namespace an object's finalizer holds Terminating, once the namespace
+/// controller has said so (its report quotes the controller).
+async fn held_namespace(client: &Client, name: &str) -> Namespace {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let held = create(&namespaces, json!({ "metadata": { "name": name } })).await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), name);
+    create(
+        &maps,
+        json!({ "metadata": { "name": "held", "finalizers": ["nanny.test/block"] } }),
+    )
+    .await;
+    namespaces
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the namespace controller naming the finalizer",
+        WAIT,
+        || async {
+            let ns = namespaces.get(name).await?;
+            let conditions = ns.status.and_then(|s| s.conditions).unwrap_or_default();
+            Ok(conditions
+                .iter()
+                .any(|c| {
+                    c.type_ == "NamespaceFinalizersRemaining"
+                        && c.status == "True"
+                        && c.message
+                            .as_deref()
+                            .is_some_and(|m| m.contains("nanny.test/block"))
+                })
+                .then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    held
+}
+
+async fn create<K>(api: &Api<K>, value: serde_json::Value) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(value).unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn clear_finalizers<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({ "metadata": { "finalizers": null } });
+    // Gone already is fine: this is cleanup.
+    let _ = api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+}
+
+/// The ReportOnly action about `uid` for `issue`, once the gate closed it:
+/// its explanation contains every one of `words`, and nothing ran.
+async fn reported(h: &Harness, uid: &str, issue: &str, words: &[&str]) -> HealingAction {
+    let closed = eventually(&format!("{issue} on {uid} reported"), WAIT, || async {
+        Ok(h.actions_on(uid).await.into_iter().find(|a| {
+            a.spec.action.type_ == ActionType::ReportOnly
+                && a.spec.issue_kind.as_deref() == Some(issue)
+                && a.status.as_ref().and_then(|s| s.phase).is_some()
+        }))
+    })
+    .await;
+    let closed = match closed {
+        Ok(action) => action,
+        Err(error) => panic!("{error}\n{}", h.actions_seen().await),
+    };
+    let reasoning = &closed.spec.reasoning;
+    for word in words {
+        assert!(
+            reasoning.contains(word),
+            "{issue}: {word:?} not in {reasoning:?}"
+        );
+    }
+    assert_eq!(
+        closed.spec.action.params.explanation.as_deref(),
+        Some(reasoning.as_str()),
+        "the report carries the same words"
+    );
+    let status = closed.status.clone().unwrap();
+    assert_eq!(status.phase, Some(Phase::Denied), "{status:?}");
+    assert!(status.result.is_none(), "nothing executed: {status:?}");
+    assert!(
+        status.conditions.iter().any(|c| c
+            .message
+            .contains("nothing to execute: reported to humans only")),
+        "{status:?}"
+    );
+    assert_eq!(h.executions_on(uid).await, 0, "{issue}: nothing executed");
+    println!("{issue}: {reasoning}");
+    closed
+}
+
+/// A claim bound to a volume of its own, which is then deleted.
+async fn lost_claim(client: &Client, ns: &str, claims: &Api<PersistentVolumeClaim>) -> String {
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let volume = format!("{ns}-lost");
+    let class = format!("{ns}-manual");
+    create(
+        &volumes,
+        json!({
+            "metadata": { "name": volume },
+            "spec": {
+                "capacity": { "storage": "1Gi" },
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": class,
+                "hostPath": { "path": format!("/tmp/{volume}") },
+                "claimRef": { "namespace": ns, "name": "lost" },
+            },
+        }),
+    )
+    .await;
+    create(
+        claims,
+        json!({
+            "metadata": { "name": "lost" },
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": class,
+                "volumeName": volume,
+                "resources": { "requests": { "storage": "1Gi" } },
+            },
+        }),
+    )
+    .await;
+    eventually("the claim bound", WAIT, || async {
+        let claim = claims.get("lost").await?;
+        Ok((claim.status.and_then(|s| s.phase).as_deref() == Some("Bound")).then_some(()))
+    })
+    .await
+    .unwrap();
+    // A bound volume is kept by its protection finalizer: lifting it is
+    // what losing the disk behind a claim looks like to the cluster.
+    volumes
+        .delete(&volume, &DeleteParams::default())
+        .await
+        .unwrap();
+    clear_finalizers(&volumes, &volume).await;
+    eventually("the claim Lost", WAIT, || async {
+        let claim = claims.get("lost").await?;
+        Ok((claim.status.and_then(|s| s.phase).as_deref() == Some("Lost")).then_some(()))
+    })
+    .await
+    .unwrap();
+    volume
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() {
+    let Some(fx) = Fixture::new("breadth").await else {
+        return;
+    };
+    let client = fx.client.clone();
+    let ns = fx.ns().to_owned();
+    // A second namespace in the policy's scope, to be stuck terminating.
+    let held_ns = format!("{ns}-held");
+    let mut policy = policy(&ns, "Auto");
+    policy.spec.scope.namespaces.push(held_ns.clone());
+    let held = held_namespace(&client, &held_ns).await;
+    let h = Harness::with_policy(fx, &policy, thresholds()).await;
+
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let held_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &held_ns);
+
+    // A claim of a class that does not exist.
+    let pending = create(
+        &claims,
+        json!({
+            "metadata": { "name": "pending" },
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "no-such-class",
+                "resources": { "requests": { "storage": "1Gi" } },
+            },
+        }),
+    )
+    .await;
+    // A claim whose volume goes.
+    let volume = lost_claim(&client, &ns, &claims).await;
+    let lost = claims.get("lost").await.unwrap();
+    // A pod a finalizer holds after its deletion (unscheduled, so only the
+    // API server and its finalizer decide).
+    let stuck = create(
+        &pods,
+        json!({
+            "metadata": { "name": "stuck", "finalizers": ["nanny.test/block"] },
+            "spec": {
+                "nodeSelector": { "nanny.ai/no-such-node": "true" },
+                "containers": [{ "name": "app", "image": "registry.example/stuck:1" }],
+            },
+        }),
+    )
+    .await;
+    pods.delete("stuck", &DeleteParams::default())
+        .await
+        .unwrap();
+    // A Deployment none of whose pods can be scheduled.
+    let nowhere = faults::unschedulable(&client, &ns, "nowhere")
+        .await
+        .unwrap();
+    // A budget that allows nothing over two healthy pods.
+    let guarded = faults::deployment(&client, &ns, "guarded", 2, &PodSpec::default())
+        .await
+        .unwrap();
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    let strict = create(
+        &budgets,
+        json!({
+            "metadata": { "name": "strict" },
+            "spec": { "minAvailable": "100%", "selector": { "matchLabels": { "app": "guarded" } } },
+        }),
+    )
+    .await;
+
+    reported(
+        &h,
+        &pending.uid().unwrap(),
+        "PVC_PENDING",
+        &[
+            &format!("PersistentVolumeClaim {ns}/pending has been Pending"),
+            "ProvisioningFailed",
+            "storageclass.storage.k8s.io \"no-such-class\" not found",
+            "check that StorageClass no-such-class exists",
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &lost.uid().unwrap(),
+        "PVC_LOST",
+        &[&format!(
+            "PersistentVolumeClaim {ns}/lost is Lost: its PersistentVolume {volume} is gone"
+        )],
+    )
+    .await;
+    reported(
+        &h,
+        &held.uid().unwrap(),
+        "NAMESPACE_STUCK_TERMINATING",
+        &[
+            &format!("Namespace {held_ns} has been terminating"),
+            "The namespace controller says",
+            "nanny.test/block",
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &stuck.uid().unwrap(),
+        "POD_STUCK_TERMINATING",
+        &[
+            &format!("Pod {ns}/stuck is still there"),
+            "finalizer nanny.test/block is still set",
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &nowhere.uid().unwrap(),
+        "DEPLOYMENT_UNAVAILABLE",
+        &[
+            &format!("Deployment {ns}/nowhere has 0 of 1 replicas available"),
+            "1 pod Pending",
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &strict.uid().unwrap(),
+        "PDB_BLOCKING_DISRUPTIONS",
+        &[
+            &format!(
+                "PodDisruptionBudget {ns}/strict allows no disruption even with every pod healthy"
+            ),
+            "minAvailable 100%; 2 of 2 pods healthy",
+        ],
+    )
+    .await;
+
+    // Nothing was changed: the API server still holds every object as the
+    // faults left it.
+    let pod = pods.get("stuck").await.unwrap();
+    assert!(pod.metadata.deletion_timestamp.is_some());
+    assert_eq!(pod.finalizers(), ["nanny.test/block"]);
+    let ns_now = namespaces.get(&held_ns).await.unwrap();
+    assert_eq!(
+        ns_now.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    for (name, generation) in [
+        ("nowhere", nowhere.metadata.generation),
+        ("guarded", guarded.metadata.generation),
+    ] {
+        assert_eq!(
+            deployments.get(name).await.unwrap().metadata.generation,
+            generation,
+            "{name} unchanged"
+        );
+    }
+    assert_eq!(
+        budgets.get("strict").await.unwrap().metadata.generation,
+        strict.metadata.generation
+    );
+
+    // Let the held objects go.
+    clear_finalizers(&pods, "stuck").await;
+    clear_finalizers(&held_maps, "held").await;
+    eventually("the held namespace gone", WAIT, || async {
+        Ok(namespaces.get_opt(&held_ns).await?.is_none().then_some(()))
+    })
+    .await
+    .unwrap();
+}
