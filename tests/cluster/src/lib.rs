@@ -304,3 +304,19 @@ pub fn audit_verify(file: &std::path::Path, args: &[&std::ffi::OsStr]) -> (bool,
     );
     (output.status.success(), text)
 }
+
+/// Creates the object `value` (JSON, as `kubectl create -f` takes it)
+/// through `api`.
+///
+/// # Panics
+/// When the API server refuses it.
+pub async fn create_json<K>(api: &Api<K>, value: serde_json::Value) -> K
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(value).unwrap();
+    match api.create(&PostParams::default(), &object).await {
+        Ok(created) => created,
+        Err(error) => panic!("create {object:?}: {error}"),
+    }
+}

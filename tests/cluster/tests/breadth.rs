@@ -34,10 +34,10 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams},
 };
 use nanny_cluster_tests::{
-    Fixture,
+    Fixture, create_json,
     pipeline::{Harness, WAIT, policy},
 };
 use nanny_crd::{ActionType, HealingAction, Phase};
@@ -71,9 +71,9 @@ fn thresholds() -> Vec<(&'static str, String, String)> {
 /// controller has said so (its report quotes the controller).
 async fn held_namespace(client: &Client, name: &str) -> Namespace {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let held = create(&namespaces, json!({ "metadata": { "name": name } })).await;
+    let held = create_json(&namespaces, json!({ "metadata": { "name": name } })).await;
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), name);
-    create(
+    create_json(
         &maps,
         json!({ "metadata": { "name": "held", "finalizers": ["nanny.test/block"] } }),
     )
@@ -103,18 +103,6 @@ async fn held_namespace(client: &Client, name: &str) -> Namespace {
     .await
     .unwrap();
     held
-}
-
-async fn create<K>(api: &Api<K>, value: serde_json::Value) -> K
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(value).unwrap(),
-    )
-    .await
-    .unwrap()
 }
 
 async fn clear_finalizers<K>(api: &Api<K>, name: &str)
@@ -174,7 +162,7 @@ async fn lost_claim(client: &Client, ns: &str, claims: &Api<PersistentVolumeClai
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
     let volume = format!("{ns}-lost");
     let class = format!("{ns}-manual");
-    create(
+    create_json(
         &volumes,
         json!({
             "metadata": { "name": volume },
@@ -189,7 +177,7 @@ async fn lost_claim(client: &Client, ns: &str, claims: &Api<PersistentVolumeClai
         }),
     )
     .await;
-    create(
+    create_json(
         claims,
         json!({
             "metadata": { "name": "lost" },
@@ -244,7 +232,7 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     let held_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &held_ns);
 
     // A claim of a class that does not exist.
-    let pending = create(
+    let pending = create_json(
         &claims,
         json!({
             "metadata": { "name": "pending" },
@@ -261,7 +249,7 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     let lost = claims.get("lost").await.unwrap();
     // A pod a finalizer holds after its deletion (unscheduled, so only the
     // API server and its finalizer decide).
-    let stuck = create(
+    let stuck = create_json(
         &pods,
         json!({
             "metadata": { "name": "stuck", "finalizers": ["nanny.test/block"] },
@@ -284,7 +272,7 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         .await
         .unwrap();
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
-    let strict = create(
+    let strict = create_json(
         &budgets,
         json!({
             "metadata": { "name": "strict" },
