@@ -71,6 +71,11 @@ pub const REPORT_UNSCHEDULABLE: Rule = Rule {
     id: "report-unschedulable",
     rationale: "An unschedulable pod needs capacity or looser constraints; restarting it only reschedules it into the same wall.",
 };
+/// Delete a workload's evicted pods.
+pub const EVICTED_PODS_DELETE: Rule = Rule {
+    id: "evicted-pods-delete",
+    rationale: "Evicted pods no longer run and their controller has replaced them; left behind they clutter listings and count against the pod quota.",
+};
 /// Report a container the runtime cannot create or start.
 pub const REPORT_RUNTIME_ERROR: Rule = Rule {
     id: "report-runtime-error",
@@ -128,4 +133,5 @@ pub const RULES: &[Rule] = &[
     REPORT_NAMESPACE_TERMINATING,
     REPORT_DEPLOYMENT_UNAVAILABLE,
     REPORT_PDB_BLOCKING,
+    EVICTED_PODS_DELETE,
 ];

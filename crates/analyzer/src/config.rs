@@ -223,9 +223,31 @@ pub struct RulesConfig {
     pub pvc: PvcRule,
     /// `report-image-pull`, `report-config-error`, `report-unschedulable`.
     pub report: ReportRule,
+    /// `evicted-pods-delete`.
+    #[serde(default)]
+    pub failed_pods: FailedPodsRule,
     /// Rule ids switched off one by one, e.g. `crashloop-rollout-restart`.
     #[serde(default)]
     pub disabled: BTreeSet<String>,
+}
+
+/// Section `rules.failed_pods`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailedPodsRule {
+    /// Off: evicted pods are left alone.
+    pub enabled: bool,
+    /// The most pods one action deletes, 1–100.
+    pub max_pods: u32,
+}
+
+impl Default for FailedPodsRule {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_pods: 20,
+        }
+    }
 }
 
 /// Section `rules.crashloop`.
@@ -407,6 +429,12 @@ impl RulesConfig {
         if !(1..=100).contains(&self.crashloop.rollout_percent) {
             return Err(Error::config(
                 "rules.crashloop.rollout_percent",
+                "must be between 1 and 100",
+            ));
+        }
+        if !(1..=crate::validate::MAX_FAILED_PODS).contains(&self.failed_pods.max_pods) {
+            return Err(Error::config(
+                "rules.failed_pods.max_pods",
                 "must be between 1 and 100",
             ));
         }

@@ -20,6 +20,7 @@ use sha2::{Digest as _, Sha256};
 use crate::{config::RulesConfig, index::SnapshotIndex};
 
 mod crashloop;
+mod failed_pods;
 mod hpa;
 mod node;
 mod oom;
@@ -154,6 +155,7 @@ impl Rules {
     ) -> Vec<Recommendation> {
         let mut drafts = Drafts::default();
         let mut crashloops: Vec<&pb::Issue> = Vec::new();
+        let mut evicted: Vec<&pb::Issue> = Vec::new();
         for issue in &snapshot.issues {
             let Some(target) = ref_of(issue.target.as_ref()) else {
                 continue;
@@ -168,6 +170,9 @@ impl Rules {
             match IssueKind::try_from(issue.kind) {
                 Ok(IssueKind::CrashLoopBackOff) if self.config.crashloop.enabled => {
                     crashloops.push(issue);
+                }
+                Ok(IssueKind::Evicted) if self.config.failed_pods.enabled => {
+                    evicted.push(issue);
                 }
                 Ok(IssueKind::OomKilled) if self.config.oom.enabled => {
                     self.oom(issue, target, index, &mut drafts);
@@ -214,6 +219,7 @@ impl Rules {
             }
         }
         self.crashloops(&crashloops, index, &mut drafts);
+        self.evicted(&evicted, index, &mut drafts);
         if !self.config.disabled.is_empty() {
             drafts
                 .0

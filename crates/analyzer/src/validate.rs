@@ -91,6 +91,8 @@ impl From<&RulesConfig> for Bounds {
 const ROLLABLE: &[&str] = &["Deployment", "StatefulSet", "DaemonSet"];
 const MAX_EXPLANATION: usize = 2000;
 const MAX_DRAIN_TIMEOUT_SECS: i64 = 3600;
+/// Most failed pods one DeleteFailedPods deletes.
+pub const MAX_FAILED_PODS: u32 = 100;
 
 /// Checks one recommendation against the snapshot it claims to be about.
 ///
@@ -196,6 +198,10 @@ pub fn validate(
                     && job.active == 0
                     && age.is_some_and(|age| age >= delete.min_age_seconds),
             )
+        }
+        Kind::DeleteFailedPods(delete) => {
+            rollable(index, uid)?;
+            bounded((1..=MAX_FAILED_PODS).contains(&delete.max_pods))
         }
         Kind::ReportOnly(report) => bounded(
             !report.explanation.trim().is_empty() && report.explanation.len() <= MAX_EXPLANATION,

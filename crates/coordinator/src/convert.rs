@@ -66,6 +66,10 @@ pub fn params(kind: &Kind) -> ActionParams {
             explanation: Some(a.explanation.clone()),
             ..ActionParams::default()
         },
+        Kind::DeleteFailedPods(a) => ActionParams {
+            max_pods: Some(Int(i64::from(a.max_pods))),
+            ..ActionParams::default()
+        },
         Kind::RestartPod(_)
         | Kind::RolloutRestart(_)
         | Kind::CordonNode(_)
@@ -146,6 +150,9 @@ pub fn action(spec: &ActionSpec) -> Result<Kind, Error> {
         }),
         ActionType::ReportOnly => Kind::ReportOnly(pb::ReportOnly {
             explanation: p.explanation.clone().unwrap_or_default(),
+        }),
+        ActionType::DeleteFailedPods => Kind::DeleteFailedPods(pb::DeleteFailedPods {
+            max_pods: required("maxPods", fits("maxPods", p.max_pods)?)?,
         }),
     })
 }
@@ -364,6 +371,9 @@ mod tests {
         roundtrip(Kind::DeleteResource(pb::DeleteResource {}));
         roundtrip(Kind::ReportOnly(pb::ReportOnly {
             explanation: "image missing".into(),
+        }));
+        roundtrip(Kind::DeleteFailedPods(pb::DeleteFailedPods {
+            max_pods: 20,
         }));
     }
 

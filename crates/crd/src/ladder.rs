@@ -90,6 +90,8 @@ pub enum Rung {
     PatchResources,
     /// Delete the finished Job.
     DeleteJob,
+    /// Delete the workload's failed pods.
+    DeleteFailedPods,
     /// Hand the incident to a human: one open escalation, no more actions.
     Escalate,
 }
@@ -106,6 +108,7 @@ impl Rung {
             Self::ExpandPvc => ActionType::ExpandPvc,
             Self::PatchResources => ActionType::PatchResources,
             Self::DeleteJob => ActionType::DeleteJob,
+            Self::DeleteFailedPods => ActionType::DeleteFailedPods,
             Self::Escalate => return None,
         })
     }

@@ -81,6 +81,8 @@ action_types! {
     DeleteResource,
     /// Tell a human; nothing to execute.
     ReportOnly,
+    /// Delete a workload's failed pods, a capped number per call.
+    DeleteFailedPods,
 }
 
 impl ActionType {

@@ -109,6 +109,9 @@ pub struct ActionParams {
     /// DeleteJob: how long the Job must have been finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_age_seconds: Option<Int>,
+    /// DeleteFailedPods: the most pods one call deletes (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pods: Option<Int>,
     /// ReportOnly: what to tell a human (the analyzer's limit: it may quote
     /// the kubelet's or scheduler's message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,6 +188,7 @@ pub const PARAMS: &[Param] = &[
     param("limits.memoryBytes", &[ActionType::PatchResources], false),
     param("minAgeSeconds", &[ActionType::DeleteJob], false),
     param("explanation", &[ActionType::ReportOnly], false),
+    param("maxPods", &[ActionType::DeleteFailedPods], true),
 ];
 
 impl ActionParams {
@@ -219,6 +223,7 @@ impl ActionParams {
             ),
             ("minAgeSeconds", int(self.min_age_seconds)),
             ("explanation", self.explanation.clone()),
+            ("maxPods", int(self.max_pods)),
         ]
         .into_iter()
         .filter_map(|(name, value)| value.map(|v| (name, v)))
@@ -246,6 +251,7 @@ impl ActionParams {
             ("limits.memoryBytes", self.legacy_limits_memory.is_some()),
             ("minAgeSeconds", self.min_age_seconds.is_some()),
             ("explanation", self.explanation.is_some()),
+            ("maxPods", self.max_pods.is_some()),
         ];
         set.into_iter()
             .filter_map(|(name, present)| present.then_some(name))

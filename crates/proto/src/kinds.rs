@@ -163,7 +163,7 @@ pub const KINDS: &[KindInfo] = &[
         Pods,
         Warning,
         "the pod's status reason is Evicted",
-        Model,
+        Act(&[ActionType::DeleteFailedPods]),
     ),
     kind(
         K::ReadinessFailing,

@@ -215,6 +215,15 @@ pub const ACTIONS: &[ActionInfo] = &[
         Approval::Never,
         ModelUse::Offered,
     ),
+    entry(
+        ActionType::DeleteFailedPods,
+        "DeleteFailedPods",
+        "delete_failed_pods",
+        Targets::Kinds(WORKLOAD_KINDS),
+        false,
+        Approval::Auto,
+        ModelUse::No,
+    ),
 ];
 
 /// The action type of an action arm: the one exhaustive match over arms.
@@ -231,6 +240,7 @@ pub fn action_type(kind: &Kind) -> ActionType {
         Kind::DeleteJob(_) => ActionType::DeleteJob,
         Kind::DeleteResource(_) => ActionType::DeleteResource,
         Kind::ReportOnly(_) => ActionType::ReportOnly,
+        Kind::DeleteFailedPods(_) => ActionType::DeleteFailedPods,
     }
 }
 
@@ -246,7 +256,7 @@ pub fn of_type(action_type: ActionType) -> &'static ActionInfo {
     info(action_type).unwrap_or(REPORT_ONLY)
 }
 
-const REPORT_ONLY: &ActionInfo = &ACTIONS[ACTIONS.len() - 1];
+const REPORT_ONLY: &ActionInfo = &ACTIONS[ActionType::ReportOnly as usize - 1];
 
 /// The entry of an action arm (every arm has one).
 pub fn of(kind: &Kind) -> &'static ActionInfo {

@@ -44,6 +44,14 @@ pub enum Write {
         /// Also require the read resourceVersion.
         pin_version: bool,
     },
+    /// Delete these pods, each with its uid as precondition: the failed pods
+    /// of one workload.
+    DeletePods {
+        /// `(namespace, name, uid)` of each pod.
+        pods: Vec<(String, String, String)>,
+        /// The diff's line per pod: its name and why it failed.
+        shown: Vec<String>,
+    },
     /// Cordon, then evict these pods.
     Drain {
         /// The cordon patch.
@@ -155,6 +163,8 @@ pub struct Facts {
     /// The target's owners, nearest first (Pod → ReplicaSet → Deployment,
     /// Job → CronJob), and an HPA's scale target: protection follows them.
     pub owners: Vec<Value>,
+    /// DeleteFailedPods: the workload's pods in phase Failed, oldest first.
+    pub failed_pods: Vec<Value>,
 }
 
 /// The result of applying (or dry-running) a plan.

@@ -381,6 +381,8 @@ pub const HARD_MAX_STORAGE_BYTES: i64 = 64 << 40;
 /// 4 MiB to 1 TiB: a container starved to a byte is as broken as one given
 /// a node's worth.
 pub const HARD_MEMORY_BYTES: std::ops::RangeInclusive<i64> = (4 << 20)..=(1 << 40);
+/// Most failed pods one DeleteFailedPods may delete.
+pub const HARD_FAILED_PODS: u32 = 100;
 /// 1m to 256 cores.
 pub const HARD_CPU_MILLICORES: std::ops::RangeInclusive<i64> = 1..=256_000;
 
@@ -512,6 +514,17 @@ fn validate_parameters(action: &ActionKind) -> Result<(), Error> {
             return Err(Error::invalid(
                 "recommendation.action.delete_job.min_age_seconds",
                 format!("{} is negative", job.min_age_seconds),
+            ));
+        }
+        ActionKind::DeleteFailedPods(delete)
+            if !(1..=HARD_FAILED_PODS).contains(&delete.max_pods) =>
+        {
+            return Err(Error::invalid(
+                "recommendation.action.delete_failed_pods.max_pods",
+                format!(
+                    "{} is outside the remediator's hard bounds 1..={HARD_FAILED_PODS}",
+                    delete.max_pods
+                ),
             ));
         }
         _ => {}

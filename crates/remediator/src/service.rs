@@ -264,8 +264,9 @@ impl RemediatorService {
             result(Outcome::Failed, String::new(), reason)
         } else {
             let evicted: Option<Vec<String>> = match &plan.write {
-                actions::Write::Drain { evict, .. } => {
-                    Some(evict.iter().map(|(_, _, uid)| uid.clone()).collect())
+                actions::Write::Drain { evict: pods, .. }
+                | actions::Write::DeletePods { pods, .. } => {
+                    Some(pods.iter().map(|(_, _, uid)| uid.clone()).collect())
                 }
                 _ => None,
             };

@@ -55,7 +55,8 @@ where
 /// One verification look for `v`'s action, begun at `started`.
 /// `stable`: how long a restarted pod must have been Ready. `evicted`: the
 /// uids of the pods a drain evicted (the ones it left in place, protected
-/// ones included, are no failure); `None`: any evictable pod left counts.
+/// ones included, are no failure; `None`: any evictable pod left counts),
+/// or of the failed pods DeleteFailedPods deleted.
 pub async fn check(
     exec: &Executor,
     v: &Validated,
@@ -109,9 +110,32 @@ pub async fn check(
                 ActionKind::UncordonNode(_) => schedulable(&current, true),
                 ActionKind::DrainNode(_) => drained(exec, &current, evicted).await,
                 ActionKind::ExpandPvc(expand) => expanded(expand, &current),
+                ActionKind::DeleteFailedPods(_) => {
+                    pods_gone(exec, &v.target.namespace, evicted.unwrap_or_default()).await
+                }
                 _ => Check::Passed(String::new()),
             }
         }
+    }
+}
+
+/// Whether every pod in `uids` is gone from `namespace`.
+async fn pods_gone(exec: &Executor, namespace: &str, uids: &[String]) -> Check {
+    let pods = exec.api(TargetKind::Pod, namespace);
+    let list = match pods.list(&ListParams::default()).await {
+        Ok(list) => list,
+        Err(error) => return Check::Pending(format!("cannot list pods: {error}")),
+    };
+    let left: Vec<String> = list
+        .items
+        .iter()
+        .filter(|p| p.metadata.uid.as_ref().is_some_and(|u| uids.contains(u)))
+        .map(|p| p.metadata.name.clone().unwrap_or_default())
+        .collect();
+    if left.is_empty() {
+        Check::Passed(format!("the {} failed pods are gone", uids.len()))
+    } else {
+        Check::Pending(format!("still there: {}", left.join(", ")))
     }
 }
 

@@ -461,6 +461,67 @@ pub async fn pods_of(client: &Client, namespace: &str, app: &str) -> anyhow::Res
         .items)
 }
 
+/// The pods of `app` in phase Failed.
+///
+/// # Errors
+/// When the API refuses the list.
+pub async fn failed_pods_of(
+    client: &Client,
+    namespace: &str,
+    app: &str,
+) -> anyhow::Result<Vec<Pod>> {
+    Ok(pods_of(client, namespace, app)
+        .await?
+        .into_iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
+        .collect())
+}
+
+/// Evicts `count` of `app`'s pods as the kubelet reports an eviction
+/// (phase Failed, reason Evicted, through the kwok stage); its ReplicaSet
+/// replaces them. Returns their uids once they show Evicted.
+///
+/// # Errors
+/// When the API refuses, or the pods never show Evicted.
+pub async fn evict_pods(
+    client: &Client,
+    namespace: &str,
+    app: &str,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let running = eventually(&format!("{count} {app} pods running"), SETTLE, || async {
+        let running: Vec<Pod> = pods_of(client, namespace, app)
+            .await?
+            .into_iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .collect();
+        Ok((running.len() >= count).then_some(running))
+    })
+    .await?;
+    let mut evicted = Vec::new();
+    for pod in running.iter().take(count) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let patch = json!({ "metadata": {
+            "labels": { FAULT_LABEL: "pod-failed" },
+            "annotations": { "nanny.ai/fault-pod-reason": "Evicted" },
+        } });
+        pods.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        evicted.push(pod.metadata.uid.clone().unwrap_or_default());
+    }
+    eventually(&format!("{count} {app} pods evicted"), SETTLE, || async {
+        let failed = failed_pods_of(client, namespace, app).await?;
+        Ok((failed.len() >= count
+            && failed
+                .iter()
+                .all(|p| p.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Evicted")))
+        .then_some(()))
+    })
+    .await?;
+    Ok(evicted)
+}
+
 /// The first live (not deleting) pod of `app` whose first container's
 /// status `accept` accepts, with that status.
 ///

@@ -13,7 +13,10 @@
 //! - a pod deleted while a finalizer holds it;
 //! - a Deployment with no replica available (its pods cannot be
 //!   scheduled);
-//! - a PodDisruptionBudget that allows no disruption with every pod healthy.
+//! - a PodDisruptionBudget that allows no disruption with every pod healthy;
+//!
+//! and the one acted on: a Deployment's evicted pods, deleted automatically
+//! (DeleteFailedPods) while its running pods stay.
 //!
 //! The runtime errors (CreateContainerError, RunContainerError) need a
 //! real runtime: the kubelet shows RunContainerError only until its
@@ -223,7 +226,19 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     let held_ns = format!("{ns}-held");
     let mut policy = policy(&ns, "Auto");
     policy.spec.scope.namespaces.push(held_ns.clone());
+    policy
+        .spec
+        .actions
+        .push(serde_json::from_value(json!({ "type": "DeleteFailedPods" })).unwrap());
     let held = held_namespace(&client, &held_ns).await;
+    // Evicted pods of a Deployment, replaced by its ReplicaSet, before Nanny
+    // starts: it sees both at once and deletes them in one action.
+    let evicting = faults::deployment(&client, &ns, "evicting", 3, &PodSpec::default())
+        .await
+        .unwrap();
+    let evicted = faults::evict_pods(&client, &ns, "evicting", 2)
+        .await
+        .unwrap();
     let h = Harness::with_policy(fx, &policy, thresholds()).await;
 
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
@@ -345,6 +360,38 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         ],
     )
     .await;
+
+    // The evicted pods deleted, automatically, through the Deployment.
+    let deleted = h
+        .wait_phase(&evicting.uid().unwrap(), Phase::Succeeded)
+        .await;
+    assert_eq!(deleted.spec.action.type_, ActionType::DeleteFailedPods);
+    assert_eq!(deleted.spec.issue_kind.as_deref(), Some("EVICTED"));
+    let left: Vec<String> = pods
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter_map(|p| p.uid())
+        .collect();
+    for uid in &evicted {
+        assert!(!left.contains(uid), "evicted pod {uid} still there");
+    }
+    assert!(
+        faults::failed_pods_of(&client, &ns, "evicting")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    println!(
+        "EVICTED: {} → DeleteFailedPods, {:?}",
+        deleted.spec.reasoning,
+        deleted
+            .status
+            .and_then(|s| s.result)
+            .map(|r| r.verification)
+    );
 
     // Nothing was changed: the API server still holds every object as the
     // faults left it.

@@ -1187,3 +1187,121 @@ async fn the_record_sweep_deletes_only_finished_records_older_than_the_cutoff() 
         "left for a person"
     );
 }
+
+async fn failed_pods(fx: &Fixture, app: &str) -> Vec<Pod> {
+    faults::failed_pods_of(&fx.client, fx.ns(), app)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn delete_failed_pods_deletes_only_the_workloads_failed_pods_capped_and_has_no_undo() {
+    let Some(fx) = Fixture::new("rem-failed").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    let web = faults::deployment(&fx.client, fx.ns(), "web", 3, &PodSpec::default())
+        .await
+        .unwrap();
+    faults::deployment(&fx.client, fx.ns(), "other", 1, &PodSpec::default())
+        .await
+        .unwrap();
+    rolled_out(&fx, "web").await;
+    rolled_out(&fx, "other").await;
+    let evicted = faults::evict_pods(&fx.client, fx.ns(), "web", 2)
+        .await
+        .unwrap();
+    let other_evicted = faults::evict_pods(&fx.client, fx.ns(), "other", 1)
+        .await
+        .unwrap();
+    // The replacements run: the workload is whole again.
+    rolled_out(&fx, "web").await;
+    let running: Vec<String> = faults::pods_of(&fx.client, fx.ns(), "web")
+        .await
+        .unwrap()
+        .iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .map(|p| p.uid().unwrap())
+        .collect();
+    assert_eq!(running.len(), 3);
+    let delete =
+        |max_pods| ActionKind::DeleteFailedPods(nanny_proto::v1::DeleteFailedPods { max_pods });
+    let uids = |pods: Vec<Pod>| -> Vec<String> { pods.iter().map(|p| p.uid().unwrap()).collect() };
+
+    // A dry run names what it would delete and deletes nothing.
+    let dry_run = remediator
+        .execute(dry(approved("failed-web-dry", delete(1), target(&web))))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&dry_run), Outcome::DryRun, "{dry_run:?}");
+    assert!(
+        dry_run.dry_run_diff.contains("(Failed: Evicted)"),
+        "{}",
+        dry_run.dry_run_diff
+    );
+    assert!(
+        dry_run
+            .dry_run_diff
+            .contains("leave 1 more failed pods for a later call (at most 1 per call)"),
+        "{}",
+        dry_run.dry_run_diff
+    );
+    assert_eq!(failed_pods(&fx, "web").await.len(), 2);
+
+    // One per call: the oldest goes, verified gone.
+    let first = remediator
+        .execute(approved("failed-web-1", delete(1), target(&web)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&first), Outcome::Succeeded, "{first:?}");
+    assert_eq!(verification(&first), VerificationState::Passed);
+    assert_eq!(failed_pods(&fx, "web").await.len(), 1);
+    let second = remediator
+        .execute(approved("failed-web-2", delete(20), target(&web)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&second), Outcome::Succeeded, "{second:?}");
+    // The API server's evidence: web's failed pods are gone, its running
+    // pods are the same ones, another workload's failed pod is untouched.
+    let pods: Api<Pod> = Api::namespaced(fx.client.clone(), fx.ns());
+    for uid in &evicted {
+        let left = pods.list(&ListParams::default()).await.unwrap();
+        assert!(
+            !left.items.iter().any(|p| p.uid().as_ref() == Some(uid)),
+            "{uid}"
+        );
+    }
+    let still_running: Vec<String> = faults::pods_of(&fx.client, fx.ns(), "web")
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.uid().unwrap())
+        .collect();
+    assert_eq!(still_running, running);
+    assert_eq!(uids(failed_pods(&fx, "other").await), other_evicted);
+
+    // Nothing to undo: the pods had already failed.
+    let rollback = remediator.rollback("failed-web-2").await.unwrap_err();
+    assert_eq!(
+        rollback.code(),
+        tonic::Code::FailedPrecondition,
+        "{rollback:?}"
+    );
+    assert!(
+        rollback.message().contains("already failed"),
+        "{rollback:?}"
+    );
+
+    // Nothing left to delete: refused with the reason, nothing written.
+    let nothing = remediator
+        .execute(approved("failed-web-3", delete(20), target(&web)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&nothing), Outcome::Refused, "{nothing:?}");
+    assert!(
+        nothing.error.contains("it has no failed pods to delete"),
+        "{}",
+        nothing.error
+    );
+    assert_eq!(uids(failed_pods(&fx, "other").await), other_evicted);
+}

@@ -395,3 +395,50 @@ fn a_blocking_budget_says_whether_its_numbers_or_its_pods_are_wrong() {
         "{text}"
     );
 }
+
+#[test]
+fn evicted_pods_of_one_workload_are_deleted_in_one_capped_action() {
+    let mut s = snapshot();
+    let web = obj("Deployment", "shop", "web");
+    s.workloads.push(deployment("web", 3, None));
+    for name in ["web-1", "web-2"] {
+        let mut p = pod(name, Some(&web), vec![]);
+        p.phase = "Failed".into();
+        p.status_reason = "Evicted".into();
+        s.issues.push(issue(
+            IssueKind::Evicted,
+            p.r#ref.as_ref().unwrap(),
+            &format!("fp-{name}"),
+        ));
+        s.pods.push(p);
+    }
+    // A pod no workload owns: nothing replaced it, it is left alone.
+    let mut bare = pod("bare", None, vec![]);
+    bare.status_reason = "Evicted".into();
+    s.issues.push(issue(
+        IssueKind::Evicted,
+        bare.r#ref.as_ref().unwrap(),
+        "fp-bare",
+    ));
+    s.pods.push(bare);
+    let recs = run(&s);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        recs[0].target.as_ref().map(|t| t.name.as_str()),
+        Some("web")
+    );
+    assert_eq!(
+        recs[0].action.as_ref().and_then(|a| a.kind.clone()),
+        Some(Kind::DeleteFailedPods(pb::DeleteFailedPods {
+            max_pods: 20
+        }))
+    );
+    assert_eq!(recs[0].issue_fingerprints, ["fp-web-1", "fp-web-2"]);
+    assert!(
+        recs[0]
+            .reason
+            .starts_with("2 evicted pods of Deployment shop/web have been replaced"),
+        "{}",
+        recs[0].reason
+    );
+}

@@ -107,6 +107,7 @@ impl Executor {
                     after: None,
                 })
             }
+            Write::DeletePods { pods, shown } => self.delete_pods(pods, shown, dry_run).await,
             Write::Drain {
                 cordon,
                 evict,
@@ -124,6 +125,51 @@ impl Executor {
                 self.drain(v, current, steps, dry_run).await
             }
         }
+    }
+
+    /// Deletes each pod with its uid as precondition, every delete tried as
+    /// a server-side dry run first: one RBAC or admission refusal writes
+    /// nothing. A pod gone (or replaced under its name) meanwhile is skipped.
+    async fn delete_pods(
+        &self,
+        pods: &[(String, String, String)],
+        shown: &[String],
+        dry_run: bool,
+    ) -> Result<Applied, Error> {
+        let diff: String = shown.iter().map(|line| format!("{line}\n")).collect();
+        for pass_dry in [true, false] {
+            if !pass_dry && dry_run {
+                break;
+            }
+            for (namespace, name, uid) in pods {
+                let api = self.api(TargetKind::Pod, namespace);
+                let delete = DeleteParams {
+                    dry_run: pass_dry,
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid.clone()),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                match api.delete(name, &delete).await {
+                    Ok(_) => {}
+                    Err(error) if matches!(api_code(&error), Some(404 | 409)) => {}
+                    Err(error) => {
+                        return Err(refusal_or_error(
+                            error,
+                            "delete",
+                            &format!("Pod {namespace}/{name}"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(Applied {
+            diff,
+            failed: None,
+            wrote: !dry_run,
+            after: None,
+        })
     }
 
     /// Drains a node. Every eviction is first tried as a dry run (retrying a

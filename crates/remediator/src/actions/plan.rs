@@ -5,7 +5,8 @@
 use std::time::{Duration, SystemTime};
 
 use nanny_proto::v1::{
-    DeleteJob, DrainNode, ExpandPvc, PatchResources, ScaleHpa, action::Kind as ActionKind,
+    DeleteFailedPods, DeleteJob, DrainNode, ExpandPvc, PatchResources, ScaleHpa,
+    action::Kind as ActionKind,
 };
 use serde_json::{Value, json};
 
@@ -72,6 +73,7 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
         ActionKind::ExpandPvc(expand) => expand_pvc(&input, expand),
         ActionKind::PatchResources(patch) => patch_resources(&input, patch),
         ActionKind::DeleteJob(job) => delete_job(&input, job),
+        ActionKind::DeleteFailedPods(delete) => delete_failed_pods(&input, delete),
         ActionKind::DeleteResource(_) | ActionKind::ReportOnly(_) => Err(Error::Unsupported {
             action: crate::request::action_type(&v.action).as_str_name(),
         }),
@@ -305,5 +307,55 @@ fn delete_job(input: &Input<'_>, job: &DeleteJob) -> Result<Plan, Error> {
             pin_version: true,
         },
         "a deleted Job would run again if re-created",
+    ))
+}
+
+fn delete_failed_pods(input: &Input<'_>, delete: &DeleteFailedPods) -> Result<Plan, Error> {
+    if !input
+        .facts
+        .failed_pods
+        .iter()
+        .any(|pod| str_at(pod, "/status/phase") == "Failed")
+    {
+        return Err(input.precondition("it has no failed pods to delete"));
+    }
+    let most = usize::try_from(delete.max_pods).unwrap_or(0);
+    if most == 0 {
+        return Err(input.precondition("max_pods is 0: nothing may be deleted"));
+    }
+    // Only what the phase says: a pod listed as Failed that is not is left.
+    let failed: Vec<&Value> = input
+        .facts
+        .failed_pods
+        .iter()
+        .filter(|pod| str_at(pod, "/status/phase") == "Failed")
+        .collect();
+    let mut pods = Vec::new();
+    let mut shown = Vec::new();
+    for pod in failed.iter().take(most) {
+        let (namespace, name) = (
+            str_at(pod, "/metadata/namespace"),
+            str_at(pod, "/metadata/name"),
+        );
+        let reason = match str_at(pod, "/status/reason") {
+            "" => "Failed".to_owned(),
+            reason => format!("Failed: {reason}"),
+        };
+        pods.push((
+            namespace.to_owned(),
+            name.to_owned(),
+            str_at(pod, "/metadata/uid").to_owned(),
+        ));
+        shown.push(format!("delete Pod {namespace}/{name} ({reason})"));
+    }
+    let left = failed.len().saturating_sub(pods.len());
+    if left > 0 {
+        shown.push(format!(
+            "leave {left} more failed pods for a later call (at most {most} per call)"
+        ));
+    }
+    Ok(Plan::irreversible(
+        Write::DeletePods { pods, shown },
+        "the deleted pods had already failed and their controller had replaced them; nothing runs again if they came back",
     ))
 }

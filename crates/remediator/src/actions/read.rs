@@ -138,6 +138,9 @@ impl Executor {
             ActionKind::DrainNode(_) => {
                 facts.pods_on_node = self.pods_on_node(&v.target.name).await?;
             }
+            ActionKind::DeleteFailedPods(_) => {
+                facts.failed_pods = self.failed_pods_of(v, current).await?;
+            }
             _ => {}
         }
         facts.owners = self.owners(current).await?;
@@ -249,5 +252,64 @@ impl Executor {
             .await
             .map_err(|e| refusal_or_error(e, "list", &format!("pods on Node {node}")))?;
         list.items.iter().map(to_value).collect()
+    }
+
+    /// The pods in phase Failed whose controller is the workload `current`
+    /// (directly, or through a ReplicaSet it controls), oldest first.
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] or [`Error::Kube`].
+    pub async fn failed_pods_of(
+        &self,
+        v: &Validated,
+        current: &Value,
+    ) -> Result<Vec<Value>, Error> {
+        let namespace = &v.target.namespace;
+        let target = describe(&v.target);
+        let pods = self.api(TargetKind::Pod, namespace);
+        let failed = pods
+            .list(&ListParams::default().fields("status.phase=Failed"))
+            .await
+            .map_err(|e| refusal_or_error(e, "list", &format!("failed pods of {target}")))?;
+        let workload_uid = str_at(current, "/metadata/uid");
+        // ReplicaSet uid → whether the workload controls it.
+        let mut sets: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for pod in failed.items.iter().map(to_value) {
+            let pod = pod?;
+            let Some(owner) = controller_ref(&pod) else {
+                continue;
+            };
+            let (kind, uid) = (str_at(owner, "/kind"), str_at(owner, "/uid"));
+            let ours = if uid == workload_uid {
+                true
+            } else if kind == "ReplicaSet" && v.kind == TargetKind::Deployment {
+                if let Some(known) = sets.get(uid) {
+                    *known
+                } else {
+                    let set = self
+                        .get_object(namespace, "apps/v1", "ReplicaSet", str_at(owner, "/name"))
+                        .await?;
+                    let controlled = set.as_ref().is_some_and(|set| {
+                        str_at(set, "/metadata/uid") == uid
+                            && controller_ref(set)
+                                .is_some_and(|o| str_at(o, "/uid") == workload_uid)
+                    });
+                    sets.insert(uid.to_owned(), controlled);
+                    controlled
+                }
+            } else {
+                false
+            };
+            if ours {
+                out.push(pod);
+            }
+        }
+        out.sort_by(|a, b| {
+            str_at(a, "/metadata/creationTimestamp")
+                .cmp(str_at(b, "/metadata/creationTimestamp"))
+                .then_with(|| str_at(a, "/metadata/name").cmp(str_at(b, "/metadata/name")))
+        });
+        Ok(out)
     }
 }

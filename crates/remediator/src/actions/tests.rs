@@ -1,8 +1,8 @@
 use std::time::{Duration, SystemTime};
 
 use nanny_proto::v1::{
-    ActionType, CordonNode, DeleteJob, DrainNode, ExpandPvc, ObjectRef, PatchResources, Resources,
-    RestartPod, ScaleHpa, action::Kind as ActionKind,
+    ActionType, CordonNode, DeleteFailedPods, DeleteJob, DrainNode, ExpandPvc, ObjectRef,
+    PatchResources, Resources, RestartPod, ScaleHpa, action::Kind as ActionKind,
 };
 use serde_json::json;
 
@@ -394,4 +394,64 @@ fn protection_follows_the_owner_chain() {
     ];
     let reason = protection_refusal(&protected, &v, &owned_pod(), &facts).unwrap();
     assert!(reason.contains("Deployment shop/web"), "{reason}");
+}
+
+#[test]
+fn delete_failed_pods_deletes_only_failed_pods_up_to_the_cap_and_cannot_be_undone() {
+    let v = validated(
+        ActionKind::DeleteFailedPods(DeleteFailedPods { max_pods: 2 }),
+        TargetKind::Deployment,
+    );
+    let deployment = json!({ "metadata": { "name": "web", "uid": "u1", "resourceVersion": "7" } });
+    let err = plan(&v, &deployment, &Facts::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "refused: X shop/web: it has no failed pods to delete"
+    );
+    let pod = |name: &str, phase: &str, reason: &str| {
+        json!({ "metadata": { "name": name, "namespace": "shop", "uid": format!("uid-{name}") },
+                "status": { "phase": phase, "reason": reason } })
+    };
+    let facts = Facts {
+        failed_pods: vec![
+            pod("web-1", "Failed", "Evicted"),
+            // Listed as Failed but no longer: never deleted.
+            pod("web-2", "Running", ""),
+            pod("web-3", "Failed", ""),
+            pod("web-4", "Failed", "Evicted"),
+        ],
+        ..Facts::default()
+    };
+    let p = plan(&v, &deployment, &facts).unwrap();
+    let Write::DeletePods { pods, shown } = &p.write else {
+        panic!("{p:?}");
+    };
+    assert_eq!(
+        pods,
+        &[
+            (
+                "shop".to_owned(),
+                "web-1".to_owned(),
+                "uid-web-1".to_owned()
+            ),
+            (
+                "shop".to_owned(),
+                "web-3".to_owned(),
+                "uid-web-3".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(
+        shown,
+        &[
+            "delete Pod shop/web-1 (Failed: Evicted)",
+            "delete Pod shop/web-3 (Failed)",
+            "leave 1 more failed pods for a later call (at most 2 per call)",
+        ]
+    );
+    assert!(p.fields.is_empty());
+    assert!(
+        p.not_reversible
+            .is_some_and(|why| why.contains("already failed"))
+    );
 }

@@ -14,6 +14,8 @@ const DEFAULT_MAX_REPLICAS: i32 = 100;
 const DEFAULT_MAX_MEMORY_BYTES: i64 = 64 << 30;
 const DEFAULT_MAX_STORAGE_BYTES: i64 = 16 << 40;
 const JOB_MIN_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Most failed pods one DeleteFailedPods may delete.
+const MAX_FAILED_PODS: u32 = 100;
 
 /// Whether the action fits the target's kind and scope.
 pub(super) fn check_target_kind(kind: &Kind, target: &ObjectRef) -> Result<(), String> {
@@ -203,6 +205,21 @@ pub(super) fn default_level(
             }
         }
         Kind::DeleteResource(_) => needs("delete-needs-human", "deleting an object needs a human"),
+        Kind::DeleteFailedPods(delete) => {
+            if !(1..=MAX_FAILED_PODS).contains(&delete.max_pods) {
+                return Err(Review::denied(
+                    "parameter-out-of-bounds",
+                    format!("max_pods {} outside 1..={MAX_FAILED_PODS}", delete.max_pods),
+                ));
+            }
+            // The remediator deletes only pods in phase Failed whose
+            // controller is the target: they no longer run, and their
+            // controller has replaced them.
+            auto(
+                "auto-delete-failed-pods",
+                "deleting a workload's failed pods, a capped number per call, is auto-approved",
+            )
+        }
         Kind::ReportOnly(_) => Err(Review::denied(
             "report-only",
             "nothing to execute: reported to humans only",

@@ -15,7 +15,7 @@ use proptest::{prelude::*, strategy::ValueTree as _};
 
 use super::*;
 
-const ALL_TYPES: [ActionType; 11] = [
+const ALL_TYPES: [ActionType; 12] = [
     ActionType::RestartPod,
     ActionType::RolloutRestart,
     ActionType::ScaleHpa,
@@ -27,6 +27,7 @@ const ALL_TYPES: [ActionType; 11] = [
     ActionType::DeleteJob,
     ActionType::DeleteResource,
     ActionType::ReportOnly,
+    ActionType::DeleteFailedPods,
 ];
 
 fn gate() -> Gate {
@@ -406,6 +407,27 @@ fn only_jobs_finished_over_a_day_ago_are_deleted_automatically() {
     assert_eq!(level(&r).1, ["job-too-recent"]);
     ctx(&mut r).job_finished_at = None;
     assert_eq!(level(&r).1, ["job-age-unknown"]);
+}
+
+#[test]
+fn a_workloads_failed_pods_are_deleted_automatically_within_the_cap() {
+    let delete = |max_pods| {
+        request(
+            Kind::DeleteFailedPods(nanny_proto::v1::DeleteFailedPods { max_pods }),
+            target("Deployment", "shop", "web"),
+        )
+    };
+    assert_eq!(
+        level(&delete(20)),
+        (Level::Approved, vec!["auto-delete-failed-pods"])
+    );
+    for out_of_bounds in [0, 101] {
+        assert_eq!(level(&delete(out_of_bounds)).1, ["parameter-out-of-bounds"]);
+    }
+    // Pods are deleted through their workload only.
+    let mut on_a_pod = delete(20);
+    rec(&mut on_a_pod).target = Some(target("Pod", "shop", "web-1"));
+    assert_eq!(level(&on_a_pod).0, Level::Denied);
 }
 
 #[test]
@@ -867,6 +889,11 @@ fn any_kind() -> impl Strategy<Value = Option<Kind>> {
         ))),
         (0i64..200_000).prop_map(|a| Some(Kind::DeleteJob(DeleteJob { min_age_seconds: a }))),
         Just(Some(Kind::DeleteResource(DeleteResource {}))),
+        (0u32..150).prop_map(
+            |m| Some(Kind::DeleteFailedPods(nanny_proto::v1::DeleteFailedPods {
+                max_pods: m
+            }))
+        ),
         Just(Some(Kind::ReportOnly(
             nanny_proto::v1::ReportOnly::default()
         ))),
@@ -895,8 +922,8 @@ prop_compose! {
         confidence in prop_oneof![4 => Just(100u32), 1 => 0u32..150],
         source in prop_oneof![8 => Just(1u8), 1 => Just(2u8), 1 => Just(0u8)],
         mode in prop_oneof![7 => Just(PolicyMode::Auto as i32), 3 => 0i32..5],
-        overrides in proptest::collection::vec(0i32..4, 11),
-        allowed in proptest::collection::vec(prop::bool::weighted(0.9), 11),
+        overrides in proptest::collection::vec(0i32..4, ALL_TYPES.len()),
+        allowed in proptest::collection::vec(prop::bool::weighted(0.9), ALL_TYPES.len()),
         allow_auto in any::<bool>(),
         min_confidence in 0.0f64..1.0,
         crashloop in any::<bool>(),
