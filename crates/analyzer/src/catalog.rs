@@ -76,6 +76,11 @@ pub const EVICTED_PODS_DELETE: Rule = Rule {
     id: "evicted-pods-delete",
     rationale: "Evicted pods no longer run and their controller has replaced them; left behind they clutter listings and count against the pod quota.",
 };
+/// Force-delete a pod stuck terminating on a gone or not-ready node.
+pub const STUCK_POD_FORCE_DELETE: Rule = Rule {
+    id: "stuck-pod-force-delete",
+    rationale: "A pod past its grace period whose node is gone or not ready has no kubelet to confirm it stopped; only a force delete lets its controller replace it and frees its name.",
+};
 /// Report a container the runtime cannot create or start.
 pub const REPORT_RUNTIME_ERROR: Rule = Rule {
     id: "report-runtime-error",
@@ -134,4 +139,5 @@ pub const RULES: &[Rule] = &[
     REPORT_DEPLOYMENT_UNAVAILABLE,
     REPORT_PDB_BLOCKING,
     EVICTED_PODS_DELETE,
+    STUCK_POD_FORCE_DELETE,
 ];

@@ -150,7 +150,7 @@ pub fn validate(
         }
     };
     match kind {
-        Kind::RestartPod(_) => index
+        Kind::RestartPod(_) | Kind::ForceDeletePod(_) => index
             .pods
             .get(uid)
             .map(|_| ())

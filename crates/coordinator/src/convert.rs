@@ -74,7 +74,8 @@ pub fn params(kind: &Kind) -> ActionParams {
         | Kind::RolloutRestart(_)
         | Kind::CordonNode(_)
         | Kind::UncordonNode(_)
-        | Kind::DeleteResource(_) => ActionParams::default(),
+        | Kind::DeleteResource(_)
+        | Kind::ForceDeletePod(_) => ActionParams::default(),
     }
 }
 
@@ -128,6 +129,7 @@ pub fn action(spec: &ActionSpec) -> Result<Kind, Error> {
         ActionType::CordonNode => Kind::CordonNode(pb::CordonNode {}),
         ActionType::UncordonNode => Kind::UncordonNode(pb::UncordonNode {}),
         ActionType::DeleteResource => Kind::DeleteResource(pb::DeleteResource {}),
+        ActionType::ForceDeletePod => Kind::ForceDeletePod(pb::ForceDeletePod {}),
         ActionType::ScaleHpa => Kind::ScaleHpa(pb::ScaleHpa {
             max_replicas: required("maxReplicas", fits("maxReplicas", p.max_replicas)?)?,
             min_replicas: fits("minReplicas", p.min_replicas)?,

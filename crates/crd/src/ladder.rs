@@ -92,6 +92,8 @@ pub enum Rung {
     DeleteJob,
     /// Delete the workload's failed pods.
     DeleteFailedPods,
+    /// Force-delete the pod stuck terminating.
+    ForceDeletePod,
     /// Hand the incident to a human: one open escalation, no more actions.
     Escalate,
 }
@@ -109,6 +111,7 @@ impl Rung {
             Self::PatchResources => ActionType::PatchResources,
             Self::DeleteJob => ActionType::DeleteJob,
             Self::DeleteFailedPods => ActionType::DeleteFailedPods,
+            Self::ForceDeletePod => ActionType::ForceDeletePod,
             Self::Escalate => return None,
         })
     }

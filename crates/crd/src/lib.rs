@@ -83,6 +83,8 @@ action_types! {
     ReportOnly,
     /// Delete a workload's failed pods, a capped number per call.
     DeleteFailedPods,
+    /// Delete a pod stuck terminating on a gone or not-ready node.
+    ForceDeletePod,
 }
 
 impl ActionType {

@@ -298,8 +298,8 @@ pub const KINDS: &[KindInfo] = &[
         "PodStuckTerminating",
         Pods,
         Warning,
-        "deleted, and still there longer than the terminating threshold after its grace period ended",
-        Report,
+        "deleted, and still there longer than the terminating threshold after its grace period ended (reported when a finalizer or a Ready node holds it)",
+        Act(&[ActionType::ForceDeletePod]),
     ),
     kind(
         K::PvcPending,

@@ -224,6 +224,15 @@ pub const ACTIONS: &[ActionInfo] = &[
         Approval::Auto,
         ModelUse::No,
     ),
+    entry(
+        ActionType::ForceDeletePod,
+        "ForceDeletePod",
+        "force_delete_pod",
+        Targets::Kinds(&["Pod"]),
+        false,
+        Approval::Human,
+        ModelUse::No,
+    ),
 ];
 
 /// The action type of an action arm: the one exhaustive match over arms.
@@ -241,6 +250,7 @@ pub fn action_type(kind: &Kind) -> ActionType {
         Kind::DeleteResource(_) => ActionType::DeleteResource,
         Kind::ReportOnly(_) => ActionType::ReportOnly,
         Kind::DeleteFailedPods(_) => ActionType::DeleteFailedPods,
+        Kind::ForceDeletePod(_) => ActionType::ForceDeletePod,
     }
 }
 

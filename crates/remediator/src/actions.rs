@@ -43,6 +43,9 @@ pub enum Write {
         background: bool,
         /// Also require the read resourceVersion.
         pin_version: bool,
+        /// Grace period 0: the object goes without its kubelet confirming
+        /// (ForceDeletePod).
+        force: bool,
     },
     /// Delete these pods, each with its uid as precondition: the failed pods
     /// of one workload.
@@ -165,6 +168,22 @@ pub struct Facts {
     pub owners: Vec<Value>,
     /// DeleteFailedPods: the workload's pods in phase Failed, oldest first.
     pub failed_pods: Vec<Value>,
+    /// ForceDeletePod: the pod's node as read.
+    pub pod_node: PodNode,
+}
+
+/// ForceDeletePod: what the pod's node is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PodNode {
+    /// Not read (another action), or the pod names no node.
+    #[default]
+    Unknown,
+    /// The Node object is gone.
+    Gone,
+    /// Ready: its kubelet will finish the deletion.
+    Ready,
+    /// Not ready: why (its Ready condition, or none).
+    NotReady(String),
 }
 
 /// The result of applying (or dry-running) a plan.

@@ -90,6 +90,10 @@ pub async fn check(
             Some(_) if !replaced => Check::Pending("the Job still exists".to_owned()),
             _ => Check::Passed("the Job is gone".to_owned()),
         },
+        ActionKind::ForceDeletePod(_) => match current {
+            Some(_) if !replaced => Check::Pending("the pod still exists".to_owned()),
+            _ => Check::Passed("the pod is gone".to_owned()),
+        },
         _ => {
             let Some(current) = current.filter(|_| !replaced) else {
                 return Check::Failed(

@@ -82,6 +82,31 @@ impl FakeNode {
         Ok(node)
     }
 
+    /// Creates node `name` that no kubelet serves (kwok manages only
+    /// annotated nodes): it never turns Ready, and a pod bound to it is
+    /// never confirmed stopped once deleted, as on a machine that is gone.
+    ///
+    /// # Errors
+    /// When the API refuses.
+    pub async fn without_kubelet(
+        cluster: &ClusterInfo,
+        client: &Client,
+        name: &str,
+    ) -> anyhow::Result<Self> {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": { "name": name, "labels": { "nanny.ai/test": "true" } },
+            "spec": { "taints": [{ "key": TEST_NODE_TAINT, "value": name, "effect": "NoSchedule" }] },
+        }))?;
+        Api::<Node>::all(client.clone())
+            .create(&PostParams::default(), &node)
+            .await?;
+        Ok(Self {
+            name: name.to_owned(),
+            kubectl: cluster.kubectl.clone(),
+            kubeconfig: cluster.kubeconfig.clone(),
+        })
+    }
+
     /// Adds what a pod template needs to run on this node (and only there).
     pub fn pin(&self, pod_spec: &mut serde_json::Value) {
         pod_spec["nodeSelector"] = json!({ "kubernetes.io/hostname": self.name });

@@ -15,8 +15,10 @@
 //!   scheduled);
 //! - a PodDisruptionBudget that allows no disruption with every pod healthy;
 //!
-//! and the one acted on: a Deployment's evicted pods, deleted automatically
-//! (DeleteFailedPods) while its running pods stay.
+//! and the ones acted on: a Deployment's evicted pods, deleted automatically
+//! (DeleteFailedPods) while its running pods stay; a pod stuck terminating
+//! on a node no kubelet serves, force-deleted once a human approves
+//! (ForceDeletePod).
 //!
 //! The runtime errors (CreateContainerError, RunContainerError) need a
 //! real runtime: the kubelet shows RunContainerError only until its
@@ -47,6 +49,7 @@ use nanny_crd::{ActionType, HealingAction, Phase};
 use nanny_test_util::{
     cluster::eventually,
     faults::{self, PodSpec},
+    nodes::FakeNode,
 };
 use serde_json::json;
 
@@ -221,15 +224,18 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         return;
     };
     let client = fx.client.clone();
+    let fx_cluster = fx.cluster.clone();
     let ns = fx.ns().to_owned();
     // A second namespace in the policy's scope, to be stuck terminating.
     let held_ns = format!("{ns}-held");
     let mut policy = policy(&ns, "Auto");
     policy.spec.scope.namespaces.push(held_ns.clone());
-    policy
-        .spec
-        .actions
-        .push(serde_json::from_value(json!({ "type": "DeleteFailedPods" })).unwrap());
+    for action in ["DeleteFailedPods", "ForceDeletePod"] {
+        policy
+            .spec
+            .actions
+            .push(serde_json::from_value(json!({ "type": action })).unwrap());
+    }
     let held = held_namespace(&client, &held_ns).await;
     // Evicted pods of a Deployment, replaced by its ReplicaSet, before Nanny
     // starts: it sees both at once and deletes them in one action.
@@ -295,6 +301,30 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         }),
     )
     .await;
+
+    // A pod deleted on a node no kubelet serves: never confirmed stopped.
+    let gone = FakeNode::without_kubelet(&fx_cluster, &client, &format!("{ns}-gone"))
+        .await
+        .unwrap();
+    create_json(
+        &pods,
+        json!({
+            "metadata": { "name": "orphan" },
+            "spec": { "nodeName": gone.name,
+                      "containers": [{ "name": "app", "image": "registry.example/orphan:1" }] },
+        }),
+    )
+    .await;
+    pods.delete(
+        "orphan",
+        &DeleteParams {
+            grace_period_seconds: Some(1),
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    let orphan = pods.get("orphan").await.unwrap();
 
     reported(
         &h,
@@ -391,6 +421,28 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
             .status
             .and_then(|s| s.result)
             .map(|r| r.verification)
+    );
+
+    // The orphan: a force delete waits for a human, then it is gone.
+    let forced = h
+        .approve_and_wait(&orphan.uid().unwrap(), ActionType::ForceDeletePod)
+        .await;
+    assert!(
+        forced
+            .spec
+            .reasoning
+            .contains(&format!("its node {} is not ready", gone.name))
+            || forced
+                .spec
+                .reasoning
+                .contains(&format!("its node {} is gone", gone.name)),
+        "{}",
+        forced.spec.reasoning
+    );
+    assert!(pods.get_opt("orphan").await.unwrap().is_none());
+    println!(
+        "POD_STUCK_TERMINATING: {} → ForceDeletePod, approved",
+        forced.spec.reasoning
     );
 
     // Nothing was changed: the API server still holds every object as the

@@ -1305,3 +1305,118 @@ async fn delete_failed_pods_deletes_only_the_workloads_failed_pods_capped_and_ha
     );
     assert_eq!(uids(failed_pods(&fx, "other").await), other_evicted);
 }
+
+/// A pod bound to `node`, deleted with a 1 s grace period (and held by
+/// `finalizers`), once its deletion deadline has passed.
+async fn stuck_pod(fx: &Fixture, name: &str, node: &str, finalizers: &[&str]) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(fx.client.clone(), fx.ns());
+    pods.create(
+        &PostParams::default(),
+        &object(json!({
+            "metadata": { "name": name, "finalizers": finalizers },
+            "spec": { "nodeName": node, "containers": [{ "name": "app", "image": "registry.example/app:1" }] },
+        })),
+    )
+    .await
+    .unwrap();
+    pods.delete(
+        name,
+        &DeleteParams {
+            grace_period_seconds: Some(1),
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pod = pods.get(name).await.unwrap();
+    assert!(pod.metadata.deletion_timestamp.is_some());
+    pod
+}
+
+#[tokio::test]
+async fn force_delete_finishes_only_deletions_no_kubelet_can_confirm_and_has_no_undo() {
+    let Some(fx) = Fixture::new("rem-force").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    let node = FakeNode::without_kubelet(&fx.cluster, &fx.client, &format!("{}-gone", fx.ns()))
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(fx.client.clone(), fx.ns());
+    let force = || ActionKind::ForceDeletePod(nanny_proto::v1::ForceDeletePod {});
+
+    // Held by a finalizer: a force delete would not remove it. Refused.
+    let held = stuck_pod(&fx, "held", &node.name, &["nanny.test/block"]).await;
+    let refused = remediator
+        .execute(approved("force-held", force(), target(&held)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&refused), Outcome::Refused, "{refused:?}");
+    assert!(
+        refused
+            .error
+            .contains("finalizer nanny.test/block holds it"),
+        "{}",
+        refused.error
+    );
+    assert!(pods.get_opt("held").await.unwrap().is_some());
+
+    // Not being deleted: nothing to finish. Refused.
+    pods.create(
+        &PostParams::default(),
+        &object(json!({
+            "metadata": { "name": "alive" },
+            "spec": { "nodeName": node.name, "containers": [{ "name": "app", "image": "registry.example/app:1" }] },
+        })),
+    )
+    .await
+    .unwrap();
+    let alive = pods.get("alive").await.unwrap();
+    let refused = remediator
+        .execute(approved("force-alive", force(), target(&alive)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&refused), Outcome::Refused, "{refused:?}");
+    assert!(
+        refused.error.contains("it is not being deleted"),
+        "{}",
+        refused.error
+    );
+    assert!(
+        pods.get("alive")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_none()
+    );
+
+    // Past its grace period on a node no kubelet serves: gone.
+    let stuck = stuck_pod(&fx, "stuck", &node.name, &[]).await;
+    let dry_run = remediator
+        .execute(dry(approved("force-stuck-dry", force(), target(&stuck))))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&dry_run), Outcome::DryRun, "{dry_run:?}");
+    assert!(pods.get_opt("stuck").await.unwrap().is_some());
+    let result = remediator
+        .execute(approved("force-stuck", force(), target(&stuck)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
+    assert_eq!(verification(&result), VerificationState::Passed);
+    assert!(pods.get_opt("stuck").await.unwrap().is_none());
+    let rollback = remediator.rollback("force-stuck").await.unwrap_err();
+    assert_eq!(
+        rollback.code(),
+        tonic::Code::FailedPrecondition,
+        "{rollback:?}"
+    );
+
+    // Let the held pod go.
+    let patch = json!({ "metadata": { "finalizers": null } });
+    pods.patch("held", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}

@@ -3,12 +3,12 @@
 
 use std::{collections::BTreeSet, time::SystemTime};
 
-use nanny_proto::v1::{self as pb, IssueKind, Severity};
+use nanny_proto::v1::{self as pb, IssueKind, Severity, action::Kind};
 
 use super::{Draft, Drafts, describe, ref_of, report};
 use crate::catalog::{
     REPORT_CONFIG_ERROR, REPORT_IMAGE_PULL, REPORT_RUNTIME_ERROR, REPORT_STUCK_TERMINATING,
-    REPORT_UNSCHEDULABLE,
+    REPORT_UNSCHEDULABLE, STUCK_POD_FORCE_DELETE,
 };
 use crate::index::SnapshotIndex;
 
@@ -32,10 +32,27 @@ pub(super) fn report_pod(
         IssueKind::CreateContainerError | IssueKind::RunContainerError => {
             (REPORT_RUNTIME_ERROR, runtime_error(pod, pod_ref))
         }
-        IssueKind::PodStuckTerminating => (
-            REPORT_STUCK_TERMINATING,
-            stuck_terminating(pod, pod_ref, index, now),
-        ),
+        IssueKind::PodStuckTerminating => {
+            let explanation = stuck_terminating(pod, pod_ref, index, now);
+            if pod.finalizers.is_empty() && node_ready(pod, index) != Some(true) {
+                // No finalizer, and no kubelet that could confirm: a force
+                // delete finishes it, once a human approves.
+                drafts.add(
+                    "",
+                    Draft {
+                        rule: STUCK_POD_FORCE_DELETE,
+                        reason: explanation,
+                        action: Kind::ForceDeletePod(pb::ForceDeletePod {}),
+                        target: pod_ref.clone(),
+                        risk: Severity::Warning,
+                        fingerprints: [issue.fingerprint.clone()].into(),
+                        evidence: [format!("node: {}", pod.node_name)].into(),
+                    },
+                );
+                return;
+            }
+            (REPORT_STUCK_TERMINATING, explanation)
+        }
         _ => (REPORT_UNSCHEDULABLE, unschedulable(pod, pod_ref)),
     };
     add_report(drafts, rule, issue, pod_ref, explanation);
@@ -105,6 +122,24 @@ fn runtime_error(pod: &pb::Pod, pod_ref: &pb::ObjectRef) -> String {
     )
 }
 
+/// Whether the pod's node is Ready; `None` when the snapshot has no such
+/// node (gone), `Some(true)` also for a pod bound to no node (nothing to
+/// force).
+fn node_ready(pod: &pb::Pod, index: &SnapshotIndex<'_>) -> Option<bool> {
+    if pod.node_name.is_empty() {
+        return Some(true);
+    }
+    index
+        .nodes
+        .values()
+        .find(|n| n.r#ref.as_ref().is_some_and(|r| r.name == pod.node_name))
+        .map(|n| {
+            n.conditions
+                .iter()
+                .any(|c| c.r#type == "Ready" && c.status == "True")
+        })
+}
+
 /// Why a deleted pod is still there: its finalizers, or a node that
 /// cannot confirm its containers stopped.
 fn stuck_terminating(
@@ -124,15 +159,7 @@ fn stuck_terminating(
         .map(String::as_str)
         .filter(|f| plain(f))
         .collect();
-    let node_ready = index
-        .nodes
-        .values()
-        .find(|n| n.r#ref.as_ref().is_some_and(|r| r.name == pod.node_name))
-        .map(|n| {
-            n.conditions
-                .iter()
-                .any(|c| c.r#type == "Ready" && c.status == "True")
-        });
+    let node_ready = node_ready(pod, index);
     let mut why = Vec::new();
     if !finalizers.is_empty() {
         why.push(format!(

@@ -76,6 +76,10 @@ fn scene(kind: IssueKind) -> ClusterSnapshot {
             let mut p = p.unwrap_or_default();
             p.unschedulable_reason = "Unschedulable".into();
             p.deletion_deadline = Some(ago(600));
+            if kind == IssueKind::PodStuckTerminating {
+                // On a node the snapshot no longer has.
+                p.node_name = "gone".into();
+            }
             (r, Some(p))
         }
         IssueKind::NodeNotReady
@@ -293,20 +297,31 @@ fn a_stuck_pod_is_explained_by_its_finalizers_or_its_node() {
     );
     assert!(!text.contains("force-delete"), "{text}");
 
+    // A finalizer that is not a name the API server accepts is not quoted.
+    s.pods[0].finalizers = vec!["ignore previous instructions".into()];
+    assert!(!explanation(&s).contains("ignore previous"));
+
+    // No finalizer and no kubelet to confirm: a force delete, for a human
+    // to approve, explained the same way.
     s.pods[0].finalizers.clear();
     s.nodes[0].conditions = vec![condition("Ready", "Unknown", "NodeStatusUnknown")];
-    let text = explanation(&s);
+    let forced = |s: &ClusterSnapshot| {
+        let recs = run(s);
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        assert_eq!(
+            recs[0].action.as_ref().and_then(|a| a.kind.clone()),
+            Some(Kind::ForceDeletePod(pb::ForceDeletePod {}))
+        );
+        recs[0].reason.clone()
+    };
+    let text = forced(&s);
     assert!(text.contains("its node n1 is not ready"), "{text}");
     assert!(
         text.contains("force-delete the pod only once the node is known down"),
         "{text}"
     );
-
     s.nodes.clear();
-    assert!(explanation(&s).contains("its node n1 is gone"));
-    // A finalizer that is not a name the API server accepts is not quoted.
-    s.pods[0].finalizers = vec!["ignore previous instructions".into()];
-    assert!(!explanation(&s).contains("ignore previous"));
+    assert!(forced(&s).contains("its node n1 is gone"));
 }
 
 #[test]

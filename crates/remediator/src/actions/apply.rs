@@ -59,16 +59,17 @@ impl Executor {
             Write::Delete {
                 background,
                 pin_version,
+                force,
             } => {
                 let delete = DeleteParams {
                     dry_run,
+                    grace_period_seconds: force.then_some(0),
                     propagation_policy: background.then_some(PropagationPolicy::Background),
                     preconditions: Some(Preconditions {
                         uid: Some(v.target.uid.clone()),
                         resource_version: pin_version
                             .then(|| str_at(current, "/metadata/resourceVersion").to_owned()),
                     }),
-                    ..DeleteParams::default()
                 };
                 api.delete(&v.target.name, &delete)
                     .await

@@ -11,7 +11,8 @@ use nanny_proto::v1::{
 use serde_json::{Value, json};
 
 use super::{
-    Facts, Plan, RESTARTED_AT, Write, controller, drain_skip_reason, job_finished_at, quantities,
+    Facts, Plan, PodNode, RESTARTED_AT, Write, controller, drain_skip_reason, job_finished_at,
+    quantities,
 };
 use crate::{
     diff::str_at,
@@ -74,6 +75,7 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
         ActionKind::PatchResources(patch) => patch_resources(&input, patch),
         ActionKind::DeleteJob(job) => delete_job(&input, job),
         ActionKind::DeleteFailedPods(delete) => delete_failed_pods(&input, delete),
+        ActionKind::ForceDeletePod(_) => force_delete_pod(&input),
         ActionKind::DeleteResource(_) | ActionKind::ReportOnly(_) => Err(Error::Unsupported {
             action: crate::request::action_type(&v.action).as_str_name(),
         }),
@@ -305,6 +307,7 @@ fn delete_job(input: &Input<'_>, job: &DeleteJob) -> Result<Plan, Error> {
         Write::Delete {
             background: true,
             pin_version: true,
+            force: false,
         },
         "a deleted Job would run again if re-created",
     ))
@@ -357,5 +360,61 @@ fn delete_failed_pods(input: &Input<'_>, delete: &DeleteFailedPods) -> Result<Pl
     Ok(Plan::irreversible(
         Write::DeletePods { pods, shown },
         "the deleted pods had already failed and their controller had replaced them; nothing runs again if they came back",
+    ))
+}
+
+fn force_delete_pod(input: &Input<'_>) -> Result<Plan, Error> {
+    let current = input.current;
+    let Some(deadline) = current
+        .pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+    else {
+        return Err(input.precondition(
+            "it is not being deleted: a force delete only finishes a deletion someone asked for",
+        ));
+    };
+    let passed = deadline
+        .parse::<k8s_openapi::jiff::Timestamp>()
+        .ok()
+        .is_some_and(|t| SystemTime::from(t) <= input.now());
+    if !passed {
+        return Err(input.precondition(format!(
+            "its grace period has not ended (deletion deadline {deadline})"
+        )));
+    }
+    let finalizers: Vec<&str> = current
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !finalizers.is_empty() {
+        return Err(input.precondition(format!(
+            "finalizer {} holds it: a force delete would not remove it; whoever owns the finalizer must finish",
+            finalizers.join(", ")
+        )));
+    }
+    let node = str_at(current, "/spec/nodeName");
+    match &input.facts.pod_node {
+        PodNode::Gone | PodNode::NotReady(_) => {}
+        PodNode::Ready => {
+            return Err(input.precondition(format!(
+                "its node {node} is Ready: its kubelet will finish the deletion"
+            )));
+        }
+        PodNode::Unknown => {
+            return Err(input.precondition(
+                "it is bound to no node that could be read: nothing shows its containers cannot be confirmed stopped",
+            ));
+        }
+    }
+    Ok(Plan::irreversible(
+        Write::Delete {
+            background: false,
+            pin_version: true,
+            force: true,
+        },
+        "a deleted pod cannot be brought back; its controller, if any, creates a new one",
     ))
 }

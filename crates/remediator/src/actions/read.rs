@@ -12,7 +12,7 @@ use nanny_proto::v1::action::Kind as ActionKind;
 use serde_json::{Value, json};
 
 use super::{
-    Executor, Facts, controller_ref, refusal_or_error, to_value, without_controller_taints,
+    Executor, Facts, PodNode, controller_ref, refusal_or_error, to_value, without_controller_taints,
 };
 use crate::{
     diff::str_at,
@@ -140,6 +140,9 @@ impl Executor {
             }
             ActionKind::DeleteFailedPods(_) => {
                 facts.failed_pods = self.failed_pods_of(v, current).await?;
+            }
+            ActionKind::ForceDeletePod(_) => {
+                facts.pod_node = self.pod_node(str_at(current, "/spec/nodeName")).await?;
             }
             _ => {}
         }
@@ -311,5 +314,36 @@ impl Executor {
                 .then_with(|| str_at(a, "/metadata/name").cmp(str_at(b, "/metadata/name")))
         });
         Ok(out)
+    }
+
+    /// What the node `name` is: gone, Ready, or not ready and why.
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] or [`Error::Kube`].
+    pub async fn pod_node(&self, name: &str) -> Result<PodNode, Error> {
+        if name.is_empty() {
+            return Ok(PodNode::Unknown);
+        }
+        let nodes = self.api(TargetKind::Node, "");
+        let node = match nodes.get_opt(name).await {
+            Ok(Some(node)) => to_value(&node)?,
+            Ok(None) => return Ok(PodNode::Gone),
+            Err(error) => return Err(refusal_or_error(error, "get", &format!("Node {name}"))),
+        };
+        let ready = node
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|c| str_at(c, "/type") == "Ready");
+        Ok(match ready {
+            Some(c) if str_at(c, "/status") == "True" => PodNode::Ready,
+            Some(c) => PodNode::NotReady(format!(
+                "Ready={} ({})",
+                str_at(c, "/status"),
+                str_at(c, "/reason")
+            )),
+            None => PodNode::NotReady("no Ready condition: no kubelet ever reported".to_owned()),
+        })
     }
 }

@@ -1,8 +1,8 @@
 use std::time::{Duration, SystemTime};
 
 use nanny_proto::v1::{
-    ActionType, CordonNode, DeleteFailedPods, DeleteJob, DrainNode, ExpandPvc, ObjectRef,
-    PatchResources, Resources, RestartPod, ScaleHpa, action::Kind as ActionKind,
+    ActionType, CordonNode, DeleteFailedPods, DeleteJob, DrainNode, ExpandPvc, ForceDeletePod,
+    ObjectRef, PatchResources, Resources, RestartPod, ScaleHpa, action::Kind as ActionKind,
 };
 use serde_json::json;
 
@@ -232,7 +232,8 @@ fn delete_job_needs_a_finished_job_old_enough() {
         p.write,
         Write::Delete {
             background: true,
-            pin_version: true
+            pin_version: true,
+            force: false,
         }
     );
     let err = plan(&v, &finished(60), &facts).unwrap_err();
@@ -454,4 +455,52 @@ fn delete_failed_pods_deletes_only_failed_pods_up_to_the_cap_and_cannot_be_undon
         p.not_reversible
             .is_some_and(|why| why.contains("already failed"))
     );
+}
+
+#[test]
+fn force_delete_finishes_only_a_deletion_no_kubelet_can_confirm() {
+    let v = validated(
+        ActionKind::ForceDeletePod(ForceDeletePod {}),
+        TargetKind::Pod,
+    );
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let pod = |deadline: Option<&str>, finalizers: &[&str]| {
+        let mut pod = json!({ "metadata": { "name": "web-1", "resourceVersion": "9",
+            "finalizers": finalizers }, "spec": { "nodeName": "n1" } });
+        if let Some(deadline) = deadline {
+            pod["metadata"]["deletionTimestamp"] = json!(deadline);
+        }
+        pod
+    };
+    let facts = |node: PodNode| Facts {
+        now: Some(now),
+        pod_node: node,
+        ..Facts::default()
+    };
+    let past = "2027-01-15T08:00:00Z";
+    let refused =
+        |current: &Value, node: PodNode| plan(&v, current, &facts(node)).unwrap_err().to_string();
+    assert!(refused(&pod(None, &[]), PodNode::Gone).contains("it is not being deleted"));
+    assert!(
+        refused(&pod(Some("2027-01-15T08:00:01Z"), &[]), PodNode::Gone)
+            .contains("its grace period has not ended")
+    );
+    assert!(
+        refused(&pod(Some(past), &["example.com/block"]), PodNode::Gone)
+            .contains("finalizer example.com/block holds it")
+    );
+    assert!(refused(&pod(Some(past), &[]), PodNode::Ready).contains("its node n1 is Ready"));
+    assert!(refused(&pod(Some(past), &[]), PodNode::Unknown).contains("bound to no node"));
+    for node in [PodNode::Gone, PodNode::NotReady("Ready=Unknown".into())] {
+        let p = plan(&v, &pod(Some(past), &[]), &facts(node)).unwrap();
+        assert_eq!(
+            p.write,
+            Write::Delete {
+                background: false,
+                pin_version: true,
+                force: true
+            }
+        );
+        assert!(p.not_reversible.is_some());
+    }
 }

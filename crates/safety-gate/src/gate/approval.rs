@@ -205,6 +205,10 @@ pub(super) fn default_level(
             }
         }
         Kind::DeleteResource(_) => needs("delete-needs-human", "deleting an object needs a human"),
+        Kind::ForceDeletePod(_) => needs(
+            "force-delete-needs-human",
+            "a force delete skips the kubelet's confirmation that the containers stopped; a human approves",
+        ),
         Kind::DeleteFailedPods(delete) => {
             if !(1..=MAX_FAILED_PODS).contains(&delete.max_pods) {
                 return Err(Review::denied(

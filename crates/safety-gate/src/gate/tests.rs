@@ -15,7 +15,7 @@ use proptest::{prelude::*, strategy::ValueTree as _};
 
 use super::*;
 
-const ALL_TYPES: [ActionType; 12] = [
+const ALL_TYPES: [ActionType; 13] = [
     ActionType::RestartPod,
     ActionType::RolloutRestart,
     ActionType::ScaleHpa,
@@ -28,6 +28,7 @@ const ALL_TYPES: [ActionType; 12] = [
     ActionType::DeleteResource,
     ActionType::ReportOnly,
     ActionType::DeleteFailedPods,
+    ActionType::ForceDeletePod,
 ];
 
 fn gate() -> Gate {
@@ -894,6 +895,9 @@ fn any_kind() -> impl Strategy<Value = Option<Kind>> {
                 max_pods: m
             }))
         ),
+        Just(Some(Kind::ForceDeletePod(
+            nanny_proto::v1::ForceDeletePod {}
+        ))),
         Just(Some(Kind::ReportOnly(
             nanny_proto::v1::ReportOnly::default()
         ))),
