@@ -81,6 +81,11 @@ pub const STUCK_POD_FORCE_DELETE: Rule = Rule {
     id: "stuck-pod-force-delete",
     rationale: "A pod past its grace period whose node is gone or not ready has no kubelet to confirm it stopped; only a force delete lets its controller replace it and frees its name.",
 };
+/// Add the replica a disruption budget's minimum leaves no room for.
+pub const PDB_SCALE_UP: Rule = Rule {
+    id: "pdb-scale-up",
+    rationale: "A budget whose minAvailable equals a workload's replicas blocks every drain; one more replica lets one pod be disrupted at a time.",
+};
 /// Report a container the runtime cannot create or start.
 pub const REPORT_RUNTIME_ERROR: Rule = Rule {
     id: "report-runtime-error",
@@ -140,4 +145,5 @@ pub const RULES: &[Rule] = &[
     REPORT_PDB_BLOCKING,
     EVICTED_PODS_DELETE,
     STUCK_POD_FORCE_DELETE,
+    PDB_SCALE_UP,
 ];

@@ -199,6 +199,19 @@ pub fn validate(
                     && age.is_some_and(|age| age >= delete.min_age_seconds),
             )
         }
+        Kind::ScaleWorkload(scale) => {
+            let workload = rollable(index, uid)?;
+            let scalable = workload
+                .r#ref
+                .as_ref()
+                .is_some_and(|r| nanny_proto::vocabulary::SCALABLE.contains(&r.kind.as_str()));
+            if !scalable {
+                return Err(Invalid::WrongTargetKind);
+            }
+            bounded(
+                scale.replicas > workload.desired_replicas && scale.replicas <= bounds.max_replicas,
+            )
+        }
         Kind::DeleteFailedPods(delete) => {
             rollable(index, uid)?;
             bounded((1..=MAX_FAILED_PODS).contains(&delete.max_pods))

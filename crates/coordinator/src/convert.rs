@@ -70,6 +70,10 @@ pub fn params(kind: &Kind) -> ActionParams {
             max_pods: Some(Int(i64::from(a.max_pods))),
             ..ActionParams::default()
         },
+        Kind::ScaleWorkload(a) => ActionParams {
+            replicas: int(a.replicas),
+            ..ActionParams::default()
+        },
         Kind::RestartPod(_)
         | Kind::RolloutRestart(_)
         | Kind::CordonNode(_)
@@ -130,6 +134,9 @@ pub fn action(spec: &ActionSpec) -> Result<Kind, Error> {
         ActionType::UncordonNode => Kind::UncordonNode(pb::UncordonNode {}),
         ActionType::DeleteResource => Kind::DeleteResource(pb::DeleteResource {}),
         ActionType::ForceDeletePod => Kind::ForceDeletePod(pb::ForceDeletePod {}),
+        ActionType::ScaleWorkload => Kind::ScaleWorkload(pb::ScaleWorkload {
+            replicas: required("replicas", fits("replicas", p.replicas)?)?,
+        }),
         ActionType::ScaleHpa => Kind::ScaleHpa(pb::ScaleHpa {
             max_replicas: required("maxReplicas", fits("maxReplicas", p.max_replicas)?)?,
             min_replicas: fits("minReplicas", p.min_replicas)?,

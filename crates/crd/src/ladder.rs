@@ -94,6 +94,8 @@ pub enum Rung {
     DeleteFailedPods,
     /// Force-delete the pod stuck terminating.
     ForceDeletePod,
+    /// Raise the workload's replicas.
+    ScaleWorkload,
     /// Hand the incident to a human: one open escalation, no more actions.
     Escalate,
 }
@@ -112,6 +114,7 @@ impl Rung {
             Self::DeleteJob => ActionType::DeleteJob,
             Self::DeleteFailedPods => ActionType::DeleteFailedPods,
             Self::ForceDeletePod => ActionType::ForceDeletePod,
+            Self::ScaleWorkload => ActionType::ScaleWorkload,
             Self::Escalate => return None,
         })
     }

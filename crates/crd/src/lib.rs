@@ -85,6 +85,8 @@ action_types! {
     DeleteFailedPods,
     /// Delete a pod stuck terminating on a gone or not-ready node.
     ForceDeletePod,
+    /// Raise the replicas of a workload no HPA scales.
+    ScaleWorkload,
 }
 
 impl ActionType {

@@ -109,6 +109,9 @@ pub struct ActionParams {
     /// DeleteJob: how long the Job must have been finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_age_seconds: Option<Int>,
+    /// ScaleWorkload: the new replica count (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Int>,
     /// DeleteFailedPods: the most pods one call deletes (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pods: Option<Int>,
@@ -189,6 +192,7 @@ pub const PARAMS: &[Param] = &[
     param("minAgeSeconds", &[ActionType::DeleteJob], false),
     param("explanation", &[ActionType::ReportOnly], false),
     param("maxPods", &[ActionType::DeleteFailedPods], true),
+    param("replicas", &[ActionType::ScaleWorkload], true),
 ];
 
 impl ActionParams {
@@ -224,6 +228,7 @@ impl ActionParams {
             ("minAgeSeconds", int(self.min_age_seconds)),
             ("explanation", self.explanation.clone()),
             ("maxPods", int(self.max_pods)),
+            ("replicas", int(self.replicas)),
         ]
         .into_iter()
         .filter_map(|(name, value)| value.map(|v| (name, v)))
@@ -252,6 +257,7 @@ impl ActionParams {
             ("minAgeSeconds", self.min_age_seconds.is_some()),
             ("explanation", self.explanation.is_some()),
             ("maxPods", self.max_pods.is_some()),
+            ("replicas", self.replicas.is_some()),
         ];
         set.into_iter()
             .filter_map(|(name, present)| present.then_some(name))

@@ -338,8 +338,8 @@ pub const KINDS: &[KindInfo] = &[
         "PDBBlockingDisruptions",
         Workloads,
         Warning,
-        "a PodDisruptionBudget allowing no disruption for the blocking threshold",
-        Report,
+        "a PodDisruptionBudget allowing no disruption for the blocking threshold (reported when one more replica cannot help)",
+        Act(&[ActionType::ScaleWorkload]),
     ),
 ];
 

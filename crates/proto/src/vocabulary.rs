@@ -114,6 +114,9 @@ const fn entry(
 
 const NODE: Targets = Targets::Kinds(&["Node"]);
 
+/// The kinds ScaleWorkload acts on: those with a replica count.
+pub const SCALABLE: &[&str] = &["Deployment", "StatefulSet"];
+
 /// Every action kind, in `ActionType` order.
 pub const ACTIONS: &[ActionInfo] = &[
     entry(
@@ -233,6 +236,15 @@ pub const ACTIONS: &[ActionInfo] = &[
         Approval::Human,
         ModelUse::No,
     ),
+    entry(
+        ActionType::ScaleWorkload,
+        "ScaleWorkload",
+        "scale_workload",
+        Targets::Kinds(SCALABLE),
+        false,
+        Approval::Human,
+        ModelUse::No,
+    ),
 ];
 
 /// The action type of an action arm: the one exhaustive match over arms.
@@ -251,6 +263,7 @@ pub fn action_type(kind: &Kind) -> ActionType {
         Kind::ReportOnly(_) => ActionType::ReportOnly,
         Kind::DeleteFailedPods(_) => ActionType::DeleteFailedPods,
         Kind::ForceDeletePod(_) => ActionType::ForceDeletePod,
+        Kind::ScaleWorkload(_) => ActionType::ScaleWorkload,
     }
 }
 

@@ -170,6 +170,9 @@ pub struct Facts {
     pub failed_pods: Vec<Value>,
     /// ForceDeletePod: the pod's node as read.
     pub pod_node: PodNode,
+    /// ScaleWorkload: the HorizontalPodAutoscaler that scales the target,
+    /// `Kind namespace/name`, if one does.
+    pub scaled_by: Option<String>,
 }
 
 /// ForceDeletePod: what the pod's node is.

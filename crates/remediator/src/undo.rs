@@ -36,6 +36,7 @@ pub fn allowed(action: &str, pointer: &str) -> bool {
             pointer == "/spec/unschedulable"
         }
         "ACTION_TYPE_EXPAND_PVC" => pointer == "/spec/resources/requests/storage",
+        "ACTION_TYPE_SCALE_WORKLOAD" => pointer == "/spec/replicas",
         "ACTION_TYPE_PATCH_RESOURCES" => container_resource(pointer).is_some(),
         _ => false,
     }

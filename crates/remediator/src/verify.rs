@@ -110,6 +110,7 @@ pub async fn check(
                     }
                 }
                 ActionKind::ScaleHpa(scale) => hpa_below_max(scale, &current),
+                ActionKind::ScaleWorkload(_) => rollout_complete(v.kind, &current),
                 ActionKind::CordonNode(_) => schedulable(&current, false),
                 ActionKind::UncordonNode(_) => schedulable(&current, true),
                 ActionKind::DrainNode(_) => drained(exec, &current, evicted).await,

@@ -18,7 +18,8 @@
 //! and the ones acted on: a Deployment's evicted pods, deleted automatically
 //! (DeleteFailedPods) while its running pods stay; a pod stuck terminating
 //! on a node no kubelet serves, force-deleted once a human approves
-//! (ForceDeletePod).
+//! (ForceDeletePod); a budget whose minimum equals its Deployment's
+//! replicas, given one more replica once a human approves (ScaleWorkload).
 //!
 //! The runtime errors (CreateContainerError, RunContainerError) need a
 //! real runtime: the kubelet shows RunContainerError only until its
@@ -230,7 +231,7 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     let held_ns = format!("{ns}-held");
     let mut policy = policy(&ns, "Auto");
     policy.spec.scope.namespaces.push(held_ns.clone());
-    for action in ["DeleteFailedPods", "ForceDeletePod"] {
+    for action in ["DeleteFailedPods", "ForceDeletePod", "ScaleWorkload"] {
         policy
             .spec
             .actions
@@ -298,6 +299,19 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         json!({
             "metadata": { "name": "strict" },
             "spec": { "minAvailable": "100%", "selector": { "matchLabels": { "app": "guarded" } } },
+        }),
+    )
+    .await;
+
+    // A budget of minAvailable 2 over a Deployment of 2.
+    let budgeted = faults::deployment(&client, &ns, "budgeted", 2, &PodSpec::default())
+        .await
+        .unwrap();
+    create_json(
+        &budgets,
+        json!({
+            "metadata": { "name": "budgeted" },
+            "spec": { "minAvailable": 2, "selector": { "matchLabels": { "app": "budgeted" } } },
         }),
     )
     .await;
@@ -423,6 +437,33 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
             .map(|r| r.verification)
     );
 
+    // The tight budget: one more replica once a human approves, and the
+    // budget then allows a disruption.
+    let scaled = h
+        .approve_and_wait(&budgeted.uid().unwrap(), ActionType::ScaleWorkload)
+        .await;
+    assert_eq!(scaled.spec.action.params.replicas, Some(nanny_crd::Int(3)));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    assert_eq!(
+        deployments
+            .get("budgeted")
+            .await
+            .unwrap()
+            .spec
+            .and_then(|s| s.replicas),
+        Some(3)
+    );
+    eventually("the budget allows a disruption", WAIT, || async {
+        let budget = budgets.get("budgeted").await?;
+        Ok((budget.status.map_or(0, |s| s.disruptions_allowed) == 1).then_some(()))
+    })
+    .await
+    .unwrap();
+    println!(
+        "PDB_BLOCKING_DISRUPTIONS: {} → ScaleWorkload 3, approved",
+        scaled.spec.reasoning
+    );
+
     // The orphan: a force delete waits for a human, then it is gone.
     let forced = h
         .approve_and_wait(&orphan.uid().unwrap(), ActionType::ForceDeletePod)
@@ -455,7 +496,6 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         ns_now.status.and_then(|s| s.phase).as_deref(),
         Some("Terminating")
     );
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     for (name, generation) in [
         ("nowhere", nowhere.metadata.generation),
         ("guarded", guarded.metadata.generation),

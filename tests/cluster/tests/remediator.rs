@@ -1420,3 +1420,91 @@ async fn force_delete_finishes_only_deletions_no_kubelet_can_confirm_and_has_no_
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn scale_workload_raises_replicas_no_autoscaler_owns_and_rolls_back() {
+    let Some(fx) = Fixture::new("rem-scale").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    faults::deployment(&fx.client, fx.ns(), "web", 2, &PodSpec::default())
+        .await
+        .unwrap();
+    let web = rolled_out(&fx, "web").await;
+    let scale = |replicas| ActionKind::ScaleWorkload(nanny_proto::v1::ScaleWorkload { replicas });
+    let deployments: Api<Deployment> = Api::namespaced(fx.client.clone(), fx.ns());
+    let replicas = || async {
+        deployments
+            .get("web")
+            .await
+            .unwrap()
+            .spec
+            .and_then(|s| s.replicas)
+    };
+
+    let lower = remediator
+        .execute(approved("scale-web-down", scale(2), target(&web)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&lower), Outcome::Refused, "{lower:?}");
+    assert!(lower.error.contains("never lowers them"), "{}", lower.error);
+
+    let result = remediator
+        .execute(approved("scale-web", scale(3), target(&web)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
+    assert_eq!(verification(&result), VerificationState::Passed);
+    assert_eq!(replicas().await, Some(3));
+    assert_eq!(
+        rolled_out(&fx, "web")
+            .await
+            .status
+            .unwrap()
+            .available_replicas,
+        Some(3)
+    );
+
+    let rollback = remediator.rollback("scale-web").await.unwrap();
+    assert_eq!(outcome(&rollback), Outcome::RolledBack, "{rollback:?}");
+    assert_eq!(replicas().await, Some(2));
+
+    // An autoscaler owns the replicas of this one: refused, unchanged.
+    faults::deployment(&fx.client, fx.ns(), "api", 1, &PodSpec::default())
+        .await
+        .unwrap();
+    let api = rolled_out(&fx, "api").await;
+    Api::<HorizontalPodAutoscaler>::namespaced(fx.client.clone(), fx.ns())
+        .create(
+            &PostParams::default(),
+            &object(json!({
+                "metadata": { "name": "api" },
+                "spec": { "minReplicas": 1, "maxReplicas": 5,
+                          "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "api" } },
+            })),
+        )
+        .await
+        .unwrap();
+    let refused = remediator
+        .execute(approved("scale-api", scale(2), target(&api)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&refused), Outcome::Refused, "{refused:?}");
+    assert!(
+        refused.error.contains(&format!(
+            "HorizontalPodAutoscaler {}/api scales it",
+            fx.ns()
+        )),
+        "{}",
+        refused.error
+    );
+    assert_eq!(
+        deployments
+            .get("api")
+            .await
+            .unwrap()
+            .spec
+            .and_then(|s| s.replicas),
+        Some(1)
+    );
+}

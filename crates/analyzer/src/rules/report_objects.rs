@@ -4,15 +4,16 @@
 
 use std::{collections::BTreeMap, time::SystemTime};
 
-use nanny_proto::v1::{self as pb, IssueKind};
+use nanny_common::selector::Selector;
+use nanny_proto::v1::{self as pb, IssueKind, Severity, action::Kind};
 
 use super::{
-    Drafts, describe,
+    Draft, Drafts, describe,
     report::{add_report, plain, quoted},
     seconds_since,
 };
 use crate::catalog::{
-    REPORT_DEPLOYMENT_UNAVAILABLE, REPORT_NAMESPACE_TERMINATING, REPORT_PDB_BLOCKING,
+    PDB_SCALE_UP, REPORT_DEPLOYMENT_UNAVAILABLE, REPORT_NAMESPACE_TERMINATING, REPORT_PDB_BLOCKING,
     REPORT_PVC_LOST, REPORT_PVC_PENDING,
 };
 use crate::index::SnapshotIndex;
@@ -45,6 +46,10 @@ pub(super) fn report_object(
         }),
         IssueKind::PdbBlockingDisruptions => index.pdbs.get(uid).and_then(|pdb| {
             let r = pdb.r#ref.as_ref()?;
+            if let Some((workload, replicas)) = one_more_replica(pdb, r, index) {
+                add_scale(drafts, issue, pdb, r, workload, replicas);
+                return None;
+            }
             Some((REPORT_PDB_BLOCKING, r, pdb_blocking(pdb, r)))
         }),
         _ => None,
@@ -210,4 +215,73 @@ fn pdb_blocking(pdb: &pb::PodDisruptionBudget, r: &pb::ObjectRef) -> String {
             describe(r)
         )
     }
+}
+
+/// The workload a budget's numbers hold and the replica count that lets it
+/// allow one disruption: only for `minAvailable: N` (a number, not a
+/// percentage, which scales with the replicas) over healthy pods that all
+/// belong to one Deployment or StatefulSet no HPA scales.
+fn one_more_replica<'a>(
+    pdb: &pb::PodDisruptionBudget,
+    r: &pb::ObjectRef,
+    index: &SnapshotIndex<'a>,
+) -> Option<(&'a pb::ObjectRef, i32)> {
+    let min: i32 = pdb.min_available.parse().ok()?;
+    if !pdb.max_unavailable.is_empty() || pdb.current_healthy < pdb.desired_healthy {
+        return None;
+    }
+    let selector = Selector::parse(&pdb.selector).ok()?;
+    let mut workloads = index
+        .pods
+        .values()
+        .filter(|p| p.r#ref.as_ref().is_some_and(|p| p.namespace == r.namespace))
+        .filter(|p| selector.matches(&p.labels))
+        .map(|p| p.workload.as_ref().map(|w| w.uid.as_str()));
+    let first = workloads.next()??;
+    if !workloads.all(|w| w == Some(first)) {
+        return None;
+    }
+    let workload = index.workloads.get(first)?;
+    let workload_ref = workload
+        .r#ref
+        .as_ref()
+        .filter(|w| nanny_proto::vocabulary::SCALABLE.contains(&w.kind.as_str()))?;
+    let autoscaled = index.hpas.values().any(|h| {
+        h.scale_target.as_ref().is_some_and(|t| {
+            t.uid == workload_ref.uid
+                || (t.kind == workload_ref.kind
+                    && t.name == workload_ref.name
+                    && t.namespace == workload_ref.namespace)
+        })
+    });
+    let wanted = min.checked_add(1)?;
+    (!autoscaled && wanted > workload.desired_replicas).then_some((workload_ref, wanted))
+}
+
+fn add_scale(
+    drafts: &mut Drafts,
+    issue: &pb::Issue,
+    pdb: &pb::PodDisruptionBudget,
+    r: &pb::ObjectRef,
+    workload: &pb::ObjectRef,
+    replicas: i32,
+) {
+    drafts.add(
+        "",
+        Draft {
+            rule: PDB_SCALE_UP,
+            action: Kind::ScaleWorkload(pb::ScaleWorkload { replicas }),
+            target: workload.clone(),
+            reason: format!(
+                "{} allows no disruption: minAvailable {} equals the {} healthy pods of {}, so every drain of their nodes waits for ever. One more replica ({replicas}) lets one pod be disrupted at a time; lowering minAvailable would too, and is the owner's call.",
+                describe(r),
+                pdb.min_available,
+                pdb.current_healthy,
+                describe(workload)
+            ),
+            risk: Severity::Warning,
+            fingerprints: [issue.fingerprint.clone()].into(),
+            evidence: [format!("budget: {}", describe(r))].into(),
+        },
+    );
 }

@@ -186,14 +186,23 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
             r
         }
         _ => {
+            // minAvailable 2 over the 2 healthy replicas of web.
             let b = pb::PodDisruptionBudget {
                 r#ref: Some(obj("PodDisruptionBudget", "shop", "web")),
-                min_available: "100%".into(),
+                selector: "app=web".into(),
+                min_available: "2".into(),
                 expected_pods: 2,
                 current_healthy: 2,
                 desired_healthy: 2,
                 ..pb::PodDisruptionBudget::default()
             };
+            s.workloads.push(deployment("web", 2, None));
+            for name in ["web-1", "web-2"] {
+                let mut p = pod(name, Some(&web), vec![]);
+                p.ready = true;
+                p.labels = [("app".to_owned(), "web".to_owned())].into();
+                s.pods.push(p);
+            }
             let r = b.r#ref.clone().unwrap_or_default();
             s.pdbs.push(b);
             r
@@ -396,6 +405,8 @@ fn an_unavailable_deployment_summarises_its_pods() {
 #[test]
 fn a_blocking_budget_says_whether_its_numbers_or_its_pods_are_wrong() {
     let mut s = scene(IssueKind::PdbBlockingDisruptions);
+    // A percentage grows with the replicas: one more cannot help.
+    s.pdbs[0].min_available = "100%".into();
     let text = explanation(&s);
     assert!(
         text.starts_with("PodDisruptionBudget shop/web allows no disruption even with every pod healthy (minAvailable 100%; 2 of 2 pods healthy, 2 required)"),
@@ -456,4 +467,42 @@ fn evicted_pods_of_one_workload_are_deleted_in_one_capped_action() {
         "{}",
         recs[0].reason
     );
+}
+
+#[test]
+fn a_budget_at_its_workloads_replicas_asks_for_one_more_replica() {
+    let s = scene(IssueKind::PdbBlockingDisruptions);
+    let recs = run(&s);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        recs[0].target.as_ref().map(|t| t.name.as_str()),
+        Some("web")
+    );
+    assert_eq!(
+        recs[0].action.as_ref().and_then(|a| a.kind.clone()),
+        Some(Kind::ScaleWorkload(pb::ScaleWorkload { replicas: 3 }))
+    );
+    assert!(
+        recs[0].reason.starts_with(
+            "PodDisruptionBudget shop/web allows no disruption: minAvailable 2 equals the 2 healthy pods of Deployment shop/web"
+        ),
+        "{}",
+        recs[0].reason
+    );
+    // An HPA owns the replicas: reported instead.
+    let mut autoscaled = s.clone();
+    autoscaled.hpas.push(pb::HorizontalPodAutoscaler {
+        r#ref: Some(obj("HorizontalPodAutoscaler", "shop", "web")),
+        scale_target: Some(obj("Deployment", "shop", "web")),
+        ..pb::HorizontalPodAutoscaler::default()
+    });
+    assert!(explanation(&autoscaled).contains("allows no disruption even with every pod healthy"));
+    // Pods of two workloads: no single one to scale.
+    let mut mixed = s.clone();
+    mixed.pods[1].workload = Some(obj("Deployment", "shop", "api"));
+    assert!(explanation(&mixed).contains("allows no disruption"));
+    // Unhealthy pods: more replicas would not help either.
+    let mut unhealthy = s;
+    unhealthy.pdbs[0].current_healthy = 1;
+    assert!(explanation(&unhealthy).contains("its pods are unhealthy"));
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use nanny_proto::v1::{
-    DeleteFailedPods, DeleteJob, DrainNode, ExpandPvc, PatchResources, ScaleHpa,
+    DeleteFailedPods, DeleteJob, DrainNode, ExpandPvc, PatchResources, ScaleHpa, ScaleWorkload,
     action::Kind as ActionKind,
 };
 use serde_json::{Value, json};
@@ -76,6 +76,7 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
         ActionKind::DeleteJob(job) => delete_job(&input, job),
         ActionKind::DeleteFailedPods(delete) => delete_failed_pods(&input, delete),
         ActionKind::ForceDeletePod(_) => force_delete_pod(&input),
+        ActionKind::ScaleWorkload(scale) => scale_workload(&input, scale),
         ActionKind::DeleteResource(_) | ActionKind::ReportOnly(_) => Err(Error::Unsupported {
             action: crate::request::action_type(&v.action).as_str_name(),
         }),
@@ -416,5 +417,31 @@ fn force_delete_pod(input: &Input<'_>) -> Result<Plan, Error> {
             force: true,
         },
         "a deleted pod cannot be brought back; its controller, if any, creates a new one",
+    ))
+}
+
+fn scale_workload(
+    input: &Input<'_>,
+    ScaleWorkload { replicas }: &ScaleWorkload,
+) -> Result<Plan, Error> {
+    if let Some(hpa) = &input.facts.scaled_by {
+        return Err(input.precondition(format!(
+            "{hpa} scales it: change the autoscaler's bounds instead"
+        )));
+    }
+    let current = input
+        .current
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    if i64::from(*replicas) <= current {
+        return Err(input.precondition(format!(
+            "replicas {replicas} is not above the current {current}; ScaleWorkload never lowers them"
+        )));
+    }
+    let patch = json!({ "spec": { "replicas": replicas } });
+    Ok(Plan::new(
+        Write::Merge(input.with_version(patch)),
+        vec!["/spec/replicas".to_owned()],
     ))
 }

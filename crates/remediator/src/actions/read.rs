@@ -144,6 +144,9 @@ impl Executor {
             ActionKind::ForceDeletePod(_) => {
                 facts.pod_node = self.pod_node(str_at(current, "/spec/nodeName")).await?;
             }
+            ActionKind::ScaleWorkload(_) => {
+                facts.scaled_by = self.autoscaler_of(v).await?;
+            }
             _ => {}
         }
         facts.owners = self.owners(current).await?;
@@ -345,5 +348,35 @@ impl Executor {
             )),
             None => PodNode::NotReady("no Ready condition: no kubelet ever reported".to_owned()),
         })
+    }
+
+    /// The HorizontalPodAutoscaler whose scale target is `v`'s target, if
+    /// any (`HorizontalPodAutoscaler namespace/name`).
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] or [`Error::Kube`]: an unreadable list is not
+    /// "none" (fail closed).
+    pub async fn autoscaler_of(&self, v: &Validated) -> Result<Option<String>, Error> {
+        let hpas = self.api(TargetKind::Hpa, &v.target.namespace);
+        let list = hpas.list(&ListParams::default()).await.map_err(|e| {
+            refusal_or_error(
+                e,
+                "list",
+                &format!("HorizontalPodAutoscalers in {}", v.target.namespace),
+            )
+        })?;
+        for hpa in list.items.iter().map(to_value) {
+            let hpa = hpa?;
+            if str_at(&hpa, "/spec/scaleTargetRef/kind") == v.target.kind
+                && str_at(&hpa, "/spec/scaleTargetRef/name") == v.target.name
+            {
+                return Ok(Some(format!(
+                    "HorizontalPodAutoscaler {}/{}",
+                    v.target.namespace,
+                    str_at(&hpa, "/metadata/name")
+                )));
+            }
+        }
+        Ok(None)
     }
 }

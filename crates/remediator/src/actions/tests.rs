@@ -2,7 +2,8 @@ use std::time::{Duration, SystemTime};
 
 use nanny_proto::v1::{
     ActionType, CordonNode, DeleteFailedPods, DeleteJob, DrainNode, ExpandPvc, ForceDeletePod,
-    ObjectRef, PatchResources, Resources, RestartPod, ScaleHpa, action::Kind as ActionKind,
+    ObjectRef, PatchResources, Resources, RestartPod, ScaleHpa, ScaleWorkload,
+    action::Kind as ActionKind,
 };
 use serde_json::json;
 
@@ -503,4 +504,40 @@ fn force_delete_finishes_only_a_deletion_no_kubelet_can_confirm() {
         );
         assert!(p.not_reversible.is_some());
     }
+}
+
+#[test]
+fn scale_workload_only_raises_replicas_no_autoscaler_owns() {
+    let v = validated(
+        ActionKind::ScaleWorkload(ScaleWorkload { replicas: 3 }),
+        TargetKind::Deployment,
+    );
+    let deployment = |replicas: i64| json!({ "metadata": { "name": "web", "resourceVersion": "7" }, "spec": { "replicas": replicas } });
+    let p = plan(&v, &deployment(2), &Facts::default()).unwrap();
+    assert_eq!(
+        p.write,
+        Write::Merge(json!({ "metadata": { "resourceVersion": "7" }, "spec": { "replicas": 3 } }))
+    );
+    assert_eq!(p.fields, ["/spec/replicas"]);
+    assert_eq!(p.not_reversible, None);
+    assert!(crate::undo::allowed(
+        "ACTION_TYPE_SCALE_WORKLOAD",
+        "/spec/replicas"
+    ));
+    assert!(!crate::undo::allowed(
+        "ACTION_TYPE_SCALE_WORKLOAD",
+        "/spec/template"
+    ));
+    let err = plan(&v, &deployment(3), &Facts::default()).unwrap_err();
+    assert!(err.to_string().contains("never lowers them"), "{err}");
+    let autoscaled = Facts {
+        scaled_by: Some("HorizontalPodAutoscaler shop/web".into()),
+        ..Facts::default()
+    };
+    let err = plan(&v, &deployment(2), &autoscaled).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("HorizontalPodAutoscaler shop/web scales it"),
+        "{err}"
+    );
 }

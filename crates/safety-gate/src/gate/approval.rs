@@ -205,6 +205,25 @@ pub(super) fn default_level(
             }
         }
         Kind::DeleteResource(_) => needs("delete-needs-human", "deleting an object needs a human"),
+        Kind::ScaleWorkload(scale) => {
+            let ceiling = allowed.max_replicas.unwrap_or(DEFAULT_MAX_REPLICAS);
+            if scale.replicas < 1 || scale.replicas > ceiling {
+                return Err(Review::denied(
+                    "parameter-out-of-bounds",
+                    format!("replicas {} outside 1..={ceiling}", scale.replicas),
+                ));
+            }
+            if context.workload_replicas < 1 || scale.replicas <= context.workload_replicas {
+                return Err(Review::denied(
+                    "scale-only-up",
+                    "ScaleWorkload only raises a known replica count; fewer replicas is a person's or an HPA's call",
+                ));
+            }
+            needs(
+                "scale-needs-human",
+                "changing a workload's replicas needs a human",
+            )
+        }
         Kind::ForceDeletePod(_) => needs(
             "force-delete-needs-human",
             "a force delete skips the kubelet's confirmation that the containers stopped; a human approves",

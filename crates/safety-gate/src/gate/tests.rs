@@ -15,7 +15,7 @@ use proptest::{prelude::*, strategy::ValueTree as _};
 
 use super::*;
 
-const ALL_TYPES: [ActionType; 13] = [
+const ALL_TYPES: [ActionType; 14] = [
     ActionType::RestartPod,
     ActionType::RolloutRestart,
     ActionType::ScaleHpa,
@@ -29,6 +29,7 @@ const ALL_TYPES: [ActionType; 13] = [
     ActionType::ReportOnly,
     ActionType::DeleteFailedPods,
     ActionType::ForceDeletePod,
+    ActionType::ScaleWorkload,
 ];
 
 fn gate() -> Gate {
@@ -429,6 +430,25 @@ fn a_workloads_failed_pods_are_deleted_automatically_within_the_cap() {
     let mut on_a_pod = delete(20);
     rec(&mut on_a_pod).target = Some(target("Pod", "shop", "web-1"));
     assert_eq!(level(&on_a_pod).0, Level::Denied);
+}
+
+#[test]
+fn a_workload_is_only_scaled_up_within_the_ceiling_by_a_human() {
+    let scale = |replicas, current| {
+        let mut r = request(
+            Kind::ScaleWorkload(nanny_proto::v1::ScaleWorkload { replicas }),
+            target("Deployment", "shop", "web"),
+        );
+        ctx(&mut r).workload_replicas = current;
+        r
+    };
+    assert_eq!(
+        level(&scale(3, 2)),
+        (Level::NeedsApproval, vec!["scale-needs-human"])
+    );
+    assert_eq!(level(&scale(2, 2)).1, ["scale-only-up"]);
+    assert_eq!(level(&scale(3, 0)).1, ["scale-only-up"]);
+    assert_eq!(level(&scale(101, 2)).1, ["parameter-out-of-bounds"]);
 }
 
 #[test]
