@@ -122,6 +122,30 @@ fn hot_hpa(web: &pb::ObjectRef) -> pb::HorizontalPodAutoscaler {
     }
 }
 
+/// A budget of minAvailable 2 over the 2 healthy replicas of web.
+fn tight_budget(s: &mut ClusterSnapshot, web: &pb::ObjectRef) -> pb::ObjectRef {
+    // minAvailable 2 over the 2 healthy replicas of web.
+    let b = pb::PodDisruptionBudget {
+        r#ref: Some(obj("PodDisruptionBudget", "shop", "web")),
+        selector: "app=web".into(),
+        min_available: "2".into(),
+        expected_pods: 2,
+        current_healthy: 2,
+        desired_healthy: 2,
+        ..pb::PodDisruptionBudget::default()
+    };
+    s.workloads.push(deployment("web", 2, None));
+    for name in ["web-1", "web-2"] {
+        let mut p = pod(name, Some(web), vec![]);
+        p.ready = true;
+        p.labels = [("app".to_owned(), "web".to_owned())].into();
+        s.pods.push(p);
+    }
+    let r = b.r#ref.clone().unwrap_or_default();
+    s.pdbs.push(b);
+    r
+}
+
 /// The object of a kind not about pods or nodes, added to `s`.
 fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
     let web = obj("Deployment", "shop", "web");
@@ -185,28 +209,7 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
             s.namespaces.push(n);
             r
         }
-        _ => {
-            // minAvailable 2 over the 2 healthy replicas of web.
-            let b = pb::PodDisruptionBudget {
-                r#ref: Some(obj("PodDisruptionBudget", "shop", "web")),
-                selector: "app=web".into(),
-                min_available: "2".into(),
-                expected_pods: 2,
-                current_healthy: 2,
-                desired_healthy: 2,
-                ..pb::PodDisruptionBudget::default()
-            };
-            s.workloads.push(deployment("web", 2, None));
-            for name in ["web-1", "web-2"] {
-                let mut p = pod(name, Some(&web), vec![]);
-                p.ready = true;
-                p.labels = [("app".to_owned(), "web".to_owned())].into();
-                s.pods.push(p);
-            }
-            let r = b.r#ref.clone().unwrap_or_default();
-            s.pdbs.push(b);
-            r
-        }
+        _ => tight_budget(s, &web),
     }
 }
 
