@@ -86,6 +86,21 @@ pub const PDB_SCALE_UP: Rule = Rule {
     id: "pdb-scale-up",
     rationale: "A budget whose minAvailable equals a workload's replicas blocks every drain; one more replica lets one pod be disrupted at a time.",
 };
+/// Resume a CronJob suspended for long, where the policy allows it.
+pub const CRONJOB_RESUME: Rule = Rule {
+    id: "cronjob-resume",
+    rationale: "A CronJob suspended and idle for long has stopped doing its job; where the policy allows resuming, a human decides whether the pause is over.",
+};
+/// Report a CronJob suspended for long.
+pub const REPORT_CRONJOB_SUSPENDED: Rule = Rule {
+    id: "report-cronjob-suspended",
+    rationale: "A suspension may be on purpose; whoever suspended it decides when it ends.",
+};
+/// Report a CronJob that missed a run.
+pub const REPORT_CRONJOB_MISSED: Rule = Rule {
+    id: "report-cronjob-missed",
+    rationale: "A missed run comes from a held concurrency policy, a tight starting deadline or a lagging controller; each is fixed by a person.",
+};
 /// Report a container the runtime cannot create or start.
 pub const REPORT_RUNTIME_ERROR: Rule = Rule {
     id: "report-runtime-error",
@@ -146,4 +161,7 @@ pub const RULES: &[Rule] = &[
     EVICTED_PODS_DELETE,
     STUCK_POD_FORCE_DELETE,
     PDB_SCALE_UP,
+    CRONJOB_RESUME,
+    REPORT_CRONJOB_SUSPENDED,
+    REPORT_CRONJOB_MISSED,
 ];

@@ -226,6 +226,11 @@ pub struct RulesConfig {
     /// `evicted-pods-delete`.
     #[serde(default)]
     pub failed_pods: FailedPodsRule,
+    /// The action types the policy in force allows (set per request, never
+    /// configured); `None`: no policy narrows them. A rule whose action the
+    /// policy does not allow reports instead, where it has a report.
+    #[serde(skip)]
+    pub allowed_actions: Option<BTreeSet<i32>>,
     /// Rule ids switched off one by one, e.g. `crashloop-rollout-restart`.
     #[serde(default)]
     pub disabled: BTreeSet<String>,

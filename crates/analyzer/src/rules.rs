@@ -20,6 +20,7 @@ use sha2::{Digest as _, Sha256};
 use crate::{config::RulesConfig, index::SnapshotIndex};
 
 mod crashloop;
+mod cron;
 mod failed_pods;
 mod hpa;
 mod node;
@@ -212,6 +213,11 @@ impl Rules {
                     | IssueKind::PdbBlockingDisruptions),
                 ) if self.config.report.enabled => {
                     report_object(kind, issue, target, index, now, &mut drafts);
+                }
+                Ok(kind @ (IssueKind::CronjobSuspended | IssueKind::CronjobMissedSchedule))
+                    if self.config.report.enabled =>
+                {
+                    self.cron_job(kind, issue, target, index, now, &mut drafts);
                 }
                 // Kinds without a rule (and kinds this build does not know)
                 // are left to the model and to people.

@@ -71,7 +71,12 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
     ),
     (
         "jobAnalysis",
-        &[IssueKind::JobFailed, IssueKind::JobCompletedStale],
+        &[
+            IssueKind::JobFailed,
+            IssueKind::JobCompletedStale,
+            IssueKind::CronjobSuspended,
+            IssueKind::CronjobMissedSchedule,
+        ],
     ),
     (
         "configAnalysis",
@@ -216,6 +221,7 @@ impl Settings {
     /// policy's; a policy ceiling above the analyzer's own changes nothing.
     fn apply_ceilings(&mut self, policy: &AnalysisSettings) {
         let rules = &mut self.rules;
+        rules.allowed_actions = Some(policy.allowed_actions.iter().map(|a| a.r#type).collect());
         for allowed in &policy.allowed_actions {
             match ActionType::try_from(allowed.r#type) {
                 Ok(ActionType::PatchResources) => {

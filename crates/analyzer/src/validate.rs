@@ -199,6 +199,12 @@ pub fn validate(
                     && age.is_some_and(|age| age >= delete.min_age_seconds),
             )
         }
+        Kind::ResumeCronJob(_) => index
+            .workloads
+            .get(uid)
+            .filter(|w| w.r#ref.as_ref().is_some_and(|r| r.kind == "CronJob"))
+            .map(|_| ())
+            .ok_or(Invalid::WrongTargetKind),
         Kind::ScaleWorkload(scale) => {
             let workload = rollable(index, uid)?;
             let scalable = workload

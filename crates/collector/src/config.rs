@@ -152,6 +152,11 @@ pub struct Thresholds {
     pub deployment_unavailable_secs: u64,
     /// A PodDisruptionBudget allowing no disruption this long is an issue.
     pub pdb_blocking_secs: u64,
+    /// A suspended CronJob that has not run for this long is an issue.
+    pub cronjob_suspended_secs: u64,
+    /// A time a CronJob's schedule names, passed this long ago without a
+    /// run, is a missed schedule.
+    pub cronjob_missed_secs: u64,
 }
 
 impl Default for Thresholds {
@@ -171,6 +176,8 @@ impl Default for Thresholds {
             namespace_terminating_secs: 600,
             deployment_unavailable_secs: 600,
             pdb_blocking_secs: 3600,
+            cronjob_suspended_secs: 7 * 24 * 3600,
+            cronjob_missed_secs: 900,
         }
     }
 }

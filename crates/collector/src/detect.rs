@@ -214,7 +214,80 @@ fn workloads(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Iss
         if target.kind == "Deployment" {
             deployment_unavailable(workload, target, t, now, issues);
         }
+        if let Some(cron) = &workload.cron {
+            cron_job(workload, cron, target, t, now, issues);
+        }
     }
+}
+
+/// A CronJob suspended and idle for long, or one whose schedule named a
+/// time that passed without a run.
+fn cron_job(
+    workload: &pb::Workload,
+    cron: &pb::CronSchedule,
+    target: &pb::ObjectRef,
+    t: &Thresholds,
+    now: i64,
+    issues: &mut Vec<pb::Issue>,
+) {
+    let last = cron.last_schedule.as_ref().or(workload.created_at.as_ref());
+    if cron.suspended {
+        if let Some(idle) = for_at_least(last, now, t.cronjob_suspended_secs) {
+            issues.push(issue(
+                IssueKind::CronjobSuspended,
+                Severity::Info,
+                target,
+                "",
+                format!(
+                    "CronJob {}/{} is suspended and has not run for {}h.",
+                    target.namespace,
+                    target.name,
+                    idle / 3600
+                ),
+                vec![
+                    ("schedule", cron.schedule.clone()),
+                    ("idle seconds", idle.to_string()),
+                ],
+            ));
+        }
+        return;
+    }
+    // Another zone's times need its rules: not judged rather than misjudged.
+    if !matches!(cron.time_zone.as_str(), "" | "UTC" | "Etc/UTC") {
+        return;
+    }
+    let Some(due) = last.and_then(|l| next_run(&cron.schedule, l.seconds)) else {
+        return;
+    };
+    let late = now - due;
+    if late >= 0 && late.unsigned_abs() >= t.cronjob_missed_secs {
+        issues.push(issue(
+            IssueKind::CronjobMissedSchedule,
+            Severity::Warning,
+            target,
+            "",
+            format!(
+                "CronJob {}/{} should have run {late}s ago ({}) and has not.",
+                target.namespace, target.name, cron.schedule
+            ),
+            vec![
+                ("schedule", cron.schedule.clone()),
+                ("seconds since the missed run", late.to_string()),
+                ("active jobs", workload.ready_replicas.to_string()),
+            ],
+        ));
+    }
+}
+
+/// The first time after `after` (seconds, UTC) that `schedule` names;
+/// `None` for a schedule croner does not read (the API server validated it
+/// with its own parser: not judged rather than misjudged).
+fn next_run(schedule: &str, after: i64) -> Option<i64> {
+    let cron: croner::Cron = schedule.parse().ok()?;
+    let after = chrono::DateTime::from_timestamp(after, 0)?;
+    cron.find_next_occurrence(&after, false)
+        .ok()
+        .map(|t| t.timestamp())
 }
 
 fn deployment_unavailable(

@@ -84,10 +84,6 @@ pub enum TableKind {
 
 /// One projected object, ready for the store.
 #[derive(Debug, Clone)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "items live only between projection and the store, which keeps the value"
-)]
 pub enum Item {
     /// A Pod.
     Pod(Uid, pb::Pod, Labels),

@@ -79,7 +79,8 @@ pub fn params(kind: &Kind) -> ActionParams {
         | Kind::CordonNode(_)
         | Kind::UncordonNode(_)
         | Kind::DeleteResource(_)
-        | Kind::ForceDeletePod(_) => ActionParams::default(),
+        | Kind::ForceDeletePod(_)
+        | Kind::ResumeCronJob(_) => ActionParams::default(),
     }
 }
 
@@ -134,6 +135,7 @@ pub fn action(spec: &ActionSpec) -> Result<Kind, Error> {
         ActionType::UncordonNode => Kind::UncordonNode(pb::UncordonNode {}),
         ActionType::DeleteResource => Kind::DeleteResource(pb::DeleteResource {}),
         ActionType::ForceDeletePod => Kind::ForceDeletePod(pb::ForceDeletePod {}),
+        ActionType::ResumeCronJob => Kind::ResumeCronJob(pb::ResumeCronJob {}),
         ActionType::ScaleWorkload => Kind::ScaleWorkload(pb::ScaleWorkload {
             replicas: required("replicas", fits("replicas", p.replicas)?)?,
         }),
@@ -381,6 +383,9 @@ mod tests {
         roundtrip(Kind::ReportOnly(pb::ReportOnly {
             explanation: "image missing".into(),
         }));
+        roundtrip(Kind::ForceDeletePod(pb::ForceDeletePod {}));
+        roundtrip(Kind::ScaleWorkload(pb::ScaleWorkload { replicas: 3 }));
+        roundtrip(Kind::ResumeCronJob(pb::ResumeCronJob {}));
         roundtrip(Kind::DeleteFailedPods(pb::DeleteFailedPods {
             max_pods: 20,
         }));

@@ -96,6 +96,8 @@ pub enum Rung {
     ForceDeletePod,
     /// Raise the workload's replicas.
     ScaleWorkload,
+    /// Resume the CronJob.
+    ResumeCronJob,
     /// Hand the incident to a human: one open escalation, no more actions.
     Escalate,
 }
@@ -115,6 +117,7 @@ impl Rung {
             Self::DeleteFailedPods => ActionType::DeleteFailedPods,
             Self::ForceDeletePod => ActionType::ForceDeletePod,
             Self::ScaleWorkload => ActionType::ScaleWorkload,
+            Self::ResumeCronJob => ActionType::ResumeCronJob,
             Self::Escalate => return None,
         })
     }
@@ -154,6 +157,8 @@ pub enum LadderIssue {
     NamespaceStuckTerminating,
     DeploymentUnavailable,
     PDBBlockingDisruptions,
+    CronJobSuspended,
+    CronJobMissedSchedule,
 }
 
 impl LadderIssue {

@@ -87,6 +87,8 @@ action_types! {
     ForceDeletePod,
     /// Raise the replicas of a workload no HPA scales.
     ScaleWorkload,
+    /// Clear a CronJob's suspend.
+    ResumeCronJob,
 }
 
 impl ActionType {

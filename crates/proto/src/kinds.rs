@@ -341,6 +341,22 @@ pub const KINDS: &[KindInfo] = &[
         "a PodDisruptionBudget allowing no disruption for the blocking threshold (reported when one more replica cannot help)",
         Act(&[ActionType::ScaleWorkload]),
     ),
+    kind(
+        K::CronjobSuspended,
+        "CronJobSuspended",
+        Jobs,
+        Info,
+        "suspended, and not run for the suspended-CronJob threshold (resumed only where the policy allows ResumeCronJob, else reported)",
+        Act(&[ActionType::ResumeCronJob]),
+    ),
+    kind(
+        K::CronjobMissedSchedule,
+        "CronJobMissedSchedule",
+        Jobs,
+        Warning,
+        "not suspended, and a time its schedule names passed longer ago than the missed-schedule threshold without a run",
+        Report,
+    ),
 ];
 
 /// The entry of a kind; `None` for `Unspecified`.

@@ -245,6 +245,15 @@ pub const ACTIONS: &[ActionInfo] = &[
         Approval::Human,
         ModelUse::No,
     ),
+    entry(
+        ActionType::ResumeCronJob,
+        "ResumeCronJob",
+        "resume_cron_job",
+        Targets::Kinds(&["CronJob"]),
+        false,
+        Approval::Human,
+        ModelUse::No,
+    ),
 ];
 
 /// The action type of an action arm: the one exhaustive match over arms.
@@ -264,6 +273,7 @@ pub fn action_type(kind: &Kind) -> ActionType {
         Kind::DeleteFailedPods(_) => ActionType::DeleteFailedPods,
         Kind::ForceDeletePod(_) => ActionType::ForceDeletePod,
         Kind::ScaleWorkload(_) => ActionType::ScaleWorkload,
+        Kind::ResumeCronJob(_) => ActionType::ResumeCronJob,
     }
 }
 

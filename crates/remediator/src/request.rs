@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
-    batch::v1::Job,
+    batch::v1::{CronJob, Job},
     core::v1::{Node, PersistentVolumeClaim, Pod},
 };
 use kube::api::ApiResource;
@@ -37,6 +37,8 @@ pub enum TargetKind {
     Pvc,
     /// batch/v1 Job.
     Job,
+    /// batch/v1 CronJob.
+    CronJob,
 }
 
 impl TargetKind {
@@ -51,6 +53,7 @@ impl TargetKind {
             "Node" => Self::Node,
             "PersistentVolumeClaim" => Self::Pvc,
             "Job" => Self::Job,
+            "CronJob" => Self::CronJob,
             _ => return None,
         })
     }
@@ -66,6 +69,7 @@ impl TargetKind {
             Self::Node => ApiResource::erase::<Node>(&()),
             Self::Pvc => ApiResource::erase::<PersistentVolumeClaim>(&()),
             Self::Job => ApiResource::erase::<Job>(&()),
+            Self::CronJob => ApiResource::erase::<CronJob>(&()),
         }
     }
 
@@ -80,7 +84,7 @@ impl TargetKind {
             Self::Pod | Self::Node | Self::Pvc => &["v1"],
             Self::Deployment | Self::StatefulSet | Self::DaemonSet => &["apps/v1"],
             Self::Hpa => &["autoscaling/v2", "autoscaling/v1"],
-            Self::Job => &["batch/v1"],
+            Self::Job | Self::CronJob => &["batch/v1"],
         }
     }
 }

@@ -37,6 +37,7 @@ pub fn allowed(action: &str, pointer: &str) -> bool {
         }
         "ACTION_TYPE_EXPAND_PVC" => pointer == "/spec/resources/requests/storage",
         "ACTION_TYPE_SCALE_WORKLOAD" => pointer == "/spec/replicas",
+        "ACTION_TYPE_RESUME_CRON_JOB" => pointer == "/spec/suspend",
         "ACTION_TYPE_PATCH_RESOURCES" => container_resource(pointer).is_some(),
         _ => false,
     }

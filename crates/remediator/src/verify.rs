@@ -111,6 +111,13 @@ pub async fn check(
                 }
                 ActionKind::ScaleHpa(scale) => hpa_below_max(scale, &current),
                 ActionKind::ScaleWorkload(_) => rollout_complete(v.kind, &current),
+                ActionKind::ResumeCronJob(_) => {
+                    if current.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
+                        Check::Failed("the CronJob is suspended again".to_owned())
+                    } else {
+                        Check::Passed("the CronJob runs on its schedule again".to_owned())
+                    }
+                }
                 ActionKind::CordonNode(_) => schedulable(&current, false),
                 ActionKind::UncordonNode(_) => schedulable(&current, true),
                 ActionKind::DrainNode(_) => drained(exec, &current, evicted).await,

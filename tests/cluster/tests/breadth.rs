@@ -35,6 +35,7 @@
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
+    batch::v1::CronJob,
     core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod},
     policy::v1::PodDisruptionBudget,
 };
@@ -62,6 +63,7 @@ fn thresholds() -> Vec<(&'static str, String, String)> {
         "NAMESPACE_TERMINATING_SECS",
         "DEPLOYMENT_UNAVAILABLE_SECS",
         "PDB_BLOCKING_SECS",
+        "CRONJOB_SUSPENDED_SECS",
     ]
     .into_iter()
     .map(|key| {
@@ -231,7 +233,12 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     let held_ns = format!("{ns}-held");
     let mut policy = policy(&ns, "Auto");
     policy.spec.scope.namespaces.push(held_ns.clone());
-    for action in ["DeleteFailedPods", "ForceDeletePod", "ScaleWorkload"] {
+    for action in [
+        "DeleteFailedPods",
+        "ForceDeletePod",
+        "ScaleWorkload",
+        "ResumeCronJob",
+    ] {
         policy
             .spec
             .actions
@@ -293,6 +300,10 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     let guarded = faults::deployment(&client, &ns, "guarded", 2, &PodSpec::default())
         .await
         .unwrap();
+    // Budgets are judged over healthy pods: the pods run first.
+    nanny_test_util::scenarios::running_pods(&client, &ns, "guarded", 2, WAIT)
+        .await
+        .unwrap();
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
     let strict = create_json(
         &budgets,
@@ -307,11 +318,28 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     let budgeted = faults::deployment(&client, &ns, "budgeted", 2, &PodSpec::default())
         .await
         .unwrap();
+    nanny_test_util::scenarios::running_pods(&client, &ns, "budgeted", 2, WAIT)
+        .await
+        .unwrap();
     create_json(
         &budgets,
         json!({
             "metadata": { "name": "budgeted" },
             "spec": { "minAvailable": 2, "selector": { "matchLabels": { "app": "budgeted" } } },
+        }),
+    )
+    .await;
+
+    // A suspended CronJob (suspended and idle past the threshold, 0 here).
+    let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), &ns);
+    let paused = create_json(
+        &cron_jobs,
+        json!({
+            "metadata": { "name": "paused" },
+            "spec": { "schedule": "0 3 * * *", "suspend": true,
+                      "jobTemplate": { "spec": { "template": { "spec": {
+                          "restartPolicy": "Never",
+                          "containers": [{ "name": "job", "image": "registry.example/job:1" }] } } } } },
         }),
     )
     .await;
@@ -462,6 +490,24 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     println!(
         "PDB_BLOCKING_DISRUPTIONS: {} → ScaleWorkload 3, approved",
         scaled.spec.reasoning
+    );
+
+    // The paused CronJob: resumed once a human approves.
+    let resumed = h
+        .approve_and_wait(&paused.uid().unwrap(), ActionType::ResumeCronJob)
+        .await;
+    assert_eq!(
+        cron_jobs
+            .get("paused")
+            .await
+            .unwrap()
+            .spec
+            .and_then(|s| s.suspend),
+        Some(false)
+    );
+    println!(
+        "CRONJOB_SUSPENDED: {} → ResumeCronJob, approved",
+        resumed.spec.reasoning
     );
 
     // The orphan: a force delete waits for a human, then it is gone.

@@ -1508,3 +1508,65 @@ async fn scale_workload_raises_replicas_no_autoscaler_owns_and_rolls_back() {
         Some(1)
     );
 }
+
+#[tokio::test]
+async fn resume_cron_job_clears_suspend_and_rolls_back() {
+    let Some(fx) = Fixture::new("rem-resume").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    let cron_jobs: Api<k8s_openapi::api::batch::v1::CronJob> =
+        Api::namespaced(fx.client.clone(), fx.ns());
+    let create = |name: &str, suspend: bool| {
+        object::<k8s_openapi::api::batch::v1::CronJob>(json!({
+            "metadata": { "name": name },
+            "spec": { "schedule": "0 3 * * *", "suspend": suspend,
+                      "jobTemplate": { "spec": { "template": { "spec": {
+                          "restartPolicy": "Never",
+                          "containers": [{ "name": "job", "image": "registry.example/job:1" }] } } } } },
+        }))
+    };
+    let paused = cron_jobs
+        .create(&PostParams::default(), &create("paused", true))
+        .await
+        .unwrap();
+    let running = cron_jobs
+        .create(&PostParams::default(), &create("running", false))
+        .await
+        .unwrap();
+    let resume = || ActionKind::ResumeCronJob(nanny_proto::v1::ResumeCronJob {});
+    let suspended = |name: &'static str| {
+        let cron_jobs = cron_jobs.clone();
+        async move {
+            cron_jobs
+                .get(name)
+                .await
+                .unwrap()
+                .spec
+                .and_then(|s| s.suspend)
+        }
+    };
+
+    let refused = remediator
+        .execute(approved("resume-running", resume(), target(&running)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&refused), Outcome::Refused, "{refused:?}");
+    assert!(
+        refused.error.contains("it is not suspended"),
+        "{}",
+        refused.error
+    );
+
+    let result = remediator
+        .execute(approved("resume-paused", resume(), target(&paused)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
+    assert_eq!(verification(&result), VerificationState::Passed);
+    assert_eq!(suspended("paused").await, Some(false));
+
+    let rollback = remediator.rollback("resume-paused").await.unwrap();
+    assert_eq!(outcome(&rollback), Outcome::RolledBack, "{rollback:?}");
+    assert_eq!(suspended("paused").await, Some(true));
+}

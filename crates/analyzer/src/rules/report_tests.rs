@@ -198,6 +198,21 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
             s.workloads.push(deployment("web", 2, None));
             web
         }
+        IssueKind::CronjobSuspended | IssueKind::CronjobMissedSchedule => {
+            let c = pb::Workload {
+                r#ref: Some(obj("CronJob", "batch", "nightly")),
+                cron: Some(pb::CronSchedule {
+                    schedule: "0 3 * * *".into(),
+                    suspended: kind == IssueKind::CronjobSuspended,
+                    last_schedule: Some(ago(9 * 86_400)),
+                    ..pb::CronSchedule::default()
+                }),
+                ..pb::Workload::default()
+            };
+            let r = c.r#ref.clone().unwrap_or_default();
+            s.workloads.push(c);
+            r
+        }
         IssueKind::NamespaceStuckTerminating => {
             let n = pb::Namespace {
                 r#ref: Some(obj("Namespace", "", "old")),
@@ -508,4 +523,58 @@ fn a_budget_at_its_workloads_replicas_asks_for_one_more_replica() {
     let mut unhealthy = s;
     unhealthy.pdbs[0].current_healthy = 1;
     assert!(explanation(&unhealthy).contains("its pods are unhealthy"));
+}
+
+#[test]
+fn a_long_suspended_cronjob_is_resumed_only_where_the_policy_allows_it() {
+    let s = scene(IssueKind::CronjobSuspended);
+    let recs = run(&s);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        recs[0].action.as_ref().and_then(|a| a.kind.clone()),
+        Some(Kind::ResumeCronJob(pb::ResumeCronJob {}))
+    );
+    assert!(
+        recs[0].reason.starts_with(
+            "CronJob batch/nightly is suspended and has not run for 216h (schedule \"0 3 * * *\")."
+        ),
+        "{}",
+        recs[0].reason
+    );
+    let rules = crate::config::RulesConfig {
+        allowed_actions: Some([nanny_proto::v1::ActionType::ReportOnly as i32].into()),
+        ..crate::config::RulesConfig::default()
+    };
+    let recs = Rules::new(rules).evaluate(&s, now());
+    let Some(Kind::ReportOnly(report)) = recs[0].action.as_ref().and_then(|a| a.kind.clone())
+    else {
+        panic!("{recs:?}");
+    };
+    assert!(
+        report
+            .explanation
+            .contains("kubectl patch cronjob nightly -n batch"),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_missed_run_names_its_likely_cause() {
+    let mut s = scene(IssueKind::CronjobMissedSchedule);
+    assert!(
+        explanation(&s)
+            .contains("the CronJob controller (kube-controller-manager) may be down or lagging")
+    );
+    if let Some(cron) = s.workloads[0].cron.as_mut() {
+        cron.concurrency_policy = "Forbid".into();
+    }
+    s.workloads[0].ready_replicas = 1;
+    assert!(
+        explanation(&s).contains("its concurrencyPolicy is Forbid and 1 of its Jobs still runs")
+    );
+    s.workloads[0].ready_replicas = 0;
+    if let Some(cron) = s.workloads[0].cron.as_mut() {
+        cron.starting_deadline_seconds = Some(30);
+    }
+    assert!(explanation(&s).contains("startingDeadlineSeconds (30s)"));
 }

@@ -674,3 +674,72 @@ fn the_new_kinds_are_raised_past_their_thresholds_with_evidence() {
         Some(Severity::Critical as i32)
     );
 }
+
+fn cron_job<'a>(
+    name: &'a str,
+    schedule: &str,
+    suspended: bool,
+    last_ago: i64,
+    zone: &str,
+) -> (&'a str, pb::Workload) {
+    (
+        name,
+        pb::Workload {
+            r#ref: Some(reference("CronJob", name)),
+            created_at: at(400 * 86_400),
+            cron: Some(pb::CronSchedule {
+                schedule: schedule.to_owned(),
+                suspended,
+                last_schedule: at(last_ago),
+                time_zone: zone.to_owned(),
+                ..pb::CronSchedule::default()
+            }),
+            ..pb::Workload::default()
+        },
+    )
+}
+
+#[test]
+fn cronjobs_suspended_for_long_or_missing_a_run_are_issues_and_others_are_not() {
+    let tables = Tables {
+        workloads: table(vec![
+            // Every 5 minutes, last run 2 h ago: missed.
+            cron_job("missed", "*/5 * * * *", false, 7200, ""),
+            // Ran a minute ago: fine.
+            cron_job("on-time", "*/5 * * * *", false, 60, ""),
+            // Daily at 03:00, last run today at 03:00 (NOW is 08:00 UTC):
+            // its next time has not come.
+            cron_job("daily", "0 3 * * *", false, 5 * 3600, ""),
+            // Last run yesterday at 14:00: today's 03:00 passed without one.
+            cron_job("daily-missed", "0 3 * * *", false, 18 * 3600, ""),
+            // Another zone's times are not judged.
+            cron_job("zoned", "*/5 * * * *", false, 7200, "Europe/Paris"),
+            // A schedule croner does not read is not judged.
+            cron_job("odd", "@every 5m", false, 7200, ""),
+            cron_job("paused", "0 3 * * *", true, 8 * 86_400, ""),
+            cron_job("paused-lately", "0 3 * * *", true, 86_400, ""),
+        ]),
+        ..Tables::default()
+    };
+    let issues = detect_now(&tables);
+    assert_eq!(
+        kinds(&issues),
+        [
+            (IssueKind::CronjobSuspended, "paused".to_owned()),
+            (IssueKind::CronjobMissedSchedule, "daily-missed".to_owned()),
+            (IssueKind::CronjobMissedSchedule, "missed".to_owned()),
+        ]
+    );
+    let missed = issues
+        .iter()
+        .find(|i| i.target.as_ref().is_some_and(|t| t.name == "missed"))
+        .unwrap();
+    // Due 5 minutes after the last run.
+    assert!(
+        missed
+            .evidence
+            .iter()
+            .any(|e| e.description == "seconds since the missed run" && e.value == "6900"),
+        "{missed:?}"
+    );
+}

@@ -48,6 +48,7 @@ fn workload_base(
     };
     pb::Workload {
         r#ref: Some(object_ref(kind, api_version, meta)),
+        created_at: meta.creation_timestamp.as_ref().map(timestamp),
         containers: template.map(template_containers).unwrap_or_default(),
         owner: controller_of(meta),
         labels: labels(meta),
@@ -148,9 +149,32 @@ pub fn cron_job(c: &CronJob, redaction: &Redaction) -> pb::Workload {
         .as_ref()
         .and_then(|s| s.active.as_ref())
         .map_or(0, Vec::len);
+    let status = c.status.as_ref();
     pb::Workload {
         desired_replicas: i32::from(!spec.and_then(|s| s.suspend).unwrap_or(false)),
         ready_replicas: i32::try_from(active).unwrap_or(i32::MAX),
+        cron: Some(pb::CronSchedule {
+            schedule: spec
+                .map(|s| s.schedule.chars().take(256).collect())
+                .unwrap_or_default(),
+            suspended: spec.and_then(|s| s.suspend).unwrap_or(false),
+            last_schedule: status
+                .and_then(|s| s.last_schedule_time.as_ref())
+                .map(timestamp),
+            last_successful: status
+                .and_then(|s| s.last_successful_time.as_ref())
+                .map(timestamp),
+            time_zone: spec
+                .and_then(|s| s.time_zone.clone())
+                .unwrap_or_default()
+                .chars()
+                .take(64)
+                .collect(),
+            starting_deadline_seconds: spec.and_then(|s| s.starting_deadline_seconds),
+            concurrency_policy: spec
+                .and_then(|s| s.concurrency_policy.clone())
+                .unwrap_or_default(),
+        }),
         ..workload_base("CronJob", &c.metadata, template, redaction)
     }
 }

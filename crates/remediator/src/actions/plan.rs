@@ -77,6 +77,7 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
         ActionKind::DeleteFailedPods(delete) => delete_failed_pods(&input, delete),
         ActionKind::ForceDeletePod(_) => force_delete_pod(&input),
         ActionKind::ScaleWorkload(scale) => scale_workload(&input, scale),
+        ActionKind::ResumeCronJob(_) => resume_cron_job(&input),
         ActionKind::DeleteResource(_) | ActionKind::ReportOnly(_) => Err(Error::Unsupported {
             action: crate::request::action_type(&v.action).as_str_name(),
         }),
@@ -443,5 +444,21 @@ fn scale_workload(
     Ok(Plan::new(
         Write::Merge(input.with_version(patch)),
         vec!["/spec/replicas".to_owned()],
+    ))
+}
+
+fn resume_cron_job(input: &Input<'_>) -> Result<Plan, Error> {
+    if input
+        .current
+        .pointer("/spec/suspend")
+        .and_then(Value::as_bool)
+        != Some(true)
+    {
+        return Err(input.precondition("it is not suspended"));
+    }
+    let patch = json!({ "spec": { "suspend": false } });
+    Ok(Plan::new(
+        Write::Merge(input.with_version(patch)),
+        vec!["/spec/suspend".to_owned()],
     ))
 }

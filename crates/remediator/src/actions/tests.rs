@@ -2,7 +2,7 @@ use std::time::{Duration, SystemTime};
 
 use nanny_proto::v1::{
     ActionType, CordonNode, DeleteFailedPods, DeleteJob, DrainNode, ExpandPvc, ForceDeletePod,
-    ObjectRef, PatchResources, Resources, RestartPod, ScaleHpa, ScaleWorkload,
+    ObjectRef, PatchResources, Resources, RestartPod, ResumeCronJob, ScaleHpa, ScaleWorkload,
     action::Kind as ActionKind,
 };
 use serde_json::json;
@@ -540,4 +540,27 @@ fn scale_workload_only_raises_replicas_no_autoscaler_owns() {
             .contains("HorizontalPodAutoscaler shop/web scales it"),
         "{err}"
     );
+}
+
+#[test]
+fn resume_clears_suspend_on_a_suspended_cronjob_only() {
+    let v = validated(
+        ActionKind::ResumeCronJob(ResumeCronJob {}),
+        TargetKind::CronJob,
+    );
+    let cron = |suspend: bool| json!({ "metadata": { "name": "nightly", "resourceVersion": "4" }, "spec": { "suspend": suspend } });
+    let p = plan(&v, &cron(true), &Facts::default()).unwrap();
+    assert_eq!(
+        p.write,
+        Write::Merge(
+            json!({ "metadata": { "resourceVersion": "4" }, "spec": { "suspend": false } })
+        )
+    );
+    assert_eq!(p.fields, ["/spec/suspend"]);
+    assert!(crate::undo::allowed(
+        "ACTION_TYPE_RESUME_CRON_JOB",
+        "/spec/suspend"
+    ));
+    let err = plan(&v, &cron(false), &Facts::default()).unwrap_err();
+    assert!(err.to_string().contains("it is not suspended"), "{err}");
 }

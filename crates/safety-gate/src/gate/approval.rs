@@ -224,6 +224,10 @@ pub(super) fn default_level(
                 "changing a workload's replicas needs a human",
             )
         }
+        Kind::ResumeCronJob(_) => needs(
+            "resume-needs-human",
+            "a CronJob is suspended on purpose more often than not; a human resumes it",
+        ),
         Kind::ForceDeletePod(_) => needs(
             "force-delete-needs-human",
             "a force delete skips the kubelet's confirmation that the containers stopped; a human approves",

@@ -15,7 +15,7 @@ use proptest::{prelude::*, strategy::ValueTree as _};
 
 use super::*;
 
-const ALL_TYPES: [ActionType; 14] = [
+const ALL_TYPES: [ActionType; 15] = [
     ActionType::RestartPod,
     ActionType::RolloutRestart,
     ActionType::ScaleHpa,
@@ -30,6 +30,7 @@ const ALL_TYPES: [ActionType; 14] = [
     ActionType::DeleteFailedPods,
     ActionType::ForceDeletePod,
     ActionType::ScaleWorkload,
+    ActionType::ResumeCronJob,
 ];
 
 fn gate() -> Gate {
@@ -918,6 +919,12 @@ fn any_kind() -> impl Strategy<Value = Option<Kind>> {
         Just(Some(Kind::ForceDeletePod(
             nanny_proto::v1::ForceDeletePod {}
         ))),
+        (-5i32..200).prop_map(
+            |r| Some(Kind::ScaleWorkload(nanny_proto::v1::ScaleWorkload {
+                replicas: r
+            }))
+        ),
+        Just(Some(Kind::ResumeCronJob(nanny_proto::v1::ResumeCronJob {}))),
         Just(Some(Kind::ReportOnly(
             nanny_proto::v1::ReportOnly::default()
         ))),
