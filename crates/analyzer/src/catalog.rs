@@ -101,6 +101,11 @@ pub const REPORT_CRONJOB_MISSED: Rule = Rule {
     id: "report-cronjob-missed",
     rationale: "A missed run comes from a held concurrency policy, a tight starting deadline or a lagging controller; each is fixed by a person.",
 };
+/// Report a workload whose ReplicaSet cannot create pods.
+pub const REPORT_REPLICA_FAILURE: Rule = Rule {
+    id: "report-replica-failure",
+    rationale: "Pods refused at creation (a quota, an admission webhook, a missing ServiceAccount) are refused again on every retry until a person fixes the cause.",
+};
 /// Report a container the runtime cannot create or start.
 pub const REPORT_RUNTIME_ERROR: Rule = Rule {
     id: "report-runtime-error",
@@ -164,4 +169,5 @@ pub const RULES: &[Rule] = &[
     CRONJOB_RESUME,
     REPORT_CRONJOB_SUSPENDED,
     REPORT_CRONJOB_MISSED,
+    REPORT_REPLICA_FAILURE,
 ];

@@ -210,7 +210,8 @@ impl Rules {
                     | IssueKind::PvcLost
                     | IssueKind::NamespaceStuckTerminating
                     | IssueKind::DeploymentUnavailable
-                    | IssueKind::PdbBlockingDisruptions),
+                    | IssueKind::PdbBlockingDisruptions
+                    | IssueKind::ReplicaFailure),
                 ) if self.config.report.enabled => {
                     report_object(kind, issue, target, index, now, &mut drafts);
                 }

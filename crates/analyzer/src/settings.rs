@@ -38,6 +38,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::ReadinessFailing,
             IssueKind::RolloutStuck,
             IssueKind::DeploymentUnavailable,
+            IssueKind::ReplicaFailure,
         ],
     ),
     (

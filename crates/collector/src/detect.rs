@@ -214,6 +214,23 @@ fn workloads(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Iss
         if target.kind == "Deployment" {
             deployment_unavailable(workload, target, t, now, issues);
         }
+        if let Some(c) = workload
+            .conditions
+            .iter()
+            .find(|c| c.r#type == "ReplicaFailure" && c.status == "True")
+        {
+            issues.push(issue(
+                IssueKind::ReplicaFailure,
+                Severity::Warning,
+                target,
+                "",
+                format!(
+                    "{} {}/{} cannot create its pods ({}).",
+                    target.kind, target.namespace, target.name, c.reason
+                ),
+                vec![("condition", format!("ReplicaFailure=True ({})", c.reason))],
+            ));
+        }
         if let Some(cron) = &workload.cron {
             cron_job(workload, cron, target, t, now, issues);
         }

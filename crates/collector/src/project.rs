@@ -285,6 +285,7 @@ fn condition(
         status: status.to_owned(),
         reason: reason.cloned().unwrap_or_default(),
         last_transition: at.map(timestamp),
+        message: None,
     }
 }
 

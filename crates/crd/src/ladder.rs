@@ -159,6 +159,7 @@ pub enum LadderIssue {
     PDBBlockingDisruptions,
     CronJobSuspended,
     CronJobMissedSchedule,
+    ReplicaFailure,
 }
 
 impl LadderIssue {

@@ -357,6 +357,14 @@ pub const KINDS: &[KindInfo] = &[
         "not suspended, and a time its schedule names passed longer ago than the missed-schedule threshold without a run",
         Report,
     ),
+    kind(
+        K::ReplicaFailure,
+        "ReplicaFailure",
+        Workloads,
+        Warning,
+        "ReplicaFailure=True: its ReplicaSet cannot create pods (quota, admission, a missing ServiceAccount)",
+        Report,
+    ),
 ];
 
 /// The entry of a kind; `None` for `Unspecified`.

@@ -14,6 +14,8 @@
 //! - a Deployment with no replica available (its pods cannot be
 //!   scheduled);
 //! - a PodDisruptionBudget that allows no disruption with every pod healthy;
+//! - a Deployment whose pods the API server refuses (a ServiceAccount that
+//!   does not exist: the ReplicaSet controller's message quoted);
 //!
 //! and the ones acted on: a Deployment's evicted pods, deleted automatically
 //! (DeleteFailedPods) while its running pods stay; a pod stuck terminating
@@ -330,6 +332,21 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     )
     .await;
 
+    // A Deployment whose pods name a ServiceAccount that does not exist.
+    let refused = faults::deployment_of(
+        &client,
+        &ns,
+        "unaccounted",
+        1,
+        json!({
+            "metadata": { "labels": { "app": "unaccounted" } },
+            "spec": { "serviceAccountName": "missing-sa",
+                      "containers": [{ "name": "app", "image": "registry.example/app:1" }] },
+        }),
+    )
+    .await
+    .unwrap();
+
     // A suspended CronJob (suspended and idle past the threshold, 0 here).
     let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), &ns);
     let paused = create_json(
@@ -433,6 +450,17 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     )
     .await;
 
+    reported(
+        &h,
+        &refused.uid().unwrap(),
+        "REPLICA_FAILURE",
+        &[
+            &format!("Deployment {ns}/unaccounted cannot create its pods (FailedCreate)"),
+            "The ReplicaSet controller says",
+            "serviceaccount \"missing-sa\" not found",
+        ],
+    )
+    .await;
     // The evicted pods deleted, automatically, through the Deployment.
     let deleted = h
         .wait_phase(&evicting.uid().unwrap(), Phase::Succeeded)

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::catalog::{
     PDB_SCALE_UP, REPORT_DEPLOYMENT_UNAVAILABLE, REPORT_NAMESPACE_TERMINATING, REPORT_PDB_BLOCKING,
-    REPORT_PVC_LOST, REPORT_PVC_PENDING,
+    REPORT_PVC_LOST, REPORT_PVC_PENDING, REPORT_REPLICA_FAILURE,
 };
 use crate::index::SnapshotIndex;
 
@@ -39,6 +39,10 @@ pub(super) fn report_object(
         IssueKind::NamespaceStuckTerminating => index.namespaces.get(uid).and_then(|ns| {
             let r = ns.r#ref.as_ref()?;
             Some((REPORT_NAMESPACE_TERMINATING, r, namespace(ns, r, now)))
+        }),
+        IssueKind::ReplicaFailure => index.workloads.get(uid).and_then(|w| {
+            let r = w.r#ref.as_ref()?;
+            Some((REPORT_REPLICA_FAILURE, r, replica_failure(w, r)))
         }),
         IssueKind::DeploymentUnavailable => index.workloads.get(uid).and_then(|w| {
             let r = w.r#ref.as_ref()?;
@@ -284,4 +288,20 @@ fn add_scale(
             evidence: [format!("budget: {}", describe(r))].into(),
         },
     );
+}
+
+fn replica_failure(w: &pb::Workload, r: &pb::ObjectRef) -> String {
+    let condition = w
+        .conditions
+        .iter()
+        .find(|c| c.r#type == "ReplicaFailure" && c.status == "True");
+    let said = condition
+        .and_then(|c| quoted(c.message.as_ref()))
+        .map(|m| format!(" The ReplicaSet controller says {m}."))
+        .unwrap_or_default();
+    format!(
+        "{} cannot create its pods ({}).{said} Pods refused at creation are refused again on every retry: raise or free the namespace's ResourceQuota, create the ServiceAccount the pod template names, or fix what the admission webhook or policy objects to.",
+        describe(r),
+        condition.map_or("FailedCreate", |c| c.reason.as_str())
+    )
 }

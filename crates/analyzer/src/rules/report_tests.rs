@@ -31,6 +31,7 @@ fn condition(type_: &str, status: &str, reason: &str) -> pb::Condition {
         status: status.into(),
         reason: reason.into(),
         last_transition: Some(ago(3600)),
+        message: None,
     }
 }
 
@@ -194,7 +195,7 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
             s.jobs.push(j);
             r
         }
-        IssueKind::RolloutStuck | IssueKind::DeploymentUnavailable => {
+        IssueKind::RolloutStuck | IssueKind::DeploymentUnavailable | IssueKind::ReplicaFailure => {
             s.workloads.push(deployment("web", 2, None));
             web
         }
@@ -577,4 +578,25 @@ fn a_missed_run_names_its_likely_cause() {
         cron.starting_deadline_seconds = Some(30);
     }
     assert!(explanation(&s).contains("startingDeadlineSeconds (30s)"));
+}
+
+#[test]
+fn a_replica_failure_quotes_the_controller() {
+    let mut s = snapshot();
+    let mut web = deployment("web", 2, None);
+    web.conditions = vec![pb::Condition {
+        message: Some(untrusted(
+            "pods \"web-7d9\" is forbidden: error looking up service account shop/missing: serviceaccount \"missing\" not found",
+        )),
+        ..condition("ReplicaFailure", "True", "FailedCreate")
+    }];
+    let r = web.r#ref.clone().unwrap();
+    s.workloads.push(web);
+    s.issues.push(issue(IssueKind::ReplicaFailure, &r, "fp-1"));
+    let text = explanation(&s);
+    assert!(
+        text.starts_with("Deployment shop/web cannot create its pods (FailedCreate). The ReplicaSet controller says \"pods \"web-7d9\" is forbidden: error looking up service account shop/missing"),
+        "{text}"
+    );
+    assert!(text.contains("create the ServiceAccount"), "{text}");
 }

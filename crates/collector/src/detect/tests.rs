@@ -233,6 +233,7 @@ fn node_conditions_and_cordons_are_issues() {
         status: status.to_owned(),
         reason: "Test".to_owned(),
         last_transition: None,
+        message: None,
     };
     for (name, conditions, unschedulable) in [
         ("ok", vec![condition("Ready", "True")], false),
@@ -321,6 +322,7 @@ fn hpa_pvc_job_and_rollout_issues_follow_their_thresholds() {
             status: "True".to_owned(),
             reason: "BackoffLimitExceeded".to_owned(),
             last_transition: None,
+            message: None,
         }],
         ..pb::Job::default()
     };
@@ -340,6 +342,7 @@ fn hpa_pvc_job_and_rollout_issues_follow_their_thresholds() {
                 status: "False".to_owned(),
                 reason: "ProgressDeadlineExceeded".to_owned(),
                 last_transition: None,
+                message: None,
             }],
             ..pb::Workload::default()
         }),
@@ -435,6 +438,7 @@ fn condition_at(type_: &str, status: &str, reason: &str, ago: i64) -> pb::Condit
         status: status.to_owned(),
         reason: reason.to_owned(),
         last_transition: at(ago),
+        message: None,
     }
 }
 

@@ -57,6 +57,29 @@ fn workload_base(
     }
 }
 
+/// `conditions` with the message of a Deployment's ReplicaFailure (why its
+/// ReplicaSet cannot create pods: a quota, an admission webhook, a missing
+/// ServiceAccount), masked and cut.
+fn replica_failure_message(
+    mut conditions: Vec<pb::Condition>,
+    status: Option<&k8s_openapi::api::apps::v1::DeploymentStatus>,
+    redaction: &Redaction,
+) -> Vec<pb::Condition> {
+    let message = status
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .find(|c| c.type_ == "ReplicaFailure")
+        .and_then(|c| c.message.as_deref());
+    if let (Some(message), Some(condition)) = (
+        message,
+        conditions.iter_mut().find(|c| c.r#type == "ReplicaFailure"),
+    ) {
+        condition.message = Some(redaction.untrusted(message));
+    }
+    conditions
+}
+
 /// A Deployment.
 pub fn deployment(d: &Deployment, redaction: &Redaction) -> pb::Workload {
     let spec = d.spec.as_ref();
@@ -66,7 +89,7 @@ pub fn deployment(d: &Deployment, redaction: &Redaction) -> pb::Workload {
         ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
         available_replicas: status.and_then(|s| s.available_replicas).unwrap_or(0),
         updated_replicas: status.and_then(|s| s.updated_replicas).unwrap_or(0),
-        conditions: conditions!(status),
+        conditions: replica_failure_message(conditions!(status), status, redaction),
         ..workload_base(
             "Deployment",
             &d.metadata,
