@@ -62,6 +62,7 @@ fn cluster(pods: usize, nodes: usize, issues: usize) -> Store {
                             seconds: 1_700_000_000,
                             nanos: 0,
                         }),
+                        message: None,
                     })
                     .collect(),
                 kubelet_version: "v1.34.2".to_owned(),
