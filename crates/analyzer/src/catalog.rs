@@ -106,6 +106,11 @@ pub const REPORT_REPLICA_FAILURE: Rule = Rule {
     id: "report-replica-failure",
     rationale: "Pods refused at creation (a quota, an admission webhook, a missing ServiceAccount) are refused again on every retry until a person fixes the cause.",
 };
+/// Cordon a node whose network or kernel is failing.
+pub const NODE_PROBLEM_CORDON: Rule = Rule {
+    id: "node-problem-cordon",
+    rationale: "A node without a network, with a deadlocked kernel, a read-only or corrupt filesystem or a restarting runtime fails every pod sent to it; it should take no new ones.",
+};
 /// Report a container the runtime cannot create or start.
 pub const REPORT_RUNTIME_ERROR: Rule = Rule {
     id: "report-runtime-error",
@@ -170,4 +175,5 @@ pub const RULES: &[Rule] = &[
     REPORT_CRONJOB_SUSPENDED,
     REPORT_CRONJOB_MISSED,
     REPORT_REPLICA_FAILURE,
+    NODE_PROBLEM_CORDON,
 ];

@@ -188,7 +188,9 @@ impl Rules {
                     kind @ (IssueKind::NodeNotReady
                     | IssueKind::NodeMemoryPressure
                     | IssueKind::NodeDiskPressure
-                    | IssueKind::NodePidPressure),
+                    | IssueKind::NodePidPressure
+                    | IssueKind::NodeNetworkUnavailable
+                    | IssueKind::NodeProblem),
                 ) if self.config.node.enabled => {
                     self.node(kind, issue, target, index, &mut drafts);
                 }

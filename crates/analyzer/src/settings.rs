@@ -57,6 +57,8 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::NodeDiskPressure,
             IssueKind::NodePidPressure,
             IssueKind::NodeCordoned,
+            IssueKind::NodeNetworkUnavailable,
+            IssueKind::NodeProblem,
             IssueKind::Evicted,
             IssueKind::PodStuckTerminating,
             IssueKind::PdbBlockingDisruptions,

@@ -773,6 +773,19 @@ fn pod_issues(
     }
 }
 
+/// The problem conditions node-problem-detector sets (its default
+/// monitors): True means the problem is there. Conditions Nanny does not
+/// know are not judged, whatever their status.
+pub const NODE_PROBLEMS: [&str; 7] = [
+    "KernelDeadlock",
+    "ReadonlyFilesystem",
+    "FrequentKubeletRestart",
+    "FrequentDockerRestart",
+    "FrequentContainerdRestart",
+    "CorruptDockerOverlay2",
+    "FilesystemCorruptionDetected",
+];
+
 fn node_issues(node: &pb::Node, target: &pb::ObjectRef, issues: &mut Vec<pb::Issue>) {
     let conditions: BTreeMap<&str, &pb::Condition> = node
         .conditions
@@ -800,6 +813,35 @@ fn node_issues(node: &pb::Node, target: &pb::ObjectRef, issues: &mut Vec<pb::Iss
                 Severity::Warning,
                 target,
                 "",
+                format!("Node {} reports {type_} ({}).", target.name, c.reason),
+                vec![(type_, format!("True ({})", c.reason))],
+            ));
+        }
+    }
+    if let Some(c) = conditions
+        .get("NetworkUnavailable")
+        .filter(|c| c.status == "True")
+    {
+        issues.push(issue(
+            IssueKind::NodeNetworkUnavailable,
+            Severity::Warning,
+            target,
+            "",
+            format!(
+                "Node {} reports NetworkUnavailable ({}): its network is not configured.",
+                target.name, c.reason
+            ),
+            vec![("NetworkUnavailable", format!("True ({})", c.reason))],
+        ));
+    }
+    // node-problem-detector's conditions: True is the problem.
+    for type_ in NODE_PROBLEMS {
+        if let Some(c) = conditions.get(type_).filter(|c| c.status == "True") {
+            issues.push(issue(
+                IssueKind::NodeProblem,
+                Severity::Warning,
+                target,
+                type_,
                 format!("Node {} reports {type_} ({}).", target.name, c.reason),
                 vec![(type_, format!("True ({})", c.reason))],
             ));

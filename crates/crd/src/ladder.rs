@@ -160,6 +160,8 @@ pub enum LadderIssue {
     CronJobSuspended,
     CronJobMissedSchedule,
     ReplicaFailure,
+    NodeNetworkUnavailable,
+    NodeProblem,
 }
 
 impl LadderIssue {

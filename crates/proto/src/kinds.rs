@@ -365,6 +365,22 @@ pub const KINDS: &[KindInfo] = &[
         "ReplicaFailure=True: its ReplicaSet cannot create pods (quota, admission, a missing ServiceAccount)",
         Report,
     ),
+    kind(
+        K::NodeNetworkUnavailable,
+        "NodeNetworkUnavailable",
+        Nodes,
+        Warning,
+        "NetworkUnavailable=True (False is healthy)",
+        Act(&[ActionType::CordonNode]),
+    ),
+    kind(
+        K::NodeProblem,
+        "NodeProblem",
+        Nodes,
+        Warning,
+        "a node-problem-detector condition True: KernelDeadlock, ReadonlyFilesystem, frequent kubelet or runtime restarts, a corrupt overlay or filesystem (unknown conditions are not judged)",
+        Act(&[ActionType::CordonNode]),
+    ),
 ];
 
 /// The entry of a kind; `None` for `Unspecified`.

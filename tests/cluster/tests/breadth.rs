@@ -16,6 +16,8 @@
 //! - a PodDisruptionBudget that allows no disruption with every pod healthy;
 //! - a Deployment whose pods the API server refuses (a ServiceAccount that
 //!   does not exist: the ReplicaSet controller's message quoted);
+//! - a node reporting NetworkUnavailable and node-problem-detector's
+//!   KernelDeadlock (its cordon proposed for a human);
 //!
 //! and the ones acted on: a Deployment's evicted pods, deleted automatically
 //! (DeleteFailedPods) while its running pods stay; a pod stuck terminating
@@ -80,6 +82,33 @@ fn thresholds() -> Vec<(&'static str, String, String)> {
 
 /// A namespace an object's finalizer holds Terminating, once the namespace
 /// controller has said so (its report quotes the controller).
+/// A node no kubelet serves, reporting Ready with NetworkUnavailable and
+/// KernelDeadlock True (what a broken CNI and node-problem-detector write).
+async fn sick_node(
+    cluster: &nanny_test_util::cluster::ClusterInfo,
+    client: &Client,
+    name: &str,
+) -> FakeNode {
+    let node = FakeNode::without_kubelet(cluster, client, name)
+        .await
+        .unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let condition = |type_: &str, status: &str, reason: &str| {
+        json!({ "type": type_, "status": status, "reason": reason,
+                "lastHeartbeatTime": now, "lastTransitionTime": now })
+    };
+    let status = json!({ "status": { "conditions": [
+        condition("Ready", "True", "KubeletReady"),
+        condition("NetworkUnavailable", "True", "NoRouteCreated"),
+        condition("KernelDeadlock", "True", "DockerHung"),
+    ] } });
+    Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    node
+}
+
 async fn held_namespace(client: &Client, name: &str) -> Namespace {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let held = create_json(&namespaces, json!({ "metadata": { "name": name } })).await;
@@ -247,6 +276,13 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
             .push(serde_json::from_value(json!({ "type": action })).unwrap());
     }
     let held = held_namespace(&client, &held_ns).await;
+    let sick = sick_node(&fx_cluster, &client, &format!("{ns}-sick")).await;
+    let sick_uid = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .get(&sick.name)
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
     // Evicted pods of a Deployment, replaced by its ReplicaSet, before Nanny
     // starts: it sees both at once and deletes them in one action.
     let evicting = faults::deployment(&client, &ns, "evicting", 3, &PodSpec::default())
@@ -461,6 +497,21 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         ],
     )
     .await;
+    // The sick node: its cordon waits for a human.
+    let cordon = h.wait_phase(&sick_uid, Phase::PendingApproval).await;
+    assert_eq!(cordon.spec.action.type_, ActionType::CordonNode);
+    assert!(
+        ["NetworkUnavailable", "KernelDeadlock"]
+            .iter()
+            .any(|c| cordon.spec.reasoning.contains(&format!("reports {c}"))),
+        "{}",
+        cordon.spec.reasoning
+    );
+    println!(
+        "NODE_PROBLEM: {} → CordonNode, awaiting a human",
+        cordon.spec.reasoning
+    );
+
     // The evicted pods deleted, automatically, through the Deployment.
     let deleted = h
         .wait_phase(&evicting.uid().unwrap(), Phase::Succeeded)

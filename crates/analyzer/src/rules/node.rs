@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use nanny_proto::v1::{self as pb, CordonNode, DrainNode, IssueKind, Severity, action::Kind};
 
 use super::{Draft, Drafts, Rules, describe, ref_of};
-use crate::catalog::{NODE_NOT_READY_CORDON, NODE_NOT_READY_DRAIN, NODE_PRESSURE_CORDON};
+use crate::catalog::{
+    NODE_NOT_READY_CORDON, NODE_NOT_READY_DRAIN, NODE_PRESSURE_CORDON, NODE_PROBLEM_CORDON,
+};
 use crate::index::SnapshotIndex;
 
 impl Rules {
@@ -25,19 +27,28 @@ impl Rules {
             return;
         };
         let not_ready = kind == IssueKind::NodeNotReady;
+        // A node-problem-detector issue names its condition in its evidence
+        // (the collector's own words, one of its known conditions).
+        let problem = issue
+            .evidence
+            .iter()
+            .map(|e| e.description.as_str())
+            .find(|d| d.chars().all(|c| c.is_ascii_alphanumeric()));
         let condition = match kind {
             IssueKind::NodeMemoryPressure => "MemoryPressure",
             IssueKind::NodeDiskPressure => "DiskPressure",
             IssueKind::NodePidPressure => "PIDPressure",
+            IssueKind::NodeNetworkUnavailable => "NetworkUnavailable",
+            IssueKind::NodeProblem => problem.unwrap_or("a node problem"),
             _ => "NotReady",
         };
         let fingerprints: BTreeSet<String> = [issue.fingerprint.clone()].into();
         let evidence: BTreeSet<String> = [format!("condition: {condition}")].into();
         if !node.unschedulable {
-            let rule = if not_ready {
-                NODE_NOT_READY_CORDON
-            } else {
-                NODE_PRESSURE_CORDON
+            let rule = match kind {
+                IssueKind::NodeNotReady => NODE_NOT_READY_CORDON,
+                IssueKind::NodeNetworkUnavailable | IssueKind::NodeProblem => NODE_PROBLEM_CORDON,
+                _ => NODE_PRESSURE_CORDON,
             };
             drafts.add(
                 "",

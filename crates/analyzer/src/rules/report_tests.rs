@@ -88,6 +88,8 @@ fn scene(kind: IssueKind) -> ClusterSnapshot {
         | IssueKind::NodeDiskPressure
         | IssueKind::NodePidPressure
         | IssueKind::NodeCordoned
+        | IssueKind::NodeNetworkUnavailable
+        | IssueKind::NodeProblem
         | IssueKind::MemoryPressure => {
             let n = pb::Node {
                 r#ref: Some(obj("Node", "", "n1")),

@@ -747,3 +747,39 @@ fn cronjobs_suspended_for_long_or_missing_a_run_are_issues_and_others_are_not() 
         "{missed:?}"
     );
 }
+
+#[test]
+fn a_nodes_network_and_node_problem_detector_conditions_are_judged_by_meaning() {
+    let node = |conditions| pb::Node {
+        r#ref: Some(reference("Node", "n1")),
+        conditions,
+        ..pb::Node::default()
+    };
+    let tables = Tables {
+        nodes: table(vec![(
+            "n1",
+            node(vec![
+                condition_at("Ready", "True", "KubeletReady", 60),
+                condition_at("NetworkUnavailable", "True", "NoRouteCreated", 60),
+                condition_at("KernelDeadlock", "True", "DockerHung", 60),
+                condition_at("ReadonlyFilesystem", "False", "FilesystemIsNotReadOnly", 60),
+                // A condition Nanny does not know is not judged.
+                condition_at("VendorSpecificThing", "True", "Whatever", 60),
+            ]),
+        )]),
+        ..Tables::default()
+    };
+    let issues = detect_now(&tables);
+    assert_eq!(
+        kinds(&issues),
+        [
+            (IssueKind::NodeNetworkUnavailable, "n1".to_owned()),
+            (IssueKind::NodeProblem, "n1".to_owned()),
+        ]
+    );
+    let problem = issues
+        .iter()
+        .find(|i| i.kind == IssueKind::NodeProblem as i32)
+        .unwrap();
+    assert_eq!(problem.evidence[0].description, "KernelDeadlock");
+}
