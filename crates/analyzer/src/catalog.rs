@@ -111,6 +111,11 @@ pub const NODE_PROBLEM_CORDON: Rule = Rule {
     id: "node-problem-cordon",
     rationale: "A node without a network, with a deadlocked kernel, a read-only or corrupt filesystem or a restarting runtime fails every pod sent to it; it should take no new ones.",
 };
+/// Report an init container that keeps failing.
+pub const REPORT_INIT_FAILING: Rule = Rule {
+    id: "report-init-failing",
+    rationale: "An init container that fails holds its pod before any main container runs; what it waits for or does is fixed by a person, and a restart runs it the same way.",
+};
 /// Report a container the runtime cannot create or start.
 pub const REPORT_RUNTIME_ERROR: Rule = Rule {
     id: "report-runtime-error",
@@ -176,4 +181,5 @@ pub const RULES: &[Rule] = &[
     REPORT_CRONJOB_MISSED,
     REPORT_REPLICA_FAILURE,
     NODE_PROBLEM_CORDON,
+    REPORT_INIT_FAILING,
 ];

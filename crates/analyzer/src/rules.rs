@@ -203,7 +203,8 @@ impl Rules {
                     | IssueKind::Unschedulable
                     | IssueKind::CreateContainerError
                     | IssueKind::RunContainerError
-                    | IssueKind::PodStuckTerminating),
+                    | IssueKind::PodStuckTerminating
+                    | IssueKind::InitContainerFailing),
                 ) if self.config.report.enabled => {
                     report_pod(kind, issue, target, index, now, &mut drafts);
                 }

@@ -89,6 +89,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::Unschedulable,
             IssueKind::CreateContainerError,
             IssueKind::RunContainerError,
+            IssueKind::InitContainerFailing,
             IssueKind::NamespaceStuckTerminating,
         ],
     ),

@@ -703,6 +703,42 @@ fn pod_issues(
         issues.push(issue(kind, severity, target, &c.name, summary, evidence));
     }
 
+    for c in &pod.init_containers {
+        let last = c.last_termination.as_ref();
+        let failed_last = last.is_some_and(|l| l.exit_code != 0);
+        let stuck = c.state == "waiting"
+            && (c.state_reason == "CrashLoopBackOff" && failed_last
+                || KUBELET_WAITING.contains(&c.state_reason.as_str()));
+        let failed_now =
+            c.state == "terminated" && c.state_reason != "Completed" && c.restart_count > 0;
+        if !(stuck || failed_now) {
+            continue;
+        }
+        let mut evidence = vec![
+            ("restart count", c.restart_count.to_string()),
+            (
+                "state",
+                format!("{} {}", c.state, c.state_reason).trim().to_owned(),
+            ),
+        ];
+        if let Some(l) = last {
+            evidence.push((
+                "last termination",
+                format!("{} (exit code {})", l.reason, l.exit_code),
+            ));
+        }
+        issues.push(issue(
+            IssueKind::InitContainerFailing,
+            Severity::Warning,
+            target,
+            &c.name,
+            format!(
+                "Init container {} of pod {}/{} keeps failing ({}): the pod cannot start.",
+                c.name, target.namespace, target.name, c.state_reason
+            ),
+            evidence,
+        ));
+    }
     if pod.phase == "Pending" && !pod.unschedulable_reason.is_empty() {
         let pending = seconds_since(pod.unschedulable_since.as_ref(), now).unwrap_or(0);
         if pending >= 0 && pending.unsigned_abs() >= t.unschedulable_secs {
@@ -784,6 +820,16 @@ pub const NODE_PROBLEMS: [&str; 7] = [
     "FrequentContainerdRestart",
     "CorruptDockerOverlay2",
     "FilesystemCorruptionDetected",
+];
+
+/// Waiting reasons that say an init container cannot start at all.
+const KUBELET_WAITING: [&str; 6] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
 ];
 
 fn node_issues(node: &pb::Node, target: &pb::ObjectRef, issues: &mut Vec<pb::Issue>) {

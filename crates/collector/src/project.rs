@@ -332,6 +332,16 @@ pub fn pod(pod: &Pod, redaction: &Redaction) -> pb::Pod {
         annotations: redaction.annotations(meta.annotations.as_ref()),
         deletion_deadline: meta.deletion_timestamp.as_ref().map(timestamp),
         finalizers: finalizers(meta),
+        init_containers: {
+            let statuses = status
+                .and_then(|s| s.init_container_statuses.as_deref())
+                .unwrap_or_default();
+            spec.and_then(|s| s.init_containers.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .map(|c| container(c, statuses.iter().find(|s| s.name == c.name), redaction))
+                .collect()
+        },
     }
 }
 

@@ -162,6 +162,7 @@ pub enum LadderIssue {
     ReplicaFailure,
     NodeNetworkUnavailable,
     NodeProblem,
+    InitContainerFailing,
 }
 
 impl LadderIssue {

@@ -381,6 +381,14 @@ pub const KINDS: &[KindInfo] = &[
         "a node-problem-detector condition True: KernelDeadlock, ReadonlyFilesystem, frequent kubelet or runtime restarts, a corrupt overlay or filesystem (unknown conditions are not judged)",
         Act(&[ActionType::CordonNode]),
     ),
+    kind(
+        K::InitContainerFailing,
+        "InitContainerFailing",
+        Pods,
+        Warning,
+        "an init container crash-loops after a non-zero exit, or cannot be pulled, configured or started",
+        Report,
+    ),
 ];
 
 /// The entry of a kind; `None` for `Unspecified`.

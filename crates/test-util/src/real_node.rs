@@ -63,7 +63,22 @@ pub async fn fault_deployment_of(
     client: &kube::Client,
     namespace: &str,
     name: &str,
+    container: Value,
+) -> anyhow::Result<k8s_openapi::api::apps::v1::Deployment> {
+    fault_deployment_with(client, namespace, name, container, None).await
+}
+
+/// [`fault_deployment_of`] with `init`, when given, as its one init
+/// container (the fault app, named `init`).
+///
+/// # Errors
+/// When the API refuses.
+pub async fn fault_deployment_with(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
     mut container: Value,
+    init: Option<&[&str]>,
 ) -> anyhow::Result<k8s_openapi::api::apps::v1::Deployment> {
     for (key, default) in [
         ("name", json!("app")),
@@ -74,11 +89,16 @@ pub async fn fault_deployment_of(
             container[key] = default;
         }
     }
-    let spec = place(json!({
+    let mut spec = json!({
         "containers": [container],
         // The app does not handle SIGTERM (as PID 1 it is ignored).
         "terminationGracePeriodSeconds": 1,
-    }));
-    let template = json!({ "metadata": { "labels": { "app": name } }, "spec": spec });
+    });
+    if let Some(args) = init {
+        spec["initContainers"] = json!([{
+            "name": "init", "image": FAULT_IMAGE, "imagePullPolicy": "IfNotPresent", "args": args,
+        }]);
+    }
+    let template = json!({ "metadata": { "labels": { "app": name } }, "spec": place(spec) });
     crate::faults::deployment_of(client, namespace, name, 1, template).await
 }

@@ -444,6 +444,16 @@ async fn chart_on_the_real_node_heals_and_reports_real_failures() {
     )
     .await
     .unwrap();
+    // An init container that exits 1 every time: the pod never starts.
+    real_node::fault_deployment_with(
+        &client,
+        &apps,
+        "init-fails",
+        json!({ "args": serve }),
+        Some(&exit[..]),
+    )
+    .await
+    .unwrap();
     real_node::fault_deployment_of(
         &client,
         &apps,
@@ -575,6 +585,15 @@ async fn chart_on_the_real_node_heals_and_reports_real_failures() {
         "too-big",
         "UNSCHEDULABLE",
         "Insufficient cpu",
+    )
+    .await;
+    // A real init container failing (exit 1, the kubelet's back-off).
+    reported(
+        &actions,
+        &apps,
+        "init-fails",
+        "INIT_CONTAINER_FAILING",
+        "last exit code 1, Error). Its main containers wait until every init container succeeds",
     )
     .await;
     // Nothing ran against them (a model's proposal would wait for a human).

@@ -7,8 +7,8 @@ use nanny_proto::v1::{self as pb, IssueKind, Severity, action::Kind};
 
 use super::{Draft, Drafts, describe, ref_of, report};
 use crate::catalog::{
-    REPORT_CONFIG_ERROR, REPORT_IMAGE_PULL, REPORT_RUNTIME_ERROR, REPORT_STUCK_TERMINATING,
-    REPORT_UNSCHEDULABLE, STUCK_POD_FORCE_DELETE,
+    REPORT_CONFIG_ERROR, REPORT_IMAGE_PULL, REPORT_INIT_FAILING, REPORT_RUNTIME_ERROR,
+    REPORT_STUCK_TERMINATING, REPORT_UNSCHEDULABLE, STUCK_POD_FORCE_DELETE,
 };
 use crate::index::SnapshotIndex;
 
@@ -32,6 +32,7 @@ pub(super) fn report_pod(
         IssueKind::CreateContainerError | IssueKind::RunContainerError => {
             (REPORT_RUNTIME_ERROR, runtime_error(pod, pod_ref))
         }
+        IssueKind::InitContainerFailing => (REPORT_INIT_FAILING, init_failing(pod, pod_ref)),
         IssueKind::PodStuckTerminating => {
             let explanation = stuck_terminating(pod, pod_ref, index, now);
             if pod.finalizers.is_empty() && node_ready(pod, index) != Some(true) {
@@ -302,5 +303,38 @@ fn unschedulable(pod: &pb::Pod, pod_ref: &pb::ObjectRef) -> String {
         .unwrap_or_default();
     format!(
         "{what} cannot be scheduled.{said} Add capacity or relax its requests, affinity, taints or topology constraints. A restart would land in the same place."
+    )
+}
+
+/// Which init containers fail and how: the last exit, or the kubelet's
+/// words for a spec it cannot run.
+fn init_failing(pod: &pb::Pod, pod_ref: &pb::ObjectRef) -> String {
+    let what = describe(pod_ref);
+    let failing: Vec<String> = pod
+        .init_containers
+        .iter()
+        .filter(|c| {
+            c.state != "running" && !c.state_reason.is_empty() && c.state_reason != "Completed"
+        })
+        .map(|c| {
+            let mut line = format!("init container {} ({}", c.name, c.state_reason);
+            if let Some(l) = c.last_termination.as_ref().filter(|l| l.exit_code != 0) {
+                line.push_str(&format!("; last exit code {}, {}", l.exit_code, l.reason));
+            }
+            line.push(')');
+            if let Some(said) = quoted(c.state_message.as_ref()) {
+                line.push_str(&format!(", the kubelet says {said}"));
+            }
+            line
+        })
+        .collect();
+    let failing = if failing.is_empty() {
+        "an init container keeps failing".to_owned()
+    } else {
+        failing.join("; ")
+    };
+    format!(
+        "{what} cannot start: {failing}. Its main containers wait until every init container succeeds; read the init container's logs (kubectl logs {} -n {} -c NAME --previous) and fix what it waits for or runs. A restart runs it the same way.",
+        pod_ref.name, pod_ref.namespace
     )
 }

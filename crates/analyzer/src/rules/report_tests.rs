@@ -57,6 +57,19 @@ fn scene(kind: IssueKind) -> ClusterSnapshot {
         IssueKind::CreateContainerConfigError => waiting("CreateContainerConfigError"),
         IssueKind::CreateContainerError => waiting("CreateContainerError"),
         IssueKind::RunContainerError => waiting("RunContainerError"),
+        IssueKind::InitContainerFailing => {
+            let (r, p) = waiting("");
+            let mut p = p.unwrap_or_default();
+            let mut init = container("migrate", "CrashLoopBackOff", 4);
+            init.last_termination = Some(pb::Termination {
+                reason: "Error".into(),
+                exit_code: 3,
+                finished_at: None,
+            });
+            p.init_containers = vec![init];
+            p.phase = "Pending".into();
+            (r, Some(p))
+        }
         IssueKind::OomKilled => {
             let (r, p) = waiting("CrashLoopBackOff");
             let mut p = p.unwrap_or_default();
@@ -601,4 +614,17 @@ fn a_replica_failure_quotes_the_controller() {
         "{text}"
     );
     assert!(text.contains("create the ServiceAccount"), "{text}");
+}
+
+#[test]
+fn a_failing_init_container_is_named_with_its_exit() {
+    let text = explanation(&scene(IssueKind::InitContainerFailing));
+    assert!(
+        text.starts_with("Pod shop/web-1 cannot start: init container migrate (CrashLoopBackOff; last exit code 3, Error)."),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubectl logs web-1 -n shop -c NAME --previous"),
+        "{text}"
+    );
 }

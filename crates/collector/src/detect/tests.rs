@@ -783,3 +783,53 @@ fn a_nodes_network_and_node_problem_detector_conditions_are_judged_by_meaning() 
         .unwrap();
     assert_eq!(problem.evidence[0].description, "KernelDeadlock");
 }
+
+#[test]
+fn failing_init_containers_are_issues_and_finished_or_sidecar_ones_are_not() {
+    let init = |name: &str, state: &str, reason: &str, last: Option<&str>| pb::ContainerStatus {
+        name: name.to_owned(),
+        ..container(state, reason, last)
+    };
+    let mut tables = Tables::default();
+    for (name, inits) in [
+        (
+            "crashing",
+            vec![init(
+                "migrate",
+                "waiting",
+                "CrashLoopBackOff",
+                Some("Error"),
+            )],
+        ),
+        (
+            "unpullable",
+            vec![init("fetch", "waiting", "ImagePullBackOff", None)],
+        ),
+        (
+            "fine",
+            vec![
+                init("migrate", "terminated", "Completed", None),
+                // A sidecar (restartPolicy Always) runs beside the app.
+                init("proxy", "running", "", None),
+            ],
+        ),
+    ] {
+        with_pod(
+            &mut tables,
+            name,
+            pb::Pod {
+                phase: "Pending".to_owned(),
+                init_containers: inits,
+                ..pb::Pod::default()
+            },
+        );
+    }
+    let issues = detect_now(&tables);
+    assert_eq!(
+        kinds(&issues),
+        [
+            (IssueKind::InitContainerFailing, "crashing".to_owned()),
+            (IssueKind::InitContainerFailing, "unpullable".to_owned()),
+        ]
+    );
+}
