@@ -618,19 +618,7 @@ fn pod_issues(
                     || seconds_since(l.finished_at.as_ref(), now)
                         .is_some_and(|age| age.unsigned_abs() <= t.oom_window_secs))
         });
-        let mut evidence = vec![
-            ("restart count", c.restart_count.to_string()),
-            (
-                "state",
-                format!("{} {}", c.state, c.state_reason).trim().to_owned(),
-            ),
-        ];
-        if let Some(l) = last {
-            evidence.push((
-                "last termination",
-                format!("{} (exit code {})", l.reason, l.exit_code),
-            ));
-        }
+        let mut evidence = container_evidence(c);
         if let Some(limit) = c.limits.and_then(|l| l.memory_bytes) {
             evidence.push(("memory limit bytes", limit.to_string()));
         }
@@ -714,19 +702,7 @@ fn pod_issues(
         if !(stuck || failed_now) {
             continue;
         }
-        let mut evidence = vec![
-            ("restart count", c.restart_count.to_string()),
-            (
-                "state",
-                format!("{} {}", c.state, c.state_reason).trim().to_owned(),
-            ),
-        ];
-        if let Some(l) = last {
-            evidence.push((
-                "last termination",
-                format!("{} (exit code {})", l.reason, l.exit_code),
-            ));
-        }
+        let evidence = container_evidence(c);
         issues.push(issue(
             IssueKind::InitContainerFailing,
             Severity::Warning,
@@ -821,6 +797,24 @@ pub const NODE_PROBLEMS: [&str; 7] = [
     "CorruptDockerOverlay2",
     "FilesystemCorruptionDetected",
 ];
+
+/// A container's restarts, state and last termination, as evidence.
+fn container_evidence(c: &pb::ContainerStatus) -> Vec<(&'static str, String)> {
+    let mut evidence = vec![
+        ("restart count", c.restart_count.to_string()),
+        (
+            "state",
+            format!("{} {}", c.state, c.state_reason).trim().to_owned(),
+        ),
+    ];
+    if let Some(l) = &c.last_termination {
+        evidence.push((
+            "last termination",
+            format!("{} (exit code {})", l.reason, l.exit_code),
+        ));
+    }
+    evidence
+}
 
 /// Waiting reasons that say an init container cannot start at all.
 const KUBELET_WAITING: [&str; 6] = [

@@ -320,3 +320,19 @@ where
         Err(error) => panic!("create {object:?}: {error}"),
     }
 }
+
+/// Asserts `status` is a report's: closed by the gate (phase Denied, "nothing
+/// to execute"), with no result, since nothing ran.
+///
+/// # Panics
+/// When it is anything else.
+pub fn assert_closed_as_report(status: &nanny_crd::HealingActionStatus) {
+    assert_eq!(status.phase, Some(nanny_crd::Phase::Denied), "{status:?}");
+    assert!(status.result.is_none(), "nothing executed: {status:?}");
+    assert!(
+        status.conditions.iter().any(|c| c
+            .message
+            .contains("nothing to execute: reported to humans only")),
+        "{status:?}"
+    );
+}

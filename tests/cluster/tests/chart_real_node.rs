@@ -192,14 +192,7 @@ async fn reported(
     )
     .await;
     let status = closed.status.unwrap();
-    assert_eq!(status.phase, Some(Phase::Denied), "{status:?}");
-    assert!(status.result.is_none(), "nothing executed: {status:?}");
-    assert!(
-        status.conditions.iter().any(|c| c
-            .message
-            .contains("nothing to execute: reported to humans only")),
-        "{status:?}"
-    );
+    nanny_cluster_tests::assert_closed_as_report(&status);
     closed.spec.reasoning
 }
 
