@@ -347,9 +347,41 @@ async fn objects(client: &Client, ns: &str) -> BTreeMap<&'static str, usize> {
     ])
 }
 
-/// Waits until every pod runs and is ready, every claim is bound and every
-/// budget allows a disruption: the namespace is healthy.
+/// Waits until every pod runs and is ready, every Deployment and
+/// StatefulSet says so in its own status, every claim is bound and every
+/// budget allows a disruption: the namespace is healthy, by its
+/// controllers' own account (they lag the pods on a loaded machine).
 async fn settled(client: &Client, ns: &str) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    eventually("every workload available", SETTLE, || async {
+        let available = deployments
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|d| {
+                let status = d.status.clone().unwrap_or_default();
+                status.observed_generation == d.metadata.generation
+                    && status.available_replicas == Some(i32::try_from(REPLICAS).unwrap_or(0))
+                    && status
+                        .conditions
+                        .iter()
+                        .flatten()
+                        .any(|c| c.type_ == "Available" && c.status == "True")
+            })
+            .count();
+        let ready_sets = sets
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|s| s.status.as_ref().and_then(|s| s.ready_replicas) == Some(4))
+            .count();
+        Ok((available == DEPLOYMENTS && ready_sets == STATEFULSETS).then_some(()))
+    })
+    .await
+    .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
