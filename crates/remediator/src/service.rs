@@ -370,6 +370,14 @@ impl RemediatorService {
                 facts.protected_pods.insert(uid, reason);
             }
         }
+        // DeleteFailedPods leaves a failed pod that is protected itself (its
+        // labels or namespace); its owners are the target's, checked above.
+        let protected = &self.config.protected;
+        facts.failed_pods.retain(|pod| {
+            let mut pod = pod.clone();
+            pod["kind"] = serde_json::json!("Pod");
+            protected.refusal(&[&pod]).is_none()
+        });
         actions::plan(v, current, &facts)
     }
 

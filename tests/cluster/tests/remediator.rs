@@ -1304,6 +1304,26 @@ async fn delete_failed_pods_deletes_only_the_workloads_failed_pods_capped_and_ha
         nothing.error
     );
     assert_eq!(uids(failed_pods(&fx, "other").await), other_evicted);
+
+    // A failed pod that is protected itself stays.
+    let kept = faults::evict_pods(&fx.client, fx.ns(), "web", 1)
+        .await
+        .unwrap();
+    let kept_pod = failed_pods(&fx, "web").await;
+    let patch = json!({ "metadata": { "labels": { "nanny.ai/protected": "true" } } });
+    pods.patch(
+        &kept_pod[0].name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    let protected = remediator
+        .execute(approved("failed-web-4", delete(20), target(&web)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&protected), Outcome::Refused, "{protected:?}");
+    assert_eq!(uids(failed_pods(&fx, "web").await), kept);
 }
 
 /// A pod bound to `node`, deleted with a 1 s grace period (and held by
