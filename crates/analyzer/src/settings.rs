@@ -204,6 +204,8 @@ impl Settings {
             apply_overrides(&mut settings.rules, overrides)?;
         }
         settings.apply_ceilings(policy);
+        settings.rules.allowed_actions =
+            Some(policy.allowed_actions.iter().map(|a| a.r#type).collect());
         if !policy.triggers.is_empty() {
             settings.triggers = Some(policy.triggers.iter().copied().collect());
         }
@@ -225,7 +227,6 @@ impl Settings {
     /// policy's; a policy ceiling above the analyzer's own changes nothing.
     fn apply_ceilings(&mut self, policy: &AnalysisSettings) {
         let rules = &mut self.rules;
-        rules.allowed_actions = Some(policy.allowed_actions.iter().map(|a| a.r#type).collect());
         for allowed in &policy.allowed_actions {
             match ActionType::try_from(allowed.r#type) {
                 Ok(ActionType::PatchResources) => {

@@ -53,11 +53,7 @@ fn render(args: &Args) -> String {
                 .map(|a| {
                     vec![
                         a.name.to_owned(),
-                        if a.executable || a.approval == vocabulary::Approval::Never {
-                            a.approval.as_str().to_owned()
-                        } else {
-                            "never executed".to_owned()
-                        },
+                        a.level_text().to_owned(),
                         if a.disruptive { "yes" } else { "no" }.to_owned(),
                     ]
                 })

@@ -84,6 +84,16 @@ impl ActionInfo {
         }
     }
 
+    /// Who lets it run by default, in words: its approval level, or "never
+    /// executed" for an action the remediator does not execute.
+    pub fn level_text(&self) -> &'static str {
+        if self.executable || self.approval == Approval::Never {
+            self.approval.as_str()
+        } else {
+            "never executed"
+        }
+    }
+
     /// Whether the action acts on nodes (the storm guard's node actions).
     pub fn on_nodes(&self) -> bool {
         self.targets == Targets::Kinds(&["Node"])
@@ -352,11 +362,7 @@ pub fn markdown() -> String {
         out.push_str(&format!(
             "| `{}` | {targets} | {} | {} | {model} |\n",
             a.name,
-            if a.executable || a.approval == Approval::Never {
-                a.approval.as_str()
-            } else {
-                "never executed"
-            },
+            a.level_text(),
             if a.disruptive { "yes" } else { "no" }
         ));
     }

@@ -185,8 +185,8 @@ pub enum PodNode {
     Gone,
     /// Ready: its kubelet will finish the deletion.
     Ready,
-    /// Not ready: why (its Ready condition, or none).
-    NotReady(String),
+    /// Not ready: its Ready condition is not True, or it has none.
+    NotReady,
 }
 
 /// The result of applying (or dry-running) a plan.

@@ -250,12 +250,13 @@ fn one_more_replica<'a>(
         .r#ref
         .as_ref()
         .filter(|w| nanny_proto::vocabulary::SCALABLE.contains(&w.kind.as_str()))?;
+    // An HPA names its target by kind and name (the collector adds the
+    // HPA's namespace); no uid.
     let autoscaled = index.hpas.values().any(|h| {
         h.scale_target.as_ref().is_some_and(|t| {
-            t.uid == workload_ref.uid
-                || (t.kind == workload_ref.kind
-                    && t.name == workload_ref.name
-                    && t.namespace == workload_ref.namespace)
+            t.kind == workload_ref.kind
+                && t.name == workload_ref.name
+                && t.namespace == workload_ref.namespace
         })
     });
     let wanted = min.checked_add(1)?;

@@ -399,7 +399,7 @@ fn force_delete_pod(input: &Input<'_>) -> Result<Plan, Error> {
     }
     let node = str_at(current, "/spec/nodeName");
     match &input.facts.pod_node {
-        PodNode::Gone | PodNode::NotReady(_) => {}
+        PodNode::Gone | PodNode::NotReady => {}
         PodNode::Ready => {
             return Err(input.precondition(format!(
                 "its node {node} is Ready: its kubelet will finish the deletion"

@@ -338,15 +338,11 @@ impl Executor {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .find(|c| str_at(c, "/type") == "Ready");
-        Ok(match ready {
-            Some(c) if str_at(c, "/status") == "True" => PodNode::Ready,
-            Some(c) => PodNode::NotReady(format!(
-                "Ready={} ({})",
-                str_at(c, "/status"),
-                str_at(c, "/reason")
-            )),
-            None => PodNode::NotReady("no Ready condition: no kubelet ever reported".to_owned()),
+            .any(|c| str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True");
+        Ok(if ready {
+            PodNode::Ready
+        } else {
+            PodNode::NotReady
         })
     }
 

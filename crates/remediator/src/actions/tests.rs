@@ -492,7 +492,7 @@ fn force_delete_finishes_only_a_deletion_no_kubelet_can_confirm() {
     );
     assert!(refused(&pod(Some(past), &[]), PodNode::Ready).contains("its node n1 is Ready"));
     assert!(refused(&pod(Some(past), &[]), PodNode::Unknown).contains("bound to no node"));
-    for node in [PodNode::Gone, PodNode::NotReady("Ready=Unknown".into())] {
+    for node in [PodNode::Gone, PodNode::NotReady] {
         let p = plan(&v, &pod(Some(past), &[]), &facts(node)).unwrap();
         assert_eq!(
             p.write,
