@@ -96,6 +96,41 @@ pub const REPORT_CRONJOB_SUSPENDED: Rule = Rule {
     id: "report-cronjob-suspended",
     rationale: "A suspension may be on purpose; whoever suspended it decides when it ends.",
 };
+/// Report a pod whose liveness or startup probe keeps failing.
+pub const REPORT_PROBE_FAILING: Rule = Rule {
+    id: "report-probe-failing",
+    rationale: "The kubelet already restarts a container whose liveness or startup probe fails; another restart changes nothing until the probe or the application is fixed.",
+};
+/// Report a pod whose volumes the kubelet cannot mount.
+pub const REPORT_VOLUME_MOUNT: Rule = Rule {
+    id: "report-volume-mount",
+    rationale: "A volume that cannot be mounted (a missing Secret, ConfigMap or claim, a disk attached elsewhere) holds the pod until a person fixes the reference or the storage; the pod then starts by itself.",
+};
+/// Report a pod the runtime cannot give a sandbox.
+pub const REPORT_SANDBOX: Rule = Rule {
+    id: "report-sandbox",
+    rationale: "A sandbox the runtime refuses (a RuntimeClass it lacks, a CNI that fails) fails the same way on every try; the node's runtime or network, or the pod's RuntimeClass, needs a person.",
+};
+/// Report a pod waiting for its scheduling gates.
+pub const REPORT_SCHEDULING_GATED: Rule = Rule {
+    id: "report-scheduling-gated",
+    rationale: "Scheduling gates are removed by the controller that set them (a queue, a quota manager); Nanny does not remove another controller's gate.",
+};
+/// Report a container restarting before its back-off.
+pub const REPORT_RESTARTING: Rule = Rule {
+    id: "report-restarting",
+    rationale: "A container that exits in error and restarts is crashing before the kubelet backs off; its last exit and logs say why, earlier than a crash loop would.",
+};
+/// Report a CronJob whose schedule never fires.
+pub const REPORT_CRONJOB_INVALID: Rule = Rule {
+    id: "report-cronjob-invalid",
+    rationale: "A schedule that names no existing time is accepted by the API server and never runs; only a person knows the schedule meant.",
+};
+/// Report a StatefulSet or DaemonSet short of its pods.
+pub const REPORT_WORKLOAD_SHORT: Rule = Rule {
+    id: "report-workload-short",
+    rationale: "A StatefulSet or DaemonSet short of its pods for long is held by its pods' own failures or by its nodes; what its pods need is in their reports.",
+};
 /// Report a CronJob that missed a run.
 pub const REPORT_CRONJOB_MISSED: Rule = Rule {
     id: "report-cronjob-missed",
@@ -182,4 +217,11 @@ pub const RULES: &[Rule] = &[
     REPORT_REPLICA_FAILURE,
     NODE_PROBLEM_CORDON,
     REPORT_INIT_FAILING,
+    REPORT_PROBE_FAILING,
+    REPORT_VOLUME_MOUNT,
+    REPORT_SANDBOX,
+    REPORT_SCHEDULING_GATED,
+    REPORT_RESTARTING,
+    REPORT_CRONJOB_INVALID,
+    REPORT_WORKLOAD_SHORT,
 ];

@@ -90,10 +90,17 @@ impl<'a> SnapshotIndex<'a> {
 
     /// The most recently seen Warning event about the object with `uid`.
     pub fn latest_warning(&self, uid: &str) -> Option<&'a pb::Event> {
+        self.latest_warning_of(uid, &[])
+    }
+
+    /// The most recently seen Warning event about the object with `uid`
+    /// whose reason is one of `reasons` (any reason when empty).
+    pub fn latest_warning_of(&self, uid: &str, reasons: &[&str]) -> Option<&'a pb::Event> {
         self.events
             .get(uid)?
             .iter()
             .copied()
+            .filter(|e| reasons.is_empty() || reasons.contains(&e.reason.as_str()))
             .max_by_key(|e| e.last_seen.map(|t| (t.seconds, t.nanos)))
     }
 }

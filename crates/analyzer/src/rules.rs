@@ -123,6 +123,37 @@ fn is_oom(container: &pb::ContainerStatus) -> bool {
             .is_some_and(|t| t.reason == "OOMKilled")
 }
 
+/// Kinds about a pod that a person fixes: reported (a pod stuck
+/// terminating may be force-deleted instead).
+const POD_REPORTS: &[IssueKind] = &[
+    IssueKind::ImagePullBackOff,
+    IssueKind::CreateContainerConfigError,
+    IssueKind::Unschedulable,
+    IssueKind::CreateContainerError,
+    IssueKind::RunContainerError,
+    IssueKind::PodStuckTerminating,
+    IssueKind::InitContainerFailing,
+    IssueKind::LivenessProbeFailing,
+    IssueKind::StartupProbeFailing,
+    IssueKind::VolumeMountFailing,
+    IssueKind::PodSandboxFailing,
+    IssueKind::SchedulingGated,
+    IssueKind::ContainerRestarting,
+];
+
+/// Kinds about other objects that a person fixes: reported (a budget one
+/// more replica frees may be scaled instead).
+const OBJECT_REPORTS: &[IssueKind] = &[
+    IssueKind::PvcPending,
+    IssueKind::PvcLost,
+    IssueKind::NamespaceStuckTerminating,
+    IssueKind::DeploymentUnavailable,
+    IssueKind::PdbBlockingDisruptions,
+    IssueKind::ReplicaFailure,
+    IssueKind::StatefulsetNotProgressing,
+    IssueKind::DaemonsetUnavailable,
+];
+
 impl Rules {
     /// Rules with `config`.
     pub fn new(config: RulesConfig) -> Self {
@@ -197,30 +228,17 @@ impl Rules {
                 Ok(IssueKind::PvcNearlyFull) if self.config.pvc.enabled => {
                     self.pvc(issue, target, index, &mut drafts);
                 }
-                Ok(
-                    kind @ (IssueKind::ImagePullBackOff
-                    | IssueKind::CreateContainerConfigError
-                    | IssueKind::Unschedulable
-                    | IssueKind::CreateContainerError
-                    | IssueKind::RunContainerError
-                    | IssueKind::PodStuckTerminating
-                    | IssueKind::InitContainerFailing),
-                ) if self.config.report.enabled => {
+                Ok(kind) if POD_REPORTS.contains(&kind) && self.config.report.enabled => {
                     report_pod(kind, issue, target, index, now, &mut drafts);
                 }
-                Ok(
-                    kind @ (IssueKind::PvcPending
-                    | IssueKind::PvcLost
-                    | IssueKind::NamespaceStuckTerminating
-                    | IssueKind::DeploymentUnavailable
-                    | IssueKind::PdbBlockingDisruptions
-                    | IssueKind::ReplicaFailure),
-                ) if self.config.report.enabled => {
+                Ok(kind) if OBJECT_REPORTS.contains(&kind) && self.config.report.enabled => {
                     report_object(kind, issue, target, index, now, &mut drafts);
                 }
-                Ok(kind @ (IssueKind::CronjobSuspended | IssueKind::CronjobMissedSchedule))
-                    if self.config.report.enabled =>
-                {
+                Ok(
+                    kind @ (IssueKind::CronjobSuspended
+                    | IssueKind::CronjobMissedSchedule
+                    | IssueKind::CronjobInvalidSchedule),
+                ) if self.config.report.enabled => {
                     self.cron_job(kind, issue, target, index, now, &mut drafts);
                 }
                 // Kinds without a rule (and kinds this build does not know)

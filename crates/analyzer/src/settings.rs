@@ -39,6 +39,11 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::RolloutStuck,
             IssueKind::DeploymentUnavailable,
             IssueKind::ReplicaFailure,
+            IssueKind::LivenessProbeFailing,
+            IssueKind::StartupProbeFailing,
+            IssueKind::ContainerRestarting,
+            IssueKind::StatefulsetNotProgressing,
+            IssueKind::DaemonsetUnavailable,
         ],
     ),
     (
@@ -70,6 +75,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::PvcNearlyFull,
             IssueKind::PvcPending,
             IssueKind::PvcLost,
+            IssueKind::VolumeMountFailing,
         ],
     ),
     (
@@ -79,6 +85,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::JobCompletedStale,
             IssueKind::CronjobSuspended,
             IssueKind::CronjobMissedSchedule,
+            IssueKind::CronjobInvalidSchedule,
         ],
     ),
     (
@@ -91,6 +98,8 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::RunContainerError,
             IssueKind::InitContainerFailing,
             IssueKind::NamespaceStuckTerminating,
+            IssueKind::PodSandboxFailing,
+            IssueKind::SchedulingGated,
         ],
     ),
 ];

@@ -135,6 +135,7 @@ fn cluster(pods: usize, nodes: usize, issues: usize) -> Store {
                     usage: resources(42, 100 << 20),
                     image: "registry.example/shop/app:1.4.2".to_owned(),
                     state_message: None,
+                    running_since: None,
                 }],
                 created_at: Some(prost_types::Timestamp {
                     seconds: 1_700_000_000,

@@ -157,6 +157,30 @@ pub struct Thresholds {
     /// A time a CronJob's schedule names, passed this long ago without a
     /// run, is a missed schedule.
     pub cronjob_missed_secs: u64,
+    /// A pod waiting this long for its scheduling gates to go is an issue.
+    pub scheduling_gated_secs: u64,
+    /// A running container restarted at least this many times, the last
+    /// with a non-zero exit, is restarting.
+    pub restarting_restarts: u32,
+    /// ... when that last exit was at most this long ago,
+    pub restarting_window_secs: u64,
+    /// ... and it has run again for at least this long (a container that
+    /// dies sooner is crash-looping).
+    pub restarting_running_secs: u64,
+    /// A kubelet warning counts while it was last seen at most this long ago.
+    pub warning_event_secs: u64,
+    /// A pod whose liveness or startup probe failed this many times within
+    /// the warning window is an issue.
+    pub probe_failures: u32,
+    /// A pod still Pending this long after creation, whose volumes or
+    /// sandbox the kubelet cannot set up, is an issue.
+    pub pod_start_failing_secs: u64,
+    /// A StatefulSet with fewer ready pods than desired this long is not
+    /// progressing.
+    pub statefulset_stuck_secs: u64,
+    /// A DaemonSet with pods unavailable or misscheduled this long is an
+    /// issue.
+    pub daemonset_unavailable_secs: u64,
 }
 
 impl Default for Thresholds {
@@ -178,6 +202,15 @@ impl Default for Thresholds {
             pdb_blocking_secs: 3600,
             cronjob_suspended_secs: 7 * 24 * 3600,
             cronjob_missed_secs: 900,
+            scheduling_gated_secs: 1800,
+            restarting_restarts: 3,
+            restarting_window_secs: 900,
+            restarting_running_secs: 60,
+            warning_event_secs: 600,
+            probe_failures: 3,
+            pod_start_failing_secs: 120,
+            statefulset_stuck_secs: 600,
+            daemonset_unavailable_secs: 600,
         }
     }
 }
@@ -283,6 +316,17 @@ impl ServiceConfig for Config {
                 "snapshot.subscriber_timeout_secs",
                 "must be at least 1",
             ));
+        }
+        for (key, value) in [
+            (
+                "thresholds.restarting_restarts",
+                self.thresholds.restarting_restarts,
+            ),
+            ("thresholds.probe_failures", self.thresholds.probe_failures),
+        ] {
+            if value == 0 {
+                return Err(Error::config(key, "must be at least 1"));
+            }
         }
         if !self.prometheus.url.is_empty() {
             validate_url("prometheus.url", &self.prometheus.url)?;

@@ -74,6 +74,7 @@ fn container_index(series: &[Series]) -> HashMap<(&str, &str), Vec<&Series>> {
 pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64) -> Vec<pb::Issue> {
     let mut issues = Vec::new();
     pods(tables, metrics, t, now, &mut issues);
+    pod_warnings(tables, t, now, &mut issues);
     nodes(tables, metrics, t, &mut issues);
     workloads(tables, t, now, &mut issues);
     hpas(tables, t, &mut issues);
@@ -214,6 +215,7 @@ fn workloads(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Iss
         if target.kind == "Deployment" {
             deployment_unavailable(workload, target, t, now, issues);
         }
+        short_workload(workload, target, t, now, issues);
         if let Some(c) = workload
             .conditions
             .iter()
@@ -273,8 +275,23 @@ fn cron_job(
     if !matches!(cron.time_zone.as_str(), "" | "UTC" | "Etc/UTC") {
         return;
     }
-    let Some(due) = last.and_then(|l| next_run(&cron.schedule, l.seconds)) else {
-        return;
+    let due = match last.map(|l| next_run(&cron.schedule, l.seconds)) {
+        Some(Next::At(due)) => due,
+        Some(Next::Never) => {
+            issues.push(issue(
+                IssueKind::CronjobInvalidSchedule,
+                Severity::Warning,
+                target,
+                "",
+                format!(
+                    "CronJob {}/{} never runs: its schedule {:?} names no time that comes.",
+                    target.namespace, target.name, cron.schedule
+                ),
+                vec![("schedule", cron.schedule.clone())],
+            ));
+            return;
+        }
+        Some(Next::Unreadable) | None => return,
     };
     let late = now - due;
     if late >= 0 && late.unsigned_abs() >= t.cronjob_missed_secs {
@@ -296,15 +313,174 @@ fn cron_job(
     }
 }
 
-/// The first time after `after` (seconds, UTC) that `schedule` names;
-/// `None` for a schedule croner does not read (the API server validated it
-/// with its own parser: not judged rather than misjudged).
-fn next_run(schedule: &str, after: i64) -> Option<i64> {
-    let cron: croner::Cron = schedule.parse().ok()?;
-    let after = chrono::DateTime::from_timestamp(after, 0)?;
-    cron.find_next_occurrence(&after, false)
-        .ok()
-        .map(|t| t.timestamp())
+/// When a schedule next fires.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// At this time (seconds, UTC).
+    At(i64),
+    /// Never: it reads, but names no time that exists (30 February).
+    Never,
+    /// croner does not read it (the API server validated it with its own
+    /// parser): not judged rather than misjudged.
+    Unreadable,
+}
+
+/// The first time after `after` (seconds, UTC) that `schedule` names.
+fn next_run(schedule: &str, after: i64) -> Next {
+    let Ok(cron) = schedule.parse::<croner::Cron>() else {
+        return Next::Unreadable;
+    };
+    let Some(after) = chrono::DateTime::from_timestamp(after, 0) else {
+        return Next::Unreadable;
+    };
+    match cron.find_next_occurrence(&after, false) {
+        Ok(t) => Next::At(t.timestamp()),
+        // croner searches a bounded number of years ahead, then gives up:
+        // a schedule with no time in them never fires.
+        Err(croner::errors::CronError::TimeSearchLimitExceeded) => Next::Never,
+        Err(_) => Next::Unreadable,
+    }
+}
+
+/// A StatefulSet or DaemonSet short of its pods for long: the collector
+/// keeps since when (neither has a condition that says so).
+fn short_workload(
+    workload: &pb::Workload,
+    target: &pb::ObjectRef,
+    t: &Thresholds,
+    now: i64,
+    issues: &mut Vec<pb::Issue>,
+) {
+    let (kind, threshold) = match target.kind.as_str() {
+        "StatefulSet" => (
+            IssueKind::StatefulsetNotProgressing,
+            t.statefulset_stuck_secs,
+        ),
+        "DaemonSet" => (
+            IssueKind::DaemonsetUnavailable,
+            t.daemonset_unavailable_secs,
+        ),
+        _ => return,
+    };
+    let Some(secs) = for_at_least(workload.short_since.as_ref(), now, threshold) else {
+        return;
+    };
+    let (w, desired) = (workload, workload.desired_replicas);
+    let summary = if kind == IssueKind::DaemonsetUnavailable {
+        format!(
+            "DaemonSet {}/{} has {} of {desired} pods available and {} misscheduled, for {secs}s.",
+            target.namespace, target.name, w.available_replicas, w.misscheduled
+        )
+    } else {
+        format!(
+            "StatefulSet {}/{} has {} of {desired} pods ready for {secs}s.",
+            target.namespace, target.name, w.ready_replicas
+        )
+    };
+    issues.push(issue(
+        kind,
+        Severity::Warning,
+        target,
+        "",
+        summary,
+        vec![
+            ("desired", desired.to_string()),
+            ("ready", w.ready_replicas.to_string()),
+            ("available", w.available_replicas.to_string()),
+            ("updated", w.updated_replicas.to_string()),
+            ("misscheduled", w.misscheduled.to_string()),
+            ("short for seconds", secs.to_string()),
+        ],
+    ));
+}
+
+/// What a kubelet warning about a pod means, when it is an issue: probes
+/// failing (by the kubelet's own message prefix), volumes that cannot be
+/// mounted, a sandbox that cannot be created.
+fn warning_kind(event: &pb::Event) -> Option<IssueKind> {
+    let said = event.message.as_ref().map_or("", |m| m.text.as_str());
+    match event.reason.as_str() {
+        "Unhealthy" if said.starts_with("Liveness probe failed") => {
+            Some(IssueKind::LivenessProbeFailing)
+        }
+        "Unhealthy" if said.starts_with("Startup probe failed") => {
+            Some(IssueKind::StartupProbeFailing)
+        }
+        "FailedMount" | "FailedAttachVolume" => Some(IssueKind::VolumeMountFailing),
+        "FailedCreatePodSandBox" => Some(IssueKind::PodSandboxFailing),
+        _ => None,
+    }
+}
+
+/// Pods the kubelet keeps warning about: a probe failing at least
+/// `probe_failures` times within the warning window (readiness has its own
+/// kind, from the pod's status), or a pod still Pending
+/// `pod_start_failing_secs` after creation whose volumes or sandbox the
+/// kubelet cannot set up. One issue per pod and kind, however many events.
+fn pod_warnings(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) {
+    // (kind, pod uid) → (failures counted, newest event).
+    let mut seen: BTreeMap<(i32, &str), (i64, &pb::Event)> = BTreeMap::new();
+    for entry in tables.events.values() {
+        let event = &*entry.value;
+        let recent = seconds_since(event.last_seen.as_ref(), now)
+            .is_some_and(|age| age.unsigned_abs() <= t.warning_event_secs);
+        let (Some(kind), Some(involved)) = (warning_kind(event), event.involved.as_ref()) else {
+            continue;
+        };
+        if !recent || involved.kind != "Pod" {
+            continue;
+        }
+        let slot = seen
+            .entry((kind as i32, involved.uid.as_str()))
+            .or_insert((0, event));
+        slot.0 += i64::from(event.count.max(1));
+        if event.last_seen.map(|t| t.seconds) > slot.1.last_seen.map(|t| t.seconds) {
+            slot.1 = event;
+        }
+    }
+    for ((kind, uid), (count, event)) in seen {
+        let Some(pod) = tables.pods.get(uid).map(|e| &*e.value) else {
+            continue;
+        };
+        let Some(target) = pod.r#ref.as_ref() else {
+            continue;
+        };
+        let kind = IssueKind::try_from(kind).unwrap_or_default();
+        let raised = match kind {
+            IssueKind::LivenessProbeFailing | IssueKind::StartupProbeFailing => {
+                count >= i64::from(t.probe_failures)
+            }
+            _ => {
+                pod.phase == "Pending"
+                    && for_at_least(pod.created_at.as_ref(), now, t.pod_start_failing_secs)
+                        .is_some()
+            }
+        };
+        if !raised {
+            continue;
+        }
+        let what = match kind {
+            IssueKind::LivenessProbeFailing => "fails its liveness probe",
+            IssueKind::StartupProbeFailing => "fails its startup probe",
+            IssueKind::VolumeMountFailing => "cannot mount its volumes",
+            _ => "cannot get a sandbox from the runtime",
+        };
+        issues.push(issue(
+            kind,
+            Severity::Warning,
+            target,
+            "",
+            format!(
+                "Pod {}/{} {what} (the kubelet warned {count} times: {}).",
+                target.namespace, target.name, event.reason
+            ),
+            vec![
+                ("kubelet warning", event.reason.clone()),
+                ("times", count.to_string()),
+                ("phase", pod.phase.clone()),
+            ],
+        ));
+    }
 }
 
 fn deployment_unavailable(
@@ -686,6 +862,16 @@ fn pod_issues(
                     where_(&c.name)
                 ),
             ),
+            _ if restarting(c, t, now) => (
+                IssueKind::ContainerRestarting,
+                Severity::Warning,
+                format!(
+                    "The {} has restarted {} times, last after exit code {}.",
+                    where_(&c.name),
+                    c.restart_count,
+                    last.map_or(0, |l| l.exit_code)
+                ),
+            ),
             _ => continue,
         };
         issues.push(issue(kind, severity, target, &c.name, summary, evidence));
@@ -715,7 +901,31 @@ fn pod_issues(
             evidence,
         ));
     }
-    if pod.phase == "Pending" && !pod.unschedulable_reason.is_empty() {
+    let gated = pod.unschedulable_reason == "SchedulingGated";
+    if pod.phase == "Pending" && gated {
+        if let Some(secs) = for_at_least(
+            pod.unschedulable_since.as_ref(),
+            now,
+            t.scheduling_gated_secs,
+        ) {
+            issues.push(issue(
+                IssueKind::SchedulingGated,
+                Severity::Warning,
+                target,
+                "",
+                format!(
+                    "Pod {}/{} has waited {secs}s for its scheduling gates to be removed ({}).",
+                    target.namespace,
+                    target.name,
+                    pod.scheduling_gates.join(", ")
+                ),
+                vec![
+                    ("scheduling gates", pod.scheduling_gates.join(", ")),
+                    ("gated seconds", secs.to_string()),
+                ],
+            ));
+        }
+    } else if pod.phase == "Pending" && !pod.unschedulable_reason.is_empty() {
         let pending = seconds_since(pod.unschedulable_since.as_ref(), now).unwrap_or(0);
         if pending >= 0 && pending.unsigned_abs() >= t.unschedulable_secs {
             issues.push(issue(
@@ -783,6 +993,24 @@ fn pod_issues(
             ));
         }
     }
+}
+
+/// A container running again, for `restarting_running_secs` at least,
+/// after restarting at least `restarting_restarts` times, the last time
+/// with a non-zero exit within `restarting_window_secs`: it crashes now and
+/// then, but runs long enough between crashes that the kubelet's back-off
+/// never holds it in CrashLoopBackOff (a container that dies within seconds
+/// of each start is a crash loop, its own kind).
+fn restarting(c: &pb::ContainerStatus, t: &Thresholds, now: i64) -> bool {
+    let Some(last) = c.last_termination.as_ref() else {
+        return false;
+    };
+    c.state == "running"
+        && for_at_least(c.running_since.as_ref(), now, t.restarting_running_secs).is_some()
+        && c.restart_count >= t.restarting_restarts
+        && last.exit_code != 0
+        && seconds_since(last.finished_at.as_ref(), now)
+            .is_some_and(|age| age >= 0 && age.unsigned_abs() <= t.restarting_window_secs)
 }
 
 /// The problem conditions node-problem-detector sets (its default

@@ -123,8 +123,9 @@ fn container(
             } else if let Some(terminated) = &state.terminated {
                 out.state = "terminated".to_owned();
                 out.state_reason = terminated.reason.clone().unwrap_or_default();
-            } else if state.running.is_some() {
+            } else if let Some(running) = &state.running {
                 out.state = "running".to_owned();
+                out.running_since = running.started_at.as_ref().map(timestamp);
             }
         }
         out.last_termination = s
@@ -155,8 +156,8 @@ const KUBELET_MESSAGES: [&str; 6] = [
     "RunContainerError",
 ];
 
-/// Most finalizer names carried per object.
-const MAX_FINALIZERS: usize = 16;
+/// Most finalizer (or scheduling gate) names carried per object.
+const MAX_NAMES: usize = 16;
 
 /// Longest event reason carried, bytes (`events.k8s.io/v1`'s own limit).
 const MAX_REASON_BYTES: usize = 128;
@@ -342,16 +343,24 @@ pub fn pod(pod: &Pod, redaction: &Redaction) -> pb::Pod {
                 .map(|c| container(c, statuses.iter().find(|s| s.name == c.name), redaction))
                 .collect()
         },
+        // Gate names are qualified names the API server validated.
+        scheduling_gates: spec
+            .and_then(|s| s.scheduling_gates.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .take(MAX_NAMES)
+            .map(|g| g.name.clone())
+            .collect(),
     }
 }
 
 /// The object's finalizers: names the API server validated (qualified
-/// names), at most [`MAX_FINALIZERS`].
+/// names), at most [`MAX_NAMES`].
 fn finalizers(meta: &ObjectMeta) -> Vec<String> {
     meta.finalizers
         .iter()
         .flatten()
-        .take(MAX_FINALIZERS)
+        .take(MAX_NAMES)
         .cloned()
         .collect()
 }

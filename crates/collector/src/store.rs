@@ -5,6 +5,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
+    time::SystemTime,
 };
 
 use nanny_proto::v1 as pb;
@@ -494,10 +495,12 @@ impl Store {
     fn upsert_workload(
         &mut self,
         uid: Uid,
-        workload: pb::Workload,
+        mut workload: pb::Workload,
         labels: Labels,
         visible: bool,
     ) -> bool {
+        let previous = self.tables.workloads.get(&uid).map(|e| &*e.value);
+        workload.short_since = short_since(previous, &workload, SystemTime::now());
         let kind = workload.r#ref.as_ref().map_or("", |r| r.kind.as_str());
         let link = (kind == "ReplicaSet")
             .then(|| workload.owner.clone())
@@ -601,3 +604,28 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+
+/// Since when a StatefulSet or DaemonSet has been short of its desired
+/// pods: kept from `previous` while it stays short, `now` when it just
+/// became short, unset when it is not (or is another kind). Neither kind
+/// has a condition that says so (a Deployment's Available does).
+fn short_since(
+    previous: Option<&pb::Workload>,
+    workload: &pb::Workload,
+    now: SystemTime,
+) -> Option<prost_types::Timestamp> {
+    let kind = workload.r#ref.as_ref().map_or("", |r| r.kind.as_str());
+    let short = match kind {
+        "StatefulSet" => workload.ready_replicas < workload.desired_replicas,
+        "DaemonSet" => {
+            workload.available_replicas < workload.desired_replicas || workload.misscheduled > 0
+        }
+        _ => false,
+    };
+    if !short {
+        return None;
+    }
+    previous
+        .and_then(|p| p.short_since)
+        .or_else(|| Some(prost_types::Timestamp::from(now)))
+}

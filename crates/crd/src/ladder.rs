@@ -163,6 +163,15 @@ pub enum LadderIssue {
     NodeNetworkUnavailable,
     NodeProblem,
     InitContainerFailing,
+    LivenessProbeFailing,
+    StartupProbeFailing,
+    VolumeMountFailing,
+    PodSandboxFailing,
+    SchedulingGated,
+    ContainerRestarting,
+    CronJobInvalidSchedule,
+    StatefulSetNotProgressing,
+    DaemonSetUnavailable,
 }
 
 impl LadderIssue {

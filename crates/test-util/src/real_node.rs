@@ -77,8 +77,31 @@ pub async fn fault_deployment_with(
     client: &kube::Client,
     namespace: &str,
     name: &str,
-    mut container: Value,
+    container: Value,
     init: Option<&[&str]>,
+) -> anyhow::Result<k8s_openapi::api::apps::v1::Deployment> {
+    let pod = init.map_or_else(
+        || json!({}),
+        |args| {
+            json!({ "initContainers": [{
+                "name": "init", "image": FAULT_IMAGE, "imagePullPolicy": "IfNotPresent", "args": args,
+            }] })
+        },
+    );
+    fault_deployment_pod(client, namespace, name, container, pod).await
+}
+
+/// [`fault_deployment_of`] with the pod spec's fields in `pod` (volumes,
+/// a RuntimeClass, init containers) added.
+///
+/// # Errors
+/// When the API refuses.
+pub async fn fault_deployment_pod(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    mut container: Value,
+    pod: Value,
 ) -> anyhow::Result<k8s_openapi::api::apps::v1::Deployment> {
     for (key, default) in [
         ("name", json!("app")),
@@ -94,10 +117,10 @@ pub async fn fault_deployment_with(
         // The app does not handle SIGTERM (as PID 1 it is ignored).
         "terminationGracePeriodSeconds": 1,
     });
-    if let Some(args) = init {
-        spec["initContainers"] = json!([{
-            "name": "init", "image": FAULT_IMAGE, "imagePullPolicy": "IfNotPresent", "args": args,
-        }]);
+    if let Value::Object(fields) = pod {
+        for (key, value) in fields {
+            spec[key] = value;
+        }
     }
     let template = json!({ "metadata": { "labels": { "app": name } }, "spec": place(spec) });
     crate::faults::deployment_of(client, namespace, name, 1, template).await

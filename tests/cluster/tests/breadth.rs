@@ -18,6 +18,13 @@
 //!   does not exist: the ReplicaSet controller's message quoted);
 //! - a node reporting NetworkUnavailable and node-problem-detector's
 //!   KernelDeadlock (its cordon proposed for a human);
+//! - a pod held by a scheduling gate (the gate named);
+//! - a CronJob whose schedule names 30 February (it never runs);
+//! - a StatefulSet whose pod cannot be scheduled, and a DaemonSet whose pod
+//!   sits on a node no kubelet serves (each with what its pods show);
+//! - a container running again two minutes after exiting 1, its third
+//!   restart (its status written as a kubelet would, on a node no kubelet
+//!   serves);
 //!
 //! and the ones acted on: a Deployment's evicted pods, deleted automatically
 //! (DeleteFailedPods) while its running pods stay; a pod stuck terminating
@@ -28,7 +35,9 @@
 //! The runtime errors (CreateContainerError, RunContainerError) need a
 //! real runtime: the kubelet shows RunContainerError only until its
 //! back-off turns it into CrashLoopBackOff, so they are unit-tested on the
-//! kubelet's own messages.
+//! kubelet's own messages. The kubelet's warnings (liveness and startup
+//! probes, volumes it cannot mount, a sandbox it cannot create) are real on
+//! the real node (`chart_real_node.rs`).
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -38,7 +47,7 @@
 )]
 
 use k8s_openapi::api::{
-    apps::v1::Deployment,
+    apps::v1::{DaemonSet, Deployment, StatefulSet},
     batch::v1::CronJob,
     core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod},
     policy::v1::PodDisruptionBudget,
@@ -68,6 +77,9 @@ fn thresholds() -> Vec<(&'static str, String, String)> {
         "DEPLOYMENT_UNAVAILABLE_SECS",
         "PDB_BLOCKING_SECS",
         "CRONJOB_SUSPENDED_SECS",
+        "SCHEDULING_GATED_SECS",
+        "STATEFULSET_STUCK_SECS",
+        "DAEMONSET_UNAVAILABLE_SECS",
     ]
     .into_iter()
     .map(|key| {
@@ -414,6 +426,87 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     .unwrap();
     let orphan = pods.get("orphan").await.unwrap();
 
+    // A pod held by a scheduling gate nobody removes.
+    let gated = create_json(
+        &pods,
+        json!({
+            "metadata": { "name": "gated" },
+            "spec": { "schedulingGates": [{ "name": "nanny.test/hold" }],
+                      "containers": [{ "name": "app", "image": "registry.example/gated:1" }] },
+        }),
+    )
+    .await;
+    // A CronJob for 30 February.
+    let never = create_json(
+        &cron_jobs,
+        json!({
+            "metadata": { "name": "never" },
+            "spec": { "schedule": "0 0 30 2 *",
+                      "jobTemplate": { "spec": { "template": { "spec": {
+                          "restartPolicy": "Never",
+                          "containers": [{ "name": "job", "image": "registry.example/job:1" }] } } } } },
+        }),
+    )
+    .await;
+    // A StatefulSet whose one pod cannot be scheduled.
+    let stateful = create_json(
+        &Api::<StatefulSet>::namespaced(client.clone(), &ns),
+        json!({
+            "metadata": { "name": "stateful" },
+            "spec": { "serviceName": "stateful", "replicas": 1,
+                      "selector": { "matchLabels": { "app": "stateful" } },
+                      "template": { "metadata": { "labels": { "app": "stateful" } }, "spec": {
+                          "nodeSelector": { "nanny.ai/no-such-node": "true" },
+                          "containers": [{ "name": "db", "image": "registry.example/db:1" }] } } },
+        }),
+    )
+    .await;
+    // A DaemonSet for the node no kubelet serves: its pod never runs.
+    let agent = create_json(
+        &Api::<DaemonSet>::namespaced(client.clone(), &ns),
+        json!({
+            "metadata": { "name": "agent" },
+            "spec": { "selector": { "matchLabels": { "app": "agent" } },
+                      "template": { "metadata": { "labels": { "app": "agent" } }, "spec": {
+                          "affinity": { "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": {
+                              "nodeSelectorTerms": [{ "matchFields": [
+                                  { "key": "metadata.name", "operator": "In", "values": [gone.name] }] }] } } },
+                          "tolerations": [{ "operator": "Exists" }],
+                          "containers": [{ "name": "agent", "image": "registry.example/agent:1" }] } } },
+        }),
+    )
+    .await;
+    // A container that exited 1 and runs again, three restarts in: what a
+    // kubelet writes before its back-off starts.
+    let restarting = create_json(
+        &pods,
+        json!({
+            "metadata": { "name": "restarting" },
+            "spec": { "nodeName": gone.name,
+                      "containers": [{ "name": "app", "image": "registry.example/app:1" }] },
+        }),
+    )
+    .await;
+    // Exited 1 two minutes ago, running again since: no crash loop.
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let ago = |secs: i64| (now - k8s_openapi::jiff::SignedDuration::from_secs(secs)).to_string();
+    pods.patch_status(
+        "restarting",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "status": {
+            "phase": "Running",
+            "containerStatuses": [{
+                "name": "app", "image": "registry.example/app:1", "imageID": "",
+                "ready": true, "started": true, "restartCount": 3,
+                "state": { "running": { "startedAt": ago(115) } },
+                "lastState": { "terminated": {
+                    "exitCode": 1, "reason": "Error", "startedAt": ago(600), "finishedAt": ago(120) } },
+            }],
+        } })),
+    )
+    .await
+    .unwrap();
+
     reported(
         &h,
         &pending.uid().unwrap(),
@@ -487,6 +580,51 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
             &format!("Deployment {ns}/unaccounted cannot create its pods (FailedCreate)"),
             "The ReplicaSet controller says",
             "serviceaccount \"missing-sa\" not found",
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &gated.uid().unwrap(),
+        "SCHEDULING_GATED",
+        &[&format!(
+            "Pod {ns}/gated is not scheduled: it waits for its scheduling gates (nanny.test/hold) to be removed"
+        )],
+    )
+    .await;
+    reported(
+        &h,
+        &never.uid().unwrap(),
+        "CRONJOB_INVALID_SCHEDULE",
+        &[&format!(
+            "CronJob {ns}/never never runs: its schedule \"0 0 30 2 *\" names no time that exists"
+        )],
+    )
+    .await;
+    reported(
+        &h,
+        &stateful.uid().unwrap(),
+        "STATEFULSET_NOT_PROGRESSING",
+        &[
+            &format!("StatefulSet {ns}/stateful has 0 of 1 pods ready"),
+            "1 pod Pending",
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &agent.uid().unwrap(),
+        "DAEMONSET_UNAVAILABLE",
+        &[&format!("DaemonSet {ns}/agent has 0 of 1 pods available")],
+    )
+    .await;
+    reported(
+        &h,
+        &restarting.uid().unwrap(),
+        "CONTAINER_RESTARTING",
+        &[
+            "container app restarted 3 times, last exit code 1 (Error)",
+            &format!("kubectl logs restarting -n {ns} -c NAME --previous"),
         ],
     )
     .await;

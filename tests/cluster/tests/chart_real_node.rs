@@ -23,6 +23,7 @@ use std::{
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, ContainerStatus, Event, Node, Pod},
+    node::v1::RuntimeClass,
 };
 use kube::{
     Api, Client, ResourceExt as _,
@@ -31,6 +32,7 @@ use kube::{
 use nanny_cluster_tests::{
     Fixture,
     chart::{self, Release, SERVICES, chart, helm, wait_available},
+    create_json,
 };
 use nanny_crd::{ActionType, HealingAction, Phase, SourceKind};
 use nanny_test_util::{
@@ -334,6 +336,9 @@ async fn chart_on_the_real_node_heals_and_reports_real_failures() {
             // A pod that does not fit is an issue after 20 s, not 5 min.
             "--set",
             "collector.thresholds.unschedulableSecs=20",
+            // A pod that cannot mount or get a sandbox: after 10 s.
+            "--set",
+            "collector.thresholds.podStartFailingSecs=10",
             "--wait",
             "--timeout",
             "300s",
@@ -464,6 +469,48 @@ async fn chart_on_the_real_node_heals_and_reports_real_failures() {
     .await
     .unwrap();
 
+    // A startup probe on a path the app does not serve (404).
+    real_node::fault_deployment_of(
+        &client,
+        &apps,
+        "slow-start",
+        json!({
+            "args": serve,
+            "startupProbe": { "httpGet": { "path": "/started", "port": 8080 },
+                              "periodSeconds": 1, "failureThreshold": 3 },
+        }),
+    )
+    .await
+    .unwrap();
+    // A Secret volume whose Secret does not exist: never mounted.
+    real_node::fault_deployment_pod(
+        &client,
+        &apps,
+        "unmounted",
+        json!({ "args": serve, "volumeMounts": [{ "name": "creds", "mountPath": "/creds" }] }),
+        json!({ "volumes": [{ "name": "creds", "secret": { "secretName": "db-creds" } }] }),
+    )
+    .await
+    .unwrap();
+    // A RuntimeClass whose handler the node's containerd does not have:
+    // no sandbox for its pods.
+    let runtime_classes: Api<RuntimeClass> = Api::all(client.clone());
+    let runtime = format!("{release}-missing");
+    create_json(
+        &runtime_classes,
+        json!({ "metadata": { "name": runtime }, "handler": "nanny-missing" }),
+    )
+    .await;
+    real_node::fault_deployment_pod(
+        &client,
+        &apps,
+        "no-sandbox",
+        json!({ "args": serve }),
+        json!({ "runtimeClassName": runtime }),
+    )
+    .await
+    .unwrap();
+
     let actions: Api<HealingAction> = Api::namespaced(client.clone(), &ns);
 
     // 1. A real crash loop (exit 1, the kubelet's back-off): restarted.
@@ -589,8 +636,55 @@ async fn chart_on_the_real_node_heals_and_reports_real_failures() {
         "last exit code 1, Error). Its main containers wait until every init container succeeds",
     )
     .await;
+    // The kubelet's own warnings: a liveness probe failing (the kubelet
+    // kills the container each time), a startup probe failing, a Secret
+    // volume it cannot mount, a runtime handler containerd lacks.
+    reported(
+        &actions,
+        &apps,
+        "unhealthy",
+        "LIVENESS_PROBE_FAILING",
+        "The kubelet says \"Liveness probe failed: HTTP probe failed with statuscode: 500\"",
+    )
+    .await;
+    reported(
+        &actions,
+        &apps,
+        "slow-start",
+        "STARTUP_PROBE_FAILING",
+        "The kubelet says \"Startup probe failed: HTTP probe failed with statuscode: 404\"",
+    )
+    .await;
+    reported(
+        &actions,
+        &apps,
+        "unmounted",
+        "VOLUME_MOUNT_FAILING",
+        &format!("Secret {apps}/db-creds does not exist: create it"),
+    )
+    .await;
+    let sandbox = reported(
+        &actions,
+        &apps,
+        "no-sandbox",
+        "POD_SANDBOX_FAILING",
+        "cannot create its sandbox. The kubelet says",
+    )
+    .await;
+    assert!(sandbox.contains("nanny-missing"), "{sandbox}");
+    runtime_classes
+        .delete(&runtime, &DeleteParams::default())
+        .await
+        .unwrap();
     // Nothing ran against them (a model's proposal would wait for a human).
-    for app in ["missing-image", "misconfigured", "too-big"] {
+    for app in [
+        "missing-image",
+        "misconfigured",
+        "too-big",
+        "slow-start",
+        "unmounted",
+        "no-sandbox",
+    ] {
         let acted = actions_about(&actions, &apps, app)
             .await
             .into_iter()

@@ -1,6 +1,6 @@
 //! Kinds must not cry wolf: a healthy namespace of more than 1,000 mixed
 //! objects (Deployments with their ReplicaSets and pods, StatefulSets with
-//! their governing Services, Services, HPAs, disruption budgets, bound
+//! their governing Services, DaemonSets, Services, HPAs, disruption budgets, bound
 //! claims and their volumes, CronJobs, ConfigMaps, Secrets, RBAC, network
 //! policies), left to settle, then watched by the real collector with every
 //! time threshold at zero (the strictest it can be) and its Prometheus
@@ -18,7 +18,7 @@ use std::{collections::BTreeMap, future::Future, pin::Pin, time::Duration};
 
 use futures::{StreamExt as _, stream};
 use k8s_openapi::api::{
-    apps::v1::{Deployment, StatefulSet},
+    apps::v1::{DaemonSet, Deployment, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
     batch::v1::CronJob,
     core::v1::{
@@ -44,6 +44,9 @@ use serde_json::{Value, json};
 const DEPLOYMENTS: usize = 24;
 const REPLICAS: usize = 8;
 const STATEFULSETS: usize = 5;
+/// DaemonSets on the three kwok nodes (the real node's taint keeps them off).
+const DAEMONSETS: usize = 3;
+const KWOK_NODES: usize = 3;
 const CLAIMS: usize = 40;
 const SETTLE: Duration = Duration::from_secs(180);
 
@@ -185,6 +188,19 @@ async fn populate(client: &Client, ns: &str) {
             })
         },
     ));
+    creates.extend(each(
+        &Api::<DaemonSet>::namespaced(c.clone(), ns),
+        DAEMONSETS,
+        |i| {
+            let mut template = app_template(&format!("agent-{i}"));
+            template["spec"]["nodeSelector"] = json!({ "type": "kwok" });
+            json!({
+                "metadata": { "name": format!("agent-{i}") },
+                "spec": { "selector": { "matchLabels": { "app": format!("agent-{i}") } },
+                          "template": template },
+            })
+        },
+    ));
     creates.extend(each(&Api::<CronJob>::namespaced(c.clone(), ns), 20, |i| {
         json!({
             "metadata": { "name": format!("nightly-{i}") },
@@ -291,6 +307,10 @@ async fn objects(client: &Client, ns: &str) -> BTreeMap<&'static str, usize> {
             count(Api::<StatefulSet>::namespaced(c.clone(), ns)).await,
         ),
         (
+            "DaemonSet",
+            count(Api::<DaemonSet>::namespaced(c.clone(), ns)).await,
+        ),
+        (
             "ControllerRevision",
             count(Api::<ControllerRevision>::namespaced(c.clone(), ns)).await,
         ),
@@ -354,6 +374,7 @@ async fn objects(client: &Client, ns: &str) -> BTreeMap<&'static str, usize> {
 async fn settled(client: &Client, ns: &str) {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let daemons: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
     eventually("every workload available", SETTLE, || async {
         let available = deployments
             .list(&ListParams::default())
@@ -378,14 +399,30 @@ async fn settled(client: &Client, ns: &str) {
             .iter()
             .filter(|s| s.status.as_ref().and_then(|s| s.ready_replicas) == Some(4))
             .count();
-        Ok((available == DEPLOYMENTS && ready_sets == STATEFULSETS).then_some(()))
+        let kwok_nodes = i32::try_from(KWOK_NODES).unwrap_or(0);
+        let available_daemons = daemons
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|d| {
+                d.status.as_ref().is_some_and(|s| {
+                    s.desired_number_scheduled == kwok_nodes
+                        && s.number_available == Some(kwok_nodes)
+                })
+            })
+            .count();
+        Ok((available == DEPLOYMENTS
+            && ready_sets == STATEFULSETS
+            && available_daemons == DAEMONSETS)
+            .then_some(()))
     })
     .await
     .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
-    let want = DEPLOYMENTS * REPLICAS + STATEFULSETS * 4;
+    let want = DEPLOYMENTS * REPLICAS + STATEFULSETS * 4 + DAEMONSETS * KWOK_NODES;
     eventually("the namespace settled", SETTLE, || async {
         let ready = pods
             .list(&ListParams::default())
@@ -456,9 +493,17 @@ async fn a_healthy_cluster_of_a_thousand_mixed_objects_raises_no_issue() {
         "NANNY_THRESHOLDS__NAMESPACE_TERMINATING_SECS",
         "NANNY_THRESHOLDS__DEPLOYMENT_UNAVAILABLE_SECS",
         "NANNY_THRESHOLDS__PDB_BLOCKING_SECS",
+        "NANNY_THRESHOLDS__SCHEDULING_GATED_SECS",
+        "NANNY_THRESHOLDS__RESTARTING_RUNNING_SECS",
+        "NANNY_THRESHOLDS__POD_START_FAILING_SECS",
+        "NANNY_THRESHOLDS__STATEFULSET_STUCK_SECS",
+        "NANNY_THRESHOLDS__DAEMONSET_UNAVAILABLE_SECS",
     ] {
         env.push((key, "0"));
     }
+    // One restart, one failed probe: the strictest counts.
+    env.push(("NANNY_THRESHOLDS__RESTARTING_RESTARTS", "1"));
+    env.push(("NANNY_THRESHOLDS__PROBE_FAILURES", "1"));
     let collector = ServiceProcess::spawn(&cargo_bin("nanny-collector"), &env)
         .await
         .unwrap();
@@ -493,7 +538,7 @@ async fn a_healthy_cluster_of_a_thousand_mixed_objects_raises_no_issue() {
     }
     assert_eq!(
         last.pods().len(),
-        DEPLOYMENTS * REPLICAS + STATEFULSETS * 4,
+        DEPLOYMENTS * REPLICAS + STATEFULSETS * 4 + DAEMONSETS * KWOK_NODES,
         "the collector saw every pod"
     );
     let snapshot = last.snapshot();

@@ -1,5 +1,6 @@
 //! CronJobs: resumed after a long suspension where the policy allows it
-//! (reported otherwise), and missed runs reported with their likely cause.
+//! (reported otherwise), missed runs reported with their likely cause, and
+//! schedules that never fire reported.
 
 use std::time::SystemTime;
 
@@ -10,7 +11,9 @@ use super::{
     report::{add_report, plain, quoted},
     seconds_since,
 };
-use crate::catalog::{CRONJOB_RESUME, REPORT_CRONJOB_MISSED, REPORT_CRONJOB_SUSPENDED};
+use crate::catalog::{
+    CRONJOB_RESUME, REPORT_CRONJOB_INVALID, REPORT_CRONJOB_MISSED, REPORT_CRONJOB_SUSPENDED,
+};
 use crate::index::SnapshotIndex;
 
 impl Rules {
@@ -71,6 +74,20 @@ impl Rules {
                     ),
                 );
             }
+            return;
+        }
+        if kind == IssueKind::CronjobInvalidSchedule {
+            add_report(
+                drafts,
+                REPORT_CRONJOB_INVALID,
+                issue,
+                r,
+                format!(
+                    "{} never runs: its schedule {:?} names no time that exists (a day the month never has, such as 30 February), so the CronJob controller never starts a Job. Correct spec.schedule to the time meant.",
+                    describe(r),
+                    cron.schedule
+                ),
+            );
             return;
         }
         add_report(

@@ -7,8 +7,9 @@ use nanny_proto::v1::{self as pb, IssueKind, Severity, action::Kind};
 
 use super::{Draft, Drafts, describe, ref_of, report};
 use crate::catalog::{
-    REPORT_CONFIG_ERROR, REPORT_IMAGE_PULL, REPORT_INIT_FAILING, REPORT_RUNTIME_ERROR,
-    REPORT_STUCK_TERMINATING, REPORT_UNSCHEDULABLE, STUCK_POD_FORCE_DELETE,
+    REPORT_CONFIG_ERROR, REPORT_IMAGE_PULL, REPORT_INIT_FAILING, REPORT_PROBE_FAILING,
+    REPORT_RESTARTING, REPORT_RUNTIME_ERROR, REPORT_SANDBOX, REPORT_SCHEDULING_GATED,
+    REPORT_STUCK_TERMINATING, REPORT_UNSCHEDULABLE, REPORT_VOLUME_MOUNT, STUCK_POD_FORCE_DELETE,
 };
 use crate::index::SnapshotIndex;
 
@@ -33,6 +34,13 @@ pub(super) fn report_pod(
             (REPORT_RUNTIME_ERROR, runtime_error(pod, pod_ref))
         }
         IssueKind::InitContainerFailing => (REPORT_INIT_FAILING, init_failing(pod, pod_ref)),
+        IssueKind::LivenessProbeFailing | IssueKind::StartupProbeFailing => {
+            (REPORT_PROBE_FAILING, probe_failing(kind, pod_ref, index))
+        }
+        IssueKind::VolumeMountFailing => (REPORT_VOLUME_MOUNT, volume_mount(pod_ref, index)),
+        IssueKind::PodSandboxFailing => (REPORT_SANDBOX, sandbox(pod, pod_ref, index)),
+        IssueKind::SchedulingGated => (REPORT_SCHEDULING_GATED, gated(pod, pod_ref)),
+        IssueKind::ContainerRestarting => (REPORT_RESTARTING, restarting(pod, pod_ref)),
         IssueKind::PodStuckTerminating => {
             let explanation = stuck_terminating(pod, pod_ref, index, now);
             if pod.finalizers.is_empty() && node_ready(pod, index) != Some(true) {
@@ -335,6 +343,109 @@ fn init_failing(pod: &pb::Pod, pod_ref: &pb::ObjectRef) -> String {
     };
     format!(
         "{what} cannot start: {failing}. Its main containers wait until every init container succeeds; read the init container's logs (kubectl logs {} -n {} -c NAME --previous) and fix what it waits for or runs. A restart runs it the same way.",
+        pod_ref.name, pod_ref.namespace
+    )
+}
+
+/// The kubelet's newest warning about the pod among `reasons`, quoted;
+/// `None` when the snapshot holds none (pruned meanwhile).
+fn kubelet_said(
+    pod_ref: &pb::ObjectRef,
+    index: &SnapshotIndex<'_>,
+    reasons: &[&str],
+) -> Option<String> {
+    let event = index.latest_warning_of(&pod_ref.uid, reasons)?;
+    let said = quoted(event.message.as_ref())?;
+    Some(format!("{said} ({} times)", event.count.max(1)))
+}
+
+fn probe_failing(kind: IssueKind, pod_ref: &pb::ObjectRef, index: &SnapshotIndex<'_>) -> String {
+    let what = describe(pod_ref);
+    let said = kubelet_said(pod_ref, index, &["Unhealthy"])
+        .map(|s| format!(" The kubelet says {s}."))
+        .unwrap_or_default();
+    let (name, ns) = (&pod_ref.name, &pod_ref.namespace);
+    let advice = if kind == IssueKind::StartupProbeFailing {
+        format!(
+            "its startup probe fails, so the kubelet kills the container before it ever serves.{said} If the application needs longer to start, raise the probe's failureThreshold × periodSeconds; otherwise check the probe's path, port and command against what the application serves"
+        )
+    } else {
+        format!(
+            "its liveness probe fails, so the kubelet kills and restarts the container each time it fails failureThreshold times.{said} Check the probe's path, port, command and timeoutSeconds against what the application serves, and whether the application hangs (its logs before the restart: kubectl logs {name} -n {ns} --previous)"
+        )
+    };
+    format!("{what}: {advice}. A restart by Nanny would do what the kubelet already does.")
+}
+
+fn volume_mount(pod_ref: &pb::ObjectRef, index: &SnapshotIndex<'_>) -> String {
+    let what = describe(pod_ref);
+    let event = index.latest_warning_of(&pod_ref.uid, &["FailedMount", "FailedAttachVolume"]);
+    // `MountVolume.SetUp failed for volume "creds" : secret "db" not found`
+    let missing = event
+        .and_then(|e| e.message.as_ref())
+        .and_then(|m| m.text.split_once(" : "))
+        .and_then(|(_, cause)| missing_reference(&pod_ref.namespace, cause))
+        .map(|m| format!(" {m}: create it or correct the volume in the pod's workload."))
+        .unwrap_or_default();
+    let said = kubelet_said(pod_ref, index, &["FailedMount", "FailedAttachVolume"])
+        .map(|s| format!(" The kubelet says {s}."))
+        .unwrap_or_default();
+    format!(
+        "{what} cannot start: the kubelet cannot mount its volumes.{said}{missing} A missing Secret, ConfigMap or claim must be created or the reference corrected; a volume attached to another node must be released there. The pod starts by itself once its volumes mount; a restart would wait the same way."
+    )
+}
+
+fn sandbox(pod: &pb::Pod, pod_ref: &pb::ObjectRef, index: &SnapshotIndex<'_>) -> String {
+    let what = describe(pod_ref);
+    let said = kubelet_said(pod_ref, index, &["FailedCreatePodSandBox"])
+        .map(|s| format!(" The kubelet says {s}."))
+        .unwrap_or_default();
+    format!(
+        "{what} cannot start: the container runtime on node {} cannot create its sandbox.{said} Check the pod's RuntimeClass against the runtimes the node's container runtime has, and the node's network plugin (CNI); every other pod on that node may fail the same way.",
+        pod.node_name
+    )
+}
+
+fn gated(pod: &pb::Pod, pod_ref: &pb::ObjectRef) -> String {
+    let gates: Vec<&str> = pod
+        .scheduling_gates
+        .iter()
+        .map(String::as_str)
+        .filter(|g| plain(g))
+        .collect();
+    let gates = if gates.is_empty() {
+        "its scheduling gates".to_owned()
+    } else {
+        format!("its scheduling gates ({})", gates.join(", "))
+    };
+    format!(
+        "{} is not scheduled: it waits for {gates} to be removed. The controller that added a gate (a job queue such as Kueue, a quota or admission manager) removes it; check that controller is running and why it holds the pod. Nanny does not remove another controller's gate.",
+        describe(pod_ref)
+    )
+}
+
+fn restarting(pod: &pb::Pod, pod_ref: &pb::ObjectRef) -> String {
+    let what = describe(pod_ref);
+    let lines: Vec<String> = pod
+        .containers
+        .iter()
+        .filter_map(|c| {
+            let last = c.last_termination.as_ref().filter(|l| l.exit_code != 0)?;
+            (c.state == "running").then(|| {
+                format!(
+                    "container {} restarted {} times, last exit code {} ({})",
+                    c.name, c.restart_count, last.exit_code, last.reason
+                )
+            })
+        })
+        .collect();
+    let lines = if lines.is_empty() {
+        "a container keeps exiting in error".to_owned()
+    } else {
+        lines.join("; ")
+    };
+    format!(
+        "{what}: {lines}. It is crashing before the kubelet backs off; its logs before the last restart say why (kubectl logs {} -n {} -c NAME --previous). A restart would end the same way.",
         pod_ref.name, pod_ref.namespace
     )
 }

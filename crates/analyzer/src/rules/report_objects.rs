@@ -14,7 +14,7 @@ use super::{
 };
 use crate::catalog::{
     PDB_SCALE_UP, REPORT_DEPLOYMENT_UNAVAILABLE, REPORT_NAMESPACE_TERMINATING, REPORT_PDB_BLOCKING,
-    REPORT_PVC_LOST, REPORT_PVC_PENDING, REPORT_REPLICA_FAILURE,
+    REPORT_PVC_LOST, REPORT_PVC_PENDING, REPORT_REPLICA_FAILURE, REPORT_WORKLOAD_SHORT,
 };
 use crate::index::SnapshotIndex;
 
@@ -48,6 +48,12 @@ pub(super) fn report_object(
             let r = w.r#ref.as_ref()?;
             Some((REPORT_DEPLOYMENT_UNAVAILABLE, r, unavailable(w, r, index)))
         }),
+        IssueKind::StatefulsetNotProgressing | IssueKind::DaemonsetUnavailable => {
+            index.workloads.get(uid).and_then(|w| {
+                let r = w.r#ref.as_ref()?;
+                Some((REPORT_WORKLOAD_SHORT, r, short(w, r, index, now)))
+            })
+        }
         IssueKind::PdbBlockingDisruptions => index.pdbs.get(uid).and_then(|pdb| {
             let r = pdb.r#ref.as_ref()?;
             if let Some((workload, replicas)) = one_more_replica(pdb, r, index) {
@@ -196,6 +202,45 @@ fn unavailable(w: &pb::Workload, r: &pb::ObjectRef, index: &SnapshotIndex<'_>) -
         w.available_replicas,
         w.desired_replicas
     )
+}
+
+/// Why a StatefulSet or DaemonSet is short of its pods, from its pods.
+fn short(
+    w: &pb::Workload,
+    r: &pb::ObjectRef,
+    index: &SnapshotIndex<'_>,
+    now: SystemTime,
+) -> String {
+    let states = pod_states(&r.uid, index);
+    let since = for_secs(w.short_since.as_ref(), now);
+    let numbers = if r.kind == "DaemonSet" {
+        let misscheduled = if w.misscheduled > 0 {
+            format!(
+                ", and {} running on nodes it should not run on (their labels or taints changed)",
+                w.misscheduled
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "has {} of {} pods available{since}{misscheduled}",
+            w.available_replicas, w.desired_replicas
+        )
+    } else {
+        format!(
+            "has {} of {} pods ready{since}: it creates and updates its pods one at a time, so one pod that never becomes ready holds the rest",
+            w.ready_replicas, w.desired_replicas
+        )
+    };
+    let pods = if states.is_empty() {
+        " None of its pods in the snapshot shows why: look at its events (quota, admission, a missing ServiceAccount or governing Service) and its nodes.".to_owned()
+    } else {
+        format!(
+            " Its pods: {}. What those pods need is in their own reports.",
+            states.join("; ")
+        )
+    };
+    format!("{} {numbers}.{pods}", describe(r))
 }
 
 fn pdb_blocking(pdb: &pb::PodDisruptionBudget, r: &pb::ObjectRef) -> String {

@@ -85,7 +85,13 @@ fn scene(kind: IssueKind) -> ClusterSnapshot {
         | IssueKind::ReadinessFailing
         | IssueKind::CpuThrottling
         | IssueKind::HighRestartRate
-        | IssueKind::PodStuckTerminating => {
+        | IssueKind::PodStuckTerminating
+        | IssueKind::LivenessProbeFailing
+        | IssueKind::StartupProbeFailing
+        | IssueKind::VolumeMountFailing
+        | IssueKind::PodSandboxFailing
+        | IssueKind::SchedulingGated
+        | IssueKind::ContainerRestarting => {
             let (r, p) = waiting("");
             let mut p = p.unwrap_or_default();
             p.unschedulable_reason = "Unschedulable".into();
@@ -162,6 +168,41 @@ fn tight_budget(s: &mut ClusterSnapshot, web: &pb::ObjectRef) -> pb::ObjectRef {
     r
 }
 
+/// A CronJob last run 9 days ago, suspended for `CronjobSuspended`, added to `s`.
+fn cron_job(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
+    let c = pb::Workload {
+        r#ref: Some(obj("CronJob", "batch", "nightly")),
+        cron: Some(pb::CronSchedule {
+            schedule: "0 3 * * *".into(),
+            suspended: kind == IssueKind::CronjobSuspended,
+            last_schedule: Some(ago(9 * 86_400)),
+            ..pb::CronSchedule::default()
+        }),
+        ..pb::Workload::default()
+    };
+    let r = c.r#ref.clone().unwrap_or_default();
+    s.workloads.push(c);
+    r
+}
+
+/// A StatefulSet (or a DaemonSet) 2 of 3 pods strong for 900 s, added to `s`.
+fn short_set(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
+    let set = if kind == IssueKind::DaemonsetUnavailable {
+        obj("DaemonSet", "shop", "agent")
+    } else {
+        obj("StatefulSet", "shop", "db")
+    };
+    s.workloads.push(pb::Workload {
+        r#ref: Some(set.clone()),
+        desired_replicas: 3,
+        ready_replicas: 2,
+        available_replicas: 2,
+        short_since: Some(ago(900)),
+        ..pb::Workload::default()
+    });
+    set
+}
+
 /// The object of a kind not about pods or nodes, added to `s`.
 fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
     let web = obj("Deployment", "shop", "web");
@@ -214,21 +255,12 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
             s.workloads.push(deployment("web", 2, None));
             web
         }
-        IssueKind::CronjobSuspended | IssueKind::CronjobMissedSchedule => {
-            let c = pb::Workload {
-                r#ref: Some(obj("CronJob", "batch", "nightly")),
-                cron: Some(pb::CronSchedule {
-                    schedule: "0 3 * * *".into(),
-                    suspended: kind == IssueKind::CronjobSuspended,
-                    last_schedule: Some(ago(9 * 86_400)),
-                    ..pb::CronSchedule::default()
-                }),
-                ..pb::Workload::default()
-            };
-            let r = c.r#ref.clone().unwrap_or_default();
-            s.workloads.push(c);
-            r
+        IssueKind::StatefulsetNotProgressing | IssueKind::DaemonsetUnavailable => {
+            short_set(kind, s)
         }
+        IssueKind::CronjobSuspended
+        | IssueKind::CronjobMissedSchedule
+        | IssueKind::CronjobInvalidSchedule => cron_job(kind, s),
         IssueKind::NamespaceStuckTerminating => {
             let n = pb::Namespace {
                 r#ref: Some(obj("Namespace", "", "old")),
@@ -625,6 +657,123 @@ fn a_failing_init_container_is_named_with_its_exit() {
     );
     assert!(
         text.contains("kubectl logs web-1 -n shop -c NAME --previous"),
+        "{text}"
+    );
+}
+
+/// A warning the kubelet wrote about `pod`.
+fn kubelet_warning(pod: &pb::ObjectRef, reason: &str, said: &str) -> pb::Event {
+    pb::Event {
+        involved: Some(pod.clone()),
+        reason: reason.into(),
+        r#type: "Warning".into(),
+        count: 4,
+        last_seen: Some(ago(10)),
+        message: Some(untrusted(said)),
+        r#ref: Some(obj("Event", "shop", reason)),
+    }
+}
+
+#[test]
+fn kubelet_warnings_are_quoted_and_a_missing_volume_source_is_named() {
+    let cases = [
+        (
+            IssueKind::LivenessProbeFailing,
+            "Unhealthy",
+            "Liveness probe failed: HTTP probe failed with statuscode: 500",
+            "its liveness probe fails, so the kubelet kills and restarts the container each time it fails failureThreshold times. The kubelet says \"Liveness probe failed: HTTP probe failed with statuscode: 500\" (4 times).",
+        ),
+        (
+            IssueKind::StartupProbeFailing,
+            "Unhealthy",
+            "Startup probe failed: HTTP probe failed with statuscode: 404",
+            "raise the probe's failureThreshold × periodSeconds",
+        ),
+        (
+            IssueKind::VolumeMountFailing,
+            "FailedMount",
+            "MountVolume.SetUp failed for volume \"creds\" : secret \"db-creds\" not found",
+            "Secret shop/db-creds does not exist: create it or correct the volume in the pod's workload.",
+        ),
+        (
+            IssueKind::PodSandboxFailing,
+            "FailedCreatePodSandBox",
+            "Failed to create pod sandbox: no runtime for \"gvisor\" is configured",
+            "cannot create its sandbox. The kubelet says \"Failed to create pod sandbox: no runtime for \"gvisor\" is configured\" (4 times). Check the pod's RuntimeClass",
+        ),
+    ];
+    for (kind, reason, said, expected) in cases {
+        let mut s = scene(kind);
+        let target = s.issues[0].target.clone().unwrap_or_default();
+        // Another warning about the pod, newer, of another reason: not quoted.
+        let mut other = kubelet_warning(&target, "BackOff", "Back-off restarting failed container");
+        other.last_seen = Some(ago(1));
+        s.events.push(other);
+        s.events.push(kubelet_warning(&target, reason, said));
+        let text = explanation(&s);
+        assert!(text.starts_with("Pod shop/web-1"), "{text}");
+        assert!(text.contains(expected), "{kind:?}: {text}");
+        assert!(!text.contains("Back-off"), "{text}");
+    }
+}
+
+#[test]
+fn gated_restarting_and_short_workloads_say_what_holds_them() {
+    let mut s = scene(IssueKind::SchedulingGated);
+    s.pods[0].scheduling_gates = vec!["kueue.x-k8s.io/admission".into(), "bad gate!".into()];
+    let text = explanation(&s);
+    assert!(
+        text.contains("waits for its scheduling gates (kueue.x-k8s.io/admission) to be removed"),
+        "a name that is not an API name is not quoted: {text}"
+    );
+
+    let mut s = scene(IssueKind::ContainerRestarting);
+    let c = &mut s.pods[0].containers[0];
+    c.state = "running".into();
+    c.restart_count = 4;
+    c.last_termination = Some(pb::Termination {
+        reason: "Error".into(),
+        exit_code: 2,
+        finished_at: Some(ago(60)),
+    });
+    let text = explanation(&s);
+    assert!(
+        text.contains("container app restarted 4 times, last exit code 2 (Error)")
+            && text.contains("kubectl logs web-1 -n shop -c NAME --previous"),
+        "{text}"
+    );
+
+    let mut s = scene(IssueKind::StatefulsetNotProgressing);
+    let db = obj("StatefulSet", "shop", "db");
+    let mut p = pod(
+        "db-2",
+        Some(&db),
+        vec![container("app", "CrashLoopBackOff", 7)],
+    );
+    p.workload = Some(db);
+    s.pods.push(p);
+    let text = explanation(&s);
+    assert!(
+        text.starts_with("StatefulSet shop/db has 2 of 3 pods ready for 900s")
+            && text.contains("1 pod waiting in CrashLoopBackOff (container app)"),
+        "{text}"
+    );
+
+    let mut s = scene(IssueKind::DaemonsetUnavailable);
+    s.workloads[0].misscheduled = 1;
+    let text = explanation(&s);
+    assert!(
+        text.starts_with("DaemonSet shop/agent has 2 of 3 pods available for 900s, and 1 running on nodes it should not run on"),
+        "{text}"
+    );
+
+    let mut s = scene(IssueKind::CronjobInvalidSchedule);
+    if let Some(c) = s.workloads[0].cron.as_mut() {
+        c.schedule = "0 0 30 2 *".into();
+    }
+    let text = explanation(&s);
+    assert!(
+        text.contains("never runs: its schedule \"0 0 30 2 *\" names no time that exists"),
         "{text}"
     );
 }

@@ -833,3 +833,231 @@ fn failing_init_containers_are_issues_and_finished_or_sidecar_ones_are_not() {
         ]
     );
 }
+
+fn warning(pod: &str, reason: &str, said: &str, count: i32, ago: i64) -> pb::Event {
+    pb::Event {
+        involved: Some(reference("Pod", pod)),
+        reason: reason.to_owned(),
+        r#type: "Warning".to_owned(),
+        count,
+        last_seen: at(ago),
+        message: Some(pb::UntrustedText {
+            text: said.to_owned(),
+            truncated: false,
+        }),
+        r#ref: None,
+    }
+}
+
+fn pod_in(phase: &str, age: i64) -> pb::Pod {
+    pb::Pod {
+        phase: phase.to_owned(),
+        created_at: at(age),
+        containers: vec![container("waiting", "ContainerCreating", None)],
+        ..pb::Pod::default()
+    }
+}
+
+#[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one table of kubelet warnings, each case with why it is or is not an issue"
+)]
+fn kubelet_warnings_about_probes_mounts_and_sandboxes_are_one_issue_per_pod_and_kind() {
+    let mut tables = Tables::default();
+    for (name, phase, age) in [
+        ("live", "Running", 3600),
+        ("starting", "Running", 3600),
+        ("ready-only", "Running", 3600),
+        ("once", "Running", 3600),
+        ("long-ago", "Running", 3600),
+        ("unmounted", "Pending", 300),
+        ("unattached", "Pending", 300),
+        ("mounted-late", "Running", 300),
+        ("young", "Pending", 30),
+        ("no-sandbox", "Pending", 300),
+    ] {
+        with_pod(&mut tables, name, pod_in(phase, age));
+    }
+    let probe = "Liveness probe failed: HTTP probe failed with statuscode: 500";
+    let events = vec![
+        // Two events of one probe add up: 2 + 1 failures.
+        ("e1", warning("live", "Unhealthy", probe, 2, 10)),
+        (
+            "e2",
+            warning("live", "Unhealthy", "Liveness probe failed: timeout", 1, 20),
+        ),
+        (
+            "e3",
+            warning("starting", "Unhealthy", "Startup probe failed: 404", 5, 10),
+        ),
+        // Readiness has its own kind, from the pod's status.
+        (
+            "e4",
+            warning(
+                "ready-only",
+                "Unhealthy",
+                "Readiness probe failed: 503",
+                9,
+                10,
+            ),
+        ),
+        // Below the probe-failures threshold (3).
+        ("e5", warning("once", "Unhealthy", probe, 1, 10)),
+        // Older than the warning window (600 s).
+        ("e6", warning("long-ago", "Unhealthy", probe, 9, 1200)),
+        (
+            "e7",
+            warning(
+                "unmounted",
+                "FailedMount",
+                "MountVolume.SetUp failed for volume \"creds\" : secret \"db\" not found",
+                4,
+                10,
+            ),
+        ),
+        (
+            "e8",
+            warning(
+                "unattached",
+                "FailedAttachVolume",
+                "Multi-Attach error",
+                2,
+                10,
+            ),
+        ),
+        // Running now: the mount worked in the end.
+        (
+            "e9",
+            warning("mounted-late", "FailedMount", "timed out", 1, 200),
+        ),
+        // Pending for less than the pod-start threshold (120 s).
+        ("e10", warning("young", "FailedMount", "not found", 3, 10)),
+        (
+            "e11",
+            warning(
+                "no-sandbox",
+                "FailedCreatePodSandBox",
+                "no runtime for \"gvisor\" is configured",
+                3,
+                10,
+            ),
+        ),
+        // About a pod that is gone.
+        ("e12", warning("deleted", "FailedMount", "not found", 9, 10)),
+    ];
+    tables.events = table(events);
+    let issues = detect_now(&tables);
+    assert_eq!(
+        kinds(&issues),
+        [
+            (IssueKind::LivenessProbeFailing, "live".to_owned()),
+            (IssueKind::StartupProbeFailing, "starting".to_owned()),
+            (IssueKind::VolumeMountFailing, "unattached".to_owned()),
+            (IssueKind::VolumeMountFailing, "unmounted".to_owned()),
+            (IssueKind::PodSandboxFailing, "no-sandbox".to_owned()),
+        ]
+    );
+    let live = issues
+        .iter()
+        .find(|i| i.kind == IssueKind::LivenessProbeFailing as i32)
+        .unwrap();
+    assert!(
+        live.evidence
+            .iter()
+            .any(|e| e.description == "times" && e.value == "3"),
+        "{live:?}"
+    );
+}
+
+#[test]
+fn gated_pods_are_their_own_kind_and_restarts_before_back_off_are_issues() {
+    let mut tables = Tables::default();
+    let gated = |since: i64| pb::Pod {
+        phase: "Pending".to_owned(),
+        unschedulable_reason: "SchedulingGated".to_owned(),
+        unschedulable_since: at(since),
+        scheduling_gates: vec!["kueue.x-k8s.io/admission".to_owned()],
+        ..pb::Pod::default()
+    };
+    with_pod(&mut tables, "gated", gated(2000));
+    with_pod(&mut tables, "gated-lately", gated(60));
+    let restarted = |restarts: u32, exit_code: i32, finished: i64| pb::Pod {
+        phase: "Running".to_owned(),
+        ready: true,
+        containers: vec![pb::ContainerStatus {
+            restart_count: restarts,
+            running_since: at(finished - 5),
+            last_termination: Some(pb::Termination {
+                reason: if exit_code == 0 { "Completed" } else { "Error" }.to_owned(),
+                exit_code,
+                finished_at: at(finished),
+            }),
+            ..container("running", "", None)
+        }],
+        ..pb::Pod::default()
+    };
+    with_pod(&mut tables, "restarting", restarted(3, 1, 120));
+    with_pod(&mut tables, "restarted-twice", restarted(2, 1, 120));
+    with_pod(&mut tables, "exited-cleanly", restarted(5, 0, 120));
+    with_pod(&mut tables, "restarted-long-ago", restarted(9, 1, 2000));
+    // Dead within seconds of each start: a crash loop between back-offs.
+    with_pod(&mut tables, "crash-looping", restarted(9, 1, 20));
+    let issues = detect_now(&tables);
+    assert_eq!(
+        kinds(&issues),
+        [
+            (IssueKind::SchedulingGated, "gated".to_owned()),
+            (IssueKind::ContainerRestarting, "restarting".to_owned()),
+        ],
+        "a gated pod is not Unschedulable; a few restarts, a clean exit or an old one are not crashing"
+    );
+    let gated = issues
+        .iter()
+        .find(|i| i.kind == IssueKind::SchedulingGated as i32)
+        .unwrap();
+    assert!(
+        gated.summary.contains("kueue.x-k8s.io/admission"),
+        "{gated:?}"
+    );
+}
+
+fn short_workload<'a>(kind: &str, name: &'a str, since: Option<i64>) -> (&'a str, pb::Workload) {
+    (
+        name,
+        pb::Workload {
+            r#ref: Some(reference(kind, name)),
+            desired_replicas: 3,
+            ready_replicas: 1,
+            available_replicas: 1,
+            short_since: since.and_then(at),
+            ..pb::Workload::default()
+        },
+    )
+}
+
+#[test]
+fn statefulsets_and_daemonsets_short_for_long_and_never_firing_schedules_are_issues() {
+    let tables = Tables {
+        workloads: table(vec![
+            short_workload("StatefulSet", "db", Some(700)),
+            short_workload("StatefulSet", "db-rolling", Some(60)),
+            short_workload("StatefulSet", "db-healthy", None),
+            short_workload("DaemonSet", "agent", Some(700)),
+            short_workload("DaemonSet", "agent-new", Some(60)),
+            cron_job("never", "0 0 30 2 *", false, 3600, ""),
+            cron_job("leap", "0 0 29 2 *", false, 3600, ""),
+        ]),
+        ..Tables::default()
+    };
+    let issues = detect_now(&tables);
+    assert_eq!(
+        kinds(&issues),
+        [
+            (IssueKind::CronjobInvalidSchedule, "never".to_owned()),
+            (IssueKind::StatefulsetNotProgressing, "db".to_owned()),
+            (IssueKind::DaemonsetUnavailable, "agent".to_owned()),
+        ],
+        "29 February comes every four years: not invalid"
+    );
+}

@@ -132,6 +132,7 @@ pub fn daemon_set(d: &DaemonSet, redaction: &Redaction) -> pb::Workload {
         ready_replicas: status.map_or(0, |s| s.number_ready),
         available_replicas: status.and_then(|s| s.number_available).unwrap_or(0),
         updated_replicas: status.and_then(|s| s.updated_number_scheduled).unwrap_or(0),
+        misscheduled: status.map_or(0, |s| s.number_misscheduled),
         conditions: conditions!(status),
         ..workload_base(
             "DaemonSet",

@@ -173,3 +173,33 @@ fn events_are_pruned_by_age_and_count() {
     left.sort_unstable();
     assert_eq!(left, ["e2", "e3"]);
 }
+
+#[test]
+fn a_statefulset_keeps_the_time_it_became_short_until_it_is_whole_again() {
+    let mut store = Store::default();
+    let set = |ready: i32| {
+        Item::Workload(
+            Arc::from("ss1"),
+            pb::Workload {
+                r#ref: Some(reference("StatefulSet", "shop", "db", "ss1")),
+                desired_replicas: 3,
+                ready_replicas: ready,
+                ..pb::Workload::default()
+            },
+            Labels::default(),
+            true,
+        )
+    };
+    let since = |s: &Store| s.view().workloads["ss1"].value.short_since;
+    store.apply(set(3));
+    assert_eq!(since(&store), None, "whole: not short");
+    store.apply(set(1));
+    let first = since(&store).expect("short from now");
+    // Another change while still short keeps the first time.
+    store.apply(set(2));
+    assert_eq!(since(&store), Some(first));
+    store.apply(set(3));
+    assert_eq!(since(&store), None, "whole again: cleared");
+    store.apply(set(2));
+    assert!(since(&store).is_some_and(|t| (t.seconds, t.nanos) >= (first.seconds, first.nanos)));
+}
