@@ -131,6 +131,11 @@ pub const REPORT_WORKLOAD_SHORT: Rule = Rule {
     id: "report-workload-short",
     rationale: "A StatefulSet or DaemonSet short of its pods for long is held by its pods' own failures or by its nodes; what its pods need is in their reports.",
 };
+/// Roll a stuck rollout back.
+pub const ROLLOUT_STUCK_UNDO: Rule = Rule {
+    id: "rollout-stuck-undo",
+    rationale: "A rollout past its progress deadline while its previous revision served is most often the new revision's fault; rolling back restores service, and a human confirms before every pod is replaced.",
+};
 /// Report a CronJob that missed a run.
 pub const REPORT_CRONJOB_MISSED: Rule = Rule {
     id: "report-cronjob-missed",
@@ -224,4 +229,5 @@ pub const RULES: &[Rule] = &[
     REPORT_RESTARTING,
     REPORT_CRONJOB_INVALID,
     REPORT_WORKLOAD_SHORT,
+    ROLLOUT_STUCK_UNDO,
 ];

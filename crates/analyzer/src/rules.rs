@@ -28,6 +28,7 @@ mod oom;
 mod pvc;
 mod report;
 mod report_objects;
+mod rollout;
 mod stale_job;
 
 use self::{report::report_pod, report_objects::report_object};
@@ -211,6 +212,9 @@ impl Rules {
                 }
                 Ok(IssueKind::JobCompletedStale) if self.config.stale_job.enabled => {
                     self.stale_job(issue, target, index, now, &mut drafts);
+                }
+                Ok(IssueKind::RolloutStuck) => {
+                    self.rollout_stuck(issue, target, index, &mut drafts)
                 }
                 Ok(IssueKind::HpaAtMax) if self.config.hpa.enabled => {
                     self.hpa(issue, target, index, &mut drafts);

@@ -205,6 +205,12 @@ pub fn validate(
             .filter(|w| w.r#ref.as_ref().is_some_and(|r| r.kind == "CronJob"))
             .map(|_| ())
             .ok_or(Invalid::WrongTargetKind),
+        Kind::RolloutUndo(_) => index
+            .workloads
+            .get(uid)
+            .filter(|w| w.r#ref.as_ref().is_some_and(|r| r.kind == "Deployment"))
+            .map(|_| ())
+            .ok_or(Invalid::WrongTargetKind),
         Kind::ScaleWorkload(scale) => {
             let workload = rollable(index, uid)?;
             let scalable = workload

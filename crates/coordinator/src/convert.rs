@@ -80,7 +80,8 @@ pub fn params(kind: &Kind) -> ActionParams {
         | Kind::UncordonNode(_)
         | Kind::DeleteResource(_)
         | Kind::ForceDeletePod(_)
-        | Kind::ResumeCronJob(_) => ActionParams::default(),
+        | Kind::ResumeCronJob(_)
+        | Kind::RolloutUndo(_) => ActionParams::default(),
     }
 }
 
@@ -136,6 +137,7 @@ pub fn action(spec: &ActionSpec) -> Result<Kind, Error> {
         ActionType::DeleteResource => Kind::DeleteResource(pb::DeleteResource {}),
         ActionType::ForceDeletePod => Kind::ForceDeletePod(pb::ForceDeletePod {}),
         ActionType::ResumeCronJob => Kind::ResumeCronJob(pb::ResumeCronJob {}),
+        ActionType::RolloutUndo => Kind::RolloutUndo(pb::RolloutUndo {}),
         ActionType::ScaleWorkload => Kind::ScaleWorkload(pb::ScaleWorkload {
             replicas: required("replicas", fits("replicas", p.replicas)?)?,
         }),
@@ -386,6 +388,7 @@ mod tests {
         roundtrip(Kind::ForceDeletePod(pb::ForceDeletePod {}));
         roundtrip(Kind::ScaleWorkload(pb::ScaleWorkload { replicas: 3 }));
         roundtrip(Kind::ResumeCronJob(pb::ResumeCronJob {}));
+        roundtrip(Kind::RolloutUndo(pb::RolloutUndo {}));
         roundtrip(Kind::DeleteFailedPods(pb::DeleteFailedPods {
             max_pods: 20,
         }));

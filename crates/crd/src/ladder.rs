@@ -98,6 +98,8 @@ pub enum Rung {
     ScaleWorkload,
     /// Resume the CronJob.
     ResumeCronJob,
+    /// Roll the Deployment back to its previous revision.
+    RolloutUndo,
     /// Hand the incident to a human: one open escalation, no more actions.
     Escalate,
 }
@@ -118,6 +120,7 @@ impl Rung {
             Self::ForceDeletePod => ActionType::ForceDeletePod,
             Self::ScaleWorkload => ActionType::ScaleWorkload,
             Self::ResumeCronJob => ActionType::ResumeCronJob,
+            Self::RolloutUndo => ActionType::RolloutUndo,
             Self::Escalate => return None,
         })
     }

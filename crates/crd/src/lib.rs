@@ -89,6 +89,8 @@ action_types! {
     ScaleWorkload,
     /// Clear a CronJob's suspend.
     ResumeCronJob,
+    /// Roll a Deployment back to its previous revision.
+    RolloutUndo,
 }
 
 impl ActionType {

@@ -274,8 +274,8 @@ pub const KINDS: &[KindInfo] = &[
         "RolloutStuck",
         Workloads,
         Critical,
-        "Progressing=False with ProgressDeadlineExceeded",
-        Model,
+        "Progressing=False with ProgressDeadlineExceeded (rolled back when a previous revision exists; left to the model otherwise)",
+        Act(&[ActionType::RolloutUndo]),
     ),
     kind(
         K::CreateContainerError,

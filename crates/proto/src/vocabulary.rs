@@ -264,6 +264,15 @@ pub const ACTIONS: &[ActionInfo] = &[
         Approval::Human,
         ModelUse::No,
     ),
+    entry(
+        ActionType::RolloutUndo,
+        "RolloutUndo",
+        "rollout_undo",
+        Targets::Kinds(&["Deployment"]),
+        true,
+        Approval::Human,
+        ModelUse::No,
+    ),
 ];
 
 /// The action type of an action arm: the one exhaustive match over arms.
@@ -284,6 +293,7 @@ pub fn action_type(kind: &Kind) -> ActionType {
         Kind::ForceDeletePod(_) => ActionType::ForceDeletePod,
         Kind::ScaleWorkload(_) => ActionType::ScaleWorkload,
         Kind::ResumeCronJob(_) => ActionType::ResumeCronJob,
+        Kind::RolloutUndo(_) => ActionType::RolloutUndo,
     }
 }
 
@@ -446,7 +456,8 @@ mod tests {
                 "RolloutRestart",
                 "DrainNode",
                 "PatchResources",
-                "DeleteResource"
+                "DeleteResource",
+                "RolloutUndo"
             ]
         );
     }

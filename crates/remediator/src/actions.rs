@@ -173,6 +173,18 @@ pub struct Facts {
     /// ScaleWorkload: the HorizontalPodAutoscaler that scales the target,
     /// `Kind namespace/name`, if one does.
     pub scaled_by: Option<String>,
+    /// RolloutUndo: the ReplicaSet of the Deployment's previous revision
+    /// (the highest below its current one), if it still has one.
+    pub previous_revision: Option<Value>,
+}
+
+/// The revision a Deployment or its ReplicaSet carries
+/// (`deployment.kubernetes.io/revision`); `None` when absent or unreadable.
+pub fn revision(object: &Value) -> Option<u64> {
+    object
+        .pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
+        .and_then(Value::as_str)
+        .and_then(|r| r.parse().ok())
 }
 
 /// ForceDeletePod: what the pod's node is.

@@ -110,7 +110,9 @@ pub async fn check(
                     }
                 }
                 ActionKind::ScaleHpa(scale) => hpa_below_max(scale, &current),
-                ActionKind::ScaleWorkload(_) => rollout_complete(v.kind, &current),
+                ActionKind::ScaleWorkload(_) | ActionKind::RolloutUndo(_) => {
+                    rollout_complete(v.kind, &current)
+                }
                 ActionKind::ResumeCronJob(_) => {
                     if current.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
                         Check::Failed("the CronJob is suspended again".to_owned())

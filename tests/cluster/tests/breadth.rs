@@ -30,7 +30,9 @@
 //! (DeleteFailedPods) while its running pods stay; a pod stuck terminating
 //! on a node no kubelet serves, force-deleted once a human approves
 //! (ForceDeletePod); a budget whose minimum equals its Deployment's
-//! replicas, given one more replica once a human approves (ScaleWorkload).
+//! replicas, given one more replica once a human approves (ScaleWorkload);
+//! a rollout stuck past its deadline, rolled back to its previous revision
+//! once a human approves (RolloutUndo).
 //!
 //! The runtime errors (CreateContainerError, RunContainerError) need a
 //! real runtime: the kubelet shows RunContainerError only until its
@@ -274,6 +276,7 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         "ForceDeletePod",
         "ScaleWorkload",
         "ResumeCronJob",
+        "RolloutUndo",
     ] {
         policy
             .spec
@@ -425,6 +428,27 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     .await
     .unwrap();
     let orphan = pods.get("orphan").await.unwrap();
+
+    // A rollout stuck on a revision whose pods cannot be scheduled, past
+    // its progress deadline, while revision 1 still serves.
+    let rolling = faults::deployment(&client, &ns, "rolling", 1, &PodSpec::default())
+        .await
+        .unwrap();
+    nanny_test_util::scenarios::running_pods(&client, &ns, "rolling", 1, WAIT)
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    deployments
+        .patch(
+            "rolling",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({ "spec": { "progressDeadlineSeconds": 1, "template": { "spec": {
+                "nodeSelector": { "nanny.ai/no-such-node": "true" } } } } }),
+            ),
+        )
+        .await
+        .unwrap();
 
     // A pod held by a scheduling gate nobody removes.
     let gated = create_json(
@@ -681,7 +705,6 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         .approve_and_wait(&budgeted.uid().unwrap(), ActionType::ScaleWorkload)
         .await;
     assert_eq!(scaled.spec.action.params.replicas, Some(nanny_crd::Int(3)));
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     assert_eq!(
         deployments
             .get("budgeted")
@@ -700,6 +723,36 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     println!(
         "PDB_BLOCKING_DISRUPTIONS: {} → ScaleWorkload 3, approved",
         scaled.spec.reasoning
+    );
+
+    // The stuck rollout: rolled back to revision 1 once a human approves.
+    let undone = h
+        .approve_and_wait(&rolling.uid().unwrap(), ActionType::RolloutUndo)
+        .await;
+    assert_eq!(undone.spec.issue_kind.as_deref(), Some("ROLLOUT_STUCK"));
+    assert!(
+        undone.spec.reasoning.contains(&format!(
+            "Deployment {ns}/rolling is stuck rolling out revision 2"
+        )),
+        "{}",
+        undone.spec.reasoning
+    );
+    let template = deployments
+        .get("rolling")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    assert_eq!(template.node_selector, None, "revision 1's template again");
+    nanny_test_util::scenarios::running_pods(&client, &ns, "rolling", 1, WAIT)
+        .await
+        .unwrap();
+    println!(
+        "ROLLOUT_STUCK: {} → RolloutUndo, approved",
+        undone.spec.reasoning
     );
 
     // The paused CronJob: resumed once a human approves.

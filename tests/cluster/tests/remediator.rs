@@ -1590,3 +1590,106 @@ async fn resume_cron_job_clears_suspend_and_rolls_back() {
     assert_eq!(outcome(&rollback), Outcome::RolledBack, "{rollback:?}");
     assert_eq!(suspended("paused").await, Some(true));
 }
+
+#[tokio::test]
+async fn rollout_undo_returns_to_the_previous_revision_and_has_no_undo() {
+    let Some(fx) = Fixture::new("rem-undo").await else {
+        return;
+    };
+    let remediator = Remediator::start(&fx).await;
+    faults::deployment(&fx.client, fx.ns(), "web", 2, &PodSpec::default())
+        .await
+        .unwrap();
+    let first = rolled_out(&fx, "web").await;
+    let image = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .image
+            .clone()
+            .unwrap()
+    };
+    let revision1 = image(&first);
+    let undo = || ActionKind::RolloutUndo(nanny_proto::v1::RolloutUndo {});
+
+    // Revision 1 has nothing before it: refused, unchanged.
+    let refused = remediator
+        .execute(approved("undo-first", undo(), target(&first)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&refused), Outcome::Refused, "{refused:?}");
+    assert!(
+        refused
+            .error
+            .contains("it has no earlier revision to roll back to"),
+        "{}",
+        refused.error
+    );
+
+    // Revision 2: a new image and a secret in its environment.
+    let deployments: Api<Deployment> = Api::namespaced(fx.client.clone(), fx.ns());
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({ "spec": { "template": { "spec": { "containers": [{
+                "name": "app", "image": "registry.example/web:broken",
+                "env": [{ "name": "TOKEN", "value": "s3cr3t-token" }] }] } } } })),
+        )
+        .await
+        .unwrap();
+    let second = rolled_out(&fx, "web").await;
+    assert_eq!(image(&second), "registry.example/web:broken");
+
+    // A dry run shows the images, never the environment, and changes
+    // nothing.
+    let preview = remediator
+        .execute(dry(approved("undo-web", undo(), target(&second))))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&preview), Outcome::DryRun, "{preview:?}");
+    assert!(
+        preview.dry_run_diff.contains(&revision1)
+            && preview.dry_run_diff.contains("registry.example/web:broken"),
+        "{}",
+        preview.dry_run_diff
+    );
+    assert!(
+        !preview.dry_run_diff.contains("s3cr3t"),
+        "{}",
+        preview.dry_run_diff
+    );
+    assert_eq!(
+        image(&deployments.get("web").await.unwrap()),
+        "registry.example/web:broken"
+    );
+
+    let result = remediator
+        .execute(approved("undo-web", undo(), target(&second)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
+    assert_eq!(verification(&result), VerificationState::Passed);
+    let back = rolled_out(&fx, "web").await;
+    assert_eq!(image(&back), revision1);
+    let env = &back.spec.unwrap().template.spec.unwrap().containers[0].env;
+    assert!(env.as_ref().is_none_or(Vec::is_empty), "{env:?}");
+
+    // Nothing to restore from the record: refused, the Deployment as it is.
+    let rollback = remediator.rollback("undo-web").await.unwrap_err();
+    assert_eq!(
+        rollback.code(),
+        tonic::Code::FailedPrecondition,
+        "{rollback:?}"
+    );
+    assert!(
+        rollback.message().contains("a second RolloutUndo returns"),
+        "{rollback:?}"
+    );
+    assert_eq!(image(&deployments.get("web").await.unwrap()), revision1);
+}

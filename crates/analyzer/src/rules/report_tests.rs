@@ -252,7 +252,10 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
             r
         }
         IssueKind::RolloutStuck | IssueKind::DeploymentUnavailable | IssueKind::ReplicaFailure => {
-            s.workloads.push(deployment("web", 2, None));
+            let mut d = deployment("web", 2, None);
+            d.annotations
+                .insert("deployment.kubernetes.io/revision".into(), "2".into());
+            s.workloads.push(d);
             web
         }
         IssueKind::StatefulsetNotProgressing | IssueKind::DaemonsetUnavailable => {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{
     Facts, Plan, PodNode, RESTARTED_AT, Write, controller, drain_skip_reason, job_finished_at,
-    quantities,
+    quantities, revision,
 };
 use crate::{
     diff::str_at,
@@ -78,6 +78,7 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
         ActionKind::ForceDeletePod(_) => force_delete_pod(&input),
         ActionKind::ScaleWorkload(scale) => scale_workload(&input, scale),
         ActionKind::ResumeCronJob(_) => resume_cron_job(&input),
+        ActionKind::RolloutUndo(_) => rollout_undo(&input),
         ActionKind::DeleteResource(_) | ActionKind::ReportOnly(_) => Err(Error::Unsupported {
             action: crate::request::action_type(&v.action).as_str_name(),
         }),
@@ -461,4 +462,85 @@ fn resume_cron_job(input: &Input<'_>) -> Result<Plan, Error> {
         Write::Merge(input.with_version(patch)),
         vec!["/spec/suspend".to_owned()],
     ))
+}
+
+/// The Deployment's pod template becomes its previous revision's, as
+/// `kubectl rollout undo` does: a merge patch that sets every field of that
+/// revision's template and removes every field it lacks, carrying the read
+/// resourceVersion. The diff shows the containers' images only (a template
+/// carries env values that may be secrets), and the record holds no
+/// template: it cannot be restored from the record, so it is not
+/// reversible (a second RolloutUndo goes back again).
+fn rollout_undo(input: &Input<'_>) -> Result<Plan, Error> {
+    let current_revision = revision(input.current)
+        .ok_or_else(|| input.precondition("it carries no revision to roll back from"))?;
+    let Some(previous) = input.facts.previous_revision.as_ref() else {
+        return Err(input.precondition(format!(
+            "it has no earlier revision to roll back to (it is at revision {current_revision}, and no ReplicaSet it controls holds an earlier one)"
+        )));
+    };
+    let mut template = previous
+        .pointer("/spec/template")
+        .cloned()
+        .ok_or_else(|| input.precondition("its previous ReplicaSet has no pod template"))?;
+    // The ReplicaSet controller's own label; the Deployment sets it again.
+    if let Some(labels) = template
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove("pod-template-hash");
+    }
+    let current = input
+        .current
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if current == template {
+        return Err(input.precondition(format!(
+            "its pod template already is revision {}'s",
+            revision(previous).unwrap_or_default()
+        )));
+    }
+    let containers = template
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let patch = json!({ "spec": { "template": merge_patch(&current, &template) } });
+    Ok(Plan {
+        write: Write::Merge(input.with_version(patch)),
+        fields: (0..containers)
+            .map(|i| format!("/spec/template/spec/containers/{i}/image"))
+            .collect(),
+        container: None,
+        not_reversible: Some(
+            "the record holds no pod template (it may carry secrets); a second RolloutUndo returns to the revision this one replaced",
+        ),
+    })
+}
+
+/// The JSON merge patch (RFC 7386) that turns `from` into `to`: objects
+/// merge key by key, a key `to` lacks is removed (null), anything else is
+/// replaced whole.
+pub fn merge_patch(from: &Value, to: &Value) -> Value {
+    match (from, to) {
+        (Value::Object(from), Value::Object(to)) => {
+            let mut patch = serde_json::Map::new();
+            for key in from.keys().filter(|k| !to.contains_key(*k)) {
+                patch.insert(key.clone(), Value::Null);
+            }
+            for (key, value) in to {
+                match from.get(key) {
+                    Some(old) if old == value => {}
+                    Some(old) if old.is_object() && value.is_object() => {
+                        patch.insert(key.clone(), merge_patch(old, value));
+                    }
+                    _ => {
+                        patch.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            Value::Object(patch)
+        }
+        _ => to.clone(),
+    }
 }

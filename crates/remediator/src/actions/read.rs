@@ -147,6 +147,9 @@ impl Executor {
             ActionKind::ScaleWorkload(_) => {
                 facts.scaled_by = self.autoscaler_of(v).await?;
             }
+            ActionKind::RolloutUndo(_) => {
+                facts.previous_revision = self.previous_revision(v, current).await?;
+            }
             _ => {}
         }
         facts.owners = self.owners(current).await?;
@@ -245,6 +248,48 @@ impl Executor {
                 &format!("{kind} {namespace}/{name} (an owner of the target)"),
             )),
         }
+    }
+
+    /// The ReplicaSet the Deployment `current` controls with the highest
+    /// revision below its own: where `kubectl rollout undo` goes.
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] or [`Error::Kube`].
+    pub async fn previous_revision(
+        &self,
+        v: &Validated,
+        current: &Value,
+    ) -> Result<Option<Value>, Error> {
+        let Some(now) = super::revision(current) else {
+            return Ok(None);
+        };
+        let uid = str_at(current, "/metadata/uid");
+        let resource = kube::discovery::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "apps",
+            "v1",
+            "ReplicaSet",
+        ));
+        let sets: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &v.target.namespace, &resource);
+        let listed = sets.list(&ListParams::default()).await.map_err(|e| {
+            refusal_or_error(
+                e,
+                "list",
+                &format!("ReplicaSets of {}", describe(&v.target)),
+            )
+        })?;
+        let mut best: Option<(u64, Value)> = None;
+        for set in &listed.items {
+            let set = to_value(set)?;
+            let ours = controller_ref(&set).is_some_and(|o| str_at(o, "/uid") == uid);
+            let Some(revision) = super::revision(&set).filter(|r| ours && *r < now) else {
+                continue;
+            };
+            if best.as_ref().is_none_or(|(b, _)| revision > *b) {
+                best = Some((revision, set));
+            }
+        }
+        Ok(best.map(|(_, set)| set))
     }
 
     /// Every pod bound to `node`, in every namespace.

@@ -2,8 +2,8 @@ use std::time::{Duration, SystemTime};
 
 use nanny_proto::v1::{
     ActionType, CordonNode, DeleteFailedPods, DeleteJob, DrainNode, ExpandPvc, ForceDeletePod,
-    ObjectRef, PatchResources, Resources, RestartPod, ResumeCronJob, ScaleHpa, ScaleWorkload,
-    action::Kind as ActionKind,
+    ObjectRef, PatchResources, Resources, RestartPod, ResumeCronJob, RolloutUndo, ScaleHpa,
+    ScaleWorkload, action::Kind as ActionKind,
 };
 use serde_json::json;
 
@@ -563,4 +563,76 @@ fn resume_clears_suspend_on_a_suspended_cronjob_only() {
     ));
     let err = plan(&v, &cron(false), &Facts::default()).unwrap_err();
     assert!(err.to_string().contains("it is not suspended"), "{err}");
+}
+
+fn template(image: &str, env: Option<&str>) -> Value {
+    let mut container = json!({ "name": "app", "image": image });
+    if let Some(value) = env {
+        container["env"] = json!([{ "name": "TOKEN", "value": value }]);
+    }
+    json!({ "metadata": { "labels": { "app": "web" } }, "spec": { "containers": [container] } })
+}
+
+#[test]
+fn rollout_undo_takes_the_previous_revisions_template_and_cannot_be_restored() {
+    let v = validated(
+        ActionKind::RolloutUndo(RolloutUndo {}),
+        TargetKind::Deployment,
+    );
+    let revision = |n: u64| json!({ "deployment.kubernetes.io/revision": n.to_string() });
+    // Revision 3 added an env var and a new image; revision 2 had neither.
+    let deployment = json!({
+        "metadata": { "name": "web", "resourceVersion": "9", "annotations": revision(3) },
+        "spec": { "template": template("shop/web:3", Some("s3cr3t")) },
+    });
+    let mut previous = template("shop/web:2", None);
+    previous["metadata"]["labels"]["pod-template-hash"] = json!("abc123");
+    let facts = Facts {
+        previous_revision: Some(json!({
+            "metadata": { "name": "web-abc123", "annotations": revision(2) },
+            "spec": { "template": previous },
+        })),
+        ..Facts::default()
+    };
+    let p = plan(&v, &deployment, &facts).unwrap();
+    // The containers list is replaced whole: the env var goes, the image
+    // is revision 2's, and the ReplicaSet's hash label is not copied.
+    assert_eq!(
+        p.write,
+        Write::Merge(json!({
+            "metadata": { "resourceVersion": "9" },
+            "spec": { "template": { "spec": { "containers": [{ "name": "app", "image": "shop/web:2" }] } } },
+        }))
+    );
+    // The diff shows images only; nothing is kept to restore.
+    assert_eq!(p.fields, ["/spec/template/spec/containers/0/image"]);
+    assert!(p.not_reversible.is_some());
+
+    // No earlier revision, or already on it: refused, with the reason.
+    let err = plan(&v, &deployment, &Facts::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("it has no earlier revision to roll back to (it is at revision 3"),
+        "{err}"
+    );
+    let same = Facts {
+        previous_revision: Some(json!({
+            "metadata": { "annotations": revision(2) },
+            "spec": { "template": template("shop/web:3", Some("s3cr3t")) },
+        })),
+        ..Facts::default()
+    };
+    let err = plan(&v, &deployment, &same).unwrap_err();
+    assert!(err.to_string().contains("already is revision 2's"), "{err}");
+}
+
+#[test]
+fn a_merge_patch_removes_what_the_target_lacks_and_keeps_what_is_equal() {
+    let from = json!({ "a": 1, "b": { "c": 2, "d": 3 }, "e": [1, 2], "f": "x" });
+    let to = json!({ "a": 1, "b": { "c": 2, "g": 4 }, "e": [1] });
+    let patch = plan::merge_patch(&from, &to);
+    assert_eq!(
+        patch,
+        json!({ "b": { "d": null, "g": 4 }, "e": [1], "f": null })
+    );
 }

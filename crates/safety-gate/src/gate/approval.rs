@@ -224,6 +224,10 @@ pub(super) fn default_level(
                 "changing a workload's replicas needs a human",
             )
         }
+        Kind::RolloutUndo(_) => needs(
+            "rollout-undo-needs-human",
+            "rolling a Deployment back replaces every pod with the previous revision's; a human decides the new one is the fault",
+        ),
         Kind::ResumeCronJob(_) => needs(
             "resume-needs-human",
             "a CronJob is suspended on purpose more often than not; a human resumes it",

@@ -15,7 +15,7 @@ use proptest::{prelude::*, strategy::ValueTree as _};
 
 use super::*;
 
-const ALL_TYPES: [ActionType; 15] = [
+const ALL_TYPES: [ActionType; 16] = [
     ActionType::RestartPod,
     ActionType::RolloutRestart,
     ActionType::ScaleHpa,
@@ -31,6 +31,7 @@ const ALL_TYPES: [ActionType; 15] = [
     ActionType::ForceDeletePod,
     ActionType::ScaleWorkload,
     ActionType::ResumeCronJob,
+    ActionType::RolloutUndo,
 ];
 
 fn gate() -> Gate {
@@ -450,6 +451,23 @@ fn a_workload_is_only_scaled_up_within_the_ceiling_by_a_human() {
     assert_eq!(level(&scale(2, 2)).1, ["scale-only-up"]);
     assert_eq!(level(&scale(3, 0)).1, ["scale-only-up"]);
     assert_eq!(level(&scale(101, 2)).1, ["parameter-out-of-bounds"]);
+}
+
+#[test]
+fn a_rollout_is_rolled_back_only_by_a_human_and_only_on_a_deployment() {
+    let undo = |kind: &str| {
+        request(
+            Kind::RolloutUndo(nanny_proto::v1::RolloutUndo {}),
+            target(kind, "shop", "web"),
+        )
+    };
+    assert_eq!(
+        level(&undo("Deployment")),
+        (Level::NeedsApproval, vec!["rollout-undo-needs-human"])
+    );
+    for other in ["StatefulSet", "Pod"] {
+        assert_eq!(level(&undo(other)).0, Level::Denied, "{other}");
+    }
 }
 
 #[test]
@@ -925,6 +943,7 @@ fn any_kind() -> impl Strategy<Value = Option<Kind>> {
             }))
         ),
         Just(Some(Kind::ResumeCronJob(nanny_proto::v1::ResumeCronJob {}))),
+        Just(Some(Kind::RolloutUndo(nanny_proto::v1::RolloutUndo {}))),
         Just(Some(Kind::ReportOnly(
             nanny_proto::v1::ReportOnly::default()
         ))),
