@@ -151,6 +151,11 @@ pub const NODE_PROBLEM_CORDON: Rule = Rule {
     id: "node-problem-cordon",
     rationale: "A node without a network, with a deadlocked kernel, a read-only or corrupt filesystem or a restarting runtime fails every pod sent to it; it should take no new ones.",
 };
+/// Lift a cordon Nanny set once the node is healthy again.
+pub const NODE_RECOVERED_UNCORDON: Rule = Rule {
+    id: "node-recovered-uncordon",
+    rationale: "A cordon Nanny set for a sick node has done its work once the node is healthy for a while; left in place it wastes the node. A cordon a person set is never lifted.",
+};
 /// Report an init container that keeps failing.
 pub const REPORT_INIT_FAILING: Rule = Rule {
     id: "report-init-failing",
@@ -230,4 +235,5 @@ pub const RULES: &[Rule] = &[
     REPORT_CRONJOB_INVALID,
     REPORT_WORKLOAD_SHORT,
     ROLLOUT_STUCK_UNDO,
+    NODE_RECOVERED_UNCORDON,
 ];

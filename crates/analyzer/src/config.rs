@@ -357,6 +357,9 @@ pub struct NodeRule {
     pub drain_grace_period_secs: i64,
     /// Deadline for the whole drain, 1–3600.
     pub drain_timeout_secs: i64,
+    /// A node Nanny cordoned is uncordoned once Ready this long with no
+    /// other condition True.
+    pub uncordon_after_secs: u64,
 }
 
 impl Default for NodeRule {
@@ -366,6 +369,7 @@ impl Default for NodeRule {
             drain_not_ready: true,
             drain_grace_period_secs: 30,
             drain_timeout_secs: 600,
+            uncordon_after_secs: 600,
         }
     }
 }

@@ -229,6 +229,9 @@ impl Rules {
                 ) if self.config.node.enabled => {
                     self.node(kind, issue, target, index, &mut drafts);
                 }
+                Ok(IssueKind::NodeCordoned) if self.config.node.enabled => {
+                    self.node_recovered(issue, target, index, now, &mut drafts);
+                }
                 Ok(IssueKind::PvcNearlyFull) if self.config.pvc.enabled => {
                     self.pvc(issue, target, index, &mut drafts);
                 }

@@ -384,6 +384,11 @@ pub fn node(node: &Node) -> pb::Node {
             .map(|i| i.kubelet_version.clone())
             .unwrap_or_default(),
         labels: labels(&node.metadata),
+        cordoned_by_nanny: node
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("nanny.ai/cordoned-by")),
     }
 }
 
@@ -522,9 +527,19 @@ pub fn storage_class(class: &StorageClass) -> ClassFacts {
     }
 }
 
-/// A Warning event; `None` for Normal events, which Nanny does not keep.
+/// A Warning event; `None` for Normal events, which Nanny does not keep,
+/// and for Nanny's own (its coordinator reports each action on its target):
+/// a report must never quote Nanny back to itself.
 pub fn event(e: &Event, redaction: &Redaction) -> Option<pb::Event> {
     if e.type_.as_deref() != Some("Warning") {
+        return None;
+    }
+    let reporter = e
+        .reporting_component
+        .as_deref()
+        .or_else(|| e.source.as_ref().and_then(|s| s.component.as_deref()))
+        .unwrap_or_default();
+    if reporter.starts_with("nanny-") {
         return None;
     }
     let involved = &e.involved_object;

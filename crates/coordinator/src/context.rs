@@ -98,7 +98,10 @@ pub fn review_context(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> Rev
             .nodes
             .iter()
             .find(|n| uid(&n.r#ref) == Some(&target.uid))
-            .map(|node| (&node.labels, Start::Owner(None))),
+            .map(|node| {
+                context.node_cordoned_by_nanny = node.cordoned_by_nanny;
+                (&node.labels, Start::Owner(None))
+            }),
         _ => None,
     };
     if let Some((labels, start)) = found {

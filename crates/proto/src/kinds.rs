@@ -210,8 +210,8 @@ pub const KINDS: &[KindInfo] = &[
         "NodeCordoned",
         Nodes,
         Info,
-        "spec.unschedulable is set",
-        Model,
+        "spec.unschedulable is set (a cordon Nanny set is lifted once the node is healthy for the uncordon period; a person's is left to the model and people)",
+        Act(&[ActionType::UncordonNode]),
     ),
     kind(
         K::MemoryPressure,

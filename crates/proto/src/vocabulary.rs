@@ -171,7 +171,8 @@ pub const ACTIONS: &[ActionInfo] = &[
         "uncordon_node",
         NODE,
         false,
-        Approval::Human,
+        // Only a cordon Nanny set; the remediator refuses any other.
+        Approval::Auto,
         ModelUse::No,
     ),
     entry(

@@ -178,6 +178,12 @@ pub struct Facts {
     pub previous_revision: Option<Value>,
 }
 
+/// The annotation a cordon by Nanny leaves on the node (the action's id):
+/// only such a cordon may Nanny lift.
+pub const CORDONED_BY: &str = "nanny.ai/cordoned-by";
+/// [`CORDONED_BY`] as a JSON pointer.
+pub const CORDONED_BY_POINTER: &str = "/metadata/annotations/nanny.ai~1cordoned-by";
+
 /// The revision a Deployment or its ReplicaSet carries
 /// (`deployment.kubernetes.io/revision`); `None` when absent or unreadable.
 pub fn revision(object: &Value) -> Option<u64> {

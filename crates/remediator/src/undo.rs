@@ -33,7 +33,7 @@ pub fn allowed(action: &str, pointer: &str) -> bool {
         "ACTION_TYPE_ROLLOUT_RESTART" => pointer == restarted_at_pointer(),
         "ACTION_TYPE_SCALE_HPA" => matches!(pointer, "/spec/maxReplicas" | "/spec/minReplicas"),
         "ACTION_TYPE_CORDON_NODE" | "ACTION_TYPE_UNCORDON_NODE" | "ACTION_TYPE_DRAIN_NODE" => {
-            pointer == "/spec/unschedulable"
+            pointer == "/spec/unschedulable" || pointer == crate::actions::CORDONED_BY_POINTER
         }
         "ACTION_TYPE_EXPAND_PVC" => pointer == "/spec/resources/requests/storage",
         "ACTION_TYPE_SCALE_WORKLOAD" => pointer == "/spec/replicas",

@@ -17,7 +17,8 @@
 //! - a Deployment whose pods the API server refuses (a ServiceAccount that
 //!   does not exist: the ReplicaSet controller's message quoted);
 //! - a node reporting NetworkUnavailable and node-problem-detector's
-//!   KernelDeadlock (its cordon proposed for a human);
+//!   KernelDeadlock (its cordon proposed for a human, approved; once the
+//!   node recovers, Nanny lifts its own cordon automatically);
 //! - a pod held by a scheduling gate (the gate named);
 //! - a CronJob whose schedule names 30 February (it never runs);
 //! - a StatefulSet whose pod cannot be scheduled, and a DaemonSet whose pod
@@ -91,6 +92,12 @@ fn thresholds() -> Vec<(&'static str, String, String)> {
             "0".to_owned(),
         )
     })
+    .chain([(
+        "nanny-analyzer",
+        "NANNY_RULES__NODE__UNCORDON_AFTER_SECS".to_owned(),
+        // Past the policy's 1 s cooldown after the cordon.
+        "3".to_owned(),
+    )])
     .collect()
 }
 
@@ -121,6 +128,25 @@ async fn sick_node(
         .await
         .unwrap();
     node
+}
+
+/// The sick node healthy again: Ready, its network and kernel fine (what
+/// the kubelet and node-problem-detector write once it recovers).
+async fn recover(client: &Client, name: &str) {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let condition = |type_: &str, status: &str, reason: &str| {
+        json!({ "type": type_, "status": status, "reason": reason,
+                "lastHeartbeatTime": now, "lastTransitionTime": now })
+    };
+    let status = json!({ "status": { "conditions": [
+        condition("Ready", "True", "KubeletReady"),
+        condition("NetworkUnavailable", "False", "RouteCreated"),
+        condition("KernelDeadlock", "False", "KernelHasNoDeadlock"),
+    ] } });
+    Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
 }
 
 async fn held_namespace(client: &Client, name: &str) -> Namespace {
@@ -270,6 +296,8 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     // A second namespace in the policy's scope, to be stuck terminating.
     let held_ns = format!("{ns}-held");
     let mut policy = policy(&ns, "Auto");
+    // A node's cordon and its lifting follow each other within seconds.
+    policy.spec.limits.cooldown_seconds = 1;
     policy.spec.scope.namespaces.push(held_ns.clone());
     for action in [
         "DeleteFailedPods",
@@ -277,6 +305,7 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         "ScaleWorkload",
         "ResumeCronJob",
         "RolloutUndo",
+        "UncordonNode",
     ] {
         policy
             .spec
@@ -665,6 +694,42 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     println!(
         "NODE_PROBLEM: {} → CordonNode, awaiting a human",
         cordon.spec.reasoning
+    );
+    // Approved and done, the node recovers: Nanny lifts its own cordon,
+    // automatically.
+    h.approve(&cordon).await;
+    h.wait_phase(&sick_uid, Phase::Succeeded).await;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let claimed = nodes.get(&sick.name).await.unwrap();
+    assert_eq!(
+        claimed.annotations().get("nanny.ai/cordoned-by"),
+        Some(&cordon.metadata.name.clone().unwrap()),
+        "the cordon names its action"
+    );
+    recover(&client, &sick.name).await;
+    let lifted = eventually("Nanny's cordon lifted", WAIT, || async {
+        Ok(h.actions_on(&sick_uid).await.into_iter().find(|a| {
+            a.spec.action.type_ == ActionType::UncordonNode
+                && a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded)
+        }))
+    })
+    .await;
+    let lifted = match lifted {
+        Ok(action) => action,
+        Err(error) => panic!("{error}\n{}", h.actions_seen().await),
+    };
+    assert!(lifted.spec.approval.is_none(), "auto-approved: {lifted:?}");
+    let node = nodes.get(&sick.name).await.unwrap();
+    assert_eq!(node.spec.and_then(|s| s.unschedulable), None);
+    assert_eq!(
+        node.metadata
+            .annotations
+            .and_then(|a| a.get("nanny.ai/cordoned-by").cloned()),
+        None
+    );
+    println!(
+        "NODE_CORDONED: {} → UncordonNode, automatic",
+        lifted.spec.reasoning
     );
 
     // The evicted pods deleted, automatically, through the Deployment.

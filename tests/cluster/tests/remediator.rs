@@ -645,6 +645,8 @@ async fn cordon_uncordon_and_rollback_on_a_node_of_our_own() {
     assert_eq!(outcome(&result), Outcome::Succeeded, "{result:?}");
     let cordoned = nodes.get(&node.name).await.unwrap();
     assert_eq!(cordoned.spec.as_ref().unwrap().unschedulable, Some(true));
+    let cordoned_by = |n: &Node| n.annotations().get("nanny.ai/cordoned-by").cloned();
+    assert_eq!(cordoned_by(&cordoned).as_deref(), Some("cordon-n1"));
 
     let rollback = remediator.rollback("cordon-n1").await.unwrap();
     assert_eq!(outcome(&rollback), Outcome::RolledBack, "{rollback:?}");
@@ -656,6 +658,7 @@ async fn cordon_uncordon_and_rollback_on_a_node_of_our_own() {
     })
     .await
     .unwrap();
+    assert_eq!(cordoned_by(&nodes.get(&node.name).await.unwrap()), None);
 
     // Uncordon from a cordoned snapshot.
     let cordon_again = remediator
@@ -678,6 +681,7 @@ async fn cordon_uncordon_and_rollback_on_a_node_of_our_own() {
         .unwrap();
     assert_eq!(outcome(&uncordon), Outcome::Succeeded, "{uncordon:?}");
     assert!(!node.cordoned(&fx.client).await.unwrap());
+    assert_eq!(cordoned_by(&nodes.get(&node.name).await.unwrap()), None);
 
     // A spec change since the snapshot (someone else cordoned) is refused.
     let stale = nodes.get(&node.name).await.unwrap();
@@ -703,6 +707,24 @@ async fn cordon_uncordon_and_rollback_on_a_node_of_our_own() {
         "{}",
         refused.error
     );
+
+    // That cordon is a person's: an approved uncordon is refused, and the
+    // API server still shows the node cordoned.
+    let theirs = remediator
+        .execute(approved(
+            "uncordon-theirs",
+            ActionKind::UncordonNode(UncordonNode {}),
+            target(&nodes.get(&node.name).await.unwrap()),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&theirs), Outcome::Refused, "{theirs:?}");
+    assert!(
+        theirs.error.contains("Nanny did not cordon it"),
+        "{}",
+        theirs.error
+    );
+    assert!(node.cordoned(&fx.client).await.unwrap());
 }
 
 /// A Deployment of `replicas` pods that run only on `node`.

@@ -1,4 +1,5 @@
-//! Sick nodes: cordon under pressure, cordon or drain when NotReady.
+//! Sick nodes: cordon under pressure, cordon or drain when NotReady; a
+//! cordon Nanny set lifted once the node has been healthy for a while.
 
 use std::collections::BTreeSet;
 
@@ -7,6 +8,7 @@ use nanny_proto::v1::{self as pb, CordonNode, DrainNode, IssueKind, Severity, ac
 use super::{Draft, Drafts, Rules, describe, ref_of};
 use crate::catalog::{
     NODE_NOT_READY_CORDON, NODE_NOT_READY_DRAIN, NODE_PRESSURE_CORDON, NODE_PROBLEM_CORDON,
+    NODE_RECOVERED_UNCORDON,
 };
 use crate::index::SnapshotIndex;
 
@@ -86,5 +88,53 @@ impl Rules {
                 },
             );
         }
+    }
+
+    /// A node cordoned by Nanny (its remediator's annotation), Ready for
+    /// `uncordon_after_secs` with no other condition True: its cordon is
+    /// lifted. A person's cordon, or a node still sick, is left alone.
+    pub(super) fn node_recovered(
+        &self,
+        issue: &pb::Issue,
+        target: &pb::ObjectRef,
+        index: &SnapshotIndex<'_>,
+        now: std::time::SystemTime,
+        drafts: &mut Drafts,
+    ) {
+        let Some(node) = index.nodes.get(target.uid.as_str()) else {
+            return;
+        };
+        let Some(node_ref) = ref_of(node.r#ref.as_ref()).filter(|_| node.cordoned_by_nanny) else {
+            return;
+        };
+        let ready_for = node
+            .conditions
+            .iter()
+            .find(|c| c.r#type == "Ready" && c.status == "True")
+            .and_then(|c| super::seconds_since(c.last_transition.as_ref(), now));
+        let sick = node
+            .conditions
+            .iter()
+            .any(|c| c.r#type != "Ready" && c.status == "True");
+        let Some(ready_for) = ready_for.filter(|s| {
+            !sick && *s >= 0 && s.unsigned_abs() >= self.config.node.uncordon_after_secs
+        }) else {
+            return;
+        };
+        drafts.add(
+            "",
+            Draft {
+                rule: NODE_RECOVERED_UNCORDON,
+                action: Kind::UncordonNode(pb::UncordonNode {}),
+                target: node_ref.clone(),
+                reason: format!(
+                    "{} was cordoned by Nanny and has been Ready for {ready_for}s with no other condition True: it can take pods again.",
+                    describe(node_ref)
+                ),
+                risk: Severity::Info,
+                fingerprints: [issue.fingerprint.clone()].into(),
+                evidence: [format!("ready seconds: {ready_for}")].into(),
+            },
+        );
     }
 }

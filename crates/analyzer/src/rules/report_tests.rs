@@ -110,11 +110,7 @@ fn scene(kind: IssueKind) -> ClusterSnapshot {
         | IssueKind::NodeNetworkUnavailable
         | IssueKind::NodeProblem
         | IssueKind::MemoryPressure => {
-            let n = pb::Node {
-                r#ref: Some(obj("Node", "", "n1")),
-                unschedulable: kind == IssueKind::NodeCordoned,
-                ..pb::Node::default()
-            };
+            let n = node_scene(kind);
             let r = n.r#ref.clone().unwrap_or_default();
             s.nodes.push(n);
             (r, None)
@@ -124,6 +120,23 @@ fn scene(kind: IssueKind) -> ClusterSnapshot {
     s.pods.extend(p);
     s.issues.push(issue(kind, &target, "fp-1"));
     s
+}
+
+/// A node with an issue of `kind`: for NodeCordoned, Nanny's own cordon
+/// on a node Ready for an hour (lifted).
+fn node_scene(kind: IssueKind) -> pb::Node {
+    let cordoned = kind == IssueKind::NodeCordoned;
+    pb::Node {
+        r#ref: Some(obj("Node", "", "n1")),
+        unschedulable: cordoned,
+        cordoned_by_nanny: cordoned,
+        conditions: if cordoned {
+            vec![condition("Ready", "True", "KubeletReady")]
+        } else {
+            vec![]
+        },
+        ..pb::Node::default()
+    }
 }
 
 /// An HPA at its maximum, hot.
@@ -778,5 +791,36 @@ fn gated_restarting_and_short_workloads_say_what_holds_them() {
     assert!(
         text.contains("never runs: its schedule \"0 0 30 2 *\" names no time that exists"),
         "{text}"
+    );
+}
+
+#[test]
+fn only_nannys_cordon_is_lifted_and_only_from_a_node_healthy_long_enough() {
+    let uncordons = |edit: &dyn Fn(&mut pb::Node)| {
+        let mut s = scene(IssueKind::NodeCordoned);
+        edit(&mut s.nodes[0]);
+        run(&s)
+            .iter()
+            .filter_map(|r| r.action.as_ref()?.kind.as_ref())
+            .any(|k| matches!(k, Kind::UncordonNode(_)))
+    };
+    assert!(uncordons(&|_| {}));
+    assert!(
+        !uncordons(&|n| n.cordoned_by_nanny = false),
+        "a person's cordon"
+    );
+    assert!(
+        !uncordons(&|n| n.conditions[0].last_transition = Some(ago(60))),
+        "Ready for a minute only"
+    );
+    assert!(
+        !uncordons(&|n| n
+            .conditions
+            .push(condition("KernelDeadlock", "True", "DockerHung"))),
+        "still sick"
+    );
+    assert!(
+        !uncordons(&|n| n.conditions[0].status = "Unknown".into()),
+        "not Ready"
     );
 }

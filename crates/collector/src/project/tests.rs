@@ -238,3 +238,18 @@ fn truncation_respects_character_boundaries() {
     let (text, cut) = truncate("ééééé", 3);
     assert_eq!((text.as_str(), cut), ("é", true));
 }
+
+#[test]
+fn nannys_own_warnings_are_not_kept() {
+    let ours: Event = serde_json::from_value(json!({
+        "metadata": { "name": "e1", "namespace": "shop", "uid": "e1" },
+        "involvedObject": { "kind": "PersistentVolumeClaim", "namespace": "shop", "name": "data", "uid": "c1" },
+        "type": "Warning", "reason": "ActionDenied", "message": "Denied: nothing to execute",
+        "reportingComponent": "nanny-coordinator",
+    }))
+    .unwrap();
+    assert!(event(&ours, &redaction()).is_none());
+    let mut theirs = ours;
+    theirs.reporting_component = Some("persistentvolume-controller".into());
+    assert!(event(&theirs, &redaction()).is_some());
+}

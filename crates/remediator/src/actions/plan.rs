@@ -11,8 +11,8 @@ use nanny_proto::v1::{
 use serde_json::{Value, json};
 
 use super::{
-    Facts, Plan, PodNode, RESTARTED_AT, Write, controller, drain_skip_reason, job_finished_at,
-    quantities, revision,
+    CORDONED_BY, CORDONED_BY_POINTER, Facts, Plan, PodNode, RESTARTED_AT, Write, controller,
+    drain_skip_reason, job_finished_at, quantities, revision,
 };
 use crate::{
     diff::str_at,
@@ -68,8 +68,8 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
         ActionKind::RestartPod(_) => restart_pod(&input),
         ActionKind::RolloutRestart(_) => Ok(rollout_restart(&input)),
         ActionKind::ScaleHpa(scale) => scale_hpa(&input, scale),
-        ActionKind::CordonNode(_) => Ok(cordon(&input, true)),
-        ActionKind::UncordonNode(_) => Ok(cordon(&input, false)),
+        ActionKind::CordonNode(_) => Ok(cordon(&input)),
+        ActionKind::UncordonNode(_) => uncordon(&input),
         ActionKind::DrainNode(drain) => Ok(drain_node(&input, drain)),
         ActionKind::ExpandPvc(expand) => expand_pvc(&input, expand),
         ActionKind::PatchResources(patch) => patch_resources(&input, patch),
@@ -155,13 +155,71 @@ fn scale_hpa(
     Ok(Plan::new(Write::Merge(input.with_version(patch)), pointers))
 }
 
-fn cordon(input: &Input<'_>, cordon: bool) -> Plan {
-    let patch =
-        json!({ "spec": { "unschedulable": if cordon { json!(true) } else { Value::Null } } });
-    Plan::new(
+/// The cordon patch: `spec.unschedulable`, and the annotation that says
+/// Nanny set it (naming the action) unless the node was cordoned already
+/// (a person's cordon stays theirs).
+fn cordon_patch(input: &Input<'_>) -> (Value, Vec<String>) {
+    let mut fields = vec!["/spec/unschedulable".to_owned()];
+    let mut patch = json!({ "spec": { "unschedulable": true } });
+    let cordoned = input
+        .current
+        .pointer("/spec/unschedulable")
+        .and_then(Value::as_bool)
+        == Some(true);
+    if !cordoned {
+        patch["metadata"] = json!({ "annotations": { CORDONED_BY: input.v.action_id } });
+        fields.push(CORDONED_BY_POINTER.to_owned());
+    }
+    (patch, fields)
+}
+
+fn cordon(input: &Input<'_>) -> Plan {
+    let (patch, fields) = cordon_patch(input);
+    Plan::new(Write::Merge(input.with_version(patch)), fields)
+}
+
+/// Lifts only a cordon Nanny set (its annotation), and only from a node
+/// that is healthy now: Ready, and no other condition True (pressure,
+/// NetworkUnavailable, node-problem-detector's problems).
+fn uncordon(input: &Input<'_>) -> Result<Plan, Error> {
+    if input.current.pointer(CORDONED_BY_POINTER).is_none() {
+        return Err(input.precondition(format!(
+            "Nanny did not cordon it (it carries no {CORDONED_BY} annotation): a cordon a person set is theirs to lift"
+        )));
+    }
+    let conditions = input
+        .current
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let ready = conditions
+        .iter()
+        .any(|c| str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True");
+    let problems: Vec<&str> = conditions
+        .iter()
+        .filter(|c| str_at(c, "/type") != "Ready" && str_at(c, "/status") == "True")
+        .map(|c| str_at(c, "/type"))
+        .collect();
+    if !ready || !problems.is_empty() {
+        let why = if ready {
+            format!("it reports {}", problems.join(", "))
+        } else {
+            "it is not Ready".to_owned()
+        };
+        return Err(input.precondition(format!("the node is not healthy: {why}")));
+    }
+    let patch = json!({
+        "metadata": { "annotations": { CORDONED_BY: null } },
+        "spec": { "unschedulable": null },
+    });
+    Ok(Plan::new(
         Write::Merge(input.with_version(patch)),
-        vec!["/spec/unschedulable".to_owned()],
-    )
+        vec![
+            "/spec/unschedulable".to_owned(),
+            CORDONED_BY_POINTER.to_owned(),
+        ],
+    ))
 }
 
 fn drain_node(
@@ -201,9 +259,10 @@ fn drain_node(
         }
     }
     // A rollback uncordons; evicted pods are already replaced.
+    let (cordon, fields) = cordon_patch(input);
     Plan::new(
         Write::Drain {
-            cordon: json!({ "spec": { "unschedulable": true } }),
+            cordon,
             evict,
             skipped,
             grace_seconds: (*grace_period_seconds > 0).then_some(*grace_period_seconds),
@@ -213,7 +272,7 @@ fn drain_node(
                 .unwrap_or_else(tokio::time::Instant::now)
                 + Duration::from_secs(u64::try_from(*timeout_seconds).unwrap_or(1)),
         },
-        vec!["/spec/unschedulable".to_owned()],
+        fields,
     )
 }
 

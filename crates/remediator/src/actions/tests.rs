@@ -3,7 +3,7 @@ use std::time::{Duration, SystemTime};
 use nanny_proto::v1::{
     ActionType, CordonNode, DeleteFailedPods, DeleteJob, DrainNode, ExpandPvc, ForceDeletePod,
     ObjectRef, PatchResources, Resources, RestartPod, ResumeCronJob, RolloutUndo, ScaleHpa,
-    ScaleWorkload, action::Kind as ActionKind,
+    ScaleWorkload, UncordonNode, action::Kind as ActionKind,
 };
 use serde_json::json;
 
@@ -69,14 +69,78 @@ fn patches_carry_the_read_resource_version_and_name_the_fields_they_change() {
         &Facts::default(),
     )
     .unwrap();
+    // The cordon says it is Nanny's (the action's id), for a later uncordon.
     assert_eq!(
         p.write,
-        Write::Merge(
-            json!({ "metadata": { "resourceVersion": "12" }, "spec": { "unschedulable": true } })
-        )
+        Write::Merge(json!({
+            "metadata": { "resourceVersion": "12", "annotations": { "nanny.ai/cordoned-by": "a1" } },
+            "spec": { "unschedulable": true },
+        }))
     );
-    assert_eq!(p.fields, ["/spec/unschedulable"]);
+    assert_eq!(p.fields, ["/spec/unschedulable", CORDONED_BY_POINTER]);
+    assert!(
+        p.fields
+            .iter()
+            .all(|f| crate::undo::allowed("ACTION_TYPE_CORDON_NODE", f))
+    );
     assert_eq!(p.not_reversible, None);
+}
+
+#[test]
+fn only_a_cordon_nanny_set_is_lifted_and_only_from_a_healthy_node() {
+    let node = |cordoned_by: Option<&str>, conditions: Value| {
+        let mut n = json!({ "metadata": { "name": "n1", "resourceVersion": "12" },
+                            "spec": { "unschedulable": true },
+                            "status": { "conditions": conditions } });
+        if let Some(id) = cordoned_by {
+            n["metadata"]["annotations"] = json!({ "nanny.ai/cordoned-by": id });
+        }
+        n
+    };
+    let condition = |t: &str, s: &str| json!({ "type": t, "status": s });
+    let healthy = json!([
+        condition("Ready", "True"),
+        condition("MemoryPressure", "False")
+    ]);
+    let v = validated(ActionKind::UncordonNode(UncordonNode {}), TargetKind::Node);
+    let p = plan(
+        &v,
+        &node(Some("cordon-1"), healthy.clone()),
+        &Facts::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        p.write,
+        Write::Merge(json!({
+            "metadata": { "resourceVersion": "12", "annotations": { "nanny.ai/cordoned-by": null } },
+            "spec": { "unschedulable": null },
+        }))
+    );
+    // A person's cordon, a node not Ready, a node with a problem: refused.
+    let person = plan(&v, &node(None, healthy), &Facts::default()).unwrap_err();
+    assert!(
+        person.to_string().contains("Nanny did not cordon it"),
+        "{person}"
+    );
+    let down = node(Some("c"), json!([condition("Ready", "Unknown")]));
+    let err = plan(&v, &down, &Facts::default()).unwrap_err();
+    assert!(err.to_string().contains("it is not Ready"), "{err}");
+    let sick = node(
+        Some("c"),
+        json!([
+            condition("Ready", "True"),
+            condition("KernelDeadlock", "True")
+        ]),
+    );
+    let err = plan(&v, &sick, &Facts::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("it reports KernelDeadlock"),
+        "{err}"
+    );
+    // Cordoning a node a person cordoned adds no claim to it.
+    let cordon = validated(ActionKind::CordonNode(CordonNode {}), TargetKind::Node);
+    let p = plan(&cordon, &node(None, json!([])), &Facts::default()).unwrap();
+    assert_eq!(p.fields, ["/spec/unschedulable"]);
 }
 
 #[test]

@@ -121,6 +121,10 @@ pub(super) fn default_level(
                 )
             }
         }
+        Kind::UncordonNode(_) if context.node_cordoned_by_nanny => auto(
+            "auto-uncordon-own-cordon",
+            "lifting a cordon Nanny itself set, from a node healthy again, is auto-approved",
+        ),
         Kind::CordonNode(_) | Kind::UncordonNode(_) => {
             needs("node-needs-human", "node operations need a human")
         }

@@ -454,6 +454,24 @@ fn a_workload_is_only_scaled_up_within_the_ceiling_by_a_human() {
 }
 
 #[test]
+fn only_nannys_own_cordon_is_lifted_automatically() {
+    let mut r = request(
+        Kind::UncordonNode(nanny_proto::v1::UncordonNode {}),
+        target("Node", "", "n1"),
+    );
+    assert_eq!(
+        level(&r),
+        (Level::NeedsApproval, vec!["node-needs-human"]),
+        "a person's cordon"
+    );
+    ctx(&mut r).node_cordoned_by_nanny = true;
+    assert_eq!(
+        level(&r),
+        (Level::Approved, vec!["auto-uncordon-own-cordon"])
+    );
+}
+
+#[test]
 fn a_rollout_is_rolled_back_only_by_a_human_and_only_on_a_deployment() {
     let undo = |kind: &str| {
         request(

@@ -213,6 +213,15 @@ async fn rollbacks_never_overwrite_a_later_change_for_any_reversible_action() {
         ("later-drain", drain, false),
     ] {
         human_patch(&nodes, &node.name, cordoned(cordoned_before)).await;
+        if cordoned_before {
+            // Nanny lifts only its own cordon (the annotation it leaves).
+            human_patch(
+                &nodes,
+                &node.name,
+                json!({ "metadata": { "annotations": { "nanny.ai/cordoned-by": "earlier-cordon" } } }),
+            )
+            .await;
+        }
         let snapshot = nodes.get(&node.name).await.unwrap();
         let result = remediator
             .execute(quick(approved(id, action, target(&snapshot))))
