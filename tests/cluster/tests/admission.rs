@@ -266,18 +266,25 @@ async fn remediator_identity_cannot_touch_what_protected_owners_own() {
             pods.evict(&name, &params).await
         }
     };
-    // RBAC and the policy in effect: the protected Deployment's pod is
-    // refused (a real eviction, had it passed).
+    // The policy in effect once the API server's parameter cache has seen
+    // the owner's label (dry runs pass admission too, and change nothing:
+    // an eviction let through before would take the pod); then the
+    // protected Deployment's pod is refused a real eviction.
     eventually(
         "the owners policy in effect",
         Duration::from_secs(30),
         || async {
-            let result = evict(charted.name_any(), false).await;
+            let result = evict(charted.name_any(), true).await;
             Ok(refused_by(&result, "nanny-protected-deployments").then_some(()))
         },
     )
     .await
     .unwrap();
+    let result = evict(charted.name_any(), false).await;
+    assert!(
+        refused_by(&result, "nanny-protected-deployments"),
+        "{result:?}"
+    );
     let result = pods
         .delete(&charted.name_any(), &DeleteParams::default())
         .await;
