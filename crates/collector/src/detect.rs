@@ -447,13 +447,23 @@ fn pod_warnings(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::
         };
         let kind = IssueKind::try_from(kind).unwrap_or_default();
         let raised = match kind {
+            // Failures the kubelet acted on: a container restarted. A slow
+            // start within its startup probe's budget, or a liveness probe
+            // failing below its threshold, restarts nothing.
             IssueKind::LivenessProbeFailing | IssueKind::StartupProbeFailing => {
                 count >= i64::from(t.probe_failures)
+                    && pod.containers.iter().any(|c| c.restart_count > 0)
             }
+            // Still being created: a pod past its mounts (pulling a large
+            // image) is not held by a warning it got on the way.
             _ => {
                 pod.phase == "Pending"
                     && for_at_least(pod.created_at.as_ref(), now, t.pod_start_failing_secs)
                         .is_some()
+                    && pod.containers.iter().all(|c| {
+                        c.state.is_empty()
+                            || (c.state == "waiting" && c.state_reason == "ContainerCreating")
+                    })
             }
         };
         if !raised {

@@ -384,11 +384,12 @@ pub fn node(node: &Node) -> pb::Node {
             .map(|i| i.kubelet_version.clone())
             .unwrap_or_default(),
         labels: labels(&node.metadata),
-        cordoned_by_nanny: node
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key("nanny.ai/cordoned-by")),
+        cordoned_by_nanny: node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
+            && node
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("nanny.ai/cordoned-by")),
     }
 }
 

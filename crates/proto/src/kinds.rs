@@ -394,7 +394,7 @@ pub const KINDS: &[KindInfo] = &[
         "LivenessProbeFailing",
         Pods,
         Warning,
-        "the kubelet warned of a failed liveness probe at least the probe-failures threshold within the warning window",
+        "the kubelet warned of a failed liveness probe at least the probe-failures threshold within the warning window, and restarted a container",
         Report,
     ),
     kind(
@@ -402,7 +402,7 @@ pub const KINDS: &[KindInfo] = &[
         "StartupProbeFailing",
         Pods,
         Warning,
-        "the kubelet warned of a failed startup probe at least the probe-failures threshold within the warning window",
+        "the kubelet warned of a failed startup probe at least the probe-failures threshold within the warning window, and restarted a container (a slow start within its budget is not an issue)",
         Report,
     ),
     kind(
@@ -410,7 +410,7 @@ pub const KINDS: &[KindInfo] = &[
         "VolumeMountFailing",
         Pods,
         Warning,
-        "Pending past the pod-start threshold while the kubelet warns FailedMount or FailedAttachVolume",
+        "Pending, its containers still being created, past the pod-start threshold while the kubelet warns FailedMount or FailedAttachVolume",
         Report,
     ),
     kind(
@@ -418,7 +418,7 @@ pub const KINDS: &[KindInfo] = &[
         "PodSandboxFailing",
         Pods,
         Warning,
-        "Pending past the pod-start threshold while the kubelet warns FailedCreatePodSandBox",
+        "Pending, its containers still being created, past the pod-start threshold while the kubelet warns FailedCreatePodSandBox",
         Report,
     ),
     kind(

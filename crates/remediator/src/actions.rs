@@ -176,6 +176,9 @@ pub struct Facts {
     /// RolloutUndo: the ReplicaSet of the Deployment's previous revision
     /// (the highest below its current one), if it still has one.
     pub previous_revision: Option<Value>,
+    /// The field manager the remediator writes as: UncordonNode lifts only
+    /// a cordon this manager owns.
+    pub field_manager: String,
 }
 
 /// The annotation a cordon by Nanny leaves on the node (the action's id):

@@ -1653,19 +1653,39 @@ async fn rollout_undo_returns_to_the_previous_revision_and_has_no_undo() {
         refused.error
     );
 
-    // Revision 2: a new image and a secret in its environment.
+    // Revision 2: a new image and a secret in its environment, on pods
+    // that cannot be scheduled: stuck past its progress deadline.
     let deployments: Api<Deployment> = Api::namespaced(fx.client.clone(), fx.ns());
     deployments
         .patch(
             "web",
             &PatchParams::default(),
-            &Patch::Strategic(json!({ "spec": { "template": { "spec": { "containers": [{
+            &Patch::Strategic(
+                json!({ "spec": { "progressDeadlineSeconds": 1, "template": { "spec": {
+                "nodeSelector": { "nanny.ai/no-such-node": "true" },
+                "containers": [{
                 "name": "app", "image": "registry.example/web:broken",
-                "env": [{ "name": "TOKEN", "value": "s3cr3t-token" }] }] } } } })),
+                "env": [{ "name": "TOKEN", "value": "s3cr3t-token" }] }] } } } }),
+            ),
         )
         .await
         .unwrap();
-    let second = rolled_out(&fx, "web").await;
+    let second = eventually("revision 2 stuck", WAIT, || async {
+        let d = deployments.get("web").await?;
+        let stuck = d
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.type_ == "Progressing"
+                        && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+                })
+            });
+        Ok(stuck.then_some(d))
+    })
+    .await
+    .unwrap();
     assert_eq!(image(&second), "registry.example/web:broken");
 
     // A dry run shows the images, never the environment, and changes

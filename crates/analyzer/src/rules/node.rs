@@ -107,11 +107,18 @@ impl Rules {
         let Some(node_ref) = ref_of(node.r#ref.as_ref()).filter(|_| node.cordoned_by_nanny) else {
             return;
         };
+        // Healthy since the newest change of any condition: a pressure that
+        // cleared a minute ago leaves Ready's own transition weeks old.
+        let ready = node
+            .conditions
+            .iter()
+            .any(|c| c.r#type == "Ready" && c.status == "True");
         let ready_for = node
             .conditions
             .iter()
-            .find(|c| c.r#type == "Ready" && c.status == "True")
-            .and_then(|c| super::seconds_since(c.last_transition.as_ref(), now));
+            .filter_map(|c| super::seconds_since(c.last_transition.as_ref(), now))
+            .min()
+            .filter(|_| ready);
         let sick = node
             .conditions
             .iter()

@@ -228,7 +228,7 @@ fn short(
         )
     } else {
         format!(
-            "has {} of {} pods ready{since}: it creates and updates its pods one at a time, so one pod that never becomes ready holds the rest",
+            "has {} of {} pods ready{since}: with its default ordered pod management it creates and updates its pods one at a time, so one pod that never becomes ready holds the rest",
             w.ready_replicas, w.desired_replicas
         )
     };

@@ -823,4 +823,12 @@ fn only_nannys_cordon_is_lifted_and_only_from_a_node_healthy_long_enough() {
         !uncordons(&|n| n.conditions[0].status = "Unknown".into()),
         "not Ready"
     );
+    assert!(
+        !uncordons(&|n| {
+            let mut cleared = condition("DiskPressure", "False", "KubeletHasNoDiskPressure");
+            cleared.last_transition = Some(ago(60));
+            n.conditions.push(cleared);
+        }),
+        "a pressure cleared a minute ago"
+    );
 }

@@ -876,8 +876,18 @@ fn kubelet_warnings_about_probes_mounts_and_sandboxes_are_one_issue_per_pod_and_
         ("mounted-late", "Running", 300),
         ("young", "Pending", 30),
         ("no-sandbox", "Pending", 300),
+        ("slow-start", "Running", 3600),
+        ("pulling", "Pending", 300),
     ] {
         with_pod(&mut tables, name, pod_in(phase, age));
+    }
+    // Within its startup budget: failures, no restart.
+    if let Some(p) = tables.pods.get_mut("uid-slow-start") {
+        Arc::make_mut(&mut p.value).containers[0].restart_count = 0;
+    }
+    // Past its mounts, its init containers running.
+    if let Some(p) = tables.pods.get_mut("uid-pulling") {
+        Arc::make_mut(&mut p.value).containers[0].state_reason = "PodInitializing".to_owned();
     }
     let probe = "Liveness probe failed: HTTP probe failed with statuscode: 500";
     let events = vec![
@@ -945,6 +955,20 @@ fn kubelet_warnings_about_probes_mounts_and_sandboxes_are_one_issue_per_pod_and_
         ),
         // About a pod that is gone.
         ("e12", warning("deleted", "FailedMount", "not found", 9, 10)),
+        (
+            "e13",
+            warning(
+                "slow-start",
+                "Unhealthy",
+                "Startup probe failed: 503",
+                5,
+                10,
+            ),
+        ),
+        (
+            "e14",
+            warning("pulling", "FailedMount", "not registered", 1, 100),
+        ),
     ];
     tables.events = table(events);
     let issues = detect_now(&tables);

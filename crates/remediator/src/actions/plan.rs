@@ -187,6 +187,18 @@ fn uncordon(input: &Input<'_>) -> Result<Plan, Error> {
             "Nanny did not cordon it (it carries no {CORDONED_BY} annotation): a cordon a person set is theirs to lift"
         )));
     }
+    // The annotation outlives a person's `kubectl uncordon`; who set the
+    // cordon now is who owns spec.unschedulable.
+    if !owns_unschedulable(input.current, &input.facts.field_manager) {
+        return Err(input.precondition(format!(
+            "Nanny did not set its current cordon (spec.unschedulable is not {}'s): a cordon a person set is theirs to lift",
+            if input.facts.field_manager.is_empty() {
+                "the remediator"
+            } else {
+                input.facts.field_manager.as_str()
+            }
+        )));
+    }
     let conditions = input
         .current
         .pointer("/status/conditions")
@@ -538,6 +550,23 @@ fn rollout_undo(input: &Input<'_>) -> Result<Plan, Error> {
             "it has no earlier revision to roll back to (it is at revision {current_revision}, and no ReplicaSet it controls holds an earlier one)"
         )));
     };
+    // Only a rollout still stuck: a newer one (a fix) is not rolled back.
+    let stuck = input
+        .current
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                str_at(c, "/type") == "Progressing"
+                    && str_at(c, "/status") == "False"
+                    && str_at(c, "/reason") == "ProgressDeadlineExceeded"
+            })
+        });
+    if !stuck {
+        return Err(input.precondition(format!(
+            "its rollout of revision {current_revision} is not stuck (Progressing is not False with ProgressDeadlineExceeded): a rollout in progress or done is not rolled back"
+        )));
+    }
     let mut template = previous
         .pointer("/spec/template")
         .cloned()
@@ -575,6 +604,20 @@ fn rollout_undo(input: &Input<'_>) -> Result<Plan, Error> {
             "the record holds no pod template (it may carry secrets); a second RolloutUndo returns to the revision this one replaced",
         ),
     })
+}
+
+/// Whether `manager` owns `spec.unschedulable` in the node's managedFields.
+fn owns_unschedulable(node: &Value, manager: &str) -> bool {
+    !manager.is_empty()
+        && node
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .is_some_and(|entries| {
+                entries.iter().any(|e| {
+                    str_at(e, "/manager") == manager
+                        && e.pointer("/fieldsV1/f:spec/f:unschedulable").is_some()
+                })
+            })
 }
 
 /// The JSON merge patch (RFC 7386) that turns `from` into `to`: objects

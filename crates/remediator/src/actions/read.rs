@@ -112,6 +112,7 @@ impl Executor {
         let mut facts = Facts {
             now: Some(SystemTime::now()),
             started: Some(tokio::time::Instant::now()),
+            field_manager: self.field_manager.clone(),
             ..Facts::default()
         };
         match &v.action {

@@ -88,8 +88,17 @@ fn patches_carry_the_read_resource_version_and_name_the_fields_they_change() {
 
 #[test]
 fn only_a_cordon_nanny_set_is_lifted_and_only_from_a_healthy_node() {
+    let owned = |manager: &str| {
+        json!([{ "manager": manager, "operation": "Update",
+                 "fieldsV1": { "f:spec": { "f:unschedulable": {} } } }])
+    };
+    let ours = Facts {
+        field_manager: "nanny-remediator".into(),
+        ..Facts::default()
+    };
     let node = |cordoned_by: Option<&str>, conditions: Value| {
-        let mut n = json!({ "metadata": { "name": "n1", "resourceVersion": "12" },
+        let mut n = json!({ "metadata": { "name": "n1", "resourceVersion": "12",
+                                          "managedFields": owned("nanny-remediator") },
                             "spec": { "unschedulable": true },
                             "status": { "conditions": conditions } });
         if let Some(id) = cordoned_by {
@@ -103,12 +112,7 @@ fn only_a_cordon_nanny_set_is_lifted_and_only_from_a_healthy_node() {
         condition("MemoryPressure", "False")
     ]);
     let v = validated(ActionKind::UncordonNode(UncordonNode {}), TargetKind::Node);
-    let p = plan(
-        &v,
-        &node(Some("cordon-1"), healthy.clone()),
-        &Facts::default(),
-    )
-    .unwrap();
+    let p = plan(&v, &node(Some("cordon-1"), healthy.clone()), &ours).unwrap();
     assert_eq!(
         p.write,
         Write::Merge(json!({
@@ -117,13 +121,23 @@ fn only_a_cordon_nanny_set_is_lifted_and_only_from_a_healthy_node() {
         }))
     );
     // A person's cordon, a node not Ready, a node with a problem: refused.
-    let person = plan(&v, &node(None, healthy), &Facts::default()).unwrap_err();
+    let person = plan(&v, &node(None, healthy.clone()), &ours).unwrap_err();
     assert!(
         person.to_string().contains("Nanny did not cordon it"),
         "{person}"
     );
+    // Nanny's annotation left behind by a person's uncordon, then their own
+    // cordon: kubectl owns spec.unschedulable now.
+    let mut recordoned = node(Some("cordon-1"), healthy);
+    recordoned["metadata"]["managedFields"] = owned("kubectl-cordon");
+    let err = plan(&v, &recordoned, &ours).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Nanny did not set its current cordon"),
+        "{err}"
+    );
     let down = node(Some("c"), json!([condition("Ready", "Unknown")]));
-    let err = plan(&v, &down, &Facts::default()).unwrap_err();
+    let err = plan(&v, &down, &ours).unwrap_err();
     assert!(err.to_string().contains("it is not Ready"), "{err}");
     let sick = node(
         Some("c"),
@@ -132,7 +146,7 @@ fn only_a_cordon_nanny_set_is_lifted_and_only_from_a_healthy_node() {
             condition("KernelDeadlock", "True")
         ]),
     );
-    let err = plan(&v, &sick, &Facts::default()).unwrap_err();
+    let err = plan(&v, &sick, &ours).unwrap_err();
     assert!(
         err.to_string().contains("it reports KernelDeadlock"),
         "{err}"
@@ -648,6 +662,8 @@ fn rollout_undo_takes_the_previous_revisions_template_and_cannot_be_restored() {
     let deployment = json!({
         "metadata": { "name": "web", "resourceVersion": "9", "annotations": revision(3) },
         "spec": { "template": template("shop/web:3", Some("s3cr3t")) },
+        "status": { "conditions": [{ "type": "Progressing", "status": "False",
+                                     "reason": "ProgressDeadlineExceeded" }] },
     });
     let mut previous = template("shop/web:2", None);
     previous["metadata"]["labels"]["pod-template-hash"] = json!("abc123");
@@ -688,6 +704,12 @@ fn rollout_undo_takes_the_previous_revisions_template_and_cannot_be_restored() {
     };
     let err = plan(&v, &deployment, &same).unwrap_err();
     assert!(err.to_string().contains("already is revision 2's"), "{err}");
+    // A rollout that is not stuck (a newer one, a fix, in progress).
+    let mut moving = deployment.clone();
+    moving["status"] = json!({ "conditions": [{ "type": "Progressing", "status": "True",
+                                                "reason": "ReplicaSetUpdated" }] });
+    let err = plan(&v, &moving, &facts).unwrap_err();
+    assert!(err.to_string().contains("is not stuck"), "{err}");
 }
 
 #[test]

@@ -212,15 +212,18 @@ async fn rollbacks_never_overwrite_a_later_change_for_any_reversible_action() {
         ),
         ("later-drain", drain, false),
     ] {
-        human_patch(&nodes, &node.name, cordoned(cordoned_before)).await;
+        human_patch(&nodes, &node.name, cordoned(false)).await;
         if cordoned_before {
-            // Nanny lifts only its own cordon (the annotation it leaves).
-            human_patch(
-                &nodes,
-                &node.name,
-                json!({ "metadata": { "annotations": { "nanny.ai/cordoned-by": "earlier-cordon" } } }),
-            )
-            .await;
+            // Nanny lifts only its own cordon: Nanny cordons first.
+            let earlier = remediator
+                .execute(quick(approved(
+                    "earlier-cordon",
+                    ActionKind::CordonNode(CordonNode {}),
+                    target(&nodes.get(&node.name).await.unwrap()),
+                )))
+                .await
+                .unwrap();
+            assert_eq!(outcome(&earlier), Outcome::Succeeded, "{earlier:?}");
         }
         let snapshot = nodes.get(&node.name).await.unwrap();
         let result = remediator
