@@ -419,7 +419,7 @@ fn warning_kind(event: &pb::Event) -> Option<IssueKind> {
 /// kubelet cannot set up. One issue per pod and kind, however many events.
 fn pod_warnings(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) {
     // (kind, pod uid) → (failures counted, newest event).
-    let mut seen: BTreeMap<(i32, &str), (i64, &pb::Event)> = BTreeMap::new();
+    let mut seen: BTreeMap<(IssueKind, &str), (i64, &pb::Event)> = BTreeMap::new();
     for entry in tables.events.values() {
         let event = &*entry.value;
         let recent = seconds_since(event.last_seen.as_ref(), now)
@@ -431,7 +431,7 @@ fn pod_warnings(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::
             continue;
         }
         let slot = seen
-            .entry((kind as i32, involved.uid.as_str()))
+            .entry((kind, involved.uid.as_str()))
             .or_insert((0, event));
         slot.0 += i64::from(event.count.max(1));
         if event.last_seen.map(|t| t.seconds) > slot.1.last_seen.map(|t| t.seconds) {
@@ -445,7 +445,6 @@ fn pod_warnings(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::
         let Some(target) = pod.r#ref.as_ref() else {
             continue;
         };
-        let kind = IssueKind::try_from(kind).unwrap_or_default();
         let raised = match kind {
             // Failures the kubelet acted on: a container restarted. A slow
             // start within its startup probe's budget, or a liveness probe

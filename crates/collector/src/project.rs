@@ -389,7 +389,7 @@ pub fn node(node: &Node) -> pb::Node {
                 .metadata
                 .annotations
                 .as_ref()
-                .is_some_and(|a| a.contains_key("nanny.ai/cordoned-by")),
+                .is_some_and(|a| a.contains_key(nanny_common::kube::CORDONED_BY)),
     }
 }
 

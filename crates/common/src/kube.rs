@@ -3,6 +3,11 @@
 
 use crate::Error;
 
+/// The annotation a cordon by Nanny leaves on the node (the action's id):
+/// the remediator writes it, the collector reports it, and only such a
+/// cordon may Nanny lift.
+pub const CORDONED_BY: &str = "nanny.ai/cordoned-by";
+
 /// Loads the client config from `kubeconfig`, or — when empty — the
 /// in-cluster ServiceAccount, then `$KUBECONFIG`, then `~/.kube/config`.
 /// `key` names the config key in error messages.

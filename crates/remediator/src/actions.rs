@@ -181,9 +181,7 @@ pub struct Facts {
     pub field_manager: String,
 }
 
-/// The annotation a cordon by Nanny leaves on the node (the action's id):
-/// only such a cordon may Nanny lift.
-pub const CORDONED_BY: &str = "nanny.ai/cordoned-by";
+pub use nanny_common::kube::CORDONED_BY;
 /// [`CORDONED_BY`] as a JSON pointer.
 pub const CORDONED_BY_POINTER: &str = "/metadata/annotations/nanny.ai~1cordoned-by";
 
