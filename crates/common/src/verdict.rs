@@ -406,8 +406,13 @@ mod tests {
         use ed25519_dalek::pkcs8::{
             EncodePrivateKey as _, EncodePublicKey as _, spki::der::pem::LineEnding,
         };
+        // One directory per call: tests run in parallel threads, and one
+        // rewriting a shared key.pem while another reads it read a torn
+        // file once (a NUL byte in the PEM preamble).
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let key = SigningKey::from_bytes(&[7; 32]);
-        let dir = std::env::temp_dir().join(format!("nanny-verdict-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("nanny-verdict-{}-{call}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (private, public) = (dir.join("key.pem"), dir.join("pub.pem"));
         std::fs::write(
