@@ -196,6 +196,21 @@ pub const REPORT_PDB_BLOCKING: Rule = Rule {
     id: "report-pdb-blocking",
     rationale: "A budget that allows no disruption blocks every drain and eviction of its pods; its numbers or its pods need fixing.",
 };
+/// Report a Service that selects pods none of which is Ready.
+pub const REPORT_SERVICE_NO_ENDPOINTS: Rule = Rule {
+    id: "report-service-no-endpoints",
+    rationale: "A Service whose pods are all unready refuses every client; the pods' own failures are the cause, and other rules act on them where they can.",
+};
+/// Report a Service whose selector matches nothing.
+pub const REPORT_SERVICE_SELECTS_NOTHING: Rule = Rule {
+    id: "report-service-selects-nothing",
+    rationale: "A selector no pod or pod template carries is a typo or a stale label; only a person knows which side is right.",
+};
+/// Report a StatefulSet whose governing Service does not exist.
+pub const REPORT_STATEFULSET_SERVICE: Rule = Rule {
+    id: "report-statefulset-service",
+    rationale: "A StatefulSet's pods get their stable DNS names from its governing Service; creating one is a person's decision about ports and selectors.",
+};
 
 /// Every rule, for documentation and tests.
 pub const RULES: &[Rule] = &[
@@ -236,4 +251,7 @@ pub const RULES: &[Rule] = &[
     REPORT_WORKLOAD_SHORT,
     ROLLOUT_STUCK_UNDO,
     NODE_RECOVERED_UNCORDON,
+    REPORT_SERVICE_NO_ENDPOINTS,
+    REPORT_SERVICE_SELECTS_NOTHING,
+    REPORT_STATEFULSET_SERVICE,
 ];

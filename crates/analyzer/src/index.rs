@@ -23,6 +23,8 @@ pub struct SnapshotIndex<'a> {
     pub pdbs: HashMap<&'a str, &'a pb::PodDisruptionBudget>,
     /// Namespaces by uid.
     pub namespaces: HashMap<&'a str, &'a pb::Namespace>,
+    /// Services by uid.
+    pub services: HashMap<&'a str, &'a pb::Service>,
     /// Warning events by the uid of the object they are about.
     pub events: HashMap<&'a str, Vec<&'a pb::Event>>,
     /// Issues by fingerprint.
@@ -56,6 +58,7 @@ impl<'a> SnapshotIndex<'a> {
             pvcs: index!(snapshot.pvcs),
             pdbs: index!(snapshot.pdbs),
             namespaces: index!(snapshot.namespaces),
+            services: index!(snapshot.services),
             events: snapshot
                 .events
                 .iter()
@@ -86,6 +89,7 @@ impl<'a> SnapshotIndex<'a> {
             .or_else(|| self.pvcs.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| self.pdbs.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| self.namespaces.get(uid).and_then(|o| o.r#ref.as_ref()))
+            .or_else(|| self.services.get(uid).and_then(|o| o.r#ref.as_ref()))
     }
 
     /// The most recently seen Warning event about the object with `uid`.

@@ -28,6 +28,7 @@ mod oom;
 mod pvc;
 mod report;
 mod report_objects;
+mod report_services;
 mod rollout;
 mod stale_job;
 
@@ -153,6 +154,9 @@ const OBJECT_REPORTS: &[IssueKind] = &[
     IssueKind::ReplicaFailure,
     IssueKind::StatefulsetNotProgressing,
     IssueKind::DaemonsetUnavailable,
+    IssueKind::ServiceNoReadyEndpoints,
+    IssueKind::ServiceSelectsNothing,
+    IssueKind::StatefulsetServiceMissing,
 ];
 
 impl Rules {

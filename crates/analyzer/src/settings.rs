@@ -44,6 +44,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::ContainerRestarting,
             IssueKind::StatefulsetNotProgressing,
             IssueKind::DaemonsetUnavailable,
+            IssueKind::ServiceNoReadyEndpoints,
         ],
     ),
     (
@@ -100,6 +101,8 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::NamespaceStuckTerminating,
             IssueKind::PodSandboxFailing,
             IssueKind::SchedulingGated,
+            IssueKind::ServiceSelectsNothing,
+            IssueKind::StatefulsetServiceMissing,
         ],
     ),
 ];

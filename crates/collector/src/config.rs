@@ -181,6 +181,10 @@ pub struct Thresholds {
     /// A DaemonSet with pods unavailable or misscheduled this long is an
     /// issue.
     pub daemonset_unavailable_secs: u64,
+    /// A Service selecting no pod, or selecting pods none of which is
+    /// Ready, or a StatefulSet's missing governing Service, this long is an
+    /// issue (counted from when the collector first saw it so).
+    pub service_secs: u64,
 }
 
 impl Default for Thresholds {
@@ -211,6 +215,7 @@ impl Default for Thresholds {
             pod_start_failing_secs: 120,
             statefulset_stuck_secs: 600,
             daemonset_unavailable_secs: 600,
+            service_secs: 300,
         }
     }
 }

@@ -82,6 +82,7 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
     jobs(tables, t, now, &mut issues);
     pdbs(tables, t, now, &mut issues);
     namespaces(tables, t, now, &mut issues);
+    services::services(tables, &mut issues);
     issues
 }
 
@@ -1135,6 +1136,10 @@ fn node_issues(node: &pb::Node, target: &pb::ObjectRef, issues: &mut Vec<pb::Iss
         ));
     }
 }
+
+mod services;
+
+pub use services::{HELD, SELECTOR_KINDS};
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,9 @@ use k8s_openapi::{
     api::{
         autoscaling::v2::HorizontalPodAutoscaler,
         batch::v1::Job,
-        core::v1::{Event, Namespace, Node, PersistentVolumeClaim, Pod, ResourceRequirements},
+        core::v1::{
+            Event, Namespace, Node, PersistentVolumeClaim, Pod, ResourceRequirements, Service,
+        },
         policy::v1::PodDisruptionBudget,
         storage::v1::StorageClass,
     },
@@ -654,6 +656,27 @@ pub fn namespace(n: &Namespace, redaction: &Redaction) -> pb::Namespace {
             .filter_map(|c| c.message.as_deref())
             .map(|m| redaction.untrusted(m))
             .collect(),
+    }
+}
+
+/// A Service: its selector, and what decides which pods are its endpoints.
+pub fn service(s: &Service) -> pb::Service {
+    let spec = s.spec.as_ref();
+    pb::Service {
+        r#ref: Some(object_ref("Service", "v1", &s.metadata)),
+        selector: spec
+            .and_then(|s| s.selector.as_ref())
+            .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        r#type: spec
+            .and_then(|s| s.type_.clone())
+            .unwrap_or_else(|| "ClusterIP".to_owned()),
+        headless: spec.and_then(|s| s.cluster_ip.as_deref()) == Some("None"),
+        created_at: s.metadata.creation_timestamp.as_ref().map(timestamp),
+        labels: labels(&s.metadata),
+        publish_not_ready: spec
+            .and_then(|s| s.publish_not_ready_addresses)
+            .unwrap_or(false),
     }
 }
 

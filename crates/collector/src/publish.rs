@@ -112,28 +112,37 @@ impl Publisher {
             (store.tables(), store.rev())
         };
         let mut issues = detect::detect(&tables, &metrics, &self.config.thresholds, now.seconds);
+        if !self.config.kubernetes.label_selector.is_empty() {
+            issues.retain(|i| !detect::SELECTOR_KINDS.iter().any(|k| *k as i32 == i.kind));
+        }
         issues.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
         issues.dedup_by(|a, b| a.fingerprint == b.fingerprint);
 
+        let hold = i64::try_from(self.config.thresholds.service_secs).unwrap_or(i64::MAX);
         let mut by_kind: HashMap<i32, i64> = HashMap::new();
         let mut first_seen = HashMap::with_capacity(issues.len());
         let entries = issues
             .into_iter()
-            .map(|mut issue| {
-                *by_kind.entry(issue.kind).or_default() += 1;
-                let content = content_hash(&issue);
+            .filter_map(|mut issue| {
                 let first = self
                     .first_seen
                     .get(&issue.fingerprint)
                     .copied()
                     .unwrap_or(now);
                 first_seen.insert(issue.fingerprint.clone(), first);
+                // Held kinds are reported once their condition has held.
+                let held = detect::HELD.iter().any(|k| *k as i32 == issue.kind);
+                if held && now.seconds.saturating_sub(first.seconds) < hold {
+                    return None;
+                }
+                *by_kind.entry(issue.kind).or_default() += 1;
+                let content = content_hash(&issue);
                 issue.first_seen = Some(first);
                 issue.last_seen = Some(now);
-                IssueEntry {
+                Some(IssueEntry {
                     issue: Arc::new(issue),
                     content,
-                }
+                })
             })
             .collect();
         // Resolved issues are forgotten: if the condition returns, it is new.
@@ -216,4 +225,75 @@ fn content_hash(issue: &pb::Issue) -> u64 {
     .encode_to_vec()
     .hash(&mut hasher);
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Item;
+
+    fn publisher(label_selector: &str) -> Publisher {
+        let mut store = Store::default();
+        store.apply(Item::Service(
+            Arc::from("uid-svc"),
+            pb::Service {
+                r#ref: Some(pb::ObjectRef {
+                    kind: "Service".to_owned(),
+                    namespace: "shop".to_owned(),
+                    name: "typo".to_owned(),
+                    uid: "uid-svc".to_owned(),
+                    ..pb::ObjectRef::default()
+                }),
+                selector: [("app".to_owned(), "apii".to_owned())].into(),
+                ..pb::Service::default()
+            },
+        ));
+        let mut config = Config::default();
+        config.kubernetes.label_selector = label_selector.to_owned();
+        Publisher::new(
+            Arc::new(Mutex::new(store)),
+            Arc::new(Notify::new()),
+            watch::channel(Arc::new(MetricsRound::default())).1,
+            watch::channel(pb::ClusterInfo::default()).1,
+            config,
+            watch::channel(Arc::new(World::default())).0,
+            PublishMetrics::new(&Registry::new()).unwrap(),
+        )
+    }
+
+    fn kinds(world: &World) -> Vec<i32> {
+        world.issues.iter().map(|e| e.issue.kind).collect()
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp { seconds, nanos: 0 }
+    }
+
+    #[test]
+    fn held_kinds_are_published_once_they_have_held_the_service_threshold() {
+        let mut p = publisher("");
+        let hold = i64::try_from(Config::default().thresholds.service_secs).unwrap();
+        assert!(kinds(&p.build(at(1_000))).is_empty());
+        assert!(kinds(&p.build(at(1_000 + hold - 1))).is_empty());
+        let world = p.build(at(1_000 + hold));
+        assert_eq!(
+            kinds(&world),
+            vec![pb::IssueKind::ServiceSelectsNothing as i32]
+        );
+        // First seen is when the condition was first seen, not published.
+        assert_eq!(
+            world.issues[0].issue.first_seen.map(|t| t.seconds),
+            Some(1_000)
+        );
+        // Gone and back: it is held again from the start.
+        store::lock(&p.store).delete(&Item::Service(Arc::from("uid-svc"), pb::Service::default()));
+        assert!(kinds(&p.build(at(2_000))).is_empty());
+    }
+
+    #[test]
+    fn a_label_scoped_collector_does_not_judge_selectors() {
+        let mut p = publisher("app.kubernetes.io/part-of=shop");
+        assert!(kinds(&p.build(at(1_000))).is_empty());
+        assert!(kinds(&p.build(at(100_000))).is_empty());
+    }
 }

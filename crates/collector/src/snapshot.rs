@@ -323,6 +323,7 @@ impl Subscriber {
         s.hpas = pass.collect(&t.hpas, |_, e| filter.admits(e, true), true);
         s.pvcs = pass.collect(&t.pvcs, |_, e| filter.admits(e, true), true);
         s.pdbs = pass.collect(&t.pdbs, |_, e| filter.admits(e, false), true);
+        s.services = pass.collect(&t.services, |_, e| filter.admits(e, false), true);
         // Nodes are cluster-wide and always in scope.
         s.nodes = pass.collect(&t.nodes, |_, _| true, true);
         // The scope's namespaces, admitted: a namespace stuck terminating
@@ -403,6 +404,7 @@ impl Subscriber {
                 && s.hpas.is_empty()
                 && s.pvcs.is_empty()
                 && s.pdbs.is_empty()
+                && s.services.is_empty()
                 && s.namespaces.is_empty()
                 && s.events.is_empty()
                 && s.removed.is_empty()
@@ -498,6 +500,7 @@ pub fn chunk(snapshot: pb::ClusterSnapshot, max_bytes: usize) -> Vec<pb::Cluster
         hpas,
         pvcs,
         pdbs,
+        services,
         pods,
         events,
         metrics

@@ -52,6 +52,7 @@ objects!(
     pb::PersistentVolumeClaim,
     pb::PodDisruptionBudget,
     pb::Namespace,
+    pb::Service,
     pb::Event
 );
 
@@ -79,6 +80,8 @@ pub enum TableKind {
     Pdbs,
     /// Namespaces.
     Namespaces,
+    /// Services.
+    Services,
     /// StorageClasses (only their expandability and binding mode are kept).
     StorageClasses,
 }
@@ -105,6 +108,8 @@ pub enum Item {
     Pdb(Uid, pb::PodDisruptionBudget),
     /// A Namespace.
     Namespace(Uid, pb::Namespace),
+    /// A Service.
+    Service(Uid, pb::Service),
     /// A StorageClass: name, and whether it allows expansion and binds
     /// on first use.
     StorageClass(Uid, String, ClassFacts),
@@ -123,6 +128,7 @@ impl Item {
             | Self::Event(uid, ..)
             | Self::Pdb(uid, ..)
             | Self::Namespace(uid, ..)
+            | Self::Service(uid, ..)
             | Self::StorageClass(uid, ..) => uid,
         }
     }
@@ -154,6 +160,8 @@ pub struct Tables {
     pub pdbs: Table<pb::PodDisruptionBudget>,
     /// Namespaces.
     pub namespaces: Table<pb::Namespace>,
+    /// Services.
+    pub services: Table<pb::Service>,
 }
 
 /// The mutable store; wrap it in a lock.
@@ -268,6 +276,16 @@ impl Store {
                 let labels = self.empty_labels.clone();
                 upsert(&mut self.tables.namespaces, &mut self.rev, uid, ns, labels)
             }
+            Item::Service(uid, service) => {
+                let labels = self.empty_labels.clone();
+                upsert(
+                    &mut self.tables.services,
+                    &mut self.rev,
+                    uid,
+                    service,
+                    labels,
+                )
+            }
             Item::StorageClass(uid, name, facts) => {
                 let previous = self.storage_classes.insert(uid, (name.clone(), facts));
                 if previous == Some((name, facts)) {
@@ -307,6 +325,7 @@ impl Store {
             Item::Event(..) => remove(&mut self.tables.events, &mut self.rev, uid),
             Item::Pdb(..) => remove(&mut self.tables.pdbs, &mut self.rev, uid),
             Item::Namespace(..) => remove(&mut self.tables.namespaces, &mut self.rev, uid),
+            Item::Service(..) => remove(&mut self.tables.services, &mut self.rev, uid),
             Item::StorageClass(..) => {
                 self.storage_classes.remove(uid);
                 self.refill_pvcs()
@@ -391,6 +410,9 @@ impl Store {
             }),
             "Namespace" => self.stale_in(&self.tables.namespaces, &stale, |uid, _| {
                 Item::Namespace(uid, pb::Namespace::default())
+            }),
+            "Service" => self.stale_in(&self.tables.services, &stale, |uid, _| {
+                Item::Service(uid, pb::Service::default())
             }),
             _ => self.stale_in(&self.tables.workloads, &stale, |uid, _| {
                 Item::Workload(uid, pb::Workload::default(), Labels::default(), true)

@@ -17,7 +17,7 @@ use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
     batch::v1::{CronJob, Job},
-    core::v1::{Event, Namespace, Node, PersistentVolumeClaim, Pod},
+    core::v1::{Event, Namespace, Node, PersistentVolumeClaim, Pod, Service},
     policy::v1::PodDisruptionBudget,
     storage::v1::StorageClass,
 };
@@ -272,6 +272,15 @@ pub fn spawn_all(client: &Client, config: &KubernetesConfig, context: &Context) 
             context,
             "PodDisruptionBudget",
             |p, _| Some(Item::Pdb(uid(p), project::pdb(p))),
+        ));
+        go(spawn::<Service>(
+            namespaced(client, ns),
+            ns,
+            None,
+            None,
+            context,
+            "Service",
+            |s, _| Some(Item::Service(uid(s), project::service(s))),
         ));
         // Only Warning events matter; the apiserver filters the rest out.
         go(spawn::<Event>(

@@ -66,6 +66,7 @@ pub struct SnapshotView {
     events: BTreeMap<String, pb::Event>,
     pdbs: BTreeMap<String, pb::PodDisruptionBudget>,
     namespaces: BTreeMap<String, pb::Namespace>,
+    services: BTreeMap<String, pb::Service>,
     issues: BTreeMap<String, pb::Issue>,
     metrics: Vec<pb::MetricSample>,
 }
@@ -157,6 +158,7 @@ impl SnapshotView {
             events,
             pdbs,
             namespaces,
+            services,
             metrics,
             issues,
             removed,
@@ -198,6 +200,7 @@ impl SnapshotView {
                     self.events.remove(&uid);
                     self.pdbs.remove(&uid);
                     self.namespaces.remove(&uid);
+                    self.services.remove(&uid);
                 }
                 for fingerprint in std::mem::take(&mut message.resolved_issues) {
                     self.issues.remove(&fingerprint);
@@ -206,7 +209,8 @@ impl SnapshotView {
             _ => return Err(StreamError::Kind { id: message.id }),
         }
         upsert_all!(
-            self, message, pods, nodes, workloads, jobs, hpas, pvcs, events, pdbs, namespaces
+            self, message, pods, nodes, workloads, jobs, hpas, pvcs, events, pdbs, namespaces,
+            services
         );
         for issue in std::mem::take(&mut message.issues) {
             self.issues.insert(issue.fingerprint.clone(), issue);
@@ -263,6 +267,7 @@ impl SnapshotView {
             events: self.events.values().cloned().collect(),
             pdbs: self.pdbs.values().cloned().collect(),
             namespaces: self.namespaces.values().cloned().collect(),
+            services: self.services.values().cloned().collect(),
             issues: self.issues.values().cloned().collect(),
             metrics: self.metrics.clone(),
             ..self.header.clone()

@@ -175,6 +175,9 @@ pub enum LadderIssue {
     CronJobInvalidSchedule,
     StatefulSetNotProgressing,
     DaemonSetUnavailable,
+    ServiceNoReadyEndpoints,
+    ServiceSelectsNothing,
+    StatefulSetServiceMissing,
 }
 
 impl LadderIssue {

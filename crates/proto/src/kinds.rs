@@ -16,6 +16,7 @@ pub enum Area {
     Workloads,
     Jobs,
     Nodes,
+    Networking,
     Storage,
     Cluster,
 }
@@ -28,6 +29,7 @@ impl Area {
             Self::Workloads => "workloads",
             Self::Jobs => "jobs",
             Self::Nodes => "nodes",
+            Self::Networking => "networking",
             Self::Storage => "storage",
             Self::Cluster => "cluster",
         }
@@ -110,7 +112,7 @@ const fn kind(
     }
 }
 
-use Area::{Cluster, Jobs, Nodes, Pods, Storage, Workloads};
+use Area::{Cluster, Jobs, Networking, Nodes, Pods, Storage, Workloads};
 use IssueKind as K;
 use Response::{Act, Model, Report};
 use Severity::{Critical, Info, Warning};
@@ -459,6 +461,30 @@ pub const KINDS: &[KindInfo] = &[
         Workloads,
         Warning,
         "pods unavailable or misscheduled for the DaemonSet threshold",
+        Report,
+    ),
+    kind(
+        K::ServiceNoReadyEndpoints,
+        "ServiceNoReadyEndpoints",
+        Networking,
+        Critical,
+        "a Service's selector matches pods and none of them is Ready (nor, with publishNotReadyAddresses, scheduled) for the Service threshold: its clients are refused",
+        Report,
+    ),
+    kind(
+        K::ServiceSelectsNothing,
+        "ServiceSelectsNothing",
+        Networking,
+        Warning,
+        "a Service's selector matches no pod and no workload's pod template in its namespace for the Service threshold (a workload scaled to zero is not an issue)",
+        Report,
+    ),
+    kind(
+        K::StatefulsetServiceMissing,
+        "StatefulSetServiceMissing",
+        Workloads,
+        Warning,
+        "a StatefulSet's spec.serviceName names a Service that does not exist, for the Service threshold: its pods get no stable DNS names",
         Report,
     ),
 ];

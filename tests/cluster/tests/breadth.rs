@@ -26,6 +26,10 @@
 //! - a container running again two minutes after exiting 1, its third
 //!   restart (its status written as a kubelet would, on a node no kubelet
 //!   serves);
+//! - a Service whose selector matches nothing (the pod template meant
+//!   named), a Service whose only pod cannot be scheduled (no ready
+//!   endpoint), and the StatefulSet above naming a governing Service that
+//!   does not exist;
 //!
 //! and the ones acted on: a Deployment's evicted pods, deleted automatically
 //! (DeleteFailedPods) while its running pods stay; a pod stuck terminating
@@ -52,7 +56,7 @@
 use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment, StatefulSet},
     batch::v1::CronJob,
-    core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod},
+    core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Service},
     policy::v1::PodDisruptionBudget,
 };
 use kube::{
@@ -83,6 +87,7 @@ fn thresholds() -> Vec<(&'static str, String, String)> {
         "SCHEDULING_GATED_SECS",
         "STATEFULSET_STUCK_SECS",
         "DAEMONSET_UNAVAILABLE_SECS",
+        "SERVICE_SECS",
     ]
     .into_iter()
     .map(|key| {
@@ -560,6 +565,22 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     .await
     .unwrap();
 
+    // A Service with a typo in its selector, and one over the Deployment
+    // whose pod cannot be scheduled.
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let typo = create_json(
+        &services,
+        json!({ "metadata": { "name": "typo" },
+                "spec": { "selector": { "app": "guardedd" }, "ports": [{ "port": 80 }] } }),
+    )
+    .await;
+    let unserved = create_json(
+        &services,
+        json!({ "metadata": { "name": "unserved" },
+                "spec": { "selector": { "app": "nowhere" }, "ports": [{ "port": 80 }] } }),
+    )
+    .await;
+
     reported(
         &h,
         &pending.uid().unwrap(),
@@ -661,6 +682,40 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         &[
             &format!("StatefulSet {ns}/stateful has 0 of 1 pods ready"),
             "1 pod Pending",
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &stateful.uid().unwrap(),
+        "STATEFULSET_SERVICE_MISSING",
+        &[
+            &format!(
+                "StatefulSet {ns}/stateful names governing Service stateful, which does not exist in {ns}"
+            ),
+            "Create a headless Service stateful (clusterIP: None) selecting its pods (app=stateful)",
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &typo.uid().unwrap(),
+        "SERVICE_SELECTS_NOTHING",
+        &[
+            &format!("Service {ns}/typo selects no pod"),
+            &format!("no pod or pod template in {ns} carries app=guardedd"),
+            &format!("The nearest pod templates in {ns}: Deployment guarded (app=guarded);"),
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &unserved.uid().unwrap(),
+        "SERVICE_NO_READY_ENDPOINTS",
+        &[
+            &format!("Service {ns}/unserved has had no ready endpoint"),
+            "its selector app=nowhere matches 1 pod and none is Ready",
+            "Its pods: 1 pod Pending.",
         ],
     )
     .await;
@@ -884,6 +939,14 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         budgets.get("strict").await.unwrap().metadata.generation,
         strict.metadata.generation
     );
+    for service in [&typo, &unserved] {
+        let name = service.metadata.name.as_deref().unwrap();
+        assert_eq!(
+            services.get(name).await.unwrap().metadata.resource_version,
+            service.metadata.resource_version,
+            "{name} unchanged"
+        );
+    }
 
     // Let the held objects go.
     clear_finalizers(&pods, "stuck").await;

@@ -1,11 +1,12 @@
 //! Kinds must not cry wolf: a healthy namespace of more than 1,000 mixed
 //! objects (Deployments with their ReplicaSets and pods, StatefulSets with
-//! their governing Services, DaemonSets, Services, HPAs, disruption budgets, bound
-//! claims and their volumes, CronJobs, ConfigMaps, Secrets, RBAC, network
-//! policies), left to settle, then watched by the real collector with every
-//! time threshold at zero (the strictest it can be) and its Prometheus
-//! rounds running: the false-positive count is the number of issues it
-//! raises, and it must be 0.
+//! their governing Services, DaemonSets, Services (one over a Deployment
+//! scaled to zero, one without a selector, one ExternalName), HPAs,
+//! disruption budgets, bound claims and their volumes, CronJobs, ConfigMaps,
+//! Secrets, RBAC, network policies), left to settle, then watched by the
+//! real collector with every time threshold at zero (the strictest it can
+//! be) and its Prometheus rounds running: the false-positive count is the
+//! number of issues it raises, and it must be 0.
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -125,6 +126,31 @@ async fn populate(client: &Client, ns: &str) {
             })
         },
     ));
+    // A Deployment scaled to zero and its Service: it selects a pod
+    // template, not nothing. A Service without a selector (its endpoints
+    // kept by hand) and an ExternalName Service are not judged.
+    creates.extend(each(
+        &Api::<Deployment>::namespaced(c.clone(), ns),
+        1,
+        |_| {
+            json!({
+                "metadata": { "name": "idle" },
+                "spec": { "replicas": 0,
+                          "selector": { "matchLabels": { "app": "idle" } },
+                          "template": app_template("idle") },
+            })
+        },
+    ));
+    creates.extend(each(&Api::<Service>::namespaced(c.clone(), ns), 3, |i| {
+        let spec = match i {
+            0 => json!({ "selector": { "app": "idle" }, "ports": [{ "port": 80 }] }),
+            1 => json!({ "ports": [{ "port": 80 }] }),
+            _ => json!({ "type": "ExternalName", "externalName": "db.example.com",
+                         "selector": { "app": "elsewhere" } }),
+        };
+        let name = ["idle", "manual", "external"][i];
+        json!({ "metadata": { "name": name }, "spec": spec })
+    }));
     creates.extend(each(
         &Api::<StatefulSet>::namespaced(c.clone(), ns),
         STATEFULSETS,
@@ -498,6 +524,7 @@ async fn a_healthy_cluster_of_a_thousand_mixed_objects_raises_no_issue() {
         "NANNY_THRESHOLDS__POD_START_FAILING_SECS",
         "NANNY_THRESHOLDS__STATEFULSET_STUCK_SECS",
         "NANNY_THRESHOLDS__DAEMONSET_UNAVAILABLE_SECS",
+        "NANNY_THRESHOLDS__SERVICE_SECS",
     ] {
         env.push((key, "0"));
     }

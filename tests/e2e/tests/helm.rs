@@ -653,6 +653,7 @@ fn rbac_is_least_privilege_and_cluster_names_carry_the_release() {
         ("", "persistentvolumeclaims"),
         ("storage.k8s.io", "storageclasses"),
         ("policy", "poddisruptionbudgets"),
+        ("", "services"),
     ] {
         assert!(
             collector

@@ -10,6 +10,7 @@ use nanny_proto::v1::{self as pb, IssueKind, Severity, action::Kind};
 use super::{
     Draft, Drafts, describe,
     report::{add_report, plain, quoted},
+    report_services::report_service,
     seconds_since,
 };
 use crate::catalog::{
@@ -54,6 +55,9 @@ pub(super) fn report_object(
                 Some((REPORT_WORKLOAD_SHORT, r, short(w, r, index, now)))
             })
         }
+        IssueKind::ServiceNoReadyEndpoints
+        | IssueKind::ServiceSelectsNothing
+        | IssueKind::StatefulsetServiceMissing => report_service(kind, issue, index, now),
         IssueKind::PdbBlockingDisruptions => index.pdbs.get(uid).and_then(|pdb| {
             let r = pdb.r#ref.as_ref()?;
             if let Some((workload, replicas)) = one_more_replica(pdb, r, index) {
@@ -70,7 +74,7 @@ pub(super) fn report_object(
 }
 
 /// ` for 400s`, when the time is known.
-fn for_secs(since: Option<&prost_types::Timestamp>, now: SystemTime) -> String {
+pub(super) fn for_secs(since: Option<&prost_types::Timestamp>, now: SystemTime) -> String {
     seconds_since(since, now)
         .filter(|s| *s >= 0)
         .map(|s| format!(" for {s}s"))
@@ -144,12 +148,20 @@ fn namespace(ns: &pb::Namespace, r: &pb::ObjectRef, now: SystemTime) -> String {
     )
 }
 
-/// What the Deployment's pods are waiting in, e.g. `2 waiting in
+/// What a workload's pods are waiting in, e.g. `2 pods waiting in
 /// CrashLoopBackOff (container api)`.
 fn pod_states(workload_uid: &str, index: &SnapshotIndex<'_>) -> Vec<String> {
+    states_of(index, |pod| {
+        pod.workload.as_ref().is_some_and(|w| w.uid == workload_uid)
+    })
+}
+
+/// What the pods `of` picks are waiting in, e.g. `2 pods waiting in
+/// CrashLoopBackOff (container api); 1 pod Pending`; ready pods are left out.
+pub(super) fn states_of(index: &SnapshotIndex<'_>, of: impl Fn(&pb::Pod) -> bool) -> Vec<String> {
     let mut states: BTreeMap<String, (usize, Vec<&str>)> = BTreeMap::new();
     for pod in index.pods.values() {
-        if pod.workload.as_ref().is_none_or(|w| w.uid != workload_uid) {
+        if !of(pod) {
             continue;
         }
         let waiting = pod

@@ -216,6 +216,31 @@ fn short_set(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
     set
 }
 
+/// A Service selecting app=web, or a StatefulSet whose governing Service
+/// is missing, added to `s`.
+fn service_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
+    if kind == IssueKind::StatefulsetServiceMissing {
+        let db = pb::Workload {
+            r#ref: Some(obj("StatefulSet", "shop", "db")),
+            service_name: "db-headless".into(),
+            template_labels: [("app".to_owned(), "db".to_owned())].into(),
+            ..pb::Workload::default()
+        };
+        let r = db.r#ref.clone().unwrap_or_default();
+        s.workloads.push(db);
+        return r;
+    }
+    let svc = pb::Service {
+        r#ref: Some(obj("Service", "shop", "web")),
+        selector: [("app".to_owned(), "web".to_owned())].into(),
+        r#type: "ClusterIP".into(),
+        ..pb::Service::default()
+    };
+    let r = svc.r#ref.clone().unwrap_or_default();
+    s.services.push(svc);
+    r
+}
+
 /// The object of a kind not about pods or nodes, added to `s`.
 fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
     let web = obj("Deployment", "shop", "web");
@@ -277,6 +302,9 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
         IssueKind::CronjobSuspended
         | IssueKind::CronjobMissedSchedule
         | IssueKind::CronjobInvalidSchedule => cron_job(kind, s),
+        IssueKind::ServiceNoReadyEndpoints
+        | IssueKind::ServiceSelectsNothing
+        | IssueKind::StatefulsetServiceMissing => service_scene(kind, s),
         IssueKind::NamespaceStuckTerminating => {
             let n = pb::Namespace {
                 r#ref: Some(obj("Namespace", "", "old")),
@@ -830,5 +858,82 @@ fn only_nannys_cordon_is_lifted_and_only_from_a_node_healthy_long_enough() {
             n.conditions.push(cleared);
         }),
         "a pressure cleared a minute ago"
+    );
+}
+
+#[test]
+fn services_name_their_selector_their_pods_and_the_likely_meant_labels() {
+    let mut s = scene(IssueKind::ServiceNoReadyEndpoints);
+    let web = obj("Deployment", "shop", "web");
+    for name in ["web-1", "web-2"] {
+        s.pods.push(pod(
+            name,
+            Some(&web),
+            vec![container("app", "CrashLoopBackOff", 5)],
+        ));
+    }
+    // Not selected (not named in the evidence): left out.
+    s.pods.push(pod(
+        "web-9",
+        Some(&web),
+        vec![container("app", "ImagePullBackOff", 0)],
+    ));
+    s.issues[0].first_seen = Some(ago(400));
+    s.issues[0].evidence = [
+        ("selector", "app=web"),
+        ("selected pods", "2"),
+        ("pods", "web-1,web-2"),
+    ]
+    .iter()
+    .map(|(d, v)| pb::Evidence {
+        description: (*d).into(),
+        value: (*v).into(),
+    })
+    .collect();
+    let text = explanation(&s);
+    assert!(
+        text.starts_with("Service shop/web has had no ready endpoint for 400s: its selector app=web matches 2 pods and none is Ready")
+            && text.contains("Its pods: 2 pods waiting in CrashLoopBackOff (container app).")
+            && !text.contains("ImagePullBackOff"),
+        "{text}"
+    );
+
+    let mut s = scene(IssueKind::ServiceSelectsNothing);
+    s.services[0].selector = [
+        ("app".to_owned(), "webb".to_owned()),
+        ("tier".to_owned(), "front".to_owned()),
+    ]
+    .into();
+    for (name, app) in [
+        ("api", "api"),
+        ("web", "web"),
+        ("db", "db"),
+        ("cache", "cache"),
+    ] {
+        let mut d = deployment(name, 2, None);
+        d.template_labels = [
+            ("app".to_owned(), app.to_owned()),
+            ("version".to_owned(), "v2".to_owned()),
+        ]
+        .into();
+        s.workloads.push(d);
+    }
+    let text = explanation(&s);
+    assert!(
+        text.starts_with("Service shop/web selects no pod: no pod or pod template in shop carries app=webb,tier=front")
+            && text.contains("The nearest pod templates in shop: Deployment web (app=web); Deployment api (app=api); Deployment cache (app=cache).")
+            && !text.contains("version"),
+        "the nearest first, three at most, only the selector's keys: {text}"
+    );
+    s.workloads.clear();
+    assert!(explanation(&s).contains("No pod template in shop carries any of its label keys."));
+
+    let s = scene(IssueKind::StatefulsetServiceMissing);
+    let text = explanation(&s);
+    assert!(
+        text.starts_with("StatefulSet shop/db names governing Service db-headless, which does not exist in shop")
+            && text.contains("(db-0.db-headless.shop.svc)")
+            && text.contains("Create a headless Service db-headless (clusterIP: None) selecting its pods (app=db)"),
+        "{text}"
     );
 }

@@ -53,6 +53,10 @@ fn workload_base(
         owner: controller_of(meta),
         labels: labels(meta),
         annotations,
+        template_labels: template
+            .and_then(|t| t.metadata.as_ref())
+            .map(labels)
+            .unwrap_or_default(),
         ..pb::Workload::default()
     }
 }
@@ -115,6 +119,9 @@ pub fn stateful_set(s: &StatefulSet, redaction: &Redaction) -> pb::Workload {
             .iter()
             .filter_map(|t| t.metadata.name.clone())
             .collect(),
+        service_name: spec
+            .and_then(|s| s.service_name.clone())
+            .unwrap_or_default(),
         ..workload_base(
             "StatefulSet",
             &s.metadata,

@@ -670,6 +670,7 @@ fn contains(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> bool {
         || snapshot.pvcs.iter().any(|o| has(&o.r#ref))
         || snapshot.pdbs.iter().any(|o| has(&o.r#ref))
         || snapshot.namespaces.iter().any(|o| has(&o.r#ref))
+        || snapshot.services.iter().any(|o| has(&o.r#ref))
 }
 
 #[cfg(test)]

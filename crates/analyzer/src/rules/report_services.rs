@@ -1,0 +1,174 @@
+//! Services that serve nothing, and StatefulSets without their governing
+//! Service: reported with the selector, the pods and what to change.
+
+use std::{collections::BTreeMap, collections::HashMap, time::SystemTime};
+
+use nanny_proto::v1::{self as pb, IssueKind};
+
+use super::{describe, report_objects::for_secs, report_objects::states_of};
+use crate::catalog::{
+    REPORT_SERVICE_NO_ENDPOINTS, REPORT_SERVICE_SELECTS_NOTHING, REPORT_STATEFULSET_SERVICE, Rule,
+};
+use crate::index::SnapshotIndex;
+
+/// Most pod templates named as likely meant.
+const HINTS: usize = 3;
+
+/// The rule and explanation of a Service kind, when its object is in the
+/// snapshot.
+pub(super) fn report_service<'a>(
+    kind: IssueKind,
+    issue: &pb::Issue,
+    index: &SnapshotIndex<'a>,
+    now: SystemTime,
+) -> Option<(Rule, &'a pb::ObjectRef, String)> {
+    let uid = issue.target.as_ref()?.uid.as_str();
+    if kind == IssueKind::StatefulsetServiceMissing {
+        let w = index.workloads.get(uid)?;
+        let r = w.r#ref.as_ref()?;
+        return Some((REPORT_STATEFULSET_SERVICE, r, service_missing(w, r)));
+    }
+    let service = index.services.get(uid)?;
+    let r = service.r#ref.as_ref()?;
+    let since = for_secs(issue.first_seen.as_ref(), now);
+    if kind == IssueKind::ServiceNoReadyEndpoints {
+        let text = no_ready_endpoint(service, r, issue, index, &since);
+        return Some((REPORT_SERVICE_NO_ENDPOINTS, r, text));
+    }
+    let text = selects_nothing(service, r, index, &since);
+    Some((REPORT_SERVICE_SELECTS_NOTHING, r, text))
+}
+
+/// `app=api,tier=web`, in key order.
+fn labels_text<'l>(labels: impl IntoIterator<Item = (&'l String, &'l String)>) -> String {
+    let sorted: BTreeMap<&String, &String> = labels.into_iter().collect();
+    sorted
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn no_ready_endpoint(
+    service: &pb::Service,
+    r: &pb::ObjectRef,
+    issue: &pb::Issue,
+    index: &SnapshotIndex<'_>,
+    since: &str,
+) -> String {
+    let evidence = |name: &str| {
+        issue
+            .evidence
+            .iter()
+            .find(|e| e.description == name)
+            .map(|e| e.value.as_str())
+    };
+    let names: Vec<&str> = evidence("pods")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .collect();
+    let states = states_of(index, |pod| {
+        pod.r#ref
+            .as_ref()
+            .is_some_and(|p| p.namespace == r.namespace && names.contains(&p.name.as_str()))
+    });
+    let pods = if states.is_empty() {
+        String::new()
+    } else {
+        format!(" Its pods: {}.", states.join("; "))
+    };
+    let matched = match evidence("selected pods") {
+        Some("1") => "1 pod".to_owned(),
+        Some(count) => format!("{count} pods"),
+        None => "pods".to_owned(),
+    };
+    format!(
+        "{} has had no ready endpoint{since}: its selector {} matches {matched} and none is Ready, so every connection to it is refused.{pods} Nanny acts on those pods' own issues where a rule can; the Service serves again once one of them is Ready.",
+        describe(r),
+        labels_text(&service.selector),
+    )
+}
+
+fn selects_nothing(
+    service: &pb::Service,
+    r: &pb::ObjectRef,
+    index: &SnapshotIndex<'_>,
+    since: &str,
+) -> String {
+    // Pod templates in the namespace that carry any of the selector's keys,
+    // nearest first: the likely meant values.
+    let mut hints: Vec<(usize, String)> = index
+        .workloads
+        .values()
+        .filter_map(|w| {
+            let wr = w.r#ref.as_ref()?;
+            let shared: HashMap<&String, &String> = w
+                .template_labels
+                .iter()
+                .filter(|(k, _)| service.selector.contains_key(*k))
+                .collect();
+            let near: usize = shared
+                .iter()
+                .map(|(k, v)| nearness(&service.selector[*k], v))
+                .sum();
+            (wr.namespace == r.namespace && !shared.is_empty()).then(|| {
+                (
+                    near,
+                    format!("{} {} ({})", wr.kind, wr.name, labels_text(shared)),
+                )
+            })
+        })
+        .collect();
+    hints.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let hints: Vec<String> = hints.into_iter().take(HINTS).map(|(_, h)| h).collect();
+    let keys = labels_text(&service.selector);
+    let hint = if hints.is_empty() {
+        format!(
+            " No pod template in {} carries any of its label keys.",
+            r.namespace
+        )
+    } else {
+        format!(
+            " The nearest pod templates in {}: {}.",
+            r.namespace,
+            hints.join("; ")
+        )
+    };
+    format!(
+        "{} selects no pod{since}: no pod or pod template in {} carries {keys}, so it has no endpoints and its clients are refused.{hint} To fix: correct the Service's spec.selector, or the labels of the pods it should serve; Nanny changes neither.",
+        describe(r),
+        r.namespace,
+    )
+}
+
+/// How near a label value is to the one a selector wants: equal beats
+/// any prefix, a longer shared prefix beats a shorter one.
+fn nearness(wanted: &str, value: &str) -> usize {
+    if wanted == value {
+        return 1_000;
+    }
+    wanted
+        .chars()
+        .zip(value.chars())
+        .take_while(|(a, b)| a == b)
+        .count()
+}
+
+fn service_missing(w: &pb::Workload, r: &pb::ObjectRef) -> String {
+    let selector = if w.template_labels.is_empty() {
+        String::new()
+    } else {
+        format!(" selecting its pods ({})", labels_text(&w.template_labels))
+    };
+    format!(
+        "{} names governing Service {}, which does not exist in {}: its pods get no stable DNS names ({}-0.{}.{}.svc), so peers that find each other by them fail. Create a headless Service {} (clusterIP: None){selector}, or correct spec.serviceName; Nanny creates neither.",
+        describe(r),
+        w.service_name,
+        r.namespace,
+        r.name,
+        w.service_name,
+        r.namespace,
+        w.service_name
+    )
+}

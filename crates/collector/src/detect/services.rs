@@ -1,0 +1,192 @@
+//! Services that serve nothing: a selector no pod or pod template carries,
+//! pods selected and none of them Ready, and a StatefulSet whose governing
+//! Service does not exist. Nothing in these objects says since when, so the
+//! publisher holds them for `service_secs` before it reports them
+//! ([`HELD`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use nanny_proto::v1::{self as pb, IssueKind, Severity};
+
+use super::issue;
+use crate::store::{Labels, Tables};
+
+/// Kinds judged from the objects as they are, reported once their condition
+/// has held the Service threshold.
+pub const HELD: &[IssueKind] = &[
+    IssueKind::ServiceNoReadyEndpoints,
+    IssueKind::ServiceSelectsNothing,
+    IssueKind::StatefulsetServiceMissing,
+];
+
+/// Kinds judged by matching a Service's selector against pods: a label
+/// scope hides pods a Service may select, so a scoped collector does not
+/// judge them.
+pub const SELECTOR_KINDS: &[IssueKind] = &[
+    IssueKind::ServiceNoReadyEndpoints,
+    IssueKind::ServiceSelectsNothing,
+];
+
+/// Most selected pods named in an issue's evidence.
+const NAMED_PODS: usize = 20;
+
+/// `app=api,tier=web`, in key order.
+pub fn selector_text(selector: &HashMap<String, String>) -> String {
+    let sorted: BTreeMap<&String, &String> = selector.iter().collect();
+    sorted
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn selects(selector: &HashMap<String, String>, labels: &Labels) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn selects_template(selector: &HashMap<String, String>, labels: &HashMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// An endpoint the Service would route to: Ready and not terminating
+/// (or, for `publishNotReadyAddresses`, any running pod).
+fn serves(pod: &pb::Pod, service: &pb::Service) -> bool {
+    if pod.deletion_deadline.is_some() {
+        return false;
+    }
+    if service.publish_not_ready {
+        return !pod.node_name.is_empty();
+    }
+    pod.ready
+}
+
+/// Every Service and StatefulSet issue in `tables`.
+pub fn services(tables: &Tables, issues: &mut Vec<pb::Issue>) {
+    let mut pods: HashMap<&str, Vec<(&pb::Pod, &Labels)>> = HashMap::new();
+    for entry in tables.pods.values() {
+        let pod = &entry.value;
+        let Some(r) = pod.r#ref.as_ref() else {
+            continue;
+        };
+        // A finished pod is never an endpoint again.
+        if matches!(pod.phase.as_str(), "Succeeded" | "Failed") {
+            continue;
+        }
+        pods.entry(r.namespace.as_str())
+            .or_default()
+            .push((pod, &entry.labels));
+    }
+    let mut names: HashSet<(&str, &str)> = HashSet::new();
+    for entry in tables.services.values() {
+        let service = &entry.value;
+        let Some(target) = service.r#ref.as_ref() else {
+            continue;
+        };
+        names.insert((target.namespace.as_str(), target.name.as_str()));
+        if service.selector.is_empty() || service.r#type == "ExternalName" {
+            continue;
+        }
+        let selected: Vec<&pb::Pod> = pods
+            .get(target.namespace.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|(_, labels)| selects(&service.selector, labels))
+            .map(|(pod, _)| *pod)
+            .collect();
+        if selected.is_empty() {
+            selects_nothing(tables, service, target, issues);
+        } else if !selected.iter().any(|p| serves(p, service)) {
+            no_ready_endpoint(service, target, &selected, issues);
+        }
+    }
+    for entry in tables.workloads.values() {
+        let w = &entry.value;
+        let Some(target) = w.r#ref.as_ref() else {
+            continue;
+        };
+        if target.kind != "StatefulSet" || w.service_name.is_empty() {
+            continue;
+        }
+        if names.contains(&(target.namespace.as_str(), w.service_name.as_str())) {
+            continue;
+        }
+        issues.push(issue(
+            IssueKind::StatefulsetServiceMissing,
+            Severity::Warning,
+            target,
+            "",
+            format!(
+                "StatefulSet {}/{} names governing Service {}, which does not exist: its pods get no stable DNS names.",
+                target.namespace, target.name, w.service_name
+            ),
+            vec![("governing Service", w.service_name.clone())],
+        ));
+    }
+}
+
+/// A selector no pod carries, unless a workload's pod template carries it
+/// (a workload scaled to zero, or one whose pods are still being created,
+/// is not a wrong selector).
+fn selects_nothing(
+    tables: &Tables,
+    service: &pb::Service,
+    target: &pb::ObjectRef,
+    issues: &mut Vec<pb::Issue>,
+) {
+    let templated = tables.workloads.values().any(|e| {
+        e.value
+            .r#ref
+            .as_ref()
+            .is_some_and(|r| r.namespace == target.namespace)
+            && selects_template(&service.selector, &e.value.template_labels)
+    });
+    if templated {
+        return;
+    }
+    let selector = selector_text(&service.selector);
+    issues.push(issue(
+        IssueKind::ServiceSelectsNothing,
+        Severity::Warning,
+        target,
+        "",
+        format!(
+            "Service {}/{} selects no pod: no pod or pod template in {} carries {selector}.",
+            target.namespace, target.name, target.namespace
+        ),
+        vec![("selector", selector)],
+    ));
+}
+
+fn no_ready_endpoint(
+    service: &pb::Service,
+    target: &pb::ObjectRef,
+    selected: &[&pb::Pod],
+    issues: &mut Vec<pb::Issue>,
+) {
+    let mut names: Vec<&str> = selected
+        .iter()
+        .filter_map(|p| p.r#ref.as_ref().map(|r| r.name.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.truncate(NAMED_PODS);
+    issues.push(issue(
+        IssueKind::ServiceNoReadyEndpoints,
+        Severity::Critical,
+        target,
+        "",
+        format!(
+            "Service {}/{} has no ready endpoint: none of the {} pods it selects is Ready, so its clients are refused.",
+            target.namespace,
+            target.name,
+            selected.len()
+        ),
+        vec![
+            ("selector", selector_text(&service.selector)),
+            ("selected pods", selected.len().to_string()),
+            ("pods", names.join(",")),
+        ],
+    ));
+}
+
+#[cfg(test)]
+mod tests;

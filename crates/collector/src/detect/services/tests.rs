@@ -1,0 +1,260 @@
+use std::{collections::BTreeMap, sync::Arc};
+
+use nanny_proto::v1::{self as pb, IssueKind};
+
+use super::*;
+use crate::store::Entry;
+
+fn reference(kind: &str, name: &str) -> pb::ObjectRef {
+    pb::ObjectRef {
+        kind: kind.to_owned(),
+        namespace: "shop".to_owned(),
+        name: name.to_owned(),
+        uid: format!("uid-{kind}-{name}"),
+        ..pb::ObjectRef::default()
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn insert<T>(
+    table: &mut crate::store::Table<T>,
+    r: &pb::ObjectRef,
+    value: T,
+    all: &[(&str, &str)],
+) {
+    let all: BTreeMap<String, String> = labels(all).into_iter().collect();
+    table.insert(
+        Arc::from(r.uid.as_str()),
+        Entry {
+            rev: 1,
+            value: Arc::new(value),
+            labels: Arc::new(all),
+        },
+    );
+}
+
+/// A pod whose full labels are `all` (the snapshot may carry fewer).
+fn pod(tables: &mut Tables, name: &str, ready: bool, all: &[(&str, &str)]) {
+    let r = reference("Pod", name);
+    let pod = pb::Pod {
+        r#ref: Some(r.clone()),
+        phase: "Running".to_owned(),
+        node_name: "node-1".to_owned(),
+        ready,
+        ..pb::Pod::default()
+    };
+    insert(&mut tables.pods, &r, pod, all);
+}
+
+fn service(tables: &mut Tables, name: &str, selector: &[(&str, &str)]) -> pb::Service {
+    let r = reference("Service", name);
+    let service = pb::Service {
+        r#ref: Some(r.clone()),
+        selector: labels(selector),
+        r#type: "ClusterIP".to_owned(),
+        ..pb::Service::default()
+    };
+    insert(&mut tables.services, &r, service.clone(), &[]);
+    service
+}
+
+fn workload(tables: &mut Tables, kind: &str, name: &str, template: &[(&str, &str)], service: &str) {
+    let r = reference(kind, name);
+    let w = pb::Workload {
+        r#ref: Some(r.clone()),
+        template_labels: labels(template),
+        service_name: service.to_owned(),
+        ..pb::Workload::default()
+    };
+    insert(&mut tables.workloads, &r, w, &[]);
+}
+
+fn found(tables: &Tables) -> Vec<(IssueKind, String)> {
+    let mut issues = Vec::new();
+    services(tables, &mut issues);
+    let mut out: Vec<_> = issues
+        .iter()
+        .map(|i| {
+            (
+                IssueKind::try_from(i.kind).unwrap_or(IssueKind::Unspecified),
+                i.target
+                    .as_ref()
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn healthy_services_and_statefulsets_raise_nothing() {
+    let mut t = Tables::default();
+    // One ready pod of three is enough.
+    pod(
+        &mut t,
+        "api-1",
+        true,
+        &[("app", "api"), ("pod-template-hash", "x")],
+    );
+    pod(&mut t, "api-2", false, &[("app", "api")]);
+    service(&mut t, "api", &[("app", "api")]);
+    // A Deployment scaled to zero: its template carries the selector.
+    workload(&mut t, "Deployment", "batch", &[("app", "batch")], "");
+    service(&mut t, "batch", &[("app", "batch")]);
+    // No selector (endpoints by hand) and ExternalName are not judged.
+    service(&mut t, "manual", &[]);
+    let mut external = service(&mut t, "external", &[("app", "gone")]);
+    external.r#type = "ExternalName".to_owned();
+    let r = external.r#ref.clone().unwrap();
+    insert(&mut t.services, &r, external, &[]);
+    // publishNotReadyAddresses: a scheduled pod is an endpoint.
+    pod(&mut t, "peer-0", false, &[("app", "peer")]);
+    let mut peers = service(&mut t, "peers", &[("app", "peer")]);
+    peers.publish_not_ready = true;
+    let r = peers.r#ref.clone().unwrap();
+    insert(&mut t.services, &r, peers, &[]);
+    // A StatefulSet with its Service, and one naming none.
+    workload(&mut t, "StatefulSet", "db", &[("app", "db")], "api");
+    workload(&mut t, "StatefulSet", "cache", &[("app", "cache")], "");
+    // A Deployment's serviceName-like field is never read.
+    workload(&mut t, "Deployment", "web", &[("app", "web")], "nowhere");
+    assert_eq!(found(&t), vec![]);
+}
+
+#[test]
+fn a_selector_nothing_carries_is_an_issue_matching_uses_all_labels() {
+    let mut t = Tables::default();
+    pod(&mut t, "api-1", true, &[("app", "api"), ("tier", "web")]);
+    workload(
+        &mut t,
+        "Deployment",
+        "api",
+        &[("app", "api"), ("tier", "web")],
+        "",
+    );
+    service(&mut t, "typo", &[("app", "apii")]);
+    // Every key must match: tier=db is on no pod and no template.
+    service(&mut t, "half", &[("app", "api"), ("tier", "db")]);
+    // Full labels match even when the snapshot would not carry them.
+    service(&mut t, "web", &[("tier", "web")]);
+    assert_eq!(
+        found(&t),
+        vec![
+            (IssueKind::ServiceSelectsNothing, "half".to_owned()),
+            (IssueKind::ServiceSelectsNothing, "typo".to_owned()),
+        ]
+    );
+    let mut issues = Vec::new();
+    services(&t, &mut issues);
+    let typo = issues
+        .iter()
+        .find(|i| i.target.as_ref().is_some_and(|r| r.name == "typo"))
+        .unwrap();
+    assert_eq!(typo.evidence[0].value, "app=apii");
+    assert!(
+        typo.summary
+            .contains("no pod or pod template in shop carries app=apii")
+    );
+    // Another namespace's pods do not count.
+    let mut other = Tables::default();
+    let mut elsewhere = reference("Pod", "api-9");
+    elsewhere.namespace = "other".to_owned();
+    let p = pb::Pod {
+        r#ref: Some(elsewhere.clone()),
+        ready: true,
+        ..pb::Pod::default()
+    };
+    insert(&mut other.pods, &elsewhere, p, &[("app", "api")]);
+    service(&mut other, "api", &[("app", "api")]);
+    assert_eq!(
+        found(&other),
+        vec![(IssueKind::ServiceSelectsNothing, "api".to_owned())]
+    );
+}
+
+#[test]
+fn selected_pods_none_ready_or_all_leaving_mean_no_ready_endpoint() {
+    let mut t = Tables::default();
+    pod(&mut t, "api-2", false, &[("app", "api")]);
+    pod(&mut t, "api-1", false, &[("app", "api")]);
+    service(&mut t, "api", &[("app", "api")]);
+    // A Ready pod being deleted is no endpoint; finished pods are not pods.
+    let r = reference("Pod", "web-1");
+    let leaving = pb::Pod {
+        r#ref: Some(r.clone()),
+        ready: true,
+        deletion_deadline: Some(prost_types::Timestamp::default()),
+        ..pb::Pod::default()
+    };
+    insert(&mut t.pods, &r, leaving, &[("app", "web")]);
+    let r = reference("Pod", "web-done");
+    let done = pb::Pod {
+        r#ref: Some(r.clone()),
+        phase: "Succeeded".to_owned(),
+        ..pb::Pod::default()
+    };
+    insert(&mut t.pods, &r, done, &[("app", "web")]);
+    service(&mut t, "web", &[("app", "web")]);
+    assert_eq!(
+        found(&t),
+        vec![
+            (IssueKind::ServiceNoReadyEndpoints, "api".to_owned()),
+            (IssueKind::ServiceNoReadyEndpoints, "web".to_owned()),
+        ]
+    );
+    let mut issues = Vec::new();
+    services(&t, &mut issues);
+    let api = issues
+        .iter()
+        .find(|i| i.target.as_ref().is_some_and(|r| r.name == "api"))
+        .unwrap();
+    assert_eq!(api.severity, pb::Severity::Critical as i32);
+    let evidence: Vec<(&str, &str)> = api
+        .evidence
+        .iter()
+        .map(|e| (e.description.as_str(), e.value.as_str()))
+        .collect();
+    assert_eq!(
+        evidence,
+        vec![
+            ("selector", "app=api"),
+            ("selected pods", "2"),
+            ("pods", "api-1,api-2")
+        ]
+    );
+}
+
+#[test]
+fn a_statefulset_naming_a_missing_service_is_an_issue() {
+    let mut t = Tables::default();
+    workload(&mut t, "StatefulSet", "db", &[("app", "db")], "db-headless");
+    // A Service of that name in another namespace does not count.
+    let mut r = reference("Service", "db-headless");
+    r.namespace = "other".to_owned();
+    let s = pb::Service {
+        r#ref: Some(r.clone()),
+        ..pb::Service::default()
+    };
+    insert(&mut t.services, &r, s, &[]);
+    assert_eq!(
+        found(&t),
+        vec![(IssueKind::StatefulsetServiceMissing, "db".to_owned())]
+    );
+    // Once it exists (selector-less is fine), nothing.
+    let r = reference("Service", "db-headless");
+    let s = pb::Service {
+        r#ref: Some(r.clone()),
+        headless: true,
+        ..pb::Service::default()
+    };
+    insert(&mut t.services, &r, s, &[]);
+    assert_eq!(found(&t), vec![]);
+}
