@@ -211,6 +211,11 @@ pub const REPORT_STATEFULSET_SERVICE: Rule = Rule {
     id: "report-statefulset-service",
     rationale: "A StatefulSet's pods get their stable DNS names from its governing Service; creating one is a person's decision about ports and selectors.",
 };
+/// Report an admission webhook whose Service serves nothing.
+pub const REPORT_WEBHOOK_NO_ENDPOINTS: Rule = Rule {
+    id: "report-webhook-no-endpoints",
+    rationale: "A webhook that cannot be called refuses (or silently skips) every request it covers; bringing its Service back, relaxing its failure policy or removing it are decisions for whoever runs it.",
+};
 
 /// Every rule, for documentation and tests.
 pub const RULES: &[Rule] = &[
@@ -254,4 +259,5 @@ pub const RULES: &[Rule] = &[
     REPORT_SERVICE_NO_ENDPOINTS,
     REPORT_SERVICE_SELECTS_NOTHING,
     REPORT_STATEFULSET_SERVICE,
+    REPORT_WEBHOOK_NO_ENDPOINTS,
 ];

@@ -25,6 +25,8 @@ pub struct SnapshotIndex<'a> {
     pub namespaces: HashMap<&'a str, &'a pb::Namespace>,
     /// Services by uid.
     pub services: HashMap<&'a str, &'a pb::Service>,
+    /// Admission webhook configurations by uid.
+    pub webhooks: HashMap<&'a str, &'a pb::AdmissionWebhook>,
     /// Warning events by the uid of the object they are about.
     pub events: HashMap<&'a str, Vec<&'a pb::Event>>,
     /// Issues by fingerprint.
@@ -59,6 +61,7 @@ impl<'a> SnapshotIndex<'a> {
             pdbs: index!(snapshot.pdbs),
             namespaces: index!(snapshot.namespaces),
             services: index!(snapshot.services),
+            webhooks: index!(snapshot.webhooks),
             events: snapshot
                 .events
                 .iter()
@@ -90,6 +93,7 @@ impl<'a> SnapshotIndex<'a> {
             .or_else(|| self.pdbs.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| self.namespaces.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| self.services.get(uid).and_then(|o| o.r#ref.as_ref()))
+            .or_else(|| self.webhooks.get(uid).and_then(|o| o.r#ref.as_ref()))
     }
 
     /// The most recently seen Warning event about the object with `uid`.

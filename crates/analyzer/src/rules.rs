@@ -157,6 +157,7 @@ const OBJECT_REPORTS: &[IssueKind] = &[
     IssueKind::ServiceNoReadyEndpoints,
     IssueKind::ServiceSelectsNothing,
     IssueKind::StatefulsetServiceMissing,
+    IssueKind::WebhookNoEndpoints,
 ];
 
 impl Rules {

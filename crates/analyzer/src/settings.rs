@@ -103,6 +103,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::SchedulingGated,
             IssueKind::ServiceSelectsNothing,
             IssueKind::StatefulsetServiceMissing,
+            IssueKind::WebhookNoEndpoints,
         ],
     ),
 ];

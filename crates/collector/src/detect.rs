@@ -1139,7 +1139,7 @@ fn node_issues(node: &pb::Node, target: &pb::ObjectRef, issues: &mut Vec<pb::Iss
 
 mod services;
 
-pub use services::{HELD, SELECTOR_KINDS};
+pub use services::{HELD, judged};
 
 #[cfg(test)]
 mod tests;

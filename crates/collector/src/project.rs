@@ -10,6 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::{
     api::{
+        admissionregistration::v1::{
+            MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+        },
         autoscaling::v2::HorizontalPodAutoscaler,
         batch::v1::Job,
         core::v1::{
@@ -677,6 +680,55 @@ pub fn service(s: &Service) -> pb::Service {
         publish_not_ready: spec
             .and_then(|s| s.publish_not_ready_addresses)
             .unwrap_or(false),
+    }
+}
+
+/// One webhook's call to a Service; `None` for one that calls a URL.
+fn webhook_call(
+    name: &str,
+    config: &WebhookClientConfig,
+    policy: Option<&String>,
+) -> Option<pb::WebhookCall> {
+    let service = config.service.as_ref()?;
+    Some(pb::WebhookCall {
+        name: name.to_owned(),
+        service_namespace: service.namespace.clone(),
+        service_name: service.name.clone(),
+        failure_policy: policy.cloned().unwrap_or_else(|| "Fail".to_owned()),
+    })
+}
+
+/// A ValidatingWebhookConfiguration: its webhooks that call a Service.
+pub fn validating_webhooks(c: &ValidatingWebhookConfiguration) -> pb::AdmissionWebhook {
+    pb::AdmissionWebhook {
+        r#ref: Some(object_ref(
+            "ValidatingWebhookConfiguration",
+            "admissionregistration.k8s.io/v1",
+            &c.metadata,
+        )),
+        calls: c
+            .webhooks
+            .iter()
+            .flatten()
+            .filter_map(|w| webhook_call(&w.name, &w.client_config, w.failure_policy.as_ref()))
+            .collect(),
+    }
+}
+
+/// A MutatingWebhookConfiguration: its webhooks that call a Service.
+pub fn mutating_webhooks(c: &MutatingWebhookConfiguration) -> pb::AdmissionWebhook {
+    pb::AdmissionWebhook {
+        r#ref: Some(object_ref(
+            "MutatingWebhookConfiguration",
+            "admissionregistration.k8s.io/v1",
+            &c.metadata,
+        )),
+        calls: c
+            .webhooks
+            .iter()
+            .flatten()
+            .filter_map(|w| webhook_call(&w.name, &w.client_config, w.failure_policy.as_ref()))
+            .collect(),
     }
 }
 

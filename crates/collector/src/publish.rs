@@ -112,9 +112,7 @@ impl Publisher {
             (store.tables(), store.rev())
         };
         let mut issues = detect::detect(&tables, &metrics, &self.config.thresholds, now.seconds);
-        if !self.config.kubernetes.label_selector.is_empty() {
-            issues.retain(|i| !detect::SELECTOR_KINDS.iter().any(|k| *k as i32 == i.kind));
-        }
+        issues.retain(|i| detect::judged(i, &self.config.kubernetes));
         issues.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
         issues.dedup_by(|a, b| a.fingerprint == b.fingerprint);
 

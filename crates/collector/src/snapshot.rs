@@ -326,6 +326,8 @@ impl Subscriber {
         s.services = pass.collect(&t.services, |_, e| filter.admits(e, false), true);
         // Nodes are cluster-wide and always in scope.
         s.nodes = pass.collect(&t.nodes, |_, _| true, true);
+        // So are admission webhooks: one failing refuses requests anywhere.
+        s.webhooks = pass.collect(&t.webhooks, |_, _| true, true);
         // The scope's namespaces, admitted: a namespace stuck terminating
         // is an issue about it.
         s.namespaces = pass.collect(
@@ -405,6 +407,7 @@ impl Subscriber {
                 && s.pvcs.is_empty()
                 && s.pdbs.is_empty()
                 && s.services.is_empty()
+                && s.webhooks.is_empty()
                 && s.namespaces.is_empty()
                 && s.events.is_empty()
                 && s.removed.is_empty()
@@ -501,6 +504,7 @@ pub fn chunk(snapshot: pb::ClusterSnapshot, max_bytes: usize) -> Vec<pb::Cluster
         pvcs,
         pdbs,
         services,
+        webhooks,
         pods,
         events,
         metrics

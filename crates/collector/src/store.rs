@@ -53,6 +53,7 @@ objects!(
     pb::PodDisruptionBudget,
     pb::Namespace,
     pb::Service,
+    pb::AdmissionWebhook,
     pb::Event
 );
 
@@ -82,6 +83,8 @@ pub enum TableKind {
     Namespaces,
     /// Services.
     Services,
+    /// Admission webhook configurations.
+    Webhooks,
     /// StorageClasses (only their expandability and binding mode are kept).
     StorageClasses,
 }
@@ -110,6 +113,8 @@ pub enum Item {
     Namespace(Uid, pb::Namespace),
     /// A Service.
     Service(Uid, pb::Service),
+    /// A Validating- or MutatingWebhookConfiguration.
+    Webhook(Uid, pb::AdmissionWebhook),
     /// A StorageClass: name, and whether it allows expansion and binds
     /// on first use.
     StorageClass(Uid, String, ClassFacts),
@@ -129,6 +134,7 @@ impl Item {
             | Self::Pdb(uid, ..)
             | Self::Namespace(uid, ..)
             | Self::Service(uid, ..)
+            | Self::Webhook(uid, ..)
             | Self::StorageClass(uid, ..) => uid,
         }
     }
@@ -162,6 +168,8 @@ pub struct Tables {
     pub namespaces: Table<pb::Namespace>,
     /// Services.
     pub services: Table<pb::Service>,
+    /// Admission webhook configurations.
+    pub webhooks: Table<pb::AdmissionWebhook>,
 }
 
 /// The mutable store; wrap it in a lock.
@@ -286,6 +294,16 @@ impl Store {
                     labels,
                 )
             }
+            Item::Webhook(uid, webhook) => {
+                let labels = self.empty_labels.clone();
+                upsert(
+                    &mut self.tables.webhooks,
+                    &mut self.rev,
+                    uid,
+                    webhook,
+                    labels,
+                )
+            }
             Item::StorageClass(uid, name, facts) => {
                 let previous = self.storage_classes.insert(uid, (name.clone(), facts));
                 if previous == Some((name, facts)) {
@@ -326,6 +344,7 @@ impl Store {
             Item::Pdb(..) => remove(&mut self.tables.pdbs, &mut self.rev, uid),
             Item::Namespace(..) => remove(&mut self.tables.namespaces, &mut self.rev, uid),
             Item::Service(..) => remove(&mut self.tables.services, &mut self.rev, uid),
+            Item::Webhook(..) => remove(&mut self.tables.webhooks, &mut self.rev, uid),
             Item::StorageClass(..) => {
                 self.storage_classes.remove(uid);
                 self.refill_pvcs()
@@ -414,6 +433,11 @@ impl Store {
             "Service" => self.stale_in(&self.tables.services, &stale, |uid, _| {
                 Item::Service(uid, pb::Service::default())
             }),
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
+                self.stale_in(&self.tables.webhooks, &stale, |uid, _| {
+                    Item::Webhook(uid, pb::AdmissionWebhook::default())
+                })
+            }
             _ => self.stale_in(&self.tables.workloads, &stale, |uid, _| {
                 Item::Workload(uid, pb::Workload::default(), Labels::default(), true)
             }),

@@ -14,6 +14,7 @@ use std::{
 use futures::StreamExt as _;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::{
+    admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
     apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
     batch::v1::{CronJob, Job},
@@ -143,6 +144,24 @@ pub fn spawn_all(client: &Client, config: &KubernetesConfig, context: &Context) 
         context,
         "Namespace",
         |n, r| Some(Item::Namespace(uid(n), project::namespace(n, r))),
+    ));
+    go(spawn::<ValidatingWebhookConfiguration>(
+        Api::all(client.clone()),
+        None,
+        None,
+        None,
+        context,
+        "ValidatingWebhookConfiguration",
+        |c, _| Some(Item::Webhook(uid(c), project::validating_webhooks(c))),
+    ));
+    go(spawn::<MutatingWebhookConfiguration>(
+        Api::all(client.clone()),
+        None,
+        None,
+        None,
+        context,
+        "MutatingWebhookConfiguration",
+        |c, _| Some(Item::Webhook(uid(c), project::mutating_webhooks(c))),
     ));
     for namespace in &namespaces {
         let ns = namespace.as_deref();

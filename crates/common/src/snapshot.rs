@@ -67,6 +67,7 @@ pub struct SnapshotView {
     pdbs: BTreeMap<String, pb::PodDisruptionBudget>,
     namespaces: BTreeMap<String, pb::Namespace>,
     services: BTreeMap<String, pb::Service>,
+    webhooks: BTreeMap<String, pb::AdmissionWebhook>,
     issues: BTreeMap<String, pb::Issue>,
     metrics: Vec<pb::MetricSample>,
 }
@@ -159,6 +160,7 @@ impl SnapshotView {
             pdbs,
             namespaces,
             services,
+            webhooks,
             metrics,
             issues,
             removed,
@@ -201,6 +203,7 @@ impl SnapshotView {
                     self.pdbs.remove(&uid);
                     self.namespaces.remove(&uid);
                     self.services.remove(&uid);
+                    self.webhooks.remove(&uid);
                 }
                 for fingerprint in std::mem::take(&mut message.resolved_issues) {
                     self.issues.remove(&fingerprint);
@@ -210,7 +213,7 @@ impl SnapshotView {
         }
         upsert_all!(
             self, message, pods, nodes, workloads, jobs, hpas, pvcs, events, pdbs, namespaces,
-            services
+            services, webhooks
         );
         for issue in std::mem::take(&mut message.issues) {
             self.issues.insert(issue.fingerprint.clone(), issue);
@@ -268,6 +271,7 @@ impl SnapshotView {
             pdbs: self.pdbs.values().cloned().collect(),
             namespaces: self.namespaces.values().cloned().collect(),
             services: self.services.values().cloned().collect(),
+            webhooks: self.webhooks.values().cloned().collect(),
             issues: self.issues.values().cloned().collect(),
             metrics: self.metrics.clone(),
             ..self.header.clone()

@@ -178,6 +178,7 @@ pub enum LadderIssue {
     ServiceNoReadyEndpoints,
     ServiceSelectsNothing,
     StatefulSetServiceMissing,
+    WebhookNoEndpoints,
 }
 
 impl LadderIssue {

@@ -256,7 +256,7 @@ fn snapshot_summary(s: &ClusterSnapshot) -> String {
     let _ = writeln!(out, "Scope:      {namespaces} {}", scope.label_selector);
     let _ = writeln!(
         out,
-        "Objects:    {} pods, {} nodes, {} workloads, {} jobs, {} HPAs, {} PVCs, {} PDBs, {} Services, {} events, {} metrics",
+        "Objects:    {} pods, {} nodes, {} workloads, {} jobs, {} HPAs, {} PVCs, {} PDBs, {} Services, {} webhook configurations, {} events, {} metrics",
         s.pods.len(),
         s.nodes.len(),
         s.workloads.len(),
@@ -265,6 +265,7 @@ fn snapshot_summary(s: &ClusterSnapshot) -> String {
         s.pvcs.len(),
         s.pdbs.len(),
         s.services.len(),
+        s.webhooks.len(),
         s.events.len(),
         s.metrics.len()
     );

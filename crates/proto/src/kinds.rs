@@ -487,6 +487,14 @@ pub const KINDS: &[KindInfo] = &[
         "a StatefulSet's spec.serviceName names a Service that does not exist, for the Service threshold: its pods get no stable DNS names",
         Report,
     ),
+    kind(
+        K::WebhookNoEndpoints,
+        "WebhookNoEndpoints",
+        Cluster,
+        Critical,
+        "an admission webhook's Service is missing, selects no pod or has no Ready pod, for the Service threshold: with failurePolicy Fail (critical) the API server refuses what it covers, with Ignore (warning) lets it through unchecked",
+        Report,
+    ),
 ];
 
 /// The entry of a kind; `None` for `Unspecified`.

@@ -127,6 +127,19 @@ const NODE: Targets = Targets::Kinds(&["Node"]);
 /// The kinds ScaleWorkload acts on: those with a replica count.
 pub const SCALABLE: &[&str] = &["Deployment", "StatefulSet"];
 
+/// Kinds without a namespace that an action or a report may name.
+pub const CLUSTER_SCOPED: &[&str] = &[
+    "Node",
+    "Namespace",
+    "PersistentVolume",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+];
+
 /// Every action kind, in `ActionType` order.
 pub const ACTIONS: &[ActionInfo] = &[
     entry(

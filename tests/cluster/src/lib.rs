@@ -321,6 +321,43 @@ where
     }
 }
 
+/// Deletes a cluster-scoped test object when dropped, also while a test
+/// unwinds (a webhook configuration left behind would be judged by every
+/// later test's collector).
+#[derive(Debug)]
+pub struct DeleteOnDrop {
+    kubectl: std::path::PathBuf,
+    kubeconfig: std::path::PathBuf,
+    kind: &'static str,
+    name: String,
+}
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let status = std::process::Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["delete", self.kind, &self.name, "--ignore-not-found"])
+            .stdout(std::process::Stdio::null())
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("warning: could not delete {} {}", self.kind, self.name);
+        }
+    }
+}
+
+impl DeleteOnDrop {
+    /// Deletes `kind` `name` (kubectl's spelling) from `cluster` when dropped.
+    pub fn new(cluster: &ClusterInfo, kind: &'static str, name: &str) -> Self {
+        Self {
+            kubectl: cluster.kubectl.clone(),
+            kubeconfig: cluster.kubeconfig.clone(),
+            kind,
+            name: name.to_owned(),
+        }
+    }
+}
+
 /// Asserts `status` is a report's: closed by the gate (phase Denied, "nothing
 /// to execute"), with no result, since nothing ran.
 ///

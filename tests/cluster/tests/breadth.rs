@@ -30,6 +30,9 @@
 //!   named), a Service whose only pod cannot be scheduled (no ready
 //!   endpoint), and the StatefulSet above naming a governing Service that
 //!   does not exist;
+//! - a ValidatingWebhookConfiguration whose webhook calls a Service that
+//!   does not exist (failurePolicy Ignore, and a namespace selector
+//!   nothing matches, so no request of any other test is touched);
 //!
 //! and the ones acted on: a Deployment's evicted pods, deleted automatically
 //! (DeleteFailedPods) while its running pods stay; a pod stuck terminating
@@ -54,6 +57,7 @@
 )]
 
 use k8s_openapi::api::{
+    admissionregistration::v1::ValidatingWebhookConfiguration,
     apps::v1::{DaemonSet, Deployment, StatefulSet},
     batch::v1::CronJob,
     core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Service},
@@ -64,7 +68,7 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams},
 };
 use nanny_cluster_tests::{
-    Fixture, create_json,
+    DeleteOnDrop, Fixture, create_json,
     pipeline::{Harness, WAIT, policy},
 };
 use nanny_crd::{ActionType, HealingAction, Phase};
@@ -106,8 +110,6 @@ fn thresholds() -> Vec<(&'static str, String, String)> {
     .collect()
 }
 
-/// A namespace an object's finalizer holds Terminating, once the namespace
-/// controller has said so (its report quotes the controller).
 /// A node no kubelet serves, reporting Ready with NetworkUnavailable and
 /// KernelDeadlock True (what a broken CNI and node-problem-detector write).
 async fn sick_node(
@@ -154,6 +156,8 @@ async fn recover(client: &Client, name: &str) {
         .unwrap();
 }
 
+/// A namespace an object's finalizer holds Terminating, once the namespace
+/// controller has said so (its report quotes the controller).
 async fn held_namespace(client: &Client, name: &str) -> Namespace {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let held = create_json(&namespaces, json!({ "metadata": { "name": name } })).await;
@@ -581,6 +585,29 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     )
     .await;
 
+    // A webhook calling a Service that does not exist.
+    let hooks: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let hook_name = format!("{ns}-hooks");
+    let _hook_cleanup =
+        DeleteOnDrop::new(&fx_cluster, "validatingwebhookconfiguration", &hook_name);
+    let hook = create_json(
+        &hooks,
+        json!({
+            "metadata": { "name": hook_name },
+            "webhooks": [{
+                "name": "check.nanny.test",
+                "clientConfig": { "service": { "namespace": ns, "name": "no-such-webhook" } },
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "namespaceSelector": { "matchLabels": { "nanny.test/never": "true" } },
+                "rules": [{ "apiGroups": [""], "apiVersions": ["v1"],
+                            "operations": ["CREATE"], "resources": ["configmaps"] }],
+            }],
+        }),
+    )
+    .await;
+
     reported(
         &h,
         &pending.uid().unwrap(),
@@ -719,6 +746,27 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         ],
     )
     .await;
+    reported(
+        &h,
+        &hook.uid().unwrap(),
+        "WEBHOOK_NO_ENDPOINTS",
+        &[
+            &format!(
+                "ValidatingWebhookConfiguration {hook_name}: webhook check.nanny.test calls Service {ns}/no-such-webhook, which does not exist."
+            ),
+            "With failurePolicy Ignore the API server lets every request it covers through unchecked",
+        ],
+    )
+    .await;
+    let unchanged = hooks.get(&hook_name).await.unwrap();
+    assert_eq!(
+        unchanged.metadata.resource_version,
+        hook.metadata.resource_version
+    );
+    hooks
+        .delete(&hook_name, &DeleteParams::default())
+        .await
+        .unwrap();
     reported(
         &h,
         &agent.uid().unwrap(),

@@ -3,10 +3,10 @@
 //! their governing Services, DaemonSets, Services (one over a Deployment
 //! scaled to zero, one without a selector, one ExternalName), HPAs,
 //! disruption budgets, bound claims and their volumes, CronJobs, ConfigMaps,
-//! Secrets, RBAC, network policies), left to settle, then watched by the
-//! real collector with every time threshold at zero (the strictest it can
-//! be) and its Prometheus rounds running: the false-positive count is the
-//! number of issues it raises, and it must be 0.
+//! Secrets, RBAC, network policies, a webhook whose Service serves), left
+//! to settle, then watched by the real collector with every time threshold
+//! at zero (the strictest it can be) and its Prometheus rounds running: the
+//! false-positive count is the number of issues it raises, and it must be 0.
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -19,6 +19,7 @@ use std::{collections::BTreeMap, future::Future, pin::Pin, time::Duration};
 
 use futures::{StreamExt as _, stream};
 use k8s_openapi::api::{
+    admissionregistration::v1::ValidatingWebhookConfiguration,
     apps::v1::{DaemonSet, Deployment, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
     batch::v1::CronJob,
@@ -33,7 +34,7 @@ use kube::{
     Api, Client,
     api::{DeleteParams, ListParams},
 };
-use nanny_cluster_tests::{Fixture, create_json};
+use nanny_cluster_tests::{DeleteOnDrop, Fixture, create_json};
 use nanny_common::snapshot::SnapshotView;
 use nanny_proto::v1::{GetSnapshotRequest, Scope, collector_client::CollectorClient};
 use nanny_test_util::{
@@ -502,6 +503,27 @@ async fn a_healthy_cluster_of_a_thousand_mixed_objects_raises_no_issue() {
     let total: usize = objects.values().sum();
     println!("healthy namespace: {total} objects {objects:?}");
     assert!(total >= 1000, "{objects:?}");
+
+    // A webhook whose Service serves (failurePolicy Ignore and a namespace
+    // selector nothing matches: no request of another test reaches it).
+    let hook = format!("{ns}-hooks");
+    let _hook_cleanup = DeleteOnDrop::new(&fx.cluster, "validatingwebhookconfiguration", &hook);
+    create_json(
+        &Api::<ValidatingWebhookConfiguration>::all(client.clone()),
+        json!({
+            "metadata": { "name": hook },
+            "webhooks": [{
+                "name": "check.nanny.test",
+                "clientConfig": { "service": { "namespace": ns, "name": "web-0" } },
+                "failurePolicy": "Ignore", "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "namespaceSelector": { "matchLabels": { "nanny.test/never": "true" } },
+                "rules": [{ "apiGroups": [""], "apiVersions": ["v1"],
+                            "operations": ["CREATE"], "resources": ["configmaps"] }],
+            }],
+        }),
+    )
+    .await;
 
     // The collector, with every time threshold at zero.
     let kubeconfig = fx.cluster.kubeconfig.to_string_lossy().into_owned();

@@ -161,7 +161,7 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
     // What every ServiceAccount may and may not do. "*" is all namespaces.
     let other = "default";
     let own_lease = format!("leases.coordination.k8s.io#{prefix}-coordinator");
-    let matrix: [(&str, &str, &str, &str, bool); 42] = [
+    let matrix: [(&str, &str, &str, &str, bool); 43] = [
         ("collector", "list", "pods", "*", true),
         ("collector", "watch", "nodes", "*", true),
         ("collector", "watch", "events", "*", true),
@@ -183,6 +183,13 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
             true,
         ),
         ("collector", "watch", "services", "*", true),
+        (
+            "collector",
+            "watch",
+            "validatingwebhookconfigurations.admissionregistration.k8s.io",
+            "*",
+            true,
+        ),
         ("collector", "get", "secrets", other, false),
         ("collector", "list", "configmaps", "*", false),
         ("collector", "delete", "pods", other, false),

@@ -654,6 +654,14 @@ fn rbac_is_least_privilege_and_cluster_names_carry_the_release() {
         ("storage.k8s.io", "storageclasses"),
         ("policy", "poddisruptionbudgets"),
         ("", "services"),
+        (
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+        ),
     ] {
         assert!(
             collector

@@ -1,5 +1,6 @@
-//! Services that serve nothing, and StatefulSets without their governing
-//! Service: reported with the selector, the pods and what to change.
+//! Services that serve nothing, StatefulSets without their governing
+//! Service and webhooks whose Service serves nothing: reported with the
+//! selector, the pods and what to change.
 
 use std::{collections::BTreeMap, collections::HashMap, time::SystemTime};
 
@@ -7,7 +8,8 @@ use nanny_proto::v1::{self as pb, IssueKind};
 
 use super::{describe, report_objects::for_secs, report_objects::states_of};
 use crate::catalog::{
-    REPORT_SERVICE_NO_ENDPOINTS, REPORT_SERVICE_SELECTS_NOTHING, REPORT_STATEFULSET_SERVICE, Rule,
+    REPORT_SERVICE_NO_ENDPOINTS, REPORT_SERVICE_SELECTS_NOTHING, REPORT_STATEFULSET_SERVICE,
+    REPORT_WEBHOOK_NO_ENDPOINTS, Rule,
 };
 use crate::index::SnapshotIndex;
 
@@ -27,6 +29,11 @@ pub(super) fn report_service<'a>(
         let w = index.workloads.get(uid)?;
         let r = w.r#ref.as_ref()?;
         return Some((REPORT_STATEFULSET_SERVICE, r, service_missing(w, r)));
+    }
+    if kind == IssueKind::WebhookNoEndpoints {
+        let config = index.webhooks.get(uid)?;
+        let r = config.r#ref.as_ref()?;
+        return Some((REPORT_WEBHOOK_NO_ENDPOINTS, r, webhook(r, issue)));
     }
     let service = index.services.get(uid)?;
     let r = service.r#ref.as_ref()?;
@@ -49,6 +56,45 @@ fn labels_text<'l>(labels: impl IntoIterator<Item = (&'l String, &'l String)>) -
         .join(",")
 }
 
+/// The value of the evidence named `name`.
+fn evidence<'i>(issue: &'i pb::Issue, name: &str) -> Option<&'i str> {
+    issue
+        .evidence
+        .iter()
+        .find(|e| e.description == name)
+        .map(|e| e.value.as_str())
+}
+
+fn webhook(r: &pb::ObjectRef, issue: &pb::Issue) -> String {
+    let service = evidence(issue, "service").unwrap_or("its Service");
+    let state = match (
+        evidence(issue, "service state"),
+        evidence(issue, "selected pods"),
+    ) {
+        (Some("missing"), _) => "does not exist".to_owned(),
+        (Some("selects no pod"), _) => "selects no pod".to_owned(),
+        (_, Some(n)) => format!("has no Ready pod (it selects {n})"),
+        _ => "serves nothing".to_owned(),
+    };
+    let namespace = service.split_once('/').map_or("", |(ns, _)| ns);
+    let (outcome, relax) = if evidence(issue, "failure policy") == Some("Ignore") {
+        (
+            "With failurePolicy Ignore the API server lets every request it covers through unchecked: whatever it enforces or mutates is silently skipped.",
+            "",
+        )
+    } else {
+        (
+            "With failurePolicy Fail the API server refuses every request it covers (FailedCallingWebhook): creating or changing those objects fails for everyone.",
+            " set failurePolicy: Ignore while it is down,",
+        )
+    };
+    format!(
+        "{}: webhook {} calls Service {service}, which {state}. {outcome} To fix: bring the webhook's pods back (kubectl get pods -n {namespace}),{relax} or delete the configuration if the webhook was uninstalled; Nanny does none of these.",
+        describe(r),
+        evidence(issue, "webhook").unwrap_or("?"),
+    )
+}
+
 fn no_ready_endpoint(
     service: &pb::Service,
     r: &pb::ObjectRef,
@@ -56,13 +102,7 @@ fn no_ready_endpoint(
     index: &SnapshotIndex<'_>,
     since: &str,
 ) -> String {
-    let evidence = |name: &str| {
-        issue
-            .evidence
-            .iter()
-            .find(|e| e.description == name)
-            .map(|e| e.value.as_str())
-    };
+    let evidence = |name: &str| evidence(issue, name);
     let names: Vec<&str> = evidence("pods")
         .unwrap_or_default()
         .split(',')

@@ -219,6 +219,20 @@ fn short_set(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
 /// A Service selecting app=web, or a StatefulSet whose governing Service
 /// is missing, added to `s`.
 fn service_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
+    if kind == IssueKind::WebhookNoEndpoints {
+        let hooks = pb::AdmissionWebhook {
+            r#ref: Some(obj("ValidatingWebhookConfiguration", "", "policy")),
+            calls: vec![pb::WebhookCall {
+                name: "check.example.com".into(),
+                service_namespace: "guard".into(),
+                service_name: "webhook".into(),
+                failure_policy: "Fail".into(),
+            }],
+        };
+        let r = hooks.r#ref.clone().unwrap_or_default();
+        s.webhooks.push(hooks);
+        return r;
+    }
     if kind == IssueKind::StatefulsetServiceMissing {
         let db = pb::Workload {
             r#ref: Some(obj("StatefulSet", "shop", "db")),
@@ -304,7 +318,8 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
         | IssueKind::CronjobInvalidSchedule => cron_job(kind, s),
         IssueKind::ServiceNoReadyEndpoints
         | IssueKind::ServiceSelectsNothing
-        | IssueKind::StatefulsetServiceMissing => service_scene(kind, s),
+        | IssueKind::StatefulsetServiceMissing
+        | IssueKind::WebhookNoEndpoints => service_scene(kind, s),
         IssueKind::NamespaceStuckTerminating => {
             let n = pb::Namespace {
                 r#ref: Some(obj("Namespace", "", "old")),
@@ -934,6 +949,48 @@ fn services_name_their_selector_their_pods_and_the_likely_meant_labels() {
         text.starts_with("StatefulSet shop/db names governing Service db-headless, which does not exist in shop")
             && text.contains("(db-0.db-headless.shop.svc)")
             && text.contains("Create a headless Service db-headless (clusterIP: None) selecting its pods (app=db)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_webhook_report_names_its_service_and_what_its_failure_policy_does() {
+    let mut s = scene(IssueKind::WebhookNoEndpoints);
+    let evidence = |pairs: &[(&str, &str)]| -> Vec<pb::Evidence> {
+        pairs
+            .iter()
+            .map(|(d, v)| pb::Evidence {
+                description: (*d).into(),
+                value: (*v).into(),
+            })
+            .collect()
+    };
+    s.issues[0].evidence = evidence(&[
+        ("webhook", "check.example.com"),
+        ("service", "guard/webhook"),
+        ("service state", "no ready endpoint"),
+        ("selected pods", "2"),
+        ("failure policy", "Fail"),
+    ]);
+    let text = explanation(&s);
+    assert!(
+        text.starts_with("ValidatingWebhookConfiguration policy: webhook check.example.com calls Service guard/webhook, which has no Ready pod (it selects 2).")
+            && text.contains("refuses every request it covers (FailedCallingWebhook)")
+            && text.contains("kubectl get pods -n guard), set failurePolicy: Ignore while it is down,"),
+        "{text}"
+    );
+    s.issues[0].evidence = evidence(&[
+        ("webhook", "check.example.com"),
+        ("service", "guard/webhook"),
+        ("service state", "missing"),
+        ("selected pods", "0"),
+        ("failure policy", "Ignore"),
+    ]);
+    let text = explanation(&s);
+    assert!(
+        text.contains("calls Service guard/webhook, which does not exist.")
+            && text.contains("lets every request it covers through unchecked")
+            && !text.contains("set failurePolicy: Ignore"),
         "{text}"
     );
 }

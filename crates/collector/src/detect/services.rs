@@ -1,10 +1,11 @@
 //! Services that serve nothing: a selector no pod or pod template carries,
-//! pods selected and none of them Ready, and a StatefulSet whose governing
-//! Service does not exist. Nothing in these objects says since when, so the
+//! pods selected and none of them Ready, a StatefulSet whose governing
+//! Service does not exist, and an admission webhook whose Service is
+//! missing or serves nothing. Nothing in these objects says since when, so the
 //! publisher holds them for `service_secs` before it reports them
 //! ([`HELD`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use nanny_proto::v1::{self as pb, IssueKind, Severity};
 
@@ -17,15 +18,37 @@ pub const HELD: &[IssueKind] = &[
     IssueKind::ServiceNoReadyEndpoints,
     IssueKind::ServiceSelectsNothing,
     IssueKind::StatefulsetServiceMissing,
+    IssueKind::WebhookNoEndpoints,
 ];
 
 /// Kinds judged by matching a Service's selector against pods: a label
 /// scope hides pods a Service may select, so a scoped collector does not
 /// judge them.
-pub const SELECTOR_KINDS: &[IssueKind] = &[
+const SELECTOR_KINDS: &[IssueKind] = &[
     IssueKind::ServiceNoReadyEndpoints,
     IssueKind::ServiceSelectsNothing,
+    IssueKind::WebhookNoEndpoints,
 ];
+
+/// Whether a collector watching `scope` sees enough to judge `issue`: a
+/// label scope hides pods a Service may select, and a webhook's Service in
+/// a namespace not watched is unseen, not missing.
+pub fn judged(issue: &pb::Issue, scope: &crate::config::KubernetesConfig) -> bool {
+    let selector_kind = SELECTOR_KINDS.iter().any(|k| *k as i32 == issue.kind);
+    if selector_kind && !scope.label_selector.is_empty() {
+        return false;
+    }
+    if issue.kind != IssueKind::WebhookNoEndpoints as i32 || scope.namespaces.is_empty() {
+        return true;
+    }
+    let namespace = issue
+        .evidence
+        .iter()
+        .find(|e| e.description == "service")
+        .and_then(|e| e.value.split_once('/'))
+        .map(|(ns, _)| ns);
+    namespace.is_some_and(|ns| scope.namespaces.iter().any(|n| n == ns))
+}
 
 /// Most selected pods named in an issue's evidence.
 const NAMED_PODS: usize = 20;
@@ -76,14 +99,17 @@ pub fn services(tables: &Tables, issues: &mut Vec<pb::Issue>) {
             .or_default()
             .push((pod, &entry.labels));
     }
-    let mut names: HashSet<(&str, &str)> = HashSet::new();
+    // Every Service by namespace and name, with how it serves when that
+    // is judged.
+    let mut names: HashMap<(&str, &str), Serving> = HashMap::new();
     for entry in tables.services.values() {
         let service = &entry.value;
         let Some(target) = service.r#ref.as_ref() else {
             continue;
         };
-        names.insert((target.namespace.as_str(), target.name.as_str()));
+        let key = (target.namespace.as_str(), target.name.as_str());
         if service.selector.is_empty() || service.r#type == "ExternalName" {
+            names.insert(key, Serving::NotJudged);
             continue;
         }
         let selected: Vec<&pb::Pod> = pods
@@ -94,11 +120,16 @@ pub fn services(tables: &Tables, issues: &mut Vec<pb::Issue>) {
             .map(|(pod, _)| *pod)
             .collect();
         if selected.is_empty() {
+            names.insert(key, Serving::Nothing);
             selects_nothing(tables, service, target, issues);
         } else if !selected.iter().any(|p| serves(p, service)) {
+            names.insert(key, Serving::Unready(selected.len()));
             no_ready_endpoint(service, target, &selected, issues);
+        } else {
+            names.insert(key, Serving::Ready);
         }
     }
+    webhooks(tables, &names, issues);
     for entry in tables.workloads.values() {
         let w = &entry.value;
         let Some(target) = w.r#ref.as_ref() else {
@@ -107,7 +138,7 @@ pub fn services(tables: &Tables, issues: &mut Vec<pb::Issue>) {
         if target.kind != "StatefulSet" || w.service_name.is_empty() {
             continue;
         }
-        if names.contains(&(target.namespace.as_str(), w.service_name.as_str())) {
+        if names.contains_key(&(target.namespace.as_str(), w.service_name.as_str())) {
             continue;
         }
         issues.push(issue(
@@ -121,6 +152,73 @@ pub fn services(tables: &Tables, issues: &mut Vec<pb::Issue>) {
             ),
             vec![("governing Service", w.service_name.clone())],
         ));
+    }
+}
+
+/// How a Service serves, as far as the collector judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serving {
+    /// Without a selector, or ExternalName: its endpoints are someone
+    /// else's.
+    NotJudged,
+    /// Its selector matches no pod.
+    Nothing,
+    /// It selects this many pods, none Ready.
+    Unready(usize),
+    /// At least one selected pod is an endpoint.
+    Ready,
+}
+
+/// Webhooks whose Service is missing or serves nothing: with failurePolicy
+/// Fail the API server refuses every request they cover (FailedCallingWebhook),
+/// with Ignore it lets them through unchecked.
+fn webhooks(
+    tables: &Tables,
+    services: &HashMap<(&str, &str), Serving>,
+    issues: &mut Vec<pb::Issue>,
+) {
+    for entry in tables.webhooks.values() {
+        let config = &entry.value;
+        let Some(target) = config.r#ref.as_ref() else {
+            continue;
+        };
+        for call in &config.calls {
+            let key = (call.service_namespace.as_str(), call.service_name.as_str());
+            let (state, selected) = match services.get(&key) {
+                None => ("missing", 0),
+                Some(Serving::Nothing) => ("selects no pod", 0),
+                Some(Serving::Unready(n)) => ("no ready endpoint", *n),
+                Some(Serving::NotJudged | Serving::Ready) => continue,
+            };
+            let fails = call.failure_policy != "Ignore";
+            let service = format!("{}/{}", call.service_namespace, call.service_name);
+            let outcome = if fails {
+                "the API server refuses every request it covers"
+            } else {
+                "the API server lets every request it covers through unchecked"
+            };
+            issues.push(issue(
+                IssueKind::WebhookNoEndpoints,
+                if fails {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                target,
+                &call.name,
+                format!(
+                    "{} {}: webhook {} calls Service {service} ({state}); with failurePolicy {} {outcome}.",
+                    target.kind, target.name, call.name, call.failure_policy
+                ),
+                vec![
+                    ("webhook", call.name.clone()),
+                    ("service", service),
+                    ("service state", state.to_owned()),
+                    ("selected pods", selected.to_string()),
+                    ("failure policy", call.failure_policy.clone()),
+                ],
+            ));
+        }
     }
 }
 

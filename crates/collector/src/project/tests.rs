@@ -253,3 +253,41 @@ fn nannys_own_warnings_are_not_kept() {
     theirs.reporting_component = Some("persistentvolume-controller".into());
     assert!(event(&theirs, &redaction()).is_some());
 }
+
+#[test]
+fn services_and_webhooks_keep_what_endpoints_depend_on() {
+    let service: Service = serde_json::from_value(json!({
+        "metadata": { "name": "db", "namespace": "shop", "uid": "s1",
+                      "annotations": { "example.com/db": SECRET } },
+        "spec": { "clusterIP": "None", "selector": { "app": "db" },
+                  "publishNotReadyAddresses": true },
+    }))
+    .unwrap();
+    let s = super::service(&service);
+    assert_eq!(s.selector, [("app".to_owned(), "db".to_owned())].into());
+    assert!(s.headless && s.publish_not_ready);
+    assert_eq!(s.r#type, "ClusterIP", "the API server's default");
+    assert!(!format!("{s:?}").contains(SECRET), "no annotation is kept");
+
+    let hooks: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": { "name": "policy", "uid": "w1" },
+        "webhooks": [
+            { "name": "in.example.com", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+              "clientConfig": { "service": { "namespace": "guard", "name": "hook" } } },
+            { "name": "out.example.com", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+              "failurePolicy": "Ignore", "clientConfig": { "url": "https://hooks.example.com/" } },
+        ],
+    }))
+    .unwrap();
+    let w = validating_webhooks(&hooks);
+    assert_eq!(
+        w.calls,
+        [pb::WebhookCall {
+            name: "in.example.com".into(),
+            service_namespace: "guard".into(),
+            service_name: "hook".into(),
+            failure_policy: "Fail".into(),
+        }],
+        "a URL is not judged; Fail is the default"
+    );
+}

@@ -671,6 +671,7 @@ fn contains(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> bool {
         || snapshot.pdbs.iter().any(|o| has(&o.r#ref))
         || snapshot.namespaces.iter().any(|o| has(&o.r#ref))
         || snapshot.services.iter().any(|o| has(&o.r#ref))
+        || snapshot.webhooks.iter().any(|o| has(&o.r#ref))
 }
 
 #[cfg(test)]

@@ -26,16 +26,7 @@ pub(super) fn check_target_kind(kind: &Kind, target: &ObjectRef) -> Result<(), S
             target.kind
         ));
     }
-    let cluster_scoped = matches!(
-        target.kind.as_str(),
-        "Node"
-            | "Namespace"
-            | "PersistentVolume"
-            | "ClusterRole"
-            | "ClusterRoleBinding"
-            | "CustomResourceDefinition"
-            | "StorageClass"
-    );
+    let cluster_scoped = vocabulary::CLUSTER_SCOPED.contains(&target.kind.as_str());
     if cluster_scoped != target.namespace.is_empty() {
         return Err(format!(
             "{} {} has the wrong scope (namespace {:?})",

@@ -51,16 +51,7 @@ pub(super) fn shape(
     if let Some(reason) = nanny_common::names::refusal(&target.namespace, &target.name) {
         return Err(Review::denied("invalid-name", reason));
     }
-    let cluster_scoped = matches!(
-        target.kind.as_str(),
-        "Node"
-            | "PersistentVolume"
-            | "Namespace"
-            | "StorageClass"
-            | "CustomResourceDefinition"
-            | "ClusterRole"
-            | "ClusterRoleBinding"
-    );
+    let cluster_scoped = nanny_proto::vocabulary::CLUSTER_SCOPED.contains(&target.kind.as_str());
     if target.namespace.is_empty() && !cluster_scoped {
         return Err(Review::denied(
             "malformed",

@@ -258,3 +258,132 @@ fn a_statefulset_naming_a_missing_service_is_an_issue() {
     insert(&mut t.services, &r, s, &[]);
     assert_eq!(found(&t), vec![]);
 }
+
+fn webhook_config(tables: &mut Tables, calls: &[(&str, &str, &str)]) {
+    let r = pb::ObjectRef {
+        kind: "ValidatingWebhookConfiguration".to_owned(),
+        name: "policy".to_owned(),
+        uid: "uid-policy".to_owned(),
+        ..pb::ObjectRef::default()
+    };
+    let config = pb::AdmissionWebhook {
+        r#ref: Some(r.clone()),
+        calls: calls
+            .iter()
+            .map(|(name, service, policy)| pb::WebhookCall {
+                name: (*name).to_owned(),
+                service_namespace: "shop".to_owned(),
+                service_name: (*service).to_owned(),
+                failure_policy: (*policy).to_owned(),
+            })
+            .collect(),
+    };
+    insert(&mut tables.webhooks, &r, config, &[]);
+}
+
+#[test]
+fn webhooks_whose_service_is_missing_or_serves_nothing_are_issues() {
+    let mut t = Tables::default();
+    pod(&mut t, "hook-1", true, &[("app", "hook")]);
+    service(&mut t, "hook", &[("app", "hook")]);
+    pod(&mut t, "down-1", false, &[("app", "down")]);
+    service(&mut t, "down", &[("app", "down")]);
+    service(&mut t, "manual", &[]);
+    webhook_config(
+        &mut t,
+        &[
+            ("served.example.com", "hook", "Fail"),
+            ("manual.example.com", "manual", "Fail"),
+            ("gone.example.com", "gone", "Fail"),
+            ("down.example.com", "down", "Ignore"),
+        ],
+    );
+    let mut issues = Vec::new();
+    services(&t, &mut issues);
+    let hooks: Vec<(String, i32, Vec<String>)> = issues
+        .iter()
+        .filter(|i| i.kind == IssueKind::WebhookNoEndpoints as i32)
+        .map(|i| {
+            (
+                i.summary.clone(),
+                i.severity,
+                i.evidence.iter().map(|e| e.value.clone()).collect(),
+            )
+        })
+        .collect();
+    let gone = hooks
+        .iter()
+        .find(|h| h.0.contains("gone.example.com"))
+        .unwrap();
+    assert_eq!(gone.1, pb::Severity::Critical as i32);
+    assert_eq!(
+        gone.2,
+        ["gone.example.com", "shop/gone", "missing", "0", "Fail"]
+    );
+    assert!(
+        gone.0
+            .contains("the API server refuses every request it covers")
+    );
+    let down = hooks
+        .iter()
+        .find(|h| h.0.contains("down.example.com"))
+        .unwrap();
+    assert_eq!(
+        down.1,
+        pb::Severity::Warning as i32,
+        "Ignore: nothing refused"
+    );
+    assert_eq!(down.2[2..4], ["no ready endpoint", "1"]);
+    // A served webhook and one whose Service has no selector: nothing.
+    assert_eq!(hooks.len(), 2, "{hooks:?}");
+    // One issue per webhook: distinct fingerprints on one configuration.
+    let prints: std::collections::HashSet<&str> = issues
+        .iter()
+        .filter(|i| i.kind == IssueKind::WebhookNoEndpoints as i32)
+        .map(|i| i.fingerprint.as_str())
+        .collect();
+    assert_eq!(prints.len(), 2);
+}
+
+#[test]
+fn what_a_scoped_collector_cannot_see_is_not_judged() {
+    let mut t = Tables::default();
+    service(&mut t, "typo", &[("app", "nothing")]);
+    webhook_config(&mut t, &[("gone.example.com", "gone", "Fail")]);
+    workload(&mut t, "StatefulSet", "db", &[("app", "db")], "db-headless");
+    let mut issues = Vec::new();
+    services(&t, &mut issues);
+    let kept = |scope: &crate::config::KubernetesConfig| {
+        let mut kinds: Vec<i32> = issues
+            .iter()
+            .filter(|i| judged(i, scope))
+            .map(|i| i.kind)
+            .collect();
+        kinds.sort_unstable();
+        kinds
+    };
+    let all = crate::config::KubernetesConfig::default();
+    assert_eq!(kept(&all).len(), 3);
+    let labelled = crate::config::KubernetesConfig {
+        label_selector: "team=a".to_owned(),
+        ..all.clone()
+    };
+    assert_eq!(
+        kept(&labelled),
+        [IssueKind::StatefulsetServiceMissing as i32],
+        "pods out of a label scope are unseen"
+    );
+    let other = crate::config::KubernetesConfig {
+        namespaces: vec!["other".to_owned()],
+        ..all.clone()
+    };
+    assert!(
+        !kept(&other).contains(&(IssueKind::WebhookNoEndpoints as i32)),
+        "a Service in a namespace not watched is unseen, not missing"
+    );
+    let shop = crate::config::KubernetesConfig {
+        namespaces: vec!["shop".to_owned()],
+        ..all
+    };
+    assert!(kept(&shop).contains(&(IssueKind::WebhookNoEndpoints as i32)));
+}
