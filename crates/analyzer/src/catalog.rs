@@ -216,6 +216,11 @@ pub const REPORT_WEBHOOK_NO_ENDPOINTS: Rule = Rule {
     id: "report-webhook-no-endpoints",
     rationale: "A webhook that cannot be called refuses (or silently skips) every request it covers; bringing its Service back, relaxing its failure policy or removing it are decisions for whoever runs it.",
 };
+/// Report a NetworkPolicy that selects no pod.
+pub const REPORT_NETWORK_POLICY_SELECTS_NOTHING: Rule = Rule {
+    id: "report-network-policy-selects-nothing",
+    rationale: "A policy selecting no pod enforces nothing, so the isolation it was written for is missing; only its owner knows which labels it meant.",
+};
 
 /// Every rule, for documentation and tests.
 pub const RULES: &[Rule] = &[
@@ -260,4 +265,5 @@ pub const RULES: &[Rule] = &[
     REPORT_SERVICE_SELECTS_NOTHING,
     REPORT_STATEFULSET_SERVICE,
     REPORT_WEBHOOK_NO_ENDPOINTS,
+    REPORT_NETWORK_POLICY_SELECTS_NOTHING,
 ];

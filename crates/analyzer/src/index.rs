@@ -27,6 +27,8 @@ pub struct SnapshotIndex<'a> {
     pub services: HashMap<&'a str, &'a pb::Service>,
     /// Admission webhook configurations by uid.
     pub webhooks: HashMap<&'a str, &'a pb::AdmissionWebhook>,
+    /// NetworkPolicies by uid.
+    pub network_policies: HashMap<&'a str, &'a pb::NetworkPolicy>,
     /// Warning events by the uid of the object they are about.
     pub events: HashMap<&'a str, Vec<&'a pb::Event>>,
     /// Issues by fingerprint.
@@ -62,6 +64,7 @@ impl<'a> SnapshotIndex<'a> {
             namespaces: index!(snapshot.namespaces),
             services: index!(snapshot.services),
             webhooks: index!(snapshot.webhooks),
+            network_policies: index!(snapshot.network_policies),
             events: snapshot
                 .events
                 .iter()
@@ -94,6 +97,11 @@ impl<'a> SnapshotIndex<'a> {
             .or_else(|| self.namespaces.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| self.services.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| self.webhooks.get(uid).and_then(|o| o.r#ref.as_ref()))
+            .or_else(|| {
+                self.network_policies
+                    .get(uid)
+                    .and_then(|o| o.r#ref.as_ref())
+            })
     }
 
     /// The most recently seen Warning event about the object with `uid`.

@@ -158,6 +158,7 @@ const OBJECT_REPORTS: &[IssueKind] = &[
     IssueKind::ServiceSelectsNothing,
     IssueKind::StatefulsetServiceMissing,
     IssueKind::WebhookNoEndpoints,
+    IssueKind::NetworkPolicySelectsNothing,
 ];
 
 impl Rules {

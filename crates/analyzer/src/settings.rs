@@ -104,6 +104,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::ServiceSelectsNothing,
             IssueKind::StatefulsetServiceMissing,
             IssueKind::WebhookNoEndpoints,
+            IssueKind::NetworkPolicySelectsNothing,
         ],
     ),
 ];

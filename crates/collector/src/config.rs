@@ -181,9 +181,11 @@ pub struct Thresholds {
     /// A DaemonSet with pods unavailable or misscheduled this long is an
     /// issue.
     pub daemonset_unavailable_secs: u64,
-    /// A Service selecting no pod, or selecting pods none of which is
-    /// Ready, or a StatefulSet's missing governing Service, this long is an
-    /// issue (counted from when the collector first saw it so).
+    /// A Service selecting no pod or pods none of which is Ready, an
+    /// admission webhook whose Service is missing or serves nothing, a
+    /// NetworkPolicy selecting no pod, or a StatefulSet's missing governing
+    /// Service, this long is an issue (counted from when the collector first
+    /// saw it so).
     pub service_secs: u64,
 }
 

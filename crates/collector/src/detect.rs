@@ -82,7 +82,7 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
     jobs(tables, t, now, &mut issues);
     pdbs(tables, t, now, &mut issues);
     namespaces(tables, t, now, &mut issues);
-    services::services(tables, &mut issues);
+    networking::services(tables, &mut issues);
     issues
 }
 
@@ -1137,9 +1137,9 @@ fn node_issues(node: &pb::Node, target: &pb::ObjectRef, issues: &mut Vec<pb::Iss
     }
 }
 
-mod services;
+mod networking;
 
-pub use services::{HELD, judged};
+pub use networking::{HELD, judged};
 
 #[cfg(test)]
 mod tests;

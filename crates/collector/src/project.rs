@@ -18,6 +18,7 @@ use k8s_openapi::{
         core::v1::{
             Event, Namespace, Node, PersistentVolumeClaim, Pod, ResourceRequirements, Service,
         },
+        networking::v1::NetworkPolicy,
         policy::v1::PodDisruptionBudget,
         storage::v1::StorageClass,
     },
@@ -680,6 +681,19 @@ pub fn service(s: &Service) -> pb::Service {
         publish_not_ready: spec
             .and_then(|s| s.publish_not_ready_addresses)
             .unwrap_or(false),
+    }
+}
+
+/// A NetworkPolicy: which pods it selects.
+pub fn network_policy(n: &NetworkPolicy) -> pb::NetworkPolicy {
+    pb::NetworkPolicy {
+        r#ref: Some(object_ref(
+            "NetworkPolicy",
+            "networking.k8s.io/v1",
+            &n.metadata,
+        )),
+        pod_selector: selector_string(n.spec.as_ref().and_then(|s| s.pod_selector.as_ref())),
+        created_at: n.metadata.creation_timestamp.as_ref().map(timestamp),
     }
 }
 

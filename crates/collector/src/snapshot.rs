@@ -324,6 +324,8 @@ impl Subscriber {
         s.pvcs = pass.collect(&t.pvcs, |_, e| filter.admits(e, true), true);
         s.pdbs = pass.collect(&t.pdbs, |_, e| filter.admits(e, false), true);
         s.services = pass.collect(&t.services, |_, e| filter.admits(e, false), true);
+        s.network_policies =
+            pass.collect(&t.network_policies, |_, e| filter.admits(e, false), true);
         // Nodes are cluster-wide and always in scope.
         s.nodes = pass.collect(&t.nodes, |_, _| true, true);
         // So are admission webhooks: one failing refuses requests anywhere.
@@ -408,6 +410,7 @@ impl Subscriber {
                 && s.pdbs.is_empty()
                 && s.services.is_empty()
                 && s.webhooks.is_empty()
+                && s.network_policies.is_empty()
                 && s.namespaces.is_empty()
                 && s.events.is_empty()
                 && s.removed.is_empty()
@@ -505,6 +508,7 @@ pub fn chunk(snapshot: pb::ClusterSnapshot, max_bytes: usize) -> Vec<pb::Cluster
         pdbs,
         services,
         webhooks,
+        network_policies,
         pods,
         events,
         metrics

@@ -54,6 +54,7 @@ objects!(
     pb::Namespace,
     pb::Service,
     pb::AdmissionWebhook,
+    pb::NetworkPolicy,
     pb::Event
 );
 
@@ -85,6 +86,8 @@ pub enum TableKind {
     Services,
     /// Admission webhook configurations.
     Webhooks,
+    /// NetworkPolicies.
+    NetworkPolicies,
     /// StorageClasses (only their expandability and binding mode are kept).
     StorageClasses,
 }
@@ -115,6 +118,8 @@ pub enum Item {
     Service(Uid, pb::Service),
     /// A Validating- or MutatingWebhookConfiguration.
     Webhook(Uid, pb::AdmissionWebhook),
+    /// A NetworkPolicy.
+    NetworkPolicy(Uid, pb::NetworkPolicy),
     /// A StorageClass: name, and whether it allows expansion and binds
     /// on first use.
     StorageClass(Uid, String, ClassFacts),
@@ -135,6 +140,7 @@ impl Item {
             | Self::Namespace(uid, ..)
             | Self::Service(uid, ..)
             | Self::Webhook(uid, ..)
+            | Self::NetworkPolicy(uid, ..)
             | Self::StorageClass(uid, ..) => uid,
         }
     }
@@ -170,6 +176,8 @@ pub struct Tables {
     pub services: Table<pb::Service>,
     /// Admission webhook configurations.
     pub webhooks: Table<pb::AdmissionWebhook>,
+    /// NetworkPolicies.
+    pub network_policies: Table<pb::NetworkPolicy>,
 }
 
 /// The mutable store; wrap it in a lock.
@@ -304,6 +312,11 @@ impl Store {
                     labels,
                 )
             }
+            Item::NetworkPolicy(uid, policy) => {
+                let labels = self.empty_labels.clone();
+                let table = &mut self.tables.network_policies;
+                upsert(table, &mut self.rev, uid, policy, labels)
+            }
             Item::StorageClass(uid, name, facts) => {
                 let previous = self.storage_classes.insert(uid, (name.clone(), facts));
                 if previous == Some((name, facts)) {
@@ -345,6 +358,9 @@ impl Store {
             Item::Namespace(..) => remove(&mut self.tables.namespaces, &mut self.rev, uid),
             Item::Service(..) => remove(&mut self.tables.services, &mut self.rev, uid),
             Item::Webhook(..) => remove(&mut self.tables.webhooks, &mut self.rev, uid),
+            Item::NetworkPolicy(..) => {
+                remove(&mut self.tables.network_policies, &mut self.rev, uid)
+            }
             Item::StorageClass(..) => {
                 self.storage_classes.remove(uid);
                 self.refill_pvcs()
@@ -432,6 +448,9 @@ impl Store {
             }),
             "Service" => self.stale_in(&self.tables.services, &stale, |uid, _| {
                 Item::Service(uid, pb::Service::default())
+            }),
+            "NetworkPolicy" => self.stale_in(&self.tables.network_policies, &stale, |uid, _| {
+                Item::NetworkPolicy(uid, pb::NetworkPolicy::default())
             }),
             "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
                 self.stale_in(&self.tables.webhooks, &stale, |uid, _| {

@@ -19,6 +19,7 @@ use k8s_openapi::api::{
     autoscaling::v2::HorizontalPodAutoscaler,
     batch::v1::{CronJob, Job},
     core::v1::{Event, Namespace, Node, PersistentVolumeClaim, Pod, Service},
+    networking::v1::NetworkPolicy,
     policy::v1::PodDisruptionBudget,
     storage::v1::StorageClass,
 };
@@ -300,6 +301,15 @@ pub fn spawn_all(client: &Client, config: &KubernetesConfig, context: &Context) 
             context,
             "Service",
             |s, _| Some(Item::Service(uid(s), project::service(s))),
+        ));
+        go(spawn::<NetworkPolicy>(
+            namespaced(client, ns),
+            ns,
+            None,
+            None,
+            context,
+            "NetworkPolicy",
+            |n, _| Some(Item::NetworkPolicy(uid(n), project::network_policy(n))),
         ));
         // Only Warning events matter; the apiserver filters the rest out.
         go(spawn::<Event>(

@@ -68,6 +68,7 @@ pub struct SnapshotView {
     namespaces: BTreeMap<String, pb::Namespace>,
     services: BTreeMap<String, pb::Service>,
     webhooks: BTreeMap<String, pb::AdmissionWebhook>,
+    network_policies: BTreeMap<String, pb::NetworkPolicy>,
     issues: BTreeMap<String, pb::Issue>,
     metrics: Vec<pb::MetricSample>,
 }
@@ -161,6 +162,7 @@ impl SnapshotView {
             namespaces,
             services,
             webhooks,
+            network_policies,
             metrics,
             issues,
             removed,
@@ -204,6 +206,7 @@ impl SnapshotView {
                     self.namespaces.remove(&uid);
                     self.services.remove(&uid);
                     self.webhooks.remove(&uid);
+                    self.network_policies.remove(&uid);
                 }
                 for fingerprint in std::mem::take(&mut message.resolved_issues) {
                     self.issues.remove(&fingerprint);
@@ -212,8 +215,20 @@ impl SnapshotView {
             _ => return Err(StreamError::Kind { id: message.id }),
         }
         upsert_all!(
-            self, message, pods, nodes, workloads, jobs, hpas, pvcs, events, pdbs, namespaces,
-            services, webhooks
+            self,
+            message,
+            pods,
+            nodes,
+            workloads,
+            jobs,
+            hpas,
+            pvcs,
+            events,
+            pdbs,
+            namespaces,
+            services,
+            webhooks,
+            network_policies
         );
         for issue in std::mem::take(&mut message.issues) {
             self.issues.insert(issue.fingerprint.clone(), issue);
@@ -272,6 +287,7 @@ impl SnapshotView {
             namespaces: self.namespaces.values().cloned().collect(),
             services: self.services.values().cloned().collect(),
             webhooks: self.webhooks.values().cloned().collect(),
+            network_policies: self.network_policies.values().cloned().collect(),
             issues: self.issues.values().cloned().collect(),
             metrics: self.metrics.clone(),
             ..self.header.clone()

@@ -179,6 +179,7 @@ pub enum LadderIssue {
     ServiceSelectsNothing,
     StatefulSetServiceMissing,
     WebhookNoEndpoints,
+    NetworkPolicySelectsNothing,
 }
 
 impl LadderIssue {

@@ -495,6 +495,14 @@ pub const KINDS: &[KindInfo] = &[
         "an admission webhook's Service is missing, selects no pod or has no Ready pod, for the Service threshold: with failurePolicy Fail (critical) the API server refuses what it covers, with Ignore (warning) lets it through unchecked",
         Report,
     ),
+    kind(
+        K::NetworkPolicySelectsNothing,
+        "NetworkPolicySelectsNothing",
+        Networking,
+        Warning,
+        "a NetworkPolicy's pod selector (not empty) matches no pod and no workload's pod template in its namespace, for the Service threshold: it isolates and allows nothing",
+        Report,
+    ),
 ];
 
 /// The entry of a kind; `None` for `Unspecified`.

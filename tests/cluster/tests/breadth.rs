@@ -30,6 +30,7 @@
 //!   named), a Service whose only pod cannot be scheduled (no ready
 //!   endpoint), and the StatefulSet above naming a governing Service that
 //!   does not exist;
+//! - a NetworkPolicy whose pod selector has a typo;
 //! - a ValidatingWebhookConfiguration whose webhook calls a Service that
 //!   does not exist (failurePolicy Ignore, and a namespace selector
 //!   nothing matches, so no request of any other test is touched);
@@ -61,6 +62,7 @@ use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment, StatefulSet},
     batch::v1::CronJob,
     core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Service},
+    networking::v1::NetworkPolicy,
     policy::v1::PodDisruptionBudget,
 };
 use kube::{
@@ -585,6 +587,15 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     )
     .await;
 
+    // A NetworkPolicy whose selector has a typo.
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
+    let fenced = create_json(
+        &policies,
+        json!({ "metadata": { "name": "fenced" },
+                "spec": { "podSelector": { "matchLabels": { "app": "guardedd" } },
+                          "policyTypes": ["Ingress"] } }),
+    )
+    .await;
     // A webhook calling a Service that does not exist.
     let hooks: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let hook_name = format!("{ns}-hooks");
@@ -743,6 +754,17 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
             &format!("Service {ns}/unserved has had no ready endpoint"),
             "its selector app=nowhere matches 1 pod and none is Ready",
             "Its pods: 1 pod Pending.",
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &fenced.uid().unwrap(),
+        "NETWORK_POLICY_SELECTS_NOTHING",
+        &[
+            &format!("NetworkPolicy {ns}/fenced selects no pod"),
+            &format!("no pod or pod template in {ns} matches app=guardedd"),
+            &format!("The nearest pod templates in {ns}: Deployment guarded (app=guarded);"),
         ],
     )
     .await;
@@ -986,6 +1008,15 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     assert_eq!(
         budgets.get("strict").await.unwrap().metadata.generation,
         strict.metadata.generation
+    );
+    assert_eq!(
+        policies
+            .get("fenced")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        fenced.metadata.resource_version
     );
     for service in [&typo, &unserved] {
         let name = service.metadata.name.as_deref().unwrap();

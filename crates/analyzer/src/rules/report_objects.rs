@@ -58,7 +58,8 @@ pub(super) fn report_object(
         IssueKind::ServiceNoReadyEndpoints
         | IssueKind::ServiceSelectsNothing
         | IssueKind::StatefulsetServiceMissing
-        | IssueKind::WebhookNoEndpoints => report_service(kind, issue, index, now),
+        | IssueKind::WebhookNoEndpoints
+        | IssueKind::NetworkPolicySelectsNothing => report_service(kind, issue, index, now),
         IssueKind::PdbBlockingDisruptions => index.pdbs.get(uid).and_then(|pdb| {
             let r = pdb.r#ref.as_ref()?;
             if let Some((workload, replicas)) = one_more_replica(pdb, r, index) {

@@ -1,6 +1,6 @@
 //! Services that serve nothing, StatefulSets without their governing
-//! Service and webhooks whose Service serves nothing: reported with the
-//! selector, the pods and what to change.
+//! Service, webhooks whose Service serves nothing and NetworkPolicies that
+//! select nothing: reported with the selector, the pods and what to change.
 
 use std::{collections::BTreeMap, collections::HashMap, time::SystemTime};
 
@@ -8,8 +8,8 @@ use nanny_proto::v1::{self as pb, IssueKind};
 
 use super::{describe, report_objects::for_secs, report_objects::states_of};
 use crate::catalog::{
-    REPORT_SERVICE_NO_ENDPOINTS, REPORT_SERVICE_SELECTS_NOTHING, REPORT_STATEFULSET_SERVICE,
-    REPORT_WEBHOOK_NO_ENDPOINTS, Rule,
+    REPORT_NETWORK_POLICY_SELECTS_NOTHING, REPORT_SERVICE_NO_ENDPOINTS,
+    REPORT_SERVICE_SELECTS_NOTHING, REPORT_STATEFULSET_SERVICE, REPORT_WEBHOOK_NO_ENDPOINTS, Rule,
 };
 use crate::index::SnapshotIndex;
 
@@ -34,6 +34,13 @@ pub(super) fn report_service<'a>(
         let config = index.webhooks.get(uid)?;
         let r = config.r#ref.as_ref()?;
         return Some((REPORT_WEBHOOK_NO_ENDPOINTS, r, webhook(r, issue)));
+    }
+    if kind == IssueKind::NetworkPolicySelectsNothing {
+        let policy = index.network_policies.get(uid)?;
+        let r = policy.r#ref.as_ref()?;
+        let since = for_secs(issue.first_seen.as_ref(), now);
+        let text = policy_selects_nothing(policy, r, index, &since);
+        return Some((REPORT_NETWORK_POLICY_SELECTS_NOTHING, r, text));
     }
     let service = index.services.get(uid)?;
     let r = service.r#ref.as_ref()?;
@@ -136,8 +143,46 @@ fn selects_nothing(
     index: &SnapshotIndex<'_>,
     since: &str,
 ) -> String {
-    // Pod templates in the namespace that carry any of the selector's keys,
-    // nearest first: the likely meant values.
+    let hint = nearest_templates(&service.selector, r, index);
+    format!(
+        "{} selects no pod{since}: no pod or pod template in {} carries {}, so it has no endpoints and its clients are refused.{hint} To fix: correct the Service's spec.selector, or the labels of the pods it should serve; Nanny changes neither.",
+        describe(r),
+        r.namespace,
+        labels_text(&service.selector),
+    )
+}
+
+fn policy_selects_nothing(
+    policy: &pb::NetworkPolicy,
+    r: &pb::ObjectRef,
+    index: &SnapshotIndex<'_>,
+    since: &str,
+) -> String {
+    // The selector's `key=value` terms; set-based terms give no hint.
+    let wanted: HashMap<String, String> = policy
+        .pod_selector
+        .split(',')
+        .filter_map(|term| term.split_once('='))
+        .filter(|(k, v)| !k.ends_with('!') && !v.starts_with('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let hint = nearest_templates(&wanted, r, index);
+    format!(
+        "{} selects no pod{since}: no pod or pod template in {} matches {}, so it isolates nothing and allows nothing: the traffic it was written for flows as if it did not exist.{hint} To fix: correct spec.podSelector, or delete the policy if its pods are gone; Nanny changes neither.",
+        describe(r),
+        r.namespace,
+        policy.pod_selector,
+    )
+}
+
+/// ` The nearest pod templates in shop: Deployment web (app=web).`: pod
+/// templates in the namespace that carry any of `wanted`'s keys, nearest
+/// first, the likely meant values.
+fn nearest_templates(
+    wanted: &HashMap<String, String>,
+    r: &pb::ObjectRef,
+    index: &SnapshotIndex<'_>,
+) -> String {
     let mut hints: Vec<(usize, String)> = index
         .workloads
         .values()
@@ -146,12 +191,9 @@ fn selects_nothing(
             let shared: HashMap<&String, &String> = w
                 .template_labels
                 .iter()
-                .filter(|(k, _)| service.selector.contains_key(*k))
+                .filter(|(k, _)| wanted.contains_key(*k))
                 .collect();
-            let near: usize = shared
-                .iter()
-                .map(|(k, v)| nearness(&service.selector[*k], v))
-                .sum();
+            let near: usize = shared.iter().map(|(k, v)| nearness(&wanted[*k], v)).sum();
             (wr.namespace == r.namespace && !shared.is_empty()).then(|| {
                 (
                     near,
@@ -162,8 +204,7 @@ fn selects_nothing(
         .collect();
     hints.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     let hints: Vec<String> = hints.into_iter().take(HINTS).map(|(_, h)| h).collect();
-    let keys = labels_text(&service.selector);
-    let hint = if hints.is_empty() {
+    if hints.is_empty() {
         format!(
             " No pod template in {} carries any of its label keys.",
             r.namespace
@@ -174,12 +215,7 @@ fn selects_nothing(
             r.namespace,
             hints.join("; ")
         )
-    };
-    format!(
-        "{} selects no pod{since}: no pod or pod template in {} carries {keys}, so it has no endpoints and its clients are refused.{hint} To fix: correct the Service's spec.selector, or the labels of the pods it should serve; Nanny changes neither.",
-        describe(r),
-        r.namespace,
-    )
+    }
 }
 
 /// How near a label value is to the one a selector wants: equal beats

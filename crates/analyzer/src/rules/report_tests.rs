@@ -219,6 +219,16 @@ fn short_set(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
 /// A Service selecting app=web, or a StatefulSet whose governing Service
 /// is missing, added to `s`.
 fn service_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
+    if kind == IssueKind::NetworkPolicySelectsNothing {
+        let policy = pb::NetworkPolicy {
+            r#ref: Some(obj("NetworkPolicy", "shop", "web-only")),
+            pod_selector: "app=webb,tier in (front)".into(),
+            created_at: None,
+        };
+        let r = policy.r#ref.clone().unwrap_or_default();
+        s.network_policies.push(policy);
+        return r;
+    }
     if kind == IssueKind::WebhookNoEndpoints {
         let hooks = pb::AdmissionWebhook {
             r#ref: Some(obj("ValidatingWebhookConfiguration", "", "policy")),
@@ -319,7 +329,8 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
         IssueKind::ServiceNoReadyEndpoints
         | IssueKind::ServiceSelectsNothing
         | IssueKind::StatefulsetServiceMissing
-        | IssueKind::WebhookNoEndpoints => service_scene(kind, s),
+        | IssueKind::WebhookNoEndpoints
+        | IssueKind::NetworkPolicySelectsNothing => service_scene(kind, s),
         IssueKind::NamespaceStuckTerminating => {
             let n = pb::Namespace {
                 r#ref: Some(obj("Namespace", "", "old")),
@@ -991,6 +1002,21 @@ fn a_webhook_report_names_its_service_and_what_its_failure_policy_does() {
         text.contains("calls Service guard/webhook, which does not exist.")
             && text.contains("lets every request it covers through unchecked")
             && !text.contains("set failurePolicy: Ignore"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_network_policy_report_names_its_selector_and_the_nearest_templates() {
+    let mut s = scene(IssueKind::NetworkPolicySelectsNothing);
+    let mut d = deployment("web", 2, None);
+    d.template_labels = [("app".to_owned(), "web".to_owned())].into();
+    s.workloads.push(d);
+    let text = explanation(&s);
+    assert!(
+        text.starts_with("NetworkPolicy shop/web-only selects no pod: no pod or pod template in shop matches app=webb,tier in (front), so it isolates nothing and allows nothing")
+            && text.contains("The nearest pod templates in shop: Deployment web (app=web).")
+            && text.contains("correct spec.podSelector"),
         "{text}"
     );
 }

@@ -672,6 +672,7 @@ fn contains(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> bool {
         || snapshot.namespaces.iter().any(|o| has(&o.r#ref))
         || snapshot.services.iter().any(|o| has(&o.r#ref))
         || snapshot.webhooks.iter().any(|o| has(&o.r#ref))
+        || snapshot.network_policies.iter().any(|o| has(&o.r#ref))
 }
 
 #[cfg(test)]

@@ -387,3 +387,36 @@ fn what_a_scoped_collector_cannot_see_is_not_judged() {
     };
     assert!(kept(&shop).contains(&(IssueKind::WebhookNoEndpoints as i32)));
 }
+
+fn network_policy(tables: &mut Tables, name: &str, selector: &str) {
+    let r = reference("NetworkPolicy", name);
+    let policy = pb::NetworkPolicy {
+        r#ref: Some(r.clone()),
+        pod_selector: selector.to_owned(),
+        ..pb::NetworkPolicy::default()
+    };
+    insert(&mut tables.network_policies, &r, policy, &[]);
+}
+
+#[test]
+fn network_policies_selecting_no_pod_or_template_are_issues() {
+    let mut t = Tables::default();
+    pod(&mut t, "api-1", false, &[("app", "api"), ("tier", "web")]);
+    workload(&mut t, "Deployment", "batch", &[("app", "batch")], "");
+    network_policy(&mut t, "api", "app=api");
+    network_policy(&mut t, "set", "tier in (web,db)");
+    network_policy(&mut t, "idle", "app=batch");
+    // Every pod of the namespace, and an unreadable selector: not judged.
+    network_policy(&mut t, "all", "");
+    network_policy(&mut t, "odd", "app in (");
+    network_policy(&mut t, "typo", "app=apii");
+    network_policy(&mut t, "absent", "!tier,app=api");
+    assert_eq!(
+        found(&t)
+            .into_iter()
+            .filter(|(k, _)| *k == IssueKind::NetworkPolicySelectsNothing)
+            .map(|(_, n)| n)
+            .collect::<Vec<_>>(),
+        ["absent", "typo"]
+    );
+}

@@ -1,13 +1,16 @@
-//! Services that serve nothing: a selector no pod or pod template carries,
-//! pods selected and none of them Ready, a StatefulSet whose governing
-//! Service does not exist, and an admission webhook whose Service is
-//! missing or serves nothing. Nothing in these objects says since when, so the
+//! Networking that reaches nothing: a Service whose selector no pod or pod
+//! template carries, or whose selected pods are none of them Ready; a
+//! StatefulSet whose governing Service does not exist; an admission webhook
+//! whose Service is missing or serves nothing; a NetworkPolicy selecting
+//! no pod. Nothing in these objects says since when, so the
 //! publisher holds them for `service_secs` before it reports them
 //! ([`HELD`]).
 
 use std::collections::{BTreeMap, HashMap};
 
 use nanny_proto::v1::{self as pb, IssueKind, Severity};
+
+use nanny_common::selector::Selector;
 
 use super::issue;
 use crate::store::{Labels, Tables};
@@ -19,6 +22,7 @@ pub const HELD: &[IssueKind] = &[
     IssueKind::ServiceSelectsNothing,
     IssueKind::StatefulsetServiceMissing,
     IssueKind::WebhookNoEndpoints,
+    IssueKind::NetworkPolicySelectsNothing,
 ];
 
 /// Kinds judged by matching a Service's selector against pods: a label
@@ -28,6 +32,7 @@ const SELECTOR_KINDS: &[IssueKind] = &[
     IssueKind::ServiceNoReadyEndpoints,
     IssueKind::ServiceSelectsNothing,
     IssueKind::WebhookNoEndpoints,
+    IssueKind::NetworkPolicySelectsNothing,
 ];
 
 /// Whether a collector watching `scope` sees enough to judge `issue`: a
@@ -85,7 +90,7 @@ fn serves(pod: &pb::Pod, service: &pb::Service) -> bool {
 
 /// Every Service and StatefulSet issue in `tables`.
 pub fn services(tables: &Tables, issues: &mut Vec<pb::Issue>) {
-    let mut pods: HashMap<&str, Vec<(&pb::Pod, &Labels)>> = HashMap::new();
+    let mut pods: PodsByNamespace<'_> = HashMap::new();
     for entry in tables.pods.values() {
         let pod = &entry.value;
         let Some(r) = pod.r#ref.as_ref() else {
@@ -130,6 +135,7 @@ pub fn services(tables: &Tables, issues: &mut Vec<pb::Issue>) {
         }
     }
     webhooks(tables, &names, issues);
+    network_policies(tables, &pods, issues);
     for entry in tables.workloads.values() {
         let w = &entry.value;
         let Some(target) = w.r#ref.as_ref() else {
@@ -151,6 +157,65 @@ pub fn services(tables: &Tables, issues: &mut Vec<pb::Issue>) {
                 target.namespace, target.name, w.service_name
             ),
             vec![("governing Service", w.service_name.clone())],
+        ));
+    }
+}
+
+/// Pods by namespace, with all their labels.
+type PodsByNamespace<'a> = HashMap<&'a str, Vec<(&'a pb::Pod, &'a Labels)>>;
+
+/// Whether a pod template of a workload in `namespace` carries labels
+/// `matches` accepts (a workload scaled to zero, or one whose pods are still
+/// being created, is selected, not nothing).
+fn templated(
+    tables: &Tables,
+    namespace: &str,
+    matches: impl Fn(&HashMap<String, String>) -> bool,
+) -> bool {
+    tables.workloads.values().any(|e| {
+        e.value
+            .r#ref
+            .as_ref()
+            .is_some_and(|r| r.namespace == namespace)
+            && matches(&e.value.template_labels)
+    })
+}
+
+/// NetworkPolicies whose pod selector matches no pod and no pod template:
+/// they isolate nothing and allow nothing, most often a label typo. An
+/// empty selector (every pod of the namespace) is not judged.
+fn network_policies(tables: &Tables, pods: &PodsByNamespace<'_>, issues: &mut Vec<pb::Issue>) {
+    for entry in tables.network_policies.values() {
+        let policy = &entry.value;
+        let Some(target) = policy.r#ref.as_ref() else {
+            continue;
+        };
+        // An unreadable selector is not judged rather than misjudged.
+        let Ok(selector) = Selector::parse(&policy.pod_selector) else {
+            continue;
+        };
+        if selector.is_empty() {
+            continue;
+        }
+        let ns = target.namespace.as_str();
+        let selects_pod = pods
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .any(|(_, labels)| selector.matches(&***labels));
+        if selects_pod || templated(tables, ns, |l| selector.matches(l)) {
+            continue;
+        }
+        issues.push(issue(
+            IssueKind::NetworkPolicySelectsNothing,
+            Severity::Warning,
+            target,
+            "",
+            format!(
+                "NetworkPolicy {ns}/{} selects no pod: no pod or pod template in {ns} matches {}, so it isolates and allows nothing.",
+                target.name, policy.pod_selector
+            ),
+            vec![("pod selector", policy.pod_selector.clone())],
         ));
     }
 }
@@ -231,14 +296,9 @@ fn selects_nothing(
     target: &pb::ObjectRef,
     issues: &mut Vec<pb::Issue>,
 ) {
-    let templated = tables.workloads.values().any(|e| {
-        e.value
-            .r#ref
-            .as_ref()
-            .is_some_and(|r| r.namespace == target.namespace)
-            && selects_template(&service.selector, &e.value.template_labels)
-    });
-    if templated {
+    if templated(tables, &target.namespace, |l| {
+        selects_template(&service.selector, l)
+    }) {
         return;
     }
     let selector = selector_text(&service.selector);
