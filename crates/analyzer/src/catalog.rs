@@ -221,6 +221,11 @@ pub const REPORT_NETWORK_POLICY_SELECTS_NOTHING: Rule = Rule {
     id: "report-network-policy-selects-nothing",
     rationale: "A policy selecting no pod enforces nothing, so the isolation it was written for is missing; only its owner knows which labels it meant.",
 };
+/// Report an Ingress whose Services or class do not exist.
+pub const REPORT_INGRESS_MISCONFIGURED: Rule = Rule {
+    id: "report-ingress-misconfigured",
+    rationale: "An Ingress pointing at Services or a class that do not exist serves errors or nothing; whether the Ingress or the missing objects are wrong is its owner's call.",
+};
 
 /// Every rule, for documentation and tests.
 pub const RULES: &[Rule] = &[
@@ -266,4 +271,5 @@ pub const RULES: &[Rule] = &[
     REPORT_STATEFULSET_SERVICE,
     REPORT_WEBHOOK_NO_ENDPOINTS,
     REPORT_NETWORK_POLICY_SELECTS_NOTHING,
+    REPORT_INGRESS_MISCONFIGURED,
 ];

@@ -29,6 +29,8 @@ pub struct SnapshotIndex<'a> {
     pub webhooks: HashMap<&'a str, &'a pb::AdmissionWebhook>,
     /// NetworkPolicies by uid.
     pub network_policies: HashMap<&'a str, &'a pb::NetworkPolicy>,
+    /// Ingresses by uid.
+    pub ingresses: HashMap<&'a str, &'a pb::Ingress>,
     /// Warning events by the uid of the object they are about.
     pub events: HashMap<&'a str, Vec<&'a pb::Event>>,
     /// Issues by fingerprint.
@@ -65,6 +67,7 @@ impl<'a> SnapshotIndex<'a> {
             services: index!(snapshot.services),
             webhooks: index!(snapshot.webhooks),
             network_policies: index!(snapshot.network_policies),
+            ingresses: index!(snapshot.ingresses),
             events: snapshot
                 .events
                 .iter()
@@ -97,6 +100,7 @@ impl<'a> SnapshotIndex<'a> {
             .or_else(|| self.namespaces.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| self.services.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| self.webhooks.get(uid).and_then(|o| o.r#ref.as_ref()))
+            .or_else(|| self.ingresses.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| {
                 self.network_policies
                     .get(uid)

@@ -159,6 +159,7 @@ const OBJECT_REPORTS: &[IssueKind] = &[
     IssueKind::StatefulsetServiceMissing,
     IssueKind::WebhookNoEndpoints,
     IssueKind::NetworkPolicySelectsNothing,
+    IssueKind::IngressMisconfigured,
 ];
 
 impl Rules {

@@ -105,6 +105,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::StatefulsetServiceMissing,
             IssueKind::WebhookNoEndpoints,
             IssueKind::NetworkPolicySelectsNothing,
+            IssueKind::IngressMisconfigured,
         ],
     ),
 ];

@@ -18,7 +18,7 @@ use k8s_openapi::{
         core::v1::{
             Event, Namespace, Node, PersistentVolumeClaim, Pod, ResourceRequirements, Service,
         },
-        networking::v1::NetworkPolicy,
+        networking::v1::{Ingress, IngressBackend, IngressClass, NetworkPolicy},
         policy::v1::PodDisruptionBudget,
         storage::v1::StorageClass,
     },
@@ -695,6 +695,50 @@ pub fn network_policy(n: &NetworkPolicy) -> pb::NetworkPolicy {
         pod_selector: selector_string(n.spec.as_ref().and_then(|s| s.pod_selector.as_ref())),
         created_at: n.metadata.creation_timestamp.as_ref().map(timestamp),
     }
+}
+
+/// An Ingress: its class and the Services it sends traffic to.
+pub fn ingress(i: &Ingress) -> pb::Ingress {
+    let spec = i.spec.as_ref();
+    let backend = |b: &IngressBackend| b.service.as_ref().map(|s| s.name.clone());
+    let mut services: Vec<String> = spec
+        .and_then(|s| s.default_backend.as_ref())
+        .and_then(backend)
+        .into_iter()
+        .chain(
+            spec.and_then(|s| s.rules.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|r| r.http.as_ref())
+                .flat_map(|h| h.paths.iter())
+                .filter_map(|p| backend(&p.backend)),
+        )
+        .collect();
+    services.sort();
+    services.dedup();
+    let legacy = i
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("kubernetes.io/ingress.class"));
+    let named = spec.and_then(|s| s.ingress_class_name.clone());
+    pb::Ingress {
+        r#ref: Some(object_ref("Ingress", "networking.k8s.io/v1", &i.metadata)),
+        legacy_class: named.is_none() && legacy.is_some(),
+        class_name: named.or_else(|| legacy.cloned()).unwrap_or_default(),
+        backend_services: services,
+        tls_secrets: spec
+            .and_then(|s| s.tls.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| t.secret_name.clone())
+            .collect(),
+    }
+}
+
+/// An IngressClass's name.
+pub fn ingress_class(c: &IngressClass) -> String {
+    c.metadata.name.clone().unwrap_or_default()
 }
 
 /// One webhook's call to a Service; `None` for one that calls a URL.

@@ -324,6 +324,7 @@ impl Subscriber {
         s.pvcs = pass.collect(&t.pvcs, |_, e| filter.admits(e, true), true);
         s.pdbs = pass.collect(&t.pdbs, |_, e| filter.admits(e, false), true);
         s.services = pass.collect(&t.services, |_, e| filter.admits(e, false), true);
+        s.ingresses = pass.collect(&t.ingresses, |_, e| filter.admits(e, false), true);
         s.network_policies =
             pass.collect(&t.network_policies, |_, e| filter.admits(e, false), true);
         // Nodes are cluster-wide and always in scope.
@@ -411,6 +412,7 @@ impl Subscriber {
                 && s.services.is_empty()
                 && s.webhooks.is_empty()
                 && s.network_policies.is_empty()
+                && s.ingresses.is_empty()
                 && s.namespaces.is_empty()
                 && s.events.is_empty()
                 && s.removed.is_empty()
@@ -509,6 +511,7 @@ pub fn chunk(snapshot: pb::ClusterSnapshot, max_bytes: usize) -> Vec<pb::Cluster
         services,
         webhooks,
         network_policies,
+        ingresses,
         pods,
         events,
         metrics

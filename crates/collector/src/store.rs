@@ -55,6 +55,7 @@ objects!(
     pb::Service,
     pb::AdmissionWebhook,
     pb::NetworkPolicy,
+    pb::Ingress,
     pb::Event
 );
 
@@ -88,6 +89,8 @@ pub enum TableKind {
     Webhooks,
     /// NetworkPolicies.
     NetworkPolicies,
+    /// Ingresses.
+    Ingresses,
     /// StorageClasses (only their expandability and binding mode are kept).
     StorageClasses,
 }
@@ -120,6 +123,10 @@ pub enum Item {
     Webhook(Uid, pb::AdmissionWebhook),
     /// A NetworkPolicy.
     NetworkPolicy(Uid, pb::NetworkPolicy),
+    /// An Ingress.
+    Ingress(Uid, pb::Ingress),
+    /// An IngressClass: its name.
+    IngressClass(Uid, String),
     /// A StorageClass: name, and whether it allows expansion and binds
     /// on first use.
     StorageClass(Uid, String, ClassFacts),
@@ -141,6 +148,8 @@ impl Item {
             | Self::Service(uid, ..)
             | Self::Webhook(uid, ..)
             | Self::NetworkPolicy(uid, ..)
+            | Self::Ingress(uid, ..)
+            | Self::IngressClass(uid, ..)
             | Self::StorageClass(uid, ..) => uid,
         }
     }
@@ -178,6 +187,10 @@ pub struct Tables {
     pub webhooks: Table<pb::AdmissionWebhook>,
     /// NetworkPolicies.
     pub network_policies: Table<pb::NetworkPolicy>,
+    /// Ingresses.
+    pub ingresses: Table<pb::Ingress>,
+    /// IngressClass names by uid.
+    pub ingress_classes: HashMap<Uid, String>,
 }
 
 /// The mutable store; wrap it in a lock.
@@ -257,6 +270,10 @@ impl Store {
     }
 
     /// Applies one added or modified object; true when anything changed.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one short arm per kind of object the collector watches"
+    )]
     pub fn apply(&mut self, item: Item) -> bool {
         match item {
             Item::Pod(uid, pod, labels) => self.upsert_pod(uid, pod, labels),
@@ -317,6 +334,24 @@ impl Store {
                 let table = &mut self.tables.network_policies;
                 upsert(table, &mut self.rev, uid, policy, labels)
             }
+            Item::Ingress(uid, ingress) => {
+                let labels = self.empty_labels.clone();
+                upsert(
+                    &mut self.tables.ingresses,
+                    &mut self.rev,
+                    uid,
+                    ingress,
+                    labels,
+                )
+            }
+            Item::IngressClass(uid, name) => {
+                if self.tables.ingress_classes.get(&uid) == Some(&name) {
+                    return false;
+                }
+                self.tables.ingress_classes.insert(uid, name);
+                self.rev += 1;
+                true
+            }
             Item::StorageClass(uid, name, facts) => {
                 let previous = self.storage_classes.insert(uid, (name.clone(), facts));
                 if previous == Some((name, facts)) {
@@ -361,6 +396,14 @@ impl Store {
             Item::NetworkPolicy(..) => {
                 remove(&mut self.tables.network_policies, &mut self.rev, uid)
             }
+            Item::Ingress(..) => remove(&mut self.tables.ingresses, &mut self.rev, uid),
+            Item::IngressClass(..) => {
+                let gone = self.tables.ingress_classes.remove(uid).is_some();
+                if gone {
+                    self.rev += 1;
+                }
+                gone
+            }
             Item::StorageClass(..) => {
                 self.storage_classes.remove(uid);
                 self.refill_pvcs()
@@ -390,6 +433,16 @@ impl Store {
                 .filter(|(uid, e)| stale(uid, e.value.reference()))
                 .map(|(uid, e)| Item::Pod(uid.clone(), (*e.value).clone(), e.labels.clone()))
                 .collect(),
+            "IngressClass" => self
+                .tables
+                .ingress_classes
+                .iter()
+                .filter(|(uid, _)| !keep.contains(*uid))
+                .map(|(uid, name)| Item::IngressClass(uid.clone(), name.clone()))
+                .collect(),
+            "Ingress" => self.stale_in(&self.tables.ingresses, &stale, |uid, _| {
+                Item::Ingress(uid, pb::Ingress::default())
+            }),
             "StorageClass" => self
                 .storage_classes
                 .iter()

@@ -19,7 +19,7 @@ use k8s_openapi::api::{
     autoscaling::v2::HorizontalPodAutoscaler,
     batch::v1::{CronJob, Job},
     core::v1::{Event, Namespace, Node, PersistentVolumeClaim, Pod, Service},
-    networking::v1::NetworkPolicy,
+    networking::v1::{Ingress, IngressClass, NetworkPolicy},
     policy::v1::PodDisruptionBudget,
     storage::v1::StorageClass,
 };
@@ -145,6 +145,15 @@ pub fn spawn_all(client: &Client, config: &KubernetesConfig, context: &Context) 
         context,
         "Namespace",
         |n, r| Some(Item::Namespace(uid(n), project::namespace(n, r))),
+    ));
+    go(spawn::<IngressClass>(
+        Api::all(client.clone()),
+        None,
+        None,
+        None,
+        context,
+        "IngressClass",
+        |c, _| Some(Item::IngressClass(uid(c), project::ingress_class(c))),
     ));
     go(spawn::<ValidatingWebhookConfiguration>(
         Api::all(client.clone()),
@@ -310,6 +319,15 @@ pub fn spawn_all(client: &Client, config: &KubernetesConfig, context: &Context) 
             context,
             "NetworkPolicy",
             |n, _| Some(Item::NetworkPolicy(uid(n), project::network_policy(n))),
+        ));
+        go(spawn::<Ingress>(
+            namespaced(client, ns),
+            ns,
+            None,
+            None,
+            context,
+            "Ingress",
+            |i, _| Some(Item::Ingress(uid(i), project::ingress(i))),
         ));
         // Only Warning events matter; the apiserver filters the rest out.
         go(spawn::<Event>(

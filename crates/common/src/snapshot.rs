@@ -69,6 +69,7 @@ pub struct SnapshotView {
     services: BTreeMap<String, pb::Service>,
     webhooks: BTreeMap<String, pb::AdmissionWebhook>,
     network_policies: BTreeMap<String, pb::NetworkPolicy>,
+    ingresses: BTreeMap<String, pb::Ingress>,
     issues: BTreeMap<String, pb::Issue>,
     metrics: Vec<pb::MetricSample>,
 }
@@ -163,6 +164,7 @@ impl SnapshotView {
             services,
             webhooks,
             network_policies,
+            ingresses,
             metrics,
             issues,
             removed,
@@ -207,6 +209,7 @@ impl SnapshotView {
                     self.services.remove(&uid);
                     self.webhooks.remove(&uid);
                     self.network_policies.remove(&uid);
+                    self.ingresses.remove(&uid);
                 }
                 for fingerprint in std::mem::take(&mut message.resolved_issues) {
                     self.issues.remove(&fingerprint);
@@ -228,7 +231,8 @@ impl SnapshotView {
             namespaces,
             services,
             webhooks,
-            network_policies
+            network_policies,
+            ingresses
         );
         for issue in std::mem::take(&mut message.issues) {
             self.issues.insert(issue.fingerprint.clone(), issue);
@@ -288,6 +292,7 @@ impl SnapshotView {
             services: self.services.values().cloned().collect(),
             webhooks: self.webhooks.values().cloned().collect(),
             network_policies: self.network_policies.values().cloned().collect(),
+            ingresses: self.ingresses.values().cloned().collect(),
             issues: self.issues.values().cloned().collect(),
             metrics: self.metrics.clone(),
             ..self.header.clone()

@@ -180,6 +180,7 @@ pub enum LadderIssue {
     StatefulSetServiceMissing,
     WebhookNoEndpoints,
     NetworkPolicySelectsNothing,
+    IngressMisconfigured,
 }
 
 impl LadderIssue {

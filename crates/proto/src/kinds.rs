@@ -503,6 +503,14 @@ pub const KINDS: &[KindInfo] = &[
         "a NetworkPolicy's pod selector (not empty) matches no pod and no workload's pod template in its namespace, for the Service threshold: it isolates and allows nothing",
         Report,
     ),
+    kind(
+        K::IngressMisconfigured,
+        "IngressMisconfigured",
+        Networking,
+        Warning,
+        "an Ingress sends traffic to a Service that does not exist, or names an IngressClass that does not exist, for the Service threshold (TLS Secrets are named, not judged: Nanny never reads Secrets)",
+        Report,
+    ),
 ];
 
 /// The entry of a kind; `None` for `Unspecified`.

@@ -31,6 +31,8 @@
 //!   endpoint), and the StatefulSet above naming a governing Service that
 //!   does not exist;
 //! - a NetworkPolicy whose pod selector has a typo;
+//! - an Ingress sending one path to a Service that does not exist, of an
+//!   IngressClass that does not exist;
 //! - a ValidatingWebhookConfiguration whose webhook calls a Service that
 //!   does not exist (failurePolicy Ignore, and a namespace selector
 //!   nothing matches, so no request of any other test is touched);
@@ -62,7 +64,7 @@ use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment, StatefulSet},
     batch::v1::CronJob,
     core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Service},
-    networking::v1::NetworkPolicy,
+    networking::v1::{Ingress, NetworkPolicy},
     policy::v1::PodDisruptionBudget,
 };
 use kube::{
@@ -596,6 +598,21 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
                           "policyTypes": ["Ingress"] } }),
     )
     .await;
+    // An Ingress to a missing Service, of a missing class.
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
+    let front = create_json(
+        &ingresses,
+        json!({ "metadata": { "name": "front" },
+                "spec": { "ingressClassName": format!("{ns}-no-such-class"),
+                          "tls": [{ "hosts": ["shop.example"], "secretName": "front-tls" }],
+                          "rules": [{ "host": "shop.example", "http": { "paths": [
+                              { "path": "/", "pathType": "Prefix",
+                                "backend": { "service": { "name": "unserved", "port": { "number": 80 } } } },
+                              { "path": "/api", "pathType": "Prefix",
+                                "backend": { "service": { "name": "no-such-api", "port": { "number": 80 } } } },
+                          ] } }] } }),
+    )
+    .await;
     // A webhook calling a Service that does not exist.
     let hooks: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let hook_name = format!("{ns}-hooks");
@@ -754,6 +771,19 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
             &format!("Service {ns}/unserved has had no ready endpoint"),
             "its selector app=nowhere matches 1 pod and none is Ready",
             "Its pods: 1 pod Pending.",
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &front.uid().unwrap(),
+        "INGRESS_MISCONFIGURED",
+        &[
+            &format!(
+                "Ingress {ns}/front sends traffic to Services that do not exist in {ns} (no-such-api)"
+            ),
+            &format!("names IngressClass {ns}-no-such-class, which does not exist"),
+            "Its TLS Secrets (front-tls) are not checked",
         ],
     )
     .await;

@@ -3,9 +3,10 @@
 //! their governing Services, DaemonSets, Services (one over a Deployment
 //! scaled to zero, one without a selector, one ExternalName), HPAs,
 //! disruption budgets, bound claims and their volumes, CronJobs, ConfigMaps,
-//! Secrets, RBAC, network policies, a webhook whose Service serves), left
-//! to settle, then watched by the real collector with every time threshold
-//! at zero (the strictest it can be) and its Prometheus rounds running: the
+//! Secrets, RBAC, network policies, a webhook whose Service serves, an
+//! Ingress of an existing class to existing Services), left to settle, then
+//! watched by the real collector with every time threshold at zero (the
+//! strictest it can be) and its Prometheus rounds running: the
 //! false-positive count is the number of issues it raises, and it must be 0.
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
@@ -26,7 +27,7 @@ use k8s_openapi::api::{
     core::v1::{
         ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
     },
-    networking::v1::NetworkPolicy,
+    networking::v1::{Ingress, IngressClass, NetworkPolicy},
     policy::v1::PodDisruptionBudget,
     rbac::v1::{Role, RoleBinding},
 };
@@ -522,6 +523,27 @@ async fn a_healthy_cluster_of_a_thousand_mixed_objects_raises_no_issue() {
                             "operations": ["CREATE"], "resources": ["configmaps"] }],
             }],
         }),
+    )
+    .await;
+
+    // An Ingress of an existing class, to existing Services.
+    let class = format!("{ns}-class");
+    let _class_cleanup = DeleteOnDrop::new(&fx.cluster, "ingressclass", &class);
+    create_json(
+        &Api::<IngressClass>::all(client.clone()),
+        json!({ "metadata": { "name": class },
+                "spec": { "controller": "nanny.test/none" } }),
+    )
+    .await;
+    create_json(
+        &Api::<Ingress>::namespaced(client.clone(), &ns),
+        json!({ "metadata": { "name": "front" },
+                "spec": { "ingressClassName": class,
+                          "defaultBackend": { "service": { "name": "web-1", "port": { "number": 80 } } },
+                          "rules": [{ "http": { "paths": [
+                              { "path": "/", "pathType": "Prefix",
+                                "backend": { "service": { "name": "web-0", "port": { "number": 80 } } } },
+                          ] } }] } }),
     )
     .await;
 

@@ -655,6 +655,8 @@ fn rbac_is_least_privilege_and_cluster_names_carry_the_release() {
         ("policy", "poddisruptionbudgets"),
         ("", "services"),
         ("networking.k8s.io", "networkpolicies"),
+        ("networking.k8s.io", "ingresses"),
+        ("networking.k8s.io", "ingressclasses"),
         (
             "admissionregistration.k8s.io",
             "validatingwebhookconfigurations",

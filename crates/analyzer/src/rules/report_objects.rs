@@ -59,7 +59,8 @@ pub(super) fn report_object(
         | IssueKind::ServiceSelectsNothing
         | IssueKind::StatefulsetServiceMissing
         | IssueKind::WebhookNoEndpoints
-        | IssueKind::NetworkPolicySelectsNothing => report_service(kind, issue, index, now),
+        | IssueKind::NetworkPolicySelectsNothing
+        | IssueKind::IngressMisconfigured => report_service(kind, issue, index, now),
         IssueKind::PdbBlockingDisruptions => index.pdbs.get(uid).and_then(|pdb| {
             let r = pdb.r#ref.as_ref()?;
             if let Some((workload, replicas)) = one_more_replica(pdb, r, index) {

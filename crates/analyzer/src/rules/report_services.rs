@@ -1,6 +1,7 @@
 //! Services that serve nothing, StatefulSets without their governing
-//! Service, webhooks whose Service serves nothing and NetworkPolicies that
-//! select nothing: reported with the selector, the pods and what to change.
+//! Service, webhooks whose Service serves nothing, NetworkPolicies that
+//! select nothing and Ingresses whose Services or class do not exist:
+//! reported with the selector, the pods and what to change.
 
 use std::{collections::BTreeMap, collections::HashMap, time::SystemTime};
 
@@ -8,8 +9,9 @@ use nanny_proto::v1::{self as pb, IssueKind};
 
 use super::{describe, report_objects::for_secs, report_objects::states_of};
 use crate::catalog::{
-    REPORT_NETWORK_POLICY_SELECTS_NOTHING, REPORT_SERVICE_NO_ENDPOINTS,
-    REPORT_SERVICE_SELECTS_NOTHING, REPORT_STATEFULSET_SERVICE, REPORT_WEBHOOK_NO_ENDPOINTS, Rule,
+    REPORT_INGRESS_MISCONFIGURED, REPORT_NETWORK_POLICY_SELECTS_NOTHING,
+    REPORT_SERVICE_NO_ENDPOINTS, REPORT_SERVICE_SELECTS_NOTHING, REPORT_STATEFULSET_SERVICE,
+    REPORT_WEBHOOK_NO_ENDPOINTS, Rule,
 };
 use crate::index::SnapshotIndex;
 
@@ -34,6 +36,11 @@ pub(super) fn report_service<'a>(
         let config = index.webhooks.get(uid)?;
         let r = config.r#ref.as_ref()?;
         return Some((REPORT_WEBHOOK_NO_ENDPOINTS, r, webhook(r, issue)));
+    }
+    if kind == IssueKind::IngressMisconfigured {
+        let ingress = index.ingresses.get(uid)?;
+        let r = ingress.r#ref.as_ref()?;
+        return Some((REPORT_INGRESS_MISCONFIGURED, r, ingress_text(r, issue)));
     }
     if kind == IssueKind::NetworkPolicySelectsNothing {
         let policy = index.network_policies.get(uid)?;
@@ -70,6 +77,47 @@ fn evidence<'i>(issue: &'i pb::Issue, name: &str) -> Option<&'i str> {
         .iter()
         .find(|e| e.description == name)
         .map(|e| e.value.as_str())
+}
+
+fn ingress_text(r: &pb::ObjectRef, issue: &pb::Issue) -> String {
+    let listed = |name: &str| -> Vec<&str> {
+        evidence(issue, name)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|n| !n.is_empty())
+            .collect()
+    };
+    let mut problems = Vec::new();
+    let services = listed("missing Services");
+    if !services.is_empty() {
+        problems.push(format!(
+            "sends traffic to Services that do not exist in {} ({}): its controller answers those paths with errors (503 on most)",
+            r.namespace,
+            services.join(", ")
+        ));
+    }
+    if let Some(class) = evidence(issue, "missing IngressClass").filter(|c| !c.is_empty()) {
+        problems.push(format!(
+            "names IngressClass {class}, which does not exist: no controller serves it, so none of its hosts is routed"
+        ));
+    }
+    let secrets = listed("TLS Secrets (not judged)");
+    let tls = if secrets.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Its TLS Secrets ({}) are not checked, as Nanny never reads Secrets: kubectl get secret -n {} {}.",
+            secrets.join(", "),
+            r.namespace,
+            secrets.join(" ")
+        )
+    };
+    format!(
+        "{} {}.{tls} To fix: create what is missing, or correct the Ingress (kubectl get ingressclass; kubectl get svc -n {}); Nanny changes neither.",
+        describe(r),
+        problems.join(", and "),
+        r.namespace
+    )
 }
 
 fn webhook(r: &pb::ObjectRef, issue: &pb::Issue) -> String {

@@ -219,6 +219,18 @@ fn short_set(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
 /// A Service selecting app=web, or a StatefulSet whose governing Service
 /// is missing, added to `s`.
 fn service_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
+    if kind == IssueKind::IngressMisconfigured {
+        let ingress = pb::Ingress {
+            r#ref: Some(obj("Ingress", "shop", "storefront")),
+            class_name: "nginx-internal".into(),
+            backend_services: vec!["web".into(), "wbe".into()],
+            tls_secrets: vec!["shop-tls".into()],
+            legacy_class: false,
+        };
+        let r = ingress.r#ref.clone().unwrap_or_default();
+        s.ingresses.push(ingress);
+        return r;
+    }
     if kind == IssueKind::NetworkPolicySelectsNothing {
         let policy = pb::NetworkPolicy {
             r#ref: Some(obj("NetworkPolicy", "shop", "web-only")),
@@ -330,7 +342,8 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
         | IssueKind::ServiceSelectsNothing
         | IssueKind::StatefulsetServiceMissing
         | IssueKind::WebhookNoEndpoints
-        | IssueKind::NetworkPolicySelectsNothing => service_scene(kind, s),
+        | IssueKind::NetworkPolicySelectsNothing
+        | IssueKind::IngressMisconfigured => service_scene(kind, s),
         IssueKind::NamespaceStuckTerminating => {
             let n = pb::Namespace {
                 r#ref: Some(obj("Namespace", "", "old")),
@@ -1017,6 +1030,32 @@ fn a_network_policy_report_names_its_selector_and_the_nearest_templates() {
         text.starts_with("NetworkPolicy shop/web-only selects no pod: no pod or pod template in shop matches app=webb,tier in (front), so it isolates nothing and allows nothing")
             && text.contains("The nearest pod templates in shop: Deployment web (app=web).")
             && text.contains("correct spec.podSelector"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_ingress_report_names_what_is_missing_and_the_secrets_it_cannot_check() {
+    let mut s = scene(IssueKind::IngressMisconfigured);
+    s.issues[0].evidence = [
+        ("missing Services", "wbe"),
+        ("missing IngressClass", "nginx-internal"),
+        ("TLS Secrets (not judged)", "shop-tls"),
+    ]
+    .iter()
+    .map(|(d, v)| pb::Evidence {
+        description: (*d).into(),
+        value: (*v).into(),
+    })
+    .collect();
+    let text = explanation(&s);
+    assert!(
+        text.starts_with(
+            "Ingress shop/storefront sends traffic to Services that do not exist in shop (wbe)"
+        ) && text.contains(", and names IngressClass nginx-internal, which does not exist")
+            && text.contains(
+                "Its TLS Secrets (shop-tls) are not checked, as Nanny never reads Secrets"
+            ),
         "{text}"
     );
 }

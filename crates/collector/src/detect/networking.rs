@@ -2,11 +2,11 @@
 //! template carries, or whose selected pods are none of them Ready; a
 //! StatefulSet whose governing Service does not exist; an admission webhook
 //! whose Service is missing or serves nothing; a NetworkPolicy selecting
-//! no pod. Nothing in these objects says since when, so the
+//! no pod; an Ingress whose Services or class do not exist. Nothing in these objects says since when, so the
 //! publisher holds them for `service_secs` before it reports them
 //! ([`HELD`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use nanny_proto::v1::{self as pb, IssueKind, Severity};
 
@@ -23,6 +23,7 @@ pub const HELD: &[IssueKind] = &[
     IssueKind::StatefulsetServiceMissing,
     IssueKind::WebhookNoEndpoints,
     IssueKind::NetworkPolicySelectsNothing,
+    IssueKind::IngressMisconfigured,
 ];
 
 /// Kinds judged by matching a Service's selector against pods: a label
@@ -135,6 +136,7 @@ pub fn services(tables: &Tables, issues: &mut Vec<pb::Issue>) {
         }
     }
     webhooks(tables, &names, issues);
+    ingresses(tables, &names, issues);
     network_policies(tables, &pods, issues);
     for entry in tables.workloads.values() {
         let w = &entry.value;
@@ -157,6 +159,74 @@ pub fn services(tables: &Tables, issues: &mut Vec<pb::Issue>) {
                 target.namespace, target.name, w.service_name
             ),
             vec![("governing Service", w.service_name.clone())],
+        ));
+    }
+}
+
+/// Ingresses sending traffic to Services that do not exist, or naming an
+/// IngressClass that does not exist (no controller serves them). A class
+/// from the legacy annotation is not judged: controllers read it without an
+/// IngressClass object. TLS Secrets are named, never judged: Nanny does not
+/// read Secrets.
+fn ingresses(
+    tables: &Tables,
+    services: &HashMap<(&str, &str), Serving>,
+    issues: &mut Vec<pb::Issue>,
+) {
+    let classes: HashSet<&str> = tables
+        .ingress_classes
+        .values()
+        .map(String::as_str)
+        .collect();
+    for entry in tables.ingresses.values() {
+        let ingress = &entry.value;
+        let Some(target) = ingress.r#ref.as_ref() else {
+            continue;
+        };
+        let ns = target.namespace.as_str();
+        let missing: Vec<&str> = ingress
+            .backend_services
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !services.contains_key(&(ns, *name)))
+            .collect();
+        let class_missing = !ingress.class_name.is_empty()
+            && !ingress.legacy_class
+            && !classes.contains(ingress.class_name.as_str());
+        if missing.is_empty() && !class_missing {
+            continue;
+        }
+        let mut problems = Vec::new();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "sends traffic to Services that do not exist ({})",
+                missing.join(", ")
+            ));
+        }
+        if class_missing {
+            problems.push(format!(
+                "names IngressClass {}, which does not exist",
+                ingress.class_name
+            ));
+        }
+        issues.push(issue(
+            IssueKind::IngressMisconfigured,
+            Severity::Warning,
+            target,
+            "",
+            format!("Ingress {ns}/{} {}.", target.name, problems.join(" and ")),
+            vec![
+                ("missing Services", missing.join(",")),
+                (
+                    "missing IngressClass",
+                    if class_missing {
+                        ingress.class_name.clone()
+                    } else {
+                        String::new()
+                    },
+                ),
+                ("TLS Secrets (not judged)", ingress.tls_secrets.join(",")),
+            ],
         ));
     }
 }

@@ -673,6 +673,7 @@ fn contains(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> bool {
         || snapshot.services.iter().any(|o| has(&o.r#ref))
         || snapshot.webhooks.iter().any(|o| has(&o.r#ref))
         || snapshot.network_policies.iter().any(|o| has(&o.r#ref))
+        || snapshot.ingresses.iter().any(|o| has(&o.r#ref))
 }
 
 #[cfg(test)]

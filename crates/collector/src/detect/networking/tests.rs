@@ -420,3 +420,59 @@ fn network_policies_selecting_no_pod_or_template_are_issues() {
         ["absent", "typo"]
     );
 }
+
+fn ingress(tables: &mut Tables, name: &str, class: &str, legacy: bool, services: &[&str]) {
+    let r = reference("Ingress", name);
+    let ingress = pb::Ingress {
+        r#ref: Some(r.clone()),
+        class_name: class.to_owned(),
+        legacy_class: legacy,
+        backend_services: services.iter().map(|s| (*s).to_owned()).collect(),
+        tls_secrets: vec!["web-tls".to_owned()],
+    };
+    insert(&mut tables.ingresses, &r, ingress, &[]);
+}
+
+#[test]
+fn ingresses_to_missing_services_or_classes_are_issues() {
+    let mut t = Tables::default();
+    service(&mut t, "web", &[("app", "web")]);
+    service(&mut t, "manual", &[]);
+    t.ingress_classes
+        .insert(Arc::from("uid-class"), "nginx".to_owned());
+    ingress(&mut t, "fine", "nginx", false, &["web", "manual"]);
+    ingress(&mut t, "default-class", "", false, &["web"]);
+    ingress(&mut t, "legacy", "traefik", true, &["web"]);
+    ingress(&mut t, "typo", "nginx", false, &["web", "wbe"]);
+    ingress(&mut t, "classless", "nginx-internal", false, &["web"]);
+    let mut issues = Vec::new();
+    services(&t, &mut issues);
+    let mut found: Vec<(String, Vec<String>)> = issues
+        .iter()
+        .filter(|i| i.kind == IssueKind::IngressMisconfigured as i32)
+        .map(|i| {
+            (
+                i.target.as_ref().unwrap().name.clone(),
+                i.evidence.iter().map(|e| e.value.clone()).collect(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            (
+                "classless".to_owned(),
+                vec![
+                    String::new(),
+                    "nginx-internal".to_owned(),
+                    "web-tls".to_owned()
+                ]
+            ),
+            (
+                "typo".to_owned(),
+                vec!["wbe".to_owned(), String::new(), "web-tls".to_owned()]
+            ),
+        ]
+    );
+}
