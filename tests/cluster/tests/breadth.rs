@@ -1048,6 +1048,11 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
             .resource_version,
         fenced.metadata.resource_version
     );
+    let front_now = ingresses.get("front").await.unwrap();
+    assert_eq!(
+        front_now.metadata.resource_version,
+        front.metadata.resource_version
+    );
     for service in [&typo, &unserved] {
         let name = service.metadata.name.as_deref().unwrap();
         assert_eq!(
