@@ -226,6 +226,11 @@ pub const REPORT_INGRESS_MISCONFIGURED: Rule = Rule {
     id: "report-ingress-misconfigured",
     rationale: "An Ingress pointing at Services or a class that do not exist serves errors or nothing; whether the Ingress or the missing objects are wrong is its owner's call.",
 };
+/// Report a PersistentVolume released for long, or failed.
+pub const REPORT_VOLUME: Rule = Rule {
+    id: "report-volume",
+    rationale: "A released volume may hold the only copy of its data, and a failed reclamation needs the storage behind it checked; keeping, rebinding or deleting either is its owner's call.",
+};
 
 /// Every rule, for documentation and tests.
 pub const RULES: &[Rule] = &[
@@ -272,4 +277,5 @@ pub const RULES: &[Rule] = &[
     REPORT_WEBHOOK_NO_ENDPOINTS,
     REPORT_NETWORK_POLICY_SELECTS_NOTHING,
     REPORT_INGRESS_MISCONFIGURED,
+    REPORT_VOLUME,
 ];

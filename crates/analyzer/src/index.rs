@@ -31,6 +31,8 @@ pub struct SnapshotIndex<'a> {
     pub network_policies: HashMap<&'a str, &'a pb::NetworkPolicy>,
     /// Ingresses by uid.
     pub ingresses: HashMap<&'a str, &'a pb::Ingress>,
+    /// PersistentVolumes by uid.
+    pub volumes: HashMap<&'a str, &'a pb::PersistentVolume>,
     /// Warning events by the uid of the object they are about.
     pub events: HashMap<&'a str, Vec<&'a pb::Event>>,
     /// Issues by fingerprint.
@@ -68,6 +70,7 @@ impl<'a> SnapshotIndex<'a> {
             webhooks: index!(snapshot.webhooks),
             network_policies: index!(snapshot.network_policies),
             ingresses: index!(snapshot.ingresses),
+            volumes: index!(snapshot.volumes),
             events: snapshot
                 .events
                 .iter()
@@ -101,6 +104,7 @@ impl<'a> SnapshotIndex<'a> {
             .or_else(|| self.services.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| self.webhooks.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| self.ingresses.get(uid).and_then(|o| o.r#ref.as_ref()))
+            .or_else(|| self.volumes.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| {
                 self.network_policies
                     .get(uid)

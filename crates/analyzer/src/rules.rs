@@ -160,6 +160,8 @@ const OBJECT_REPORTS: &[IssueKind] = &[
     IssueKind::WebhookNoEndpoints,
     IssueKind::NetworkPolicySelectsNothing,
     IssueKind::IngressMisconfigured,
+    IssueKind::PvReleased,
+    IssueKind::PvFailed,
 ];
 
 impl Rules {

@@ -77,6 +77,8 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::PvcPending,
             IssueKind::PvcLost,
             IssueKind::VolumeMountFailing,
+            IssueKind::PvReleased,
+            IssueKind::PvFailed,
         ],
     ),
     (

@@ -187,6 +187,9 @@ pub struct Thresholds {
     /// Service, this long is an issue (counted from when the collector first
     /// saw it so).
     pub service_secs: u64,
+    /// A PersistentVolume Released this long (its claim gone, its storage
+    /// kept and paid for, no claim able to bind it) is an issue.
+    pub pv_released_secs: u64,
 }
 
 impl Default for Thresholds {
@@ -218,6 +221,7 @@ impl Default for Thresholds {
             statefulset_stuck_secs: 600,
             daemonset_unavailable_secs: 600,
             service_secs: 300,
+            pv_released_secs: 24 * 3600,
         }
     }
 }

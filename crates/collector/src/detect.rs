@@ -83,6 +83,7 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
     pdbs(tables, t, now, &mut issues);
     namespaces(tables, t, now, &mut issues);
     networking::services(tables, &mut issues);
+    volumes(tables, t, now, &mut issues);
     issues
 }
 
@@ -744,6 +745,63 @@ fn pdbs(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) 
                 ("blocked seconds", secs.to_string()),
             ],
         ));
+    }
+}
+
+/// Volumes whose claim is gone and that no claim can bind (Released for
+/// long), or whose reclamation failed. A Released volume without a phase
+/// transition time (an API server before 1.31) is not judged.
+fn volumes(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) {
+    for entry in tables.volumes.values() {
+        let v = &entry.value;
+        let Some(target) = v.r#ref.as_ref() else {
+            continue;
+        };
+        let claim = v
+            .claim
+            .as_ref()
+            .map_or_else(String::new, |c| format!("{}/{}", c.namespace, c.name));
+        let evidence = |extra: Vec<(&'static str, String)>| {
+            let mut all = vec![
+                ("phase", v.phase.clone()),
+                ("reclaim policy", v.reclaim_policy.clone()),
+                ("claim", claim.clone()),
+                ("storage class", v.storage_class.clone()),
+            ];
+            all.extend(extra);
+            all
+        };
+        match v.phase.as_str() {
+            "Released" => {
+                let Some(secs) = for_at_least(v.phase_since.as_ref(), now, t.pv_released_secs)
+                else {
+                    continue;
+                };
+                issues.push(issue(
+                    IssueKind::PvReleased,
+                    Severity::Warning,
+                    target,
+                    "",
+                    format!(
+                        "PersistentVolume {} has been Released for {secs}s (reclaim policy {}): its claim {claim} is gone and no claim can bind it.",
+                        target.name, v.reclaim_policy
+                    ),
+                    evidence(vec![("released seconds", secs.to_string())]),
+                ));
+            }
+            "Failed" => issues.push(issue(
+                IssueKind::PvFailed,
+                Severity::Critical,
+                target,
+                "",
+                format!(
+                    "PersistentVolume {} failed (reclaim policy {}).",
+                    target.name, v.reclaim_policy
+                ),
+                evidence(Vec::new()),
+            )),
+            _ => {}
+        }
     }
 }
 

@@ -16,7 +16,8 @@ use k8s_openapi::{
         autoscaling::v2::HorizontalPodAutoscaler,
         batch::v1::Job,
         core::v1::{
-            Event, Namespace, Node, PersistentVolumeClaim, Pod, ResourceRequirements, Service,
+            Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+            ResourceRequirements, Service,
         },
         networking::v1::{Ingress, IngressBackend, IngressClass, NetworkPolicy},
         policy::v1::PodDisruptionBudget,
@@ -513,6 +514,39 @@ pub fn pvc(p: &PersistentVolumeClaim) -> pb::PersistentVolumeClaim {
         labels: labels(&p.metadata),
         created_at: p.metadata.creation_timestamp.as_ref().map(timestamp),
         volume_name: spec.and_then(|s| s.volume_name.clone()).unwrap_or_default(),
+    }
+}
+
+/// A PersistentVolume: its phase, reclaim policy and claim.
+pub fn volume(v: &PersistentVolume, redaction: &Redaction) -> pb::PersistentVolume {
+    let spec = v.spec.as_ref();
+    let status = v.status.as_ref();
+    pb::PersistentVolume {
+        r#ref: Some(object_ref("PersistentVolume", "v1", &v.metadata)),
+        phase: status.and_then(|s| s.phase.clone()).unwrap_or_default(),
+        reclaim_policy: spec
+            .and_then(|s| s.persistent_volume_reclaim_policy.clone())
+            .unwrap_or_default(),
+        claim: spec
+            .and_then(|s| s.claim_ref.as_ref())
+            .map(|c| pb::ObjectRef {
+                kind: "PersistentVolumeClaim".to_owned(),
+                api_version: "v1".to_owned(),
+                namespace: c.namespace.clone().unwrap_or_default(),
+                name: c.name.clone().unwrap_or_default(),
+                uid: c.uid.clone().unwrap_or_default(),
+                ..pb::ObjectRef::default()
+            }),
+        storage_class: spec
+            .and_then(|s| s.storage_class_name.clone())
+            .unwrap_or_default(),
+        phase_since: status
+            .and_then(|s| s.last_phase_transition_time.as_ref())
+            .map(timestamp),
+        message: status
+            .and_then(|s| s.message.as_deref())
+            .map(|m| redaction.untrusted(m)),
+        capacity_bytes: storage_bytes(spec.and_then(|s| s.capacity.as_ref())),
     }
 }
 

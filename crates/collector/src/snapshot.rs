@@ -325,6 +325,12 @@ impl Subscriber {
         s.pdbs = pass.collect(&t.pdbs, |_, e| filter.admits(e, false), true);
         s.services = pass.collect(&t.services, |_, e| filter.admits(e, false), true);
         s.ingresses = pass.collect(&t.ingresses, |_, e| filter.admits(e, false), true);
+        // Volumes follow the namespace of the claim they are or were bound to.
+        s.volumes = pass.collect(
+            &t.volumes,
+            |_, e| filter.namespace_ok(e.value.claim.as_ref().map_or("", |c| &c.namespace)),
+            true,
+        );
         s.network_policies =
             pass.collect(&t.network_policies, |_, e| filter.admits(e, false), true);
         // Nodes are cluster-wide and always in scope.
@@ -413,6 +419,7 @@ impl Subscriber {
                 && s.webhooks.is_empty()
                 && s.network_policies.is_empty()
                 && s.ingresses.is_empty()
+                && s.volumes.is_empty()
                 && s.namespaces.is_empty()
                 && s.events.is_empty()
                 && s.removed.is_empty()
@@ -512,6 +519,7 @@ pub fn chunk(snapshot: pb::ClusterSnapshot, max_bytes: usize) -> Vec<pb::Cluster
         webhooks,
         network_policies,
         ingresses,
+        volumes,
         pods,
         events,
         metrics

@@ -56,6 +56,7 @@ objects!(
     pb::AdmissionWebhook,
     pb::NetworkPolicy,
     pb::Ingress,
+    pb::PersistentVolume,
     pb::Event
 );
 
@@ -91,6 +92,8 @@ pub enum TableKind {
     NetworkPolicies,
     /// Ingresses.
     Ingresses,
+    /// PersistentVolumes.
+    Volumes,
     /// StorageClasses (only their expandability and binding mode are kept).
     StorageClasses,
 }
@@ -127,6 +130,8 @@ pub enum Item {
     Ingress(Uid, pb::Ingress),
     /// An IngressClass: its name.
     IngressClass(Uid, String),
+    /// A PersistentVolume.
+    Volume(Uid, pb::PersistentVolume),
     /// A StorageClass: name, and whether it allows expansion and binds
     /// on first use.
     StorageClass(Uid, String, ClassFacts),
@@ -150,6 +155,7 @@ impl Item {
             | Self::NetworkPolicy(uid, ..)
             | Self::Ingress(uid, ..)
             | Self::IngressClass(uid, ..)
+            | Self::Volume(uid, ..)
             | Self::StorageClass(uid, ..) => uid,
         }
     }
@@ -189,6 +195,8 @@ pub struct Tables {
     pub network_policies: Table<pb::NetworkPolicy>,
     /// Ingresses.
     pub ingresses: Table<pb::Ingress>,
+    /// PersistentVolumes.
+    pub volumes: Table<pb::PersistentVolume>,
     /// IngressClass names by uid.
     pub ingress_classes: HashMap<Uid, String>,
 }
@@ -334,6 +342,10 @@ impl Store {
                 let table = &mut self.tables.network_policies;
                 upsert(table, &mut self.rev, uid, policy, labels)
             }
+            Item::Volume(uid, volume) => {
+                let labels = self.empty_labels.clone();
+                upsert(&mut self.tables.volumes, &mut self.rev, uid, volume, labels)
+            }
             Item::Ingress(uid, ingress) => {
                 let labels = self.empty_labels.clone();
                 upsert(
@@ -397,6 +409,7 @@ impl Store {
                 remove(&mut self.tables.network_policies, &mut self.rev, uid)
             }
             Item::Ingress(..) => remove(&mut self.tables.ingresses, &mut self.rev, uid),
+            Item::Volume(..) => remove(&mut self.tables.volumes, &mut self.rev, uid),
             Item::IngressClass(..) => {
                 let gone = self.tables.ingress_classes.remove(uid).is_some();
                 if gone {
@@ -440,6 +453,9 @@ impl Store {
                 .filter(|(uid, _)| !keep.contains(*uid))
                 .map(|(uid, name)| Item::IngressClass(uid.clone(), name.clone()))
                 .collect(),
+            "PersistentVolume" => self.stale_in(&self.tables.volumes, &stale, |uid, _| {
+                Item::Volume(uid, pb::PersistentVolume::default())
+            }),
             "Ingress" => self.stale_in(&self.tables.ingresses, &stale, |uid, _| {
                 Item::Ingress(uid, pb::Ingress::default())
             }),

@@ -18,7 +18,7 @@ use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
     batch::v1::{CronJob, Job},
-    core::v1::{Event, Namespace, Node, PersistentVolumeClaim, Pod, Service},
+    core::v1::{Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service},
     networking::v1::{Ingress, IngressClass, NetworkPolicy},
     policy::v1::PodDisruptionBudget,
     storage::v1::StorageClass,
@@ -145,6 +145,15 @@ pub fn spawn_all(client: &Client, config: &KubernetesConfig, context: &Context) 
         context,
         "Namespace",
         |n, r| Some(Item::Namespace(uid(n), project::namespace(n, r))),
+    ));
+    go(spawn::<PersistentVolume>(
+        Api::all(client.clone()),
+        None,
+        None,
+        None,
+        context,
+        "PersistentVolume",
+        |v, r| Some(Item::Volume(uid(v), project::volume(v, r))),
     ));
     go(spawn::<IngressClass>(
         Api::all(client.clone()),

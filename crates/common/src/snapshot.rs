@@ -70,6 +70,7 @@ pub struct SnapshotView {
     webhooks: BTreeMap<String, pb::AdmissionWebhook>,
     network_policies: BTreeMap<String, pb::NetworkPolicy>,
     ingresses: BTreeMap<String, pb::Ingress>,
+    volumes: BTreeMap<String, pb::PersistentVolume>,
     issues: BTreeMap<String, pb::Issue>,
     metrics: Vec<pb::MetricSample>,
 }
@@ -165,6 +166,7 @@ impl SnapshotView {
             webhooks,
             network_policies,
             ingresses,
+            volumes,
             metrics,
             issues,
             removed,
@@ -210,6 +212,7 @@ impl SnapshotView {
                     self.webhooks.remove(&uid);
                     self.network_policies.remove(&uid);
                     self.ingresses.remove(&uid);
+                    self.volumes.remove(&uid);
                 }
                 for fingerprint in std::mem::take(&mut message.resolved_issues) {
                     self.issues.remove(&fingerprint);
@@ -232,7 +235,8 @@ impl SnapshotView {
             services,
             webhooks,
             network_policies,
-            ingresses
+            ingresses,
+            volumes
         );
         for issue in std::mem::take(&mut message.issues) {
             self.issues.insert(issue.fingerprint.clone(), issue);
@@ -293,6 +297,7 @@ impl SnapshotView {
             webhooks: self.webhooks.values().cloned().collect(),
             network_policies: self.network_policies.values().cloned().collect(),
             ingresses: self.ingresses.values().cloned().collect(),
+            volumes: self.volumes.values().cloned().collect(),
             issues: self.issues.values().cloned().collect(),
             metrics: self.metrics.clone(),
             ..self.header.clone()

@@ -181,6 +181,8 @@ pub enum LadderIssue {
     WebhookNoEndpoints,
     NetworkPolicySelectsNothing,
     IngressMisconfigured,
+    PVReleased,
+    PVFailed,
 }
 
 impl LadderIssue {

@@ -511,6 +511,22 @@ pub const KINDS: &[KindInfo] = &[
         "an Ingress sends traffic to a Service that does not exist, or names an IngressClass that does not exist, for the Service threshold (TLS Secrets are named, not judged: Nanny never reads Secrets)",
         Report,
     ),
+    kind(
+        K::PvReleased,
+        "PVReleased",
+        Storage,
+        Warning,
+        "a PersistentVolume Released for the released-volume threshold (a day): its claim is gone, its storage kept and paid for, and no claim can bind it",
+        Report,
+    ),
+    kind(
+        K::PvFailed,
+        "PVFailed",
+        Storage,
+        Critical,
+        "a PersistentVolume in phase Failed: its automatic reclamation failed (the PV controller's message quoted)",
+        Report,
+    ),
 ];
 
 /// The entry of a kind; `None` for `Unspecified`.

@@ -31,6 +31,9 @@
 //!   endpoint), and the StatefulSet above naming a governing Service that
 //!   does not exist;
 //! - a NetworkPolicy whose pod selector has a typo;
+//! - a volume (Retain) whose claim was deleted, Released by the PV
+//!   controller, and one (Delete) whose reclamation the PV controller
+//!   cannot do, Failed;
 //! - an Ingress sending one path to a Service that does not exist, of an
 //!   IngressClass that does not exist;
 //! - a ValidatingWebhookConfiguration whose webhook calls a Service that
@@ -96,6 +99,7 @@ fn thresholds() -> Vec<(&'static str, String, String)> {
         "STATEFULSET_STUCK_SECS",
         "DAEMONSET_UNAVAILABLE_SECS",
         "SERVICE_SECS",
+        "PV_RELEASED_SECS",
     ]
     .into_iter()
     .map(|key| {
@@ -237,7 +241,21 @@ async fn reported(h: &Harness, uid: &str, issue: &str, words: &[&str]) -> Healin
         "the report carries the same words"
     );
     let status = closed.status.clone().unwrap();
-    nanny_cluster_tests::assert_closed_as_report(&status);
+    if closed.spec.target.kind == "PersistentVolume" {
+        // A protected kind: the gate refuses before it looks at the action,
+        // even a report; the words stay in the HealingAction.
+        assert_eq!(status.phase, Some(Phase::Denied), "{status:?}");
+        assert!(status.result.is_none(), "nothing executed: {status:?}");
+        assert!(
+            status
+                .conditions
+                .iter()
+                .any(|c| c.message == "kind PersistentVolume is protected"),
+            "{status:?}"
+        );
+    } else {
+        nanny_cluster_tests::assert_closed_as_report(&status);
+    }
     assert_eq!(h.executions_on(uid).await, 0, "{issue}: nothing executed");
     println!("{issue}: {reasoning}");
     closed
@@ -296,6 +314,65 @@ async fn lost_claim(client: &Client, ns: &str, claims: &Api<PersistentVolumeClai
     .await
     .unwrap();
     volume
+}
+
+/// A volume bound to claim `name`, then the claim deleted: the PV
+/// controller releases it (`Retain`) or tries to reclaim it (`Delete`).
+async fn unclaimed_volume(
+    client: &Client,
+    ns: &str,
+    claims: &Api<PersistentVolumeClaim>,
+    name: &str,
+    policy: &str,
+    phase: &str,
+) -> PersistentVolume {
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let volume = format!("{ns}-{name}");
+    let class = format!("{ns}-manual");
+    create_json(
+        &volumes,
+        json!({
+            "metadata": { "name": volume },
+            "spec": {
+                "capacity": { "storage": "1Gi" },
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": policy,
+                "storageClassName": class,
+                // NFS: the PV controller has no deleter for it, so a
+                // Delete policy fails (a hostPath under /tmp it deletes).
+                "nfs": { "server": "nfs.nanny.test", "path": format!("/exports/{volume}") },
+                "claimRef": { "namespace": ns, "name": name },
+            },
+        }),
+    )
+    .await;
+    create_json(
+        claims,
+        json!({
+            "metadata": { "name": name },
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": class,
+                "volumeName": volume,
+                "resources": { "requests": { "storage": "1Gi" } },
+            },
+        }),
+    )
+    .await;
+    eventually("the claim bound", WAIT, || async {
+        let claim = claims.get(name).await?;
+        Ok((claim.status.and_then(|s| s.phase).as_deref() == Some("Bound")).then_some(()))
+    })
+    .await
+    .unwrap();
+    claims.delete(name, &DeleteParams::default()).await.unwrap();
+    eventually(&format!("the volume {phase}"), WAIT, || async {
+        let v = volumes.get(&volume).await?;
+        let now = v.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase);
+        Ok(now.then_some(v))
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -613,6 +690,13 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
                           ] } }] } }),
     )
     .await;
+    // A volume released, and one whose reclamation fails.
+    let _released_cleanup =
+        DeleteOnDrop::new(&fx_cluster, "persistentvolume", &format!("{ns}-released"));
+    let _failed_cleanup =
+        DeleteOnDrop::new(&fx_cluster, "persistentvolume", &format!("{ns}-reclaimed"));
+    let released = unclaimed_volume(&client, &ns, &claims, "released", "Retain", "Released").await;
+    let failed = unclaimed_volume(&client, &ns, &claims, "reclaimed", "Delete", "Failed").await;
     // A webhook calling a Service that does not exist.
     let hooks: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let hook_name = format!("{ns}-hooks");
@@ -771,6 +855,28 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
             &format!("Service {ns}/unserved has had no ready endpoint"),
             "its selector app=nowhere matches 1 pod and none is Ready",
             "Its pods: 1 pod Pending.",
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &released.uid().unwrap(),
+        "PV_RELEASED",
+        &[
+            &format!("PersistentVolume {ns}-released has been Released for"),
+            &format!("its claim {ns}/released is gone, its data is kept (reclaim policy Retain)"),
+            &format!("kubectl patch pv {ns}-released --type json"),
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &failed.uid().unwrap(),
+        "PV_FAILED",
+        &[
+            &format!("PersistentVolume {ns}-reclaimed failed"),
+            "(reclaim policy Delete) did not work",
+            "The PV controller says",
         ],
     )
     .await;

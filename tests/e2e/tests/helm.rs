@@ -654,6 +654,7 @@ fn rbac_is_least_privilege_and_cluster_names_carry_the_release() {
         ("storage.k8s.io", "storageclasses"),
         ("policy", "poddisruptionbudgets"),
         ("", "services"),
+        ("", "persistentvolumes"),
         ("networking.k8s.io", "networkpolicies"),
         ("networking.k8s.io", "ingresses"),
         ("networking.k8s.io", "ingressclasses"),

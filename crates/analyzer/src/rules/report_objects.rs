@@ -15,7 +15,8 @@ use super::{
 };
 use crate::catalog::{
     PDB_SCALE_UP, REPORT_DEPLOYMENT_UNAVAILABLE, REPORT_NAMESPACE_TERMINATING, REPORT_PDB_BLOCKING,
-    REPORT_PVC_LOST, REPORT_PVC_PENDING, REPORT_REPLICA_FAILURE, REPORT_WORKLOAD_SHORT,
+    REPORT_PVC_LOST, REPORT_PVC_PENDING, REPORT_REPLICA_FAILURE, REPORT_VOLUME,
+    REPORT_WORKLOAD_SHORT,
 };
 use crate::index::SnapshotIndex;
 
@@ -36,6 +37,10 @@ pub(super) fn report_object(
         IssueKind::PvcLost => index.pvcs.get(uid).and_then(|pvc| {
             let r = pvc.r#ref.as_ref()?;
             Some((REPORT_PVC_LOST, r, pvc_lost(pvc, r)))
+        }),
+        IssueKind::PvReleased | IssueKind::PvFailed => index.volumes.get(uid).and_then(|v| {
+            let r = v.r#ref.as_ref()?;
+            Some((REPORT_VOLUME, r, volume(v, r, now)))
         }),
         IssueKind::NamespaceStuckTerminating => index.namespaces.get(uid).and_then(|ns| {
             let r = ns.r#ref.as_ref()?;
@@ -127,6 +132,32 @@ fn pvc_lost(pvc: &pb::PersistentVolumeClaim, r: &pb::ObjectRef) -> String {
     format!(
         "{} is Lost: {volume} is gone, and its data with it unless the storage behind it was kept. Pods using the claim cannot start. Restore the volume from a backup and bind it again, or delete and recreate the claim (its data is lost); Nanny does neither.",
         describe(r)
+    )
+}
+
+/// A volume Released for long, or Failed: what it holds and what to do.
+fn volume(v: &pb::PersistentVolume, r: &pb::ObjectRef, now: SystemTime) -> String {
+    let claim = v.claim.as_ref().map_or_else(
+        || "its claim".to_owned(),
+        |c| format!("its claim {}/{}", c.namespace, c.name),
+    );
+    if v.phase == "Failed" {
+        let said = quoted(v.message.as_ref())
+            .map(|m| format!(" The PV controller says {m}."))
+            .unwrap_or_default();
+        return format!(
+            "{} failed{}: reclaiming it after {claim} went (reclaim policy {}) did not work, so its storage may still exist outside the cluster.{said} Check the storage behind it, delete what is left there by hand if its data is not needed, then delete the PersistentVolume; Nanny does neither.",
+            describe(r),
+            for_secs(v.phase_since.as_ref(), now),
+            v.reclaim_policy
+        );
+    }
+    format!(
+        "{} has been Released{}: {claim} is gone, its data is kept (reclaim policy {}) and paid for, and no claim can bind it while it names the old one. If its data is needed, remove spec.claimRef (kubectl patch pv {} --type json -p '[{{\"op\":\"remove\",\"path\":\"/spec/claimRef\"}}]') so a new claim can bind it; if not, delete it and the storage behind it. Nanny does neither.",
+        describe(r),
+        for_secs(v.phase_since.as_ref(), now),
+        v.reclaim_policy,
+        r.name
     )
 }
 

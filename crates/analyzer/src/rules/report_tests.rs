@@ -277,6 +277,25 @@ fn service_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
     r
 }
 
+/// A volume Released for a day (Retain), or Failed (Delete), added to `s`.
+fn volume_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
+    let failed = kind == IssueKind::PvFailed;
+    let v = pb::PersistentVolume {
+        r#ref: Some(obj("PersistentVolume", "", "pv-data")),
+        phase: if failed { "Failed" } else { "Released" }.into(),
+        reclaim_policy: if failed { "Delete" } else { "Retain" }.into(),
+        claim: Some(obj("PersistentVolumeClaim", "shop", "data")),
+        phase_since: Some(ago(90_000)),
+        message: failed.then(|| {
+            untrusted("error getting deleter volume plugin for volume \"pv-data\": no deletable volume plugin matched")
+        }),
+        ..pb::PersistentVolume::default()
+    };
+    let r = v.r#ref.clone().unwrap_or_default();
+    s.volumes.push(v);
+    r
+}
+
 /// The object of a kind not about pods or nodes, added to `s`.
 fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
     let web = obj("Deployment", "shop", "web");
@@ -344,6 +363,7 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
         | IssueKind::WebhookNoEndpoints
         | IssueKind::NetworkPolicySelectsNothing
         | IssueKind::IngressMisconfigured => service_scene(kind, s),
+        IssueKind::PvReleased | IssueKind::PvFailed => volume_scene(kind, s),
         IssueKind::NamespaceStuckTerminating => {
             let n = pb::Namespace {
                 r#ref: Some(obj("Namespace", "", "old")),
@@ -1056,6 +1076,22 @@ fn an_ingress_report_names_what_is_missing_and_the_secrets_it_cannot_check() {
             && text.contains(
                 "Its TLS Secrets (shop-tls) are not checked, as Nanny never reads Secrets"
             ),
+        "{text}"
+    );
+}
+
+#[test]
+fn volume_reports_say_what_they_hold_and_how_to_free_or_reuse_them() {
+    let text = explanation(&scene(IssueKind::PvReleased));
+    assert!(
+        text.starts_with("PersistentVolume pv-data has been Released for 90000s: its claim shop/data is gone, its data is kept (reclaim policy Retain)")
+            && text.contains("kubectl patch pv pv-data --type json -p '[{\"op\":\"remove\",\"path\":\"/spec/claimRef\"}]'"),
+        "{text}"
+    );
+    let text = explanation(&scene(IssueKind::PvFailed));
+    assert!(
+        text.starts_with("PersistentVolume pv-data failed for 90000s: reclaiming it after its claim shop/data went (reclaim policy Delete) did not work")
+            && text.contains("The PV controller says \"error getting deleter volume plugin"),
         "{text}"
     );
 }

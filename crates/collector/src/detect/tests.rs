@@ -1085,3 +1085,54 @@ fn statefulsets_and_daemonsets_short_for_long_and_never_firing_schedules_are_iss
         "29 February comes every four years: not invalid"
     );
 }
+
+fn volume<'a>(name: &'a str, phase: &str, since: Option<i64>) -> (&'a str, pb::PersistentVolume) {
+    (
+        name,
+        pb::PersistentVolume {
+            r#ref: Some(pb::ObjectRef {
+                namespace: String::new(),
+                ..reference("PersistentVolume", name)
+            }),
+            phase: phase.to_owned(),
+            reclaim_policy: "Retain".to_owned(),
+            claim: Some(reference("PersistentVolumeClaim", "data")),
+            phase_since: since.and_then(at),
+            ..pb::PersistentVolume::default()
+        },
+    )
+}
+
+#[test]
+fn volumes_released_for_long_or_failed_are_issues() {
+    let tables = Tables {
+        volumes: table(vec![
+            volume("bound", "Bound", Some(90_000)),
+            volume("available", "Available", Some(90_000)),
+            volume("fresh", "Released", Some(3_600)),
+            // Before 1.31 there is no phase transition time: not judged.
+            volume("unknown", "Released", None),
+            volume("kept", "Released", Some(86_400)),
+            volume("broken", "Failed", None),
+        ]),
+        ..Tables::default()
+    };
+    let issues = detect_now(&tables);
+    assert_eq!(
+        kinds(&issues),
+        vec![
+            (IssueKind::PvReleased, "kept".to_owned()),
+            (IssueKind::PvFailed, "broken".to_owned()),
+        ]
+    );
+    let kept = issues
+        .iter()
+        .find(|i| i.kind == IssueKind::PvReleased as i32)
+        .unwrap();
+    assert!(
+        kept.summary
+            .contains("Released for 86400s (reclaim policy Retain): its claim shop/data is gone"),
+        "{}",
+        kept.summary
+    );
+}

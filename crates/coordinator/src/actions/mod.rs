@@ -674,6 +674,7 @@ fn contains(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> bool {
         || snapshot.webhooks.iter().any(|o| has(&o.r#ref))
         || snapshot.network_policies.iter().any(|o| has(&o.r#ref))
         || snapshot.ingresses.iter().any(|o| has(&o.r#ref))
+        || snapshot.volumes.iter().any(|o| has(&o.r#ref))
 }
 
 #[cfg(test)]
