@@ -60,7 +60,10 @@ pub async fn pvc_nearly_full(
             "accessModes": ["ReadWriteOnce"],
             "storageClassName": EXPANDABLE_STORAGE_CLASS,
             "persistentVolumeReclaimPolicy": "Delete",
-            "hostPath": { "path": format!("/var/lib/nanny-test/{volume_name}") },
+            // Under /tmp the PV controller's hostPath deleter reclaims it
+            // once its claim goes; elsewhere it fails, and the volume would
+            // stay behind Failed (an issue of its own, PVFailed).
+            "hostPath": { "path": format!("/tmp/nanny-test/{volume_name}") },
             "claimRef": { "namespace": namespace, "name": name },
         },
     }))?;
