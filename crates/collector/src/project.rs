@@ -790,38 +790,39 @@ fn webhook_call(
     })
 }
 
-/// A ValidatingWebhookConfiguration: its webhooks that call a Service.
-pub fn validating_webhooks(c: &ValidatingWebhookConfiguration) -> pb::AdmissionWebhook {
+/// A webhook configuration of `kind` with `calls` (its webhooks that call a
+/// Service).
+fn webhooks<'a>(
+    kind: &str,
+    meta: &ObjectMeta,
+    hooks: impl Iterator<Item = (&'a str, &'a WebhookClientConfig, Option<&'a String>)>,
+) -> pb::AdmissionWebhook {
     pb::AdmissionWebhook {
-        r#ref: Some(object_ref(
-            "ValidatingWebhookConfiguration",
-            "admissionregistration.k8s.io/v1",
-            &c.metadata,
-        )),
-        calls: c
-            .webhooks
-            .iter()
-            .flatten()
-            .filter_map(|w| webhook_call(&w.name, &w.client_config, w.failure_policy.as_ref()))
+        r#ref: Some(object_ref(kind, "admissionregistration.k8s.io/v1", meta)),
+        calls: hooks
+            .filter_map(|(name, config, policy)| webhook_call(name, config, policy))
             .collect(),
     }
 }
 
+/// A ValidatingWebhookConfiguration: its webhooks that call a Service.
+pub fn validating_webhooks(c: &ValidatingWebhookConfiguration) -> pb::AdmissionWebhook {
+    let hooks = c.webhooks.iter().flatten();
+    webhooks(
+        "ValidatingWebhookConfiguration",
+        &c.metadata,
+        hooks.map(|w| (w.name.as_str(), &w.client_config, w.failure_policy.as_ref())),
+    )
+}
+
 /// A MutatingWebhookConfiguration: its webhooks that call a Service.
 pub fn mutating_webhooks(c: &MutatingWebhookConfiguration) -> pb::AdmissionWebhook {
-    pb::AdmissionWebhook {
-        r#ref: Some(object_ref(
-            "MutatingWebhookConfiguration",
-            "admissionregistration.k8s.io/v1",
-            &c.metadata,
-        )),
-        calls: c
-            .webhooks
-            .iter()
-            .flatten()
-            .filter_map(|w| webhook_call(&w.name, &w.client_config, w.failure_policy.as_ref()))
-            .collect(),
-    }
+    let hooks = c.webhooks.iter().flatten();
+    webhooks(
+        "MutatingWebhookConfiguration",
+        &c.metadata,
+        hooks.map(|w| (w.name.as_str(), &w.client_config, w.failure_policy.as_ref())),
+    )
 }
 
 #[cfg(test)]

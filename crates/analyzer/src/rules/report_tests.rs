@@ -35,6 +35,17 @@ fn condition(type_: &str, status: &str, reason: &str) -> pb::Condition {
     }
 }
 
+/// Evidence as the collector writes it: (description, value) pairs.
+fn evidence(pairs: &[(&str, &str)]) -> Vec<pb::Evidence> {
+    pairs
+        .iter()
+        .map(|(d, v)| pb::Evidence {
+            description: (*d).into(),
+            value: (*v).into(),
+        })
+        .collect()
+}
+
 fn untrusted(text: &str) -> pb::UntrustedText {
     pb::UntrustedText {
         text: text.into(),
@@ -938,17 +949,11 @@ fn services_name_their_selector_their_pods_and_the_likely_meant_labels() {
         vec![container("app", "ImagePullBackOff", 0)],
     ));
     s.issues[0].first_seen = Some(ago(400));
-    s.issues[0].evidence = [
+    s.issues[0].evidence = evidence(&[
         ("selector", "app=web"),
         ("selected pods", "2"),
         ("pods", "web-1,web-2"),
-    ]
-    .iter()
-    .map(|(d, v)| pb::Evidence {
-        description: (*d).into(),
-        value: (*v).into(),
-    })
-    .collect();
+    ]);
     let text = explanation(&s);
     assert!(
         text.starts_with("Service shop/web has had no ready endpoint for 400s: its selector app=web matches 2 pods and none is Ready")
@@ -1000,15 +1005,6 @@ fn services_name_their_selector_their_pods_and_the_likely_meant_labels() {
 #[test]
 fn a_webhook_report_names_its_service_and_what_its_failure_policy_does() {
     let mut s = scene(IssueKind::WebhookNoEndpoints);
-    let evidence = |pairs: &[(&str, &str)]| -> Vec<pb::Evidence> {
-        pairs
-            .iter()
-            .map(|(d, v)| pb::Evidence {
-                description: (*d).into(),
-                value: (*v).into(),
-            })
-            .collect()
-    };
     s.issues[0].evidence = evidence(&[
         ("webhook", "check.example.com"),
         ("service", "guard/webhook"),
@@ -1057,17 +1053,11 @@ fn a_network_policy_report_names_its_selector_and_the_nearest_templates() {
 #[test]
 fn an_ingress_report_names_what_is_missing_and_the_secrets_it_cannot_check() {
     let mut s = scene(IssueKind::IngressMisconfigured);
-    s.issues[0].evidence = [
+    s.issues[0].evidence = evidence(&[
         ("missing Services", "wbe"),
         ("missing IngressClass", "nginx-internal"),
         ("TLS Secrets (not judged)", "shop-tls"),
-    ]
-    .iter()
-    .map(|(d, v)| pb::Evidence {
-        description: (*d).into(),
-        value: (*v).into(),
-    })
-    .collect();
+    ]);
     let text = explanation(&s);
     assert!(
         text.starts_with(

@@ -62,7 +62,8 @@ fn with_pod(tables: &mut Tables, name: &str, pod: pb::Pod) {
         .insert(Arc::from(format!("uid-{name}").as_str()), entry(pod));
 }
 
-fn kinds(issues: &[pb::Issue]) -> Vec<(IssueKind, String)> {
+/// Each issue's kind and target name, sorted.
+pub(super) fn kinds(issues: &[pb::Issue]) -> Vec<(IssueKind, String)> {
     let mut out: Vec<_> = issues
         .iter()
         .map(|i| {

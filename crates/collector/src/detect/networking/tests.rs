@@ -78,20 +78,7 @@ fn workload(tables: &mut Tables, kind: &str, name: &str, template: &[(&str, &str
 fn found(tables: &Tables) -> Vec<(IssueKind, String)> {
     let mut issues = Vec::new();
     services(tables, &mut issues);
-    let mut out: Vec<_> = issues
-        .iter()
-        .map(|i| {
-            (
-                IssueKind::try_from(i.kind).unwrap_or(IssueKind::Unspecified),
-                i.target
-                    .as_ref()
-                    .map(|t| t.name.clone())
-                    .unwrap_or_default(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
+    crate::detect::tests::kinds(&issues)
 }
 
 #[test]
