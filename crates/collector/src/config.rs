@@ -190,6 +190,9 @@ pub struct Thresholds {
     /// A PersistentVolume Released this long (its claim gone, its storage
     /// kept and paid for, no claim able to bind it) is an issue.
     pub pv_released_secs: u64,
+    /// A PersistentVolume Failed this long (the PV controller retries a
+    /// failed reclamation) is an issue.
+    pub pv_failed_secs: u64,
 }
 
 impl Default for Thresholds {
@@ -222,6 +225,7 @@ impl Default for Thresholds {
             daemonset_unavailable_secs: 600,
             service_secs: 300,
             pv_released_secs: 24 * 3600,
+            pv_failed_secs: 300,
         }
     }
 }

@@ -748,9 +748,10 @@ fn pdbs(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) 
     }
 }
 
-/// Volumes whose claim is gone and that no claim can bind (Released for
-/// long), or whose reclamation failed. A Released volume without a phase
-/// transition time (an API server before 1.31) is not judged.
+/// Volumes Released for long (under Retain: kept, paid for, bound to no
+/// claim; under Delete: reclamation stuck), or Failed for a while (the PV
+/// controller retries). A volume without a phase transition time (an API
+/// server before 1.31) is not judged.
 fn volumes(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) {
     for entry in tables.volumes.values() {
         let v = &entry.value;
@@ -777,29 +778,39 @@ fn volumes(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue
                 else {
                     continue;
                 };
+                let state = if v.reclaim_policy == "Retain" {
+                    "no claim can bind it"
+                } else {
+                    "its reclamation has not finished"
+                };
                 issues.push(issue(
                     IssueKind::PvReleased,
                     Severity::Warning,
                     target,
                     "",
                     format!(
-                        "PersistentVolume {} has been Released for {secs}s (reclaim policy {}): its claim {claim} is gone and no claim can bind it.",
+                        "PersistentVolume {} has been Released for {secs}s (reclaim policy {}): its claim {claim} is gone and {state}.",
                         target.name, v.reclaim_policy
                     ),
                     evidence(vec![("released seconds", secs.to_string())]),
                 ));
             }
-            "Failed" => issues.push(issue(
-                IssueKind::PvFailed,
-                Severity::Critical,
-                target,
-                "",
-                format!(
-                    "PersistentVolume {} failed (reclaim policy {}).",
-                    target.name, v.reclaim_policy
-                ),
-                evidence(Vec::new()),
-            )),
+            "Failed" => {
+                let Some(secs) = for_at_least(v.phase_since.as_ref(), now, t.pv_failed_secs) else {
+                    continue;
+                };
+                issues.push(issue(
+                    IssueKind::PvFailed,
+                    Severity::Critical,
+                    target,
+                    "",
+                    format!(
+                        "PersistentVolume {} has been Failed for {secs}s (reclaim policy {}).",
+                        target.name, v.reclaim_policy
+                    ),
+                    evidence(vec![("failed seconds", secs.to_string())]),
+                ));
+            }
             _ => {}
         }
     }

@@ -428,6 +428,12 @@ pub fn job(j: &Job) -> pb::Job {
             .map(timestamp),
         conditions: conditions!(status),
         labels: labels(&j.metadata),
+        template_labels: j
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .map(labels)
+            .unwrap_or_default(),
     }
 }
 
@@ -715,6 +721,7 @@ pub fn service(s: &Service) -> pb::Service {
         publish_not_ready: spec
             .and_then(|s| s.publish_not_ready_addresses)
             .unwrap_or(false),
+        managed: controller_of(&s.metadata).is_some(),
     }
 }
 
@@ -728,6 +735,7 @@ pub fn network_policy(n: &NetworkPolicy) -> pb::NetworkPolicy {
         )),
         pod_selector: selector_string(n.spec.as_ref().and_then(|s| s.pod_selector.as_ref())),
         created_at: n.metadata.creation_timestamp.as_ref().map(timestamp),
+        managed: controller_of(&n.metadata).is_some(),
     }
 }
 

@@ -335,8 +335,19 @@ impl Subscriber {
             pass.collect(&t.network_policies, |_, e| filter.admits(e, false), true);
         // Nodes are cluster-wide and always in scope.
         s.nodes = pass.collect(&t.nodes, |_, _| true, true);
-        // So are admission webhooks: one failing refuses requests anywhere.
-        s.webhooks = pass.collect(&t.webhooks, |_, _| true, true);
+        // Admission webhooks are cluster-wide; a configuration goes to the
+        // scopes that hold one of the Services it calls (whoever runs the
+        // webhook), so no scope learns another's Services.
+        s.webhooks = pass.collect(
+            &t.webhooks,
+            |_, e| {
+                e.value
+                    .calls
+                    .iter()
+                    .any(|c| filter.namespace_ok(&c.service_namespace))
+            },
+            true,
+        );
         // The scope's namespaces, admitted: a namespace stuck terminating
         // is an issue about it.
         s.namespaces = pass.collect(

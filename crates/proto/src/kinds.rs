@@ -516,7 +516,7 @@ pub const KINDS: &[KindInfo] = &[
         "PVReleased",
         Storage,
         Warning,
-        "a PersistentVolume Released for the released-volume threshold (a day): its claim is gone, its storage kept and paid for, and no claim can bind it",
+        "a PersistentVolume Released for the released-volume threshold (a day): its claim is gone and, under Retain, its storage kept and paid for with no claim able to bind it; under Delete, its reclamation stuck",
         Report,
     ),
     kind(
@@ -524,7 +524,7 @@ pub const KINDS: &[KindInfo] = &[
         "PVFailed",
         Storage,
         Critical,
-        "a PersistentVolume in phase Failed: its automatic reclamation failed (the PV controller's message quoted)",
+        "a PersistentVolume Failed for the failed-volume threshold (300 s; the PV controller retries): its automatic reclamation failed (its message quoted)",
         Report,
     ),
 ];

@@ -100,6 +100,7 @@ fn thresholds() -> Vec<(&'static str, String, String)> {
         "DAEMONSET_UNAVAILABLE_SECS",
         "SERVICE_SECS",
         "PV_RELEASED_SECS",
+        "PV_FAILED_SECS",
     ]
     .into_iter()
     .map(|key| {
@@ -865,7 +866,7 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         &[
             &format!("PersistentVolume {ns}-released has been Released for"),
             &format!("its claim {ns}/released is gone, its data is kept (reclaim policy Retain)"),
-            &format!("kubectl patch pv {ns}-released --type json"),
+            &format!("kubectl patch pv {ns}-released -p"),
         ],
     )
     .await;

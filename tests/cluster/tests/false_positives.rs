@@ -570,6 +570,7 @@ async fn a_healthy_cluster_of_a_thousand_mixed_objects_raises_no_issue() {
         "NANNY_THRESHOLDS__DAEMONSET_UNAVAILABLE_SECS",
         "NANNY_THRESHOLDS__SERVICE_SECS",
         "NANNY_THRESHOLDS__PV_RELEASED_SECS",
+        "NANNY_THRESHOLDS__PV_FAILED_SECS",
     ] {
         env.push((key, "0"));
     }

@@ -152,11 +152,18 @@ fn volume(v: &pb::PersistentVolume, r: &pb::ObjectRef, now: SystemTime) -> Strin
             v.reclaim_policy
         );
     }
+    let since = for_secs(v.phase_since.as_ref(), now);
+    if v.reclaim_policy != "Retain" {
+        return format!(
+            "{} has been Released{since}: {claim} is gone and its reclaim policy {} should have removed it, so its reclamation is stuck (a provisioner that fails or does not run, or a finalizer holding it); the storage behind it may still exist. Look at its events (kubectl describe pv {}) and its provisioner's logs; Nanny deletes nothing.",
+            describe(r),
+            v.reclaim_policy,
+            r.name
+        );
+    }
     format!(
-        "{} has been Released{}: {claim} is gone, its data is kept (reclaim policy {}) and paid for, and no claim can bind it while it names the old one. If its data is needed, remove spec.claimRef (kubectl patch pv {} --type json -p '[{{\"op\":\"remove\",\"path\":\"/spec/claimRef\"}}]') so a new claim can bind it; if not, delete it and the storage behind it. Nanny does neither.",
+        "{} has been Released{since}: {claim} is gone, its data is kept (reclaim policy Retain) and paid for, and no claim can bind it while it names the old one. If its data is needed, point spec.claimRef at the one claim that should have it (kubectl patch pv {} -p '{{\"spec\":{{\"claimRef\":{{\"namespace\":\"NS\",\"name\":\"CLAIM\",\"uid\":null,\"resourceVersion\":null}}}}}}'); never just remove claimRef, which lets any matching claim in any namespace take it. If not, delete it and the storage behind it. Nanny does neither.",
         describe(r),
-        for_secs(v.phase_since.as_ref(), now),
-        v.reclaim_policy,
         r.name
     )
 }

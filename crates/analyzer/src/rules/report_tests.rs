@@ -246,7 +246,7 @@ fn service_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
         let policy = pb::NetworkPolicy {
             r#ref: Some(obj("NetworkPolicy", "shop", "web-only")),
             pod_selector: "app=webb,tier in (front)".into(),
-            created_at: None,
+            ..pb::NetworkPolicy::default()
         };
         let r = policy.r#ref.clone().unwrap_or_default();
         s.network_policies.push(policy);
@@ -1075,7 +1075,17 @@ fn volume_reports_say_what_they_hold_and_how_to_free_or_reuse_them() {
     let text = explanation(&scene(IssueKind::PvReleased));
     assert!(
         text.starts_with("PersistentVolume pv-data has been Released for 90000s: its claim shop/data is gone, its data is kept (reclaim policy Retain)")
-            && text.contains("kubectl patch pv pv-data --type json -p '[{\"op\":\"remove\",\"path\":\"/spec/claimRef\"}]'"),
+            && text.contains("kubectl patch pv pv-data -p '{\"spec\":{\"claimRef\":{\"namespace\":\"NS\",\"name\":\"CLAIM\",\"uid\":null,\"resourceVersion\":null}}}'")
+            && text.contains("never just remove claimRef"),
+        "{text}"
+    );
+    let mut s = scene(IssueKind::PvReleased);
+    s.volumes[0].reclaim_policy = "Delete".into();
+    let text = explanation(&s);
+    assert!(
+        text.contains(
+            "its reclaim policy Delete should have removed it, so its reclamation is stuck"
+        ) && !text.contains("claimRef"),
         "{text}"
     );
     let text = explanation(&scene(IssueKind::PvFailed));

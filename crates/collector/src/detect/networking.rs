@@ -73,8 +73,16 @@ fn selects(selector: &HashMap<String, String>, labels: &Labels) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+/// A pod template the selector may mean: it carries at least one of the
+/// selector's keys, and every one it carries has the wanted value. A key it
+/// lacks may be set on its pods at run time (an operator's role label), so
+/// only a wrong value is a wrong selector.
 fn selects_template(selector: &HashMap<String, String>, labels: &HashMap<String, String>) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    let mut shared = selector
+        .iter()
+        .filter_map(|(k, v)| Some((labels.get(k)?, v)))
+        .peekable();
+    shared.peek().is_some() && shared.all(|(have, want)| have == want)
 }
 
 /// An endpoint the Service would route to: Ready and not terminating
@@ -127,7 +135,12 @@ pub fn services(tables: &Tables, issues: &mut Vec<pb::Issue>) {
             .collect();
         if selected.is_empty() {
             names.insert(key, Serving::Nothing);
-            selects_nothing(tables, service, target, issues);
+            // An operator's Service selects pods by labels it sets at run
+            // time, which may have no pod now (a single-instance replica
+            // Service).
+            if !service.managed {
+                selects_nothing(tables, service, target, issues);
+            }
         } else if !selected.iter().any(|p| serves(p, service)) {
             names.insert(key, Serving::Unready(selected.len()));
             no_ready_endpoint(service, target, &selected, issues);
@@ -234,21 +247,23 @@ fn ingresses(
 /// Pods by namespace, with all their labels.
 type PodsByNamespace<'a> = HashMap<&'a str, Vec<(&'a pb::Pod, &'a Labels)>>;
 
-/// Whether a pod template of a workload in `namespace` carries labels
-/// `matches` accepts (a workload scaled to zero, or one whose pods are still
-/// being created, is selected, not nothing).
+/// Whether a pod template of a workload or Job in `namespace` carries
+/// labels `matches` accepts (a workload scaled to zero, a finished or held
+/// Job, or pods still being created, are selected, not nothing).
 fn templated(
     tables: &Tables,
     namespace: &str,
     matches: impl Fn(&HashMap<String, String>) -> bool,
 ) -> bool {
-    tables.workloads.values().any(|e| {
-        e.value
-            .r#ref
-            .as_ref()
-            .is_some_and(|r| r.namespace == namespace)
-            && matches(&e.value.template_labels)
-    })
+    let in_namespace = |r: Option<&pb::ObjectRef>| r.is_some_and(|r| r.namespace == namespace);
+    tables
+        .workloads
+        .values()
+        .any(|e| in_namespace(e.value.r#ref.as_ref()) && matches(&e.value.template_labels))
+        || tables
+            .jobs
+            .values()
+            .any(|e| in_namespace(e.value.r#ref.as_ref()) && matches(&e.value.template_labels))
 }
 
 /// NetworkPolicies whose pod selector matches no pod and no pod template:
@@ -264,7 +279,8 @@ fn network_policies(tables: &Tables, pods: &PodsByNamespace<'_>, issues: &mut Ve
         let Ok(selector) = Selector::parse(&policy.pod_selector) else {
             continue;
         };
-        if selector.is_empty() {
+        // An operator's policy selects pods by labels it sets at run time.
+        if selector.is_empty() || policy.managed {
             continue;
         }
         let ns = target.namespace.as_str();

@@ -1114,7 +1114,10 @@ fn volumes_released_for_long_or_failed_are_issues() {
             // Before 1.31 there is no phase transition time: not judged.
             volume("unknown", "Released", None),
             volume("kept", "Released", Some(86_400)),
-            volume("broken", "Failed", None),
+            // Failed a minute ago: the PV controller may still retry.
+            volume("retrying", "Failed", Some(60)),
+            volume("unknown-failure", "Failed", None),
+            volume("broken", "Failed", Some(300)),
         ]),
         ..Tables::default()
     };

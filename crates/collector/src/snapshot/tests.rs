@@ -195,6 +195,57 @@ fn nodes_are_in_every_scope() {
     assert_eq!(snapshot.map(|s| s.nodes.len()), Some(1));
 }
 
+#[test]
+fn webhooks_and_volumes_go_to_the_scopes_of_their_services_and_claims() {
+    let mut store = Store::default();
+    store.apply(Item::Webhook(
+        Arc::from("w1"),
+        pb::AdmissionWebhook {
+            r#ref: Some(pb::ObjectRef {
+                kind: "ValidatingWebhookConfiguration".to_owned(),
+                name: "guard".to_owned(),
+                uid: "w1".to_owned(),
+                ..pb::ObjectRef::default()
+            }),
+            calls: vec![pb::WebhookCall {
+                name: "check.example.com".to_owned(),
+                service_namespace: "guard-system".to_owned(),
+                service_name: "webhook".to_owned(),
+                failure_policy: "Fail".to_owned(),
+            }],
+        },
+    ));
+    store.apply(Item::Volume(
+        Arc::from("v1"),
+        pb::PersistentVolume {
+            r#ref: Some(pb::ObjectRef {
+                kind: "PersistentVolume".to_owned(),
+                name: "pv-1".to_owned(),
+                uid: "v1".to_owned(),
+                ..pb::ObjectRef::default()
+            }),
+            claim: Some(pb::ObjectRef {
+                namespace: "shop".to_owned(),
+                name: "data".to_owned(),
+                ..pb::ObjectRef::default()
+            }),
+            ..pb::PersistentVolume::default()
+        },
+    ));
+    let world = world(&store, 1, &[]);
+    let sent = |namespaces: &[&str]| {
+        let scope = ScopeFilter::new(Some(pb::Scope {
+            namespaces: namespaces.iter().map(|s| (*s).to_owned()).collect(),
+            label_selector: String::new(),
+        }));
+        let s = Subscriber::new(scope.unwrap_or_default()).next(&world, true);
+        s.map(|s| (s.webhooks.len(), s.volumes.len()))
+    };
+    assert_eq!(sent(&["shop"]), Some((0, 1)), "no other scope's Services");
+    assert_eq!(sent(&["guard-system"]), Some((1, 0)));
+    assert_eq!(sent(&[]), Some((1, 1)));
+}
+
 fn reference(kind: &str, name: &str) -> Option<pb::ObjectRef> {
     Some(pb::ObjectRef {
         kind: kind.to_owned(),

@@ -463,3 +463,47 @@ fn ingresses_to_missing_services_or_classes_are_issues() {
         ]
     );
 }
+
+#[test]
+fn operators_runtime_labels_jobs_and_owned_objects_are_not_wrong_selectors() {
+    let mut t = Tables::default();
+    // A StatefulSet's template lacks the role label an operator sets on
+    // its pods at run time: a replica Service with no replica now selects
+    // it, not nothing.
+    workload(&mut t, "StatefulSet", "pg", &[("cluster", "pg")], "pg");
+    service(&mut t, "pg", &[("cluster", "pg")]);
+    service(&mut t, "pg-repl", &[("cluster", "pg"), ("role", "replica")]);
+    // A finished Job's headless Service, and a policy for its pods.
+    let r = reference("Job", "index");
+    let job = pb::Job {
+        r#ref: Some(r.clone()),
+        template_labels: labels(&[("job-name", "index")]),
+        ..pb::Job::default()
+    };
+    insert(&mut t.jobs, &r, job, &[]);
+    service(&mut t, "index", &[("job-name", "index")]);
+    network_policy(&mut t, "index", "job-name=index");
+    // Owned by a controller: its labels are the controller's business.
+    let mut owned = service(&mut t, "ro", &[("role", "replica")]);
+    owned.managed = true;
+    let r = owned.r#ref.clone().unwrap();
+    insert(&mut t.services, &r, owned, &[]);
+    let r = reference("NetworkPolicy", "owned");
+    let policy = pb::NetworkPolicy {
+        r#ref: Some(r.clone()),
+        pod_selector: "role=replica".to_owned(),
+        managed: true,
+        ..pb::NetworkPolicy::default()
+    };
+    insert(&mut t.network_policies, &r, policy, &[]);
+    // A wrong value of a key the template carries is still a typo.
+    service(
+        &mut t,
+        "pg-typo",
+        &[("cluster", "pgg"), ("role", "replica")],
+    );
+    assert_eq!(
+        found(&t),
+        vec![(IssueKind::ServiceSelectsNothing, "pg-typo".to_owned())]
+    );
+}
