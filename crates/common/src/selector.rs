@@ -23,6 +23,17 @@ impl<S: std::hash::BuildHasher> Labels for HashMap<String, String, S> {
     }
 }
 
+/// Equality labels in selector syntax, in key order: `app=api,tier=web`
+/// (a Service's selector, a pod template's labels).
+pub fn equality_text<'l>(labels: impl IntoIterator<Item = (&'l String, &'l String)>) -> String {
+    let sorted: BTreeMap<&String, &String> = labels.into_iter().collect();
+    sorted
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// One parsed label selector; empty matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selector {

@@ -48,6 +48,15 @@ pub enum ReadError {
     Stream(#[from] StreamError),
 }
 
+/// The value of `issue`'s evidence described as `description`, if any.
+pub fn evidence<'i>(issue: &'i pb::Issue, description: &str) -> Option<&'i str> {
+    issue
+        .evidence
+        .iter()
+        .find(|e| e.description == description)
+        .map(|e| e.value.as_str())
+}
+
 fn uid_of(reference: Option<&pb::ObjectRef>) -> String {
     reference.map(|r| r.uid.clone()).unwrap_or_default()
 }
@@ -73,6 +82,25 @@ pub struct SnapshotView {
     volumes: BTreeMap<String, pb::PersistentVolume>,
     issues: BTreeMap<String, pb::Issue>,
     metrics: Vec<pb::MetricSample>,
+}
+
+/// Invokes `$then!($args…, pods, nodes, …)` with every object table, by
+/// field name: each a repeated field of `ClusterSnapshot` and a map by uid
+/// in the view. The one list that chunking, removal, applying and the
+/// whole view share.
+macro_rules! object_fields {
+    ($then:ident!($($args:tt)*)) => {
+        $then!(
+            $($args)* pods, nodes, workloads, jobs, hpas, pvcs, events, pdbs, namespaces,
+            services, webhooks, network_policies, ingresses, volumes
+        )
+    };
+}
+
+macro_rules! remove_all {
+    ($self:ident, $uid:ident, $($field:ident),*) => {$(
+        $self.$field.remove(&$uid);
+    )*};
 }
 
 macro_rules! upsert_all {
@@ -152,26 +180,8 @@ impl SnapshotView {
         macro_rules! extend {
             ($($field:ident),*) => {$( partial.$field.append(&mut message.$field); )*};
         }
-        extend!(
-            pods,
-            nodes,
-            workloads,
-            jobs,
-            hpas,
-            pvcs,
-            events,
-            pdbs,
-            namespaces,
-            services,
-            webhooks,
-            network_policies,
-            ingresses,
-            volumes,
-            metrics,
-            issues,
-            removed,
-            resolved_issues
-        );
+        object_fields!(extend!());
+        extend!(metrics, issues, removed, resolved_issues);
         partial.chunk_index = message.chunk_index;
         if partial.chunk_index + 1 == partial.chunk_count {
             return Ok(Some(partial));
@@ -199,20 +209,7 @@ impl SnapshotView {
                 }
                 for removed in std::mem::take(&mut message.removed) {
                     let uid = removed.uid;
-                    self.pods.remove(&uid);
-                    self.nodes.remove(&uid);
-                    self.workloads.remove(&uid);
-                    self.jobs.remove(&uid);
-                    self.hpas.remove(&uid);
-                    self.pvcs.remove(&uid);
-                    self.events.remove(&uid);
-                    self.pdbs.remove(&uid);
-                    self.namespaces.remove(&uid);
-                    self.services.remove(&uid);
-                    self.webhooks.remove(&uid);
-                    self.network_policies.remove(&uid);
-                    self.ingresses.remove(&uid);
-                    self.volumes.remove(&uid);
+                    object_fields!(remove_all!(self, uid,));
                 }
                 for fingerprint in std::mem::take(&mut message.resolved_issues) {
                     self.issues.remove(&fingerprint);
@@ -220,24 +217,7 @@ impl SnapshotView {
             }
             _ => return Err(StreamError::Kind { id: message.id }),
         }
-        upsert_all!(
-            self,
-            message,
-            pods,
-            nodes,
-            workloads,
-            jobs,
-            hpas,
-            pvcs,
-            events,
-            pdbs,
-            namespaces,
-            services,
-            webhooks,
-            network_policies,
-            ingresses,
-            volumes
-        );
+        object_fields!(upsert_all!(self, message,));
         for issue in std::mem::take(&mut message.issues) {
             self.issues.insert(issue.fingerprint.clone(), issue);
         }
@@ -283,25 +263,17 @@ impl SnapshotView {
 
     /// The whole view as one FULL snapshot.
     pub fn snapshot(&self) -> ClusterSnapshot {
-        ClusterSnapshot {
-            pods: self.pods.values().cloned().collect(),
-            nodes: self.nodes.values().cloned().collect(),
-            workloads: self.workloads.values().cloned().collect(),
-            jobs: self.jobs.values().cloned().collect(),
-            hpas: self.hpas.values().cloned().collect(),
-            pvcs: self.pvcs.values().cloned().collect(),
-            events: self.events.values().cloned().collect(),
-            pdbs: self.pdbs.values().cloned().collect(),
-            namespaces: self.namespaces.values().cloned().collect(),
-            services: self.services.values().cloned().collect(),
-            webhooks: self.webhooks.values().cloned().collect(),
-            network_policies: self.network_policies.values().cloned().collect(),
-            ingresses: self.ingresses.values().cloned().collect(),
-            volumes: self.volumes.values().cloned().collect(),
-            issues: self.issues.values().cloned().collect(),
-            metrics: self.metrics.clone(),
-            ..self.header.clone()
+        macro_rules! whole {
+            ($self:ident, $($field:ident),*) => {
+                ClusterSnapshot {
+                    $($field: $self.$field.values().cloned().collect(),)*
+                    issues: $self.issues.values().cloned().collect(),
+                    metrics: $self.metrics.clone(),
+                    ..$self.header.clone()
+                }
+            };
         }
+        object_fields!(whole!(self,))
     }
 }
 

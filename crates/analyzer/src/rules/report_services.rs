@@ -3,8 +3,9 @@
 //! select nothing and Ingresses whose Services or class do not exist:
 //! reported with the selector, the pods and what to change.
 
-use std::{collections::BTreeMap, collections::HashMap, time::SystemTime};
+use std::{collections::HashMap, time::SystemTime};
 
+use nanny_common::{selector::equality_text, snapshot::evidence};
 use nanny_proto::v1::{self as pb, IssueKind};
 
 use super::{describe, report_objects::for_secs, report_objects::states_of};
@@ -58,25 +59,6 @@ pub(super) fn report_service<'a>(
     }
     let text = selects_nothing(service, r, index, &since);
     Some((REPORT_SERVICE_SELECTS_NOTHING, r, text))
-}
-
-/// `app=api,tier=web`, in key order.
-fn labels_text<'l>(labels: impl IntoIterator<Item = (&'l String, &'l String)>) -> String {
-    let sorted: BTreeMap<&String, &String> = labels.into_iter().collect();
-    sorted
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The value of the evidence named `name`.
-fn evidence<'i>(issue: &'i pb::Issue, name: &str) -> Option<&'i str> {
-    issue
-        .evidence
-        .iter()
-        .find(|e| e.description == name)
-        .map(|e| e.value.as_str())
 }
 
 fn ingress_text(r: &pb::ObjectRef, issue: &pb::Issue) -> String {
@@ -157,8 +139,7 @@ fn no_ready_endpoint(
     index: &SnapshotIndex<'_>,
     since: &str,
 ) -> String {
-    let evidence = |name: &str| evidence(issue, name);
-    let names: Vec<&str> = evidence("pods")
+    let names: Vec<&str> = evidence(issue, "pods")
         .unwrap_or_default()
         .split(',')
         .filter(|n| !n.is_empty())
@@ -173,7 +154,7 @@ fn no_ready_endpoint(
     } else {
         format!(" Its pods: {}.", states.join("; "))
     };
-    let matched = match evidence("selected pods") {
+    let matched = match evidence(issue, "selected pods") {
         Some("1") => "1 pod".to_owned(),
         Some(count) => format!("{count} pods"),
         None => "pods".to_owned(),
@@ -181,7 +162,7 @@ fn no_ready_endpoint(
     format!(
         "{} has had no ready endpoint{since}: its selector {} matches {matched} and none is Ready, so every connection to it is refused.{pods} Nanny acts on those pods' own issues where a rule can; the Service serves again once one of them is Ready.",
         describe(r),
-        labels_text(&service.selector),
+        equality_text(&service.selector),
     )
 }
 
@@ -196,7 +177,7 @@ fn selects_nothing(
         "{} selects no pod{since}: no pod or pod template in {} carries {}, so it has no endpoints and its clients are refused.{hint} To fix: correct the Service's spec.selector, or the labels of the pods it should serve; Nanny changes neither.",
         describe(r),
         r.namespace,
-        labels_text(&service.selector),
+        equality_text(&service.selector),
     )
 }
 
@@ -245,7 +226,7 @@ fn nearest_templates(
             (wr.namespace == r.namespace && !shared.is_empty()).then(|| {
                 (
                     near,
-                    format!("{} {} ({})", wr.kind, wr.name, labels_text(shared)),
+                    format!("{} {} ({})", wr.kind, wr.name, equality_text(shared)),
                 )
             })
         })
@@ -283,7 +264,10 @@ fn service_missing(w: &pb::Workload, r: &pb::ObjectRef) -> String {
     let selector = if w.template_labels.is_empty() {
         String::new()
     } else {
-        format!(" selecting its pods ({})", labels_text(&w.template_labels))
+        format!(
+            " selecting its pods ({})",
+            equality_text(&w.template_labels)
+        )
     };
     format!(
         "{} names governing Service {}, which does not exist in {}: its pods get no stable DNS names ({}-0.{}.{}.svc), so peers that find each other by them fail. Create a headless Service {} (clusterIP: None){selector}, or correct spec.serviceName; Nanny creates neither.",

@@ -2,15 +2,14 @@
 //! template carries, or whose selected pods are none of them Ready; a
 //! StatefulSet whose governing Service does not exist; an admission webhook
 //! whose Service is missing or serves nothing; a NetworkPolicy selecting
-//! no pod; an Ingress whose Services or class do not exist. Nothing in these objects says since when, so the
-//! publisher holds them for `service_secs` before it reports them
-//! ([`HELD`]).
+//! no pod; an Ingress whose Services or class do not exist. Nothing in
+//! these objects says since when, so the publisher holds them for
+//! `service_secs` before it reports them ([`HELD`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
+use nanny_common::selector::{Selector, equality_text};
 use nanny_proto::v1::{self as pb, IssueKind, Severity};
-
-use nanny_common::selector::Selector;
 
 use super::issue;
 use crate::store::{Labels, Tables};
@@ -26,9 +25,9 @@ pub const HELD: &[IssueKind] = &[
     IssueKind::IngressMisconfigured,
 ];
 
-/// Kinds judged by matching a Service's selector against pods: a label
-/// scope hides pods a Service may select, so a scoped collector does not
-/// judge them.
+/// Kinds judged by matching a selector (a Service's, a policy's) against
+/// pods: a label scope hides pods it may select, so a scoped collector does
+/// not judge them.
 const SELECTOR_KINDS: &[IssueKind] = &[
     IssueKind::ServiceNoReadyEndpoints,
     IssueKind::ServiceSelectsNothing,
@@ -47,27 +46,14 @@ pub fn judged(issue: &pb::Issue, scope: &crate::config::KubernetesConfig) -> boo
     if issue.kind != IssueKind::WebhookNoEndpoints as i32 || scope.namespaces.is_empty() {
         return true;
     }
-    let namespace = issue
-        .evidence
-        .iter()
-        .find(|e| e.description == "service")
-        .and_then(|e| e.value.split_once('/'))
+    let namespace = nanny_common::snapshot::evidence(issue, "service")
+        .and_then(|service| service.split_once('/'))
         .map(|(ns, _)| ns);
     namespace.is_some_and(|ns| scope.namespaces.iter().any(|n| n == ns))
 }
 
 /// Most selected pods named in an issue's evidence.
 const NAMED_PODS: usize = 20;
-
-/// `app=api,tier=web`, in key order.
-pub fn selector_text(selector: &HashMap<String, String>) -> String {
-    let sorted: BTreeMap<&String, &String> = selector.iter().collect();
-    sorted
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 fn selects(selector: &HashMap<String, String>, labels: &Labels) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -387,7 +373,7 @@ fn selects_nothing(
     }) {
         return;
     }
-    let selector = selector_text(&service.selector);
+    let selector = equality_text(&service.selector);
     issues.push(issue(
         IssueKind::ServiceSelectsNothing,
         Severity::Warning,
@@ -425,7 +411,7 @@ fn no_ready_endpoint(
             selected.len()
         ),
         vec![
-            ("selector", selector_text(&service.selector)),
+            ("selector", equality_text(&service.selector)),
             ("selected pods", selected.len().to_string()),
             ("pods", names.join(",")),
         ],
