@@ -91,6 +91,16 @@ pub const CRONJOB_RESUME: Rule = Rule {
     id: "cronjob-resume",
     rationale: "A CronJob suspended and idle for long has stopped doing its job; where the policy allows resuming, a human decides whether the pause is over.",
 };
+/// Report a TLS certificate expiring or expired.
+pub const REPORT_CERTIFICATE: Rule = Rule {
+    id: "report-certificate",
+    rationale: "A certificate is renewed by whoever issues it (cert-manager, a CA, a person) and written into its Secret; Nanny never writes Secrets, so it says what expires when and where to renew it.",
+};
+/// Run a failed Job again.
+pub const JOB_RETRIGGER: Rule = Rule {
+    id: "job-failed-retrigger",
+    rationale: "A Job that failed on something passing (a node lost, a dependency down, a deadline on a slow day) succeeds when run again; whether its work is safe to repeat is a human's call, so only a policy naming RetriggerJob has it proposed.",
+};
 /// Report a CronJob suspended for long.
 pub const REPORT_CRONJOB_SUSPENDED: Rule = Rule {
     id: "report-cronjob-suspended",
@@ -231,6 +241,11 @@ pub const REPORT_VOLUME: Rule = Rule {
     id: "report-volume",
     rationale: "A released volume may hold the only copy of its data, and a failed reclamation needs the storage behind it checked; keeping, rebinding or deleting either is its owner's call.",
 };
+/// Report an HPA unable to scale, or scaling on a utilization nothing requests.
+pub const REPORT_HPA: Rule = Rule {
+    id: "report-hpa",
+    rationale: "An HPA that cannot read its metrics or its target, or whose target requests none of the resource it scales on, keeps its replicas whatever the load; the fix is in the metrics pipeline, the HPA or the pod template, all its owner's.",
+};
 
 /// Every rule, for documentation and tests.
 pub const RULES: &[Rule] = &[
@@ -278,4 +293,7 @@ pub const RULES: &[Rule] = &[
     REPORT_NETWORK_POLICY_SELECTS_NOTHING,
     REPORT_INGRESS_MISCONFIGURED,
     REPORT_VOLUME,
+    REPORT_HPA,
+    JOB_RETRIGGER,
+    REPORT_CERTIFICATE,
 ];

@@ -33,6 +33,8 @@ pub struct SnapshotIndex<'a> {
     pub ingresses: HashMap<&'a str, &'a pb::Ingress>,
     /// PersistentVolumes by uid.
     pub volumes: HashMap<&'a str, &'a pb::PersistentVolume>,
+    /// TLS Secrets' certificates by the Secret's uid.
+    pub tls_certificates: HashMap<&'a str, &'a pb::TlsCertificate>,
     /// Warning events by the uid of the object they are about.
     pub events: HashMap<&'a str, Vec<&'a pb::Event>>,
     /// Issues by fingerprint.
@@ -71,6 +73,7 @@ impl<'a> SnapshotIndex<'a> {
             network_policies: index!(snapshot.network_policies),
             ingresses: index!(snapshot.ingresses),
             volumes: index!(snapshot.volumes),
+            tls_certificates: index!(snapshot.tls_certificates),
             events: snapshot
                 .events
                 .iter()
@@ -105,6 +108,11 @@ impl<'a> SnapshotIndex<'a> {
             .or_else(|| self.webhooks.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| self.ingresses.get(uid).and_then(|o| o.r#ref.as_ref()))
             .or_else(|| self.volumes.get(uid).and_then(|o| o.r#ref.as_ref()))
+            .or_else(|| {
+                self.tls_certificates
+                    .get(uid)
+                    .and_then(|o| o.r#ref.as_ref())
+            })
             .or_else(|| {
                 self.network_policies
                     .get(uid)

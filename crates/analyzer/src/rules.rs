@@ -29,6 +29,7 @@ mod pvc;
 mod report;
 mod report_objects;
 mod report_services;
+mod retrigger;
 mod rollout;
 mod stale_job;
 
@@ -162,6 +163,9 @@ const OBJECT_REPORTS: &[IssueKind] = &[
     IssueKind::IngressMisconfigured,
     IssueKind::PvReleased,
     IssueKind::PvFailed,
+    IssueKind::HpaUnableToScale,
+    IssueKind::HpaTargetWithoutRequests,
+    IssueKind::TlsCertificateExpiring,
 ];
 
 impl Rules {
@@ -222,6 +226,7 @@ impl Rules {
                 Ok(IssueKind::JobCompletedStale) if self.config.stale_job.enabled => {
                     self.stale_job(issue, target, index, now, &mut drafts);
                 }
+                Ok(IssueKind::JobFailed) => self.job_failed(issue, target, index, &mut drafts),
                 Ok(IssueKind::RolloutStuck) => {
                     self.rollout_stuck(issue, target, index, &mut drafts)
                 }

@@ -53,7 +53,12 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
     ),
     (
         "performanceAnalysis",
-        &[IssueKind::CpuThrottling, IssueKind::HpaAtMax],
+        &[
+            IssueKind::CpuThrottling,
+            IssueKind::HpaAtMax,
+            IssueKind::HpaUnableToScale,
+            IssueKind::HpaTargetWithoutRequests,
+        ],
     ),
     (
         "nodeAnalysis",
@@ -79,6 +84,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::VolumeMountFailing,
             IssueKind::PvReleased,
             IssueKind::PvFailed,
+            IssueKind::TlsCertificateExpiring,
         ],
     ),
     (

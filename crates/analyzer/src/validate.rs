@@ -205,6 +205,15 @@ pub fn validate(
             .filter(|w| w.r#ref.as_ref().is_some_and(|r| r.kind == "CronJob"))
             .map(|_| ())
             .ok_or(Invalid::WrongTargetKind),
+        Kind::RetriggerJob(_) => {
+            // Only a Job that failed is run again.
+            let job = index.jobs.get(uid).ok_or(Invalid::WrongTargetKind)?;
+            bounded(
+                job.conditions
+                    .iter()
+                    .any(|c| c.r#type == "Failed" && c.status == "True"),
+            )
+        }
         Kind::RolloutUndo(_) => index
             .workloads
             .get(uid)

@@ -38,6 +38,12 @@ pub struct KubernetesConfig {
     pub namespaces: Vec<String>,
     /// Label selector for Pods, workloads and Jobs (e.g. `app.kubernetes.io/part-of=shop`).
     pub label_selector: String,
+    /// Read TLS Secrets (type `kubernetes.io/tls`) for their certificates'
+    /// expiry. Off by default: it needs `list`/`watch` on Secrets, which the
+    /// chart grants only with it. Only the certificate's validity and names
+    /// are kept; the Secret itself, its key included, is dropped at once.
+    #[serde(default)]
+    pub tls_secrets: bool,
 }
 
 /// Section `prometheus`.
@@ -193,6 +199,13 @@ pub struct Thresholds {
     /// A PersistentVolume Failed this long (the PV controller retries a
     /// failed reclamation) is an issue.
     pub pv_failed_secs: u64,
+    /// An HPA unable to scale (AbleToScale or ScalingActive False: its
+    /// metrics unreadable, its target missing) this long is an issue; the
+    /// HPA controller retries every 15 s and a metrics API restart is brief.
+    pub hpa_unable_secs: u64,
+    /// A TLS Secret's certificate expiring within this many days is an
+    /// issue (read only with `kubernetes.tlsSecrets`).
+    pub certificate_expiry_days: u64,
 }
 
 impl Default for Thresholds {
@@ -226,6 +239,8 @@ impl Default for Thresholds {
             service_secs: 300,
             pv_released_secs: 24 * 3600,
             pv_failed_secs: 300,
+            hpa_unable_secs: 600,
+            certificate_expiry_days: 14,
         }
     }
 }

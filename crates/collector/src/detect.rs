@@ -78,12 +78,14 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
     nodes(tables, metrics, t, &mut issues);
     workloads(tables, t, now, &mut issues);
     hpas(tables, t, &mut issues);
+    autoscaling::hpas_unable(tables, t, now, &mut issues);
     pvcs(tables, t, now, &mut issues);
     jobs(tables, t, now, &mut issues);
     pdbs(tables, t, now, &mut issues);
     namespaces(tables, t, now, &mut issues);
     networking::services(tables, &mut issues);
     volumes(tables, t, now, &mut issues);
+    certificates::expiring(tables, t, now, &mut issues);
     issues
 }
 
@@ -1206,6 +1208,8 @@ fn node_issues(node: &pb::Node, target: &pb::ObjectRef, issues: &mut Vec<pb::Iss
     }
 }
 
+mod autoscaling;
+mod certificates;
 mod networking;
 
 pub use networking::{HELD, judged};

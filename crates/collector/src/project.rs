@@ -409,8 +409,10 @@ fn labels(meta: &ObjectMeta) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
+mod tls;
 mod workloads;
 
+pub use tls::tls_certificate;
 pub use workloads::{cron_job, daemon_set, deployment, replica_set, stateful_set};
 
 /// A Job.
@@ -439,7 +441,7 @@ pub fn job(j: &Job) -> pb::Job {
 
 /// A HorizontalPodAutoscaler (autoscaling/v2); resource metrics are matched
 /// by name between spec targets and status currents.
-pub fn hpa(h: &HorizontalPodAutoscaler) -> pb::HorizontalPodAutoscaler {
+pub fn hpa(h: &HorizontalPodAutoscaler, redaction: &Redaction) -> pb::HorizontalPodAutoscaler {
     let meta = &h.metadata;
     let spec = h.spec.as_ref();
     let status = h.status.as_ref();
@@ -488,6 +490,22 @@ pub fn hpa(h: &HorizontalPodAutoscaler) -> pb::HorizontalPodAutoscaler {
         desired_replicas: status.map_or(0, |s| s.desired_replicas),
         metrics,
         labels: labels(meta),
+        // The controller's message says why it cannot scale (which metric
+        // it could not read, which target it could not find).
+        conditions: status
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| pb::Condition {
+                message: c.message.as_deref().map(|m| redaction.untrusted(m)),
+                ..condition(
+                    &c.type_,
+                    &c.status,
+                    c.reason.as_ref(),
+                    c.last_transition_time.as_ref(),
+                )
+            })
+            .collect(),
     }
 }
 

@@ -325,6 +325,8 @@ impl Subscriber {
         s.pdbs = pass.collect(&t.pdbs, |_, e| filter.admits(e, false), true);
         s.services = pass.collect(&t.services, |_, e| filter.admits(e, false), true);
         s.ingresses = pass.collect(&t.ingresses, |_, e| filter.admits(e, false), true);
+        s.tls_certificates =
+            pass.collect(&t.tls_certificates, |_, e| filter.admits(e, false), true);
         // Volumes follow the namespace of the claim they are or were bound to.
         s.volumes = pass.collect(
             &t.volumes,
@@ -431,6 +433,7 @@ impl Subscriber {
                 && s.network_policies.is_empty()
                 && s.ingresses.is_empty()
                 && s.volumes.is_empty()
+                && s.tls_certificates.is_empty()
                 && s.namespaces.is_empty()
                 && s.events.is_empty()
                 && s.removed.is_empty()
@@ -531,6 +534,7 @@ pub fn chunk(snapshot: pb::ClusterSnapshot, max_bytes: usize) -> Vec<pb::Cluster
         network_policies,
         ingresses,
         volumes,
+        tls_certificates,
         pods,
         events,
         metrics

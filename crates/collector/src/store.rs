@@ -57,6 +57,7 @@ objects!(
     pb::NetworkPolicy,
     pb::Ingress,
     pb::PersistentVolume,
+    pb::TlsCertificate,
     pb::Event
 );
 
@@ -94,6 +95,8 @@ pub enum TableKind {
     Ingresses,
     /// PersistentVolumes.
     Volumes,
+    /// TLS Secrets' certificates.
+    TlsCertificates,
     /// StorageClasses (only their expandability and binding mode are kept).
     StorageClasses,
 }
@@ -132,6 +135,8 @@ pub enum Item {
     IngressClass(Uid, String),
     /// A PersistentVolume.
     Volume(Uid, pb::PersistentVolume),
+    /// A TLS Secret's certificate.
+    TlsCertificate(Uid, pb::TlsCertificate),
     /// A StorageClass: name, and whether it allows expansion and binds
     /// on first use.
     StorageClass(Uid, String, ClassFacts),
@@ -156,6 +161,7 @@ impl Item {
             | Self::Ingress(uid, ..)
             | Self::IngressClass(uid, ..)
             | Self::Volume(uid, ..)
+            | Self::TlsCertificate(uid, ..)
             | Self::StorageClass(uid, ..) => uid,
         }
     }
@@ -197,6 +203,8 @@ pub struct Tables {
     pub ingresses: Table<pb::Ingress>,
     /// PersistentVolumes.
     pub volumes: Table<pb::PersistentVolume>,
+    /// TLS Secrets' certificates.
+    pub tls_certificates: Table<pb::TlsCertificate>,
     /// IngressClass names by uid.
     pub ingress_classes: HashMap<Uid, String>,
 }
@@ -346,6 +354,11 @@ impl Store {
                 let labels = self.empty_labels.clone();
                 upsert(&mut self.tables.volumes, &mut self.rev, uid, volume, labels)
             }
+            Item::TlsCertificate(uid, certificate) => {
+                let labels = self.empty_labels.clone();
+                let table = &mut self.tables.tls_certificates;
+                upsert(table, &mut self.rev, uid, certificate, labels)
+            }
             Item::Ingress(uid, ingress) => {
                 let labels = self.empty_labels.clone();
                 upsert(
@@ -410,6 +423,9 @@ impl Store {
             }
             Item::Ingress(..) => remove(&mut self.tables.ingresses, &mut self.rev, uid),
             Item::Volume(..) => remove(&mut self.tables.volumes, &mut self.rev, uid),
+            Item::TlsCertificate(..) => {
+                remove(&mut self.tables.tls_certificates, &mut self.rev, uid)
+            }
             Item::IngressClass(..) => {
                 let gone = self.tables.ingress_classes.remove(uid).is_some();
                 if gone {
@@ -455,6 +471,9 @@ impl Store {
                 .collect(),
             "PersistentVolume" => self.stale_in(&self.tables.volumes, &stale, |uid, _| {
                 Item::Volume(uid, pb::PersistentVolume::default())
+            }),
+            "Secret" => self.stale_in(&self.tables.tls_certificates, &stale, |uid, _| {
+                Item::TlsCertificate(uid, pb::TlsCertificate::default())
             }),
             "Ingress" => self.stale_in(&self.tables.ingresses, &stale, |uid, _| {
                 Item::Ingress(uid, pb::Ingress::default())

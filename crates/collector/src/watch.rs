@@ -18,7 +18,9 @@ use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
     batch::v1::{CronJob, Job},
-    core::v1::{Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service},
+    core::v1::{
+        Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
+    },
     networking::v1::{Ingress, IngressClass, NetworkPolicy},
     policy::v1::PodDisruptionBudget,
     storage::v1::StorageClass,
@@ -291,7 +293,7 @@ pub fn spawn_all(client: &Client, config: &KubernetesConfig, context: &Context) 
             None,
             context,
             "HorizontalPodAutoscaler",
-            |h, _| Some(Item::Hpa(uid(h), project::hpa(h), labels(h))),
+            |h, r| Some(Item::Hpa(uid(h), project::hpa(h, r), labels(h))),
         ));
         go(spawn::<PersistentVolumeClaim>(
             namespaced(client, ns),
@@ -338,6 +340,19 @@ pub fn spawn_all(client: &Client, config: &KubernetesConfig, context: &Context) 
             "Ingress",
             |i, _| Some(Item::Ingress(uid(i), project::ingress(i))),
         ));
+        // Opt-in: TLS Secrets only (the API server filters by type), each
+        // reduced to its certificate's validity and names at once.
+        if config.tls_secrets {
+            go(spawn::<Secret>(
+                namespaced(client, ns),
+                ns,
+                None,
+                Some("type=kubernetes.io/tls"),
+                context,
+                "Secret",
+                |s, _| Some(Item::TlsCertificate(uid(s), project::tls_certificate(s))),
+            ));
+        }
         // Only Warning events matter; the apiserver filters the rest out.
         go(spawn::<Event>(
             namespaced(client, ns),

@@ -80,6 +80,7 @@ pub struct SnapshotView {
     network_policies: BTreeMap<String, pb::NetworkPolicy>,
     ingresses: BTreeMap<String, pb::Ingress>,
     volumes: BTreeMap<String, pb::PersistentVolume>,
+    tls_certificates: BTreeMap<String, pb::TlsCertificate>,
     issues: BTreeMap<String, pb::Issue>,
     metrics: Vec<pb::MetricSample>,
 }
@@ -92,7 +93,7 @@ macro_rules! object_fields {
     ($then:ident!($($args:tt)*)) => {
         $then!(
             $($args)* pods, nodes, workloads, jobs, hpas, pvcs, events, pdbs, namespaces,
-            services, webhooks, network_policies, ingresses, volumes
+            services, webhooks, network_policies, ingresses, volumes, tls_certificates
         )
     };
 }

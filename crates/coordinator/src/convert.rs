@@ -81,7 +81,8 @@ pub fn params(kind: &Kind) -> ActionParams {
         | Kind::DeleteResource(_)
         | Kind::ForceDeletePod(_)
         | Kind::ResumeCronJob(_)
-        | Kind::RolloutUndo(_) => ActionParams::default(),
+        | Kind::RolloutUndo(_)
+        | Kind::RetriggerJob(_) => ActionParams::default(),
     }
 }
 
@@ -138,6 +139,7 @@ pub fn action(spec: &ActionSpec) -> Result<Kind, Error> {
         ActionType::ForceDeletePod => Kind::ForceDeletePod(pb::ForceDeletePod {}),
         ActionType::ResumeCronJob => Kind::ResumeCronJob(pb::ResumeCronJob {}),
         ActionType::RolloutUndo => Kind::RolloutUndo(pb::RolloutUndo {}),
+        ActionType::RetriggerJob => Kind::RetriggerJob(pb::RetriggerJob {}),
         ActionType::ScaleWorkload => Kind::ScaleWorkload(pb::ScaleWorkload {
             replicas: required("replicas", fits("replicas", p.replicas)?)?,
         }),
@@ -389,6 +391,7 @@ mod tests {
         roundtrip(Kind::ScaleWorkload(pb::ScaleWorkload { replicas: 3 }));
         roundtrip(Kind::ResumeCronJob(pb::ResumeCronJob {}));
         roundtrip(Kind::RolloutUndo(pb::RolloutUndo {}));
+        roundtrip(Kind::RetriggerJob(pb::RetriggerJob {}));
         roundtrip(Kind::DeleteFailedPods(pb::DeleteFailedPods {
             max_pods: 20,
         }));

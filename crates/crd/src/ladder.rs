@@ -98,6 +98,8 @@ pub enum Rung {
     ScaleWorkload,
     /// Resume the CronJob.
     ResumeCronJob,
+    /// Run the failed Job again.
+    RetriggerJob,
     /// Roll the Deployment back to its previous revision.
     RolloutUndo,
     /// Hand the incident to a human: one open escalation, no more actions.
@@ -120,6 +122,7 @@ impl Rung {
             Self::ForceDeletePod => ActionType::ForceDeletePod,
             Self::ScaleWorkload => ActionType::ScaleWorkload,
             Self::ResumeCronJob => ActionType::ResumeCronJob,
+            Self::RetriggerJob => ActionType::RetriggerJob,
             Self::RolloutUndo => ActionType::RolloutUndo,
             Self::Escalate => return None,
         })
@@ -183,6 +186,9 @@ pub enum LadderIssue {
     IngressMisconfigured,
     PVReleased,
     PVFailed,
+    HPAUnableToScale,
+    HPATargetWithoutRequests,
+    TLSCertificateExpiring,
 }
 
 impl LadderIssue {

@@ -91,6 +91,8 @@ action_types! {
     ResumeCronJob,
     /// Roll a Deployment back to its previous revision.
     RolloutUndo,
+    /// Run a failed Job again, as a new Job.
+    RetriggerJob,
 }
 
 impl ActionType {

@@ -256,7 +256,7 @@ fn snapshot_summary(s: &ClusterSnapshot) -> String {
     let _ = writeln!(out, "Scope:      {namespaces} {}", scope.label_selector);
     let _ = writeln!(
         out,
-        "Objects:    {} pods, {} nodes, {} workloads, {} jobs, {} HPAs, {} PVCs, {} PDBs, {} Services, {} webhook configurations, {} NetworkPolicies, {} Ingresses, {} PVs, {} events, {} metrics",
+        "Objects:    {} pods, {} nodes, {} workloads, {} jobs, {} HPAs, {} PVCs, {} PDBs, {} Services, {} webhook configurations, {} NetworkPolicies, {} Ingresses, {} PVs, {} TLS certificates, {} events, {} metrics",
         s.pods.len(),
         s.nodes.len(),
         s.workloads.len(),
@@ -269,6 +269,7 @@ fn snapshot_summary(s: &ClusterSnapshot) -> String {
         s.network_policies.len(),
         s.ingresses.len(),
         s.volumes.len(),
+        s.tls_certificates.len(),
         s.events.len(),
         s.metrics.len()
     );

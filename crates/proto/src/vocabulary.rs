@@ -287,6 +287,15 @@ pub const ACTIONS: &[ActionInfo] = &[
         Approval::Human,
         ModelUse::No,
     ),
+    entry(
+        ActionType::RetriggerJob,
+        "RetriggerJob",
+        "retrigger_job",
+        Targets::Kinds(&["Job"]),
+        false,
+        Approval::Human,
+        ModelUse::No,
+    ),
 ];
 
 /// The action type of an action arm: the one exhaustive match over arms.
@@ -308,6 +317,7 @@ pub fn action_type(kind: &Kind) -> ActionType {
         Kind::ScaleWorkload(_) => ActionType::ScaleWorkload,
         Kind::ResumeCronJob(_) => ActionType::ResumeCronJob,
         Kind::RolloutUndo(_) => ActionType::RolloutUndo,
+        Kind::RetriggerJob(_) => ActionType::RetriggerJob,
     }
 }
 

@@ -12,7 +12,7 @@ use kube::{Api, Client, api::DynamicObject};
 use nanny_proto::v1::Resources;
 use serde_json::{Value, json};
 
-pub use self::plan::plan;
+pub use self::plan::{plan, retry_name};
 use crate::{
     diff::str_at,
     error::Error,
@@ -53,6 +53,15 @@ pub enum Write {
         /// `(namespace, name, uid)` of each pod.
         pods: Vec<(String, String, String)>,
         /// The diff's line per pod: its name and why it failed.
+        shown: Vec<String>,
+    },
+    /// Create this object (a Job RetriggerJob runs again), in the target's
+    /// namespace and API.
+    Create {
+        /// The object to create.
+        object: Value,
+        /// The diff's lines: what is created and its images, never its spec
+        /// (it may carry secrets).
         shown: Vec<String>,
     },
     /// Cordon, then evict these pods.
@@ -181,7 +190,10 @@ pub struct Facts {
     pub field_manager: String,
 }
 
-pub use nanny_common::kube::CORDONED_BY;
+pub use nanny_common::kube::{CORDONED_BY, RETRIGGER_OF};
+/// The annotation on a Job RetriggerJob created: the action's id (a resumed
+/// run finds its own retry by it).
+pub const RETRIGGERED_BY: &str = "nanny.ai/retriggered-by";
 /// [`CORDONED_BY`] as a JSON pointer.
 pub const CORDONED_BY_POINTER: &str = "/metadata/annotations/nanny.ai~1cordoned-by";
 

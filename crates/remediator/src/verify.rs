@@ -9,7 +9,7 @@ use nanny_proto::v1::{ExpandPvc, ScaleHpa, VerificationState, action::Kind as Ac
 use serde_json::Value;
 
 use crate::{
-    actions::{Executor, controller, to_value},
+    actions::{Executor, RETRIGGERED_BY, controller, retry_name, to_value},
     diff::str_at,
     quantity,
     request::{TargetKind, Validated},
@@ -90,6 +90,8 @@ pub async fn check(
             Some(_) if !replaced => Check::Pending("the Job still exists".to_owned()),
             _ => Check::Passed("the Job is gone".to_owned()),
         },
+        // The retry is what is verified; the failed Job stays as it was.
+        ActionKind::RetriggerJob(_) => retry_started(exec, v).await,
         ActionKind::ForceDeletePod(_) => match current {
             Some(_) if !replaced => Check::Pending("the pod still exists".to_owned()),
             _ => Check::Passed("the pod is gone".to_owned()),
@@ -130,6 +132,57 @@ pub async fn check(
                 _ => Check::Passed(String::new()),
             }
         }
+    }
+}
+
+/// Whether the Job RetriggerJob created (this action's, by its id) has
+/// started or finished well. How long it runs is the Job's own business:
+/// started is enough, failed again is not.
+async fn retry_started(exec: &Executor, v: &Validated) -> Check {
+    let name = retry_name(&v.target.name);
+    let jobs = exec.api(TargetKind::Job, &v.target.namespace);
+    let retry = match jobs.get_opt(&name).await {
+        Ok(Some(job)) => match to_value(&job) {
+            Ok(job) => job,
+            Err(error) => return Check::Pending(format!("cannot read Job {name}: {error}")),
+        },
+        Ok(None) => return Check::Failed(format!("the retry Job {name} is gone")),
+        Err(error) => return Check::Pending(format!("cannot read Job {name}: {error}")),
+    };
+    let by = retry
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(RETRIGGERED_BY))
+        .and_then(Value::as_str);
+    if by != Some(v.action_id.as_str()) {
+        return Check::Failed(format!("Job {name} is not this action's retry"));
+    }
+    let condition = |type_: &str| {
+        retry
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|c| str_at(c, "/type") == type_ && str_at(c, "/status") == "True")
+    };
+    if let Some(failed) = condition("Failed") {
+        return Check::Failed(format!(
+            "the retry Job {name} failed too ({})",
+            str_at(failed, "/reason")
+        ));
+    }
+    if condition("Complete").is_some() {
+        return Check::Passed(format!("the retry Job {name} completed"));
+    }
+    let active = retry
+        .pointer("/status/active")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if active > 0 || retry.pointer("/status/startTime").is_some() {
+        Check::Passed(format!(
+            "the retry Job {name} started ({active} active pods)"
+        ))
+    } else {
+        Check::Pending(format!("the retry Job {name} has not started"))
     }
 }
 

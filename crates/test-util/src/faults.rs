@@ -53,6 +53,9 @@ pub struct PodSpec {
     pub memory_limit: Option<String>,
     /// Container CPU request, e.g. `100m`.
     pub cpu_request: Option<String>,
+    /// Container CPU limit alone, e.g. `200m` (the API server defaults the
+    /// pod's request to it).
+    pub cpu_limit: Option<String>,
     /// Node selector that no node satisfies, for unschedulable pods.
     pub unschedulable: bool,
 }
@@ -74,6 +77,9 @@ fn pod_template(name: &str, spec: &PodSpec) -> Value {
     }
     if let Some(cpu) = &spec.cpu_request {
         resources["requests"]["cpu"] = json!(cpu);
+    }
+    if let Some(cpu) = &spec.cpu_limit {
+        resources["limits"]["cpu"] = json!(cpu);
     }
     let mut pod_spec = json!({
         "containers": [{ "name": "app", "image": format!("registry.example/{name}:1"), "resources": resources }],
@@ -372,14 +378,104 @@ pub async fn failed_job(client: &Client, namespace: &str, name: &str) -> anyhow:
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
     jobs.create(&PostParams::default(), &job(name, Some("pod-failed"))?)
         .await?;
-    eventually(&format!("job {name} Failed"), SETTLE, || async {
+    job_reaches(client, namespace, name, "Failed").await
+}
+
+/// A Job of one pod only node `node` may run (its hostname; the test
+/// node's taint tolerated); with `deadline`, the Job controller fails it
+/// (DeadlineExceeded) when the pod has not finished by then, e.g. because
+/// the node does not exist yet.
+///
+/// # Errors
+/// When the API refuses.
+pub async fn pinned_job(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    node: &str,
+    deadline: Option<i64>,
+) -> anyhow::Result<Job> {
+    let job: Job = serde_json::from_value(json!({
+        "metadata": { "name": name, "labels": { "app": name } },
+        "spec": { "backoffLimit": 0, "activeDeadlineSeconds": deadline,
+                  "template": { "spec": {
+                      "restartPolicy": "Never",
+                      "nodeSelector": { "kubernetes.io/hostname": node },
+                      "tolerations": [{ "key": crate::nodes::TEST_NODE_TAINT, "operator": "Exists", "effect": "NoSchedule" }],
+                      "containers": [{ "name": "job", "image": format!("registry.example/{name}:7") }] } } },
+    }))?;
+    Ok(Api::<Job>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &job)
+        .await?)
+}
+
+/// Waits until Job `name` has condition `type_` (`Failed`, `Complete`).
+///
+/// # Errors
+/// When it does not within a minute.
+pub async fn job_reaches(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    type_: &str,
+) -> anyhow::Result<Job> {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    eventually(&format!("job {name} {type_}"), SETTLE, || async {
         Ok(jobs
             .get(name)
             .await
             .ok()
-            .filter(|j| job_condition(j, "Failed")))
+            .filter(|j| job_condition(j, type_)))
     })
     .await
+}
+
+/// A TLS Secret (type `kubernetes.io/tls`) holding a self-signed
+/// certificate for `host`, issued by "Nanny Test CA" and valid until
+/// `days` days from now (negative: expired), with its key.
+///
+/// # Errors
+/// When the certificate cannot be made or the API refuses.
+pub async fn tls_secret(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    host: &str,
+    days: i64,
+) -> anyhow::Result<k8s_openapi::api::core::v1::Secret> {
+    use k8s_openapi::jiff::{SignedDuration, tz::TimeZone};
+    let date = |t: Timestamp| {
+        let d = t.to_zoned(TimeZone::UTC).date();
+        rcgen::date_time_ymd(
+            i32::from(d.year()),
+            d.month().unsigned_abs(),
+            d.day().unsigned_abs(),
+        )
+    };
+    let now = Timestamp::now();
+    let mut params = rcgen::CertificateParams::new(vec![host.to_owned()])?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, host);
+    params.not_before = date(now - SignedDuration::from_hours(24 * 365));
+    params.not_after = date(now + SignedDuration::from_hours(24 * days));
+    let issuer_key = rcgen::KeyPair::generate()?;
+    let mut issuer = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    issuer
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Nanny Test CA");
+    issuer.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let issuer = rcgen::Issuer::new(issuer, issuer_key);
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "type": "kubernetes.io/tls",
+        "stringData": { "tls.crt": cert.pem(), "tls.key": key.serialize_pem() },
+    }))?;
+    Ok(Api::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await?)
 }
 
 /// Parameters of [`hpa_at_max`].
@@ -438,6 +534,55 @@ pub async fn hpa_at_max(
             { "type": "ScalingActive", "status": "True", "reason": "ValidMetricFound", "lastTransitionTime": now },
             { "type": "ScalingLimited", "status": "True", "reason": "TooManyReplicas",
               "message": "the desired replica count is more than the maximum replica count", "lastTransitionTime": now },
+        ],
+    } });
+    Ok(hpas
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?)
+}
+
+/// An HPA on cpu utilization over a Deployment of one pod built from `spec`
+/// (without a cpu request or limit, the utilization cannot be computed).
+/// With `unable`, its status is what the HPA controller writes
+/// when no metrics API serves it (ScalingActive False,
+/// FailedGetResourceMetric): the local cluster runs no HPA controller, as
+/// there is no metrics API for it.
+///
+/// # Errors
+/// When the API refuses.
+pub async fn hpa_on_cpu(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    spec: &PodSpec,
+    unable: bool,
+) -> anyhow::Result<HorizontalPodAutoscaler> {
+    deployment(client, namespace, name, 1, spec).await?;
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": {
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+            "minReplicas": 1,
+            "maxReplicas": 4,
+            "metrics": [{ "type": "Resource", "resource": { "name": "cpu",
+                "target": { "type": "Utilization", "averageUtilization": 60 } } }],
+        },
+    }))?;
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
+    let created = hpas.create(&PostParams::default(), &hpa).await?;
+    if !unable {
+        return Ok(created);
+    }
+    let now = Timestamp::now().to_string();
+    let status = json!({ "status": {
+        "currentReplicas": 1,
+        "desiredReplicas": 1,
+        "conditions": [
+            { "type": "AbleToScale", "status": "True", "reason": "SucceededGetScale",
+              "message": "the HPA controller was able to get the target's current scale", "lastTransitionTime": now },
+            { "type": "ScalingActive", "status": "False", "reason": "FailedGetResourceMetric",
+              "message": "the HPA was unable to compute the replica count: failed to get cpu utilization: unable to get metrics for resource cpu: unable to fetch metrics from resource metrics API: the server could not find the requested resource (get pods.metrics.k8s.io)",
+              "lastTransitionTime": now },
         ],
     } });
     Ok(hpas

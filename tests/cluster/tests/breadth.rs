@@ -39,6 +39,13 @@
 //! - a ValidatingWebhookConfiguration whose webhook calls a Service that
 //!   does not exist (failurePolicy Ignore, and a namespace selector
 //!   nothing matches, so no request of any other test is touched);
+//! - a TLS Secret (the Ingress's) whose certificate expires in five days,
+//!   read by a collector that reads TLS Secrets;
+//! - an HPA whose controller cannot read its metrics (its status written
+//!   as the HPA controller writes it with no metrics API, which the local
+//!   cluster lacks, so it runs no HPA controller), and an HPA on cpu
+//!   utilization whose target's pods request no cpu (the real pods
+//!   judged);
 //!
 //! and the ones acted on: a Deployment's evicted pods, deleted automatically
 //! (DeleteFailedPods) while its running pods stay; a pod stuck terminating
@@ -46,7 +53,9 @@
 //! (ForceDeletePod); a budget whose minimum equals its Deployment's
 //! replicas, given one more replica once a human approves (ScaleWorkload);
 //! a rollout stuck past its deadline, rolled back to its previous revision
-//! once a human approves (RolloutUndo).
+//! once a human approves (RolloutUndo); a Job failed past its deadline
+//! (its node was missing), run again as a new Job once a human approves and
+//! the node is there (RetriggerJob).
 //!
 //! The runtime errors (CreateContainerError, RunContainerError) need a
 //! real runtime: the kubelet shows RunContainerError only until its
@@ -65,6 +74,7 @@
 use k8s_openapi::api::{
     admissionregistration::v1::ValidatingWebhookConfiguration,
     apps::v1::{DaemonSet, Deployment, StatefulSet},
+    autoscaling::v2::HorizontalPodAutoscaler,
     batch::v1::CronJob,
     core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Service},
     networking::v1::{Ingress, NetworkPolicy},
@@ -96,11 +106,11 @@ fn thresholds() -> Vec<(&'static str, String, String)> {
         "PDB_BLOCKING_SECS",
         "CRONJOB_SUSPENDED_SECS",
         "SCHEDULING_GATED_SECS",
-        "STATEFULSET_STUCK_SECS",
         "DAEMONSET_UNAVAILABLE_SECS",
         "SERVICE_SECS",
         "PV_RELEASED_SECS",
         "PV_FAILED_SECS",
+        "HPA_UNABLE_SECS",
     ]
     .into_iter()
     .map(|key| {
@@ -110,12 +120,26 @@ fn thresholds() -> Vec<(&'static str, String, String)> {
             "0".to_owned(),
         )
     })
-    .chain([(
-        "nanny-analyzer",
-        "NANNY_RULES__NODE__UNCORDON_AFTER_SECS".to_owned(),
-        // Past the policy's 1 s cooldown after the cordon.
-        "3".to_owned(),
-    )])
+    .chain([
+        (
+            "nanny-analyzer",
+            "NANNY_RULES__NODE__UNCORDON_AFTER_SECS".to_owned(),
+            // Past the policy's 1 s cooldown after the cordon.
+            "3".to_owned(),
+        ),
+        (
+            "nanny-collector",
+            "NANNY_KUBERNETES__TLS_SECRETS".to_owned(),
+            "true".to_owned(),
+        ),
+        (
+            "nanny-collector",
+            "NANNY_THRESHOLDS__STATEFULSET_STUCK_SECS".to_owned(),
+            // A StatefulSet is short from its creation; its pod appears a
+            // moment later, and the report names what the pod waits in.
+            "5".to_owned(),
+        ),
+    ])
     .collect()
 }
 
@@ -397,6 +421,7 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         "ResumeCronJob",
         "RolloutUndo",
         "UncordonNode",
+        "RetriggerJob",
     ] {
         policy
             .spec
@@ -417,6 +442,17 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         .await
         .unwrap();
     let evicted = faults::evict_pods(&client, &ns, "evicting", 2)
+        .await
+        .unwrap();
+    // A Job whose node is not there yet: past its deadline the Job
+    // controller fails it; the node arrives before a human approves its run.
+    let batch_node = format!("{ns}-batch");
+    faults::pinned_job(&client, &ns, "nightly", &batch_node, Some(5))
+        .await
+        .unwrap();
+    // The Job that waits for the same node, to see the scheduler place pods
+    // there before the retry's.
+    faults::pinned_job(&client, &ns, "waiting", &batch_node, None)
         .await
         .unwrap();
     let h = Harness::with_policy(fx, &policy, thresholds()).await;
@@ -691,6 +727,10 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
                           ] } }] } }),
     )
     .await;
+    // The Ingress's certificate, five days from expiry.
+    let front_tls = faults::tls_secret(&client, &ns, "front-tls", "shop.example", 5)
+        .await
+        .unwrap();
     // A volume released, and one whose reclamation fails.
     let _released_cleanup =
         DeleteOnDrop::new(&fx_cluster, "persistentvolume", &format!("{ns}-released"));
@@ -698,6 +738,19 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         DeleteOnDrop::new(&fx_cluster, "persistentvolume", &format!("{ns}-reclaimed"));
     let released = unclaimed_volume(&client, &ns, &claims, "released", "Retain", "Released").await;
     let failed = unclaimed_volume(&client, &ns, &claims, "reclaimed", "Delete", "Failed").await;
+    // An HPA the controller cannot feed (no metrics API), and one whose
+    // target's container requests no cpu.
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+    let metered = PodSpec {
+        cpu_request: Some("100m".to_owned()),
+        ..PodSpec::default()
+    };
+    let blind = faults::hpa_on_cpu(&client, &ns, "blind", &metered, true)
+        .await
+        .unwrap();
+    let unmetered = faults::hpa_on_cpu(&client, &ns, "unmetered", &PodSpec::default(), false)
+        .await
+        .unwrap();
     // A webhook calling a Service that does not exist.
     let hooks: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let hook_name = format!("{ns}-hooks");
@@ -878,6 +931,41 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
             &format!("PersistentVolume {ns}-reclaimed failed"),
             "(reclaim policy Delete) did not work",
             "The PV controller says",
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &front_tls.uid().unwrap(),
+        "TLS_CERTIFICATE_EXPIRING",
+        &[
+            &format!("The certificate in Secret {ns}/front-tls (for shop.example, issued by Nanny Test CA) expires at "),
+            &format!("Ingress {ns}/front serves it."),
+            &format!("kubectl create secret tls front-tls --cert=FILE --key=FILE -n {ns}"),
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &blind.uid().unwrap(),
+        "HPA_UNABLE_TO_SCALE",
+        &[
+            &format!(
+                "HorizontalPodAutoscaler {ns}/blind has been unable to scale Deployment {ns}/blind"
+            ),
+            "ScalingActive=False (FailedGetResourceMetric)",
+            "The HPA controller says \"the HPA was unable to compute the replica count",
+            "kubectl get apiservice v1beta1.metrics.k8s.io",
+        ],
+    )
+    .await;
+    reported(
+        &h,
+        &unmetered.uid().unwrap(),
+        "HPA_TARGET_WITHOUT_REQUESTS",
+        &[
+            &format!("HorizontalPodAutoscaler {ns}/unmetered scales Deployment {ns}/unmetered on cpu utilization (target 60%), but its pods' containers app request no cpu"),
+            "Set resources.requests.cpu on every container of the pod template",
         ],
     )
     .await;
@@ -1082,6 +1170,45 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
         undone.spec.reasoning
     );
 
+    // The failed Job: run again once a human approves, now that its node is
+    // there; the failed Job stays.
+    let nightly = faults::job_reaches(&client, &ns, "nightly", "Failed")
+        .await
+        .unwrap();
+    let _batch = FakeNode::create(&fx_cluster, &client, &batch_node)
+        .await
+        .unwrap();
+    faults::job_reaches(&client, &ns, "waiting", "Complete")
+        .await
+        .unwrap();
+    let retried = h
+        .approve_and_wait(&nightly.uid().unwrap(), ActionType::RetriggerJob)
+        .await;
+    assert!(
+        retried
+            .spec
+            .reasoning
+            .contains(&format!("Job {ns}/nightly failed (DeadlineExceeded")),
+        "{}",
+        retried.spec.reasoning
+    );
+    let retry = faults::job_reaches(&client, &ns, "nightly-retry", "Complete")
+        .await
+        .unwrap();
+    assert_eq!(
+        retry
+            .labels()
+            .get(nanny_common::kube::RETRIGGER_OF)
+            .map(String::as_str),
+        Some("nightly")
+    );
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns);
+    assert_eq!(jobs.get("nightly").await.unwrap().uid(), nightly.uid());
+    println!(
+        "JOB_FAILED: {} → RetriggerJob, approved",
+        retried.spec.reasoning
+    );
+
     // The paused CronJob: resumed once a human approves.
     let resumed = h
         .approve_and_wait(&paused.uid().unwrap(), ActionType::ResumeCronJob)
@@ -1155,6 +1282,14 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
             .resource_version,
         fenced.metadata.resource_version
     );
+    for hpa in [&blind, &unmetered] {
+        let name = hpa.metadata.name.as_deref().unwrap();
+        assert_eq!(
+            hpas.get(name).await.unwrap().metadata.resource_version,
+            hpa.metadata.resource_version,
+            "{name} unchanged"
+        );
+    }
     let front_now = ingresses.get("front").await.unwrap();
     assert_eq!(
         front_now.metadata.resource_version,

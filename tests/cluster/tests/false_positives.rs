@@ -1,12 +1,14 @@
 //! Kinds must not cry wolf: a healthy namespace of more than 1,000 mixed
 //! objects (Deployments with their ReplicaSets and pods, StatefulSets with
 //! their governing Services, DaemonSets, Services (one over a Deployment
-//! scaled to zero, one without a selector, one ExternalName), HPAs,
-//! disruption budgets, bound claims and their volumes, CronJobs, ConfigMaps,
-//! Secrets, RBAC, network policies, a webhook whose Service serves, an
-//! Ingress of an existing class to existing Services), left to settle, then
-//! watched by the real collector with every time threshold at zero (the
-//! strictest it can be) and its Prometheus rounds running: the
+//! scaled to zero, one without a selector, one ExternalName), HPAs (one
+//! over pods whose container sets only a cpu limit, one over a Deployment
+//! scaled to zero), disruption budgets, bound claims and their volumes,
+//! CronJobs, ConfigMaps, Secrets (one a TLS Secret valid for a year), RBAC,
+//! network policies, a webhook whose Service serves, an Ingress of an
+//! existing class to existing Services), left to settle, then watched by
+//! the real collector reading TLS Secrets, with every time threshold at
+//! zero (the strictest it can be) and its Prometheus rounds running: the
 //! false-positive count is the number of issues it raises, and it must be 0.
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
@@ -33,17 +35,21 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, ListParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams},
 };
 use nanny_cluster_tests::{DeleteOnDrop, Fixture, create_json};
 use nanny_common::snapshot::SnapshotView;
 use nanny_proto::v1::{GetSnapshotRequest, Scope, collector_client::CollectorClient};
 use nanny_test_util::{
     cluster::eventually,
+    faults,
     process::{ServiceProcess, cargo_bin},
 };
 use serde_json::{Value, json};
 
+/// The pods of `limited`, the HPA target whose container sets only a cpu
+/// limit.
+const LIMITED_PODS: usize = 1;
 const DEPLOYMENTS: usize = 24;
 const REPLICAS: usize = 8;
 const STATEFULSETS: usize = 5;
@@ -450,7 +456,7 @@ async fn settled(client: &Client, ns: &str) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
-    let want = DEPLOYMENTS * REPLICAS + STATEFULSETS * 4 + DAEMONSETS * KWOK_NODES;
+    let want = DEPLOYMENTS * REPLICAS + STATEFULSETS * 4 + DAEMONSETS * KWOK_NODES + LIMITED_PODS;
     eventually("the namespace settled", SETTLE, || async {
         let ready = pods
             .list(&ListParams::default())
@@ -499,6 +505,42 @@ async fn a_healthy_cluster_of_a_thousand_mixed_objects_raises_no_issue() {
     let client = fx.client.clone();
     let ns = fx.ns().to_owned();
     populate(&client, &ns).await;
+    // An HPA over pods whose container sets only a cpu limit (the API server
+    // defaults the request to it), and one over the Deployment scaled to
+    // zero, its status what the HPA controller writes then (scaling off on
+    // purpose).
+    let limited = faults::PodSpec {
+        cpu_limit: Some("200m".to_owned()),
+        ..faults::PodSpec::default()
+    };
+    faults::hpa_on_cpu(&client, &ns, "limited", &limited, false)
+        .await
+        .unwrap();
+    // A certificate valid for a year.
+    faults::tls_secret(&client, &ns, "front-tls", "shop.example", 365)
+        .await
+        .unwrap();
+    let hpas = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns);
+    create_json(
+        &hpas,
+        json!({ "metadata": { "name": "idle" },
+                "spec": { "minReplicas": 1, "maxReplicas": 3,
+                          "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "idle" },
+                          "metrics": [{ "type": "Resource", "resource": { "name": "cpu",
+                              "target": { "type": "Utilization", "averageUtilization": 70 } } }] } }),
+    )
+    .await;
+    hpas.patch_status(
+        "idle",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": { "currentReplicas": 0, "desiredReplicas": 0,
+            "conditions": [{ "type": "ScalingActive", "status": "False", "reason": "ScalingDisabled",
+                             "message": "scaling is disabled since the replica count of the target is zero",
+                             "lastTransitionTime": "2026-01-01T00:00:00Z" }] } })),
+    )
+    .await
+    .unwrap();
+
     settled(&client, &ns).await;
     let objects = objects(&client, &ns).await;
     let total: usize = objects.values().sum();
@@ -571,9 +613,12 @@ async fn a_healthy_cluster_of_a_thousand_mixed_objects_raises_no_issue() {
         "NANNY_THRESHOLDS__SERVICE_SECS",
         "NANNY_THRESHOLDS__PV_RELEASED_SECS",
         "NANNY_THRESHOLDS__PV_FAILED_SECS",
+        "NANNY_THRESHOLDS__HPA_UNABLE_SECS",
     ] {
         env.push((key, "0"));
     }
+    // TLS Secrets read, their certificates judged.
+    env.push(("NANNY_KUBERNETES__TLS_SECRETS", "true"));
     // One restart, one failed probe: the strictest counts.
     env.push(("NANNY_THRESHOLDS__RESTARTING_RESTARTS", "1"));
     env.push(("NANNY_THRESHOLDS__PROBE_FAILURES", "1"));
@@ -611,7 +656,7 @@ async fn a_healthy_cluster_of_a_thousand_mixed_objects_raises_no_issue() {
     }
     assert_eq!(
         last.pods().len(),
-        DEPLOYMENTS * REPLICAS + STATEFULSETS * 4 + DAEMONSETS * KWOK_NODES,
+        DEPLOYMENTS * REPLICAS + STATEFULSETS * 4 + DAEMONSETS * KWOK_NODES + LIMITED_PODS,
         "the collector saw every pod"
     );
     let snapshot = last.snapshot();

@@ -161,7 +161,7 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
     // What every ServiceAccount may and may not do. "*" is all namespaces.
     let other = "default";
     let own_lease = format!("leases.coordination.k8s.io#{prefix}-coordinator");
-    let matrix: [(&str, &str, &str, &str, bool); 43] = [
+    let matrix: [(&str, &str, &str, &str, bool); 46] = [
         ("collector", "list", "pods", "*", true),
         ("collector", "watch", "nodes", "*", true),
         ("collector", "watch", "events", "*", true),
@@ -219,6 +219,9 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
         ("remediator", "patch", "nodes", "*", true),
         ("remediator", "patch", "persistentvolumeclaims", other, true),
         ("remediator", "delete", "jobs.batch", other, true),
+        ("remediator", "create", "jobs.batch", other, true),
+        ("remediator", "create", "deployments.apps", other, false),
+        ("remediator", "create", "pods", other, false),
         ("remediator", "get", "secrets", other, false),
         ("remediator", "delete", "deployments.apps", other, false),
         ("remediator", "delete", "statefulsets.apps", other, false),

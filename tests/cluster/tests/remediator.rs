@@ -48,6 +48,8 @@ const WAIT: Duration = Duration::from_secs(60);
 mod budgets;
 #[path = "remediator/integrity.rs"]
 mod integrity;
+#[path = "remediator/jobs.rs"]
+mod jobs;
 
 fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).unwrap()

@@ -679,6 +679,26 @@ fn rbac_is_least_privilege_and_cluster_names_carry_the_release() {
             .iter()
             .any(|r| r.1 == "secrets" || r.1 == "configmaps")
     );
+    // TLS Secrets only where asked for: list and watch, and the collector
+    // told to read them.
+    let reading =
+        self::objects(&template(&["--set", "collector.tlsSecrets.enabled=true"]).unwrap());
+    let granted = rules(&reading, "ClusterRole/nanny-nanny-collector");
+    let secrets: Vec<&str> = granted
+        .iter()
+        .filter(|r| r.1 == "secrets")
+        .map(|r| r.2.as_str())
+        .collect();
+    assert_eq!(secrets, ["list", "watch"]);
+    assert!(env_of(&reading["Deployment/nanny-collector"]).contains(&(
+        "NANNY_KUBERNETES__TLS_SECRETS".to_owned(),
+        "true".to_owned()
+    )));
+    assert!(
+        !env_of(&objects["Deployment/nanny-collector"])
+            .iter()
+            .any(|(k, _)| k == "NANNY_KUBERNETES__TLS_SECRETS")
+    );
     let remediator = rules(&objects, "ClusterRole/nanny-nanny-remediator");
     assert!(
         !remediator

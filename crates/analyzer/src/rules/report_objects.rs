@@ -4,19 +4,19 @@
 
 use std::{collections::BTreeMap, time::SystemTime};
 
-use nanny_common::selector::Selector;
+use nanny_common::{selector::Selector, snapshot::evidence};
 use nanny_proto::v1::{self as pb, IssueKind, Severity, action::Kind};
 
 use super::{
-    Draft, Drafts, describe,
+    Draft, Drafts, describe, hpa,
     report::{add_report, plain, quoted},
     report_services::report_service,
     seconds_since,
 };
 use crate::catalog::{
-    PDB_SCALE_UP, REPORT_DEPLOYMENT_UNAVAILABLE, REPORT_NAMESPACE_TERMINATING, REPORT_PDB_BLOCKING,
-    REPORT_PVC_LOST, REPORT_PVC_PENDING, REPORT_REPLICA_FAILURE, REPORT_VOLUME,
-    REPORT_WORKLOAD_SHORT,
+    PDB_SCALE_UP, REPORT_CERTIFICATE, REPORT_DEPLOYMENT_UNAVAILABLE, REPORT_HPA,
+    REPORT_NAMESPACE_TERMINATING, REPORT_PDB_BLOCKING, REPORT_PVC_LOST, REPORT_PVC_PENDING,
+    REPORT_REPLICA_FAILURE, REPORT_VOLUME, REPORT_WORKLOAD_SHORT,
 };
 use crate::index::SnapshotIndex;
 
@@ -66,6 +66,18 @@ pub(super) fn report_object(
         | IssueKind::WebhookNoEndpoints
         | IssueKind::NetworkPolicySelectsNothing
         | IssueKind::IngressMisconfigured => report_service(kind, issue, index, now),
+        IssueKind::HpaUnableToScale => index.hpas.get(uid).and_then(|h| {
+            let r = h.r#ref.as_ref()?;
+            Some((REPORT_HPA, r, hpa::unable(h, r, issue, now)))
+        }),
+        IssueKind::HpaTargetWithoutRequests => index.hpas.get(uid).and_then(|h| {
+            let r = h.r#ref.as_ref()?;
+            Some((REPORT_HPA, r, hpa::without_requests(h, r, issue)))
+        }),
+        IssueKind::TlsCertificateExpiring => index.tls_certificates.get(uid).and_then(|c| {
+            let r = c.r#ref.as_ref()?;
+            Some((REPORT_CERTIFICATE, r, certificate(c, r, issue, index)))
+        }),
         IssueKind::PdbBlockingDisruptions => index.pdbs.get(uid).and_then(|pdb| {
             let r = pdb.r#ref.as_ref()?;
             if let Some((workload, replicas)) = one_more_replica(pdb, r, index) {
@@ -165,6 +177,52 @@ fn volume(v: &pb::PersistentVolume, r: &pb::ObjectRef, now: SystemTime) -> Strin
         "{} has been Released{since}: {claim} is gone, its data is kept (reclaim policy Retain) and paid for, and no claim can bind it while it names the old one. If its data is needed, point spec.claimRef at the one claim that should have it (kubectl patch pv {} -p '{{\"spec\":{{\"claimRef\":{{\"namespace\":\"NS\",\"name\":\"CLAIM\",\"uid\":null,\"resourceVersion\":null}}}}}}'); never just remove claimRef, which lets any matching claim in any namespace take it. If not, delete it and the storage behind it. Nanny does neither.",
         describe(r),
         r.name
+    )
+}
+
+/// A certificate expiring or expired: when, for what, who serves it, and
+/// how to renew it.
+fn certificate(
+    c: &pb::TlsCertificate,
+    r: &pb::ObjectRef,
+    issue: &pb::Issue,
+    index: &SnapshotIndex<'_>,
+) -> String {
+    let not_after = evidence(issue, "not after").unwrap_or("its expiry date");
+    let left: i64 = evidence(issue, "seconds left")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let when = if left <= 0 {
+        format!("expired at {not_after}: clients refuse it now")
+    } else {
+        format!("expires at {not_after}, in {}h", left / 3600)
+    };
+    let names = if c.dns_names.is_empty() {
+        c.subject.clone()
+    } else {
+        c.dns_names.join(", ")
+    };
+    let issuer = if c.issuer.is_empty() {
+        String::new()
+    } else {
+        format!(", issued by {}", c.issuer)
+    };
+    let mut served: Vec<String> = index
+        .ingresses
+        .values()
+        .filter_map(|i| i.r#ref.as_ref().filter(|_| i.tls_secrets.contains(&r.name)))
+        .filter(|i| i.namespace == r.namespace)
+        .map(|i| format!("Ingress {}/{}", i.namespace, i.name))
+        .collect();
+    served.sort();
+    let serving = if served.is_empty() {
+        String::new()
+    } else {
+        format!(" {} serves it.", served.join(", "))
+    };
+    format!(
+        "The certificate in Secret {}/{} (for {names}{issuer}) {when}.{serving} Renew it: if cert-manager issues it, look at its Certificate and issuer (kubectl describe certificate -n {}); if not, write the renewed certificate and key into the Secret (kubectl create secret tls {} --cert=FILE --key=FILE -n {} --dry-run=client -o yaml | kubectl apply -f -). Nanny never writes Secrets.",
+        r.namespace, r.name, r.namespace, r.name, r.namespace
     )
 }
 

@@ -307,16 +307,51 @@ fn volume_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
     r
 }
 
+/// An HPA at its maximum, or (other HPA kinds) one whose controller cannot
+/// read its metrics, added to `s`.
+fn hpa_scene(kind: IssueKind, s: &mut ClusterSnapshot, web: &pb::ObjectRef) -> pb::ObjectRef {
+    let mut h = hot_hpa(web);
+    if kind == IssueKind::HpaAtMax {
+        let r = h.r#ref.clone().unwrap_or_default();
+        s.hpas.push(h);
+        return r;
+    }
+    h.current_replicas = 2;
+    h.conditions = vec![pb::Condition {
+        last_transition: Some(ago(900)),
+        message: Some(untrusted(
+            "the HPA was unable to compute the replica count: failed to get cpu utilization: unable to get metrics for resource cpu: no metrics returned from resource metrics API",
+        )),
+        ..condition("ScalingActive", "False", "FailedGetResourceMetric")
+    }];
+    let r = h.r#ref.clone().unwrap_or_default();
+    s.hpas.push(h);
+    r
+}
+
+/// A TLS Secret's certificate an Ingress serves, added to `s`.
+fn served_certificate(s: &mut ClusterSnapshot) -> pb::ObjectRef {
+    let c = pb::TlsCertificate {
+        r#ref: Some(obj("Secret", "shop", "front-tls")),
+        subject: "shop.example".into(),
+        dns_names: vec!["shop.example".into(), "www.shop.example".into()],
+        issuer: "Shop CA".into(),
+        ..pb::TlsCertificate::default()
+    };
+    s.ingresses.push(pb::Ingress {
+        r#ref: Some(obj("Ingress", "shop", "front")),
+        tls_secrets: vec!["front-tls".into()],
+        ..pb::Ingress::default()
+    });
+    let r = c.r#ref.clone().unwrap_or_default();
+    s.tls_certificates.push(c);
+    r
+}
+
 /// The object of a kind not about pods or nodes, added to `s`.
 fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
     let web = obj("Deployment", "shop", "web");
     match kind {
-        IssueKind::HpaAtMax => {
-            let h = hot_hpa(&web);
-            let r = h.r#ref.clone().unwrap_or_default();
-            s.hpas.push(h);
-            r
-        }
         IssueKind::PvcNearlyFull | IssueKind::PvcPending | IssueKind::PvcLost => {
             let c = pb::PersistentVolumeClaim {
                 r#ref: Some(obj("PersistentVolumeClaim", "shop", "data")),
@@ -375,6 +410,10 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
         | IssueKind::NetworkPolicySelectsNothing
         | IssueKind::IngressMisconfigured => service_scene(kind, s),
         IssueKind::PvReleased | IssueKind::PvFailed => volume_scene(kind, s),
+        IssueKind::HpaAtMax | IssueKind::HpaUnableToScale | IssueKind::HpaTargetWithoutRequests => {
+            hpa_scene(kind, s, &web)
+        }
+        IssueKind::TlsCertificateExpiring => served_certificate(s),
         IssueKind::NamespaceStuckTerminating => {
             let n = pb::Namespace {
                 r#ref: Some(obj("Namespace", "", "old")),
@@ -1092,6 +1131,122 @@ fn volume_reports_say_what_they_hold_and_how_to_free_or_reuse_them() {
     assert!(
         text.starts_with("PersistentVolume pv-data failed for 90000s: reclaiming it after its claim shop/data went (reclaim policy Delete) did not work")
             && text.contains("The PV controller says \"error getting deleter volume plugin"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_hpa_report_quotes_the_controller_and_says_what_to_check_for_its_reason() {
+    let mut s = scene(IssueKind::HpaUnableToScale);
+    s.issues[0].evidence = evidence(&[("scale target", "Deployment shop/web")]);
+    let text = explanation(&s);
+    assert!(
+        text.starts_with("HorizontalPodAutoscaler shop/web has been unable to scale Deployment shop/web for 900s: ScalingActive=False (FailedGetResourceMetric). The HPA controller says \"the HPA was unable to compute the replica count")
+            && text.contains("It keeps its replicas at 2 (min 1, max 4) whatever the load.")
+            && text.contains("kubectl get apiservice v1beta1.metrics.k8s.io"),
+        "{text}"
+    );
+    s.hpas[0].conditions[0].r#type = "AbleToScale".into();
+    s.hpas[0].conditions[0].reason = "FailedGetScale".into();
+    let text = explanation(&s);
+    assert!(
+        text.contains("AbleToScale=False (FailedGetScale)")
+            && text
+                .contains("check that Deployment shop/web exists and that scaleTargetRef names it"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_hpa_without_requests_report_names_the_containers_and_the_fix() {
+    let mut s = scene(IssueKind::HpaTargetWithoutRequests);
+    s.issues[0].evidence = evidence(&[
+        ("resource", "cpu"),
+        ("scale target", "Deployment shop/web"),
+        ("containers without a request", "app, sidecar"),
+    ]);
+    let text = explanation(&s);
+    assert!(
+        text.starts_with("HorizontalPodAutoscaler shop/web scales Deployment shop/web on cpu utilization (target 70%), but its pods' containers app, sidecar request no cpu")
+            && text.contains("Set resources.requests.cpu on every container of the pod template"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_failed_job_is_run_again_only_where_the_policy_names_retrigger_job() {
+    let allowing = |types: &[pb::ActionType]| {
+        Rules::new(crate::config::RulesConfig {
+            allowed_actions: Some(types.iter().map(|t| *t as i32).collect()),
+            ..crate::config::RulesConfig::default()
+        })
+    };
+    let mut s = scene(IssueKind::JobFailed);
+    s.jobs[0].conditions[0].reason = "DeadlineExceeded".into();
+    s.jobs[0].failed = 1;
+    // No policy narrowing the actions, or one without RetriggerJob: the
+    // model's, as before.
+    assert!(run(&s).is_empty());
+    assert!(
+        allowing(&[pb::ActionType::DeleteJob])
+            .evaluate(&s, now())
+            .is_empty()
+    );
+    let retrigger = allowing(&[pb::ActionType::RetriggerJob]);
+    let recs = retrigger.evaluate(&s, now());
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        recs[0].action.as_ref().and_then(|a| a.kind.clone()),
+        Some(Kind::RetriggerJob(pb::RetriggerJob {}))
+    );
+    assert!(
+        recs[0]
+            .reason
+            .starts_with("Job batch/nightly failed (DeadlineExceeded; failed pods: 1)."),
+        "{}",
+        recs[0].reason
+    );
+    // Nanny's own retry is never retried, nor a Job an operator runs.
+    let mut retry = s.clone();
+    retry.jobs[0]
+        .labels
+        .insert(nanny_common::kube::RETRIGGER_OF.into(), "nightly".into());
+    assert!(retrigger.evaluate(&retry, now()).is_empty());
+    let mut operated = s.clone();
+    operated.jobs[0].owner = Some(obj("Workflow", "batch", "etl"));
+    assert!(retrigger.evaluate(&operated, now()).is_empty());
+    // A CronJob's Job is run again, its CronJob named.
+    let mut cron = s;
+    cron.jobs[0].owner = Some(obj("CronJob", "batch", "nightly"));
+    let recs = retrigger.evaluate(&cron, now());
+    assert!(
+        recs[0].reason.contains("(of CronJob nightly) failed"),
+        "{}",
+        recs[0].reason
+    );
+}
+
+#[test]
+fn a_certificate_report_says_when_for_what_who_serves_it_and_how_to_renew() {
+    let mut s = scene(IssueKind::TlsCertificateExpiring);
+    s.issues[0].evidence = evidence(&[
+        ("not after", "2026-12-10T00:00:00Z"),
+        ("seconds left", "432000"),
+    ]);
+    let text = explanation(&s);
+    assert!(
+        text.starts_with("The certificate in Secret shop/front-tls (for shop.example, www.shop.example, issued by Shop CA) expires at 2026-12-10T00:00:00Z, in 120h. Ingress shop/front serves it.")
+            && text.contains("kubectl create secret tls front-tls --cert=FILE --key=FILE -n shop")
+            && text.ends_with("Nanny never writes Secrets."),
+        "{text}"
+    );
+    s.issues[0].evidence = evidence(&[
+        ("not after", "2026-11-30T00:00:00Z"),
+        ("seconds left", "-3600"),
+    ]);
+    let text = explanation(&s);
+    assert!(
+        text.contains("expired at 2026-11-30T00:00:00Z: clients refuse it now"),
         "{text}"
     );
 }

@@ -15,8 +15,10 @@ use super::issue;
 use crate::store::{Labels, Tables};
 
 /// Kinds judged from the objects as they are, reported once their condition
-/// has held the Service threshold.
+/// has held the Service threshold (an HPA's target without requests, too:
+/// its Deployment and HPA may be applied a moment apart).
 pub const HELD: &[IssueKind] = &[
+    IssueKind::HpaTargetWithoutRequests,
     IssueKind::ServiceNoReadyEndpoints,
     IssueKind::ServiceSelectsNothing,
     IssueKind::StatefulsetServiceMissing,

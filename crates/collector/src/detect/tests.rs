@@ -29,7 +29,7 @@ fn reference(kind: &str, name: &str) -> pb::ObjectRef {
     }
 }
 
-fn entry<T>(value: T) -> Entry<T> {
+pub(super) fn entry<T>(value: T) -> Entry<T> {
     Entry {
         rev: 1,
         value: Arc::new(value),

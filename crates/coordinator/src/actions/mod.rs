@@ -675,6 +675,7 @@ fn contains(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> bool {
         || snapshot.network_policies.iter().any(|o| has(&o.r#ref))
         || snapshot.ingresses.iter().any(|o| has(&o.r#ref))
         || snapshot.volumes.iter().any(|o| has(&o.r#ref))
+        || snapshot.tls_certificates.iter().any(|o| has(&o.r#ref))
 }
 
 #[cfg(test)]

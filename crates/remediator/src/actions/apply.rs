@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use kube::api::{
-    DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+    DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
 };
 use serde_json::{Value, json};
 
-use super::{Applied, DrainSteps, Executor, Plan, Write, refusal_or_error, summary, to_value};
+use super::{
+    Applied, DrainSteps, Executor, Plan, RETRIGGERED_BY, Write, refusal_or_error, summary, to_value,
+};
 use crate::{
     diff::{self, str_at},
     error::{Error, api_code},
@@ -109,6 +111,7 @@ impl Executor {
                 })
             }
             Write::DeletePods { pods, shown } => self.delete_pods(pods, shown, dry_run).await,
+            Write::Create { object, shown } => self.create(v, object, shown, dry_run).await,
             Write::Drain {
                 cordon,
                 evict,
@@ -125,6 +128,59 @@ impl Executor {
                 };
                 self.drain(v, current, steps, dry_run).await
             }
+        }
+    }
+
+    /// Creates `object` in the target's API and namespace. An object of
+    /// that name already there is this action's own (a resumed run) when it
+    /// carries the action's id, and a refusal otherwise.
+    async fn create(
+        &self,
+        v: &Validated,
+        object: &Value,
+        shown: &[String],
+        dry_run: bool,
+    ) -> Result<Applied, Error> {
+        let name = str_at(object, "/metadata/name").to_owned();
+        let created = format!("{} {}/{name}", v.target.kind, v.target.namespace);
+        let api = self.api(v.kind, &v.target.namespace);
+        let body: DynamicObject = serde_json::from_value(object.clone())
+            .map_err(|e| Error::invalid("object", e.to_string()))?;
+        let params = PostParams {
+            dry_run,
+            field_manager: Some(self.field_manager.clone()),
+        };
+        let applied = Applied {
+            diff: shown.iter().map(|line| format!("{line}\n")).collect(),
+            failed: None,
+            wrote: !dry_run,
+            after: None,
+        };
+        match api.create(&params, &body).await {
+            Ok(_) => Ok(applied),
+            Err(error) if api_code(&error) == Some(409) => {
+                let existing = api
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| refusal_or_error(e, "get", &created))?;
+                let ours = existing.as_ref().is_some_and(|e| {
+                    e.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(RETRIGGERED_BY))
+                        == Some(&v.action_id)
+                });
+                if ours {
+                    return Ok(applied);
+                }
+                Err(Error::Precondition {
+                    target: describe(&v.target),
+                    message: format!(
+                        "{created} already exists: it was run again once already (delete that Job to run it again)"
+                    ),
+                })
+            }
+            Err(error) => Err(refusal_or_error(error, "create", &created)),
         }
     }
 

@@ -5,14 +5,14 @@
 use std::time::{Duration, SystemTime};
 
 use nanny_proto::v1::{
-    DeleteFailedPods, DeleteJob, DrainNode, ExpandPvc, PatchResources, ScaleHpa, ScaleWorkload,
-    action::Kind as ActionKind,
+    DeleteFailedPods, DeleteJob, DrainNode, ExpandPvc, ObjectRef, PatchResources, ScaleHpa,
+    ScaleWorkload, action::Kind as ActionKind,
 };
 use serde_json::{Value, json};
 
 use super::{
-    CORDONED_BY, CORDONED_BY_POINTER, Facts, Plan, PodNode, RESTARTED_AT, Write, controller,
-    drain_skip_reason, job_finished_at, quantities, revision,
+    CORDONED_BY, CORDONED_BY_POINTER, Facts, Plan, PodNode, RESTARTED_AT, RETRIGGER_OF,
+    RETRIGGERED_BY, Write, controller, drain_skip_reason, job_finished_at, quantities, revision,
 };
 use crate::{
     diff::str_at,
@@ -79,6 +79,7 @@ pub fn plan(v: &Validated, current: &Value, facts: &Facts) -> Result<Plan, Error
         ActionKind::ScaleWorkload(scale) => scale_workload(&input, scale),
         ActionKind::ResumeCronJob(_) => resume_cron_job(&input),
         ActionKind::RolloutUndo(_) => rollout_undo(&input),
+        ActionKind::RetriggerJob(_) => retrigger_job(&input),
         ActionKind::DeleteResource(_) | ActionKind::ReportOnly(_) => Err(Error::Unsupported {
             action: crate::request::action_type(&v.action).as_str_name(),
         }),
@@ -603,6 +604,134 @@ fn rollout_undo(input: &Input<'_>) -> Result<Plan, Error> {
         not_reversible: Some(
             "the record holds no pod template (it may carry secrets); a second RolloutUndo returns to the revision this one replaced",
         ),
+    })
+}
+
+/// The labels the API server generates for a Job's pods (and the Job);
+/// the retry gets its own.
+const JOB_GENERATED_LABELS: [&str; 4] = [
+    "controller-uid",
+    "batch.kubernetes.io/controller-uid",
+    "job-name",
+    "batch.kubernetes.io/job-name",
+];
+
+/// The name of the Job that runs `job` again: `<job>-retry`, cut to the 63
+/// characters a Job's name may have (its pods' `job-name` label).
+pub fn retry_name(job: &str) -> String {
+    const SUFFIX: &str = "-retry";
+    let keep = job.len().min(63 - SUFFIX.len());
+    let cut = (0..=keep)
+        .rev()
+        .find(|i| job.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!("{}{SUFFIX}", &job[..cut])
+}
+
+/// RetriggerJob: a new Job, `<name>-retry`, with the failed Job's spec
+/// (its generated selector and labels dropped, so the Job controller makes
+/// new ones), its labels and its CronJob owner if it has one; the failed
+/// Job stays with its pods and logs. The diff names the new Job and its
+/// images only (a spec may carry secrets). No undo: its pods may already
+/// have done their work.
+fn retrigger_job(input: &Input<'_>) -> Result<Plan, Error> {
+    if let Some(refusal) = retrigger_refusal(input.current) {
+        return Err(input.precondition(refusal));
+    }
+    let object = retry_of(input.current, &input.v.target, &input.v.action_id);
+    let namespace = input.v.target.namespace.as_str();
+    let mut shown = vec![format!(
+        "create Job {namespace}/{}: Job {namespace}/{} run again with its spec",
+        str_at(&object, "/metadata/name"),
+        input.v.target.name
+    )];
+    for container in object
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        shown.push(format!(
+            "  container {}: image {}",
+            str_at(container, "/name"),
+            str_at(container, "/image")
+        ));
+    }
+    Ok(Plan::irreversible(
+        Write::Create { object, shown },
+        "a Job's run cannot be taken back (its pods may already have done their work); deleting the retry Job stops it",
+    ))
+}
+
+/// Why `job` must not be run again, if it must not.
+fn retrigger_refusal(job: &Value) -> Option<String> {
+    let failed = job
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| str_at(c, "/type") == "Failed" && str_at(c, "/status") == "True")
+        });
+    if !failed {
+        return Some(
+            "it has not failed (no Failed condition): only a failed Job is run again".to_owned(),
+        );
+    }
+    let retry_of = job
+        .pointer(&format!(
+            "/metadata/labels/{}",
+            RETRIGGER_OF.replace('/', "~1")
+        ))
+        .and_then(Value::as_str);
+    if let Some(original) = retry_of {
+        return Some(format!(
+            "it is itself Nanny's retry of Job {original}: running it a third time needs a person"
+        ));
+    }
+    if let Some((kind, _)) = controller(job).filter(|(kind, _)| *kind != "CronJob") {
+        return Some(format!(
+            "its controller, a {kind}, decides whether it runs again"
+        ));
+    }
+    (job.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true)).then(|| {
+        "it sets its own selector (manualSelector), which a retry's pods would share with its own"
+            .to_owned()
+    })
+}
+
+/// The Job that runs `job` again.
+fn retry_of(job: &Value, target: &ObjectRef, action_id: &str) -> Value {
+    let mut spec = job.get("spec").cloned().unwrap_or_else(|| json!({}));
+    if let Some(spec) = spec.as_object_mut() {
+        spec.remove("selector");
+    }
+    let mut labels = job
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for generated in JOB_GENERATED_LABELS {
+        labels.remove(generated);
+        if let Some(pod_labels) = spec
+            .pointer_mut("/template/metadata/labels")
+            .and_then(Value::as_object_mut)
+        {
+            pod_labels.remove(generated);
+        }
+    }
+    labels.insert(RETRIGGER_OF.to_owned(), json!(target.name));
+    let owners: Vec<Value> = super::controller_ref(job).cloned().into_iter().collect();
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": retry_name(&target.name),
+            "namespace": target.namespace,
+            "labels": labels,
+            "annotations": { RETRIGGERED_BY: action_id },
+            "ownerReferences": owners,
+        },
+        "spec": spec,
     })
 }
 

@@ -2,8 +2,8 @@ use std::time::{Duration, SystemTime};
 
 use nanny_proto::v1::{
     ActionType, CordonNode, DeleteFailedPods, DeleteJob, DrainNode, ExpandPvc, ForceDeletePod,
-    ObjectRef, PatchResources, Resources, RestartPod, ResumeCronJob, RolloutUndo, ScaleHpa,
-    ScaleWorkload, UncordonNode, action::Kind as ActionKind,
+    ObjectRef, PatchResources, Resources, RestartPod, ResumeCronJob, RetriggerJob, RolloutUndo,
+    ScaleHpa, ScaleWorkload, UncordonNode, action::Kind as ActionKind,
 };
 use serde_json::json;
 
@@ -721,4 +721,117 @@ fn a_merge_patch_removes_what_the_target_lacks_and_keeps_what_is_equal() {
         patch,
         json!({ "b": { "d": null, "g": 4 }, "e": [1], "f": null })
     );
+}
+
+/// A Job as the API server returns it: its generated selector and labels,
+/// `condition` True.
+fn job(condition: &str, owner: Option<&str>, labels: Value) -> Value {
+    let uid_labels = json!({ "controller-uid": "j1", "batch.kubernetes.io/controller-uid": "j1",
+                             "job-name": "web", "batch.kubernetes.io/job-name": "web" });
+    let mut job = json!({
+        "metadata": { "name": "web", "namespace": "shop", "uid": "u1", "resourceVersion": "7",
+                      "labels": labels },
+        "spec": {
+            "backoffLimit": 2,
+            "selector": { "matchLabels": { "batch.kubernetes.io/controller-uid": "j1" } },
+            "template": { "metadata": { "labels": uid_labels },
+                          "spec": { "restartPolicy": "Never", "containers": [{
+                              "name": "migrate", "image": "registry.example/migrate:3",
+                              "env": [{ "name": "DB_PASSWORD", "value": "hunter2" }] }] } },
+        },
+        "status": { "conditions": [{ "type": condition, "status": "True", "reason": "BackoffLimitExceeded" }] },
+    });
+    if let Some(kind) = owner {
+        job["metadata"]["ownerReferences"] = json!([{ "apiVersion": "batch/v1", "kind": kind,
+            "name": "nightly", "uid": "c1", "controller": true }]);
+    }
+    job
+}
+
+#[test]
+fn retrigger_creates_a_retry_of_a_failed_job_with_its_spec_and_no_undo() {
+    let v = validated(ActionKind::RetriggerJob(RetriggerJob {}), TargetKind::Job);
+    let failed = job(
+        "Failed",
+        Some("CronJob"),
+        json!({ "team": "data", "job-name": "web" }),
+    );
+    let p = plan(&v, &failed, &Facts::default()).unwrap();
+    let Write::Create { object, shown } = &p.write else {
+        panic!("{:?}", p.write);
+    };
+    assert_eq!(object["metadata"]["name"], "web-retry");
+    assert_eq!(object["metadata"]["namespace"], "shop");
+    // Its own labels, without the generated ones, and the retry marker.
+    assert_eq!(
+        object["metadata"]["labels"],
+        json!({ "team": "data", RETRIGGER_OF: "web" })
+    );
+    assert_eq!(object["metadata"]["annotations"][RETRIGGERED_BY], "a1");
+    // The CronJob that owns the failed Job owns its retry.
+    assert_eq!(object["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    // The Job controller generates a new selector and pod labels.
+    assert!(object.pointer("/spec/selector").is_none(), "{object}");
+    assert_eq!(
+        object.pointer("/spec/template/metadata/labels"),
+        Some(&json!({}))
+    );
+    assert_eq!(object["spec"]["backoffLimit"], 2);
+    assert_eq!(
+        object["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example/migrate:3"
+    );
+    // The diff names the retry and its images, never the spec's values.
+    assert_eq!(
+        shown,
+        &[
+            "create Job shop/web-retry: Job shop/web run again with its spec",
+            "  container migrate: image registry.example/migrate:3",
+        ]
+    );
+    assert!(!shown.concat().contains("hunter2"));
+    assert!(p.fields.is_empty());
+    assert!(
+        p.not_reversible
+            .is_some_and(|why| why.contains("a Job's run cannot be taken back"))
+    );
+}
+
+#[test]
+fn retrigger_refuses_jobs_that_did_not_fail_retries_and_jobs_an_operator_runs() {
+    let v = validated(ActionKind::RetriggerJob(RetriggerJob {}), TargetKind::Job);
+    let refusal = |job: &Value| plan(&v, job, &Facts::default()).unwrap_err().to_string();
+    assert!(
+        refusal(&job("Complete", None, json!({}))).contains("it has not failed"),
+        "{}",
+        refusal(&job("Complete", None, json!({})))
+    );
+    let retry = job("Failed", None, json!({ RETRIGGER_OF: "nightly" }));
+    assert!(
+        refusal(&retry).contains("it is itself Nanny's retry of Job nightly"),
+        "{}",
+        refusal(&retry)
+    );
+    let operated = job("Failed", Some("Workflow"), json!({}));
+    assert!(
+        refusal(&operated).contains("its controller, a Workflow, decides whether it runs again"),
+        "{}",
+        refusal(&operated)
+    );
+    let mut manual = job("Failed", None, json!({}));
+    manual["spec"]["manualSelector"] = json!(true);
+    assert!(
+        refusal(&manual).contains("manualSelector"),
+        "{}",
+        refusal(&manual)
+    );
+}
+
+#[test]
+fn a_retry_name_fits_a_job_name() {
+    assert_eq!(retry_name("nightly"), "nightly-retry");
+    let long = "j".repeat(63);
+    let name = retry_name(&long);
+    assert_eq!(name.len(), 63);
+    assert!(name.ends_with("-retry"));
 }

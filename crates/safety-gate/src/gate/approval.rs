@@ -223,6 +223,10 @@ pub(super) fn default_level(
             "rollout-undo-needs-human",
             "rolling a Deployment back replaces every pod with the previous revision's; a human decides the new one is the fault",
         ),
+        Kind::RetriggerJob(_) => needs(
+            "retrigger-needs-human",
+            "running a Job again repeats whatever it does (a migration, a payment run, a mail-out); a human decides it is safe to repeat",
+        ),
         Kind::ResumeCronJob(_) => needs(
             "resume-needs-human",
             "a CronJob is suspended on purpose more often than not; a human resumes it",

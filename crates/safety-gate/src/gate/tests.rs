@@ -15,7 +15,7 @@ use proptest::{prelude::*, strategy::ValueTree as _};
 
 use super::*;
 
-const ALL_TYPES: [ActionType; 16] = [
+const ALL_TYPES: [ActionType; 17] = [
     ActionType::RestartPod,
     ActionType::RolloutRestart,
     ActionType::ScaleHpa,
@@ -32,6 +32,7 @@ const ALL_TYPES: [ActionType; 16] = [
     ActionType::ScaleWorkload,
     ActionType::ResumeCronJob,
     ActionType::RolloutUndo,
+    ActionType::RetriggerJob,
 ];
 
 fn gate() -> Gate {
@@ -485,6 +486,23 @@ fn a_rollout_is_rolled_back_only_by_a_human_and_only_on_a_deployment() {
     );
     for other in ["StatefulSet", "Pod"] {
         assert_eq!(level(&undo(other)).0, Level::Denied, "{other}");
+    }
+}
+
+#[test]
+fn a_job_is_run_again_only_by_a_human_and_only_as_a_job() {
+    let retrigger = |kind: &str| {
+        request(
+            Kind::RetriggerJob(nanny_proto::v1::RetriggerJob {}),
+            target(kind, "batch", "nightly"),
+        )
+    };
+    assert_eq!(
+        level(&retrigger("Job")),
+        (Level::NeedsApproval, vec!["retrigger-needs-human"])
+    );
+    for other in ["CronJob", "Pod"] {
+        assert_eq!(level(&retrigger(other)).0, Level::Denied, "{other}");
     }
 }
 
@@ -962,6 +980,7 @@ fn any_kind() -> impl Strategy<Value = Option<Kind>> {
         ),
         Just(Some(Kind::ResumeCronJob(nanny_proto::v1::ResumeCronJob {}))),
         Just(Some(Kind::RolloutUndo(nanny_proto::v1::RolloutUndo {}))),
+        Just(Some(Kind::RetriggerJob(nanny_proto::v1::RetriggerJob {}))),
         Just(Some(Kind::ReportOnly(
             nanny_proto::v1::ReportOnly::default()
         ))),

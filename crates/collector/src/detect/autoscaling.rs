@@ -1,0 +1,167 @@
+//! HPAs that cannot scale: the controller says so (AbleToScale or
+//! ScalingActive False, e.g. no metrics API, a target that does not exist)
+//! for the HPA threshold, or they scale on a resource's utilization that
+//! their target's pods do not request (the utilization has no denominator,
+//! and the HPA controller refuses to compute it).
+
+use std::collections::HashMap;
+
+use nanny_proto::v1::{self as pb, IssueKind, Severity};
+
+use super::{for_at_least, issue};
+use crate::{config::Thresholds, store::Tables};
+
+/// HPAs unable to scale, or scaling on a utilization nothing requests.
+pub(super) fn hpas_unable(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) {
+    let mut pods_of: HashMap<(&str, &str, &str), Vec<&pb::Pod>> = HashMap::new();
+    for entry in tables.pods.values() {
+        let pod = entry.value.as_ref();
+        // The HPA controller counts neither finished nor deleted pods.
+        let live = matches!(pod.phase.as_str(), "Running" | "Pending");
+        if let (true, None, Some(w)) = (live, &pod.deletion_deadline, &pod.workload) {
+            pods_of
+                .entry((w.kind.as_str(), w.namespace.as_str(), w.name.as_str()))
+                .or_default()
+                .push(pod);
+        }
+    }
+    for entry in tables.hpas.values() {
+        let hpa = entry.value.as_ref();
+        let Some(target) = hpa.r#ref.as_ref() else {
+            continue;
+        };
+        let pods = hpa
+            .scale_target
+            .as_ref()
+            .and_then(|s| pods_of.get(&(s.kind.as_str(), s.namespace.as_str(), s.name.as_str())));
+        let before = issues.len();
+        if let Some(pods) = pods {
+            without_requests(hpa, target, pods, issues);
+        }
+        // The missing request is the precise cause of the controller's
+        // ScalingActive=False (FailedGetResourceMetric): said once.
+        if issues.len() == before {
+            unable(hpa, target, t, now, issues);
+        }
+    }
+}
+
+/// The first condition saying the HPA cannot scale, held the threshold.
+fn unable(
+    hpa: &pb::HorizontalPodAutoscaler,
+    target: &pb::ObjectRef,
+    t: &Thresholds,
+    now: i64,
+    issues: &mut Vec<pb::Issue>,
+) {
+    let failing = hpa.conditions.iter().find(|c| {
+        c.status == "False"
+            && match c.r#type.as_str() {
+                // Old controllers said AbleToScale=False while only waiting
+                // out a stabilization window (BackoffBoth, ...).
+                "AbleToScale" => !c.reason.starts_with("Backoff"),
+                // ScalingDisabled: its target is scaled to zero on purpose.
+                "ScalingActive" => c.reason != "ScalingDisabled",
+                _ => false,
+            }
+    });
+    let Some(c) = failing else {
+        return;
+    };
+    let Some(secs) = for_at_least(c.last_transition.as_ref(), now, t.hpa_unable_secs) else {
+        return;
+    };
+    let scale_target = scale_target(hpa);
+    issues.push(issue(
+        IssueKind::HpaUnableToScale,
+        Severity::Warning,
+        target,
+        "",
+        format!(
+            "HPA {}/{} has been unable to scale {scale_target} for {secs}s ({}=False, {}).",
+            target.namespace, target.name, c.r#type, c.reason
+        ),
+        vec![
+            ("condition", format!("{}=False ({})", c.r#type, c.reason)),
+            ("scale target", scale_target),
+            ("unable seconds", secs.to_string()),
+            (
+                "replicas (current/min/max)",
+                format!(
+                    "{}/{}/{}",
+                    hpa.current_replicas, hpa.min_replicas, hpa.max_replicas
+                ),
+            ),
+        ],
+    ));
+}
+
+/// One issue per resource the HPA scales on by utilization that a
+/// container of its target's pods does not request (a limit alone counts:
+/// the API server defaults the request to it, so pods carry it).
+fn without_requests(
+    hpa: &pb::HorizontalPodAutoscaler,
+    target: &pb::ObjectRef,
+    pods: &[&pb::Pod],
+    issues: &mut Vec<pb::Issue>,
+) {
+    for metric in &hpa.metrics {
+        if metric.target_utilization_percent.is_none() {
+            continue;
+        }
+        let requested = |c: &pb::ContainerStatus| {
+            let r = c.requests.as_ref();
+            match metric.name.as_str() {
+                "cpu" => r.and_then(|r| r.cpu_millicores).is_some(),
+                "memory" => r.and_then(|r| r.memory_bytes).is_some(),
+                // Only cpu and memory are carried; nothing to judge.
+                _ => true,
+            }
+        };
+        let mut missing: Vec<&str> = pods
+            .iter()
+            .flat_map(|p| &p.containers)
+            .filter(|c| !requested(c))
+            .map(|c| c.name.as_str())
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            continue;
+        }
+        let scale_target = scale_target(hpa);
+        issues.push(issue(
+            IssueKind::HpaTargetWithoutRequests,
+            Severity::Warning,
+            target,
+            &metric.name,
+            format!(
+                "HPA {}/{} scales {scale_target} on {} utilization, but its pods' containers {} request no {}: the utilization cannot be computed.",
+                target.namespace,
+                target.name,
+                metric.name,
+                missing.join(", "),
+                metric.name
+            ),
+            vec![
+                ("resource", metric.name.clone()),
+                ("scale target", scale_target),
+                ("containers without a request", missing.join(", ")),
+                (
+                    "target utilization percent",
+                    metric.target_utilization_percent.unwrap_or_default().to_string(),
+                ),
+            ],
+        ));
+    }
+}
+
+/// `Deployment shop/web`: what the HPA scales.
+fn scale_target(hpa: &pb::HorizontalPodAutoscaler) -> String {
+    hpa.scale_target.as_ref().map_or_else(String::new, |s| {
+        format!("{} {}/{}", s.kind, s.namespace, s.name)
+    })
+}
+
+#[cfg(test)]
+mod tests;
