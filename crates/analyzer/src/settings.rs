@@ -84,7 +84,6 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::VolumeMountFailing,
             IssueKind::PvReleased,
             IssueKind::PvFailed,
-            IssueKind::TlsCertificateExpiring,
         ],
     ),
     (
@@ -106,6 +105,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::CreateContainerError,
             IssueKind::RunContainerError,
             IssueKind::InitContainerFailing,
+            IssueKind::TlsCertificateExpiring,
             IssueKind::NamespaceStuckTerminating,
             IssueKind::PodSandboxFailing,
             IssueKind::SchedulingGated,

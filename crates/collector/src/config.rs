@@ -204,7 +204,7 @@ pub struct Thresholds {
     /// HPA controller retries every 15 s and a metrics API restart is brief.
     pub hpa_unable_secs: u64,
     /// A TLS Secret's certificate expiring within this many days is an
-    /// issue (read only with `kubernetes.tlsSecrets`).
+    /// issue (read only with `kubernetes.tls_secrets`).
     pub certificate_expiry_days: u64,
 }
 

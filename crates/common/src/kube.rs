@@ -8,10 +8,6 @@ use crate::Error;
 /// cordon may Nanny lift.
 pub const CORDONED_BY: &str = "nanny.ai/cordoned-by";
 
-/// The label on a Job Nanny created to run a failed Job again
-/// (RetriggerJob): the failed Job's name. A retry is never retried.
-pub const RETRIGGER_OF: &str = "nanny.ai/retrigger-of";
-
 /// Loads the client config from `kubeconfig`, or — when empty — the
 /// in-cluster ServiceAccount, then `$KUBECONFIG`, then `~/.kube/config`.
 /// `key` names the config key in error messages.

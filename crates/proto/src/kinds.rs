@@ -508,7 +508,7 @@ pub const KINDS: &[KindInfo] = &[
         "IngressMisconfigured",
         Networking,
         Warning,
-        "an Ingress sends traffic to a Service that does not exist, or names an IngressClass that does not exist, for the Service threshold (TLS Secrets are named, not judged: Nanny never reads Secrets)",
+        "an Ingress sends traffic to a Service that does not exist, or names an IngressClass that does not exist, for the Service threshold (its TLS Secrets are named, not judged)",
         Report,
     ),
     kind(
@@ -548,7 +548,7 @@ pub const KINDS: &[KindInfo] = &[
         "TLSCertificateExpiring",
         Cluster,
         Warning,
-        "a TLS Secret's certificate expiring within the certificate threshold (14 days), critical once expired; read only where the collector reads TLS Secrets (kubernetes.tlsSecrets, off by default: Nanny reads no Secret unless asked)",
+        "a TLS Secret's certificate expiring within the certificate threshold (14 days, or a third of its lifetime for short-lived ones), critical once expired; read only where the collector reads TLS Secrets (kubernetes.tls_secrets, off by default: Nanny reads no Secret unless asked)",
         Report,
     ),
 ];

@@ -298,6 +298,14 @@ pub const ACTIONS: &[ActionInfo] = &[
     ),
 ];
 
+/// The label on a Job Nanny created to run a failed Job again
+/// (RetriggerJob): the failed Job's name. A retry is never retried.
+pub const RETRIGGER_OF: &str = "nanny.ai/retrigger-of";
+
+/// The label on a failed Job RetriggerJob ran again: its retry's name. A Job
+/// is run again once, whatever becomes of the retry.
+pub const RETRIED_AS: &str = "nanny.ai/retried-as";
+
 /// The action type of an action arm: the one exhaustive match over arms.
 pub fn action_type(kind: &Kind) -> ActionType {
     match kind {

@@ -55,14 +55,17 @@ pub enum Write {
         /// The diff's line per pod: its name and why it failed.
         shown: Vec<String>,
     },
-    /// Create this object (a Job RetriggerJob runs again), in the target's
-    /// namespace and API.
+    /// Mark the target (a merge patch carrying its resourceVersion), then
+    /// create this object in the target's namespace and API (RetriggerJob:
+    /// the failed Job marked as run again, then its retry).
     Create {
         /// The object to create.
         object: Value,
         /// The diff's lines: what is created and its images, never its spec
         /// (it may carry secrets).
         shown: Vec<String>,
+        /// The mark on the target, written first.
+        mark: Value,
     },
     /// Cordon, then evict these pods.
     Drain {
@@ -190,7 +193,8 @@ pub struct Facts {
     pub field_manager: String,
 }
 
-pub use nanny_common::kube::{CORDONED_BY, RETRIGGER_OF};
+pub use nanny_common::kube::CORDONED_BY;
+pub use nanny_proto::vocabulary::{RETRIED_AS, RETRIGGER_OF};
 /// The annotation on a Job RetriggerJob created: the action's id (a resumed
 /// run finds its own retry by it).
 pub const RETRIGGERED_BY: &str = "nanny.ai/retriggered-by";

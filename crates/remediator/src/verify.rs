@@ -136,8 +136,10 @@ pub async fn check(
 }
 
 /// Whether the Job RetriggerJob created (this action's, by its id) has
-/// started or finished well. How long it runs is the Job's own business:
-/// started is enough, failed again is not.
+/// started or completed. How long it runs, and how it ends, is the Job's
+/// own business: started is enough (a retry already failed when first seen
+/// fails the verification; one that fails later is its own JobFailed, never
+/// retried).
 async fn retry_started(exec: &Executor, v: &Validated) -> Check {
     let name = retry_name(&v.target.name);
     let jobs = exec.api(TargetKind::Job, &v.target.namespace);

@@ -137,7 +137,7 @@ fn thresholds() -> Vec<(&'static str, String, String)> {
             "NANNY_THRESHOLDS__STATEFULSET_STUCK_SECS".to_owned(),
             // A StatefulSet is short from its creation; its pod appears a
             // moment later, and the report names what the pod waits in.
-            "5".to_owned(),
+            "10".to_owned(),
         ),
     ])
     .collect()
@@ -447,7 +447,7 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     // A Job whose node is not there yet: past its deadline the Job
     // controller fails it; the node arrives before a human approves its run.
     let batch_node = format!("{ns}-batch");
-    faults::pinned_job(&client, &ns, "nightly", &batch_node, Some(5))
+    faults::pinned_job(&client, &ns, "nightly", &batch_node, Some(30))
         .await
         .unwrap();
     // The Job that waits for the same node, to see the scheduler place pods
@@ -1198,7 +1198,7 @@ async fn new_kinds_are_detected_on_real_objects_and_reported_with_what_to_fix() 
     assert_eq!(
         retry
             .labels()
-            .get(nanny_common::kube::RETRIGGER_OF)
+            .get(nanny_proto::vocabulary::RETRIGGER_OF)
             .map(String::as_str),
         Some("nightly")
     );

@@ -219,7 +219,7 @@ async fn chart_installs_with_least_privilege_and_upgrades_one_service_alone() {
         ("remediator", "patch", "nodes", "*", true),
         ("remediator", "patch", "persistentvolumeclaims", other, true),
         ("remediator", "delete", "jobs.batch", other, true),
-        ("remediator", "create", "jobs.batch", other, true),
+        ("remediator", "create", "jobs.batch", other, false),
         ("remediator", "create", "deployments.apps", other, false),
         ("remediator", "create", "pods", other, false),
         ("remediator", "get", "secrets", other, false),

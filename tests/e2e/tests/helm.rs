@@ -699,6 +699,21 @@ fn rbac_is_least_privilege_and_cluster_names_carry_the_release() {
             .iter()
             .any(|(k, _)| k == "NANNY_KUBERNETES__TLS_SECRETS")
     );
+    // RetriggerJob's create and patch on Jobs only where asked for.
+    let retrying =
+        self::objects(&template(&["--set", "remediator.retriggerJobs.enabled=true"]).unwrap());
+    let job_verbs = |objects: &BTreeMap<String, Value>| -> Vec<String> {
+        rules(objects, "ClusterRole/nanny-nanny-remediator")
+            .into_iter()
+            .filter(|r| r.1 == "jobs")
+            .map(|r| r.2)
+            .collect()
+    };
+    assert_eq!(job_verbs(&objects), ["delete", "get", "list"]);
+    assert_eq!(
+        job_verbs(&retrying),
+        ["create", "delete", "get", "list", "patch"]
+    );
     let remediator = rules(&objects, "ClusterRole/nanny-nanny-remediator");
     assert!(
         !remediator

@@ -93,8 +93,15 @@ pub(super) fn unable(
     issue: &pb::Issue,
     now: SystemTime,
 ) -> String {
+    // The condition the collector judged (its evidence names it): not a
+    // Backoff or ScalingDisabled one beside it.
+    let judged = evidence(issue, "condition")
+        .and_then(|c| c.split_once('='))
+        .map(|(type_, _)| type_);
     let failing = hpa.conditions.iter().find(|c| {
-        c.status == "False" && matches!(c.r#type.as_str(), "AbleToScale" | "ScalingActive")
+        c.status == "False"
+            && matches!(c.r#type.as_str(), "AbleToScale" | "ScalingActive")
+            && judged.is_none_or(|t| t == c.r#type)
     });
     let (condition, reason, said, since) = failing.map_or_else(
         || (String::new(), "", String::new(), String::new()),

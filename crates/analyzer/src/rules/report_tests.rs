@@ -1208,13 +1208,37 @@ fn a_failed_job_is_run_again_only_where_the_policy_names_retrigger_job() {
     );
     // Nanny's own retry is never retried, nor a Job an operator runs.
     let mut retry = s.clone();
-    retry.jobs[0]
-        .labels
-        .insert(nanny_common::kube::RETRIGGER_OF.into(), "nightly".into());
+    retry.jobs[0].labels.insert(
+        nanny_proto::vocabulary::RETRIGGER_OF.into(),
+        "nightly".into(),
+    );
     assert!(retrigger.evaluate(&retry, now()).is_empty());
     let mut operated = s.clone();
     operated.jobs[0].owner = Some(obj("Workflow", "batch", "etl"));
     assert!(retrigger.evaluate(&operated, now()).is_empty());
+    // Nor one run again already, nor one its pod failure policy failed.
+    let mut done = s.clone();
+    done.jobs[0].labels.insert(
+        nanny_proto::vocabulary::RETRIED_AS.into(),
+        "nightly-retry".into(),
+    );
+    assert!(retrigger.evaluate(&done, now()).is_empty());
+    let mut declared = s.clone();
+    declared.jobs[0].conditions[0].reason = "PodFailurePolicy".into();
+    assert!(retrigger.evaluate(&declared, now()).is_empty());
+    // Nor a CronJob's run a later run of it made good.
+    let mut superseded = s.clone();
+    superseded.jobs[0].owner = Some(obj("CronJob", "batch", "nightly"));
+    superseded.jobs[0].start_time = Some(ago(7200));
+    superseded.workloads.push(pb::Workload {
+        r#ref: Some(obj("CronJob", "batch", "nightly")),
+        cron: Some(pb::CronSchedule {
+            last_successful: Some(ago(600)),
+            ..pb::CronSchedule::default()
+        }),
+        ..pb::Workload::default()
+    });
+    assert!(retrigger.evaluate(&superseded, now()).is_empty());
     // A CronJob's Job is run again, its CronJob named.
     let mut cron = s;
     cron.jobs[0].owner = Some(obj("CronJob", "batch", "nightly"));

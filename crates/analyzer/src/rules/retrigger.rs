@@ -1,18 +1,20 @@
 //! Failed Jobs: run again as a new Job where the policy allows it (a human
 //! approves), otherwise left to the model as before.
 
-use nanny_common::kube::RETRIGGER_OF;
 use nanny_proto::v1::{self as pb, ActionType, Severity, action::Kind};
+use nanny_proto::vocabulary::{RETRIED_AS, RETRIGGER_OF};
 
-use super::{Draft, Drafts, Rules, describe, ref_of};
+use super::{Draft, Drafts, Rules, describe, ref_of, report::plain};
 use crate::catalog::JOB_RETRIGGER;
 use crate::index::SnapshotIndex;
 
 impl Rules {
     /// Proposes RetriggerJob for a failed Job when the policy in force names
     /// RetriggerJob (never by default: a Job's run may not be safe to
-    /// repeat), the Job is no retry itself, and no controller but a CronJob
-    /// owns it (an operator decides its own reruns).
+    /// repeat), the Job is no retry itself and was not run again already, no
+    /// controller but a CronJob owns it (an operator decides its own
+    /// reruns), its own pod failure policy did not fail it on purpose, and
+    /// no later run of its CronJob succeeded.
     pub(super) fn job_failed(
         &self,
         issue: &pb::Issue,
@@ -42,7 +44,20 @@ impl Rules {
         else {
             return;
         };
-        if !allowed || owned_elsewhere || job.labels.contains_key(RETRIGGER_OF) {
+        let retried = job.labels.contains_key(RETRIGGER_OF) || job.labels.contains_key(RETRIED_AS);
+        if !allowed || owned_elsewhere || retried || failed.reason == "PodFailurePolicy" {
+            return;
+        }
+        // A later run of its CronJob succeeded: this run's work is done.
+        let superseded = job
+            .owner
+            .as_ref()
+            .filter(|o| o.kind == "CronJob")
+            .and_then(|o| index.workloads.get(o.uid.as_str()))
+            .and_then(|w| w.cron.as_ref()?.last_successful.as_ref())
+            .zip(job.start_time.as_ref())
+            .is_some_and(|(success, started)| success.seconds > started.seconds);
+        if superseded {
             return;
         }
         let owner = job
@@ -60,10 +75,10 @@ impl Rules {
                 reason: format!(
                     "{}{owner} failed ({}; failed pods: {}). Running it again as a new Job keeps the failed one and its logs; approve only if its work is safe to repeat and the cause was passing.",
                     describe(job_ref),
-                    if failed.reason.is_empty() {
-                        "no reason given"
-                    } else {
+                    if plain(&failed.reason) {
                         failed.reason.as_str()
+                    } else {
+                        "no reason given"
                     },
                     job.failed
                 ),

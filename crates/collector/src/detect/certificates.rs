@@ -6,9 +6,12 @@ use nanny_proto::v1::{self as pb, IssueKind, Severity};
 use super::issue;
 use crate::{config::Thresholds, store::Tables};
 
-/// One issue per certificate expiring within `certificate_expiry_days`.
+/// One issue per certificate expiring within `certificate_expiry_days`, or
+/// within a third of its lifetime when that is shorter: a short-lived
+/// certificate (a day, a week) renewed automatically is never "expiring"
+/// for most of its life, and a renewer works in its last third.
 pub(super) fn expiring(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) {
-    let window =
+    let threshold =
         i64::try_from(t.certificate_expiry_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
     for entry in tables.tls_certificates.values() {
         let cert = entry.value.as_ref();
@@ -16,8 +19,12 @@ pub(super) fn expiring(tables: &Tables, t: &Thresholds, now: i64, issues: &mut V
         let (Some(target), Some(not_after)) = (cert.r#ref.as_ref(), cert.not_after.as_ref()) else {
             continue;
         };
+        let lifetime = cert
+            .not_before
+            .as_ref()
+            .map_or(i64::MAX, |b| not_after.seconds.saturating_sub(b.seconds));
         let left = not_after.seconds.saturating_sub(now);
-        if left >= window {
+        if left >= threshold.min(lifetime / 3) {
             continue;
         }
         let (severity, when) = if left <= 0 {
@@ -56,6 +63,7 @@ pub(super) fn expiring(tables: &Tables, t: &Thresholds, now: i64, issues: &mut V
 /// `5 days`, `1 day`, `3 hours`.
 fn days(seconds: i64) -> String {
     match seconds / 86_400 {
+        0 if seconds < 7200 => "1 hour".to_owned(),
         0 => format!("{} hours", seconds / 3600),
         1 => "1 day".to_owned(),
         n => format!("{n} days"),
@@ -118,6 +126,14 @@ mod tests {
             certificate("fine", 90),
             certificate("edge", 14),
             unreadable,
+            // Three days long, a day left: renewed in its last third, fine.
+            pb::TlsCertificate {
+                not_before: Some(prost_types::Timestamp {
+                    seconds: NOW - 2 * 86_400,
+                    nanos: 0,
+                }),
+                ..certificate("short", 1)
+            },
         ]);
         let summaries: Vec<&str> = issues.iter().map(|i| i.summary.as_str()).collect();
         assert_eq!(

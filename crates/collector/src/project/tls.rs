@@ -47,12 +47,15 @@ fn certificate(pem: &[u8]) -> Result<pb::TlsCertificate, String> {
         seconds: t.timestamp(),
         nanos: 0,
     };
+    // Whoever writes the Secret writes these names: no control characters,
+    // cut; the reports quote them as the certificate's words.
     let common_name = |name: &x509_parser::x509::X509Name<'_>| {
         name.iter_common_name()
             .next()
             .and_then(|cn| cn.as_str().ok())
             .unwrap_or_default()
             .chars()
+            .filter(|c| !c.is_control())
             .take(MAX_NAME_CHARS)
             .collect::<String>()
     };
@@ -65,8 +68,15 @@ fn certificate(pem: &[u8]) -> Result<pb::TlsCertificate, String> {
                 .general_names
                 .iter()
                 .filter_map(|name| match name {
-                    GeneralName::DNSName(dns) => {
-                        Some((*dns).chars().take(MAX_NAME_CHARS).collect())
+                    // Host names only: anything else is not a name a client
+                    // connects to.
+                    GeneralName::DNSName(dns)
+                        if dns.len() <= 253
+                            && dns.chars().all(|c| {
+                                c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*')
+                            }) =>
+                    {
+                        Some((*dns).to_owned())
                     }
                     _ => None,
                 })

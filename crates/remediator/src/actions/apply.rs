@@ -111,7 +111,11 @@ impl Executor {
                 })
             }
             Write::DeletePods { pods, shown } => self.delete_pods(pods, shown, dry_run).await,
-            Write::Create { object, shown } => self.create(v, object, shown, dry_run).await,
+            Write::Create {
+                object,
+                shown,
+                mark,
+            } => self.create(v, object, shown, mark, dry_run).await,
             Write::Drain {
                 cordon,
                 evict,
@@ -131,14 +135,18 @@ impl Executor {
         }
     }
 
-    /// Creates `object` in the target's API and namespace. An object of
-    /// that name already there is this action's own (a resumed run) when it
-    /// carries the action's id, and a refusal otherwise.
+    /// Marks the target, then creates `object` in the target's API and
+    /// namespace, the create tried as a dry run before anything is written.
+    /// An object of that name already there is this action's own (a
+    /// resumed run) when it carries the action's id, and a refusal
+    /// otherwise. A create refused after the mark is a failed action that
+    /// says so (the mark stays: the Job is not run again by another action).
     async fn create(
         &self,
         v: &Validated,
         object: &Value,
         shown: &[String],
+        mark: &Value,
         dry_run: bool,
     ) -> Result<Applied, Error> {
         let name = str_at(object, "/metadata/name").to_owned();
@@ -146,42 +154,68 @@ impl Executor {
         let api = self.api(v.kind, &v.target.namespace);
         let body: DynamicObject = serde_json::from_value(object.clone())
             .map_err(|e| Error::invalid("object", e.to_string()))?;
-        let params = PostParams {
+        let post = |dry_run: bool| PostParams {
             dry_run,
             field_manager: Some(self.field_manager.clone()),
         };
-        let applied = Applied {
+        let mut applied = Applied {
             diff: shown.iter().map(|line| format!("{line}\n")).collect(),
             failed: None,
-            wrote: !dry_run,
+            wrote: false,
             after: None,
         };
-        match api.create(&params, &body).await {
-            Ok(_) => Ok(applied),
-            Err(error) if api_code(&error) == Some(409) => {
-                let existing = api
-                    .get_opt(&name)
-                    .await
-                    .map_err(|e| refusal_or_error(e, "get", &created))?;
-                let ours = existing.as_ref().is_some_and(|e| {
-                    e.metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get(RETRIGGERED_BY))
-                        == Some(&v.action_id)
-                });
-                if ours {
-                    return Ok(applied);
-                }
-                Err(Error::Precondition {
-                    target: describe(&v.target),
-                    message: format!(
-                        "{created} already exists: it was run again once already (delete that Job to run it again)"
-                    ),
-                })
-            }
-            Err(error) => Err(refusal_or_error(error, "create", &created)),
+        // Already there: this action's own retry (a resumed run), or a Job
+        // nobody may replace.
+        let existing = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| refusal_or_error(e, "get", &created))?;
+        let ours = existing.as_ref().is_some_and(|e| {
+            e.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(RETRIGGERED_BY))
+                == Some(&v.action_id)
+        });
+        if existing.is_some() && !ours {
+            return Err(Error::Precondition {
+                target: describe(&v.target),
+                message: format!(
+                    "{created} already exists and is not this action's retry: delete or rename it first"
+                ),
+            });
         }
+        if !ours {
+            api.create(&post(true), &body)
+                .await
+                .map_err(|e| refusal_or_error(e, "create", &created))?;
+        }
+        if dry_run {
+            return Ok(applied);
+        }
+        let params = PatchParams {
+            field_manager: Some(self.field_manager.clone()),
+            ..PatchParams::default()
+        };
+        api.patch(&v.target.name, &params, &Patch::Merge(mark))
+            .await
+            .map_err(|e| refusal_or_error(e, "patch", &describe(&v.target)))?;
+        applied.wrote = true;
+        if ours {
+            return Ok(applied);
+        }
+        match api.create(&post(false), &body).await {
+            Ok(_) => {}
+            Err(error) if api_code(&error) == Some(409) => {}
+            Err(error) => {
+                applied.failed = Some(format!(
+                    "{} is marked as run again, but creating {created} failed: {}",
+                    describe(&v.target),
+                    refusal_or_error(error, "create", &created)
+                ));
+            }
+        }
+        Ok(applied)
     }
 
     /// Deletes each pod with its uid as precondition, every delete tried as

@@ -10,8 +10,10 @@ use nanny_proto::v1::{
 };
 use serde_json::{Value, json};
 
+use sha2::{Digest as _, Sha256};
+
 use super::{
-    CORDONED_BY, CORDONED_BY_POINTER, Facts, Plan, PodNode, RESTARTED_AT, RETRIGGER_OF,
+    CORDONED_BY, CORDONED_BY_POINTER, Facts, Plan, PodNode, RESTARTED_AT, RETRIED_AS, RETRIGGER_OF,
     RETRIGGERED_BY, Write, controller, drain_skip_reason, job_finished_at, quantities, revision,
 };
 use crate::{
@@ -616,55 +618,84 @@ const JOB_GENERATED_LABELS: [&str; 4] = [
     "batch.kubernetes.io/job-name",
 ];
 
-/// The name of the Job that runs `job` again: `<job>-retry`, cut to the 63
-/// characters a Job's name may have (its pods' `job-name` label).
+/// The name of the Job that runs `job` again: `<job>-retry`; a name too
+/// long for that (a Job's name is its pods' `job-name` label, at most 63
+/// characters) keeps its first 48 characters and a hash of the whole, so
+/// two long names never share a retry.
 pub fn retry_name(job: &str) -> String {
     const SUFFIX: &str = "-retry";
-    let keep = job.len().min(63 - SUFFIX.len());
-    let cut = (0..=keep)
+    if job.len() + SUFFIX.len() <= 63 {
+        return format!("{job}{SUFFIX}");
+    }
+    let digest = Sha256::digest(job.as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let cut = (0..=48)
         .rev()
         .find(|i| job.is_char_boundary(*i))
         .unwrap_or(0);
-    format!("{}{SUFFIX}", &job[..cut])
+    let head = job[..cut].trim_end_matches(['-', '.']);
+    format!("{head}-{hash}{SUFFIX}")
 }
 
 /// RetriggerJob: a new Job, `<name>-retry`, with the failed Job's spec
 /// (its generated selector and labels dropped, so the Job controller makes
-/// new ones), its labels and its CronJob owner if it has one; the failed
-/// Job stays with its pods and logs. The diff names the new Job and its
-/// images only (a spec may carry secrets). No undo: its pods may already
-/// have done their work.
+/// new ones) and labels; standalone, so no CronJob counts it among its runs
+/// or prunes it. The failed Job is marked first (`nanny.ai/retried-as`, and
+/// the action's id): a Job is run again once, whatever becomes of its
+/// retry, and a resumed run finds its own mark. The diff names the new Job
+/// and its images only (a spec may carry secrets). No undo: its pods may
+/// already have done their work.
 fn retrigger_job(input: &Input<'_>) -> Result<Plan, Error> {
-    if let Some(refusal) = retrigger_refusal(input.current) {
+    if let Some(refusal) = retrigger_refusal(input.current, &input.v.action_id, &input.facts.owners)
+    {
         return Err(input.precondition(refusal));
     }
-    let object = retry_of(input.current, &input.v.target, &input.v.action_id);
+    let object = retry_of(input.current, &input.v.target);
+    let name = str_at(&object, "/metadata/name").to_owned();
     let namespace = input.v.target.namespace.as_str();
     let mut shown = vec![format!(
-        "create Job {namespace}/{}: Job {namespace}/{} run again with its spec",
-        str_at(&object, "/metadata/name"),
+        "create Job {namespace}/{name}: Job {namespace}/{} run again with its spec",
         input.v.target.name
     )];
-    for container in object
-        .pointer("/spec/template/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        shown.push(format!(
-            "  container {}: image {}",
-            str_at(container, "/name"),
-            str_at(container, "/image")
-        ));
+    for pointer in [
+        "/spec/template/spec/initContainers",
+        "/spec/template/spec/containers",
+    ] {
+        for container in object
+            .pointer(pointer)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            shown.push(format!(
+                "  container {}: image {}",
+                str_at(container, "/name"),
+                str_at(container, "/image")
+            ));
+        }
     }
+    let mark = input.with_version(json!({ "metadata": {
+        "labels": { RETRIED_AS: name },
+        "annotations": { RETRIGGERED_BY: input.v.action_id },
+    } }));
     Ok(Plan::irreversible(
-        Write::Create { object, shown },
+        Write::Create {
+            object: with_action(object, &input.v.action_id),
+            shown,
+            mark,
+        },
         "a Job's run cannot be taken back (its pods may already have done their work); deleting the retry Job stops it",
     ))
 }
 
-/// Why `job` must not be run again, if it must not.
-fn retrigger_refusal(job: &Value) -> Option<String> {
+/// `object` annotated with the action that creates it.
+fn with_action(mut object: Value, action_id: &str) -> Value {
+    object["metadata"]["annotations"] = json!({ RETRIGGERED_BY: action_id });
+    object
+}
+
+/// Why `job` must not be run again, if it must not; `owners` nearest first.
+fn retrigger_refusal(job: &Value, action_id: &str, owners: &[Value]) -> Option<String> {
     let failed = job
         .pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -677,15 +708,26 @@ fn retrigger_refusal(job: &Value) -> Option<String> {
             "it has not failed (no Failed condition): only a failed Job is run again".to_owned(),
         );
     }
-    let retry_of = job
-        .pointer(&format!(
-            "/metadata/labels/{}",
-            RETRIGGER_OF.replace('/', "~1")
-        ))
-        .and_then(Value::as_str);
-    if let Some(original) = retry_of {
+    let label = |key: &str| {
+        job.pointer(&format!("/metadata/labels/{}", key.replace('/', "~1")))
+            .and_then(Value::as_str)
+    };
+    if let Some(original) = label(RETRIGGER_OF) {
         return Some(format!(
             "it is itself Nanny's retry of Job {original}: running it a third time needs a person"
+        ));
+    }
+    let by = job
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            RETRIGGERED_BY.replace('/', "~1")
+        ))
+        .and_then(Value::as_str);
+    if let Some(retry) = label(RETRIED_AS)
+        && by != Some(action_id)
+    {
+        return Some(format!(
+            "it was run again once already, as Job {retry}: a second run needs a person"
         ));
     }
     if let Some((kind, _)) = controller(job).filter(|(kind, _)| *kind != "CronJob") {
@@ -693,14 +735,40 @@ fn retrigger_refusal(job: &Value) -> Option<String> {
             "its controller, a {kind}, decides whether it runs again"
         ));
     }
-    (job.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true)).then(|| {
-        "it sets its own selector (manualSelector), which a retry's pods would share with its own"
-            .to_owned()
+    let manager = str_at(job, "/spec/managedBy");
+    if !manager.is_empty() && manager != "kubernetes.io/job-controller" {
+        return Some(format!(
+            "{manager} runs it (spec.managedBy), not the Job controller: it decides whether it runs again"
+        ));
+    }
+    if job.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true) {
+        return Some(
+            "it sets its own selector (manualSelector), which a retry's pods would share with its own"
+                .to_owned(),
+        );
+    }
+    cron_overlap(owners)
+}
+
+/// For a CronJob's Job: why a retry now would break the CronJob's own
+/// concurrency policy (Forbid or Replace while one of its runs is active).
+fn cron_overlap(owners: &[Value]) -> Option<String> {
+    let cron = owners.iter().find(|o| str_at(o, "/kind") == "CronJob")?;
+    let policy = str_at(cron, "/spec/concurrencyPolicy");
+    let active = cron
+        .pointer("/status/active")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    (active && matches!(policy, "Forbid" | "Replace")).then(|| {
+        format!(
+            "its CronJob {} runs a Job now and its concurrencyPolicy is {policy}: a retry would run beside it",
+            str_at(cron, "/metadata/name")
+        )
     })
 }
 
-/// The Job that runs `job` again.
-fn retry_of(job: &Value, target: &ObjectRef, action_id: &str) -> Value {
+/// The Job that runs `job` again (not yet annotated with the action).
+fn retry_of(job: &Value, target: &ObjectRef) -> Value {
     let mut spec = job.get("spec").cloned().unwrap_or_else(|| json!({}));
     if let Some(spec) = spec.as_object_mut() {
         spec.remove("selector");
@@ -710,6 +778,7 @@ fn retry_of(job: &Value, target: &ObjectRef, action_id: &str) -> Value {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
+    labels.remove(RETRIED_AS);
     for generated in JOB_GENERATED_LABELS {
         labels.remove(generated);
         if let Some(pod_labels) = spec
@@ -720,7 +789,6 @@ fn retry_of(job: &Value, target: &ObjectRef, action_id: &str) -> Value {
         }
     }
     labels.insert(RETRIGGER_OF.to_owned(), json!(target.name));
-    let owners: Vec<Value> = super::controller_ref(job).cloned().into_iter().collect();
     json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -728,8 +796,6 @@ fn retry_of(job: &Value, target: &ObjectRef, action_id: &str) -> Value {
             "name": retry_name(&target.name),
             "namespace": target.namespace,
             "labels": labels,
-            "annotations": { RETRIGGERED_BY: action_id },
-            "ownerReferences": owners,
         },
         "spec": spec,
     })

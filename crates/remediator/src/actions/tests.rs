@@ -757,7 +757,12 @@ fn retrigger_creates_a_retry_of_a_failed_job_with_its_spec_and_no_undo() {
         json!({ "team": "data", "job-name": "web" }),
     );
     let p = plan(&v, &failed, &Facts::default()).unwrap();
-    let Write::Create { object, shown } = &p.write else {
+    let Write::Create {
+        object,
+        shown,
+        mark,
+    } = &p.write
+    else {
         panic!("{:?}", p.write);
     };
     assert_eq!(object["metadata"]["name"], "web-retry");
@@ -768,8 +773,17 @@ fn retrigger_creates_a_retry_of_a_failed_job_with_its_spec_and_no_undo() {
         json!({ "team": "data", RETRIGGER_OF: "web" })
     );
     assert_eq!(object["metadata"]["annotations"][RETRIGGERED_BY], "a1");
-    // The CronJob that owns the failed Job owns its retry.
-    assert_eq!(object["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    // Standalone: no CronJob counts it among its runs or prunes it.
+    assert!(
+        object.pointer("/metadata/ownerReferences").is_none(),
+        "{object}"
+    );
+    // The failed Job is marked first, at the version read.
+    assert_eq!(
+        mark,
+        &json!({ "metadata": { "resourceVersion": "7",
+            "labels": { RETRIED_AS: "web-retry" }, "annotations": { RETRIGGERED_BY: "a1" } } })
+    );
     // The Job controller generates a new selector and pod labels.
     assert!(object.pointer("/spec/selector").is_none(), "{object}");
     assert_eq!(
@@ -825,13 +839,58 @@ fn retrigger_refuses_jobs_that_did_not_fail_retries_and_jobs_an_operator_runs() 
         "{}",
         refusal(&manual)
     );
+    let mut external = job("Failed", None, json!({}));
+    external["spec"]["managedBy"] = json!("kueue.x-k8s.io/multikueue");
+    assert!(
+        refusal(&external).contains("kueue.x-k8s.io/multikueue runs it"),
+        "{}",
+        refusal(&external)
+    );
+    // Run again once: another action's mark refuses, this action's own (a
+    // resumed run) does not.
+    let mut marked = job("Failed", None, json!({ RETRIED_AS: "web-retry" }));
+    marked["metadata"]["annotations"] = json!({ RETRIGGERED_BY: "other" });
+    assert!(
+        refusal(&marked).contains("it was run again once already, as Job web-retry"),
+        "{}",
+        refusal(&marked)
+    );
+    marked["metadata"]["annotations"] = json!({ RETRIGGERED_BY: "a1" });
+    assert!(plan(&v, &marked, &Facts::default()).is_ok());
+    // A CronJob that forbids concurrent runs while one is active.
+    let cron = |policy: &str, active: bool| {
+        json!({ "kind": "CronJob", "metadata": { "name": "nightly" },
+                "spec": { "concurrencyPolicy": policy },
+                "status": { "active": if active { json!([{ "name": "nightly-2" }]) } else { json!([]) } } })
+    };
+    let of_cron = job("Failed", Some("CronJob"), json!({}));
+    let facts = |policy: &str, active: bool| Facts {
+        owners: vec![cron(policy, active)],
+        ..Facts::default()
+    };
+    let err = plan(&v, &of_cron, &facts("Forbid", true)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("its CronJob nightly runs a Job now and its concurrencyPolicy is Forbid"),
+        "{err}"
+    );
+    assert!(plan(&v, &of_cron, &facts("Forbid", false)).is_ok());
+    assert!(plan(&v, &of_cron, &facts("Allow", true)).is_ok());
 }
 
 #[test]
 fn a_retry_name_fits_a_job_name() {
     assert_eq!(retry_name("nightly"), "nightly-retry");
-    let long = "j".repeat(63);
-    let name = retry_name(&long);
-    assert_eq!(name.len(), 63);
-    assert!(name.ends_with("-retry"));
+    // Too long: cut, with a hash of the whole, so long names never collide.
+    let a = format!("{}-28012345", "j".repeat(50));
+    let b = format!("{}-28012346", "j".repeat(50));
+    assert!(retry_name(&a).len() <= 63 && retry_name(&a).ends_with("-retry"));
+    assert_ne!(retry_name(&a), retry_name(&b));
+    // Never a name ending in a dot or a hyphen before the hash.
+    let dotted = format!("{}.{}", "j".repeat(47), "k".repeat(20));
+    assert!(
+        !retry_name(&dotted).contains(".-"),
+        "{}",
+        retry_name(&dotted)
+    );
 }

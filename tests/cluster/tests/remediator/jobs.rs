@@ -3,7 +3,7 @@
 //! with the reason for a Job that has not failed, and once the retry
 //! exists; no undo (the retry's pods may already have done their work).
 
-use nanny_common::kube::RETRIGGER_OF;
+use nanny_proto::vocabulary::{RETRIED_AS, RETRIGGER_OF};
 
 use super::*;
 
@@ -16,13 +16,26 @@ async fn retrigger_job_runs_a_failed_job_again_once_and_has_no_undo() {
     let Some(fx) = Fixture::new("rem-retrigger").await else {
         return;
     };
-    let remediator = Remediator::start(&fx).await;
+    // The shipped rules and the opt-in RetriggerJob rules, nothing more.
+    let opt_in: ClusterRole = serde_yaml::from_str(
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/rbac/remediator-retrigger-jobs.yaml"
+        ))
+        .unwrap()
+        .split("\n---\n")
+        .next()
+        .unwrap(),
+    )
+    .unwrap();
+    let remediator =
+        Remediator::start_with(&fx, |rules| rules.extend(opt_in.rules.unwrap_or_default())).await;
     let jobs: Api<Job> = Api::namespaced(fx.client.clone(), fx.ns());
     // Its batch node is not there yet: the pod cannot be scheduled, and
     // past its deadline the Job controller fails the Job (DeadlineExceeded).
     let node = format!("{}-batch", fx.ns());
     let ns = fx.ns();
-    faults::pinned_job(&fx.client, ns, "nightly", &node, Some(10))
+    faults::pinned_job(&fx.client, ns, "nightly", &node, Some(30))
         .await
         .unwrap();
     let running = faults::pinned_job(&fx.client, ns, "waiting", &node, None)
@@ -126,8 +139,14 @@ async fn retrigger_job_runs_a_failed_job_again_once_and_has_no_undo() {
     let original = jobs.get("nightly").await.unwrap();
     assert_eq!(original.uid(), failed.uid());
     assert!(faults::job_condition(&original, "Failed"));
+    // Marked as run again, by this action.
+    assert_eq!(
+        original.labels().get(RETRIED_AS).map(String::as_str),
+        Some("nightly-retry")
+    );
 
-    // Once is enough: the retry exists, a second one is refused.
+    // Once is enough: a second action is refused, and still once the retry
+    // is gone (deleted, or pruned by its TTL).
     let again = remediator
         .execute(approved(
             "retrigger-nightly-2",
@@ -140,7 +159,7 @@ async fn retrigger_job_runs_a_failed_job_again_once_and_has_no_undo() {
     assert!(
         again
             .error
-            .contains(&format!("Job {ns}/nightly-retry already exists")),
+            .contains("it was run again once already, as Job nightly-retry"),
         "{}",
         again.error
     );
@@ -163,4 +182,25 @@ async fn retrigger_job_runs_a_failed_job_again_once_and_has_no_undo() {
         retry.uid(),
         "the retry stays"
     );
+
+    // The retry gone, the failed Job is still not run a second time.
+    jobs.delete("nightly-retry", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually("nightly-retry gone", WAIT, || async {
+        Ok(jobs.get_opt("nightly-retry").await?.is_none().then_some(()))
+    })
+    .await
+    .unwrap();
+    let marked = jobs.get("nightly").await.unwrap();
+    let third = remediator
+        .execute(approved(
+            "retrigger-nightly-3",
+            retrigger(),
+            target(&marked),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&third), Outcome::Refused, "{third:?}");
+    assert!(jobs.get_opt("nightly-retry").await.unwrap().is_none());
 }
