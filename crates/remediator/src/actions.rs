@@ -351,19 +351,21 @@ pub fn controller(object: &Value) -> Option<(&str, &str)> {
     })
 }
 
-/// When a Job finished: its Complete or Failed condition's transition time
-/// (or completionTime).
-pub fn job_finished_at(job: &Value) -> Option<SystemTime> {
-    let condition = job
+/// The object's condition of type `type_` when its status is `status`
+/// ("True", "False"); a condition type appears once in a status.
+pub fn condition<'a>(object: &'a Value, type_: &str, status: &str) -> Option<&'a Value> {
+    object
         .pointer("/status/conditions")?
         .as_array()?
         .iter()
-        .find(|c| {
-            matches!(
-                c.get("type").and_then(Value::as_str),
-                Some("Complete" | "Failed")
-            ) && c.get("status").and_then(Value::as_str) == Some("True")
-        })?;
+        .find(|c| str_at(c, "/type") == type_ && str_at(c, "/status") == status)
+}
+
+/// When a Job finished: its Complete or Failed condition's transition time
+/// (or completionTime).
+pub fn job_finished_at(job: &Value) -> Option<SystemTime> {
+    let condition =
+        condition(job, "Complete", "True").or_else(|| condition(job, "Failed", "True"))?;
     let time = job
         .pointer("/status/completionTime")
         .or_else(|| condition.get("lastTransitionTime"))?

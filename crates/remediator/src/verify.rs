@@ -9,7 +9,7 @@ use nanny_proto::v1::{ExpandPvc, ScaleHpa, VerificationState, action::Kind as Ac
 use serde_json::Value;
 
 use crate::{
-    actions::{Executor, RETRIGGERED_BY, controller, retry_name, to_value},
+    actions::{Executor, RETRIGGERED_BY, condition, controller, retry_name, to_value},
     diff::str_at,
     quantity,
     request::{TargetKind, Validated},
@@ -158,21 +158,13 @@ async fn retry_started(exec: &Executor, v: &Validated) -> Check {
     if by != Some(v.action_id.as_str()) {
         return Check::Failed(format!("Job {name} is not this action's retry"));
     }
-    let condition = |type_: &str| {
-        retry
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|c| str_at(c, "/type") == type_ && str_at(c, "/status") == "True")
-    };
-    if let Some(failed) = condition("Failed") {
+    if let Some(failed) = condition(&retry, "Failed", "True") {
         return Check::Failed(format!(
             "the retry Job {name} failed too ({})",
             str_at(failed, "/reason")
         ));
     }
-    if condition("Complete").is_some() {
+    if condition(&retry, "Complete", "True").is_some() {
         return Check::Passed(format!("the retry Job {name} completed"));
     }
     let active = retry
@@ -248,19 +240,12 @@ async fn restart_pod(
     for pod in &replacements {
         let name = str_at(pod, "/metadata/name");
         // When the pod last turned Ready, if it is Ready now.
-        let ready_since = pod
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .and_then(|c| {
-                c.iter()
-                    .find(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-            .map(|c| {
-                c["lastTransitionTime"]
-                    .as_str()
-                    .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
-                    .map_or(SystemTime::now(), SystemTime::from)
-            });
+        let ready_since = condition(pod, "Ready", "True").map(|c| {
+            c["lastTransitionTime"]
+                .as_str()
+                .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+                .map_or(SystemTime::now(), SystemTime::from)
+        });
         let crash_looping = pod
             .pointer("/status/containerStatuses")
             .and_then(Value::as_array)
@@ -430,16 +415,8 @@ pub fn hpa_below_max(scale: &ScaleHpa, hpa: &Value) -> Check {
         ));
     }
     let desired = int(hpa, "/status/desiredReplicas");
-    let limited = hpa
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|c| {
-            c.iter().any(|c| {
-                c["type"] == "ScalingLimited"
-                    && c["status"] == "True"
-                    && c["reason"] == "TooManyReplicas"
-            })
-        });
+    let limited = condition(hpa, "ScalingLimited", "True")
+        .is_some_and(|c| str_at(c, "/reason") == "TooManyReplicas");
     if desired < max && !limited {
         Check::Passed(format!(
             "desired replicas {desired} below maxReplicas {max}"

@@ -48,11 +48,9 @@ impl Rules {
         if !allowed || owned_elsewhere || retried || failed.reason == "PodFailurePolicy" {
             return;
         }
+        let cron_job = job.owner.as_ref().filter(|o| o.kind == "CronJob");
         // A later run of its CronJob succeeded: this run's work is done.
-        let superseded = job
-            .owner
-            .as_ref()
-            .filter(|o| o.kind == "CronJob")
+        let superseded = cron_job
             .and_then(|o| index.workloads.get(o.uid.as_str()))
             .and_then(|w| w.cron.as_ref()?.last_successful.as_ref())
             .zip(job.start_time.as_ref())
@@ -60,10 +58,7 @@ impl Rules {
         if superseded {
             return;
         }
-        let owner = job
-            .owner
-            .as_ref()
-            .filter(|o| o.kind == "CronJob")
+        let owner = cron_job
             .map(|o| format!(" (of CronJob {})", o.name))
             .unwrap_or_default();
         drafts.add(

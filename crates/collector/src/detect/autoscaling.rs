@@ -13,16 +13,26 @@ use crate::{config::Thresholds, store::Tables};
 
 /// HPAs unable to scale, or scaling on a utilization nothing requests.
 pub(super) fn hpas_unable(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) {
-    let mut pods_of: HashMap<(&str, &str, &str), Vec<&pb::Pod>> = HashMap::new();
-    for entry in tables.pods.values() {
-        let pod = entry.value.as_ref();
-        // The HPA controller counts neither finished nor deleted pods.
-        let live = matches!(pod.phase.as_str(), "Running" | "Pending");
-        if let (true, None, Some(w)) = (live, &pod.deletion_deadline, &pod.workload) {
-            pods_of
-                .entry((w.kind.as_str(), w.namespace.as_str(), w.name.as_str()))
-                .or_default()
-                .push(pod);
+    // The live pods of what HPAs scale, by (kind, namespace, name): no pass
+    // over the pods in a cluster without HPAs, and no index of the others.
+    fn key(r: &pb::ObjectRef) -> (&str, &str, &str) {
+        (&r.kind, &r.namespace, &r.name)
+    }
+    let mut pods_of: HashMap<(&str, &str, &str), Vec<&pb::Pod>> = tables
+        .hpas
+        .values()
+        .filter_map(|e| e.value.scale_target.as_ref().map(|s| (key(s), Vec::new())))
+        .collect();
+    if !pods_of.is_empty() {
+        for entry in tables.pods.values() {
+            let pod = entry.value.as_ref();
+            // The HPA controller counts neither finished nor deleted pods.
+            let live = matches!(pod.phase.as_str(), "Running" | "Pending");
+            if let (true, None, Some(w)) = (live, &pod.deletion_deadline, &pod.workload)
+                && let Some(pods) = pods_of.get_mut(&key(w))
+            {
+                pods.push(pod);
+            }
         }
     }
     for entry in tables.hpas.values() {
@@ -30,10 +40,7 @@ pub(super) fn hpas_unable(tables: &Tables, t: &Thresholds, now: i64, issues: &mu
         let Some(target) = hpa.r#ref.as_ref() else {
             continue;
         };
-        let pods = hpa
-            .scale_target
-            .as_ref()
-            .and_then(|s| pods_of.get(&(s.kind.as_str(), s.namespace.as_str(), s.name.as_str())));
+        let pods = hpa.scale_target.as_ref().and_then(|s| pods_of.get(&key(s)));
         let before = issues.len();
         if let Some(pods) = pods {
             without_requests(hpa, target, pods, issues);

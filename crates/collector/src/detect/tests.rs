@@ -29,6 +29,18 @@ fn reference(kind: &str, name: &str) -> pb::ObjectRef {
     }
 }
 
+/// An object in namespace `shop`, its uid naming its kind too (objects of
+/// several kinds may share a name).
+pub(super) fn namespaced(kind: &str, name: &str) -> pb::ObjectRef {
+    pb::ObjectRef {
+        kind: kind.to_owned(),
+        namespace: "shop".to_owned(),
+        name: name.to_owned(),
+        uid: format!("uid-{kind}-{name}"),
+        ..pb::ObjectRef::default()
+    }
+}
+
 pub(super) fn entry<T>(value: T) -> Entry<T> {
     Entry {
         rev: 1,

@@ -14,7 +14,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::{
     CORDONED_BY, CORDONED_BY_POINTER, Facts, Plan, PodNode, RESTARTED_AT, RETRIED_AS, RETRIGGER_OF,
-    RETRIGGERED_BY, Write, controller, drain_skip_reason, job_finished_at, quantities, revision,
+    RETRIGGERED_BY, Write, condition, controller, drain_skip_reason, job_finished_at, quantities,
+    revision,
 };
 use crate::{
     diff::str_at,
@@ -554,17 +555,8 @@ fn rollout_undo(input: &Input<'_>) -> Result<Plan, Error> {
         )));
     };
     // Only a rollout still stuck: a newer one (a fix) is not rolled back.
-    let stuck = input
-        .current
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter().any(|c| {
-                str_at(c, "/type") == "Progressing"
-                    && str_at(c, "/status") == "False"
-                    && str_at(c, "/reason") == "ProgressDeadlineExceeded"
-            })
-        });
+    let stuck = condition(input.current, "Progressing", "False")
+        .is_some_and(|c| str_at(c, "/reason") == "ProgressDeadlineExceeded");
     if !stuck {
         return Err(input.precondition(format!(
             "its rollout of revision {current_revision} is not stuck (Progressing is not False with ProgressDeadlineExceeded): a rollout in progress or done is not rolled back"
@@ -696,14 +688,7 @@ fn with_action(mut object: Value, action_id: &str) -> Value {
 
 /// Why `job` must not be run again, if it must not; `owners` nearest first.
 fn retrigger_refusal(job: &Value, action_id: &str, owners: &[Value]) -> Option<String> {
-    let failed = job
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| str_at(c, "/type") == "Failed" && str_at(c, "/status") == "True")
-        });
-    if !failed {
+    if condition(job, "Failed", "True").is_none() {
         return Some(
             "it has not failed (no Failed condition): only a failed Job is run again".to_owned(),
         );

@@ -12,7 +12,8 @@ use nanny_proto::v1::action::Kind as ActionKind;
 use serde_json::{Value, json};
 
 use super::{
-    Executor, Facts, PodNode, controller_ref, refusal_or_error, to_value, without_controller_taints,
+    Executor, Facts, PodNode, condition, controller_ref, refusal_or_error, to_value,
+    without_controller_taints,
 };
 use crate::{
     diff::str_at,
@@ -379,13 +380,7 @@ impl Executor {
             Ok(None) => return Ok(PodNode::Gone),
             Err(error) => return Err(refusal_or_error(error, "get", &format!("Node {name}"))),
         };
-        let ready = node
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .any(|c| str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True");
-        Ok(if ready {
+        Ok(if condition(&node, "Ready", "True").is_some() {
             PodNode::Ready
         } else {
             PodNode::NotReady

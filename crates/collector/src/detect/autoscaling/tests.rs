@@ -3,19 +3,9 @@ use std::sync::Arc;
 use nanny_proto::v1::{self as pb, IssueKind};
 
 use super::*;
-use crate::detect::tests::{entry, kinds};
+use crate::detect::tests::{entry, kinds, namespaced as reference};
 
 const NOW: i64 = 1_800_000_000;
-
-fn reference(kind: &str, name: &str) -> pb::ObjectRef {
-    pb::ObjectRef {
-        kind: kind.to_owned(),
-        namespace: "shop".to_owned(),
-        name: name.to_owned(),
-        uid: format!("uid-{kind}-{name}"),
-        ..pb::ObjectRef::default()
-    }
-}
 
 fn condition(type_: &str, reason: &str, seconds_ago: i64) -> pb::Condition {
     pb::Condition {

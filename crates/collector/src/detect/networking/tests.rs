@@ -3,17 +3,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use nanny_proto::v1::{self as pb, IssueKind};
 
 use super::*;
-use crate::store::Entry;
-
-fn reference(kind: &str, name: &str) -> pb::ObjectRef {
-    pb::ObjectRef {
-        kind: kind.to_owned(),
-        namespace: "shop".to_owned(),
-        name: name.to_owned(),
-        uid: format!("uid-{kind}-{name}"),
-        ..pb::ObjectRef::default()
-    }
-}
+use crate::{detect::tests::namespaced as reference, store::Entry};
 
 fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
