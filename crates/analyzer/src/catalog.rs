@@ -101,6 +101,16 @@ pub const JOB_RETRIGGER: Rule = Rule {
     id: "job-failed-retrigger",
     rationale: "A Job that failed on something passing (a node lost, a dependency down, a deadline on a slow day) succeeds when run again; whether its work is safe to repeat is a human's call, so only a policy naming RetriggerJob has it proposed.",
 };
+/// Expand a claim predicted to fill within the horizon.
+pub const PVC_PREDICTED_EXPAND: Rule = Rule {
+    id: "pvc-predicted-expand",
+    rationale: "A claim whose usage rises steadily fills at a time its trend predicts; expanding it before then, sized to hold the trend, avoids the outage instead of answering it.",
+};
+/// Raise the memory limit of a container predicted to be OOM-killed.
+pub const OOM_PREDICTED_RAISE_MEMORY: Rule = Rule {
+    id: "oom-predicted-raise-memory-limit",
+    rationale: "A working set rising steadily toward its limit is killed when it gets there; a limit sized to the trend buys time without a kill, while the steady rise (a probable leak) is for the owners to fix.",
+};
 /// Report a CronJob suspended for long.
 pub const REPORT_CRONJOB_SUSPENDED: Rule = Rule {
     id: "report-cronjob-suspended",
@@ -296,4 +306,6 @@ pub const RULES: &[Rule] = &[
     REPORT_HPA,
     JOB_RETRIGGER,
     REPORT_CERTIFICATE,
+    PVC_PREDICTED_EXPAND,
+    OOM_PREDICTED_RAISE_MEMORY,
 ];

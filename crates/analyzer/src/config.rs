@@ -288,6 +288,10 @@ pub struct OomRule {
     pub factor: f64,
     /// Never propose a memory limit above this many bytes.
     pub max_memory_bytes: i64,
+    /// A container predicted to be OOM-killed (`OOMPredicted`) gets a limit
+    /// that holds its working set's trend this many seconds, between a
+    /// tenth more than its limit and its limit times `factor`.
+    pub predicted_hold_secs: u64,
 }
 
 impl Default for OomRule {
@@ -296,6 +300,7 @@ impl Default for OomRule {
             enabled: true,
             factor: 1.5,
             max_memory_bytes: 8 << 30,
+            predicted_hold_secs: 24 * 3600,
         }
     }
 }
@@ -386,6 +391,10 @@ pub struct PvcRule {
     pub factor: f64,
     /// Never propose a size above this many bytes.
     pub max_storage_bytes: i64,
+    /// A claim predicted full (`PVCPredictedFull`) is sized to hold its
+    /// trend this many seconds, at least its capacity times `factor` and
+    /// at most twice its capacity (a volume never shrinks back).
+    pub predicted_hold_secs: u64,
 }
 
 impl Default for PvcRule {
@@ -395,6 +404,7 @@ impl Default for PvcRule {
             usage_percent: 85.0,
             factor: 1.5,
             max_storage_bytes: 1 << 40,
+            predicted_hold_secs: 3 * 24 * 3600,
         }
     }
 }
@@ -461,6 +471,20 @@ impl RulesConfig {
                 "rules.pvc.max_storage_bytes",
                 "must be positive",
             ));
+        }
+        for (key, hold) in [
+            (
+                "rules.oom.predicted_hold_secs",
+                self.oom.predicted_hold_secs,
+            ),
+            (
+                "rules.pvc.predicted_hold_secs",
+                self.pvc.predicted_hold_secs,
+            ),
+        ] {
+            if !(1..=365 * 24 * 3600).contains(&hold) {
+                return Err(Error::config(key, "must be between 1 second and a year"));
+            }
         }
         if !(0.0..=100.0).contains(&self.pvc.usage_percent) {
             return Err(Error::config(

@@ -25,6 +25,7 @@ mod failed_pods;
 mod hpa;
 mod node;
 mod oom;
+mod predict;
 mod pvc;
 mod report;
 mod report_objects;
@@ -84,6 +85,18 @@ impl Drafts {
             }
         }
     }
+}
+
+/// A memory limit of `bytes` for `container`, requests unchanged.
+fn memory_limit(container: &str, bytes: i64) -> Kind {
+    Kind::PatchResources(pb::PatchResources {
+        container: container.to_owned(),
+        requests: None,
+        limits: Some(pb::Resources {
+            cpu_millicores: None,
+            memory_bytes: Some(bytes),
+        }),
+    })
 }
 
 fn report(explanation: String) -> Kind {
@@ -249,6 +262,12 @@ impl Rules {
                 Ok(IssueKind::PvcNearlyFull) if self.config.pvc.enabled => {
                     self.pvc(issue, target, index, &mut drafts);
                 }
+                Ok(IssueKind::PvcPredictedFull) if self.config.pvc.enabled => {
+                    self.pvc_predicted(issue, target, index, &mut drafts);
+                }
+                Ok(IssueKind::OomPredicted) if self.config.oom.enabled => {
+                    self.oom_predicted(issue, target, index, &mut drafts);
+                }
                 Ok(kind) if POD_REPORTS.contains(&kind) && self.config.report.enabled => {
                     report_pod(kind, issue, target, index, now, &mut drafts);
                 }
@@ -322,6 +341,8 @@ fn stamp(snapshot: &ClusterSnapshot, drafts: Drafts, now: SystemTime) -> Vec<Rec
         .collect()
 }
 
+#[cfg(test)]
+mod predict_tests;
 #[cfg(test)]
 mod report_tests;
 #[cfg(test)]

@@ -49,7 +49,11 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
     ),
     (
         "memoryAnalysis",
-        &[IssueKind::OomKilled, IssueKind::MemoryPressure],
+        &[
+            IssueKind::OomKilled,
+            IssueKind::MemoryPressure,
+            IssueKind::OomPredicted,
+        ],
     ),
     (
         "performanceAnalysis",
@@ -79,6 +83,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
         "storageAnalysis",
         &[
             IssueKind::PvcNearlyFull,
+            IssueKind::PvcPredictedFull,
             IssueKind::PvcPending,
             IssueKind::PvcLost,
             IssueKind::VolumeMountFailing,

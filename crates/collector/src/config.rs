@@ -63,7 +63,20 @@ pub struct PrometheusConfig {
     /// snapshot's `metrics` as is.
     #[serde(default)]
     pub queries: BTreeMap<String, String>,
+    /// Seconds between trend rounds: the [`TREND_QUERIES`] run as range
+    /// queries (one request each, whatever the number of series) and a line
+    /// is fitted to each series, for the predicted issue kinds.
+    pub trend_interval_secs: u64,
+    /// The range a trend is fitted over, seconds back from now.
+    pub trend_window_secs: u64,
+    /// Seconds between the range's samples.
+    pub trend_step_secs: u64,
 }
+
+/// The built-in queries also run as range queries, for trends: a claim's
+/// used bytes (`PVCPredictedFull`) and a container's working set
+/// (`OOMPredicted`).
+pub const TREND_QUERIES: &[&str] = &["pvc_used_bytes", "container_memory_bytes"];
 
 /// The built-in queries, their names and what they feed.
 ///
@@ -121,6 +134,9 @@ impl Default for PrometheusConfig {
                 .map(|(name, query)| ((*name).to_owned(), (*query).to_owned()))
                 .collect(),
             queries: BTreeMap::new(),
+            trend_interval_secs: 300,
+            trend_window_secs: 6 * 3600,
+            trend_step_secs: 300,
         }
     }
 }
@@ -206,6 +222,20 @@ pub struct Thresholds {
     /// A TLS Secret's certificate expiring within this many days is an
     /// issue (read only with `kubernetes.tls_secrets`).
     pub certificate_expiry_days: u64,
+    /// A claim whose used bytes' trend reaches its capacity within this
+    /// many seconds is predicted full.
+    pub pvc_fill_horizon_secs: u64,
+    /// ... judged on at least this much history since the series' last
+    /// reset,
+    pub pvc_fill_min_history_secs: u64,
+    /// A container whose working set's trend reaches its memory limit
+    /// within this many seconds is predicted to be OOM-killed.
+    pub oom_horizon_secs: u64,
+    /// ... judged on at least this much history since its last restart,
+    pub oom_min_history_secs: u64,
+    /// ... and for both, only a fit at least this straight (R², 0 to 1):
+    /// noise and sawtooths read low.
+    pub trend_min_r_squared: f64,
 }
 
 impl Default for Thresholds {
@@ -241,6 +271,11 @@ impl Default for Thresholds {
             pv_failed_secs: 300,
             hpa_unable_secs: 600,
             certificate_expiry_days: 14,
+            pvc_fill_horizon_secs: 24 * 3600,
+            pvc_fill_min_history_secs: 3600,
+            oom_horizon_secs: 12 * 3600,
+            oom_min_history_secs: 3600,
+            trend_min_r_squared: 0.9,
         }
     }
 }
@@ -367,6 +402,25 @@ impl ServiceConfig for Config {
                 "interval_secs and timeout_secs must be at least 1",
             ));
         }
+        let p = &self.prometheus;
+        if p.trend_interval_secs == 0 || p.trend_step_secs == 0 {
+            return Err(Error::config(
+                "prometheus.trend_interval_secs",
+                "trend_interval_secs and trend_step_secs must be at least 1",
+            ));
+        }
+        // Prometheus refuses a range of more than 11,000 points per series.
+        if p.trend_window_secs < p.trend_step_secs
+            || p.trend_window_secs / p.trend_step_secs > 11_000
+        {
+            return Err(Error::config(
+                "prometheus.trend_window_secs",
+                format!(
+                    "must hold between 1 and 11000 steps of trend_step_secs ({}s)",
+                    p.trend_step_secs
+                ),
+            ));
+        }
         for name in self.prometheus.builtin.keys() {
             if !BUILTIN_QUERIES.iter().any(|(known, _)| known == name) {
                 return Err(Error::config(
@@ -408,6 +462,29 @@ impl ServiceConfig for Config {
                 "must be between 0 and 100",
             ));
         }
+        if !(0.0..=1.0).contains(&t.trend_min_r_squared) {
+            return Err(Error::config(
+                "thresholds.trend_min_r_squared",
+                "must be between 0 and 1",
+            ));
+        }
+        for (key, history) in [
+            (
+                "thresholds.pvc_fill_min_history_secs",
+                t.pvc_fill_min_history_secs,
+            ),
+            ("thresholds.oom_min_history_secs", t.oom_min_history_secs),
+        ] {
+            if history > self.prometheus.trend_window_secs {
+                return Err(Error::config(
+                    key,
+                    format!(
+                        "is longer than prometheus.trend_window_secs ({}s): no trend could ever be judged",
+                        self.prometheus.trend_window_secs
+                    ),
+                ));
+            }
+        }
         if !t.restart_rate_per_sec.is_finite() || t.restart_rate_per_sec < 0.0 {
             return Err(Error::config(
                 "thresholds.restart_rate_per_sec",
@@ -415,5 +492,35 @@ impl ServiceConfig for Config {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(edit: impl FnOnce(&mut Config)) -> String {
+        let mut config = Config::default();
+        edit(&mut config);
+        config.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn trend_settings_that_could_never_judge_anything_are_refused_by_name() {
+        assert!(Config::default().validate().is_ok());
+        let error = refused(|c| c.prometheus.trend_step_secs = 0);
+        assert!(error.contains("prometheus.trend_interval_secs"), "{error}");
+        let error = refused(|c| c.prometheus.trend_window_secs = 10);
+        assert!(error.contains("prometheus.trend_window_secs"), "{error}");
+        let error = refused(|c| c.prometheus.trend_step_secs = 1);
+        assert!(error.contains("11000 steps"), "{error}");
+        let error = refused(|c| c.thresholds.oom_min_history_secs = 7 * 3600);
+        assert!(
+            error.contains("thresholds.oom_min_history_secs")
+                && error.contains("no trend could ever be judged"),
+            "{error}"
+        );
+        let error = refused(|c| c.thresholds.trend_min_r_squared = 1.5);
+        assert!(error.contains("thresholds.trend_min_r_squared"), "{error}");
     }
 }

@@ -44,6 +44,7 @@ fn issue(
             .collect(),
         first_seen: None,
         last_seen: None,
+        trend: None,
     }
 }
 
@@ -86,6 +87,8 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
     networking::services(tables, &mut issues);
     volumes(tables, t, now, &mut issues);
     certificates::expiring(tables, t, now, &mut issues);
+    // After pods and claims: what has already failed is not predicted.
+    predict::predicted(tables, metrics, t, &mut issues);
     issues
 }
 
@@ -1211,6 +1214,7 @@ fn node_issues(node: &pb::Node, target: &pb::ObjectRef, issues: &mut Vec<pb::Iss
 mod autoscaling;
 mod certificates;
 mod networking;
+mod predict;
 
 pub use networking::{HELD, judged};
 

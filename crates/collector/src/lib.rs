@@ -14,6 +14,7 @@ pub mod publish;
 pub mod service;
 pub mod snapshot;
 pub mod store;
+pub mod trend;
 pub mod watch;
 
 use std::{

@@ -13,12 +13,17 @@ use prometheus_http_query::{Client, response::Data};
 use tokio::sync::watch;
 
 use crate::{
-    config::PrometheusConfig,
+    config::{PrometheusConfig, TREND_QUERIES},
     store::{ContainerUsage, VolumeUsage},
+    trend::{self, Fit},
 };
 
 /// Most series kept per query, so a careless query cannot blow up snapshots.
 pub const MAX_SERIES_PER_QUERY: usize = 20_000;
+
+/// Most series a trend round names in its log lines (gaps, resets); the
+/// rest are counted.
+const MAX_LOGGED_SERIES: usize = 20;
 
 /// One series of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +43,37 @@ pub struct MetricsRound {
     pub at: i64,
     /// Set while any query fails; the time of the first failed round.
     pub stale_since: Option<i64>,
+    /// Trends by trend query name ([`TREND_QUERIES`]): a line fitted to
+    /// each series' range, refreshed every `trend_interval_secs`.
+    pub trends: BTreeMap<String, Vec<TrendSeries>>,
+    /// When the trends were fitted (seconds since the epoch); 0: never.
+    pub trends_at: i64,
+}
+
+/// One series' trend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrendSeries {
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// The line through it since its last reset.
+    pub fit: Fit,
+}
+
+impl TrendSeries {
+    /// How the series is named in evidence and logs:
+    /// `query{label="value",…}`.
+    pub fn name(&self, query: &str) -> String {
+        series_name(query, &self.labels)
+    }
+}
+
+fn series_name(query: &str, labels: &BTreeMap<String, String>) -> String {
+    let labels: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__name__")
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    format!("{query}{{{}}}", labels.join(","))
 }
 
 impl MetricsRound {
@@ -142,8 +178,13 @@ impl QueryMetrics {
 pub struct Poller {
     client: Client,
     queries: Vec<(String, String)>,
+    /// The built-in queries run as range queries for trends.
+    trend_queries: Vec<(String, String)>,
     timeout: Duration,
     interval: Duration,
+    trend_interval: i64,
+    trend_window: i64,
+    trend_step: i64,
     metrics: QueryMetrics,
 }
 
@@ -161,6 +202,17 @@ enum Failure {
     Unreachable(String),
     Timeout,
     Invalid(String),
+}
+
+impl Failure {
+    /// The error counter's reason, and what happened.
+    fn describe(self, timeout: Duration) -> (&'static str, String) {
+        match self {
+            Self::Unreachable(d) => ("unreachable", d),
+            Self::Timeout => ("timeout", format!("no answer in {timeout:?}")),
+            Self::Invalid(d) => ("invalid", d),
+        }
+    }
 }
 
 impl Poller {
@@ -182,28 +234,48 @@ impl Poller {
                 .chain(&config.queries)
                 .map(|(n, q)| (n.clone(), q.clone()))
                 .collect(),
+            trend_queries: TREND_QUERIES
+                .iter()
+                .filter_map(|name| Some(((*name).to_owned(), config.builtin.get(*name)?.clone())))
+                .collect(),
             timeout: Duration::from_secs(config.timeout_secs),
             interval: Duration::from_secs(config.interval_secs),
+            trend_interval: i64::try_from(config.trend_interval_secs).unwrap_or(i64::MAX),
+            trend_window: i64::try_from(config.trend_window_secs).unwrap_or(i64::MAX),
+            trend_step: i64::try_from(config.trend_step_secs).unwrap_or(i64::MAX),
             metrics,
         }))
     }
 
-    async fn query(&self, name: &str, query: &str) -> Result<Vec<Series>, Failure> {
+    /// Awaits `request` within the timeout, timed under `label`.
+    async fn timed(
+        &self,
+        label: &str,
+        request: impl Future<
+            Output = Result<
+                prometheus_http_query::response::PromqlResult,
+                prometheus_http_query::Error,
+            >,
+        >,
+    ) -> Result<Data, Failure> {
         let started = std::time::Instant::now();
-        let request = self.client.query(query).get();
         let result = tokio::time::timeout(self.timeout, request).await;
         self.metrics
             .latency
-            .with_label_values(&[name])
+            .with_label_values(&[label])
             .observe(started.elapsed().as_secs_f64());
-        let data = match result {
-            Err(_) => return Err(Failure::Timeout),
+        match result {
+            Err(_) => Err(Failure::Timeout),
             Ok(Err(prometheus_http_query::Error::Prometheus(e))) => {
-                return Err(Failure::Invalid(e.to_string()));
+                Err(Failure::Invalid(e.to_string()))
             }
-            Ok(Err(e)) => return Err(Failure::Unreachable(e.to_string())),
-            Ok(Ok(result)) => result.into_inner().0,
-        };
+            Ok(Err(e)) => Err(Failure::Unreachable(e.to_string())),
+            Ok(Ok(result)) => Ok(result.into_inner().0),
+        }
+    }
+
+    async fn query(&self, name: &str, query: &str) -> Result<Vec<Series>, Failure> {
+        let data = self.timed(name, self.client.query(query).get()).await?;
         let vector = match data {
             Data::Vector(vector) => vector,
             Data::Scalar(sample) => {
@@ -236,7 +308,122 @@ impl Poller {
             .collect())
     }
 
-    /// Runs every query once; failed queries keep `previous` values.
+    /// One range query: every series' samples, sorted by time.
+    async fn query_range(
+        &self,
+        name: &str,
+        query: &str,
+        now: i64,
+    ) -> Result<Vec<(BTreeMap<String, String>, Vec<(f64, f64)>)>, Failure> {
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "a step of seconds, far below 2^52"
+        )]
+        let request = self
+            .client
+            .query_range(query, now - self.trend_window, now, self.trend_step as f64)
+            .get();
+        let data = self.timed(&format!("trend:{name}"), request).await?;
+        let Data::Matrix(matrix) = data else {
+            return Err(Failure::Invalid(
+                "not a range vector, where a range query's matrix was expected".to_owned(),
+            ));
+        };
+        Ok(matrix
+            .into_iter()
+            .take(MAX_SERIES_PER_QUERY)
+            .map(|range| {
+                let (labels, samples) = range.into_inner();
+                let mut samples: Vec<(f64, f64)> = samples
+                    .into_iter()
+                    .map(|s| (s.timestamp(), s.value()))
+                    .collect();
+                samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+                (labels.into_iter().collect(), samples)
+            })
+            .collect())
+    }
+
+    /// Fits a line to every series of every trend query. A query that
+    /// fails keeps its previous trends while they are younger than three
+    /// trend intervals; older, they are dropped (no prediction from stale
+    /// data).
+    async fn trends(
+        &self,
+        previous: &MetricsRound,
+        now: i64,
+    ) -> (BTreeMap<String, Vec<TrendSeries>>, bool) {
+        let results =
+            join_all(self.trend_queries.iter().map(|(name, query)| async move {
+                (name, self.query_range(name, query, now).await)
+            }))
+            .await;
+        #[expect(clippy::cast_precision_loss, reason = "a step of seconds")]
+        let step = self.trend_step as f64;
+        let mut trends = BTreeMap::new();
+        let mut failed = false;
+        let mut noted = Vec::new();
+        for (name, result) in results {
+            match result {
+                Ok(ranges) => {
+                    let mut fitted = Vec::with_capacity(ranges.len());
+                    for (labels, samples) in ranges {
+                        match trend::fit(&samples, step, 0.0) {
+                            Ok(fit) => {
+                                if fit.resets > 0 || trend::has_gap(&fit, step) {
+                                    noted.push(format!(
+                                        "{} ({} reset(s), longest gap {:.0}s; fitted {} samples since the last reset)",
+                                        series_name(name, &labels),
+                                        fit.resets,
+                                        fit.longest_gap_secs,
+                                        fit.samples
+                                    ));
+                                }
+                                fitted.push(TrendSeries { labels, fit });
+                            }
+                            Err(why @ trend::NoTrend::TooSparse { .. }) => {
+                                noted.push(format!(
+                                    "{} (no trend: {why})",
+                                    series_name(name, &labels)
+                                ));
+                            }
+                            // Too new to judge: not worth a line.
+                            Err(_) => {}
+                        }
+                    }
+                    trends.insert(name.clone(), fitted);
+                }
+                Err(failure) => {
+                    failed = true;
+                    let label = format!("trend:{name}");
+                    let (reason, detail) = failure.describe(self.timeout);
+                    self.metrics
+                        .errors
+                        .with_label_values(&[&label, reason])
+                        .inc();
+                    tracing::warn!(query = %name, reason, detail = %detail, "Prometheus range query for trends failed; keeping its last trends while they are fresh.");
+                    if now - previous.trends_at < 3 * self.trend_interval
+                        && let Some(old) = previous.trends.get(name)
+                    {
+                        trends.insert(name.clone(), old.clone());
+                    }
+                }
+            }
+        }
+        for line in noted.iter().take(MAX_LOGGED_SERIES) {
+            tracing::info!(series = %line, "Trend series with resets or gaps: fitted since its last reset, across its gaps, or not at all when too sparse.");
+        }
+        if noted.len() > MAX_LOGGED_SERIES {
+            tracing::info!(
+                more = noted.len() - MAX_LOGGED_SERIES,
+                "More trend series with resets or gaps (not named)."
+            );
+        }
+        (trends, failed)
+    }
+
+    /// Runs every query once; failed queries keep `previous` values. The
+    /// trends are refitted once `trend_interval_secs` have passed.
     pub async fn round(&self, previous: &MetricsRound, now: i64) -> MetricsRound {
         let results = join_all(
             self.queries
@@ -248,18 +435,21 @@ impl Poller {
             series: BTreeMap::new(),
             at: now,
             stale_since: None,
+            trends: previous.trends.clone(),
+            trends_at: previous.trends_at,
         };
+        let mut failed = false;
+        if now - previous.trends_at >= self.trend_interval {
+            (round.trends, failed) = self.trends(previous, now).await;
+            round.trends_at = now;
+        }
         for (name, result) in results {
             match result {
                 Ok(series) => {
                     round.series.insert(name.clone(), series);
                 }
                 Err(failure) => {
-                    let (reason, detail) = match failure {
-                        Failure::Unreachable(d) => ("unreachable", d),
-                        Failure::Timeout => ("timeout", format!("no answer in {:?}", self.timeout)),
-                        Failure::Invalid(d) => ("invalid", d),
-                    };
+                    let (reason, detail) = failure.describe(self.timeout);
                     self.metrics.errors.with_label_values(&[name, reason]).inc();
                     tracing::warn!(query = %name, reason, detail = %detail, "Prometheus query failed; keeping its last good values.");
                     round.stale_since = Some(previous.stale_since.unwrap_or(now));
@@ -268,6 +458,9 @@ impl Poller {
                     }
                 }
             }
+        }
+        if failed {
+            round.stale_since = Some(previous.stale_since.unwrap_or(now));
         }
         if round.stale_since.is_some() {
             // Values are as old as the last good round.

@@ -35,6 +35,36 @@ pub fn parse(text: &str) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
+/// Bytes as people read them: `512 MiB`, `1.5 GiB`, `900 B`.
+pub fn bytes_text(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes;
+    let mut unit = "B";
+    for next in UNITS {
+        if value.abs() < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    if unit == "B" || (value - value.round()).abs() < 0.05 {
+        format!("{value:.0} {unit}")
+    } else {
+        format!("{value:.1} {unit}")
+    }
+}
+
+/// A span of seconds as people read it: `45m`, `2.8h`, `3.0d`.
+pub fn duration_text(secs: f64) -> String {
+    if secs < 3600.0 {
+        format!("{:.0}m", (secs / 60.0).max(1.0))
+    } else if secs < 48.0 * 3600.0 {
+        format!("{:.1}h", secs / 3600.0)
+    } else {
+        format!("{:.1}d", secs / 86400.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +88,16 @@ mod tests {
         for bad in ["", "abc", "1Zi", "--1"] {
             assert_eq!(parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn bytes_and_durations_read_as_people_write_them() {
+        assert_eq!(bytes_text(900.0), "900 B");
+        assert_eq!(bytes_text(512.0 * 1024.0 * 1024.0), "512 MiB");
+        assert_eq!(bytes_text(1.5 * 1024.0 * 1024.0 * 1024.0), "1.5 GiB");
+        assert_eq!(duration_text(20.0), "1m");
+        assert_eq!(duration_text(45.0 * 60.0), "45m");
+        assert_eq!(duration_text(2.8 * 3600.0), "2.8h");
+        assert_eq!(duration_text(3.0 * 86400.0), "3.0d");
     }
 }

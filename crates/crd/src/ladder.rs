@@ -189,6 +189,8 @@ pub enum LadderIssue {
     HPAUnableToScale,
     HPATargetWithoutRequests,
     TLSCertificateExpiring,
+    PVCPredictedFull,
+    OOMPredicted,
 }
 
 impl LadderIssue {

@@ -551,6 +551,22 @@ pub const KINDS: &[KindInfo] = &[
         "a TLS Secret's certificate expiring within the certificate threshold (14 days, or a third of its lifetime for short-lived ones), critical once expired; read only where the collector reads TLS Secrets (kubernetes.tls_secrets, off by default: Nanny reads no Secret unless asked)",
         Report,
     ),
+    kind(
+        K::PvcPredictedFull,
+        "PVCPredictedFull",
+        Storage,
+        Warning,
+        "predicted, not yet failed: a claim's used bytes (a Prometheus range, fitted by least squares over at least an hour since its last reset, R² at least 0.9) reaching its capacity within 24 hours",
+        Act(&[ActionType::ExpandPvc]),
+    ),
+    kind(
+        K::OomPredicted,
+        "OOMPredicted",
+        Pods,
+        Warning,
+        "predicted, not yet failed: a container's working set (a Prometheus range, fitted over at least an hour since its last restart, R² at least 0.9) reaching its memory limit within 12 hours; a steady rise is a probable leak",
+        Act(&[ActionType::PatchResources]),
+    ),
 ];
 
 /// The entry of a kind; `None` for `Unspecified`.

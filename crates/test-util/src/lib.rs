@@ -21,6 +21,7 @@
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod backfill;
 pub mod cluster;
 pub mod faults;
 pub mod helm;

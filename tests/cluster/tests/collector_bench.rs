@@ -138,10 +138,17 @@ async fn collector_at_scale() {
         &[
             ("NANNY_KUBERNETES__KUBECONFIG", &kubeconfig),
             ("NANNY_PROMETHEUS__URL", &fx.cluster.prometheus_url),
+            // Trends as in production (one range query per trend query
+            // every 5 minutes, the first at start), over a range the
+            // cluster's short history fills: 60 samples a series, where
+            // the default six hours at five minutes hold 72.
+            ("NANNY_PROMETHEUS__TREND_WINDOW_SECS", "1800"),
+            ("NANNY_PROMETHEUS__TREND_STEP_SECS", "30"),
         ],
     )
     .await
     .unwrap();
+    let spawned = Instant::now();
     let synced = collector
         .wait_serving("nanny.v1.Collector", Duration::from_secs(600))
         .await
@@ -218,6 +225,35 @@ async fn collector_at_scale() {
     }
     latencies.sort();
     let rss_after_mib = collector.rss_kib().unwrap() / 1024;
+    // Prometheus load: the collector's own count of queries, by name.
+    let queries = nanny_test_util::http::counts(
+        collector.http_addr,
+        "nanny_collector_prometheus_query_duration_seconds_count",
+        "query",
+    )
+    .await
+    .unwrap();
+    let minutes = spawned.elapsed().as_secs_f64() / 60.0;
+    let (trend, instant): (Vec<_>, Vec<_>) = queries
+        .iter()
+        .partition(|(name, _)| name.starts_with("trend:"));
+    let per_minute = |q: &[(&String, &f64)]| q.iter().map(|(_, n)| **n).sum::<f64>() / minutes;
+    let trend_secs = nanny_test_util::http::counts(
+        collector.http_addr,
+        "nanny_collector_prometheus_query_duration_seconds_sum",
+        "query",
+    )
+    .await
+    .unwrap();
+    println!(
+        "Prometheus load over {minutes:.1} min: {:.1} instant queries/min, {:.2} range queries/min          (trend queries {trend:?}, seconds spent {:?})",
+        per_minute(&instant),
+        per_minute(&trend),
+        trend_secs
+            .iter()
+            .filter(|(name, _)| name.starts_with("trend:"))
+            .collect::<Vec<_>>(),
+    );
     println!(
         "collector @ {target} pods / {} nodes: ready (full list + first world) {synced:.1?}; steady RSS {rss_mib} MiB \
          ({rss_after_mib} MiB after the detection run); GetSnapshot p50 {:.1?} max {:.1?}, {:.1} MiB in {chunks} chunks; \

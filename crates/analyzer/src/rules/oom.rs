@@ -2,10 +2,11 @@
 
 use std::collections::BTreeSet;
 
-use nanny_proto::v1::{self as pb, PatchResources, Resources, Severity, action::Kind};
+use nanny_proto::v1::{self as pb, Severity};
 
 use super::{
-    Draft, Drafts, MIB, ROLLABLE, Rules, describe, is_oom, ref_of, report, round_up, scaled,
+    Draft, Drafts, MIB, ROLLABLE, Rules, describe, is_oom, memory_limit, ref_of, report, round_up,
+    scaled,
 };
 use crate::catalog::OOM_RAISE_MEMORY;
 use crate::index::SnapshotIndex;
@@ -97,14 +98,7 @@ impl Rules {
                     config.max_memory_bytes
                 ))
             } else {
-                Kind::PatchResources(PatchResources {
-                    container: name.to_owned(),
-                    requests: None,
-                    limits: Some(Resources {
-                        cpu_millicores: None,
-                        memory_bytes: Some(proposed),
-                    }),
-                })
+                memory_limit(name, proposed)
             };
             drafts.add(
                 name,

@@ -21,7 +21,7 @@ fn ago(secs: u64) -> prost_types::Timestamp {
     (now() - Duration::from_secs(secs)).into()
 }
 
-fn run(s: &ClusterSnapshot) -> Vec<Recommendation> {
+pub(super) fn run(s: &ClusterSnapshot) -> Vec<Recommendation> {
     Rules::default().evaluate(s, now())
 }
 
@@ -54,7 +54,7 @@ fn untrusted(text: &str) -> pb::UntrustedText {
 }
 
 /// A snapshot holding one object with an issue of `kind` about it.
-fn scene(kind: IssueKind) -> ClusterSnapshot {
+pub(super) fn scene(kind: IssueKind) -> ClusterSnapshot {
     let mut s = snapshot();
     let web = obj("Deployment", "shop", "web");
     let mut waiting = |reason: &str| {
@@ -102,7 +102,8 @@ fn scene(kind: IssueKind) -> ClusterSnapshot {
         | IssueKind::VolumeMountFailing
         | IssueKind::PodSandboxFailing
         | IssueKind::SchedulingGated
-        | IssueKind::ContainerRestarting => {
+        | IssueKind::ContainerRestarting
+        | IssueKind::OomPredicted => {
             let (r, p) = waiting("");
             let mut p = p.unwrap_or_default();
             p.unschedulable_reason = "Unschedulable".into();
@@ -129,8 +130,34 @@ fn scene(kind: IssueKind) -> ClusterSnapshot {
         _ => (object_scene(kind, &mut s), None),
     };
     s.pods.extend(p);
-    s.issues.push(issue(kind, &target, "fp-1"));
+    s.issues.push(predicted(kind, issue(kind, &target, "fp-1")));
     s
+}
+
+/// A predicted kind's issue with its trend and container: two-thirds of the
+/// way to its ceiling (the 256 MiB limit, the 1 GiB claim), rising a tenth
+/// of it an hour.
+fn predicted(kind: IssueKind, mut issue: pb::Issue) -> pb::Issue {
+    let ceiling = match kind {
+        IssueKind::OomPredicted => 256.0 * 1_048_576.0,
+        IssueKind::PvcPredictedFull => 1_073_741_824.0,
+        _ => return issue,
+    };
+    issue.evidence.push(pb::Evidence {
+        description: "container".into(),
+        value: "app".into(),
+    });
+    issue.trend = Some(pb::Trend {
+        series: "test".into(),
+        slope_per_hour: ceiling / 10.0,
+        r_squared: 0.98,
+        current: ceiling * 2.0 / 3.0,
+        ceiling,
+        seconds_to_ceiling: 12_000,
+        history_seconds: 7200,
+        samples: 120,
+    });
+    issue
 }
 
 /// A node with an issue of `kind`: for NodeCordoned, Nanny's own cordon
@@ -352,7 +379,10 @@ fn served_certificate(s: &mut ClusterSnapshot) -> pb::ObjectRef {
 fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
     let web = obj("Deployment", "shop", "web");
     match kind {
-        IssueKind::PvcNearlyFull | IssueKind::PvcPending | IssueKind::PvcLost => {
+        IssueKind::PvcNearlyFull
+        | IssueKind::PvcPredictedFull
+        | IssueKind::PvcPending
+        | IssueKind::PvcLost => {
             let c = pb::PersistentVolumeClaim {
                 r#ref: Some(obj("PersistentVolumeClaim", "shop", "data")),
                 capacity_bytes: 1 << 30,

@@ -97,7 +97,7 @@ fn run(snapshot: &ClusterSnapshot) -> Vec<Recommendation> {
     Rules::default().evaluate(snapshot, now())
 }
 
-fn rule_of(r: &Recommendation) -> &str {
+pub(super) fn rule_of(r: &Recommendation) -> &str {
     match r.source.as_ref().and_then(|s| s.kind.as_ref()) {
         Some(source::Kind::RuleId(id)) => id,
         _ => "",

@@ -424,7 +424,7 @@ fn promql_ratios_become_issues_on_the_right_targets() {
         ]
         .into(),
         at: NOW,
-        stale_since: None,
+        ..MetricsRound::default()
     };
     let issues = detect(&tables, &metrics, &Thresholds::default(), NOW);
     assert_eq!(

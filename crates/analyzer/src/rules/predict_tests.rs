@@ -1,0 +1,119 @@
+//! Predicted issues: the proposal is sized to the trend within its bounds,
+//! says it is predicted, and a trend that cannot be trusted yields nothing.
+
+use nanny_proto::v1::{self as pb, ClusterSnapshot, IssueKind, action::Kind};
+
+use super::report_tests::{run, scene};
+use super::tests::rule_of;
+
+const MIB: i64 = 1 << 20;
+
+fn with_trend(kind: IssueKind, edit: impl FnOnce(&mut pb::Trend)) -> ClusterSnapshot {
+    let mut s = scene(kind);
+    if let Some(trend) = s.issues[0].trend.as_mut() {
+        edit(trend);
+    }
+    s
+}
+
+fn only(s: &ClusterSnapshot) -> (Kind, String, String) {
+    let recs = run(s);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let r = &recs[0];
+    (
+        r.action.clone().and_then(|a| a.kind).unwrap(),
+        r.reason.clone(),
+        rule_of(r).to_owned(),
+    )
+}
+
+fn memory_limit(kind: &Kind) -> Option<i64> {
+    match kind {
+        Kind::PatchResources(p) => p.limits?.memory_bytes,
+        _ => None,
+    }
+}
+
+#[test]
+fn a_predicted_oom_raises_the_limit_to_hold_the_trend_within_bounds() {
+    // 256 MiB limit, working set at two thirds of it.
+    let steady = with_trend(IssueKind::OomPredicted, |t| {
+        t.slope_per_hour = 8.0 * 1_048_576.0
+    });
+    let (kind, reason, rule) = only(&steady);
+    // 170.7 MiB + 24 h × 8 MiB/h = 362.7 MiB, rounded up to a MiB.
+    assert_eq!(memory_limit(&kind), Some(363 * MIB));
+    assert_eq!(rule, "oom-predicted-raise-memory-limit");
+    for words in [
+        "predicted to reach its memory limit",
+        "Predicted, not yet failed",
+        "memory leak",
+        "holds the trend",
+    ] {
+        assert!(reason.contains(words), "{words}: {reason}");
+    }
+    // Fast growth: at most the limit times the OOM factor (1.5).
+    let (kind, ..) = only(&scene(IssueKind::OomPredicted));
+    assert_eq!(memory_limit(&kind), Some(384 * MIB));
+    // Slow growth: at least a tenth more than the limit.
+    let slow = with_trend(IssueKind::OomPredicted, |t| t.slope_per_hour = 1_048_576.0);
+    let (kind, ..) = only(&slow);
+    assert_eq!(memory_limit(&kind), Some(282 * MIB));
+}
+
+#[test]
+fn a_predicted_full_claim_is_expanded_to_hold_the_trend_at_most_twice_its_size() {
+    let (kind, reason, rule) = only(&scene(IssueKind::PvcPredictedFull));
+    assert_eq!(rule, "pvc-predicted-expand");
+    assert!(
+        matches!(kind, Kind::ExpandPvc(ref e) if e.new_size_bytes == 2048 * MIB),
+        "{kind:?}"
+    );
+    assert!(
+        reason.contains("predicted to fill") && reason.contains("Predicted, not yet failed"),
+        "{reason}"
+    );
+    // Slow growth: at least the capacity times the factor (1.5).
+    let slow = with_trend(IssueKind::PvcPredictedFull, |t| {
+        t.slope_per_hour = 1_048_576.0
+    });
+    assert!(matches!(only(&slow).0, Kind::ExpandPvc(ref e) if e.new_size_bytes == 1536 * MIB));
+    let mut fixed = scene(IssueKind::PvcPredictedFull);
+    fixed.pvcs[0].expandable = false;
+    let (kind, reason, _) = only(&fixed);
+    assert!(
+        matches!(kind, Kind::ReportOnly(_)) && reason.contains("predicted"),
+        "{kind:?}"
+    );
+}
+
+#[test]
+fn a_trend_that_cannot_be_trusted_yields_nothing() {
+    let bad: [fn(&mut pb::Trend); 6] = [
+        |t| t.slope_per_hour = f64::NAN,
+        |t| t.slope_per_hour = -1.0,
+        |t| t.r_squared = 1.5,
+        |t| t.current = -5.0,
+        |t| t.ceiling = f64::INFINITY,
+        |t| t.seconds_to_ceiling = -1,
+    ];
+    for kind in [IssueKind::OomPredicted, IssueKind::PvcPredictedFull] {
+        for edit in bad {
+            let recs = run(&with_trend(kind, edit));
+            assert!(recs.is_empty(), "{kind:?}: {recs:?}");
+        }
+        let mut none = scene(kind);
+        none.issues[0].trend = None;
+        assert!(run(&none).is_empty(), "{kind:?} without a trend");
+    }
+    // A container the pod does not have.
+    let mut other = scene(IssueKind::OomPredicted);
+    other.issues[0]
+        .evidence
+        .retain(|e| e.description != "container");
+    other.issues[0].evidence.push(pb::Evidence {
+        description: "container".into(),
+        value: "sidecar".into(),
+    });
+    assert!(run(&other).is_empty());
+}

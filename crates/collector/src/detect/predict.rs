@@ -1,0 +1,439 @@
+//! Predicted issues: a trend fitted to a Prometheus range reaching its
+//! ceiling within the horizon, before anything has failed.
+//!
+//! - `PVCPredictedFull`: a claim's used bytes reach its capacity within
+//!   `thresholds.pvc_fill_horizon_secs`;
+//! - `OOMPredicted`: a container's working set reaches its memory limit
+//!   within `thresholds.oom_horizon_secs`.
+//!
+//! Each needs a fit at least `trend_min_r_squared` straight over at least
+//! its minimum history since the series' last reset, and carries the fit as
+//! the issue's `trend`. An object already past its threshold (a claim
+//! nearly full, a container OOM-killed) has that issue instead.
+
+use std::collections::HashMap;
+
+use nanny_common::quantity::{bytes_text, duration_text};
+use nanny_proto::v1::{self as pb, IssueKind, Severity};
+
+use super::issue;
+use crate::{
+    config::Thresholds,
+    prom::{MetricsRound, TrendSeries},
+    store::Tables,
+};
+
+/// The trends of `query`, by the values of `keys` in their labels.
+fn by_labels<'a>(
+    metrics: &'a MetricsRound,
+    query: &str,
+    keys: &[&str],
+) -> HashMap<Vec<&'a str>, &'a TrendSeries> {
+    metrics
+        .trends
+        .get(query)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            let key: Option<Vec<&str>> = keys
+                .iter()
+                .map(|k| t.labels.get(*k).map(String::as_str))
+                .collect();
+            Some((key?, t))
+        })
+        .collect()
+}
+
+/// Whether `trend` reaches `ceiling` within `horizon_secs`, judged on at
+/// least `min_history_secs`; the seconds until it does.
+fn reaches(
+    trend: &TrendSeries,
+    ceiling: f64,
+    horizon_secs: u64,
+    min_history_secs: u64,
+    t: &Thresholds,
+) -> Option<f64> {
+    #[expect(clippy::cast_precision_loss, reason = "thresholds of seconds")]
+    let (horizon, history) = (horizon_secs as f64, min_history_secs as f64);
+    let fit = &trend.fit;
+    if fit.history_secs < history || fit.r_squared < t.trend_min_r_squared {
+        return None;
+    }
+    fit.seconds_to(ceiling).filter(|s| *s <= horizon)
+}
+
+/// The issue's `trend`.
+#[expect(clippy::cast_possible_truncation, reason = "finite spans of seconds")]
+fn trend(query: &str, series: &TrendSeries, ceiling: f64, seconds_to_ceiling: f64) -> pb::Trend {
+    let fit = &series.fit;
+    pb::Trend {
+        series: series.name(query),
+        slope_per_hour: fit.slope_per_sec * 3600.0,
+        r_squared: fit.r_squared,
+        current: fit.current,
+        ceiling,
+        seconds_to_ceiling: seconds_to_ceiling.ceil() as i64,
+        history_seconds: fit.history_secs.round() as i64,
+        samples: u32::try_from(fit.samples).unwrap_or(u32::MAX),
+    }
+}
+
+/// The evidence every predicted issue carries.
+fn fit_evidence(trend: &pb::Trend) -> Vec<(&'static str, String)> {
+    vec![
+        ("predicted", "not yet failed".to_owned()),
+        (
+            "seconds until the ceiling",
+            trend.seconds_to_ceiling.to_string(),
+        ),
+        ("growth per hour", format!("{:.0}", trend.slope_per_hour)),
+        ("fit R squared", format!("{:.3}", trend.r_squared)),
+        ("history seconds", trend.history_seconds.to_string()),
+        ("samples", trend.samples.to_string()),
+        ("series", trend.series.clone()),
+    ]
+}
+
+/// Claims predicted full, and containers predicted OOM-killed.
+pub fn predicted(
+    tables: &Tables,
+    metrics: &MetricsRound,
+    t: &Thresholds,
+    issues: &mut Vec<pb::Issue>,
+) {
+    if metrics.trends.is_empty() {
+        return;
+    }
+    claims(tables, metrics, t, issues);
+    containers(tables, metrics, t, issues);
+}
+
+fn claims(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, issues: &mut Vec<pb::Issue>) {
+    const QUERY: &str = "pvc_used_bytes";
+    let trends = by_labels(metrics, QUERY, &["namespace", "persistentvolumeclaim"]);
+    if trends.is_empty() {
+        return;
+    }
+    for entry in tables.pvcs.values() {
+        let pvc = &entry.value;
+        let Some(target) = pvc.r#ref.as_ref() else {
+            continue;
+        };
+        // Nearly full already: that issue says it.
+        if pvc.capacity_bytes <= 0 || pvc.usage_percent.is_some_and(|p| p > t.pvc_usage_percent) {
+            continue;
+        }
+        let Some(series) = trends.get(&vec![target.namespace.as_str(), target.name.as_str()])
+        else {
+            continue;
+        };
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "volume sizes are far below 2^52"
+        )]
+        let capacity = pvc.capacity_bytes as f64;
+        let Some(secs) = reaches(
+            series,
+            capacity,
+            t.pvc_fill_horizon_secs,
+            t.pvc_fill_min_history_secs,
+            t,
+        ) else {
+            continue;
+        };
+        let trend = trend(QUERY, series, capacity, secs);
+        let mut evidence = fit_evidence(&trend);
+        evidence.extend([
+            ("used bytes (fitted)", format!("{:.0}", trend.current)),
+            ("capacity bytes", pvc.capacity_bytes.to_string()),
+            ("expandable", pvc.expandable.to_string()),
+        ]);
+        let mut found = issue(
+            IssueKind::PvcPredictedFull,
+            Severity::Warning,
+            target,
+            "",
+            format!(
+                "Volume claim {}/{} is predicted to fill in {}: its used bytes grew {}/h over the last {} (R² {:.2}), now {} of {}. Predicted, not yet failed.",
+                target.namespace,
+                target.name,
+                duration_text(secs),
+                bytes_text(trend.slope_per_hour),
+                duration_text(series.fit.history_secs),
+                trend.r_squared,
+                bytes_text(trend.current),
+                bytes_text(capacity),
+            ),
+            evidence,
+        );
+        found.trend = Some(trend);
+        issues.push(found);
+    }
+}
+
+fn containers(
+    tables: &Tables,
+    metrics: &MetricsRound,
+    t: &Thresholds,
+    issues: &mut Vec<pb::Issue>,
+) {
+    const QUERY: &str = "container_memory_bytes";
+    let trends = by_labels(metrics, QUERY, &["namespace", "pod", "container"]);
+    if trends.is_empty() {
+        return;
+    }
+    for entry in tables.pods.values() {
+        let pod = &entry.value;
+        let Some(target) = pod.r#ref.as_ref() else {
+            continue;
+        };
+        for container in &pod.containers {
+            let Some(limit) = container
+                .limits
+                .and_then(|l| l.memory_bytes)
+                .filter(|l| *l > 0)
+            else {
+                continue;
+            };
+            let key = vec![
+                target.namespace.as_str(),
+                target.name.as_str(),
+                container.name.as_str(),
+            ];
+            let Some(series) = trends.get(&key) else {
+                continue;
+            };
+            // OOM-killed already: that issue says it.
+            if issues.iter().any(|i| {
+                i.kind == IssueKind::OomKilled as i32
+                    && i.target.as_ref().is_some_and(|r| r.uid == target.uid)
+            }) {
+                continue;
+            }
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "memory sizes are far below 2^52"
+            )]
+            let ceiling = limit as f64;
+            let Some(secs) = reaches(
+                series,
+                ceiling,
+                t.oom_horizon_secs,
+                t.oom_min_history_secs,
+                t,
+            ) else {
+                continue;
+            };
+            let trend = trend(QUERY, series, ceiling, secs);
+            let mut evidence = fit_evidence(&trend);
+            evidence.extend([
+                ("container", container.name.clone()),
+                (
+                    "working set bytes (fitted)",
+                    format!("{:.0}", trend.current),
+                ),
+                ("memory limit bytes", limit.to_string()),
+                ("restarts", container.restart_count.to_string()),
+            ]);
+            let mut found = issue(
+                IssueKind::OomPredicted,
+                Severity::Warning,
+                target,
+                &container.name,
+                format!(
+                    "Container {} of pod {}/{} is predicted to reach its memory limit of {} in {}: its working set grew {}/h for {} (R² {:.2}), now {}. A steady rise that does not level off suggests a memory leak. Predicted, not yet failed.",
+                    container.name,
+                    target.namespace,
+                    target.name,
+                    bytes_text(ceiling),
+                    duration_text(secs),
+                    bytes_text(trend.slope_per_hour),
+                    duration_text(series.fit.history_secs),
+                    trend.r_squared,
+                    bytes_text(trend.current),
+                ),
+                evidence,
+            );
+            found.trend = Some(trend);
+            issues.push(found);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, sync::Arc};
+
+    use super::*;
+    use crate::{
+        detect::tests::{entry, namespaced},
+        trend,
+    };
+
+    const MIB: f64 = 1_048_576.0;
+    const STEP: f64 = 60.0;
+
+    /// Samples a minute apart over `minutes`, ending now, valued by `f(minute)`.
+    fn samples(minutes: usize, f: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
+        (0..=minutes)
+            .map(|i| {
+                #[expect(clippy::cast_precision_loss, reason = "small test counts")]
+                let m = i as f64;
+                (1.8e9 - (minutes as f64 - m) * STEP, f(m))
+            })
+            .collect()
+    }
+
+    fn series(labels: &[(&str, &str)], samples: &[(f64, f64)]) -> Option<TrendSeries> {
+        Some(TrendSeries {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            fit: trend::fit(samples, STEP, 0.0).ok()?,
+        })
+    }
+
+    /// A pod `web-1` whose container `app` has a 512 MiB limit and a claim
+    /// `data` of 1 GiB, 40% full; `memory` and `used` their series.
+    fn run(memory: &[(f64, f64)], used: &[(f64, f64)], issues: &mut Vec<pb::Issue>) {
+        let mut tables = Tables::default();
+        let pod = pb::Pod {
+            r#ref: Some(namespaced("Pod", "web-1")),
+            containers: vec![pb::ContainerStatus {
+                name: "app".into(),
+                limits: Some(pb::Resources {
+                    cpu_millicores: None,
+                    memory_bytes: Some(512 << 20),
+                }),
+                ..pb::ContainerStatus::default()
+            }],
+            ..pb::Pod::default()
+        };
+        tables.pods.insert(Arc::from("uid-Pod-web-1"), entry(pod));
+        let claim = pb::PersistentVolumeClaim {
+            r#ref: Some(namespaced("PersistentVolumeClaim", "data")),
+            capacity_bytes: 1 << 30,
+            usage_percent: Some(40.0),
+            expandable: true,
+            ..pb::PersistentVolumeClaim::default()
+        };
+        tables.pvcs.insert(Arc::from("uid-data"), entry(claim));
+        let metrics = MetricsRound {
+            trends: BTreeMap::from([
+                (
+                    "container_memory_bytes".to_owned(),
+                    series(
+                        &[
+                            ("namespace", "shop"),
+                            ("pod", "web-1"),
+                            ("container", "app"),
+                        ],
+                        memory,
+                    )
+                    .into_iter()
+                    .collect(),
+                ),
+                (
+                    "pvc_used_bytes".to_owned(),
+                    series(
+                        &[("namespace", "shop"), ("persistentvolumeclaim", "data")],
+                        used,
+                    )
+                    .into_iter()
+                    .collect(),
+                ),
+            ]),
+            trends_at: 1_800_000_000,
+            ..MetricsRound::default()
+        };
+        predicted(&tables, &metrics, &Thresholds::default(), issues);
+    }
+
+    fn kinds(issues: &[pb::Issue]) -> Vec<IssueKind> {
+        issues
+            .iter()
+            .filter_map(|i| IssueKind::try_from(i.kind).ok())
+            .collect()
+    }
+
+    #[test]
+    fn steady_growth_toward_the_ceiling_is_predicted_with_its_trend() {
+        // Memory: 100 MiB growing 150 MiB/h for two hours (400 MiB now,
+        // 512 MiB in 45 minutes). Used bytes: 300 MiB growing 50 MiB/h (400
+        // MiB now, 1 GiB in about 12.5 hours).
+        let memory = samples(120, |m| (100.0 + 2.5 * m) * MIB);
+        let used = samples(120, |m| (300.0 + m * 50.0 / 60.0) * MIB);
+        let mut issues = Vec::new();
+        run(&memory, &used, &mut issues);
+        assert_eq!(
+            kinds(&issues),
+            [IssueKind::PvcPredictedFull, IssueKind::OomPredicted]
+        );
+        let pvc = issues[0].trend.as_ref().unwrap();
+        assert!((pvc.slope_per_hour / MIB - 50.0).abs() < 1e-6, "{pvc:?}");
+        assert!(
+            (pvc.seconds_to_ceiling - 12 * 3600 - 1728).abs() <= 1,
+            "{pvc:?}"
+        );
+        assert_eq!(
+            pvc.series,
+            r#"pvc_used_bytes{namespace="shop",persistentvolumeclaim="data"}"#
+        );
+        let oom = &issues[1];
+        let trend = oom.trend.as_ref().unwrap();
+        assert!((trend.r_squared - 1.0).abs() < 1e-9 && trend.samples == 121);
+        assert_eq!(
+            (trend.seconds_to_ceiling, trend.history_seconds),
+            (2688, 7200)
+        );
+        assert_eq!(
+            nanny_common::snapshot::evidence(oom, "container"),
+            Some("app")
+        );
+        assert_eq!(
+            nanny_common::snapshot::evidence(oom, "predicted"),
+            Some("not yet failed")
+        );
+        assert!(
+            oom.summary.contains("512 MiB in 45m") && oom.summary.contains("memory leak"),
+            "{}",
+            oom.summary
+        );
+    }
+
+    #[test]
+    fn noise_slow_growth_short_history_and_what_already_failed_raise_nothing() {
+        let flat_with_spikes = samples(180, |m| {
+            if m % 13.0 == 0.0 {
+                480.0 * MIB
+            } else {
+                200.0 * MIB
+            }
+        });
+        // 1 MiB/h: the limit is days away.
+        let slow = samples(120, |m| (400.0 + m / 60.0) * MIB);
+        // Fast, but 40 minutes since the container restarted.
+        let restarted = samples(120, |m| {
+            if m < 80.0 {
+                (300.0 + m) * MIB
+            } else {
+                (50.0 + 3.0 * (m - 80.0)) * MIB
+            }
+        });
+        for memory in [&flat_with_spikes, &slow, &restarted] {
+            let mut issues = Vec::new();
+            run(memory, memory, &mut issues);
+            assert_eq!(kinds(&issues), [], "{issues:?}");
+        }
+        // OOM-killed already: that issue speaks for the container.
+        let growing = samples(120, |m| (100.0 + 2.5 * m) * MIB);
+        let mut issues = vec![pb::Issue {
+            kind: IssueKind::OomKilled as i32,
+            target: Some(namespaced("Pod", "web-1")),
+            ..pb::Issue::default()
+        }];
+        run(&growing, &[], &mut issues);
+        assert_eq!(kinds(&issues), [IssueKind::OomKilled]);
+    }
+}

@@ -1,0 +1,257 @@
+//! Predictive healing (#23): trends fitted to a real Prometheus's range
+//! queries, acted on before anything fails.
+//!
+//! The series are written with two hours of known history into a real
+//! Prometheus (Prometheus' own backfilling: `promtool tsdb
+//! create-blocks-from openmetrics`), for real objects of the cluster:
+//! - a Deployment's container whose working set grows 150 MiB/h toward its
+//!   512 MiB limit: `OOMPredicted`, a limit sized to the trend proposed for
+//!   a human, with the leak hypothesis, nothing changed;
+//! - a claim of 1 GiB filling 50 MiB/h, with a quarter hour missing from
+//!   its series: `PVCPredictedFull`, expanded once a human approves, while
+//!   40% full;
+//! - a container flat with spikes, and one that restarted 40 minutes ago
+//!   after a steep rise: nothing raised, the restart logged with the
+//!   series' name.
+//!
+//! The five services run as processes with their real defaults, but for the
+//! trend range and step (a three-hour window a minute apart) and the
+//! collector's Prometheus (the backfilled one).
+
+// Test helpers fail loudly: a panic with a message is the right outcome.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is one scenario against real services, read top to bottom"
+)]
+
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::PersistentVolumeClaim};
+use kube::{Api, ResourceExt};
+use nanny_cluster_tests::{
+    Fixture,
+    pipeline::{Harness, WAIT, policy},
+};
+use nanny_crd::{ActionType, Phase};
+use nanny_test_util::{
+    backfill::{self, Series, minutes},
+    cluster::eventually,
+    faults::{self, PodSpec},
+};
+
+const MIB: f64 = 1_048_576.0;
+
+fn env() -> Vec<(&'static str, String, String)> {
+    [
+        ("TREND_WINDOW_SECS", "10800"),
+        ("TREND_STEP_SECS", "60"),
+        ("TREND_INTERVAL_SECS", "5"),
+    ]
+    .into_iter()
+    .map(|(key, value)| {
+        (
+            "nanny-collector",
+            format!("NANNY_PROMETHEUS__{key}"),
+            value.to_owned(),
+        )
+    })
+    .collect()
+}
+
+/// The one pod of Deployment `app` with a 512 MiB limit, once it runs.
+async fn pod_of(fx: &Fixture, app: &str) -> (String, String) {
+    let spec = PodSpec {
+        memory_limit: Some("512Mi".to_owned()),
+        ..PodSpec::default()
+    };
+    faults::deployment(&fx.client, fx.ns(), app, 1, &spec)
+        .await
+        .unwrap();
+    let pod = eventually(&format!("{app}'s pod"), WAIT, || async {
+        Ok(faults::pods_of(&fx.client, fx.ns(), app).await?.pop())
+    })
+    .await
+    .unwrap();
+    let uid = Api::<Deployment>::namespaced(fx.client.clone(), fx.ns())
+        .get(app)
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    (pod.name_any(), uid)
+}
+
+fn working_set(ns: &str, pod: &str, samples: Vec<(i64, f64)>) -> Series {
+    Series {
+        name: "container_memory_working_set_bytes",
+        labels: vec![
+            ("namespace", ns.to_owned()),
+            ("pod", pod.to_owned()),
+            ("container", "app".to_owned()),
+        ],
+        samples,
+    }
+}
+
+#[tokio::test]
+async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_nothing() {
+    let Some(mut fx) = Fixture::new("predictive").await else {
+        return;
+    };
+    let ns = fx.ns().to_owned();
+    let client = fx.client.clone();
+    let (leaky, leaky_uid) = pod_of(&fx, "leaky").await;
+    let (noisy, noisy_uid) = pod_of(&fx, "noisy").await;
+    let (restarted, restarted_uid) = pod_of(&fx, "restarted").await;
+    let claim = faults::pvc_nearly_full(&client, &ns, "data", 1 << 30, 400 << 20)
+        .await
+        .unwrap();
+    let claim_uid = claim.uid().unwrap();
+
+    // Two hours of history, ending now.
+    let end = k8s_openapi::jiff::Timestamp::now().as_second();
+    let claim_labels = vec![
+        ("namespace", ns.clone()),
+        ("persistentvolumeclaim", "data".to_owned()),
+    ];
+    #[expect(clippy::cast_precision_loss, reason = "minutes")]
+    let series = vec![
+        // 100 MiB growing 2.5 MiB a minute: 400 MiB now, 512 MiB in 45 minutes.
+        working_set(
+            &ns,
+            &leaky,
+            minutes(end, 120, |m| Some((100.0 + 2.5 * m as f64) * MIB)),
+        ),
+        // 200 MiB with a spike to 480 MiB every 13 minutes.
+        working_set(
+            &ns,
+            &noisy,
+            minutes(end, 120, |m| {
+                Some(if m % 13 == 0 { 480.0 } else { 200.0 } * MIB)
+            }),
+        ),
+        // A steep rise, a restart 40 minutes ago, a steep rise again: too
+        // little history since the restart to judge.
+        working_set(
+            &ns,
+            &restarted,
+            minutes(end, 120, |m| {
+                Some(
+                    if m < 80 {
+                        300.0 + 2.0 * m as f64
+                    } else {
+                        50.0 + 4.0 * (m - 80) as f64
+                    } * MIB,
+                )
+            }),
+        ),
+        // 300 MiB growing 50 MiB/h, a quarter hour missing: 400 MiB of 1
+        // GiB now, full in about 12.5 hours.
+        Series {
+            name: "kubelet_volume_stats_used_bytes",
+            labels: claim_labels.clone(),
+            samples: minutes(end, 120, |m| {
+                (!(60..75).contains(&m)).then(|| (300.0 + m as f64 * 50.0 / 60.0) * MIB)
+            }),
+        },
+        Series {
+            name: "kubelet_volume_stats_capacity_bytes",
+            labels: claim_labels,
+            samples: minutes(end, 120, |_| Some(1024.0 * MIB)),
+        },
+    ];
+    let prometheus = backfill::start(
+        &std::env::temp_dir().join(format!("{ns}-prometheus")),
+        &series,
+    )
+    .await
+    .unwrap();
+    fx.cluster.prometheus_url = prometheus.url.clone();
+    let policy = policy(&ns, "Auto");
+    let h = Harness::with_policy(fx, &policy, env()).await;
+
+    // The predicted OOM: a limit sized to the trend, for a human.
+    let oom = h.wait_phase(&leaky_uid, Phase::PendingApproval).await;
+    assert_eq!(oom.spec.issue_kind.as_deref(), Some("OOM_PREDICTED"));
+    assert_eq!(oom.spec.action.type_, ActionType::PatchResources);
+    let limit = oom
+        .spec
+        .action
+        .params
+        .limits()
+        .and_then(|l| l.memory_bytes)
+        .map(|b| b.0);
+    let reasoning = &oom.spec.reasoning;
+    for words in [
+        "predicted to reach its memory limit",
+        "Predicted, not yet failed",
+        "memory leak",
+        "holds the trend",
+    ] {
+        assert!(reasoning.contains(words), "{words:?} not in {reasoning:?}");
+    }
+    // The working set grows 150 MiB/h: a day of it is far past the
+    // ceiling of the limit times 1.5 (768 MiB).
+    assert_eq!(limit, Some(768 << 20), "{:?}", oom.spec.action);
+    println!("OOMPredicted → a limit of {limit:?} bytes proposed: {reasoning}");
+    assert_eq!(
+        faults::memory_limit(
+            &Api::<Deployment>::namespaced(client.clone(), &ns)
+                .get("leaky")
+                .await
+                .unwrap()
+        )
+        .as_deref(),
+        Some("512Mi"),
+        "nothing changed before the approval"
+    );
+
+    // The predicted fill: expanded once a human approves, 40% full.
+    let fill = h.wait_phase(&claim_uid, Phase::PendingApproval).await;
+    assert_eq!(fill.spec.issue_kind.as_deref(), Some("PVC_PREDICTED_FULL"));
+    assert!(
+        fill.spec.reasoning.contains("predicted to fill"),
+        "{}",
+        fill.spec.reasoning
+    );
+    println!("PVCPredictedFull: {}", fill.spec.reasoning);
+    let resizer = faults::volume_resizer(client.clone(), ns.clone(), "data".to_owned());
+    let done = h.approve_and_wait(&claim_uid, ActionType::ExpandPvc).await;
+    resizer.abort();
+    let size = faults::claim_request(&client, &ns, "data").await.unwrap();
+    assert_eq!(
+        size, "2147483648",
+        "expanded to hold the trend, at most twice: {done:?}"
+    );
+    let capacity = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+        .get("data")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.capacity)
+        .and_then(|mut c| c.remove("storage"))
+        .map(|q| q.0);
+    println!("PVCPredictedFull → expanded to {size} (capacity {capacity:?}) after approval");
+
+    // Noise and a restart raise nothing; the restart and the gap are logged
+    // with the series' names.
+    for (what, uid) in [("noisy", &noisy_uid), ("restarted", &restarted_uid)] {
+        let actions = h.actions_on(uid).await;
+        assert!(actions.is_empty(), "{what}: {actions:?}");
+    }
+    // JSON lines: their quotes escaped.
+    let logs = h
+        .stack
+        .get("nanny-collector")
+        .logs()
+        .join("\n")
+        .replace("\\\"", "\"");
+    for name in [
+        format!(
+            "container_memory_bytes{{container=\"app\",namespace=\"{ns}\",pod=\"{restarted}\"}} (1 reset(s)"
+        ),
+        format!("pvc_used_bytes{{namespace=\"{ns}\",persistentvolumeclaim=\"data\"}}"),
+    ] {
+        assert!(logs.contains(&name), "{name} not logged:\n{logs}");
+    }
+    drop(prometheus);
+}
