@@ -111,6 +111,21 @@ pub const OOM_PREDICTED_RAISE_MEMORY: Rule = Rule {
     id: "oom-predicted-raise-memory-limit",
     rationale: "A working set rising steadily toward its limit is killed when it gets there; a limit sized to the trend buys time without a kill, while the steady rise (a probable leak) is for the owners to fix.",
 };
+/// Report a container requesting far more than its pods used.
+pub const REPORT_RIGHTSIZING: Rule = Rule {
+    id: "report-rightsizing",
+    rationale: "Requests far above what a workload uses reserve capacity nobody uses and that the cluster pays for; whether a rare peak needs them is its owners' call, so Nanny says what is reclaimable and how.",
+};
+/// Lower an over-provisioned container's requests.
+pub const RIGHTSIZING_LOWER_REQUESTS: Rule = Rule {
+    id: "rightsizing-lower-requests",
+    rationale: "Requests lowered to what the pods used plus a margin free capacity the cluster pays for; a human approves, since the usage window may miss a rare peak (rules.rightsizing.propose_patch turns the proposal on).",
+};
+/// Report a workload doing nothing.
+pub const REPORT_IDLE: Rule = Rule {
+    id: "report-idle",
+    rationale: "A workload that used no CPU for days holds its requests for nothing; only its owners know whether it is still needed.",
+};
 /// Report a CronJob suspended for long.
 pub const REPORT_CRONJOB_SUSPENDED: Rule = Rule {
     id: "report-cronjob-suspended",
@@ -308,4 +323,7 @@ pub const RULES: &[Rule] = &[
     REPORT_CERTIFICATE,
     PVC_PREDICTED_EXPAND,
     OOM_PREDICTED_RAISE_MEMORY,
+    REPORT_RIGHTSIZING,
+    REPORT_IDLE,
+    RIGHTSIZING_LOWER_REQUESTS,
 ];

@@ -226,6 +226,9 @@ pub struct RulesConfig {
     /// `evicted-pods-delete`.
     #[serde(default)]
     pub failed_pods: FailedPodsRule,
+    /// `rightsizing-lower-requests` (`report-rightsizing` otherwise).
+    #[serde(default)]
+    pub rightsizing: RightsizingRule,
     /// The action types the policy in force allows (set per request, never
     /// configured); `None`: no policy narrows them. A rule whose action the
     /// policy does not allow reports instead, where it has a report.
@@ -234,6 +237,16 @@ pub struct RulesConfig {
     /// Rule ids switched off one by one, e.g. `crashloop-rollout-restart`.
     #[serde(default)]
     pub disabled: BTreeSet<String>,
+}
+
+/// Section `rules.rightsizing`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RightsizingRule {
+    /// Propose lowering an over-provisioned container's requests (a
+    /// PatchResources a human always approves) instead of only reporting
+    /// them. Off by default: the usage window may miss a rare peak.
+    pub propose_patch: bool,
 }
 
 /// Section `rules.failed_pods`.

@@ -28,6 +28,7 @@ mod oom;
 mod predict;
 mod pvc;
 mod report;
+mod report_cost;
 mod report_objects;
 mod report_services;
 mod retrigger;
@@ -181,6 +182,14 @@ const OBJECT_REPORTS: &[IssueKind] = &[
     IssueKind::TlsCertificateExpiring,
 ];
 
+/// Kinds about what is ahead: predicted failures and cost.
+const AHEAD: &[IssueKind] = &[
+    IssueKind::PvcPredictedFull,
+    IssueKind::OomPredicted,
+    IssueKind::OverProvisioned,
+    IssueKind::WorkloadIdle,
+];
+
 impl Rules {
     /// Rules with `config`.
     pub fn new(config: RulesConfig) -> Self {
@@ -262,11 +271,8 @@ impl Rules {
                 Ok(IssueKind::PvcNearlyFull) if self.config.pvc.enabled => {
                     self.pvc(issue, target, index, &mut drafts);
                 }
-                Ok(IssueKind::PvcPredictedFull) if self.config.pvc.enabled => {
-                    self.pvc_predicted(issue, target, index, &mut drafts);
-                }
-                Ok(IssueKind::OomPredicted) if self.config.oom.enabled => {
-                    self.oom_predicted(issue, target, index, &mut drafts);
+                Ok(kind) if AHEAD.contains(&kind) => {
+                    self.ahead(kind, issue, target, index, &mut drafts);
                 }
                 Ok(kind) if POD_REPORTS.contains(&kind) && self.config.report.enabled => {
                     report_pod(kind, issue, target, index, now, &mut drafts);

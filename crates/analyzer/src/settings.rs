@@ -62,6 +62,8 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::HpaAtMax,
             IssueKind::HpaUnableToScale,
             IssueKind::HpaTargetWithoutRequests,
+            IssueKind::OverProvisioned,
+            IssueKind::WorkloadIdle,
         ],
     ),
     (

@@ -56,6 +56,9 @@ pub struct PrometheusConfig {
     pub interval_secs: u64,
     /// Per-query timeout in seconds; a slower Prometheus counts as down.
     pub timeout_secs: u64,
+    /// Timeout of the trend (range) and usage (days) queries, which read
+    /// far more samples.
+    pub history_timeout_secs: u64,
     /// The built-in queries, by name. Override one to match your exporters;
     /// each must return the labels its consumer needs (see [`BUILTIN_QUERIES`]).
     pub builtin: BTreeMap<String, String>,
@@ -71,7 +74,39 @@ pub struct PrometheusConfig {
     pub trend_window_secs: u64,
     /// Seconds between the range's samples.
     pub trend_step_secs: u64,
+    /// Seconds between usage rounds: the [`USAGE_QUERIES`], each one
+    /// request over `usage_window_secs`, for right-sizing and idle
+    /// workloads.
+    pub usage_interval_secs: u64,
+    /// The window usage is judged over (p95 CPU, peak memory), seconds.
+    pub usage_window_secs: u64,
 }
+
+/// Usage over a window, per container: `{window}` is replaced by
+/// `usage_window_secs`. A subquery samples every 5 minutes.
+pub const USAGE_QUERIES: &[(&str, &str)] = &[
+    // The 95th percentile of a container's CPU (cores, 5-minute rate).
+    (
+        "container_cpu_p95",
+        "quantile_over_time(0.95, (sum by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{container!=\"\"}[5m])))[{window}s:5m])",
+    ),
+    // Its busiest 5 minutes (cores): idle workloads never leave zero.
+    (
+        "container_cpu_max",
+        "max_over_time((sum by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{container!=\"\"}[5m])))[{window}s:5m])",
+    ),
+    // Its peak working set (bytes).
+    (
+        "container_memory_peak",
+        "max_over_time((max by (namespace, pod, container) (container_memory_working_set_bytes{container!=\"\"}))[{window}s:5m])",
+    ),
+    // How much history the window holds for it: seconds with a working
+    // set, counted every 5 minutes.
+    (
+        "container_usage_history_secs",
+        "count_over_time((max by (namespace, pod, container) (container_memory_working_set_bytes{container!=\"\"}))[{window}s:5m]) * 300",
+    ),
+];
 
 /// The built-in queries also run as range queries, for trends: a claim's
 /// used bytes (`PVCPredictedFull`) and a container's working set
@@ -129,6 +164,7 @@ impl Default for PrometheusConfig {
             url: String::new(),
             interval_secs: 15,
             timeout_secs: 5,
+            history_timeout_secs: 60,
             builtin: BUILTIN_QUERIES
                 .iter()
                 .map(|(name, query)| ((*name).to_owned(), (*query).to_owned()))
@@ -137,6 +173,8 @@ impl Default for PrometheusConfig {
             trend_interval_secs: 300,
             trend_window_secs: 6 * 3600,
             trend_step_secs: 300,
+            usage_interval_secs: 3600,
+            usage_window_secs: 7 * 86400,
         }
     }
 }
@@ -236,6 +274,20 @@ pub struct Thresholds {
     /// ... and for both, only a fit at least this straight (R², 0 to 1):
     /// noise and sawtooths read low.
     pub trend_min_r_squared: f64,
+    /// Right-sizing: a workload's container requesting more than its pods'
+    /// p95 CPU (peak memory) plus this margin, percent, ...
+    pub rightsizing_margin_percent: u32,
+    /// ... by at least this many millicores of CPU per pod ...
+    pub rightsizing_min_cpu_millicores: u64,
+    /// ... or this many bytes of memory per pod, is over-provisioned, ...
+    pub rightsizing_min_memory_bytes: u64,
+    /// ... judged once every live pod has this much usage history.
+    pub rightsizing_min_history_secs: u64,
+    /// A workload whose pods' busiest 5 minutes stayed below this many
+    /// millicores of CPU ...
+    pub idle_cpu_millicores: u64,
+    /// ... over at least this much history is idle.
+    pub idle_min_history_secs: u64,
 }
 
 impl Default for Thresholds {
@@ -276,6 +328,12 @@ impl Default for Thresholds {
             oom_horizon_secs: 12 * 3600,
             oom_min_history_secs: 3600,
             trend_min_r_squared: 0.9,
+            rightsizing_margin_percent: 20,
+            rightsizing_min_cpu_millicores: 100,
+            rightsizing_min_memory_bytes: 128 << 20,
+            rightsizing_min_history_secs: 24 * 3600,
+            idle_cpu_millicores: 5,
+            idle_min_history_secs: 2 * 86400,
         }
     }
 }
@@ -403,6 +461,18 @@ impl ServiceConfig for Config {
             ));
         }
         let p = &self.prometheus;
+        if p.history_timeout_secs == 0 {
+            return Err(Error::config(
+                "prometheus.history_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if p.usage_interval_secs == 0 || p.usage_window_secs < 300 {
+            return Err(Error::config(
+                "prometheus.usage_window_secs",
+                "usage_interval_secs must be at least 1 and usage_window_secs at least 300 (one 5-minute sample)",
+            ));
+        }
         if p.trend_interval_secs == 0 || p.trend_step_secs == 0 {
             return Err(Error::config(
                 "prometheus.trend_interval_secs",
@@ -460,6 +530,29 @@ impl ServiceConfig for Config {
             return Err(Error::config(
                 "thresholds.pvc_usage_percent",
                 "must be between 0 and 100",
+            ));
+        }
+        for (key, history) in [
+            (
+                "thresholds.rightsizing_min_history_secs",
+                t.rightsizing_min_history_secs,
+            ),
+            ("thresholds.idle_min_history_secs", t.idle_min_history_secs),
+        ] {
+            if history > self.prometheus.usage_window_secs {
+                return Err(Error::config(
+                    key,
+                    format!(
+                        "is longer than prometheus.usage_window_secs ({}s): nothing could ever be judged",
+                        self.prometheus.usage_window_secs
+                    ),
+                ));
+            }
+        }
+        if t.rightsizing_margin_percent > 1000 {
+            return Err(Error::config(
+                "thresholds.rightsizing_margin_percent",
+                "must be at most 1000",
             ));
         }
         if !(0.0..=1.0).contains(&t.trend_min_r_squared) {

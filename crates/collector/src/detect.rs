@@ -89,6 +89,7 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
     certificates::expiring(tables, t, now, &mut issues);
     // After pods and claims: what has already failed is not predicted.
     predict::predicted(tables, metrics, t, &mut issues);
+    cost::cost(tables, metrics, t, &mut issues);
     issues
 }
 
@@ -1213,6 +1214,7 @@ fn node_issues(node: &pb::Node, target: &pb::ObjectRef, issues: &mut Vec<pb::Iss
 
 mod autoscaling;
 mod certificates;
+mod cost;
 mod networking;
 mod predict;
 

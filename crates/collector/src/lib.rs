@@ -97,18 +97,21 @@ pub async fn run(
     let query_metrics = prom::QueryMetrics::new(registry)?;
     // Without Prometheus the sender is held here, so the publisher never
     // sees a closed channel.
-    let idle_metrics = match prom::Poller::new(&config.prometheus, query_metrics)
-        .map_err(|e| Error::config("prometheus.url", e))?
-    {
-        Some(poller) => {
-            tokio::spawn(poller.run(metrics_tx));
-            None
-        }
-        None => {
-            tracing::warn!("prometheus.url is not set: no usage, throttling or volume metrics.");
-            Some(metrics_tx)
-        }
-    };
+    let idle_metrics =
+        match prom::Poller::new(&config.prometheus, &config.thresholds, query_metrics)
+            .map_err(|e| Error::config("prometheus.url", e))?
+        {
+            Some(poller) => {
+                tokio::spawn(poller.run(metrics_tx));
+                None
+            }
+            None => {
+                tracing::warn!(
+                    "prometheus.url is not set: no usage, throttling or volume metrics."
+                );
+                Some(metrics_tx)
+            }
+        };
 
     let (cluster_tx, cluster_rx) = channel::channel(ClusterInfo::default());
     tokio::spawn(cluster_version(client.clone(), cluster_tx));

@@ -5,7 +5,11 @@
 //! series of that query, `stale_since` is set, the degraded gauge goes to 1,
 //! and snapshots keep flowing.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::future::join_all;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
@@ -13,7 +17,7 @@ use prometheus_http_query::{Client, response::Data};
 use tokio::sync::watch;
 
 use crate::{
-    config::{PrometheusConfig, TREND_QUERIES},
+    config::{PrometheusConfig, TREND_QUERIES, Thresholds, USAGE_QUERIES},
     store::{ContainerUsage, VolumeUsage},
     trend::{self, Fit},
 };
@@ -24,6 +28,31 @@ pub const MAX_SERIES_PER_QUERY: usize = 20_000;
 /// Most series a trend round names in its log lines (gaps, resets); the
 /// rest are counted.
 const MAX_LOGGED_SERIES: usize = 20;
+
+/// Most series one trend query fetches: the fastest-growing of those that
+/// pass the prefilter.
+pub const MAX_TREND_SERIES: usize = 2000;
+
+/// The prefilter's R² bar over the last `history`: a rough cut (the fit in
+/// the collector applies the threshold); noise reads far below it.
+const PREFILTER_R_SQUARED: f64 = 0.5;
+
+/// `query` as a range query of only the series worth fitting: those that
+/// grew steadily over the last `history_secs` at the range's end (a slope
+/// above zero, and R² from the slope and the spread above
+/// [`PREFILTER_R_SQUARED`]), at most [`MAX_TREND_SERIES`]. Prometheus judges
+/// this once (`@ end()`), so the collector fetches and fits ranges only for
+/// what trends, not for every container of the cluster. Judged over the
+/// last `history_secs` rather than the whole window, a series that reset
+/// earlier still passes and is fitted since its reset.
+pub fn trending(query: &str, history_secs: u64, step_secs: u64) -> String {
+    let recent = format!("({query})[{history_secs}s:{step_secs}s] @ end()");
+    #[expect(clippy::cast_precision_loss, reason = "seconds, far below 2^52")]
+    let time_variance = (history_secs as f64).powi(2) / 12.0;
+    format!(
+        "({query}) and topk({MAX_TREND_SERIES}, (deriv({recent}) > 0) and (deriv({recent}) ^ 2 * {time_variance} / stddev_over_time({recent}) ^ 2 > {PREFILTER_R_SQUARED}))"
+    )
+}
 
 /// One series of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,9 +74,47 @@ pub struct MetricsRound {
     pub stale_since: Option<i64>,
     /// Trends by trend query name ([`TREND_QUERIES`]): a line fitted to
     /// each series' range, refreshed every `trend_interval_secs`.
-    pub trends: BTreeMap<String, Vec<TrendSeries>>,
+    pub trends: Arc<BTreeMap<String, Vec<TrendSeries>>>,
     /// When the trends were fitted (seconds since the epoch); 0: never.
     pub trends_at: i64,
+    /// Each container's usage over the usage window ([`USAGE_QUERIES`]),
+    /// refreshed every `usage_interval_secs`; never carried in snapshots.
+    pub usage: Arc<UsageWindows>,
+    /// When the usage was read; 0: never.
+    pub usage_at: i64,
+}
+
+/// One container's usage over the usage window; `None` where Prometheus
+/// had no value.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UsageWindow {
+    /// The 95th percentile of its CPU, cores.
+    pub cpu_p95: Option<f64>,
+    /// Its busiest 5 minutes, cores.
+    pub cpu_max: Option<f64>,
+    /// Its peak working set, bytes.
+    pub memory_peak: Option<f64>,
+    /// Seconds of the window with a working set.
+    pub history_secs: Option<f64>,
+}
+
+/// Usage windows by namespace, pod and container: compact (one entry per
+/// container, not one labelled series per query) and looked up by `&str`.
+pub type UsageWindows = HashMap<String, HashMap<String, Vec<(String, UsageWindow)>>>;
+
+/// The usage window of `container` of pod `namespace/pod`.
+pub fn usage_of<'u>(
+    usage: &'u UsageWindows,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+) -> Option<&'u UsageWindow> {
+    usage
+        .get(namespace)?
+        .get(pod)?
+        .iter()
+        .find(|(c, _)| c == container)
+        .map(|(_, u)| u)
 }
 
 /// One series' trend.
@@ -181,10 +248,15 @@ pub struct Poller {
     /// The built-in queries run as range queries for trends.
     trend_queries: Vec<(String, String)>,
     timeout: Duration,
+    /// For range and usage queries, which read hours or days.
+    history_timeout: Duration,
     interval: Duration,
     trend_interval: i64,
     trend_window: i64,
     trend_step: i64,
+    /// The usage queries, their window filled in.
+    usage_queries: Vec<(String, String)>,
+    usage_interval: i64,
     metrics: QueryMetrics,
 }
 
@@ -200,16 +272,16 @@ impl std::fmt::Debug for Poller {
 
 enum Failure {
     Unreachable(String),
-    Timeout,
+    Timeout(Duration),
     Invalid(String),
 }
 
 impl Failure {
     /// The error counter's reason, and what happened.
-    fn describe(self, timeout: Duration) -> (&'static str, String) {
+    fn describe(self) -> (&'static str, String) {
         match self {
             Self::Unreachable(d) => ("unreachable", d),
-            Self::Timeout => ("timeout", format!("no answer in {timeout:?}")),
+            Self::Timeout(timeout) => ("timeout", format!("no answer in {timeout:?}")),
             Self::Invalid(d) => ("invalid", d),
         }
     }
@@ -220,7 +292,11 @@ impl Poller {
     ///
     /// # Errors
     /// When the URL cannot be used.
-    pub fn new(config: &PrometheusConfig, metrics: QueryMetrics) -> Result<Option<Self>, String> {
+    pub fn new(
+        config: &PrometheusConfig,
+        thresholds: &Thresholds,
+        metrics: QueryMetrics,
+    ) -> Result<Option<Self>, String> {
         if config.url.is_empty() {
             metrics.degraded.set(1);
             return Ok(None);
@@ -236,21 +312,41 @@ impl Poller {
                 .collect(),
             trend_queries: TREND_QUERIES
                 .iter()
-                .filter_map(|name| Some(((*name).to_owned(), config.builtin.get(*name)?.clone())))
+                .filter_map(|name| {
+                    let history = match *name {
+                        "pvc_used_bytes" => thresholds.pvc_fill_min_history_secs,
+                        _ => thresholds.oom_min_history_secs,
+                    };
+                    let query =
+                        trending(config.builtin.get(*name)?, history, config.trend_step_secs);
+                    Some(((*name).to_owned(), query))
+                })
                 .collect(),
             timeout: Duration::from_secs(config.timeout_secs),
+            history_timeout: Duration::from_secs(config.history_timeout_secs),
             interval: Duration::from_secs(config.interval_secs),
             trend_interval: i64::try_from(config.trend_interval_secs).unwrap_or(i64::MAX),
             trend_window: i64::try_from(config.trend_window_secs).unwrap_or(i64::MAX),
             trend_step: i64::try_from(config.trend_step_secs).unwrap_or(i64::MAX),
+            usage_queries: USAGE_QUERIES
+                .iter()
+                .map(|(name, query)| {
+                    (
+                        (*name).to_owned(),
+                        query.replace("{window}", &config.usage_window_secs.to_string()),
+                    )
+                })
+                .collect(),
+            usage_interval: i64::try_from(config.usage_interval_secs).unwrap_or(i64::MAX),
             metrics,
         }))
     }
 
-    /// Awaits `request` within the timeout, timed under `label`.
+    /// Awaits `request` within `timeout`, timed under `label`.
     async fn timed(
         &self,
         label: &str,
+        timeout: Duration,
         request: impl Future<
             Output = Result<
                 prometheus_http_query::response::PromqlResult,
@@ -259,13 +355,13 @@ impl Poller {
         >,
     ) -> Result<Data, Failure> {
         let started = std::time::Instant::now();
-        let result = tokio::time::timeout(self.timeout, request).await;
+        let result = tokio::time::timeout(timeout, request).await;
         self.metrics
             .latency
             .with_label_values(&[label])
             .observe(started.elapsed().as_secs_f64());
         match result {
-            Err(_) => Err(Failure::Timeout),
+            Err(_) => Err(Failure::Timeout(timeout)),
             Ok(Err(prometheus_http_query::Error::Prometheus(e))) => {
                 Err(Failure::Invalid(e.to_string()))
             }
@@ -274,8 +370,15 @@ impl Poller {
         }
     }
 
-    async fn query(&self, name: &str, query: &str) -> Result<Vec<Series>, Failure> {
-        let data = self.timed(name, self.client.query(query).get()).await?;
+    async fn query(
+        &self,
+        name: &str,
+        query: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Series>, Failure> {
+        let data = self
+            .timed(name, timeout, self.client.query(query).get())
+            .await?;
         let vector = match data {
             Data::Vector(vector) => vector,
             Data::Scalar(sample) => {
@@ -323,7 +426,9 @@ impl Poller {
             .client
             .query_range(query, now - self.trend_window, now, self.trend_step as f64)
             .get();
-        let data = self.timed(&format!("trend:{name}"), request).await?;
+        let data = self
+            .timed(&format!("trend:{name}"), self.history_timeout, request)
+            .await?;
         let Data::Matrix(matrix) = data else {
             return Err(Failure::Invalid(
                 "not a range vector, where a range query's matrix was expected".to_owned(),
@@ -352,19 +457,14 @@ impl Poller {
         &self,
         previous: &MetricsRound,
         now: i64,
-    ) -> (BTreeMap<String, Vec<TrendSeries>>, bool) {
-        let results =
-            join_all(self.trend_queries.iter().map(|(name, query)| async move {
-                (name, self.query_range(name, query, now).await)
-            }))
-            .await;
+    ) -> Arc<BTreeMap<String, Vec<TrendSeries>>> {
         #[expect(clippy::cast_precision_loss, reason = "a step of seconds")]
         let step = self.trend_step as f64;
         let mut trends = BTreeMap::new();
-        let mut failed = false;
         let mut noted = Vec::new();
-        for (name, result) in results {
-            match result {
+        // One after the other, each fitted before the next is read.
+        for (name, query) in &self.trend_queries {
+            match self.query_range(name, query, now).await {
                 Ok(ranges) => {
                     let mut fitted = Vec::with_capacity(ranges.len());
                     for (labels, samples) in ranges {
@@ -394,14 +494,11 @@ impl Poller {
                     trends.insert(name.clone(), fitted);
                 }
                 Err(failure) => {
-                    failed = true;
-                    let label = format!("trend:{name}");
-                    let (reason, detail) = failure.describe(self.timeout);
-                    self.metrics
-                        .errors
-                        .with_label_values(&[&label, reason])
-                        .inc();
-                    tracing::warn!(query = %name, reason, detail = %detail, "Prometheus range query for trends failed; keeping its last trends while they are fresh.");
+                    self.failed(
+                        &format!("trend:{name}"),
+                        failure,
+                        "Prometheus range query for trends failed; keeping its last trends while they are fresh.",
+                    );
                     if now - previous.trends_at < 3 * self.trend_interval
                         && let Some(old) = previous.trends.get(name)
                     {
@@ -419,17 +516,82 @@ impl Poller {
                 "More trend series with resets or gaps (not named)."
             );
         }
-        (trends, failed)
+        Arc::new(trends)
+    }
+
+    /// Counts and logs a failed query.
+    fn failed(&self, label: &str, failure: Failure, what: &str) {
+        let (reason, detail) = failure.describe();
+        self.metrics
+            .errors
+            .with_label_values(&[label, reason])
+            .inc();
+        tracing::warn!(query = %label, reason, detail = %detail, "{what}");
+    }
+
+    /// Runs the usage queries. When one fails, the previous usage is kept
+    /// while it is younger than three usage intervals, and dropped after.
+    async fn usage(&self, previous: &MetricsRound, now: i64) -> Arc<UsageWindows> {
+        // One after the other, each folded into the compact windows before
+        // the next is read: a usage round never holds more than one
+        // query's series (one per container of the cluster) at a time.
+        let mut usage = UsageWindows::new();
+        for (name, query) in &self.usage_queries {
+            let label = format!("usage:{name}");
+            let series = match self.query(&label, query, self.history_timeout).await {
+                Ok(series) => series,
+                Err(failure) => {
+                    self.failed(
+                        &label,
+                        failure,
+                        "Prometheus usage query failed; keeping the last usage while it is fresh.",
+                    );
+                    return if now - previous.usage_at < 3 * self.usage_interval {
+                        previous.usage.clone()
+                    } else {
+                        Arc::default()
+                    };
+                }
+            };
+            for s in series.into_iter().filter(|s| s.value >= 0.0) {
+                let (Some(ns), Some(pod), Some(container)) = (
+                    s.labels.get("namespace"),
+                    s.labels.get("pod"),
+                    s.labels.get("container"),
+                ) else {
+                    continue;
+                };
+                let containers = usage
+                    .entry(ns.clone())
+                    .or_default()
+                    .entry(pod.clone())
+                    .or_default();
+                let at = match containers.iter().position(|(c, _)| c == container) {
+                    Some(at) => at,
+                    None => {
+                        containers.push((container.clone(), UsageWindow::default()));
+                        containers.len() - 1
+                    }
+                };
+                let window = &mut containers[at].1;
+                match name.as_str() {
+                    "container_cpu_p95" => window.cpu_p95 = Some(s.value),
+                    "container_cpu_max" => window.cpu_max = Some(s.value),
+                    "container_memory_peak" => window.memory_peak = Some(s.value),
+                    _ => window.history_secs = Some(s.value),
+                }
+            }
+        }
+        Arc::new(usage)
     }
 
     /// Runs every query once; failed queries keep `previous` values. The
-    /// trends are refitted once `trend_interval_secs` have passed.
+    /// trends are refitted once `trend_interval_secs` have passed, the
+    /// usage over its window once `usage_interval_secs` have.
     pub async fn round(&self, previous: &MetricsRound, now: i64) -> MetricsRound {
-        let results = join_all(
-            self.queries
-                .iter()
-                .map(|(name, query)| async move { (name, self.query(name, query).await) }),
-        )
+        let results = join_all(self.queries.iter().map(|(name, query)| async move {
+            (name, self.query(name, query, self.timeout).await)
+        }))
         .await;
         let mut round = MetricsRound {
             series: BTreeMap::new(),
@@ -437,11 +599,19 @@ impl Poller {
             stale_since: None,
             trends: previous.trends.clone(),
             trends_at: previous.trends_at,
+            usage: previous.usage.clone(),
+            usage_at: previous.usage_at,
         };
-        let mut failed = false;
+        // A failed trend or usage query keeps its last results while they
+        // are fresh; it is counted and logged, and does not make the
+        // instant values stale.
         if now - previous.trends_at >= self.trend_interval {
-            (round.trends, failed) = self.trends(previous, now).await;
+            round.trends = self.trends(previous, now).await;
             round.trends_at = now;
+        }
+        if now - previous.usage_at >= self.usage_interval {
+            round.usage = self.usage(previous, now).await;
+            round.usage_at = now;
         }
         for (name, result) in results {
             match result {
@@ -449,18 +619,17 @@ impl Poller {
                     round.series.insert(name.clone(), series);
                 }
                 Err(failure) => {
-                    let (reason, detail) = failure.describe(self.timeout);
-                    self.metrics.errors.with_label_values(&[name, reason]).inc();
-                    tracing::warn!(query = %name, reason, detail = %detail, "Prometheus query failed; keeping its last good values.");
+                    self.failed(
+                        name,
+                        failure,
+                        "Prometheus query failed; keeping its last good values.",
+                    );
                     round.stale_since = Some(previous.stale_since.unwrap_or(now));
                     if let Some(old) = previous.series.get(name) {
                         round.series.insert(name.clone(), old.clone());
                     }
                 }
             }
-        }
-        if failed {
-            round.stale_since = Some(previous.stale_since.unwrap_or(now));
         }
         if round.stale_since.is_some() {
             // Values are as old as the last good round.

@@ -14,7 +14,7 @@ use std::{
 };
 
 use nanny_proto::v1 as pb;
-use prometheus::{Histogram, HistogramOpts, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, Histogram, HistogramOpts, IntGaugeVec, Opts, Registry};
 use prost::Message as _;
 use prost_types::Timestamp;
 use tokio::sync::{Notify, watch};
@@ -35,6 +35,8 @@ const TICK: Duration = Duration::from_secs(5);
 pub struct PublishMetrics {
     build: Histogram,
     issues: IntGaugeVec,
+    reclaimable_cpu: GaugeVec,
+    reclaimable_memory: IntGaugeVec,
 }
 
 impl PublishMetrics {
@@ -56,9 +58,30 @@ impl PublishMetrics {
             Opts::new("nanny_collector_issues", "Open issues, by kind."),
             &["kind"],
         )?;
+        let reclaimable_cpu = GaugeVec::new(
+            Opts::new(
+                "nanny_collector_reclaimable_cpu_cores",
+                "CPU requested above what workloads used (p95 plus the margin), by namespace: the OverProvisioned issues summed.",
+            ),
+            &["namespace"],
+        )?;
+        let reclaimable_memory = IntGaugeVec::new(
+            Opts::new(
+                "nanny_collector_reclaimable_memory_bytes",
+                "Memory requested above what workloads used (peak plus the margin), by namespace: the OverProvisioned issues summed.",
+            ),
+            &["namespace"],
+        )?;
         registry.register(Box::new(build.clone()))?;
         registry.register(Box::new(issues.clone()))?;
-        Ok(Self { build, issues })
+        registry.register(Box::new(reclaimable_cpu.clone()))?;
+        registry.register(Box::new(reclaimable_memory.clone()))?;
+        Ok(Self {
+            build,
+            issues,
+            reclaimable_cpu,
+            reclaimable_memory,
+        })
     }
 }
 
@@ -119,7 +142,7 @@ impl Publisher {
         let hold = i64::try_from(self.config.thresholds.service_secs).unwrap_or(i64::MAX);
         let mut by_kind: HashMap<i32, i64> = HashMap::new();
         let mut first_seen = HashMap::with_capacity(issues.len());
-        let entries = issues
+        let entries: Vec<IssueEntry> = issues
             .into_iter()
             .filter_map(|mut issue| {
                 let first = self
@@ -151,6 +174,22 @@ impl Publisher {
                 .issues
                 .with_label_values(&[kind.as_str_name()])
                 .set(count);
+        }
+
+        let reclaimable = nanny_common::snapshot::reclaimable(entries.iter().map(|e| &*e.issue));
+        self.observability.reclaimable_cpu.reset();
+        self.observability.reclaimable_memory.reset();
+        for (namespace, (millicores, bytes)) in reclaimable {
+            #[expect(clippy::cast_precision_loss, reason = "millicores far below 2^52")]
+            let cores = millicores as f64 / 1000.0;
+            self.observability
+                .reclaimable_cpu
+                .with_label_values(&[&namespace])
+                .set(cores);
+            self.observability
+                .reclaimable_memory
+                .with_label_values(&[&namespace])
+                .set(bytes);
         }
 
         let mut cluster = self.cluster_rx.borrow().clone();

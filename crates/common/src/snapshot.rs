@@ -57,6 +57,39 @@ pub fn evidence<'i>(issue: &'i pb::Issue, description: &str) -> Option<&'i str> 
         .map(|e| e.value.as_str())
 }
 
+/// The evidence an `OverProvisioned` issue names its reclaimable CPU by
+/// (millicores, across its pods).
+pub const RECLAIMABLE_CPU: &str = "reclaimable cpu millicores";
+/// ... and its reclaimable memory (bytes, across its pods).
+pub const RECLAIMABLE_MEMORY: &str = "reclaimable memory bytes";
+
+/// Reclaimable CPU (millicores) and memory (bytes) by namespace, summed over
+/// the `OverProvisioned` issues among `issues`; a value that does not parse
+/// counts as nothing.
+pub fn reclaimable<'i>(
+    issues: impl IntoIterator<Item = &'i pb::Issue>,
+) -> BTreeMap<String, (i64, i64)> {
+    let mut totals: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for issue in issues {
+        if issue.kind != pb::IssueKind::OverProvisioned as i32 {
+            continue;
+        }
+        let Some(target) = issue.target.as_ref() else {
+            continue;
+        };
+        let value = |key| {
+            evidence(issue, key)
+                .and_then(|v| v.parse::<i64>().ok())
+                .filter(|v| *v >= 0)
+                .unwrap_or(0)
+        };
+        let entry = totals.entry(target.namespace.clone()).or_default();
+        entry.0 = entry.0.saturating_add(value(RECLAIMABLE_CPU));
+        entry.1 = entry.1.saturating_add(value(RECLAIMABLE_MEMORY));
+    }
+    totals
+}
+
 fn uid_of(reference: Option<&pb::ObjectRef>) -> String {
     reference.map(|r| r.uid.clone()).unwrap_or_default()
 }

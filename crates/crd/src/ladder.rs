@@ -191,6 +191,8 @@ pub enum LadderIssue {
     TLSCertificateExpiring,
     PVCPredictedFull,
     OOMPredicted,
+    OverProvisioned,
+    WorkloadIdle,
 }
 
 impl LadderIssue {

@@ -8,7 +8,9 @@
 //!   saved one through the analyzer, for debugging rules and prompts;
 //! - `health` checks every service and `audit verify` the gate's audit log;
 //! - `kinds` lists every issue kind with its default response and level
-//!   (`--actions`: every action type).
+//!   (`--actions`: every action type);
+//! - `report cost` sums what workloads request above what they use, per
+//!   namespace, and lists idle workloads.
 //!
 //! The same CLI is built as `kubectl-nanny`: with that binary on `PATH`,
 //! `kubectl nanny list` works like `nannyctl list`.
@@ -23,6 +25,7 @@ mod health;
 mod kinds;
 mod policy;
 mod render;
+mod report;
 mod snapshot;
 mod tls;
 
@@ -73,6 +76,10 @@ enum Command {
     /// List every issue kind Nanny detects, its default response and who
     /// lets it run (`--actions`: every action type).
     Kinds(kinds::Args),
+    /// Reports from the collector's snapshot (`cost`: reclaimable requests
+    /// and idle workloads per namespace).
+    #[command(subcommand)]
+    Report(report::Command),
 }
 
 /// Parses the command line and runs the command. `program` is how the user
@@ -99,6 +106,7 @@ pub fn main(program: &str) -> ExitCode {
         Command::Health(args) => block_on(health::run(&tls, args)),
         Command::Audit(command) => block_on(audit::run(kube, command)),
         Command::Kinds(args) => kinds::run(&args),
+        Command::Report(command) => block_on(report::run(&kube, &tls, command)),
     }
 }
 

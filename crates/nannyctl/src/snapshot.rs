@@ -91,10 +91,33 @@ pub async fn snapshot(
     tls: &TlsArgs,
     args: SnapshotArgs,
 ) -> anyhow::Result<ExitCode> {
-    let timeout = Duration::from_millis(args.timeout_ms);
+    let snapshot = fetch(
+        kube,
+        tls,
+        &args.collector,
+        args.selector,
+        Duration::from_millis(args.timeout_ms),
+    )
+    .await?;
+    match args.output {
+        Output::Json => println!("{}", protojson::to_json(&snapshot, CLUSTER_SNAPSHOT)?),
+        Output::Table => print!("{}", snapshot_summary(&snapshot)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One whole snapshot of the scope (`-n`, repeatable; `-A` or none: every
+/// namespace) from the collector at `collector`.
+pub async fn fetch(
+    kube: &KubeArgs,
+    tls: &TlsArgs,
+    collector: &str,
+    selector: String,
+    timeout: Duration,
+) -> anyhow::Result<ClusterSnapshot> {
     let channel = nanny_common::client::channel(
         "--collector",
-        &args.collector,
+        collector,
         timeout,
         tls.client("nanny-collector")?.as_ref(),
     )?;
@@ -105,20 +128,13 @@ pub async fn snapshot(
         } else {
             kube.namespace.clone()
         },
-        label_selector: args.selector,
+        label_selector: selector,
     };
     let fetch = async {
         let mut stream = CollectorClient::new(channel)
             .get_snapshot(GetSnapshotRequest { scope: Some(scope) })
             .await
-            .map_err(|s| {
-                anyhow!(
-                    "collector {}: {}: {}",
-                    args.collector,
-                    s.code(),
-                    s.message()
-                )
-            })?
+            .map_err(|s| anyhow!("collector {collector}: {}: {}", s.code(), s.message()))?
             .into_inner();
         SnapshotView::default()
             .next_whole(&mut stream)
@@ -126,14 +142,9 @@ pub async fn snapshot(
             .map_err(|e| anyhow!("collector stream: {e}"))?
             .ok_or_else(|| anyhow!("the collector ended the stream before the last chunk"))
     };
-    let snapshot = tokio::time::timeout(timeout, fetch)
+    tokio::time::timeout(timeout, fetch)
         .await
-        .map_err(|_| anyhow!("no whole snapshot within {timeout:?}"))??;
-    match args.output {
-        Output::Json => println!("{}", protojson::to_json(&snapshot, CLUSTER_SNAPSHOT)?),
-        Output::Table => print!("{}", snapshot_summary(&snapshot)),
-    }
-    Ok(ExitCode::SUCCESS)
+        .map_err(|_| anyhow!("no whole snapshot within {timeout:?}"))?
 }
 
 /// Reads and parses a snapshot file; errors name the file and the position.

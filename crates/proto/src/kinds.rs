@@ -567,6 +567,22 @@ pub const KINDS: &[KindInfo] = &[
         "predicted, not yet failed: a container's working set (a Prometheus range, fitted over at least an hour since its last restart, R² at least 0.9) reaching its memory limit within 12 hours; a steady rise is a probable leak",
         Act(&[ActionType::PatchResources]),
     ),
+    kind(
+        K::OverProvisioned,
+        "OverProvisioned",
+        Workloads,
+        Info,
+        "cost: a Deployment's, StatefulSet's or DaemonSet's container requesting more CPU than its live pods' p95 plus a 20% margin by at least 100m a pod, or more memory than their peak plus the margin by at least 128 MiB, over the usage window (7 days), every pod with a day of history",
+        Report,
+    ),
+    kind(
+        K::WorkloadIdle,
+        "WorkloadIdle",
+        Workloads,
+        Info,
+        "cost: a workload whose live pods' busiest 5 minutes stayed below 5m CPU over at least 2 days",
+        Report,
+    ),
 ];
 
 /// The entry of a kind; `None` for `Unspecified`.

@@ -31,7 +31,11 @@ pub struct Series {
 
 /// `minutes + 1` samples a minute apart ending at `end`, the value at
 /// minute `m` (0 the oldest) given by `value(m)`; `None` leaves a gap.
-pub fn minutes(end: i64, minutes: i64, value: impl Fn(i64) -> Option<f64>) -> Vec<(i64, f64)> {
+pub fn minutes(
+    end: i64,
+    minutes: i64,
+    mut value: impl FnMut(i64) -> Option<f64>,
+) -> Vec<(i64, f64)> {
     (0..=minutes)
         .filter_map(|m| Some((end - (minutes - m) * 60, value(m)?)))
         .collect()

@@ -10,9 +10,13 @@
 //! - a claim of 1 GiB filling 50 MiB/h, with a quarter hour missing from
 //!   its series: `PVCPredictedFull`, expanded once a human approves, while
 //!   40% full;
-//! - a container flat with spikes, and one that restarted 40 minutes ago
-//!   after a steep rise: nothing raised, the restart logged with the
-//!   series' name.
+//! - a container flat with spikes, and one that restarted 70 minutes ago
+//!   after a steep rise and has grown slowly since: nothing raised, the
+//!   restart logged with the series' name (fitted since the restart).
+//!
+//! Prometheus itself picks the series worth fetching (a steady rise over
+//! the last hour, judged once at the range's end), so the noisy container's
+//! range is never fetched.
 //!
 //! The five services run as processes with their real defaults, but for the
 //! trend range and step (a three-hour window a minute apart) and the
@@ -129,17 +133,18 @@ async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_no
                 Some(if m % 13 == 0 { 480.0 } else { 200.0 } * MIB)
             }),
         ),
-        // A steep rise, a restart 40 minutes ago, a steep rise again: too
-        // little history since the restart to judge.
+        // A steep rise (it would reach the limit within the hour), a restart
+        // 70 minutes ago, a slow rise since (30 MiB/h from 50 MiB: the limit
+        // is 14 hours away): fitted since the restart only, nothing raised.
         working_set(
             &ns,
             &restarted,
             minutes(end, 120, |m| {
                 Some(
-                    if m < 80 {
-                        300.0 + 2.0 * m as f64
+                    if m < 50 {
+                        300.0 + 4.0 * m as f64
                     } else {
-                        50.0 + 4.0 * (m - 80) as f64
+                        50.0 + 0.5 * (m - 50) as f64
                     } * MIB,
                 )
             }),

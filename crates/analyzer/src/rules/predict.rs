@@ -103,6 +103,37 @@ fn owner_limit<'a>(
 }
 
 impl Rules {
+    /// Predicted failures and cost.
+    pub(super) fn ahead(
+        &self,
+        kind: pb::IssueKind,
+        issue: &pb::Issue,
+        target: &pb::ObjectRef,
+        index: &SnapshotIndex<'_>,
+        drafts: &mut Drafts,
+    ) {
+        match kind {
+            pb::IssueKind::PvcPredictedFull if self.config.pvc.enabled => {
+                self.pvc_predicted(issue, target, index, drafts);
+            }
+            pb::IssueKind::OomPredicted if self.config.oom.enabled => {
+                self.oom_predicted(issue, target, index, drafts);
+            }
+            pb::IssueKind::OverProvisioned | pb::IssueKind::WorkloadIdle
+                if self.config.report.enabled =>
+            {
+                let propose = self.config.rightsizing.propose_patch
+                    && self
+                        .config
+                        .allowed_actions
+                        .as_ref()
+                        .is_none_or(|a| a.contains(&(pb::ActionType::PatchResources as i32)));
+                super::report_cost::report_cost(kind, issue, target, index, propose, drafts);
+            }
+            _ => {}
+        }
+    }
+
     pub(super) fn pvc_predicted(
         &self,
         issue: &pb::Issue,

@@ -130,14 +130,43 @@ pub(super) fn scene(kind: IssueKind) -> ClusterSnapshot {
         _ => (object_scene(kind, &mut s), None),
     };
     s.pods.extend(p);
-    s.issues.push(predicted(kind, issue(kind, &target, "fp-1")));
+    s.issues
+        .push(with_figures(kind, issue(kind, &target, "fp-1")));
     s
 }
 
-/// A predicted kind's issue with its trend and container: two-thirds of the
-/// way to its ceiling (the 256 MiB limit, the 1 GiB claim), rising a tenth
-/// of it an hour.
-fn predicted(kind: IssueKind, mut issue: pb::Issue) -> pb::Issue {
+/// The evidence the collector gives issues of `kind` that rules read: a
+/// cost kind's figures; a predicted kind's trend and container, two-thirds
+/// of the way to its ceiling (the 256 MiB limit, the 1 GiB claim), rising a
+/// tenth of it an hour.
+fn with_figures(kind: IssueKind, mut issue: pb::Issue) -> pb::Issue {
+    let figures: &[(&str, &str)] = match kind {
+        IssueKind::OverProvisioned => &[
+            ("container", "app"),
+            ("replicas", "2"),
+            ("cpu request millicores", "500"),
+            ("cpu p95 millicores", "100"),
+            ("cpu recommended millicores", "120"),
+            ("memory request bytes", "536870912"),
+            ("memory peak bytes", "157286400"),
+            ("memory recommended bytes", "188743680"),
+            ("reclaimable cpu millicores", "760"),
+            ("reclaimable memory bytes", "696254464"),
+        ],
+        IssueKind::WorkloadIdle => &[
+            ("busiest cpu millicores", "1.0"),
+            ("history seconds", "172800"),
+            ("requested cpu millicores", "200"),
+            ("requested memory bytes", "268435456"),
+        ],
+        _ => &[],
+    };
+    issue
+        .evidence
+        .extend(figures.iter().map(|(description, value)| pb::Evidence {
+            description: (*description).into(),
+            value: (*value).into(),
+        }));
     let ceiling = match kind {
         IssueKind::OomPredicted => 256.0 * 1_048_576.0,
         IssueKind::PvcPredictedFull => 1_073_741_824.0,
@@ -375,6 +404,30 @@ fn served_certificate(s: &mut ClusterSnapshot) -> pb::ObjectRef {
     r
 }
 
+/// A claim with an issue of `kind`: bound, 90% full, unless Pending or Lost.
+fn claim_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
+    let c = pb::PersistentVolumeClaim {
+        r#ref: Some(obj("PersistentVolumeClaim", "shop", "data")),
+        capacity_bytes: 1 << 30,
+        requested_bytes: 1 << 30,
+        usage_percent: Some(90.0),
+        expandable: true,
+        storage_class: "fast".into(),
+        phase: match kind {
+            IssueKind::PvcPending => "Pending",
+            IssueKind::PvcLost => "Lost",
+            _ => "Bound",
+        }
+        .into(),
+        volume_name: "pv-data".into(),
+        created_at: Some(ago(900)),
+        ..pb::PersistentVolumeClaim::default()
+    };
+    let r = c.r#ref.clone().unwrap_or_default();
+    s.pvcs.push(c);
+    r
+}
+
 /// The object of a kind not about pods or nodes, added to `s`.
 fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
     let web = obj("Deployment", "shop", "web");
@@ -382,28 +435,7 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
         IssueKind::PvcNearlyFull
         | IssueKind::PvcPredictedFull
         | IssueKind::PvcPending
-        | IssueKind::PvcLost => {
-            let c = pb::PersistentVolumeClaim {
-                r#ref: Some(obj("PersistentVolumeClaim", "shop", "data")),
-                capacity_bytes: 1 << 30,
-                requested_bytes: 1 << 30,
-                usage_percent: Some(90.0),
-                expandable: true,
-                storage_class: "fast".into(),
-                phase: match kind {
-                    IssueKind::PvcPending => "Pending",
-                    IssueKind::PvcLost => "Lost",
-                    _ => "Bound",
-                }
-                .into(),
-                volume_name: "pv-data".into(),
-                created_at: Some(ago(900)),
-                ..pb::PersistentVolumeClaim::default()
-            };
-            let r = c.r#ref.clone().unwrap_or_default();
-            s.pvcs.push(c);
-            r
-        }
+        | IssueKind::PvcLost => claim_scene(kind, s),
         IssueKind::JobFailed | IssueKind::JobCompletedStale => {
             let failed = kind == IssueKind::JobFailed;
             let j = pb::Job {
@@ -420,7 +452,11 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
             s.jobs.push(j);
             r
         }
-        IssueKind::RolloutStuck | IssueKind::DeploymentUnavailable | IssueKind::ReplicaFailure => {
+        IssueKind::RolloutStuck
+        | IssueKind::DeploymentUnavailable
+        | IssueKind::ReplicaFailure
+        | IssueKind::OverProvisioned
+        | IssueKind::WorkloadIdle => {
             let mut d = deployment("web", 2, None);
             d.annotations
                 .insert("deployment.kubernetes.io/revision".into(), "2".into());
@@ -1303,4 +1339,85 @@ fn a_certificate_report_says_when_for_what_who_serves_it_and_how_to_renew() {
         text.contains("expired at 2026-11-30T00:00:00Z: clients refuse it now"),
         "{text}"
     );
+}
+
+#[test]
+fn cost_reports_carry_the_collectors_figures_and_the_command_that_reclaims_them() {
+    let text = explanation(&scene(IssueKind::OverProvisioned));
+    for words in [
+        "Container app of Deployment shop/web requests 500m CPU where its pods' p95 was 100m and requests 512 MiB of memory where its pods peaked at 150 MiB: 760m CPU and 664 MiB reclaimable across its 2 pod(s).",
+        "kubectl -n shop set resources deployment/web -c app --requests=cpu=120m,memory=180Mi",
+        "Nanny does not change requests on its own",
+    ] {
+        assert!(text.contains(words), "{words:?} not in {text:?}");
+    }
+    // Only what the collector judged reclaimable is lowered.
+    let mut cpu_only = scene(IssueKind::OverProvisioned);
+    for e in &mut cpu_only.issues[0].evidence {
+        if e.description == "reclaimable memory bytes" {
+            e.value = "0".into();
+        }
+    }
+    let text = explanation(&cpu_only);
+    assert!(
+        text.contains("--requests=cpu=120m.") && !text.contains("peaked"),
+        "{text}"
+    );
+    // Figures that do not parse: no report rather than a wrong one.
+    let mut garbled = scene(IssueKind::OverProvisioned);
+    garbled.issues[0]
+        .evidence
+        .retain(|e| e.description != "cpu p95 millicores");
+    assert!(run(&garbled).is_empty());
+    let text = explanation(&scene(IssueKind::WorkloadIdle));
+    assert!(
+        text.contains(
+            "Deployment shop/web is idle: its pods used at most 1.0m CPU in any 5 minutes over 48h"
+        ) && text.contains("kubectl -n shop scale deployment/web --replicas=0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn with_the_proposal_on_an_over_provisioned_container_gets_its_requests_lowered_for_a_human() {
+    let config = crate::config::RulesConfig {
+        rightsizing: crate::config::RightsizingRule {
+            propose_patch: true,
+        },
+        ..crate::config::RulesConfig::default()
+    };
+    let recs = Rules::new(config.clone()).evaluate(&scene(IssueKind::OverProvisioned), now());
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let Some(Kind::PatchResources(patch)) = recs[0].action.as_ref().and_then(|a| a.kind.as_ref())
+    else {
+        panic!("{recs:?}")
+    };
+    assert_eq!(patch.container, "app");
+    assert_eq!(
+        patch.requests,
+        Some(pb::Resources {
+            cpu_millicores: Some(120),
+            memory_bytes: Some(180 << 20),
+        })
+    );
+    assert!(patch.limits.is_none(), "limits stay");
+    assert_eq!(
+        super::tests::rule_of(&recs[0]),
+        "rightsizing-lower-requests"
+    );
+    assert!(
+        recs[0]
+            .reason
+            .contains("Proposed: requests of cpu=120m,memory=180Mi"),
+        "{}",
+        recs[0].reason
+    );
+    // A policy that does not allow PatchResources: the report instead.
+    let mut narrowed = config;
+    narrowed.allowed_actions = Some([pb::ActionType::ReportOnly as i32].into());
+    let recs = Rules::new(narrowed).evaluate(&scene(IssueKind::OverProvisioned), now());
+    assert!(matches!(
+        recs[0].action.as_ref().and_then(|a| a.kind.as_ref()),
+        Some(Kind::ReportOnly(_))
+    ));
 }

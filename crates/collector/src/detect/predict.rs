@@ -320,7 +320,7 @@ mod tests {
         };
         tables.pvcs.insert(Arc::from("uid-data"), entry(claim));
         let metrics = MetricsRound {
-            trends: BTreeMap::from([
+            trends: Arc::new(BTreeMap::from([
                 (
                     "container_memory_bytes".to_owned(),
                     series(
@@ -343,7 +343,7 @@ mod tests {
                     .into_iter()
                     .collect(),
                 ),
-            ]),
+            ])),
             trends_at: 1_800_000_000,
             ..MetricsRound::default()
         };
