@@ -95,16 +95,17 @@ pub const USAGE_QUERIES: &[(&str, &str)] = &[
         "container_cpu_max",
         "max_over_time((sum by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{container!=\"\"}[5m])))[{window}s:5m])",
     ),
-    // Its peak working set (bytes).
+    // Its peak working set (bytes), over every sample (a short spike
+    // between two 5-minute steps counts).
     (
         "container_memory_peak",
-        "max_over_time((max by (namespace, pod, container) (container_memory_working_set_bytes{container!=\"\"}))[{window}s:5m])",
+        "max by (namespace, pod, container) (max_over_time(container_memory_working_set_bytes{container!=\"\"}[{window}s]))",
     ),
-    // How much history the window holds for it: seconds with a working
-    // set, counted every 5 minutes.
+    // How much history the window holds for it: the seconds its 5-minute
+    // samples span (n samples span n - 1 steps).
     (
         "container_usage_history_secs",
-        "count_over_time((max by (namespace, pod, container) (container_memory_working_set_bytes{container!=\"\"}))[{window}s:5m]) * 300",
+        "(count_over_time((max by (namespace, pod, container) (container_memory_working_set_bytes{container!=\"\"}))[{window}s:5m]) - 1) * 300",
     ),
 ];
 

@@ -75,13 +75,18 @@ pub struct MetricsRound {
     /// Trends by trend query name ([`TREND_QUERIES`]): a line fitted to
     /// each series' range, refreshed every `trend_interval_secs`.
     pub trends: Arc<BTreeMap<String, Vec<TrendSeries>>>,
-    /// When the trends were fitted (seconds since the epoch); 0: never.
+    /// When every trend query last answered (seconds since the epoch); 0:
+    /// never. Trends older than three intervals are dropped.
     pub trends_at: i64,
+    /// When the trend queries were last run, answered or not.
+    pub trends_tried_at: i64,
     /// Each container's usage over the usage window ([`USAGE_QUERIES`]),
     /// refreshed every `usage_interval_secs`; never carried in snapshots.
     pub usage: Arc<UsageWindows>,
-    /// When the usage was read; 0: never.
+    /// When every usage query last answered; 0: never.
     pub usage_at: i64,
+    /// When the usage queries were last run, answered or not.
+    pub usage_tried_at: i64,
 }
 
 /// One container's usage over the usage window; `None` where Prometheus
@@ -457,11 +462,12 @@ impl Poller {
         &self,
         previous: &MetricsRound,
         now: i64,
-    ) -> Arc<BTreeMap<String, Vec<TrendSeries>>> {
+    ) -> (Arc<BTreeMap<String, Vec<TrendSeries>>>, bool) {
         #[expect(clippy::cast_precision_loss, reason = "a step of seconds")]
         let step = self.trend_step as f64;
         let mut trends = BTreeMap::new();
         let mut noted = Vec::new();
+        let mut answered = true;
         // One after the other, each fitted before the next is read.
         for (name, query) in &self.trend_queries {
             match self.query_range(name, query, now).await {
@@ -494,6 +500,7 @@ impl Poller {
                     trends.insert(name.clone(), fitted);
                 }
                 Err(failure) => {
+                    answered = false;
                     self.failed(
                         &format!("trend:{name}"),
                         failure,
@@ -516,7 +523,7 @@ impl Poller {
                 "More trend series with resets or gaps (not named)."
             );
         }
-        Arc::new(trends)
+        (Arc::new(trends), answered)
     }
 
     /// Counts and logs a failed query.
@@ -531,7 +538,7 @@ impl Poller {
 
     /// Runs the usage queries. When one fails, the previous usage is kept
     /// while it is younger than three usage intervals, and dropped after.
-    async fn usage(&self, previous: &MetricsRound, now: i64) -> Arc<UsageWindows> {
+    async fn usage(&self, previous: &MetricsRound, now: i64) -> (Arc<UsageWindows>, bool) {
         // One after the other, each folded into the compact windows before
         // the next is read: a usage round never holds more than one
         // query's series (one per container of the cluster) at a time.
@@ -546,11 +553,12 @@ impl Poller {
                         failure,
                         "Prometheus usage query failed; keeping the last usage while it is fresh.",
                     );
-                    return if now - previous.usage_at < 3 * self.usage_interval {
+                    let kept = if now - previous.usage_at < 3 * self.usage_interval {
                         previous.usage.clone()
                     } else {
                         Arc::default()
                     };
+                    return (kept, false);
                 }
             };
             for s in series.into_iter().filter(|s| s.value >= 0.0) {
@@ -582,7 +590,7 @@ impl Poller {
                 }
             }
         }
-        Arc::new(usage)
+        (Arc::new(usage), true)
     }
 
     /// Runs every query once; failed queries keep `previous` values. The
@@ -599,19 +607,29 @@ impl Poller {
             stale_since: None,
             trends: previous.trends.clone(),
             trends_at: previous.trends_at,
+            trends_tried_at: previous.trends_tried_at,
             usage: previous.usage.clone(),
             usage_at: previous.usage_at,
+            usage_tried_at: previous.usage_tried_at,
         };
-        // A failed trend or usage query keeps its last results while they
-        // are fresh; it is counted and logged, and does not make the
-        // instant values stale.
-        if now - previous.trends_at >= self.trend_interval {
-            round.trends = self.trends(previous, now).await;
-            round.trends_at = now;
+        // A failed trend or usage query keeps its last results for three
+        // intervals after they were last answered, then drops them; it is
+        // counted and logged, and does not make the instant values stale.
+        if now - previous.trends_tried_at >= self.trend_interval {
+            let (trends, answered) = self.trends(previous, now).await;
+            round.trends = trends;
+            round.trends_tried_at = now;
+            if answered {
+                round.trends_at = now;
+            }
         }
-        if now - previous.usage_at >= self.usage_interval {
-            round.usage = self.usage(previous, now).await;
-            round.usage_at = now;
+        if now - previous.usage_tried_at >= self.usage_interval {
+            let (usage, answered) = self.usage(previous, now).await;
+            round.usage = usage;
+            round.usage_tried_at = now;
+            if answered {
+                round.usage_at = now;
+            }
         }
         for (name, result) in results {
             match result {

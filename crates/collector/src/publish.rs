@@ -7,7 +7,7 @@
 //! and no subscriber can hold up another.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     hash::{Hash as _, Hasher as _},
     sync::{Arc, Mutex},
     time::Duration,
@@ -97,6 +97,8 @@ pub struct Publisher {
     first_seen: HashMap<String, Timestamp>,
     observability: PublishMetrics,
     last: Option<(u64, u64)>,
+    /// The namespaces the reclaimable gauges have series for.
+    reclaimable_namespaces: BTreeSet<String>,
 }
 
 impl Publisher {
@@ -120,6 +122,7 @@ impl Publisher {
             first_seen: HashMap::new(),
             observability,
             last: None,
+            reclaimable_namespaces: BTreeSet::new(),
         }
     }
 
@@ -176,21 +179,7 @@ impl Publisher {
                 .set(count);
         }
 
-        let reclaimable = nanny_common::snapshot::reclaimable(entries.iter().map(|e| &*e.issue));
-        self.observability.reclaimable_cpu.reset();
-        self.observability.reclaimable_memory.reset();
-        for (namespace, (millicores, bytes)) in reclaimable {
-            #[expect(clippy::cast_precision_loss, reason = "millicores far below 2^52")]
-            let cores = millicores as f64 / 1000.0;
-            self.observability
-                .reclaimable_cpu
-                .with_label_values(&[&namespace])
-                .set(cores);
-            self.observability
-                .reclaimable_memory
-                .with_label_values(&[&namespace])
-                .set(bytes);
-        }
+        self.publish_reclaimable(&entries);
 
         let mut cluster = self.cluster_rx.borrow().clone();
         cluster.node_count = u32::try_from(tables.nodes.len()).unwrap_or(u32::MAX);
@@ -208,6 +197,42 @@ impl Publisher {
             .build
             .observe(started.elapsed().as_secs_f64());
         world
+    }
+
+    /// Sets the reclaimable gauges from the world's OverProvisioned issues;
+    /// set first, then the namespaces gone removed, so a scrape never sees
+    /// the series missing in between.
+    fn publish_reclaimable(&mut self, entries: &[IssueEntry]) {
+        let reclaimable = nanny_common::snapshot::reclaimable(entries.iter().map(|e| &*e.issue));
+        // Set, then remove only the namespaces gone: a scrape never sees
+        // the series missing in between.
+        for gone in self
+            .reclaimable_namespaces
+            .iter()
+            .filter(|ns| !reclaimable.contains_key(*ns))
+        {
+            let _ = self
+                .observability
+                .reclaimable_cpu
+                .remove_label_values(&[gone]);
+            let _ = self
+                .observability
+                .reclaimable_memory
+                .remove_label_values(&[gone]);
+        }
+        self.reclaimable_namespaces = reclaimable.keys().cloned().collect();
+        for (namespace, (millicores, bytes)) in reclaimable {
+            #[expect(clippy::cast_precision_loss, reason = "millicores far below 2^52")]
+            let cores = millicores as f64 / 1000.0;
+            self.observability
+                .reclaimable_cpu
+                .with_label_values(&[&namespace])
+                .set(cores);
+            self.observability
+                .reclaimable_memory
+                .with_label_values(&[&namespace])
+                .set(bytes);
+        }
     }
 
     /// Publishes worlds until every receiver is gone.

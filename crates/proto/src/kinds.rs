@@ -572,7 +572,7 @@ pub const KINDS: &[KindInfo] = &[
         "OverProvisioned",
         Workloads,
         Info,
-        "cost: a Deployment's, StatefulSet's or DaemonSet's container requesting more CPU than its live pods' p95 plus a 20% margin by at least 100m a pod, or more memory than their peak plus the margin by at least 128 MiB, over the usage window (7 days), every pod with a day of history",
+        "cost: a Deployment's, StatefulSet's or DaemonSet's container requesting more CPU than its live pods' p95 plus a 20% margin by at least 100m a pod, or more memory than their peak plus the margin by at least 128 MiB, over the usage window (7 days), every pod with a day of history; a resource an HPA scales it on by utilization is not judged",
         Report,
     ),
     kind(

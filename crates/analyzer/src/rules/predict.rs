@@ -5,9 +5,9 @@
 //! ExpandPvc and PatchResources) and say "predicted, not yet failed".
 //!
 //! The trend is input from the snapshot like any other: a trend that is not
-//! finite, not rising, or not straight enough to have been raised yields
-//! nothing, and no size is ever negative, below the current one or above
-//! the configured ceilings.
+//! finite, not rising, or whose R² is not a fraction yields nothing (how
+//! straight a trend must be is the collector's threshold), and no size is
+//! ever negative, below the current one or above the configured ceilings.
 
 use nanny_common::quantity::{bytes_text, duration_text};
 use nanny_proto::v1::{self as pb, ExpandPvc, Severity, action::Kind};
@@ -33,7 +33,7 @@ fn trend(issue: &pb::Issue) -> Option<&pb::Trend> {
 }
 
 /// `current` plus `hold_secs` of growth, clamped to `[low, high]` and
-/// rounded up to a MiB; never negative.
+/// rounded up to a MiB without passing `high`; never negative.
 #[expect(
     clippy::cast_possible_truncation,
     clippy::cast_precision_loss,
@@ -41,8 +41,9 @@ fn trend(issue: &pb::Issue) -> Option<&pb::Trend> {
 )]
 fn hold(trend: &pb::Trend, hold_secs: u64, low: i64, high: i64) -> i64 {
     let wanted = trend.current + trend.slope_per_hour * hold_secs as f64 / 3600.0;
-    let bytes = (wanted.ceil() as i64).clamp(low.max(0), high.max(low).max(0));
-    round_up(bytes, MIB)
+    let (low, high) = (low.max(0), high.max(low).max(0));
+    let bytes = (wanted.ceil() as i64).clamp(low, high);
+    round_up(bytes, MIB).min((high / MIB * MIB).max(low))
 }
 
 /// The explanation's first sentence: what is predicted and from what.
@@ -250,13 +251,15 @@ impl Rules {
         )
         .min(config.max_memory_bytes);
         let leak = "A steady rise that does not level off suggests a memory leak: a higher limit buys time, the fix is in the application.";
-        let action = if proposed <= limit {
-            report(format!(
+        let (action, reason) = if proposed <= limit {
+            let text = format!(
                 "{reason} Its limit is already at the ceiling of {}; it needs a person. {leak}",
                 bytes_text(config.max_memory_bytes as f64)
-            ))
+            );
+            (report(text.clone()), text)
         } else {
-            memory_limit(name, proposed)
+            let text = format!("{reason} {} {leak}", holds("A limit", trend, proposed));
+            (memory_limit(name, proposed), text)
         };
         drafts.add(
             name,
@@ -264,7 +267,7 @@ impl Rules {
                 rule: OOM_PREDICTED_RAISE_MEMORY,
                 action,
                 target: workload_ref.clone(),
-                reason: format!("{reason} {} {leak}", holds("A limit", trend, proposed)),
+                reason,
                 risk: Severity::Warning,
                 fingerprints: [issue.fingerprint.clone()].into(),
                 evidence: trend_evidence(trend)

@@ -1,6 +1,9 @@
 //! Cost: workloads whose containers request far more than their pods use
 //! (`OverProvisioned`), and workloads that do nothing (`WorkloadIdle`).
 //!
+//! A resource an HPA scales the workload on by utilization is not judged
+//! (lower requests would read as higher utilization and add replicas).
+//!
 //! Judged per Deployment, StatefulSet or DaemonSet over its live pods, from
 //! the usage round (the p95 of each container's CPU and its peak working set
 //! over `prometheus.usage_window_secs`), once every live pod has the minimum
@@ -9,7 +12,7 @@
 //! was used and is computed in whole millicores and MiB, so the reclaimable
 //! amounts are exact for a known series.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use nanny_common::{
     quantity::{bytes_text, duration_text},
@@ -77,6 +80,25 @@ pub fn cost(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, issues: &mu
             live.entry(workload.uid.as_str()).or_default().push(pod);
         }
     }
+    let autoscaled: HashSet<(&str, &str, &str, &str)> = tables
+        .hpas
+        .values()
+        .flat_map(|e| {
+            let hpa = &e.value;
+            hpa.metrics
+                .iter()
+                .filter(|m| m.target_utilization_percent.is_some())
+                .filter_map(move |m| {
+                    let s = hpa.scale_target.as_ref()?;
+                    Some((
+                        s.kind.as_str(),
+                        s.namespace.as_str(),
+                        s.name.as_str(),
+                        m.name.as_str(),
+                    ))
+                })
+        })
+        .collect();
     for entry in tables.workloads.values() {
         let workload = &entry.value;
         let Some(target) = workload.r#ref.as_ref() else {
@@ -98,8 +120,19 @@ pub fn cost(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, issues: &mu
         {
             continue;
         }
+        // A resource an HPA scales on by utilization is not judged: lower
+        // requests would read as higher utilization and add replicas.
+        let scaled_on = |resource: &str| {
+            autoscaled.contains(&(
+                target.kind.as_str(),
+                target.namespace.as_str(),
+                target.name.as_str(),
+                resource,
+            ))
+        };
+        let judged = (!scaled_on("cpu"), !scaled_on("memory"));
         for (container, used) in &used {
-            over_provisioned(target, container, pods.len(), used, t, issues);
+            over_provisioned(target, container, pods.len(), used, judged, t, issues);
         }
     }
 }
@@ -178,6 +211,7 @@ fn over_provisioned(
     container: &pb::ContainerResources,
     replicas: usize,
     used: &Used,
+    (cpu_judged, memory_judged): (bool, bool),
     t: &Thresholds,
     issues: &mut Vec<pb::Issue>,
 ) {
@@ -200,10 +234,10 @@ fn over_provisioned(
     let memory_reclaim = requests
         .memory_bytes
         .map_or(0, |r| (r - memory_recommended).max(0));
-    let cpu_counts =
-        u64::try_from(cpu_reclaim).unwrap_or(0) >= t.rightsizing_min_cpu_millicores.max(1);
-    let memory_counts =
-        u64::try_from(memory_reclaim).unwrap_or(0) >= t.rightsizing_min_memory_bytes.max(1);
+    let cpu_counts = cpu_judged
+        && u64::try_from(cpu_reclaim).unwrap_or(0) >= t.rightsizing_min_cpu_millicores.max(1);
+    let memory_counts = memory_judged
+        && u64::try_from(memory_reclaim).unwrap_or(0) >= t.rightsizing_min_memory_bytes.max(1);
     if !cpu_counts && !memory_counts {
         return;
     }
@@ -282,7 +316,27 @@ mod tests {
     /// Deployment `app` requesting `cpu` millicores and `memory` bytes, with
     /// one running pod per entry of `pods`, which used what it says.
     fn run(cpu: i64, memory: i64, pods: &[Used]) -> Vec<pb::Issue> {
+        run_with(cpu, memory, pods, None)
+    }
+
+    /// [`run`] with an HPA scaling `app` on `resource` utilization.
+    fn run_with(cpu: i64, memory: i64, pods: &[Used], hpa_on: Option<&str>) -> Vec<pb::Issue> {
         let mut tables = Tables::default();
+        if let Some(resource) = hpa_on {
+            tables.hpas.insert(
+                Arc::from("uid-hpa"),
+                entry(pb::HorizontalPodAutoscaler {
+                    r#ref: Some(namespaced("HorizontalPodAutoscaler", "app")),
+                    scale_target: Some(namespaced("Deployment", "app")),
+                    metrics: vec![pb::HpaMetric {
+                        name: resource.into(),
+                        current_utilization_percent: Some(20),
+                        target_utilization_percent: Some(50),
+                    }],
+                    ..pb::HorizontalPodAutoscaler::default()
+                }),
+            );
+        }
         let workload = namespaced("Deployment", "app");
         tables.workloads.insert(
             Arc::from(workload.uid.as_str()),
@@ -413,5 +467,19 @@ mod tests {
         // Idle for a day only: over-provisioned, not yet idle.
         let young = run(200, 256 << 20, &[(0.001, 0.002, 50.0 * MIB, DAY)]);
         assert_eq!(young[0].kind, IssueKind::OverProvisioned as i32);
+    }
+
+    #[test]
+    fn a_resource_an_hpa_scales_on_by_utilization_is_not_judged() {
+        let pods = [(0.1, 0.4, 150.0 * MIB, DAY)];
+        // CPU scaled on: only the memory counts.
+        let issues = run_with(500, 512 << 20, &pods, Some("cpu"));
+        assert_eq!(figure(&issues[0], RECLAIMABLE_CPU), "0");
+        assert_eq!(figure(&issues[0], RECLAIMABLE_MEMORY), "348127232");
+        // Both scaled on: nothing.
+        let mut tables_cpu_only = run_with(500, 200 << 20, &pods, Some("cpu"));
+        assert!(tables_cpu_only.is_empty(), "{tables_cpu_only:?}");
+        tables_cpu_only = run_with(500, 200 << 20, &pods, Some("memory"));
+        assert_eq!(figure(&tables_cpu_only[0], RECLAIMABLE_CPU), "380");
     }
 }

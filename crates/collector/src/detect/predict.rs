@@ -203,11 +203,9 @@ fn containers(
             let Some(series) = trends.get(&key) else {
                 continue;
             };
-            // OOM-killed already: that issue says it.
-            if issues.iter().any(|i| {
-                i.kind == IssueKind::OomKilled as i32
-                    && i.target.as_ref().is_some_and(|r| r.uid == target.uid)
-            }) {
+            // This container OOM-killed already: that issue says it.
+            let killed = super::fingerprint(IssueKind::OomKilled, &target.uid, &container.name);
+            if issues.iter().any(|i| i.fingerprint == killed) {
                 continue;
             }
             #[expect(
@@ -428,12 +426,25 @@ mod tests {
         }
         // OOM-killed already: that issue speaks for the container.
         let growing = samples(120, |m| (100.0 + 2.5 * m) * MIB);
-        let mut issues = vec![pb::Issue {
+        let killed = |container: &str| pb::Issue {
             kind: IssueKind::OomKilled as i32,
+            fingerprint: crate::detect::fingerprint(
+                IssueKind::OomKilled,
+                "uid-Pod-web-1",
+                container,
+            ),
             target: Some(namespaced("Pod", "web-1")),
             ..pb::Issue::default()
-        }];
+        };
+        let mut issues = vec![killed("app")];
         run(&growing, &[], &mut issues);
         assert_eq!(kinds(&issues), [IssueKind::OomKilled]);
+        // A sidecar OOM-killed does not hide the app container's trend.
+        let mut issues = vec![killed("sidecar")];
+        run(&growing, &[], &mut issues);
+        assert_eq!(
+            kinds(&issues),
+            [IssueKind::OomKilled, IssueKind::OomPredicted]
+        );
     }
 }
