@@ -593,9 +593,9 @@ impl Poller {
         (Arc::new(usage), true)
     }
 
-    /// Runs every query once; failed queries keep `previous` values. The
-    /// trends are refitted once `trend_interval_secs` have passed, the
-    /// usage over its window once `usage_interval_secs` have.
+    /// Runs every instant query once; failed queries keep `previous`
+    /// values. Trends and usage are carried over as they were ([`Self::history`]
+    /// renews them).
     pub async fn round(&self, previous: &MetricsRound, now: i64) -> MetricsRound {
         let results = join_all(self.queries.iter().map(|(name, query)| async move {
             (name, self.query(name, query, self.timeout).await)
@@ -612,25 +612,6 @@ impl Poller {
             usage_at: previous.usage_at,
             usage_tried_at: previous.usage_tried_at,
         };
-        // A failed trend or usage query keeps its last results for three
-        // intervals after they were last answered, then drops them; it is
-        // counted and logged, and does not make the instant values stale.
-        if now - previous.trends_tried_at >= self.trend_interval {
-            let (trends, answered) = self.trends(previous, now).await;
-            round.trends = trends;
-            round.trends_tried_at = now;
-            if answered {
-                round.trends_at = now;
-            }
-        }
-        if now - previous.usage_tried_at >= self.usage_interval {
-            let (usage, answered) = self.usage(previous, now).await;
-            round.usage = usage;
-            round.usage_tried_at = now;
-            if answered {
-                round.usage_at = now;
-            }
-        }
         for (name, result) in results {
             match result {
                 Ok(series) => {
@@ -659,16 +640,64 @@ impl Poller {
         round
     }
 
-    /// Polls until the receiver side is gone.
+    /// `round` with its trends refitted and its usage read again where
+    /// their intervals have passed; `None` when neither is due. A failed
+    /// trend or usage query keeps its last results for three intervals
+    /// after they were last answered, then drops them; it is counted and
+    /// logged, and does not make the instant values stale.
+    pub async fn history(&self, round: &MetricsRound, now: i64) -> Option<MetricsRound> {
+        let trends_due = now - round.trends_tried_at >= self.trend_interval;
+        let usage_due = now - round.usage_tried_at >= self.usage_interval;
+        if !trends_due && !usage_due {
+            return None;
+        }
+        let mut next = round.clone();
+        if trends_due {
+            let (trends, answered) = self.trends(round, now).await;
+            next.trends = trends;
+            next.trends_tried_at = now;
+            if answered {
+                next.trends_at = now;
+            }
+        }
+        if usage_due {
+            let (usage, answered) = self.usage(round, now).await;
+            next.usage = usage;
+            next.usage_tried_at = now;
+            if answered {
+                next.usage_at = now;
+            }
+        }
+        Some(next)
+    }
+
+    /// Polls until the receiver side is gone. Each round's instant values
+    /// are published first; the slower trend and usage queries follow and
+    /// are published on their own, so they never hold the instant values
+    /// back.
     pub async fn run(self, tx: watch::Sender<Arc<MetricsRound>>) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
             let previous = tx.borrow().clone();
-            let round = self.round(&previous, crate::now_secs()).await;
-            if *previous != round && tx.send(Arc::new(round)).is_err() {
+            let now = crate::now_secs();
+            let round = self.round(&previous, now).await;
+            if *previous != round && tx.send(Arc::new(round.clone())).is_err() {
                 return;
+            }
+            if let Some(next) = self.history(&round, now).await {
+                // The instant values as they are now, with the new history.
+                let mut latest = (**tx.borrow()).clone();
+                latest.trends = next.trends;
+                latest.trends_at = next.trends_at;
+                latest.trends_tried_at = next.trends_tried_at;
+                latest.usage = next.usage;
+                latest.usage_at = next.usage_at;
+                latest.usage_tried_at = next.usage_tried_at;
+                if tx.send(Arc::new(latest)).is_err() {
+                    return;
+                }
             }
         }
     }
