@@ -46,6 +46,11 @@ pub const NODE_NOT_READY_DRAIN: Rule = Rule {
     id: "node-not-ready-drain",
     rationale: "Pods on a node that is not ready are unreachable; evicting them lets their controllers replace them elsewhere.",
 };
+/// Cordon a NotReady node, then drain it: one plan.
+pub const NODE_NOT_READY_CORDON_DRAIN: Rule = Rule {
+    id: "node-not-ready-cordon-drain",
+    rationale: "A node that is not ready should take no new pods, and its pods are unreachable: cordoning it, then evicting its pods, lets their controllers replace them elsewhere. As one plan, a drain that fails lifts the cordon again, leaving the node as it was for a human.",
+};
 /// Cordon a node under resource pressure.
 pub const NODE_PRESSURE_CORDON: Rule = Rule {
     id: "node-pressure-cordon",
@@ -281,6 +286,7 @@ pub const RULES: &[Rule] = &[
     HPA_RAISE_MAX,
     NODE_NOT_READY_CORDON,
     NODE_NOT_READY_DRAIN,
+    NODE_NOT_READY_CORDON_DRAIN,
     NODE_PRESSURE_CORDON,
     PVC_EXPAND,
     REPORT_IMAGE_PULL,

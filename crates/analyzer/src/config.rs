@@ -371,6 +371,13 @@ pub struct NodeRule {
     pub enabled: bool,
     /// Also propose draining a NotReady node (pressure only cordons).
     pub drain_not_ready: bool,
+    /// With `drain_not_ready`, a schedulable NotReady node gets one plan,
+    /// cordon then drain (verified between the steps, the cordon lifted
+    /// again when the drain fails), instead of two separate actions. Off by
+    /// default: a plan waits for its strictest step's approval, and a drain
+    /// usually needs a human, so the cordon would wait too.
+    #[serde(default)]
+    pub cordon_drain_plan: bool,
     /// Grace period given to evicted pods.
     pub drain_grace_period_secs: i64,
     /// Deadline for the whole drain, 1–3600.
@@ -385,6 +392,7 @@ impl Default for NodeRule {
         Self {
             enabled: true,
             drain_not_ready: true,
+            cordon_drain_plan: false,
             drain_grace_period_secs: 30,
             drain_timeout_secs: 600,
             uncordon_after_secs: 600,

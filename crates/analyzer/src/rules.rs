@@ -66,8 +66,12 @@ struct Draft {
 
 /// Drafts keyed by (rule, target uid, discriminator) so that several issues
 /// asking for the same action yield one recommendation citing all of them.
+/// The second map holds the later steps of the drafts that are plans.
 #[derive(Default)]
-struct Drafts(BTreeMap<(&'static str, String, String), Draft>);
+struct Drafts(
+    BTreeMap<(&'static str, String, String), Draft>,
+    BTreeMap<(&'static str, String, String), Vec<Kind>>,
+);
 
 impl Drafts {
     fn add(&mut self, discriminator: &str, draft: Draft) {
@@ -85,6 +89,17 @@ impl Drafts {
                 self.0.insert(key, draft);
             }
         }
+    }
+
+    /// A plan: `draft`'s action first, then `then`, in order, on its target.
+    fn add_plan(&mut self, discriminator: &str, draft: Draft, then: Vec<Kind>) {
+        let key = (
+            draft.rule.id,
+            draft.target.uid.clone(),
+            discriminator.to_owned(),
+        );
+        self.1.insert(key, then);
+        self.add(discriminator, draft);
     }
 }
 
@@ -312,10 +327,16 @@ fn recommendation_id(snapshot_id: &str, key: &(&'static str, String, String)) ->
 }
 
 fn stamp(snapshot: &ClusterSnapshot, drafts: Drafts, now: SystemTime) -> Vec<Recommendation> {
+    let Drafts(drafts, mut plans) = drafts;
     drafts
-        .0
         .into_iter()
         .map(|(key, draft)| {
+            let plan = plans.remove(&key).map_or_else(Vec::new, |then| {
+                std::iter::once(draft.action.clone())
+                    .chain(then)
+                    .map(|kind| Action { kind: Some(kind) })
+                    .collect()
+            });
             let mut evidence_refs: Vec<String> = draft
                 .fingerprints
                 .iter()
@@ -342,6 +363,8 @@ fn stamp(snapshot: &ClusterSnapshot, drafts: Drafts, now: SystemTime) -> Vec<Rec
                 explanation: None,
                 // Set when the analyzer correlates the snapshot's incidents.
                 incident: String::new(),
+                plan,
+                plan_step: None,
             }
         })
         .collect()

@@ -9,8 +9,8 @@
 use k8s_openapi::jiff::Timestamp;
 pub use nanny_crd::proto::{analysis_settings, gate_policy};
 use nanny_crd::{
-    ActionParams, ActionSource, ActionSpec, ActionType, HealingActionSpec, Int, PARAMS,
-    ResourceParams, SourceKind, TargetRef,
+    ActionParams, ActionSource, ActionSpec, ActionType, HealingActionSpec, Int, MAX_PLAN_STEPS,
+    PARAMS, PlanStepRef, ResourceParams, SourceKind, TargetRef,
 };
 use nanny_proto::v1 as pb;
 use pb::action::Kind;
@@ -229,6 +229,7 @@ pub fn spec_from_recommendation(
         },
         None => return Err(Error::invalid("recommendation.source", "no source set")),
     };
+    let plan = plan_from_recommendation(rec, kind)?;
     Ok(HealingActionSpec {
         policy_ref: policy_ref.to_owned(),
         target: TargetRef {
@@ -265,8 +266,89 @@ pub fn spec_from_recommendation(
         workload_uid,
         issue_kind: None,
         calibration: None,
+        plan,
+        plan_step: None,
         approval: None,
     })
+}
+
+/// The steps of a recommended plan: none for a single action; else 2 to
+/// [`MAX_PLAN_STEPS`] actions, the first being the recommendation's own,
+/// none of them a report (a plan acts).
+fn plan_from_recommendation(
+    rec: &pb::Recommendation,
+    first: &pb::action::Kind,
+) -> Result<Vec<ActionSpec>, Error> {
+    if rec.plan.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !(2..=MAX_PLAN_STEPS).contains(&rec.plan.len()) {
+        return Err(Error::invalid(
+            "recommendation.plan",
+            format!("{} steps; a plan has 2 to {MAX_PLAN_STEPS}", rec.plan.len()),
+        ));
+    }
+    rec.plan
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let field = format!("recommendation.plan[{i}]");
+            let kind = step
+                .kind
+                .as_ref()
+                .ok_or_else(|| Error::invalid(field.clone(), "no action set"))?;
+            if i == 0 && kind != first {
+                return Err(Error::invalid(
+                    field.clone(),
+                    "the first step is not the recommendation's action",
+                ));
+            }
+            if matches!(kind, pb::action::Kind::ReportOnly(_)) {
+                return Err(Error::invalid(
+                    field.clone(),
+                    "a report is not a step of a plan",
+                ));
+            }
+            Ok(ActionSpec {
+                type_: action_type(kind),
+                params: params(kind),
+            })
+        })
+        .collect()
+}
+
+/// The recommendation of step `step` (1-based) of the plan `spec` records:
+/// the plan's own with that step's action, its own id (the plan's with
+/// `.s<step>`), and which plan it belongs to.
+///
+/// # Errors
+/// [`Error::Invalid`] when there is no such step or its parameters cannot
+/// be read back.
+pub fn step_recommendation(
+    spec: &HealingActionSpec,
+    created: Option<Timestamp>,
+    step: usize,
+) -> Result<pb::Recommendation, Error> {
+    let action = spec
+        .plan
+        .get(step.wrapping_sub(1))
+        .ok_or_else(|| Error::invalid("spec.plan", format!("no step {step}")))?;
+    let mut step_spec = spec.clone();
+    step_spec.action = action.clone();
+    step_spec.recommendation_id = step_id(&spec.recommendation_id, step);
+    step_spec.plan = Vec::new();
+    step_spec.plan_step = Some(PlanStepRef {
+        action: String::new(),
+        recommendation_id: spec.recommendation_id.clone(),
+        step: u32::try_from(step).unwrap_or(u32::MAX),
+        steps: u32::try_from(spec.plan.len()).unwrap_or(u32::MAX),
+    });
+    recommendation(&step_spec, created)
+}
+
+/// The recommendation id of a plan's step.
+pub fn step_id(plan_id: &str, step: usize) -> String {
+    format!("{plan_id}.s{step}")
 }
 
 /// `text` cut to at most `max` bytes on a character boundary.
@@ -324,6 +406,12 @@ pub fn recommendation(
         // Model text for people: the gate decides without it.
         explanation: None,
         incident: String::new(),
+        plan: Vec::new(),
+        plan_step: spec.plan_step.as_ref().map(|p| pb::PlanStep {
+            plan_id: p.recommendation_id.clone(),
+            step: p.step,
+            steps: p.steps,
+        }),
     })
 }
 
@@ -488,6 +576,8 @@ mod tests {
             created_at: None,
             explanation: None,
             incident: String::new(),
+            plan: Vec::new(),
+            plan_step: None,
         };
         let spec = spec_from_recommendation("shop/default", &rec, None).unwrap();
         assert_eq!(recommendation(&spec, None).unwrap(), rec);
@@ -499,5 +589,75 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("recommendation.action"), "{error}");
+    }
+
+    #[test]
+    fn a_plan_is_recorded_step_by_step_and_bad_plans_are_refused() {
+        let restart = pb::Action {
+            kind: Some(Kind::RolloutRestart(pb::RolloutRestart {})),
+        };
+        let scale = pb::Action {
+            kind: Some(Kind::ScaleWorkload(pb::ScaleWorkload { replicas: 3 })),
+        };
+        let mut rec = pb::Recommendation {
+            id: "rec-9".into(),
+            action: Some(scale.clone()),
+            target: Some(pb::ObjectRef {
+                kind: "Deployment".into(),
+                namespace: "shop".into(),
+                name: "web".into(),
+                uid: "u-9".into(),
+                ..pb::ObjectRef::default()
+            }),
+            source: Some(pb::Source {
+                kind: Some(pb::source::Kind::RuleId("plan".into())),
+            }),
+            plan: vec![scale.clone(), restart.clone()],
+            ..pb::Recommendation::default()
+        };
+        let spec = spec_from_recommendation("shop/default", &rec, None).unwrap();
+        assert_eq!(spec.plan.len(), 2);
+        assert_eq!(spec.plan[1].type_, ActionType::RolloutRestart);
+        let second = step_recommendation(&spec, None, 2).unwrap();
+        assert_eq!(second.id, "rec-9.s2");
+        assert_eq!(second.action, Some(restart.clone()));
+        assert_eq!(
+            second.plan_step,
+            Some(pb::PlanStep {
+                plan_id: "rec-9".into(),
+                step: 2,
+                steps: 2
+            })
+        );
+        assert!(step_recommendation(&spec, None, 3).is_err());
+        assert!(step_recommendation(&spec, None, 0).is_err());
+
+        for (plan, what) in [
+            (
+                vec![restart.clone(), scale.clone()],
+                "is not the recommendation's action",
+            ),
+            (vec![scale.clone()], "a plan has 2 to 5"),
+            (vec![scale.clone(); 6], "a plan has 2 to 5"),
+            (
+                vec![
+                    scale.clone(),
+                    pb::Action {
+                        kind: Some(Kind::ReportOnly(pb::ReportOnly::default())),
+                    },
+                ],
+                "a report is not a step",
+            ),
+            (
+                vec![scale.clone(), pb::Action { kind: None }],
+                "no action set",
+            ),
+        ] {
+            rec.plan = plan;
+            let error = spec_from_recommendation("shop/default", &rec, None)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(what), "{error}");
+        }
     }
 }

@@ -56,7 +56,7 @@ fn parse(at: &str) -> Option<Timestamp> {
 
 /// `old` with the verified outcomes of `actions` counted in: each action
 /// once, a later rollback moving its count. Report-only actions change
-/// nothing and are not counted. Bounded, and sorted by key so an unchanged
+/// nothing and are not counted, nor are plans (their steps are). Bounded, and sorted by key so an unchanged
 /// history writes nothing.
 pub fn merge<'a>(
     old: &[OutcomeStats],
@@ -79,6 +79,9 @@ pub fn merge<'a>(
     let mut finished: Vec<_> = actions
         .into_iter()
         .filter(|a| a.spec.action.type_ != ActionType::ReportOnly)
+        // A plan's steps count each as their own action; the plan itself
+        // would count its first step twice.
+        .filter(|a| a.spec.plan.is_empty())
         .filter_map(|a| Some((Verified::of(a)?, a)))
         .collect();
     // Oldest first: what an entry keeps ends as the newest.

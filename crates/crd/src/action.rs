@@ -29,12 +29,16 @@ use crate::{ActionType, Condition};
 // the chart's ValidatingAdmissionPolicy, which sees metadata and the user.)
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "self.policyRef == oldSelf.policyRef && self.target == oldSelf.target && self.action == oldSelf.action && self.source == oldSelf.source && self.confidence == oldSelf.confidence && self.reasoning == oldSelf.reasoning && self.recommendationId == oldSelf.recommendationId && self.snapshotId == oldSelf.snapshotId && has(self.risk) == has(oldSelf.risk) && (!has(self.risk) || self.risk == oldSelf.risk) && has(self.evidence) == has(oldSelf.evidence) && (!has(self.evidence) || self.evidence == oldSelf.evidence) && has(self.issueFingerprints) == has(oldSelf.issueFingerprints) && (!has(self.issueFingerprints) || self.issueFingerprints == oldSelf.issueFingerprints) && has(self.workloadUid) == has(oldSelf.workloadUid) && (!has(self.workloadUid) || self.workloadUid == oldSelf.workloadUid) && has(self.issueKind) == has(oldSelf.issueKind) && (!has(self.issueKind) || self.issueKind == oldSelf.issueKind) && has(self.calibration) == has(oldSelf.calibration) && (!has(self.calibration) || self.calibration == oldSelf.calibration)",
+        "rule": "self.policyRef == oldSelf.policyRef && self.target == oldSelf.target && self.action == oldSelf.action && self.source == oldSelf.source && self.confidence == oldSelf.confidence && self.reasoning == oldSelf.reasoning && self.recommendationId == oldSelf.recommendationId && self.snapshotId == oldSelf.snapshotId && has(self.risk) == has(oldSelf.risk) && (!has(self.risk) || self.risk == oldSelf.risk) && has(self.evidence) == has(oldSelf.evidence) && (!has(self.evidence) || self.evidence == oldSelf.evidence) && has(self.issueFingerprints) == has(oldSelf.issueFingerprints) && (!has(self.issueFingerprints) || self.issueFingerprints == oldSelf.issueFingerprints) && has(self.workloadUid) == has(oldSelf.workloadUid) && (!has(self.workloadUid) || self.workloadUid == oldSelf.workloadUid) && has(self.issueKind) == has(oldSelf.issueKind) && (!has(self.issueKind) || self.issueKind == oldSelf.issueKind) && has(self.calibration) == has(oldSelf.calibration) && (!has(self.calibration) || self.calibration == oldSelf.calibration) && has(self.plan) == has(oldSelf.plan) && (!has(self.plan) || self.plan == oldSelf.plan) && has(self.planStep) == has(oldSelf.planStep) && (!has(self.planStep) || self.planStep == oldSelf.planStep)",
         "message": "the spec of a HealingAction is immutable after creation, except spec.approval"
     },
     {
         "rule": "!has(oldSelf.approval) || (has(self.approval) && self.approval == oldSelf.approval)",
         "message": "spec.approval is decided once"
+    },
+    {
+        "rule": "!has(self.plan) || (size(self.plan) >= 2 && self.plan[0].type == self.action.type && !has(self.planStep))",
+        "message": "spec.plan lists at least two steps, the first being spec.action, and a plan is not a step of another"
     }
 ]))]
 pub struct HealingActionSpec {
@@ -86,11 +90,72 @@ pub struct HealingActionSpec {
     /// absent on actions recorded before there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<crate::Calibration>,
+    /// A multi-step plan: every step in order, the first being `action`,
+    /// all on `target`. The coordinator runs each step as its own
+    /// HealingAction (reviewed by the gate against the cluster as it is
+    /// when the step starts, executed and verified), stops at the first
+    /// step that fails and rolls back the steps that ran, last first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub plan: Vec<ActionSpec>,
+    /// Set on the HealingAction of one step of a plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_step: Option<PlanStepRef>,
     /// A human's decision, when one was needed. Set it by patching the CR,
     /// annotating it ([`APPROVE_ANNOTATION`] / [`REJECT_ANNOTATION`]) or with
     /// `nannyctl approve|reject`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<HumanApproval>,
+}
+
+/// Most steps a plan may hold.
+pub const MAX_PLAN_STEPS: usize = nanny_proto::vocabulary::MAX_PLAN_STEPS as usize;
+
+/// Label on the HealingAction of a plan's step: the plan's HealingAction name.
+pub const PLAN_LABEL: &str = "nanny.ai/plan";
+
+/// Which plan a step's HealingAction belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStepRef {
+    /// The plan's HealingAction (same namespace).
+    #[schemars(length(min = 1, max = 253))]
+    pub action: String,
+    /// The plan's recommendation id.
+    #[schemars(length(max = 256))]
+    pub recommendation_id: String,
+    /// 1-based.
+    #[schemars(range(min = 1, max = 5))]
+    pub step: u32,
+    /// How many steps the plan has.
+    #[schemars(range(min = 2, max = 5))]
+    pub steps: u32,
+}
+
+/// One step of a plan, as its plan's status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStepStatus {
+    /// 1-based.
+    pub step: u32,
+    /// The step's action type.
+    #[serde(rename = "type")]
+    pub type_: ActionType,
+    /// The gate's decision on this step when it reviewed the whole plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// The step's own HealingAction, once the step started.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub healing_action: String,
+    /// The step's HealingAction's phase, as last seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// How rolling the step back ended, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Outcome>,
+    /// What happened, in words.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// Annotation a human sets (any value: who, or a comment) to approve.
@@ -345,6 +410,9 @@ pub struct HealingActionStatus {
     /// people, never read by any decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explanation: Option<ExplanationRecord>,
+    /// A plan's steps and how far each got.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<PlanStepStatus>,
     /// Conditions with timestamps of each transition.
     #[serde(default)]
     pub conditions: Vec<Condition>,

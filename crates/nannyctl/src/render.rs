@@ -475,6 +475,57 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn describe_shows_a_plans_steps_and_how_far_each_got() {
+        let mut a = action("node-plan", Some(Phase::Failed));
+        let cordon = a.spec.action.clone();
+        a.spec.plan = vec![
+            cordon,
+            nanny_crd::ActionSpec {
+                type_: nanny_crd::ActionType::DrainNode,
+                params: nanny_crd::ActionParams::default(),
+            },
+        ];
+        let status = a.status.get_or_insert_with(Default::default);
+        status.steps = vec![
+            nanny_crd::PlanStepStatus {
+                step: 1,
+                type_: a.spec.plan[0].type_,
+                decision: Some(nanny_crd::Decision::NeedsApproval),
+                healing_action: "node-plan-s1".into(),
+                phase: Some(Phase::Succeeded),
+                rollback: Some(nanny_crd::Outcome::RolledBack),
+                message: String::new(),
+            },
+            nanny_crd::PlanStepStatus {
+                step: 2,
+                type_: nanny_crd::ActionType::DrainNode,
+                decision: Some(nanny_crd::Decision::NeedsApproval),
+                healing_action: "node-plan-s2".into(),
+                phase: Some(Phase::Failed),
+                rollback: None,
+                message: "a PodDisruptionBudget refused".into(),
+            },
+        ];
+        let text = describe(&a, "nannyctl", now());
+        let plan = text.split("Plan:\n").nth(1).unwrap();
+        let lines: Vec<&str> = plan.lines().take(3).collect();
+        assert!(
+            lines[0].contains("STEP") && lines[0].contains("ROLLBACK"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("Succeeded") && lines[1].contains("RolledBack"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("DrainNode")
+                && lines[2].contains("Failed")
+                && lines[2].contains("refused"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn describe_pending_shows_expiry_and_the_approve_command() {
         let mut action = action("ha-1", Some(Phase::PendingApproval));
         action.status.as_mut().unwrap().expires_at = Some("2026-11-24T12:00:00Z".into());

@@ -124,6 +124,9 @@ const fn entry(
 
 const NODE: Targets = Targets::Kinds(&["Node"]);
 
+/// Most steps a multi-step plan may hold (`Recommendation.plan`).
+pub const MAX_PLAN_STEPS: u32 = 5;
+
 /// The kinds ScaleWorkload acts on: those with a replica count.
 pub const SCALABLE: &[&str] = &["Deployment", "StatefulSet"];
 

@@ -349,7 +349,27 @@ impl Gate {
             }
             None => {}
         }
-        match limiter.check(&keys, &limits, instant) {
+        // A plan's later step rides on its first step's slot.
+        if let Some(plan) = &recommendation.plan_step
+            && let Some(checked) = limiter.plan_step(
+                plan,
+                &keys,
+                &limits,
+                instant,
+                &recommendation.id,
+                content.clone(),
+            )
+        {
+            if let Err(refusal) = checked {
+                review.limited(refusal);
+            }
+            return;
+        }
+        let checked = limiter.check(&keys, &limits, instant);
+        if let (Ok(()), Some(plan)) = (&checked, &recommendation.plan_step) {
+            limiter.record_plan(plan, keys.target, instant);
+        }
+        match checked {
             Err(refusal) => review.limited(refusal),
             // Only autonomous approvals take a slot now; a human approval
             // takes one when its execution is reported (record_outcome).

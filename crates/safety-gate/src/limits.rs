@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use nanny_proto::{v1::PlanStep, vocabulary::MAX_PLAN_STEPS};
 use tokio::time::Instant;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -123,6 +124,15 @@ pub struct Limiter {
     /// Recommendations that already took a slot, so an approval and its
     /// reported outcome count once — and what each was counted for.
     counted: HashMap<String, (Instant, Content)>,
+    /// Plans whose first step passed the limits, by plan id: the limit
+    /// target and step count it passed for, and when.
+    plans: HashMap<String, (String, u32, Instant)>,
+}
+
+/// A plan reference the gate can count: an id, and 2 to
+/// [`MAX_PLAN_STEPS`] steps.
+fn valid_plan(plan: &PlanStep) -> bool {
+    !plan.plan_id.is_empty() && (2..=MAX_PLAN_STEPS).contains(&plan.steps)
 }
 
 fn prune(window: &mut VecDeque<Instant>, now: Instant) -> usize {
@@ -264,6 +274,53 @@ impl Limiter {
             return Err(refusal);
         }
         Ok(())
+    }
+
+    /// Notes that the first step of a plan passed the limits on `target`:
+    /// its later steps count as part of it (see [`Self::plan_step`]).
+    pub fn record_plan(&mut self, plan: &PlanStep, target: &str, now: Instant) {
+        self.plans
+            .retain(|_, (_, _, at)| now.duration_since(*at) < HOUR);
+        if plan.step == 1 && valid_plan(plan) {
+            self.plans
+                .entry(plan.plan_id.clone())
+                .or_insert_with(|| (target.to_owned(), plan.steps, now));
+        }
+    }
+
+    /// A later step of a plan whose first step passed the limits within
+    /// the hour, on the same target and with the same step count, takes no
+    /// slot of its own and waits out no cooldown (the plan is one action):
+    /// it is recorded as counted under `recommendation_id`, and only the
+    /// breaker is checked (`Some`). `None`: not such a step; the usual
+    /// limits apply.
+    pub fn plan_step(
+        &mut self,
+        plan: &PlanStep,
+        keys: &Keys<'_>,
+        limits: &Limits,
+        now: Instant,
+        recommendation_id: &str,
+        content: Content,
+    ) -> Option<Result<(), Refusal>> {
+        let covered = plan.step >= 2
+            && plan.step <= plan.steps
+            && valid_plan(plan)
+            && self
+                .plans
+                .get(&plan.plan_id)
+                .is_some_and(|(target, n, at)| {
+                    target == keys.target && *n == plan.steps && now.duration_since(*at) < HOUR
+                });
+        if !covered {
+            return None;
+        }
+        if !recommendation_id.is_empty() {
+            self.counted
+                .entry(recommendation_id.to_owned())
+                .or_insert((now, content));
+        }
+        Some(self.check_breaker(keys, limits, now))
     }
 
     /// What `recommendation_id` took its slot for, if it did (approved

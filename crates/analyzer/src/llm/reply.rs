@@ -258,5 +258,7 @@ pub fn to_recommendation(
         explanation: None,
         // Set when merged with its incident's rule recommendations.
         incident: String::new(),
+        plan: Vec::new(),
+        plan_step: None,
     })
 }

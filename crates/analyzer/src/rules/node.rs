@@ -7,10 +7,29 @@ use nanny_proto::v1::{self as pb, CordonNode, DrainNode, IssueKind, Severity, ac
 
 use super::{Draft, Drafts, Rules, describe, ref_of};
 use crate::catalog::{
-    NODE_NOT_READY_CORDON, NODE_NOT_READY_DRAIN, NODE_PRESSURE_CORDON, NODE_PROBLEM_CORDON,
-    NODE_RECOVERED_UNCORDON,
+    NODE_NOT_READY_CORDON, NODE_NOT_READY_CORDON_DRAIN, NODE_NOT_READY_DRAIN, NODE_PRESSURE_CORDON,
+    NODE_PROBLEM_CORDON, NODE_RECOVERED_UNCORDON,
 };
 use crate::index::SnapshotIndex;
+
+/// The condition an issue on a node reports. A node-problem-detector issue
+/// names its condition in its evidence (the collector's own words, one of
+/// its known conditions).
+fn condition(kind: IssueKind, issue: &pb::Issue) -> &str {
+    match kind {
+        IssueKind::NodeMemoryPressure => "MemoryPressure",
+        IssueKind::NodeDiskPressure => "DiskPressure",
+        IssueKind::NodePidPressure => "PIDPressure",
+        IssueKind::NodeNetworkUnavailable => "NetworkUnavailable",
+        IssueKind::NodeProblem => issue
+            .evidence
+            .iter()
+            .map(|e| e.description.as_str())
+            .find(|d| d.chars().all(|c| c.is_ascii_alphanumeric()))
+            .unwrap_or("a node problem"),
+        _ => "NotReady",
+    }
+}
 
 impl Rules {
     pub(super) fn node(
@@ -29,23 +48,32 @@ impl Rules {
             return;
         };
         let not_ready = kind == IssueKind::NodeNotReady;
-        // A node-problem-detector issue names its condition in its evidence
-        // (the collector's own words, one of its known conditions).
-        let problem = issue
-            .evidence
-            .iter()
-            .map(|e| e.description.as_str())
-            .find(|d| d.chars().all(|c| c.is_ascii_alphanumeric()));
-        let condition = match kind {
-            IssueKind::NodeMemoryPressure => "MemoryPressure",
-            IssueKind::NodeDiskPressure => "DiskPressure",
-            IssueKind::NodePidPressure => "PIDPressure",
-            IssueKind::NodeNetworkUnavailable => "NetworkUnavailable",
-            IssueKind::NodeProblem => problem.unwrap_or("a node problem"),
-            _ => "NotReady",
-        };
+        let condition = condition(kind, issue);
         let fingerprints: BTreeSet<String> = [issue.fingerprint.clone()].into();
         let evidence: BTreeSet<String> = [format!("condition: {condition}")].into();
+        let drain = Kind::DrainNode(DrainNode {
+            grace_period_seconds: config.drain_grace_period_secs,
+            timeout_seconds: config.drain_timeout_secs,
+        });
+        if not_ready && config.drain_not_ready && config.cordon_drain_plan && !node.unschedulable {
+            drafts.add_plan(
+                "",
+                Draft {
+                    rule: NODE_NOT_READY_CORDON_DRAIN,
+                    action: Kind::CordonNode(CordonNode {}),
+                    target: node_ref.clone(),
+                    reason: format!(
+                        "{} is not ready: cordon it, then drain it so its pods are replaced elsewhere. Each step is verified before the next; if the drain fails, the cordon is lifted again.",
+                        describe(node_ref)
+                    ),
+                    risk: Severity::Critical,
+                    fingerprints,
+                    evidence,
+                },
+                vec![drain],
+            );
+            return;
+        }
         if !node.unschedulable {
             let rule = match kind {
                 IssueKind::NodeNotReady => NODE_NOT_READY_CORDON,
@@ -73,10 +101,7 @@ impl Rules {
                 "",
                 Draft {
                     rule: NODE_NOT_READY_DRAIN,
-                    action: Kind::DrainNode(DrainNode {
-                        grace_period_seconds: config.drain_grace_period_secs,
-                        timeout_seconds: config.drain_timeout_secs,
-                    }),
+                    action: drain,
                     target: node_ref.clone(),
                     reason: format!(
                         "{} is not ready; move its pods elsewhere.",

@@ -1,8 +1,8 @@
 use std::time::{Duration, SystemTime};
 
 use nanny_proto::v1::{
-    self as pb, ClusterSnapshot, DeleteJob, ExpandPvc, IssueKind, Recommendation, Resources,
-    ScaleHpa, action::Kind, source,
+    self as pb, ClusterSnapshot, DeleteJob, DrainNode, ExpandPvc, IssueKind, Recommendation,
+    Resources, ScaleHpa, action::Kind, source,
 };
 
 use super::*;
@@ -460,6 +460,57 @@ fn not_ready_nodes_are_cordoned_and_drained_pressure_only_cordoned() {
     let recs = run(&s);
     assert_eq!(recs.len(), 1);
     assert_eq!(rule_of(&recs[0]), "node-not-ready-drain");
+}
+
+#[test]
+fn a_not_ready_node_gets_one_cordon_then_drain_plan_when_configured() {
+    let mut s = snapshot();
+    s.nodes.push(node("n1", false));
+    s.issues.push(issue(
+        IssueKind::NodeNotReady,
+        &obj("Node", "", "n1"),
+        "fp-n1",
+    ));
+    let mut config = RulesConfig::default();
+    config.node.cordon_drain_plan = true;
+    let recs = Rules::new(config.clone()).evaluate(&s, now());
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(rule_of(&recs[0]), "node-not-ready-cordon-drain");
+    assert!(matches!(kind_of(&recs[0]), Kind::CordonNode(_)));
+    let steps: Vec<_> = recs[0]
+        .plan
+        .iter()
+        .map(|a| a.kind.clone().unwrap())
+        .collect();
+    assert!(
+        matches!(
+            steps.as_slice(),
+            [
+                Kind::CordonNode(_),
+                Kind::DrainNode(DrainNode {
+                    grace_period_seconds: 30,
+                    timeout_seconds: 600
+                })
+            ]
+        ),
+        "{steps:?}"
+    );
+    assert_eq!(recs[0].issue_fingerprints, ["fp-n1"]);
+
+    // Already cordoned: the drain alone, no plan.
+    s.nodes[0].unschedulable = true;
+    let recs = Rules::new(config.clone()).evaluate(&s, now());
+    assert_eq!(recs.len(), 1);
+    assert_eq!(rule_of(&recs[0]), "node-not-ready-drain");
+    assert!(recs[0].plan.is_empty());
+
+    // Drains off: the cordon alone, no plan.
+    s.nodes[0].unschedulable = false;
+    config.node.drain_not_ready = false;
+    let recs = Rules::new(config).evaluate(&s, now());
+    assert_eq!(recs.len(), 1);
+    assert_eq!(rule_of(&recs[0]), "node-not-ready-cordon");
+    assert!(recs[0].plan.is_empty());
 }
 
 fn pvc(capacity: i64, percent: f64, expandable: bool) -> pb::PersistentVolumeClaim {

@@ -236,14 +236,55 @@ impl Step<'_> {
         }
     }
 
-    pub(super) async fn dry_run(
+    /// The dry run of the action, or of every step of its plan (each
+    /// against the cluster as it is now, before any step ran), their diffs
+    /// one after the other.
+    pub(super) async fn dry_run_all(
+        &self,
+        policy: &HealingPolicy,
+        verdicts: &[(pb::Recommendation, Verdict)],
+    ) -> ResultRecord {
+        if let [(rec, verdict)] = verdicts {
+            return self
+                .dry_run(policy, rec, verdict, &self.action.name_any())
+                .await;
+        }
+        let mut all: Option<ResultRecord> = None;
+        for (step, (rec, verdict)) in verdicts.iter().enumerate() {
+            let action_id = format!("{}-s{}", self.action.name_any(), step + 1);
+            let record = self.dry_run(policy, rec, verdict, &action_id).await;
+            let header = format!("# step {} ({})\n", step + 1, rec.id);
+            match &mut all {
+                None => {
+                    all = Some(ResultRecord {
+                        dry_run_diff: header + &record.dry_run_diff,
+                        ..record
+                    });
+                }
+                Some(all) => {
+                    all.dry_run_diff.push_str(&header);
+                    all.dry_run_diff.push_str(&record.dry_run_diff);
+                    if !record.error.is_empty() {
+                        all.error = format!("{}step {}: {}; ", all.error, step + 1, record.error);
+                    }
+                    if record.outcome != Outcome::DryRun {
+                        all.outcome = record.outcome;
+                    }
+                }
+            }
+        }
+        all.unwrap_or_else(|| failed("dry run: no step"))
+    }
+
+    async fn dry_run(
         &self,
         policy: &HealingPolicy,
         rec: &pb::Recommendation,
         verdict: &Verdict,
+        action_id: &str,
     ) -> ResultRecord {
         let request = ExecuteRequest {
-            action_id: self.action.name_any(),
+            action_id: action_id.to_owned(),
             recommendation: Some(rec.clone()),
             verdict: Some(verdict.clone()),
             dry_run: true,

@@ -12,17 +12,18 @@ use nanny_crd::{
     APPROVE_ANNOTATION, Decision as RecordedDecision, HumanApproval, HumanDecision, Mode, NotifyOn,
     Phase, REJECT_ANNOTATION,
 };
-use nanny_proto::v1::{self as pb, Decision};
+use nanny_proto::v1::Decision;
 
-use super::{HUMAN, Next, TARGET_GONE, records::verdict_record, step::Step};
+use super::{
+    HUMAN, Next, TARGET_GONE,
+    plan::{combined, reviewed_steps},
+    records::human_approval,
+    step::Step,
+};
 use crate::error::Error;
 
 impl Step<'_> {
     /// PendingApproval → Approved | Denied | Expired, or keep waiting.
-    #[expect(
-        clippy::too_many_lines,
-        reason = "every way a wait for a human ends (approved, rejected, expired, still waiting) in one match"
-    )]
     pub(super) async fn await_human(mut self) -> Result<Next, Error> {
         let approval = match self.action.spec.approval.clone() {
             Some(approval) => approval,
@@ -51,20 +52,18 @@ impl Step<'_> {
                 )
                 .await;
         };
-        let rec = self.recommendation()?;
-        let human = pb::HumanApproval {
-            by: approval.by.clone(),
-            at: approval
-                .at
-                .parse::<Timestamp>()
-                .ok()
-                .map(|t| prost_types::Timestamp {
-                    seconds: t.as_second(),
-                    nanos: t.subsec_nanosecond(),
-                }),
+        let recs = match self.recommendations() {
+            Ok(recs) => recs,
+            Err(error) => {
+                return self
+                    .deny(vec!["invalid-action".into()], vec![error.to_string()], None)
+                    .await;
+            }
         };
-        let verdict = match self.ask_gate(&policy, &rec, Some(human)).await {
-            Ok(Some(verdict)) => verdict,
+        let human = human_approval(&approval);
+        // A plan: every step again, under the one approval.
+        let verdicts = match self.ask_gate_all(&policy, &recs, Some(&human)).await {
+            Ok(Some(verdicts)) => verdicts,
             Ok(None) => {
                 return self
                     .deny(
@@ -79,21 +78,21 @@ impl Step<'_> {
                 return Ok(Next::Wait);
             }
         };
-        let decision = Decision::try_from(verdict.decision).unwrap_or(Decision::Unspecified);
+        let (decision, mut record) = combined(&verdicts);
         if !matches!(decision, Decision::Approved | Decision::NeedsApproval)
             || policy.spec.mode != Mode::Auto
         {
-            let mut reasons = verdict.reasons.clone();
+            let mut reasons = record.reasons.clone();
             reasons.push(format!(
                 "approved by {}, but the safety gate now refuses it",
                 approval.by
             ));
-            return self
-                .deny(verdict.matched_rules.clone(), reasons, None)
-                .await;
+            return self.deny(record.matched_rules.clone(), reasons, None).await;
         }
         let mut status = self.status();
-        let mut record = verdict_record(&verdict);
+        if !self.action.spec.plan.is_empty() {
+            status.steps = reviewed_steps(&self.action, &verdicts);
+        }
         record.decision = RecordedDecision::Approved;
         record.matched_rules.push(HUMAN.to_owned());
         record

@@ -13,6 +13,7 @@
 mod execute;
 mod explain;
 mod human;
+mod plan;
 mod records;
 mod step;
 #[cfg(test)]
@@ -486,6 +487,10 @@ impl Driver {
             || (rollback_requested(action).is_some()
                 && status.rollback.is_none()
                 && matches!(phase, Phase::Succeeded | Phase::Failed))
+            // A failed plan rolls back the steps that ran.
+            || (phase == Phase::Failed
+                && !action.spec.plan.is_empty()
+                && status.rollback.is_none())
             || action.labels().get(OPEN_LABEL).is_some_and(|v| v == "true")
     }
 
@@ -509,7 +514,15 @@ impl Driver {
                 Phase::Proposed => step.review().await?,
                 Phase::Escalated => step.escalated().await?,
                 Phase::PendingApproval => step.await_human().await?,
+                Phase::Approved | Phase::Executing | Phase::Verifying
+                    if !step.action.spec.plan.is_empty() =>
+                {
+                    step.run_plan().await?
+                }
                 Phase::Approved | Phase::Executing | Phase::Verifying => step.execute().await?,
+                Phase::Succeeded | Phase::Failed if !step.action.spec.plan.is_empty() => {
+                    step.finish_plan().await?
+                }
                 Phase::Succeeded | Phase::Failed => step.finish_or_roll_back().await?,
                 Phase::Denied
                 | Phase::RolledBack
@@ -660,22 +673,26 @@ fn triggered(triggers: &[String], rec: &pb::Recommendation, snapshot: &ClusterSn
 }
 
 fn contains(snapshot: &ClusterSnapshot, target: &pb::ObjectRef) -> bool {
-    let uid = Some(target.uid.as_str());
-    let has = |r: &Option<pb::ObjectRef>| r.as_ref().map(|r| r.uid.as_str()) == uid;
-    snapshot.pods.iter().any(|o| has(&o.r#ref))
-        || snapshot.nodes.iter().any(|o| has(&o.r#ref))
-        || snapshot.workloads.iter().any(|o| has(&o.r#ref))
-        || snapshot.jobs.iter().any(|o| has(&o.r#ref))
-        || snapshot.hpas.iter().any(|o| has(&o.r#ref))
-        || snapshot.pvcs.iter().any(|o| has(&o.r#ref))
-        || snapshot.pdbs.iter().any(|o| has(&o.r#ref))
-        || snapshot.namespaces.iter().any(|o| has(&o.r#ref))
-        || snapshot.services.iter().any(|o| has(&o.r#ref))
-        || snapshot.webhooks.iter().any(|o| has(&o.r#ref))
-        || snapshot.network_policies.iter().any(|o| has(&o.r#ref))
-        || snapshot.ingresses.iter().any(|o| has(&o.r#ref))
-        || snapshot.volumes.iter().any(|o| has(&o.r#ref))
-        || snapshot.tls_certificates.iter().any(|o| has(&o.r#ref))
+    find(snapshot, &target.uid).is_some()
+}
+
+/// The reference of the object with `uid` in the snapshot.
+fn find<'a>(snapshot: &'a ClusterSnapshot, uid: &str) -> Option<&'a pb::ObjectRef> {
+    let of = |r: &'a Option<pb::ObjectRef>| r.as_ref().filter(|r| r.uid == uid);
+    None.or_else(|| snapshot.pods.iter().find_map(|o| of(&o.r#ref)))
+        .or_else(|| snapshot.nodes.iter().find_map(|o| of(&o.r#ref)))
+        .or_else(|| snapshot.workloads.iter().find_map(|o| of(&o.r#ref)))
+        .or_else(|| snapshot.jobs.iter().find_map(|o| of(&o.r#ref)))
+        .or_else(|| snapshot.hpas.iter().find_map(|o| of(&o.r#ref)))
+        .or_else(|| snapshot.pvcs.iter().find_map(|o| of(&o.r#ref)))
+        .or_else(|| snapshot.pdbs.iter().find_map(|o| of(&o.r#ref)))
+        .or_else(|| snapshot.namespaces.iter().find_map(|o| of(&o.r#ref)))
+        .or_else(|| snapshot.services.iter().find_map(|o| of(&o.r#ref)))
+        .or_else(|| snapshot.webhooks.iter().find_map(|o| of(&o.r#ref)))
+        .or_else(|| snapshot.network_policies.iter().find_map(|o| of(&o.r#ref)))
+        .or_else(|| snapshot.ingresses.iter().find_map(|o| of(&o.r#ref)))
+        .or_else(|| snapshot.volumes.iter().find_map(|o| of(&o.r#ref)))
+        .or_else(|| snapshot.tls_certificates.iter().find_map(|o| of(&o.r#ref)))
 }
 
 #[cfg(test)]
@@ -705,6 +722,43 @@ mod tests {
             dedup_kind(&spec("ExpandPvc", Some("PVC_NEARLY_FULL"))),
             "ExpandPvc"
         );
+    }
+
+    #[test]
+    fn a_failed_plan_is_driven_until_its_steps_are_rolled_back() {
+        let mut plan: HealingAction = serde_json::from_value(serde_json::json!({
+            "apiVersion": "nanny.ai/v1alpha1", "kind": "HealingAction",
+            "metadata": { "name": "web-plan", "namespace": "shop" },
+            "spec": {
+                "policyRef": "shop/default",
+                "target": { "kind": "Deployment", "namespace": "shop", "name": "web", "uid": "u1" },
+                "action": { "type": "ScaleWorkload", "params": { "replicas": 2 } },
+                "plan": [
+                    { "type": "ScaleWorkload", "params": { "replicas": 2 } },
+                    { "type": "RolloutRestart" },
+                ],
+                "source": { "kind": "Rule", "name": "r" },
+                "confidence": 100, "reasoning": "r",
+                "recommendationId": "rec-1", "snapshotId": "snap-1",
+            },
+            "status": { "phase": "Failed" },
+        }))
+        .unwrap();
+        // No open label (written by hand): driven all the same.
+        assert!(Driver::needs_driving(&plan));
+        plan.status.as_mut().unwrap().rollback = Some(nanny_crd::ResultRecord {
+            outcome: nanny_crd::Outcome::RolledBack,
+            dry_run_diff: String::new(),
+            pre_image_ref: String::new(),
+            verification: String::new(),
+            error: String::new(),
+            finished_at: None,
+        });
+        assert!(!Driver::needs_driving(&plan), "rolled back: done");
+        // A single failed action without a rollback asked for is done.
+        plan.spec.plan.clear();
+        plan.status.as_mut().unwrap().rollback = None;
+        assert!(!Driver::needs_driving(&plan));
     }
 
     #[test]

@@ -196,6 +196,23 @@ fn tried_outcome(action: &HealingAction) -> Option<&'static str> {
     }
 }
 
+/// A recorded human approval as the gate's contract carries it.
+pub(super) fn human_approval(
+    approval: &nanny_crd::HumanApproval,
+) -> nanny_proto::v1::HumanApproval {
+    nanny_proto::v1::HumanApproval {
+        by: approval.by.clone(),
+        at: approval
+            .at
+            .parse::<k8s_openapi::jiff::Timestamp>()
+            .ok()
+            .map(|t| prost_types::Timestamp {
+                seconds: t.as_second(),
+                nanos: t.subsec_nanosecond(),
+            }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use nanny_proto::v1::Decision;

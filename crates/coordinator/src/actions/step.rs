@@ -16,8 +16,9 @@ use nanny_crd::{
 use nanny_proto::v1::{self as pb, Decision, ReviewRequest, Verdict};
 
 use super::{
-    Driver, GATE_UNAVAILABLE, Inner, LAST_PROPOSED, Next, TARGET_GONE, contains,
-    records::{no_verdict, verdict_record},
+    Driver, GATE_UNAVAILABLE, HUMAN, Inner, LAST_PROPOSED, Next, TARGET_GONE, contains,
+    plan::{combined, reviewed_steps},
+    records::no_verdict,
 };
 use crate::{context, convert, error::Error, snapshots::fetch_whole};
 
@@ -190,16 +191,29 @@ impl Step<'_> {
                 .deny(vec!["policy-missing".into()], vec![reason], None)
                 .await;
         };
-        let rec = match self.recommendation() {
-            Ok(rec) => rec,
+        if self.snapshot_predates_action().await {
+            return Ok(Next::After(Duration::from_secs(1)));
+        }
+        let recs = match self.recommendations() {
+            Ok(recs) => recs,
             Err(error) => {
                 return self
                     .deny(vec!["invalid-action".into()], vec![error.to_string()], None)
                     .await;
             }
         };
-        let verdict = match self.ask_gate(&policy, &rec, None).await {
-            Ok(Some(verdict)) => verdict,
+        // A plan's step shares the plan's human approval; one that claims
+        // a plan not holding it is refused.
+        let human = match self.plan_approval().await {
+            Ok(human) => human,
+            Err(reason) => {
+                return self
+                    .deny(vec!["plan-mismatch".into()], vec![reason], None)
+                    .await;
+            }
+        };
+        let verdicts = match self.ask_gate_all(&policy, &recs, human.as_ref()).await {
+            Ok(Some(verdicts)) => verdicts,
             Ok(None) => {
                 return self
                     .deny(
@@ -221,10 +235,20 @@ impl Step<'_> {
                     .await;
             }
         };
-        let decision = Decision::try_from(verdict.decision).unwrap_or(Decision::Unspecified);
+        let (decision, mut record) = combined(&verdicts);
+        if let (Some(human), Decision::Approved) = (&human, decision) {
+            record.matched_rules.push(HUMAN.to_owned());
+            record.reasons.push(format!(
+                "approved by {} with the plan it is a step of",
+                human.by
+            ));
+        }
         let mut status = self.status();
-        status.verdict = Some(verdict_record(&verdict));
-        let reasons = verdict.reasons.join("; ");
+        let reasons = record.reasons.join("; ");
+        status.verdict = Some(record);
+        if !self.action.spec.plan.is_empty() {
+            status.steps = reviewed_steps(&self.action, &verdicts);
+        }
         match (decision, policy.spec.mode) {
             (Decision::Denied | Decision::Unspecified, _) => {
                 self.write(status, Phase::Denied, "GateDenied", &reasons)
@@ -249,8 +273,7 @@ impl Step<'_> {
                 Ok(Next::Now)
             }
             (_, Mode::DryRun) | (Decision::DryRunOnly, Mode::Auto) => {
-                let result = self.dry_run(&policy, &rec, &verdict).await;
-                status.result = Some(result);
+                status.result = Some(self.dry_run_all(&policy, &verdicts).await);
                 self.write(status, Phase::Recorded, "DryRun", &reasons)
                     .await?;
                 self.event(
@@ -287,6 +310,39 @@ impl Step<'_> {
         }
     }
 
+    /// The latest snapshot of the action's policy, waiting a little for a
+    /// first one.
+    pub(super) async fn latest_snapshot(&self) -> Option<Arc<pb::ClusterSnapshot>> {
+        self.inner()
+            .ctx
+            .snapshots
+            .wait_latest(
+                &self.action.spec.policy_ref,
+                self.inner().ctx.config.snapshot_wait(),
+            )
+            .await
+    }
+
+    /// Whether the latest snapshot of the policy does not show the target
+    /// and was taken before this action was created, while the action is
+    /// less than a minute old: an action written by hand may name an object
+    /// no snapshot has shown yet, and is reviewed against the next one
+    /// rather than denied as gone. (Both times are in whole seconds: a
+    /// snapshot of the same second counts as before.)
+    async fn snapshot_predates_action(&self) -> bool {
+        let Some(created) = self.action.meta().creation_timestamp.as_ref() else {
+            return false;
+        };
+        if Timestamp::now().duration_since(created.0).as_secs() > 60 {
+            return false;
+        }
+        self.latest_snapshot().await.is_some_and(|s| {
+            s.taken_at
+                .is_some_and(|t| t.seconds <= created.0.as_second())
+                && !contains(&s, &convert::object_ref(&self.action.spec.target))
+        })
+    }
+
     /// The gate's verdict on `rec` against the latest snapshot of the
     /// policy; `None` when the target is gone from it. `human`: a person
     /// approved it (a re-review, which the gate signs as APPROVED when
@@ -298,16 +354,7 @@ impl Step<'_> {
         human: Option<pb::HumanApproval>,
     ) -> Result<Option<Verdict>, Error> {
         let target = rec.target.clone().unwrap_or_default();
-        let Some(snapshot) = self
-            .inner()
-            .ctx
-            .snapshots
-            .wait_latest(
-                &self.action.spec.policy_ref,
-                self.inner().ctx.config.snapshot_wait(),
-            )
-            .await
-        else {
+        let Some(snapshot) = self.latest_snapshot().await else {
             return Err(Error::invalid(
                 "snapshot",
                 "no snapshot of the policy's scope yet",

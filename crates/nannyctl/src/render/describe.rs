@@ -80,10 +80,65 @@ pub fn describe(action: &HealingAction, program: &str, now: Timestamp) -> String
     decisions(&mut out, action, &status, now);
     field(&mut out, "Attempts", status.attempts);
     out.push('\n');
+    plan(&mut out, action, &status);
     conditions(&mut out, &status.conditions);
     out.push('\n');
     field(&mut out, "Next", next_step(action, program));
     out
+}
+
+/// A plan's steps, or the plan a step belongs to.
+fn plan(out: &mut String, action: &HealingAction, status: &HealingActionStatus) {
+    if let Some(step) = &action.spec.plan_step {
+        field(
+            out,
+            "Plan",
+            format!("step {} of {} of {}", step.step, step.steps, step.action),
+        );
+        out.push('\n');
+    }
+    if action.spec.plan.is_empty() {
+        return;
+    }
+    out.push_str("Plan:\n");
+    let rows: Vec<Vec<String>> = action
+        .spec
+        .plan
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let seen = status.steps.get(i);
+            let show = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+            vec![
+                (i + 1).to_string(),
+                step.type_.name().to_owned(),
+                show(seen.and_then(|s| s.decision).map(|d| d.to_string())),
+                show(seen.and_then(|s| s.phase).map(|p| p.to_string())),
+                show(seen.and_then(|s| s.rollback).map(|o| o.to_string())),
+                show(
+                    seen.map(|s| s.healing_action.clone())
+                        .filter(|n| !n.is_empty()),
+                ),
+                seen.map(|s| s.message.clone()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let text = table(
+        &[
+            "STEP",
+            "ACTION",
+            "REVIEW",
+            "PHASE",
+            "ROLLBACK",
+            "HEALINGACTION",
+            "MESSAGE",
+        ],
+        &rows,
+    );
+    for line in text.lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+    out.push('\n');
 }
 
 /// The model's explanation, marked as model output: text a small model

@@ -8,8 +8,8 @@ use std::{collections::HashMap, time::Duration};
 
 use nanny_proto::v1::{
     AllowedAction, ApprovalOverride, CordonNode, DeleteJob, DeleteResource, ExpandPvc, GateLimits,
-    GatePolicy, IssueKind, ModelSource, NodePod, NodePods, ObjectRef, OutcomeReport, PolicyMode,
-    Recommendation, ReportOnly, RestartPod, ReviewContext, ScaleHpa, Source, source,
+    GatePolicy, IssueKind, ModelSource, NodePod, NodePods, ObjectRef, OutcomeReport, PlanStep,
+    PolicyMode, Recommendation, ReportOnly, RestartPod, ReviewContext, ScaleHpa, Source, source,
 };
 use proptest::{prelude::*, strategy::ValueTree as _};
 
@@ -832,6 +832,67 @@ async fn reviewing_the_same_recommendation_again_keeps_its_approval() {
     rec(&mut again).id = "rec-proposed-again".into();
     let review = gate.review(&again, SystemTime::now(), Instant::now());
     assert_eq!(review.matched_rules.last(), Some(&"cooldown"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plans_later_steps_ride_on_its_first_steps_slot_and_nothing_else_does() {
+    let gate = gate();
+    let step = |n: u32, id: &str, steps: u32, pod: &str| {
+        let mut r = request(Kind::RestartPod(RestartPod {}), target("Pod", "shop", pod));
+        rec(&mut r).id = format!("{id}.s{n}");
+        rec(&mut r).plan_step = Some(PlanStep {
+            plan_id: id.to_owned(),
+            step: n,
+            steps,
+        });
+        r
+    };
+    let review = |r: &ReviewRequest| {
+        let review = gate.review(r, SystemTime::now(), Instant::now());
+        (review.level, review.matched_rules.last().copied())
+    };
+    // A step 2 before its plan's first step passed: the usual cooldown
+    // (after an action on the target).
+    assert_eq!(review(&crashloop_restart()).0, Level::Approved);
+    assert_eq!(
+        review(&step(2, "plan-early", 2, "web-1")),
+        (Level::Denied, Some("cooldown"))
+    );
+    // Step 1 of a plan on another target passes the limits; its step 2
+    // passes the cooldown its step 1 started, and takes no slot.
+    assert_eq!(review(&step(1, "plan-a", 3, "web-2")).0, Level::Approved);
+    assert_eq!(review(&step(2, "plan-a", 3, "web-2")).0, Level::Approved);
+    assert_eq!(review(&step(3, "plan-a", 3, "web-2")).0, Level::Approved);
+    // What the plan does not hold is refused: another target under the
+    // plan's id, another step count, a step past the last, another plan.
+    for (i, mut forged) in [
+        step(2, "plan-a", 3, "web-1"),
+        step(2, "plan-a", 4, "web-2"),
+        step(4, "plan-a", 3, "web-2"),
+        step(2, "plan-b", 3, "web-2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        rec(&mut forged).id = format!("forged-{i}");
+        assert_eq!(
+            review(&forged),
+            (Level::Denied, Some("cooldown")),
+            "{forged:?}"
+        );
+    }
+    // The plan's own step under its id for another target is a replay.
+    assert_eq!(
+        review(&step(2, "plan-a", 3, "web-1")),
+        (Level::Denied, Some("replayed-id"))
+    );
+    // A new recommendation on the plan's target is in its cooldown.
+    let mut again = request(
+        Kind::RestartPod(RestartPod {}),
+        target("Pod", "shop", "web-2"),
+    );
+    rec(&mut again).id = "rec-after-the-plan".into();
+    assert_eq!(review(&again), (Level::Denied, Some("cooldown")));
 }
 
 #[tokio::test(start_paused = true)]
