@@ -57,6 +57,15 @@ pub fn evidence<'i>(issue: &'i pb::Issue, description: &str) -> Option<&'i str> 
         .map(|e| e.value.as_str())
 }
 
+/// The whole, non-negative number an issue's evidence `description`
+/// holds; `None` when there is none, or it is negative or not a number.
+pub fn evidence_number(issue: &pb::Issue, description: &str) -> Option<i64> {
+    evidence(issue, description)?
+        .parse::<i64>()
+        .ok()
+        .filter(|v| *v >= 0)
+}
+
 /// The evidence an `OverProvisioned` issue names its reclaimable CPU by
 /// (millicores, across its pods).
 pub const RECLAIMABLE_CPU: &str = "reclaimable cpu millicores";
@@ -77,12 +86,7 @@ pub fn reclaimable<'i>(
         let Some(target) = issue.target.as_ref() else {
             continue;
         };
-        let value = |key| {
-            evidence(issue, key)
-                .and_then(|v| v.parse::<i64>().ok())
-                .filter(|v| *v >= 0)
-                .unwrap_or(0)
-        };
+        let value = |key| evidence_number(issue, key).unwrap_or(0);
         let entry = totals.entry(target.namespace.clone()).or_default();
         entry.0 = entry.0.saturating_add(value(RECLAIMABLE_CPU));
         entry.1 = entry.1.saturating_add(value(RECLAIMABLE_MEMORY));

@@ -6,9 +6,9 @@ use std::{fmt::Write as _, process::ExitCode, time::Duration};
 
 use nanny_common::{
     quantity::bytes_text,
-    snapshot::{RECLAIMABLE_CPU, RECLAIMABLE_MEMORY, evidence, reclaimable},
+    snapshot::{RECLAIMABLE_CPU, RECLAIMABLE_MEMORY, evidence, evidence_number, reclaimable},
 };
-use nanny_proto::v1::{self as pb, ClusterSnapshot, IssueKind};
+use nanny_proto::v1::{ClusterSnapshot, IssueKind};
 
 use crate::{connect::KubeArgs, snapshot::fetch, tls::TlsArgs};
 
@@ -64,13 +64,6 @@ pub fn cost(snapshot: &ClusterSnapshot) -> String {
     out
 }
 
-/// One whole number of an issue's evidence; 0 when it does not parse.
-fn number(issue: &pb::Issue, key: &str) -> i64 {
-    evidence(issue, key)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[expect(clippy::cast_precision_loss, reason = "sizes in bytes")]
 fn over_provisioned(snapshot: &ClusterSnapshot, out: &mut String) {
     let mut rows: Vec<[String; 5]> = snapshot
@@ -83,8 +76,8 @@ fn over_provisioned(snapshot: &ClusterSnapshot, out: &mut String) {
                 t.namespace.clone(),
                 format!("{}/{}", t.kind, t.name),
                 evidence(i, "container").unwrap_or_default().to_owned(),
-                cores(number(i, RECLAIMABLE_CPU)),
-                bytes_text(number(i, RECLAIMABLE_MEMORY) as f64),
+                cores(evidence_number(i, RECLAIMABLE_CPU).unwrap_or(0)),
+                bytes_text(evidence_number(i, RECLAIMABLE_MEMORY).unwrap_or(0) as f64),
             ])
         })
         .collect();
@@ -150,9 +143,9 @@ fn idle(snapshot: &ClusterSnapshot, out: &mut String) {
             t.kind,
             t.name,
             evidence(i, "busiest cpu millicores").unwrap_or("0"),
-            number(i, "history seconds") / 3600,
-            number(i, "requested cpu millicores"),
-            bytes_text(number(i, "requested memory bytes") as f64),
+            evidence_number(i, "history seconds").unwrap_or(0) / 3600,
+            evidence_number(i, "requested cpu millicores").unwrap_or(0),
+            bytes_text(evidence_number(i, "requested memory bytes").unwrap_or(0) as f64),
         );
     }
     if !any {
@@ -162,7 +155,7 @@ fn idle(snapshot: &ClusterSnapshot, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use nanny_proto::v1::Evidence;
+    use nanny_proto::v1::{self as pb, Evidence};
 
     use super::*;
 

@@ -7,18 +7,13 @@ use std::collections::BTreeSet;
 
 use nanny_common::{
     quantity::bytes_text,
-    snapshot::{RECLAIMABLE_CPU, RECLAIMABLE_MEMORY, evidence},
+    snapshot::{RECLAIMABLE_CPU, RECLAIMABLE_MEMORY, evidence, evidence_number},
 };
 use nanny_proto::v1::{self as pb, IssueKind, Severity, action::Kind};
 
 use super::{Draft, Drafts, describe, report};
 use crate::catalog::{REPORT_IDLE, REPORT_RIGHTSIZING, RIGHTSIZING_LOWER_REQUESTS};
 use crate::index::SnapshotIndex;
-
-/// A whole, non-negative number of the issue's evidence `key`.
-fn number(issue: &pb::Issue, key: &str) -> Option<i64> {
-    evidence(issue, key)?.parse().ok().filter(|v| *v >= 0)
-}
 
 /// `kubectl`'s resource name for a workload kind.
 fn resource(kind: &str) -> String {
@@ -101,15 +96,15 @@ fn over_provisioned<'i>(
 ) -> Option<(String, &'i str, pb::Resources)> {
     let container = evidence(issue, "container")?;
     let mut lowered = pb::Resources::default();
-    let cpu = number(issue, RECLAIMABLE_CPU)?;
-    let memory = number(issue, RECLAIMABLE_MEMORY)?;
+    let cpu = evidence_number(issue, RECLAIMABLE_CPU)?;
+    let memory = evidence_number(issue, RECLAIMABLE_MEMORY)?;
     let mut requests = Vec::new();
     let mut said = Vec::new();
     if cpu > 0 {
         let (request, p95, recommended) = (
-            number(issue, "cpu request millicores")?,
-            number(issue, "cpu p95 millicores")?,
-            number(issue, "cpu recommended millicores")?,
+            evidence_number(issue, "cpu request millicores")?,
+            evidence_number(issue, "cpu p95 millicores")?,
+            evidence_number(issue, "cpu recommended millicores")?,
         );
         said.push(format!(
             "requests {request}m CPU where its pods' p95 was {p95}m"
@@ -119,9 +114,9 @@ fn over_provisioned<'i>(
     }
     if memory > 0 {
         let (request, peak, recommended) = (
-            number(issue, "memory request bytes")?,
-            number(issue, "memory peak bytes")?,
-            number(issue, "memory recommended bytes")?,
+            evidence_number(issue, "memory request bytes")?,
+            evidence_number(issue, "memory peak bytes")?,
+            evidence_number(issue, "memory recommended bytes")?,
         );
         said.push(format!(
             "requests {} of memory where its pods peaked at {}",
@@ -134,7 +129,7 @@ fn over_provisioned<'i>(
     if lowered.cpu_millicores.is_none() && lowered.memory_bytes.is_none() {
         return None;
     }
-    let replicas = number(issue, "replicas").unwrap_or_default();
+    let replicas = evidence_number(issue, "replicas").unwrap_or_default();
     let how = if propose {
         format!(
             "Proposed: requests of {} for it (its limits stay), for a human to approve; the usage window may miss rare peaks (a month-end job).",
@@ -163,10 +158,11 @@ fn over_provisioned<'i>(
 
 fn idle(issue: &pb::Issue, r: &pb::ObjectRef) -> String {
     let busiest = evidence(issue, "busiest cpu millicores").unwrap_or("0");
-    let cpu = number(issue, "requested cpu millicores").unwrap_or_default();
+    let cpu = evidence_number(issue, "requested cpu millicores").unwrap_or_default();
     #[expect(clippy::cast_precision_loss, reason = "sizes in bytes")]
-    let memory = bytes_text(number(issue, "requested memory bytes").unwrap_or_default() as f64);
-    let history = number(issue, "history seconds").unwrap_or_default() / 3600;
+    let memory =
+        bytes_text(evidence_number(issue, "requested memory bytes").unwrap_or_default() as f64);
+    let history = evidence_number(issue, "history seconds").unwrap_or_default() / 3600;
     let scale = if r.kind == "DaemonSet" {
         format!("kubectl -n {} delete daemonset/{}", r.namespace, r.name)
     } else {
