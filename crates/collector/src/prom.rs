@@ -72,6 +72,14 @@ pub struct MetricsRound {
     pub at: i64,
     /// Set while any query fails; the time of the first failed round.
     pub stale_since: Option<i64>,
+    /// Trends and usage, from the slower range and window queries: renewed
+    /// on their own intervals, by their own task ([`Poller::run`]).
+    pub history: History,
+}
+
+/// What the trend and usage queries last found, and when.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
     /// Trends by trend query name ([`TREND_QUERIES`]): a line fitted to
     /// each series' range, refreshed every `trend_interval_secs`.
     pub trends: Arc<BTreeMap<String, Vec<TrendSeries>>>,
@@ -460,7 +468,7 @@ impl Poller {
     /// data).
     async fn trends(
         &self,
-        previous: &MetricsRound,
+        previous: &History,
         now: i64,
     ) -> (Arc<BTreeMap<String, Vec<TrendSeries>>>, bool) {
         #[expect(clippy::cast_precision_loss, reason = "a step of seconds")]
@@ -538,7 +546,7 @@ impl Poller {
 
     /// Runs the usage queries. When one fails, the previous usage is kept
     /// while it is younger than three usage intervals, and dropped after.
-    async fn usage(&self, previous: &MetricsRound, now: i64) -> (Arc<UsageWindows>, bool) {
+    async fn usage(&self, previous: &History, now: i64) -> (Arc<UsageWindows>, bool) {
         // One after the other, each folded into the compact windows before
         // the next is read: a usage round never holds more than one
         // query's series (one per container of the cluster) at a time.
@@ -605,12 +613,7 @@ impl Poller {
             series: BTreeMap::new(),
             at: now,
             stale_since: None,
-            trends: previous.trends.clone(),
-            trends_at: previous.trends_at,
-            trends_tried_at: previous.trends_tried_at,
-            usage: previous.usage.clone(),
-            usage_at: previous.usage_at,
-            usage_tried_at: previous.usage_tried_at,
+            history: previous.history.clone(),
         };
         for (name, result) in results {
             match result {
@@ -640,20 +643,20 @@ impl Poller {
         round
     }
 
-    /// `round` with its trends refitted and its usage read again where
+    /// `history` with its trends refitted and its usage read again where
     /// their intervals have passed; `None` when neither is due. A failed
     /// trend or usage query keeps its last results for three intervals
     /// after they were last answered, then drops them; it is counted and
     /// logged, and does not make the instant values stale.
-    pub async fn history(&self, round: &MetricsRound, now: i64) -> Option<MetricsRound> {
-        let trends_due = now - round.trends_tried_at >= self.trend_interval;
-        let usage_due = now - round.usage_tried_at >= self.usage_interval;
+    pub async fn history(&self, history: &History, now: i64) -> Option<History> {
+        let trends_due = now - history.trends_tried_at >= self.trend_interval;
+        let usage_due = now - history.usage_tried_at >= self.usage_interval;
         if !trends_due && !usage_due {
             return None;
         }
-        let mut next = round.clone();
+        let mut next = history.clone();
         if trends_due {
-            let (trends, answered) = self.trends(round, now).await;
+            let (trends, answered) = self.trends(history, now).await;
             next.trends = trends;
             next.trends_tried_at = now;
             if answered {
@@ -661,7 +664,7 @@ impl Poller {
             }
         }
         if usage_due {
-            let (usage, answered) = self.usage(round, now).await;
+            let (usage, answered) = self.usage(history, now).await;
             next.usage = usage;
             next.usage_tried_at = now;
             if answered {
@@ -671,33 +674,71 @@ impl Poller {
         Some(next)
     }
 
-    /// Polls until the receiver side is gone. Each round's instant values
-    /// are published first; the slower trend and usage queries follow and
-    /// are published on their own, so they never hold the instant values
-    /// back.
+    /// Polls until the receiver side is gone: the instant queries every
+    /// interval, and in a task of their own the slower trend and usage
+    /// queries, each publishing only its own part of the round. A slow
+    /// history round (up to `history_timeout_secs` a query) never holds an
+    /// instant round back, and an instant round never undoes a history
+    /// published while it ran.
     pub async fn run(self, tx: watch::Sender<Arc<MetricsRound>>) {
+        let poller = Arc::new(self);
+        let tx = Arc::new(tx);
+        // Subscribed before the first instant round can be sent.
+        let first = tx.subscribe();
+        let history = tokio::spawn({
+            let (poller, tx) = (poller.clone(), tx.clone());
+            async move { poller.run_history(&tx, first).await }
+        });
+        poller.run_instant(&tx).await;
+        history.abort();
+    }
+
+    async fn run_instant(&self, tx: &watch::Sender<Arc<MetricsRound>>) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
             let previous = tx.borrow().clone();
-            let now = crate::now_secs();
-            let round = self.round(&previous, now).await;
-            if *previous != round && tx.send(Arc::new(round.clone())).is_err() {
+            let round = self.round(&previous, crate::now_secs()).await;
+            tx.send_if_modified(|current| {
+                let next = MetricsRound {
+                    history: current.history.clone(),
+                    ..round
+                };
+                let changed = **current != next;
+                if changed {
+                    *current = Arc::new(next);
+                }
+                changed
+            });
+            if tx.is_closed() {
                 return;
             }
-            if let Some(next) = self.history(&round, now).await {
-                // The instant values as they are now, with the new history.
-                let mut latest = (**tx.borrow()).clone();
-                latest.trends = next.trends;
-                latest.trends_at = next.trends_at;
-                latest.trends_tried_at = next.trends_tried_at;
-                latest.usage = next.usage;
-                latest.usage_at = next.usage_at;
-                latest.usage_tried_at = next.usage_tried_at;
-                if tx.send(Arc::new(latest)).is_err() {
-                    return;
-                }
+        }
+    }
+
+    /// Renews trends and usage when due, starting once the first instant
+    /// round is out, answered or not (the two never load Prometheus at
+    /// start together).
+    async fn run_history(
+        &self,
+        tx: &watch::Sender<Arc<MetricsRound>>,
+        mut first: watch::Receiver<Arc<MetricsRound>>,
+    ) {
+        if first.changed().await.is_err() {
+            return;
+        }
+        drop(first);
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let history = tx.borrow().history.clone();
+            if let Some(next) = self.history(&history, crate::now_secs()).await {
+                tx.send_modify(|current| Arc::make_mut(current).history = next);
+            }
+            if tx.is_closed() {
+                return;
             }
         }
     }

@@ -67,7 +67,7 @@ fn with_margin(value: i64, margin: u32) -> i64 {
 
 /// Over-provisioned and idle workloads.
 pub fn cost(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, issues: &mut Vec<pb::Issue>) {
-    if metrics.usage.is_empty() {
+    if metrics.history.usage.is_empty() {
         return;
     }
     let mut live: HashMap<&str, Vec<&pb::Pod>> = HashMap::new();
@@ -113,7 +113,7 @@ pub fn cost(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, issues: &mu
         let used: Vec<(&pb::ContainerResources, Used)> = workload
             .containers
             .iter()
-            .filter_map(|c| Some((c, used(&metrics.usage, pods, &c.name)?)))
+            .filter_map(|c| Some((c, used(&metrics.history.usage, pods, &c.name)?)))
             .collect();
         if used.len() == workload.containers.len()
             && idle(workload, target, pods.len(), &used, t, issues)
@@ -307,7 +307,7 @@ mod tests {
     use super::*;
     use crate::{
         detect::tests::{entry, namespaced},
-        prom::UsageWindow,
+        prom::{History, UsageWindow},
     };
 
     /// Per pod: (p95 cores, busiest cores, peak bytes, history seconds).
@@ -380,8 +380,11 @@ mod tests {
             );
         }
         let metrics = MetricsRound {
-            usage: Arc::new(usage),
-            usage_at: 1,
+            history: History {
+                usage: Arc::new(usage),
+                usage_at: 1,
+                ..History::default()
+            },
             ..MetricsRound::default()
         };
         let mut issues = Vec::new();

@@ -30,6 +30,7 @@ fn by_labels<'a>(
     keys: &[&str],
 ) -> HashMap<Vec<&'a str>, &'a TrendSeries> {
     metrics
+        .history
         .trends
         .get(query)
         .into_iter()
@@ -101,7 +102,7 @@ pub fn predicted(
     t: &Thresholds,
     issues: &mut Vec<pb::Issue>,
 ) {
-    if metrics.trends.is_empty() {
+    if metrics.history.trends.is_empty() {
         return;
     }
     claims(tables, metrics, t, issues);
@@ -265,6 +266,7 @@ mod tests {
     use super::*;
     use crate::{
         detect::tests::{entry, namespaced},
+        prom::History,
         trend,
     };
 
@@ -317,7 +319,7 @@ mod tests {
             ..pb::PersistentVolumeClaim::default()
         };
         tables.pvcs.insert(Arc::from("uid-data"), entry(claim));
-        let metrics = MetricsRound {
+        let history = History {
             trends: Arc::new(BTreeMap::from([
                 (
                     "container_memory_bytes".to_owned(),
@@ -343,6 +345,10 @@ mod tests {
                 ),
             ])),
             trends_at: 1_800_000_000,
+            ..History::default()
+        };
+        let metrics = MetricsRound {
+            history,
             ..MetricsRound::default()
         };
         predicted(&tables, &metrics, &Thresholds::default(), issues);
