@@ -343,7 +343,18 @@ pub fn step_recommendation(
         step: u32::try_from(step).unwrap_or(u32::MAX),
         steps: u32::try_from(spec.plan.len()).unwrap_or(u32::MAX),
     });
-    recommendation(&step_spec, created)
+    let mut rec = recommendation(&step_spec, created)?;
+    // The whole plan, for the gate to know what its later steps may be.
+    rec.plan = spec
+        .plan
+        .iter()
+        .map(|step| {
+            Ok(pb::Action {
+                kind: Some(self::action(step)?),
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(rec)
 }
 
 /// The recommendation id of a plan's step.

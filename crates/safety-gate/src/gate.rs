@@ -121,6 +121,20 @@ pub struct Gate {
     limiter: Mutex<Limiter>,
 }
 
+/// The content hash of each step of `plan` on `target`; none unless the
+/// first is `first` (the step under review).
+fn plan_contents(plan: &[Action], target: &ObjectRef, first: &Content) -> Vec<String> {
+    let steps: Vec<String> = plan
+        .iter()
+        .map(|step| content_hash(target, Some(step)))
+        .collect();
+    if steps.first() == first.exact.as_ref() {
+        steps
+    } else {
+        Vec::new()
+    }
+}
+
 /// The exact content a recommendation id is counted for: target uid and
 /// the action with its parameters, hashed (hex SHA-256).
 pub fn content_hash(target: &ObjectRef, action: Option<&Action>) -> String {
@@ -367,13 +381,16 @@ impl Gate {
         }
         let checked = limiter.check(&keys, &limits, instant);
         if let (Ok(()), Some(plan)) = (&checked, &recommendation.plan_step) {
-            limiter.record_plan(plan, keys.target, instant);
+            let steps = plan_contents(&recommendation.plan, target, &content);
+            limiter.record_plan(plan, keys.target, steps, instant);
         }
         match checked {
             Err(refusal) => review.limited(refusal),
-            // Only autonomous approvals take a slot now; a human approval
-            // takes one when its execution is reported (record_outcome).
-            Ok(()) if review.level == Level::Approved => {
+            // Only autonomous approvals of single actions take a slot now;
+            // a human approval, or a plan's step (reviewed with the whole
+            // plan before it runs), takes one when its execution is
+            // reported (record_outcome).
+            Ok(()) if review.level == Level::Approved && recommendation.plan_step.is_none() => {
                 limiter.record_approval(&keys, instant, &recommendation.id, content);
             }
             Ok(()) => {}

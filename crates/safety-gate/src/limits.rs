@@ -126,7 +126,21 @@ pub struct Limiter {
     counted: HashMap<String, (Instant, Content)>,
     /// Plans whose first step passed the limits, by plan id: the limit
     /// target and step count it passed for, and when.
-    plans: HashMap<String, (String, u32, Instant)>,
+    plans: HashMap<String, PlanSlot>,
+}
+
+/// A plan whose first step passed the limits: what its later steps may be.
+#[derive(Debug, Clone)]
+struct PlanSlot {
+    /// The limit target it passed on.
+    target: String,
+    /// Each step's content (target uid, action, parameters), hashed, in
+    /// order: a later step is covered only as exactly what the plan held.
+    steps: Vec<String>,
+    /// The later steps already covered: each once.
+    used: std::collections::BTreeSet<u32>,
+    /// When its first step last passed.
+    at: Instant,
 }
 
 /// A plan reference the gate can count: an id, and 2 to
@@ -276,24 +290,35 @@ impl Limiter {
         Ok(())
     }
 
-    /// Notes that the first step of a plan passed the limits on `target`:
-    /// its later steps count as part of it (see [`Self::plan_step`]).
-    pub fn record_plan(&mut self, plan: &PlanStep, target: &str, now: Instant) {
+    /// Notes that the first step of a plan passed the limits on `target`,
+    /// with each of its steps' content (`steps`, hashed as [`Content`]'s
+    /// exact hash, the first being this step's): its later steps count as
+    /// part of it (see [`Self::plan_step`]). Each pass renews the note.
+    pub fn record_plan(&mut self, plan: &PlanStep, target: &str, steps: Vec<String>, now: Instant) {
         self.plans
-            .retain(|_, (_, _, at)| now.duration_since(*at) < HOUR);
-        if plan.step == 1 && valid_plan(plan) {
-            self.plans
-                .entry(plan.plan_id.clone())
-                .or_insert_with(|| (target.to_owned(), plan.steps, now));
+            .retain(|_, slot| now.duration_since(slot.at) < HOUR);
+        if plan.step == 1
+            && valid_plan(plan)
+            && steps.len() == usize::try_from(plan.steps).unwrap_or(0)
+        {
+            self.plans.insert(
+                plan.plan_id.clone(),
+                PlanSlot {
+                    target: target.to_owned(),
+                    steps,
+                    used: std::collections::BTreeSet::new(),
+                    at: now,
+                },
+            );
         }
     }
 
     /// A later step of a plan whose first step passed the limits within
-    /// the hour, on the same target and with the same step count, takes no
-    /// slot of its own and waits out no cooldown (the plan is one action):
-    /// it is recorded as counted under `recommendation_id`, and only the
-    /// breaker is checked (`Some`). `None`: not such a step; the usual
-    /// limits apply.
+    /// the hour, on the same target, holding exactly the content the plan
+    /// named for that step, and not covered before, takes no slot of its
+    /// own and waits out no cooldown (the plan is one action): it is
+    /// recorded as counted under `recommendation_id`, and only the breaker
+    /// is checked (`Some`). `None`: not such a step; the usual limits apply.
     pub fn plan_step(
         &mut self,
         plan: &PlanStep,
@@ -303,18 +328,19 @@ impl Limiter {
         recommendation_id: &str,
         content: Content,
     ) -> Option<Result<(), Refusal>> {
+        let index = usize::try_from(plan.step).ok()?.checked_sub(1)?;
+        let slot = self.plans.get_mut(&plan.plan_id)?;
         let covered = plan.step >= 2
-            && plan.step <= plan.steps
             && valid_plan(plan)
-            && self
-                .plans
-                .get(&plan.plan_id)
-                .is_some_and(|(target, n, at)| {
-                    target == keys.target && *n == plan.steps && now.duration_since(*at) < HOUR
-                });
+            && slot.target == keys.target
+            && slot.steps.len() == usize::try_from(plan.steps).unwrap_or(0)
+            && content.exact.as_ref() == slot.steps.get(index)
+            && now.duration_since(slot.at) < HOUR
+            && !slot.used.contains(&plan.step);
         if !covered {
             return None;
         }
+        slot.used.insert(plan.step);
         if !recommendation_id.is_empty() {
             self.counted
                 .entry(recommendation_id.to_owned())

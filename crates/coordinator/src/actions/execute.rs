@@ -258,6 +258,11 @@ impl Step<'_> {
                 None => {
                     all = Some(ResultRecord {
                         dry_run_diff: header + &record.dry_run_diff,
+                        error: if record.error.is_empty() {
+                            String::new()
+                        } else {
+                            format!("step 1: {}; ", record.error)
+                        },
                         ..record
                     });
                 }

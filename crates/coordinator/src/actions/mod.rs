@@ -337,10 +337,13 @@ impl Driver {
     /// An open action for `dedup`, or a finished one still cooling down.
     fn existing(&self, dedup: &DedupKey, cooldown: Duration) -> Option<Existing> {
         let (policy_ref, uid, action_type) = dedup;
+        // An open plan stands for every action type among its steps: a
+        // separate proposal of a later step waits for the plan.
         let matches = |a: &HealingAction| {
             a.spec.policy_ref == *policy_ref
                 && a.spec.target.uid == *uid
-                && dedup_kind(&a.spec) == *action_type
+                && (dedup_kind(&a.spec) == *action_type
+                    || a.spec.plan.iter().any(|s| s.type_.name() == action_type))
         };
         let mut cooling = false;
         for action in self.inner.ctx.actions.state() {

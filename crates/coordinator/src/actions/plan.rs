@@ -34,6 +34,10 @@ use super::{
 };
 use crate::{convert, error::Error};
 
+/// How long a plan waits for a snapshot taken after its last step
+/// finished before it gives up on the next step.
+const SNAPSHOT_PATIENCE_SECS: i64 = 600;
+
 /// How often a plan looks at its running step.
 const POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -137,6 +141,12 @@ impl Step<'_> {
                 ),
             ));
         }
+        if spec.plan_step.is_some() {
+            return Err(Error::invalid(
+                "spec.planStep",
+                "a plan is not a step of another plan",
+            ));
+        }
         if spec.plan[0] != spec.action {
             return Err(Error::invalid(
                 "spec.plan[0]",
@@ -169,53 +179,69 @@ impl Step<'_> {
 
     /// A plan step's share of its plan's human approval: the approval of
     /// the plan (in this namespace) that holds exactly this step (same
-    /// policy, target, recommendation id, and this action at this
-    /// position) and is running. `Ok(None)` for an action that is no step,
-    /// or a plan the gate approved without a human.
+    /// policy, target, recommendation id, this action at this position),
+    /// owns this HealingAction under the step's own name, is running, and
+    /// has reached this step (every step before it succeeded, this one
+    /// started as this HealingAction). `Ok(Ok(None))` for an action that is
+    /// no step, or a plan the gate approved without a human.
     ///
     /// # Errors
-    /// Why the action claims a plan that does not hold it (it is denied).
-    pub(super) async fn plan_approval(&self) -> Result<Option<pb::HumanApproval>, String> {
+    /// The API server's error reading the plan (the review is retried);
+    /// `Ok(Err(why))` when the action claims a plan that does not hold it
+    /// (it is denied).
+    pub(super) async fn plan_approval(
+        &self,
+    ) -> Result<Result<Option<pb::HumanApproval>, String>, Error> {
         let Some(step) = &self.action.spec.plan_step else {
-            return Ok(None);
+            return Ok(Ok(None));
         };
-        let plan = match self.api.get_opt(&step.action).await {
-            Ok(Some(plan)) => plan,
-            Ok(None) => return Err(format!("its plan {} does not exist", step.action)),
-            Err(error) => return Err(format!("its plan {} cannot be read: {error}", step.action)),
+        let Some(plan) = self.api.get_opt(&step.action).await? else {
+            return Ok(Err(format!("its plan {} does not exist", step.action)));
         };
         let spec = &self.action.spec;
+        let index = usize::try_from(step.step).unwrap_or(0).wrapping_sub(1);
+        let name = self.action.name_any();
         let holds = plan.spec.policy_ref == spec.policy_ref
             && same_object(&plan.spec.target, &spec.target)
             && plan.spec.recommendation_id == step.recommendation_id
-            && usize::try_from(step.step)
-                .ok()
-                .and_then(|i| plan.spec.plan.get(i.wrapping_sub(1)))
-                == Some(&spec.action)
+            && plan.spec.plan.get(index) == Some(&spec.action)
             && plan.spec.plan.len() == usize::try_from(step.steps).unwrap_or(0)
-            && spec.recommendation_id
-                == convert::step_id(&step.recommendation_id, step.step as usize);
+            && spec.recommendation_id == convert::step_id(&step.recommendation_id, index + 1)
+            && name == step_name(&plan, index + 1)
+            && owned_by(&self.action, &plan);
         if !holds {
-            return Err(format!(
-                "plan {} does not hold this action as its step {}",
+            return Ok(Err(format!(
+                "plan {} does not hold this HealingAction as its step {}",
                 step.action, step.step
-            ));
+            )));
         }
         if !matches!(
             plan.phase(),
             Phase::Approved | Phase::Executing | Phase::Verifying
         ) {
-            return Err(format!(
+            return Ok(Err(format!(
                 "plan {} is {}, not running",
                 step.action,
                 plan.phase()
-            ));
+            )));
         }
-        Ok(plan
+        let steps = plan.status.clone().unwrap_or_default().steps;
+        let reached = steps.len() == plan.spec.plan.len()
+            && steps[..index.min(steps.len())]
+                .iter()
+                .all(|s| s.phase == Some(Phase::Succeeded))
+            && steps.get(index).is_some_and(|s| s.healing_action == name);
+        if !reached {
+            return Ok(Err(format!(
+                "plan {} has not reached its step {} as this HealingAction",
+                step.action, step.step
+            )));
+        }
+        Ok(Ok(plan
             .spec
             .approval
             .filter(|a| a.decision == HumanDecision::Approve)
-            .map(|a| human_approval(&a)))
+            .map(|a| human_approval(&a))))
     }
 
     /// Approved | Executing: starts the next step, or follows the running
@@ -231,25 +257,17 @@ impl Step<'_> {
             if entry.phase == Some(Phase::Succeeded) {
                 continue;
             }
-            let name = self.step_name(index + 1);
+            let name = step_name(&self.action, index + 1);
             let Some(child) = self.api.get_opt(&name).await? else {
-                let Some(target) = self.step_target(index, &status).await? else {
-                    return Ok(Next::After(POLL));
-                };
-                self.create_step(index + 1, &name, target).await?;
-                let entry = &mut status.steps[index];
-                entry.healing_action = name;
-                entry.phase = Some(Phase::Proposed);
-                let message = format!(
-                    "step {} of {steps} ({}) started",
-                    index + 1,
-                    entry.type_.name()
-                );
-                entry.message = message.clone();
-                self.write(status, Phase::Executing, "StepStarted", &message)
-                    .await?;
-                return Ok(Next::After(POLL));
+                return self.start_step(status, index, name).await;
             };
+            if !owned_by(&child, &self.action) || child.spec.plan_step.is_none() {
+                let message = format!(
+                    "step {} of {steps}: HealingAction {name} exists but is not this plan's; the plan stops",
+                    index + 1
+                );
+                return self.stop(status, "StepNotOwned", &message).await;
+            }
             let phase = child.phase();
             let entry = &mut status.steps[index];
             let changed = entry.phase != Some(phase) || entry.healing_action != name;
@@ -271,17 +289,23 @@ impl Step<'_> {
                     entry.type_.name(),
                     entry.message
                 );
-                status.result = Some(plan_record(Outcome::Failed, &message));
-                self.write(status, Phase::Failed, "StepFailed", &message)
-                    .await?;
-                self.event(EventType::Warning, "ActionFailed", &message)
-                    .await;
-                return Ok(Next::Now);
+                return self.stop(status, "StepFailed", &message).await;
             }
             if changed {
                 let message = format!("step {} of {steps}: {phase}", index + 1);
                 self.write(status, Phase::Executing, "StepProgress", &message)
                     .await?;
+                if phase == Phase::PendingApproval {
+                    let ns = self.action.namespace().unwrap_or_default();
+                    self.event(
+                        EventType::Normal,
+                        "PlanStepNeedsApproval",
+                        &format!(
+                            "{message}: the gate wants a human for this step now; approve with: nannyctl approve {name} -n {ns}"
+                        ),
+                    )
+                    .await;
+                }
             }
             return Ok(Next::After(POLL));
         }
@@ -292,6 +316,68 @@ impl Step<'_> {
         self.event(EventType::Normal, "ActionSucceeded", &message)
             .await;
         Ok(Next::Now)
+    }
+
+    /// The plan stops at a step: Failed with `message` (then its steps
+    /// that ran are rolled back).
+    async fn stop(
+        mut self,
+        mut status: HealingActionStatus,
+        reason: &str,
+        message: &str,
+    ) -> Result<Next, Error> {
+        status.result = Some(plan_record(Outcome::Failed, message));
+        self.write(status, Phase::Failed, reason, message).await?;
+        self.event(EventType::Warning, "ActionFailed", message)
+            .await;
+        Ok(Next::Now)
+    }
+
+    /// Starts step `index + 1`: its HealingAction's name is written into
+    /// the plan's status first (a step's review checks it there), then the
+    /// HealingAction is created, once a snapshot shows what the step
+    /// before it left. A step whose HealingAction went missing after it
+    /// was seen running is not started again: the plan stops.
+    async fn start_step(
+        mut self,
+        mut status: HealingActionStatus,
+        index: usize,
+        name: String,
+    ) -> Result<Next, Error> {
+        let steps = status.steps.len();
+        let entry = &mut status.steps[index];
+        let seen_running = entry.phase.is_some_and(|p| p != Phase::Proposed);
+        if entry.healing_action == name && seen_running {
+            let message = format!(
+                "step {} of {steps}: its HealingAction {name} is gone; the plan stops",
+                index + 1
+            );
+            return self.stop(status, "StepGone", &message).await;
+        }
+        if entry.healing_action != name {
+            entry.healing_action = name;
+            entry.phase = Some(Phase::Proposed);
+            let message = format!(
+                "step {} of {steps} ({}) starting",
+                index + 1,
+                entry.type_.name()
+            );
+            entry.message = message.clone();
+            self.write(status, Phase::Executing, "StepStarted", &message)
+                .await?;
+            return Ok(Next::Now);
+        }
+        match self.step_target(index, &status).await? {
+            StepTarget::Ready(target) => {
+                self.create_step(index + 1, &name, target).await?;
+                Ok(Next::After(POLL))
+            }
+            StepTarget::Wait => Ok(Next::After(POLL)),
+            StepTarget::Gone(why) => {
+                let message = format!("step {} of {steps}: {why}; the plan stops", index + 1);
+                self.stop(status, "StepGone", &message).await
+            }
+        }
     }
 
     /// Succeeded | Failed: a failed plan rolls back every step that ran,
@@ -310,73 +396,107 @@ impl Step<'_> {
             }
             _ => return self.close().await,
         };
-        let mut failures = Vec::new();
+        let Some((undone, failure)) = self.unwind(&mut status, &reason).await? else {
+            return Ok(Next::After(POLL));
+        };
+        // A failed rollback stops the unwinding: the steps before it stay
+        // as they are, under the one that could not be undone, for a human.
+        let (phase, outcome, message, good) = match failure {
+            None if undone > 0 => (
+                Phase::RolledBack,
+                Outcome::RolledBack,
+                format!("every step that ran was rolled back, last first ({reason})"),
+                true,
+            ),
+            None => (
+                status.phase.unwrap_or(Phase::Failed),
+                Outcome::Refused,
+                format!("no step changed anything; nothing to roll back ({reason})"),
+                true,
+            ),
+            Some(why) => (
+                status.phase.unwrap_or(Phase::Failed),
+                Outcome::Failed,
+                format!(
+                    "rolling back the plan stopped: {why}; the steps before it are left as they are for a human ({reason})"
+                ),
+                false,
+            ),
+        };
+        status.rollback = Some(plan_record(outcome, &message));
+        self.write(status, phase, "PlanRolledBack", &message)
+            .await?;
+        let (kind, event) = if good {
+            (EventType::Normal, "ActionRolledBack")
+        } else {
+            (EventType::Warning, "RollbackFailed")
+        };
+        self.event(kind, event, &message).await;
+        Ok(Next::Now)
+    }
+
+    /// Rolls the plan's steps back, last first, one at a time: `None`
+    /// while one is being rolled back (or its own driver is still at it);
+    /// then how many were undone, and why the unwinding stopped, if it did.
+    async fn unwind(
+        &self,
+        status: &mut HealingActionStatus,
+        reason: &str,
+    ) -> Result<Option<(usize, Option<String>)>, Error> {
+        let mut undone = 0;
+        let mut failure = None;
         for index in (0..status.steps.len()).rev() {
             let name = status.steps[index].healing_action.clone();
             if name.is_empty() {
                 continue;
             }
             let Some(child) = self.api.get_opt(&name).await? else {
-                failures.push(format!("step {}: its HealingAction is gone", index + 1));
-                continue;
+                failure = Some(format!("step {}: its HealingAction is gone", index + 1));
+                break;
             };
             let child_status = child.status.clone().unwrap_or_default();
-            // Only what changed something, and left a pre-image to undo it
-            // from, can be rolled back.
-            let undoable = child_status
-                .result
-                .as_ref()
-                .is_some_and(|r| r.outcome.executed() && !r.pre_image_ref.is_empty());
-            if !undoable
-                || !matches!(
-                    child.phase(),
-                    Phase::Succeeded | Phase::Failed | Phase::RolledBack
-                )
-            {
+            let result = child_status.result.as_ref();
+            if !result.is_some_and(|r| r.outcome.executed()) {
+                // Denied, refused, expired: it changed nothing.
                 continue;
             }
+            if result.is_some_and(|r| r.pre_image_ref.is_empty()) {
+                failure = Some(format!(
+                    "step {} ({}) changed the cluster and cannot be undone",
+                    index + 1,
+                    child.spec.action.type_.name()
+                ));
+                break;
+            }
             match &child_status.rollback {
+                Some(record) if record.outcome == Outcome::RolledBack => {
+                    status.steps[index].rollback = Some(record.outcome);
+                    undone += 1;
+                }
                 Some(record) => {
                     status.steps[index].rollback = Some(record.outcome);
-                    if record.outcome != Outcome::RolledBack {
-                        failures.push(format!(
-                            "step {}: {}",
-                            index + 1,
-                            super::records::record_message(record)
-                        ));
-                    }
+                    failure = Some(format!(
+                        "step {}: {}",
+                        index + 1,
+                        super::records::record_message(record)
+                    ));
+                    break;
+                }
+                // The step's own driver is still at it (a rollback of its
+                // own after a failed verification, or its close): asked
+                // only once it is done, so it never rolls back twice.
+                None if child.labels().get(OPEN_LABEL).is_some_and(|v| v == "true") => {
+                    return Ok(None);
                 }
                 None => {
                     if rollback_requested(&child).is_none() {
-                        self.request_rollback(&name, &reason, index + 1).await?;
+                        self.request_rollback(&name, reason, index + 1).await?;
                     }
-                    return Ok(Next::After(POLL));
+                    return Ok(None);
                 }
             }
         }
-        let (phase, outcome, message) = if failures.is_empty() {
-            (
-                Phase::RolledBack,
-                Outcome::RolledBack,
-                format!("every step that ran was rolled back ({reason})"),
-            )
-        } else {
-            (
-                status.phase.unwrap_or(Phase::Failed),
-                Outcome::Failed,
-                format!("rolling back the plan failed: {}", failures.join("; ")),
-            )
-        };
-        status.rollback = Some(plan_record(outcome, &message));
-        self.write(status, phase, "PlanRolledBack", &message)
-            .await?;
-        let kind = if failures.is_empty() {
-            (EventType::Normal, "ActionRolledBack")
-        } else {
-            (EventType::Warning, "RollbackFailed")
-        };
-        self.event(kind.0, kind.1, &message).await;
-        Ok(Next::Now)
+        Ok(Some((undone, failure)))
     }
 
     /// Asks the step's HealingAction to roll back (the annotation a human
@@ -392,57 +512,55 @@ impl Step<'_> {
         Ok(())
     }
 
-    /// The name of step `step`'s HealingAction: deterministic, so a
-    /// coordinator that restarts finds the step it started.
-    fn step_name(&self, step: usize) -> String {
-        let spec = &self.action.spec;
-        let action = spec
-            .plan
-            .get(step.wrapping_sub(1))
-            .map_or("step", |a| a.type_.name());
-        action_name(
-            &spec.target.name,
-            action,
-            &spec.policy_ref,
-            &convert::step_id(&spec.recommendation_id, step),
-        )
-    }
-
     /// The target step `index + 1` is pinned to: the plan's own for the
     /// first; for a later one, the object as the first snapshot taken after
     /// the step before it finished shows it (its resourceVersion then), so
     /// the step acts on what the steps before it left and nothing else.
-    /// `None` while no such snapshot has come. An object gone from the
-    /// snapshot keeps the plan's reference: the gate then denies the step.
+    /// An object gone from the snapshot keeps the plan's reference: the
+    /// gate then denies the step.
     async fn step_target(
         &self,
         index: usize,
         status: &HealingActionStatus,
-    ) -> Result<Option<TargetRef>, Error> {
+    ) -> Result<StepTarget, Error> {
         let mut target = self.action.spec.target.clone();
         let Some(before) = index.checked_sub(1).and_then(|i| status.steps.get(i)) else {
-            return Ok(Some(target));
+            return Ok(StepTarget::Ready(target));
         };
-        let finished = match self.api.get_opt(&before.healing_action).await? {
-            Some(step) => step
-                .status
-                .and_then(|s| s.result)
-                .and_then(|r| r.finished_at)
-                .and_then(|t| t.parse::<Timestamp>().ok()),
-            None => None,
-        }
-        .unwrap_or_else(Timestamp::now);
-        let Some(snapshot) = self.latest_snapshot().await else {
-            return Ok(None);
+        let Some(step) = self.api.get_opt(&before.healing_action).await? else {
+            return Ok(StepTarget::Gone(format!(
+                "the HealingAction of the step before it, {}, is gone",
+                before.healing_action
+            )));
         };
-        let taken = snapshot.taken_at.map_or(i64::MIN, |t| t.seconds);
-        if taken <= finished.as_second() {
-            return Ok(None);
-        }
+        let step = step.status.unwrap_or_default();
+        let Some(finished) = step
+            .result
+            .and_then(|r| r.finished_at)
+            .or(step.phase_since)
+            .and_then(|t| t.parse::<Timestamp>().ok())
+        else {
+            return Ok(StepTarget::Gone(
+                "the step before it records no time it finished".to_owned(),
+            ));
+        };
+        let waited = Timestamp::now().as_second() - finished.as_second();
+        let snapshot = self
+            .latest_snapshot()
+            .await
+            .filter(|s| s.taken_at.is_some_and(|t| t.seconds > finished.as_second()));
+        let Some(snapshot) = snapshot else {
+            if waited > SNAPSHOT_PATIENCE_SECS {
+                return Ok(StepTarget::Gone(format!(
+                    "no snapshot of the policy's scope came in the {SNAPSHOT_PATIENCE_SECS}s since the step before it finished"
+                )));
+            }
+            return Ok(StepTarget::Wait);
+        };
         if let Some(seen) = find(&snapshot, &target.uid) {
             target.resource_version.clone_from(&seen.resource_version);
         }
-        Ok(Some(target))
+        Ok(StepTarget::Ready(target))
     }
 
     /// Creates step `step`'s HealingAction: the plan's spec with the step's
@@ -522,6 +640,42 @@ fn plan_record(outcome: Outcome, message: &str) -> ResultRecord {
         },
         finished_at: Some(Timestamp::now().to_string()),
     }
+}
+
+/// Where a plan's next step stands before its HealingAction is created.
+enum StepTarget {
+    /// Pinned to this reference.
+    Ready(TargetRef),
+    /// No snapshot after the step before it yet.
+    Wait,
+    /// The step cannot start: why.
+    Gone(String),
+}
+
+/// The name of step `step`'s HealingAction of `plan`: deterministic, so a
+/// coordinator that restarts finds the step it started, and the remediator
+/// (whose records are keyed by it) never runs one step twice.
+fn step_name(plan: &HealingAction, step: usize) -> String {
+    let spec = &plan.spec;
+    let action = spec
+        .plan
+        .get(step.wrapping_sub(1))
+        .map_or("step", |a| a.type_.name());
+    action_name(
+        &spec.target.name,
+        action,
+        &spec.policy_ref,
+        &convert::step_id(&spec.recommendation_id, step),
+    )
+}
+
+/// Whether `child` names `plan` (by uid) among its owners.
+fn owned_by(child: &HealingAction, plan: &HealingAction) -> bool {
+    let uid = plan.uid();
+    child
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == uid.as_ref() && o.kind == "HealingAction")
 }
 
 /// A step's last word: its result's, or its verdict's reasons.

@@ -204,7 +204,7 @@ impl Step<'_> {
         };
         // A plan's step shares the plan's human approval; one that claims
         // a plan not holding it is refused.
-        let human = match self.plan_approval().await {
+        let human = match self.plan_approval().await? {
             Ok(human) => human,
             Err(reason) => {
                 return self

@@ -837,6 +837,9 @@ async fn reviewing_the_same_recommendation_again_keeps_its_approval() {
 #[tokio::test(start_paused = true)]
 async fn a_plans_later_steps_ride_on_its_first_steps_slot_and_nothing_else_does() {
     let gate = gate();
+    let restart = || Action {
+        kind: Some(Kind::RestartPod(RestartPod {})),
+    };
     let step = |n: u32, id: &str, steps: u32, pod: &str| {
         let mut r = request(Kind::RestartPod(RestartPod {}), target("Pod", "shop", pod));
         rec(&mut r).id = format!("{id}.s{n}");
@@ -845,11 +848,22 @@ async fn a_plans_later_steps_ride_on_its_first_steps_slot_and_nothing_else_does(
             step: n,
             steps,
         });
+        rec(&mut r).plan = (0..steps).map(|_| restart()).collect();
         r
     };
     let review = |r: &ReviewRequest| {
         let review = gate.review(r, SystemTime::now(), Instant::now());
         (review.level, review.matched_rules.last().copied())
+    };
+    let executed = |id: &str, pod: &str| {
+        let report = OutcomeReport {
+            recommendation_id: id.into(),
+            target: Some(target("Pod", "shop", pod)),
+            action_type: ActionType::RestartPod as i32,
+            policy_ref: "shop/default".into(),
+            ..OutcomeReport::default()
+        };
+        gate.record_outcome(&report, true, Instant::now());
     };
     // A step 2 before its plan's first step passed: the usual cooldown
     // (after an action on the target).
@@ -858,14 +872,18 @@ async fn a_plans_later_steps_ride_on_its_first_steps_slot_and_nothing_else_does(
         review(&step(2, "plan-early", 2, "web-1")),
         (Level::Denied, Some("cooldown"))
     );
-    // Step 1 of a plan on another target passes the limits; its step 2
-    // passes the cooldown its step 1 started, and takes no slot.
+    // Step 1 of a plan on another target passes the limits (its slot is
+    // taken when it has run); its later steps pass the cooldown it
+    // started, each once, and take no slot.
     assert_eq!(review(&step(1, "plan-a", 3, "web-2")).0, Level::Approved);
+    executed("plan-a.s1", "web-2");
     assert_eq!(review(&step(2, "plan-a", 3, "web-2")).0, Level::Approved);
     assert_eq!(review(&step(3, "plan-a", 3, "web-2")).0, Level::Approved);
-    // What the plan does not hold is refused: another target under the
-    // plan's id, another step count, a step past the last, another plan.
+    // What the plan does not hold is refused: its step 2 again under
+    // another id, another target under the plan's id, another step count,
+    // a step past the last, another plan.
     for (i, mut forged) in [
+        step(2, "plan-a", 3, "web-2"),
         step(2, "plan-a", 3, "web-1"),
         step(2, "plan-a", 4, "web-2"),
         step(4, "plan-a", 3, "web-2"),
@@ -885,6 +903,17 @@ async fn a_plans_later_steps_ride_on_its_first_steps_slot_and_nothing_else_does(
     assert_eq!(
         review(&step(2, "plan-a", 3, "web-1")),
         (Level::Denied, Some("replayed-id"))
+    );
+    // A step 2 other than the one its plan named is not covered.
+    let mut first = step(1, "plan-c", 2, "web-3");
+    rec(&mut first).plan[1] = Action {
+        kind: Some(Kind::DeleteResource(DeleteResource {})),
+    };
+    assert_eq!(review(&first).0, Level::Approved);
+    executed("plan-c.s1", "web-3");
+    assert_eq!(
+        review(&step(2, "plan-c", 2, "web-3")),
+        (Level::Denied, Some("cooldown"))
     );
     // A new recommendation on the plan's target is in its cooldown.
     let mut again = request(
