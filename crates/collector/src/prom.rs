@@ -674,32 +674,71 @@ impl Poller {
         Some(next)
     }
 
-    /// Polls until the receiver side is gone. Each round's instant values
-    /// are published first; the slower trend and usage queries follow and
-    /// are published on their own, so they never hold the instant values
-    /// back. They run one after the other, not side by side: measured at
-    /// 10k pods (`cargo xtask bench collector`), running the history round
-    /// in a task of its own, beside the instant rounds, raised the
-    /// collector's steady RSS from 148 to 164 MiB; the cost is that a slow
-    /// history round (once per trend interval) delays the next instant
-    /// round.
+    /// Polls until the receiver side is gone: the instant queries every
+    /// interval, and in a task of their own the slower trend and usage
+    /// queries, each publishing only its own part of the round. A slow
+    /// history round (up to `history_timeout_secs` a query) never holds an
+    /// instant round back, and an instant round never undoes a history
+    /// published while it ran.
     pub async fn run(self, tx: watch::Sender<Arc<MetricsRound>>) {
+        let poller = Arc::new(self);
+        let tx = Arc::new(tx);
+        // Subscribed before the first instant round can be sent.
+        let first = tx.subscribe();
+        let history = tokio::spawn({
+            let (poller, tx) = (poller.clone(), tx.clone());
+            async move { poller.run_history(&tx, first).await }
+        });
+        poller.run_instant(&tx).await;
+        history.abort();
+    }
+
+    async fn run_instant(&self, tx: &watch::Sender<Arc<MetricsRound>>) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
             let previous = tx.borrow().clone();
-            let now = crate::now_secs();
-            let round = self.round(&previous, now).await;
-            if *previous != round && tx.send(Arc::new(round.clone())).is_err() {
+            let round = self.round(&previous, crate::now_secs()).await;
+            tx.send_if_modified(|current| {
+                let next = MetricsRound {
+                    history: current.history.clone(),
+                    ..round
+                };
+                let changed = **current != next;
+                if changed {
+                    *current = Arc::new(next);
+                }
+                changed
+            });
+            if tx.is_closed() {
                 return;
             }
-            if let Some(history) = self.history(&round.history, now).await {
-                // The instant values as they are now, with the new history.
-                tx.send_modify(|latest| Arc::make_mut(latest).history = history);
-                if tx.is_closed() {
-                    return;
-                }
+        }
+    }
+
+    /// Renews trends and usage when due, starting once the first instant
+    /// round is out, answered or not (the two never load Prometheus at
+    /// start together).
+    async fn run_history(
+        &self,
+        tx: &watch::Sender<Arc<MetricsRound>>,
+        mut first: watch::Receiver<Arc<MetricsRound>>,
+    ) {
+        if first.changed().await.is_err() {
+            return;
+        }
+        drop(first);
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let history = tx.borrow().history.clone();
+            if let Some(next) = self.history(&history, crate::now_secs()).await {
+                tx.send_modify(|current| Arc::make_mut(current).history = next);
+            }
+            if tx.is_closed() {
+                return;
             }
         }
     }
