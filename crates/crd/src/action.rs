@@ -420,7 +420,22 @@ pub struct HealingActionStatus {
 
 /// The gate's decision, as recorded: the contract's `Decision` in the CR's
 /// spelling.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+// Ordered (derived) from the least strict to the strictest: a plan's
+// decision is its strictest step's.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
 pub enum Decision {
     /// Go ahead.
     Approved,

@@ -253,29 +253,22 @@ impl Step<'_> {
         for (step, (rec, verdict)) in verdicts.iter().enumerate() {
             let action_id = format!("{}-s{}", self.action.name_any(), step + 1);
             let record = self.dry_run(policy, rec, verdict, &action_id).await;
-            let header = format!("# step {} ({})\n", step + 1, rec.id);
-            match &mut all {
-                None => {
-                    all = Some(ResultRecord {
-                        dry_run_diff: header + &record.dry_run_diff,
-                        error: if record.error.is_empty() {
-                            String::new()
-                        } else {
-                            format!("step 1: {}; ", record.error)
-                        },
-                        ..record
-                    });
-                }
-                Some(all) => {
-                    all.dry_run_diff.push_str(&header);
-                    all.dry_run_diff.push_str(&record.dry_run_diff);
-                    if !record.error.is_empty() {
-                        all.error = format!("{}step {}: {}; ", all.error, step + 1, record.error);
-                    }
-                    if record.outcome != Outcome::DryRun {
-                        all.outcome = record.outcome;
-                    }
-                }
+            // The first step's record is the base; every step adds its diff
+            // and error, and an outcome other than a dry run.
+            let all = all.get_or_insert_with(|| ResultRecord {
+                dry_run_diff: String::new(),
+                error: String::new(),
+                ..record.clone()
+            });
+            all.dry_run_diff
+                .push_str(&format!("# step {} ({})\n", step + 1, rec.id));
+            all.dry_run_diff.push_str(&record.dry_run_diff);
+            if !record.error.is_empty() {
+                all.error
+                    .push_str(&format!("step {}: {}; ", step + 1, record.error));
+            }
+            if record.outcome != Outcome::DryRun {
+                all.outcome = record.outcome;
             }
         }
         all.unwrap_or_else(|| failed("dry run: no step"))

@@ -41,16 +41,6 @@ const SNAPSHOT_PATIENCE_SECS: i64 = 600;
 /// How often a plan looks at its running step.
 const POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// How strict a decision is: approved < needs approval < dry run < denied.
-fn strictness(decision: Decision) -> u8 {
-    match decision {
-        Decision::Approved => 0,
-        Decision::NeedsApproval => 1,
-        Decision::DryRunOnly => 2,
-        Decision::Denied | Decision::Unspecified => 3,
-    }
-}
-
 /// The decision of a set of verdicts (one per step) and its record: a single
 /// action's own; a plan's the strictest of its steps', with every step's
 /// reasons. A plan's record carries no signature: the plan itself is never
@@ -59,7 +49,7 @@ pub(super) fn combined(verdicts: &[(pb::Recommendation, Verdict)]) -> (Decision,
     let decision_of = |v: &Verdict| Decision::try_from(v.decision).unwrap_or(Decision::Unspecified);
     let Some((_, strictest)) = verdicts
         .iter()
-        .max_by_key(|(_, v)| strictness(decision_of(v)))
+        .max_by_key(|(_, v)| RecordedDecision::from_proto(v.decision))
     else {
         return (Decision::Denied, super::records::no_verdict());
     };
