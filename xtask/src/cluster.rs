@@ -9,7 +9,7 @@ mod node;
 pub use node::{import as import_image, running as real_node_running};
 
 use std::{
-    net::TcpListener,
+    net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -166,7 +166,7 @@ pub fn up(nodes: u32, real_node: bool) -> anyhow::Result<ClusterInfo> {
     std::fs::copy("deploy/kwok/stages.yaml", &stages).context("deploy/kwok/stages.yaml")?;
     std::fs::copy("deploy/kwok/metrics.yaml", &metrics).context("deploy/kwok/metrics.yaml")?;
     let prometheus_config = dir.join("prometheus.yml");
-    std::fs::write(&prometheus_config, prometheus_yaml(kwok_port))?;
+    std::fs::write(&prometheus_config, prometheus_yaml(kwok_port, None))?;
     // Every write, who made it and how it was answered: the evidence the
     // security tests count from (ClusterInfo::audited_writes).
     let audit_policy = dir.join("audit-policy.yaml");
@@ -215,7 +215,16 @@ pub fn up(nodes: u32, real_node: bool) -> anyhow::Result<ClusterInfo> {
         println!(
             "==> starting the real node {NODE_NAME}: containerd, kube-proxy, CoreDNS and kubelet"
         );
-        if let Err(error) = node::up(&cluster_dir().join("pki"), &apiserver_url) {
+        let started = node::up(&cluster_dir().join("pki"), &apiserver_url).and_then(|scrape| {
+            // Prometheus scrapes the real kubelet too, now that its
+            // certificates exist.
+            std::fs::write(
+                &prometheus_config,
+                prometheus_yaml(kwok_port, Some(&scrape)),
+            )?;
+            scrape_real_node(prometheus_port)
+        });
+        if let Err(error) = started {
             // Stop what was started; the logs stay for reading.
             let logs = std::env::temp_dir().join("nanny-real-node-logs");
             let _ = std::fs::remove_dir_all(&logs);
@@ -286,16 +295,48 @@ pub fn running() -> anyhow::Result<Option<ClusterInfo>> {
     Ok(ClusterInfo::load()?.filter(|info| apiserver_answers(info) && prometheus_ready(info)))
 }
 
+/// Has Prometheus reload its configuration (SIGHUP) and waits until it has
+/// scraped the real kubelet.
+fn scrape_real_node(prometheus_port: u16) -> anyhow::Result<()> {
+    let (_, pid) = recorded_pids()
+        .into_iter()
+        .find(|(component, _)| component == "prometheus")
+        .context("Prometheus is not running (no pid file of kwokctl's names it)")?;
+    crate::cmd::quiet(Command::new("kill").args(["-HUP", &pid.to_string()]))?;
+    let address = SocketAddr::from(([127, 0, 0, 1], prometheus_port));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let targets = http_get(
+            address,
+            "/api/v1/targets?scrapePool=real-kubelet&state=active",
+        );
+        if targets
+            .as_deref()
+            .is_some_and(|t| t.contains(r#""health":"up""#))
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "Prometheus did not scrape the real kubelet within 60 s; its targets: {}; its log: {}",
+                targets.as_deref().unwrap_or("(no answer)"),
+                cluster_dir().join("logs/prometheus.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 /// Whether Prometheus answers `GET /-/ready` with 200 within 3 s.
 fn prometheus_ready(info: &ClusterInfo) -> bool {
     info.prometheus_url
         .strip_prefix("http://")
-        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .and_then(|a| a.parse::<SocketAddr>().ok())
         .is_some_and(|address| http_ok(address, "/-/ready"))
 }
 
 /// Whether `GET path` on `address` answers 200 within a few seconds.
-fn http_ok(address: std::net::SocketAddr, path: &str) -> bool {
+fn http_ok(address: SocketAddr, path: &str) -> bool {
     use std::io::{Read as _, Write as _};
     let timeout = Duration::from_secs(3);
     let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, timeout) else {
@@ -307,6 +348,19 @@ fn http_ok(address: std::net::SocketAddr, path: &str) -> bool {
     }
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
+}
+
+/// The whole answer (head and body) to `GET path` on `address`, read within
+/// a few seconds.
+fn http_get(address: SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let timeout = Duration::from_secs(3);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
 }
 
 fn apiserver_answers(info: &ClusterInfo) -> bool {
@@ -548,8 +602,29 @@ rules:
 "#;
 
 /// Prometheus scrapes kwok's emulated kubelets every 5 s, discovering them
-/// (one target per node and Metric) every 5 s.
-fn prometheus_yaml(kwok_port: u16) -> String {
+/// (one target per node and Metric) every 5 s, and the real node's kubelet
+/// (its resource metrics: the containers' CPU and working set) when there
+/// is one.
+fn prometheus_yaml(kwok_port: u16, real_node: Option<&node::Scrape>) -> String {
+    let real_node = real_node.map_or_else(String::new, |scrape| {
+        format!(
+            r#"- job_name: real-kubelet
+  scheme: https
+  metrics_path: /metrics/resource
+  static_configs:
+  - targets: ["{kubelet}"]
+    labels: {{ node: {NODE_NAME} }}
+  tls_config:
+    ca_file: {ca}
+    cert_file: {cert}
+    key_file: {key}
+"#,
+            kubelet = scrape.kubelet,
+            ca = scrape.ca.display(),
+            cert = scrape.cert.display(),
+            key = scrape.key.display(),
+        )
+    });
     format!(
         r#"# Written by `cargo xtask cluster up`.
 global:
@@ -563,6 +638,6 @@ scrape_configs:
 - job_name: kwok-controller
   static_configs:
   - targets: ["127.0.0.1:{kwok_port}"]
-"#
+{real_node}"#
     )
 }

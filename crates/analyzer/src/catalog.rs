@@ -116,6 +116,11 @@ pub const OOM_PREDICTED_RAISE_MEMORY: Rule = Rule {
     id: "oom-predicted-raise-memory-limit",
     rationale: "A working set rising steadily toward its limit is killed when it gets there; a limit sized to the trend buys time without a kill, while the steady rise (a probable leak) is for the owners to fix.",
 };
+/// Cordon a node whose memory is predicted to run out.
+pub const NODE_PREDICTED_CORDON: Rule = Rule {
+    id: "node-predicted-cordon",
+    rationale: "A node whose working set rises steadily toward its allocatable memory will evict or OOM-kill pods once it gets there; a cordon keeps new pods off it meanwhile, while a human, who approves it, finds what grows.",
+};
 /// Report a container requesting far more than its pods used.
 pub const REPORT_RIGHTSIZING: Rule = Rule {
     id: "report-rightsizing",
@@ -332,4 +337,5 @@ pub const RULES: &[Rule] = &[
     REPORT_RIGHTSIZING,
     REPORT_IDLE,
     RIGHTSIZING_LOWER_REQUESTS,
+    NODE_PREDICTED_CORDON,
 ];

@@ -203,6 +203,7 @@ const AHEAD: &[IssueKind] = &[
     IssueKind::OomPredicted,
     IssueKind::OverProvisioned,
     IssueKind::WorkloadIdle,
+    IssueKind::NodePredictedExhausted,
 ];
 
 impl Rules {

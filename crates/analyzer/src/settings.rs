@@ -76,6 +76,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::NodeCordoned,
             IssueKind::NodeNetworkUnavailable,
             IssueKind::NodeProblem,
+            IssueKind::NodePredictedExhausted,
             IssueKind::Evicted,
             IssueKind::PodStuckTerminating,
             IssueKind::PdbBlockingDisruptions,

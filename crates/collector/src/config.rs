@@ -110,9 +110,13 @@ pub const USAGE_QUERIES: &[(&str, &str)] = &[
 ];
 
 /// The built-in queries also run as range queries, for trends: a claim's
-/// used bytes (`PVCPredictedFull`) and a container's working set
-/// (`OOMPredicted`).
-pub const TREND_QUERIES: &[&str] = &["pvc_used_bytes", "container_memory_bytes"];
+/// used bytes (`PVCPredictedFull`), a container's working set
+/// (`OOMPredicted`) and a node's (`NodePredictedExhausted`).
+pub const TREND_QUERIES: &[&str] = &[
+    "pvc_used_bytes",
+    "container_memory_bytes",
+    "node_memory_bytes",
+];
 
 /// The built-in queries, their names and what they feed.
 ///
@@ -148,6 +152,13 @@ pub const BUILTIN_QUERIES: &[(&str, &str)] = &[
     (
         "container_memory_growth_per_hour",
         "max by (namespace, pod, container) (deriv(container_memory_working_set_bytes{container!=\"\"}[30m])) * 3600",
+    ),
+    // A node's working set, every process on it, from the kubelet's
+    // resource metrics; the scrape job gives each node's its `node` label
+    // (kube-prometheus-stack's kubelet job does).
+    (
+        "node_memory_bytes",
+        "max by (node) (node_memory_working_set_bytes{node!=\"\"})",
     ),
     (
         "pvc_used_bytes",
@@ -272,6 +283,11 @@ pub struct Thresholds {
     pub oom_horizon_secs: u64,
     /// ... judged on at least this much history since its last restart,
     pub oom_min_history_secs: u64,
+    /// A node whose working set's trend reaches its allocatable memory
+    /// within this many seconds is predicted to run out of memory, ...
+    pub node_exhaustion_horizon_secs: u64,
+    /// ... judged on at least this much history,
+    pub node_exhaustion_min_history_secs: u64,
     /// ... and for both, only a fit at least this straight (R², 0 to 1):
     /// noise and sawtooths read low.
     pub trend_min_r_squared: f64,
@@ -328,6 +344,8 @@ impl Default for Thresholds {
             pvc_fill_min_history_secs: 3600,
             oom_horizon_secs: 12 * 3600,
             oom_min_history_secs: 3600,
+            node_exhaustion_horizon_secs: 6 * 3600,
+            node_exhaustion_min_history_secs: 3600,
             trend_min_r_squared: 0.9,
             rightsizing_margin_percent: 20,
             rightsizing_min_cpu_millicores: 100,
@@ -568,6 +586,10 @@ impl ServiceConfig for Config {
                 t.pvc_fill_min_history_secs,
             ),
             ("thresholds.oom_min_history_secs", t.oom_min_history_secs),
+            (
+                "thresholds.node_exhaustion_min_history_secs",
+                t.node_exhaustion_min_history_secs,
+            ),
         ] {
             if history > self.prometheus.trend_window_secs {
                 return Err(Error::config(

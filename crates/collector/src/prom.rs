@@ -328,6 +328,7 @@ impl Poller {
                 .filter_map(|name| {
                     let history = match *name {
                         "pvc_used_bytes" => thresholds.pvc_fill_min_history_secs,
+                        "node_memory_bytes" => thresholds.node_exhaustion_min_history_secs,
                         _ => thresholds.oom_min_history_secs,
                     };
                     let query =

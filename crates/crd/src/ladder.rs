@@ -193,6 +193,7 @@ pub enum LadderIssue {
     OOMPredicted,
     OverProvisioned,
     WorkloadIdle,
+    NodePredictedExhausted,
 }
 
 impl LadderIssue {

@@ -583,6 +583,14 @@ pub const KINDS: &[KindInfo] = &[
         "cost: a workload whose live pods' busiest 5 minutes stayed below 5m CPU over at least 2 days",
         Report,
     ),
+    kind(
+        K::NodePredictedExhausted,
+        "NodePredictedExhausted",
+        Nodes,
+        Warning,
+        "predicted, not yet failed: a node's working set (a Prometheus range of the kubelet's node_memory_working_set_bytes by its `node` label, fitted over at least an hour, R² at least 0.9) reaching its allocatable memory within 6 hours",
+        Act(&[ActionType::CordonNode]),
+    ),
 ];
 
 /// The entry of a kind; `None` for `Unspecified`.

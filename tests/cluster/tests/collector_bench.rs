@@ -149,6 +149,7 @@ async fn collector_at_scale() {
             ("NANNY_PROMETHEUS__TREND_STEP_SECS", "30"),
             ("NANNY_THRESHOLDS__PVC_FILL_MIN_HISTORY_SECS", "600"),
             ("NANNY_THRESHOLDS__OOM_MIN_HISTORY_SECS", "600"),
+            ("NANNY_THRESHOLDS__NODE_EXHAUSTION_MIN_HISTORY_SECS", "600"),
         ]);
     }
     let collector = ServiceProcess::spawn(&binary, &env).await.unwrap();

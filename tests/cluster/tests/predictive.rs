@@ -10,6 +10,8 @@
 //! - a claim of 1 GiB filling 50 MiB/h, with a quarter hour missing from
 //!   its series: `PVCPredictedFull`, expanded once a human approves, while
 //!   40% full;
+//! - a node of 256 GiB allocatable whose working set grows 15 GiB/h:
+//!   `NodePredictedExhausted`, cordoned once a human approves;
 //! - a container flat with spikes, and one that restarted 70 minutes ago
 //!   after a steep rise and has grown slowly since: nothing raised, the
 //!   restart logged with the series' name (fitted since the restart).
@@ -29,7 +31,10 @@
     reason = "a test is one scenario against real services, read top to bottom"
 )]
 
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::PersistentVolumeClaim};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Node, PersistentVolumeClaim},
+};
 use kube::{Api, ResourceExt};
 use nanny_cluster_tests::{
     Fixture,
@@ -40,9 +45,11 @@ use nanny_test_util::{
     backfill::{self, Series, minutes},
     cluster::eventually,
     faults::{self, PodSpec},
+    nodes::FakeNode,
 };
 
 const MIB: f64 = 1_048_576.0;
+const GIB: f64 = 1024.0 * MIB;
 
 fn env() -> Vec<(&'static str, String, String)> {
     [
@@ -110,6 +117,16 @@ async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_no
         .await
         .unwrap();
     let claim_uid = claim.uid().unwrap();
+    // A node of the test's own, 256 GiB allocatable.
+    let node = FakeNode::create(&fx.cluster, &client, &format!("{ns}-full"))
+        .await
+        .unwrap();
+    let node_uid = Api::<Node>::all(client.clone())
+        .get(&node.name)
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
 
     // Two hours of history, ending now.
     let end = k8s_openapi::jiff::Timestamp::now().as_second();
@@ -157,6 +174,13 @@ async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_no
             samples: minutes(end, 120, |m| {
                 (!(60..75).contains(&m)).then(|| (300.0 + m as f64 * 50.0 / 60.0) * MIB)
             }),
+        },
+        // The node's working set: 150 GiB growing 15 GiB/h, 180 GiB now,
+        // its 256 GiB allocatable in about 5 hours.
+        Series {
+            name: "node_memory_working_set_bytes",
+            labels: vec![("node", node.name.clone())],
+            samples: minutes(end, 120, |m| Some((150.0 + m as f64 / 4.0) * GIB)),
         },
         Series {
             name: "kubelet_volume_stats_capacity_bytes",
@@ -236,6 +260,35 @@ async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_no
         .and_then(|mut c| c.remove("storage"))
         .map(|q| q.0);
     println!("PVCPredictedFull → expanded to {size} (capacity {capacity:?}) after approval");
+
+    // The node predicted to run out of memory: cordoned once a human
+    // approves.
+    let cordon = h.wait_phase(&node_uid, Phase::PendingApproval).await;
+    assert_eq!(
+        cordon.spec.issue_kind.as_deref(),
+        Some("NODE_PREDICTED_EXHAUSTED")
+    );
+    for words in [
+        "predicted to reach its allocatable memory in 5.",
+        "of 256 GiB",
+        "Predicted, not yet failed",
+    ] {
+        assert!(
+            cordon.spec.reasoning.contains(words),
+            "{words:?} not in {:?}",
+            cordon.spec.reasoning
+        );
+    }
+    assert!(
+        !node.cordoned(&client).await.unwrap(),
+        "nothing changed before the approval"
+    );
+    h.approve_and_wait(&node_uid, ActionType::CordonNode).await;
+    assert!(node.cordoned(&client).await.unwrap());
+    println!(
+        "NodePredictedExhausted → cordoned after approval: {}",
+        cordon.spec.reasoning
+    );
 
     // Noise and a restart raise nothing; the restart and the gap are logged
     // with the series' names.

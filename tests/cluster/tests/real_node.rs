@@ -1,6 +1,9 @@
 //! The real node: a kubelet with containerd runs real containers, and
 //! Nanny heals their real failures — a crash loop with the kubelet's own
-//! back-off, and a kernel OOM kill — with the API server's evidence.
+//! back-off, and a kernel OOM kill — with the API server's evidence. It
+//! also acts before one: a real container whose working set grows, as the
+//! real kubelet measures it and the cluster's Prometheus scrapes it, is
+//! predicted to be OOM-killed while it still runs.
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -18,7 +21,7 @@ use k8s_openapi::api::{
 use kube::{Api, ResourceExt as _, api::LogParams};
 use nanny_cluster_tests::{
     Fixture,
-    pipeline::{Harness, restarts_ladder_policy},
+    pipeline::{Harness, policy, restarts_ladder_policy},
 };
 use nanny_crd::{ActionType, HealingAction, Phase};
 use nanny_test_util::{
@@ -272,4 +275,111 @@ async fn real_crash_loops_and_oom_kills_on_the_real_node_are_healed() {
         "real node: crash loop (exit 1, kubelet back-off) restarted by Nanny ({}); OOM kill (137) → memory limit 32Mi → {limit}, approved, verified, Ready",
         result.outcome
     );
+}
+
+/// A real container whose working set grows 1 MiB a second toward its
+/// 512 MiB limit, measured by the real kubelet and scraped by the
+/// cluster's Prometheus: `OOMPredicted` before the kernel kills it, a limit
+/// sized to the trend proposed for a human, nothing changed until the
+/// approval, then the real rollout with the raised limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_container_growing_toward_its_limit_is_predicted_before_it_is_killed() {
+    let Some(fx) = Fixture::new("real-leak").await else {
+        return;
+    };
+    assert_eq!(fx.cluster.real_node.as_deref(), Some(NODE_NAME));
+    // Minutes, not hours: a ten-minute trend window 5 s a step (the scrape
+    // interval), judged on two minutes of history.
+    let env = [
+        ("PROMETHEUS__TREND_WINDOW_SECS", "600"),
+        ("PROMETHEUS__TREND_STEP_SECS", "5"),
+        ("PROMETHEUS__TREND_INTERVAL_SECS", "5"),
+        ("THRESHOLDS__OOM_MIN_HISTORY_SECS", "120"),
+        ("THRESHOLDS__PVC_FILL_MIN_HISTORY_SECS", "120"),
+        ("THRESHOLDS__NODE_EXHAUSTION_MIN_HISTORY_SECS", "120"),
+    ]
+    .into_iter()
+    .map(|(key, value)| ("nanny-collector", format!("NANNY_{key}"), value.to_owned()))
+    .collect();
+    let policy = policy(fx.ns(), "Auto");
+    let h = Harness::with_policy(fx, &policy, env).await;
+    let (client, ns) = (&h.fx.client, h.fx.ns());
+    real_node::fault_deployment(
+        client,
+        ns,
+        "leak",
+        &["--mode", "memory", "--mib", "16", "--grow-mib-per-sec", "1"],
+        Some("512Mi"),
+    )
+    .await
+    .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let workload = deployments.get("leak").await.unwrap().uid().unwrap();
+
+    // Predicted from the real series, for a human.
+    let pending = action_when(&h, &workload, ActionType::PatchResources, |a| {
+        a.status.as_ref().and_then(|s| s.phase) == Some(Phase::PendingApproval)
+    })
+    .await;
+    assert_eq!(pending.spec.issue_kind.as_deref(), Some("OOM_PREDICTED"));
+    for words in [
+        "predicted to reach its memory limit in",
+        "grew 3.5 GiB/h",
+        "of 512 MiB",
+        "Predicted, not yet failed",
+        "memory leak",
+    ] {
+        assert!(
+            pending.spec.reasoning.contains(words),
+            "{words:?} not in {:?}",
+            pending.spec.reasoning
+        );
+    }
+    // Before the failure: the API server shows the container running,
+    // never killed, and the Deployment's limit untouched.
+    let (pod, status) = container_when(&h, "leak", "the growing container", |_| true).await;
+    assert_eq!(
+        pod.spec.as_ref().unwrap().node_name.as_deref(),
+        Some(NODE_NAME)
+    );
+    assert_eq!(status.restart_count, 0, "{status:?}");
+    assert!(
+        status
+            .last_state
+            .as_ref()
+            .is_none_or(|s| s.terminated.is_none()),
+        "{status:?}"
+    );
+    assert_eq!(
+        faults::memory_limit(&deployments.get("leak").await.unwrap()).as_deref(),
+        Some("512Mi"),
+        "nothing changed before the approval"
+    );
+    // Growing 3.5 GiB an hour: a day of it is far past the ceiling of the
+    // limit times 1.5.
+    let limit = pending
+        .spec
+        .action
+        .params
+        .limits()
+        .and_then(|l| l.memory_bytes)
+        .map(|b| b.0);
+    assert_eq!(limit, Some(768 << 20), "{:?}", pending.spec.action);
+    println!("real node: OOMPredicted: {}", pending.spec.reasoning);
+
+    // Approved: the real rollout runs the pod with the raised limit.
+    h.approve(&pending).await;
+    action_when(&h, &workload, ActionType::PatchResources, |a| {
+        a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded)
+    })
+    .await;
+    assert_eq!(
+        faults::memory_limit(&deployments.get("leak").await.unwrap()).as_deref(),
+        Some("805306368"),
+    );
+    // The leak goes on; the test stops it before the kernel does.
+    deployments
+        .delete("leak", &Default::default())
+        .await
+        .unwrap();
 }

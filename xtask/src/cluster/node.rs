@@ -58,13 +58,25 @@ fn socket() -> String {
     format!("{RUN_DIR}/containerd.sock")
 }
 
+/// Where Prometheus scrapes the real kubelet: its address, and the files of
+/// the client certificate it presents and of the CA that signed both.
+#[derive(Debug, Clone)]
+pub struct Scrape {
+    pub kubelet: SocketAddr,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Starts containerd, kube-proxy, CoreDNS and the kubelet against the API
-/// server at `apiserver_url`, whose CA is in `pki`.
+/// server at `apiserver_url`, whose CA is in `pki`; answers where its
+/// metrics are scraped.
 ///
 /// # Errors
 /// When a step fails; its message names the step and the log to read.
-pub fn up(pki: &Path, apiserver_url: &str) -> anyhow::Result<()> {
+pub fn up(pki: &Path, apiserver_url: &str) -> anyhow::Result<Scrape> {
     let host = host_ip()?;
+    let kubelet = SocketAddr::new(host, super::free_port()?);
     let dir = node_dir();
     for sub in [
         "pki",
@@ -79,7 +91,7 @@ pub fn up(pki: &Path, apiserver_url: &str) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir.join(sub))?;
     }
     std::fs::create_dir_all(RUN_DIR)?;
-    credentials(pki, apiserver_url, &dir)?;
+    credentials(pki, apiserver_url, host, &dir)?;
     std::fs::write(dir.join("cni/net.d/10-nanny.conflist"), cni_config(&dir))?;
     start_with_config(
         Command::new("containerd").arg("--config"),
@@ -100,7 +112,10 @@ pub fn up(pki: &Path, apiserver_url: &str) -> anyhow::Result<()> {
     )?;
     import_images(&dir)?;
     start_network(host, &dir)?;
-    std::fs::write(dir.join("kubelet.yaml"), kubelet_config(pki, &dir, host))?;
+    std::fs::write(
+        dir.join("kubelet.yaml"),
+        kubelet_config(pki, &dir, host, kubelet.port()),
+    )?;
     spawn(
         "kubelet",
         Command::new(kubelet_dir().join("bin/kubelet"))
@@ -116,20 +131,43 @@ pub fn up(pki: &Path, apiserver_url: &str) -> anyhow::Result<()> {
                 &format!("--node-labels={LABEL}=real"),
                 "--v=1",
             ]),
-    )
+    )?;
+    let prometheus = dir.join("pki/prometheus");
+    Ok(Scrape {
+        kubelet,
+        ca: pki.join("ca.crt"),
+        cert: prometheus.with_extension("crt"),
+        key: prometheus.with_extension("key"),
+    })
 }
 
 /// Client certificates and kubeconfigs for the kubelet, kube-proxy and
-/// CoreDNS.
-fn credentials(pki: &Path, apiserver_url: &str, dir: &Path) -> anyhow::Result<()> {
+/// CoreDNS; the kubelet's serving certificate for its address `host`, and
+/// Prometheus' client certificate for scraping it.
+fn credentials(pki: &Path, apiserver_url: &str, host: IpAddr, dir: &Path) -> anyhow::Result<()> {
     let node_user = format!("system:node:{NODE_NAME}");
     let proxy_user = "system:kube-proxy";
-    client_certificate(pki, &dir.join("pki/node"), &node_user, "system:nodes")?;
-    client_certificate(
+    let client = "extendedKeyUsage = clientAuth";
+    certificate(
+        pki,
+        &dir.join("pki/node"),
+        &format!("/O=system:nodes/CN={node_user}"),
+        client,
+    )?;
+    certificate(
         pki,
         &dir.join("pki/proxy"),
-        proxy_user,
-        "system:node-proxier",
+        &format!("/O=system:node-proxier/CN={proxy_user}"),
+        client,
+    )?;
+    certificate(pki, &dir.join("pki/prometheus"), "/CN=prometheus", client)?;
+    // Prometheus checks the kubelet's certificate against the cluster's CA
+    // and the address it scrapes.
+    certificate(
+        pki,
+        &dir.join("pki/kubelet"),
+        &format!("/CN={NODE_NAME}"),
+        &format!("extendedKeyUsage = serverAuth\nsubjectAltName = IP:{host}"),
     )?;
     std::fs::write(
         dir.join("kubeconfig.yaml"),
@@ -184,13 +222,15 @@ fn host_ip() -> anyhow::Result<IpAddr> {
     Ok(socket.local_addr()?.ip())
 }
 
-/// A client key and certificate (`PREFIX.key`, `PREFIX.crt`) for `user` in
-/// `group`, signed by the cluster's CA (kwokctl's, a PKCS#1 RSA key:
-/// openssl reads it as it is).
-fn client_certificate(pki: &Path, prefix: &Path, user: &str, group: &str) -> anyhow::Result<()> {
+/// A key and certificate (`PREFIX.key`, `PREFIX.crt`) for `subject` with
+/// the X.509 `extensions` (openssl's config lines), signed by the cluster's
+/// CA (kwokctl's, a PKCS#1 RSA key: openssl reads it as it is).
+fn certificate(pki: &Path, prefix: &Path, subject: &str, extensions: &str) -> anyhow::Result<()> {
     let key = prefix.with_extension("key");
     let csr = prefix.with_extension("csr");
     let cert = prefix.with_extension("crt");
+    let ext = prefix.with_extension("ext");
+    std::fs::write(&ext, format!("{extensions}\n"))?;
     quiet(
         Command::new("openssl")
             .args([
@@ -206,7 +246,7 @@ fn client_certificate(pki: &Path, prefix: &Path, user: &str, group: &str) -> any
             .arg(&key)
             .arg("-out")
             .arg(&csr)
-            .args(["-subj", &format!("/O={group}/CN={user}")]),
+            .args(["-subj", subject]),
     )?;
     quiet(
         Command::new("openssl")
@@ -217,6 +257,8 @@ fn client_certificate(pki: &Path, prefix: &Path, user: &str, group: &str) -> any
             .arg(pki.join("ca.crt"))
             .arg("-CAkey")
             .arg(pki.join("ca.key"))
+            .arg("-extfile")
+            .arg(&ext)
             .args(["-CAcreateserial", "-out"])
             .arg(&cert),
     )
@@ -350,7 +392,7 @@ state = "{RUN_DIR}/state"
     )
 }
 
-fn kubelet_config(pki: &Path, dir: &Path, dns: IpAddr) -> String {
+fn kubelet_config(pki: &Path, dir: &Path, dns: IpAddr, port: u16) -> String {
     format!(
         r#"# Written by `cargo xtask cluster up`.
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -361,10 +403,13 @@ failCgroupV1: false
 failSwapOn: false
 # No CAP_SYS_RESOURCE in this VM: nothing may lower oom_score_adj.
 oomScoreAdj: 0
-# The API server reaches it (logs, exec) at the node's InternalIP; only
-# clients with a certificate from the cluster's CA get in.
+# The API server (logs, exec) and Prometheus (its resource metrics) reach
+# it at the node's InternalIP; only clients with a certificate from the
+# cluster's CA get in, and its own is from that CA.
 address: 0.0.0.0
 port: {port}
+tlsCertFile: {serving}.crt
+tlsPrivateKeyFile: {serving}.key
 readOnlyPort: 0
 healthzPort: 0
 podLogsDir: {logs}
@@ -385,7 +430,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 "#,
         socket = socket(),
-        port = super::free_port().unwrap_or(10250),
+        serving = dir.join("pki/kubelet").display(),
         logs = dir.join("pods").display(),
         ca = pki.join("ca.crt").display(),
     )

@@ -10,12 +10,12 @@
 //! ever negative, below the current one or above the configured ceilings.
 
 use nanny_common::quantity::{bytes_text, duration_text};
-use nanny_proto::v1::{self as pb, ExpandPvc, Severity, action::Kind};
+use nanny_proto::v1::{self as pb, CordonNode, ExpandPvc, Severity, action::Kind};
 
 use super::{
     Draft, Drafts, MIB, ROLLABLE, Rules, describe, memory_limit, ref_of, report, round_up, scaled,
 };
-use crate::catalog::{OOM_PREDICTED_RAISE_MEMORY, PVC_PREDICTED_EXPAND};
+use crate::catalog::{NODE_PREDICTED_CORDON, OOM_PREDICTED_RAISE_MEMORY, PVC_PREDICTED_EXPAND};
 use crate::index::SnapshotIndex;
 
 /// The issue's trend, when it is one a prediction can stand on.
@@ -103,6 +103,52 @@ fn owner_limit<'a>(
     Some((workload_ref, limit))
 }
 
+/// A node whose working set is predicted to reach its allocatable memory:
+/// cordoned (the gate asks a human for every node operation) so no new pod
+/// lands there meanwhile; one cordoned already is reported.
+fn node_predicted(
+    issue: &pb::Issue,
+    target: &pb::ObjectRef,
+    index: &SnapshotIndex<'_>,
+    drafts: &mut Drafts,
+) {
+    let (Some(trend), Some(node)) = (trend(issue), index.nodes.get(target.uid.as_str())) else {
+        return;
+    };
+    let Some(node_ref) = ref_of(node.r#ref.as_ref()) else {
+        return;
+    };
+    let reason = predicted(
+        &format!(
+            "{}'s working set is predicted to reach its allocatable memory",
+            describe(node_ref)
+        ),
+        trend,
+    );
+    let find = "Find what grows on it: once it gets there the kubelet evicts pods, or the kernel kills them.";
+    let (action, reason) = if node.unschedulable {
+        let text = format!("{reason} It is cordoned already. {find}");
+        (report(text.clone()), text)
+    } else {
+        (
+            Kind::CordonNode(CordonNode {}),
+            format!("{reason} Cordon it so no new pods land there. {find}"),
+        )
+    };
+    drafts.add(
+        "",
+        Draft {
+            rule: NODE_PREDICTED_CORDON,
+            action,
+            target: node_ref.clone(),
+            reason,
+            risk: Severity::Warning,
+            fingerprints: [issue.fingerprint.clone()].into(),
+            evidence: trend_evidence(trend).into(),
+        },
+    );
+}
+
 impl Rules {
     /// Predicted failures and cost.
     pub(super) fn ahead(
@@ -119,6 +165,9 @@ impl Rules {
             }
             pb::IssueKind::OomPredicted if self.config.oom.enabled => {
                 self.oom_predicted(issue, target, index, drafts);
+            }
+            pb::IssueKind::NodePredictedExhausted if self.config.node.enabled => {
+                node_predicted(issue, target, index, drafts);
             }
             pb::IssueKind::OverProvisioned | pb::IssueKind::WorkloadIdle
                 if self.config.report.enabled =>

@@ -88,6 +88,29 @@ fn a_predicted_full_claim_is_expanded_to_hold_the_trend_at_most_twice_its_size()
 }
 
 #[test]
+fn a_node_predicted_to_run_out_of_memory_is_cordoned_or_reported_when_cordoned() {
+    let (kind, reason, rule) = only(&scene(IssueKind::NodePredictedExhausted));
+    assert_eq!(rule, "node-predicted-cordon");
+    assert!(matches!(kind, Kind::CordonNode(_)), "{kind:?}");
+    for words in [
+        "predicted to reach its allocatable memory in 3.3h",
+        "grew 1.6 GiB/h",
+        "now 10.7 GiB of 16 GiB",
+        "Predicted, not yet failed",
+        "Cordon it",
+    ] {
+        assert!(reason.contains(words), "{words}: {reason}");
+    }
+    let mut cordoned = scene(IssueKind::NodePredictedExhausted);
+    cordoned.nodes[0].unschedulable = true;
+    let (kind, reason, _) = only(&cordoned);
+    assert!(
+        matches!(kind, Kind::ReportOnly(_)) && reason.contains("cordoned already"),
+        "{kind:?}: {reason}"
+    );
+}
+
+#[test]
 fn a_trend_that_cannot_be_trusted_yields_nothing() {
     let bad: [fn(&mut pb::Trend); 6] = [
         |t| t.slope_per_hour = f64::NAN,
@@ -97,7 +120,11 @@ fn a_trend_that_cannot_be_trusted_yields_nothing() {
         |t| t.ceiling = f64::INFINITY,
         |t| t.seconds_to_ceiling = -1,
     ];
-    for kind in [IssueKind::OomPredicted, IssueKind::PvcPredictedFull] {
+    for kind in [
+        IssueKind::OomPredicted,
+        IssueKind::PvcPredictedFull,
+        IssueKind::NodePredictedExhausted,
+    ] {
         for edit in bad {
             let recs = run(&with_trend(kind, edit));
             assert!(recs.is_empty(), "{kind:?}: {recs:?}");

@@ -121,6 +121,7 @@ pub(super) fn scene(kind: IssueKind) -> ClusterSnapshot {
         | IssueKind::NodeCordoned
         | IssueKind::NodeNetworkUnavailable
         | IssueKind::NodeProblem
+        | IssueKind::NodePredictedExhausted
         | IssueKind::MemoryPressure => {
             let n = node_scene(kind);
             let r = n.r#ref.clone().unwrap_or_default();
@@ -170,6 +171,7 @@ fn with_figures(kind: IssueKind, mut issue: pb::Issue) -> pb::Issue {
     let ceiling = match kind {
         IssueKind::OomPredicted => 256.0 * 1_048_576.0,
         IssueKind::PvcPredictedFull => 1_073_741_824.0,
+        IssueKind::NodePredictedExhausted => 16.0 * 1_073_741_824.0,
         _ => return issue,
     };
     issue.evidence.push(pb::Evidence {

@@ -4,12 +4,15 @@
 //! - `PVCPredictedFull`: a claim's used bytes reach its capacity within
 //!   `thresholds.pvc_fill_horizon_secs`;
 //! - `OOMPredicted`: a container's working set reaches its memory limit
-//!   within `thresholds.oom_horizon_secs`.
+//!   within `thresholds.oom_horizon_secs`;
+//! - `NodePredictedExhausted`: a node's working set reaches its allocatable
+//!   memory within `thresholds.node_exhaustion_horizon_secs`.
 //!
 //! Each needs a fit at least `trend_min_r_squared` straight over at least
 //! its minimum history since the series' last reset, and carries the fit as
 //! the issue's `trend`. An object already past its threshold (a claim
-//! nearly full, a container OOM-killed) has that issue instead.
+//! nearly full, a container OOM-killed, a node under memory pressure) has
+//! that issue instead.
 
 use std::collections::HashMap;
 
@@ -45,38 +48,77 @@ fn by_labels<'a>(
         .collect()
 }
 
-/// Whether `trend` reaches `ceiling` within `horizon_secs`, judged on at
-/// least `min_history_secs`; the seconds until it does.
-fn reaches(
-    trend: &TrendSeries,
-    ceiling: f64,
-    horizon_secs: u64,
-    min_history_secs: u64,
+/// The trend of `series` (from `query`) when it reaches `ceiling` bytes
+/// within `horizon_secs`, judged on at least `min_history_secs` of history
+/// and a fit at least `trend_min_r_squared` straight.
+#[expect(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    reason = "sizes in bytes far below 2^52; finite spans of seconds"
+)]
+fn reaching(
+    query: &str,
+    series: &TrendSeries,
+    ceiling: i64,
+    (horizon_secs, min_history_secs): (u64, u64),
     t: &Thresholds,
-) -> Option<f64> {
-    #[expect(clippy::cast_precision_loss, reason = "thresholds of seconds")]
-    let (horizon, history) = (horizon_secs as f64, min_history_secs as f64);
-    let fit = &trend.fit;
-    if fit.history_secs < history || fit.r_squared < t.trend_min_r_squared {
+) -> Option<pb::Trend> {
+    let fit = &series.fit;
+    if fit.history_secs < min_history_secs as f64 || fit.r_squared < t.trend_min_r_squared {
         return None;
     }
-    fit.seconds_to(ceiling).filter(|s| *s <= horizon)
-}
-
-/// The issue's `trend`.
-#[expect(clippy::cast_possible_truncation, reason = "finite spans of seconds")]
-fn trend(query: &str, series: &TrendSeries, ceiling: f64, seconds_to_ceiling: f64) -> pb::Trend {
-    let fit = &series.fit;
-    pb::Trend {
+    let ceiling = ceiling as f64;
+    let secs = fit
+        .seconds_to(ceiling)
+        .filter(|s| *s <= horizon_secs as f64)?;
+    Some(pb::Trend {
         series: series.name(query),
         slope_per_hour: fit.slope_per_sec * 3600.0,
         r_squared: fit.r_squared,
         current: fit.current,
         ceiling,
-        seconds_to_ceiling: seconds_to_ceiling.ceil() as i64,
+        seconds_to_ceiling: secs.ceil() as i64,
         history_seconds: fit.history_secs.round() as i64,
         samples: u32::try_from(fit.samples).unwrap_or(u32::MAX),
-    }
+    })
+}
+
+/// How `trend` reads in a summary: "in ETA: it grew RATE/h over HISTORY
+/// (R² R), now CURRENT".
+#[expect(clippy::cast_precision_loss, reason = "spans of seconds")]
+fn trend_text(trend: &pb::Trend, what: &str) -> String {
+    format!(
+        "in {}: {what} grew {}/h over {} (R² {:.2}), now {}",
+        duration_text(trend.seconds_to_ceiling as f64),
+        bytes_text(trend.slope_per_hour),
+        duration_text(trend.history_seconds as f64),
+        trend.r_squared,
+        bytes_text(trend.current),
+    )
+}
+
+/// A predicted issue of `kind` carrying `trend`, its fit's evidence and
+/// `extra`.
+fn predicted_issue(
+    kind: IssueKind,
+    target: &pb::ObjectRef,
+    discriminator: &str,
+    trend: pb::Trend,
+    summary: String,
+    extra: Vec<(&'static str, String)>,
+) -> pb::Issue {
+    let mut evidence = fit_evidence(&trend);
+    evidence.extend(extra);
+    let mut found = issue(
+        kind,
+        Severity::Warning,
+        target,
+        discriminator,
+        summary,
+        evidence,
+    );
+    found.trend = Some(trend);
+    found
 }
 
 /// The evidence every predicted issue carries.
@@ -95,7 +137,8 @@ fn fit_evidence(trend: &pb::Trend) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Claims predicted full, and containers predicted OOM-killed.
+/// Claims predicted full, containers predicted OOM-killed and nodes
+/// predicted out of memory.
 pub fn predicted(
     tables: &Tables,
     metrics: &MetricsRound,
@@ -107,6 +150,7 @@ pub fn predicted(
     }
     claims(tables, metrics, t, issues);
     containers(tables, metrics, t, issues);
+    nodes(tables, metrics, t, issues);
 }
 
 fn claims(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, issues: &mut Vec<pb::Issue>) {
@@ -115,6 +159,7 @@ fn claims(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, issues: &mut 
     if trends.is_empty() {
         return;
     }
+    let bounds = (t.pvc_fill_horizon_secs, t.pvc_fill_min_history_secs);
     for entry in tables.pvcs.values() {
         let pvc = &entry.value;
         let Some(target) = pvc.r#ref.as_ref() else {
@@ -124,51 +169,32 @@ fn claims(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, issues: &mut 
         if pvc.capacity_bytes <= 0 || pvc.usage_percent.is_some_and(|p| p > t.pvc_usage_percent) {
             continue;
         }
-        let Some(series) = trends.get(&vec![target.namespace.as_str(), target.name.as_str()])
+        let Some(trend) = trends
+            .get(&vec![target.namespace.as_str(), target.name.as_str()])
+            .and_then(|series| reaching(QUERY, series, pvc.capacity_bytes, bounds, t))
         else {
             continue;
         };
-        #[expect(
-            clippy::cast_precision_loss,
-            reason = "volume sizes are far below 2^52"
-        )]
-        let capacity = pvc.capacity_bytes as f64;
-        let Some(secs) = reaches(
-            series,
-            capacity,
-            t.pvc_fill_horizon_secs,
-            t.pvc_fill_min_history_secs,
-            t,
-        ) else {
-            continue;
-        };
-        let trend = trend(QUERY, series, capacity, secs);
-        let mut evidence = fit_evidence(&trend);
-        evidence.extend([
+        let summary = format!(
+            "Volume claim {}/{} is predicted to fill {} of {}. Predicted, not yet failed.",
+            target.namespace,
+            target.name,
+            trend_text(&trend, "its used bytes"),
+            bytes_text(trend.ceiling),
+        );
+        let extra = vec![
             ("used bytes (fitted)", format!("{:.0}", trend.current)),
             ("capacity bytes", pvc.capacity_bytes.to_string()),
             ("expandable", pvc.expandable.to_string()),
-        ]);
-        let mut found = issue(
+        ];
+        issues.push(predicted_issue(
             IssueKind::PvcPredictedFull,
-            Severity::Warning,
             target,
             "",
-            format!(
-                "Volume claim {}/{} is predicted to fill in {}: its used bytes grew {}/h over the last {} (R² {:.2}), now {} of {}. Predicted, not yet failed.",
-                target.namespace,
-                target.name,
-                duration_text(secs),
-                bytes_text(trend.slope_per_hour),
-                duration_text(series.fit.history_secs),
-                trend.r_squared,
-                bytes_text(trend.current),
-                bytes_text(capacity),
-            ),
-            evidence,
-        );
-        found.trend = Some(trend);
-        issues.push(found);
+            trend,
+            summary,
+            extra,
+        ));
     }
 }
 
@@ -183,6 +209,7 @@ fn containers(
     if trends.is_empty() {
         return;
     }
+    let bounds = (t.oom_horizon_secs, t.oom_min_history_secs);
     for entry in tables.pods.values() {
         let pod = &entry.value;
         let Some(target) = pod.r#ref.as_ref() else {
@@ -196,36 +223,31 @@ fn containers(
             else {
                 continue;
             };
-            let key = vec![
-                target.namespace.as_str(),
-                target.name.as_str(),
-                container.name.as_str(),
-            ];
-            let Some(series) = trends.get(&key) else {
-                continue;
-            };
             // This container OOM-killed already: that issue says it.
             let killed = super::fingerprint(IssueKind::OomKilled, &target.uid, &container.name);
             if issues.iter().any(|i| i.fingerprint == killed) {
                 continue;
             }
-            #[expect(
-                clippy::cast_precision_loss,
-                reason = "memory sizes are far below 2^52"
-            )]
-            let ceiling = limit as f64;
-            let Some(secs) = reaches(
-                series,
-                ceiling,
-                t.oom_horizon_secs,
-                t.oom_min_history_secs,
-                t,
-            ) else {
+            let key = vec![
+                target.namespace.as_str(),
+                target.name.as_str(),
+                container.name.as_str(),
+            ];
+            let Some(trend) = trends
+                .get(&key)
+                .and_then(|series| reaching(QUERY, series, limit, bounds, t))
+            else {
                 continue;
             };
-            let trend = trend(QUERY, series, ceiling, secs);
-            let mut evidence = fit_evidence(&trend);
-            evidence.extend([
+            let summary = format!(
+                "Container {} of pod {}/{} is predicted to reach its memory limit of {} {}. A steady rise that does not level off suggests a memory leak. Predicted, not yet failed.",
+                container.name,
+                target.namespace,
+                target.name,
+                bytes_text(trend.ceiling),
+                trend_text(&trend, "its working set"),
+            );
+            let extra = vec![
                 ("container", container.name.clone()),
                 (
                     "working set bytes (fitted)",
@@ -233,29 +255,73 @@ fn containers(
                 ),
                 ("memory limit bytes", limit.to_string()),
                 ("restarts", container.restart_count.to_string()),
-            ]);
-            let mut found = issue(
+            ];
+            issues.push(predicted_issue(
                 IssueKind::OomPredicted,
-                Severity::Warning,
                 target,
                 &container.name,
-                format!(
-                    "Container {} of pod {}/{} is predicted to reach its memory limit of {} in {}: its working set grew {}/h for {} (R² {:.2}), now {}. A steady rise that does not level off suggests a memory leak. Predicted, not yet failed.",
-                    container.name,
-                    target.namespace,
-                    target.name,
-                    bytes_text(ceiling),
-                    duration_text(secs),
-                    bytes_text(trend.slope_per_hour),
-                    duration_text(series.fit.history_secs),
-                    trend.r_squared,
-                    bytes_text(trend.current),
-                ),
-                evidence,
-            );
-            found.trend = Some(trend);
-            issues.push(found);
+                trend,
+                summary,
+                extra,
+            ));
         }
+    }
+}
+
+fn nodes(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, issues: &mut Vec<pb::Issue>) {
+    const QUERY: &str = "node_memory_bytes";
+    let trends = by_labels(metrics, QUERY, &["node"]);
+    if trends.is_empty() {
+        return;
+    }
+    let bounds = (
+        t.node_exhaustion_horizon_secs,
+        t.node_exhaustion_min_history_secs,
+    );
+    for entry in tables.nodes.values() {
+        let node = &entry.value;
+        let Some(target) = node.r#ref.as_ref() else {
+            continue;
+        };
+        let Some(allocatable) = node
+            .allocatable
+            .and_then(|a| a.memory_bytes)
+            .filter(|b| *b > 0)
+        else {
+            continue;
+        };
+        // Under memory pressure already: that issue says it.
+        let pressure = super::fingerprint(IssueKind::NodeMemoryPressure, &target.uid, "");
+        if issues.iter().any(|i| i.fingerprint == pressure) {
+            continue;
+        }
+        let Some(trend) = trends
+            .get(&vec![target.name.as_str()])
+            .and_then(|series| reaching(QUERY, series, allocatable, bounds, t))
+        else {
+            continue;
+        };
+        let summary = format!(
+            "Node {} is predicted to run out of memory {} of {} allocatable. Predicted, not yet failed.",
+            target.name,
+            trend_text(&trend, "its working set"),
+            bytes_text(trend.ceiling),
+        );
+        let extra = vec![
+            (
+                "working set bytes (fitted)",
+                format!("{:.0}", trend.current),
+            ),
+            ("allocatable memory bytes", allocatable.to_string()),
+        ];
+        issues.push(predicted_issue(
+            IssueKind::NodePredictedExhausted,
+            target,
+            "",
+            trend,
+            summary,
+            extra,
+        ));
     }
 }
 
@@ -404,6 +470,79 @@ mod tests {
             "{}",
             oom.summary
         );
+    }
+
+    /// Node `n1` with 16 GiB allocatable, its working set's trend `memory`
+    /// labelled with `node`, and `issues` found before.
+    fn run_node(memory: &[(f64, f64)], node: &str, issues: &mut Vec<pb::Issue>) {
+        let mut tables = Tables::default();
+        let n1 = pb::Node {
+            r#ref: Some(pb::ObjectRef {
+                kind: "Node".into(),
+                name: "n1".into(),
+                uid: "uid-n1".into(),
+                ..pb::ObjectRef::default()
+            }),
+            allocatable: Some(pb::Resources {
+                cpu_millicores: Some(4000),
+                memory_bytes: Some(16 << 30),
+            }),
+            ..pb::Node::default()
+        };
+        tables.nodes.insert(Arc::from("uid-n1"), entry(n1));
+        let history = History {
+            trends: Arc::new(BTreeMap::from([(
+                "node_memory_bytes".to_owned(),
+                series(&[("node", node)], memory).into_iter().collect(),
+            )])),
+            trends_at: 1_800_000_000,
+            ..History::default()
+        };
+        let metrics = MetricsRound {
+            history,
+            ..MetricsRound::default()
+        };
+        predicted(&tables, &metrics, &Thresholds::default(), issues);
+    }
+
+    #[test]
+    fn a_node_whose_working_set_nears_its_allocatable_memory_is_predicted() {
+        // 8 GiB growing 1 GiB/h for two hours: 10 GiB now, 16 GiB in 6 h
+        // (the horizon), reached.
+        const GIB: f64 = 1024.0 * MIB;
+        let growing = samples(120, |m| 8.0 * GIB + m / 60.0 * GIB);
+        let mut issues = Vec::new();
+        run_node(&growing, "n1", &mut issues);
+        assert_eq!(kinds(&issues), [IssueKind::NodePredictedExhausted]);
+        let trend = issues[0].trend.as_ref().unwrap();
+        assert_eq!(trend.seconds_to_ceiling, 6 * 3600);
+        assert_eq!(trend.series, r#"node_memory_bytes{node="n1"}"#);
+        assert!(
+            issues[0].summary.contains("run out of memory in 6.0h")
+                && issues[0]
+                    .summary
+                    .contains("now 10 GiB of 16 GiB allocatable")
+                && issues[0].summary.contains("Predicted, not yet failed"),
+            "{}",
+            issues[0].summary
+        );
+        // Half that growth: 12 hours away, past the horizon.
+        let slower = samples(120, |m| 8.0 * GIB + m / 120.0 * GIB);
+        // Another node's series, and one under memory pressure already.
+        let pressure = pb::Issue {
+            kind: IssueKind::NodeMemoryPressure as i32,
+            fingerprint: crate::detect::fingerprint(IssueKind::NodeMemoryPressure, "uid-n1", ""),
+            ..pb::Issue::default()
+        };
+        for (memory, node, before) in [
+            (&slower, "n1", vec![]),
+            (&growing, "n2", vec![]),
+            (&growing, "n1", vec![pressure.clone()]),
+        ] {
+            let mut issues = before.clone();
+            run_node(memory, node, &mut issues);
+            assert_eq!(issues, before, "{node}");
+        }
     }
 
     #[test]
