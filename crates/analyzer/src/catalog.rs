@@ -121,6 +121,11 @@ pub const NODE_PREDICTED_CORDON: Rule = Rule {
     id: "node-predicted-cordon",
     rationale: "A node whose working set rises steadily toward its allocatable memory will evict or OOM-kill pods once it gets there; a cordon keeps new pods off it meanwhile, while a human, who approves it, finds what grows.",
 };
+/// Raise the maximum of an HPA pinned there for a rising share of each day.
+pub const HPA_PREDICTED_RAISE_MAX: Rule = Rule {
+    id: "hpa-predicted-raise-max",
+    rationale: "An HPA at its maximum for a share of each day that keeps rising will soon be pinned there through every peak; a higher maximum, within the ceiling, gives it room before the next one.",
+};
 /// Report a container requesting far more than its pods used.
 pub const REPORT_RIGHTSIZING: Rule = Rule {
     id: "report-rightsizing",
@@ -338,4 +343,5 @@ pub const RULES: &[Rule] = &[
     REPORT_IDLE,
     RIGHTSIZING_LOWER_REQUESTS,
     NODE_PREDICTED_CORDON,
+    HPA_PREDICTED_RAISE_MAX,
 ];

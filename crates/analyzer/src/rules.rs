@@ -204,6 +204,7 @@ const AHEAD: &[IssueKind] = &[
     IssueKind::OverProvisioned,
     IssueKind::WorkloadIdle,
     IssueKind::NodePredictedExhausted,
+    IssueKind::HpaAtMaxRising,
 ];
 
 impl Rules {

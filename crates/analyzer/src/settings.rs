@@ -60,6 +60,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
         &[
             IssueKind::CpuThrottling,
             IssueKind::HpaAtMax,
+            IssueKind::HpaAtMaxRising,
             IssueKind::HpaUnableToScale,
             IssueKind::HpaTargetWithoutRequests,
             IssueKind::OverProvisioned,

@@ -80,7 +80,18 @@ pub struct PrometheusConfig {
     pub usage_interval_secs: u64,
     /// The window usage is judged over (p95 CPU, peak memory), seconds.
     pub usage_window_secs: u64,
+    /// The share of a day an HPA spent at its maximum (0 to 1), for the day
+    /// before each evaluation, by `namespace` and `horizontalpodautoscaler`
+    /// (kube-state-metrics' labels): run each usage round as one range
+    /// query a day a step over `hpa_share_days`, for `HPAAtMaxRising`.
+    pub hpa_share_query: String,
+    /// How many days of shares a rising share is judged on (8 to 90).
+    pub hpa_share_days: u64,
 }
+
+/// The built-in [`PrometheusConfig::hpa_share_query`]: kube-state-metrics'
+/// current and maximum replicas, compared every 5 minutes over the day.
+pub const HPA_SHARE_QUERY: &str = "avg_over_time((max by (namespace, horizontalpodautoscaler) (kube_horizontalpodautoscaler_status_current_replicas) >= bool max by (namespace, horizontalpodautoscaler) (kube_horizontalpodautoscaler_spec_max_replicas))[1d:5m])";
 
 /// Usage over a window, per container: `{window}` is replaced by
 /// `usage_window_secs`. A subquery samples every 5 minutes.
@@ -187,6 +198,8 @@ impl Default for PrometheusConfig {
             trend_step_secs: 300,
             usage_interval_secs: 3600,
             usage_window_secs: 7 * 86400,
+            hpa_share_query: HPA_SHARE_QUERY.to_owned(),
+            hpa_share_days: 14,
         }
     }
 }
@@ -288,6 +301,15 @@ pub struct Thresholds {
     pub node_exhaustion_horizon_secs: u64,
     /// ... judged on at least this much history,
     pub node_exhaustion_min_history_secs: u64,
+    /// An HPA whose daily share of time at its maximum rises at least this
+    /// many percentage points a day ...
+    pub hpa_share_rise_percent_per_day: f64,
+    /// ... on a fit at least this straight (R², 0 to 1; days differ more
+    /// than a leak's minutes do) ...
+    pub hpa_share_min_r_squared: f64,
+    /// ... and that spent at least this share of the last day at its
+    /// maximum, percent, is predicted to be pinned there.
+    pub hpa_share_min_percent: f64,
     /// ... and for both, only a fit at least this straight (R², 0 to 1):
     /// noise and sawtooths read low.
     pub trend_min_r_squared: f64,
@@ -346,6 +368,9 @@ impl Default for Thresholds {
             oom_min_history_secs: 3600,
             node_exhaustion_horizon_secs: 6 * 3600,
             node_exhaustion_min_history_secs: 3600,
+            hpa_share_rise_percent_per_day: 1.0,
+            hpa_share_min_r_squared: 0.6,
+            hpa_share_min_percent: 10.0,
             trend_min_r_squared: 0.9,
             rightsizing_margin_percent: 20,
             rightsizing_min_cpu_millicores: 100,
@@ -574,10 +599,32 @@ impl ServiceConfig for Config {
                 "must be at most 1000",
             ));
         }
-        if !(0.0..=1.0).contains(&t.trend_min_r_squared) {
+        for (key, ratio) in [
+            ("thresholds.trend_min_r_squared", t.trend_min_r_squared),
+            (
+                "thresholds.hpa_share_min_r_squared",
+                t.hpa_share_min_r_squared,
+            ),
+        ] {
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(Error::config(key, "must be between 0 and 1"));
+            }
+        }
+        for (key, percent) in [
+            (
+                "thresholds.hpa_share_rise_percent_per_day",
+                t.hpa_share_rise_percent_per_day,
+            ),
+            ("thresholds.hpa_share_min_percent", t.hpa_share_min_percent),
+        ] {
+            if !(0.0..=100.0).contains(&percent) {
+                return Err(Error::config(key, "must be a percentage, 0 to 100"));
+            }
+        }
+        if !(8..=90).contains(&self.prometheus.hpa_share_days) {
             return Err(Error::config(
-                "thresholds.trend_min_r_squared",
-                "must be between 0 and 1",
+                "prometheus.hpa_share_days",
+                "must be between 8 and 90: a rising share is fitted to at least 8 days",
             ));
         }
         for (key, history) in [

@@ -89,6 +89,7 @@ pub fn detect(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, now: i64)
     certificates::expiring(tables, t, now, &mut issues);
     // After pods and claims: what has already failed is not predicted.
     predict::predicted(tables, metrics, t, &mut issues);
+    autoscaling::hpas_rising(tables, metrics, t, &mut issues);
     cost::cost(tables, metrics, t, &mut issues);
     issues
 }

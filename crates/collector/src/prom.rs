@@ -95,6 +95,12 @@ pub struct History {
     pub usage_at: i64,
     /// When the usage queries were last run, answered or not.
     pub usage_tried_at: i64,
+    /// Each HPA's share of every day spent at its maximum, fitted across
+    /// the days (`hpa_share_query`, by `namespace` and
+    /// `horizontalpodautoscaler`), renewed with the usage.
+    pub hpa_shares: Arc<Vec<TrendSeries>>,
+    /// When the share query last answered; 0: never.
+    pub hpa_shares_at: i64,
 }
 
 /// One container's usage over the usage window; `None` where Prometheus
@@ -270,6 +276,8 @@ pub struct Poller {
     /// The usage queries, their window filled in.
     usage_queries: Vec<(String, String)>,
     usage_interval: i64,
+    /// The HPA share query, and the days it covers; `None`: not run.
+    hpa_shares: Option<(String, i64)>,
     metrics: QueryMetrics,
 }
 
@@ -352,6 +360,12 @@ impl Poller {
                 })
                 .collect(),
             usage_interval: i64::try_from(config.usage_interval_secs).unwrap_or(i64::MAX),
+            hpa_shares: (!config.hpa_share_query.trim().is_empty()).then(|| {
+                (
+                    config.hpa_share_query.clone(),
+                    i64::try_from(config.hpa_share_days).unwrap_or(i64::MAX),
+                )
+            }),
             metrics,
         }))
     }
@@ -425,12 +439,13 @@ impl Poller {
             .collect())
     }
 
-    /// One range query: every series' samples, sorted by time.
+    /// One range query from `start` to `end`, `step` seconds apart, timed
+    /// under `label`: every series' samples, sorted by time.
     async fn query_range(
         &self,
-        name: &str,
+        label: &str,
         query: &str,
-        now: i64,
+        (start, end, step): (i64, i64, i64),
     ) -> Result<Vec<(BTreeMap<String, String>, Vec<(f64, f64)>)>, Failure> {
         #[expect(
             clippy::cast_precision_loss,
@@ -438,11 +453,9 @@ impl Poller {
         )]
         let request = self
             .client
-            .query_range(query, now - self.trend_window, now, self.trend_step as f64)
+            .query_range(query, start, end, step as f64)
             .get();
-        let data = self
-            .timed(&format!("trend:{name}"), self.history_timeout, request)
-            .await?;
+        let data = self.timed(label, self.history_timeout, request).await?;
         let Data::Matrix(matrix) = data else {
             return Err(Failure::Invalid(
                 "not a range vector, where a range query's matrix was expected".to_owned(),
@@ -479,7 +492,11 @@ impl Poller {
         let mut answered = true;
         // One after the other, each fitted before the next is read.
         for (name, query) in &self.trend_queries {
-            match self.query_range(name, query, now).await {
+            let range = (now - self.trend_window, now, self.trend_step);
+            match self
+                .query_range(&format!("trend:{name}"), query, range)
+                .await
+            {
                 Ok(ranges) => {
                     let mut fitted = Vec::with_capacity(ranges.len());
                     for (labels, samples) in ranges {
@@ -543,6 +560,45 @@ impl Poller {
             .with_label_values(&[label, reason])
             .inc();
         tracing::warn!(query = %label, reason, detail = %detail, "{what}");
+    }
+
+    /// Runs the HPA share query: each HPA's share of every day at its
+    /// maximum, fitted across the days (every day counts; a quiet one is no
+    /// reset). When it fails, the previous shares are kept while they are
+    /// younger than three usage intervals, and dropped after.
+    async fn hpa_shares(&self, previous: &History, now: i64) -> (Arc<Vec<TrendSeries>>, bool) {
+        const DAY: i64 = 86_400;
+        let Some((query, days)) = &self.hpa_shares else {
+            return (Arc::default(), true);
+        };
+        let label = "trend:hpa_at_max_share";
+        let range = (now - (days - 1) * DAY, now, DAY);
+        match self.query_range(label, query, range).await {
+            #[expect(clippy::cast_precision_loss, reason = "a day of seconds")]
+            Ok(ranges) => {
+                let shares = ranges
+                    .into_iter()
+                    .filter_map(|(labels, samples)| {
+                        let fit = trend::fit_all(&samples, DAY as f64, 0.0).ok()?;
+                        Some(TrendSeries { labels, fit })
+                    })
+                    .collect();
+                (Arc::new(shares), true)
+            }
+            Err(failure) => {
+                self.failed(
+                    label,
+                    failure,
+                    "Prometheus range query for HPA shares failed; keeping the last shares while they are fresh.",
+                );
+                let kept = if now - previous.hpa_shares_at < 3 * self.usage_interval {
+                    previous.hpa_shares.clone()
+                } else {
+                    Arc::default()
+                };
+                (kept, false)
+            }
+        }
     }
 
     /// Runs the usage queries. When one fails, the previous usage is kept
@@ -670,6 +726,11 @@ impl Poller {
             next.usage_tried_at = now;
             if answered {
                 next.usage_at = now;
+            }
+            let (shares, answered) = self.hpa_shares(history, now).await;
+            next.hpa_shares = shares;
+            if answered {
+                next.hpa_shares_at = now;
             }
         }
         Some(next)

@@ -90,11 +90,7 @@ impl std::fmt::Display for NoTrend {
 /// # Errors
 /// When the series cannot carry a trend (see [`NoTrend`]).
 pub fn fit(samples: &[(f64, f64)], step_secs: f64, min_history_secs: f64) -> Result<Fit, NoTrend> {
-    let usable: Vec<(f64, f64)> = samples
-        .iter()
-        .copied()
-        .filter(|(t, v)| t.is_finite() && v.is_finite() && *v >= 0.0)
-        .collect();
+    let usable = usable(samples);
     // A reset: a sample below half the mean of the samples since the last
     // one (a spike falling back is not a reset; a restart is).
     let (mut start, mut resets) = (0, 0);
@@ -107,7 +103,40 @@ pub fn fit(samples: &[(f64, f64)], step_secs: f64, min_history_secs: f64) -> Res
         sum += v;
         count += 1.0;
     }
-    let points = &usable[start..];
+    line(&usable[start..], resets, step_secs, min_history_secs)
+}
+
+/// [`fit`] for a series that has no resets, only ups and downs (the share
+/// of a day an HPA spent at its maximum: a quiet Sunday is no restart):
+/// every usable sample is fitted.
+///
+/// # Errors
+/// When the series cannot carry a trend (see [`NoTrend`]).
+pub fn fit_all(
+    samples: &[(f64, f64)],
+    step_secs: f64,
+    min_history_secs: f64,
+) -> Result<Fit, NoTrend> {
+    line(&usable(samples), 0, step_secs, min_history_secs)
+}
+
+/// The samples a fit can use: finite, not negative.
+fn usable(samples: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    samples
+        .iter()
+        .copied()
+        .filter(|(t, v)| t.is_finite() && v.is_finite() && *v >= 0.0)
+        .collect()
+}
+
+/// The least-squares line through `points` (sorted by time), which follow
+/// the series' `resets`-th reset.
+fn line(
+    points: &[(f64, f64)],
+    resets: usize,
+    step_secs: f64,
+    min_history_secs: f64,
+) -> Result<Fit, NoTrend> {
     if points.len() < MIN_SAMPLES {
         return Err(NoTrend::TooFewSamples(points.len()));
     }
@@ -277,5 +306,20 @@ mod tests {
             Err(NoTrend::TooFewSamples(3))
         ));
         assert_eq!(super::fit(&[], STEP, 0.0), Err(NoTrend::TooFewSamples(0)));
+    }
+
+    #[test]
+    fn a_series_without_resets_fits_its_dips_too() {
+        // Rising, with one sample at a quarter of its neighbours.
+        #[expect(clippy::cast_precision_loss, reason = "small test counts")]
+        let dipped = series(14, |i| {
+            let v = 0.04 + 0.02 * i as f64;
+            if i == 6 { v / 4.0 } else { v }
+        });
+        let reset = fit(&dipped, STEP, 0.0).unwrap();
+        assert_eq!((reset.resets, reset.samples), (1, 8));
+        let all = fit_all(&dipped, STEP, 0.0).unwrap();
+        assert_eq!((all.resets, all.samples), (0, 14));
+        assert!(all.slope_per_sec > 0.0 && all.r_squared > 0.8, "{all:?}");
     }
 }

@@ -194,6 +194,7 @@ pub enum LadderIssue {
     OverProvisioned,
     WorkloadIdle,
     NodePredictedExhausted,
+    HPAAtMaxRising,
 }
 
 impl LadderIssue {

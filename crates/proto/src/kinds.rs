@@ -591,6 +591,14 @@ pub const KINDS: &[KindInfo] = &[
         "predicted, not yet failed: a node's working set (a Prometheus range of the kubelet's node_memory_working_set_bytes by its `node` label, fitted over at least an hour, R² at least 0.9) reaching its allocatable memory within 6 hours",
         Act(&[ActionType::CordonNode]),
     ),
+    kind(
+        K::HpaAtMaxRising,
+        "HPAAtMaxRising",
+        Workloads,
+        Warning,
+        "predicted, not yet failed: an HPA at maxReplicas for a share of each day (kube-state-metrics' replicas, over 14 days) rising by at least a point a day (R² at least 0.6), at least 10% of the last day",
+        Act(&[ActionType::ScaleHpa]),
+    ),
 ];
 
 /// The entry of a kind; `None` for `Unspecified`.

@@ -214,16 +214,7 @@ impl ServiceProcess {
     /// # Errors
     /// When `/proc/<pid>/status` cannot be read.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .context("no VmRSS")?;
-        Ok(line
-            .split_whitespace()
-            .nth(1)
-            .context("VmRSS value")?
-            .parse()?)
+        rss_kib_of(self.pid())
     }
 
     /// Kills the process with SIGKILL (no chance to clean up) and reaps it.
@@ -269,4 +260,21 @@ pub async fn health_status(
     .await??
     .into_inner();
     Ok(response.status())
+}
+
+/// The resident set size of process `pid` in KiB.
+///
+/// # Errors
+/// When `/proc/<pid>/status` cannot be read.
+pub fn rss_kib_of(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
 }

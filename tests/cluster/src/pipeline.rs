@@ -281,6 +281,16 @@ pub async fn crash_one_pod(pods: &Api<Pod>, pod: &Pod) {
     .unwrap();
 }
 
+/// Asserts that `text` (an explanation) says every one of `words`.
+///
+/// # Panics
+/// When it does not, naming the words and the text.
+pub fn says(text: &str, words: &[&str]) {
+    for words in words {
+        assert!(text.contains(words), "{words:?} not in {text:?}");
+    }
+}
+
 /// The highest restart count of the pod's containers.
 pub fn restarts(pod: &Pod) -> i32 {
     pod.status

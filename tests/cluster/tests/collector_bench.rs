@@ -14,6 +14,7 @@
 
 use std::{
     path::PathBuf,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -154,6 +155,21 @@ async fn collector_at_scale() {
     }
     let collector = ServiceProcess::spawn(&binary, &env).await.unwrap();
     let spawned = Instant::now();
+    // RSS twice a second over the whole run, not only at two moments: a
+    // start-up usage round and the allocator's timing move single samples
+    // by tens of MiB.
+    let rss_samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = tokio::spawn({
+        let (pid, samples) = (collector.pid(), rss_samples.clone());
+        async move {
+            loop {
+                if let Ok(kib) = nanny_test_util::process::rss_kib_of(pid) {
+                    samples.lock().unwrap().push(kib / 1024);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
     let synced = collector
         .wait_serving("nanny.v1.Collector", Duration::from_secs(600))
         .await
@@ -230,6 +246,9 @@ async fn collector_at_scale() {
     }
     latencies.sort();
     let rss_after_mib = collector.rss_kib().unwrap() / 1024;
+    sampler.abort();
+    let mut rss = rss_samples.lock().unwrap().clone();
+    rss.sort_unstable();
     // Prometheus load: the collector's own count of queries, by name.
     let queries = nanny_test_util::http::counts(
         collector.http_addr,
@@ -262,7 +281,7 @@ async fn collector_at_scale() {
     println!(
         "collector @ {target} pods / {} nodes: ready (full list + first world) {synced:.1?}; steady RSS {rss_mib} MiB \
          ({rss_after_mib} MiB after the detection run); GetSnapshot p50 {:.1?} max {:.1?}, {:.1} MiB in {chunks} chunks; \
-         detection over {faults} faults p50 {:.0?} p99 {:.0?} max {:.0?}",
+         detection over {faults} faults p50 {:.0?} p99 {:.0?} max {:.0?}; RSS over the run: median {} MiB, peak {} MiB ({} samples)",
         nodes.len(),
         percentile(&full, 0.5),
         full[full.len() - 1],
@@ -270,5 +289,8 @@ async fn collector_at_scale() {
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies[latencies.len() - 1],
+        rss[rss.len() / 2],
+        rss[rss.len() - 1],
+        rss.len(),
     );
 }

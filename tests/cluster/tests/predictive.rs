@@ -12,6 +12,9 @@
 //!   40% full;
 //! - a node of 256 GiB allocatable whose working set grows 15 GiB/h:
 //!   `NodePredictedExhausted`, cordoned once a human approves;
+//! - an HPA at its maximum for a share of each day rising 2 points a day
+//!   over two weeks (kube-state-metrics' series): `HPAAtMaxRising`, its
+//!   maximum raised from 4 to 6;
 //! - a container flat with spikes, and one that restarted 70 minutes ago
 //!   after a steep rise and has grown slowly since: nothing raised, the
 //!   restart logged with the series' name (fitted since the restart).
@@ -33,12 +36,13 @@
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
+    autoscaling::v2::HorizontalPodAutoscaler,
     core::v1::{Node, PersistentVolumeClaim},
 };
 use kube::{Api, ResourceExt};
 use nanny_cluster_tests::{
     Fixture,
-    pipeline::{Harness, WAIT, policy},
+    pipeline::{Harness, WAIT, policy, says},
 };
 use nanny_crd::{ActionType, Phase};
 use nanny_test_util::{
@@ -49,6 +53,8 @@ use nanny_test_util::{
 };
 
 const MIB: f64 = 1_048_576.0;
+/// Minutes a day.
+const DAY: i64 = 1440;
 const GIB: f64 = 1024.0 * MIB;
 
 fn env() -> Vec<(&'static str, String, String)> {
@@ -112,6 +118,16 @@ async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_no
     let client = fx.client.clone();
     let (leaky, leaky_uid) = pod_of(&fx, "leaky").await;
     let (noisy, noisy_uid) = pod_of(&fx, "noisy").await;
+    // An HPA (at most 4 replicas) not at its maximum now.
+    let cpu = PodSpec {
+        cpu_request: Some("100m".to_owned()),
+        ..PodSpec::default()
+    };
+    let peaky_uid = faults::hpa_on_cpu(&client, &ns, "peaky", &cpu, false)
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
     let (restarted, restarted_uid) = pod_of(&fx, "restarted").await;
     let claim = faults::pvc_nearly_full(&client, &ns, "data", 1 << 30, 400 << 20)
         .await
@@ -130,6 +146,10 @@ async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_no
 
     // Two hours of history, ending now.
     let end = k8s_openapi::jiff::Timestamp::now().as_second();
+    let hpa_labels = vec![
+        ("namespace", ns.clone()),
+        ("horizontalpodautoscaler", "peaky".to_owned()),
+    ];
     let claim_labels = vec![
         ("namespace", ns.clone()),
         ("persistentvolumeclaim", "data".to_owned()),
@@ -182,6 +202,27 @@ async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_no
             labels: vec![("node", node.name.clone())],
             samples: minutes(end, 120, |m| Some((150.0 + m as f64 / 4.0) * GIB)),
         },
+        // Two weeks of the HPA's replicas, a sample every 5 minutes: at its
+        // maximum for 4% of the first day and 2 points more each day, 30%
+        // of the last (kube-state-metrics' series).
+        Series {
+            name: "kube_horizontalpodautoscaler_status_current_replicas",
+            labels: hpa_labels.clone(),
+            samples: minutes(end, 14 * DAY, |m| {
+                let (day, minute) = (m / DAY, m % DAY);
+                let share = 0.04 + 0.02 * day as f64;
+                (m % 5 == 0).then_some(if (minute as f64) < share * DAY as f64 {
+                    4.0
+                } else {
+                    2.0
+                })
+            }),
+        },
+        Series {
+            name: "kube_horizontalpodautoscaler_spec_max_replicas",
+            labels: hpa_labels,
+            samples: minutes(end, 14 * DAY, |m| (m % 5 == 0).then_some(4.0)),
+        },
         Series {
             name: "kubelet_volume_stats_capacity_bytes",
             labels: claim_labels,
@@ -210,14 +251,15 @@ async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_no
         .and_then(|l| l.memory_bytes)
         .map(|b| b.0);
     let reasoning = &oom.spec.reasoning;
-    for words in [
-        "predicted to reach its memory limit",
-        "Predicted, not yet failed",
-        "memory leak",
-        "holds the trend",
-    ] {
-        assert!(reasoning.contains(words), "{words:?} not in {reasoning:?}");
-    }
+    says(
+        reasoning,
+        &[
+            "predicted to reach its memory limit",
+            "Predicted, not yet failed",
+            "memory leak",
+            "holds the trend",
+        ],
+    );
     // The working set grows 150 MiB/h: a day of it is far past the
     // ceiling of the limit times 1.5 (768 MiB).
     assert_eq!(limit, Some(768 << 20), "{:?}", oom.spec.action);
@@ -268,17 +310,14 @@ async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_no
         cordon.spec.issue_kind.as_deref(),
         Some("NODE_PREDICTED_EXHAUSTED")
     );
-    for words in [
-        "predicted to reach its allocatable memory in 5.",
-        "of 256 GiB",
-        "Predicted, not yet failed",
-    ] {
-        assert!(
-            cordon.spec.reasoning.contains(words),
-            "{words:?} not in {:?}",
-            cordon.spec.reasoning
-        );
-    }
+    says(
+        &cordon.spec.reasoning,
+        &[
+            "predicted to reach its allocatable memory in 5.",
+            "of 256 GiB",
+            "Predicted, not yet failed",
+        ],
+    );
     assert!(
         !node.cordoned(&client).await.unwrap(),
         "nothing changed before the approval"
@@ -288,6 +327,34 @@ async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_no
     println!(
         "NodePredictedExhausted → cordoned after approval: {}",
         cordon.spec.reasoning
+    );
+
+    // The HPA at its maximum for a rising share of each day: its maximum
+    // raised before the next peak (auto-approved, as every raise within the
+    // ceiling).
+    let raised = h.wait_phase(&peaky_uid, Phase::Succeeded).await;
+    assert_eq!(raised.spec.issue_kind.as_deref(), Some("HPA_AT_MAX_RISING"));
+    assert_eq!(raised.spec.action.type_, ActionType::ScaleHpa);
+    says(
+        &raised.spec.reasoning,
+        &[
+            "at its maximum of 4 replicas for 30% of the last day",
+            "rising 2.0 points a day over 14 days",
+            "Predicted, not yet failed",
+            "A maximum of 6 gives it room",
+        ],
+    );
+    let max = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns)
+        .get("peaky")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .max_replicas;
+    assert_eq!(max, 6, "the API server's HPA");
+    println!(
+        "HPAAtMaxRising → maxReplicas 4 → 6: {}",
+        raised.spec.reasoning
     );
 
     // Noise and a restart raise nothing; the restart and the gap are logged

@@ -21,7 +21,7 @@ use k8s_openapi::api::{
 use kube::{Api, ResourceExt as _, api::LogParams};
 use nanny_cluster_tests::{
     Fixture,
-    pipeline::{Harness, policy, restarts_ladder_policy},
+    pipeline::{Harness, policy, restarts_ladder_policy, says},
 };
 use nanny_crd::{ActionType, HealingAction, Phase};
 use nanny_test_util::{
@@ -322,19 +322,16 @@ async fn a_real_container_growing_toward_its_limit_is_predicted_before_it_is_kil
     })
     .await;
     assert_eq!(pending.spec.issue_kind.as_deref(), Some("OOM_PREDICTED"));
-    for words in [
-        "predicted to reach its memory limit in",
-        "grew 3.5 GiB/h",
-        "of 512 MiB",
-        "Predicted, not yet failed",
-        "memory leak",
-    ] {
-        assert!(
-            pending.spec.reasoning.contains(words),
-            "{words:?} not in {:?}",
-            pending.spec.reasoning
-        );
-    }
+    says(
+        &pending.spec.reasoning,
+        &[
+            "predicted to reach its memory limit in",
+            "grew 3.5 GiB/h",
+            "of 512 MiB",
+            "Predicted, not yet failed",
+            "memory leak",
+        ],
+    );
     // Before the failure: the API server shows the container running,
     // never killed, and the Deployment's limit untouched.
     let (pod, status) = container_when(&h, "leak", "the growing container", |_| true).await;

@@ -14,6 +14,7 @@ use super::{
     scaled,
 };
 use crate::catalog::HPA_RAISE_MAX;
+use crate::config::HpaRule;
 use crate::index::SnapshotIndex;
 
 impl Rules {
@@ -47,22 +48,7 @@ impl Rules {
             return;
         };
         let max = hpa.max_replicas;
-        let raised = i32::try_from(scaled(i64::from(max), config.factor))
-            .unwrap_or(i32::MAX)
-            .max(max.saturating_add(1));
-        let proposed = raised.min(config.max_replicas);
-        let action = if proposed <= max {
-            report(format!(
-                "{} is at its maximum of {max} replicas, already at the ceiling of {}; it needs capacity planning.",
-                describe(hpa_ref),
-                config.max_replicas
-            ))
-        } else {
-            Kind::ScaleHpa(ScaleHpa {
-                min_replicas: None,
-                max_replicas: proposed,
-            })
-        };
+        let action = raise_max(hpa_ref, max, config);
         drafts.add(
             "",
             Draft {
@@ -82,6 +68,27 @@ impl Rules {
                 .into(),
             },
         );
+    }
+}
+
+/// `max` of the HPA `hpa_ref` raised by the rule's factor (by one at
+/// least), within its ceiling; a report when it is at the ceiling already.
+pub(super) fn raise_max(hpa_ref: &pb::ObjectRef, max: i32, config: &HpaRule) -> Kind {
+    let raised = i32::try_from(scaled(i64::from(max), config.factor))
+        .unwrap_or(i32::MAX)
+        .max(max.saturating_add(1));
+    let proposed = raised.min(config.max_replicas);
+    if proposed <= max {
+        report(format!(
+            "{} is at its maximum of {max} replicas, already at the ceiling of {}; it needs capacity planning.",
+            describe(hpa_ref),
+            config.max_replicas
+        ))
+    } else {
+        Kind::ScaleHpa(ScaleHpa {
+            min_replicas: None,
+            max_replicas: proposed,
+        })
     }
 }
 

@@ -15,7 +15,10 @@ use nanny_proto::v1::{self as pb, CordonNode, ExpandPvc, Severity, action::Kind}
 use super::{
     Draft, Drafts, MIB, ROLLABLE, Rules, describe, memory_limit, ref_of, report, round_up, scaled,
 };
-use crate::catalog::{NODE_PREDICTED_CORDON, OOM_PREDICTED_RAISE_MEMORY, PVC_PREDICTED_EXPAND};
+use crate::catalog::{
+    HPA_PREDICTED_RAISE_MAX, NODE_PREDICTED_CORDON, OOM_PREDICTED_RAISE_MEMORY,
+    PVC_PREDICTED_EXPAND,
+};
 use crate::index::SnapshotIndex;
 
 /// The issue's trend, when it is one a prediction can stand on.
@@ -169,6 +172,9 @@ impl Rules {
             pb::IssueKind::NodePredictedExhausted if self.config.node.enabled => {
                 node_predicted(issue, target, index, drafts);
             }
+            pb::IssueKind::HpaAtMaxRising if self.config.hpa.enabled => {
+                self.hpa_predicted(issue, target, index, drafts);
+            }
             pb::IssueKind::OverProvisioned | pb::IssueKind::WorkloadIdle
                 if self.config.report.enabled =>
             {
@@ -182,6 +188,60 @@ impl Rules {
             }
             _ => {}
         }
+    }
+
+    /// An HPA at its maximum for a rising share of each day: its maximum
+    /// raised, as for one pinned there now, before the next peak.
+    fn hpa_predicted(
+        &self,
+        issue: &pb::Issue,
+        target: &pb::ObjectRef,
+        index: &SnapshotIndex<'_>,
+        drafts: &mut Drafts,
+    ) {
+        let (Some(trend), Some(hpa)) = (trend(issue), index.hpas.get(target.uid.as_str())) else {
+            return;
+        };
+        let Some(hpa_ref) = ref_of(hpa.r#ref.as_ref()).filter(|_| hpa.max_replicas > 0) else {
+            return;
+        };
+        let max = hpa.max_replicas;
+        #[expect(clippy::cast_precision_loss, reason = "spans of seconds")]
+        let reason = format!(
+            "{} was at its maximum of {max} replicas for {:.0}% of the last day, a share rising {:.1} points a day over {} days (R² {:.2}): at this pace it is pinned there all day in {}. Predicted, not yet failed.",
+            describe(hpa_ref),
+            trend.current * 100.0,
+            trend.slope_per_hour * 24.0 * 100.0,
+            trend.samples,
+            trend.r_squared,
+            duration_text(trend.seconds_to_ceiling as f64),
+        );
+        let action = super::hpa::raise_max(hpa_ref, max, &self.config.hpa);
+        let reason = match &action {
+            Kind::ScaleHpa(scale) => format!(
+                "{reason} A maximum of {} gives it room before the next peak.",
+                scale.max_replicas
+            ),
+            _ => reason,
+        };
+        drafts.add(
+            "",
+            Draft {
+                rule: HPA_PREDICTED_RAISE_MAX,
+                action,
+                target: hpa_ref.clone(),
+                reason,
+                risk: Severity::Info,
+                fingerprints: [issue.fingerprint.clone()].into(),
+                evidence: [
+                    format!("trend: {}", trend.series),
+                    format!("max replicas: {max}"),
+                    format!("share of the last day at max: {:.3}", trend.current),
+                    format!("fit R squared: {:.3}", trend.r_squared),
+                ]
+                .into(),
+            },
+        );
     }
 
     pub(super) fn pvc_predicted(

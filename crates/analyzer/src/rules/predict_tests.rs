@@ -111,6 +111,35 @@ fn a_node_predicted_to_run_out_of_memory_is_cordoned_or_reported_when_cordoned()
 }
 
 #[test]
+fn an_hpa_at_max_for_a_rising_share_of_each_day_gets_a_higher_max_before_the_peak() {
+    let rising = with_trend(IssueKind::HpaAtMaxRising, |t| {
+        // 30% of the last day, rising 2 points a day over 14 days.
+        t.current = 0.3;
+        t.slope_per_hour = 0.02 / 24.0;
+        t.samples = 14;
+        t.seconds_to_ceiling = 35 * 86_400;
+    });
+    let (kind, reason, rule) = only(&rising);
+    assert_eq!(rule, "hpa-predicted-raise-max");
+    let Kind::ScaleHpa(scale) = kind else {
+        panic!("{kind:?}");
+    };
+    assert!(
+        scale.max_replicas > 0 && scale.min_replicas.is_none(),
+        "{scale:?}"
+    );
+    for words in [
+        "for 30% of the last day",
+        "rising 2.0 points a day over 14 days",
+        "pinned there all day in 35.0d",
+        "Predicted, not yet failed",
+        &format!("A maximum of {} gives it room", scale.max_replicas),
+    ] {
+        assert!(reason.contains(words), "{words}: {reason}");
+    }
+}
+
+#[test]
 fn a_trend_that_cannot_be_trusted_yields_nothing() {
     let bad: [fn(&mut pb::Trend); 6] = [
         |t| t.slope_per_hour = f64::NAN,
@@ -124,6 +153,7 @@ fn a_trend_that_cannot_be_trusted_yields_nothing() {
         IssueKind::OomPredicted,
         IssueKind::PvcPredictedFull,
         IssueKind::NodePredictedExhausted,
+        IssueKind::HpaAtMaxRising,
     ] {
         for edit in bad {
             let recs = run(&with_trend(kind, edit));

@@ -172,6 +172,8 @@ fn with_figures(kind: IssueKind, mut issue: pb::Issue) -> pb::Issue {
         IssueKind::OomPredicted => 256.0 * 1_048_576.0,
         IssueKind::PvcPredictedFull => 1_073_741_824.0,
         IssueKind::NodePredictedExhausted => 16.0 * 1_073_741_824.0,
+        // A share of the day: two thirds of it at max, rising.
+        IssueKind::HpaAtMaxRising => 1.0,
         _ => return issue,
     };
     issue.evidence.push(pb::Evidence {
@@ -369,7 +371,7 @@ fn volume_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
 /// read its metrics, added to `s`.
 fn hpa_scene(kind: IssueKind, s: &mut ClusterSnapshot, web: &pb::ObjectRef) -> pb::ObjectRef {
     let mut h = hot_hpa(web);
-    if kind == IssueKind::HpaAtMax {
+    if matches!(kind, IssueKind::HpaAtMax | IssueKind::HpaAtMaxRising) {
         let r = h.r#ref.clone().unwrap_or_default();
         s.hpas.push(h);
         return r;
@@ -478,9 +480,10 @@ fn object_scene(kind: IssueKind, s: &mut ClusterSnapshot) -> pb::ObjectRef {
         | IssueKind::NetworkPolicySelectsNothing
         | IssueKind::IngressMisconfigured => service_scene(kind, s),
         IssueKind::PvReleased | IssueKind::PvFailed => volume_scene(kind, s),
-        IssueKind::HpaAtMax | IssueKind::HpaUnableToScale | IssueKind::HpaTargetWithoutRequests => {
-            hpa_scene(kind, s, &web)
-        }
+        IssueKind::HpaAtMax
+        | IssueKind::HpaAtMaxRising
+        | IssueKind::HpaUnableToScale
+        | IssueKind::HpaTargetWithoutRequests => hpa_scene(kind, s, &web),
         IssueKind::TlsCertificateExpiring => served_certificate(s),
         IssueKind::NamespaceStuckTerminating => {
             let n = pb::Namespace {

@@ -2,14 +2,108 @@
 //! ScalingActive False, e.g. no metrics API, a target that does not exist)
 //! for the HPA threshold, or they scale on a resource's utilization that
 //! their target's pods do not request (the utilization has no denominator,
-//! and the HPA controller refuses to compute it).
+//! and the HPA controller refuses to compute it). And HPAs at their maximum
+//! for a rising share of each day: pinned there all day before long.
 
 use std::collections::HashMap;
 
+use nanny_common::quantity::duration_text;
 use nanny_proto::v1::{self as pb, IssueKind, Severity};
 
-use super::{for_at_least, issue};
-use crate::{config::Thresholds, store::Tables};
+use super::{for_at_least, issue, predict::predicted_issue};
+use crate::{
+    config::Thresholds,
+    prom::{MetricsRound, TrendSeries},
+    store::Tables,
+};
+
+/// How a daily share's fit is named in evidence.
+const SHARE_QUERY: &str = "hpa_at_max_share";
+
+/// HPAs at their maximum for a share of each day that rises steadily
+/// (`thresholds.hpa_share_*`, fitted across `prometheus.hpa_share_days`):
+/// predicted to be pinned there all day. One at its maximum with a metric
+/// over target right now has `HPAAtMax` instead.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "finite spans of seconds and small percentages"
+)]
+pub(super) fn hpas_rising(
+    tables: &Tables,
+    metrics: &MetricsRound,
+    t: &Thresholds,
+    issues: &mut Vec<pb::Issue>,
+) {
+    let shares: HashMap<(&str, &str), &TrendSeries> = metrics
+        .history
+        .hpa_shares
+        .iter()
+        .filter_map(|s| {
+            let ns = s.labels.get("namespace")?;
+            let name = s.labels.get("horizontalpodautoscaler")?;
+            Some(((ns.as_str(), name.as_str()), s))
+        })
+        .collect();
+    if shares.is_empty() {
+        return;
+    }
+    for entry in tables.hpas.values() {
+        let hpa = entry.value.as_ref();
+        let Some(target) = hpa.r#ref.as_ref() else {
+            continue;
+        };
+        let at_max = super::fingerprint(IssueKind::HpaAtMax, &target.uid, "");
+        if hpa.max_replicas <= 0 || issues.iter().any(|i| i.fingerprint == at_max) {
+            continue;
+        }
+        let Some(series) = shares.get(&(target.namespace.as_str(), target.name.as_str())) else {
+            continue;
+        };
+        let fit = &series.fit;
+        // Percentage points a day, and of the last day.
+        let (rise, share) = (fit.slope_per_sec * 86_400.0 * 100.0, fit.current * 100.0);
+        if fit.r_squared < t.hpa_share_min_r_squared
+            || rise < t.hpa_share_rise_percent_per_day
+            || rise <= 0.0
+            || share < t.hpa_share_min_percent
+        {
+            continue;
+        }
+        let all_day_secs = (100.0 - share).max(0.0) / rise * 86_400.0;
+        let trend = pb::Trend {
+            series: series.name(SHARE_QUERY),
+            slope_per_hour: fit.slope_per_sec * 3600.0,
+            r_squared: fit.r_squared,
+            current: fit.current.min(1.0),
+            ceiling: 1.0,
+            seconds_to_ceiling: all_day_secs.ceil() as i64,
+            history_seconds: fit.history_secs.round() as i64,
+            samples: u32::try_from(fit.samples).unwrap_or(u32::MAX),
+        };
+        let summary = format!(
+            "HPA {}/{} was at its maximum of {} replicas for {share:.0}% of the last day, a share rising {rise:.1} points a day over {} days (R² {:.2}): at this pace it is pinned there all day in {}. Predicted, not yet failed.",
+            target.namespace,
+            target.name,
+            hpa.max_replicas,
+            fit.samples,
+            fit.r_squared,
+            duration_text(all_day_secs),
+        );
+        let extra = vec![
+            ("max replicas", hpa.max_replicas.to_string()),
+            ("percent of the last day at max", format!("{share:.1}")),
+            ("rise in percent points per day", format!("{rise:.2}")),
+        ];
+        issues.push(predicted_issue(
+            IssueKind::HpaAtMaxRising,
+            target,
+            "",
+            trend,
+            summary,
+            extra,
+        ));
+    }
+}
 
 /// HPAs unable to scale, or scaling on a utilization nothing requests.
 pub(super) fn hpas_unable(tables: &Tables, t: &Thresholds, now: i64, issues: &mut Vec<pb::Issue>) {

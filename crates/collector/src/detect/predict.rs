@@ -99,7 +99,7 @@ fn trend_text(trend: &pb::Trend, what: &str) -> String {
 
 /// A predicted issue of `kind` carrying `trend`, its fit's evidence and
 /// `extra`.
-fn predicted_issue(
+pub(super) fn predicted_issue(
     kind: IssueKind,
     target: &pb::ObjectRef,
     discriminator: &str,
@@ -129,7 +129,15 @@ fn fit_evidence(trend: &pb::Trend) -> Vec<(&'static str, String)> {
             "seconds until the ceiling",
             trend.seconds_to_ceiling.to_string(),
         ),
-        ("growth per hour", format!("{:.0}", trend.slope_per_hour)),
+        (
+            "growth per hour",
+            // Bytes to the byte; a share (0 to 1) to a millionth.
+            if trend.slope_per_hour.abs() >= 1.0 {
+                format!("{:.0}", trend.slope_per_hour)
+            } else {
+                format!("{:.6}", trend.slope_per_hour)
+            },
+        ),
         ("fit R squared", format!("{:.3}", trend.r_squared)),
         ("history seconds", trend.history_seconds.to_string()),
         ("samples", trend.samples.to_string()),

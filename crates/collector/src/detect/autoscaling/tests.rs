@@ -216,3 +216,85 @@ fn requests_are_judged_on_live_pods_of_the_target_only() {
     );
     assert_eq!(kinds(&issues), []);
 }
+
+/// HPA `web` (at 2 of 5 replicas) with `shares` (one a day, 0 to 1, the
+/// newest last) as its daily share at its maximum, and `issues` found
+/// before.
+fn rising(shares: &[f64], issues: &mut Vec<pb::Issue>) {
+    let samples: Vec<(f64, f64)> = (0_i32..)
+        .zip(shares)
+        .map(|(day, share)| (f64::from(day).mul_add(86_400.0, 1.7e9), *share))
+        .collect();
+    let mut tables = Tables::default();
+    tables.hpas.insert(
+        Arc::from("uid-HorizontalPodAutoscaler-web"),
+        entry(hpa("web", Vec::new())),
+    );
+    let metrics = MetricsRound {
+        history: crate::prom::History {
+            hpa_shares: Arc::new(vec![TrendSeries {
+                labels: [
+                    ("namespace".to_owned(), "shop".to_owned()),
+                    ("horizontalpodautoscaler".to_owned(), "web".to_owned()),
+                ]
+                .into(),
+                fit: crate::trend::fit_all(&samples, 86_400.0, 0.0).unwrap(),
+            }]),
+            ..crate::prom::History::default()
+        },
+        ..MetricsRound::default()
+    };
+    hpas_rising(&tables, &metrics, &Thresholds::default(), issues);
+}
+
+#[test]
+fn an_hpa_at_max_for_a_rising_share_of_each_day_is_predicted_to_be_pinned() {
+    // 4% of the first day, 2 points more each day, 30% of the last; a quiet
+    // Sunday (a quarter of its neighbours) is no reset.
+    let shares: Vec<f64> = (0..14)
+        .map(|d| {
+            let share = 0.04 + 0.02 * f64::from(d);
+            if d == 6 { share / 4.0 } else { share }
+        })
+        .collect();
+    let mut issues = Vec::new();
+    rising(&shares, &mut issues);
+    assert_eq!(
+        kinds(&issues),
+        [(IssueKind::HpaAtMaxRising, "web".to_owned())]
+    );
+    let trend = issues[0].trend.as_ref().unwrap();
+    assert_eq!(trend.samples, 14);
+    assert!(trend.r_squared > 0.6 && trend.ceiling == 1.0, "{trend:?}");
+    assert!(
+        issues[0].summary.contains("maximum of 5 replicas")
+            && issues[0].summary.contains("over 14 days")
+            && issues[0].summary.contains("Predicted, not yet failed"),
+        "{}",
+        issues[0].summary
+    );
+    // Flat, rising from too little, or noise: nothing.
+    let flat = [0.3; 14];
+    let low: Vec<f64> = (0..14).map(|d| 0.001 * f64::from(d)).collect();
+    let noise: Vec<f64> = (0..14)
+        .map(|d| if d % 2 == 0 { 0.05 } else { 0.4 })
+        .collect();
+    for shares in [&flat[..], &low, &noise] {
+        let mut issues = Vec::new();
+        rising(shares, &mut issues);
+        assert_eq!(kinds(&issues), [], "{shares:?}");
+    }
+    // At its maximum with a metric over target now: HPAAtMax says it.
+    let at_max = pb::Issue {
+        kind: IssueKind::HpaAtMax as i32,
+        fingerprint: crate::detect::fingerprint(
+            IssueKind::HpaAtMax,
+            "uid-HorizontalPodAutoscaler-web",
+            "",
+        ),
+        ..pb::Issue::default()
+    };
+    let mut issues = vec![at_max];
+    rising(&shares, &mut issues);
+    assert_eq!(issues.len(), 1);
+}
