@@ -341,7 +341,7 @@ impl Default for StaleJobRule {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HpaRule {
-    /// Off: HPAs at max yield nothing.
+    /// Off: HPAs at max, now or for a rising share of each day, yield nothing.
     pub enabled: bool,
     /// maxReplicas is multiplied by this, 1–4.
     pub factor: f64,
@@ -367,7 +367,7 @@ impl Default for HpaRule {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeRule {
-    /// Off: node conditions yield nothing.
+    /// Off: node conditions and nodes predicted to run out of memory yield nothing.
     pub enabled: bool,
     /// Also propose draining a NotReady node (pressure only cordons).
     pub drain_not_ready: bool,

@@ -90,8 +90,10 @@ pub struct PrometheusConfig {
 }
 
 /// The built-in [`PrometheusConfig::hpa_share_query`]: kube-state-metrics'
-/// current and maximum replicas, compared every 5 minutes over the day.
-pub const HPA_SHARE_QUERY: &str = "avg_over_time((max by (namespace, horizontalpodautoscaler) (kube_horizontalpodautoscaler_status_current_replicas) >= bool max by (namespace, horizontalpodautoscaler) (kube_horizontalpodautoscaler_spec_max_replicas))[1d:5m])";
+/// current replicas against today's maximum (`@ end()`: once the maximum is
+/// raised, the days before no longer count as at it), every 5 minutes over
+/// the day.
+pub const HPA_SHARE_QUERY: &str = "avg_over_time((max by (namespace, horizontalpodautoscaler) (kube_horizontalpodautoscaler_status_current_replicas) >= bool max by (namespace, horizontalpodautoscaler) (kube_horizontalpodautoscaler_spec_max_replicas @ end()))[1d:5m])";
 
 /// Usage over a window, per container: `{window}` is replaced by
 /// `usage_window_secs`. A subquery samples every 5 minutes.
@@ -301,6 +303,9 @@ pub struct Thresholds {
     pub node_exhaustion_horizon_secs: u64,
     /// ... judged on at least this much history,
     pub node_exhaustion_min_history_secs: u64,
+    /// ... and for these three, only a fit at least this straight (R², 0
+    /// to 1): noise and sawtooths read low.
+    pub trend_min_r_squared: f64,
     /// An HPA whose daily share of time at its maximum rises at least this
     /// many percentage points a day ...
     pub hpa_share_rise_percent_per_day: f64,
@@ -310,9 +315,6 @@ pub struct Thresholds {
     /// ... and that spent at least this share of the last day at its
     /// maximum, percent, is predicted to be pinned there.
     pub hpa_share_min_percent: f64,
-    /// ... and for both, only a fit at least this straight (R², 0 to 1):
-    /// noise and sawtooths read low.
-    pub trend_min_r_squared: f64,
     /// Right-sizing: a workload's container requesting more than its pods'
     /// p95 CPU (peak memory) plus this margin, percent, ...
     pub rightsizing_margin_percent: u32,

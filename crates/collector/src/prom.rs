@@ -579,8 +579,15 @@ impl Poller {
                 let shares = ranges
                     .into_iter()
                     .filter_map(|(labels, samples)| {
-                        let fit = trend::fit_all(&samples, DAY as f64, 0.0).ok()?;
-                        Some(TrendSeries { labels, fit })
+                        match trend::fit_all(&samples, DAY as f64, 0.0) {
+                            Ok(fit) => Some(TrendSeries { labels, fit }),
+                            Err(why @ trend::NoTrend::TooSparse { .. }) => {
+                                tracing::info!(series = %series_name("hpa_at_max_share", &labels), %why, "HPA share series too sparse to fit: no trend.");
+                                None
+                            }
+                            // Fewer than 8 days: too new to judge.
+                            Err(_) => None,
+                        }
                     })
                     .collect();
                 (Arc::new(shares), true)

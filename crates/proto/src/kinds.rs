@@ -212,7 +212,7 @@ pub const KINDS: &[KindInfo] = &[
         "NodeCordoned",
         Nodes,
         Info,
-        "spec.unschedulable is set (a cordon Nanny set is lifted once the node is healthy for the uncordon period; a person's is left to the model and people)",
+        "spec.unschedulable is set (a cordon Nanny set is lifted once the node is healthy for the uncordon period and no longer predicted to run out of memory; a person's is left to the model and people)",
         Act(&[ActionType::UncordonNode]),
     ),
     kind(

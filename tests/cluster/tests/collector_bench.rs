@@ -248,6 +248,7 @@ async fn collector_at_scale() {
     let rss_after_mib = collector.rss_kib().unwrap() / 1024;
     sampler.abort();
     let mut rss = rss_samples.lock().unwrap().clone();
+    assert!(!rss.is_empty(), "no RSS sample of the collector was read");
     rss.sort_unstable();
     // Prometheus load: the collector's own count of queries, by name.
     let queries = nanny_test_util::http::counts(

@@ -326,7 +326,6 @@ async fn a_real_container_growing_toward_its_limit_is_predicted_before_it_is_kil
         &pending.spec.reasoning,
         &[
             "predicted to reach its memory limit in",
-            "grew 3.5 GiB/h",
             "of 512 MiB",
             "Predicted, not yet failed",
             "memory leak",

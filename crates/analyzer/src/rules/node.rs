@@ -117,7 +117,8 @@ impl Rules {
 
     /// A node cordoned by Nanny (its remediator's annotation), Ready for
     /// `uncordon_after_secs` with no other condition True: its cordon is
-    /// lifted. A person's cordon, or a node still sick, is left alone.
+    /// lifted. A person's cordon, or a node still sick or still predicted to
+    /// run out of memory, is left alone.
     pub(super) fn node_recovered(
         &self,
         issue: &pb::Issue,
@@ -144,10 +145,17 @@ impl Rules {
             .filter_map(|c| super::seconds_since(c.last_transition.as_ref(), now))
             .min()
             .filter(|_| ready);
-        let sick = node
-            .conditions
-            .iter()
-            .any(|c| c.r#type != "Ready" && c.status == "True");
+        // A condition True, or (a cordon on a prediction) its memory still
+        // predicted to run out: the cordon stays.
+        let predicted = index.issues.values().any(|i| {
+            i.kind == IssueKind::NodePredictedExhausted as i32
+                && i.target.as_ref().is_some_and(|t| t.uid == target.uid)
+        });
+        let sick = predicted
+            || node
+                .conditions
+                .iter()
+                .any(|c| c.r#type != "Ready" && c.status == "True");
         let Some(ready_for) = ready_for.filter(|s| {
             !sick && *s >= 0 && s.unsigned_abs() >= self.config.node.uncordon_after_secs
         }) else {

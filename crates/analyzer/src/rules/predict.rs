@@ -1,8 +1,12 @@
 //! Predicted issues: act before the failure, sized to the trend the
-//! collector fitted. A claim predicted full is expanded to hold its trend;
-//! a container predicted to be OOM-killed gets a limit that holds its
-//! working set's trend. Both need a human's approval (the gate's levels for
-//! ExpandPvc and PatchResources) and say "predicted, not yet failed".
+//! collector fitted, and say "predicted, not yet failed". A claim predicted
+//! full is expanded to hold its trend, and a container predicted to be
+//! OOM-killed gets a limit that holds its working set's trend: both need a
+//! human's approval (the gate's levels for ExpandPvc and PatchResources). A
+//! node predicted to run out of memory is cordoned, also with a human's
+//! approval (every node operation). An HPA at its maximum for a rising
+//! share of each day gets a higher maximum, which the gate approves within
+//! the ceiling as for one pinned there now.
 //!
 //! The trend is input from the snapshot like any other: a trend that is not
 //! finite, not rising, or whose R² is not a fraction yields nothing (how

@@ -124,10 +124,8 @@ fn an_hpa_at_max_for_a_rising_share_of_each_day_gets_a_higher_max_before_the_pea
     let Kind::ScaleHpa(scale) = kind else {
         panic!("{kind:?}");
     };
-    assert!(
-        scale.max_replicas > 0 && scale.min_replicas.is_none(),
-        "{scale:?}"
-    );
+    // 4 × 1.5 (the HPA rule's factor).
+    assert_eq!((scale.max_replicas, scale.min_replicas), (6, None));
     for words in [
         "for 30% of the last day",
         "rising 2.0 points a day over 14 days",
@@ -137,6 +135,27 @@ fn an_hpa_at_max_for_a_rising_share_of_each_day_gets_a_higher_max_before_the_pea
     ] {
         assert!(reason.contains(words), "{words}: {reason}");
     }
+}
+
+#[test]
+fn a_cordon_on_a_prediction_is_not_lifted_while_the_prediction_stands() {
+    // Nanny's cordon on a node Ready for an hour: lifted ...
+    let mut s = scene(IssueKind::NodeCordoned);
+    let (kind, ..) = only(&s);
+    assert!(matches!(kind, Kind::UncordonNode(_)), "{kind:?}");
+    // ... unless its memory is still predicted to run out.
+    let mut predicted = scene(IssueKind::NodePredictedExhausted).issues.remove(0);
+    predicted.fingerprint = "fp-predicted".into();
+    predicted.target = s.nodes[0].r#ref.clone();
+    s.issues.push(predicted);
+    let recs = run(&s);
+    assert!(
+        recs.iter().all(|r| !matches!(
+            r.action.as_ref().and_then(|a| a.kind.as_ref()),
+            Some(Kind::UncordonNode(_))
+        )),
+        "{recs:?}"
+    );
 }
 
 #[test]

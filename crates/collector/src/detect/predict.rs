@@ -298,9 +298,11 @@ fn nodes(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, issues: &mut V
         else {
             continue;
         };
-        // Under memory pressure already: that issue says it.
-        let pressure = super::fingerprint(IssueKind::NodeMemoryPressure, &target.uid, "");
-        if issues.iter().any(|i| i.fingerprint == pressure) {
+        // Under memory pressure already (the kubelet's condition, or little
+        // memory available): that issue says it.
+        let pressure = [IssueKind::NodeMemoryPressure, IssueKind::MemoryPressure]
+            .map(|kind| super::fingerprint(kind, &target.uid, ""));
+        if issues.iter().any(|i| pressure.contains(&i.fingerprint)) {
             continue;
         }
         let Some(trend) = trends
