@@ -131,6 +131,11 @@ pub const TREND_QUERIES: &[&str] = &[
     "node_memory_bytes",
 ];
 
+/// Built-in queries that run only as range queries, for trends: nothing
+/// reads their instant values, so the instant rounds (every
+/// `interval_secs`) leave them out and Prometheus' load stays as it was.
+pub const TREND_ONLY_QUERIES: &[&str] = &["node_memory_bytes"];
+
 /// The built-in queries, their names and what they feed.
 ///
 /// Series must carry `namespace`/`pod`/`container` labels (container

@@ -17,7 +17,7 @@ use prometheus_http_query::{Client, response::Data};
 use tokio::sync::watch;
 
 use crate::{
-    config::{PrometheusConfig, TREND_QUERIES, Thresholds, USAGE_QUERIES},
+    config::{PrometheusConfig, TREND_ONLY_QUERIES, TREND_QUERIES, Thresholds, USAGE_QUERIES},
     store::{ContainerUsage, VolumeUsage},
     trend::{self, Fit},
 };
@@ -328,6 +328,7 @@ impl Poller {
             queries: config
                 .builtin
                 .iter()
+                .filter(|(n, _)| !TREND_ONLY_QUERIES.contains(&n.as_str()))
                 .chain(&config.queries)
                 .map(|(n, q)| (n.clone(), q.clone()))
                 .collect(),
@@ -810,5 +811,36 @@ impl Poller {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BUILTIN_QUERIES;
+
+    #[test]
+    fn a_trend_only_query_runs_as_a_range_query_and_never_in_the_instant_rounds() {
+        let config = PrometheusConfig {
+            url: "http://prometheus.monitoring:9090".to_owned(),
+            ..PrometheusConfig::default()
+        };
+        let metrics = QueryMetrics::new(&Registry::new()).unwrap();
+        let poller = Poller::new(&config, &Thresholds::default(), metrics)
+            .unwrap()
+            .unwrap();
+        let names = |queries: &[(String, String)]| -> Vec<String> {
+            queries.iter().map(|(n, _)| n.clone()).collect()
+        };
+        let instant = names(&poller.queries);
+        assert!(
+            !instant.contains(&"node_memory_bytes".to_owned()),
+            "{instant:?}"
+        );
+        assert_eq!(
+            instant.len(),
+            BUILTIN_QUERIES.len() - TREND_ONLY_QUERIES.len()
+        );
+        assert_eq!(names(&poller.trend_queries), TREND_QUERIES);
     }
 }

@@ -79,6 +79,12 @@ impl FakeNode {
             },
         )
         .await?;
+        // kwok's first status (its defaults: 1Ti of memory) may land after
+        // the one above when it is busy: written again once it has settled,
+        // which kwok's heartbeats keep.
+        nodes
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await?;
         Ok(node)
     }
 

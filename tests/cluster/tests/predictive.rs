@@ -137,12 +137,22 @@ async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_no
     let node = FakeNode::create(&fx.cluster, &client, &format!("{ns}-full"))
         .await
         .unwrap();
-    let node_uid = Api::<Node>::all(client.clone())
+    let full = Api::<Node>::all(client.clone())
         .get(&node.name)
         .await
-        .unwrap()
-        .uid()
         .unwrap();
+    let allocatable = full
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.as_ref())
+        .and_then(|a| a.get("memory"))
+        .map(|q| q.0.clone());
+    assert_eq!(
+        allocatable.as_deref(),
+        Some("256Gi"),
+        "the node's allocatable memory"
+    );
+    let node_uid = full.uid().unwrap();
 
     // Two hours of history, ending now.
     let end = k8s_openapi::jiff::Timestamp::now().as_second();
