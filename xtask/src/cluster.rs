@@ -603,14 +603,19 @@ rules:
 
 /// Prometheus scrapes kwok's emulated kubelets every 5 s, discovering them
 /// (one target per node and Metric) every 5 s, and the real node's kubelet
-/// (its resource metrics: the containers' CPU and working set) when there
-/// is one.
+/// (its resource metrics: the containers' CPU and working set; and its
+/// root cgroup's filesystem usage from cAdvisor) when there is one.
 fn prometheus_yaml(kwok_port: u16, real_node: Option<&node::Scrape>) -> String {
+    // The real kubelet's resource metrics, and of its cAdvisor metrics
+    // only the root cgroup's filesystem usage (the built-in
+    // node_fs_used_bytes): the rest repeats the resource metrics' CPU and
+    // memory series, which sums would count twice.
     let real_node = real_node.map_or_else(String::new, |scrape| {
-        format!(
-            r#"- job_name: real-kubelet
+        let job = |name: &str, path: &str, keep: &str| {
+            format!(
+                r#"- job_name: {name}
   scheme: https
-  metrics_path: /metrics/resource
+  metrics_path: {path}
   static_configs:
   - targets: ["{kubelet}"]
     labels: {{ node: {NODE_NAME} }}
@@ -618,12 +623,19 @@ fn prometheus_yaml(kwok_port: u16, real_node: Option<&node::Scrape>) -> String {
     ca_file: {ca}
     cert_file: {cert}
     key_file: {key}
-"#,
-            kubelet = scrape.kubelet,
-            ca = scrape.ca.display(),
-            cert = scrape.cert.display(),
-            key = scrape.key.display(),
-        )
+{keep}"#,
+                kubelet = scrape.kubelet,
+                ca = scrape.ca.display(),
+                cert = scrape.cert.display(),
+                key = scrape.key.display(),
+            )
+        };
+        job("real-kubelet", "/metrics/resource", "")
+            + &job(
+                "real-kubelet-cadvisor",
+                "/metrics/cadvisor",
+                "  metric_relabel_configs:\n  - source_labels: [__name__, id]\n    regex: container_fs_usage_bytes;/\n    action: keep\n",
+            )
     });
     format!(
         r#"# Written by `cargo xtask cluster up`.

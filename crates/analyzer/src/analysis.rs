@@ -43,6 +43,17 @@ pub(crate) fn action_of(r: &Recommendation) -> &'static str {
     nanny_proto::vocabulary::label_of(r.action.as_ref().and_then(|a| a.kind.as_ref()))
 }
 
+/// The action of every step of `r`: its plan's, else its one action.
+pub(crate) fn steps_of(r: &Recommendation) -> Vec<&'static str> {
+    if r.plan.is_empty() {
+        return vec![action_of(r)];
+    }
+    r.plan
+        .iter()
+        .map(|step| nanny_proto::vocabulary::label_of(step.kind.as_ref()))
+        .collect()
+}
+
 pub(crate) fn target_uid(r: &Recommendation) -> &str {
     r.target.as_ref().map_or("", |t| t.uid.as_str())
 }

@@ -116,10 +116,10 @@ pub const OOM_PREDICTED_RAISE_MEMORY: Rule = Rule {
     id: "oom-predicted-raise-memory-limit",
     rationale: "A working set rising steadily toward its limit is killed when it gets there; a limit sized to the trend buys time without a kill, while the steady rise (a probable leak) is for the owners to fix.",
 };
-/// Cordon a node whose memory is predicted to run out.
+/// Cordon a node whose memory or disk is predicted to run out.
 pub const NODE_PREDICTED_CORDON: Rule = Rule {
     id: "node-predicted-cordon",
-    rationale: "A node whose working set rises steadily toward its allocatable memory will evict or OOM-kill pods once it gets there; a cordon keeps new pods off it meanwhile, while a human, who approves it, finds what grows.",
+    rationale: "A node whose working set rises steadily toward its allocatable memory, or whose filesystem fills steadily toward its allocatable ephemeral storage, will evict or OOM-kill pods once it gets there; a cordon keeps new pods off it meanwhile, while a human, who approves it, finds what grows.",
 };
 /// Raise the maximum of an HPA pinned there for a rising share of each day.
 pub const HPA_PREDICTED_RAISE_MAX: Rule = Rule {

@@ -367,7 +367,8 @@ impl Default for HpaRule {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeRule {
-    /// Off: node conditions and nodes predicted to run out of memory yield nothing.
+    /// Off: node conditions and nodes predicted to run out of memory or disk
+    /// yield nothing.
     pub enabled: bool,
     /// Also propose draining a NotReady node (pressure only cordons).
     pub drain_not_ready: bool,

@@ -22,7 +22,7 @@ use nanny_proto::v1::{
 use sha2::{Digest as _, Sha256};
 
 use crate::{
-    analysis::{Analysis, ModelAnswer, action_of, rule_id, target_uid},
+    analysis::{Analysis, ModelAnswer, rule_id, steps_of, target_uid},
     incident::{self, Incident},
     index::SnapshotIndex,
     llm::{self, Answer, Job, MAX_HYPOTHESIS_CHARS, MAX_RISK_CHARS, ModelInfo, ModelReply, Prompt},
@@ -293,11 +293,11 @@ fn rule_actions(rules: &[Recommendation], incident: &Incident<'_>) -> Vec<llm::R
         .iter()
         .filter(|r| r.issue_fingerprints.iter().any(|f| incident.has_issue(f)))
         .map(|r| llm::RuleAction {
-            action: action_of(r),
+            action: steps_of(r).join(" then "),
             target: r.target.as_ref().map(describe).unwrap_or_default(),
         })
         .collect();
-    actions.sort_by(|a, b| (a.action, &a.target).cmp(&(b.action, &b.target)));
+    actions.sort_by(|a, b| (&a.action, &a.target).cmp(&(&b.action, &b.target)));
     actions.dedup();
     actions
 }
@@ -347,8 +347,10 @@ fn exchange(
 }
 
 /// Merges the validated model recommendations of one incident into the
-/// rule ones; returns those that stay separate. Every recommendation of the
-/// incident gets `explanation`, with the model's agreement.
+/// rule ones; returns those that stay separate. A model proposal agrees
+/// with a rule's on the same target that takes the same steps (a plan only
+/// with the same plan). Every recommendation of the incident gets
+/// `explanation`, with the model's agreement.
 fn merge(
     rules: &mut [Recommendation],
     model: Vec<Recommendation>,
@@ -387,7 +389,7 @@ fn merge(
             .collect();
         if let Some(agreeing) = same_target
             .iter()
-            .find(|i| action_of(&rules[**i]) == action_of(&candidate))
+            .find(|i| steps_of(&rules[**i]) == steps_of(&candidate))
         {
             rules[*agreeing].evidence_refs.push(format!(
                 "model:{} agrees (confidence {})",

@@ -28,8 +28,9 @@ pub use self::{breaker::*, client::*, prompt::*, reply::*, scheduler::*};
 
 /// The prompt template's version: sent with every model recommendation and
 /// explanation, and part of the answer cache's keys. `nanny-v2`: one
-/// incident per prompt, with numbered evidence and an explanation.
-pub const PROMPT_VERSION: &str = "nanny-v2";
+/// incident per prompt, with numbered evidence and an explanation;
+/// `nanny-v3`: a proposal may be a plan (`then`: its later steps).
+pub const PROMPT_VERSION: &str = "nanny-v3";
 
 /// Why a model call produced nothing.
 #[derive(Debug, thiserror::Error)]

@@ -91,6 +91,27 @@ impl Drafts {
         }
     }
 
+    /// As [`Self::add`]; merged into a draft already there, its reason (and
+    /// a report's explanation) is added when it says something else: two
+    /// predictions on one node, one cordon explaining both.
+    fn add_explained(&mut self, discriminator: &str, draft: Draft) {
+        let key = (
+            draft.rule.id,
+            draft.target.uid.clone(),
+            discriminator.to_owned(),
+        );
+        if let Some(existing) = self.0.get_mut(&key)
+            && !existing.reason.contains(&draft.reason)
+        {
+            existing.reason.push(' ');
+            existing.reason.push_str(&draft.reason);
+            if let Kind::ReportOnly(report) = &mut existing.action {
+                report.explanation.clone_from(&existing.reason);
+            }
+        }
+        self.add(discriminator, draft);
+    }
+
     /// A plan: `draft`'s action first, then `then`, in order, on its target.
     fn add_plan(&mut self, discriminator: &str, draft: Draft, then: Vec<Kind>) {
         let key = (
@@ -205,6 +226,7 @@ const AHEAD: &[IssueKind] = &[
     IssueKind::WorkloadIdle,
     IssueKind::NodePredictedExhausted,
     IssueKind::HpaAtMaxRising,
+    IssueKind::NodeDiskPredictedFull,
 ];
 
 impl Rules {

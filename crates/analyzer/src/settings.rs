@@ -78,6 +78,7 @@ pub const SCENARIOS: &[(&str, &[IssueKind])] = &[
             IssueKind::NodeNetworkUnavailable,
             IssueKind::NodeProblem,
             IssueKind::NodePredictedExhausted,
+            IssueKind::NodeDiskPredictedFull,
             IssueKind::Evicted,
             IssueKind::PodStuckTerminating,
             IssueKind::PdbBlockingDisruptions,

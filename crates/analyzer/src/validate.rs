@@ -6,7 +6,10 @@
 
 use std::time::SystemTime;
 
-use nanny_proto::v1::{self as pb, Recommendation, action::Kind};
+use nanny_proto::{
+    v1::{self as pb, Recommendation, action::Kind},
+    vocabulary::MAX_PLAN_STEPS,
+};
 use prometheus::{IntCounterVec, Opts, Registry};
 
 use crate::{config::RulesConfig, index::SnapshotIndex};
@@ -44,6 +47,11 @@ pub enum Invalid {
     /// No issue fingerprint, or one the snapshot does not hold.
     #[error("unknown issue")]
     UnknownIssue,
+    /// A plan of 1 or more than [`MAX_PLAN_STEPS`] steps, one whose first
+    /// step is not the recommendation's action, or one with a report or an
+    /// empty step.
+    #[error("not a valid plan")]
+    BadPlan,
 }
 
 impl Invalid {
@@ -60,6 +68,7 @@ impl Invalid {
             Self::OutOfBounds => "out_of_bounds",
             Self::BadConfidence => "bad_confidence",
             Self::UnknownIssue => "unknown_issue",
+            Self::BadPlan => "bad_plan",
         }
     }
 }
@@ -94,14 +103,11 @@ const MAX_DRAIN_TIMEOUT_SECS: i64 = 3600;
 /// Most failed pods one DeleteFailedPods deletes.
 pub const MAX_FAILED_PODS: u32 = 100;
 
-/// Checks one recommendation against the snapshot it claims to be about.
+/// Checks one recommendation against the snapshot it claims to be about;
+/// a plan's every step as its action.
 ///
 /// # Errors
 /// The first [`Invalid`] reason found.
-#[expect(
-    clippy::too_many_lines,
-    reason = "one check per recommendation field against the snapshot, in order; the first refusal wins"
-)]
 pub fn validate(
     recommendation: &Recommendation,
     index: &SnapshotIndex<'_>,
@@ -142,6 +148,37 @@ pub fn validate(
     if observed != target {
         return Err(Invalid::TargetMismatch);
     }
+    check_action(kind, uid, index, bounds, now)?;
+    let plan = &recommendation.plan;
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let most = usize::try_from(MAX_PLAN_STEPS).unwrap_or(usize::MAX);
+    if !(2..=most).contains(&plan.len()) || plan[0].kind.as_ref() != Some(kind) {
+        return Err(Invalid::BadPlan);
+    }
+    for step in plan {
+        match step.kind.as_ref() {
+            None | Some(Kind::ReportOnly(_)) => return Err(Invalid::BadPlan),
+            Some(step) => check_action(step, uid, index, bounds, now)?,
+        }
+    }
+    Ok(())
+}
+
+/// Checks that action `kind` applies to the snapshot's object `uid` with
+/// parameters within `bounds`.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per action type, each checking its target kind and parameters"
+)]
+fn check_action(
+    kind: &Kind,
+    uid: &str,
+    index: &SnapshotIndex<'_>,
+    bounds: &Bounds,
+    now: SystemTime,
+) -> Result<(), Invalid> {
     let bounded = |ok: bool| {
         if ok {
             Ok(())

@@ -124,17 +124,19 @@ pub const USAGE_QUERIES: &[(&str, &str)] = &[
 
 /// The built-in queries also run as range queries, for trends: a claim's
 /// used bytes (`PVCPredictedFull`), a container's working set
-/// (`OOMPredicted`) and a node's (`NodePredictedExhausted`).
+/// (`OOMPredicted`), a node's (`NodePredictedExhausted`) and the bytes used
+/// on a node's filesystem (`NodeDiskPredictedFull`).
 pub const TREND_QUERIES: &[&str] = &[
     "pvc_used_bytes",
     "container_memory_bytes",
     "node_memory_bytes",
+    "node_fs_used_bytes",
 ];
 
 /// Built-in queries that run only as range queries, for trends: nothing
 /// reads their instant values, so the instant rounds (every
 /// `interval_secs`) leave them out and Prometheus' load stays as it was.
-pub const TREND_ONLY_QUERIES: &[&str] = &["node_memory_bytes"];
+pub const TREND_ONLY_QUERIES: &[&str] = &["node_memory_bytes", "node_fs_used_bytes"];
 
 /// The built-in queries, their names and what they feed.
 ///
@@ -177,6 +179,16 @@ pub const BUILTIN_QUERIES: &[(&str, &str)] = &[
     (
         "node_memory_bytes",
         "max by (node) (node_memory_working_set_bytes{node!=\"\"})",
+    ),
+    // The bytes used on a node's filesystem: cAdvisor's usage of the
+    // node's root cgroup (`id="/"`), on its busiest device, from the
+    // kubelet's /metrics/cadvisor with the same `node` label. Where the
+    // kubelet's filesystem is not the busiest device, point this at it
+    // (node-exporter's size less available bytes of its mount point, say,
+    // labelled `node`).
+    (
+        "node_fs_used_bytes",
+        "max by (node) (container_fs_usage_bytes{id=\"/\", node!=\"\"})",
     ),
     (
         "pvc_used_bytes",
@@ -303,8 +315,9 @@ pub struct Thresholds {
     pub oom_horizon_secs: u64,
     /// ... judged on at least this much history since its last restart,
     pub oom_min_history_secs: u64,
-    /// A node whose working set's trend reaches its allocatable memory
-    /// within this many seconds is predicted to run out of memory, ...
+    /// A node whose working set's trend reaches its allocatable memory (or
+    /// the bytes used on its filesystem its allocatable ephemeral storage)
+    /// within this many seconds is predicted to run out of it, ...
     pub node_exhaustion_horizon_secs: u64,
     /// ... judged on at least this much history,
     pub node_exhaustion_min_history_secs: u64,

@@ -253,6 +253,17 @@ fn resources(map: Option<&BTreeMap<String, Quantity>>) -> Option<pb::Resources> 
     })
 }
 
+/// The `name` quantity of `map`, bytes; 0 when absent or malformed.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "quantities are far below i64::MAX bytes; `as` saturates"
+)]
+fn bytes_of(map: Option<&BTreeMap<String, Quantity>>, name: &str) -> i64 {
+    map.and_then(|m| m.get(name))
+        .and_then(quantity)
+        .map_or(0, |b| b.round() as i64)
+}
+
 fn requirements(
     r: Option<&ResourceRequirements>,
 ) -> (Option<pb::Resources>, Option<pb::Resources>) {
@@ -380,6 +391,10 @@ pub fn node(node: &Node) -> pb::Node {
         conditions: conditions!(status),
         capacity: resources(status.and_then(|s| s.capacity.as_ref())),
         allocatable: resources(status.and_then(|s| s.allocatable.as_ref())),
+        allocatable_ephemeral_storage_bytes: bytes_of(
+            status.and_then(|s| s.allocatable.as_ref()),
+            "ephemeral-storage",
+        ),
         usage: None,
         unschedulable: node
             .spec

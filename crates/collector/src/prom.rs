@@ -337,7 +337,9 @@ impl Poller {
                 .filter_map(|name| {
                     let history = match *name {
                         "pvc_used_bytes" => thresholds.pvc_fill_min_history_secs,
-                        "node_memory_bytes" => thresholds.node_exhaustion_min_history_secs,
+                        "node_memory_bytes" | "node_fs_used_bytes" => {
+                            thresholds.node_exhaustion_min_history_secs
+                        }
                         _ => thresholds.oom_min_history_secs,
                     };
                     let query =
@@ -833,10 +835,9 @@ mod tests {
             queries.iter().map(|(n, _)| n.clone()).collect()
         };
         let instant = names(&poller.queries);
-        assert!(
-            !instant.contains(&"node_memory_bytes".to_owned()),
-            "{instant:?}"
-        );
+        for trend_only in TREND_ONLY_QUERIES {
+            assert!(!instant.contains(&(*trend_only).to_owned()), "{instant:?}");
+        }
         assert_eq!(
             instant.len(),
             BUILTIN_QUERIES.len() - TREND_ONLY_QUERIES.len()

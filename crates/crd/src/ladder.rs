@@ -195,6 +195,7 @@ pub enum LadderIssue {
     WorkloadIdle,
     NodePredictedExhausted,
     HPAAtMaxRising,
+    NodeDiskPredictedFull,
 }
 
 impl LadderIssue {

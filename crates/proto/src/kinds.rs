@@ -212,7 +212,7 @@ pub const KINDS: &[KindInfo] = &[
         "NodeCordoned",
         Nodes,
         Info,
-        "spec.unschedulable is set (a cordon Nanny set is lifted once the node is healthy for the uncordon period and no longer predicted to run out of memory; a person's is left to the model and people)",
+        "spec.unschedulable is set (a cordon Nanny set is lifted once the node is healthy for the uncordon period and no longer predicted to run out of memory or disk; a person's is left to the model and people)",
         Act(&[ActionType::UncordonNode]),
     ),
     kind(
@@ -598,6 +598,14 @@ pub const KINDS: &[KindInfo] = &[
         Warning,
         "predicted, not yet failed: an HPA at maxReplicas for a share of each day (kube-state-metrics' replicas, over 14 days) rising by at least a point a day (R² at least 0.6), at least 10% of the last day",
         Act(&[ActionType::ScaleHpa]),
+    ),
+    kind(
+        K::NodeDiskPredictedFull,
+        "NodeDiskPredictedFull",
+        Nodes,
+        Warning,
+        "predicted, not yet failed: the bytes used on a node's filesystem (a Prometheus range of cAdvisor's container_fs_usage_bytes of the node's root cgroup by its `node` label, fitted over at least an hour, R² at least 0.9) reaching its allocatable ephemeral storage within 6 hours",
+        Act(&[ActionType::CordonNode]),
     ),
 ];
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use k8s_openapi::{
     api::{
-        apps::v1::Deployment,
+        apps::v1::{Deployment, StatefulSet},
         autoscaling::v2::HorizontalPodAutoscaler,
         batch::v1::Job,
         core::v1::{ContainerStatus, Node, PersistentVolume, PersistentVolumeClaim, Pod},
@@ -145,6 +145,33 @@ pub async fn crash_loop(
         ..PodSpec::default()
     };
     deployment(client, namespace, name, replicas, &spec).await
+}
+
+/// A StatefulSet `name` of one crash-looping pod: a workload a rollout
+/// restart applies to and the safety gate never deletes.
+///
+/// # Errors
+/// When the API refuses.
+pub async fn crash_looping_statefulset(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<StatefulSet> {
+    let set: StatefulSet = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": {
+            "serviceName": name,
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name, FAULT_LABEL: "crash-loop" } },
+                "spec": { "containers": [{ "name": name, "image": format!("registry.example/{name}:1") }] },
+            },
+        },
+    }))?;
+    Ok(Api::<StatefulSet>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &set)
+        .await?)
 }
 
 /// A workload killed for exceeding its memory limit: crash loop with

@@ -48,8 +48,8 @@ impl FakeNode {
             .create(&PostParams::default(), &node)
             .await?;
         let status = json!({ "status": {
-            "allocatable": { "cpu": "32", "memory": "256Gi", "pods": "110" },
-            "capacity": { "cpu": "32", "memory": "256Gi", "pods": "110" },
+            "allocatable": { "cpu": "32", "memory": "256Gi", "ephemeral-storage": "200Gi", "pods": "110" },
+            "capacity": { "cpu": "32", "memory": "256Gi", "ephemeral-storage": "200Gi", "pods": "110" },
         } });
         let nodes: Api<Node> = Api::all(client.clone());
         nodes

@@ -462,23 +462,7 @@ async fn an_llm_proposing_to_delete_a_statefulset_is_denied_and_audited() {
     };
     let sets: Api<k8s_openapi::api::apps::v1::StatefulSet> =
         Api::namespaced(fx.client.clone(), fx.ns());
-    let set = sets
-        .create(
-            &Default::default(),
-            &serde_json::from_value(serde_json::json!({
-                "metadata": { "name": "db" },
-                "spec": {
-                    "serviceName": "db",
-                    "replicas": 1,
-                    "selector": { "matchLabels": { "app": "db" } },
-                    "template": {
-                        "metadata": { "labels": { "app": "db", faults::FAULT_LABEL: "crash-loop" } },
-                        "spec": { "containers": [{ "name": "db", "image": "registry.example/db:1" }] },
-                    },
-                },
-            }))
-            .unwrap(),
-        )
+    let set = faults::crash_looping_statefulset(&fx.client, fx.ns(), "db")
         .await
         .unwrap();
     let uid = set.uid().unwrap();
@@ -568,7 +552,7 @@ async fn an_llm_proposing_to_delete_a_statefulset_is_denied_and_audited() {
     };
     assert_eq!(own.hypothesis, HYPOTHESIS);
     assert_eq!(own.agreement, "ModelOnly");
-    assert_eq!(own.prompt_version, "nanny-v2");
+    assert_eq!(own.prompt_version, "nanny-v3");
     assert_eq!(own.model, "openai/stand-in");
     assert!(
         own.cited_evidence

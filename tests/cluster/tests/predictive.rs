@@ -12,6 +12,9 @@
 //!   40% full;
 //! - a node of 256 GiB allocatable whose working set grows 15 GiB/h:
 //!   `NodePredictedExhausted`, cordoned once a human approves;
+//! - a node of 200 GiB allocatable ephemeral storage whose filesystem
+//!   fills 20 GiB/h (cAdvisor's root cgroup usage): `NodeDiskPredictedFull`,
+//!   cordoned once a human approves;
 //! - an HPA at its maximum for a share of each day rising 2 points a day
 //!   over two weeks (kube-state-metrics' series): `HPAAtMaxRising`, its
 //!   maximum raised from 4 to 6;
@@ -153,6 +156,16 @@ async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_no
         "the node's allocatable memory"
     );
     let node_uid = full.uid().unwrap();
+    // Another, whose disk fills.
+    let disk = FakeNode::create(&fx.cluster, &client, &format!("{ns}-disk"))
+        .await
+        .unwrap();
+    let disk_uid = Api::<Node>::all(client.clone())
+        .get(&disk.name)
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
 
     // Two hours of history, ending now.
     let end = k8s_openapi::jiff::Timestamp::now().as_second();
@@ -211,6 +224,17 @@ async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_no
             name: "node_memory_working_set_bytes",
             labels: vec![("node", node.name.clone())],
             samples: minutes(end, 120, |m| Some((150.0 + m as f64 / 4.0) * GIB)),
+        },
+        // The other node's filesystem: 100 GiB filling 20 GiB/h, 140 GiB
+        // now, its 200 GiB allocatable ephemeral storage in 3 hours.
+        Series {
+            name: "container_fs_usage_bytes",
+            labels: vec![
+                ("id", "/".to_owned()),
+                ("device", "/dev/vda1".to_owned()),
+                ("node", disk.name.clone()),
+            ],
+            samples: minutes(end, 120, |m| Some((100.0 + m as f64 / 3.0) * GIB)),
         },
         // Two weeks of the HPA's replicas, a sample every 5 minutes: at its
         // maximum for 4% of the first day and 2 points more each day, 30%
@@ -336,6 +360,33 @@ async fn trends_predict_a_fill_and_an_oom_before_they_happen_and_noise_raises_no
     assert!(node.cordoned(&client).await.unwrap());
     println!(
         "NodePredictedExhausted → cordoned after approval: {}",
+        cordon.spec.reasoning
+    );
+
+    // The node predicted to fill its disk: cordoned by the same rule once
+    // a human approves.
+    let cordon = h.wait_phase(&disk_uid, Phase::PendingApproval).await;
+    assert_eq!(
+        cordon.spec.issue_kind.as_deref(),
+        Some("NODE_DISK_PREDICTED_FULL")
+    );
+    says(
+        &cordon.spec.reasoning,
+        &[
+            "bytes used on its filesystem are predicted to reach its allocatable ephemeral storage in ",
+            "of 200 GiB",
+            "Predicted, not yet failed",
+            "DiskPressure",
+        ],
+    );
+    assert!(
+        !disk.cordoned(&client).await.unwrap(),
+        "nothing changed before the approval"
+    );
+    h.approve_and_wait(&disk_uid, ActionType::CordonNode).await;
+    assert!(disk.cordoned(&client).await.unwrap());
+    println!(
+        "NodeDiskPredictedFull → cordoned after approval: {}",
         cordon.spec.reasoning
     );
 

@@ -3,7 +3,8 @@
 //! back-off, and a kernel OOM kill — with the API server's evidence. It
 //! also acts before one: a real container whose working set grows, as the
 //! real kubelet measures it and the cluster's Prometheus scrapes it, is
-//! predicted to be OOM-killed while it still runs.
+//! predicted to be OOM-killed while it still runs; and the built-in query
+//! for a node's filesystem reads the real kubelet's cAdvisor series.
 
 // Test helpers fail loudly: a panic with a message is the right outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -304,6 +305,32 @@ async fn a_real_container_growing_toward_its_limit_is_predicted_before_it_is_kil
     let policy = policy(fx.ns(), "Auto");
     let h = Harness::with_policy(fx, &policy, env).await;
     let (client, ns) = (&h.fx.client, h.fx.ns());
+    // The built-in node_fs_used_bytes finds the real node's filesystem in
+    // its kubelet's cAdvisor series: used bytes within its ephemeral
+    // storage, the ceiling NodeDiskPredictedFull is judged against.
+    let (_, query) = nanny_collector::config::BUILTIN_QUERIES
+        .iter()
+        .find(|(name, _)| *name == "node_fs_used_bytes")
+        .unwrap();
+    let capacity = Api::<Node>::all(client.clone())
+        .get(NODE_NAME)
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.capacity)
+        .and_then(|c| c.get("ephemeral-storage").cloned())
+        .and_then(|q| nanny_common::quantity::parse(&q.0))
+        .expect("the real node's ephemeral storage");
+    let used = eventually("the real node's filesystem in Prometheus", REAL, || async {
+        let found = faults::prometheus_query(&h.fx.cluster.prometheus_url, query).await?;
+        Ok(found
+            .into_iter()
+            .find(|(labels, _)| labels["node"] == NODE_NAME)
+            .map(|(_, used)| used))
+    })
+    .await
+    .unwrap();
+    assert!(used > 0.0 && used <= capacity, "{used} of {capacity}");
     real_node::fault_deployment(
         client,
         ns,

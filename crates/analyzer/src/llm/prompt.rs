@@ -4,11 +4,17 @@
 
 use std::collections::BTreeSet;
 
-use nanny_proto::v1::{self as pb, ClusterSnapshot};
+use nanny_proto::{
+    v1::{self as pb, ClusterSnapshot},
+    vocabulary::MAX_PLAN_STEPS,
+};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use super::{PROMPT_VERSION, reply::ModelInfo};
+use super::{
+    PROMPT_VERSION,
+    reply::{ModelInfo, acts_on, class_of},
+};
 use crate::{incident::Incident, index::SnapshotIndex, settings::Settings};
 
 /// A prompt budget in characters that fits the default 4096-token context
@@ -116,10 +122,45 @@ pub fn build_prompt(
     } else {
         0
     };
+    // The actions a plan's later steps may take: those offered on a class
+    // of object the incident holds (a node, say) where at least two are
+    // offered, since every step of a plan acts on one target and none
+    // repeats. A report is no step.
+    let classes: BTreeSet<&str> = incident
+        .issues
+        .iter()
+        .filter_map(|i| i.target.as_ref())
+        .flat_map(|t| {
+            let owner = index
+                .pods
+                .get(t.uid.as_str())
+                .and_then(|p| p.workload.as_ref())
+                .map(|w| w.uid.as_str());
+            std::iter::once(t.uid.as_str()).chain(owner)
+        })
+        .filter_map(|uid| class_of(uid, index))
+        .collect();
+    let on = |class: Option<&str>| model.actions.iter().filter(|a| acts_on(a) == class).count();
+    let steps: Vec<&str> = model
+        .actions
+        .iter()
+        .copied()
+        .filter(|a| {
+            let class = acts_on(a);
+            class.is_some_and(|c| classes.contains(c)) && on(class) >= 2
+        })
+        .collect();
+    let plans = rule_actions.is_empty() && !steps.is_empty();
     let task = if rule_actions.is_empty() {
+        let then = if plans {
+            " To act on one target in steps (for example cordon_node, then drain_node), list the later actions in then, in order; \
+each runs only once the one before it succeeded. Set then to null for one action."
+        } else {
+            ""
+        };
         format!(
             "then propose at most {max_recommendations} actions. \
-Pick actions and targets only from the enums of the response schema; prefer report_only when unsure."
+Pick actions and targets only from the enums of the response schema; prefer report_only when unsure.{then}"
         )
     } else {
         "then say in agrees whether the actions of the DATA block's rule_actions line fit your hypothesis, and propose nothing."
@@ -267,6 +308,24 @@ cite the ids of the evidence it rests on in cited, say in plain words what actin
             }
         }
     });
+    if plans {
+        // Required, and null for one action: strict structured output
+        // (OpenAI's) requires every property.
+        let item = &mut schema["properties"]["recommendations"]["items"];
+        item["properties"]["then"] = json!({
+            "type": ["array", "null"],
+            "maxItems": MAX_PLAN_STEPS - 1,
+            "items": { "type": "string", "enum": steps }
+        });
+        item["required"] = json!([
+            "action",
+            "target_uid",
+            "issue_fingerprint",
+            "confidence",
+            "reason",
+            "then"
+        ]);
+    }
     let mut material = incident.material();
     if !rule_actions.is_empty() {
         // The agreement is about these actions: another set asks anew.
@@ -290,8 +349,9 @@ cite the ids of the evidence it rests on in cited, say in plain words what actin
 /// whether it agrees rather than for proposals of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleAction {
-    /// The action's label, e.g. `restart_pod`.
-    pub action: &'static str,
+    /// The action's label, e.g. `restart_pod`; a plan's, each step's in
+    /// order (`cordon_node then drain_node`).
+    pub action: String,
     /// Its target, `Kind namespace/name`.
     pub target: String,
 }

@@ -96,6 +96,16 @@ pub struct ModelItem {
     pub confidence: i64,
     /// Free text, shown to people only.
     pub reason: String,
+    /// The actions to take after `action`, in order, on the same target:
+    /// a plan, each step run only once the one before it succeeded. Empty
+    /// (or `null`, or absent): `action` alone.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub then: Vec<String>,
+}
+
+/// A list the schema lets the model leave `null`, read as empty.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Parses the assistant message content.
@@ -119,6 +129,10 @@ pub enum Rejected {
     NotApplicable,
     /// Below `llm.min_confidence`, or outside 0–100.
     LowConfidence,
+    /// A plan the contract does not allow: more than
+    /// [`vocabulary::MAX_PLAN_STEPS`] steps, a report as a step, or a step
+    /// twice.
+    BadPlan,
 }
 
 impl Rejected {
@@ -130,6 +144,7 @@ impl Rejected {
             Self::TargetNotInSnapshot => "target_not_in_snapshot",
             Self::NotApplicable => "wrong_target_kind",
             Self::LowConfidence => "low_confidence",
+            Self::BadPlan => "bad_plan",
         }
     }
 }
@@ -151,57 +166,79 @@ fn scaled(value: i64, factor: f64) -> i64 {
     (value as f64 * factor).ceil() as i64
 }
 
-/// Turns one proposal into a recommendation whose target is the snapshot's
-/// own ref and whose parameters come from the request's rule settings,
-/// never from the model.
-///
-/// # Errors
-/// The [`Rejected`] reason.
-#[expect(
-    clippy::too_many_lines,
-    reason = "one check per field of the model's item, in order, each naming its rejection"
-)]
-pub fn to_recommendation(
-    item: &ModelItem,
-    snapshot: &ClusterSnapshot,
-    index: &SnapshotIndex<'_>,
-    settings: &Settings,
-    info: &ModelInfo,
-) -> Result<Recommendation, Rejected> {
-    let action = item.action.as_str();
-    let rules = &settings.rules;
-    let min_confidence = settings.model.min_confidence;
+/// Whether `settings` lets the model propose `action` (or it is one the
+/// gate refuses and audits).
+fn allowed(action: &str, settings: &Settings) -> Result<(), Rejected> {
     if passed_to_gate(action) {
         // Refused and audited by the gate, whatever the policy allows.
+        Ok(())
     } else if !MODEL_ACTIONS.contains(&action) {
-        return Err(Rejected::UnknownAction);
+        Err(Rejected::UnknownAction)
     } else if !settings.model.actions.contains(&action) {
-        return Err(Rejected::NotAllowed);
+        Err(Rejected::NotAllowed)
+    } else {
+        Ok(())
     }
-    let confidence = u32::try_from(item.confidence)
-        .ok()
-        .filter(|c| *c <= 100)
-        .ok_or(Rejected::LowConfidence)?;
-    if f64::from(confidence) < min_confidence * 100.0 {
-        return Err(Rejected::LowConfidence);
+}
+
+/// The class of object an action the model may name acts on (`pod`,
+/// `workload`, `node`, `job`, `hpa`, `pvc`); `None` for a report, which
+/// is about anything, and for an action no model may name.
+pub fn acts_on(action: &str) -> Option<&'static str> {
+    Some(match action {
+        "restart_pod" => "pod",
+        "rollout_restart" | "delete_resource" => "workload",
+        "cordon_node" | "drain_node" => "node",
+        "delete_job" => "job",
+        "scale_hpa" => "hpa",
+        "expand_pvc" => "pvc",
+        _ => return None,
+    })
+}
+
+/// The class of the snapshot's object `uid`, as [`acts_on`] names them.
+pub fn class_of(uid: &str, index: &SnapshotIndex<'_>) -> Option<&'static str> {
+    if index.pods.contains_key(uid) {
+        Some("pod")
+    } else if index.workloads.contains_key(uid) {
+        Some("workload")
+    } else if index.nodes.contains_key(uid) {
+        Some("node")
+    } else if index.jobs.contains_key(uid) {
+        Some("job")
+    } else if index.hpas.contains_key(uid) {
+        Some("hpa")
+    } else if index.pvcs.contains_key(uid) {
+        Some("pvc")
+    } else {
+        None
     }
-    let target = index
-        .object(&item.target_uid)
-        .ok_or(Rejected::TargetNotInSnapshot)?;
-    let uid = target.uid.as_str();
-    // Model text is for people only, and bounded.
-    let reason: String = item.reason.chars().take(300).collect();
-    let kind = match item.action.as_str() {
-        "restart_pod" if index.pods.contains_key(uid) => Kind::RestartPod(RestartPod {}),
-        "rollout_restart" if index.workloads.contains_key(uid) => {
-            Kind::RolloutRestart(RolloutRestart {})
-        }
-        "cordon_node" if index.nodes.contains_key(uid) => Kind::CordonNode(CordonNode {}),
-        "drain_node" if index.nodes.contains_key(uid) => Kind::DrainNode(DrainNode {
+}
+
+/// The action `action` names on object `uid`, its parameters from the
+/// rules' configuration, never from the model.
+fn kind_of(
+    action: &str,
+    uid: &str,
+    index: &SnapshotIndex<'_>,
+    settings: &Settings,
+    reason: &str,
+) -> Result<Kind, Rejected> {
+    if let Some(class) = acts_on(action)
+        && class_of(uid, index) != Some(class)
+    {
+        return Err(Rejected::NotApplicable);
+    }
+    let rules = &settings.rules;
+    Ok(match action {
+        "restart_pod" => Kind::RestartPod(RestartPod {}),
+        "rollout_restart" => Kind::RolloutRestart(RolloutRestart {}),
+        "cordon_node" => Kind::CordonNode(CordonNode {}),
+        "drain_node" => Kind::DrainNode(DrainNode {
             grace_period_seconds: rules.node.drain_grace_period_secs,
             timeout_seconds: rules.node.drain_timeout_secs,
         }),
-        "delete_job" if index.jobs.contains_key(uid) => Kind::DeleteJob(DeleteJob {
+        "delete_job" => Kind::DeleteJob(DeleteJob {
             min_age_seconds: i64::try_from(rules.stale_job.min_age_secs).unwrap_or(i64::MAX),
         }),
         "scale_hpa" => {
@@ -228,16 +265,98 @@ pub fn to_recommendation(
         }
         // Not offered in the schema; a model that proposes it anyway is
         // passed on for the gate to refuse and audit (see validate.rs).
-        "delete_resource" if index.workloads.contains_key(uid) => {
-            Kind::DeleteResource(DeleteResource {})
-        }
+        "delete_resource" => Kind::DeleteResource(DeleteResource {}),
         "report_only" => Kind::ReportOnly(ReportOnly {
             explanation: format!("Model suggestion for a person to review: {reason}"),
         }),
         _ => return Err(Rejected::NotApplicable),
+    })
+}
+
+/// The steps of the plan `item` proposes (none for one action): its
+/// action, then each of `then`, every one allowed, applicable to the
+/// target and built as [`kind_of`] builds it; no report, no step twice, at
+/// most [`vocabulary::MAX_PLAN_STEPS`].
+fn plan_of(
+    item: &ModelItem,
+    first: &Kind,
+    uid: &str,
+    index: &SnapshotIndex<'_>,
+    settings: &Settings,
+) -> Result<Vec<Action>, Rejected> {
+    if item.then.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The length first: the model may have written thousands.
+    let most = usize::try_from(vocabulary::MAX_PLAN_STEPS).unwrap_or(usize::MAX);
+    if item.then.len() >= most {
+        return Err(Rejected::BadPlan);
+    }
+    let labels: Vec<&str> = std::iter::once(item.action.as_str())
+        .chain(item.then.iter().map(String::as_str))
+        .collect();
+    let repeated = labels
+        .iter()
+        .enumerate()
+        .any(|(i, label)| labels[..i].contains(label));
+    if repeated || labels.contains(&"report_only") {
+        return Err(Rejected::BadPlan);
+    }
+    let mut plan = vec![Action {
+        kind: Some(first.clone()),
+    }];
+    for label in &labels[1..] {
+        allowed(label, settings)?;
+        plan.push(Action {
+            kind: Some(kind_of(label, uid, index, settings, "")?),
+        });
+    }
+    Ok(plan)
+}
+
+/// Turns one proposal into a recommendation whose target is the snapshot's
+/// own ref and whose parameters come from the request's rule settings,
+/// never from the model; with `then`, a plan of those steps on the same
+/// target.
+///
+/// # Errors
+/// The [`Rejected`] reason.
+pub fn to_recommendation(
+    item: &ModelItem,
+    snapshot: &ClusterSnapshot,
+    index: &SnapshotIndex<'_>,
+    settings: &Settings,
+    info: &ModelInfo,
+) -> Result<Recommendation, Rejected> {
+    let action = item.action.as_str();
+    allowed(action, settings)?;
+    let confidence = u32::try_from(item.confidence)
+        .ok()
+        .filter(|c| *c <= 100)
+        .ok_or(Rejected::LowConfidence)?;
+    if f64::from(confidence) < settings.model.min_confidence * 100.0 {
+        return Err(Rejected::LowConfidence);
+    }
+    let target = index
+        .object(&item.target_uid)
+        .ok_or(Rejected::TargetNotInSnapshot)?;
+    let uid = target.uid.as_str();
+    // Model text is for people only, and bounded.
+    let reason: String = item.reason.chars().take(300).collect();
+    let kind = kind_of(action, uid, index, settings, &reason)?;
+    let plan = plan_of(item, &kind, uid, index, settings)?;
+    // A plan's id names every step, as built: it is another proposal than
+    // its first step alone.
+    let actions = if plan.is_empty() {
+        action.to_owned()
+    } else {
+        plan.iter()
+            .map(|step| vocabulary::label_of(step.kind.as_ref()))
+            .collect::<Vec<_>>()
+            .join("+")
     };
     Ok(Recommendation {
-        id: format!("model-{}-{}-{}", snapshot.id, item.action, uid),
+        id: format!("model-{}-{actions}-{uid}", snapshot.id),
         snapshot_id: snapshot.id.clone(),
         issue_fingerprints: vec![item.issue_fingerprint.clone()],
         action: Some(Action { kind: Some(kind) }),
@@ -258,7 +377,7 @@ pub fn to_recommendation(
         explanation: None,
         // Set when merged with its incident's rule recommendations.
         incident: String::new(),
-        plan: Vec::new(),
+        plan,
         plan_step: None,
     })
 }

@@ -104,6 +104,8 @@ fn prompt_fences_untrusted_text_and_enumerates_only_snapshot_targets() {
     assert_eq!(targets, ["uid-Deployment-shop-web", "uid-Pod-shop-web-1"]);
     assert_eq!(item["issue_fingerprint"]["enum"], json!(["fp-1"]));
     assert_eq!(item["action"]["enum"], json!(*MODEL_ACTIONS));
+    // A pod and its Deployment take one action each: no plan is offered.
+    assert!(item["then"].is_null(), "{item}");
     // The policy's 3, capped at what one incident may get.
     assert_eq!(
         prompt.schema["properties"]["recommendations"]["maxItems"],
@@ -215,6 +217,9 @@ fn a_policy_narrows_the_prompt_and_adds_its_guidance_for_the_scenarios_present()
         fields["action"]["enum"],
         json!(["report_only", "restart_pod"])
     );
+    // One acting action makes no plan: no later steps are offered.
+    assert!(fields["then"].is_null(), "{fields}");
+    assert!(!prompt.system.contains("later actions in then"));
     // The guidance and the actions offered are part of the cache key.
     let plain = build_prompt(&s, &index, &settings(5), MAX_PROMPT_CHARS).unwrap();
     assert_ne!(prompt.cache_key(&info()), plain.cache_key(&info()));
@@ -289,7 +294,157 @@ fn item(action: &str, target_uid: &str, confidence: i64) -> ModelItem {
         issue_fingerprint: "fp-1".into(),
         confidence,
         reason: "because".into(),
+        then: Vec::new(),
     }
+}
+
+/// `item` with later steps `then`.
+fn plan(action: &str, target_uid: &str, then: &[&str]) -> ModelItem {
+    ModelItem {
+        then: then.iter().map(|a| (*a).to_owned()).collect(),
+        ..item(action, target_uid, 90)
+    }
+}
+
+/// A plan is offered where one of the incident's objects can take two
+/// of the policy's actions (a node: cordon, then drain), required and
+/// nullable as strict structured output wants it, and nowhere else.
+#[test]
+fn a_plan_is_offered_where_one_target_can_take_two_steps() {
+    let mut s = world();
+    s.issues.push(issue(
+        IssueKind::NodeNotReady,
+        &obj("Node", "", "n1"),
+        "fp-n1",
+    ));
+    let index = SnapshotIndex::new(&s);
+    let prompts = build_prompts(&s, &index, &settings(2), MAX_PROMPT_CHARS);
+    let of = |fingerprint: &str| {
+        prompts
+            .iter()
+            .find(|p| p.fingerprints.iter().any(|f| f == fingerprint))
+            .unwrap()
+    };
+    let node = of("fp-n1");
+    let item = &node.schema["properties"]["recommendations"]["items"];
+    assert_eq!(
+        item["properties"]["then"],
+        json!({
+            "type": ["array", "null"],
+            "maxItems": 4,
+            "items": { "type": "string", "enum": ["cordon_node", "drain_node"] }
+        })
+    );
+    assert!(
+        item["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("then"))
+    );
+    assert!(node.system.contains("list the later actions in then"));
+    let pod = of("fp-1");
+    assert!(pod.schema["properties"]["recommendations"]["items"]["properties"]["then"].is_null());
+    assert!(!pod.system.contains("later actions in then"));
+    // The policy's own: one node action offered, no plan.
+    let mut narrow = settings(2);
+    narrow.model.actions.retain(|a| *a != "drain_node");
+    let prompts = build_prompts(&s, &index, &narrow, MAX_PROMPT_CHARS);
+    assert!(prompts.iter().all(|p| {
+        p.schema["properties"]["recommendations"]["items"]["properties"]["then"].is_null()
+    }));
+}
+
+/// A model's plan becomes a recommendation of every step, each built and
+/// bounded as that action alone would be, and validated step by step; a
+/// plan the contract or the policy does not allow is refused whole.
+#[test]
+fn a_model_plan_is_built_step_by_step_or_refused_whole() {
+    let s = world();
+    let index = SnapshotIndex::new(&s);
+    let settings = settings(5);
+    let convert = |i: &ModelItem| to_recommendation(i, &s, &index, &settings, &info());
+    let now = std::time::SystemTime::now();
+
+    let r = convert(&plan("cordon_node", "uid-Node--n1", &["drain_node"])).unwrap();
+    let node = &settings.rules.node;
+    assert_eq!(
+        r.plan,
+        [
+            pb::Action {
+                kind: Some(pb::action::Kind::CordonNode(pb::CordonNode {}))
+            },
+            pb::Action {
+                kind: Some(pb::action::Kind::DrainNode(pb::DrainNode {
+                    grace_period_seconds: node.drain_grace_period_secs,
+                    timeout_seconds: node.drain_timeout_secs,
+                }))
+            },
+        ]
+    );
+    assert_eq!(r.action, r.plan.first().cloned());
+    assert!(r.id.contains("-cordon_node+drain_node-"), "{}", r.id);
+    assert_ne!(
+        r.id,
+        convert(&item("cordon_node", "uid-Node--n1", 90))
+            .unwrap()
+            .id,
+        "a plan is another proposal than its first step"
+    );
+    assert_eq!(validate(&r, &index, &settings.bounds(), now), Ok(()));
+    // A deletion hidden in a plan is passed on whole, for the gate to
+    // refuse the plan and audit it.
+    let r = convert(&plan(
+        "rollout_restart",
+        "uid-Deployment-shop-web",
+        &["delete_resource"],
+    ))
+    .unwrap();
+    assert!(matches!(
+        r.plan[1].kind,
+        Some(pb::action::Kind::DeleteResource(_))
+    ));
+
+    let node_plan = |then: &[&str]| plan("cordon_node", "uid-Node--n1", then);
+    for (candidate, reason) in [
+        (node_plan(&["drain_node", "drain_node"]), Rejected::BadPlan),
+        (node_plan(&["cordon_node"]), Rejected::BadPlan),
+        (node_plan(&["report_only"]), Rejected::BadPlan),
+        (
+            plan("report_only", "uid-Node--n1", &["cordon_node"]),
+            Rejected::BadPlan,
+        ),
+        (
+            node_plan(&[
+                "drain_node",
+                "restart_pod",
+                "rollout_restart",
+                "scale_hpa",
+                "expand_pvc",
+            ]),
+            Rejected::BadPlan,
+        ),
+        (node_plan(&["restart_pod"]), Rejected::NotApplicable),
+        (node_plan(&["delete_namespace"]), Rejected::UnknownAction),
+    ] {
+        assert_eq!(convert(&candidate).unwrap_err(), reason, "{candidate:?}");
+    }
+    // `then: null` is one action.
+    let reply = parse_reply(
+        r#"{"hypothesis":"h","cited":[],"risk":"r","recommendations":[{"action":"cordon_node","target_uid":"uid-Node--n1","issue_fingerprint":"fp-1","confidence":90,"reason":"x","then":null}]}"#,
+    )
+    .unwrap();
+    assert!(convert(&reply.recommendations[0]).unwrap().plan.is_empty());
+    // Thousands of later steps: refused on their count alone.
+    let mut flood = node_plan(&[]);
+    flood.then = (0..40_000).map(|i| format!("step{i}")).collect();
+    assert_eq!(convert(&flood).unwrap_err(), Rejected::BadPlan);
+    // A later step the policy does not allow refuses the plan.
+    let mut narrow = settings.clone();
+    narrow.model.actions.retain(|a| *a != "drain_node");
+    assert_eq!(
+        to_recommendation(&node_plan(&["drain_node"]), &s, &index, &narrow, &info()).unwrap_err(),
+        Rejected::NotAllowed
+    );
 }
 
 #[test]

@@ -118,7 +118,7 @@ impl Rules {
     /// A node cordoned by Nanny (its remediator's annotation), Ready for
     /// `uncordon_after_secs` with no other condition True: its cordon is
     /// lifted. A person's cordon, or a node still sick or still predicted to
-    /// run out of memory, is left alone.
+    /// run out of memory or disk, is left alone.
     pub(super) fn node_recovered(
         &self,
         issue: &pb::Issue,
@@ -145,10 +145,14 @@ impl Rules {
             .filter_map(|c| super::seconds_since(c.last_transition.as_ref(), now))
             .min()
             .filter(|_| ready);
-        // A condition True, or (a cordon on a prediction) its memory still
-        // predicted to run out: the cordon stays.
+        // A condition True, or (a cordon on a prediction) its memory or
+        // disk still predicted to run out: the cordon stays.
         let predicted = index.issues.values().any(|i| {
-            i.kind == IssueKind::NodePredictedExhausted as i32
+            [
+                IssueKind::NodePredictedExhausted as i32,
+                IssueKind::NodeDiskPredictedFull as i32,
+            ]
+            .contains(&i.kind)
                 && i.target.as_ref().is_some_and(|t| t.uid == target.uid)
         });
         let sick = predicted

@@ -3,8 +3,8 @@
 //! full is expanded to hold its trend, and a container predicted to be
 //! OOM-killed gets a limit that holds its working set's trend: both need a
 //! human's approval (the gate's levels for ExpandPvc and PatchResources). A
-//! node predicted to run out of memory is cordoned, also with a human's
-//! approval (every node operation). An HPA at its maximum for a rising
+//! node predicted to run out of memory or disk is cordoned, also with a
+//! human's approval (every node operation). An HPA at its maximum for a rising
 //! share of each day gets a higher maximum, which the gate approves within
 //! the ceiling as for one pinned there now.
 //!
@@ -110,13 +110,15 @@ fn owner_limit<'a>(
     Some((workload_ref, limit))
 }
 
-/// A node whose working set is predicted to reach its allocatable memory:
+/// A node whose working set is predicted to reach its allocatable memory,
+/// or whose filesystem its allocatable ephemeral storage (`disk`):
 /// cordoned (the gate asks a human for every node operation) so no new pod
 /// lands there meanwhile; one cordoned already is reported.
 fn node_predicted(
     issue: &pb::Issue,
     target: &pb::ObjectRef,
     index: &SnapshotIndex<'_>,
+    disk: bool,
     drafts: &mut Drafts,
 ) {
     let (Some(trend), Some(node)) = (trend(issue), index.nodes.get(target.uid.as_str())) else {
@@ -125,14 +127,18 @@ fn node_predicted(
     let Some(node_ref) = ref_of(node.r#ref.as_ref()) else {
         return;
     };
-    let reason = predicted(
-        &format!(
-            "{}'s working set is predicted to reach its allocatable memory",
-            describe(node_ref)
-        ),
-        trend,
-    );
-    let find = "Find what grows on it: once it gets there the kubelet evicts pods, or the kernel kills them.";
+    let (what, find) = if disk {
+        (
+            "bytes used on its filesystem are predicted to reach its allocatable ephemeral storage",
+            "Find what fills it (logs, images, emptyDir volumes): once it gets there the kubelet evicts pods under DiskPressure.",
+        )
+    } else {
+        (
+            "working set is predicted to reach its allocatable memory",
+            "Find what grows on it: once it gets there the kubelet evicts pods, or the kernel kills them.",
+        )
+    };
+    let reason = predicted(&format!("{}'s {what}", describe(node_ref)), trend);
     let (action, reason) = if node.unschedulable {
         let text = format!("{reason} It is cordoned already. {find}");
         (report(text.clone()), text)
@@ -142,7 +148,7 @@ fn node_predicted(
             format!("{reason} Cordon it so no new pods land there. {find}"),
         )
     };
-    drafts.add(
+    drafts.add_explained(
         "",
         Draft {
             rule: NODE_PREDICTED_CORDON,
@@ -173,8 +179,11 @@ impl Rules {
             pb::IssueKind::OomPredicted if self.config.oom.enabled => {
                 self.oom_predicted(issue, target, index, drafts);
             }
-            pb::IssueKind::NodePredictedExhausted if self.config.node.enabled => {
-                node_predicted(issue, target, index, drafts);
+            pb::IssueKind::NodePredictedExhausted | pb::IssueKind::NodeDiskPredictedFull
+                if self.config.node.enabled =>
+            {
+                let disk = kind == pb::IssueKind::NodeDiskPredictedFull;
+                node_predicted(issue, target, index, disk, drafts);
             }
             pb::IssueKind::HpaAtMaxRising if self.config.hpa.enabled => {
                 self.hpa_predicted(issue, target, index, drafts);

@@ -111,6 +111,33 @@ fn a_node_predicted_to_run_out_of_memory_is_cordoned_or_reported_when_cordoned()
 }
 
 #[test]
+fn a_node_predicted_to_fill_its_disk_is_cordoned_by_the_same_rule() {
+    let (kind, reason, rule) = only(&scene(IssueKind::NodeDiskPredictedFull));
+    assert_eq!(rule, "node-predicted-cordon");
+    assert!(matches!(kind, Kind::CordonNode(_)), "{kind:?}");
+    for words in [
+        "bytes used on its filesystem are predicted to reach its allocatable ephemeral storage in 3.3h",
+        "grew 10 GiB/h",
+        "now 66.7 GiB of 100 GiB",
+        "Predicted, not yet failed",
+        "Cordon it",
+        "DiskPressure",
+    ] {
+        assert!(reason.contains(words), "{words}: {reason}");
+    }
+    // Memory and disk predicted on one node: one cordon explaining both.
+    let mut both = scene(IssueKind::NodePredictedExhausted);
+    let mut disk = scene(IssueKind::NodeDiskPredictedFull).issues.remove(0);
+    disk.fingerprint = "fp-disk".into();
+    both.issues.push(disk);
+    let (kind, reason, _) = only(&both);
+    assert!(matches!(kind, Kind::CordonNode(_)), "{kind:?}");
+    for words in ["allocatable memory", "allocatable ephemeral storage"] {
+        assert!(reason.contains(words), "{words}: {reason}");
+    }
+}
+
+#[test]
 fn an_hpa_at_max_for_a_rising_share_of_each_day_gets_a_higher_max_before_the_peak() {
     let rising = with_trend(IssueKind::HpaAtMaxRising, |t| {
         // 30% of the last day, rising 2 points a day over 14 days.
@@ -172,6 +199,7 @@ fn a_trend_that_cannot_be_trusted_yields_nothing() {
         IssueKind::OomPredicted,
         IssueKind::PvcPredictedFull,
         IssueKind::NodePredictedExhausted,
+        IssueKind::NodeDiskPredictedFull,
         IssueKind::HpaAtMaxRising,
     ] {
         for edit in bad {

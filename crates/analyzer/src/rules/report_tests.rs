@@ -122,6 +122,7 @@ pub(super) fn scene(kind: IssueKind) -> ClusterSnapshot {
         | IssueKind::NodeNetworkUnavailable
         | IssueKind::NodeProblem
         | IssueKind::NodePredictedExhausted
+        | IssueKind::NodeDiskPredictedFull
         | IssueKind::MemoryPressure => {
             let n = node_scene(kind);
             let r = n.r#ref.clone().unwrap_or_default();
@@ -172,6 +173,7 @@ fn with_figures(kind: IssueKind, mut issue: pb::Issue) -> pb::Issue {
         IssueKind::OomPredicted => 256.0 * 1_048_576.0,
         IssueKind::PvcPredictedFull => 1_073_741_824.0,
         IssueKind::NodePredictedExhausted => 16.0 * 1_073_741_824.0,
+        IssueKind::NodeDiskPredictedFull => 100.0 * 1_073_741_824.0,
         // A share of the day: two thirds of it at max, rising.
         IssueKind::HpaAtMaxRising => 1.0,
         _ => return issue,

@@ -286,6 +286,66 @@ fn parameters_must_stay_within_bounds() {
     );
 }
 
+/// Every step of a plan is checked as its action is: it must apply to the
+/// target with parameters in bounds, and the plan must have the contract's
+/// shape.
+#[test]
+fn a_plan_is_checked_step_by_step() {
+    let s = world();
+    let node = obj("Node", "", "n1");
+    let cordon = Kind::CordonNode(pb::CordonNode {});
+    let drain = |timeout_seconds| {
+        Kind::DrainNode(pb::DrainNode {
+            grace_period_seconds: 30,
+            timeout_seconds,
+        })
+    };
+    let plan = |steps: Vec<Option<Kind>>| {
+        let mut r = model(cordon.clone(), node.clone());
+        r.plan = steps.into_iter().map(|kind| Action { kind }).collect();
+        r
+    };
+    assert_eq!(
+        check(&s, &plan(vec![Some(cordon.clone()), Some(drain(600))])),
+        Ok(())
+    );
+    for (steps, reason) in [
+        // One step is no plan; six are too many.
+        (vec![Some(cordon.clone())], Invalid::BadPlan),
+        (vec![Some(cordon.clone()); 6], Invalid::BadPlan),
+        // The first step is not the recommendation's action.
+        (
+            vec![Some(drain(600)), Some(cordon.clone())],
+            Invalid::BadPlan,
+        ),
+        (vec![Some(cordon.clone()), None], Invalid::BadPlan),
+        (
+            vec![
+                Some(cordon.clone()),
+                Some(Kind::ReportOnly(pb::ReportOnly {
+                    explanation: "look".into(),
+                })),
+            ],
+            Invalid::BadPlan,
+        ),
+        // A later step that does not apply to the node, or out of bounds.
+        (
+            vec![Some(cordon.clone()), Some(restart())],
+            Invalid::WrongTargetKind,
+        ),
+        (
+            vec![Some(cordon.clone()), Some(drain(0))],
+            Invalid::OutOfBounds,
+        ),
+        (
+            vec![Some(cordon.clone()), Some(drain(86_400))],
+            Invalid::OutOfBounds,
+        ),
+    ] {
+        assert_eq!(check(&s, &plan(steps.clone())), Err(reason), "{steps:?}");
+    }
+}
+
 #[test]
 fn the_validator_drops_and_counts_by_reason() {
     let s = world();

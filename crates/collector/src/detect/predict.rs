@@ -6,13 +6,15 @@
 //! - `OOMPredicted`: a container's working set reaches its memory limit
 //!   within `thresholds.oom_horizon_secs`;
 //! - `NodePredictedExhausted`: a node's working set reaches its allocatable
-//!   memory within `thresholds.node_exhaustion_horizon_secs`.
+//!   memory within `thresholds.node_exhaustion_horizon_secs`;
+//! - `NodeDiskPredictedFull`: the bytes used on a node's filesystem reach
+//!   its allocatable ephemeral storage within the same horizon.
 //!
 //! Each needs a fit at least `trend_min_r_squared` straight over at least
 //! its minimum history since the series' last reset, and carries the fit as
 //! the issue's `trend`. An object already past its threshold (a claim
-//! nearly full, a container OOM-killed, a node under memory pressure) has
-//! that issue instead.
+//! nearly full, a container OOM-killed, a node under memory or disk
+//! pressure) has that issue instead.
 
 use std::collections::HashMap;
 
@@ -146,7 +148,7 @@ fn fit_evidence(trend: &pb::Trend) -> Vec<(&'static str, String)> {
 }
 
 /// Claims predicted full, containers predicted OOM-killed and nodes
-/// predicted out of memory.
+/// predicted out of memory or disk.
 pub fn predicted(
     tables: &Tables,
     metrics: &MetricsRound,
@@ -276,62 +278,100 @@ fn containers(
     }
 }
 
+/// What a node runs out of: its trend query, the issue it raises, its
+/// ceiling, and the issues that say it has run out already.
+struct NodeResource {
+    query: &'static str,
+    kind: IssueKind,
+    /// The node's allocatable amount, bytes.
+    ceiling: fn(&pb::Node) -> i64,
+    pressure: &'static [IssueKind],
+    /// What grows, and what it runs out of, in a summary.
+    what: &'static str,
+    of: &'static str,
+    /// The evidence names of the fitted value and the ceiling.
+    evidence: [&'static str; 2],
+}
+
+const NODE_RESOURCES: [NodeResource; 2] = [
+    NodeResource {
+        query: "node_memory_bytes",
+        kind: IssueKind::NodePredictedExhausted,
+        ceiling: |n| n.allocatable.and_then(|a| a.memory_bytes).unwrap_or(0),
+        // The kubelet's condition, or little memory available.
+        pressure: &[IssueKind::NodeMemoryPressure, IssueKind::MemoryPressure],
+        what: "its working set",
+        of: "run out of memory",
+        evidence: ["working set bytes (fitted)", "allocatable memory bytes"],
+    },
+    NodeResource {
+        query: "node_fs_used_bytes",
+        kind: IssueKind::NodeDiskPredictedFull,
+        ceiling: |n| n.allocatable_ephemeral_storage_bytes,
+        pressure: &[IssueKind::NodeDiskPressure],
+        what: "the bytes used on its filesystem",
+        of: "fill its disk",
+        evidence: [
+            "filesystem used bytes (fitted)",
+            "allocatable ephemeral storage bytes",
+        ],
+    },
+];
+
 fn nodes(tables: &Tables, metrics: &MetricsRound, t: &Thresholds, issues: &mut Vec<pb::Issue>) {
-    const QUERY: &str = "node_memory_bytes";
-    let trends = by_labels(metrics, QUERY, &["node"]);
-    if trends.is_empty() {
-        return;
-    }
     let bounds = (
         t.node_exhaustion_horizon_secs,
         t.node_exhaustion_min_history_secs,
     );
-    for entry in tables.nodes.values() {
-        let node = &entry.value;
-        let Some(target) = node.r#ref.as_ref() else {
-            continue;
-        };
-        let Some(allocatable) = node
-            .allocatable
-            .and_then(|a| a.memory_bytes)
-            .filter(|b| *b > 0)
-        else {
-            continue;
-        };
-        // Under memory pressure already (the kubelet's condition, or little
-        // memory available): that issue says it.
-        let pressure = [IssueKind::NodeMemoryPressure, IssueKind::MemoryPressure]
-            .map(|kind| super::fingerprint(kind, &target.uid, ""));
-        if issues.iter().any(|i| pressure.contains(&i.fingerprint)) {
+    for resource in &NODE_RESOURCES {
+        let trends = by_labels(metrics, resource.query, &["node"]);
+        if trends.is_empty() {
             continue;
         }
-        let Some(trend) = trends
-            .get(&vec![target.name.as_str()])
-            .and_then(|series| reaching(QUERY, series, allocatable, bounds, t))
-        else {
-            continue;
-        };
-        let summary = format!(
-            "Node {} is predicted to run out of memory {} of {} allocatable. Predicted, not yet failed.",
-            target.name,
-            trend_text(&trend, "its working set"),
-            bytes_text(trend.ceiling),
-        );
-        let extra = vec![
-            (
-                "working set bytes (fitted)",
-                format!("{:.0}", trend.current),
-            ),
-            ("allocatable memory bytes", allocatable.to_string()),
-        ];
-        issues.push(predicted_issue(
-            IssueKind::NodePredictedExhausted,
-            target,
-            "",
-            trend,
-            summary,
-            extra,
-        ));
+        for entry in tables.nodes.values() {
+            let node = &entry.value;
+            let Some(target) = node.r#ref.as_ref() else {
+                continue;
+            };
+            let ceiling = (resource.ceiling)(node);
+            if ceiling <= 0 {
+                continue;
+            }
+            // Under that pressure already: that issue says it.
+            let pressure: Vec<String> = resource
+                .pressure
+                .iter()
+                .map(|kind| super::fingerprint(*kind, &target.uid, ""))
+                .collect();
+            if issues.iter().any(|i| pressure.contains(&i.fingerprint)) {
+                continue;
+            }
+            let Some(trend) = trends
+                .get(&vec![target.name.as_str()])
+                .and_then(|series| reaching(resource.query, series, ceiling, bounds, t))
+            else {
+                continue;
+            };
+            let summary = format!(
+                "Node {} is predicted to {} {} of {} allocatable. Predicted, not yet failed.",
+                target.name,
+                resource.of,
+                trend_text(&trend, resource.what),
+                bytes_text(trend.ceiling),
+            );
+            let extra = vec![
+                (resource.evidence[0], format!("{:.0}", trend.current)),
+                (resource.evidence[1], ceiling.to_string()),
+            ];
+            issues.push(predicted_issue(
+                resource.kind,
+                target,
+                "",
+                trend,
+                summary,
+                extra,
+            ));
+        }
     }
 }
 
@@ -485,6 +525,13 @@ mod tests {
     /// Node `n1` with 16 GiB allocatable, its working set's trend `memory`
     /// labelled with `node`, and `issues` found before.
     fn run_node(memory: &[(f64, f64)], node: &str, issues: &mut Vec<pb::Issue>) {
+        run_node_query("node_memory_bytes", memory, node, issues);
+    }
+
+    /// Node `n1` with 16 GiB of allocatable memory and 100 GiB of
+    /// allocatable ephemeral storage, `query`'s trend `values` labelled
+    /// with `node`, and `issues` found before.
+    fn run_node_query(query: &str, values: &[(f64, f64)], node: &str, issues: &mut Vec<pb::Issue>) {
         let mut tables = Tables::default();
         let n1 = pb::Node {
             r#ref: Some(pb::ObjectRef {
@@ -497,13 +544,14 @@ mod tests {
                 cpu_millicores: Some(4000),
                 memory_bytes: Some(16 << 30),
             }),
+            allocatable_ephemeral_storage_bytes: 100 << 30,
             ..pb::Node::default()
         };
         tables.nodes.insert(Arc::from("uid-n1"), entry(n1));
         let history = History {
             trends: Arc::new(BTreeMap::from([(
-                "node_memory_bytes".to_owned(),
-                series(&[("node", node)], memory).into_iter().collect(),
+                query.to_owned(),
+                series(&[("node", node)], values).into_iter().collect(),
             )])),
             trends_at: 1_800_000_000,
             ..History::default()
@@ -553,6 +601,55 @@ mod tests {
             run_node(memory, node, &mut issues);
             assert_eq!(issues, before, "{node}");
         }
+    }
+
+    #[test]
+    fn a_node_whose_filesystem_nears_its_allocatable_ephemeral_storage_is_predicted() {
+        // 60 GiB growing 6 GiB/h for two hours: 72 GiB now, 100 GiB in
+        // 4 h 40 min (within the 6 h horizon).
+        const GIB: f64 = 1024.0 * MIB;
+        let filling = samples(120, |m| 60.0 * GIB + m / 10.0 * GIB);
+        let mut issues = Vec::new();
+        run_node_query("node_fs_used_bytes", &filling, "n1", &mut issues);
+        assert_eq!(kinds(&issues), [IssueKind::NodeDiskPredictedFull]);
+        let trend = issues[0].trend.as_ref().unwrap();
+        assert!(
+            (16_799..=16_801).contains(&trend.seconds_to_ceiling),
+            "{trend:?}"
+        );
+        assert_eq!(trend.series, r#"node_fs_used_bytes{node="n1"}"#);
+        assert!(
+            issues[0].summary.contains("fill its disk in 4.7h")
+                && issues[0]
+                    .summary
+                    .contains("now 72 GiB of 100 GiB allocatable")
+                && issues[0].summary.contains("Predicted, not yet failed"),
+            "{}",
+            issues[0].summary
+        );
+        // Under DiskPressure already: that issue says it. Memory pressure
+        // says nothing of the disk.
+        let pressure = |kind: IssueKind| pb::Issue {
+            kind: kind as i32,
+            fingerprint: crate::detect::fingerprint(kind, "uid-n1", ""),
+            ..pb::Issue::default()
+        };
+        let mut issues = vec![pressure(IssueKind::NodeDiskPressure)];
+        run_node_query("node_fs_used_bytes", &filling, "n1", &mut issues);
+        assert_eq!(kinds(&issues), [IssueKind::NodeDiskPressure]);
+        let mut issues = vec![pressure(IssueKind::NodeMemoryPressure)];
+        run_node_query("node_fs_used_bytes", &filling, "n1", &mut issues);
+        assert_eq!(
+            kinds(&issues),
+            [
+                IssueKind::NodeMemoryPressure,
+                IssueKind::NodeDiskPredictedFull
+            ]
+        );
+        // Another node's series says nothing of n1.
+        let mut issues = Vec::new();
+        run_node_query("node_fs_used_bytes", &filling, "n2", &mut issues);
+        assert_eq!(kinds(&issues), [], "another node's series");
     }
 
     #[test]
