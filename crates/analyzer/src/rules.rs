@@ -74,12 +74,17 @@ struct Drafts(
 );
 
 impl Drafts {
-    fn add(&mut self, discriminator: &str, draft: Draft) {
-        let key = (
+    /// A draft's key: its rule, its target's uid and `discriminator`.
+    fn key(discriminator: &str, draft: &Draft) -> (&'static str, String, String) {
+        (
             draft.rule.id,
             draft.target.uid.clone(),
             discriminator.to_owned(),
-        );
+        )
+    }
+
+    fn add(&mut self, discriminator: &str, draft: Draft) {
+        let key = Self::key(discriminator, &draft);
         match self.0.get_mut(&key) {
             Some(existing) => {
                 existing.fingerprints.extend(draft.fingerprints);
@@ -95,11 +100,7 @@ impl Drafts {
     /// a report's explanation) is added when it says something else: two
     /// predictions on one node, one cordon explaining both.
     fn add_explained(&mut self, discriminator: &str, draft: Draft) {
-        let key = (
-            draft.rule.id,
-            draft.target.uid.clone(),
-            discriminator.to_owned(),
-        );
+        let key = Self::key(discriminator, &draft);
         if let Some(existing) = self.0.get_mut(&key)
             && !existing.reason.contains(&draft.reason)
         {
@@ -114,11 +115,7 @@ impl Drafts {
 
     /// A plan: `draft`'s action first, then `then`, in order, on its target.
     fn add_plan(&mut self, discriminator: &str, draft: Draft, then: Vec<Kind>) {
-        let key = (
-            draft.rule.id,
-            draft.target.uid.clone(),
-            discriminator.to_owned(),
-        );
+        let key = Self::key(discriminator, &draft);
         self.1.insert(key, then);
         self.add(discriminator, draft);
     }

@@ -6,15 +6,12 @@ use std::collections::BTreeSet;
 
 use nanny_proto::{
     v1::{self as pb, ClusterSnapshot},
-    vocabulary::MAX_PLAN_STEPS,
+    vocabulary::{self, MAX_PLAN_STEPS},
 };
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use super::{
-    PROMPT_VERSION,
-    reply::{ModelInfo, acts_on, class_of},
-};
+use super::{PROMPT_VERSION, reply::ModelInfo};
 use crate::{incident::Incident, index::SnapshotIndex, settings::Settings};
 
 /// A prompt budget in characters that fits the default 4096-token context
@@ -122,32 +119,29 @@ pub fn build_prompt(
     } else {
         0
     };
-    // The actions a plan's later steps may take: those offered on a class
-    // of object the incident holds (a node, say) where at least two are
-    // offered, since every step of a plan acts on one target and none
-    // repeats. A report is no step.
-    let classes: BTreeSet<&str> = incident
-        .issues
-        .iter()
-        .filter_map(|i| i.target.as_ref())
-        .flat_map(|t| {
-            let owner = index
-                .pods
-                .get(t.uid.as_str())
-                .and_then(|p| p.workload.as_ref())
-                .map(|w| w.uid.as_str());
-            std::iter::once(t.uid.as_str()).chain(owner)
-        })
-        .filter_map(|uid| class_of(uid, index))
-        .collect();
-    let on = |class: Option<&str>| model.actions.iter().filter(|a| acts_on(a) == class).count();
+    // The actions a plan's later steps may take: those offered that act on
+    // an object of the incident which at least two offered actions act on
+    // (a node, say; the vocabulary's targets), since every step of a plan
+    // acts on one target and none repeats. A report is no step.
+    let acting = |a: &str| vocabulary::by_label(a).filter(|_| a != "report_only");
+    let takes = |object: &pb::ObjectRef| {
+        model
+            .actions
+            .iter()
+            .filter(|a| acting(a).is_some_and(|info| info.accepts(&object.kind)))
+            .count()
+    };
     let steps: Vec<&str> = model
         .actions
         .iter()
         .copied()
         .filter(|a| {
-            let class = acts_on(a);
-            class.is_some_and(|c| classes.contains(c)) && on(class) >= 2
+            acting(a).is_some_and(|info| {
+                incident
+                    .objects
+                    .iter()
+                    .any(|o| info.accepts(&o.kind) && takes(o) >= 2)
+            })
         })
         .collect();
     let plans = rule_actions.is_empty() && !steps.is_empty();

@@ -4,8 +4,8 @@
 
 use nanny_proto::v1::{
     Action, ClusterSnapshot, CordonNode, DeleteJob, DeleteResource, DrainNode, ExpandPvc,
-    ModelSource, Recommendation, ReportOnly, RestartPod, RolloutRestart, ScaleHpa, Severity,
-    Source, action::Kind, source,
+    ModelSource, ObjectRef, Recommendation, ReportOnly, RestartPod, RolloutRestart, ScaleHpa,
+    Severity, Source, action::Kind, source,
 };
 use nanny_proto::vocabulary;
 use serde::Deserialize;
@@ -181,54 +181,19 @@ fn allowed(action: &str, settings: &Settings) -> Result<(), Rejected> {
     }
 }
 
-/// The class of object an action the model may name acts on (`pod`,
-/// `workload`, `node`, `job`, `hpa`, `pvc`); `None` for a report, which
-/// is about anything, and for an action no model may name.
-pub fn acts_on(action: &str) -> Option<&'static str> {
-    Some(match action {
-        "restart_pod" => "pod",
-        "rollout_restart" | "delete_resource" => "workload",
-        "cordon_node" | "drain_node" => "node",
-        "delete_job" => "job",
-        "scale_hpa" => "hpa",
-        "expand_pvc" => "pvc",
-        _ => return None,
-    })
-}
-
-/// The class of the snapshot's object `uid`, as [`acts_on`] names them.
-pub fn class_of(uid: &str, index: &SnapshotIndex<'_>) -> Option<&'static str> {
-    if index.pods.contains_key(uid) {
-        Some("pod")
-    } else if index.workloads.contains_key(uid) {
-        Some("workload")
-    } else if index.nodes.contains_key(uid) {
-        Some("node")
-    } else if index.jobs.contains_key(uid) {
-        Some("job")
-    } else if index.hpas.contains_key(uid) {
-        Some("hpa")
-    } else if index.pvcs.contains_key(uid) {
-        Some("pvc")
-    } else {
-        None
-    }
-}
-
-/// The action `action` names on object `uid`, its parameters from the
-/// rules' configuration, never from the model.
+/// The action `action` names on `target` (an object of the snapshot), its
+/// parameters from the rules' configuration, never from the model.
 fn kind_of(
     action: &str,
-    uid: &str,
+    target: &ObjectRef,
     index: &SnapshotIndex<'_>,
     settings: &Settings,
     reason: &str,
 ) -> Result<Kind, Rejected> {
-    if let Some(class) = acts_on(action)
-        && class_of(uid, index) != Some(class)
-    {
+    if !vocabulary::by_label(action).is_some_and(|a| a.accepts(&target.kind)) {
         return Err(Rejected::NotApplicable);
     }
+    let uid = target.uid.as_str();
     let rules = &settings.rules;
     Ok(match action {
         "restart_pod" => Kind::RestartPod(RestartPod {}),
@@ -265,7 +230,9 @@ fn kind_of(
         }
         // Not offered in the schema; a model that proposes it anyway is
         // passed on for the gate to refuse and audit (see validate.rs).
-        "delete_resource" => Kind::DeleteResource(DeleteResource {}),
+        "delete_resource" if index.workloads.contains_key(uid) => {
+            Kind::DeleteResource(DeleteResource {})
+        }
         "report_only" => Kind::ReportOnly(ReportOnly {
             explanation: format!("Model suggestion for a person to review: {reason}"),
         }),
@@ -280,7 +247,7 @@ fn kind_of(
 fn plan_of(
     item: &ModelItem,
     first: &Kind,
-    uid: &str,
+    target: &ObjectRef,
     index: &SnapshotIndex<'_>,
     settings: &Settings,
 ) -> Result<Vec<Action>, Rejected> {
@@ -308,7 +275,7 @@ fn plan_of(
     for label in &labels[1..] {
         allowed(label, settings)?;
         plan.push(Action {
-            kind: Some(kind_of(label, uid, index, settings, "")?),
+            kind: Some(kind_of(label, target, index, settings, "")?),
         });
     }
     Ok(plan)
@@ -343,8 +310,8 @@ pub fn to_recommendation(
     let uid = target.uid.as_str();
     // Model text is for people only, and bounded.
     let reason: String = item.reason.chars().take(300).collect();
-    let kind = kind_of(action, uid, index, settings, &reason)?;
-    let plan = plan_of(item, &kind, uid, index, settings)?;
+    let kind = kind_of(action, target, index, settings, &reason)?;
+    let plan = plan_of(item, &kind, target, index, settings)?;
     // A plan's id names every step, as built: it is another proposal than
     // its first step alone.
     let actions = if plan.is_empty() {

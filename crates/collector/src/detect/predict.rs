@@ -435,31 +435,42 @@ mod tests {
             ..pb::PersistentVolumeClaim::default()
         };
         tables.pvcs.insert(Arc::from("uid-data"), entry(claim));
+        let trends = BTreeMap::from([
+            (
+                "container_memory_bytes".to_owned(),
+                series(
+                    &[
+                        ("namespace", "shop"),
+                        ("pod", "web-1"),
+                        ("container", "app"),
+                    ],
+                    memory,
+                )
+                .into_iter()
+                .collect(),
+            ),
+            (
+                "pvc_used_bytes".to_owned(),
+                series(
+                    &[("namespace", "shop"), ("persistentvolumeclaim", "data")],
+                    used,
+                )
+                .into_iter()
+                .collect(),
+            ),
+        ]);
+        predict(&tables, trends, issues);
+    }
+
+    /// [`predicted`] on `tables` with `trends` fitted at 1.8e9 s, after
+    /// `issues`.
+    fn predict(
+        tables: &Tables,
+        trends: BTreeMap<String, Vec<TrendSeries>>,
+        issues: &mut Vec<pb::Issue>,
+    ) {
         let history = History {
-            trends: Arc::new(BTreeMap::from([
-                (
-                    "container_memory_bytes".to_owned(),
-                    series(
-                        &[
-                            ("namespace", "shop"),
-                            ("pod", "web-1"),
-                            ("container", "app"),
-                        ],
-                        memory,
-                    )
-                    .into_iter()
-                    .collect(),
-                ),
-                (
-                    "pvc_used_bytes".to_owned(),
-                    series(
-                        &[("namespace", "shop"), ("persistentvolumeclaim", "data")],
-                        used,
-                    )
-                    .into_iter()
-                    .collect(),
-                ),
-            ])),
+            trends: Arc::new(trends),
             trends_at: 1_800_000_000,
             ..History::default()
         };
@@ -467,7 +478,7 @@ mod tests {
             history,
             ..MetricsRound::default()
         };
-        predicted(&tables, &metrics, &Thresholds::default(), issues);
+        predicted(tables, &metrics, &Thresholds::default(), issues);
     }
 
     fn kinds(issues: &[pb::Issue]) -> Vec<IssueKind> {
@@ -548,19 +559,11 @@ mod tests {
             ..pb::Node::default()
         };
         tables.nodes.insert(Arc::from("uid-n1"), entry(n1));
-        let history = History {
-            trends: Arc::new(BTreeMap::from([(
-                query.to_owned(),
-                series(&[("node", node)], values).into_iter().collect(),
-            )])),
-            trends_at: 1_800_000_000,
-            ..History::default()
-        };
-        let metrics = MetricsRound {
-            history,
-            ..MetricsRound::default()
-        };
-        predicted(&tables, &metrics, &Thresholds::default(), issues);
+        let trends = BTreeMap::from([(
+            query.to_owned(),
+            series(&[("node", node)], values).into_iter().collect(),
+        )]);
+        predict(&tables, trends, issues);
     }
 
     #[test]
